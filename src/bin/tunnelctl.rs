@@ -1,0 +1,7 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    tunnelctl::commands::run(tunnelctl::cli::Cli::parse())
+}

@@ -1,0 +1,169 @@
+//! The one definition of tunnelctl's command line: `--help`, the man page and the
+//! shell completions are all generated from these types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::target::Target;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tunnelctl",
+    version,
+    about = "Keep SSH tunnels alive with the init system you already run",
+    long_about = "Declare SSH tunnels once in tunnels.yaml; tunnelctl renders a hardened service for \
+systemd, launchd, SysV init or BusyBox init, installs it, and tunnel-watchdog proves every forward \
+carries data so the init system restarts a hung tunnel."
+)]
+pub struct Cli {
+    /// Configuration file (default: $TUNNELCTL_CONFIG, then ~/.config/tunnelctl/tunnels.yaml, or /etc/tunnelctl/tunnels.yaml as root)
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration; errors are printed as FILE:LINE:COL
+    Check(CheckArgs),
+    /// Print the service file (and argument file) for a tunnel
+    Render(RenderArgs),
+    /// Install a tunnel's service and start it through the init system
+    Install(InstallArgs),
+    /// Stop a tunnel's service and remove exactly what install wrote
+    Uninstall(UninstallArgs),
+    /// List the tunnels in the configuration and where each is installed
+    List(ListArgs),
+    /// Show each tunnel's state as the watchdog and the init system see it
+    Status(StatusArgs),
+    /// Fetch, show and pin a tunnel's server host key
+    Trust(TrustArgs),
+    /// Run a tunnel's ssh once and explain in plain words what is wrong
+    Doctor(DoctorArgs),
+    /// Show a tunnel's log from wherever its init system keeps it
+    Logs(LogsArgs),
+    /// Reconnect a tunnel now, without waiting for its back-off
+    Reconnect(ReconnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Tunnel name from the configuration
+    pub name: String,
+    /// Init system to render for
+    #[arg(long, short = 't', value_enum)]
+    pub target: Target,
+    /// Path of tunnel-watchdog written into the service (default: next to tunnelctl, else /usr/bin/tunnel-watchdog)
+    #[arg(long, value_name = "PATH")]
+    pub watchdog: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Tunnel name from the configuration
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Install every tunnel in the configuration
+    #[arg(long)]
+    pub all: bool,
+    /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+    /// Write under DIR instead of / and run no init tool (for packagers and tests)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Show the diff, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the files but do not (re)start the service
+    #[arg(long)]
+    pub no_start: bool,
+    /// Path of tunnel-watchdog written into the service (default: next to tunnelctl, else /usr/bin/tunnel-watchdog)
+    #[arg(long, value_name = "PATH")]
+    pub watchdog: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Tunnel name
+    pub name: String,
+    /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+    /// Remove under DIR instead of / and run no init tool
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Look for installed files under DIR instead of /
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this tunnel
+    pub name: Option<String>,
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every 2 seconds until interrupted
+    #[arg(long)]
+    pub watch: bool,
+    /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+    /// Read state from DIR instead of the target's default state directory
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Tunnel name
+    pub name: String,
+    /// Pin the key without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Tunnel name
+    pub name: String,
+    /// Give up on the test connection after this long
+    #[arg(long, default_value = "20s", value_name = "DURATION")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Tunnel name
+    pub name: String,
+    /// Keep printing new lines
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconnectArgs {
+    /// Tunnel name
+    pub name: String,
+    /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+    /// Read state from DIR instead of the target's default state directory
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}

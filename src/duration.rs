@@ -1,0 +1,98 @@
+//! Durations as written in tunnels.yaml and on the watchdog's command line:
+//! `500ms`, `15s`, `5m`, `1h`. Shared by the config and the watchdog.
+
+use std::time::Duration;
+
+/// Parses `500ms`, `15s`, `5m`, `1h` (an integer and one unit; no unit means seconds is
+/// deliberately refused, because `15` could as well mean minutes to a reader).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit; write it as `{text}s`, `{text}m` or `{text}ms`"))?;
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return Err(format!("`{text}` is not a duration; write a whole number and a unit: `500ms`, `15s`, `5m`, `1h`"));
+    }
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is too large to be a duration"))?;
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}`; use ms, s, m or h (for example `15s`)"
+            ));
+        }
+    };
+    value
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too large to be a duration"))
+}
+
+/// The shortest exact spelling of a duration in the same syntax (`90s` stays `90s`,
+/// `120s` becomes `2m`), so a rendered file reads like the config that produced it.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_string();
+    }
+    if millis % 3_600_000 == 0 {
+        format!("{}h", millis / 3_600_000)
+    } else if millis % 60_000 == 0 {
+        format!("{}m", millis / 60_000)
+    } else if millis % 1_000 == 0 {
+        format!("{}s", millis / 1_000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+/// Human form for status lines: `3h12m`, `40s`, `12ms`.
+pub fn format_human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if secs == 0 {
+        return format!("{}ms", duration.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s:02}s"),
+        _ => format!("{h}h{m:02}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn refuses_what_a_reader_could_misread() {
+        for bad in ["15", "s", "", "1.5s", "-1s", "5 min", "5M", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(parse_duration("15").unwrap_err().contains("`15s`"));
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for text in ["500ms", "15s", "90s", "5m", "1h", "1500ms"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_human(Duration::from_secs(3 * 3600 + 12 * 60 + 5)), "3h12m");
+        assert_eq!(format_human(Duration::from_millis(12)), "12ms");
+    }
+}

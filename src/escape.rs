@@ -1,0 +1,1 @@
+//! escape (to be written)

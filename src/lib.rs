@@ -1,0 +1,20 @@
+//! tunnelctl: declare SSH tunnels once, render a hardened service for the init
+//! system the machine runs, and keep every forward proven alive by `tunnel-watchdog`.
+//!
+//! See `docs/design.md` for how the modules fit together.
+
+pub mod duration;
+pub mod model;
+pub mod state;
+pub mod watchdog;
+
+// Everything below is the `tunnelctl` side: the watchdog binary uses none of it.
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod diagnostic;
+pub mod escape;
+pub mod install;
+pub mod render;
+pub mod ssh_command;
+pub mod target;

@@ -1,0 +1,1 @@
+//! ssh_command (to be written)
