@@ -1,0 +1,331 @@
+//! The seven faults: how each is injected into one lane, what it holds while the
+//! tools recover, and how it is undone.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::lane::Lane;
+use crate::targets::SilentServer;
+use crate::tools::{Tool, client_ip, server_ip};
+use crate::{firewall, procs, sockets, stop};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    ClientFrozen = 1,
+    SessionFrozen = 2,
+    BlackHole = 3,
+    SshdDown = 4,
+    ConntrackForgets = 5,
+    StaleListener = 6,
+    SilentServer = 7,
+}
+
+/// Fault 3: how long the path drops everything.
+pub const BLACKHOLE: Duration = Duration::from_secs(30);
+/// Fault 4: how long sshd stays dead.
+pub const SSHD_DOWN: Duration = Duration::from_secs(20);
+/// Fault 7: how long the silent listener replaces sshd.
+pub const SILENT: Duration = Duration::from_secs(30);
+/// Fault 2: a frozen session is resumed at the latest after this long.
+const SESSION_FREEZE_MAX: Duration = Duration::from_secs(60);
+/// Fault 5: conntrack's established timeout while it "forgets".
+const FORGET_TIMEOUT_SECS: u32 = 1;
+
+impl Fault {
+    pub const ALL: [Fault; 7] = [
+        Fault::ClientFrozen,
+        Fault::SessionFrozen,
+        Fault::BlackHole,
+        Fault::SshdDown,
+        Fault::ConntrackForgets,
+        Fault::StaleListener,
+        Fault::SilentServer,
+    ];
+
+    pub fn from_number(n: u8) -> Option<Fault> {
+        Fault::ALL.get((n as usize).checked_sub(1)?).copied()
+    }
+
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Fault::ClientFrozen => "ssh client frozen (SIGSTOP)",
+            Fault::SessionFrozen => "server session frozen (SIGSTOP)",
+            Fault::BlackHole => "path black-holed 30 s",
+            Fault::SshdDown => "sshd killed 20 s",
+            Fault::ConntrackForgets => "conntrack forgets the flow",
+            Fault::StaleListener => "stale remote listener",
+            Fault::SilentServer => "server accepts, never speaks (30 s)",
+        }
+    }
+
+    /// What the measured time counts from.
+    pub fn clock_starts(self) -> &'static str {
+        match self {
+            Fault::BlackHole | Fault::SshdDown | Fault::SilentServer => "heal",
+            Fault::ConntrackForgets => "first use after the flow was forgotten",
+            _ => "fault",
+        }
+    }
+
+    pub fn how(self) -> &'static str {
+        match self {
+            Fault::ClientFrozen => {
+                "SIGSTOP to the ssh client process that holds the tool's connection (for A the watchdog's ssh child). It stays stopped until the tool kills it; the unit's stop at the end of the trial sends SIGTERM+SIGCONT."
+            }
+            Fault::SessionFrozen => {
+                "SIGSTOP to the server's session process (`sshd: root@notty`, the one that owns the connection and the remote listener). It is resumed (SIGCONT) as soon as the client has closed that connection (CLOSE_WAIT on the server) or after 60 s: a frozen process would otherwise hold the remote port forever and no tool could get it back, so the number measures how fast the tool gives up on the frozen session."
+            }
+            Fault::BlackHole => {
+                "nftables in the server namespace drops every packet on the veth both ways for 30 s, then the rules are removed. The clock starts at the heal."
+            }
+            Fault::SshdDown => {
+                "SIGKILL to every sshd process in the lane (daemon and sessions: clients see the connection reset), 20 s with nothing listening (connections refused), then sshd is started again. The clock starts when sshd listens again."
+            }
+            Fault::ConntrackForgets => {
+                "The path is a stateful firewall (conntrack, `nf_conntrack_tcp_loose=0`, invalid packets dropped, established timeout 20 s). With ServerAliveInterval 5 s and ClientAliveInterval 5 s no tunnel is ever idle for 20 s, so waiting 3 × 20 s would test nothing; instead the established timeout is lowered to 1 s until every tunnel flow has been forgotten between two keepalives (polled in /proc/net/nf_conntrack), then set back to 20 s. Every later packet of the old flows is dropped as invalid. The clock starts at that moment, when the bench starts using the tunnels."
+            }
+            Fault::StaleListener => {
+                "The tool's TCP connection is cut silently (nftables drops that client port both ways) and its ssh client is killed with SIGKILL: the server never hears of it, so the old session keeps the remote port until its ClientAliveInterval 5 s × 2 notices, while the tool reconnects and its `-R` is refused."
+            }
+            Fault::SilentServer => {
+                "sshd's listener is killed and a listener that accepts and never sends a byte takes its ports; then every session is killed so all tools reconnect into it. After 30 s the silent listener stops listening (connections it accepted stay open, so a client mid-handshake waits for its own ConnectTimeout) and sshd is started again. The clock starts when sshd listens again."
+            }
+        }
+    }
+}
+
+/// A fault in progress in one lane.
+pub struct Injected {
+    pub fault: Fault,
+    /// When the fault hit (attempts are counted from here).
+    pub fault_at: Instant,
+    /// When the recovery clock starts.
+    pub reference: Instant,
+    /// Per tool: a fact about the injection worth keeping ("no connection to freeze", …).
+    pub notes: BTreeMap<Tool, String>,
+    /// A fact about the whole lane's injection.
+    pub lane_note: Option<String>,
+    /// Fault 2: session pid, its client port, resumed yet.
+    frozen_sessions: Vec<(Tool, i32, u16, bool)>,
+    silent: Option<SilentServer>,
+}
+
+impl Injected {
+    fn new(fault: Fault) -> Injected {
+        let now = Instant::now();
+        Injected {
+            fault,
+            fault_at: now,
+            reference: now,
+            notes: BTreeMap::new(),
+            lane_note: None,
+            frozen_sessions: Vec::new(),
+            silent: None,
+        }
+    }
+}
+
+/// The tool's established connection as the server sees it: the client's port.
+fn server_side_client_port(lane: &Lane, tool: Tool) -> Option<u16> {
+    let ip = server_ip(lane.n).parse().ok()?;
+    let port = crate::tools::ssh_port(tool);
+    sockets::tcp_table(&lane.server)
+        .into_iter()
+        .find(|e| e.state == sockets::ESTABLISHED && e.local == (ip, port))
+        .map(|e| e.remote.1)
+}
+
+/// The ssh client process holding the tool's connection, in the client namespace.
+fn client_ssh_pid(lane: &Lane, tool: Tool) -> Option<i32> {
+    let ip: std::net::Ipv4Addr = server_ip(lane.n).parse().ok()?;
+    let port = crate::tools::ssh_port(tool);
+    let entry = sockets::tcp_table(&lane.client)
+        .into_iter()
+        .find(|e| e.state == sockets::ESTABLISHED && e.remote == (ip, port))?;
+    sockets::owners(&lane.client, entry.inode).into_iter().find(|&p| procs::comm(p) == "ssh")
+}
+
+/// The server's session process for the tool's connection: the unprivileged
+/// `sshd: root@notty` child, which owns the socket and the `-R` listener.
+fn session_pid(lane: &Lane, tool: Tool) -> Option<(i32, u16)> {
+    let ip: std::net::Ipv4Addr = server_ip(lane.n).parse().ok()?;
+    let port = crate::tools::ssh_port(tool);
+    let entry = sockets::tcp_table(&lane.server)
+        .into_iter()
+        .find(|e| e.state == sockets::ESTABLISHED && e.local == (ip, port))?;
+    let owners = sockets::owners(&lane.server, entry.inode);
+    let pick = owners
+        .iter()
+        .copied()
+        .find(|&p| procs::cmdline(p).contains("@notty"))
+        .or_else(|| owners.iter().copied().find(|&p| !procs::cmdline(p).contains("[priv]")))
+        .or_else(|| owners.first().copied())?;
+    Some((pick, entry.remote.1))
+}
+
+fn sshd_addrs(lane: &Lane) -> Vec<SocketAddr> {
+    let ip = server_ip(lane.n);
+    Tool::ALL.iter().map(|t| format!("{ip}:{}", crate::tools::ssh_port(*t)).parse().unwrap()).collect()
+}
+
+/// Injects the fault. For faults with a hold time (3, 4, 7) this returns after
+/// the heal; `reference` is the heal.
+pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
+    let mut inj = Injected::new(fault);
+    let tools: Vec<Tool> = lane.instances.iter().map(|i| i.tool).collect();
+    match fault {
+        Fault::ClientFrozen => {
+            // Find every pid first, then stop them together.
+            let pids: Vec<(Tool, Option<i32>)> = tools.iter().map(|&t| (t, client_ssh_pid(lane, t))).collect();
+            inj.fault_at = Instant::now();
+            for (t, pid) in pids {
+                match pid {
+                    Some(p) => {
+                        procs::signal(p, Signal::SIGSTOP);
+                    }
+                    None => {
+                        inj.notes.insert(t, "no ssh connection found to freeze".into());
+                    }
+                }
+            }
+            inj.reference = inj.fault_at;
+        }
+        Fault::SessionFrozen => {
+            let found: Vec<(Tool, Option<(i32, u16)>)> = tools.iter().map(|&t| (t, session_pid(lane, t))).collect();
+            inj.fault_at = Instant::now();
+            for (t, s) in found {
+                match s {
+                    Some((pid, cport)) => {
+                        procs::signal(pid, Signal::SIGSTOP);
+                        inj.frozen_sessions.push((t, pid, cport, false));
+                    }
+                    None => {
+                        inj.notes.insert(t, "no server session found to freeze".into());
+                    }
+                }
+            }
+            inj.reference = inj.fault_at;
+        }
+        Fault::BlackHole => {
+            inj.fault_at = Instant::now();
+            firewall::blackhole(&lane.server, &lane.server_if)?;
+            let held = stop::sleep(BLACKHOLE);
+            firewall::clear_faults(&lane.server)?;
+            inj.reference = Instant::now();
+            if !held {
+                return Err("interrupted".into());
+            }
+        }
+        Fault::SshdDown => {
+            inj.fault_at = Instant::now();
+            lane.sshd.lock().unwrap().kill_all(&lane.server);
+            let held = stop::sleep(SSHD_DOWN);
+            lane.sshd.lock().unwrap().start(&lane.server)?;
+            inj.reference = Instant::now();
+            if !held {
+                return Err("interrupted".into());
+            }
+        }
+        Fault::ConntrackForgets => {
+            let ports: Vec<u16> = tools.iter().map(|&t| crate::tools::ssh_port(t)).collect();
+            inj.fault_at = Instant::now();
+            firewall::set_established_timeout(&lane.server, FORGET_TIMEOUT_SECS)?;
+            let forgotten = stop::poll(Duration::from_secs(30), Duration::from_millis(100), || {
+                firewall::established_entries(&lane.server, &ports).is_empty().then_some(())
+            });
+            let left = firewall::established_entries(&lane.server, &ports);
+            firewall::set_established_timeout(&lane.server, firewall::ESTABLISHED_TIMEOUT_SECS)?;
+            inj.reference = Instant::now();
+            if forgotten.is_none() {
+                for &t in &tools {
+                    if left.contains(&crate::tools::ssh_port(t)) {
+                        inj.notes.insert(t, "its flow was never forgotten (traffic every second for 30 s)".into());
+                    }
+                }
+            }
+        }
+        Fault::StaleListener => {
+            let found: Vec<(Tool, Option<u16>, Option<i32>)> =
+                tools.iter().map(|&t| (t, server_side_client_port(lane, t), client_ssh_pid(lane, t))).collect();
+            inj.fault_at = Instant::now();
+            for (t, cport, pid) in found {
+                match (cport, pid) {
+                    (Some(cport), Some(pid)) => {
+                        firewall::drop_connection(&lane.server, &client_ip(lane.n), cport)?;
+                        procs::signal(pid, Signal::SIGKILL);
+                    }
+                    _ => {
+                        inj.notes.insert(t, "no connection found to cut".into());
+                    }
+                }
+            }
+            inj.reference = inj.fault_at;
+        }
+        Fault::SilentServer => {
+            inj.fault_at = Instant::now();
+            lane.sshd.lock().unwrap().kill_listener();
+            // The kernel frees the listening sockets as the process dies; retry the bind briefly.
+            let addrs = sshd_addrs(lane);
+            let silent = stop::poll(Duration::from_secs(5), Duration::from_millis(50), || SilentServer::start(&lane.server, &addrs).ok())
+                .ok_or("could not bind the silent listener")?;
+            crate::sshd::kill_sessions(&lane.server);
+            let mut silent = silent;
+            let held = stop::sleep(SILENT);
+            silent.stop_listening();
+            lane.sshd.lock().unwrap().start(&lane.server)?;
+            inj.reference = Instant::now();
+            let n = silent.accepted();
+            inj.lane_note = Some(format!("the silent listener accepted {n} connection(s)"));
+            inj.silent = Some(silent);
+            if !held {
+                return Err("interrupted".into());
+            }
+        }
+    }
+    Ok(inj)
+}
+
+/// Called about every 250 ms while the tools recover.
+pub fn tick(lane: &Lane, inj: &mut Injected) {
+    if inj.fault != Fault::SessionFrozen {
+        return;
+    }
+    let table = sockets::tcp_table(&lane.server);
+    let overdue = inj.fault_at.elapsed() > SESSION_FREEZE_MAX;
+    for (tool, pid, cport, resumed) in inj.frozen_sessions.iter_mut() {
+        if *resumed {
+            continue;
+        }
+        let port = crate::tools::ssh_port(*tool);
+        let still_open = table.iter().any(|e| e.local.1 == port && e.remote.1 == *cport && e.state == sockets::ESTABLISHED);
+        if !still_open || overdue {
+            procs::signal(*pid, Signal::SIGCONT);
+            *resumed = true;
+        }
+    }
+}
+
+/// Undoes what is left of the fault (the tools' units are restarted afterwards).
+pub fn finish(lane: &Lane, inj: Injected) -> Result<(), String> {
+    for (_, pid, _, resumed) in &inj.frozen_sessions {
+        if !resumed {
+            procs::signal(*pid, Signal::SIGCONT);
+        }
+    }
+    drop(inj.silent);
+    firewall::clear_faults(&lane.server)?;
+    let mut sshd = lane.sshd.lock().unwrap();
+    let ports = sshd.ports.clone();
+    if !ports.iter().all(|p| sockets::listening(&lane.server, *p)) {
+        sshd.kill_listener();
+        sshd.start(&lane.server)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! A lane: one server namespace with its own sshd and firewall, joined to the
+//! shared client namespace, carrying one instance of every tool. Each fault gets
+//! its own lane, so the seven faults run at the same time without touching each
+//! other, and every tool in a lane sees the very same fault at the same moment.
+//! Lane 0 is never faulted: it measures the idle footprint.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::faults::{self, Fault};
+use crate::measure::{self, StopOutcome};
+use crate::netns::Netns;
+use crate::sshd::Sshd;
+use crate::tools::{Instance, Tool};
+use crate::usermgr::UserManager;
+use crate::{firewall, stop};
+
+pub struct Lane {
+    pub n: u8,
+    pub fault: Option<Fault>,
+    pub client: Arc<Netns>,
+    pub server: Netns,
+    pub server_if: String,
+    pub sshd: Mutex<Sshd>,
+    pub instances: Vec<Instance>,
+    pub mgr: Arc<UserManager>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TrialResult {
+    pub fault: Fault,
+    pub tool: Tool,
+    pub trial: u32,
+    /// Both forwards worked before the fault (else the trial does not count).
+    pub healthy_before: bool,
+    /// Seconds from the fault (or heal) to both forwards carrying data; None = not within the deadline.
+    pub recovery_secs: Option<f64>,
+    /// Connection attempts (distinct SYNs to the tool's sshd port) from the fault until recovery or the deadline.
+    pub attempts: usize,
+    /// Seconds after the fault at which each attempt started.
+    pub attempt_times: Vec<f64>,
+    pub stop: StopOutcome,
+    pub note: String,
+}
+
+impl Lane {
+    fn log(&self, msg: &str) {
+        eprintln!("[lane {} {}] {msg}", self.n, self.fault.map(|f| format!("fault {}", f.number())).unwrap_or("footprint".into()));
+    }
+
+    /// Waits until every instance passes a check; restarts those that do not
+    /// within 60 s and waits once more. Returns per instance whether it is healthy.
+    pub fn ensure_healthy(&self) -> Vec<bool> {
+        let first = measure::wait_recovery(self, &self.instances, Instant::now(), Duration::from_secs(60), || {});
+        let mut healthy: Vec<bool> = first.iter().map(Option::is_some).collect();
+        let sick: Vec<Instance> =
+            self.instances.iter().zip(&healthy).filter(|(_, h)| !**h).map(|(i, _)| i.clone()).collect();
+        if sick.is_empty() || stop::requested() {
+            return healthy;
+        }
+        for inst in &sick {
+            self.log(&format!("{} not healthy after 60 s; restarting {}", inst.tool.label(), inst.unit));
+            let _ = self.mgr.systemctl(&["restart", "--no-block", &inst.unit]);
+        }
+        let second = measure::wait_recovery(self, &sick, Instant::now(), Duration::from_secs(60), || {});
+        for (inst, ok) in sick.iter().zip(second) {
+            if let Some(k) = self.instances.iter().position(|i| i.unit == inst.unit) {
+                healthy[k] = ok.is_some();
+            }
+        }
+        healthy
+    }
+
+    /// All trials of this lane's fault.
+    pub fn run_fault(&self, trials: u32, deadline: Duration) -> Vec<TrialResult> {
+        let fault = self.fault.expect("a fault lane");
+        let mut results = Vec::new();
+        for trial in 1..=trials {
+            if stop::requested() {
+                break;
+            }
+            let healthy = self.ensure_healthy();
+            if stop::requested() {
+                break;
+            }
+            let _ = firewall::flush_attempts(&self.server);
+            self.log(&format!("trial {trial}/{trials}: {}", fault.title()));
+            let mut inj = match faults::inject(self, fault) {
+                Ok(i) => i,
+                Err(e) => {
+                    self.log(&format!("could not inject: {e}"));
+                    let _ = firewall::clear_faults(&self.server);
+                    break;
+                }
+            };
+            let reference = inj.reference;
+            let fault_at = inj.fault_at;
+            let recovered = measure::wait_recovery(self, &self.instances, reference, deadline, || faults::tick(self, &mut inj));
+            let attempts = firewall::attempts(&self.server);
+            let notes = inj.notes.clone();
+            let lane_note = inj.lane_note.clone();
+            if let Err(e) = faults::finish(self, inj) {
+                self.log(&format!("could not undo the fault: {e}"));
+            }
+            for (k, inst) in self.instances.iter().enumerate() {
+                let stop = measure::stop_unit(self, inst);
+                let until = recovered[k].map(|d| reference + d).unwrap_or(reference + deadline);
+                let mut times: Vec<f64> = attempts
+                    .iter()
+                    .filter(|a| a.server_port == inst.ssh_port && a.at + Duration::from_millis(50) >= fault_at && a.at <= until)
+                    .map(|a| a.at.saturating_duration_since(fault_at).as_secs_f64())
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                let mut note: Vec<String> = notes.get(&inst.tool).cloned().into_iter().collect();
+                if let Some(n) = &lane_note {
+                    note.push(n.clone());
+                }
+                if !healthy[k] {
+                    note.push("not healthy before the fault: trial not counted".into());
+                }
+                results.push(TrialResult {
+                    fault,
+                    tool: inst.tool,
+                    trial,
+                    healthy_before: healthy[k],
+                    recovery_secs: recovered[k].map(|d| d.as_secs_f64()),
+                    attempts: times.len(),
+                    attempt_times: times,
+                    stop,
+                    note: note.join("; "),
+                });
+                if let Err(e) = measure::start_unit(self, inst) {
+                    self.log(&format!("could not start {}: {e}", inst.unit));
+                }
+            }
+            let summary: Vec<String> = results
+                .iter()
+                .filter(|r| r.trial == trial)
+                .map(|r| format!("{}={}", r.tool.letter(), r.recovery_secs.map(|s| format!("{s:.1}s")).unwrap_or("-".into())))
+                .collect();
+            self.log(&format!("trial {trial}/{trials} done: {}", summary.join(" ")));
+        }
+        results
+    }
+
+    /// The footprint lane: wait until healthy, then sample for `window`, then stop the units.
+    pub fn run_footprint(&self, window: Duration) -> Vec<(Tool, measure::Footprint, StopOutcome)> {
+        let healthy = self.ensure_healthy();
+        self.log(&format!("measuring the idle footprint for {:.0} s", window.as_secs_f64()));
+        let fps = measure::footprint(self, window);
+        let mut out = Vec::new();
+        for ((inst, fp), ok) in self.instances.iter().zip(fps).zip(healthy) {
+            let mut fp = fp;
+            if !ok {
+                fp.healthy_at_end = false;
+            }
+            let stop = measure::stop_unit(self, inst);
+            out.push((inst.tool, fp, stop));
+        }
+        self.log("footprint done");
+        out
+    }
+}

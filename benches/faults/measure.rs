@@ -1,0 +1,193 @@
+//! What the bench measures: both forwards carrying data, time to recover,
+//! processes left behind by a stopped unit, and the idle footprint.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::lane::Lane;
+use crate::tools::{CLIENT_BANNER, Instance, server_banner};
+use crate::{firewall, procs, stop, targets};
+
+/// Pause between two checks of one tool while it is down.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// A forward that gives no banner within this is down (a healthy one answers in milliseconds).
+const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Both forwards of one instance carry data, right now: the local forward from the
+/// client namespace, the remote one from the server namespace.
+pub fn check_instance(lane: &Lane, inst: &Instance) -> bool {
+    let local: SocketAddr = ([127, 0, 0, 1], inst.local_port).into();
+    let remote: SocketAddr = ([127, 0, 0, 1], inst.remote_port).into();
+    targets::check(&lane.client, local, &server_banner(lane.n), CHECK_TIMEOUT)
+        && targets::check(&lane.server, remote, CLIENT_BANNER, CHECK_TIMEOUT)
+}
+
+/// Checks every instance (each in its own thread) until it passes or `reference +
+/// deadline`. Returns per instance the time from `reference` to the start of its
+/// first passing check. `tick` runs about every 250 ms meanwhile.
+pub fn wait_recovery(
+    lane: &Lane,
+    insts: &[Instance],
+    reference: Instant,
+    deadline: Duration,
+    mut tick: impl FnMut(),
+) -> Vec<Option<Duration>> {
+    let end = reference + deadline;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = insts
+            .iter()
+            .map(|inst| {
+                s.spawn(move || {
+                    loop {
+                        let t0 = Instant::now();
+                        if t0 > end || stop::requested() {
+                            return None;
+                        }
+                        if check_instance(lane, inst) {
+                            return Some(t0.saturating_duration_since(reference));
+                        }
+                        std::thread::sleep(CHECK_EVERY);
+                    }
+                })
+            })
+            .collect();
+        // Bounded: every checker returns by `end` plus one check.
+        while handles.iter().any(|h| !h.is_finished()) {
+            tick();
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
+    })
+}
+
+/// What stopping a unit left behind.
+#[derive(Clone, Debug, Default)]
+pub struct StopOutcome {
+    pub stop_secs: f64,
+    pub stopped: bool,
+    /// "PID comm state" of every process still there after the stop.
+    pub leftovers: Vec<String>,
+}
+
+/// Stops the unit, waits for it to be inactive (30 s at most), and lists what is
+/// left: processes still in its cgroup, and any process in the client namespace
+/// whose command line carries this instance's forward. They are then killed.
+pub fn stop_unit(lane: &Lane, inst: &Instance) -> StopOutcome {
+    let mgr = &lane.mgr;
+    let cgroup = mgr.unit_cgroup_dir(&inst.unit);
+    let t0 = Instant::now();
+    let _ = mgr.systemctl(&["stop", "--no-block", &inst.unit]);
+    let stopped = stop::poll(Duration::from_secs(30), Duration::from_millis(50), || {
+        let state = mgr.show(&inst.unit, "ActiveState");
+        matches!(state.as_str(), "inactive" | "failed").then_some(())
+    })
+    .is_some();
+    let stop_secs = t0.elapsed().as_secs_f64();
+    let marker = inst.marker();
+    let mut pids: BTreeSet<i32> = cgroup.map(|d| procs::cgroup_pids(&d)).unwrap_or_default().into_iter().collect();
+    for p in lane.client.pids() {
+        if procs::cmdline(p).contains(&marker) {
+            pids.insert(p);
+        }
+    }
+    let leftovers = pids
+        .iter()
+        .map(|&p| format!("{p} {} {}", procs::comm(p), procs::stat(p).map(|s| s.state).unwrap_or('?')))
+        .collect();
+    procs::kill_all(&pids.into_iter().collect::<Vec<_>>());
+    StopOutcome { stop_secs, stopped, leftovers }
+}
+
+pub fn start_unit(lane: &Lane, inst: &Instance) -> Result<(), String> {
+    lane.mgr.systemctl(&["start", "--no-block", &inst.unit]).map(|_| ())
+}
+
+/// Idle footprint of one instance over the measuring window.
+#[derive(Clone, Debug, Default)]
+pub struct Footprint {
+    pub seconds: f64,
+    pub supervisor: String,
+    pub rss_kib_max: u64,
+    pub rss_kib_end: u64,
+    pub cpu_secs: f64,
+    /// CPU of the supervisor's reaped children (probe processes, ssh that exited).
+    pub children_cpu_secs: f64,
+    pub ssh_rss_kib: u64,
+    /// ssh processes that appeared during the window (polled every 200 ms).
+    pub ssh_spawned: usize,
+    /// TCP connections to sshd during the window (SYNs counted on the server).
+    pub connections: usize,
+    /// Times the supervising process changed (the unit restarted).
+    pub supervisor_changes: usize,
+    pub healthy_at_end: bool,
+}
+
+/// Samples every instance of the (untouched) footprint lane for `window`.
+pub fn footprint(lane: &Lane, window: Duration) -> Vec<Footprint> {
+    let hz = procs::clock_ticks_per_sec() as f64;
+    let n = lane.instances.len();
+    let mut out = vec![Footprint::default(); n];
+    let mut supervisor: Vec<Option<i32>> = lane.instances.iter().map(|i| lane.mgr.main_pid(&i.unit)).collect();
+    // Last (cpu, children cpu) ticks per supervisor pid.
+    let mut last: Vec<HashMap<i32, (u64, u64)>> = vec![HashMap::new(); n];
+    let mut ssh_seen: Vec<BTreeSet<i32>> = vec![BTreeSet::new(); n];
+    let mut ssh_at_start: Vec<BTreeSet<i32>> = vec![BTreeSet::new(); n];
+    let cgroups: Vec<_> = lane.instances.iter().map(|i| lane.mgr.unit_cgroup_dir(&i.unit)).collect();
+    let _ = firewall::flush_attempts(&lane.server);
+    let start = Instant::now();
+    let mut next_sample = start;
+    let mut first = true;
+    loop {
+        let now = Instant::now();
+        let done = now >= start + window || stop::requested();
+        for k in 0..n {
+            let pids = cgroups[k].as_ref().map(|d| procs::cgroup_pids(d)).unwrap_or_default();
+            let ssh: Vec<i32> = pids.iter().copied().filter(|&p| procs::comm(p) == "ssh").collect();
+            if first {
+                ssh_at_start[k].extend(ssh.iter().copied());
+            }
+            ssh_seen[k].extend(ssh.iter().copied());
+            if now >= next_sample || done {
+                let inst = &lane.instances[k];
+                let alive = supervisor[k].filter(|&p| procs::stat(p).is_some() && !procs::is_zombie(p));
+                if alive.is_none() {
+                    supervisor[k] = lane.mgr.main_pid(&inst.unit);
+                    out[k].supervisor_changes += 1;
+                }
+                if let Some(p) = supervisor[k] {
+                    if let Some(st) = procs::stat(p) {
+                        let e = last[k].entry(p).or_insert((st.cpu_ticks, st.child_cpu_ticks));
+                        out[k].cpu_secs += st.cpu_ticks.saturating_sub(e.0) as f64 / hz;
+                        out[k].children_cpu_secs += st.child_cpu_ticks.saturating_sub(e.1) as f64 / hz;
+                        *e = (st.cpu_ticks, st.child_cpu_ticks);
+                    }
+                    let rss = procs::rss_kib(p).unwrap_or(0);
+                    out[k].rss_kib_max = out[k].rss_kib_max.max(rss);
+                    out[k].rss_kib_end = rss;
+                    out[k].supervisor = procs::comm(p);
+                }
+                if let Some(&s) = ssh.iter().max_by_key(|&&p| procs::rss_kib(p).unwrap_or(0)) {
+                    out[k].ssh_rss_kib = out[k].ssh_rss_kib.max(procs::rss_kib(s).unwrap_or(0));
+                }
+            }
+        }
+        if now >= next_sample {
+            next_sample += Duration::from_secs(1);
+        }
+        first = false;
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let attempts = firewall::attempts(&lane.server);
+    for (k, inst) in lane.instances.iter().enumerate() {
+        out[k].seconds = seconds;
+        out[k].ssh_spawned = ssh_seen[k].difference(&ssh_at_start[k]).count();
+        out[k].connections = attempts.iter().filter(|a| a.server_port == inst.ssh_port && a.at >= start).count();
+        out[k].healthy_at_end = check_instance(lane, inst);
+    }
+    out
+}

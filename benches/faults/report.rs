@@ -1,0 +1,657 @@
+//! The report: Markdown tables, raw JSON (written by hand: flat records, no
+//! need for serde_json) and a hand-written SVG bar chart.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use crate::cli::Options;
+use crate::faults::{self, Fault};
+use crate::lane::TrialResult;
+use crate::measure::{Footprint, StopOutcome};
+use crate::tools::Tool;
+
+pub struct Machine {
+    pub cores: usize,
+    pub kernel: String,
+    pub openssh: String,
+    pub autossh: String,
+    pub systemd: String,
+    pub date: String,
+}
+
+fn first_line(cmd: &mut Command) -> String {
+    cmd.output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            String::from_utf8_lossy(&text).lines().next().unwrap_or("").trim().to_string()
+        })
+        .unwrap_or_default()
+}
+
+pub fn machine() -> Machine {
+    Machine {
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        openssh: first_line(Command::new("ssh").arg("-V")),
+        autossh: first_line(Command::new("dpkg-query").args(["-W", "-f", "${Package} ${Version}", "autossh"])),
+        systemd: first_line(Command::new("systemctl").arg("--version")),
+        date: first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+    }
+}
+
+pub struct Report<'a> {
+    pub opts: &'a Options,
+    pub machine: Machine,
+    pub wall_secs: f64,
+    pub trials: Vec<TrialResult>,
+    pub footprint: Vec<(Tool, Footprint, StopOutcome)>,
+    pub a_unavailable: Option<String>,
+    pub a_unit: Option<String>,
+    pub errors: Vec<String>,
+}
+
+/// Aggregate of one tool on one fault over the counted trials.
+#[derive(Clone, Debug, Default)]
+pub struct Cell {
+    pub counted: usize,
+    pub recovered: usize,
+    pub median: Option<f64>,
+    pub max: Option<f64>,
+    pub attempts_median: Option<f64>,
+    pub attempts_max: usize,
+    pub leftovers: usize,
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+impl Report<'_> {
+    pub fn tools(&self) -> Vec<Tool> {
+        self.opts.tools.clone()
+    }
+
+    pub fn cell(&self, fault: Fault, tool: Tool) -> Cell {
+        let rs: Vec<&TrialResult> = self.trials.iter().filter(|r| r.fault == fault && r.tool == tool && r.healthy_before).collect();
+        let mut secs: Vec<f64> = rs.iter().filter_map(|r| r.recovery_secs).collect();
+        let mut att: Vec<f64> = rs.iter().map(|r| r.attempts as f64).collect();
+        Cell {
+            counted: rs.len(),
+            recovered: secs.len(),
+            max: secs.iter().copied().reduce(f64::max),
+            median: median(&mut secs),
+            attempts_median: median(&mut att),
+            attempts_max: rs.iter().map(|r| r.attempts).max().unwrap_or(0),
+            leftovers: rs.iter().map(|r| r.stop.leftovers.len()).sum(),
+        }
+    }
+
+    fn available(&self, tool: Tool) -> bool {
+        !(tool == Tool::A && self.a_unavailable.is_some())
+    }
+
+    fn recovery_text(&self, fault: Fault, tool: Tool) -> String {
+        if !self.available(tool) {
+            return "not available".into();
+        }
+        let c = self.cell(fault, tool);
+        if c.counted == 0 {
+            return "—".into();
+        }
+        match (c.median, c.max) {
+            (Some(m), Some(x)) if c.recovered == c.counted => format!("{m:.1} s (max {x:.1}) {}/{}", c.recovered, c.counted),
+            (Some(m), Some(x)) => format!("**{}/{}** · {m:.1} s (max {x:.1})", c.recovered, c.counted),
+            _ => format!("**never** 0/{}", c.counted),
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let tools = self.tools();
+        let m = &self.machine;
+        let mut s = String::new();
+        let _ = writeln!(s, "# Fault bench: tunnelctl vs autossh vs a respawn loop\n");
+        let _ = writeln!(
+            s,
+            "Measured {date} on {cores} cores, Linux {kernel}, {ssh}, {autossh}, {systemd}. \
+             {trials} trial(s) per fault, recovery deadline {dl} s, footprint over {fm} idle minute(s); \
+             the whole run took {wall:.1} minutes.{quick}\n",
+            date = m.date,
+            cores = m.cores,
+            kernel = m.kernel,
+            ssh = m.openssh,
+            autossh = m.autossh,
+            systemd = m.systemd,
+            trials = self.opts.trials,
+            dl = self.opts.deadline_secs,
+            fm = self.opts.footprint_minutes,
+            wall = self.wall_secs / 60.0,
+            quick = if self.opts.quick { " (`--quick`)" } else { "" },
+        );
+        let _ = writeln!(s, "Command: `cargo bench --bench faults{}`\n", args_line(self.opts));
+        if let Some(why) = &self.a_unavailable {
+            let _ = writeln!(s, "**Tool A was not available in this run:** {why}\n");
+        }
+        for e in &self.errors {
+            let _ = writeln!(s, "**Error:** {e}\n");
+        }
+
+        let _ = writeln!(s, "## Time to recover\n");
+        let _ = writeln!(
+            s,
+            "Seconds from the fault (from the heal for 3, 4 and 7; from the first use after the flow was forgotten for 5) \
+             until **both** forwards carry data again (median, max, recovered/trials). \
+             \"never\" = not within {} s.\n",
+            self.opts.deadline_secs
+        );
+        header(&mut s, "fault", &tools);
+        for &f in &self.opts.faults {
+            let cells: Vec<String> = tools.iter().map(|&t| self.recovery_text(f, t)).collect();
+            let _ = writeln!(s, "| {} {} | {} |", f.number(), f.title(), cells.join(" | "));
+        }
+        let _ = writeln!(s, "\n![Median time to recover per fault and tool](recovery.svg)");
+
+        let _ = writeln!(s, "\n## Connection attempts during the outage\n");
+        let _ = writeln!(
+            s,
+            "TCP connections the tool opened to sshd from the fault until it recovered (or the deadline): distinct SYNs counted by nftables on the server, median (max).\n"
+        );
+        header(&mut s, "fault", &tools);
+        for &f in &self.opts.faults {
+            let cells: Vec<String> = tools
+                .iter()
+                .map(|&t| {
+                    let c = self.cell(f, t);
+                    match c.attempts_median {
+                        Some(m) if self.available(t) => format!("{m:.0} ({})", c.attempts_max),
+                        _ => "—".into(),
+                    }
+                })
+                .collect();
+            let _ = writeln!(s, "| {} {} | {} |", f.number(), f.title(), cells.join(" | "));
+        }
+
+        let _ = writeln!(s, "\n## Processes left behind after `systemctl --user stop`\n");
+        let _ = writeln!(s, "Summed over all trials (the unit is stopped and started again after each trial).\n");
+        header(&mut s, "fault", &tools);
+        for &f in &self.opts.faults {
+            let cells: Vec<String> = tools
+                .iter()
+                .map(|&t| if self.available(t) { self.cell(f, t).leftovers.to_string() } else { "—".into() })
+                .collect();
+            let _ = writeln!(s, "| {} {} | {} |", f.number(), f.title(), cells.join(" | "));
+        }
+        let stops: Vec<String> = tools
+            .iter()
+            .filter_map(|&t| {
+                let v: Vec<f64> = self.trials.iter().filter(|r| r.tool == t).map(|r| r.stop.stop_secs).collect();
+                (!v.is_empty()).then(|| format!("{} {:.1} s", t.letter(), v.iter().copied().fold(0.0, f64::max)))
+            })
+            .collect();
+        if !stops.is_empty() {
+            let _ = writeln!(s, "\nLongest `stop` per tool: {}.", stops.join(", "));
+        }
+
+        if !self.footprint.is_empty() {
+            let secs = self.footprint.first().map(|f| f.1.seconds).unwrap_or(0.0);
+            let _ = writeln!(s, "\n## Idle footprint over {:.1} minutes\n", secs / 60.0);
+            let _ = writeln!(
+                s,
+                "Supervising process = the unit's main process (A: tunnel-watchdog, B/C: autossh, D: sh). \
+                 CPU = its utime+stime over the window; children = CPU of children it reaped in the window (probe processes, exited ssh). \
+                 ssh spawned = ssh processes that appeared in the unit's cgroup (polled every 200 ms); connections = SYNs to sshd.\n"
+            );
+            let _ = writeln!(
+                s,
+                "| tool | supervisor | RSS max | CPU s | children CPU s | ssh RSS | ssh spawned | connections | restarts | healthy at end | left after stop |"
+            );
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+            for (t, f, st) in &self.footprint {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.2} MiB | {:.2} | {:.2} | {:.1} MiB | {} | {} | {} | {} | {} |",
+                    t.label(),
+                    f.supervisor,
+                    f.rss_kib_max as f64 / 1024.0,
+                    f.cpu_secs,
+                    f.children_cpu_secs,
+                    f.ssh_rss_kib as f64 / 1024.0,
+                    f.ssh_spawned,
+                    f.connections,
+                    f.supervisor_changes,
+                    if f.healthy_at_end { "yes" } else { "**no**" },
+                    st.leftovers.len(),
+                );
+            }
+        }
+
+        if tools.contains(&Tool::A) {
+            let _ = writeln!(s, "\n## Tool A against the targets of issue 5\n");
+            for line in self.target_verdicts() {
+                let _ = writeln!(s, "- {line}");
+            }
+        }
+
+        let notes: Vec<String> = self
+            .trials
+            .iter()
+            .filter(|r| !r.note.is_empty())
+            .map(|r| format!("fault {} trial {} {}: {}", r.fault.number(), r.trial, r.tool.letter(), r.note))
+            .collect();
+        if !notes.is_empty() {
+            let _ = writeln!(s, "\n## Notes from the run\n");
+            for n in notes.iter().take(60) {
+                let _ = writeln!(s, "- {n}");
+            }
+        }
+
+        let _ = writeln!(s, "\n## How it is measured\n");
+        let _ = writeln!(s, "{}", METHOD.trim());
+        let _ = writeln!(s, "\nThe faults:\n");
+        for &f in &Fault::ALL {
+            let _ = writeln!(s, "{}. **{}** — {} Clock starts at: {}.", f.number(), f.title(), f.how(), f.clock_starts());
+        }
+        let _ = writeln!(s, "\nThe tools:\n");
+        for t in Tool::ALL {
+            let _ = writeln!(s, "- **{}**: {}", t.label(), t.describe());
+        }
+        if let Some(unit) = &self.a_unit {
+            let _ = writeln!(s, "\nTool A's unit as `tunnelctl render` produced it (lane 0 or the first lane):\n\n```ini\n{}\n```", unit.trim());
+        }
+        s
+    }
+
+    /// Plain statements about tool A against each target; "MET" / "NOT MET".
+    pub fn target_verdicts(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(why) = &self.a_unavailable {
+            out.push(format!("NOT MEASURED: tool A was not available ({why})."));
+            return out;
+        }
+        let peers: Vec<Tool> = self.tools().into_iter().filter(|&t| t != Tool::A).collect();
+        // 1. recovers from every fault
+        let failed: Vec<String> = self
+            .opts
+            .faults
+            .iter()
+            .filter_map(|&f| {
+                let c = self.cell(f, Tool::A);
+                (c.counted == 0 || c.recovered < c.counted).then(|| format!("fault {} ({}/{})", f.number(), c.recovered, c.counted))
+            })
+            .collect();
+        out.push(if failed.is_empty() {
+            "MET: A recovered in every trial of every fault run.".into()
+        } else {
+            format!("NOT MET: A did not always recover: {}.", failed.join(", "))
+        });
+        // 2. median no worse than the best peer that survives
+        for &f in &self.opts.faults {
+            let a = self.cell(f, Tool::A);
+            let best = peers
+                .iter()
+                .filter_map(|&t| {
+                    let c = self.cell(f, t);
+                    (c.counted > 0 && c.recovered == c.counted).then_some((t, c.median?))
+                })
+                .min_by(|x, y| x.1.total_cmp(&y.1));
+            match (a.median, best) {
+                (_, None) => out.push(format!("fault {}: no peer survived every trial; A {}.", f.number(), self.recovery_text(f, Tool::A))),
+                (Some(am), Some((t, bm))) if am <= bm + 0.05 => {
+                    out.push(format!("MET fault {}: A median {am:.1} s ≤ best peer {} {bm:.1} s.", f.number(), t.letter()))
+                }
+                (Some(am), Some((t, bm))) => out.push(format!(
+                    "NOT MET fault {}: A median {am:.1} s is {:.1} s slower than {} ({bm:.1} s).",
+                    f.number(),
+                    am - bm,
+                    t.letter()
+                )),
+                (None, Some((t, bm))) => out.push(format!("NOT MET fault {}: A never recovered; {} did in {bm:.1} s.", f.number(), t.letter())),
+            }
+        }
+        // 3. faults 1 and 2 within probe.interval × failures + probe.timeout + 3 s
+        let bound = 5.0 * 2.0 + 5.0 + 3.0;
+        for f in [Fault::ClientFrozen, Fault::SessionFrozen] {
+            if !self.opts.faults.contains(&f) {
+                continue;
+            }
+            let c = self.cell(f, Tool::A);
+            match c.max {
+                Some(x) if c.recovered == c.counted && x <= bound => {
+                    out.push(format!("MET fault {}: A's worst {x:.1} s ≤ {bound:.0} s (5 s × 2 + 5 s + 3 s).", f.number()))
+                }
+                Some(x) => out.push(format!("NOT MET fault {}: A's worst {x:.1} s > {bound:.0} s ({}/{} recovered).", f.number(), c.recovered, c.counted)),
+                None => out.push(format!("NOT MET fault {}: A never recovered (bound {bound:.0} s).", f.number())),
+            }
+        }
+        // 4. nothing left behind
+        let left: usize = self.trials.iter().filter(|r| r.tool == Tool::A).map(|r| r.stop.leftovers.len()).sum::<usize>()
+            + self.footprint.iter().filter(|f| f.0 == Tool::A).map(|f| f.2.leftovers.len()).sum::<usize>();
+        out.push(if left == 0 {
+            "MET: no tool A process was left behind after any stop.".into()
+        } else {
+            format!("NOT MET: {left} tool A process(es) were left behind after stops (see the JSON).")
+        });
+        // 5. attempts follow the back-off: show the spacing on the outage faults
+        for f in [Fault::BlackHole, Fault::SshdDown, Fault::SilentServer] {
+            if let Some(r) = self.trials.iter().find(|r| r.fault == f && r.tool == Tool::A && r.healthy_before) {
+                let times: Vec<String> = r.attempt_times.iter().map(|t| format!("{t:.1}")).collect();
+                out.push(format!(
+                    "back-off, fault {} trial {}: A's connection attempts at [{}] s after the fault (the back-off is 2 s doubling to 5 min; the unit adds RestartSec=1 s).",
+                    f.number(),
+                    r.trial,
+                    times.join(", ")
+                ));
+            }
+        }
+        // 6. footprint
+        if let Some((_, fa, _)) = self.footprint.iter().find(|f| f.0 == Tool::A) {
+            let mib = fa.rss_kib_max as f64 / 1024.0;
+            out.push(if mib < 2.0 {
+                format!("MET: watchdog resident memory {mib:.2} MiB < 2 MiB.")
+            } else {
+                format!("NOT MET: watchdog resident memory {mib:.2} MiB ≥ 2 MiB (over by {:.2} MiB).", mib - 2.0)
+            });
+            if let Some((_, fc, _)) = self.footprint.iter().find(|f| f.0 == Tool::C) {
+                let a = fa.cpu_secs + fa.children_cpu_secs;
+                let c = fc.cpu_secs + fc.children_cpu_secs;
+                out.push(if a <= c + 0.01 {
+                    format!("MET: A's idle CPU {a:.2} s (incl. children) ≤ C's {c:.2} s over the same window.")
+                } else {
+                    format!("NOT MET: A's idle CPU {a:.2} s (incl. children) > C's {c:.2} s over the same window.")
+                });
+            }
+        }
+        out
+    }
+
+    pub fn json(&self) -> String {
+        let m = &self.machine;
+        let mut s = String::from("{\n");
+        let _ = writeln!(
+            s,
+            "  \"machine\": {{\"cores\": {}, \"kernel\": {}, \"openssh\": {}, \"autossh\": {}, \"systemd\": {}, \"date\": {}}},",
+            m.cores,
+            q(&m.kernel),
+            q(&m.openssh),
+            q(&m.autossh),
+            q(&m.systemd),
+            q(&m.date)
+        );
+        let _ = writeln!(
+            s,
+            "  \"options\": {{\"quick\": {}, \"tools\": {}, \"faults\": [{}], \"trials\": {}, \"footprint_minutes\": {}, \"deadline_secs\": {}}},",
+            self.opts.quick,
+            q(&self.opts.tools.iter().map(|t| t.letter()).collect::<String>()),
+            self.opts.faults.iter().map(|f| f.number().to_string()).collect::<Vec<_>>().join(", "),
+            self.opts.trials,
+            self.opts.footprint_minutes,
+            self.opts.deadline_secs
+        );
+        let _ = writeln!(s, "  \"wall_secs\": {:.1},", self.wall_secs);
+        let _ = writeln!(s, "  \"tool_a_unavailable\": {},", self.a_unavailable.as_deref().map(q).unwrap_or("null".into()));
+        let _ = writeln!(s, "  \"errors\": [{}],", self.errors.iter().map(|e| q(e)).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(s, "  \"trials\": [");
+        let rows: Vec<String> = self
+            .trials
+            .iter()
+            .map(|r| {
+                format!(
+                    "    {{\"fault\": {}, \"tool\": \"{}\", \"trial\": {}, \"healthy_before\": {}, \"recovery_secs\": {}, \"attempts\": {}, \"attempt_times\": [{}], \"stop_secs\": {:.2}, \"stopped\": {}, \"leftovers\": [{}], \"note\": {}}}",
+                    r.fault.number(),
+                    r.tool.letter(),
+                    r.trial,
+                    r.healthy_before,
+                    r.recovery_secs.map(|v| format!("{v:.2}")).unwrap_or("null".into()),
+                    r.attempts,
+                    r.attempt_times.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", "),
+                    r.stop.stop_secs,
+                    r.stop.stopped,
+                    r.stop.leftovers.iter().map(|l| q(l)).collect::<Vec<_>>().join(", "),
+                    q(&r.note)
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "{}\n  ],", rows.join(",\n"));
+        let _ = writeln!(s, "  \"footprint\": [");
+        let rows: Vec<String> = self
+            .footprint
+            .iter()
+            .map(|(t, f, st)| {
+                format!(
+                    "    {{\"tool\": \"{}\", \"seconds\": {:.1}, \"supervisor\": {}, \"rss_kib_max\": {}, \"rss_kib_end\": {}, \"cpu_secs\": {:.2}, \"children_cpu_secs\": {:.2}, \"ssh_rss_kib\": {}, \"ssh_spawned\": {}, \"connections\": {}, \"supervisor_changes\": {}, \"healthy_at_end\": {}, \"leftovers\": [{}]}}",
+                    t.letter(),
+                    f.seconds,
+                    q(&f.supervisor),
+                    f.rss_kib_max,
+                    f.rss_kib_end,
+                    f.cpu_secs,
+                    f.children_cpu_secs,
+                    f.ssh_rss_kib,
+                    f.ssh_spawned,
+                    f.connections,
+                    f.supervisor_changes,
+                    f.healthy_at_end,
+                    st.leftovers.iter().map(|l| q(l)).collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "{}\n  ]\n}}", rows.join(",\n"));
+        s
+    }
+
+    /// Grouped bars: median time to recover per fault (groups) and tool (bars).
+    /// A tool that never recovered gets a hatched bar to the deadline marked ✗.
+    pub fn svg(&self) -> String {
+        let tools = self.tools();
+        let faults = &self.opts.faults;
+        let deadline = self.opts.deadline_secs as f64;
+        let (w, h) = (960.0, 440.0);
+        let (left, right, top, bottom) = (60.0, 20.0, 50.0, 90.0);
+        let plot_w = w - left - right;
+        let plot_h = h - top - bottom;
+        let group_w = plot_w / faults.len().max(1) as f64;
+        let bar_w = (group_w * 0.8) / tools.len().max(1) as f64;
+        let y = |secs: f64| top + plot_h - (secs.min(deadline) / deadline) * plot_h;
+        let colors = ["#1b7837", "#2166ac", "#b2182b", "#8c6d31"];
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">
+<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#eee"/><line x1="0" y1="0" x2="0" y2="6" stroke="#999" stroke-width="3"/></pattern></defs>
+<rect width="100%" height="100%" fill="white"/>
+<text x="{cx}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Median time to recover (s), lower is better; hatched ✗ = never within {deadline:.0} s</text>"##,
+            cx = w / 2.0
+        );
+        // y grid
+        let step = if deadline > 60.0 { 20.0 } else { 10.0 };
+        let mut v = 0.0;
+        while v <= deadline + 0.01 {
+            let yy = y(v);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{left}" y1="{yy:.1}" x2="{x2}" y2="{yy:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{v:.0}</text>"##,
+                x2 = w - right,
+                tx = left - 6.0,
+                ty = yy + 4.0
+            );
+            v += step;
+        }
+        for (gi, &f) in faults.iter().enumerate() {
+            let gx = left + gi as f64 * group_w + group_w * 0.1;
+            for (ti, &t) in tools.iter().enumerate() {
+                let x = gx + ti as f64 * bar_w;
+                let c = self.cell(f, t);
+                let color = colors[(t.index() - 1) as usize];
+                if !self.available(t) || c.counted == 0 {
+                    continue;
+                }
+                match c.median {
+                    Some(m) => {
+                        let yy = y(m);
+                        let _ = writeln!(
+                            s,
+                            r##"<rect x="{x:.1}" y="{yy:.1}" width="{bw:.1}" height="{bh:.1}" fill="{color}"><title>{label} fault {n}: median {m:.1} s, max {mx:.1} s, {r}/{k} recovered</title></rect>"##,
+                            bw = bar_w - 2.0,
+                            bh = (top + plot_h - yy).max(1.0),
+                            label = t.label(),
+                            n = f.number(),
+                            mx = c.max.unwrap_or(m),
+                            r = c.recovered,
+                            k = c.counted
+                        );
+                        let partial = if c.recovered < c.counted { format!(" {}/{}", c.recovered, c.counted) } else { String::new() };
+                        let _ = writeln!(
+                            s,
+                            r##"<text x="{tx:.1}" y="{ty:.1}" text-anchor="middle" font-size="10">{m:.0}{partial}</text>"##,
+                            tx = x + (bar_w - 2.0) / 2.0,
+                            ty = yy - 3.0
+                        );
+                    }
+                    None => {
+                        let yy = y(deadline);
+                        let _ = writeln!(
+                            s,
+                            r##"<rect x="{x:.1}" y="{yy:.1}" width="{bw:.1}" height="{bh:.1}" fill="url(#hatch)" stroke="{color}"><title>{label} fault {n}: never recovered (0/{k})</title></rect><text x="{tx:.1}" y="{ty:.1}" text-anchor="middle" fill="{color}" font-weight="bold">✗</text>"##,
+                            bw = bar_w - 2.0,
+                            bh = plot_h,
+                            label = t.label(),
+                            n = f.number(),
+                            k = c.counted,
+                            tx = x + (bar_w - 2.0) / 2.0,
+                            ty = yy - 4.0
+                        );
+                    }
+                }
+            }
+            let _ = writeln!(
+                s,
+                r##"<text x="{tx:.1}" y="{ty:.1}" text-anchor="middle">{n}. {title}</text>"##,
+                tx = left + gi as f64 * group_w + group_w / 2.0,
+                ty = top + plot_h + 16.0,
+                n = f.number(),
+                title = esc(short_title(f)),
+            );
+        }
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yb:.1}" x2="{x2}" y2="{yb:.1}" stroke="#333"/>"##,
+            yb = top + plot_h,
+            x2 = w - right
+        );
+        for (ti, &t) in tools.iter().enumerate() {
+            let lx = left + ti as f64 * 200.0;
+            let ly = h - 30.0;
+            let _ = writeln!(
+                s,
+                r##"<rect x="{lx}" y="{ry}" width="14" height="14" fill="{c}"/><text x="{tx}" y="{ly}">{label}{na}</text>"##,
+                ry = ly - 11.0,
+                c = colors[(t.index() - 1) as usize],
+                tx = lx + 20.0,
+                label = esc(t.label()),
+                na = if self.available(t) { "" } else { " (not available)" }
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+fn short_title(f: Fault) -> &'static str {
+    match f {
+        Fault::ClientFrozen => "client frozen",
+        Fault::SessionFrozen => "session frozen",
+        Fault::BlackHole => "black hole",
+        Fault::SshdDown => "sshd down",
+        Fault::ConntrackForgets => "conntrack",
+        Fault::StaleListener => "stale -R port",
+        Fault::SilentServer => "silent server",
+    }
+}
+
+fn header(s: &mut String, first: &str, tools: &[Tool]) {
+    let names: Vec<&str> = tools.iter().map(|t| t.label()).collect();
+    let _ = writeln!(s, "| {first} | {} |", names.join(" | "));
+    let _ = writeln!(s, "|---|{}", "---|".repeat(tools.len()));
+}
+
+fn args_line(o: &Options) -> String {
+    let mut a = String::from(" --");
+    if o.quick {
+        a.push_str(" --quick");
+    }
+    a.push_str(&format!(" --tools {}", o.tools.iter().map(|t| t.letter().to_string()).collect::<Vec<_>>().join(",")));
+    a.push_str(&format!(" --faults {}", o.faults.iter().map(|f| f.number().to_string()).collect::<Vec<_>>().join(",")));
+    a.push_str(&format!(" --trials {} --footprint-minutes {}", o.trials, o.footprint_minutes));
+    if a == " --" { String::new() } else { a }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A JSON string literal.
+fn q(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+const METHOD: &str = "
+Topology. One client network namespace and, per fault, one server namespace (a *lane*), joined by a veth pair
+(10.213.L.2/30 client, 10.213.L.1/30 server). Each server namespace runs its own sshd (throwaway ed25519 keys,
+`ClientAliveInterval 5`, `ClientAliveCountMax 2`, `AllowTcpForwarding yes`, `StrictModes no`, one port per tool,
+2201–2204) and its own nftables table: a stateful firewall (conntrack, established timeout 20 s, loose pickup off,
+invalid packets dropped), the hooks the faults use, and a set that records every SYN (client address, client port,
+server port), which counts connection attempts per tool even while sshd is down or the path is black-holed.
+A line server that speaks first and echoes a line listens on 127.0.0.1:9000 in every server namespace (the local
+forwards' target) and on 127.0.0.1:9001 in the client namespace (the remote forwards' target).
+
+Supervision. One real `systemd --user` (systemd 252) runs inside the client namespace, in a private mount namespace
+with a tmpfs /run and its own cgroup, and supervises every tool instance as a unit with `Restart=always`,
+`RestartSec=1s` (B, C, D: hand-written units with `StartLimitIntervalSec=0` and `TimeoutStopSec=10s`; A: the unit
+`tunnelctl render --target systemd-user` produces, from a generated tunnels.yaml). Every tool runs ssh with
+`ServerAliveInterval=5`, `ServerAliveCountMax=2`, `ConnectTimeout=10`, `ExitOnForwardFailure=yes`, `BatchMode=yes`,
+one `-L` and one `-R` forward.
+
+Time budget. The seven faults run at the same time, each in its own lane, and all four tools of a lane see the
+same fault at the same instant (one injection, four observations). The footprint is measured at the same time on
+an eighth lane that is never faulted. A trial lasts until every tool recovered or the deadline passed, so one round
+of trials takes about as long as the slowest fault (hold time + deadline), and N trials take N rounds; the lanes do
+not wait for each other.
+
+Recovery. From the clock's start the bench checks each tool every 250 ms: connect to the local forward in the client
+namespace, read the far target's banner, send a nonce, read it back; then the same through the remote forward from
+the server namespace (1.5 s timeout per read). The recovery time is the start of the first check that passes both
+ways, so it is exact to about one check period (0.25 s, up to 1.75 s while a forward hangs instead of refusing).
+After each trial every unit is stopped (`systemctl --user stop`, 30 s at most), whatever is left in its cgroup or in
+the client namespace with its forward on the command line is counted and killed, and the unit is started again; the
+next trial starts when every tool is healthy (a tool not healthy within 60 s is restarted once; a trial where a tool
+was not healthy does not count for it).
+
+Footprint. The unit's main process is sampled every second for RSS (VmRSS) and CPU (utime+stime, and cutime+cstime
+of its reaped children); ssh processes are counted from the unit's cgroup every 200 ms (a process living less than
+that can be missed: the connection count from nftables does not miss any).
+";
+
+/// Checks that every fault has a description (used by the self-check at start-up).
+pub fn self_check() {
+    for f in faults::Fault::ALL {
+        assert!(!f.how().is_empty());
+    }
+    assert_eq!(q("a\"b\\\n"), "\"a\\\"b\\\\\\n\"");
+    assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+    assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+}

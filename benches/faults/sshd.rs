@@ -1,0 +1,143 @@
+//! The bench's own sshd: throwaway keys, its own config, one daemon per lane
+//! inside the lane's server namespace, listening on one port per tool.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::netns::Netns;
+use crate::{procs, sockets, stop};
+
+pub struct Keys {
+    pub host_key: PathBuf,
+    pub client_key: PathBuf,
+    pub authorized_keys: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+fn keygen(path: &Path) -> Result<String, String> {
+    procs::run_ok(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "tcb-fault-bench", "-f"]).arg(path),
+        Duration::from_secs(20),
+    )?;
+    std::fs::read_to_string(path.with_extension("pub")).map_err(|e| format!("{}.pub: {e}", path.display()))
+}
+
+impl Keys {
+    /// Host and client keys, and a known_hosts file naming every (server, port) the tools use.
+    pub fn create(dir: &Path, servers: &[(String, u16)]) -> Result<Keys, String> {
+        let host_key = dir.join("host_ed25519");
+        let client_key = dir.join("client_ed25519");
+        let host_pub = keygen(&host_key)?;
+        let client_pub = keygen(&client_key)?;
+        let authorized_keys = dir.join("authorized_keys");
+        std::fs::write(&authorized_keys, &client_pub).map_err(|e| e.to_string())?;
+        let key = host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let known: String = servers.iter().map(|(ip, port)| format!("[{ip}]:{port} {key}\n")).collect();
+        let known_hosts = dir.join("known_hosts");
+        std::fs::write(&known_hosts, known).map_err(|e| e.to_string())?;
+        Ok(Keys { host_key, client_key, authorized_keys, known_hosts })
+    }
+}
+
+pub struct Sshd {
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub address: String,
+    pub ports: Vec<u16>,
+    child: Option<Child>,
+}
+
+impl Sshd {
+    pub fn new(dir: &Path, lane: u8, address: &str, ports: &[u16], keys: &Keys) -> Result<Sshd, String> {
+        let config = dir.join(format!("sshd-{lane}.conf"));
+        let log = dir.join(format!("sshd-{lane}.log"));
+        let mut text = String::new();
+        for p in ports {
+            text.push_str(&format!("Port {p}\n"));
+        }
+        text.push_str(&format!(
+            "ListenAddress {address}\n\
+             HostKey {host}\n\
+             PidFile none\n\
+             AuthorizedKeysFile {auth}\n\
+             PermitRootLogin prohibit-password\n\
+             PubkeyAuthentication yes\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             UsePAM no\n\
+             StrictModes no\n\
+             AllowTcpForwarding yes\n\
+             GatewayPorts no\n\
+             X11Forwarding no\n\
+             PrintMotd no\n\
+             UseDNS no\n\
+             ClientAliveInterval 5\n\
+             ClientAliveCountMax 2\n\
+             MaxStartups 100:30:200\n\
+             LogLevel VERBOSE\n",
+            host = keys.host_key.display(),
+            auth = keys.authorized_keys.display(),
+        ));
+        std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        // sshd's privilege separation directory; Debian's sshd.service creates it.
+        std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
+        procs::run_ok(Command::new("/usr/sbin/sshd").arg("-t").arg("-f").arg(&config), Duration::from_secs(10))
+            .map_err(|e| format!("sshd rejects {}: {e}", config.display()))?;
+        Ok(Sshd { config, log, address: address.to_string(), ports: ports.to_vec(), child: None })
+    }
+
+    /// Starts the daemon in `ns` and waits until every port listens.
+    pub fn start(&mut self, ns: &Netns) -> Result<(), String> {
+        let mut cmd = ns.command("/usr/sbin/sshd");
+        cmd.arg("-D").arg("-f").arg(&self.config).arg("-E").arg(&self.log);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| format!("sshd: {e}"))?;
+        self.child = Some(child);
+        let ports = self.ports.clone();
+        let ok = stop::poll(Duration::from_secs(10), Duration::from_millis(20), || {
+            let table = sockets::tcp_table(ns);
+            ports
+                .iter()
+                .all(|p| table.iter().any(|e| e.state == sockets::LISTEN && e.local.1 == *p))
+                .then_some(())
+        });
+        match ok {
+            Some(()) => Ok(()),
+            None => Err(format!("sshd in {} did not listen on {:?} within 10 s (log: {})", ns.name, self.ports, self.log.display())),
+        }
+    }
+
+    /// Kills the listening daemon only: established sessions are separate processes and live on.
+    pub fn kill_listener(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the daemon and every session (every sshd process in the namespace).
+    pub fn kill_all(&mut self, ns: &Netns) {
+        self.kill_listener();
+        kill_sessions(ns);
+    }
+}
+
+pub fn sshd_pids(ns: &Netns) -> Vec<i32> {
+    ns.pids().into_iter().filter(|&p| procs::comm(p) == "sshd").collect()
+}
+
+pub fn kill_sessions(ns: &Netns) {
+    for p in sshd_pids(ns) {
+        procs::signal(p, Signal::SIGKILL);
+        procs::signal(p, Signal::SIGCONT);
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill_listener();
+    }
+}
