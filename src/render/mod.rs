@@ -198,3 +198,20 @@ pub fn watchdog_args(
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
+
+/// Where a target keeps a tunnel's files, computed from the name alone so `uninstall` and
+/// `list` work even after the tunnel left the config. Must agree with the renderers (a
+/// test checks it).
+pub fn installed_paths(name: &str, target: Target, home: &Path, inittab_id: &str) -> Vec<PathBuf> {
+    match target {
+        Target::Systemd => vec![Path::new("/etc/systemd/system").join(crate::escape::unit_name(name))],
+        Target::SystemdUser => vec![home.join(".config/systemd/user").join(crate::escape::unit_name(name))],
+        Target::Launchd => {
+            vec![Path::new("/Library/LaunchDaemons").join(format!("{}.plist", launchd::label(name)))]
+        }
+        Target::LaunchdAgent => {
+            vec![home.join("Library/LaunchAgents").join(format!("{}.plist", launchd::label(name)))]
+        }
+        Target::Inittab | Target::Busybox => vec![PathBuf::from(inittab::args_path(inittab_id))],
+    }
+}
