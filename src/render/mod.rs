@@ -94,7 +94,6 @@ impl fmt::Display for RenderError {
 impl std::error::Error for RenderError {}
 
 /// Renders with the real ssh command builder and inittab ids.
-#[cfg(any())] // TEMP until the config branch lands
 pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions) -> Result<Rendered, RenderError> {
     let ssh = |t: &Tunnel, creds: CredentialPaths| {
         let overrides = match creds {
