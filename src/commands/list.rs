@@ -64,6 +64,25 @@ fn forwards(t: &Tunnel) -> String {
 /// some of it is there but not as rendered, None when nothing is there.
 fn state(installer: &Installer, tunnel: &Tunnel, target: Target, options: &RenderOptions) -> Option<&'static str> {
     let rendered = render::render(tunnel, target, options).ok()?;
+    // inittab and busybox share the args file and /etc/inittab: which one is installed is
+    // told by the form of the line after our marker (`ID:…` or `::…`).
+    if let Some(entry) = &rendered.inittab {
+        let inittab = std::fs::read(installer.host(Path::new(INITTAB))).unwrap_or_default();
+        let text = String::from_utf8_lossy(&inittab);
+        let lines: Vec<&str> = text.lines().collect();
+        let prefix = crate::render::inittab::marker_prefix(&entry.id);
+        let at = lines.iter().position(|l| l.starts_with(&prefix))?;
+        let line = lines.get(at + 1).copied().unwrap_or_default();
+        let form = if target == Target::Busybox { "::".to_string() } else { format!("{}:", entry.id) };
+        if !line.starts_with(&form) {
+            return None;
+        }
+        let files_same = rendered
+            .files
+            .iter()
+            .all(|f| std::fs::read(installer.host(&f.path)).is_ok_and(|b| b == f.contents.as_bytes()));
+        return Some(if line == entry.line && files_same { "installed" } else { "differs" });
+    }
     let mut present = 0;
     let mut same = 0;
     for file in &rendered.files {
@@ -72,16 +91,7 @@ fn state(installer: &Installer, tunnel: &Tunnel, target: Target, options: &Rende
             same += usize::from(bytes == file.contents.as_bytes());
         }
     }
-    let mut total = rendered.files.len();
-    if let Some(entry) = &rendered.inittab {
-        total += 1;
-        let inittab = std::fs::read(installer.host(Path::new(INITTAB))).unwrap_or_default();
-        let text = String::from_utf8_lossy(&inittab);
-        if text.lines().any(|l| l.starts_with(&crate::render::inittab::marker_prefix(&entry.id))) {
-            present += 1;
-            same += usize::from(text.lines().any(|l| l == entry.line));
-        }
-    }
+    let total = rendered.files.len();
     match (present, same) {
         (0, _) => None,
         (p, s) if p == total && s == total => Some("installed"),
