@@ -78,10 +78,16 @@ impl std::error::Error for ConfigError {}
 /// Where the configuration is: `--config`, `$TUNNELCTL_CONFIG`,
 /// `~/.config/tunnelctl/tunnels.yaml` (non-root), `/etc/tunnelctl/tunnels.yaml` (root).
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    let env = std::env::var_os("TUNNELCTL_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
-    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = std::env::var_os("TUNNELCTL_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let is_root = nix::unistd::geteuid().is_root();
-    locate_in(explicit, env.as_deref(), home.as_deref(), is_root, |p| p.exists())
+    locate_in(explicit, env.as_deref(), home.as_deref(), is_root, |p| {
+        p.exists()
+    })
 }
 
 /// [`locate`] with its inputs passed in, for tests.
@@ -96,14 +102,20 @@ pub fn locate_in(
         return if exists(path) {
             Ok(path.to_path_buf())
         } else {
-            Err(format!("{}: no such file (given with --config)", path.display()))
+            Err(format!(
+                "{}: no such file (given with --config)",
+                path.display()
+            ))
         };
     }
     if let Some(path) = env {
         return if exists(path) {
             Ok(path.to_path_buf())
         } else {
-            Err(format!("{}: no such file (named by $TUNNELCTL_CONFIG)", path.display()))
+            Err(format!(
+                "{}: no such file (named by $TUNNELCTL_CONFIG)",
+                path.display()
+            ))
         };
     }
     let candidate = if is_root {
@@ -111,7 +123,12 @@ pub fn locate_in(
     } else {
         match home {
             Some(home) => home.join(".config/tunnelctl/tunnels.yaml"),
-            None => return Err("no configuration: --config not given, $TUNNELCTL_CONFIG and $HOME not set".into()),
+            None => {
+                return Err(
+                    "no configuration: --config not given, $TUNNELCTL_CONFIG and $HOME not set"
+                        .into(),
+                );
+            }
         }
     };
     if exists(&candidate) {
@@ -130,12 +147,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: path.to_path_buf(),
         source: String::new(),
-        diagnostics: vec![Diagnostic::whole_file(format!("cannot read the configuration: {e}"))],
+        diagnostics: vec![Diagnostic::whole_file(format!(
+            "cannot read the configuration: {e}"
+        ))],
     })?;
     let home = std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.dir))
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
         .unwrap_or_else(|| PathBuf::from("/"));
     load_str(&text, path, &home)
 }
@@ -143,20 +167,35 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates `text` (named `path` in messages). Only side effect: it stats
 /// identity and known_hosts files.
 pub fn load_str(text: &str, path: &Path, home: &Path) -> Result<Config, ConfigError> {
-    let mut cx = Cx { diagnostics: Vec::new(), warnings: Vec::new(), home: home.to_path_buf() };
+    let mut cx = Cx {
+        diagnostics: Vec::new(),
+        warnings: Vec::new(),
+        home: home.to_path_buf(),
+    };
     let tunnels = cx.document(text);
-    let Cx { mut diagnostics, warnings, .. } = cx;
+    let Cx {
+        mut diagnostics,
+        warnings,
+        ..
+    } = cx;
     dedup(&mut diagnostics);
     if !diagnostics.is_empty() {
         diagnostics.sort_by_key(|d| (d.line, d.column));
-        return Err(ConfigError { path: path.to_path_buf(), source: text.to_string(), diagnostics });
+        return Err(ConfigError {
+            path: path.to_path_buf(),
+            source: text.to_string(),
+            diagnostics,
+        });
     }
     let mut warnings = warnings;
     dedup(&mut warnings);
     Ok(Config {
         path: path.to_path_buf(),
         tunnels,
-        warnings: warnings.iter().map(|w| w.render_warning(path, text)).collect(),
+        warnings: warnings
+            .iter()
+            .map(|w| w.render_warning(path, text))
+            .collect(),
     })
 }
 
@@ -183,7 +222,13 @@ pub fn inittab_id(name: &str) -> String {
 fn unit_name_len(name: &str) -> usize {
     let escaped: usize = name
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b":_.-".contains(&b) { 1 } else { 4 })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b":_.-".contains(&b) {
+                1
+            } else {
+                4
+            }
+        })
         .sum();
     "tunnel-".len() + escaped + ".service".len()
 }
@@ -246,7 +291,10 @@ struct Key {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Value>::deserialize(d)?;
-        Ok(Node { at: Loc::of(&spanned.referenced), value: spanned.value })
+        Ok(Node {
+            at: Loc::of(&spanned.referenced),
+            value: spanned.value,
+        })
     }
 }
 
@@ -304,7 +352,13 @@ impl<'de> Visitor<'de> for ValueVisitor {
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<Spanned<String>>()? {
             let value = map.next_value::<Node>()?;
-            entries.push((Key { text: key.value, at: Loc::of(&key.referenced) }, value));
+            entries.push((
+                Key {
+                    text: key.value,
+                    at: Loc::of(&key.referenced),
+                },
+                value,
+            ));
         }
         Ok(Value::Map(entries))
     }
@@ -389,6 +443,8 @@ struct Partial {
     backoff_max: Option<Located<Duration>>,
     connect_timeout: Option<Located<Duration>>,
     allow_insecure: Option<Located<bool>>,
+    /// Keys present at this level, valid or not.
+    given: Vec<&'static str>,
 }
 
 struct Cx {
@@ -458,33 +514,53 @@ impl Cx {
             None => Partial::default(),
         };
         let Some((tunnels_key, tunnels_node)) = top.get("tunnels") else {
-            self.error(root.at, "no `tunnels:` mapping", "add `tunnels:` with one entry per tunnel; see examples/tunnels.yaml");
+            self.error(
+                root.at,
+                "no `tunnels:` mapping",
+                "add `tunnels:` with one entry per tunnel; see examples/tunnels.yaml",
+            );
             return Vec::new();
         };
         let Value::Map(entries) = &tunnels_node.value else {
-            let at = if matches!(tunnels_node.value, Value::Null) { tunnels_key.at } else { tunnels_node.at };
+            let at = if matches!(tunnels_node.value, Value::Null) {
+                tunnels_key.at
+            } else {
+                tunnels_node.at
+            };
             self.error(
                 at,
-                format!("`tunnels` must be a mapping of tunnel names, found {}", tunnels_node.kind()),
+                format!(
+                    "`tunnels` must be a mapping of tunnel names, found {}",
+                    tunnels_node.kind()
+                ),
                 "write `tunnels:` then one indented `NAME:` block per tunnel",
             );
             return Vec::new();
         };
         if entries.is_empty() {
-            self.error(tunnels_key.at, "no tunnels are defined", "add at least one tunnel under `tunnels:`");
+            self.error(
+                tunnels_key.at,
+                "no tunnels are defined",
+                "add at least one tunnel under `tunnels:`",
+            );
         }
 
         let mut tunnels = Vec::new();
-        let mut locations: Vec<Loc> = Vec::new();
+        let mut for_binds: Vec<(String, Option<String>, Option<u16>, Partial)> = Vec::new();
         let mut seen: BTreeMap<&str, Loc> = BTreeMap::new();
         let mut ids: BTreeMap<String, (&str, Loc)> = BTreeMap::new();
         for (key, node) in entries {
             if let Some(first) = seen.get(key.text.as_str()) {
                 self.error(
                     key.at,
-                    format!("duplicate tunnel name `{}` (first defined on line {})", key.text, first.line),
+                    format!(
+                        "duplicate tunnel name `{}` (first defined on line {})",
+                        key.text, first.line
+                    ),
                     "rename one of them; each name becomes its own service",
                 );
+                // Still check its body, so one run shows every problem.
+                self.partial(node, false);
                 continue;
             }
             seen.insert(&key.text, key.at);
@@ -505,17 +581,28 @@ impl Cx {
                 }
             }
             let partial = self.partial(node, false);
-            if let Some(tunnel) = self.resolve(&key.text, key.at, node.at, &partial, &defaults) {
-                tunnels.push((tunnel, partial));
-                locations.push(key.at);
+            if let Some(tunnel) = self.resolve(&key.text, key.at, &partial, &defaults) {
+                tunnels.push(tunnel);
             }
+            let host = partial.host.as_ref().map(|h| h.value.clone());
+            for_binds.push((
+                key.text.clone(),
+                host,
+                partial.port.or(defaults.port),
+                partial,
+            ));
         }
-        self.check_binds(&tunnels);
-        tunnels.into_iter().map(|(t, _)| t).collect()
+        self.check_binds(&for_binds);
+        tunnels
     }
 
     /// Checks that a map has only `allowed` keys (did-you-mean otherwise) and no key twice.
-    fn map<'n>(&mut self, node: &'n Node, allowed: &[&str], place: &str) -> Option<BTreeMap<String, (&'n Key, &'n Node)>> {
+    fn map<'n>(
+        &mut self,
+        node: &'n Node,
+        allowed: &[&str],
+        place: &str,
+    ) -> Option<BTreeMap<String, (&'n Key, &'n Node)>> {
         let Value::Map(entries) = &node.value else {
             self.error(
                 node.at,
@@ -531,12 +618,20 @@ impl Cx {
                 if let Some(guess) = closest(&key.text, allowed.iter().copied()) {
                     message.push_str(&format!("; did you mean `{guess}`?"));
                 }
-                self.error(key.at, message, format!("valid keys here: {}", allowed.join(", ")));
+                self.error(
+                    key.at,
+                    message,
+                    format!("valid keys here: {}", allowed.join(", ")),
+                );
                 continue;
             }
             if let Some((first, _)) = out.get(&key.text) {
                 let line = first.at.line;
-                self.error(key.at, format!("key `{}` given twice (first on line {line})", key.text), "keep one of them");
+                self.error(
+                    key.at,
+                    format!("key `{}` given twice (first on line {line})", key.text),
+                    "keep one of them",
+                );
                 continue;
             }
             out.insert(key.text.clone(), (key, value));
@@ -550,15 +645,24 @@ impl Cx {
         let problem = if name.is_empty() {
             Some("a tunnel name may not be empty".to_string())
         } else if name.chars().count() > 64 {
-            Some(format!("tunnel name is {} characters long; at most 64 are allowed", name.chars().count()))
+            Some(format!(
+                "tunnel name is {} characters long; at most 64 are allowed",
+                name.chars().count()
+            ))
         } else if name.contains('/') {
-            Some(format!("tunnel name `{name}` contains `/`, which cannot be part of a unit or file name"))
+            Some(format!(
+                "tunnel name `{name}` contains `/`, which cannot be part of a unit or file name"
+            ))
         } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            Some(format!("tunnel name {name:?} contains whitespace or a control character"))
+            Some(format!(
+                "tunnel name {name:?} contains whitespace or a control character"
+            ))
         } else if name.starts_with('-') || name.starts_with('.') {
             Some(format!("tunnel name `{name}` starts with `{}`", &name[..1]))
         } else if unit_name_len(name) > 255 {
-            Some(format!("tunnel name `{name}` makes a unit name longer than systemd's 255 characters once escaped"))
+            Some(format!(
+                "tunnel name `{name}` makes a unit name longer than systemd's 255 characters once escaped"
+            ))
         } else {
             None
         };
@@ -573,50 +677,90 @@ impl Cx {
 
     fn partial(&mut self, node: &Node, is_defaults: bool) -> Partial {
         let mut p = Partial::default();
-        let place = if is_defaults { "in `defaults`" } else { "in a tunnel" };
+        let place = if is_defaults {
+            "in `defaults`"
+        } else {
+            "in a tunnel"
+        };
         let Some(map) = self.map(node, TUNNEL_KEYS, place) else {
             return p;
         };
         for (name, (key, value)) in &map {
             let name = name.as_str();
+            if let Some(known) = TUNNEL_KEYS.iter().find(|k| **k == name) {
+                p.given.push(known);
+            }
             if is_defaults && (name == "host" || name == "forwards") {
-                self.error(key.at, format!("`{name}` cannot be a default; set it in each tunnel"), "");
+                self.error(
+                    key.at,
+                    format!("`{name}` cannot be a default; set it in each tunnel"),
+                    "",
+                );
                 continue;
             }
             match name {
-                "host" => p.host = self.host_like(value, "host").map(|v| Located { value: v, at: value.at }),
-                "user" => p.user = self.user(value).map(|v| Located { value: v, at: value.at }),
+                "host" => {
+                    p.host = self.host_like(value, "host").map(|v| Located {
+                        value: v,
+                        at: value.at,
+                    })
+                }
+                "user" => {
+                    p.user = self.user(value).map(|v| Located {
+                        value: v,
+                        at: value.at,
+                    })
+                }
                 "port" => p.port = self.port(value),
                 "identity" => p.identity = self.path(value, "identity"),
                 "known_hosts" => p.known_hosts = self.path(value, "known_hosts"),
-                "jump" => p.jump = self.jump(value).map(|v| Located { value: v, at: value.at }),
+                "jump" => {
+                    p.jump = self.jump(value).map(|v| Located {
+                        value: v,
+                        at: value.at,
+                    })
+                }
                 "forwards" => p.forwards = self.forwards(key, value),
                 "ssh_options" => p.ssh_options = self.ssh_options(value),
                 "keepalive" => {
                     if let Some(m) = self.map(value, &["interval", "count"], "in `keepalive`") {
-                        p.keepalive_interval = m.get("interval").and_then(|(_, v)| self.duration(v, true));
-                        p.keepalive_count = m.get("count").and_then(|(_, v)| self.count(v, u32::MAX));
+                        p.keepalive_interval =
+                            m.get("interval").and_then(|(_, v)| self.duration(v, true));
+                        p.keepalive_count = m.get("count").and_then(|(_, v)| self.count(v, 1000));
                     }
                 }
                 "probe" => {
-                    if let Some(m) = self.map(value, &["interval", "timeout", "failures"], "in `probe`") {
-                        p.probe_interval = m.get("interval").and_then(|(_, v)| self.duration(v, true));
-                        p.probe_timeout = m.get("timeout").and_then(|(_, v)| self.duration(v, true));
+                    if let Some(m) =
+                        self.map(value, &["interval", "timeout", "failures"], "in `probe`")
+                    {
+                        p.probe_interval =
+                            m.get("interval").and_then(|(_, v)| self.duration(v, true));
+                        p.probe_timeout =
+                            m.get("timeout").and_then(|(_, v)| self.duration(v, true));
                         p.probe_failures = m.get("failures").and_then(|(_, v)| self.count(v, 1000));
                     }
                 }
                 "backoff" => {
                     if let Some(m) = self.map(value, &["initial", "max"], "in `backoff`") {
-                        p.backoff_initial = m.get("initial").and_then(|(_, v)| self.duration(v, true));
+                        p.backoff_initial =
+                            m.get("initial").and_then(|(_, v)| self.duration(v, true));
                         p.backoff_max = m.get("max").and_then(|(_, v)| self.duration(v, true));
                     }
                 }
                 "connect_timeout" => p.connect_timeout = self.duration(value, true),
                 "allow_insecure_options" => match value.value {
-                    Value::Bool(b) => p.allow_insecure = Some(Located { value: b, at: value.at }),
+                    Value::Bool(b) => {
+                        p.allow_insecure = Some(Located {
+                            value: b,
+                            at: value.at,
+                        })
+                    }
                     _ => self.error(
                         value.at,
-                        format!("`allow_insecure_options` must be true or false, found {}", value.kind()),
+                        format!(
+                            "`allow_insecure_options` must be true or false, found {}",
+                            value.kind()
+                        ),
                         "write `allow_insecure_options: true`",
                     ),
                 },
@@ -631,7 +775,11 @@ impl Cx {
             Value::Str(s) => Some(s.clone()),
             Value::Int(_) | Value::Float(_) => node.scalar_text(),
             _ => {
-                self.error(node.at, format!("`{what}` must be a string, found {}", node.kind()), "");
+                self.error(
+                    node.at,
+                    format!("`{what}` must be a string, found {}", node.kind()),
+                    "",
+                );
                 None
             }
         }
@@ -660,7 +808,11 @@ impl Cx {
             return None;
         }
         if let Err(message) = check_host(&value) {
-            self.error(node.at, format!("`{what}` {value:?} {message}"), host_hint(&value));
+            self.error(
+                node.at,
+                format!("`{what}` {value:?} {message}"),
+                host_hint(&value),
+            );
             return None;
         }
         Some(value)
@@ -672,7 +824,11 @@ impl Cx {
             return None;
         }
         if let Err(message) = check_user(&value) {
-            self.error(node.at, format!("`user` {value:?} {message}"), "use the login name only, e.g. `user: alice`");
+            self.error(
+                node.at,
+                format!("`user` {value:?} {message}"),
+                "use the login name only, e.g. `user: alice`",
+            );
             return None;
         }
         Some(value)
@@ -700,14 +856,24 @@ impl Cx {
         match node.value {
             Value::Int(n) if (1..=65535).contains(&n) => Some(n as u16),
             Value::Int(n) => {
-                self.error(node.at, format!("port {n} is outside 1-65535"), "use a TCP port number from 1 to 65535");
+                self.error(
+                    node.at,
+                    format!("port {n} is outside 1-65535"),
+                    "use a TCP port number from 1 to 65535",
+                );
                 None
             }
             _ => {
-                let shown = node.scalar_text().map(|t| format!(" `{t}`")).unwrap_or_default();
+                let shown = node
+                    .scalar_text()
+                    .map(|t| format!(" `{t}`"))
+                    .unwrap_or_default();
                 self.error(
                     node.at,
-                    format!("a port must be a number from 1 to 65535, found {}{shown}", node.kind()),
+                    format!(
+                        "a port must be a number from 1 to 65535, found {}{shown}",
+                        node.kind()
+                    ),
                     "write the number without quotes, e.g. `22`",
                 );
                 None
@@ -719,10 +885,14 @@ impl Cx {
         match node.value {
             Value::Int(n) if n >= 1 && n <= i128::from(max) => Some(n as u32),
             _ => {
-                let shown = node.scalar_text().unwrap_or_else(|| node.kind().to_string());
+                let shown = node
+                    .scalar_text()
+                    .unwrap_or_else(|| node.kind().to_string());
                 self.error(
                     node.at,
-                    format!("`{shown}` is not a valid count; it must be a whole number from 1 to {max}"),
+                    format!(
+                        "`{shown}` is not a valid count; it must be a whole number from 1 to {max}"
+                    ),
                     "for example `3`",
                 );
                 None
@@ -735,18 +905,33 @@ impl Cx {
             Value::Str(s) => s.clone(),
             Value::Int(_) | Value::Float(_) => node.scalar_text().unwrap_or_default(),
             _ => {
-                self.error(node.at, format!("expected a duration such as `15s`, found {}", node.kind()), "");
+                self.error(
+                    node.at,
+                    format!("expected a duration such as `15s`, found {}", node.kind()),
+                    "",
+                );
                 return None;
             }
         };
         match parse_duration(&text) {
             Ok(d) if positive && d.is_zero() => {
-                self.error(node.at, format!("duration `{text}` must be longer than zero"), "for example `500ms` or `15s`");
+                self.error(
+                    node.at,
+                    format!("duration `{text}` must be longer than zero"),
+                    "for example `500ms` or `15s`",
+                );
                 None
             }
-            Ok(d) => Some(Located { value: d, at: node.at }),
+            Ok(d) => Some(Located {
+                value: d,
+                at: node.at,
+            }),
             Err(message) => {
-                self.error(node.at, format!("bad duration: {message}"), "durations are a whole number and a unit: `500ms`, `15s`, `5m`, `1h`");
+                self.error(
+                    node.at,
+                    format!("bad duration: {message}"),
+                    "durations are a whole number and a unit: `500ms`, `15s`, `5m`, `1h`",
+                );
                 None
             }
         }
@@ -760,11 +945,21 @@ impl Cx {
         // ssh expands %-tokens in IdentityFile and UserKnownHostsFile, and splits the
         // latter at whitespace: refuse both rather than guess at escaping.
         if text.contains('%') {
-            self.error(node.at, format!("`{what}` {text:?} contains `%`, which ssh would expand as a token"), "rename the file or use a path without `%`");
+            self.error(
+                node.at,
+                format!("`{what}` {text:?} contains `%`, which ssh would expand as a token"),
+                "rename the file or use a path without `%`",
+            );
             return None;
         }
         if what == "known_hosts" && text.chars().any(char::is_whitespace) {
-            self.error(node.at, format!("`known_hosts` {text:?} contains whitespace; ssh would read it as several files"), "use a path without spaces");
+            self.error(
+                node.at,
+                format!(
+                    "`known_hosts` {text:?} contains whitespace; ssh would read it as several files"
+                ),
+                "use a path without spaces",
+            );
             return None;
         }
         let expanded = if text == "~" {
@@ -772,7 +967,11 @@ impl Cx {
         } else if let Some(rest) = text.strip_prefix("~/") {
             self.home.join(rest)
         } else if text.starts_with('~') {
-            self.error(node.at, format!("`{what}` {text:?}: only `~/` (your own home) is expanded"), "write the absolute path");
+            self.error(
+                node.at,
+                format!("`{what}` {text:?}: only `~/` (your own home) is expanded"),
+                "write the absolute path",
+            );
             return None;
         } else if text.starts_with('/') {
             PathBuf::from(&text)
@@ -784,23 +983,38 @@ impl Cx {
             );
             return None;
         };
-        Some(Located { value: expanded, at: node.at })
+        Some(Located {
+            value: expanded,
+            at: node.at,
+        })
     }
 
     fn forwards(&mut self, key: &Key, node: &Node) -> Option<Located<Vec<LocatedForward>>> {
         let items = match &node.value {
             Value::Seq(items) => items,
             Value::Null => {
-                self.error(key.at, "`forwards` is empty", "add at least one `- remote:`, `- local:` or `- dynamic:` entry");
+                self.error(
+                    key.at,
+                    "`forwards` is empty",
+                    "add at least one `- remote:`, `- local:` or `- dynamic:` entry",
+                );
                 return None;
             }
             _ => {
-                self.error(node.at, format!("`forwards` must be a list, found {}", node.kind()), "write one `- local: PORT` (or remote/dynamic) entry per line");
+                self.error(
+                    node.at,
+                    format!("`forwards` must be a list, found {}", node.kind()),
+                    "write one `- local: PORT` (or remote/dynamic) entry per line",
+                );
                 return None;
             }
         };
         if items.is_empty() {
-            self.error(node.at, "`forwards` is empty", "add at least one `- remote:`, `- local:` or `- dynamic:` entry");
+            self.error(
+                node.at,
+                "`forwards` is empty",
+                "add at least one `- remote:`, `- local:` or `- dynamic:` entry",
+            );
             return None;
         }
         let mut out = Vec::new();
@@ -809,21 +1023,35 @@ impl Cx {
                 out.push(f);
             }
         }
-        Some(Located { value: out, at: node.at })
+        Some(Located {
+            value: out,
+            at: node.at,
+        })
     }
 
     fn forward(&mut self, node: &Node) -> Option<LocatedForward> {
         let map = self.map(node, FORWARD_KEYS, "in a forward")?;
-        let kinds: Vec<&str> = ["remote", "local", "dynamic"].into_iter().filter(|k| map.contains_key(*k)).collect();
+        let kinds: Vec<&str> = ["remote", "local", "dynamic"]
+            .into_iter()
+            .filter(|k| map.contains_key(*k))
+            .collect();
         let kind = match kinds.as_slice() {
             [one] => *one,
             [] => {
-                self.error(node.at, "a forward needs one of `remote:`, `local:` or `dynamic:`", "e.g. `- local: 8080` with `to: intranet:80`");
+                self.error(
+                    node.at,
+                    "a forward needs one of `remote:`, `local:` or `dynamic:`",
+                    "e.g. `- local: 8080` with `to: intranet:80`",
+                );
                 return None;
             }
             _ => {
                 let (second, _) = map[kinds[1]];
-                self.error(second.at, format!("a forward has both `{}` and `{}`", kinds[0], kinds[1]), "write each forward as its own `- ` entry");
+                self.error(
+                    second.at,
+                    format!("a forward has both `{}` and `{}`", kinds[0], kinds[1]),
+                    "write each forward as its own `- ` entry",
+                );
                 return None;
             }
         };
@@ -842,7 +1070,11 @@ impl Cx {
             ("dynamic", None) => None,
             (_, Some((_, t))) => Some(self.endpoint(t)?),
             (_, None) => {
-                self.error(node.at, format!("a {kind} forward needs `to: HOST:PORT`"), "e.g. `to: localhost:22`");
+                self.error(
+                    node.at,
+                    format!("a {kind} forward needs `to: HOST:PORT`"),
+                    "e.g. `to: localhost:22`",
+                );
                 return None;
             }
         };
@@ -857,7 +1089,11 @@ impl Cx {
                 {
                     self.warn(*at, format!("remote forward {port} binds {b} on the server; anyone who reaches the server there reaches `to`"), "only works if the server's GatewayPorts allows it; remove `bind:` to stay on the server's loopback");
                 }
-                Forward::Remote { bind: bind.map(|(b, _)| b), port, to: to? }
+                Forward::Remote {
+                    bind: bind.map(|(b, _)| b),
+                    port,
+                    to: to?,
+                }
             }
             "local" | "dynamic" => {
                 let bind = match bind {
@@ -869,11 +1105,22 @@ impl Cx {
                     }
                     None => "127.0.0.1".to_string(),
                 };
-                if kind == "local" { Forward::Local { bind, port, to: to? } } else { Forward::Dynamic { bind, port } }
+                if kind == "local" {
+                    Forward::Local {
+                        bind,
+                        port,
+                        to: to?,
+                    }
+                } else {
+                    Forward::Dynamic { bind, port }
+                }
             }
             _ => unreachable!(),
         };
-        Some(LocatedForward { forward, at: port_node.at })
+        Some(LocatedForward {
+            forward,
+            at: port_node.at,
+        })
     }
 
     fn bind(&mut self, node: &Node) -> Option<String> {
@@ -881,11 +1128,18 @@ impl Cx {
         if !self.no_control(node.at, &text, "`bind`") {
             return None;
         }
-        let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(&text);
+        let bare = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or(&text);
         if bare == "*" || bare.parse::<IpAddr>().is_ok() || check_hostname(bare).is_ok() {
             Some(bare.to_string())
         } else {
-            self.error(node.at, format!("`bind` {text:?} is not an address"), "write an IP address such as `127.0.0.1`, `::1`, `0.0.0.0`, or `localhost`");
+            self.error(
+                node.at,
+                format!("`bind` {text:?} is not an address"),
+                "write an IP address such as `127.0.0.1`, `::1`, `0.0.0.0`, or `localhost`",
+            );
             None
         }
     }
@@ -897,19 +1151,34 @@ impl Cx {
         }
         let hint = "write `to: HOST:PORT`, e.g. `localhost:22`, `10.0.0.5:80` or `[::1]:22`";
         let parsed = if let Some(rest) = text.strip_prefix('[') {
-            rest.split_once("]:").and_then(|(h, p)| h.parse::<Ipv6Addr>().ok().map(|_| (h.to_string(), p)))
+            rest.split_once("]:")
+                .and_then(|(h, p)| h.parse::<Ipv6Addr>().ok().map(|_| (h.to_string(), p)))
         } else {
-            text.rsplit_once(':').filter(|(h, _)| !h.contains(':')).map(|(h, p)| (h.to_string(), p))
+            text.rsplit_once(':')
+                .filter(|(h, _)| !h.contains(':'))
+                .map(|(h, p)| (h.to_string(), p))
         };
         let Some((host, port)) = parsed else {
-            let extra = if text.matches(':').count() > 1 { " (put an IPv6 address in brackets: `[::1]:22`)" } else { "" };
-            self.error(node.at, format!("`to` {text:?} is not HOST:PORT{extra}"), hint);
+            let extra = if text.matches(':').count() > 1 {
+                " (put an IPv6 address in brackets: `[::1]:22`)"
+            } else {
+                ""
+            };
+            self.error(
+                node.at,
+                format!("`to` {text:?} is not HOST:PORT{extra}"),
+                hint,
+            );
             return None;
         };
         let port = match port.parse::<u32>() {
             Ok(p) if (1..=65535).contains(&p) => p as u16,
             _ => {
-                self.error(node.at, format!("`to` {text:?}: port `{port}` is not a number from 1 to 65535"), hint);
+                self.error(
+                    node.at,
+                    format!("`to` {text:?}: port `{port}` is not a number from 1 to 65535"),
+                    hint,
+                );
                 return None;
             }
         };
@@ -924,28 +1193,62 @@ impl Cx {
 
     fn ssh_options(&mut self, node: &Node) -> Vec<(String, String, Loc, Loc)> {
         let Value::Map(entries) = &node.value else {
-            self.error(node.at, format!("`ssh_options` must be a mapping of ssh option names to values, found {}", node.kind()), "e.g. `ssh_options: { Compression: \"yes\" }`");
+            self.error(
+                node.at,
+                format!(
+                    "`ssh_options` must be a mapping of ssh option names to values, found {}",
+                    node.kind()
+                ),
+                "e.g. `ssh_options: { Compression: \"yes\" }`",
+            );
             return Vec::new();
         };
         let mut out: Vec<(String, String, Loc, Loc)> = Vec::new();
         for (key, value) in entries {
             if key.text.is_empty() || !key.text.chars().all(|c| c.is_ascii_alphanumeric()) {
-                self.error(key.at, format!("{:?} is not an ssh option name (letters and digits only)", key.text), "see `man ssh_config` for option names");
+                self.error(
+                    key.at,
+                    format!(
+                        "{:?} is not an ssh option name (letters and digits only)",
+                        key.text
+                    ),
+                    "see `man ssh_config` for option names",
+                );
                 continue;
             }
-            if let Some((first, ..)) = out.iter().find(|(k, ..)| k.eq_ignore_ascii_case(&key.text)) {
-                self.error(key.at, format!("ssh option `{}` given twice (ssh option names ignore case; see `{first}`)", key.text), "keep one of them");
+            if let Some((first, ..)) = out.iter().find(|(k, ..)| k.eq_ignore_ascii_case(&key.text))
+            {
+                self.error(
+                    key.at,
+                    format!(
+                        "ssh option `{}` given twice (ssh option names ignore case; see `{first}`)",
+                        key.text
+                    ),
+                    "keep one of them",
+                );
                 continue;
             }
             let Some(text) = value.scalar_text() else {
-                self.error(value.at, format!("the value of ssh option `{}` must be a single value, found {}", key.text, value.kind()), "");
+                self.error(
+                    value.at,
+                    format!(
+                        "the value of ssh option `{}` must be a single value, found {}",
+                        key.text,
+                        value.kind()
+                    ),
+                    "",
+                );
                 continue;
             };
             if !self.no_control(value.at, &text, &format!("ssh option `{}` value", key.text)) {
                 continue;
             }
             if text.is_empty() {
-                self.error(value.at, format!("ssh option `{}` has an empty value", key.text), "");
+                self.error(
+                    value.at,
+                    format!("ssh option `{}` has an empty value", key.text),
+                    "",
+                );
                 continue;
             }
             out.push((key.text.clone(), text, key.at, value.at));
@@ -954,40 +1257,73 @@ impl Cx {
     }
 
     /// Defaults under tunnel values, then the checks that need the merged tunnel.
-    fn resolve(&mut self, name: &str, name_at: Loc, node_at: Loc, t: &Partial, d: &Partial) -> Option<Tunnel> {
-        let Some(host) = t.host.clone() else {
-            self.error(name_at, format!("tunnel `{name}` has no `host:`"), "add `host: server.example.org`");
-            return None;
+    fn resolve(&mut self, name: &str, name_at: Loc, t: &Partial, d: &Partial) -> Option<Tunnel> {
+        // A value that was given but refused has its own diagnostic already.
+        if t.host.is_none() && !t.given.contains(&"host") {
+            self.error(
+                name_at,
+                format!("tunnel `{name}` has no `host:`"),
+                "add `host: server.example.org`",
+            );
+        }
+        if t.forwards.is_none() && !t.given.contains(&"forwards") {
+            self.error(
+                name_at,
+                format!("tunnel `{name}` has no `forwards:`"),
+                "add at least one `- remote:`, `- local:` or `- dynamic:` entry",
+            );
+        }
+        let pick = |a: &Option<Located<Duration>>, b: &Option<Located<Duration>>| {
+            a.clone().or_else(|| b.clone())
         };
-        let _ = node_at;
-        let Some(forwards) = t.forwards.clone() else {
-            self.error(name_at, format!("tunnel `{name}` has no `forwards:`"), "add at least one `- remote:`, `- local:` or `- dynamic:` entry");
-            return None;
-        };
-        let pick = |a: &Option<Located<Duration>>, b: &Option<Located<Duration>>| a.clone().or_else(|| b.clone());
         let keepalive_interval = pick(&t.keepalive_interval, &d.keepalive_interval);
         let probe_interval = pick(&t.probe_interval, &d.probe_interval);
         let probe_timeout = pick(&t.probe_timeout, &d.probe_timeout);
         let backoff_initial = pick(&t.backoff_initial, &d.backoff_initial);
         let backoff_max = pick(&t.backoff_max, &d.backoff_max);
         let connect_timeout = pick(&t.connect_timeout, &d.connect_timeout);
-        let allow_insecure = t.allow_insecure.clone().or_else(|| d.allow_insecure.clone());
+        let allow_insecure = t
+            .allow_insecure
+            .clone()
+            .or_else(|| d.allow_insecure.clone());
         let identity = t.identity.clone().or_else(|| d.identity.clone());
         let known_hosts = t.known_hosts.clone().or_else(|| d.known_hosts.clone());
 
         let keepalive = Keepalive {
-            interval: keepalive_interval.map(|l| l.value).unwrap_or(Keepalive::default().interval),
-            count: t.keepalive_count.or(d.keepalive_count).unwrap_or(Keepalive::default().count),
+            interval: keepalive_interval
+                .map(|l| l.value)
+                .unwrap_or(Keepalive::default().interval),
+            count: t
+                .keepalive_count
+                .or(d.keepalive_count)
+                .unwrap_or(Keepalive::default().count),
         };
         let probe = Probe {
-            interval: probe_interval.map(|l| l.value).unwrap_or(Probe::default().interval),
-            timeout: probe_timeout.map(|l| l.value).unwrap_or(Probe::default().timeout),
-            failures: t.probe_failures.or(d.probe_failures).unwrap_or(Probe::default().failures),
+            interval: probe_interval
+                .map(|l| l.value)
+                .unwrap_or(Probe::default().interval),
+            timeout: probe_timeout
+                .map(|l| l.value)
+                .unwrap_or(Probe::default().timeout),
+            failures: t
+                .probe_failures
+                .or(d.probe_failures)
+                .unwrap_or(Probe::default().failures),
         };
-        let initial = backoff_initial.clone().map(|l| l.value).unwrap_or(Backoff::default().initial);
-        let max = backoff_max.clone().map(|l| l.value).unwrap_or(Backoff::default().max);
+        let initial = backoff_initial
+            .clone()
+            .map(|l| l.value)
+            .unwrap_or(Backoff::default().initial);
+        let max = backoff_max
+            .clone()
+            .map(|l| l.value)
+            .unwrap_or(Backoff::default().max);
         if initial > max {
-            let at = backoff_initial.as_ref().or(backoff_max.as_ref()).map(|l| l.at).unwrap_or(name_at);
+            let at = backoff_initial
+                .as_ref()
+                .or(backoff_max.as_ref())
+                .map(|l| l.at)
+                .unwrap_or(name_at);
             self.error(
                 at,
                 format!(
@@ -1006,7 +1342,14 @@ impl Cx {
         if let Some(kh) = &known_hosts
             && !kh.value.exists()
         {
-            self.warn(kh.at, format!("known_hosts file {} does not exist yet; ssh will refuse every host key", kh.value.display()), format!("run `tunnelctl trust {name}` to fetch and pin the server's key"));
+            self.warn(
+                kh.at,
+                format!(
+                    "known_hosts file {} does not exist yet; ssh will refuse every host key",
+                    kh.value.display()
+                ),
+                format!("run `tunnelctl trust {name}` to fetch and pin the server's key"),
+            );
         }
 
         // ssh_options: defaults first, the tunnel's own value wins (case-insensitive).
@@ -1020,11 +1363,19 @@ impl Cx {
             match classify_option(&key, &value) {
                 OptionVerdict::Allowed => {}
                 OptionVerdict::Refused(why, hint) => {
-                    self.error(key_at, format!("ssh option `{key}` is not allowed: {why}"), hint);
+                    self.error(
+                        key_at,
+                        format!("ssh option `{key}` is not allowed: {why}"),
+                        hint,
+                    );
                     continue;
                 }
                 OptionVerdict::Insecure(why) if allow => {
-                    self.warn(value_at, format!("tunnel `{name}`: insecure ssh option `{key} {value}`: {why}"), "allowed because the tunnel sets `allow_insecure_options: true`");
+                    self.warn(
+                        value_at,
+                        format!("tunnel `{name}`: insecure ssh option `{key} {value}`: {why}"),
+                        "allowed because the tunnel sets `allow_insecure_options: true`",
+                    );
                 }
                 OptionVerdict::Insecure(why) => {
                     self.error(key_at, format!("ssh option `{key} {value}` is refused: {why}"), "remove it, or set `allow_insecure_options: true` on this tunnel if you accept the risk");
@@ -1034,6 +1385,8 @@ impl Cx {
             ssh_options.insert(canonical_option(&key), value);
         }
 
+        let host = t.host.clone()?;
+        let forwards = t.forwards.clone()?;
         Some(Tunnel {
             name: name.to_string(),
             host: host.value,
@@ -1047,7 +1400,9 @@ impl Cx {
             keepalive,
             probe,
             backoff: Backoff { initial, max },
-            connect_timeout: connect_timeout.map(|l| l.value).unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            connect_timeout: connect_timeout
+                .map(|l| l.value)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             allow_insecure_options: allow,
         })
     }
@@ -1078,35 +1433,44 @@ impl Cx {
 
     /// Two listeners on one address and port cannot both start: local/dynamic
     /// forwards on this machine (across all tunnels), remote ones per server.
-    fn check_binds(&mut self, tunnels: &[(Tunnel, Partial)]) {
+    fn check_binds(&mut self, tunnels: &[(String, Option<String>, Option<u16>, Partial)]) {
         let mut local: Vec<(String, u16, &str, Loc)> = Vec::new();
         let mut remote: Vec<(String, String, u16, &str, Loc)> = Vec::new();
-        for (tunnel, partial) in tunnels {
-            let Some(forwards) = &partial.forwards else { continue };
+        for (name, host, ssh_port, partial) in tunnels {
+            let Some(forwards) = &partial.forwards else {
+                continue;
+            };
             for lf in &forwards.value {
                 match &lf.forward {
                     Forward::Local { bind, port, .. } | Forward::Dynamic { bind, port } => {
-                        if let Some((b, _, other, at)) = local.iter().find(|(b, p, ..)| p == port && binds_overlap(b, bind)) {
+                        if let Some((b, _, other, at)) = local
+                            .iter()
+                            .find(|(b, p, ..)| p == port && binds_overlap(b, bind))
+                        {
                             self.error(
                                 lf.at,
                                 format!("port {port} on {bind} is already used by tunnel `{other}` (line {}, bind {b})", at.line),
                                 "pick another port, or a different bind address",
                             );
                         } else {
-                            local.push((bind.clone(), *port, &tunnel.name, lf.at));
+                            local.push((bind.clone(), *port, name, lf.at));
                         }
                     }
                     Forward::Remote { bind, port, .. } => {
-                        let server = format!("{}:{}", tunnel.host.to_ascii_lowercase(), tunnel.port.unwrap_or(22));
+                        let Some(host) = host else { continue };
+                        let server =
+                            format!("{}:{}", host.to_ascii_lowercase(), ssh_port.unwrap_or(22));
                         let bind = bind.clone().unwrap_or_else(|| "localhost".into());
-                        if let Some((_, b, _, other, at)) = remote.iter().find(|(s, b, p, ..)| *s == server && p == port && binds_overlap(b, &bind)) {
+                        if let Some((_, b, _, other, at)) = remote.iter().find(|(s, b, p, ..)| {
+                            *s == server && p == port && binds_overlap(b, &bind)
+                        }) {
                             self.error(
                                 lf.at,
-                                format!("remote port {port} on {} is already forwarded by tunnel `{other}` (line {}, bind {b})", tunnel.host, at.line),
+                                format!("remote port {port} on {} is already forwarded by tunnel `{other}` (line {}, bind {b})", host, at.line),
                                 "the second ssh would fail with \"remote port forwarding failed\"; pick another port",
                             );
                         } else {
-                            remote.push((server, bind, *port, &tunnel.name, lf.at));
+                            remote.push((server, bind, *port, name, lf.at));
                         }
                     }
                 }
@@ -1139,8 +1503,13 @@ fn check_hostname(value: &str) -> Result<(), String> {
     if value.chars().any(char::is_whitespace) {
         return Err("contains whitespace".into());
     }
-    if let Some(c) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || ".-_".contains(*c))) {
-        return Err(format!("contains `{c}`; only letters, digits, `.`, `-` and `_` are allowed in a host name"));
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ".-_".contains(*c)))
+    {
+        return Err(format!(
+            "contains `{c}`; only letters, digits, `.`, `-` and `_` are allowed in a host name"
+        ));
     }
     Ok(())
 }
@@ -1162,8 +1531,13 @@ fn check_user(value: &str) -> Result<(), String> {
     if value.chars().any(char::is_whitespace) {
         return Err("contains whitespace".into());
     }
-    if let Some(c) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
-        return Err(format!("contains `{c}`; only letters, digits, `.`, `-` and `_` are allowed"));
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+    {
+        return Err(format!(
+            "contains `{c}`; only letters, digits, `.`, `-` and `_` are allowed"
+        ));
     }
     Ok(())
 }
@@ -1183,11 +1557,20 @@ fn check_jump(value: &str) -> Result<(), String> {
             check_user(user).map_err(|m| format!("user `{user}` {m}"))?;
         }
         let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-            let (h, tail) = inner.split_once(']').ok_or_else(|| format!("`{hop}` has an unclosed `[`"))?;
-            h.parse::<Ipv6Addr>().map_err(|_| format!("`{h}` is not an IPv6 address"))?;
+            let (h, tail) = inner
+                .split_once(']')
+                .ok_or_else(|| format!("`{hop}` has an unclosed `[`"))?;
+            h.parse::<Ipv6Addr>()
+                .map_err(|_| format!("`{h}` is not an IPv6 address"))?;
             match tail {
                 "" => (h, None),
-                t => (h, Some(t.strip_prefix(':').ok_or_else(|| format!("unexpected `{t}` after `]`"))?)),
+                t => (
+                    h,
+                    Some(
+                        t.strip_prefix(':')
+                            .ok_or_else(|| format!("unexpected `{t}` after `]`"))?,
+                    ),
+                ),
             }
         } else {
             match rest.split_once(':') {
@@ -1209,7 +1592,8 @@ fn check_jump(value: &str) -> Result<(), String> {
 }
 
 fn is_loopback(bind: &str) -> bool {
-    bind.eq_ignore_ascii_case("localhost") || bind.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    bind.eq_ignore_ascii_case("localhost")
+        || bind.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_wildcard(bind: &str) -> bool {
@@ -1223,9 +1607,16 @@ fn binds_overlap(a: &str, b: &str) -> bool {
     }
     let canon = |s: &str| -> Vec<String> {
         if s.eq_ignore_ascii_case("localhost") {
-            vec![Ipv4Addr::LOCALHOST.to_string(), Ipv6Addr::LOCALHOST.to_string()]
+            vec![
+                Ipv4Addr::LOCALHOST.to_string(),
+                Ipv6Addr::LOCALHOST.to_string(),
+            ]
         } else {
-            vec![s.parse::<IpAddr>().map(|ip| ip.to_string()).unwrap_or_else(|_| s.to_ascii_lowercase())]
+            vec![
+                s.parse::<IpAddr>()
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_else(|_| s.to_ascii_lowercase()),
+            ]
         }
     };
     let (a, b) = (canon(a), canon(b));
@@ -1251,47 +1642,98 @@ fn classify_option(key: &str, value: &str) -> OptionVerdict {
     let v = value.trim().to_ascii_lowercase();
     let refused = |why: &str, hint: &str| OptionVerdict::Refused(why.to_string(), hint.to_string());
     match k.as_str() {
-        "batchmode" | "exitonforwardfailure" => refused("tunnelctl always sets it to yes", "remove it"),
-        "serveraliveinterval" => refused("it comes from `keepalive.interval`", "set `keepalive: { interval: 15s }`"),
-        "serveralivecountmax" => refused("it comes from `keepalive.count`", "set `keepalive: { count: 3 }`"),
-        "connecttimeout" => refused("it comes from `connect_timeout`", "set `connect_timeout: 15s`"),
-        "controlmaster" | "controlpath" | "controlpersist" => {
-            refused("tunnel-watchdog owns the control socket it probes through", "remove it")
+        "batchmode" | "exitonforwardfailure" => {
+            refused("tunnelctl always sets it to yes", "remove it")
         }
+        "serveraliveinterval" => refused(
+            "it comes from `keepalive.interval`",
+            "set `keepalive: { interval: 15s }`",
+        ),
+        "serveralivecountmax" => refused(
+            "it comes from `keepalive.count`",
+            "set `keepalive: { count: 3 }`",
+        ),
+        "connecttimeout" => refused(
+            "it comes from `connect_timeout`",
+            "set `connect_timeout: 15s`",
+        ),
+        "controlmaster" | "controlpath" | "controlpersist" => refused(
+            "tunnel-watchdog owns the control socket it probes through",
+            "remove it",
+        ),
         "stricthostkeychecking" => match v.as_str() {
-            "no" | "off" | "accept-new" => OptionVerdict::Insecure("it turns off host-key checking (a man in the middle could read the tunnel)".into()),
-            _ => refused("tunnelctl always sets it to yes", "remove it; pin the key with `tunnelctl trust NAME`"),
+            "no" | "off" | "accept-new" => OptionVerdict::Insecure(
+                "it turns off host-key checking (a man in the middle could read the tunnel)".into(),
+            ),
+            _ => refused(
+                "tunnelctl always sets it to yes",
+                "remove it; pin the key with `tunnelctl trust NAME`",
+            ),
         },
         "userknownhostsfile" => {
             if v == "/dev/null" || v == "none" {
-                OptionVerdict::Insecure("with no known hosts every server key is accepted or refused blindly".into())
+                OptionVerdict::Insecure(
+                    "with no known hosts every server key is accepted or refused blindly".into(),
+                )
             } else {
-                refused("it comes from `known_hosts`", "set `known_hosts: /path/to/known_hosts`")
+                refused(
+                    "it comes from `known_hosts`",
+                    "set `known_hosts: /path/to/known_hosts`",
+                )
             }
         }
-        "proxycommand" => OptionVerdict::Insecure("it runs a local shell command; use `jump:` for a bastion host".into()),
+        "proxycommand" => OptionVerdict::Insecure(
+            "it runs a local shell command; use `jump:` for a bastion host".into(),
+        ),
         "localcommand" => OptionVerdict::Insecure("it runs a local shell command".into()),
-        "permitlocalcommand" if v != "no" => OptionVerdict::Insecure("it lets LocalCommand run local shell commands".into()),
-        "knownhostscommand" => OptionVerdict::Insecure("it runs a local command to decide which host keys to trust".into()),
-        "pkcs11provider" | "securitykeyprovider" => OptionVerdict::Insecure("it loads a shared library into ssh".into()),
-        "forwardagent" if v != "no" => OptionVerdict::Insecure("it lets the server use your ssh agent".into()),
-        "forwardx11" | "forwardx11trusted" if v != "no" => OptionVerdict::Insecure("it lets the server reach your X display".into()),
-        "identityfile" => refused("it comes from `identity`", "set `identity: ~/.ssh/id_ed25519`"),
+        "permitlocalcommand" if v != "no" => {
+            OptionVerdict::Insecure("it lets LocalCommand run local shell commands".into())
+        }
+        "knownhostscommand" => OptionVerdict::Insecure(
+            "it runs a local command to decide which host keys to trust".into(),
+        ),
+        "pkcs11provider" | "securitykeyprovider" => {
+            OptionVerdict::Insecure("it loads a shared library into ssh".into())
+        }
+        "forwardagent" if v != "no" => {
+            OptionVerdict::Insecure("it lets the server use your ssh agent".into())
+        }
+        "forwardx11" | "forwardx11trusted" if v != "no" => {
+            OptionVerdict::Insecure("it lets the server reach your X display".into())
+        }
+        "identityfile" => refused(
+            "it comes from `identity`",
+            "set `identity: ~/.ssh/id_ed25519`",
+        ),
         "port" => refused("it comes from `port`", "set `port: 2222`"),
         "user" => refused("it comes from `user`", "set `user: alice`"),
         "proxyjump" => refused("it comes from `jump`", "set `jump: bastion.example.org`"),
         "hostname" => refused("the tunnel's `host` says where to connect", "set `host:`"),
-        "localforward" | "remoteforward" | "dynamicforward" => {
-            refused("forwards must be declared in `forwards:` so the watchdog can probe them", "add a `forwards:` entry")
-        }
+        "localforward" | "remoteforward" | "dynamicforward" => refused(
+            "forwards must be declared in `forwards:` so the watchdog can probe them",
+            "add a `forwards:` entry",
+        ),
         "clearallforwardings" => refused("it would drop the tunnel's forwards", "remove it"),
-        "gatewayports" => refused("it makes local forwards listen on every interface, bypassing `bind:`", "set `bind:` on the forward instead"),
-        "remotecommand" | "sessiontype" | "requesttty" | "stdinnull" => {
-            refused("a tunnel runs no remote command and no terminal (ssh -N -T)", "remove it")
-        }
-        "forkafterauthentication" => refused("ssh would fork away from tunnel-watchdog, which must stay its parent", "remove it"),
-        "tunnel" | "tunneldevice" => refused("tun/tap forwarding is not a port forward the watchdog can probe", "remove it"),
-        "include" | "host" | "match" => refused("config blocks and includes cannot be given on the command line", "remove it"),
+        "gatewayports" => refused(
+            "it makes local forwards listen on every interface, bypassing `bind:`",
+            "set `bind:` on the forward instead",
+        ),
+        "remotecommand" | "sessiontype" | "requesttty" | "stdinnull" => refused(
+            "a tunnel runs no remote command and no terminal (ssh -N -T)",
+            "remove it",
+        ),
+        "forkafterauthentication" => refused(
+            "ssh would fork away from tunnel-watchdog, which must stay its parent",
+            "remove it",
+        ),
+        "tunnel" | "tunneldevice" => refused(
+            "tun/tap forwarding is not a port forward the watchdog can probe",
+            "remove it",
+        ),
+        "include" | "host" | "match" => refused(
+            "config blocks and includes cannot be given on the command line",
+            "remove it",
+        ),
         _ => OptionVerdict::Allowed,
     }
 }
@@ -1310,15 +1752,27 @@ mod tests {
     }
 
     fn errors(text: &str) -> Vec<(usize, usize, String)> {
-        load(text).unwrap_err().diagnostics.into_iter().map(|d| (d.line, d.column, d.message)).collect()
+        load(text)
+            .unwrap_err()
+            .diagnostics
+            .into_iter()
+            .map(|d| (d.line, d.column, d.message))
+            .collect()
     }
 
     #[test]
     fn minimal_tunnel_gets_defaults() {
-        let c = load("tunnels:\n  a:\n    host: h.example\n    forwards:\n      - dynamic: 1080\n").unwrap();
+        let c = load("tunnels:\n  a:\n    host: h.example\n    forwards:\n      - dynamic: 1080\n")
+            .unwrap();
         let t = &c.tunnels[0];
         assert_eq!(t.name, "a");
-        assert_eq!(t.forwards, vec![Forward::Dynamic { bind: "127.0.0.1".into(), port: 1080 }]);
+        assert_eq!(
+            t.forwards,
+            vec![Forward::Dynamic {
+                bind: "127.0.0.1".into(),
+                port: 1080
+            }]
+        );
         assert_eq!(t.keepalive, Keepalive::default());
         assert!(c.warnings.is_empty());
     }
@@ -1331,29 +1785,64 @@ mod tests {
         )
         .unwrap();
         let t = &c.tunnels[0];
-        assert_eq!(t.keepalive, Keepalive { interval: Duration::from_secs(5), count: 2 });
+        assert_eq!(
+            t.keepalive,
+            Keepalive {
+                interval: Duration::from_secs(5),
+                count: 2
+            }
+        );
         assert_eq!(t.user.as_deref(), Some("bob"));
-        let opts: Vec<_> = t.ssh_options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let opts: Vec<_> = t
+            .ssh_options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         assert_eq!(opts, ["LogLevel=ERROR", "compression=no"]);
     }
 
     #[test]
     fn tilde_expands_against_home() {
         let c = load("tunnels:\n  a:\n    host: h\n    known_hosts: ~/.ssh/kh\n    forwards: [{dynamic: 1}]\n").unwrap();
-        assert_eq!(c.tunnels[0].known_hosts.as_deref(), Some(Path::new("/home/u/.ssh/kh")));
-        assert_eq!(c.warnings.len(), 1, "missing known_hosts warns: {:?}", c.warnings);
+        assert_eq!(
+            c.tunnels[0].known_hosts.as_deref(),
+            Some(Path::new("/home/u/.ssh/kh"))
+        );
+        assert_eq!(
+            c.warnings.len(),
+            1,
+            "missing known_hosts warns: {:?}",
+            c.warnings
+        );
     }
 
     #[test]
     fn unknown_key_has_location_and_suggestion() {
         let e = errors("tunnels:\n  a:\n    hots: h\n    forwards: [{dynamic: 1}]\n");
-        assert!(e.iter().any(|(l, c, m)| *l == 3 && *c == 5 && m.contains("`hots`") && m.contains("`host`")), "{e:?}");
+        assert!(
+            e.iter().any(|(l, c, m)| *l == 3
+                && *c == 5
+                && m.contains("`hots`")
+                && m.contains("`host`")),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn to_parses_ipv6_and_refuses_bare() {
-        let c = load("tunnels:\n  a:\n    host: h\n    forwards: [{local: 1, to: '[::1]:22'}]\n").unwrap();
-        assert_eq!(c.tunnels[0].forwards[0], Forward::Local { bind: "127.0.0.1".into(), port: 1, to: Endpoint { host: "::1".into(), port: 22 } });
+        let c = load("tunnels:\n  a:\n    host: h\n    forwards: [{local: 1, to: '[::1]:22'}]\n")
+            .unwrap();
+        assert_eq!(
+            c.tunnels[0].forwards[0],
+            Forward::Local {
+                bind: "127.0.0.1".into(),
+                port: 1,
+                to: Endpoint {
+                    host: "::1".into(),
+                    port: 22
+                }
+            }
+        );
         let e = errors("tunnels:\n  a:\n    host: h\n    forwards: [{local: 1, to: '::1:22'}]\n");
         assert!(e[0].2.contains("brackets"), "{e:?}");
     }
@@ -1391,12 +1880,34 @@ mod tests {
     fn locate_order() {
         let yes = |_: &Path| true;
         let no = |_: &Path| false;
-        assert_eq!(locate_in(Some(Path::new("/x")), Some(Path::new("/e")), None, false, yes).unwrap(), Path::new("/x"));
-        assert_eq!(locate_in(None, Some(Path::new("/e")), None, false, yes).unwrap(), Path::new("/e"));
-        assert_eq!(locate_in(None, None, Some(Path::new("/h")), false, yes).unwrap(), Path::new("/h/.config/tunnelctl/tunnels.yaml"));
-        assert_eq!(locate_in(None, None, Some(Path::new("/h")), true, yes).unwrap(), Path::new("/etc/tunnelctl/tunnels.yaml"));
+        assert_eq!(
+            locate_in(
+                Some(Path::new("/x")),
+                Some(Path::new("/e")),
+                None,
+                false,
+                yes
+            )
+            .unwrap(),
+            Path::new("/x")
+        );
+        assert_eq!(
+            locate_in(None, Some(Path::new("/e")), None, false, yes).unwrap(),
+            Path::new("/e")
+        );
+        assert_eq!(
+            locate_in(None, None, Some(Path::new("/h")), false, yes).unwrap(),
+            Path::new("/h/.config/tunnelctl/tunnels.yaml")
+        );
+        assert_eq!(
+            locate_in(None, None, Some(Path::new("/h")), true, yes).unwrap(),
+            Path::new("/etc/tunnelctl/tunnels.yaml")
+        );
         let e = locate_in(None, None, Some(Path::new("/h")), false, no).unwrap_err();
-        assert!(e.contains("/h/.config/tunnelctl/tunnels.yaml") && e.contains("TUNNELCTL_CONFIG"), "{e}");
+        assert!(
+            e.contains("/h/.config/tunnelctl/tunnels.yaml") && e.contains("TUNNELCTL_CONFIG"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1404,6 +1915,9 @@ mod tests {
         let c = load("tunnels:\n  work:\n    host: h\n    forwards: [{dynamic: 1}]\n").unwrap();
         assert!(c.tunnel("work").is_ok());
         let e = c.tunnel("wrok").unwrap_err();
-        assert!(e.contains("did you mean `work`") && e.contains("tunnels: work"), "{e}");
+        assert!(
+            e.contains("did you mean `work`") && e.contains("tunnels: work"),
+            "{e}"
+        );
     }
 }

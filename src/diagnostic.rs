@@ -18,7 +18,13 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(line: usize, column: usize, width: usize, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { line, column, width, message: message.into(), hint: None }
+        Diagnostic {
+            line,
+            column,
+            width,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// A problem with the file as a whole (not readable, empty, …).
@@ -46,20 +52,37 @@ impl Diagnostic {
         if self.line == 0 {
             let _ = write!(out, "{}: {prefix}{}", path.display(), self.message);
         } else {
-            let _ = write!(out, "{}:{}:{}: {prefix}{}", path.display(), self.line, self.column, self.message);
+            let _ = write!(
+                out,
+                "{}:{}:{}: {prefix}{}",
+                path.display(),
+                self.line,
+                self.column,
+                self.message
+            );
             if let Some(text) = source.lines().nth(self.line - 1) {
                 let number = self.line.to_string();
                 let pad = " ".repeat(number.len());
                 // Tabs keep their width in the caret line so the caret stays under the value.
-                let text: String = text.chars().map(|c| if c.is_control() && c != '\t' { '?' } else { c }).collect();
+                let text: String = text
+                    .chars()
+                    .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+                    .collect();
                 let lead: String = text
                     .chars()
                     .take(self.column.saturating_sub(1))
                     .map(|c| if c == '\t' { '\t' } else { ' ' })
                     .collect();
-                let available = text.chars().count().saturating_sub(self.column.saturating_sub(1));
+                let available = text
+                    .chars()
+                    .count()
+                    .saturating_sub(self.column.saturating_sub(1));
                 let width = self.width.min(available).max(1);
-                let _ = write!(out, "\n {number} | {text}\n {pad} | {lead}{}", "^".repeat(width));
+                let _ = write!(
+                    out,
+                    "\n {number} | {text}\n {pad} | {lead}{}",
+                    "^".repeat(width)
+                );
             }
         }
         if let Some(hint) = &self.hint {
@@ -115,7 +138,10 @@ mod tests {
     fn whole_file_problem_has_no_position() {
         let d = Diagnostic::whole_file("cannot read: denied");
         assert_eq!(d.render(Path::new("x"), ""), "x: cannot read: denied");
-        assert_eq!(d.render_warning(Path::new("x"), ""), "x: warning: cannot read: denied");
+        assert_eq!(
+            d.render_warning(Path::new("x"), ""),
+            "x: warning: cannot read: denied"
+        );
     }
 
     #[test]
@@ -126,7 +152,10 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(closest("keepalvie", ["keepalive", "probe"]), Some("keepalive"));
+        assert_eq!(
+            closest("keepalvie", ["keepalive", "probe"]),
+            Some("keepalive")
+        );
         assert_eq!(closest("Host", ["host", "user"]), Some("host"));
         assert_eq!(closest("zzzzzz", ["host", "user"]), None);
         assert_eq!(distance("kitten", "sitting"), 3);

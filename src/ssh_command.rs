@@ -24,7 +24,10 @@ fn seconds(d: Duration) -> u64 {
 }
 
 fn has_option(tunnel: &Tunnel, name: &str) -> bool {
-    tunnel.ssh_options.keys().any(|k| k.eq_ignore_ascii_case(name))
+    tunnel
+        .ssh_options
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case(name))
 }
 
 /// The full ssh command line, starting with `"ssh"` and ending with `--`, HOST.
@@ -36,15 +39,25 @@ pub fn ssh_argv(tunnel: &Tunnel, overrides: &PathOverrides) -> Vec<String> {
     };
     option(&mut argv, "BatchMode=yes".into());
     option(&mut argv, "ExitOnForwardFailure=yes".into());
-    option(&mut argv, format!("ServerAliveInterval={}", seconds(tunnel.keepalive.interval)));
-    option(&mut argv, format!("ServerAliveCountMax={}", tunnel.keepalive.count));
-    option(&mut argv, format!("ConnectTimeout={}", seconds(tunnel.connect_timeout)));
+    option(
+        &mut argv,
+        format!("ServerAliveInterval={}", seconds(tunnel.keepalive.interval)),
+    );
+    option(
+        &mut argv,
+        format!("ServerAliveCountMax={}", tunnel.keepalive.count),
+    );
+    option(
+        &mut argv,
+        format!("ConnectTimeout={}", seconds(tunnel.connect_timeout)),
+    );
     // An allowed insecure StrictHostKeyChecking/UserKnownHostsFile replaces ours
     // (config.rs only lets them through with allow_insecure_options).
     if !(tunnel.allow_insecure_options && has_option(tunnel, "StrictHostKeyChecking")) {
         option(&mut argv, "StrictHostKeyChecking=yes".into());
     }
-    let user_known_hosts = tunnel.allow_insecure_options && has_option(tunnel, "UserKnownHostsFile");
+    let user_known_hosts =
+        tunnel.allow_insecure_options && has_option(tunnel, "UserKnownHostsFile");
     let known_hosts = overrides
         .known_hosts
         .clone()
@@ -90,7 +103,11 @@ pub fn ssh_argv(tunnel: &Tunnel, overrides: &PathOverrides) -> Vec<String> {
 
 /// An address as ssh's forward syntax wants it: IPv6 in brackets.
 fn address(host: &str) -> String {
-    if host.contains(':') { format!("[{host}]") } else { host.to_string() }
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
 }
 
 fn endpoint(to: &Endpoint) -> String {
@@ -100,11 +117,23 @@ fn endpoint(to: &Endpoint) -> String {
 /// `("-L", "127.0.0.1:8080:intranet:80")`, `("-R", "1234:localhost:22")`, `("-D", "127.0.0.1:1080")`.
 pub fn forward_spec(forward: &Forward) -> (String, String) {
     match forward {
-        Forward::Local { bind, port, to } => ("-L".into(), format!("{}:{port}:{}", address(bind), endpoint(to))),
-        Forward::Remote { bind: None, port, to } => ("-R".into(), format!("{port}:{}", endpoint(to))),
-        Forward::Remote { bind: Some(bind), port, to } => {
-            ("-R".into(), format!("{}:{port}:{}", address(bind), endpoint(to)))
-        }
+        Forward::Local { bind, port, to } => (
+            "-L".into(),
+            format!("{}:{port}:{}", address(bind), endpoint(to)),
+        ),
+        Forward::Remote {
+            bind: None,
+            port,
+            to,
+        } => ("-R".into(), format!("{port}:{}", endpoint(to))),
+        Forward::Remote {
+            bind: Some(bind),
+            port,
+            to,
+        } => (
+            "-R".into(),
+            format!("{}:{port}:{}", address(bind), endpoint(to)),
+        ),
         Forward::Dynamic { bind, port } => ("-D".into(), format!("{}:{port}", address(bind))),
     }
 }
@@ -115,27 +144,58 @@ mod tests {
     use std::path::PathBuf;
 
     fn ep(host: &str, port: u16) -> Endpoint {
-        Endpoint { host: host.into(), port }
+        Endpoint {
+            host: host.into(),
+            port,
+        }
     }
 
     #[test]
     fn forward_specs() {
         let f = |fw| forward_spec(&fw);
-        assert_eq!(f(Forward::Remote { bind: None, port: 1234, to: ep("localhost", 22) }), ("-R".into(), "1234:localhost:22".into()));
         assert_eq!(
-            f(Forward::Local { bind: "127.0.0.1".into(), port: 8080, to: ep("intranet", 80) }),
+            f(Forward::Remote {
+                bind: None,
+                port: 1234,
+                to: ep("localhost", 22)
+            }),
+            ("-R".into(), "1234:localhost:22".into())
+        );
+        assert_eq!(
+            f(Forward::Local {
+                bind: "127.0.0.1".into(),
+                port: 8080,
+                to: ep("intranet", 80)
+            }),
             ("-L".into(), "127.0.0.1:8080:intranet:80".into())
         );
-        assert_eq!(f(Forward::Dynamic { bind: "::1".into(), port: 1080 }), ("-D".into(), "[::1]:1080".into()));
         assert_eq!(
-            f(Forward::Remote { bind: Some("::1".into()), port: 9, to: ep("fe80::1", 22) }),
+            f(Forward::Dynamic {
+                bind: "::1".into(),
+                port: 1080
+            }),
+            ("-D".into(), "[::1]:1080".into())
+        );
+        assert_eq!(
+            f(Forward::Remote {
+                bind: Some("::1".into()),
+                port: 9,
+                to: ep("fe80::1", 22)
+            }),
             ("-R".into(), "[::1]:9:[fe80::1]:22".into())
         );
     }
 
     #[test]
     fn argv_has_the_fixed_options_first_and_host_last() {
-        let mut t = Tunnel::new("a", "h.example", vec![Forward::Dynamic { bind: "127.0.0.1".into(), port: 1080 }]);
+        let mut t = Tunnel::new(
+            "a",
+            "h.example",
+            vec![Forward::Dynamic {
+                bind: "127.0.0.1".into(),
+                port: 1080,
+            }],
+        );
         t.keepalive.interval = Duration::from_millis(1500);
         t.identity = Some(PathBuf::from("/k"));
         t.user = Some("alice".into());
@@ -148,7 +208,10 @@ mod tests {
              -o ConnectTimeout=15 -o StrictHostKeyChecking=yes -i /k -o IdentitiesOnly=yes -p 2222 -l alice \
              -o Compression=yes -D 127.0.0.1:1080 -- h.example"
         );
-        let over = PathOverrides { identity: Some("%d/identity".into()), known_hosts: Some("%d/known_hosts".into()) };
+        let over = PathOverrides {
+            identity: Some("%d/identity".into()),
+            known_hosts: Some("%d/known_hosts".into()),
+        };
         let argv = ssh_argv(&t, &over);
         assert!(argv.windows(2).any(|w| w == ["-i", "%d/identity"]));
         assert!(argv.contains(&"UserKnownHostsFile=%d/known_hosts".to_string()));
@@ -157,8 +220,12 @@ mod tests {
     #[test]
     fn insecure_options_replace_ours_only_when_allowed() {
         let mut t = Tunnel::new("a", "h", vec![]);
-        t.ssh_options.insert("StrictHostKeyChecking".into(), "no".into());
-        assert!(ssh_argv(&t, &PathOverrides::default()).contains(&"StrictHostKeyChecking=yes".to_string()));
+        t.ssh_options
+            .insert("StrictHostKeyChecking".into(), "no".into());
+        assert!(
+            ssh_argv(&t, &PathOverrides::default())
+                .contains(&"StrictHostKeyChecking=yes".to_string())
+        );
         t.allow_insecure_options = true;
         let argv = ssh_argv(&t, &PathOverrides::default());
         assert!(!argv.contains(&"StrictHostKeyChecking=yes".to_string()));

@@ -30,7 +30,11 @@ pub fn run(config_path: Option<&Path>, _args: CheckArgs) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             let n = e.diagnostics.len();
-            eprintln!("tunnelctl check: {n} problem{} in {}", if n == 1 { "" } else { "s" }, path.display());
+            eprintln!(
+                "tunnelctl check: {n} problem{} in {}",
+                if n == 1 { "" } else { "s" },
+                path.display()
+            );
             ExitCode::from(2)
         }
     }
