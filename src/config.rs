@@ -494,7 +494,12 @@ impl Cx {
                 let message = e.without_snippet().to_string();
                 // The library's text may repeat the position; keep the first line only.
                 let message = message.lines().next().unwrap_or("invalid YAML").to_string();
-                self.error(at, format!("invalid YAML: {message}"), "");
+                let hint = if message.contains("tab") {
+                    "indent with spaces; YAML does not allow tabs there"
+                } else {
+                    ""
+                };
+                self.error(at, format!("invalid YAML: {message}"), hint);
                 return Vec::new();
             }
         };
