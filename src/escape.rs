@@ -51,7 +51,10 @@ pub fn exec_word(word: &str) -> String {
 
 /// A whole command line for `ExecStart=`: every word through [`exec_word`].
 pub fn exec_line(argv: &[String]) -> String {
-    argv.iter().map(|w| exec_word(w)).collect::<Vec<_>>().join(" ")
+    argv.iter()
+        .map(|w| exec_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A free-text unit setting such as `Description=`: only specifiers are live there.
@@ -79,13 +82,19 @@ pub fn unit_name(name: &str) -> String {
 /// settings into words, keeps backslashes, unquotes quotes and (since 250) reads `:` as a
 /// symlink separator, so a name with any of those cannot be carried: refuse it.
 pub fn unit_directory(dir: &str) -> Result<String, String> {
-    if let Some(c) = dir.chars().find(|c| c.is_whitespace() || c.is_control() || "\\\"':".contains(*c)) {
+    if let Some(c) = dir
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\\\"':".contains(*c))
+    {
         return Err(format!(
             "`{dir}` contains {c:?}, which systemd's StateDirectory= cannot hold; rename the tunnel \
              without spaces, quotes, backslashes or `:`"
         ));
     }
-    if dir.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+    if dir
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
         return Err(format!("`{dir}` is not a plain relative directory"));
     }
     Ok(unit_text(dir))
@@ -99,10 +108,14 @@ pub fn credential_path(path: &str) -> Result<String, String> {
         && !path.ends_with('/')
         && !path.split('/').any(|part| part == "." || part == "..");
     if !normalized {
-        return Err(format!("`{path}` must be an absolute path without `.`, `..` or `//` for LoadCredential="));
+        return Err(format!(
+            "`{path}` must be an absolute path without `.`, `..` or `//` for LoadCredential="
+        ));
     }
     if path.trim() != path || path.chars().any(|c| c.is_control()) {
-        return Err(format!("`{path}` begins or ends with whitespace or holds a control character"));
+        return Err(format!(
+            "`{path}` begins or ends with whitespace or holds a control character"
+        ));
     }
     Ok(unit_text(path))
 }
@@ -129,7 +142,10 @@ pub fn inittab_process_problem(process: &str) -> Option<String> {
              (use a --watchdog path without any of {INITTAB_SHELL_CHARS})"
         ));
     }
-    if let Some(c) = process.chars().find(|c| c.is_control() || *c == '#' || *c == ':') {
+    if let Some(c) = process
+        .chars()
+        .find(|c| c.is_control() || *c == '#' || *c == ':')
+    {
         return Some(format!(
             "the inittab command contains {c:?}, which init would misread (use a plainer --watchdog path)"
         ));
@@ -143,8 +159,14 @@ mod tests {
 
     #[test]
     fn plain_words_stay_bare() {
-        assert_eq!(exec_word("/usr/bin/tunnel-watchdog"), "/usr/bin/tunnel-watchdog");
-        assert_eq!(exec_word("ServerAliveInterval=15"), "ServerAliveInterval=15");
+        assert_eq!(
+            exec_word("/usr/bin/tunnel-watchdog"),
+            "/usr/bin/tunnel-watchdog"
+        );
+        assert_eq!(
+            exec_word("ServerAliveInterval=15"),
+            "ServerAliveInterval=15"
+        );
     }
 
     #[test]
@@ -181,8 +203,21 @@ mod tests {
 
     #[test]
     fn inittab_process_rules() {
-        assert!(inittab_process_problem("/usr/bin/tunnel-watchdog --args-file /etc/tunnelctl/run/t0ab.args").is_none());
-        assert!(inittab_process_problem("/opt/my$dir/w --args-file x").unwrap().contains("`$`"));
-        assert!(inittab_process_problem(&format!("/{} x", "a".repeat(130))).unwrap().contains("127"));
+        assert!(
+            inittab_process_problem(
+                "/usr/bin/tunnel-watchdog --args-file /etc/tunnelctl/run/t0ab.args"
+            )
+            .is_none()
+        );
+        assert!(
+            inittab_process_problem("/opt/my$dir/w --args-file x")
+                .unwrap()
+                .contains("`$`")
+        );
+        assert!(
+            inittab_process_problem(&format!("/{} x", "a".repeat(130)))
+                .unwrap()
+                .contains("127")
+        );
     }
 }

@@ -55,12 +55,21 @@ struct FileChange {
 impl Installer {
     /// The place a target path lives on this host (under `--root` when given).
     pub fn host(&self, path: &Path) -> PathBuf {
-        let relative: PathBuf = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+        let relative: PathBuf = path
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
         self.root.join(relative)
     }
 
     /// Installs (or updates) one rendered tunnel. Diffs go to `out`.
-    pub fn install(&self, name: &str, target: Target, rendered: &Rendered, out: &mut dyn Write) -> Result<Outcome, String> {
+    pub fn install(
+        &self,
+        name: &str,
+        target: Target,
+        rendered: &Rendered,
+        out: &mut dyn Write,
+    ) -> Result<Outcome, String> {
         let mut changes = Vec::new();
         for file in &rendered.files {
             let host_path = self.host(&file.path);
@@ -76,57 +85,102 @@ impl Installer {
             let host_path = self.host(Path::new(INITTAB));
             let old = read_optional(&host_path)?;
             let new = inittab_with(old.as_deref().unwrap_or_default(), entry, name, target)?;
-            changes.push(FileChange { host_path, shown_path: INITTAB.into(), old, new, mode: 0o644 });
+            changes.push(FileChange {
+                host_path,
+                shown_path: INITTAB.into(),
+                old,
+                new,
+                mode: 0o644,
+            });
         }
 
-        let pending: Vec<&FileChange> = changes.iter().filter(|c| c.old.as_deref() != Some(&c.new[..])).collect();
+        let pending: Vec<&FileChange> = changes
+            .iter()
+            .filter(|c| c.old.as_deref() != Some(&c.new[..]))
+            .collect();
         if pending.is_empty() {
             writeln!(out, "{name} ({target}): unchanged").map_err(io_err)?;
             return Ok(Outcome::Unchanged);
         }
-        let fresh = changes.iter().all(|c| c.old.is_none() || c.shown_path == Path::new(INITTAB))
+        let fresh = changes
+            .iter()
+            .all(|c| c.old.is_none() || c.shown_path == Path::new(INITTAB))
             && !rendered.inittab.as_ref().is_some_and(|e| {
                 changes.iter().any(|c| {
                     c.shown_path == Path::new(INITTAB)
-                        && c.old.as_deref().is_some_and(|old| find_entry(old, &e.id).is_some())
+                        && c.old
+                            .as_deref()
+                            .is_some_and(|old| find_entry(old, &e.id).is_some())
                 })
             });
         for change in &pending {
-            let old = String::from_utf8_lossy(change.old.as_deref().unwrap_or_default()).into_owned();
+            let old =
+                String::from_utf8_lossy(change.old.as_deref().unwrap_or_default()).into_owned();
             let new = String::from_utf8_lossy(&change.new).into_owned();
             let shown = change.shown_path.display().to_string();
-            let old_label = if change.old.is_some() { shown.clone() } else { "/dev/null".to_string() };
-            out.write_all(unified_diff(&old_label, &shown, &old, &new).as_bytes()).map_err(io_err)?;
+            let old_label = if change.old.is_some() {
+                shown.clone()
+            } else {
+                "/dev/null".to_string()
+            };
+            out.write_all(unified_diff(&old_label, &shown, &old, &new).as_bytes())
+                .map_err(io_err)?;
         }
         if self.dry_run {
-            writeln!(out, "{name} ({target}): would {} (dry run, nothing written)", if fresh { "install" } else { "update" })
-                .map_err(io_err)?;
+            writeln!(
+                out,
+                "{name} ({target}): would {} (dry run, nothing written)",
+                if fresh { "install" } else { "update" }
+            )
+            .map_err(io_err)?;
             return Ok(Outcome::WouldChange);
         }
         for dir in &rendered.dirs {
-            fs::create_dir_all(self.host(dir)).map_err(|e| format!("creating {}: {e}", self.host(dir).display()))?;
+            fs::create_dir_all(self.host(dir))
+                .map_err(|e| format!("creating {}: {e}", self.host(dir).display()))?;
         }
         // The args file before the inittab line that names it, so init never starts a
         // watchdog whose arguments are not there yet.
         for change in &pending {
             if let Some(parent) = change.host_path.parent() {
-                fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+                fs::create_dir_all(parent)
+                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
             }
             let mode = existing_mode(&change.host_path).unwrap_or(change.mode);
             write_atomic(&change.host_path, &change.new, mode)?;
         }
-        writeln!(out, "{name} ({target}): {}", if fresh { "installed" } else { "updated" }).map_err(io_err)?;
+        writeln!(
+            out,
+            "{name} ({target}): {}",
+            if fresh { "installed" } else { "updated" }
+        )
+        .map_err(io_err)?;
         self.activate(name, target, rendered, fresh, out)?;
-        Ok(if fresh { Outcome::Installed } else { Outcome::Updated })
+        Ok(if fresh {
+            Outcome::Installed
+        } else {
+            Outcome::Updated
+        })
     }
 
     /// Tells the init system; never reached under `--root`.
-    fn activate(&self, name: &str, target: Target, rendered: &Rendered, fresh: bool, out: &mut dyn Write) -> Result<(), String> {
+    fn activate(
+        &self,
+        name: &str,
+        target: Target,
+        rendered: &Rendered,
+        fresh: bool,
+        out: &mut dyn Write,
+    ) -> Result<(), String> {
         if !self.run_tools {
             return Ok(());
         }
         let unit = crate::escape::unit_name(name);
-        let plist = rendered.files.first().map(|f| f.path.display().to_string()).unwrap_or_default();
+        let plist = rendered
+            .files
+            .first()
+            .map(|f| f.path.display().to_string())
+            .unwrap_or_default();
         match target {
             Target::Systemd | Target::SystemdUser => {
                 let mut base = vec!["systemctl".to_string()];
@@ -160,8 +214,12 @@ impl Installer {
                     // sysvinit keeps a running entry whose line did not change, so a new
                     // args file needs the entry gone once: drop it, reload, put it back.
                     let host = self.host(Path::new(INITTAB));
-                    let current = fs::read(&host).map_err(|e| format!("reading {}: {e}", host.display()))?;
-                    if let (Some(without), Some(entry)) = (inittab_without(&current, &entry_id(rendered)), &rendered.inittab) {
+                    let current =
+                        fs::read(&host).map_err(|e| format!("reading {}: {e}", host.display()))?;
+                    if let (Some(without), Some(entry)) = (
+                        inittab_without(&current, &entry_id(rendered)),
+                        &rendered.inittab,
+                    ) {
                         write_atomic(&host, &without, existing_mode(&host).unwrap_or(0o644))?;
                         run_tool(&["telinit".into(), "q".into()])?;
                         let again = inittab_with(&without, entry, name, target)?;
@@ -190,14 +248,27 @@ impl Installer {
     }
 
     /// Stops the tunnel and removes what install wrote (see the module comment).
-    pub fn uninstall(&self, name: &str, target: Target, paths: &[PathBuf], inittab_id: &str, out: &mut dyn Write) -> Result<Outcome, String> {
-        let files: Vec<PathBuf> = paths.iter().filter(|p| self.host(p).exists()).cloned().collect();
+    pub fn uninstall(
+        &self,
+        name: &str,
+        target: Target,
+        paths: &[PathBuf],
+        inittab_id: &str,
+        out: &mut dyn Write,
+    ) -> Result<Outcome, String> {
+        let files: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| self.host(p).exists())
+            .cloned()
+            .collect();
         let inittab_host = self.host(Path::new(INITTAB));
         let inittab_now = matches!(target, Target::Inittab | Target::Busybox)
             .then(|| read_optional(&inittab_host))
             .transpose()?
             .flatten();
-        let without = inittab_now.as_deref().and_then(|bytes| inittab_without(bytes, inittab_id));
+        let without = inittab_now
+            .as_deref()
+            .and_then(|bytes| inittab_without(bytes, inittab_id));
         if files.is_empty() && without.is_none() {
             writeln!(out, "{name} ({target}): not installed").map_err(io_err)?;
             return Ok(Outcome::NotInstalled);
@@ -207,7 +278,8 @@ impl Installer {
                 writeln!(out, "would remove {}", file.display()).map_err(io_err)?;
             }
             if without.is_some() {
-                writeln!(out, "would remove the {inittab_id} entry from {INITTAB}").map_err(io_err)?;
+                writeln!(out, "would remove the {inittab_id} entry from {INITTAB}")
+                    .map_err(io_err)?;
             }
             return Ok(Outcome::WouldChange);
         }
@@ -219,7 +291,10 @@ impl Installer {
                     if target == Target::SystemdUser {
                         base.push("--user".into());
                     }
-                    run_tool(&with(&base, &["disable", "--now", &crate::escape::unit_name(name)]))?;
+                    run_tool(&with(
+                        &base,
+                        &["disable", "--now", &crate::escape::unit_name(name)],
+                    ))?;
                 }
                 Target::Launchd | Target::LaunchdAgent => {
                     let service = format!("{}/{}", launchd_domain(target), launchd::label(name));
@@ -228,9 +303,12 @@ impl Installer {
                 Target::Inittab | Target::Busybox => {}
             }
         }
-        if let (Some(without), Some(old)) = (&without, &inittab_now) {
-            let _ = old;
-            write_atomic(&inittab_host, without, existing_mode(&inittab_host).unwrap_or(0o644))?;
+        if let Some(without) = &without {
+            write_atomic(
+                &inittab_host,
+                without,
+                existing_mode(&inittab_host).unwrap_or(0o644),
+            )?;
             writeln!(out, "removed the {inittab_id} entry from {INITTAB}").map_err(io_err)?;
             if self.run_tools {
                 // sysvinit stops processes whose entry vanished; BusyBox may not.
@@ -294,7 +372,11 @@ fn log_dirs(target: Target, paths: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 fn entry_id(rendered: &Rendered) -> String {
-    rendered.inittab.as_ref().map(|e| e.id.clone()).unwrap_or_default()
+    rendered
+        .inittab
+        .as_ref()
+        .map(|e| e.id.clone())
+        .unwrap_or_default()
 }
 
 fn launchd_domain(target: Target) -> String {
@@ -306,7 +388,10 @@ fn launchd_domain(target: Target) -> String {
 }
 
 fn with(base: &[String], more: &[&str]) -> Vec<String> {
-    base.iter().cloned().chain(more.iter().map(|s| s.to_string())).collect()
+    base.iter()
+        .cloned()
+        .chain(more.iter().map(|s| s.to_string()))
+        .collect()
 }
 
 /// The one place tunnelctl runs an init tool. Prints the command so the user sees what
@@ -337,19 +422,30 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, String> {
 }
 
 fn existing_mode(path: &Path) -> Option<u32> {
-    fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
 }
 
 /// Writes `bytes` to a temp file beside `path`, fsyncs it, renames it over `path` and
 /// fsyncs the directory: readers see the old file or the new one, never a torn one.
 /// An existing file's owner is kept.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
-    let dir = path.parent().ok_or_else(|| format!("{} has no parent directory", path.display()))?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .ok_or_else(|| format!("{} has no parent directory", path.display()))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{file_name}.tunnelctl-{}", std::process::id()));
     let owner = fs::metadata(path).ok().map(|m| (m.uid(), m.gid()));
     let result = (|| -> io::Result<()> {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
         file.set_permissions(fs::Permissions::from_mode(mode))?; // umask must not narrow it
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
@@ -382,7 +478,9 @@ fn find_entry(bytes: &[u8], id: &str) -> Option<(usize, usize)> {
     let lines = split_lines(bytes);
     let prefix = inittab::marker_prefix(id);
     let args = inittab::args_path(id);
-    let at = lines.iter().position(|l| text_of(l).starts_with(prefix.as_bytes()))?;
+    let at = lines
+        .iter()
+        .position(|l| text_of(l).starts_with(prefix.as_bytes()))?;
     let next_is_ours = lines
         .get(at + 1)
         .is_some_and(|l| String::from_utf8_lossy(text_of(l)).contains(&args));
@@ -392,12 +490,20 @@ fn find_entry(bytes: &[u8], id: &str) -> Option<(usize, usize)> {
 /// The inittab with our entry for `name` in place: replaced where it was, else appended.
 /// Every other byte stays as it was. Refuses when a line not written by us uses our id
 /// (SysV), or our id's marker names another tunnel.
-pub fn inittab_with(existing: &[u8], entry: &InittabEntry, name: &str, target: Target) -> Result<Vec<u8>, String> {
+pub fn inittab_with(
+    existing: &[u8],
+    entry: &InittabEntry,
+    name: &str,
+    target: Target,
+) -> Result<Vec<u8>, String> {
     let lines = split_lines(existing);
     let found = find_entry(existing, &entry.id);
     if let Some((at, _)) = found {
         let marker = String::from_utf8_lossy(text_of(lines[at])).into_owned();
-        let owner = marker[inittab::marker_prefix(&entry.id).len()..].split(" — ").next().unwrap_or("");
+        let owner = marker[inittab::marker_prefix(&entry.id).len()..]
+            .split(" — ")
+            .next()
+            .unwrap_or("");
         if owner != name {
             return Err(format!(
                 "{INITTAB} already has a tunnelctl entry with id {} for tunnel `{owner}`; \
@@ -407,11 +513,16 @@ pub fn inittab_with(existing: &[u8], entry: &InittabEntry, name: &str, target: T
         }
     }
     if target == Target::Inittab {
-        let ours: Vec<usize> = found.map(|(at, n)| (at..at + n).collect()).unwrap_or_default();
+        let ours: Vec<usize> = found
+            .map(|(at, n)| (at..at + n).collect())
+            .unwrap_or_default();
         let id_prefix = format!("{}:", entry.id);
         for (i, line) in lines.iter().enumerate() {
             let text = text_of(line);
-            if !ours.contains(&i) && !text.starts_with(b"#") && text.starts_with(id_prefix.as_bytes()) {
+            if !ours.contains(&i)
+                && !text.starts_with(b"#")
+                && text.starts_with(id_prefix.as_bytes())
+            {
                 return Err(format!(
                     "{INITTAB} line {} already uses the id {} and was not written by tunnelctl; \
                      change that entry's id or rename the tunnel",
@@ -493,7 +604,11 @@ pub fn unified_diff(old_label: &str, new_label: &str, old: &str, new: &str) -> S
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     // (tag, old index, new index) for every line of the edit script
@@ -543,7 +658,9 @@ pub fn unified_diff(old_label: &str, new_label: &str, old: &str, new: &str) -> S
         let new_count = hunk.iter().filter(|o| o.0 != '-').count();
         let old_start = hunk[0].1 + usize::from(old_count > 0);
         let new_start = hunk[0].2 + usize::from(new_count > 0);
-        out.push_str(&format!("@@ -{old_start},{old_count} +{new_start},{new_count} @@\n"));
+        out.push_str(&format!(
+            "@@ -{old_start},{old_count} +{new_start},{new_count} @@\n"
+        ));
         for &(tag, oi, nj) in hunk {
             let line = if tag == '+' { b[nj] } else { a[oi] };
             out.push(tag);
@@ -581,19 +698,36 @@ mod tests {
             assert!(with.starts_with(original));
             assert!(String::from_utf8_lossy(&with).contains(&entry().line));
             // Installing again changes nothing.
-            assert_eq!(inittab_with(&with, &entry(), "web", Target::Inittab).unwrap(), with);
-            assert_eq!(inittab_without(&with, "tabc").unwrap(), original, "{:?}", String::from_utf8_lossy(original));
+            assert_eq!(
+                inittab_with(&with, &entry(), "web", Target::Inittab).unwrap(),
+                with
+            );
+            assert_eq!(
+                inittab_without(&with, "tabc").unwrap(),
+                original,
+                "{:?}",
+                String::from_utf8_lossy(original)
+            );
         }
     }
 
     #[test]
     fn inittab_replaces_in_place_and_refuses_foreign_ids() {
-        let old = format!("a:1:x\n{}\ntabc:2345:respawn:/old --args-file /etc/tunnelctl/run/tabc.args\nz:3:y\n", inittab::marker("tabc", "web"));
+        let old = format!(
+            "a:1:x\n{}\ntabc:2345:respawn:/old --args-file /etc/tunnelctl/run/tabc.args\nz:3:y\n",
+            inittab::marker("tabc", "web")
+        );
         let new = inittab_with(old.as_bytes(), &entry(), "web", Target::Inittab).unwrap();
         let new = String::from_utf8(new).unwrap();
         assert!(new.starts_with("a:1:x\n# tunnelctl:tabc web"));
         assert!(new.ends_with("tunnel-watchdog --args-file /etc/tunnelctl/run/tabc.args\nz:3:y\n"));
-        let err = inittab_with(b"tabc:2345:respawn:/bin/other\n", &entry(), "web", Target::Inittab).unwrap_err();
+        let err = inittab_with(
+            b"tabc:2345:respawn:/bin/other\n",
+            &entry(),
+            "web",
+            Target::Inittab,
+        )
+        .unwrap_err();
         assert!(err.contains("line 1"), "{err}");
         let err = inittab_with(old.as_bytes(), &entry(), "api", Target::Inittab).unwrap_err();
         assert!(err.contains("`web`"), "{err}");
@@ -604,7 +738,10 @@ mod tests {
         let old = "a\nb\nc\nd\ne\nf\ng\nh\n";
         let new = "a\nb\nc\nD\ne\nf\ng\nh\n";
         let diff = unified_diff("x", "x", old, new);
-        assert_eq!(diff, "--- x\n+++ x\n@@ -1,7 +1,7 @@\n a\n b\n c\n-d\n+D\n e\n f\n g\n");
+        assert_eq!(
+            diff,
+            "--- x\n+++ x\n@@ -1,7 +1,7 @@\n a\n b\n c\n-d\n+D\n e\n f\n g\n"
+        );
         assert_eq!(unified_diff("x", "x", old, old), "");
         let diff = unified_diff("/dev/null", "y", "", "one\ntwo\n");
         assert_eq!(diff, "--- /dev/null\n+++ y\n@@ -0,0 +1,2 @@\n+one\n+two\n");

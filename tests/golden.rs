@@ -27,7 +27,11 @@ fn cases() -> Vec<PathBuf> {
         .filter(|p| p.join("tunnels.yaml").is_file())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 6, "golden cases missing in {}", dir.display());
+    assert!(
+        cases.len() >= 6,
+        "golden cases missing in {}",
+        dir.display()
+    );
     cases
 }
 
@@ -42,11 +46,24 @@ fn every_case_renders_as_expected_for_every_target() {
             let out = tunnelctl(&home)
                 .arg("-c")
                 .arg(case.join("tunnels.yaml"))
-                .args(["install", "--all", "--target", target.as_str(), "--watchdog", WATCHDOG, "--root"])
+                .args([
+                    "install",
+                    "--all",
+                    "--target",
+                    target.as_str(),
+                    "--watchdog",
+                    WATCHDOG,
+                    "--root",
+                ])
                 .arg(root.path())
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{} {target}: {}", case.display(), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{} {target}: {}",
+                case.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
             let actual = tree(root.path());
             let expected_dir = case.join("expected").join(target.as_str());
             if update {
@@ -60,11 +77,16 @@ fn every_case_renders_as_expected_for_every_target() {
             }
             let expected = tree(&expected_dir);
             if expected.is_empty() {
-                mismatches.push(format!("{}: no expected tree (run with UPDATE_GOLDEN=1)", expected_dir.display()));
+                mismatches.push(format!(
+                    "{}: no expected tree (run with UPDATE_GOLDEN=1)",
+                    expected_dir.display()
+                ));
             }
             for (rel, bytes) in &actual {
                 match expected.get(rel) {
-                    None => mismatches.push(format!("{}/{rel}: not expected", expected_dir.display())),
+                    None => {
+                        mismatches.push(format!("{}/{rel}: not expected", expected_dir.display()))
+                    }
                     Some(want) if want != bytes => mismatches.push(format!(
                         "{}/{rel} differs:\n{}",
                         expected_dir.display(),
@@ -79,7 +101,10 @@ fn every_case_renders_as_expected_for_every_target() {
                 }
             }
             for rel in expected.keys().filter(|rel| !actual.contains_key(*rel)) {
-                mismatches.push(format!("{}/{rel}: expected but not written", expected_dir.display()));
+                mismatches.push(format!(
+                    "{}/{rel}: expected but not written",
+                    expected_dir.display()
+                ));
             }
         }
     }
@@ -90,30 +115,56 @@ fn every_case_renders_as_expected_for_every_target() {
 #[test]
 fn render_command_prints_the_installed_contents() {
     let home = golden_home();
-    let case = cases().into_iter().find(|c| c.ends_with("full-example")).unwrap();
+    let case = cases()
+        .into_iter()
+        .find(|c| c.ends_with("full-example"))
+        .unwrap();
     let config = case.join("tunnels.yaml");
     let run = |target: &str| {
         let out = tunnelctl(&home)
             .arg("-c")
             .arg(&config)
-            .args(["render", "work-tunnel", "--target", target, "--watchdog", WATCHDOG])
+            .args([
+                "render",
+                "work-tunnel",
+                "--target",
+                target,
+                "--watchdog",
+                WATCHDOG,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
-    let unit = fs::read_to_string(case.join("expected/systemd/etc/systemd/system/tunnel-work-tunnel.service")).unwrap();
+    let unit = fs::read_to_string(
+        case.join("expected/systemd/etc/systemd/system/tunnel-work-tunnel.service"),
+    )
+    .unwrap();
     assert_eq!(run("systemd"), unit);
     let inittab = run("inittab");
     let id = tunnelctl::config::inittab_id("work-tunnel");
-    let args = fs::read_to_string(case.join(format!("expected/inittab/etc/tunnelctl/run/{id}.args"))).unwrap();
+    let args =
+        fs::read_to_string(case.join(format!("expected/inittab/etc/tunnelctl/run/{id}.args")))
+            .unwrap();
     let installed_inittab = fs::read_to_string(case.join("expected/inittab/etc/inittab")).unwrap();
     assert_eq!(
         inittab,
-        format!("# ==> /etc/inittab <==\n{installed_inittab}# ==> /etc/tunnelctl/run/{id}.args <==\n{args}")
+        format!(
+            "# ==> /etc/inittab <==\n{installed_inittab}# ==> /etc/tunnelctl/run/{id}.args <==\n{args}"
+        )
     );
     // Unknown tunnel and bad target are argument errors.
-    let out = tunnelctl(&home).arg("-c").arg(&config).args(["render", "nope", "--target", "systemd"]).output().unwrap();
+    let out = tunnelctl(&home)
+        .arg("-c")
+        .arg(&config)
+        .args(["render", "nope", "--target", "systemd"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no tunnel named `nope`"));
 }
@@ -131,11 +182,23 @@ fn systemd_analyze_accepts_every_unit() {
             let out = tunnelctl(&home)
                 .arg("-c")
                 .arg(case.join("tunnels.yaml"))
-                .args(["install", "--all", "--target", target.as_str(), "--watchdog", watchdog, "--root"])
+                .args([
+                    "install",
+                    "--all",
+                    "--target",
+                    target.as_str(),
+                    "--watchdog",
+                    watchdog,
+                    "--root",
+                ])
                 .arg(root.path())
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let units: Vec<PathBuf> = tree(root.path())
                 .keys()
                 .filter(|rel| rel.ends_with(".service"))
@@ -147,7 +210,9 @@ fn systemd_analyze_accepts_every_unit() {
                 let (stderr, ok) = verify(&unit);
                 assert!(ok, "{name}: systemd-analyze verify failed:\n{stderr}");
                 assert!(
-                    !stderr.lines().any(|l| l.contains(&name) || l.contains(unit.to_str().unwrap())),
+                    !stderr
+                        .lines()
+                        .any(|l| l.contains(&name) || l.contains(unit.to_str().unwrap())),
                     "{} {name}: systemd-analyze verify warned:\n{stderr}",
                     case.display()
                 );
@@ -172,14 +237,21 @@ fn plists_read_back_the_intended_argv() {
         for target in [Target::Launchd, Target::LaunchdAgent] {
             let expected_dir = case.join("expected").join(target.as_str());
             for tunnel in &config.tunnels {
-                let options = RenderOptions { watchdog: WATCHDOG.into(), home: home.clone() };
+                let options = RenderOptions {
+                    watchdog: WATCHDOG.into(),
+                    home: home.clone(),
+                };
                 let rendered = render::render(tunnel, target, &options).unwrap();
                 let file = &rendered.files[0];
                 let on_disk = expected_dir.join(file.path.strip_prefix("/").unwrap());
                 let state = if target == Target::Launchd {
                     format!("/var/run/tunnelctl/{}", tunnel.name)
                 } else {
-                    format!("{}/Library/Application Support/tunnelctl/{}", home.display(), tunnel.name)
+                    format!(
+                        "{}/Library/Application Support/tunnelctl/{}",
+                        home.display(),
+                        tunnel.name
+                    )
                 };
                 let mut intended = vec![WATCHDOG.to_string()];
                 intended.extend(render::watchdog_args(
@@ -197,11 +269,24 @@ fn plists_read_back_the_intended_argv() {
                     .map(|v| v.as_string().unwrap().to_string())
                     .collect();
                 assert_eq!(argv, intended, "{}", on_disk.display());
-                assert_eq!(dict["Label"].as_string(), Some(format!("org.tunnelctl.{}", tunnel.name).as_str()));
+                assert_eq!(
+                    dict["Label"].as_string(),
+                    Some(format!("org.tunnelctl.{}", tunnel.name).as_str())
+                );
                 assert_eq!(dict["RunAtLoad"].as_boolean(), Some(true));
                 assert_eq!(dict["KeepAlive"].as_boolean(), Some(true));
-                assert!(dict["StandardErrorPath"].as_string().unwrap().ends_with(&format!("{}.log", tunnel.name)));
-                assert_eq!(python_program_arguments(&on_disk), intended, "{}", on_disk.display());
+                assert!(
+                    dict["StandardErrorPath"]
+                        .as_string()
+                        .unwrap()
+                        .ends_with(&format!("{}.log", tunnel.name))
+                );
+                assert_eq!(
+                    python_program_arguments(&on_disk),
+                    intended,
+                    "{}",
+                    on_disk.display()
+                );
             }
         }
     }
@@ -220,17 +305,28 @@ fn inittab_lines_are_plain_and_args_files_exact() {
             for tunnel in &config.tunnels {
                 let id = tunnelctl::config::inittab_id(&tunnel.name);
                 let lines: Vec<&str> = inittab.lines().collect();
-                let at = lines.iter().position(|l| l.starts_with(&format!("# tunnelctl:{id} {} ", tunnel.name))).unwrap();
+                let at = lines
+                    .iter()
+                    .position(|l| l.starts_with(&format!("# tunnelctl:{id} {} ", tunnel.name)))
+                    .unwrap();
                 let line = lines[at + 1];
                 let process = match target {
                     Target::Busybox => line.strip_prefix("::respawn:").unwrap(),
                     _ => line.strip_prefix(&format!("{id}:2345:respawn:")).unwrap(),
                 };
                 assert!(process.len() <= 127, "{line}");
-                assert!(!process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)), "{line}");
-                assert_eq!(process, format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args"));
+                assert!(
+                    !process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)),
+                    "{line}"
+                );
+                assert_eq!(
+                    process,
+                    format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args")
+                );
 
-                let args = fs::read_to_string(expected_dir.join(format!("etc/tunnelctl/run/{id}.args"))).unwrap();
+                let args =
+                    fs::read_to_string(expected_dir.join(format!("etc/tunnelctl/run/{id}.args")))
+                        .unwrap();
                 let read: Vec<&str> = args.lines().skip_while(|l| l.starts_with('#')).collect();
                 let intended = render::watchdog_args(
                     tunnel,
@@ -249,13 +345,19 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.insert(rel, fs::read(&path).unwrap());
             }
         }
@@ -264,18 +366,41 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn verify(unit: &Path) -> (String, bool) {
-    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(unit).output().unwrap();
-    (String::from_utf8_lossy(&out.stderr).into_owned(), out.status.success())
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
 }
 
 fn exposure(unit: &Path) -> f64 {
-    let out = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(unit).output().unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(unit)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
         .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score in:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)));
-    line.rsplit(": ").next().unwrap().split_whitespace().next().unwrap().parse().unwrap()
+        .unwrap_or_else(|| {
+            panic!(
+                "no score in:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    line.rsplit(": ")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn python_program_arguments(plist: &Path) -> Vec<String> {
@@ -289,6 +414,14 @@ fn python_program_arguments(plist: &Path) -> Vec<String> {
         .arg(plist)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().split('\0').map(str::to_string).collect()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .map(str::to_string)
+        .collect()
 }

@@ -46,9 +46,9 @@ fn accepted_cases() -> Vec<Case> {
     vec![
         Case {
             label: "specials in name, paths and ssh option values",
-            yaml: format!(
+            yaml: String::from(
                 "tunnels:\n  \"50%$off;café_x@y+z=1\":\n    host: h.example.org\n    identity: '~/.ssh/key \"q\" $x \\b ;é'\n    \
-                 known_hosts: '~/.ssh/kh\"q\"$x\\b;é'\n    ssh_options: {{ SetEnv: 'A=\"b c\" $HOME %d \\x ; ''q''', Compression: \"yes\" }}\n    \
+                 known_hosts: '~/.ssh/kh\"q\"$x\\b;é'\n    ssh_options: { SetEnv: 'A=\"b c\" $HOME %d \\x ; ''q''', Compression: \"yes\" }\n    \
                  forwards:\n      - remote: 1234\n        to: localhost:22\n"
             ),
             refused_by: &[],
@@ -106,7 +106,10 @@ impl Env {
             fs::write(&path, b"placeholder\n").unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         }
-        Env { home, config_dir: tempfile::tempdir().unwrap() }
+        Env {
+            home,
+            config_dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn write_config(&self, yaml: &str) -> PathBuf {
@@ -116,7 +119,12 @@ impl Env {
     }
 
     fn tunnelctl(&self, config: &Path, args: &[&str]) -> std::process::Output {
-        common::tunnelctl(self.home.path()).arg("-c").arg(config).args(args).output().unwrap()
+        common::tunnelctl(self.home.path())
+            .arg("-c")
+            .arg(config)
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 
@@ -131,16 +139,33 @@ fn refused_configs_write_nothing() {
         let config = env.write_config(&yaml);
         let out = env.tunnelctl(&config, &["check"]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{label}: check accepted it:\n{yaml}\n{err}");
-        assert!(err.contains("tunnels.yaml:"), "{label}: no FILE:LINE:COL in\n{err}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{label}: check accepted it:\n{yaml}\n{err}"
+        );
+        assert!(
+            err.contains("tunnels.yaml:"),
+            "{label}: no FILE:LINE:COL in\n{err}"
+        );
         for target in Target::ALL {
             let root = tempfile::tempdir().unwrap();
             let out = env.tunnelctl(
                 &config,
-                &["install", "--all", "--target", target.as_str(), "--root", root.path().to_str().unwrap()],
+                &[
+                    "install",
+                    "--all",
+                    "--target",
+                    target.as_str(),
+                    "--root",
+                    root.path().to_str().unwrap(),
+                ],
             );
             assert_eq!(out.status.code(), Some(2), "{label} {target}");
-            assert!(is_empty_dir(root.path()), "{label} {target}: something was written");
+            assert!(
+                is_empty_dir(root.path()),
+                "{label} {target}: something was written"
+            );
         }
     }
 }
@@ -166,26 +191,58 @@ fn accepted_hostile_configs_read_back_exactly() {
     for case in accepted_cases() {
         let config_path = env.write_config(&case.yaml);
         let out = env.tunnelctl(&config_path, &["check"]);
-        assert!(out.status.success(), "{}: check refused:\n{}", case.label, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: check refused:\n{}",
+            case.label,
+            String::from_utf8_lossy(&out.stderr)
+        );
         let config = common::load(&config_path, env.home.path());
         let tunnel = &config.tunnels[0];
         for target in Target::ALL {
             let root = tempfile::tempdir().unwrap();
             let out = env.tunnelctl(
                 &config_path,
-                &["install", "--all", "--target", target.as_str(), "--watchdog", watchdog, "--root", root.path().to_str().unwrap()],
+                &[
+                    "install",
+                    "--all",
+                    "--target",
+                    target.as_str(),
+                    "--watchdog",
+                    watchdog,
+                    "--root",
+                    root.path().to_str().unwrap(),
+                ],
             );
             let err = String::from_utf8_lossy(&out.stderr);
             if case.refused_by.contains(&target) {
-                assert_eq!(out.status.code(), Some(2), "{} {target}: expected a refusal", case.label);
-                assert!(err.contains(&tunnel.name), "{} {target}: refusal does not name the tunnel: {err}", case.label);
-                assert!(is_empty_dir(root.path()), "{} {target}: refused but wrote", case.label);
+                assert_eq!(
+                    out.status.code(),
+                    Some(2),
+                    "{} {target}: expected a refusal",
+                    case.label
+                );
+                assert!(
+                    err.contains(&tunnel.name),
+                    "{} {target}: refusal does not name the tunnel: {err}",
+                    case.label
+                );
+                assert!(
+                    is_empty_dir(root.path()),
+                    "{} {target}: refused but wrote",
+                    case.label
+                );
                 continue;
             }
             assert!(out.status.success(), "{} {target}: {err}", case.label);
-            let options = RenderOptions { watchdog: watchdog.into(), home: env.home.path().to_path_buf() };
+            let options = RenderOptions {
+                watchdog: watchdog.into(),
+                home: env.home.path().to_path_buf(),
+            };
             let rendered = render::render(tunnel, target, &options).unwrap();
-            let installed = root.path().join(rendered.files[0].path.strip_prefix("/").unwrap());
+            let installed = root
+                .path()
+                .join(rendered.files[0].path.strip_prefix("/").unwrap());
             let plain_ssh = ssh_argv(tunnel, &PathOverrides::default());
             match target {
                 Target::SystemdUser => {
@@ -196,13 +253,23 @@ fn accepted_hostile_configs_read_back_exactly() {
                 Target::Systemd => {
                     let (ok, stderr) = verify(&installed);
                     let unit = installed.file_name().unwrap().to_str().unwrap();
-                    assert!(ok && !stderr.contains(unit), "{}: verify:\n{stderr}", case.label);
+                    assert!(
+                        ok && !stderr.contains(unit),
+                        "{}: verify:\n{stderr}",
+                        case.label
+                    );
                     let creds = format!("/run/user/0/credentials/{unit}");
                     let ssh = ssh_argv(
                         tunnel,
                         &PathOverrides {
-                            identity: tunnel.identity.as_ref().map(|_| format!("{creds}/identity")),
-                            known_hosts: tunnel.known_hosts.as_ref().map(|_| format!("{creds}/known_hosts")),
+                            identity: tunnel
+                                .identity
+                                .as_ref()
+                                .map(|_| format!("{creds}/identity")),
+                            known_hosts: tunnel
+                                .known_hosts
+                                .as_ref()
+                                .map(|_| format!("{creds}/known_hosts")),
                         },
                     );
                     let mut intended = vec![watchdog.to_string()];
@@ -210,12 +277,21 @@ fn accepted_hostile_configs_read_back_exactly() {
                     // `show` prints the words before variable expansion, which turns `$$`
                     // into `$` at exec time (the systemd-user dump above proves that part).
                     let shown = manager.exec_start_of(&installed);
-                    assert_eq!(shown, intended.join(" ").replace('$', "$$"), "{}: the system unit's ExecStart", case.label);
+                    assert_eq!(
+                        shown,
+                        intended.join(" ").replace('$', "$$"),
+                        "{}: the system unit's ExecStart",
+                        case.label
+                    );
                 }
                 Target::Launchd | Target::LaunchdAgent => {
                     let state = match target {
                         Target::Launchd => format!("/var/run/tunnelctl/{}", tunnel.name),
-                        _ => format!("{}/Library/Application Support/tunnelctl/{}", env.home.path().display(), tunnel.name),
+                        _ => format!(
+                            "{}/Library/Application Support/tunnelctl/{}",
+                            env.home.path().display(),
+                            tunnel.name
+                        ),
                     };
                     let mut intended = vec![watchdog.to_string()];
                     intended.extend(render::watchdog_args(tunnel, Some(&state), None, plain_ssh));
@@ -227,7 +303,12 @@ fn accepted_hostile_configs_read_back_exactly() {
                         .map(|v| v.as_string().unwrap().to_string())
                         .collect();
                     assert_eq!(argv, intended, "{}: plist crate", case.label);
-                    assert_eq!(python_program_arguments(&installed), intended, "{}: plistlib", case.label);
+                    assert_eq!(
+                        python_program_arguments(&installed),
+                        intended,
+                        "{}: plistlib",
+                        case.label
+                    );
                 }
                 Target::Inittab | Target::Busybox => {
                     let id = tunnelctl::config::inittab_id(&tunnel.name);
@@ -235,7 +316,10 @@ fn accepted_hostile_configs_read_back_exactly() {
                     let line = inittab.lines().nth(1).unwrap();
                     let process = line.splitn(4, ':').nth(3).unwrap();
                     assert!(process.len() <= 127, "{line}");
-                    assert!(!process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)), "{line}");
+                    assert!(
+                        !process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)),
+                        "{line}"
+                    );
                     let intended = render::watchdog_args(
                         tunnel,
                         Some(&format!("/run/tunnelctl/{}", tunnel.name)),
@@ -256,7 +340,9 @@ fn accepted_hostile_configs_read_back_exactly() {
 #[test]
 fn odd_watchdog_paths_are_refused_with_a_reason() {
     let env = Env::new();
-    let config = env.write_config("tunnels:\n  t:\n    host: h.example.org\n    forwards:\n      - dynamic: 1080\n");
+    let config = env.write_config(
+        "tunnels:\n  t:\n    host: h.example.org\n    forwards:\n      - dynamic: 1080\n",
+    );
     let long = format!("/{}/tunnel-watchdog", "w".repeat(100));
     for (target, watchdog, says) in [
         ("systemd", "relative/tunnel-watchdog", "absolute"),
@@ -266,7 +352,16 @@ fn odd_watchdog_paths_are_refused_with_a_reason() {
         let root = tempfile::tempdir().unwrap();
         let out = env.tunnelctl(
             &config,
-            &["install", "t", "--target", target, "--watchdog", watchdog, "--root", root.path().to_str().unwrap()],
+            &[
+                "install",
+                "t",
+                "--target",
+                target,
+                "--watchdog",
+                watchdog,
+                "--root",
+                root.path().to_str().unwrap(),
+            ],
         );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{target} {watchdog}: {err}");
@@ -276,8 +371,15 @@ fn odd_watchdog_paths_are_refused_with_a_reason() {
 }
 
 fn verify(unit: &Path) -> (bool, String) {
-    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(unit).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn python_program_arguments(plist: &Path) -> Vec<String> {
@@ -290,8 +392,16 @@ fn python_program_arguments(plist: &Path) -> Vec<String> {
         .arg(plist)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().split('\0').map(str::to_string).collect()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .map(str::to_string)
+        .collect()
 }
 
 /// A private `systemd --user` in its own mount namespace (tmpfs on /run, so it believes it
@@ -326,13 +436,21 @@ impl UserManager {
         let mut manager = UserManager { child, home };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            assert!(manager.child.try_wait().unwrap().is_none(), "systemd --user exited: {}", manager.log());
+            assert!(
+                manager.child.try_wait().unwrap().is_none(),
+                "systemd --user exited: {}",
+                manager.log()
+            );
             let out = manager.systemctl(&["is-system-running"]);
             let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
             if state == "running" || state == "degraded" {
                 return manager;
             }
-            assert!(Instant::now() < deadline, "systemd --user did not come up: {}", manager.log());
+            assert!(
+                Instant::now() < deadline,
+                "systemd --user did not come up: {}",
+                manager.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -366,9 +484,17 @@ impl UserManager {
     }
 
     fn load(&self, unit_file: &Path, as_name: &str) {
-        fs::copy(unit_file, self.home.path().join(".config/systemd/user").join(as_name)).unwrap();
+        fs::copy(
+            unit_file,
+            self.home.path().join(".config/systemd/user").join(as_name),
+        )
+        .unwrap();
         let out = self.systemctl(&["daemon-reload"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts the unit (whose ExecStart is the argv dumper) and returns the words it got.
@@ -378,10 +504,18 @@ impl UserManager {
         let dump = dump_dir.join("argv");
         let _ = fs::remove_file(&dump);
         let out = self.systemctl(&["start", "--no-block", &name]);
-        assert!(out.status.success(), "start {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "start {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         while !dump.exists() {
-            assert!(Instant::now() < deadline, "{name} never ran; manager log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{name} never ran; manager log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.systemctl(&["stop", &name]);
@@ -399,7 +533,10 @@ impl UserManager {
         self.load(unit_file, &name);
         let out = self.systemctl(&["show", "-p", "ExecStart", "--value", &name]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let start = text.find("argv[]=").unwrap_or_else(|| panic!("no argv in {text:?}")) + "argv[]=".len();
+        let start = text
+            .find("argv[]=")
+            .unwrap_or_else(|| panic!("no argv in {text:?}"))
+            + "argv[]=".len();
         let end = text[start..].find(" ; ignore_errors=").unwrap() + start;
         text[start..end].to_string()
     }

@@ -40,7 +40,11 @@ fn snapshot(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
         for entry in fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
             let meta = fs::symlink_metadata(&path).unwrap();
-            let rel = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if meta.is_dir() {
                 stack.push(path.clone());
                 out.insert(rel, (meta.mode(), Vec::new()));
@@ -65,10 +69,19 @@ impl Fixture {
         let home = golden_home();
         let root = tempfile::tempdir().unwrap();
         let home_in_root = root.path().join(home.strip_prefix("/").unwrap());
-        for dir in ["etc/systemd/system", "Library/LaunchDaemons", "var/log", "var/run"] {
+        for dir in [
+            "etc/systemd/system",
+            "Library/LaunchDaemons",
+            "var/log",
+            "var/run",
+        ] {
             fs::create_dir_all(root.path().join(dir)).unwrap();
         }
-        for dir in [".config/systemd/user", "Library/LaunchAgents", "Library/Logs"] {
+        for dir in [
+            ".config/systemd/user",
+            "Library/LaunchAgents",
+            "Library/Logs",
+        ] {
             fs::create_dir_all(home_in_root.join(dir)).unwrap();
         }
         fs::write(root.path().join("etc/inittab"), INITTAB).unwrap();
@@ -94,7 +107,14 @@ impl Fixture {
     }
 
     fn install(&self, name: &str, target: Target, extra: &[&str]) -> (i32, String, String) {
-        let mut args = vec!["install", name, "--target", target.as_str(), "--watchdog", WATCHDOG];
+        let mut args = vec![
+            "install",
+            name,
+            "--target",
+            target.as_str(),
+            "--watchdog",
+            WATCHDOG,
+        ];
         args.extend_from_slice(extra);
         self.run(&args)
     }
@@ -112,13 +132,19 @@ fn install_then_uninstall_leaves_the_tree_as_it_was() {
         for name in ["web", "db"] {
             let (code, out, err) = f.install(name, target, &[]);
             assert_eq!(code, 0, "{target}: {out}{err}");
-            assert!(out.contains(&format!("{name} ({target}): installed")), "{out}");
+            assert!(
+                out.contains(&format!("{name} ({target}): installed")),
+                "{out}"
+            );
         }
         let installed = snapshot(f.root.path());
         assert_ne!(installed, before, "{target}: install wrote nothing");
         if matches!(target, Target::Inittab | Target::Busybox) {
             let inittab = fs::read(f.root.path().join("etc/inittab")).unwrap();
-            assert!(inittab.starts_with(INITTAB), "{target}: the existing lines changed");
+            assert!(
+                inittab.starts_with(INITTAB),
+                "{target}: the existing lines changed"
+            );
         }
         for name in ["web", "db"] {
             let (code, out, err) = f.run(&["uninstall", name, "--target", target.as_str()]);
@@ -126,7 +152,10 @@ fn install_then_uninstall_leaves_the_tree_as_it_was() {
             assert!(out.contains("removed"), "{out}");
         }
         let after = snapshot(f.root.path());
-        assert_eq!(after, before, "{target}: uninstall did not restore the tree");
+        assert_eq!(
+            after, before,
+            "{target}: uninstall did not restore the tree"
+        );
         // A second uninstall finds nothing and says so.
         let (code, out, _) = f.run(&["uninstall", "web", "--target", target.as_str()]);
         assert_eq!(code, 0);
@@ -146,7 +175,10 @@ fn uninstall_keeps_an_inittab_entry_installed_in_the_middle_and_other_edits() {
     assert_eq!(f.run(&["uninstall", "web", "--target", "inittab"]).0, 0);
     let mut expected = INITTAB.to_vec();
     expected.extend_from_slice(b"\n2:2345:respawn:/sbin/getty 38400 tty2\n");
-    assert_eq!(String::from_utf8_lossy(&fs::read(&path).unwrap()), String::from_utf8_lossy(&expected));
+    assert_eq!(
+        String::from_utf8_lossy(&fs::read(&path).unwrap()),
+        String::from_utf8_lossy(&expected)
+    );
 }
 
 #[test]
@@ -155,7 +187,10 @@ fn reinstall_shows_a_diff_or_says_unchanged() {
         let f = Fixture::new();
         let (code, out, _) = f.install("web", target, &[]);
         assert_eq!(code, 0);
-        assert!(out.contains("+++ "), "{target}: first install shows the new file as a diff:\n{out}");
+        assert!(
+            out.contains("+++ "),
+            "{target}: first install shows the new file as a diff:\n{out}"
+        );
 
         // Unchanged: nothing written (same inode and mtime everywhere).
         let stamps = |root: &Path| -> BTreeMap<String, (u64, i64, i64)> {
@@ -171,22 +206,48 @@ fn reinstall_shows_a_diff_or_says_unchanged() {
         let (code, out, _) = f.install("web", target, &[]);
         assert_eq!(code, 0);
         assert_eq!(out.trim(), format!("web ({target}): unchanged"));
-        assert_eq!(stamps(f.root.path()), before, "{target}: an unchanged install touched files");
+        assert_eq!(
+            stamps(f.root.path()),
+            before,
+            "{target}: an unchanged install touched files"
+        );
 
         // Changed: a diff of just the change, then "updated".
         f.set_config(&CONFIG.replace("host: web.example.org", "host: web2.example.org"));
         let (code, out, err) = f.install("web", target, &[]);
         assert_eq!(code, 0, "{err}");
-        assert!(out.contains("-") && out.contains("web.example.org") && out.contains("+"), "{out}");
-        let removed: Vec<&str> = out.lines().filter(|l| l.starts_with('-') && !l.starts_with("---")).collect();
-        let added: Vec<&str> = out.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).collect();
-        assert!(!removed.is_empty() && removed.iter().all(|l| l.contains("web.example.org")), "{target}:\n{out}");
-        assert!(!added.is_empty() && added.iter().all(|l| l.contains("web2.example.org")), "{target}:\n{out}");
+        assert!(
+            out.contains("-") && out.contains("web.example.org") && out.contains("+"),
+            "{out}"
+        );
+        let removed: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+            .collect();
+        let added: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .collect();
+        assert!(
+            !removed.is_empty() && removed.iter().all(|l| l.contains("web.example.org")),
+            "{target}:\n{out}"
+        );
+        assert!(
+            !added.is_empty() && added.iter().all(|l| l.contains("web2.example.org")),
+            "{target}:\n{out}"
+        );
         assert!(out.contains("web (") && out.contains("updated"), "{out}");
         // And the round trip still holds after an update.
-        assert_eq!(f.run(&["uninstall", "web", "--target", target.as_str()]).0, 0);
+        assert_eq!(
+            f.run(&["uninstall", "web", "--target", target.as_str()]).0,
+            0
+        );
         let fresh = Fixture::new();
-        assert_eq!(snapshot(f.root.path()), snapshot(fresh.root.path()), "{target}");
+        assert_eq!(
+            snapshot(f.root.path()),
+            snapshot(fresh.root.path()),
+            "{target}"
+        );
     }
 }
 
@@ -212,13 +273,29 @@ fn refused_configs_and_renders_write_nothing() {
     assert_eq!(code, 2);
     assert!(err.contains("tunnels.yaml:7:"), "{err}");
     // --all with one tunnel the systemd renderer refuses: the other is not written either.
-    f.set_config(&format!("{CONFIG}  'bad\"name':\n    host: x.example.org\n    forwards:\n      - dynamic: 1090\n"));
-    let (code, _, err) = f.run(&["install", "--all", "--target", "systemd", "--watchdog", WATCHDOG]);
+    f.set_config(&format!(
+        "{CONFIG}  'bad\"name':\n    host: x.example.org\n    forwards:\n      - dynamic: 1090\n"
+    ));
+    let (code, _, err) = f.run(&[
+        "install",
+        "--all",
+        "--target",
+        "systemd",
+        "--watchdog",
+        WATCHDOG,
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("StateDirectory"), "{err}");
     // A watchdog path init would hand to a shell.
     f.set_config(CONFIG);
-    let (code, _, err) = f.run(&["install", "web", "--target", "inittab", "--watchdog", "/opt/tunnel$/tunnel-watchdog"]);
+    let (code, _, err) = f.run(&[
+        "install",
+        "web",
+        "--target",
+        "inittab",
+        "--watchdog",
+        "/opt/tunnel$/tunnel-watchdog",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("/bin/sh"), "{err}");
     // Another entry already uses our inittab id: refuse, exit 1.
@@ -243,13 +320,22 @@ fn list_says_where_each_tunnel_is_installed() {
     let (code, out, err) = f.run(&["list"]);
     assert_eq!(code, 0, "{err}");
     let web = out.lines().find(|l| l.starts_with("web\t")).unwrap();
-    assert!(web.contains("alice@web.example.org") && web.contains("-R 8022:localhost:22"), "{web}");
-    assert!(web.contains("systemd: installed") && web.contains("busybox: installed"), "{web}");
+    assert!(
+        web.contains("alice@web.example.org") && web.contains("-R 8022:localhost:22"),
+        "{web}"
+    );
+    assert!(
+        web.contains("systemd: installed") && web.contains("busybox: installed"),
+        "{web}"
+    );
     assert!(!web.contains("inittab:"), "{web}");
     let db = out.lines().find(|l| l.starts_with("db\t")).unwrap();
     assert!(db.ends_with("not installed"), "{db}");
     f.set_config(&CONFIG.replace("remote: 8022", "remote: 8023"));
     let (_, out, _) = f.run(&["list"]);
     let web = out.lines().find(|l| l.starts_with("web\t")).unwrap();
-    assert!(web.contains("systemd: differs") && web.contains("busybox: differs"), "{web}");
+    assert!(
+        web.contains("systemd: differs") && web.contains("busybox: differs"),
+        "{web}"
+    );
 }

@@ -31,7 +31,10 @@ pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
             }
         }
     };
-    let options = RenderOptions { watchdog: args.watchdog.clone().unwrap_or_else(default_watchdog), home: home_dir() };
+    let options = RenderOptions {
+        watchdog: args.watchdog.clone().unwrap_or_else(default_watchdog),
+        home: home_dir(),
+    };
     // Render everything before writing anything: a refused tunnel leaves the system alone.
     let mut rendered = Vec::new();
     for tunnel in &tunnels {
@@ -43,7 +46,12 @@ pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
             }
         }
     }
-    let installer = Installer { root, run_tools: args.root.is_none(), dry_run: args.dry_run, no_start: args.no_start };
+    let installer = Installer {
+        root,
+        run_tools: args.root.is_none(),
+        dry_run: args.dry_run,
+        no_start: args.no_start,
+    };
     let mut out = std::io::stdout().lock();
     for (name, r) in &rendered {
         if let Err(message) = installer.install(name, target, r, &mut out) {
@@ -61,7 +69,12 @@ pub fn run_uninstall(_config: Option<&Path>, args: UninstallArgs) -> ExitCode {
     let target = target_for(args.target, &root);
     let id = crate::config::inittab_id(&args.name);
     let paths = render::installed_paths(&args.name, target, &home_dir(), &id);
-    let installer = Installer { root, run_tools: args.root.is_none(), dry_run: false, no_start: false };
+    let installer = Installer {
+        root,
+        run_tools: args.root.is_none(),
+        dry_run: false,
+        no_start: false,
+    };
     let mut out = std::io::stdout().lock();
     match installer.uninstall(&args.name, target, &paths, &id, &mut out) {
         Ok(_) => ExitCode::SUCCESS,

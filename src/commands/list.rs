@@ -21,7 +21,10 @@ pub fn run(config: Option<&Path>, args: ListArgs) -> ExitCode {
     };
     // The watchdog path depends on where tunnelctl ran from at install time, not on the
     // config: a file matching any usual location counts as installed.
-    let mut candidates = vec![default_watchdog(), PathBuf::from("/usr/bin/tunnel-watchdog")];
+    let mut candidates = vec![
+        default_watchdog(),
+        PathBuf::from("/usr/bin/tunnel-watchdog"),
+    ];
     candidates.push(PathBuf::from("/usr/local/bin/tunnel-watchdog"));
     candidates.dedup();
     let home = home_dir();
@@ -30,15 +33,28 @@ pub fn run(config: Option<&Path>, args: ListArgs) -> ExitCode {
             .iter()
             .filter_map(|&target| {
                 let states = candidates.iter().filter_map(|watchdog| {
-                    let options = RenderOptions { watchdog: watchdog.clone(), home: home.clone() };
+                    let options = RenderOptions {
+                        watchdog: watchdog.clone(),
+                        home: home.clone(),
+                    };
                     state(&installer, tunnel, target, &options)
                 });
                 // "installed" beats "differs"
                 states.max().map(|s| format!("{target}: {s}"))
             })
             .collect();
-        let places = if places.is_empty() { "not installed".to_string() } else { places.join(", ") };
-        println!("{}\t{}\t{}\t{}", tunnel.name, destination(tunnel), forwards(tunnel), places);
+        let places = if places.is_empty() {
+            "not installed".to_string()
+        } else {
+            places.join(", ")
+        };
+        println!(
+            "{}\t{}\t{}\t{}",
+            tunnel.name,
+            destination(tunnel),
+            forwards(tunnel),
+            places
+        );
     }
     ExitCode::SUCCESS
 }
@@ -62,7 +78,12 @@ fn forwards(t: &Tunnel) -> String {
 
 /// "installed" when every file (and the inittab entry) is as rendered now, "differs" when
 /// some of it is there but not as rendered, None when nothing is there.
-fn state(installer: &Installer, tunnel: &Tunnel, target: Target, options: &RenderOptions) -> Option<&'static str> {
+fn state(
+    installer: &Installer,
+    tunnel: &Tunnel,
+    target: Target,
+    options: &RenderOptions,
+) -> Option<&'static str> {
     let rendered = render::render(tunnel, target, options).ok()?;
     // inittab and busybox share the args file and /etc/inittab: which one is installed is
     // told by the form of the line after our marker (`ID:…` or `::…`).
@@ -73,15 +94,22 @@ fn state(installer: &Installer, tunnel: &Tunnel, target: Target, options: &Rende
         let prefix = crate::render::inittab::marker_prefix(&entry.id);
         let at = lines.iter().position(|l| l.starts_with(&prefix))?;
         let line = lines.get(at + 1).copied().unwrap_or_default();
-        let form = if target == Target::Busybox { "::".to_string() } else { format!("{}:", entry.id) };
+        let form = if target == Target::Busybox {
+            "::".to_string()
+        } else {
+            format!("{}:", entry.id)
+        };
         if !line.starts_with(&form) {
             return None;
         }
-        let files_same = rendered
-            .files
-            .iter()
-            .all(|f| std::fs::read(installer.host(&f.path)).is_ok_and(|b| b == f.contents.as_bytes()));
-        return Some(if line == entry.line && files_same { "installed" } else { "differs" });
+        let files_same = rendered.files.iter().all(|f| {
+            std::fs::read(installer.host(&f.path)).is_ok_and(|b| b == f.contents.as_bytes())
+        });
+        return Some(if line == entry.line && files_same {
+            "installed"
+        } else {
+            "differs"
+        });
     }
     let mut present = 0;
     let mut same = 0;

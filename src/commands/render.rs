@@ -17,7 +17,10 @@ pub fn run(config: Option<&Path>, args: RenderArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = RenderOptions { watchdog: args.watchdog.unwrap_or_else(default_watchdog), home: home_dir() };
+    let options = RenderOptions {
+        watchdog: args.watchdog.unwrap_or_else(default_watchdog),
+        home: home_dir(),
+    };
     match render::render(tunnel, args.target, &options) {
         Ok(rendered) => {
             print!("{}", printable(&rendered));
@@ -38,7 +41,11 @@ pub fn printable(rendered: &Rendered) -> String {
     };
     let mut out = format!("# ==> {} <==\n{}", crate::install::INITTAB, entry.text());
     for file in &rendered.files {
-        out.push_str(&format!("# ==> {} <==\n{}", file.path.display(), file.contents));
+        out.push_str(&format!(
+            "# ==> {} <==\n{}",
+            file.path.display(),
+            file.contents
+        ));
     }
     out
 }
@@ -76,6 +83,11 @@ pub(crate) fn home_dir() -> PathBuf {
     std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.dir))
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
         .unwrap_or_else(|| PathBuf::from("/"))
 }

@@ -1,7 +1,10 @@
 //! SysV and BusyBox inittab entries. The line itself stays short and shell-free; the full
 //! command goes into an args file the watchdog reads (`--args-file`).
 
-use super::{CredentialPaths, Deps, InittabEntry, RenderOptions, Rendered, RenderedFile, path_str, watchdog_args};
+use super::{
+    CredentialPaths, Deps, InittabEntry, RenderOptions, Rendered, RenderedFile, path_str,
+    watchdog_args,
+};
 use crate::escape;
 use crate::model::Tunnel;
 use crate::target::Target;
@@ -11,7 +14,9 @@ pub const LOG_DIR: &str = "/var/log/tunnelctl";
 
 /// The marker comment that precedes our entry, so uninstall finds exactly our lines.
 pub fn marker(id: &str, name: &str) -> String {
-    format!("# tunnelctl:{id} {name} — managed by tunnelctl, remove with: tunnelctl uninstall {name}")
+    format!(
+        "# tunnelctl:{id} {name} — managed by tunnelctl, remove with: tunnelctl uninstall {name}"
+    )
 }
 
 /// The prefix every marker of this id starts with.
@@ -23,7 +28,12 @@ pub fn args_path(id: &str) -> String {
     format!("{ARGS_DIR}/{id}.args")
 }
 
-pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &Deps) -> Result<Rendered, String> {
+pub fn render(
+    tunnel: &Tunnel,
+    target: Target,
+    options: &RenderOptions,
+    deps: &Deps,
+) -> Result<Rendered, String> {
     let watchdog = path_str(&options.watchdog, "--watchdog")?;
     let name = &tunnel.name;
     let id = (deps.inittab_id)(name);
@@ -57,8 +67,16 @@ pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &D
         contents.push('\n');
     }
     Ok(Rendered {
-        files: vec![RenderedFile { path: args_file.into(), contents, mode: 0o644 }],
+        files: vec![RenderedFile {
+            path: args_file.into(),
+            contents,
+            mode: 0o644,
+        }],
         dirs: vec![LOG_DIR.into()],
-        inittab: Some(InittabEntry { id: id.clone(), marker: marker(&id, name), line }),
+        inittab: Some(InittabEntry {
+            id: id.clone(),
+            marker: marker(&id, name),
+            line,
+        }),
     })
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use plist::{Dictionary, Value};
 
-use super::{CredentialPaths, Deps, RenderOptions, Rendered, RenderedFile, path_str, watchdog_args};
+use super::{
+    CredentialPaths, Deps, RenderOptions, Rendered, RenderedFile, path_str, watchdog_args,
+};
 use crate::model::Tunnel;
 use crate::target::Target;
 
@@ -13,7 +15,12 @@ pub fn label(name: &str) -> String {
     format!("org.tunnelctl.{name}")
 }
 
-pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &Deps) -> Result<Rendered, String> {
+pub fn render(
+    tunnel: &Tunnel,
+    target: Target,
+    options: &RenderOptions,
+    deps: &Deps,
+) -> Result<Rendered, String> {
     let watchdog = path_str(&options.watchdog, "--watchdog")?;
     let name = &tunnel.name;
     let (plist_dir, state_dir, log_dir) = if target == Target::Launchd {
@@ -26,7 +33,8 @@ pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &D
         let home = &options.home;
         (
             home.join("Library/LaunchAgents"),
-            home.join("Library/Application Support/tunnelctl").join(name),
+            home.join("Library/Application Support/tunnelctl")
+                .join(name),
             home.join("Library/Logs/tunnelctl"),
         )
     };
@@ -44,7 +52,10 @@ pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &D
 
     let mut dict = Dictionary::new();
     dict.insert("Label".into(), Value::String(label(name)));
-    dict.insert("ProgramArguments".into(), Value::Array(argv.into_iter().map(Value::String).collect()));
+    dict.insert(
+        "ProgramArguments".into(),
+        Value::Array(argv.into_iter().map(Value::String).collect()),
+    );
     dict.insert("RunAtLoad".into(), Value::Boolean(true));
     dict.insert("KeepAlive".into(), Value::Boolean(true));
     // The watchdog paces reconnects itself; this only stops a crash loop spinning.
@@ -56,11 +67,17 @@ pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &D
     dict.insert("StandardErrorPath".into(), Value::String(log));
 
     let mut xml = Vec::new();
-    Value::Dictionary(dict).to_writer_xml(&mut xml).map_err(|e| format!("writing the plist: {e}"))?;
+    Value::Dictionary(dict)
+        .to_writer_xml(&mut xml)
+        .map_err(|e| format!("writing the plist: {e}"))?;
     let mut contents = String::from_utf8(xml).map_err(|e| format!("plist is not UTF-8: {e}"))?;
     contents.push('\n');
     Ok(Rendered {
-        files: vec![RenderedFile { path: plist_dir.join(format!("{}.plist", label(name))), contents, mode: 0o644 }],
+        files: vec![RenderedFile {
+            path: plist_dir.join(format!("{}.plist", label(name))),
+            contents,
+            mode: 0o644,
+        }],
         dirs: vec![log_dir],
         inittab: None,
     })

@@ -87,19 +87,30 @@ pub struct RenderError {
 
 impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tunnel `{}`, target {}: {}", self.tunnel, self.target, self.message)
+        write!(
+            f,
+            "tunnel `{}`, target {}: {}",
+            self.tunnel, self.target, self.message
+        )
     }
 }
 
 impl std::error::Error for RenderError {}
 
 /// Renders with the real ssh command builder and inittab ids.
-pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions) -> Result<Rendered, RenderError> {
+pub fn render(
+    tunnel: &Tunnel,
+    target: Target,
+    options: &RenderOptions,
+) -> Result<Rendered, RenderError> {
     let ssh = |t: &Tunnel, creds: CredentialPaths| {
         let overrides = match creds {
             CredentialPaths::AsConfigured => crate::ssh_command::PathOverrides::default(),
             CredentialPaths::SystemdCredentials => crate::ssh_command::PathOverrides {
-                identity: t.identity.as_ref().map(|_| format!("{}/identity", crate::escape::CREDENTIALS_DIR)),
+                identity: t
+                    .identity
+                    .as_ref()
+                    .map(|_| format!("{}/identity", crate::escape::CREDENTIALS_DIR)),
                 known_hosts: t
                     .known_hosts
                     .as_ref()
@@ -108,7 +119,10 @@ pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions) -> Resul
         };
         crate::ssh_command::ssh_argv(t, &overrides)
     };
-    let deps = Deps { ssh_argv: &ssh, inittab_id: &crate::config::inittab_id };
+    let deps = Deps {
+        ssh_argv: &ssh,
+        inittab_id: &crate::config::inittab_id,
+    };
     render_with(tunnel, target, options, &deps)
 }
 
@@ -118,7 +132,11 @@ pub fn render_with(
     options: &RenderOptions,
     deps: &Deps,
 ) -> Result<Rendered, RenderError> {
-    let fail = |message: String| RenderError { tunnel: tunnel.name.clone(), target, message };
+    let fail = |message: String| RenderError {
+        tunnel: tunnel.name.clone(),
+        target,
+        message,
+    };
     check_common(tunnel, options, deps).map_err(fail)?;
     match target {
         Target::Systemd | Target::SystemdUser => systemd::render(tunnel, target, options, deps),
@@ -136,7 +154,10 @@ fn check_common(tunnel: &Tunnel, options: &RenderOptions, deps: &Deps) -> Result
         return Err(format!("--watchdog `{watchdog}` must be an absolute path"));
     }
     if tunnel.name.is_empty() || tunnel.name.chars().any(|c| c.is_control() || c == '/') {
-        return Err(format!("the name {:?} contains a control character or `/`", tunnel.name));
+        return Err(format!(
+            "the name {:?} contains a control character or `/`",
+            tunnel.name
+        ));
     }
     for word in (deps.ssh_argv)(tunnel, CredentialPaths::AsConfigured) {
         if let Some(c) = word.chars().find(|c| c.is_control()) {
@@ -149,12 +170,17 @@ fn check_common(tunnel: &Tunnel, options: &RenderOptions, deps: &Deps) -> Result
 }
 
 pub(crate) fn path_str<'p>(path: &'p Path, what: &str) -> Result<&'p str, String> {
-    path.to_str().ok_or_else(|| format!("{what} path {path:?} is not valid UTF-8"))
+    path.to_str()
+        .ok_or_else(|| format!("{what} path {path:?} is not valid UTF-8"))
 }
 
 /// The watchdog's options (everything before `--` and the ssh argv), per the contract in
 /// docs/design.md.
-pub fn watchdog_options(tunnel: &Tunnel, state_dir: Option<&str>, log_file: Option<&str>) -> Vec<String> {
+pub fn watchdog_options(
+    tunnel: &Tunnel,
+    state_dir: Option<&str>,
+    log_file: Option<&str>,
+) -> Vec<String> {
     let mut args = vec![
         "--name".to_string(),
         tunnel.name.clone(),
@@ -203,13 +229,23 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 /// test checks it).
 pub fn installed_paths(name: &str, target: Target, home: &Path, inittab_id: &str) -> Vec<PathBuf> {
     match target {
-        Target::Systemd => vec![Path::new("/etc/systemd/system").join(crate::escape::unit_name(name))],
-        Target::SystemdUser => vec![home.join(".config/systemd/user").join(crate::escape::unit_name(name))],
+        Target::Systemd => {
+            vec![Path::new("/etc/systemd/system").join(crate::escape::unit_name(name))]
+        }
+        Target::SystemdUser => vec![
+            home.join(".config/systemd/user")
+                .join(crate::escape::unit_name(name)),
+        ],
         Target::Launchd => {
-            vec![Path::new("/Library/LaunchDaemons").join(format!("{}.plist", launchd::label(name)))]
+            vec![
+                Path::new("/Library/LaunchDaemons").join(format!("{}.plist", launchd::label(name))),
+            ]
         }
         Target::LaunchdAgent => {
-            vec![home.join("Library/LaunchAgents").join(format!("{}.plist", launchd::label(name)))]
+            vec![
+                home.join("Library/LaunchAgents")
+                    .join(format!("{}.plist", launchd::label(name))),
+            ]
         }
         Target::Inittab | Target::Busybox => vec![PathBuf::from(inittab::args_path(inittab_id))],
     }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use tera::{Context, Tera};
 
-use super::{CredentialPaths, Deps, RenderOptions, Rendered, RenderedFile, ceil_secs, path_str, watchdog_args};
+use super::{
+    CredentialPaths, Deps, RenderOptions, Rendered, RenderedFile, ceil_secs, path_str,
+    watchdog_args,
+};
 use crate::escape;
 use crate::model::Tunnel;
 use crate::target::Target;
@@ -34,14 +37,26 @@ pub fn timeout_start_sec(tunnel: &Tunnel) -> u64 {
     ceil_secs(total)
 }
 
-pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &Deps) -> Result<Rendered, String> {
+pub fn render(
+    tunnel: &Tunnel,
+    target: Target,
+    options: &RenderOptions,
+    deps: &Deps,
+) -> Result<Rendered, String> {
     let system = target == Target::Systemd;
     let watchdog = path_str(&options.watchdog, "--watchdog")?;
 
     let mut credentials = Vec::new();
-    let creds = if system { CredentialPaths::SystemdCredentials } else { CredentialPaths::AsConfigured };
+    let creds = if system {
+        CredentialPaths::SystemdCredentials
+    } else {
+        CredentialPaths::AsConfigured
+    };
     if system {
-        for (id, path) in [("identity", &tunnel.identity), ("known_hosts", &tunnel.known_hosts)] {
+        for (id, path) in [
+            ("identity", &tunnel.identity),
+            ("known_hosts", &tunnel.known_hosts),
+        ] {
             if let Some(path) = path {
                 let path = path_str(path, id)?;
                 credentials.push(format!("{id}:{}", escape::credential_path(path)?));
@@ -49,7 +64,12 @@ pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &D
         }
     }
     let mut argv = vec![watchdog.to_string()];
-    argv.extend(watchdog_args(tunnel, None, None, (deps.ssh_argv)(tunnel, creds)));
+    argv.extend(watchdog_args(
+        tunnel,
+        None,
+        None,
+        (deps.ssh_argv)(tunnel, creds),
+    ));
 
     let description = match &tunnel.user {
         Some(user) => format!("SSH tunnel {} to {user}@{}", tunnel.name, tunnel.host),
@@ -59,9 +79,15 @@ pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &D
     context.insert("description", &escape::unit_text(&description));
     context.insert("exec_start", &escape::exec_line(&argv));
     context.insert("watchdog_sec", &format!("{}s", watchdog_sec(tunnel)));
-    context.insert("timeout_start_sec", &format!("{}s", timeout_start_sec(tunnel)));
+    context.insert(
+        "timeout_start_sec",
+        &format!("{}s", timeout_start_sec(tunnel)),
+    );
     context.insert("credentials", &credentials);
-    context.insert("directory", &escape::unit_directory(&format!("tunnelctl/{}", tunnel.name))?);
+    context.insert(
+        "directory",
+        &escape::unit_directory(&format!("tunnelctl/{}", tunnel.name))?,
+    );
 
     let (template, dir) = if system {
         (SYSTEM_TEMPLATE, PathBuf::from("/etc/systemd/system"))
@@ -70,7 +96,11 @@ pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &D
     };
     let contents = render_template(template, &context)?;
     Ok(Rendered {
-        files: vec![RenderedFile { path: dir.join(escape::unit_name(&tunnel.name)), contents, mode: 0o644 }],
+        files: vec![RenderedFile {
+            path: dir.join(escape::unit_name(&tunnel.name)),
+            contents,
+            mode: 0o644,
+        }],
         dirs: Vec::new(),
         inittab: None,
     })
@@ -81,8 +111,10 @@ pub fn render(tunnel: &Tunnel, target: Target, options: &RenderOptions, deps: &D
 pub(crate) fn render_template(template: &str, context: &Context) -> Result<String, String> {
     let mut tera = Tera::new();
     tera.autoescape_on(Vec::<&str>::new());
-    tera.add_raw_template("unit", template).map_err(|e| format!("built-in template: {e}"))?;
-    tera.render("unit", context).map_err(|e| format!("built-in template: {e}"))
+    tera.add_raw_template("unit", template)
+        .map_err(|e| format!("built-in template: {e}"))?;
+    tera.render("unit", context)
+        .map_err(|e| format!("built-in template: {e}"))
 }
 
 #[cfg(test)]
@@ -99,6 +131,9 @@ mod tests {
         t.probe.timeout = Duration::from_millis(100);
         // 1.5 + 0.1 + 1.5 = 3.1 → 4, and ≥ 2 × 1.5
         assert_eq!(watchdog_sec(&t), 4);
-        assert_eq!(timeout_start_sec(&Tunnel::new("t", "h", vec![])), 300 + 15 + 30 + 10);
+        assert_eq!(
+            timeout_start_sec(&Tunnel::new("t", "h", vec![])),
+            300 + 15 + 30 + 10
+        );
     }
 }

@@ -11,7 +11,12 @@ use assert_cmd::Command;
 /// paths are the same on every run. Created fresh by whichever test gets here first.
 pub fn golden_home() -> PathBuf {
     let home = PathBuf::from("/tmp/tunnelctl-golden-home");
-    for rel in [".ssh/id_ed25519", ".ssh/known_hosts", ".ssh/backup key", ".ssh/known_hosts.d/backup$hosts"] {
+    for rel in [
+        ".ssh/id_ed25519",
+        ".ssh/known_hosts",
+        ".ssh/backup key",
+        ".ssh/known_hosts.d/backup$hosts",
+    ] {
         let path = home.join(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         if !path.exists() {
@@ -25,7 +30,9 @@ pub fn golden_home() -> PathBuf {
 /// `tunnelctl` with a controlled environment.
 pub fn tunnelctl(home: &Path) -> Command {
     let mut cmd = Command::cargo_bin("tunnelctl").unwrap();
-    cmd.env_clear().env("HOME", home).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     cmd
 }
 
