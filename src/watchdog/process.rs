@@ -153,7 +153,8 @@ impl SshChild {
     /// until continued, but not SIGKILL), then reap. Never waits longer than `grace` + 2 s.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
         let group = Pid::from_raw(self.pid as i32);
-        if self.try_exit().is_none() {
+        // A stopped ssh cannot act on SIGTERM: waiting the grace would only delay.
+        if self.try_exit().is_none() && !is_stopped(self.pid) {
             let _ = killpg(group, Signal::SIGTERM);
             let deadline = Instant::now() + grace;
             while self.try_exit().is_none() && Instant::now() < deadline {
@@ -169,6 +170,14 @@ impl SshChild {
         self.settle_stderr(Duration::from_millis(500));
         self.exited
     }
+}
+
+/// Whether `pid` is stopped (SIGSTOP/SIGTSTP): state `T` in /proc/PID/stat.
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').and_then(|i| s[i + 1..].trim_start().chars().next()))
+        .is_some_and(|c| c == 'T' || c == 't')
 }
 
 impl Drop for SshChild {

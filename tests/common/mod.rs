@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod sshd;
+pub mod target;
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
