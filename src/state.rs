@@ -103,18 +103,36 @@ impl State {
             let (key, value) = line
                 .split_once('=')
                 .ok_or_else(|| format!("line {}: expected key=value, found `{line}`", index + 1))?;
-            let bad = |what: &str| format!("line {}: `{key}` should be {what}, found `{value}`", index + 1);
+            let bad = |what: &str| {
+                format!(
+                    "line {}: `{key}` should be {what}, found `{value}`",
+                    index + 1
+                )
+            };
             match key {
-                "state" => state.state = Phase::parse(value).ok_or_else(|| bad("connecting, up, backing-off, failed or stopped"))?,
+                "state" => {
+                    state.state = Phase::parse(value)
+                        .ok_or_else(|| bad("connecting, up, backing-off, failed or stopped"))?
+                }
                 "pid" => state.pid = value.parse().map_err(|_| bad("a number"))?,
                 "ssh_pid" => state.ssh_pid = value.parse().map_err(|_| bad("a number"))?,
-                "connected_since" => state.connected_since = value.parse().map_err(|_| bad("a number"))?,
-                "last_probe_ok" => state.last_probe_ok = value.parse().map_err(|_| bad("a number"))?,
-                "last_probe_ms" => state.last_probe_ms = value.parse().map_err(|_| bad("a number"))?,
-                "consecutive_failures" => state.consecutive_failures = value.parse().map_err(|_| bad("a number"))?,
+                "connected_since" => {
+                    state.connected_since = value.parse().map_err(|_| bad("a number"))?
+                }
+                "last_probe_ok" => {
+                    state.last_probe_ok = value.parse().map_err(|_| bad("a number"))?
+                }
+                "last_probe_ms" => {
+                    state.last_probe_ms = value.parse().map_err(|_| bad("a number"))?
+                }
+                "consecutive_failures" => {
+                    state.consecutive_failures = value.parse().map_err(|_| bad("a number"))?
+                }
                 "restarts" => state.restarts = value.parse().map_err(|_| bad("a number"))?,
                 "last_error" => state.last_error = value.to_string(),
-                "backoff_until" => state.backoff_until = value.parse().map_err(|_| bad("a number"))?,
+                "backoff_until" => {
+                    state.backoff_until = value.parse().map_err(|_| bad("a number"))?
+                }
                 _ => {} // newer writer: ignore
             }
         }
@@ -150,7 +168,11 @@ mod tests {
         let err = State::from_text("state=up\nrestarts=many\n").unwrap_err();
         assert!(err.contains("line 2") && err.contains("restarts"), "{err}");
         assert!(State::from_text("garbage").unwrap_err().contains("line 1"));
-        let flat = State { last_error: "a\nb".into(), ..State::default() }.to_text();
+        let flat = State {
+            last_error: "a\nb".into(),
+            ..State::default()
+        }
+        .to_text();
         assert!(flat.contains("last_error=a b\n"));
     }
 }

@@ -37,27 +37,59 @@ exit codes: 0 stopped; 1 tunnel failed (restart me); 2 usage error;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Forward {
     /// `-L [bind:]port:host:hostport`: our listener, then the target via the server.
-    Local { bind: String, port: u16, host: String, host_port: u16 },
+    Local {
+        bind: String,
+        port: u16,
+        host: String,
+        host_port: u16,
+    },
     /// `-R [bind:]port:host:hostport`: the server's listener, then our target.
-    Remote { bind: Option<String>, port: u16, host: String, host_port: u16 },
+    Remote {
+        bind: Option<String>,
+        port: u16,
+        host: String,
+        host_port: u16,
+    },
     /// `-R [bind:]port` alone: a SOCKS proxy on the server that exits here.
     RemoteDynamic { bind: Option<String>, port: u16 },
     /// `-D [bind:]port`: a SOCKS proxy here.
     Dynamic { bind: String, port: u16 },
     /// Unix-socket forwards and server-allocated ports (`-R 0:…`): only the ssh process
     /// itself is checked.
-    Unprobed { flag: char, spec: String, why: &'static str },
+    Unprobed {
+        flag: char,
+        spec: String,
+        why: &'static str,
+    },
 }
 
 impl Forward {
     /// `-R 1234:127.0.0.1:22` as the user wrote it, for log lines.
     pub fn describe(&self) -> String {
         match self {
-            Forward::Local { bind, port, host, host_port } => format!("-L {bind}:{port}:{host}:{host_port}"),
-            Forward::Remote { bind: None, port, host, host_port } => format!("-R {port}:{host}:{host_port}"),
-            Forward::Remote { bind: Some(b), port, host, host_port } => format!("-R {b}:{port}:{host}:{host_port}"),
+            Forward::Local {
+                bind,
+                port,
+                host,
+                host_port,
+            } => format!("-L {bind}:{port}:{host}:{host_port}"),
+            Forward::Remote {
+                bind: None,
+                port,
+                host,
+                host_port,
+            } => format!("-R {port}:{host}:{host_port}"),
+            Forward::Remote {
+                bind: Some(b),
+                port,
+                host,
+                host_port,
+            } => format!("-R {b}:{port}:{host}:{host_port}"),
             Forward::RemoteDynamic { bind: None, port } => format!("-R {port}"),
-            Forward::RemoteDynamic { bind: Some(b), port } => format!("-R {b}:{port}"),
+            Forward::RemoteDynamic {
+                bind: Some(b),
+                port,
+            } => format!("-R {b}:{port}"),
             Forward::Dynamic { bind, port } => format!("-D {bind}:{port}"),
             Forward::Unprobed { flag, spec, .. } => format!("-{flag} {spec}"),
         }
@@ -88,19 +120,37 @@ pub enum Parsed {
 
 /// Parses the arguments after the program name. `read_file` reads `--args-file`
 /// (a parameter so tests need no files).
-pub fn parse(args: &[String], read_file: &dyn Fn(&str) -> Result<String, String>) -> Result<Parsed, String> {
-    if args.first().map(String::as_str) == Some("--args-file") || args.first().is_some_and(|a| a.starts_with("--args-file=")) {
+pub fn parse(
+    args: &[String],
+    read_file: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Parsed, String> {
+    if args.first().map(String::as_str) == Some("--args-file")
+        || args.first().is_some_and(|a| a.starts_with("--args-file="))
+    {
         let (file, rest) = match args[0].strip_prefix("--args-file=") {
             Some(f) => (f.to_string(), &args[1..]),
-            None => (args.get(1).cloned().ok_or("--args-file needs a file name")?, args.get(2..).unwrap_or(&[])),
+            None => (
+                args.get(1)
+                    .cloned()
+                    .ok_or("--args-file needs a file name")?,
+                args.get(2..).unwrap_or(&[]),
+            ),
         };
         if !rest.is_empty() {
-            return Err(format!("--args-file takes no other arguments (found `{}`): put them in {file}", rest[0]));
+            return Err(format!(
+                "--args-file takes no other arguments (found `{}`): put them in {file}",
+                rest[0]
+            ));
         }
         let text = read_file(&file)?;
         let from_file = args_file_lines(&text);
-        if from_file.iter().any(|a| a == "--args-file" || a.starts_with("--args-file=")) {
-            return Err(format!("{file}: an args file cannot name another --args-file"));
+        if from_file
+            .iter()
+            .any(|a| a == "--args-file" || a.starts_with("--args-file="))
+        {
+            return Err(format!(
+                "{file}: an args file cannot name another --args-file"
+            ));
         }
         return parse(&from_file, read_file).map_err(|e| format!("{file}: {e}"));
     }
@@ -134,13 +184,17 @@ pub fn parse(args: &[String], read_file: &dyn Fn(&str) -> Result<String, String>
             _ => (arg.as_str(), None),
         };
         if !key.starts_with("--") {
-            return Err(format!("unexpected `{arg}`: put the ssh command after `--` (tunnel-watchdog [OPTIONS] -- ssh ... HOST)"));
+            return Err(format!(
+                "unexpected `{arg}`: put the ssh command after `--` (tunnel-watchdog [OPTIONS] -- ssh ... HOST)"
+            ));
         }
         let value = match inline {
             Some(v) => v,
             None => {
                 i += 1;
-                args.get(i).cloned().ok_or_else(|| format!("{key} needs a value"))?
+                args.get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("{key} needs a value"))?
             }
         };
         let duration = |v: &str| parse_duration(v).map_err(|e| format!("{key}: {e}"));
@@ -149,11 +203,9 @@ pub fn parse(args: &[String], read_file: &dyn Fn(&str) -> Result<String, String>
             "--probe-interval" => o.probe_interval = duration(&value)?,
             "--probe-timeout" => o.probe_timeout = duration(&value)?,
             "--probe-failures" => {
-                o.probe_failures = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| format!("--probe-failures: `{value}` is not a whole number of at least 1"))?
+                o.probe_failures = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("--probe-failures: `{value}` is not a whole number of at least 1")
+                })?
             }
             "--backoff-initial" => o.backoff_initial = duration(&value)?,
             "--backoff-max" => o.backoff_max = duration(&value)?,
@@ -220,7 +272,9 @@ pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<Forward>, Option<String>), 
                 let rest: String = chars[j + 1..].iter().collect();
                 let value = if rest.is_empty() {
                     i += 1;
-                    args.get(i).cloned().ok_or_else(|| format!("ssh option -{flag} needs a value"))?
+                    args.get(i)
+                        .cloned()
+                        .ok_or_else(|| format!("ssh option -{flag} needs a value"))?
                 } else {
                     rest
                 };
@@ -256,28 +310,73 @@ fn split_spec(spec: &str) -> Vec<String> {
 }
 
 fn unbracket(host: &str) -> String {
-    host.trim_start_matches('[').trim_end_matches(']').to_string()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 pub fn parse_forward(flag: char, spec: &str) -> Result<Forward, String> {
-    let unprobed = |why| Ok(Forward::Unprobed { flag, spec: spec.to_string(), why });
+    let unprobed = |why| {
+        Ok(Forward::Unprobed {
+            flag,
+            spec: spec.to_string(),
+            why,
+        })
+    };
     if spec.contains('/') {
         return unprobed("unix-socket forwards are not probed");
     }
     let parts = split_spec(spec);
     let port = |p: &str| -> Result<u16, String> {
-        p.parse().map_err(|_| format!("ssh -{flag} {spec}: `{p}` is not a port number"))
+        p.parse()
+            .map_err(|_| format!("ssh -{flag} {spec}: `{p}` is not a port number"))
     };
     let forward = match (flag, parts.as_slice()) {
-        ('L', [p, h, hp]) => Forward::Local { bind: "localhost".into(), port: port(p)?, host: unbracket(h), host_port: port(hp)? },
-        ('L', [b, p, h, hp]) => Forward::Local { bind: unbracket(b), port: port(p)?, host: unbracket(h), host_port: port(hp)? },
-        ('R', [p]) => Forward::RemoteDynamic { bind: None, port: port(p)? },
-        ('R', [b, p]) => Forward::RemoteDynamic { bind: Some(unbracket(b)), port: port(p)? },
-        ('R', [p, h, hp]) => Forward::Remote { bind: None, port: port(p)?, host: unbracket(h), host_port: port(hp)? },
-        ('R', [b, p, h, hp]) => Forward::Remote { bind: Some(unbracket(b)), port: port(p)?, host: unbracket(h), host_port: port(hp)? },
-        ('D', [p]) => Forward::Dynamic { bind: "localhost".into(), port: port(p)? },
-        ('D', [b, p]) => Forward::Dynamic { bind: unbracket(b), port: port(p)? },
-        _ => return Err(format!("ssh -{flag} {spec}: not a forward spec ssh understands")),
+        ('L', [p, h, hp]) => Forward::Local {
+            bind: "localhost".into(),
+            port: port(p)?,
+            host: unbracket(h),
+            host_port: port(hp)?,
+        },
+        ('L', [b, p, h, hp]) => Forward::Local {
+            bind: unbracket(b),
+            port: port(p)?,
+            host: unbracket(h),
+            host_port: port(hp)?,
+        },
+        ('R', [p]) => Forward::RemoteDynamic {
+            bind: None,
+            port: port(p)?,
+        },
+        ('R', [b, p]) => Forward::RemoteDynamic {
+            bind: Some(unbracket(b)),
+            port: port(p)?,
+        },
+        ('R', [p, h, hp]) => Forward::Remote {
+            bind: None,
+            port: port(p)?,
+            host: unbracket(h),
+            host_port: port(hp)?,
+        },
+        ('R', [b, p, h, hp]) => Forward::Remote {
+            bind: Some(unbracket(b)),
+            port: port(p)?,
+            host: unbracket(h),
+            host_port: port(hp)?,
+        },
+        ('D', [p]) => Forward::Dynamic {
+            bind: "localhost".into(),
+            port: port(p)?,
+        },
+        ('D', [b, p]) => Forward::Dynamic {
+            bind: unbracket(b),
+            port: port(p)?,
+        },
+        _ => {
+            return Err(format!(
+                "ssh -{flag} {spec}: not a forward spec ssh understands"
+            ));
+        }
     };
     match &forward {
         Forward::Remote { port: 0, .. } | Forward::RemoteDynamic { port: 0, .. } => {
@@ -315,39 +414,117 @@ mod tests {
 
     #[test]
     fn by_hand_like_autossh() {
-        let o = run(&["--probe-interval", "1s", "--probe-failures=3", "--", "ssh", "-N", "-R", "1234:localhost:22", "host"]);
+        let o = run(&[
+            "--probe-interval",
+            "1s",
+            "--probe-failures=3",
+            "--",
+            "ssh",
+            "-N",
+            "-R",
+            "1234:localhost:22",
+            "host",
+        ]);
         assert_eq!(o.probe_interval, Duration::from_secs(1));
         assert_eq!(o.probe_failures, 3);
         assert_eq!(o.name, "host");
         assert_eq!(o.ssh, s(&["ssh", "-N", "-R", "1234:localhost:22", "host"]));
         assert_eq!(
             o.forwards,
-            vec![Forward::Remote { bind: None, port: 1234, host: "localhost".into(), host_port: 22 }]
+            vec![Forward::Remote {
+                bind: None,
+                port: 1234,
+                host: "localhost".into(),
+                host_port: 22
+            }]
         );
     }
 
     #[test]
     fn reads_every_forward_form() {
         let (f, host) = scan_ssh_args(&s(&[
-            "-NT", "-p2222", "-oBatchMode=yes", "-L8080:web:80", "-L", "[::1]:8081:db:5432", "-R", "*:9000:127.0.0.1:9001",
-            "-R9100", "-D", "1080", "-L", "/tmp/s:/tmp/t", "-R", "0:localhost:22", "-i", "/k", "user@example", "-L", "1:2:3",
+            "-NT",
+            "-p2222",
+            "-oBatchMode=yes",
+            "-L8080:web:80",
+            "-L",
+            "[::1]:8081:db:5432",
+            "-R",
+            "*:9000:127.0.0.1:9001",
+            "-R9100",
+            "-D",
+            "1080",
+            "-L",
+            "/tmp/s:/tmp/t",
+            "-R",
+            "0:localhost:22",
+            "-i",
+            "/k",
+            "user@example",
+            "-L",
+            "1:2:3",
         ]))
         .unwrap();
         assert_eq!(host.as_deref(), Some("user@example"));
         assert_eq!(f.len(), 7, "{f:?}"); // the -L after the host is a remote command word
-        assert_eq!(f[0], Forward::Local { bind: "localhost".into(), port: 8080, host: "web".into(), host_port: 80 });
-        assert_eq!(f[1], Forward::Local { bind: "::1".into(), port: 8081, host: "db".into(), host_port: 5432 });
-        assert_eq!(f[2], Forward::Remote { bind: Some("*".into()), port: 9000, host: "127.0.0.1".into(), host_port: 9001 });
-        assert_eq!(f[3], Forward::RemoteDynamic { bind: None, port: 9100 });
-        assert_eq!(f[4], Forward::Dynamic { bind: "localhost".into(), port: 1080 });
+        assert_eq!(
+            f[0],
+            Forward::Local {
+                bind: "localhost".into(),
+                port: 8080,
+                host: "web".into(),
+                host_port: 80
+            }
+        );
+        assert_eq!(
+            f[1],
+            Forward::Local {
+                bind: "::1".into(),
+                port: 8081,
+                host: "db".into(),
+                host_port: 5432
+            }
+        );
+        assert_eq!(
+            f[2],
+            Forward::Remote {
+                bind: Some("*".into()),
+                port: 9000,
+                host: "127.0.0.1".into(),
+                host_port: 9001
+            }
+        );
+        assert_eq!(
+            f[3],
+            Forward::RemoteDynamic {
+                bind: None,
+                port: 9100
+            }
+        );
+        assert_eq!(
+            f[4],
+            Forward::Dynamic {
+                bind: "localhost".into(),
+                port: 1080
+            }
+        );
         assert!(matches!(f[5], Forward::Unprobed { flag: 'L', .. }));
         assert!(matches!(f[6], Forward::Unprobed { flag: 'R', .. }));
-        assert!(scan_ssh_args(&s(&["-L", "nonsense", "h"])).unwrap_err().contains("nonsense"));
+        assert!(
+            scan_ssh_args(&s(&["-L", "nonsense", "h"]))
+                .unwrap_err()
+                .contains("nonsense")
+        );
     }
 
     #[test]
     fn args_file_and_usage_errors() {
-        let file = |_: &str| Ok("# rendered by tunnelctl\n# two comments\n--name\nmy tunnel\n--\nssh\n-N\nhost\n".to_string());
+        let file = |_: &str| {
+            Ok(
+                "# rendered by tunnelctl\n# two comments\n--name\nmy tunnel\n--\nssh\n-N\nhost\n"
+                    .to_string(),
+            )
+        };
         match parse(&s(&["--args-file", "/etc/x.args"]), &file).unwrap() {
             Parsed::Run(o) => {
                 assert_eq!(o.name, "my tunnel");
@@ -356,14 +533,26 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(parse(&s(&["--help"]), &no_file).unwrap(), Parsed::Help);
-        assert_eq!(parse(&s(&["--version"]), &no_file).unwrap(), Parsed::Version);
+        assert_eq!(
+            parse(&s(&["--version"]), &no_file).unwrap(),
+            Parsed::Version
+        );
         for (bad, says) in [
             (&["--probe-interval", "10", "--", "ssh", "h"][..], "10s"),
-            (&["--frobnicate", "1", "--", "ssh", "h"][..], "unknown option"),
+            (
+                &["--frobnicate", "1", "--", "ssh", "h"][..],
+                "unknown option",
+            ),
             (&["--name", "x"][..], "no ssh command"),
             (&["ssh", "h"][..], "after `--`"),
-            (&["--probe-failures", "0", "--", "ssh", "h"][..], "at least 1"),
-            (&["--args-file", "f", "--name", "x"][..], "no other arguments"),
+            (
+                &["--probe-failures", "0", "--", "ssh", "h"][..],
+                "at least 1",
+            ),
+            (
+                &["--args-file", "f", "--name", "x"][..],
+                "no other arguments",
+            ),
         ] {
             let err = parse(&s(bad), &no_file).unwrap_err();
             assert!(err.contains(says), "{bad:?}: {err}");

@@ -13,7 +13,9 @@ pub fn nominal(failures: u32, initial: Duration, max: Duration) -> Duration {
         return Duration::ZERO;
     }
     let factor = 1u64.checked_shl(failures - 1).unwrap_or(u64::MAX).max(1);
-    let nominal = initial.checked_mul(u32::try_from(factor).unwrap_or(u32::MAX)).unwrap_or(max);
+    let nominal = initial
+        .checked_mul(u32::try_from(factor).unwrap_or(u32::MAX))
+        .unwrap_or(max);
     nominal.min(max)
 }
 
@@ -25,7 +27,9 @@ pub fn with_jitter(nominal: Duration, unit: f64) -> Duration {
 
 /// The smallest failure count whose wait is the maximum: where permanent errors jump to.
 pub fn failures_for_max(initial: Duration, max: Duration) -> u32 {
-    (1..64).find(|&n| nominal(n, initial, max) >= max).unwrap_or(64)
+    (1..64)
+        .find(|&n| nominal(n, initial, max) >= max)
+        .unwrap_or(64)
 }
 
 /// A number in [0, 1) that differs between processes and runs (pid and clock), enough

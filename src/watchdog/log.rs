@@ -45,14 +45,23 @@ static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 
 /// Sets up logging once, at start. `prefix` (the tunnel name) starts every line.
 pub fn init(prefix: &str, file: Option<PathBuf>) {
-    let journald = file.is_none() && stderr_is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref());
-    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sink { journald, file, prefix: prefix.to_string() });
+    let journald =
+        file.is_none() && stderr_is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref());
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sink {
+        journald,
+        file,
+        prefix: prefix.to_string(),
+    });
 }
 
 /// `JOURNAL_STREAM=DEV:INO` must match fd 2, else stderr was redirected after systemd set it.
 fn stderr_is_journal(stream: Option<&str>) -> bool {
-    let Some((dev, ino)) = stream.and_then(|s| s.split_once(':')) else { return false };
-    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else { return false };
+    let Some((dev, ino)) = stream.and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
@@ -80,11 +89,19 @@ pub fn rfc3339(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn log(level: Level, message: &str) {
@@ -128,9 +145,18 @@ mod tests {
 
     #[test]
     fn formats_for_journal_and_for_files() {
-        assert_eq!(format_line(true, Level::Error, "t", "down", 0), "<3>t: down\n");
-        assert_eq!(format_line(true, Level::Info, "t", "a\nb", 0), "<6>t: a b\n");
-        assert_eq!(format_line(false, Level::Warning, "t", "slow", 1_700_000_000), "2023-11-14T22:13:20Z warning t: slow\n");
+        assert_eq!(
+            format_line(true, Level::Error, "t", "down", 0),
+            "<3>t: down\n"
+        );
+        assert_eq!(
+            format_line(true, Level::Info, "t", "a\nb", 0),
+            "<6>t: a b\n"
+        );
+        assert_eq!(
+            format_line(false, Level::Warning, "t", "slow", 1_700_000_000),
+            "2023-11-14T22:13:20Z warning t: slow\n"
+        );
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert!(!stderr_is_journal(Some("1:2")) && !stderr_is_journal(None));
     }
@@ -142,7 +168,14 @@ mod tests {
         std::fs::write(&path, vec![b'x'; ROTATE_BYTES as usize]).unwrap();
         init("t", Some(path.clone()));
         info("after rotation");
-        assert_eq!(std::fs::metadata(dir.path().join("w.log.1")).unwrap().len(), ROTATE_BYTES);
-        assert!(std::fs::read_to_string(&path).unwrap().ends_with("info t: after rotation\n"));
+        assert_eq!(
+            std::fs::metadata(dir.path().join("w.log.1")).unwrap().len(),
+            ROTATE_BYTES
+        );
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .ends_with("info t: after rotation\n")
+        );
     }
 }

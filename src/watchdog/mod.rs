@@ -37,7 +37,8 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let read_file = |path: &str| std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
+    let read_file =
+        |path: &str| std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
     match args::parse(&argv, &read_file) {
         Ok(Parsed::Help) => {
             print!("{}", args::USAGE);
@@ -81,23 +82,41 @@ enum Event {
 
 impl Signals {
     fn install() -> Result<Signals, String> {
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-            .map_err(|e| format!("pipe: {e}"))?;
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| format!("pipe: {e}"))?;
         use std::os::fd::AsRawFd;
         SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
-        let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
-        for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGCHLD] {
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for signal in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGUSR1,
+            Signal::SIGCHLD,
+        ] {
             // SAFETY: the handler only calls write(2).
-            unsafe { sigaction(signal, &action) }.map_err(|e| format!("sigaction {signal}: {e}"))?;
+            unsafe { sigaction(signal, &action) }
+                .map_err(|e| format!("sigaction {signal}: {e}"))?;
         }
-        Ok(Signals { read, _write: write })
+        Ok(Signals {
+            read,
+            _write: write,
+        })
     }
 
     /// Sleeps up to `timeout` or until a signal; returns the most important event seen.
     fn wait(&self, timeout: Duration) -> Option<Event> {
         let fd: BorrowedFd = self.read.as_fd();
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX));
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX),
+        );
         let mut event = None;
         let mut buf = [0u8; 64];
         while let Ok(n) = nix::unistd::read(fd, &mut buf) {
@@ -107,7 +126,9 @@ impl Signals {
             for &b in &buf[..n] {
                 match Signal::try_from(i32::from(b)) {
                     Ok(Signal::SIGTERM | Signal::SIGINT) => event = Some(Event::Stop),
-                    Ok(Signal::SIGHUP | Signal::SIGUSR1) if event.is_none() => event = Some(Event::Reconnect),
+                    Ok(Signal::SIGHUP | Signal::SIGUSR1) if event.is_none() => {
+                        event = Some(Event::Reconnect)
+                    }
                     _ => {}
                 }
             }
@@ -120,12 +141,22 @@ impl Signals {
 
 /// `--state-dir`, else `$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY` (first entry), else a
 /// per-user default (docs/design.md).
-pub fn resolve_state_dir(option: Option<&Path>, env: &dyn Fn(&str) -> Option<String>, name: &str, is_root: bool, uid: u32) -> PathBuf {
+pub fn resolve_state_dir(
+    option: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    is_root: bool,
+    uid: u32,
+) -> PathBuf {
     if let Some(dir) = option {
         return dir.to_path_buf();
     }
     for key in ["STATE_DIRECTORY", "RUNTIME_DIRECTORY"] {
-        if let Some(first) = env(key).as_deref().and_then(|v| v.split(':').next()).filter(|v| !v.is_empty()) {
+        if let Some(first) = env(key)
+            .as_deref()
+            .and_then(|v| v.split(':').next())
+            .filter(|v| !v.is_empty())
+        {
             return PathBuf::from(first);
         }
     }
@@ -141,16 +172,23 @@ pub fn resolve_state_dir(option: Option<&Path>, env: &dyn Fn(&str) -> Option<Str
 
 fn write_state(dir: &Path, state: &State) {
     let tmp = dir.join("state.tmp");
-    let result = std::fs::write(&tmp, state.to_text()).and_then(|_| std::fs::rename(&tmp, dir.join("state")));
+    let result = std::fs::write(&tmp, state.to_text())
+        .and_then(|_| std::fs::rename(&tmp, dir.join("state")));
     if let Err(e) = result {
-        log::warn(&format!("cannot write the state file in {}: {e}", dir.display()));
+        log::warn(&format!(
+            "cannot write the state file in {}: {e}",
+            dir.display()
+        ));
     }
 }
 
 fn read_state(dir: &Path) -> State {
     match std::fs::read_to_string(dir.join("state")) {
         Ok(text) => State::from_text(&text).unwrap_or_else(|e| {
-            log::warn(&format!("{}/state: {e}; starting from a fresh state", dir.display()));
+            log::warn(&format!(
+                "{}/state: {e}; starting from a fresh state",
+                dir.display()
+            ));
             State::default()
         }),
         Err(_) => State::default(),
@@ -179,13 +217,21 @@ enum Outcome {
 pub fn run(o: Options) -> u8 {
     let env = |k: &str| std::env::var(k).ok();
     let uid = nix::unistd::getuid();
-    let state_dir = resolve_state_dir(o.state_dir.as_deref(), &env, &o.name, uid.is_root(), uid.as_raw());
+    let state_dir = resolve_state_dir(
+        o.state_dir.as_deref(),
+        &env,
+        &o.name,
+        uid.is_root(),
+        uid.as_raw(),
+    );
     log::init(&o.name, o.log_file.clone());
     if let Err(e) = process::make_private_dir(&state_dir) {
         log::error(&format!("state directory: {e}"));
         return EXIT_USAGE;
     }
-    let runtime = env("XDG_RUNTIME_DIR").filter(|_| !uid.is_root()).map(PathBuf::from);
+    let runtime = env("XDG_RUNTIME_DIR")
+        .filter(|_| !uid.is_root())
+        .map(PathBuf::from);
     let ctl = match process::control_path(&state_dir, runtime.as_deref()) {
         Ok(p) => p,
         Err(e) => {
@@ -200,7 +246,10 @@ pub fn run(o: Options) -> u8 {
             Notifier::from_env_value(None).unwrap()
         }
     };
-    let watchdog = notify::watchdog_interval(env("WATCHDOG_USEC").as_deref(), env("WATCHDOG_PID").as_deref());
+    let watchdog = notify::watchdog_interval(
+        env("WATCHDOG_USEC").as_deref(),
+        env("WATCHDOG_PID").as_deref(),
+    );
     let interval = notify::effective_interval(o.probe_interval, watchdog);
     if interval != o.probe_interval {
         log::info(&format!(
@@ -221,7 +270,16 @@ pub fn run(o: Options) -> u8 {
     kill_leftover_ssh(&state, &ctl);
     state.pid = std::process::id();
     state.ssh_pid = 0;
-    let mut w = Watchdog { o, state_dir, ctl, notifier, signals, state, interval, ready_sent: false };
+    let mut w = Watchdog {
+        o,
+        state_dir,
+        ctl,
+        notifier,
+        signals,
+        state,
+        interval,
+        ready_sent: false,
+    };
     w.run()
 }
 
@@ -233,9 +291,18 @@ fn kill_leftover_ssh(state: &State, ctl: &Path) {
     }
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", state.ssh_pid)).unwrap_or_default();
     let needle = format!("ControlPath={}", ctl.display());
-    if String::from_utf8_lossy(&cmdline).split('\0').any(|a| a == needle) {
-        log::warn(&format!("killing ssh {} left over by an earlier watchdog", state.ssh_pid));
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(state.ssh_pid as i32), Signal::SIGKILL);
+    if String::from_utf8_lossy(&cmdline)
+        .split('\0')
+        .any(|a| a == needle)
+    {
+        log::warn(&format!(
+            "killing ssh {} left over by an earlier watchdog",
+            state.ssh_pid
+        ));
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(state.ssh_pid as i32),
+            Signal::SIGKILL,
+        );
     }
 }
 
@@ -265,9 +332,16 @@ impl Watchdog {
                 (Outcome::Stopped, _) => return self.stopped(),
                 (Outcome::Failed { reason, permanent }, up_since) => {
                     let up_long = up_since.is_some_and(|t| t.elapsed() > self.o.backoff_max);
-                    let failures = if up_long { 1 } else { self.state.consecutive_failures.saturating_add(1) };
+                    let failures = if up_long {
+                        1
+                    } else {
+                        self.state.consecutive_failures.saturating_add(1)
+                    };
                     self.state.consecutive_failures = if permanent {
-                        failures.max(backoff::failures_for_max(self.o.backoff_initial, self.o.backoff_max))
+                        failures.max(backoff::failures_for_max(
+                            self.o.backoff_initial,
+                            self.o.backoff_max,
+                        ))
                     } else {
                         failures
                     };
@@ -278,7 +352,11 @@ impl Watchdog {
                     self.save();
                     log::error(&format!("tunnel failed: {reason}"));
                     self.notify(&["STOPPING=1", &format!("STATUS=failed: {reason}")]);
-                    return if permanent { EXIT_PERMANENT } else { EXIT_FAILED };
+                    return if permanent {
+                        EXIT_PERMANENT
+                    } else {
+                        EXIT_FAILED
+                    };
                 }
             }
         }
@@ -302,7 +380,11 @@ impl Watchdog {
             return None;
         }
         let wait = backoff::with_jitter(nominal, backoff::jitter_seed());
-        let reason = if self.state.last_error.is_empty() { "earlier attempts failed".to_string() } else { self.state.last_error.clone() };
+        let reason = if self.state.last_error.is_empty() {
+            "earlier attempts failed".to_string()
+        } else {
+            self.state.last_error.clone()
+        };
         log::warn(&format!(
             "backing off {} before connecting (wait_ms={} nominal_ms={}, {n} failures in a row): {reason}",
             format_human(wait),
@@ -325,14 +407,20 @@ impl Watchdog {
             if left.is_zero() {
                 break;
             }
-            self.notify(&[&format!("STATUS=backing off {}: {reason}", format_human(left))]);
+            self.notify(&[&format!(
+                "STATUS=backing off {}: {reason}",
+                format_human(left)
+            )]);
             match self.signals.wait(left.min(Duration::from_secs(5))) {
                 Some(Event::Stop) => {
                     self.notify(&["STOPPING=1"]);
                     return Some(self.stopped());
                 }
                 Some(Event::Reconnect) => {
-                    log::info(&format!("back-off cut short with {} left (SIGHUP/SIGUSR1): reconnecting now", format_human(left)));
+                    log::info(&format!(
+                        "back-off cut short with {} left (SIGHUP/SIGUSR1): reconnecting now",
+                        format_human(left)
+                    ));
                     break;
                 }
                 None => {}
@@ -356,11 +444,22 @@ impl Watchdog {
         let attempt = self.state.consecutive_failures + 1;
         let mut ssh = match SshChild::spawn(&argv) {
             Ok(s) => s,
-            Err(e) => return (Outcome::Failed { reason: e, permanent: false }, None),
+            Err(e) => {
+                return (
+                    Outcome::Failed {
+                        reason: e,
+                        permanent: false,
+                    },
+                    None,
+                );
+            }
         };
         self.state.ssh_pid = ssh.pid;
         self.save();
-        log::info(&format!("connecting (attempt {attempt}): ssh pid {}", ssh.pid));
+        log::info(&format!(
+            "connecting (attempt {attempt}): ssh pid {}",
+            ssh.pid
+        ));
         self.notify(&[&format!("STATUS=connecting (attempt {attempt})")]);
         let (outcome, up_since) = self.watch(&mut ssh);
         if matches!(outcome, Outcome::Stopped) {
@@ -372,7 +471,11 @@ impl Watchdog {
     }
 
     fn watch(&mut self, ssh: &mut SshChild) -> (Outcome, Option<Instant>) {
-        let mut prober = probe::Prober::new(self.ctl.clone(), self.o.forwards.clone(), self.o.probe_timeout);
+        let mut prober = probe::Prober::new(
+            self.ctl.clone(),
+            self.o.forwards.clone(),
+            self.o.probe_timeout,
+        );
         let spawned = Instant::now();
         let mut socket_seen: Option<Instant> = None;
         let mut next_round = spawned;
@@ -388,7 +491,9 @@ impl Watchdog {
                 let permanent = report.errors.iter().any(|e| e.is_permanent());
                 let reason = match report.errors.first() {
                     Some(e) => e.explain(),
-                    None if !report.last_line.is_empty() => format!("ssh exited ({status}): {}", report.last_line),
+                    None if !report.last_line.is_empty() => {
+                        format!("ssh exited ({status}): {}", report.last_line)
+                    }
                     None => format!("ssh exited ({status})"),
                 };
                 return (failed(reason, permanent), up_since);
@@ -400,7 +505,13 @@ impl Watchdog {
                 .unwrap_or_else(|e| e.into_inner())
                 .errors
                 .iter()
-                .find(|e| matches!(e, ssh_errors::SshError::RemotePortRefused { .. } | ssh_errors::SshError::LocalPortBusy { .. }))
+                .find(|e| {
+                    matches!(
+                        e,
+                        ssh_errors::SshError::RemotePortRefused { .. }
+                            | ssh_errors::SshError::LocalPortBusy { .. }
+                    )
+                })
                 .cloned();
             if let Some(error) = forward_error {
                 return (failed(error.explain(), false), up_since);
@@ -413,7 +524,10 @@ impl Watchdog {
                     socket_seen = Some(now);
                     next_round = now + Duration::from_millis(300);
                 } else if now - spawned > self.connect_budget() {
-                    let reason = format!("ssh did not connect within {}", format_human(self.connect_budget()));
+                    let reason = format!(
+                        "ssh did not connect within {}",
+                        format_human(self.connect_budget())
+                    );
                     return (failed(reason, false), up_since);
                 } else {
                     next_round = now + Duration::from_millis(50);
@@ -427,7 +541,11 @@ impl Watchdog {
                         let since = *up_since.get_or_insert(round_start);
                         self.state.last_probe_ok = log::now_secs();
                         self.state.last_probe_ms = ok.latency.as_millis() as u64;
-                        let status = format!("STATUS=up {}, probe {} ms", format_human(since.elapsed()), ok.latency.as_millis());
+                        let status = format!(
+                            "STATUS=up {}, probe {} ms",
+                            format_human(since.elapsed()),
+                            ok.latency.as_millis()
+                        );
                         if !self.ready_sent {
                             self.ready_sent = true;
                             self.state.state = Phase::Up;
@@ -445,8 +563,13 @@ impl Watchdog {
                             }
                             self.notify(&["WATCHDOG=1", &status]);
                         }
-                        if self.state.consecutive_failures > 0 && since.elapsed() > self.o.backoff_max {
-                            log::info(&format!("up longer than {}: back-off reset", format_human(self.o.backoff_max)));
+                        if self.state.consecutive_failures > 0
+                            && since.elapsed() > self.o.backoff_max
+                        {
+                            log::info(&format!(
+                                "up longer than {}: back-off reset",
+                                format_human(self.o.backoff_max)
+                            ));
                             self.state.consecutive_failures = 0;
                             self.state.last_error.clear();
                         }
@@ -454,16 +577,23 @@ impl Watchdog {
                     }
                     Err(reason) => {
                         failed_rounds += 1;
-                        log::warn(&format!("probe failed ({failed_rounds}/{}): {reason}", self.o.probe_failures));
+                        log::warn(&format!(
+                            "probe failed ({failed_rounds}/{}): {reason}",
+                            self.o.probe_failures
+                        ));
                         if failed_rounds >= self.o.probe_failures {
-                            let reason = format!("{failed_rounds} probe rounds failed in a row, last: {reason}");
+                            let reason = format!(
+                                "{failed_rounds} probe rounds failed in a row, last: {reason}"
+                            );
                             return (failed(reason, false), up_since);
                         }
                     }
                 }
                 next_round = round_start + self.interval;
             }
-            let sleep = next_round.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            let sleep = next_round
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1));
             match self.signals.wait(sleep) {
                 Some(Event::Stop) => return (Outcome::Stopped, up_since),
                 Some(Event::Reconnect) => return (Outcome::Reconnect, up_since),
@@ -484,12 +614,27 @@ mod tests {
             "XDG_RUNTIME_DIR" => Some("/run/user/1000".to_string()),
             _ => None,
         };
-        assert_eq!(resolve_state_dir(Some(Path::new("/x")), &env, "a", true, 0), PathBuf::from("/x"));
-        assert_eq!(resolve_state_dir(None, &env, "a", true, 0), PathBuf::from("/run/tunnelctl/a"));
+        assert_eq!(
+            resolve_state_dir(Some(Path::new("/x")), &env, "a", true, 0),
+            PathBuf::from("/x")
+        );
+        assert_eq!(
+            resolve_state_dir(None, &env, "a", true, 0),
+            PathBuf::from("/run/tunnelctl/a")
+        );
         let none = |_: &str| None;
-        assert_eq!(resolve_state_dir(None, &none, "a/b", true, 0), PathBuf::from("/run/tunnelctl/a_b"));
-        assert_eq!(resolve_state_dir(None, &none, "a", false, 1000), PathBuf::from("/tmp/tunnelctl-1000/a"));
+        assert_eq!(
+            resolve_state_dir(None, &none, "a/b", true, 0),
+            PathBuf::from("/run/tunnelctl/a_b")
+        );
+        assert_eq!(
+            resolve_state_dir(None, &none, "a", false, 1000),
+            PathBuf::from("/tmp/tunnelctl-1000/a")
+        );
         let user = |k: &str| (k == "XDG_RUNTIME_DIR").then(|| "/run/user/1000".to_string());
-        assert_eq!(resolve_state_dir(None, &user, "a", false, 1000), PathBuf::from("/run/user/1000/tunnelctl/a"));
+        assert_eq!(
+            resolve_state_dir(None, &user, "a", false, 1000),
+            PathBuf::from("/run/user/1000/tunnelctl/a")
+        );
     }
 }

@@ -40,12 +40,19 @@ pub struct MuxConn {
 }
 
 fn timed_out(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, format!("no answer from ssh's control socket ({what})"))
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no answer from ssh's control socket ({what})"),
+    )
 }
 
 fn remaining(deadline: Instant, what: &str) -> io::Result<std::time::Duration> {
     let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() { Err(timed_out(what)) } else { Ok(left) }
+    if left.is_zero() {
+        Err(timed_out(what))
+    } else {
+        Ok(left)
+    }
 }
 
 /// Builds a payload from u32s and strings.
@@ -75,7 +82,10 @@ pub struct Reader<'a>(&'a [u8]);
 impl Reader<'_> {
     pub fn u32(&mut self) -> io::Result<u32> {
         if self.0.len() < 4 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "short mux message"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "short mux message",
+            ));
         }
         let (head, rest) = self.0.split_at(4);
         self.0 = rest;
@@ -84,7 +94,10 @@ impl Reader<'_> {
     pub fn string(&mut self) -> io::Result<String> {
         let len = self.u32()? as usize;
         if self.0.len() < len {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "short mux string"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "short mux string",
+            ));
         }
         let (head, rest) = self.0.split_at(len);
         self.0 = rest;
@@ -97,30 +110,44 @@ impl MuxConn {
     pub fn connect(path: &Path, deadline: Instant) -> io::Result<MuxConn> {
         let stream = UnixStream::connect(path)?;
         let mut conn = MuxConn { stream, next_id: 1 };
-        conn.send(&Payload::default().u32(MUX_MSG_HELLO).u32(MUX_VERSION), deadline)?;
+        conn.send(
+            &Payload::default().u32(MUX_MSG_HELLO).u32(MUX_VERSION),
+            deadline,
+        )?;
         let hello = conn.recv(deadline)?;
         let mut r = Reader(&hello);
         let (kind, version) = (r.u32()?, r.u32()?);
         if kind != MUX_MSG_HELLO || version != MUX_VERSION {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("ssh's control socket speaks mux type {kind:#x} version {version}, expected hello version {MUX_VERSION}"),
+                format!(
+                    "ssh's control socket speaks mux type {kind:#x} version {version}, expected hello version {MUX_VERSION}"
+                ),
             ));
         }
         Ok(conn)
     }
 
     fn send(&mut self, payload: &Payload, deadline: Instant) -> io::Result<()> {
-        self.stream.set_write_timeout(Some(remaining(deadline, "write")?))?;
-        self.stream.write_all(&payload.framed()).map_err(|e| map_timeout(e, "write"))
+        self.stream
+            .set_write_timeout(Some(remaining(deadline, "write")?))?;
+        self.stream
+            .write_all(&payload.framed())
+            .map_err(|e| map_timeout(e, "write"))
     }
 
     fn read_exact_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
         let mut done = 0;
         while done < buf.len() {
-            self.stream.set_read_timeout(Some(remaining(deadline, "read")?))?;
+            self.stream
+                .set_read_timeout(Some(remaining(deadline, "read")?))?;
             match self.stream.read(&mut buf[done..]) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "ssh closed its control connection")),
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "ssh closed its control connection",
+                    ));
+                }
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(map_timeout(e, "read")),
@@ -135,7 +162,10 @@ impl MuxConn {
         self.read_exact_by(&mut len, deadline)?;
         let len = u32::from_be_bytes(len) as usize;
         if len > MAX_MESSAGE {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("mux message of {len} bytes")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("mux message of {len} bytes"),
+            ));
         }
         let mut payload = vec![0u8; len];
         self.read_exact_by(&mut payload, deadline)?;
@@ -168,15 +198,32 @@ impl MuxConn {
     /// `MUX_C_NEW_STDIO_FWD` to `host:port` as seen from the server; `fd` becomes the
     /// channel's stdin and stdout. Consumes the connection: the channel lives as long
     /// as the returned guard.
-    pub fn open_stdio_fwd(mut self, host: &str, port: u16, fd: &impl AsRawFd, deadline: Instant) -> Result<MuxConn, String> {
+    pub fn open_stdio_fwd(
+        mut self,
+        host: &str,
+        port: u16,
+        fd: &impl AsRawFd,
+        deadline: Instant,
+    ) -> Result<MuxConn, String> {
         let id = self.request_id();
-        let request = Payload::default().u32(MUX_C_NEW_STDIO_FWD).u32(id).string("").string(host).u32(u32::from(port));
+        let request = Payload::default()
+            .u32(MUX_C_NEW_STDIO_FWD)
+            .u32(id)
+            .string("")
+            .string(host)
+            .u32(u32::from(port));
         self.send(&request, deadline).map_err(|e| e.to_string())?;
         for _ in 0..2 {
             let raw = [fd.as_raw_fd()];
             let cmsg = [ControlMessage::ScmRights(&raw)];
-            sendmsg::<()>(self.stream.as_raw_fd(), &[IoSlice::new(&[0u8])], &cmsg, MsgFlags::empty(), None)
-                .map_err(|e| format!("passing a socket to ssh: {e}"))?;
+            sendmsg::<()>(
+                self.stream.as_raw_fd(),
+                &[IoSlice::new(&[0u8])],
+                &cmsg,
+                MsgFlags::empty(),
+                None,
+            )
+            .map_err(|e| format!("passing a socket to ssh: {e}"))?;
         }
         let reply = self.recv(deadline).map_err(|e| e.to_string())?;
         let mut r = Reader(&reply);
@@ -188,13 +235,22 @@ impl MuxConn {
                 let why = r.string().unwrap_or_default();
                 Err(format!("ssh refused a channel to {host}:{port}: {why}"))
             }
-            other => Err(format!("unexpected mux reply {other:#x} to a channel request")),
+            other => Err(format!(
+                "unexpected mux reply {other:#x} to a channel request"
+            )),
         }
     }
 }
 
 fn map_timeout(e: io::Error, what: &str) -> io::Error {
-    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) { timed_out(what) } else { e }
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        timed_out(what)
+    } else {
+        e
+    }
 }
 
 #[cfg(test)]
@@ -203,12 +259,20 @@ mod tests {
 
     #[test]
     fn frames_like_openssh_buffers() {
-        let p = Payload::default().u32(MUX_C_NEW_STDIO_FWD).u32(7).string("").string("127.0.0.1").u32(22);
+        let p = Payload::default()
+            .u32(MUX_C_NEW_STDIO_FWD)
+            .u32(7)
+            .string("")
+            .string("127.0.0.1")
+            .u32(22);
         let framed = p.framed();
         assert_eq!(&framed[..4], &(framed.len() as u32 - 4).to_be_bytes());
         assert_eq!(&framed[4..8], &[0x10, 0, 0, 8]);
         let mut r = Reader(&framed[4..]);
-        assert_eq!((r.u32().unwrap(), r.u32().unwrap()), (MUX_C_NEW_STDIO_FWD, 7));
+        assert_eq!(
+            (r.u32().unwrap(), r.u32().unwrap()),
+            (MUX_C_NEW_STDIO_FWD, 7)
+        );
         assert_eq!(r.string().unwrap(), "");
         assert_eq!(r.string().unwrap(), "127.0.0.1");
         assert_eq!(r.u32().unwrap(), 22);

@@ -59,7 +59,12 @@ struct Pending {
 
 impl Prober {
     pub fn new(ctl: PathBuf, forwards: Vec<Forward>, timeout: Duration) -> Prober {
-        Prober { ctl, forwards, timeout, alive: None }
+        Prober {
+            ctl,
+            forwards,
+            timeout,
+            alive: None,
+        }
     }
 
     pub fn quiet_window(&self) -> Duration {
@@ -79,7 +84,11 @@ impl Prober {
         }
         let quiet_from = Instant::now();
         let silent = self.wait(&mut pending, deadline)?;
-        let latency = start.elapsed().saturating_sub(if silent { Instant::now() - quiet_from } else { Duration::ZERO });
+        let latency = start.elapsed().saturating_sub(if silent {
+            Instant::now() - quiet_from
+        } else {
+            Duration::ZERO
+        });
         Ok(RoundOk { latency, ssh_pid })
     }
 
@@ -94,7 +103,10 @@ impl Prober {
             // A half-read reply would desynchronise the stream: start over next round.
             self.alive = None;
             if e.kind() == std::io::ErrorKind::TimedOut {
-                format!("ssh did not answer an alive check within {:?} (frozen or wedged)", self.timeout)
+                format!(
+                    "ssh did not answer an alive check within {:?} (frozen or wedged)",
+                    self.timeout
+                )
             } else if e.kind() == std::io::ErrorKind::NotFound {
                 "ssh has no control socket yet (not connected)".to_string()
             } else {
@@ -104,8 +116,14 @@ impl Prober {
     }
 
     /// Opens a channel through ssh to `host:port` as the server sees it.
-    fn channel(&self, host: &str, port: u16, deadline: Instant) -> Result<(UnixStream, MuxConn), String> {
-        let conn = MuxConn::connect(&self.ctl, deadline).map_err(|e| format!("control socket: {e}"))?;
+    fn channel(
+        &self,
+        host: &str,
+        port: u16,
+        deadline: Instant,
+    ) -> Result<(UnixStream, MuxConn), String> {
+        let conn =
+            MuxConn::connect(&self.ctl, deadline).map_err(|e| format!("control socket: {e}"))?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
         let conn = conn.open_stdio_fwd(host, port, &theirs, deadline)?;
         drop(theirs); // ssh holds its own copies now; ours sees EOF when the channel closes
@@ -117,15 +135,25 @@ impl Prober {
         let fail = |e: String| format!("{what}: {e}");
         let (io, expect) = match forward {
             Forward::Remote { bind, port, .. } => {
-                let (s, c) = self.channel(&dial_host(bind.as_deref()), *port, deadline).map_err(fail)?;
+                let (s, c) = self
+                    .channel(&dial_host(bind.as_deref()), *port, deadline)
+                    .map_err(fail)?;
                 (Io::Channel(s, c), None)
             }
             Forward::RemoteDynamic { bind, port } => {
-                let (mut s, c) = self.channel(&dial_host(bind.as_deref()), *port, deadline).map_err(fail)?;
-                s.write_all(SOCKS_GREETING).map_err(|e| fail(e.to_string()))?;
+                let (mut s, c) = self
+                    .channel(&dial_host(bind.as_deref()), *port, deadline)
+                    .map_err(fail)?;
+                s.write_all(SOCKS_GREETING)
+                    .map_err(|e| fail(e.to_string()))?;
                 (Io::Channel(s, c), Some(SOCKS_ACCEPT))
             }
-            Forward::Local { bind, port, host, host_port } => {
+            Forward::Local {
+                bind,
+                port,
+                host,
+                host_port,
+            } => {
                 // Our listener first (ssh accepts the connection), then the target
                 // through the server.
                 let dial = dial_host(Some(bind));
@@ -139,12 +167,20 @@ impl Prober {
                 let dial = dial_host(Some(bind));
                 let mut local = connect_tcp(&dial, *port, deadline)
                     .map_err(|e| fail(format!("local SOCKS listener {dial}:{port}: {e}")))?;
-                local.write_all(SOCKS_GREETING).map_err(|e| fail(e.to_string()))?;
+                local
+                    .write_all(SOCKS_GREETING)
+                    .map_err(|e| fail(e.to_string()))?;
                 (Io::Tcp(local), Some(SOCKS_ACCEPT))
             }
             Forward::Unprobed { .. } => return Ok(None),
         };
-        Ok(Some(Pending { what, io, expect, got: Vec::new(), done: false }))
+        Ok(Some(Pending {
+            what,
+            io,
+            expect,
+            got: Vec::new(),
+            done: false,
+        }))
     }
 
     /// Waits for the first bytes on every pending check. Returns whether some target
@@ -169,8 +205,13 @@ impl Prober {
                 let p = &pending[open[0]];
                 return Err(format!("{}: no answer within {:?}", p.what, self.timeout));
             }
-            let next = if open.iter().any(|&i| pending[i].expect.is_none()) { quiet_until } else { deadline };
-            let timeout = PollTimeout::try_from(next.saturating_duration_since(now)).unwrap_or(PollTimeout::MAX);
+            let next = if open.iter().any(|&i| pending[i].expect.is_none()) {
+                quiet_until
+            } else {
+                deadline
+            };
+            let timeout = PollTimeout::try_from(next.saturating_duration_since(now))
+                .unwrap_or(PollTimeout::MAX);
             let mut fds: Vec<PollFd> = open
                 .iter()
                 .map(|&i| {
@@ -185,7 +226,10 @@ impl Prober {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(format!("poll: {e}")),
             }
-            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
             drop(fds);
             for (k, &i) in open.iter().enumerate() {
                 if ready[k] {
@@ -214,7 +258,10 @@ fn read_one(p: &mut Pending) -> Result<(), String> {
                     p.got.extend_from_slice(&buf[..n]);
                     if p.got.len() >= want.len() {
                         if &p.got[..want.len()] != want {
-                            return Err(format!("{}: unexpected SOCKS reply {:02x?}", p.what, p.got));
+                            return Err(format!(
+                                "{}: unexpected SOCKS reply {:02x?}",
+                                p.what, p.got
+                            ));
                         }
                         p.done = true;
                     }
@@ -230,7 +277,10 @@ fn read_one(p: &mut Pending) -> Result<(), String> {
 fn connect_tcp(host: &str, port: u16, deadline: Instant) -> std::io::Result<TcpStream> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "probe timeout"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "probe timeout",
+        ));
     }
     let addr = (host, port)
         .to_socket_addrs()?

@@ -47,29 +47,43 @@ pub fn control_path(state_dir: &Path, runtime_dir: Option<&Path>) -> Result<Path
         return Ok(direct);
     }
     let uid = nix::unistd::getuid();
-    let base = runtime_dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let base = runtime_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     let dir = base.join(format!("tunnelctl-{uid}"));
     make_private_dir(&dir)?;
-    Ok(dir.join(format!("{:016x}", fnv1a(state_dir.as_os_str().as_encoded_bytes()))))
+    Ok(dir.join(format!(
+        "{:016x}",
+        fnv1a(state_dir.as_os_str().as_encoded_bytes())
+    )))
 }
 
 /// Creates `dir` mode 0700, or accepts an existing one only if it is ours and private
 /// (a shared /tmp must not let another user pre-create it).
 pub fn make_private_dir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
     let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() {
-        return Err(format!("{}: exists but is not a directory owned by us; remove it", dir.display()));
+        return Err(format!(
+            "{}: exists but is not a directory owned by us; remove it",
+            dir.display()
+        ));
     }
     if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     Ok(())
 }
 
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// What ssh said on stderr that explains a failure, shared with the reader thread.
@@ -90,14 +104,20 @@ pub struct SshChild {
 impl SshChild {
     pub fn spawn(argv: &[String]) -> Result<SshChild, String> {
         let mut command = Command::new(&argv[0]);
-        command.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for key in PRIVATE_ENV {
             command.env_remove(key);
         }
         // Its own group: SIGTERM/SIGKILL reach ssh and anything it started (ProxyCommand),
         // and a terminal's Ctrl-C goes to us, who shut ssh down in order.
         command.process_group(0);
-        let mut child = command.spawn().map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
         let pid = child.id();
         let report = Arc::new(Mutex::new(StderrReport::default()));
         let reader_done = Arc::new(AtomicBool::new(false));
@@ -130,7 +150,13 @@ impl SshChild {
                 done.store(true, Ordering::SeqCst);
             });
         }
-        Ok(SshChild { child, pid, report, reader_done, exited: None })
+        Ok(SshChild {
+            child,
+            pid,
+            report,
+            reader_done,
+            exited: None,
+        })
     }
 
     /// The exit status if ssh has exited (reaps it).
@@ -176,7 +202,10 @@ impl SshChild {
 fn is_stopped(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rfind(')').and_then(|i| s[i + 1..].trim_start().chars().next()))
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].trim_start().chars().next())
+        })
         .is_some_and(|c| c == 'T' || c == 't')
 }
 
@@ -194,23 +223,50 @@ mod tests {
 
     #[test]
     fn adds_control_options_after_the_program() {
-        let ssh: Vec<String> = ["ssh", "-N", "host"].iter().map(|s| s.to_string()).collect();
+        let ssh: Vec<String> = ["ssh", "-N", "host"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let argv = ssh_argv(&ssh, Path::new("/run/t/ctl"));
         assert_eq!(argv[0], "ssh");
-        assert_eq!(&argv[1..7], ["-o", "ControlMaster=yes", "-o", "ControlPath=/run/t/ctl", "-o", "ControlPersist=no"]);
+        assert_eq!(
+            &argv[1..7],
+            [
+                "-o",
+                "ControlMaster=yes",
+                "-o",
+                "ControlPath=/run/t/ctl",
+                "-o",
+                "ControlPersist=no"
+            ]
+        );
         assert_eq!(&argv[7..], ["-N", "host"]);
     }
 
     #[test]
     fn long_state_dirs_get_a_short_private_control_path() {
         let base = tempfile::tempdir().unwrap();
-        assert_eq!(control_path(Path::new("/run/tunnelctl/x"), None).unwrap(), PathBuf::from("/run/tunnelctl/x/ctl"));
+        assert_eq!(
+            control_path(Path::new("/run/tunnelctl/x"), None).unwrap(),
+            PathBuf::from("/run/tunnelctl/x/ctl")
+        );
         let long = PathBuf::from(format!("/var/lib/tunnelctl/{}", "n".repeat(100)));
         let path = control_path(&long, Some(base.path())).unwrap();
-        assert!(path.as_os_str().len() <= MAX_CONTROL_PATH, "{}", path.display());
-        assert_eq!(path, control_path(&long, Some(base.path())).unwrap(), "stable");
+        assert!(
+            path.as_os_str().len() <= MAX_CONTROL_PATH,
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            path,
+            control_path(&long, Some(base.path())).unwrap(),
+            "stable"
+        );
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
     }
 }

@@ -11,9 +11,13 @@ pub enum SshError {
     /// known_hosts has no key for this server (or ssh refused to verify it).
     HostKeyUnknown,
     /// The server could not bind the remote port of `-R` (taken, often by a stale session).
-    RemotePortRefused { port: u16 },
+    RemotePortRefused {
+        port: u16,
+    },
     /// The local port of `-L`/`-D` is taken on this machine.
-    LocalPortBusy { port: Option<u16> },
+    LocalPortBusy {
+        port: Option<u16>,
+    },
     ResolveFailed,
     ConnectionRefused,
     ConnectionTimedOut,
@@ -22,7 +26,10 @@ pub enum SshError {
 impl SshError {
     /// Retrying soon cannot help: back off to the maximum (exit code 3).
     pub fn is_permanent(&self) -> bool {
-        matches!(self, SshError::AuthRefused | SshError::HostKeyChanged | SshError::HostKeyUnknown)
+        matches!(
+            self,
+            SshError::AuthRefused | SshError::HostKeyChanged | SshError::HostKeyUnknown
+        )
     }
 
     /// One line for a human: what happened and what to do about it.
@@ -45,7 +52,9 @@ impl SshError {
 
 /// Classifies one stderr line of ssh, or `None` for lines that explain nothing.
 pub fn classify(line: &str) -> Option<SshError> {
-    if line.contains("Permission denied (publickey") || line.contains("Too many authentication failures") {
+    if line.contains("Permission denied (publickey")
+        || line.contains("Too many authentication failures")
+    {
         return Some(SshError::AuthRefused);
     }
     if line.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
@@ -58,7 +67,10 @@ pub fn classify(line: &str) -> Option<SshError> {
     {
         return Some(SshError::HostKeyUnknown);
     }
-    if let Some(rest) = line.split("remote port forwarding failed for listen port ").nth(1) {
+    if let Some(rest) = line
+        .split("remote port forwarding failed for listen port ")
+        .nth(1)
+    {
         let port = leading_number(rest)?;
         return Some(SshError::RemotePortRefused { port });
     }
@@ -68,7 +80,11 @@ pub fn classify(line: &str) -> Option<SshError> {
             .split("]:")
             .nth(1)
             .and_then(leading_number)
-            .or_else(|| line.split(':').nth(1).and_then(|p| leading_number(p.trim())));
+            .or_else(|| {
+                line.split(':')
+                    .nth(1)
+                    .and_then(|p| leading_number(p.trim()))
+            });
         return Some(SshError::LocalPortBusy { port });
     }
     if line.contains("Could not request local forwarding") {
@@ -100,18 +116,51 @@ mod tests {
     #[test]
     fn recognises_real_openssh_messages() {
         let cases: &[(&str, SshError)] = &[
-            ("root@127.0.0.1: Permission denied (publickey).", SshError::AuthRefused),
+            (
+                "root@127.0.0.1: Permission denied (publickey).",
+                SshError::AuthRefused,
+            ),
             ("Host key verification failed.", SshError::HostKeyUnknown),
-            ("@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", SshError::HostKeyChanged),
-            ("Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.", SshError::HostKeyChanged),
-            ("No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.", SshError::HostKeyUnknown),
-            ("Warning: remote port forwarding failed for listen port 41234", SshError::RemotePortRefused { port: 41234 }),
-            ("Error: remote port forwarding failed for listen port 41234", SshError::RemotePortRefused { port: 41234 }),
-            ("ssh: Could not resolve hostname nosuch.invalid: Name or service not known", SshError::ResolveFailed),
-            ("ssh: connect to host 127.0.0.1 port 1: Connection refused", SshError::ConnectionRefused),
-            ("ssh: connect to host 10.255.255.1 port 22: Connection timed out", SshError::ConnectionTimedOut),
-            ("bind [127.0.0.1]:8080: Address already in use", SshError::LocalPortBusy { port: Some(8080) }),
-            ("Could not request local forwarding.", SshError::LocalPortBusy { port: None }),
+            (
+                "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @",
+                SshError::HostKeyChanged,
+            ),
+            (
+                "Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.",
+                SshError::HostKeyChanged,
+            ),
+            (
+                "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.",
+                SshError::HostKeyUnknown,
+            ),
+            (
+                "Warning: remote port forwarding failed for listen port 41234",
+                SshError::RemotePortRefused { port: 41234 },
+            ),
+            (
+                "Error: remote port forwarding failed for listen port 41234",
+                SshError::RemotePortRefused { port: 41234 },
+            ),
+            (
+                "ssh: Could not resolve hostname nosuch.invalid: Name or service not known",
+                SshError::ResolveFailed,
+            ),
+            (
+                "ssh: connect to host 127.0.0.1 port 1: Connection refused",
+                SshError::ConnectionRefused,
+            ),
+            (
+                "ssh: connect to host 10.255.255.1 port 22: Connection timed out",
+                SshError::ConnectionTimedOut,
+            ),
+            (
+                "bind [127.0.0.1]:8080: Address already in use",
+                SshError::LocalPortBusy { port: Some(8080) },
+            ),
+            (
+                "Could not request local forwarding.",
+                SshError::LocalPortBusy { port: None },
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(classify(line).as_ref(), Some(want), "{line}");
@@ -120,10 +169,23 @@ mod tests {
 
     #[test]
     fn ignores_chatter_and_explains_with_a_fix() {
-        assert_eq!(classify("Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts."), None);
-        assert_eq!(classify("Authenticated to 127.0.0.1 ([127.0.0.1]:2222) using \"publickey\"."), None);
+        assert_eq!(
+            classify(
+                "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts."
+            ),
+            None
+        );
+        assert_eq!(
+            classify("Authenticated to 127.0.0.1 ([127.0.0.1]:2222) using \"publickey\"."),
+            None
+        );
         let text = SshError::RemotePortRefused { port: 1234 }.explain();
-        assert!(text.contains("1234") && text.contains("ClientAliveInterval"), "{text}");
-        assert!(SshError::AuthRefused.is_permanent() && !SshError::ConnectionRefused.is_permanent());
+        assert!(
+            text.contains("1234") && text.contains("ClientAliveInterval"),
+            "{text}"
+        );
+        assert!(
+            SshError::AuthRefused.is_permanent() && !SshError::ConnectionRefused.is_permanent()
+        );
     }
 }

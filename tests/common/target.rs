@@ -45,7 +45,12 @@ impl TcpTarget {
                 }
             })
         };
-        TcpTarget { port, connections, stop, thread: Some(thread) }
+        TcpTarget {
+            port,
+            connections,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn connections(&self) -> Vec<Instant> {
