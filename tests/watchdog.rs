@@ -63,7 +63,10 @@ impl<'a> WdSpec<'a> {
         self
     }
     fn spawn(&self) -> Wd {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog"));
+        // TUNNEL_WATCHDOG_BIN lets the same tests measure a release build.
+        let bin = std::env::var("TUNNEL_WATCHDOG_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tunnel-watchdog").to_string());
+        let mut cmd = Command::new(bin);
         cmd.args(&self.options)
             .arg("--name")
             .arg("test")
