@@ -111,8 +111,9 @@ fn leading_number(text: &str) -> Option<u16> {
 mod tests {
     use super::*;
 
-    // The lines below are copied from OpenSSH 9.2p1 on Debian 12 (run against the test
-    // sshd with a wrong key, a changed host key, an empty known_hosts and so on).
+    // OpenSSH 9.2p1 wording. Seen here in real runs: "Permission denied (publickey)"
+    // and "remote port forwarding failed for listen port" (tests/watchdog.rs); the
+    // others follow the message texts of OpenSSH's sshconnect.c / channels.c.
     #[test]
     fn recognises_real_openssh_messages() {
         let cases: &[(&str, SshError)] = &[
