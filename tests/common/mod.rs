@@ -9,6 +9,7 @@ pub mod cli;
 pub mod sshd;
 pub mod target;
 
+#[allow(unused_imports)]
 pub use cli::{golden_home, load, tunnelctl};
 
 use std::os::linux::net::SocketAddrExt;
