@@ -67,10 +67,21 @@ fn main() -> ExitCode {
         }
     };
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("error: the fault bench needs root (network namespaces, nftables, sshd, a systemd user manager)");
+        eprintln!(
+            "error: the fault bench needs root (network namespaces, nftables, sshd, a systemd user manager)"
+        );
         return ExitCode::from(2);
     }
-    for tool in ["ip", "nft", "unshare", "ssh", "ssh-keygen", "/usr/sbin/sshd", "/usr/lib/systemd/systemd", "systemctl"] {
+    for tool in [
+        "ip",
+        "nft",
+        "unshare",
+        "ssh",
+        "ssh-keygen",
+        "/usr/sbin/sshd",
+        "/usr/lib/systemd/systemd",
+        "systemctl",
+    ] {
         let found = if tool.starts_with('/') {
             Path::new(tool).exists()
         } else {
@@ -79,12 +90,18 @@ fn main() -> ExitCode {
                 .unwrap_or(false)
         };
         if !found {
-            eprintln!("error: `{tool}` is missing (Debian: iproute2 nftables util-linux openssh-client openssh-server systemd)");
+            eprintln!(
+                "error: `{tool}` is missing (Debian: iproute2 nftables util-linux openssh-client openssh-server systemd)"
+            );
             return ExitCode::from(2);
         }
     }
-    if opts.tools.iter().any(|t| matches!(t, Tool::B | Tool::C)) && !Path::new("/usr/bin/autossh").exists() {
-        eprintln!("error: /usr/bin/autossh is missing (Debian package autossh), needed for tools B and C");
+    if opts.tools.iter().any(|t| matches!(t, Tool::B | Tool::C))
+        && !Path::new("/usr/bin/autossh").exists()
+    {
+        eprintln!(
+            "error: /usr/bin/autossh is missing (Debian package autossh), needed for tools B and C"
+        );
         return ExitCode::from(2);
     }
     firewall::self_check();
@@ -110,7 +127,11 @@ fn main() -> ExitCode {
         }
         a_unavailable = bench.a_unavailable.clone();
         a_unit = bench.a_unit_text();
-        eprintln!("[run] setup took {:.1} s; lanes: {}", started.elapsed().as_secs_f64(), bench.lanes.len());
+        eprintln!(
+            "[run] setup took {:.1} s; lanes: {}",
+            started.elapsed().as_secs_f64(),
+            bench.lanes.len()
+        );
         let footprint_window = Duration::from_secs_f64(opts.footprint_minutes * 60.0);
         std::thread::scope(|s| {
             let handles: Vec<_> = bench
@@ -169,14 +190,21 @@ fn main() -> ExitCode {
     let md = rep.markdown();
     println!("{md}");
     let svg = rep.svg();
-    let writes = [("report.md", md.as_str()), ("results.json", &rep.json()), ("recovery.svg", &svg)];
+    let writes = [
+        ("report.md", md.as_str()),
+        ("results.json", &rep.json()),
+        ("recovery.svg", &svg),
+    ];
     for (name, text) in writes {
         let path = out.join(name);
         if let Err(e) = std::fs::create_dir_all(&out).and_then(|_| std::fs::write(&path, text)) {
             eprintln!("error: {}: {e}", path.display());
         }
     }
-    eprintln!("[run] wrote {}/{{report.md,results.json,recovery.svg}}", out.display());
+    eprintln!(
+        "[run] wrote {}/{{report.md,results.json,recovery.svg}}",
+        out.display()
+    );
     if (opts.is_full_run() || opts.save_docs) && !stop::requested() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
         let md_doc = md.replace("](recovery.svg)", "](fault-bench.svg)");
@@ -187,14 +215,23 @@ fn main() -> ExitCode {
 
     // Exit status: did A recover every time it was asked to?
     if !opts.tools.contains(&Tool::A) {
-        return if rep.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if rep.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     let a_trials: Vec<_> = rep.trials.iter().filter(|r| r.tool == Tool::A).collect();
-    let all_faults_ran = opts.faults.iter().all(|f| a_trials.iter().any(|r| r.fault == *f && r.healthy_before));
+    let all_faults_ran = opts
+        .faults
+        .iter()
+        .all(|f| a_trials.iter().any(|r| r.fault == *f && r.healthy_before));
     let ok = rep.a_unavailable.is_none()
         && rep.errors.is_empty()
         && all_faults_ran
-        && a_trials.iter().all(|r| r.healthy_before && r.recovery_secs.is_some());
+        && a_trials
+            .iter()
+            .all(|r| r.healthy_before && r.recovery_secs.is_some());
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -211,7 +248,11 @@ fn save_logs(from: &Path, to: &Path) {
         for e in rd.flatten() {
             let name = e.file_name();
             let n = name.to_string_lossy();
-            if n.ends_with(".log") || n.ends_with(".conf") || n == "tunnels.yaml" || n.ends_with(".service") {
+            if n.ends_with(".log")
+                || n.ends_with(".conf")
+                || n == "tunnels.yaml"
+                || n.ends_with(".service")
+            {
                 let _ = std::fs::copy(e.path(), to.join(&name));
             }
         }

@@ -57,7 +57,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             _ => (arg.clone(), None),
         };
         let mut value = |name: &str| -> Result<String, String> {
-            inline.clone().or_else(|| it.next()).ok_or_else(|| format!("{name} needs a value"))
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
         };
         match key.as_str() {
             // cargo bench appends `--bench` to every bench binary's arguments.
@@ -68,7 +71,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             "--faults" => faults = Some(parse_faults(&value("--faults")?)?),
             "--trials" => {
                 let v = value("--trials")?;
-                let n: u32 = v.parse().map_err(|_| format!("--trials: `{v}` is not a whole number"))?;
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| format!("--trials: `{v}` is not a whole number"))?;
                 if !(1..=50).contains(&n) {
                     return Err(format!("--trials: {n} is outside 1..=50"));
                 }
@@ -76,7 +81,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             }
             "--footprint-minutes" => {
                 let v = value("--footprint-minutes")?;
-                let m: f64 = v.parse().map_err(|_| format!("--footprint-minutes: `{v}` is not a number"))?;
+                let m: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--footprint-minutes: `{v}` is not a number"))?;
                 if !(0.0..=60.0).contains(&m) {
                     return Err(format!("--footprint-minutes: {m} is outside 0..=60"));
                 }
@@ -84,7 +91,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             }
             "--deadline" => {
                 let v = value("--deadline")?;
-                deadline = v.parse().map_err(|_| format!("--deadline: `{v}` is not a whole number of seconds"))?;
+                deadline = v
+                    .parse()
+                    .map_err(|_| format!("--deadline: `{v}` is not a whole number of seconds"))?;
                 if !(10..=600).contains(&deadline) {
                     return Err(format!("--deadline: {deadline} is outside 10..=600"));
                 }
@@ -107,7 +116,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
 fn parse_tools(list: &str) -> Result<Vec<Tool>, String> {
     let mut out = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let tool = Tool::from_letter(part).ok_or_else(|| format!("--tools: unknown tool `{part}` (use A, B, C, D)"))?;
+        let tool = Tool::from_letter(part)
+            .ok_or_else(|| format!("--tools: unknown tool `{part}` (use A, B, C, D)"))?;
         if !out.contains(&tool) {
             out.push(tool);
         }

@@ -115,6 +115,9 @@ pub struct Injected {
     /// Fault 2: session pid, its client port, resumed yet.
     frozen_sessions: Vec<(Tool, i32, u16, bool)>,
     silent: Option<SilentServer>,
+    /// Faults 1, 2, 5, 6: the server session of the old connection, and when it exited
+    /// (seconds after the fault): until then it holds the remote port.
+    old_sessions: Vec<(Tool, i32, Option<f64>)>,
 }
 
 impl Injected {
@@ -128,7 +131,24 @@ impl Injected {
             lane_note: None,
             frozen_sessions: Vec::new(),
             silent: None,
+            old_sessions: Vec::new(),
         }
+    }
+}
+
+impl Injected {
+    /// Per tool: when the old server session went away (it held the remote port until then).
+    pub fn session_notes(&self) -> BTreeMap<Tool, String> {
+        self.old_sessions
+            .iter()
+            .map(|(t, _, gone)| {
+                let text = match gone {
+                    Some(s) => format!("old server session exited {s:.1} s after the fault"),
+                    None => "old server session still there at the end".to_string(),
+                };
+                (*t, text)
+            })
+            .collect()
     }
 }
 
@@ -149,7 +169,9 @@ fn client_ssh_pid(lane: &Lane, tool: Tool) -> Option<i32> {
     let entry = sockets::tcp_table(&lane.client)
         .into_iter()
         .find(|e| e.state == sockets::ESTABLISHED && e.remote == (ip, port))?;
-    sockets::owners(&lane.client, entry.inode).into_iter().find(|&p| procs::comm(p) == "ssh")
+    sockets::owners(&lane.client, entry.inode)
+        .into_iter()
+        .find(|&p| procs::comm(p) == "ssh")
 }
 
 /// The server's session process for the tool's connection: the unprivileged
@@ -165,14 +187,26 @@ fn session_pid(lane: &Lane, tool: Tool) -> Option<(i32, u16)> {
         .iter()
         .copied()
         .find(|&p| procs::cmdline(p).contains("@notty"))
-        .or_else(|| owners.iter().copied().find(|&p| !procs::cmdline(p).contains("[priv]")))
+        .or_else(|| {
+            owners
+                .iter()
+                .copied()
+                .find(|&p| !procs::cmdline(p).contains("[priv]"))
+        })
         .or_else(|| owners.first().copied())?;
     Some((pick, entry.remote.1))
 }
 
 fn sshd_addrs(lane: &Lane) -> Vec<SocketAddr> {
     let ip = server_ip(lane.n);
-    Tool::ALL.iter().map(|t| format!("{ip}:{}", crate::tools::ssh_port(*t)).parse().unwrap()).collect()
+    Tool::ALL
+        .iter()
+        .map(|t| {
+            format!("{ip}:{}", crate::tools::ssh_port(*t))
+                .parse()
+                .unwrap()
+        })
+        .collect()
 }
 
 /// Injects the fault. For faults with a hold time (3, 4, 7) this returns after
@@ -180,10 +214,22 @@ fn sshd_addrs(lane: &Lane) -> Vec<SocketAddr> {
 pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
     let mut inj = Injected::new(fault);
     let tools: Vec<Tool> = lane.instances.iter().map(|i| i.tool).collect();
+    if matches!(
+        fault,
+        Fault::ClientFrozen | Fault::SessionFrozen | Fault::ConntrackForgets | Fault::StaleListener
+    ) {
+        inj.old_sessions = tools
+            .iter()
+            .filter_map(|&t| Some((t, session_pid(lane, t)?.0, None)))
+            .collect();
+    }
     match fault {
         Fault::ClientFrozen => {
             // Find every pid first, then stop them together.
-            let pids: Vec<(Tool, Option<i32>)> = tools.iter().map(|&t| (t, client_ssh_pid(lane, t))).collect();
+            let pids: Vec<(Tool, Option<i32>)> = tools
+                .iter()
+                .map(|&t| (t, client_ssh_pid(lane, t)))
+                .collect();
             inj.fault_at = Instant::now();
             for (t, pid) in pids {
                 match pid {
@@ -191,14 +237,16 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
                         procs::signal(p, Signal::SIGSTOP);
                     }
                     None => {
-                        inj.notes.insert(t, "no ssh connection found to freeze".into());
+                        inj.notes
+                            .insert(t, "no ssh connection found to freeze".into());
                     }
                 }
             }
             inj.reference = inj.fault_at;
         }
         Fault::SessionFrozen => {
-            let found: Vec<(Tool, Option<(i32, u16)>)> = tools.iter().map(|&t| (t, session_pid(lane, t))).collect();
+            let found: Vec<(Tool, Option<(i32, u16)>)> =
+                tools.iter().map(|&t| (t, session_pid(lane, t))).collect();
             inj.fault_at = Instant::now();
             for (t, s) in found {
                 match s {
@@ -207,7 +255,8 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
                         inj.frozen_sessions.push((t, pid, cport, false));
                     }
                     None => {
-                        inj.notes.insert(t, "no server session found to freeze".into());
+                        inj.notes
+                            .insert(t, "no server session found to freeze".into());
                     }
                 }
             }
@@ -238,7 +287,9 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
             inj.fault_at = Instant::now();
             firewall::set_established_timeout(&lane.server, FORGET_TIMEOUT_SECS)?;
             let forgotten = stop::poll(Duration::from_secs(30), Duration::from_millis(100), || {
-                firewall::established_entries(&lane.server, &ports).is_empty().then_some(())
+                firewall::established_entries(&lane.server, &ports)
+                    .is_empty()
+                    .then_some(())
             });
             let left = firewall::established_entries(&lane.server, &ports);
             firewall::set_established_timeout(&lane.server, firewall::ESTABLISHED_TIMEOUT_SECS)?;
@@ -246,14 +297,19 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
             if forgotten.is_none() {
                 for &t in &tools {
                     if left.contains(&crate::tools::ssh_port(t)) {
-                        inj.notes.insert(t, "its flow was never forgotten (traffic every second for 30 s)".into());
+                        inj.notes.insert(
+                            t,
+                            "its flow was never forgotten (traffic every second for 30 s)".into(),
+                        );
                     }
                 }
             }
         }
         Fault::StaleListener => {
-            let found: Vec<(Tool, Option<u16>, Option<i32>)> =
-                tools.iter().map(|&t| (t, server_side_client_port(lane, t), client_ssh_pid(lane, t))).collect();
+            let found: Vec<(Tool, Option<u16>, Option<i32>)> = tools
+                .iter()
+                .map(|&t| (t, server_side_client_port(lane, t), client_ssh_pid(lane, t)))
+                .collect();
             inj.fault_at = Instant::now();
             for (t, cport, pid) in found {
                 match (cport, pid) {
@@ -273,8 +329,10 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
             lane.sshd.lock().unwrap().kill_listener();
             // The kernel frees the listening sockets as the process dies; retry the bind briefly.
             let addrs = sshd_addrs(lane);
-            let silent = stop::poll(Duration::from_secs(5), Duration::from_millis(50), || SilentServer::start(&lane.server, &addrs).ok())
-                .ok_or("could not bind the silent listener")?;
+            let silent = stop::poll(Duration::from_secs(5), Duration::from_millis(50), || {
+                SilentServer::start(&lane.server, &addrs).ok()
+            })
+            .ok_or("could not bind the silent listener")?;
             crate::sshd::kill_sessions(&lane.server);
             let mut silent = silent;
             let held = stop::sleep(SILENT);
@@ -294,6 +352,12 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
 
 /// Called about every 250 ms while the tools recover.
 pub fn tick(lane: &Lane, inj: &mut Injected) {
+    let since = inj.fault_at.elapsed().as_secs_f64();
+    for (_, pid, gone) in inj.old_sessions.iter_mut() {
+        if gone.is_none() && procs::is_zombie(*pid) {
+            *gone = Some(since);
+        }
+    }
     if inj.fault != Fault::SessionFrozen {
         return;
     }
@@ -304,7 +368,9 @@ pub fn tick(lane: &Lane, inj: &mut Injected) {
             continue;
         }
         let port = crate::tools::ssh_port(*tool);
-        let still_open = table.iter().any(|e| e.local.1 == port && e.remote.1 == *cport && e.state == sockets::ESTABLISHED);
+        let still_open = table
+            .iter()
+            .any(|e| e.local.1 == port && e.remote.1 == *cport && e.state == sockets::ESTABLISHED);
         if !still_open || overdue {
             procs::signal(*pid, Signal::SIGCONT);
             *resumed = true;

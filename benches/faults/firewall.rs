@@ -61,7 +61,10 @@ pub fn check_per_netns(ns: &Netns) -> Result<(), String> {
 }
 
 pub fn set_established_timeout(ns: &Netns, secs: u32) -> Result<(), String> {
-    ns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_established", &secs.to_string())
+    ns.sysctl(
+        "net.netfilter.nf_conntrack_tcp_timeout_established",
+        &secs.to_string(),
+    )
 }
 
 pub fn blackhole(ns: &Netns, ifname: &str) -> Result<(), String> {
@@ -96,19 +99,26 @@ pub struct Attempt {
 /// Reads the attempt set. An element's age is the set timeout minus its `expires`.
 pub fn attempts(ns: &Netns) -> Vec<Attempt> {
     let now = Instant::now();
-    let Ok(text) = ns.run(&["nft", "list", "set", "inet", "tcb", "attempts"]) else { return Vec::new() };
+    let Ok(text) = ns.run(&["nft", "list", "set", "inet", "tcb", "attempts"]) else {
+        return Vec::new();
+    };
     parse_attempts(&text)
         .into_iter()
         .filter_map(|(dport, expires)| {
             let age = Duration::from_secs(ATTEMPT_SET_TIMEOUT_SECS).checked_sub(expires)?;
-            Some(Attempt { server_port: dport, at: now.checked_sub(age)? })
+            Some(Attempt {
+                server_port: dport,
+                at: now.checked_sub(age)?,
+            })
         })
         .collect()
 }
 
 /// `10.213.1.2 . 32796 . 2201 expires 59m59s952ms` → (2201, 59m59.952s).
 fn parse_attempts(text: &str) -> Vec<(u16, Duration)> {
-    let Some(start) = text.find("elements = {") else { return Vec::new() };
+    let Some(start) = text.find("elements = {") else {
+        return Vec::new();
+    };
     let body = &text[start + "elements = {".len()..];
     let body = &body[..body.find('}').unwrap_or(body.len())];
     body.split(',')
@@ -116,7 +126,11 @@ fn parse_attempts(text: &str) -> Vec<(u16, Duration)> {
             let words: Vec<&str> = elem.split_whitespace().collect();
             // ADDR . SPORT . DPORT expires DUR
             let dport = words.get(4)?.parse().ok()?;
-            let expires = words.iter().position(|w| *w == "expires").and_then(|i| words.get(i + 1)).map(|d| parse_nft_duration(d))?;
+            let expires = words
+                .iter()
+                .position(|w| *w == "expires")
+                .and_then(|i| words.get(i + 1))
+                .map(|d| parse_nft_duration(d))?;
             Some((dport, expires))
         })
         .collect()
@@ -155,7 +169,11 @@ pub fn established_entries(ns: &Netns, ports: &[u16]) -> Vec<u16> {
         .lines()
         .filter(|l| l.contains(" ESTABLISHED "))
         .filter_map(|l| {
-            let dport = l.split_whitespace().find_map(|w| w.strip_prefix("dport="))?.parse().ok()?;
+            let dport = l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("dport="))?
+                .parse()
+                .ok()?;
             ports.contains(&dport).then_some(dport)
         })
         .collect()
@@ -165,5 +183,11 @@ pub fn self_check() {
     let parsed = parse_attempts(
         "table inet tcb {\n set attempts {\n elements = { 10.213.1.2 . 32796 . 2201 expires 59m59s952ms,\n 10.213.1.2 . 40344 . 2209 expires 1h }\n }\n}\n",
     );
-    assert_eq!(parsed, vec![(2201, Duration::from_millis(3_599_952)), (2209, Duration::from_secs(3600))]);
+    assert_eq!(
+        parsed,
+        vec![
+            (2201, Duration::from_millis(3_599_952)),
+            (2209, Duration::from_secs(3600))
+        ]
+    );
 }

@@ -45,24 +45,46 @@ pub struct TrialResult {
 
 impl Lane {
     fn log(&self, msg: &str) {
-        eprintln!("[lane {} {}] {msg}", self.n, self.fault.map(|f| format!("fault {}", f.number())).unwrap_or("footprint".into()));
+        eprintln!(
+            "[lane {} {}] {msg}",
+            self.n,
+            self.fault
+                .map(|f| format!("fault {}", f.number()))
+                .unwrap_or("footprint".into())
+        );
     }
 
     /// Waits until every instance passes a check; restarts those that do not
     /// within 60 s and waits once more. Returns per instance whether it is healthy.
     pub fn ensure_healthy(&self) -> Vec<bool> {
-        let first = measure::wait_recovery(self, &self.instances, Instant::now(), Duration::from_secs(60), || {});
+        let first = measure::wait_recovery(
+            self,
+            &self.instances,
+            Instant::now(),
+            Duration::from_secs(60),
+            || {},
+        );
         let mut healthy: Vec<bool> = first.iter().map(Option::is_some).collect();
-        let sick: Vec<Instance> =
-            self.instances.iter().zip(&healthy).filter(|(_, h)| !**h).map(|(i, _)| i.clone()).collect();
+        let sick: Vec<Instance> = self
+            .instances
+            .iter()
+            .zip(&healthy)
+            .filter(|(_, h)| !**h)
+            .map(|(i, _)| i.clone())
+            .collect();
         if sick.is_empty() || stop::requested() {
             return healthy;
         }
         for inst in &sick {
-            self.log(&format!("{} not healthy after 60 s; restarting {}", inst.tool.label(), inst.unit));
+            self.log(&format!(
+                "{} not healthy after 60 s; restarting {}",
+                inst.tool.label(),
+                inst.unit
+            ));
             let _ = self.mgr.systemctl(&["restart", "--no-block", &inst.unit]);
         }
-        let second = measure::wait_recovery(self, &sick, Instant::now(), Duration::from_secs(60), || {});
+        let second =
+            measure::wait_recovery(self, &sick, Instant::now(), Duration::from_secs(60), || {});
         for (inst, ok) in sick.iter().zip(second) {
             if let Some(k) = self.instances.iter().position(|i| i.unit == inst.unit) {
                 healthy[k] = ok.is_some();
@@ -95,19 +117,38 @@ impl Lane {
             };
             let reference = inj.reference;
             let fault_at = inj.fault_at;
-            let recovered = measure::wait_recovery(self, &self.instances, reference, deadline, || faults::tick(self, &mut inj));
+            let recovered =
+                measure::wait_recovery(self, &self.instances, reference, deadline, || {
+                    faults::tick(self, &mut inj)
+                });
             let attempts = firewall::attempts(&self.server);
-            let notes = inj.notes.clone();
+            let mut notes = inj.notes.clone();
+            for (t, n) in inj.session_notes() {
+                let e = notes.entry(t).or_default();
+                if !e.is_empty() {
+                    e.push_str("; ");
+                }
+                e.push_str(&n);
+            }
             let lane_note = inj.lane_note.clone();
             if let Err(e) = faults::finish(self, inj) {
                 self.log(&format!("could not undo the fault: {e}"));
             }
             for (k, inst) in self.instances.iter().enumerate() {
                 let stop = measure::stop_unit(self, inst);
-                let until = recovered[k].map(|d| reference + d).unwrap_or(reference + deadline);
+                if inst.tool == Tool::A {
+                    self.reset_a_state(inst);
+                }
+                let until = recovered[k]
+                    .map(|d| reference + d)
+                    .unwrap_or(reference + deadline);
                 let mut times: Vec<f64> = attempts
                     .iter()
-                    .filter(|a| a.server_port == inst.ssh_port && a.at + Duration::from_millis(50) >= fault_at && a.at <= until)
+                    .filter(|a| {
+                        a.server_port == inst.ssh_port
+                            && a.at + Duration::from_millis(50) >= fault_at
+                            && a.at <= until
+                    })
                     .map(|a| a.at.saturating_duration_since(fault_at).as_secs_f64())
                     .collect();
                 times.sort_by(f64::total_cmp);
@@ -136,17 +177,43 @@ impl Lane {
             let summary: Vec<String> = results
                 .iter()
                 .filter(|r| r.trial == trial)
-                .map(|r| format!("{}={}", r.tool.letter(), r.recovery_secs.map(|s| format!("{s:.1}s")).unwrap_or("-".into())))
+                .map(|r| {
+                    format!(
+                        "{}={}",
+                        r.tool.letter(),
+                        r.recovery_secs
+                            .map(|s| format!("{s:.1}s"))
+                            .unwrap_or("-".into())
+                    )
+                })
                 .collect();
-            self.log(&format!("trial {trial}/{trials} done: {}", summary.join(" ")));
+            self.log(&format!(
+                "trial {trial}/{trials} done: {}",
+                summary.join(" ")
+            ));
         }
         results
+    }
+
+    /// Trials are independent faults, as if the tunnel had been up for a long time when
+    /// each struck: the watchdog forgets its consecutive failures after `backoff.max` (5 min)
+    /// of uptime, which the bench does not wait for between trials, so it removes A's
+    /// persisted state file while the unit is stopped. Without this, trial N would start
+    /// with the back-off left by trial N-1.
+    fn reset_a_state(&self, inst: &Instance) {
+        let name = crate::tools::a_name(inst.lane);
+        for base in [&self.mgr.config_home, &self.mgr.state_home] {
+            let _ = std::fs::remove_file(base.join("tunnelctl").join(&name).join("state"));
+        }
     }
 
     /// The footprint lane: wait until healthy, then sample for `window`, then stop the units.
     pub fn run_footprint(&self, window: Duration) -> Vec<(Tool, measure::Footprint, StopOutcome)> {
         let healthy = self.ensure_healthy();
-        self.log(&format!("measuring the idle footprint for {:.0} s", window.as_secs_f64()));
+        self.log(&format!(
+            "measuring the idle footprint for {:.0} s",
+            window.as_secs_f64()
+        ));
         let fps = measure::footprint(self, window);
         let mut out = Vec::new();
         for ((inst, fp), ok) in self.instances.iter().zip(fps).zip(healthy) {

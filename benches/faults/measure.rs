@@ -57,7 +57,10 @@ pub fn wait_recovery(
             tick();
             std::thread::sleep(Duration::from_millis(250));
         }
-        handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(None))
+            .collect()
     })
 }
 
@@ -85,7 +88,11 @@ pub fn stop_unit(lane: &Lane, inst: &Instance) -> StopOutcome {
     .is_some();
     let stop_secs = t0.elapsed().as_secs_f64();
     let marker = inst.marker();
-    let mut pids: BTreeSet<i32> = cgroup.map(|d| procs::cgroup_pids(&d)).unwrap_or_default().into_iter().collect();
+    let mut pids: BTreeSet<i32> = cgroup
+        .map(|d| procs::cgroup_pids(&d))
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     for p in lane.client.pids() {
         if procs::cmdline(p).contains(&marker) {
             pids.insert(p);
@@ -93,14 +100,26 @@ pub fn stop_unit(lane: &Lane, inst: &Instance) -> StopOutcome {
     }
     let leftovers = pids
         .iter()
-        .map(|&p| format!("{p} {} {}", procs::comm(p), procs::stat(p).map(|s| s.state).unwrap_or('?')))
+        .map(|&p| {
+            format!(
+                "{p} {} {}",
+                procs::comm(p),
+                procs::stat(p).map(|s| s.state).unwrap_or('?')
+            )
+        })
         .collect();
     procs::kill_all(&pids.into_iter().collect::<Vec<_>>());
-    StopOutcome { stop_secs, stopped, leftovers }
+    StopOutcome {
+        stop_secs,
+        stopped,
+        leftovers,
+    }
 }
 
 pub fn start_unit(lane: &Lane, inst: &Instance) -> Result<(), String> {
-    lane.mgr.systemctl(&["start", "--no-block", &inst.unit]).map(|_| ())
+    lane.mgr
+        .systemctl(&["start", "--no-block", &inst.unit])
+        .map(|_| ())
 }
 
 /// Idle footprint of one instance over the measuring window.
@@ -128,12 +147,20 @@ pub fn footprint(lane: &Lane, window: Duration) -> Vec<Footprint> {
     let hz = procs::clock_ticks_per_sec() as f64;
     let n = lane.instances.len();
     let mut out = vec![Footprint::default(); n];
-    let mut supervisor: Vec<Option<i32>> = lane.instances.iter().map(|i| lane.mgr.main_pid(&i.unit)).collect();
+    let mut supervisor: Vec<Option<i32>> = lane
+        .instances
+        .iter()
+        .map(|i| lane.mgr.main_pid(&i.unit))
+        .collect();
     // Last (cpu, children cpu) ticks per supervisor pid.
     let mut last: Vec<HashMap<i32, (u64, u64)>> = vec![HashMap::new(); n];
     let mut ssh_seen: Vec<BTreeSet<i32>> = vec![BTreeSet::new(); n];
     let mut ssh_at_start: Vec<BTreeSet<i32>> = vec![BTreeSet::new(); n];
-    let cgroups: Vec<_> = lane.instances.iter().map(|i| lane.mgr.unit_cgroup_dir(&i.unit)).collect();
+    let cgroups: Vec<_> = lane
+        .instances
+        .iter()
+        .map(|i| lane.mgr.unit_cgroup_dir(&i.unit))
+        .collect();
     let _ = firewall::flush_attempts(&lane.server);
     let start = Instant::now();
     let mut next_sample = start;
@@ -142,24 +169,35 @@ pub fn footprint(lane: &Lane, window: Duration) -> Vec<Footprint> {
         let now = Instant::now();
         let done = now >= start + window || stop::requested();
         for k in 0..n {
-            let pids = cgroups[k].as_ref().map(|d| procs::cgroup_pids(d)).unwrap_or_default();
-            let ssh: Vec<i32> = pids.iter().copied().filter(|&p| procs::comm(p) == "ssh").collect();
+            let pids = cgroups[k]
+                .as_ref()
+                .map(|d| procs::cgroup_pids(d))
+                .unwrap_or_default();
+            let ssh: Vec<i32> = pids
+                .iter()
+                .copied()
+                .filter(|&p| procs::comm(p) == "ssh")
+                .collect();
             if first {
                 ssh_at_start[k].extend(ssh.iter().copied());
             }
             ssh_seen[k].extend(ssh.iter().copied());
             if now >= next_sample || done {
                 let inst = &lane.instances[k];
-                let alive = supervisor[k].filter(|&p| procs::stat(p).is_some() && !procs::is_zombie(p));
+                let alive =
+                    supervisor[k].filter(|&p| procs::stat(p).is_some() && !procs::is_zombie(p));
                 if alive.is_none() {
                     supervisor[k] = lane.mgr.main_pid(&inst.unit);
                     out[k].supervisor_changes += 1;
                 }
                 if let Some(p) = supervisor[k] {
                     if let Some(st) = procs::stat(p) {
-                        let e = last[k].entry(p).or_insert((st.cpu_ticks, st.child_cpu_ticks));
+                        let e = last[k]
+                            .entry(p)
+                            .or_insert((st.cpu_ticks, st.child_cpu_ticks));
                         out[k].cpu_secs += st.cpu_ticks.saturating_sub(e.0) as f64 / hz;
-                        out[k].children_cpu_secs += st.child_cpu_ticks.saturating_sub(e.1) as f64 / hz;
+                        out[k].children_cpu_secs +=
+                            st.child_cpu_ticks.saturating_sub(e.1) as f64 / hz;
                         *e = (st.cpu_ticks, st.child_cpu_ticks);
                     }
                     let rss = procs::rss_kib(p).unwrap_or(0);
@@ -186,7 +224,10 @@ pub fn footprint(lane: &Lane, window: Duration) -> Vec<Footprint> {
     for (k, inst) in lane.instances.iter().enumerate() {
         out[k].seconds = seconds;
         out[k].ssh_spawned = ssh_seen[k].difference(&ssh_at_start[k]).count();
-        out[k].connections = attempts.iter().filter(|a| a.server_port == inst.ssh_port && a.at >= start).count();
+        out[k].connections = attempts
+            .iter()
+            .filter(|a| a.server_port == inst.ssh_port && a.at >= start)
+            .count();
         out[k].healthy_at_end = check_instance(lane, inst);
     }
     out

@@ -18,7 +18,9 @@ use crate::procs;
 static HOME: OnceLock<File> = OnceLock::new();
 
 pub fn remember_home() {
-    HOME.get_or_init(|| File::open("/proc/thread-self/ns/net").expect("open own network namespace"));
+    HOME.get_or_init(|| {
+        File::open("/proc/thread-self/ns/net").expect("open own network namespace")
+    });
 }
 
 pub struct Netns {
@@ -30,11 +32,21 @@ pub struct Netns {
 
 impl Netns {
     pub fn create(name: &str) -> Result<Netns, String> {
-        procs::run_ok(Command::new("ip").args(["netns", "add", name]), Duration::from_secs(10))?;
+        procs::run_ok(
+            Command::new("ip").args(["netns", "add", name]),
+            Duration::from_secs(10),
+        )?;
         let path = PathBuf::from("/run/netns").join(name);
         let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let inode = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?.ino();
-        let ns = Netns { name: name.to_string(), file, inode };
+        let inode = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .ino();
+        let ns = Netns {
+            name: name.to_string(),
+            file,
+            inode,
+        };
         ns.run(&["ip", "link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -62,7 +74,9 @@ impl Netns {
         let fd = self.file.try_clone().expect("dup namespace fd");
         // SAFETY: setns is a plain syscall, async-signal-safe; nothing allocates.
         unsafe {
-            cmd.pre_exec(move || setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from));
+            cmd.pre_exec(move || {
+                setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+            });
         }
         cmd
     }
@@ -83,18 +97,24 @@ impl Netns {
 
     /// Reads a file under /proc/thread-self/net (tcp, nf_conntrack) as seen from inside.
     pub fn read_proc_net(&self, file: &str) -> String {
-        self.enter(|| std::fs::read_to_string(format!("/proc/thread-self/net/{file}")).unwrap_or_default())
+        self.enter(|| {
+            std::fs::read_to_string(format!("/proc/thread-self/net/{file}")).unwrap_or_default()
+        })
     }
 
     /// Writes a /proc/sys value (net.* keys are per namespace).
     pub fn sysctl(&self, key: &str, value: &str) -> Result<(), String> {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        self.enter(|| std::fs::write(&path, value)).map_err(|e| format!("{} in {}: {e}", path, self.name))
+        self.enter(|| std::fs::write(&path, value))
+            .map_err(|e| format!("{} in {}: {e}", path, self.name))
     }
 
     pub fn sysctl_get(&self, key: &str) -> String {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        self.enter(|| std::fs::read_to_string(&path)).unwrap_or_default().trim().to_string()
+        self.enter(|| std::fs::read_to_string(&path))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     /// Every live process whose network namespace is this one.
@@ -108,15 +128,36 @@ impl Netns {
         // Tables die with the namespace; delete ours first anyway so nothing lingers
         // if something else still holds the namespace open.
         let _ = self.run(&["nft", "delete", "table", "inet", "tcb"]);
-        let _ = procs::run_ok(Command::new("ip").args(["netns", "del", &self.name]), Duration::from_secs(10));
+        let _ = procs::run_ok(
+            Command::new("ip").args(["netns", "del", &self.name]),
+            Duration::from_secs(10),
+        );
     }
 }
 
 /// `ip link add` a veth pair with one end in each namespace, addresses on both, up.
-pub fn veth(client: &Netns, client_if: &str, client_addr: &str, server: &Netns, server_if: &str, server_addr: &str) -> Result<(), String> {
+pub fn veth(
+    client: &Netns,
+    client_if: &str,
+    client_addr: &str,
+    server: &Netns,
+    server_if: &str,
+    server_addr: &str,
+) -> Result<(), String> {
     procs::run_ok(
         Command::new("ip").args([
-            "link", "add", client_if, "netns", &client.name, "type", "veth", "peer", "name", server_if, "netns", &server.name,
+            "link",
+            "add",
+            client_if,
+            "netns",
+            &client.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            server_if,
+            "netns",
+            &server.name,
         ]),
         Duration::from_secs(10),
     )?;
@@ -130,18 +171,26 @@ pub fn veth(client: &Netns, client_if: &str, client_addr: &str, server: &Netns, 
 /// Namespaces named `tcb-*-PID` whose bench process is gone: left by a run that was
 /// killed with SIGKILL. Removed at start so they do not pile up.
 pub fn remove_stale() {
-    let Ok(out) = std::process::Command::new("ip").args(["netns", "list"]).stderr(Stdio::null()).output() else {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .stderr(Stdio::null())
+        .output()
+    else {
         return;
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix("tcb-") else { continue };
-        let Some(pid) = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix("tcb-") else {
+            continue;
+        };
+        let Some(pid) = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
         if !PathBuf::from(format!("/proc/{pid}")).exists() {
-            if let Ok(file) = File::open(format!("/run/netns/{name}")) {
-                if let Ok(meta) = file.metadata() {
-                    procs::kill_all(&procs::pids_in_netns(meta.ino()));
-                }
+            if let Ok(file) = File::open(format!("/run/netns/{name}"))
+                && let Ok(meta) = file.metadata()
+            {
+                procs::kill_all(&procs::pids_in_netns(meta.ino()));
             }
             let _ = Command::new("ip").args(["netns", "del", name]).status();
             eprintln!("removed stale namespace {name}");

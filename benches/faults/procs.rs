@@ -64,8 +64,11 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process
 }
 
 fn all_pids() -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// Inode of a process's network namespace.
@@ -76,19 +79,20 @@ pub fn netns_of(pid: i32) -> Option<u64> {
 }
 
 pub fn pids_in_netns(inode: u64) -> Vec<i32> {
-    all_pids().into_iter().filter(|&p| netns_of(p) == Some(inode) && !is_zombie(p)).collect()
+    all_pids()
+        .into_iter()
+        .filter(|&p| netns_of(p) == Some(inode) && !is_zombie(p))
+        .collect()
 }
 
 /// Fields of /proc/PID/stat after the command name.
 #[derive(Clone, Debug, Default)]
 pub struct Stat {
     pub state: char,
-    pub ppid: i32,
     /// utime + stime, clock ticks
     pub cpu_ticks: u64,
     /// cutime + cstime of waited-for children, clock ticks
     pub child_cpu_ticks: u64,
-    pub start_ticks: u64,
 }
 
 pub fn stat(pid: i32) -> Option<Stat> {
@@ -97,13 +101,15 @@ pub fn stat(pid: i32) -> Option<Stat> {
     let rest = &s[s.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // f[0] is field 3 (state); field N is f[N-3].
-    let n = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let n = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Some(Stat {
         state: f.first()?.chars().next()?,
-        ppid: f.get(1)?.parse().ok()?,
         cpu_ticks: n(14) + n(15),
         child_cpu_ticks: n(16) + n(17),
-        start_ticks: n(22),
     })
 }
 
@@ -112,12 +118,20 @@ pub fn is_zombie(pid: i32) -> bool {
 }
 
 pub fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 pub fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -134,35 +148,21 @@ pub fn clock_ticks_per_sec() -> u64 {
     if t > 0 { t as u64 } else { 100 }
 }
 
-/// Process and all its live descendants (scan of /proc, bounded by the process count).
-pub fn descendants(root: i32) -> Vec<i32> {
-    let parents: Vec<(i32, i32)> = all_pids().into_iter().filter_map(|p| Some((p, stat(p)?.ppid))).collect();
-    let mut out = vec![root];
-    let mut i = 0;
-    while i < out.len() {
-        let cur = out[i];
-        for &(p, pp) in &parents {
-            if pp == cur && !out.contains(&p) {
-                out.push(p);
-            }
-        }
-        i += 1;
-    }
-    out.retain(|&p| !is_zombie(p));
-    out
-}
-
 /// Socket inodes a process holds.
 pub fn socket_inodes(pid: i32) -> HashSet<u64> {
     let mut out = HashSet::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return out };
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
     for e in dir.flatten() {
-        if let Ok(link) = std::fs::read_link(e.path()) {
-            if let Some(ino) = link.to_str().and_then(|s| s.strip_prefix("socket:[")).and_then(|s| s.strip_suffix(']')) {
-                if let Ok(ino) = ino.parse() {
-                    out.insert(ino);
-                }
-            }
+        if let Ok(link) = std::fs::read_link(e.path())
+            && let Some(ino) = link
+                .to_str()
+                .and_then(|s| s.strip_prefix("socket:["))
+                .and_then(|s| s.strip_suffix(']'))
+            && let Ok(ino) = ino.parse()
+        {
+            out.insert(ino);
         }
     }
     out

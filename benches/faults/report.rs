@@ -22,18 +22,37 @@ pub struct Machine {
 fn first_line(cmd: &mut Command) -> String {
     cmd.output()
         .map(|o| {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&text).lines().next().unwrap_or("").trim().to_string()
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
         })
         .unwrap_or_default()
 }
 
 pub fn machine() -> Machine {
     Machine {
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         openssh: first_line(Command::new("ssh").arg("-V")),
-        autossh: first_line(Command::new("dpkg-query").args(["-W", "-f", "${Package} ${Version}", "autossh"])),
+        autossh: first_line(Command::new("dpkg-query").args([
+            "-W",
+            "-f",
+            "${Package} ${Version}",
+            "autossh",
+        ])),
         systemd: first_line(Command::new("systemctl").arg("--version")),
         date: first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
     }
@@ -68,7 +87,11 @@ fn median(v: &mut [f64]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 impl Report<'_> {
@@ -77,7 +100,11 @@ impl Report<'_> {
     }
 
     pub fn cell(&self, fault: Fault, tool: Tool) -> Cell {
-        let rs: Vec<&TrialResult> = self.trials.iter().filter(|r| r.fault == fault && r.tool == tool && r.healthy_before).collect();
+        let rs: Vec<&TrialResult> = self
+            .trials
+            .iter()
+            .filter(|r| r.fault == fault && r.tool == tool && r.healthy_before)
+            .collect();
         let mut secs: Vec<f64> = rs.iter().filter_map(|r| r.recovery_secs).collect();
         let mut att: Vec<f64> = rs.iter().map(|r| r.attempts as f64).collect();
         Cell {
@@ -104,8 +131,12 @@ impl Report<'_> {
             return "—".into();
         }
         match (c.median, c.max) {
-            (Some(m), Some(x)) if c.recovered == c.counted => format!("{m:.1} s (max {x:.1}) {}/{}", c.recovered, c.counted),
-            (Some(m), Some(x)) => format!("**{}/{}** · {m:.1} s (max {x:.1})", c.recovered, c.counted),
+            (Some(m), Some(x)) if c.recovered == c.counted => {
+                format!("{m:.1} s (max {x:.1}) {}/{}", c.recovered, c.counted)
+            }
+            (Some(m), Some(x)) => {
+                format!("**{}/{}** · {m:.1} s (max {x:.1})", c.recovered, c.counted)
+            }
             _ => format!("**never** 0/{}", c.counted),
         }
     }
@@ -132,7 +163,11 @@ impl Report<'_> {
             wall = self.wall_secs / 60.0,
             quick = if self.opts.quick { " (`--quick`)" } else { "" },
         );
-        let _ = writeln!(s, "Command: `cargo bench --bench faults{}`\n", args_line(self.opts));
+        let _ = writeln!(
+            s,
+            "Command: `cargo bench --bench faults{}`\n",
+            args_line(self.opts)
+        );
         if let Some(why) = &self.a_unavailable {
             let _ = writeln!(s, "**Tool A was not available in this run:** {why}\n");
         }
@@ -151,9 +186,18 @@ impl Report<'_> {
         header(&mut s, "fault", &tools);
         for &f in &self.opts.faults {
             let cells: Vec<String> = tools.iter().map(|&t| self.recovery_text(f, t)).collect();
-            let _ = writeln!(s, "| {} {} | {} |", f.number(), f.title(), cells.join(" | "));
+            let _ = writeln!(
+                s,
+                "| {} {} | {} |",
+                f.number(),
+                f.title(),
+                cells.join(" | ")
+            );
         }
-        let _ = writeln!(s, "\n![Median time to recover per fault and tool](recovery.svg)");
+        let _ = writeln!(
+            s,
+            "\n![Median time to recover per fault and tool](recovery.svg)"
+        );
 
         let _ = writeln!(s, "\n## Connection attempts during the outage\n");
         let _ = writeln!(
@@ -172,24 +216,59 @@ impl Report<'_> {
                     }
                 })
                 .collect();
-            let _ = writeln!(s, "| {} {} | {} |", f.number(), f.title(), cells.join(" | "));
+            let _ = writeln!(
+                s,
+                "| {} {} | {} |",
+                f.number(),
+                f.title(),
+                cells.join(" | ")
+            );
         }
 
-        let _ = writeln!(s, "\n## Processes left behind after `systemctl --user stop`\n");
-        let _ = writeln!(s, "Summed over all trials (the unit is stopped and started again after each trial).\n");
+        let _ = writeln!(
+            s,
+            "\n## Processes left behind after `systemctl --user stop`\n"
+        );
+        let _ = writeln!(
+            s,
+            "Summed over all trials (the unit is stopped and started again after each trial).\n"
+        );
         header(&mut s, "fault", &tools);
         for &f in &self.opts.faults {
             let cells: Vec<String> = tools
                 .iter()
-                .map(|&t| if self.available(t) { self.cell(f, t).leftovers.to_string() } else { "—".into() })
+                .map(|&t| {
+                    if self.available(t) {
+                        self.cell(f, t).leftovers.to_string()
+                    } else {
+                        "—".into()
+                    }
+                })
                 .collect();
-            let _ = writeln!(s, "| {} {} | {} |", f.number(), f.title(), cells.join(" | "));
+            let _ = writeln!(
+                s,
+                "| {} {} | {} |",
+                f.number(),
+                f.title(),
+                cells.join(" | ")
+            );
         }
         let stops: Vec<String> = tools
             .iter()
             .filter_map(|&t| {
-                let v: Vec<f64> = self.trials.iter().filter(|r| r.tool == t).map(|r| r.stop.stop_secs).collect();
-                (!v.is_empty()).then(|| format!("{} {:.1} s", t.letter(), v.iter().copied().fold(0.0, f64::max)))
+                let v: Vec<f64> = self
+                    .trials
+                    .iter()
+                    .filter(|r| r.tool == t)
+                    .map(|r| r.stop.stop_secs)
+                    .collect();
+                (!v.is_empty()).then(|| {
+                    format!(
+                        "{} {:.1} s",
+                        t.letter(),
+                        v.iter().copied().fold(0.0, f64::max)
+                    )
+                })
             })
             .collect();
         if !stops.is_empty() {
@@ -240,7 +319,15 @@ impl Report<'_> {
             .trials
             .iter()
             .filter(|r| !r.note.is_empty())
-            .map(|r| format!("fault {} trial {} {}: {}", r.fault.number(), r.trial, r.tool.letter(), r.note))
+            .map(|r| {
+                format!(
+                    "fault {} trial {} {}: {}",
+                    r.fault.number(),
+                    r.trial,
+                    r.tool.letter(),
+                    r.note
+                )
+            })
             .collect();
         if !notes.is_empty() {
             let _ = writeln!(s, "\n## Notes from the run\n");
@@ -253,14 +340,25 @@ impl Report<'_> {
         let _ = writeln!(s, "{}", METHOD.trim());
         let _ = writeln!(s, "\nThe faults:\n");
         for &f in &Fault::ALL {
-            let _ = writeln!(s, "{}. **{}** — {} Clock starts at: {}.", f.number(), f.title(), f.how(), f.clock_starts());
+            let _ = writeln!(
+                s,
+                "{}. **{}** — {} Clock starts at: {}.",
+                f.number(),
+                f.title(),
+                f.how(),
+                f.clock_starts()
+            );
         }
         let _ = writeln!(s, "\nThe tools:\n");
         for t in Tool::ALL {
             let _ = writeln!(s, "- **{}**: {}", t.label(), t.describe());
         }
         if let Some(unit) = &self.a_unit {
-            let _ = writeln!(s, "\nTool A's unit as `tunnelctl render` produced it (lane 0 or the first lane):\n\n```ini\n{}\n```", unit.trim());
+            let _ = writeln!(
+                s,
+                "\nTool A's unit as `tunnelctl render` produced it (lane 0 or the first lane):\n\n```ini\n{}\n```",
+                unit.trim()
+            );
         }
         s
     }
@@ -280,7 +378,8 @@ impl Report<'_> {
             .iter()
             .filter_map(|&f| {
                 let c = self.cell(f, Tool::A);
-                (c.counted == 0 || c.recovered < c.counted).then(|| format!("fault {} ({}/{})", f.number(), c.recovered, c.counted))
+                (c.counted == 0 || c.recovered < c.counted)
+                    .then(|| format!("fault {} ({}/{})", f.number(), c.recovered, c.counted))
             })
             .collect();
         out.push(if failed.is_empty() {
@@ -299,17 +398,27 @@ impl Report<'_> {
                 })
                 .min_by(|x, y| x.1.total_cmp(&y.1));
             match (a.median, best) {
-                (_, None) => out.push(format!("fault {}: no peer survived every trial; A {}.", f.number(), self.recovery_text(f, Tool::A))),
-                (Some(am), Some((t, bm))) if am <= bm + 0.05 => {
-                    out.push(format!("MET fault {}: A median {am:.1} s ≤ best peer {} {bm:.1} s.", f.number(), t.letter()))
-                }
+                (_, None) => out.push(format!(
+                    "fault {}: no peer survived every trial; A {}.",
+                    f.number(),
+                    self.recovery_text(f, Tool::A)
+                )),
+                (Some(am), Some((t, bm))) if am <= bm + 0.05 => out.push(format!(
+                    "MET fault {}: A median {am:.1} s ≤ best peer {} {bm:.1} s.",
+                    f.number(),
+                    t.letter()
+                )),
                 (Some(am), Some((t, bm))) => out.push(format!(
                     "NOT MET fault {}: A median {am:.1} s is {:.1} s slower than {} ({bm:.1} s).",
                     f.number(),
                     am - bm,
                     t.letter()
                 )),
-                (None, Some((t, bm))) => out.push(format!("NOT MET fault {}: A never recovered; {} did in {bm:.1} s.", f.number(), t.letter())),
+                (None, Some((t, bm))) => out.push(format!(
+                    "NOT MET fault {}: A never recovered; {} did in {bm:.1} s.",
+                    f.number(),
+                    t.letter()
+                )),
             }
         }
         // 3. faults 1 and 2 within probe.interval × failures + probe.timeout + 3 s
@@ -320,25 +429,51 @@ impl Report<'_> {
             }
             let c = self.cell(f, Tool::A);
             match c.max {
-                Some(x) if c.recovered == c.counted && x <= bound => {
-                    out.push(format!("MET fault {}: A's worst {x:.1} s ≤ {bound:.0} s (5 s × 2 + 5 s + 3 s).", f.number()))
-                }
-                Some(x) => out.push(format!("NOT MET fault {}: A's worst {x:.1} s > {bound:.0} s ({}/{} recovered).", f.number(), c.recovered, c.counted)),
-                None => out.push(format!("NOT MET fault {}: A never recovered (bound {bound:.0} s).", f.number())),
+                Some(x) if c.recovered == c.counted && x <= bound => out.push(format!(
+                    "MET fault {}: A's worst {x:.1} s ≤ {bound:.0} s (5 s × 2 + 5 s + 3 s).",
+                    f.number()
+                )),
+                Some(x) => out.push(format!(
+                    "NOT MET fault {}: A's worst {x:.1} s > {bound:.0} s ({}/{} recovered).",
+                    f.number(),
+                    c.recovered,
+                    c.counted
+                )),
+                None => out.push(format!(
+                    "NOT MET fault {}: A never recovered (bound {bound:.0} s).",
+                    f.number()
+                )),
             }
         }
         // 4. nothing left behind
-        let left: usize = self.trials.iter().filter(|r| r.tool == Tool::A).map(|r| r.stop.leftovers.len()).sum::<usize>()
-            + self.footprint.iter().filter(|f| f.0 == Tool::A).map(|f| f.2.leftovers.len()).sum::<usize>();
+        let left: usize = self
+            .trials
+            .iter()
+            .filter(|r| r.tool == Tool::A)
+            .map(|r| r.stop.leftovers.len())
+            .sum::<usize>()
+            + self
+                .footprint
+                .iter()
+                .filter(|f| f.0 == Tool::A)
+                .map(|f| f.2.leftovers.len())
+                .sum::<usize>();
         out.push(if left == 0 {
             "MET: no tool A process was left behind after any stop.".into()
         } else {
-            format!("NOT MET: {left} tool A process(es) were left behind after stops (see the JSON).")
+            format!(
+                "NOT MET: {left} tool A process(es) were left behind after stops (see the JSON)."
+            )
         });
         // 5. attempts follow the back-off: show the spacing on the outage faults
         for f in [Fault::BlackHole, Fault::SshdDown, Fault::SilentServer] {
-            if let Some(r) = self.trials.iter().find(|r| r.fault == f && r.tool == Tool::A && r.healthy_before) {
-                let times: Vec<String> = r.attempt_times.iter().map(|t| format!("{t:.1}")).collect();
+            if let Some(r) = self
+                .trials
+                .iter()
+                .find(|r| r.fault == f && r.tool == Tool::A && r.healthy_before)
+            {
+                let times: Vec<String> =
+                    r.attempt_times.iter().map(|t| format!("{t:.1}")).collect();
                 out.push(format!(
                     "back-off, fault {} trial {}: A's connection attempts at [{}] s after the fault (the back-off is 2 s doubling to 5 min; the unit adds RestartSec=1 s).",
                     f.number(),
@@ -353,7 +488,10 @@ impl Report<'_> {
             out.push(if mib < 2.0 {
                 format!("MET: watchdog resident memory {mib:.2} MiB < 2 MiB.")
             } else {
-                format!("NOT MET: watchdog resident memory {mib:.2} MiB ≥ 2 MiB (over by {:.2} MiB).", mib - 2.0)
+                format!(
+                    "NOT MET: watchdog resident memory {mib:.2} MiB ≥ 2 MiB (over by {:.2} MiB).",
+                    mib - 2.0
+                )
             });
             if let Some((_, fc, _)) = self.footprint.iter().find(|f| f.0 == Tool::C) {
                 let a = fa.cpu_secs + fa.children_cpu_secs;
@@ -385,15 +523,40 @@ impl Report<'_> {
             s,
             "  \"options\": {{\"quick\": {}, \"tools\": {}, \"faults\": [{}], \"trials\": {}, \"footprint_minutes\": {}, \"deadline_secs\": {}}},",
             self.opts.quick,
-            q(&self.opts.tools.iter().map(|t| t.letter()).collect::<String>()),
-            self.opts.faults.iter().map(|f| f.number().to_string()).collect::<Vec<_>>().join(", "),
+            q(&self
+                .opts
+                .tools
+                .iter()
+                .map(|t| t.letter())
+                .collect::<String>()),
+            self.opts
+                .faults
+                .iter()
+                .map(|f| f.number().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             self.opts.trials,
             self.opts.footprint_minutes,
             self.opts.deadline_secs
         );
         let _ = writeln!(s, "  \"wall_secs\": {:.1},", self.wall_secs);
-        let _ = writeln!(s, "  \"tool_a_unavailable\": {},", self.a_unavailable.as_deref().map(q).unwrap_or("null".into()));
-        let _ = writeln!(s, "  \"errors\": [{}],", self.errors.iter().map(|e| q(e)).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            s,
+            "  \"tool_a_unavailable\": {},",
+            self.a_unavailable
+                .as_deref()
+                .map(q)
+                .unwrap_or("null".into())
+        );
+        let _ = writeln!(
+            s,
+            "  \"errors\": [{}],",
+            self.errors
+                .iter()
+                .map(|e| q(e))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let _ = writeln!(s, "  \"trials\": [");
         let rows: Vec<String> = self
             .trials
@@ -503,7 +666,11 @@ impl Report<'_> {
                             r = c.recovered,
                             k = c.counted
                         );
-                        let partial = if c.recovered < c.counted { format!(" {}/{}", c.recovered, c.counted) } else { String::new() };
+                        let partial = if c.recovered < c.counted {
+                            format!(" {}/{}", c.recovered, c.counted)
+                        } else {
+                            String::new()
+                        };
                         let _ = writeln!(
                             s,
                             r##"<text x="{tx:.1}" y="{ty:.1}" text-anchor="middle" font-size="10">{m:.0}{partial}</text>"##,
@@ -552,7 +719,11 @@ impl Report<'_> {
                 c = colors[(t.index() - 1) as usize],
                 tx = lx + 20.0,
                 label = esc(t.label()),
-                na = if self.available(t) { "" } else { " (not available)" }
+                na = if self.available(t) {
+                    ""
+                } else {
+                    " (not available)"
+                }
             );
         }
         s.push_str("</svg>\n");
@@ -583,14 +754,33 @@ fn args_line(o: &Options) -> String {
     if o.quick {
         a.push_str(" --quick");
     }
-    a.push_str(&format!(" --tools {}", o.tools.iter().map(|t| t.letter().to_string()).collect::<Vec<_>>().join(",")));
-    a.push_str(&format!(" --faults {}", o.faults.iter().map(|f| f.number().to_string()).collect::<Vec<_>>().join(",")));
-    a.push_str(&format!(" --trials {} --footprint-minutes {}", o.trials, o.footprint_minutes));
+    a.push_str(&format!(
+        " --tools {}",
+        o.tools
+            .iter()
+            .map(|t| t.letter().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    a.push_str(&format!(
+        " --faults {}",
+        o.faults
+            .iter()
+            .map(|f| f.number().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    a.push_str(&format!(
+        " --trials {} --footprint-minutes {}",
+        o.trials, o.footprint_minutes
+    ));
     if a == " --" { String::new() } else { a }
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A JSON string literal.

@@ -82,8 +82,14 @@ impl Bench {
         firewall::check_per_netns(self.server_nss.last().expect("one lane at least"))?;
 
         self.step("keys and sshd")?;
-        let servers: Vec<(String, u16)> =
-            lane_numbers.iter().flat_map(|&n| Tool::ALL.iter().map(move |&t| (tools::server_ip(n), tools::ssh_port(t)))).collect();
+        let servers: Vec<(String, u16)> = lane_numbers
+            .iter()
+            .flat_map(|&n| {
+                Tool::ALL
+                    .iter()
+                    .map(move |&t| (tools::server_ip(n), tools::ssh_port(t)))
+            })
+            .collect();
         let keys = Keys::create(&self.dir, &servers)?;
         let ports: Vec<u16> = Tool::ALL.iter().map(|&t| tools::ssh_port(t)).collect();
         let mut sshds = Vec::new();
@@ -94,7 +100,11 @@ impl Bench {
         }
 
         self.step("forward targets")?;
-        self.targets.push(LineServer::start(&client, ([127, 0, 0, 1], tools::CLIENT_TARGET_PORT).into(), tools::CLIENT_BANNER)?);
+        self.targets.push(LineServer::start(
+            &client,
+            ([127, 0, 0, 1], tools::CLIENT_TARGET_PORT).into(),
+            tools::CLIENT_BANNER,
+        )?);
         for (k, &n) in lane_numbers.iter().enumerate() {
             self.targets.push(LineServer::start(
                 &self.server_nss[k],
@@ -109,18 +119,19 @@ impl Bench {
 
         self.step("units")?;
         let mut tools_run: Vec<Tool> = opts.tools.clone();
-        if tools_run.contains(&Tool::A) {
-            if let Err(e) = self.write_a_units(&lane_numbers, &keys, &mgr) {
-                eprintln!("[setup] tool A not available: {e}");
-                self.a_unavailable = Some(e);
-                tools_run.retain(|&t| t != Tool::A);
-            }
+        if tools_run.contains(&Tool::A)
+            && let Err(e) = self.write_a_units(&lane_numbers, &keys, &mgr)
+        {
+            eprintln!("[setup] tool A not available: {e}");
+            self.a_unavailable = Some(e);
+            tools_run.retain(|&t| t != Tool::A);
         }
         for &n in &lane_numbers {
             for &t in tools_run.iter().filter(|&&t| t != Tool::A) {
                 let inst = Instance::new(t, n);
                 let path = mgr.unit_dir.join(&inst.unit);
-                std::fs::write(&path, tools::peer_unit(&inst, &keys, &self.dir)).map_err(|e| format!("{}: {e}", path.display()))?;
+                std::fs::write(&path, tools::peer_unit(&inst, &keys, &self.dir))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
             }
         }
         mgr.systemctl(&["daemon-reload"])?;
@@ -140,7 +151,11 @@ impl Bench {
                 mgr: mgr.clone(),
             });
         }
-        let units: Vec<String> = self.lanes.iter().flat_map(|l| l.instances.iter().map(|i| i.unit.clone())).collect();
+        let units: Vec<String> = self
+            .lanes
+            .iter()
+            .flat_map(|l| l.instances.iter().map(|i| i.unit.clone()))
+            .collect();
         if !units.is_empty() {
             let mut args = vec!["start", "--no-block"];
             args.extend(units.iter().map(String::as_str));

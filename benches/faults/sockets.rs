@@ -6,7 +6,6 @@ use crate::netns::Netns;
 use crate::procs;
 
 pub const ESTABLISHED: u8 = 0x01;
-pub const CLOSE_WAIT: u8 = 0x08;
 pub const LISTEN: u8 = 0x0A;
 
 #[derive(Clone, Debug)]
@@ -21,7 +20,10 @@ fn addr(field: &str) -> Option<(Ipv4Addr, u16)> {
     let (ip, port) = field.split_once(':')?;
     // The address is the raw u32 in host byte order (little endian here).
     let raw = u32::from_str_radix(ip, 16).ok()?;
-    Some((Ipv4Addr::from(raw.to_le_bytes()), u16::from_str_radix(port, 16).ok()?))
+    Some((
+        Ipv4Addr::from(raw.to_le_bytes()),
+        u16::from_str_radix(port, 16).ok()?,
+    ))
 }
 
 pub fn parse_tcp(text: &str) -> Vec<TcpEntry> {
@@ -48,9 +50,14 @@ pub fn owners(ns: &Netns, inode: u64) -> Vec<i32> {
     if inode == 0 {
         return Vec::new();
     }
-    ns.pids().into_iter().filter(|&p| procs::socket_inodes(p).contains(&inode)).collect()
+    ns.pids()
+        .into_iter()
+        .filter(|&p| procs::socket_inodes(p).contains(&inode))
+        .collect()
 }
 
 pub fn listening(ns: &Netns, port: u16) -> bool {
-    tcp_table(ns).iter().any(|e| e.state == LISTEN && e.local.1 == port)
+    tcp_table(ns)
+        .iter()
+        .any(|e| e.state == LISTEN && e.local.1 == port)
 }

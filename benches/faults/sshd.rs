@@ -19,10 +19,22 @@ pub struct Keys {
 
 fn keygen(path: &Path) -> Result<String, String> {
     procs::run_ok(
-        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "tcb-fault-bench", "-f"]).arg(path),
+        Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "tcb-fault-bench",
+                "-f",
+            ])
+            .arg(path),
         Duration::from_secs(20),
     )?;
-    std::fs::read_to_string(path.with_extension("pub")).map_err(|e| format!("{}.pub: {e}", path.display()))
+    std::fs::read_to_string(path.with_extension("pub"))
+        .map_err(|e| format!("{}.pub: {e}", path.display()))
 }
 
 impl Keys {
@@ -34,24 +46,41 @@ impl Keys {
         let client_pub = keygen(&client_key)?;
         let authorized_keys = dir.join("authorized_keys");
         std::fs::write(&authorized_keys, &client_pub).map_err(|e| e.to_string())?;
-        let key = host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        let known: String = servers.iter().map(|(ip, port)| format!("[{ip}]:{port} {key}\n")).collect();
+        let key = host_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let known: String = servers
+            .iter()
+            .map(|(ip, port)| format!("[{ip}]:{port} {key}\n"))
+            .collect();
         let known_hosts = dir.join("known_hosts");
         std::fs::write(&known_hosts, known).map_err(|e| e.to_string())?;
-        Ok(Keys { host_key, client_key, authorized_keys, known_hosts })
+        Ok(Keys {
+            host_key,
+            client_key,
+            authorized_keys,
+            known_hosts,
+        })
     }
 }
 
 pub struct Sshd {
     pub config: PathBuf,
     pub log: PathBuf,
-    pub address: String,
     pub ports: Vec<u16>,
     child: Option<Child>,
 }
 
 impl Sshd {
-    pub fn new(dir: &Path, lane: u8, address: &str, ports: &[u16], keys: &Keys) -> Result<Sshd, String> {
+    pub fn new(
+        dir: &Path,
+        lane: u8,
+        address: &str,
+        ports: &[u16],
+        keys: &Keys,
+    ) -> Result<Sshd, String> {
         let config = dir.join(format!("sshd-{lane}.conf"));
         let log = dir.join(format!("sshd-{lane}.log"));
         let mut text = String::new();
@@ -84,16 +113,33 @@ impl Sshd {
         std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
         // sshd's privilege separation directory; Debian's sshd.service creates it.
         std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
-        procs::run_ok(Command::new("/usr/sbin/sshd").arg("-t").arg("-f").arg(&config), Duration::from_secs(10))
-            .map_err(|e| format!("sshd rejects {}: {e}", config.display()))?;
-        Ok(Sshd { config, log, address: address.to_string(), ports: ports.to_vec(), child: None })
+        procs::run_ok(
+            Command::new("/usr/sbin/sshd")
+                .arg("-t")
+                .arg("-f")
+                .arg(&config),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| format!("sshd rejects {}: {e}", config.display()))?;
+        Ok(Sshd {
+            config,
+            log,
+            ports: ports.to_vec(),
+            child: None,
+        })
     }
 
     /// Starts the daemon in `ns` and waits until every port listens.
     pub fn start(&mut self, ns: &Netns) -> Result<(), String> {
         let mut cmd = ns.command("/usr/sbin/sshd");
-        cmd.arg("-D").arg("-f").arg(&self.config).arg("-E").arg(&self.log);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.arg("-D")
+            .arg("-f")
+            .arg(&self.config)
+            .arg("-E")
+            .arg(&self.log);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let child = cmd.spawn().map_err(|e| format!("sshd: {e}"))?;
         self.child = Some(child);
         let ports = self.ports.clone();
@@ -101,12 +147,21 @@ impl Sshd {
             let table = sockets::tcp_table(ns);
             ports
                 .iter()
-                .all(|p| table.iter().any(|e| e.state == sockets::LISTEN && e.local.1 == *p))
+                .all(|p| {
+                    table
+                        .iter()
+                        .any(|e| e.state == sockets::LISTEN && e.local.1 == *p)
+                })
                 .then_some(())
         });
         match ok {
             Some(()) => Ok(()),
-            None => Err(format!("sshd in {} did not listen on {:?} within 10 s (log: {})", ns.name, self.ports, self.log.display())),
+            None => Err(format!(
+                "sshd in {} did not listen on {:?} within 10 s (log: {})",
+                ns.name,
+                self.ports,
+                self.log.display()
+            )),
         }
     }
 
@@ -126,7 +181,10 @@ impl Sshd {
 }
 
 pub fn sshd_pids(ns: &Netns) -> Vec<i32> {
-    ns.pids().into_iter().filter(|&p| procs::comm(p) == "sshd").collect()
+    ns.pids()
+        .into_iter()
+        .filter(|&p| procs::comm(p) == "sshd")
+        .collect()
 }
 
 pub fn kill_sessions(ns: &Netns) {

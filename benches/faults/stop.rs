@@ -14,7 +14,11 @@ extern "C" fn on_signal(_: nix::libc::c_int) {
 }
 
 pub fn install_handlers() {
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores to an atomic.
         unsafe { sigaction(sig, &action) }.expect("install signal handler");
@@ -23,11 +27,6 @@ pub fn install_handlers() {
 
 pub fn requested() -> bool {
     STOP.load(Ordering::SeqCst)
-}
-
-/// Also used when a lane hits an error that makes the whole run pointless.
-pub fn request() {
-    STOP.store(true, Ordering::SeqCst);
 }
 
 /// Sleeps `d` in short steps; false if a stop was requested meanwhile.
@@ -46,7 +45,11 @@ pub fn sleep(d: Duration) -> bool {
 }
 
 /// Polls `cond` every `step` until it returns Some, the deadline passes or a stop is requested.
-pub fn poll<T>(timeout: Duration, step: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn poll<T>(
+    timeout: Duration,
+    step: Duration,
+    mut cond: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let end = Instant::now() + timeout;
     loop {
         if let Some(v) = cond() {

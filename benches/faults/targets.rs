@@ -34,7 +34,8 @@ fn accept_some(listener: &TcpListener) -> Option<TcpStream> {
 }
 
 fn bind_in(ns: &Netns, addr: SocketAddr) -> Result<TcpListener, String> {
-    ns.enter(|| TcpListener::bind(addr)).map_err(|e| format!("bind {addr} in {}: {e}", ns.name))
+    ns.enter(|| TcpListener::bind(addr))
+        .map_err(|e| format!("bind {addr} in {}: {e}", ns.name))
 }
 
 impl LineServer {
@@ -46,7 +47,9 @@ impl LineServer {
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
-                let Some(conn) = accept_some(&listener) else { continue };
+                let Some(conn) = accept_some(&listener) else {
+                    continue;
+                };
                 if active.load(Ordering::SeqCst) >= MAX_ACTIVE {
                     continue; // dropped: closes the connection
                 }
@@ -59,7 +62,10 @@ impl LineServer {
                 });
             }
         });
-        Ok(LineServer { stop, thread: Some(thread) })
+        Ok(LineServer {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -98,7 +104,10 @@ impl SilentServer {
         let stop = Arc::new(AtomicBool::new(false));
         let held = Arc::new(Mutex::new(Vec::new()));
         // Bind every port before starting a thread, so a failed bind leaves nothing running.
-        let listeners = addrs.iter().map(|&a| bind_in(ns, a)).collect::<Result<Vec<_>, _>>()?;
+        let listeners = addrs
+            .iter()
+            .map(|&a| bind_in(ns, a))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut threads = Vec::new();
         for listener in listeners {
             let (stop, held) = (stop.clone(), held.clone());
@@ -114,7 +123,11 @@ impl SilentServer {
                 // The listener closes here; accepted connections stay in `held`.
             }));
         }
-        Ok(SilentServer { stop, threads, held })
+        Ok(SilentServer {
+            stop,
+            threads,
+            held,
+        })
     }
 
     /// Closes the listening sockets (so sshd can bind again) but keeps the accepted ones.
@@ -139,7 +152,9 @@ impl Drop for SilentServer {
 
 /// One end-to-end check: connect, read the banner, send a nonce, read it back.
 pub fn check(ns: &Netns, addr: SocketAddr, banner: &str, timeout: Duration) -> bool {
-    let Ok(conn) = ns.enter(|| TcpStream::connect_timeout(&addr, timeout)) else { return false };
+    let Ok(conn) = ns.enter(|| TcpStream::connect_timeout(&addr, timeout)) else {
+        return false;
+    };
     let go = || -> std::io::Result<bool> {
         conn.set_read_timeout(Some(timeout))?;
         conn.set_write_timeout(Some(timeout))?;
@@ -149,7 +164,13 @@ pub fn check(ns: &Netns, addr: SocketAddr, banner: &str, timeout: Duration) -> b
         if line.trim_end() != banner {
             return Ok(false);
         }
-        let nonce = format!("nonce-{}\n", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        let nonce = format!(
+            "nonce-{}\n",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
         (&conn).write_all(nonce.as_bytes())?;
         line.clear();
         reader.read_line(&mut line)?;

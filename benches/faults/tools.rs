@@ -54,9 +54,13 @@ impl Tool {
 
     pub fn describe(self) -> &'static str {
         match self {
-            Tool::A => "tunnelctl's rendered systemd-user unit running tunnel-watchdog (probe 5 s, 2 failures, timeout 5 s)",
+            Tool::A => {
+                "tunnelctl's rendered systemd-user unit running tunnel-watchdog (probe 5 s, 2 failures, timeout 5 s)"
+            }
             Tool::B => "autossh 1.4 `-M 0`, AUTOSSH_GATETIME=0",
-            Tool::C => "autossh 1.4 with a monitor port (`-M PORT`), AUTOSSH_POLL=5, AUTOSSH_GATETIME=0",
+            Tool::C => {
+                "autossh 1.4 with a monitor port (`-M PORT`), AUTOSSH_POLL=5, AUTOSSH_GATETIME=0"
+            }
             Tool::D => "`sh -c 'while true; do ssh …; sleep 5; done'`",
         }
     }
@@ -126,7 +130,13 @@ pub fn a_name(lane: u8) -> String {
 
 fn ssh_args(inst: &Instance, keys: &Keys) -> Vec<String> {
     let mut v: Vec<String> = vec!["-N".into()];
-    for o in ["ServerAliveInterval=5", "ServerAliveCountMax=2", "ConnectTimeout=10", "ExitOnForwardFailure=yes", "BatchMode=yes"] {
+    for o in [
+        "ServerAliveInterval=5",
+        "ServerAliveCountMax=2",
+        "ConnectTimeout=10",
+        "ExitOnForwardFailure=yes",
+        "BatchMode=yes",
+    ] {
         v.push("-o".into());
         v.push(o.into());
     }
@@ -142,9 +152,15 @@ fn ssh_args(inst: &Instance, keys: &Keys) -> Vec<String> {
         "-p".into(),
         inst.ssh_port.to_string(),
         "-L".into(),
-        format!("127.0.0.1:{}:127.0.0.1:{SERVER_TARGET_PORT}", inst.local_port),
+        format!(
+            "127.0.0.1:{}:127.0.0.1:{SERVER_TARGET_PORT}",
+            inst.local_port
+        ),
         "-R".into(),
-        format!("127.0.0.1:{}:127.0.0.1:{CLIENT_TARGET_PORT}", inst.remote_port),
+        format!(
+            "127.0.0.1:{}:127.0.0.1:{CLIENT_TARGET_PORT}",
+            inst.remote_port
+        ),
         format!("root@{}", server_ip(inst.lane)),
     ]);
     v
@@ -154,17 +170,29 @@ fn ssh_args(inst: &Instance, keys: &Keys) -> Vec<String> {
 pub fn peer_unit(inst: &Instance, keys: &Keys, log_dir: &Path) -> String {
     let args = ssh_args(inst, keys).join(" ");
     let (what, env, exec) = match inst.tool {
-        Tool::B => ("autossh -M 0", "Environment=AUTOSSH_GATETIME=0\n".to_string(), format!("/usr/bin/autossh -M 0 {args}")),
+        Tool::B => (
+            "autossh -M 0",
+            "Environment=AUTOSSH_GATETIME=0\n".to_string(),
+            format!("/usr/bin/autossh -M 0 {args}"),
+        ),
         Tool::C => (
             "autossh with a monitor port",
             "Environment=AUTOSSH_GATETIME=0 AUTOSSH_POLL=5\n".to_string(),
             format!("/usr/bin/autossh -M {} {args}", inst.monitor_port),
         ),
-        Tool::D => ("respawn loop", String::new(), format!("/bin/sh -c 'while true; do /usr/bin/ssh {args}; sleep 5; done'")),
+        Tool::D => (
+            "respawn loop",
+            String::new(),
+            format!("/bin/sh -c 'while true; do /usr/bin/ssh {args}; sleep 5; done'"),
+        ),
         Tool::A => unreachable!("A's unit is rendered by tunnelctl"),
     };
     let log = match inst.tool {
-        Tool::B | Tool::C => format!("Environment=AUTOSSH_LOGFILE={}/autossh-{}.log\n", log_dir.display(), inst.unit),
+        Tool::B | Tool::C => format!(
+            "Environment=AUTOSSH_LOGFILE={}/autossh-{}.log\n",
+            log_dir.display(),
+            inst.unit
+        ),
         _ => String::new(),
     };
     format!(
@@ -233,7 +261,13 @@ pub fn render_a(bins: &TunnelctlBins, config: &Path, lane: u8) -> Result<String,
         Command::new(&bins.tunnelctl)
             .arg("--config")
             .arg(config)
-            .args(["render", &a_name(lane), "--target", "systemd-user", "--watchdog"])
+            .args([
+                "render",
+                &a_name(lane),
+                "--target",
+                "systemd-user",
+                "--watchdog",
+            ])
             .arg(&bins.watchdog),
         Duration::from_secs(20),
     )?;

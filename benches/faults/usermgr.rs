@@ -20,6 +20,8 @@ pub struct UserManager {
     pub cgroup: String,
     pub runtime_dir: PathBuf,
     pub unit_dir: PathBuf,
+    /// systemd 252 puts a user unit's StateDirectory= under $XDG_CONFIG_HOME, later ones under $XDG_STATE_HOME.
+    pub config_home: PathBuf,
     pub state_home: PathBuf,
     child: Mutex<Option<Child>>,
 }
@@ -32,7 +34,13 @@ impl UserManager {
         let config_home = base.join("config");
         let state_home = base.join("state");
         let unit_dir = config_home.join("systemd/user");
-        for d in [&runtime_dir, &unit_dir, &state_home, &base.join("data"), &base.join("cache")] {
+        for d in [
+            &runtime_dir,
+            &unit_dir,
+            &state_home,
+            &base.join("data"),
+            &base.join("cache"),
+        ] {
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
         let script = format!(
@@ -49,11 +57,15 @@ exec /usr/lib/systemd/systemd --user --log-target=console --log-level=info"#,
             cg = cgroup,
             rt = runtime_dir.display(),
         );
-        let log = std::fs::File::create(base.join("user-manager.log")).map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(base.join("user-manager.log")).map_err(|e| e.to_string())?;
         let mut cmd = ns.command("unshare");
         cmd.args(["-m", "--propagation", "private", "sh", "-c", &script])
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("HOME", "/root")
             .env("USER", "root")
             .env("LANG", "C.UTF-8")
@@ -65,8 +77,17 @@ exec /usr/lib/systemd/systemd --user --log-target=console --log-level=info"#,
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
-        let child = cmd.spawn().map_err(|e| format!("start systemd --user: {e}"))?;
-        let mgr = UserManager { cgroup: cgroup.to_string(), runtime_dir, unit_dir, state_home, child: Mutex::new(Some(child)) };
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("start systemd --user: {e}"))?;
+        let mgr = UserManager {
+            cgroup: cgroup.to_string(),
+            runtime_dir,
+            unit_dir,
+            config_home: config_home.clone(),
+            state_home,
+            child: Mutex::new(Some(child)),
+        };
         let ready = stop::poll(Duration::from_secs(30), Duration::from_millis(100), || {
             // Not `is-system-running`: it answers "offline" when the host was not booted with systemd.
             let out = mgr.systemctl_out(&["show", "-p", "SystemState", "--value"]);
@@ -83,7 +104,10 @@ exec /usr/lib/systemd/systemd --user --log-target=console --log-level=info"#,
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("systemctl");
-        cmd.arg("--user").args(args).env("XDG_RUNTIME_DIR", &self.runtime_dir).env_remove("DBUS_SESSION_BUS_ADDRESS");
+        cmd.arg("--user")
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
         cmd
     }
 
@@ -97,13 +121,16 @@ exec /usr/lib/systemd/systemd --user --log-target=console --log-level=info"#,
             Ok(s) => s,
             Err(_) => {
                 let out = self.cmd(args).stderr(Stdio::null()).output();
-                out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+                out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
             }
         }
     }
 
     pub fn show(&self, unit: &str, prop: &str) -> String {
-        self.systemctl_out(&["show", "-p", prop, "--value", unit]).trim().to_string()
+        self.systemctl_out(&["show", "-p", prop, "--value", unit])
+            .trim()
+            .to_string()
     }
 
     pub fn main_pid(&self, unit: &str) -> Option<i32> {
@@ -117,13 +144,18 @@ exec /usr/lib/systemd/systemd --user --log-target=console --log-level=info"#,
             return None;
         }
         let rel = cg.trim_start_matches('/');
-        ["systemd", "unified"].iter().map(|h| Path::new(CGROUP_ROOT).join(h).join(rel)).find(|p| p.exists())
+        ["systemd", "unified"]
+            .iter()
+            .map(|h| Path::new(CGROUP_ROOT).join(h).join(rel))
+            .find(|p| p.exists())
     }
 
     /// Stops the manager (which stops every unit), then kills whatever is left in
     /// its cgroups and removes them.
     pub fn shutdown(&self) {
-        let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) else { return };
+        let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) else {
+            return;
+        };
         let _ = procs::run_ok(&mut self.cmd(&["exit"]), Duration::from_secs(10));
         if procs::wait_timeout(&mut child, Duration::from_secs(15)).is_none() {
             eprintln!("systemd --user did not exit within 15 s; killed");
@@ -140,7 +172,9 @@ impl Drop for UserManager {
 
 /// Kills every process in the bench's cgroup trees and removes them, deepest first.
 pub fn remove_cgroups(name: &str) {
-    let Ok(hier) = std::fs::read_dir(CGROUP_ROOT) else { return };
+    let Ok(hier) = std::fs::read_dir(CGROUP_ROOT) else {
+        return;
+    };
     for h in hier.flatten() {
         let top = h.path().join(name);
         if !top.is_dir() {
