@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diagnostic;
+pub mod doctor;
 pub mod escape;
 pub mod install;
 pub mod known_hosts;
