@@ -62,7 +62,12 @@ pub struct Check {
 
 impl Check {
     fn new(verdict: Verdict, subject: impl Into<String>, detail: impl Into<String>) -> Check {
-        Check { verdict, subject: subject.into(), detail: detail.into(), fix: None }
+        Check {
+            verdict,
+            subject: subject.into(),
+            detail: detail.into(),
+            fix: None,
+        }
     }
     fn fix(mut self, fix: impl Into<String>) -> Check {
         self.fix = Some(fix.into());
@@ -72,7 +77,11 @@ impl Check {
 
 /// Renders the checks as aligned lines (pure); colour only when asked.
 pub fn render(checks: &[Check], colour: bool) -> String {
-    let width = checks.iter().map(|c| c.subject.chars().count()).max().unwrap_or(0);
+    let width = checks
+        .iter()
+        .map(|c| c.subject.chars().count())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for c in checks {
         let label = format!("{:<4}", c.verdict.label());
@@ -94,14 +103,22 @@ pub fn render(checks: &[Check], colour: bool) -> String {
 
 /// `ssh -V`: present, and which version.
 pub fn check_ssh(program: &str) -> Check {
-    match Command::new(program).arg("-V").stdin(Stdio::null()).output() {
+    match Command::new(program)
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+    {
         Ok(out) => {
             let text = String::from_utf8_lossy(&out.stderr);
             let version = text.lines().next().unwrap_or("").trim().to_string();
             if version.starts_with("OpenSSH") {
                 Check::new(Verdict::Ok, "ssh", version)
             } else {
-                Check::new(Verdict::Warn, "ssh", format!("`{program} -V` says {version:?}; tunnelctl is tested with OpenSSH"))
+                Check::new(
+                    Verdict::Warn,
+                    "ssh",
+                    format!("`{program} -V` says {version:?}; tunnelctl is tested with OpenSSH"),
+                )
             }
         }
         Err(e) => Check::new(Verdict::Fail, "ssh", format!("cannot run `{program}`: {e}"))
@@ -114,14 +131,24 @@ pub fn check_ssh(program: &str) -> Check {
 pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Check {
     let Some(path) = identity else {
         let defaults: Vec<String> = view
-            .map(|v| v.identity_files.iter().filter(|p| p.exists()).map(|p| p.display().to_string()).collect())
+            .map(|v| {
+                v.identity_files
+                    .iter()
+                    .filter(|p| p.exists())
+                    .map(|p| p.display().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let detail = if defaults.is_empty() {
             "no `identity:` set and no default key (~/.ssh/id_*) found: only an ssh agent could log in, and services have none".to_string()
         } else {
             format!("no `identity:` set; ssh will offer {}", defaults.join(", "))
         };
-        let verdict = if defaults.is_empty() { Verdict::Warn } else { Verdict::Note };
+        let verdict = if defaults.is_empty() {
+            Verdict::Warn
+        } else {
+            Verdict::Note
+        };
         return Check::new(verdict, "key", detail)
             .fix("set `identity: /path/to/key` so the service uses a known key (ssh-keygen -t ed25519 -f FILE creates one)");
     };
@@ -134,8 +161,12 @@ pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Check 
         }
     };
     if !meta.is_file() {
-        return Check::new(Verdict::Fail, "key", format!("{shown} is not a regular file"))
-            .fix("point `identity:` at the private key file");
+        return Check::new(
+            Verdict::Fail,
+            "key",
+            format!("{shown} is not a regular file"),
+        )
+        .fix("point `identity:` at the private key file");
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -150,8 +181,16 @@ pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Check 
         return Check::new(Verdict::Fail, "key", format!("{shown}: cannot read it as uid {}: {e}", nix::unistd::getuid()))
             .fix("run doctor as the user the service runs as, or make the key readable by that user only");
     }
-    let owner = if meta.uid() == nix::unistd::getuid().as_raw() { "owned by you" } else { "owned by another user" };
-    Check::new(Verdict::Ok, "key", format!("{shown}: present, mode {mode:04o}, {owner}"))
+    let owner = if meta.uid() == nix::unistd::getuid().as_raw() {
+        "owned by you"
+    } else {
+        "owned by another user"
+    };
+    Check::new(
+        Verdict::Ok,
+        "key",
+        format!("{shown}: present, mode {mode:04o}, {owner}"),
+    )
 }
 
 /// The host key is pinned in a file ssh reads (`ssh-keygen -F`).
@@ -160,13 +199,21 @@ pub fn check_pinned(tunnel: &Tunnel, view: &SshView) -> Check {
     for file in view.all_known_hosts() {
         match known_hosts::pinned_keys(file, &name) {
             Ok(keys) if !keys.is_empty() => {
-                return Check::new(Verdict::Ok, "host key", format!("{name} is pinned in {}", file.display()));
+                return Check::new(
+                    Verdict::Ok,
+                    "host key",
+                    format!("{name} is pinned in {}", file.display()),
+                );
             }
             Ok(_) => {}
             Err(e) => return Check::new(Verdict::Warn, "host key", e),
         }
     }
-    let files: Vec<String> = view.user_known_hosts.iter().map(|p| p.display().to_string()).collect();
+    let files: Vec<String> = view
+        .user_known_hosts
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     Check::new(
         Verdict::Fail,
         "host key",
@@ -219,12 +266,20 @@ impl SshLog {
             self.banner = true;
         } else if let Some(rest) = l.strip_prefix("Authenticated to ") {
             self.connected = true;
-            self.authenticated = Some(rest.rsplit(" using ").next().unwrap_or("").trim_matches(|c| c == '"' || c == '.').to_string());
+            self.authenticated = Some(
+                rest.rsplit(" using ")
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches(|c| c == '"' || c == '.')
+                    .to_string(),
+            );
         } else if l.contains("is known and matches the") {
             self.host_key_ok = true;
         } else if l.contains("host key is known for") {
             self.host_key_unknown = true;
-        } else if l.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || l.contains("has changed and you have requested strict checking") {
+        } else if l.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || l.contains("has changed and you have requested strict checking")
+        {
             self.host_key_changed = true;
         } else if l.contains("Host key verification failed") {
             self.host_key_failed = true;
@@ -240,8 +295,11 @@ impl SshLog {
             || l.contains("Connection timed out during banner exchange")
             || (l.starts_with("Connection closed by") && !self.connected)
         {
-            self.connect_error.get_or_insert_with(|| l.trim_start_matches("ssh: ").to_string());
-        } else if l.contains("Server has disabled port forwarding") || l.contains("Remote: Port forwarding disabled") {
+            self.connect_error
+                .get_or_insert_with(|| l.trim_start_matches("ssh: ").to_string());
+        } else if l.contains("Server has disabled port forwarding")
+            || l.contains("Remote: Port forwarding disabled")
+        {
             self.forwarding_disabled = true;
         } else if let Some(port) = listen_port(l, "remote forward success for: listen ") {
             self.remote_ok.push(port);
@@ -249,7 +307,9 @@ impl SshLog {
             if !self.remote_failed.contains(&port) {
                 self.remote_failed.push(port);
             }
-        } else if let Some(rest) = l.strip_prefix("Error: remote port forwarding failed for listen port ") {
+        } else if let Some(rest) =
+            l.strip_prefix("Error: remote port forwarding failed for listen port ")
+        {
             if let Ok(port) = rest.trim().parse()
                 && !self.remote_failed.contains(&port)
             {
@@ -258,13 +318,19 @@ impl SshLog {
         } else if l.contains("forwarding_success: all expected forwarding replies received") {
             self.all_remote_replied = true;
         } else if let Some(rest) = l.split("Local forwarding listening on ").nth(1) {
-            if let Some(port) = rest.trim_end_matches('.').rsplit(' ').next().and_then(|p| p.parse().ok()) {
+            if let Some(port) = rest
+                .trim_end_matches('.')
+                .rsplit(' ')
+                .next()
+                .and_then(|p| p.parse().ok())
+            {
                 self.local_listening.push(port);
             }
         } else if l.starts_with("bind [") || l.contains("cannot listen to port") {
             self.local_bind_failed.push(l.to_string());
         } else if l.contains(": open failed: ") {
-            self.open_failed.push(l.split(": open failed: ").nth(1).unwrap_or(l).to_string());
+            self.open_failed
+                .push(l.split(": open failed: ").nth(1).unwrap_or(l).to_string());
         }
     }
 
@@ -275,7 +341,9 @@ impl SshLog {
         }
         let has_remote = forwards.iter().any(|f| matches!(f, Forward::Remote { .. }));
         let locals_up = forwards.iter().all(|f| match f {
-            Forward::Local { port, .. } | Forward::Dynamic { port, .. } => self.local_listening.contains(port),
+            Forward::Local { port, .. } | Forward::Dynamic { port, .. } => {
+                self.local_listening.contains(port)
+            }
             Forward::Remote { .. } => true,
         });
         locals_up && (!has_remote || self.all_remote_replied)
@@ -339,10 +407,22 @@ pub enum LocalProbe {
 
 /// Runs `argv` (an ssh command line) with `-v` until `forwards` are set up, ssh exits or
 /// `timeout` passes; probes local forwards while it runs; then stops it.
-pub fn run_ssh(argv: &[String], forwards: &[Forward], timeout: Duration, progress: &mut Progress) -> Result<Run, String> {
+pub fn run_ssh(
+    argv: &[String],
+    forwards: &[Forward],
+    timeout: Duration,
+    progress: &mut Progress,
+) -> Result<Run, String> {
     let mut cmd = Command::new(&argv[0]);
-    cmd.arg("-v").args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).process_group(0);
-    let child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    cmd.arg("-v")
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
     let mut running = Running { child };
     let stderr = running.child.stderr.take().expect("piped stderr");
     let (tx, rx) = mpsc::channel::<String>();
@@ -383,7 +463,10 @@ pub fn run_ssh(argv: &[String], forwards: &[Forward], timeout: Duration, progres
         }
     }
     if eof || running.child.try_wait().ok().flatten().is_some() {
-        let status = running.child.wait().map_err(|e| format!("waiting for ssh: {e}"))?;
+        let status = running
+            .child
+            .wait()
+            .map_err(|e| format!("waiting for ssh: {e}"))?;
         run.exited = Some(status.code().unwrap_or(-1));
         while let Ok(line) = rx.try_recv() {
             run.log.feed(&line);
@@ -418,7 +501,10 @@ fn loopback_for(bind: &str) -> &str {
 /// reported by ssh, or silence.
 fn probe_local(bind: &str, port: u16, rx: &mpsc::Receiver<String>, log: &mut SshLog) -> LocalProbe {
     let host = loopback_for(bind);
-    let addr: Option<SocketAddr> = (host, port).to_socket_addrs().ok().and_then(|mut a| a.next());
+    let addr: Option<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next());
     let Some(addr) = addr else {
         return LocalProbe::NoListener(format!("cannot resolve {host}"));
     };
@@ -458,7 +544,12 @@ fn forward_subject(forward: &Forward) -> String {
 
 /// Turns one run into verdicts (pure). `port_zero_ok` answers, per refused remote port,
 /// whether the same forward on port 0 was accepted (None: not tried).
-pub fn verdicts(tunnel: &Tunnel, view: &SshView, run: &Run, port_zero_ok: &dyn Fn(u16) -> Option<bool>) -> Vec<Check> {
+pub fn verdicts(
+    tunnel: &Tunnel,
+    view: &SshView,
+    run: &Run,
+    port_zero_ok: &dyn Fn(u16) -> Option<bool>,
+) -> Vec<Check> {
     let log = &run.log;
     let name = &tunnel.name;
     let mut out = Vec::new();
@@ -481,8 +572,15 @@ pub fn verdicts(tunnel: &Tunnel, view: &SshView, run: &Run, port_zero_ok: &dyn F
     }
     if log.host_key_unknown || log.host_key_failed {
         out.push(
-            Check::new(Verdict::Fail, "host key", format!("ssh refused the server: host key not pinned for {}", view.key_name()))
-                .fix(format!("run `tunnelctl trust {name}`")),
+            Check::new(
+                Verdict::Fail,
+                "host key",
+                format!(
+                    "ssh refused the server: host key not pinned for {}",
+                    view.key_name()
+                ),
+            )
+            .fix(format!("run `tunnelctl trust {name}`")),
         );
         return out;
     }
@@ -490,24 +588,48 @@ pub fn verdicts(tunnel: &Tunnel, view: &SshView, run: &Run, port_zero_ok: &dyn F
         let detail = if run.timed_out {
             format!("no answer from {place} before the timeout")
         } else {
-            format!("ssh exited ({}) before reaching {place}", run.exited.map_or("?".into(), |c| c.to_string()))
+            format!(
+                "ssh exited ({}) before reaching {place}",
+                run.exited.map_or("?".into(), |c| c.to_string())
+            )
         };
-        out.push(Check::new(Verdict::Fail, "server", detail).fix("check `host:`/`port:`/`jump:` and the network; `ssh -v` by hand shows more"));
+        out.push(
+            Check::new(Verdict::Fail, "server", detail)
+                .fix("check `host:`/`port:`/`jump:` and the network; `ssh -v` by hand shows more"),
+        );
         return out;
     }
     if !log.banner && log.authenticated.is_none() {
         out.push(
-            Check::new(Verdict::Fail, "server", format!("{place} accepted the connection but no SSH server answered (no SSH banner)"))
-                .fix("check `port:`: something other than sshd listens there"),
+            Check::new(
+                Verdict::Fail,
+                "server",
+                format!(
+                    "{place} accepted the connection but no SSH server answered (no SSH banner)"
+                ),
+            )
+            .fix("check `port:`: something other than sshd listens there"),
         );
         return out;
     }
-    let matched = if log.host_key_ok { "; host key matches the pinned one" } else { "" };
-    out.push(Check::new(Verdict::Ok, "server", format!("reached {place}{matched}")));
+    let matched = if log.host_key_ok {
+        "; host key matches the pinned one"
+    } else {
+        ""
+    };
+    out.push(Check::new(
+        Verdict::Ok,
+        "server",
+        format!("reached {place}{matched}"),
+    ));
 
     // Logging in.
     match &log.authenticated {
-        Some(method) => out.push(Check::new(Verdict::Ok, "login", format!("logged in as {} with {method}", view.user))),
+        Some(method) => out.push(Check::new(
+            Verdict::Ok,
+            "login",
+            format!("logged in as {} with {method}", view.user),
+        )),
         None => {
             let mut detail = format!("the server refused to log in {}", view.user);
             if let Some(problem) = &log.key_problem {
@@ -520,11 +642,22 @@ pub fn verdicts(tunnel: &Tunnel, view: &SshView, run: &Run, port_zero_ok: &dyn F
                     view.user
                 ))
             } else if run.timed_out {
-                Check::new(Verdict::Fail, "login", format!("connected to {place} but login did not finish before the timeout"))
-                    .fix("raise --timeout, or look at the server's auth log")
+                Check::new(
+                    Verdict::Fail,
+                    "login",
+                    format!("connected to {place} but login did not finish before the timeout"),
+                )
+                .fix("raise --timeout, or look at the server's auth log")
             } else {
-                Check::new(Verdict::Fail, "login", format!("ssh exited ({}) during login", run.exited.map_or("?".into(), |c| c.to_string())))
-                    .fix("run the command above with -v by hand")
+                Check::new(
+                    Verdict::Fail,
+                    "login",
+                    format!(
+                        "ssh exited ({}) during login",
+                        run.exited.map_or("?".into(), |c| c.to_string())
+                    ),
+                )
+                .fix("run the command above with -v by hand")
             };
             out.push(check);
             return out;
@@ -537,7 +670,11 @@ pub fn verdicts(tunnel: &Tunnel, view: &SshView, run: &Run, port_zero_ok: &dyn F
         match forward {
             Forward::Remote { port, .. } => {
                 if log.remote_ok.contains(port) {
-                    out.push(Check::new(Verdict::Ok, subject, format!("the server listens on its port {port} for us")));
+                    out.push(Check::new(
+                        Verdict::Ok,
+                        subject,
+                        format!("the server listens on its port {port} for us"),
+                    ));
                 } else if log.remote_failed.contains(port) {
                     if log.forwarding_disabled {
                         out.push(
@@ -561,21 +698,44 @@ pub fn verdicts(tunnel: &Tunnel, view: &SshView, run: &Run, port_zero_ok: &dyn F
                         }
                     }
                 } else if run.exited.is_some() {
-                    out.push(Check::new(Verdict::Warn, subject, "not tried: ssh stopped at an earlier forward"));
+                    out.push(Check::new(
+                        Verdict::Warn,
+                        subject,
+                        "not tried: ssh stopped at an earlier forward",
+                    ));
                 } else {
-                    out.push(Check::new(Verdict::Fail, subject, "no answer from the server for this forward before the timeout").fix("raise --timeout"));
+                    out.push(
+                        Check::new(
+                            Verdict::Fail,
+                            subject,
+                            "no answer from the server for this forward before the timeout",
+                        )
+                        .fix("raise --timeout"),
+                    );
                 }
             }
             Forward::Local { port, .. } | Forward::Dynamic { port, .. } => {
-                if let Some(line) = log.local_bind_failed.iter().find(|l| l.contains(&format!(":{port}"))) {
+                if let Some(line) = log
+                    .local_bind_failed
+                    .iter()
+                    .find(|l| l.contains(&format!(":{port}")))
+                {
                     out.push(
                         Check::new(Verdict::Fail, subject, format!("this machine's port {port} is taken: {line}"))
                             .fix(format!("stop what listens there (`ss -ltnp 'sport = :{port}'`), or pick another `local:` port; if this tunnel is running right now, it holds the port itself")),
                     );
                 } else if !log.local_listening.contains(port) {
-                    out.push(Check::new(Verdict::Warn, subject, "not set up: ssh stopped before this forward"));
+                    out.push(Check::new(
+                        Verdict::Warn,
+                        subject,
+                        "not set up: ssh stopped before this forward",
+                    ));
                 } else {
-                    let probe = run.local_probes.iter().find(|(p, _)| p == port).map(|(_, r)| r.clone());
+                    let probe = run
+                        .local_probes
+                        .iter()
+                        .find(|(p, _)| p == port)
+                        .map(|(_, r)| r.clone());
                     out.push(match probe {
                         Some(LocalProbe::Answered) => Check::new(Verdict::Ok, subject, format!("listening on port {port}; a test connection got an answer through the tunnel")),
                         None => Check::new(Verdict::Warn, subject, format!("was listening on port {port}; not tried because ssh stopped")),
@@ -595,7 +755,11 @@ pub fn verdicts(tunnel: &Tunnel, view: &SshView, run: &Run, port_zero_ok: &dyn F
         }
     }
 
-    if tunnel.forwards.iter().any(|f| matches!(f, Forward::Remote { .. })) {
+    if tunnel
+        .forwards
+        .iter()
+        .any(|f| matches!(f, Forward::Remote { .. }))
+    {
         out.push(
             Check::new(Verdict::Note, "server keepalive", "a remote port stays taken until the server notices a dead session; tunnelctl cannot read the server's settings")
                 .fix("in the server's sshd_config: `ClientAliveInterval 15` and `ClientAliveCountMax 3` (then `systemctl reload ssh`), so a reconnect finds the port free within ~45 s"),
@@ -606,10 +770,21 @@ pub fn verdicts(tunnel: &Tunnel, view: &SshView, run: &Run, port_zero_ok: &dyn F
 
 /// Asks the server for `forward` on port 0 (any free port): accepted means the original
 /// port was merely taken.
-fn remote_on_port_zero(tunnel: &Tunnel, forward: &Forward, timeout: Duration, progress: &mut Progress) -> Option<bool> {
-    let Forward::Remote { bind, to, .. } = forward else { return None };
+fn remote_on_port_zero(
+    tunnel: &Tunnel,
+    forward: &Forward,
+    timeout: Duration,
+    progress: &mut Progress,
+) -> Option<bool> {
+    let Forward::Remote { bind, to, .. } = forward else {
+        return None;
+    };
     let mut probe = tunnel.clone();
-    probe.forwards = vec![Forward::Remote { bind: bind.clone(), port: 0, to: to.clone() }];
+    probe.forwards = vec![Forward::Remote {
+        bind: bind.clone(),
+        port: 0,
+        to: to.clone(),
+    }];
     let argv = ssh_argv(&probe, &PathOverrides::default());
     progress.message("asking for the same forward on a free port");
     let run = run_ssh(&argv, &probe.forwards, timeout, progress).ok()?;
@@ -623,7 +798,11 @@ fn remote_on_port_zero(tunnel: &Tunnel, forward: &Forward, timeout: Duration, pr
 }
 
 /// All checks for one tunnel, in order. The ssh run is skipped only when ssh is missing.
-pub fn diagnose(tunnel: &Tunnel, timeout: Duration, progress: &mut Progress) -> (Vec<String>, Vec<Check>) {
+pub fn diagnose(
+    tunnel: &Tunnel,
+    timeout: Duration,
+    progress: &mut Progress,
+) -> (Vec<String>, Vec<Check>) {
     let argv = ssh_argv(tunnel, &PathOverrides::default());
     let mut checks = vec![check_ssh(&argv[0])];
     if checks[0].verdict == Verdict::Fail {
@@ -632,7 +811,10 @@ pub fn diagnose(tunnel: &Tunnel, timeout: Duration, progress: &mut Progress) -> 
     let view = match known_hosts::ssh_g(&argv) {
         Ok(v) => v,
         Err(e) => {
-            checks.push(Check::new(Verdict::Fail, "ssh options", e).fix("fix `ssh_options:` in the configuration"));
+            checks.push(
+                Check::new(Verdict::Fail, "ssh options", e)
+                    .fix("fix `ssh_options:` in the configuration"),
+            );
             return (argv, checks);
         }
     };
@@ -651,12 +833,22 @@ pub fn diagnose(tunnel: &Tunnel, timeout: Duration, progress: &mut Progress) -> 
             if let Forward::Remote { port, .. } = forward
                 && run.log.remote_failed.contains(port)
             {
-                retried.push((*port, remote_on_port_zero(tunnel, forward, timeout, progress)));
+                retried.push((
+                    *port,
+                    remote_on_port_zero(tunnel, forward, timeout, progress),
+                ));
             }
         }
     }
-    let lookup = |port: u16| retried.iter().find(|(p, _)| *p == port).and_then(|(_, r)| *r);
-    let pinned_failed = checks.iter().any(|c| c.subject == "host key" && c.verdict == Verdict::Fail);
+    let lookup = |port: u16| {
+        retried
+            .iter()
+            .find(|(p, _)| *p == port)
+            .and_then(|(_, r)| *r)
+    };
+    let pinned_failed = checks
+        .iter()
+        .any(|c| c.subject == "host key" && c.verdict == Verdict::Fail);
     // "not pinned" was already said by check_pinned; ssh's refusal would say it twice.
     checks.extend(
         verdicts(tunnel, &view, &run, &lookup)
@@ -691,7 +883,10 @@ mod tests {
         assert_eq!(log.remote_ok, vec![43333]);
         assert_eq!(log.remote_failed, vec![43335]);
         assert!(log.all_remote_replied);
-        assert_eq!(log.open_failed, vec!["administratively prohibited: open failed".to_string()]);
+        assert_eq!(
+            log.open_failed,
+            vec!["administratively prohibited: open failed".to_string()]
+        );
     }
 
     #[test]

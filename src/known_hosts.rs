@@ -47,15 +47,22 @@ pub fn parse_ssh_g(text: &str, home: &Path) -> SshView {
             None => PathBuf::from(word),
         }
     };
-    let mut view = SshView { port: 22, ..SshView::default() };
+    let mut view = SshView {
+        port: 22,
+        ..SshView::default()
+    };
     for line in text.lines() {
-        let Some((key, value)) = line.split_once(' ') else { continue };
+        let Some((key, value)) = line.split_once(' ') else {
+            continue;
+        };
         match key {
             "hostname" => view.hostname = value.to_string(),
             "port" => view.port = value.parse().unwrap_or(22),
             "user" => view.user = value.to_string(),
             "hostkeyalias" if value != "none" => view.host_key_alias = Some(value.to_string()),
-            "userknownhostsfile" => view.user_known_hosts = value.split_whitespace().map(expand).collect(),
+            "userknownhostsfile" => {
+                view.user_known_hosts = value.split_whitespace().map(expand).collect()
+            }
             "globalknownhostsfile" => {
                 view.global_known_hosts = value.split_whitespace().map(expand).collect()
             }
@@ -93,7 +100,10 @@ pub fn ssh_g(argv: &[String]) -> Result<SshView, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(parse_ssh_g(&String::from_utf8_lossy(&out.stdout), &home_dir()))
+    Ok(parse_ssh_g(
+        &String::from_utf8_lossy(&out.stdout),
+        &home_dir(),
+    ))
 }
 
 /// One host key: type (`ssh-ed25519`) and base64 blob.
@@ -120,7 +130,10 @@ pub fn parse_keys(text: &str) -> Vec<HostKey> {
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() >= 3 {
-            let key = HostKey { key_type: fields[1].to_string(), blob: fields[2].to_string() };
+            let key = HostKey {
+                key_type: fields[1].to_string(),
+                blob: fields[2].to_string(),
+            };
             if !keys.contains(&key) {
                 keys.push(key);
             }
@@ -145,13 +158,17 @@ pub fn compare(pinned: &[HostKey], offered: &[HostKey]) -> Pinned {
         return Pinned::Nothing;
     }
     let contradicts = |p: &HostKey| {
-        offered.iter().any(|o| o.key_type == p.key_type && o.blob != p.blob)
+        offered
+            .iter()
+            .any(|o| o.key_type == p.key_type && o.blob != p.blob)
     };
     let any_match = pinned.iter().any(|p| offered.contains(p));
     if any_match && !pinned.iter().any(contradicts) {
         Pinned::Same
     } else {
-        Pinned::Different { pinned: pinned.to_vec() }
+        Pinned::Different {
+            pinned: pinned.to_vec(),
+        }
     }
 }
 
@@ -191,7 +208,14 @@ pub fn fetch_keys(view: &SshView, timeout: Duration) -> Result<(Vec<HostKey>, St
     match &view.proxy {
         None => {
             let out = Command::new("ssh-keyscan")
-                .args(["-T", &secs, "-p", &view.port.to_string(), "--", &view.hostname])
+                .args([
+                    "-T",
+                    &secs,
+                    "-p",
+                    &view.port.to_string(),
+                    "--",
+                    &view.hostname,
+                ])
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|e| format!("cannot run ssh-keyscan: {e} (install openssh-client)"))?;
@@ -203,7 +227,11 @@ pub fn fetch_keys(view: &SshView, timeout: Duration) -> Result<(Vec<HostKey>, St
                     "no host key received from {} port {} within {secs}s: is an SSH server listening there?{}",
                     view.hostname,
                     view.port,
-                    if said.is_empty() { String::new() } else { format!(" (ssh-keyscan: {})", said.join("; ")) }
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (ssh-keyscan: {})", said.join("; "))
+                    }
                 ));
             }
             Ok((keys, "fetched directly with ssh-keyscan".to_string()))
@@ -212,18 +240,57 @@ pub fn fetch_keys(view: &SshView, timeout: Duration) -> Result<(Vec<HostKey>, St
             let dir = tempdir()?;
             let file = dir.0.join("known_hosts");
             let mut cmd = Command::new("ssh");
-            cmd.args(["-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "HashKnownHosts=no"])
-                .arg("-o")
-                .arg(format!("UserKnownHostsFile={}", file.display()))
-                .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "UpdateHostKeys=no"])
-                .args(["-o", "PubkeyAuthentication=no", "-o", "PasswordAuthentication=no"])
-                .args(["-o", "KbdInteractiveAuthentication=no", "-o", "GSSAPIAuthentication=no"])
-                .args(["-o", "HostbasedAuthentication=no"])
-                .arg("-o")
-                .arg(format!("ConnectTimeout={secs}"))
-                .arg("-o")
-                .arg(format!("{}={}", if proxy.starts_with("proxyjump") { "ProxyJump" } else { "ProxyCommand" }, proxy.split_once(' ').map(|x| x.1).unwrap_or("")))
-                .args(["-p", &view.port.to_string(), "-l", &view.user, "--", &view.hostname, "true"]);
+            cmd.args([
+                "-T",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=accept-new",
+                "-o",
+                "HashKnownHosts=no",
+            ])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", file.display()))
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "UpdateHostKeys=no",
+            ])
+            .args([
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "PasswordAuthentication=no",
+            ])
+            .args([
+                "-o",
+                "KbdInteractiveAuthentication=no",
+                "-o",
+                "GSSAPIAuthentication=no",
+            ])
+            .args(["-o", "HostbasedAuthentication=no"])
+            .arg("-o")
+            .arg(format!("ConnectTimeout={secs}"))
+            .arg("-o")
+            .arg(format!(
+                "{}={}",
+                if proxy.starts_with("proxyjump") {
+                    "ProxyJump"
+                } else {
+                    "ProxyCommand"
+                },
+                proxy.split_once(' ').map(|x| x.1).unwrap_or("")
+            ))
+            .args([
+                "-p",
+                &view.port.to_string(),
+                "-l",
+                &view.user,
+                "--",
+                &view.hostname,
+                "true",
+            ]);
             let out = cmd
                 .stdin(Stdio::null())
                 .output()
@@ -237,7 +304,10 @@ pub fn fetch_keys(view: &SshView, timeout: Duration) -> Result<(Vec<HostKey>, St
                     String::from_utf8_lossy(&out.stderr).trim()
                 ));
             }
-            Ok((keys, format!("fetched through `{proxy}` (ssh with accept-new into a temporary file)")))
+            Ok((
+                keys,
+                format!("fetched through `{proxy}` (ssh with accept-new into a temporary file)"),
+            ))
         }
     }
 }
@@ -258,10 +328,18 @@ fn tempdir() -> Result<TempDir, String> {
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(TempDir(dir)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("cannot create a temporary directory in {}: {e}", base.display())),
+            Err(e) => {
+                return Err(format!(
+                    "cannot create a temporary directory in {}: {e}",
+                    base.display()
+                ));
+            }
         }
     }
-    Err(format!("cannot create a temporary directory in {}", base.display()))
+    Err(format!(
+        "cannot create a temporary directory in {}",
+        base.display()
+    ))
 }
 
 use std::os::unix::fs::DirBuilderExt;
@@ -282,11 +360,16 @@ pub fn fingerprints(keys: &[HostKey]) -> Result<Vec<String>, String> {
             let _ = writeln!(stdin, "{}", key.line("-"));
         }
     }
-    let out = child.wait_with_output().map_err(|e| format!("ssh-keygen: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("ssh-keygen: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<String> = text.lines().map(|l| l.replace(" - (", " (")).collect();
     if lines.len() != keys.len() {
-        return Err(format!("ssh-keygen could not read the host keys: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "ssh-keygen could not read the host keys: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(lines)
 }
@@ -313,8 +396,13 @@ pub fn pin(file: &Path, name: &str, keys: &[HostKey]) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
     };
-    let mode = std::fs::metadata(file).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
-    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+    let mode = std::fs::metadata(file)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    if let Some(parent) = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -329,7 +417,10 @@ mod tests {
     use super::*;
 
     fn key(t: &str, b: &str) -> HostKey {
-        HostKey { key_type: t.into(), blob: b.into() }
+        HostKey {
+            key_type: t.into(),
+            blob: b.into(),
+        }
     }
 
     #[test]
@@ -339,9 +430,15 @@ mod tests {
                     globalknownhostsfile /etc/ssh/ssh_known_hosts\nproxyjump none\nidentityfile ~/.ssh/id_ed25519\n";
         let v = parse_ssh_g(text, Path::new("/home/bob"));
         assert_eq!(v.key_name(), "[10.0.0.1]:2222");
-        assert_eq!(v.user_known_hosts[0], PathBuf::from("/home/bob/.ssh/known_hosts"));
+        assert_eq!(
+            v.user_known_hosts[0],
+            PathBuf::from("/home/bob/.ssh/known_hosts")
+        );
         assert_eq!(v.proxy, None);
-        let v = parse_ssh_g("hostname h\nport 22\nhostkeyalias alias\nproxyjump j@b:22\n", Path::new("/"));
+        let v = parse_ssh_g(
+            "hostname h\nport 22\nhostkeyalias alias\nproxyjump j@b:22\n",
+            Path::new("/"),
+        );
         assert_eq!(v.key_name(), "alias");
         assert_eq!(v.proxy.as_deref(), Some("proxyjump j@b:22"));
     }
@@ -350,19 +447,31 @@ mod tests {
     fn compare_tells_nothing_same_and_different() {
         let ed = key("ssh-ed25519", "AAA1");
         let rsa = key("ssh-rsa", "BBB1");
-        assert_eq!(compare(&[], &[ed.clone()]), Pinned::Nothing);
-        assert_eq!(compare(&[ed.clone()], &[ed.clone(), rsa.clone()]), Pinned::Same);
+        assert_eq!(compare(&[], std::slice::from_ref(&ed)), Pinned::Nothing);
+        assert_eq!(
+            compare(std::slice::from_ref(&ed), &[ed.clone(), rsa.clone()]),
+            Pinned::Same
+        );
         let other = key("ssh-ed25519", "AAA2");
-        assert!(matches!(compare(&[other.clone()], &[ed.clone()]), Pinned::Different { .. }));
+        assert!(matches!(
+            compare(std::slice::from_ref(&other), std::slice::from_ref(&ed)),
+            Pinned::Different { .. }
+        ));
         // One key matches but another pinned key of an offered type contradicts: refuse.
         let other_rsa = key("ssh-rsa", "BBB2");
-        assert!(matches!(compare(&[ed.clone(), other_rsa], &[ed.clone(), rsa]), Pinned::Different { .. }));
+        assert!(matches!(
+            compare(&[ed.clone(), other_rsa], &[ed.clone(), rsa]),
+            Pinned::Different { .. }
+        ));
     }
 
     #[test]
     fn parse_keys_skips_comments_and_markers() {
         let text = "# Host x found: line 1\n@cert-authority * ssh-ed25519 CA\n|1|salt|hash ssh-ed25519 AAA1\nx ssh-rsa BBB comment\n";
-        assert_eq!(parse_keys(text), vec![key("ssh-ed25519", "AAA1"), key("ssh-rsa", "BBB")]);
+        assert_eq!(
+            parse_keys(text),
+            vec![key("ssh-ed25519", "AAA1"), key("ssh-rsa", "BBB")]
+        );
     }
 
     #[test]

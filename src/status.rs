@@ -41,7 +41,9 @@ impl Row {
             (Some(s), false) if s.state == Phase::Stopped => "stopped".into(),
             (Some(_), false) => "not running".into(),
             (None, _) => match &self.init {
-                Some(i) if !i.active_state.is_empty() => format!("{}/{}", i.active_state, i.sub_state),
+                Some(i) if !i.active_state.is_empty() => {
+                    format!("{}/{}", i.active_state, i.sub_state)
+                }
                 _ => "unknown".into(),
             },
         }
@@ -50,7 +52,15 @@ impl Row {
 
 /// Reads `DIR/state`; checks that the pid in it is a live tunnel-watchdog.
 pub fn read_row(name: &str, target: Option<Target>, dirs: &[PathBuf]) -> Row {
-    let mut row = Row { name: name.into(), target, state_file: None, state: None, running: false, init: None, problem: None };
+    let mut row = Row {
+        name: name.into(),
+        target,
+        state_file: None,
+        state: None,
+        running: false,
+        init: None,
+        problem: None,
+    };
     let mut problems = Vec::new();
     for dir in dirs {
         let file = dir.join("state");
@@ -71,8 +81,14 @@ pub fn read_row(name: &str, target: Option<Target>, dirs: &[PathBuf]) -> Row {
         }
     }
     row.problem = Some(if problems.is_empty() {
-        let looked: Vec<String> = dirs.iter().map(|d| d.join("state").display().to_string()).collect();
-        format!("no state file (looked at {}): the watchdog has not run here", looked.join(", "))
+        let looked: Vec<String> = dirs
+            .iter()
+            .map(|d| d.join("state").display().to_string())
+            .collect();
+        format!(
+            "no state file (looked at {}): the watchdog has not run here",
+            looked.join(", ")
+        )
     } else {
         problems.join("; ")
     });
@@ -90,7 +106,10 @@ pub fn watchdog_alive(pid: u32) -> bool {
     // A zombie (exited, not yet reaped by its parent) still has a comm, but is gone.
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next().map(|s| s == "Z")))
+        .and_then(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(|s| s == "Z"))
+        })
         .unwrap_or(true);
     named && !zombie
 }
@@ -105,7 +124,13 @@ pub fn systemd_info(unit: &str, user: bool) -> Option<InitInfo> {
         cmd.arg("--user");
     }
     let out = cmd
-        .args(["show", "-p", "ActiveState,SubState,NRestarts,StatusText", "--", unit])
+        .args([
+            "show",
+            "-p",
+            "ActiveState,SubState,NRestarts,StatusText",
+            "--",
+            unit,
+        ])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -137,7 +162,10 @@ fn ago(now: u64, then: u64) -> String {
     if now <= then {
         return "just now".into();
     }
-    format!("{} ago", format_human(std::time::Duration::from_secs(now.saturating_sub(then))))
+    format!(
+        "{} ago",
+        format_human(std::time::Duration::from_secs(now.saturating_sub(then)))
+    )
 }
 
 /// The table cells of one row (pure).
@@ -149,21 +177,46 @@ pub fn cells(row: &Row, now: u64) -> [String; 7] {
             if row.running && s.state == Phase::BackingOff && s.backoff_until > now {
                 state = format!("backing-off {}s", s.backoff_until - now);
             }
-            let up = if row.running && s.state == Phase::Up { ago(now, s.connected_since) } else { "-".into() };
-            let probe = if s.last_probe_ok == 0 { "-".into() } else { format!("{}, {} ms", ago(now, s.last_probe_ok), s.last_probe_ms) };
+            let up = if row.running && s.state == Phase::Up {
+                ago(now, s.connected_since)
+            } else {
+                "-".into()
+            };
+            let probe = if s.last_probe_ok == 0 {
+                "-".into()
+            } else {
+                format!("{}, {} ms", ago(now, s.last_probe_ok), s.last_probe_ms)
+            };
             let mut restarts = s.restarts.to_string();
             if let Some(i) = row.init.as_ref().filter(|i| i.n_restarts > 0) {
                 restarts.push_str(&format!(" (+{} by systemd)", i.n_restarts));
             }
-            let error = if s.last_error.is_empty() { "-".into() } else { s.last_error.clone() };
+            let error = if s.last_error.is_empty() {
+                "-".into()
+            } else {
+                s.last_error.clone()
+            };
             (up, probe, restarts, error)
         }
-        None => ("-".into(), "-".into(), "-".into(), row.problem.clone().unwrap_or_else(|| "-".into())),
+        None => (
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            row.problem.clone().unwrap_or_else(|| "-".into()),
+        ),
     };
     [row.name.clone(), target, state, up, probe, restarts, error]
 }
 
-pub const HEADERS: [&str; 7] = ["NAME", "TARGET", "STATE", "UP SINCE", "LAST PROBE", "RESTARTS", "LAST ERROR"];
+pub const HEADERS: [&str; 7] = [
+    "NAME",
+    "TARGET",
+    "STATE",
+    "UP SINCE",
+    "LAST PROBE",
+    "RESTARTS",
+    "LAST ERROR",
+];
 
 /// The aligned table (pure). Colour marks the state: green up, yellow on the way,
 /// red failed or not running.
@@ -179,9 +232,15 @@ pub fn table(rows: &[Row], now: u64, colour: bool) -> String {
         let mut out = String::new();
         for (i, c) in cells.iter().enumerate() {
             let last = i == cells.len() - 1;
-            let padded = if last { c.clone() } else { format!("{c:<w$}  ", w = widths[i]) };
+            let padded = if last {
+                c.clone()
+            } else {
+                format!("{c:<w$}  ", w = widths[i])
+            };
             match (i, paint) {
-                (2, Some(code)) => out.push_str(&format!("\x1b[{code}m{}\x1b[0m{}", c, &padded[c.len()..])),
+                (2, Some(code)) => {
+                    out.push_str(&format!("\x1b[{code}m{}\x1b[0m{}", c, &padded[c.len()..]))
+                }
                 _ => out.push_str(&padded),
             }
         }
@@ -279,6 +338,10 @@ mod tests {
         let j = json(&up_row(), 1100);
         assert_eq!(j["up_seconds"], 100);
         assert_eq!(j["state"], "up");
-        assert_eq!(parse_show("ActiveState=active\nSubState=running\nNRestarts=2\nStatusText=up 3s\n").n_restarts, 2);
+        assert_eq!(
+            parse_show("ActiveState=active\nSubState=running\nNRestarts=2\nStatusText=up 3s\n")
+                .n_restarts,
+            2
+        );
     }
 }

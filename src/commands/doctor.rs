@@ -29,7 +29,8 @@ pub fn run(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
     progress.step(&format!("doctor {}", tunnel.name));
     let (argv, checks) = doctor::diagnose(&tunnel, timeout, &mut progress);
     progress.clear();
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     println!(
         "tunnelctl doctor {}: ran the tunnel's ssh command once, with -v added, for at most {}:\n  {}",
         tunnel.name,
@@ -42,7 +43,11 @@ pub fn run(config: Option<&Path>, args: DoctorArgs) -> ExitCode {
         println!("{}: the tunnel works.", tunnel.name);
         ExitCode::SUCCESS
     } else {
-        println!("{}: the tunnel cannot work: {failed} problem{} (FAIL above).", tunnel.name, if failed == 1 { "" } else { "s" });
+        println!(
+            "{}: the tunnel cannot work: {failed} problem{} (FAIL above).",
+            tunnel.name,
+            if failed == 1 { "" } else { "s" }
+        );
         ExitCode::from(1)
     }
 }

@@ -19,8 +19,17 @@ pub fn log_command(source: &LogSource, follow: bool) -> Vec<String> {
     let mut argv: Vec<String> = Vec::new();
     match source {
         LogSource::Journal { unit, user } => {
-            argv.extend(["journalctl".into(), "--no-pager".into(), "-n".into(), LINES.into()]);
-            argv.push(if *user { "--user-unit".into() } else { "-u".into() });
+            argv.extend([
+                "journalctl".into(),
+                "--no-pager".into(),
+                "-n".into(),
+                LINES.into(),
+            ]);
+            argv.push(if *user {
+                "--user-unit".into()
+            } else {
+                "-u".into()
+            });
             argv.push(unit.clone());
         }
         LogSource::File(path) => {
@@ -56,6 +65,9 @@ pub fn run(_config: Option<&Path>, args: LogsArgs) -> ExitCode {
     }
     let argv = log_command(&source, args.follow);
     let err = Command::new(&argv[0]).args(&argv[1..]).exec();
-    eprintln!("tunnelctl logs {}: cannot run {}: {err}", args.name, argv[0]);
+    eprintln!(
+        "tunnelctl logs {}: cannot run {}: {err}",
+        args.name, argv[0]
+    );
     ExitCode::from(1)
 }

@@ -30,7 +30,9 @@ pub fn run(_config: Option<&Path>, args: ReconnectArgs) -> ExitCode {
         cmd.args(["kill", "--kill-whom=main", "-s", "USR1", "--", &unit]);
         return match cmd.stdin(Stdio::null()).output() {
             Ok(out) if out.status.success() => {
-                println!("{name}: asked systemd to send SIGUSR1 to {unit}'s watchdog: it reconnects now");
+                println!(
+                    "{name}: asked systemd to send SIGUSR1 to {unit}'s watchdog: it reconnects now"
+                );
                 ExitCode::SUCCESS
             }
             Ok(out) => {
@@ -55,7 +57,9 @@ pub fn run(_config: Option<&Path>, args: ReconnectArgs) -> ExitCode {
     };
     match signal_watchdog(&dirs) {
         Ok(pid) => {
-            println!("{name}: sent SIGUSR1 to tunnel-watchdog (pid {pid}): it drops its back-off and reconnects now");
+            println!(
+                "{name}: sent SIGUSR1 to tunnel-watchdog (pid {pid}): it drops its back-off and reconnects now"
+            );
             ExitCode::SUCCESS
         }
         Err(why) => {
@@ -76,18 +80,29 @@ pub fn signal_watchdog(dirs: &[PathBuf]) -> Result<u32, String> {
         };
         let state = State::from_text(&text).map_err(|e| format!("{}: {e}", file.display()))?;
         if !watchdog_alive(state.pid) {
-            let was = if state.state == Phase::Stopped { "stopped cleanly" } else { "gone" };
+            let was = if state.state == Phase::Stopped {
+                "stopped cleanly"
+            } else {
+                "gone"
+            };
             return Err(format!(
                 "the tunnel is not running: its watchdog (pid {}, per {}) is {was}; start its service (or `tunnelctl install NAME`)",
                 state.pid,
                 file.display()
             ));
         }
-        kill(Pid::from_raw(state.pid as i32), Signal::SIGUSR1)
-            .map_err(|e| format!("cannot signal the watchdog (pid {}): {e}; run as its user or root", state.pid))?;
+        kill(Pid::from_raw(state.pid as i32), Signal::SIGUSR1).map_err(|e| {
+            format!(
+                "cannot signal the watchdog (pid {}): {e}; run as its user or root",
+                state.pid
+            )
+        })?;
         return Ok(state.pid);
     }
-    let looked: Vec<String> = dirs.iter().map(|d| d.join("state").display().to_string()).collect();
+    let looked: Vec<String> = dirs
+        .iter()
+        .map(|d| d.join("state").display().to_string())
+        .collect();
     Err(format!(
         "the tunnel is not running: no watchdog state file (looked at {}); start its service, or pass --state-dir if the watchdog was started with one",
         looked.join(", ")

@@ -20,7 +20,8 @@ const WATCH_EVERY: Duration = Duration::from_secs(2);
 const WATCH_ROUNDS: u32 = 1800;
 
 pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let rounds = if args.watch { WATCH_ROUNDS } else { 1 };
     let mut code = ExitCode::SUCCESS;
     for round in 0..rounds {
@@ -31,24 +32,36 @@ pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
             Ok(rows) => rows,
             Err(code) => return code,
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let mut out = String::new();
         if args.watch && std::io::stdout().is_terminal() {
             out.push_str("\x1b[H\x1b[2J"); // home + clear: redraw in place
         }
         if args.json {
-            let value = serde_json::Value::Array(rows.iter().map(|r| status::json(r, now)).collect());
+            let value =
+                serde_json::Value::Array(rows.iter().map(|r| status::json(r, now)).collect());
             out.push_str(&serde_json::to_string_pretty(&value).unwrap_or_default());
             out.push('\n');
         } else {
             out.push_str(&status::table(&rows, now, colour));
         }
         let mut stdout = std::io::stdout().lock();
-        if stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()).is_err() {
+        if stdout
+            .write_all(out.as_bytes())
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
             return ExitCode::SUCCESS; // reader went away (| head)
         }
         // Exit 1 when a named tunnel has no readable state: scripts can test it.
-        code = if args.name.is_some() && rows.iter().any(|r| r.state.is_none()) { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        code = if args.name.is_some() && rows.iter().any(|r| r.state.is_none()) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     code
 }
@@ -63,7 +76,11 @@ fn collect(config: Option<&Path>, args: &StatusArgs) -> Result<Vec<Row>, ExitCod
             // The tunnel may have left the config and still run: only warn then.
             vec![name.clone()]
         }
-        None => crate::lookup::load_config(config, "status")?.tunnels.iter().map(|t| t.name.clone()).collect(),
+        None => crate::lookup::load_config(config, "status")?
+            .tunnels
+            .iter()
+            .map(|t| t.name.clone())
+            .collect(),
     };
     let home = home_dir();
     let uid = nix::unistd::getuid().as_raw();
@@ -82,13 +99,23 @@ fn collect(config: Option<&Path>, args: &StatusArgs) -> Result<Vec<Row>, ExitCod
 }
 
 fn from_state_dir(dir: &Path, name: Option<&str>, target: Option<Target>) -> Vec<Row> {
-    let dir_name = || dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
+    let dir_name = || {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string())
+    };
     if name.is_some() || dir.join("state").exists() {
         let name = name.map(String::from).unwrap_or_else(dir_name);
         return vec![status::read_row(&name, target, &[dir.to_path_buf()])];
     }
     let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("state").is_file()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.join("state").is_file())
+                .collect()
+        })
         .unwrap_or_default();
     subdirs.sort();
     if subdirs.is_empty() {
@@ -96,6 +123,12 @@ fn from_state_dir(dir: &Path, name: Option<&str>, target: Option<Target>) -> Vec
     }
     subdirs
         .iter()
-        .map(|d| status::read_row(&d.file_name().unwrap_or_default().to_string_lossy(), target, std::slice::from_ref(d)))
+        .map(|d| {
+            status::read_row(
+                &d.file_name().unwrap_or_default().to_string_lossy(),
+                target,
+                std::slice::from_ref(d),
+            )
+        })
         .collect()
 }

@@ -36,7 +36,10 @@ pub fn run(config: Option<&Path>, args: TrustArgs) -> ExitCode {
 /// The known_hosts file trust writes to: the tunnel's `known_hosts:`, else the first
 /// user file ssh itself would use (normally `~/.ssh/known_hosts`).
 pub fn target_file(tunnel: &Tunnel, view: &SshView) -> Option<PathBuf> {
-    tunnel.known_hosts.clone().or_else(|| view.user_known_hosts.first().cloned())
+    tunnel
+        .known_hosts
+        .clone()
+        .or_else(|| view.user_known_hosts.first().cloned())
 }
 
 /// Does the work; `confirm` asks the question when `interactive` and not `yes`.
@@ -82,7 +85,10 @@ pub fn trust(
     where_pinned.dedup();
     match known_hosts::compare(&pinned, &offered) {
         Pinned::Same => {
-            println!("{name} is already trusted in {}: nothing to do.", where_pinned.join(", "));
+            println!(
+                "{name} is already trusted in {}: nothing to do.",
+                where_pinned.join(", ")
+            );
             return Ok(());
         }
         Pinned::Different { pinned } => {
@@ -96,7 +102,10 @@ pub fn trust(
                  remove the old one with `ssh-keygen -f {} -R '{name}'` and run `tunnelctl trust {}` again.",
                 where_pinned.join(", "),
                 old.join("\n  "),
-                where_pinned.first().cloned().unwrap_or_else(|| file.display().to_string()),
+                where_pinned
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| file.display().to_string()),
                 tunnel.name
             ));
         }

@@ -16,8 +16,17 @@ pub struct Setup {
 /// A config with one tunnel `name` to `sshd`, logging in as root with `identity`,
 /// checking host keys against `known_hosts` (a copy of the given text), and `forwards`
 /// (YAML list items, already indented by 6 spaces).
-pub fn setup(sshd: &Sshd, name: &str, identity: &Path, known_hosts_text: &str, forwards: &str) -> Setup {
-    let dir = tempfile::Builder::new().prefix("firstrun").tempdir().unwrap();
+pub fn setup(
+    sshd: &Sshd,
+    name: &str,
+    identity: &Path,
+    known_hosts_text: &str,
+    forwards: &str,
+) -> Setup {
+    let dir = tempfile::Builder::new()
+        .prefix("firstrun")
+        .tempdir()
+        .unwrap();
     let known_hosts = dir.path().join("known_hosts");
     std::fs::write(&known_hosts, known_hosts_text).unwrap();
     let config = dir.path().join("tunnels.yaml");
@@ -32,12 +41,19 @@ pub fn setup(sshd: &Sshd, name: &str, identity: &Path, known_hosts_text: &str, f
         ),
     )
     .unwrap();
-    Setup { dir, config, known_hosts }
+    Setup {
+        dir,
+        config,
+        known_hosts,
+    }
 }
 
 /// The pinned line the fixture writes: `[127.0.0.1]:PORT ssh-ed25519 BLOB`.
 pub fn pinned_line(sshd: &Sshd) -> String {
-    std::fs::read_to_string(sshd.known_hosts()).unwrap().trim().to_string()
+    std::fs::read_to_string(sshd.known_hosts())
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 pub fn tunnelctl(config: &Path, args: &[&str]) -> Output {
