@@ -137,18 +137,14 @@ impl Injected {
 }
 
 impl Injected {
-    /// Per tool: when the old server session went away (it held the remote port until then).
-    pub fn session_notes(&self) -> BTreeMap<Tool, String> {
+    /// When the tool's old server session went away (seconds after the fault; it held
+    /// the remote port until then). Outer None: not watched in this fault; inner None:
+    /// still there when the trial ended.
+    pub fn old_session_exit(&self, tool: Tool) -> Option<Option<f64>> {
         self.old_sessions
             .iter()
-            .map(|(t, _, gone)| {
-                let text = match gone {
-                    Some(s) => format!("old server session exited {s:.1} s after the fault"),
-                    None => "old server session still there at the end".to_string(),
-                };
-                (*t, text)
-            })
-            .collect()
+            .find(|(t, _, _)| *t == tool)
+            .map(|(_, _, gone)| *gone)
     }
 }
 

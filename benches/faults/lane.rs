@@ -39,6 +39,9 @@ pub struct TrialResult {
     pub attempts: usize,
     /// Seconds after the fault at which each attempt started.
     pub attempt_times: Vec<f64>,
+    /// Faults 1, 2, 5, 6: seconds after the fault when the server session of the old
+    /// connection exited (until then it held the remote port).
+    pub old_session_secs: Option<f64>,
     pub stop: StopOutcome,
     pub note: String,
 }
@@ -122,14 +125,12 @@ impl Lane {
                     faults::tick(self, &mut inj)
                 });
             let attempts = firewall::attempts(&self.server);
-            let mut notes = inj.notes.clone();
-            for (t, n) in inj.session_notes() {
-                let e = notes.entry(t).or_default();
-                if !e.is_empty() {
-                    e.push_str("; ");
-                }
-                e.push_str(&n);
-            }
+            let notes = inj.notes.clone();
+            let old_sessions: Vec<Option<Option<f64>>> = self
+                .instances
+                .iter()
+                .map(|i| inj.old_session_exit(i.tool))
+                .collect();
             let lane_note = inj.lane_note.clone();
             if let Err(e) = faults::finish(self, inj) {
                 self.log(&format!("could not undo the fault: {e}"));
@@ -156,6 +157,9 @@ impl Lane {
                 if let Some(n) = &lane_note {
                     note.push(n.clone());
                 }
+                if old_sessions[k] == Some(None) {
+                    note.push("the old server session was still there when the trial ended".into());
+                }
                 if !healthy[k] {
                     note.push("not healthy before the fault: trial not counted".into());
                 }
@@ -167,6 +171,7 @@ impl Lane {
                     recovery_secs: recovered[k].map(|d| d.as_secs_f64()),
                     attempts: times.len(),
                     attempt_times: times,
+                    old_session_secs: old_sessions[k].flatten(),
                     stop,
                     note: note.join("; "),
                 });

@@ -225,6 +225,54 @@ impl Report<'_> {
             );
         }
 
+        let watched: Vec<Fault> = self
+            .opts
+            .faults
+            .iter()
+            .copied()
+            .filter(|f| {
+                self.trials
+                    .iter()
+                    .any(|r| r.fault == *f && r.old_session_secs.is_some())
+            })
+            .collect();
+        if !watched.is_empty() {
+            let _ = writeln!(s, "\n## How long the old server session lived\n");
+            let _ = writeln!(
+                s,
+                "Seconds after the fault at which the server's session process of the broken connection exited, median (max). \
+                 Until then it holds the remote port, so no reconnect's `-R` can succeed: on faults 5 and 6 this, not the tool, \
+                 sets the floor for every tool. It exits early only when the client side closes the connection in a way the server \
+                 hears (a killed ssh, on fault 1); otherwise its `ClientAliveInterval 5` × `ClientAliveCountMax 2` decides.\n"
+            );
+            header(&mut s, "fault", &tools);
+            for &f in &watched {
+                let cells: Vec<String> = tools
+                    .iter()
+                    .map(|&t| {
+                        let mut v: Vec<f64> = self
+                            .trials
+                            .iter()
+                            .filter(|r| r.fault == f && r.tool == t && r.healthy_before)
+                            .filter_map(|r| r.old_session_secs)
+                            .collect();
+                        let max = v.iter().copied().reduce(f64::max);
+                        match (median(&mut v), max) {
+                            (Some(m), Some(x)) => format!("{m:.1} ({x:.1})"),
+                            _ => "—".into(),
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "| {} {} | {} |",
+                    f.number(),
+                    f.title(),
+                    cells.join(" | ")
+                );
+            }
+        }
+
         let _ = writeln!(
             s,
             "\n## Processes left behind after `systemctl --user stop`\n"
@@ -335,6 +383,9 @@ impl Report<'_> {
                 let _ = writeln!(s, "- {n}");
             }
         }
+
+        let _ = writeln!(s, "\n## Reading the results\n");
+        let _ = writeln!(s, "{}", READING.trim());
 
         let _ = writeln!(s, "\n## How it is measured\n");
         let _ = writeln!(s, "{}", METHOD.trim());
@@ -563,7 +614,7 @@ impl Report<'_> {
             .iter()
             .map(|r| {
                 format!(
-                    "    {{\"fault\": {}, \"tool\": \"{}\", \"trial\": {}, \"healthy_before\": {}, \"recovery_secs\": {}, \"attempts\": {}, \"attempt_times\": [{}], \"stop_secs\": {:.2}, \"stopped\": {}, \"leftovers\": [{}], \"note\": {}}}",
+                    "    {{\"fault\": {}, \"tool\": \"{}\", \"trial\": {}, \"healthy_before\": {}, \"recovery_secs\": {}, \"attempts\": {}, \"attempt_times\": [{}], \"old_session_secs\": {}, \"stop_secs\": {:.2}, \"stopped\": {}, \"leftovers\": [{}], \"note\": {}}}",
                     r.fault.number(),
                     r.tool.letter(),
                     r.trial,
@@ -571,6 +622,7 @@ impl Report<'_> {
                     r.recovery_secs.map(|v| format!("{v:.2}")).unwrap_or("null".into()),
                     r.attempts,
                     r.attempt_times.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", "),
+                    r.old_session_secs.map(|v| format!("{v:.2}")).unwrap_or("null".into()),
                     r.stop.stop_secs,
                     r.stop.stopped,
                     r.stop.leftovers.iter().map(|l| q(l)).collect::<Vec<_>>().join(", "),
@@ -798,6 +850,23 @@ fn q(s: &str) -> String {
     out.push('"');
     out
 }
+
+const READING: &str = "
+- **Detection.** B and D learn of a dead tunnel only when ssh exits, that is from ssh's own ServerAliveInterval 5 s ×
+  ServerAliveCountMax 2; a frozen ssh never exits, so they never recover from fault 1. C sends data around its monitor
+  loop every AUTOSSH_POLL = 5 s and restarts ssh after one failed poll, but it cannot get rid of a stopped ssh (it sends
+  SIGTERM and waits). A proves both forwards every `probe.interval` (5 s) and gives up after `probe.failures` (2) failed
+  rounds of up to `probe.timeout` (5 s) each, then kills ssh with SIGKILL: 10 to 15 s to detect, whatever the fault.
+- **Reconnect pacing.** After a failure A exits, systemd restarts it after RestartSec=1 s, and it waits its back-off
+  (2 s, doubling up to 5 min, ±15 % jitter) before it connects. That keeps its attempts few during an outage and costs
+  time after the heal: its next attempt can land up to about half the outage's length after it. autossh retries at once
+  and slows down on its own schedule; the loop retries every 5 s. The loop's 5 s rhythm divides the 20 s and 30 s hold
+  times of faults 4 and 7, so its retries tend to fall just after the heal: part of its figures there is phase luck.
+- **The server's side.** On faults 5 and 6 (and on 1 for B, C and D) the old session keeps the remote port until sshd
+  drops it (see the session table), so every tool's `-R` is refused until then. On this OpenSSH that took about 30 s
+  with ClientAliveInterval 5 × ClientAliveCountMax 2, not the 10 to 15 s the settings suggest. The times on these
+  faults are that floor plus how soon after it the tool tries again.
+";
 
 const METHOD: &str = "
 Topology. One client network namespace and, per fault, one server namespace (a *lane*), joined by a veth pair
