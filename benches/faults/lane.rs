@@ -44,6 +44,8 @@ pub struct TrialResult {
     pub old_session_secs: Option<f64>,
     pub stop: StopOutcome,
     pub note: String,
+    /// About the whole lane's injection in this trial (the same for every tool).
+    pub lane_note: String,
 }
 
 impl Lane {
@@ -154,9 +156,6 @@ impl Lane {
                     .collect();
                 times.sort_by(f64::total_cmp);
                 let mut note: Vec<String> = notes.get(&inst.tool).cloned().into_iter().collect();
-                if let Some(n) = &lane_note {
-                    note.push(n.clone());
-                }
                 if old_sessions[k] == Some(None) {
                     note.push("the old server session was still there when the trial ended".into());
                 }
@@ -174,6 +173,7 @@ impl Lane {
                     old_session_secs: old_sessions[k].flatten(),
                     stop,
                     note: note.join("; "),
+                    lane_note: lane_note.clone().unwrap_or_default(),
                 });
                 if let Err(e) = measure::start_unit(self, inst) {
                     self.log(&format!("could not start {}: {e}", inst.unit));

@@ -180,10 +180,18 @@ pub fn remove_stale() {
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
+        // Only our own names: tcb-client-PID and tcb-serverN-PID.
         let Some(rest) = name.strip_prefix("tcb-") else {
             continue;
         };
-        let Some(pid) = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+        let Some((role, pid)) = rest.rsplit_once('-') else {
+            continue;
+        };
+        let ours = role == "client"
+            || role
+                .strip_prefix("server")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let Some(pid) = pid.parse::<i32>().ok().filter(|_| ours) else {
             continue;
         };
         if !PathBuf::from(format!("/proc/{pid}")).exists() {

@@ -363,20 +363,28 @@ impl Report<'_> {
             }
         }
 
-        let notes: Vec<String> = self
-            .trials
-            .iter()
-            .filter(|r| !r.note.is_empty())
-            .map(|r| {
-                format!(
+        // Lane notes once per trial, tool notes per tool.
+        let mut notes: Vec<String> = Vec::new();
+        for r in &self.trials {
+            let lane = format!(
+                "fault {} trial {}: {}",
+                r.fault.number(),
+                r.trial,
+                r.lane_note
+            );
+            if !r.lane_note.is_empty() && !notes.contains(&lane) {
+                notes.push(lane);
+            }
+            if !r.note.is_empty() {
+                notes.push(format!(
                     "fault {} trial {} {}: {}",
                     r.fault.number(),
                     r.trial,
                     r.tool.letter(),
                     r.note
-                )
-            })
-            .collect();
+                ));
+            }
+        }
         if !notes.is_empty() {
             let _ = writeln!(s, "\n## Notes from the run\n");
             for n in notes.iter().take(60) {
@@ -614,7 +622,7 @@ impl Report<'_> {
             .iter()
             .map(|r| {
                 format!(
-                    "    {{\"fault\": {}, \"tool\": \"{}\", \"trial\": {}, \"healthy_before\": {}, \"recovery_secs\": {}, \"attempts\": {}, \"attempt_times\": [{}], \"old_session_secs\": {}, \"stop_secs\": {:.2}, \"stopped\": {}, \"leftovers\": [{}], \"note\": {}}}",
+                    "    {{\"fault\": {}, \"tool\": \"{}\", \"trial\": {}, \"healthy_before\": {}, \"recovery_secs\": {}, \"attempts\": {}, \"attempt_times\": [{}], \"old_session_secs\": {}, \"stop_secs\": {:.2}, \"stopped\": {}, \"leftovers\": [{}], \"note\": {}, \"lane_note\": {}}}",
                     r.fault.number(),
                     r.tool.letter(),
                     r.trial,
@@ -626,7 +634,8 @@ impl Report<'_> {
                     r.stop.stop_secs,
                     r.stop.stopped,
                     r.stop.leftovers.iter().map(|l| q(l)).collect::<Vec<_>>().join(", "),
-                    q(&r.note)
+                    q(&r.note),
+                    q(&r.lane_note)
                 )
             })
             .collect();
