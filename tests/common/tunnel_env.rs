@@ -27,7 +27,12 @@ pub struct EchoServer {
 impl EchoServer {
     /// Listens in the calling thread's network namespace.
     pub fn start() -> EchoServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo server");
+        EchoServer::start_on(0)
+    }
+
+    /// Listens on 127.0.0.1:`port` (0: any free port).
+    pub fn start_on(port: u16) -> EchoServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind echo server");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -57,11 +62,6 @@ impl EchoServer {
             })
         };
         EchoServer { port, stop, connections, thread: Some(thread) }
-    }
-
-    /// Listens inside the network namespace of `pid` (e.g. a container's loopback).
-    pub fn start_in_netns(pid: i32) -> EchoServer {
-        in_netns(pid, EchoServer::start)
     }
 
     pub fn port(&self) -> u16 {
