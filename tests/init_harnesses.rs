@@ -1,28 +1,7 @@
 //! The init-system harnesses proven on their own with plain processes (no tunnelctl):
 //! if one of these fails, the real-init tunnel tests cannot be trusted either.
 
-// TEMPORARY until tests/common/mod.rs lands on main: the shared module, inline.
-mod common {
-    #![allow(dead_code)]
-    pub mod cgroup;
-    pub mod inittab_init;
-    pub mod nspawn;
-    pub mod prereq;
-    pub mod user_manager;
-
-    pub fn wait_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if cond() {
-                return true;
-            }
-            if std::time::Instant::now() >= deadline {
-                return cond();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
+mod common;
 
 use std::time::{Duration, Instant};
 
