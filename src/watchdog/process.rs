@@ -66,7 +66,14 @@ pub fn make_private_dir(dir: &Path) -> Result<(), String> {
         .recursive(true)
         .mode(0o700)
         .create(dir);
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // With DynamicUser=, systemd makes StateDirectory= a root-owned symlink into
+    // /var/lib/private. Follow a link only when root or we own it: another user's link
+    // in a shared /tmp is still refused.
+    let me = nix::unistd::getuid().as_raw();
+    if meta.file_type().is_symlink() && (meta.uid() == 0 || meta.uid() == me) {
+        meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() {
         return Err(format!(
             "{}: exists but is not a directory owned by us; remove it",
