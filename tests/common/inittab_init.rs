@@ -7,8 +7,10 @@
 //!   top, so the rendered inittab and args files appear at their real paths and every
 //!   write (logs) lands in `ROOT`, never on the host;
 //! - `/run` is `ROOT/run` (state files, SysV's `/run/initctl`);
-//! - `/dev/console` is the file `ROOT/console`: init's own messages ("respawning too
-//!   fast") and its children's default output end up there;
+//! - `/dev/console` is the FIFO `ROOT/console`, drained by a thread of the test: init's
+//!   own messages ("respawning too fast") and its children's default output end up in
+//!   [`InittabInit::console`]. (A plain file does not work: init rewrites it from
+//!   offset 0 on every message.)
 //! - `/proc` is remounted for the new pid namespace.
 //! The network is the host's, so a fixture sshd on 127.0.0.1 is reachable.
 //! Teardown: SIGKILL to the init, which takes the whole pid namespace with it.
@@ -30,6 +32,7 @@ pub enum Flavor {
 
 pub struct InittabInit {
     flavor: Flavor,
+    console: ConsoleReader,
     unshare: Option<Child>,
     /// The init, in the host pid namespace.
     pid: i32,
@@ -100,7 +103,7 @@ impl InittabInit {
         for dir in ["var", "run", ".overlay-work/etc", ".overlay-work/var"] {
             std::fs::create_dir_all(root.join(dir)).expect("create root dirs");
         }
-        std::fs::write(root.join("console"), "").expect("console file");
+        let console = ConsoleReader::start(&root.join("console"));
         let (init_binary, init_args) = match flavor {
             // "2": the runlevel, in case the inittab has no initdefault line.
             Flavor::Sysv => (sysvinit_binary(), "2"),
@@ -144,6 +147,7 @@ impl InittabInit {
         let unshare_pid = unshare.id() as i32;
         let mut init = InittabInit {
             flavor,
+            console,
             unshare: Some(unshare),
             pid: 0,
             init_binary: init_binary.clone(),
@@ -187,7 +191,7 @@ impl InittabInit {
 
     /// What init wrote to its console so far.
     pub fn console(&self) -> String {
-        std::fs::read_to_string(self.root.join("console")).unwrap_or_default()
+        self.console.text()
     }
 
     /// Every process in the init's pid namespace except init itself: (host pid, cmdline).
@@ -277,4 +281,56 @@ pub fn cmdline(pid: i32) -> String {
                 .to_string()
         })
         .unwrap_or_default()
+}
+
+/// A FIFO standing in for /dev/console and the thread that drains it. The FIFO is opened
+/// read-write here, so init's open for writing never blocks and never fails.
+struct ConsoleReader {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConsoleReader {
+    fn start(path: &Path) -> ConsoleReader {
+        use std::os::fd::AsFd;
+        use std::sync::atomic::Ordering;
+        let _ = std::fs::remove_file(path);
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo console");
+        let fifo = std::fs::File::options().read(true).write(true).open(path).expect("open console fifo");
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (text, stop) = (text.clone(), stop.clone());
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut fifo = fifo;
+                let mut buf = [0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    let mut fds = [nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN)];
+                    if !matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16)), Ok(n) if n > 0) {
+                        continue;
+                    }
+                    match fifo.read(&mut buf) {
+                        Ok(n) if n > 0 => text.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n])),
+                        _ => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        };
+        ConsoleReader { text, stop, thread: Some(thread) }
+    }
+
+    fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ConsoleReader {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

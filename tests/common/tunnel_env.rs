@@ -116,16 +116,12 @@ pub fn roundtrip(port: u16) -> Result<(), String> {
 /// Polls [`roundtrip`] until it succeeds; returns when it first did, or the last error.
 pub fn wait_roundtrip(port: u16, timeout: Duration) -> Result<Instant, String> {
     let deadline = Instant::now() + timeout;
-    let mut last = String::new();
     loop {
         match roundtrip(port) {
             Ok(()) => return Ok(Instant::now()),
-            Err(e) => last = e,
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
-        if Instant::now() >= deadline {
-            return Err(last);
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -246,4 +242,89 @@ pub fn sigstop(pid: i32) {
 pub fn sigkill(pid: i32) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
         .unwrap_or_else(|e| panic!("SIGKILL {pid}: {e}"));
+}
+
+/// A tunnel installed for SysV or BusyBox init under a temporary root, with its sshd
+/// fixture and echo server, and the init running (see [`super::inittab_init`]).
+pub struct InittabTunnel {
+    // Field order is drop order: init (and with it the watchdog and ssh) first.
+    pub init: super::inittab_init::InittabInit,
+    pub sshd: super::sshd::Sshd,
+    pub echo: EchoServer,
+    pub lport: u16,
+    /// The inittab id, from the installed line.
+    pub id: String,
+    pub root: tempfile::TempDir,
+}
+
+pub const TUNNEL_NAME: &str = "itest";
+
+impl InittabTunnel {
+    /// Installs with `tunnelctl install --target TARGET --root ROOT` into an existing
+    /// minimal inittab and starts the init. `None`: skipped (fixture prerequisites).
+    pub fn start(test: &str, flavor: super::inittab_init::Flavor, timing: &Timing) -> Option<InittabTunnel> {
+        use super::inittab_init::{Flavor, InittabInit};
+        let sshd = super::sshd::Sshd::start_default(test)?;
+        let echo = EchoServer::start();
+        let lport = free_port();
+        let root = tempfile::Builder::new().prefix("itest-inittab").tempdir().unwrap();
+        let etc = root.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        let (target, existing) = match flavor {
+            Flavor::Sysv => ("inittab", "# minimal SysV inittab\nid:2:initdefault:\n"),
+            Flavor::Busybox => ("busybox", "# minimal BusyBox inittab\n"),
+        };
+        std::fs::write(etc.join("inittab"), existing).unwrap();
+        let (key, known_hosts) = (sshd.client_key(), sshd.known_hosts());
+        let server = Server { port: sshd.port(), identity: &key, known_hosts: &known_hosts };
+        // The config lives outside ROOT: only what install writes goes into the overlay.
+        let config = write_config(sshd.dir(), TUNNEL_NAME, &server, lport, echo.port(), timing);
+        install(&config, TUNNEL_NAME, target, root.path(), &[]);
+        let inittab = std::fs::read_to_string(etc.join("inittab")).unwrap();
+        assert!(inittab.starts_with(existing), "install did not keep the existing inittab:\n{inittab}");
+        let line = inittab
+            .lines()
+            .find(|l| l.contains("tunnel-watchdog") && !l.starts_with('#'))
+            .unwrap_or_else(|| panic!("no watchdog line in the installed inittab:\n{inittab}"));
+        let id = line.split("--args-file /etc/tunnelctl/run/").nth(1).and_then(|r| r.strip_suffix(".args")).unwrap_or_else(|| panic!("unexpected line {line:?}")).to_string();
+        match flavor {
+            Flavor::Sysv => assert!(line.starts_with(&format!("{id}:2345:respawn:")), "{line}"),
+            Flavor::Busybox => assert!(line.starts_with("::respawn:"), "{line}"),
+        }
+        assert!(etc.join(format!("tunnelctl/run/{id}.args")).is_file(), "args file missing");
+        let init = InittabInit::start(flavor, root.path());
+        Some(InittabTunnel { init, sshd, echo, lport, id, root })
+    }
+
+    /// The watchdog's log (`/var/log/tunnelctl/ID.log` inside: the /var overlay's upper dir).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join(format!("var/log/tunnelctl/{}.log", self.id))).unwrap_or_default()
+    }
+
+    /// Everything useful when a check fails.
+    pub fn report(&self) -> String {
+        format!(
+            "processes: {:?}\nconsole:\n{}\nwatchdog log:\n{}\nsshd log (tail):\n{}",
+            self.init.processes(),
+            self.init.console(),
+            self.log(),
+            self.sshd.log().lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+
+    /// Pids of running watchdogs (the init's children running our binary).
+    pub fn watchdogs(&self) -> Vec<i32> {
+        children_running(self.init.pid(), WATCHDOG)
+    }
+
+    /// Waits (bounded) for exactly one watchdog other than `not` and returns it.
+    pub fn wait_watchdog(&self, not: Option<i32>, timeout: Duration) -> i32 {
+        let mut found = Vec::new();
+        let ok = super::wait_until(timeout, || {
+            found = self.watchdogs();
+            found.len() == 1 && Some(found[0]) != not
+        });
+        assert!(ok, "expected one new watchdog (not {not:?}), found {found:?}\n{}", self.report());
+        found[0]
+    }
 }
