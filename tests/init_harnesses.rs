@@ -211,15 +211,27 @@ fn busybox_init_respawns_a_plain_entry() {
 /// harness can see the message: an entry that fails at once must trip it.
 #[test]
 fn sysv_init_reports_respawning_too_fast_on_its_console() {
-    if !require("sysv_init_reports_respawning_too_fast_on_its_console", &[Prereq::Root, Prereq::Unshare, Prereq::AptGet]) {
+    if !require(
+        "sysv_init_reports_respawning_too_fast_on_its_console",
+        &[Prereq::Root, Prereq::Unshare, Prereq::AptGet],
+    ) {
         return;
     }
-    let root = tempfile::Builder::new().prefix("inittab").tempdir().unwrap();
+    let root = tempfile::Builder::new()
+        .prefix("inittab")
+        .tempdir()
+        .unwrap();
     std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(root.path().join("etc/inittab"), "id:2:initdefault:\nfl:2345:respawn:/bin/false\n").unwrap();
+    std::fs::write(
+        root.path().join("etc/inittab"),
+        "id:2:initdefault:\nfl:2345:respawn:/bin/false\n",
+    )
+    .unwrap();
     let init = InittabInit::start(Flavor::Sysv, root.path());
     assert!(
-        wait_until(Duration::from_secs(10), || init.console().contains("respawning too fast")),
+        wait_until(Duration::from_secs(10), || init
+            .console()
+            .contains("respawning too fast")),
         "no 'respawning too fast' on the console: {:?}",
         init.console()
     );

@@ -12,6 +12,7 @@
 //!   [`InittabInit::console`]. (A plain file does not work: init rewrites it from
 //!   offset 0 on every message.)
 //! - `/proc` is remounted for the new pid namespace.
+//!
 //! The network is the host's, so a fixture sshd on 127.0.0.1 is reachable.
 //! Teardown: SIGKILL to the init, which takes the whole pid namespace with it.
 
@@ -296,8 +297,13 @@ impl ConsoleReader {
         use std::os::fd::AsFd;
         use std::sync::atomic::Ordering;
         let _ = std::fs::remove_file(path);
-        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo console");
-        let fifo = std::fs::File::options().read(true).write(true).open(path).expect("open console fifo");
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo console");
+        let fifo = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open console fifo");
         let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let thread = {
@@ -307,18 +313,29 @@ impl ConsoleReader {
                 let mut fifo = fifo;
                 let mut buf = [0u8; 4096];
                 while !stop.load(Ordering::Relaxed) {
-                    let mut fds = [nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN)];
-                    if !matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16)), Ok(n) if n > 0) {
+                    let mut fds = [nix::poll::PollFd::new(
+                        fifo.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    if !matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16)), Ok(n) if n > 0)
+                    {
                         continue;
                     }
                     match fifo.read(&mut buf) {
-                        Ok(n) if n > 0 => text.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n])),
+                        Ok(n) if n > 0 => text
+                            .lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buf[..n])),
                         _ => std::thread::sleep(Duration::from_millis(20)),
                     }
                 }
             })
         };
-        ConsoleReader { text, stop, thread: Some(thread) }
+        ConsoleReader {
+            text,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn text(&self) -> String {

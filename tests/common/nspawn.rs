@@ -154,7 +154,10 @@ impl Container {
                 } else {
                     "(no container systemd found)".to_string()
                 };
-                panic!("the container did not boot within 90 s; jobs:\n{jobs}\nconsole:\n{}", container.log());
+                panic!(
+                    "the container did not boot within 90 s; jobs:\n{jobs}\nconsole:\n{}",
+                    container.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -287,15 +290,17 @@ pub fn ppid_of(pid: i32) -> Option<i32> {
 pub fn host_pid(ns_pid: i32, inner: i32) -> Option<i32> {
     let ns = std::fs::read_link(format!("/proc/{ns_pid}/ns/pid")).ok()?;
     let entries = std::fs::read_dir("/proc").ok()?;
-    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).find(|&p| {
-        std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|l| l == ns)
-            && std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("NSpid:"))
-                    .and_then(|v| v.split_whitespace().last()?.parse::<i32>().ok())
-                    == Some(inner)
-            })
-    })
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&p| {
+            std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|l| l == ns)
+                && std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("NSpid:"))
+                        .and_then(|v| v.split_whitespace().last()?.parse::<i32>().ok())
+                        == Some(inner)
+                })
+        })
 }
 
 /// Files for an sshd inside a container: throwaway host and client keys, authorized_keys,
@@ -310,14 +315,24 @@ impl ContainerSshdFiles {
     pub fn create(dir: &Path, port: u16) -> ContainerSshdFiles {
         for key in ["host_key", "client_key"] {
             let status = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", "tunnelctl-test", "-f"])
+                .args([
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "tunnelctl-test",
+                    "-f",
+                ])
                 .arg(dir.join(key))
                 .stdin(Stdio::null())
                 .status()
                 .expect("run ssh-keygen");
             assert!(status.success(), "ssh-keygen failed");
         }
-        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).expect("authorized_keys");
+        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))
+            .expect("authorized_keys");
         let config = format!(
             "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nPidFile none\nAuthorizedKeysFile {d}/authorized_keys\n\
              StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
@@ -327,8 +342,15 @@ impl ContainerSshdFiles {
         std::fs::write(dir.join("sshd_config"), config).expect("sshd_config");
         let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).expect("host_key.pub");
         let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
-        std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port} {}\n", key.join(" "))).expect("known_hosts");
-        ContainerSshdFiles { dir: dir.to_path_buf(), port }
+        std::fs::write(
+            dir.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", key.join(" ")),
+        )
+        .expect("known_hosts");
+        ContainerSshdFiles {
+            dir: dir.to_path_buf(),
+            port,
+        }
     }
 
     pub fn client_key(&self) -> PathBuf {
@@ -343,30 +365,58 @@ impl ContainerSshdFiles {
     pub fn start(&self, container: &Container, unit: &str) {
         let config = self.dir.join("sshd_config").display().to_string();
         // The volatile /etc has only the base users: add sshd's privilege-separation user.
-        let out = container.run("systemd-sysusers", &["--inline", "u sshd - \"sshd privilege separation\" /run/sshd"]);
-        assert!(out.status.success(), "systemd-sysusers: {}", String::from_utf8_lossy(&out.stderr));
+        let out = container.run(
+            "systemd-sysusers",
+            &[
+                "--inline",
+                "u sshd - \"sshd privilege separation\" /run/sshd",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "systemd-sysusers: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // sysusers wrote root's password as "!" (locked); sshd without PAM then refuses
         // root even with a key. "*": no password, not locked.
         let out = container.run("usermod", &["-p", "*", "root"]);
-        assert!(out.status.success(), "usermod: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "usermod: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // The host's own ssh.service/ssh.socket came up with the container (and fail on
         // port 22 of its loopback); stopping they delete /run/sshd (RuntimeDirectory=).
         let out = container.systemctl(&["mask", "--runtime", "--now", "ssh.socket", "ssh.service"]);
-        assert!(out.status.success(), "mask ssh: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mask ssh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // sshd chroots its pre-auth child into /run/sshd.
         let out = container.run("mkdir", &["-p", "-m", "0755", "/run/sshd"]);
-        assert!(out.status.success(), "mkdir /run/sshd: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mkdir /run/sshd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         container.run_service(unit, &[], &["/usr/sbin/sshd", "-D", "-e", "-f", &config]);
         let port = self.port;
         let up = super::tunnel_env::in_netns(container.pid(), move || {
             super::wait_until(Duration::from_secs(10), || {
                 use std::io::Read;
-                let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+                let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    return false;
+                };
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let mut buf = [0u8; 7];
                 s.read_exact(&mut buf).is_ok() && &buf == b"SSH-2.0"
             })
         });
-        assert!(up, "sshd in the container sent no banner; journal:\n{}", container.journal(unit));
+        assert!(
+            up,
+            "sshd in the container sent no banner; journal:\n{}",
+            container.journal(unit)
+        );
     }
 }

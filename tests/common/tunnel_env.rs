@@ -61,7 +61,12 @@ impl EchoServer {
                 }
             })
         };
-        EchoServer { port, stop, connections, thread: Some(thread) }
+        EchoServer {
+            port,
+            stop,
+            connections,
+            thread: Some(thread),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -86,7 +91,12 @@ pub fn in_netns<T: Send + 'static>(pid: i32, f: impl FnOnce() -> T + Send + 'sta
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("open netns");
         // SAFETY: plain syscall on an fd we own; affects only this thread.
         let rc = unsafe { nix::libc::setns(ns.as_raw_fd(), nix::libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns into the netns of {pid}: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "setns into the netns of {pid}: {}",
+            std::io::Error::last_os_error()
+        );
         f()
     })
     .join()
@@ -96,11 +106,17 @@ pub fn in_netns<T: Send + 'static>(pid: i32, f: impl FnOnce() -> T + Send + 'sta
 /// Sends a unique line through 127.0.0.1:`port` and expects it echoed back within 2 s.
 pub fn roundtrip(port: u16) -> Result<(), String> {
     static N: AtomicU32 = AtomicU32::new(0);
-    let payload = format!("tunnelctl-{}-{}\n", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let payload = format!(
+        "tunnelctl-{}-{}\n",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("connect: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        .map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.write_all(payload.as_bytes()).map_err(|e| format!("write: {e}"))?;
+    s.write_all(payload.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
     let mut got = Vec::new();
     let mut buf = [0u8; 256];
     while got.len() < payload.len() {
@@ -110,7 +126,11 @@ pub fn roundtrip(port: u16) -> Result<(), String> {
             Err(e) => return Err(format!("read: {e}")),
         }
     }
-    if got == payload.as_bytes() { Ok(()) } else { Err(format!("echoed {:?}", String::from_utf8_lossy(&got))) }
+    if got == payload.as_bytes() {
+        Ok(())
+    } else {
+        Err(format!("echoed {:?}", String::from_utf8_lossy(&got)))
+    }
 }
 
 /// Polls [`roundtrip`] until it succeeds; returns when it first did, or the last error.
@@ -142,7 +162,13 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { probe_interval: "1s", probe_timeout: "1s", probe_failures: 2, backoff_initial: "1s", backoff_max: "4s" }
+        Timing {
+            probe_interval: "1s",
+            probe_timeout: "1s",
+            probe_failures: 2,
+            backoff_initial: "1s",
+            backoff_max: "4s",
+        }
     }
 }
 
@@ -155,7 +181,14 @@ pub struct Server<'a> {
 
 /// Writes `DIR/tunnels.yaml` with one tunnel `name`: a local forward 127.0.0.1:`lport`
 /// → 127.0.0.1:`echo_port` (as the server sees it) over root@127.0.0.1:`server.port`.
-pub fn write_config(dir: &Path, name: &str, server: &Server, lport: u16, echo_port: u16, t: &Timing) -> PathBuf {
+pub fn write_config(
+    dir: &Path,
+    name: &str,
+    server: &Server,
+    lport: u16,
+    echo_port: u16,
+    t: &Timing,
+) -> PathBuf {
     let config = format!(
         "tunnels:\n  {name}:\n    host: 127.0.0.1\n    port: {port}\n    user: root\n    identity: {identity}\n    known_hosts: {known_hosts}\n    keepalive: {{ interval: 2s, count: 2 }}\n    probe: {{ interval: {pi}, timeout: {pt}, failures: {pf} }}\n    backoff: {{ initial: {bi}, max: {bm} }}\n    connect_timeout: 5s\n    forwards:\n      - local: {lport}\n        to: 127.0.0.1:{echo_port}\n",
         port = server.port,
@@ -174,11 +207,26 @@ pub fn write_config(dir: &Path, name: &str, server: &Server, lport: u16, echo_po
 
 /// `tunnelctl -c CONFIG install NAME --target T --root ROOT --no-start --watchdog W`,
 /// asserting success.
-pub fn install(config: &Path, name: &str, target: &str, root: &Path, envs: &[(&str, &Path)]) -> Output {
+pub fn install(
+    config: &Path,
+    name: &str,
+    target: &str,
+    root: &Path,
+    envs: &[(&str, &Path)],
+) -> Output {
     let mut cmd = Command::new(TUNNELCTL);
     cmd.arg("-c")
         .arg(config)
-        .args(["install", name, "--target", target, "--no-start", "--watchdog", WATCHDOG, "--root"])
+        .args([
+            "install",
+            name,
+            "--target",
+            target,
+            "--no-start",
+            "--watchdog",
+            WATCHDOG,
+            "--root",
+        ])
         .arg(root);
     for (k, v) in envs {
         cmd.env(k, v);
@@ -196,7 +244,11 @@ pub fn install(config: &Path, name: &str, target: &str, root: &Path, envs: &[(&s
 
 /// A free TCP port on 127.0.0.1 a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The parent pid from `/proc/PID/stat`.
@@ -214,11 +266,15 @@ pub fn alive(pid: i32) -> bool {
 
 /// Children of `pid` running `exe` (resolved path).
 pub fn children_running(pid: i32, exe: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let mut found: Vec<i32> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&p| ppid(p) == Some(pid))
-        .filter(|&p| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == Path::new(exe)))
+        .filter(|&p| {
+            std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == Path::new(exe))
+        })
         .collect();
     found.sort_unstable();
     found
@@ -235,13 +291,19 @@ pub fn wait_ssh_child(watchdog_pid: i32, timeout: Duration) -> Option<i32> {
 }
 
 pub fn sigstop(pid: i32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP)
-        .unwrap_or_else(|e| panic!("SIGSTOP {pid}: {e}"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap_or_else(|e| panic!("SIGSTOP {pid}: {e}"));
 }
 
 pub fn sigkill(pid: i32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
-        .unwrap_or_else(|e| panic!("SIGKILL {pid}: {e}"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap_or_else(|e| panic!("SIGKILL {pid}: {e}"));
 }
 
 /// A tunnel installed for SysV or BusyBox init under a temporary root, with its sshd
@@ -262,12 +324,19 @@ pub const TUNNEL_NAME: &str = "itest";
 impl InittabTunnel {
     /// Installs with `tunnelctl install --target TARGET --root ROOT` into an existing
     /// minimal inittab and starts the init. `None`: skipped (fixture prerequisites).
-    pub fn start(test: &str, flavor: super::inittab_init::Flavor, timing: &Timing) -> Option<InittabTunnel> {
+    pub fn start(
+        test: &str,
+        flavor: super::inittab_init::Flavor,
+        timing: &Timing,
+    ) -> Option<InittabTunnel> {
         use super::inittab_init::{Flavor, InittabInit};
         let sshd = super::sshd::Sshd::start_default(test)?;
         let echo = EchoServer::start();
         let lport = free_port();
-        let root = tempfile::Builder::new().prefix("itest-inittab").tempdir().unwrap();
+        let root = tempfile::Builder::new()
+            .prefix("itest-inittab")
+            .tempdir()
+            .unwrap();
         let etc = root.path().join("etc");
         std::fs::create_dir_all(&etc).unwrap();
         let (target, existing) = match flavor {
@@ -276,29 +345,56 @@ impl InittabTunnel {
         };
         std::fs::write(etc.join("inittab"), existing).unwrap();
         let (key, known_hosts) = (sshd.client_key(), sshd.known_hosts());
-        let server = Server { port: sshd.port(), identity: &key, known_hosts: &known_hosts };
+        let server = Server {
+            port: sshd.port(),
+            identity: &key,
+            known_hosts: &known_hosts,
+        };
         // The config lives outside ROOT: only what install writes goes into the overlay.
         let config = write_config(sshd.dir(), TUNNEL_NAME, &server, lport, echo.port(), timing);
         install(&config, TUNNEL_NAME, target, root.path(), &[]);
         let inittab = std::fs::read_to_string(etc.join("inittab")).unwrap();
-        assert!(inittab.starts_with(existing), "install did not keep the existing inittab:\n{inittab}");
+        assert!(
+            inittab.starts_with(existing),
+            "install did not keep the existing inittab:\n{inittab}"
+        );
         let line = inittab
             .lines()
             .find(|l| l.contains("tunnel-watchdog") && !l.starts_with('#'))
             .unwrap_or_else(|| panic!("no watchdog line in the installed inittab:\n{inittab}"));
-        let id = line.split("--args-file /etc/tunnelctl/run/").nth(1).and_then(|r| r.strip_suffix(".args")).unwrap_or_else(|| panic!("unexpected line {line:?}")).to_string();
+        let id = line
+            .split("--args-file /etc/tunnelctl/run/")
+            .nth(1)
+            .and_then(|r| r.strip_suffix(".args"))
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .to_string();
         match flavor {
             Flavor::Sysv => assert!(line.starts_with(&format!("{id}:2345:respawn:")), "{line}"),
             Flavor::Busybox => assert!(line.starts_with("::respawn:"), "{line}"),
         }
-        assert!(etc.join(format!("tunnelctl/run/{id}.args")).is_file(), "args file missing");
+        assert!(
+            etc.join(format!("tunnelctl/run/{id}.args")).is_file(),
+            "args file missing"
+        );
         let init = InittabInit::start(flavor, root.path());
-        Some(InittabTunnel { init, sshd, echo, lport, id, root })
+        Some(InittabTunnel {
+            init,
+            sshd,
+            echo,
+            lport,
+            id,
+            root,
+        })
     }
 
     /// The watchdog's log (`/var/log/tunnelctl/ID.log` inside: the /var overlay's upper dir).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join(format!("var/log/tunnelctl/{}.log", self.id))).unwrap_or_default()
+        std::fs::read_to_string(
+            self.root
+                .path()
+                .join(format!("var/log/tunnelctl/{}.log", self.id)),
+        )
+        .unwrap_or_default()
     }
 
     /// Everything useful when a check fails.
@@ -308,7 +404,16 @@ impl InittabTunnel {
             self.init.processes(),
             self.init.console(),
             self.log(),
-            self.sshd.log().lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            self.sshd
+                .log()
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     }
 
@@ -324,7 +429,11 @@ impl InittabTunnel {
             found = self.watchdogs();
             found.len() == 1 && Some(found[0]) != not
         });
-        assert!(ok, "expected one new watchdog (not {not:?}), found {found:?}\n{}", self.report());
+        assert!(
+            ok,
+            "expected one new watchdog (not {not:?}), found {found:?}\n{}",
+            self.report()
+        );
         found[0]
     }
 }
