@@ -127,4 +127,10 @@ fn busybox_init_respawns_the_watchdog_and_backs_off_while_the_server_is_down() {
         "busybox: server back -> tunnel carrying data after {:?}",
         working - back
     );
+    let (init_pid, last) = (t.init.pid(), t.watchdogs());
+    drop(t);
+    // SIGKILL to PID 1 took the namespace with it.
+    for pid in last.into_iter().chain([init_pid]) {
+        assert!(!alive(pid), "{pid} survived the teardown");
+    }
 }

@@ -264,4 +264,10 @@ fn systemd_system_unit_runs_sandboxed_and_survives_freezes() {
     );
     assert!(alive(watchdog3));
     drop(echo);
+    let (systemd_pid, nspawn_watchdog) = (container.pid(), watchdog3);
+    drop(container);
+    // The container, its systemd and every service in it are gone.
+    for pid in [systemd_pid, nspawn_watchdog] {
+        assert!(!alive(pid), "{pid} survived the teardown");
+    }
 }

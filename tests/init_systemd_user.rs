@@ -189,6 +189,12 @@ fn systemd_user_unit_survives_frozen_ssh_and_frozen_watchdog() {
     assert!(alive(watchdog3));
 
     manager.systemctl_ok(&["stop", UNIT]);
+    let manager_pid = manager.pid();
+    drop(manager);
+    // Teardown left nothing: the manager and everything it started are gone.
+    for pid in [manager_pid, watchdog3] {
+        assert!(!alive(pid), "{pid} survived the teardown");
+    }
     assert!(
         wait_until(Duration::from_secs(15), || !alive(watchdog3)),
         "stop left the watchdog running"

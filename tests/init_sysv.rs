@@ -85,6 +85,12 @@ fn sysv_init_respawns_the_watchdog_and_the_tunnel_comes_back() {
         "{}",
         t.report()
     );
+    let init_pid = t.init.pid();
+    drop(t);
+    // SIGKILL to PID 1 took the namespace with it.
+    for pid in [init_pid, watchdog3] {
+        assert!(!alive(pid), "{pid} survived the teardown");
+    }
 }
 
 /// SysV init disables an entry spawned 10 times within 120 s. With the server down, the
