@@ -1,1 +1,163 @@
-//! diagnostic (to be written)
+//! Errors for humans: `FILE:LINE:COL: message`, the offending line with a caret
+//! under the value, and a hint how to fix it. Pure: the caller passes the source text.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One problem at one place in a file. `line`/`column` are 1-based and count
+/// characters; `line == 0` means the problem has no place (an unreadable file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub column: usize,
+    /// How many characters to underline (at least one caret is drawn).
+    pub width: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(line: usize, column: usize, width: usize, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            line,
+            column,
+            width,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A problem with the file as a whole (not readable, empty, …).
+    pub fn whole_file(message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(0, 0, 0, message)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Diagnostic {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// `FILE:LINE:COL: message`, then the source line and a caret line, then `hint: …`.
+    pub fn render(&self, path: &Path, source: &str) -> String {
+        self.render_with_prefix(path, source, "")
+    }
+
+    /// Same as [`Diagnostic::render`] with `warning: ` before the message.
+    pub fn render_warning(&self, path: &Path, source: &str) -> String {
+        self.render_with_prefix(path, source, "warning: ")
+    }
+
+    fn render_with_prefix(&self, path: &Path, source: &str, prefix: &str) -> String {
+        let mut out = String::new();
+        if self.line == 0 {
+            let _ = write!(out, "{}: {prefix}{}", path.display(), self.message);
+        } else {
+            let _ = write!(
+                out,
+                "{}:{}:{}: {prefix}{}",
+                path.display(),
+                self.line,
+                self.column,
+                self.message
+            );
+            if let Some(text) = source.lines().nth(self.line - 1) {
+                let number = self.line.to_string();
+                let pad = " ".repeat(number.len());
+                // Tabs keep their width in the caret line so the caret stays under the value.
+                let text: String = text
+                    .chars()
+                    .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+                    .collect();
+                let lead: String = text
+                    .chars()
+                    .take(self.column.saturating_sub(1))
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                let available = text
+                    .chars()
+                    .count()
+                    .saturating_sub(self.column.saturating_sub(1));
+                let width = self.width.min(available).max(1);
+                let _ = write!(
+                    out,
+                    "\n {number} | {text}\n {pad} | {lead}{}",
+                    "^".repeat(width)
+                );
+            }
+        }
+        if let Some(hint) = &self.hint {
+            let _ = write!(out, "\n  hint: {hint}");
+        }
+        out
+    }
+}
+
+/// Edit distance (Levenshtein, case-insensitive), for did-you-mean suggestions.
+pub fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// The candidate closest to `word`, if it is close enough to be what was meant.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_location_snippet_caret_and_hint() {
+        let source = "tunnels:\n  a:\n    port: 70000\n";
+        let d = Diagnostic::new(3, 11, 5, "port 70000 is outside 1-65535").with_hint("use 1-65535");
+        let text = d.render(Path::new("t.yaml"), source);
+        assert_eq!(
+            text,
+            "t.yaml:3:11: port 70000 is outside 1-65535\n 3 |     port: 70000\n   |           ^^^^^\n  hint: use 1-65535"
+        );
+    }
+
+    #[test]
+    fn whole_file_problem_has_no_position() {
+        let d = Diagnostic::whole_file("cannot read: denied");
+        assert_eq!(d.render(Path::new("x"), ""), "x: cannot read: denied");
+        assert_eq!(
+            d.render_warning(Path::new("x"), ""),
+            "x: warning: cannot read: denied"
+        );
+    }
+
+    #[test]
+    fn caret_is_clamped_to_the_line() {
+        let d = Diagnostic::new(1, 4, 50, "m");
+        assert!(d.render(Path::new("f"), "ab: c").ends_with("|    ^^"));
+    }
+
+    #[test]
+    fn suggests_close_words_only() {
+        assert_eq!(
+            closest("keepalvie", ["keepalive", "probe"]),
+            Some("keepalive")
+        );
+        assert_eq!(closest("Host", ["host", "user"]), Some("host"));
+        assert_eq!(closest("zzzzzz", ["host", "user"]), None);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+}

@@ -1,8 +1,66 @@
+//! `tunnelctl check`: validate the configuration, write nothing.
+
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
+use crate::config;
+use crate::model::Forward;
+use crate::ssh_command::forward_spec;
 
-pub fn run(_config: Option<&Path>, _args: CheckArgs) -> ExitCode {
-    super::not_yet("check")
+pub fn run(config_path: Option<&Path>, _args: CheckArgs) -> ExitCode {
+    let path = match config::locate(config_path) {
+        Ok(path) => path,
+        Err(message) => {
+            eprintln!("tunnelctl check: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match config::load(&path) {
+        Ok(cfg) => {
+            for warning in &cfg.warnings {
+                eprintln!("{warning}");
+            }
+            for t in &cfg.tunnels {
+                println!("{}", summary(t));
+            }
+            println!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            let n = e.diagnostics.len();
+            eprintln!(
+                "tunnelctl check: {n} problem{} in {}",
+                if n == 1 { "" } else { "s" },
+                path.display()
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `NAME  user@host:port  -R 1234:localhost:22, -L 127.0.0.1:8080:intranet:80`
+pub fn summary(t: &crate::model::Tunnel) -> String {
+    let mut target = String::new();
+    if let Some(user) = &t.user {
+        target.push_str(user);
+        target.push('@');
+    }
+    target.push_str(&t.host);
+    if let Some(port) = t.port {
+        target.push_str(&format!(":{port}"));
+    }
+    if let Some(jump) = &t.jump {
+        target.push_str(&format!(" via {jump}"));
+    }
+    let forwards: Vec<String> = t
+        .forwards
+        .iter()
+        .map(|f: &Forward| {
+            let (flag, spec) = forward_spec(f);
+            format!("{flag} {spec}")
+        })
+        .collect();
+    format!("{}  {}  {}", t.name, target, forwards.join(", "))
 }
