@@ -78,7 +78,7 @@ pub struct InstallArgs {
     /// Init system (default: detected)
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
-    /// Write under DIR instead of / and run no init tool (for packagers and tests)
+    /// Write under DIR instead of / and run no init tool (for packagers and tests); per-user targets write to DIR/$HOME/…
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Show the diff, write nothing
@@ -99,7 +99,7 @@ pub struct UninstallArgs {
     /// Init system (default: detected)
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
-    /// Remove under DIR instead of / and run no init tool
+    /// Remove under DIR instead of / and run no init tool (per-user targets: DIR/$HOME/…)
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 }

@@ -646,7 +646,7 @@ impl Cx {
 
     fn tunnel_name(&mut self, key: &Key) -> bool {
         let name = &key.text;
-        let hint = "use 1-64 characters such as letters, digits, `-`, `_`, `.`; no `/`, spaces or control characters, not starting with `-` or `.`";
+        let hint = "use 1-64 characters such as letters, digits, `-`, `_`, `.`; no `/`, spaces, quotes, backslashes, `:` or control characters, not starting with `-` or `.`";
         let problem = if name.is_empty() {
             Some("a tunnel name may not be empty".to_string())
         } else if name.chars().count() > 64 {
@@ -664,6 +664,12 @@ impl Cx {
             ))
         } else if name.starts_with('-') || name.starts_with('.') {
             Some(format!("tunnel name `{name}` starts with `{}`", &name[..1]))
+        } else if let Some(c) = name.chars().find(|c| "\\\"':".contains(*c)) {
+            // systemd's StateDirectory=/RuntimeDirectory= (where the watchdog keeps its
+            // state) cannot carry these, so the name could never become a system unit.
+            Some(format!(
+                "tunnel name `{name}` contains {c:?}, which systemd's StateDirectory= cannot hold"
+            ))
         } else if unit_name_len(name) > 255 {
             Some(format!(
                 "tunnel name `{name}` makes a unit name longer than systemd's 255 characters once escaped"

@@ -1,1 +1,223 @@
-//! escape (to be written)
+//! Escaping for the places a config value ends up in a service file. Pure functions;
+//! each one is the only way a value may reach its destination.
+
+/// Placeholder the systemd renderer hands to the ssh command builder for
+/// "the credentials directory". It cannot come from the config (control characters are
+/// refused there, and `render` refuses them again), so [`exec_word`] can safely turn it
+/// into the one unescaped specifier we emit, `%d`.
+pub const CREDENTIALS_DIR: &str = "\u{1}credentials\u{1}";
+
+/// One word of an `ExecStart=` line, quoted per systemd.syntax(7) so systemd reads back
+/// exactly `word`: specifiers (`%` → `%%`) and variables (`$` → `$$`) are disarmed, and
+/// anything but a plain word is double-quoted with `\\` and `\"` escaped. A lone `;`
+/// (the command separator) becomes `\;`. Non-ASCII passes through as UTF-8.
+pub fn exec_word(word: &str) -> String {
+    if word == ";" {
+        return "\\;".to_string();
+    }
+    let plain = !word.is_empty()
+        && word
+            .replace(CREDENTIALS_DIR, "")
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-$".contains(&b));
+    let mut out = String::with_capacity(word.len() + 2);
+    if !plain {
+        out.push('"');
+    }
+    // Split on our placeholder so it alone becomes a live `%d`.
+    let mut pieces = word.split(CREDENTIALS_DIR).peekable();
+    while let Some(piece) = pieces.next() {
+        for c in piece.chars() {
+            match c {
+                '%' => out.push_str("%%"),
+                '$' => out.push_str("$$"),
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    out.push_str(&format!("\\x{:02x}", c as u32));
+                }
+                c => out.push(c),
+            }
+        }
+        if pieces.peek().is_some() {
+            out.push_str("%d");
+        }
+    }
+    if !plain {
+        out.push('"');
+    }
+    out
+}
+
+/// A whole command line for `ExecStart=`: every word through [`exec_word`].
+pub fn exec_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|w| exec_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A free-text unit setting such as `Description=`: only specifiers are live there.
+pub fn unit_text(value: &str) -> String {
+    value.replace('%', "%%")
+}
+
+/// `tunnel-NAME.service`, with bytes outside `[A-Za-z0-9:_.-]` written as `\xNN` the way
+/// `systemd-escape` does (a leading `.` too). `-` stays literal: the name is not a path.
+pub fn unit_name(name: &str) -> String {
+    let mut out = String::from("tunnel-");
+    for (i, b) in name.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || b":_-".contains(&b) || (b == b'.' && i > 0);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push_str(".service");
+    out
+}
+
+/// A relative directory for `StateDirectory=`/`RuntimeDirectory=`. systemd splits those
+/// settings into words, keeps backslashes, unquotes quotes and (since 250) reads `:` as a
+/// symlink separator, so a name with any of those cannot be carried: refuse it.
+pub fn unit_directory(dir: &str) -> Result<String, String> {
+    if let Some(c) = dir
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\\\"':".contains(*c))
+    {
+        return Err(format!(
+            "`{dir}` contains {c:?}, which systemd's StateDirectory= cannot hold; rename the tunnel \
+             without spaces, quotes, backslashes or `:`"
+        ));
+    }
+    if dir
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err(format!("`{dir}` is not a plain relative directory"));
+    }
+    Ok(unit_text(dir))
+}
+
+/// The path half of `LoadCredential=ID:PATH`: taken verbatim after specifier expansion, and
+/// systemd wants it absolute and normalized.
+pub fn credential_path(path: &str) -> Result<String, String> {
+    let normalized = path.starts_with('/')
+        && !path.contains("//")
+        && !path.ends_with('/')
+        && !path.split('/').any(|part| part == "." || part == "..");
+    if !normalized {
+        return Err(format!(
+            "`{path}` must be an absolute path without `.`, `..` or `//` for LoadCredential="
+        ));
+    }
+    if path.trim() != path || path.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "`{path}` begins or ends with whitespace or holds a control character"
+        ));
+    }
+    Ok(unit_text(path))
+}
+
+/// Characters that make sysvinit and BusyBox init hand the process field to `/bin/sh -c`.
+pub const INITTAB_SHELL_CHARS: &str = "~`!$^&*()=|\\{}[];\"'<>?";
+
+/// sysvinit before 3.14 silently skips a line whose process field is longer than this.
+pub const INITTAB_PROCESS_MAX: usize = 127;
+
+/// Why `process` cannot go into an inittab line as it is, if it cannot.
+pub fn inittab_process_problem(process: &str) -> Option<String> {
+    if process.len() > INITTAB_PROCESS_MAX {
+        return Some(format!(
+            "the inittab command is {} bytes long; init ignores lines whose command exceeds {} bytes \
+             (use a shorter --watchdog path)",
+            process.len(),
+            INITTAB_PROCESS_MAX
+        ));
+    }
+    if let Some(c) = process.chars().find(|c| INITTAB_SHELL_CHARS.contains(*c)) {
+        return Some(format!(
+            "the inittab command contains `{c}`, which makes init run it through /bin/sh \
+             (use a --watchdog path without any of {INITTAB_SHELL_CHARS})"
+        ));
+    }
+    if let Some(c) = process
+        .chars()
+        .find(|c| c.is_control() || *c == '#' || *c == ':')
+    {
+        return Some(format!(
+            "the inittab command contains {c:?}, which init would misread (use a plainer --watchdog path)"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_words_stay_bare() {
+        assert_eq!(
+            exec_word("/usr/bin/tunnel-watchdog"),
+            "/usr/bin/tunnel-watchdog"
+        );
+        assert_eq!(
+            exec_word("ServerAliveInterval=15"),
+            "ServerAliveInterval=15"
+        );
+    }
+
+    #[test]
+    fn specials_are_disarmed() {
+        assert_eq!(exec_word("50%"), "50%%");
+        assert_eq!(exec_word("$HOME"), "$$HOME");
+        assert_eq!(exec_word("a b"), "\"a b\"");
+        assert_eq!(exec_word(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(exec_word("it's"), "\"it's\"");
+        assert_eq!(exec_word(";"), "\\;");
+        assert_eq!(exec_word("a;b"), "\"a;b\"");
+        assert_eq!(exec_word(""), "\"\"");
+        assert_eq!(exec_word("café"), "\"café\"");
+        assert_eq!(exec_word("x\ny"), "\"x\\x0ay\"");
+    }
+
+    #[test]
+    fn credentials_placeholder_becomes_specifier() {
+        let word = format!("UserKnownHostsFile={CREDENTIALS_DIR}/known_hosts");
+        assert_eq!(exec_word(&word), "UserKnownHostsFile=%d/known_hosts");
+        let word = format!("{CREDENTIALS_DIR}/id 100%");
+        assert_eq!(exec_word(&word), "\"%d/id 100%%\"");
+    }
+
+    #[test]
+    fn unit_names_match_systemd_escape() {
+        assert_eq!(unit_name("work-tunnel"), "tunnel-work-tunnel.service");
+        assert_eq!(unit_name("a b"), "tunnel-a\\x20b.service");
+        assert_eq!(unit_name("café"), "tunnel-caf\\xc3\\xa9.service");
+        assert_eq!(unit_name("x.y"), "tunnel-x.y.service");
+        assert_eq!(unit_name(".x"), "tunnel-\\x2ex.service");
+        assert_eq!(unit_name("a\\b"), "tunnel-a\\x5cb.service");
+    }
+
+    #[test]
+    fn inittab_process_rules() {
+        assert!(
+            inittab_process_problem(
+                "/usr/bin/tunnel-watchdog --args-file /etc/tunnelctl/run/t0ab.args"
+            )
+            .is_none()
+        );
+        assert!(
+            inittab_process_problem("/opt/my$dir/w --args-file x")
+                .unwrap()
+                .contains("`$`")
+        );
+        assert!(
+            inittab_process_problem(&format!("/{} x", "a".repeat(130)))
+                .unwrap()
+                .contains("127")
+        );
+    }
+}

@@ -1,12 +1,87 @@
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::render::{default_watchdog, home_dir, load_config};
 use crate::cli::{InstallArgs, UninstallArgs};
+use crate::install::Installer;
+use crate::render::{self, RenderOptions};
+use crate::target::Target;
 
-pub fn run(_config: Option<&Path>, _args: InstallArgs) -> ExitCode {
-    super::not_yet("install")
+fn target_for(explicit: Option<Target>, root: &Path) -> Target {
+    explicit.unwrap_or_else(|| Target::detect(root, !nix::unistd::geteuid().is_root()))
 }
 
-pub fn run_uninstall(_config: Option<&Path>, _args: UninstallArgs) -> ExitCode {
-    super::not_yet("uninstall")
+pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
+    let config = match load_config(config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let target = target_for(args.target, &root);
+    let tunnels: Vec<_> = if args.all {
+        config.tunnels.iter().collect()
+    } else {
+        let name = args.name.as_deref().unwrap_or_default();
+        match config.tunnel(name) {
+            Ok(tunnel) => vec![tunnel],
+            Err(message) => {
+                eprintln!("tunnelctl install: {message}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let options = RenderOptions {
+        watchdog: args.watchdog.clone().unwrap_or_else(default_watchdog),
+        home: home_dir(),
+    };
+    // Render everything before writing anything: a refused tunnel leaves the system alone.
+    let mut rendered = Vec::new();
+    for tunnel in &tunnels {
+        match render::render(tunnel, target, &options) {
+            Ok(r) => rendered.push((tunnel.name.as_str(), r)),
+            Err(e) => {
+                eprintln!("tunnelctl install: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let installer = Installer {
+        root,
+        run_tools: args.root.is_none(),
+        dry_run: args.dry_run,
+        no_start: args.no_start,
+    };
+    let mut out = std::io::stdout().lock();
+    for (name, r) in &rendered {
+        if let Err(message) = installer.install(name, target, r, &mut out) {
+            let _ = out.flush();
+            eprintln!("tunnelctl install: {name}: {message}");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Works from the name alone, so a tunnel already gone from the config can be removed.
+pub fn run_uninstall(_config: Option<&Path>, args: UninstallArgs) -> ExitCode {
+    let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let target = target_for(args.target, &root);
+    let id = crate::config::inittab_id(&args.name);
+    let paths = render::installed_paths(&args.name, target, &home_dir(), &id);
+    let installer = Installer {
+        root,
+        run_tools: args.root.is_none(),
+        dry_run: false,
+        no_start: false,
+    };
+    let mut out = std::io::stdout().lock();
+    match installer.uninstall(&args.name, target, &paths, &id, &mut out) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(message) => {
+            let _ = out.flush();
+            eprintln!("tunnelctl uninstall: {}: {message}", args.name);
+            ExitCode::from(1)
+        }
+    }
 }

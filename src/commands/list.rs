@@ -1,8 +1,128 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::render::{default_watchdog, home_dir, load_config};
 use crate::cli::ListArgs;
+use crate::install::{INITTAB, Installer};
+use crate::model::Tunnel;
+use crate::render::{self, RenderOptions};
+use crate::target::Target;
 
-pub fn run(_config: Option<&Path>, _args: ListArgs) -> ExitCode {
-    super::not_yet("list")
+pub fn run(config: Option<&Path>, args: ListArgs) -> ExitCode {
+    let config = match load_config(config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let installer = Installer {
+        root: args.root.unwrap_or_else(|| PathBuf::from("/")),
+        run_tools: false,
+        dry_run: true,
+        no_start: true,
+    };
+    // The watchdog path depends on where tunnelctl ran from at install time, not on the
+    // config: a file matching any usual location counts as installed.
+    let mut candidates = vec![
+        default_watchdog(),
+        PathBuf::from("/usr/bin/tunnel-watchdog"),
+    ];
+    candidates.push(PathBuf::from("/usr/local/bin/tunnel-watchdog"));
+    candidates.dedup();
+    let home = home_dir();
+    for tunnel in &config.tunnels {
+        let places: Vec<String> = Target::ALL
+            .iter()
+            .filter_map(|&target| {
+                let states = candidates.iter().filter_map(|watchdog| {
+                    let options = RenderOptions {
+                        watchdog: watchdog.clone(),
+                        home: home.clone(),
+                    };
+                    state(&installer, tunnel, target, &options)
+                });
+                // "installed" beats "differs"
+                states.max().map(|s| format!("{target}: {s}"))
+            })
+            .collect();
+        let places = if places.is_empty() {
+            "not installed".to_string()
+        } else {
+            places.join(", ")
+        };
+        println!(
+            "{}\t{}\t{}\t{}",
+            tunnel.name,
+            destination(tunnel),
+            forwards(tunnel),
+            places
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn destination(t: &Tunnel) -> String {
+    let user = t.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+    let port = t.port.map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{user}{}{port}", t.host)
+}
+
+fn forwards(t: &Tunnel) -> String {
+    t.forwards
+        .iter()
+        .map(|f| {
+            let (flag, spec) = crate::ssh_command::forward_spec(f);
+            format!("{flag} {spec}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// "installed" when every file (and the inittab entry) is as rendered now, "differs" when
+/// some of it is there but not as rendered, None when nothing is there.
+fn state(
+    installer: &Installer,
+    tunnel: &Tunnel,
+    target: Target,
+    options: &RenderOptions,
+) -> Option<&'static str> {
+    let rendered = render::render(tunnel, target, options).ok()?;
+    // inittab and busybox share the args file and /etc/inittab: which one is installed is
+    // told by the form of the line after our marker (`ID:…` or `::…`).
+    if let Some(entry) = &rendered.inittab {
+        let inittab = std::fs::read(installer.host(Path::new(INITTAB))).unwrap_or_default();
+        let text = String::from_utf8_lossy(&inittab);
+        let lines: Vec<&str> = text.lines().collect();
+        let prefix = crate::render::inittab::marker_prefix(&entry.id);
+        let at = lines.iter().position(|l| l.starts_with(&prefix))?;
+        let line = lines.get(at + 1).copied().unwrap_or_default();
+        let form = if target == Target::Busybox {
+            "::".to_string()
+        } else {
+            format!("{}:", entry.id)
+        };
+        if !line.starts_with(&form) {
+            return None;
+        }
+        let files_same = rendered.files.iter().all(|f| {
+            std::fs::read(installer.host(&f.path)).is_ok_and(|b| b == f.contents.as_bytes())
+        });
+        return Some(if line == entry.line && files_same {
+            "installed"
+        } else {
+            "differs"
+        });
+    }
+    let mut present = 0;
+    let mut same = 0;
+    for file in &rendered.files {
+        if let Ok(bytes) = std::fs::read(installer.host(&file.path)) {
+            present += 1;
+            same += usize::from(bytes == file.contents.as_bytes());
+        }
+    }
+    let total = rendered.files.len();
+    match (present, same) {
+        (0, _) => None,
+        (p, s) if p == total && s == total => Some("installed"),
+        _ => Some("differs"),
+    }
 }

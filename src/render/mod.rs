@@ -1,1 +1,252 @@
-//! One renderer per target (to be written).
+//! One renderer per target. Everything here is pure: a [`Tunnel`] and a [`Target`] in,
+//! file contents and their install paths out. `install.rs` does the writing.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::duration::format_duration;
+use crate::model::Tunnel;
+use crate::target::Target;
+
+pub mod inittab;
+pub mod launchd;
+pub mod systemd;
+
+/// What the renderer needs besides the tunnel.
+#[derive(Clone, Debug)]
+pub struct RenderOptions {
+    /// Absolute path of `tunnel-watchdog` on the target machine.
+    pub watchdog: PathBuf,
+    /// Home directory of the user a per-user target (systemd-user, launchd-agent) is
+    /// installed for. launchd does not expand `~`, so its paths are written out in full.
+    pub home: PathBuf,
+}
+
+/// Which paths the ssh command line should name for the key and known_hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialPaths {
+    /// The paths from the config.
+    AsConfigured,
+    /// `%d/identity` and `%d/known_hosts`: systemd's credentials directory, filled by
+    /// `LoadCredential=` (see [`crate::escape::CREDENTIALS_DIR`]).
+    SystemdCredentials,
+}
+
+/// The functions render takes from the config side; [`render`] wires the real ones,
+/// tests may pass their own.
+pub struct Deps<'a> {
+    pub ssh_argv: &'a dyn Fn(&Tunnel, CredentialPaths) -> Vec<String>,
+    pub inittab_id: &'a dyn Fn(&str) -> String,
+}
+
+/// One file to install.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedFile {
+    /// Absolute path on the target machine (for per-user targets it lies under
+    /// [`RenderOptions::home`]).
+    pub path: PathBuf,
+    pub contents: String,
+    pub mode: u32,
+}
+
+/// The `/etc/inittab` entry of an inittab or busybox target: a marker comment line that
+/// lets `uninstall` find the entry, and the entry itself (both without newline).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InittabEntry {
+    pub id: String,
+    pub marker: String,
+    pub line: String,
+}
+
+impl InittabEntry {
+    /// The two lines as they go into /etc/inittab.
+    pub fn text(&self) -> String {
+        format!("{}\n{}\n", self.marker, self.line)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub files: Vec<RenderedFile>,
+    /// Directories the service needs but does not create itself (log directories for
+    /// launchd and inittab). Created by install when missing, removed by uninstall only
+    /// when it created them and they are empty.
+    pub dirs: Vec<PathBuf>,
+    pub inittab: Option<InittabEntry>,
+}
+
+/// A value the target's file format cannot carry safely. Caused by the config or the
+/// options, so the CLI reports it with exit code 2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderError {
+    pub tunnel: String,
+    pub target: Target,
+    pub message: String,
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tunnel `{}`, target {}: {}",
+            self.tunnel, self.target, self.message
+        )
+    }
+}
+
+impl std::error::Error for RenderError {}
+
+/// Renders with the real ssh command builder and inittab ids.
+pub fn render(
+    tunnel: &Tunnel,
+    target: Target,
+    options: &RenderOptions,
+) -> Result<Rendered, RenderError> {
+    let ssh = |t: &Tunnel, creds: CredentialPaths| {
+        let overrides = match creds {
+            CredentialPaths::AsConfigured => crate::ssh_command::PathOverrides::default(),
+            CredentialPaths::SystemdCredentials => crate::ssh_command::PathOverrides {
+                identity: t
+                    .identity
+                    .as_ref()
+                    .map(|_| format!("{}/identity", crate::escape::CREDENTIALS_DIR)),
+                known_hosts: t
+                    .known_hosts
+                    .as_ref()
+                    .map(|_| format!("{}/known_hosts", crate::escape::CREDENTIALS_DIR)),
+            },
+        };
+        crate::ssh_command::ssh_argv(t, &overrides)
+    };
+    let deps = Deps {
+        ssh_argv: &ssh,
+        inittab_id: &crate::config::inittab_id,
+    };
+    render_with(tunnel, target, options, &deps)
+}
+
+pub fn render_with(
+    tunnel: &Tunnel,
+    target: Target,
+    options: &RenderOptions,
+    deps: &Deps,
+) -> Result<Rendered, RenderError> {
+    let fail = |message: String| RenderError {
+        tunnel: tunnel.name.clone(),
+        target,
+        message,
+    };
+    check_common(tunnel, options, deps).map_err(fail)?;
+    match target {
+        Target::Systemd | Target::SystemdUser => systemd::render(tunnel, target, options, deps),
+        Target::Launchd | Target::LaunchdAgent => launchd::render(tunnel, target, options, deps),
+        Target::Inittab | Target::Busybox => inittab::render(tunnel, target, options, deps),
+    }
+    .map_err(fail)
+}
+
+/// Refusals that hold for every target: one argument must stay one line in an args file
+/// and one word for every parser, and the watchdog must be an absolute path.
+fn check_common(tunnel: &Tunnel, options: &RenderOptions, deps: &Deps) -> Result<(), String> {
+    let watchdog = path_str(&options.watchdog, "--watchdog")?;
+    if !options.watchdog.is_absolute() {
+        return Err(format!("--watchdog `{watchdog}` must be an absolute path"));
+    }
+    if tunnel.name.is_empty() || tunnel.name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(format!(
+            "the name {:?} contains a control character or `/`",
+            tunnel.name
+        ));
+    }
+    for word in (deps.ssh_argv)(tunnel, CredentialPaths::AsConfigured) {
+        if let Some(c) = word.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "the ssh argument {word:?} contains the control character {c:?}; remove it from tunnels.yaml"
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn path_str<'p>(path: &'p Path, what: &str) -> Result<&'p str, String> {
+    path.to_str()
+        .ok_or_else(|| format!("{what} path {path:?} is not valid UTF-8"))
+}
+
+/// The watchdog's options (everything before `--` and the ssh argv), per the contract in
+/// docs/design.md.
+pub fn watchdog_options(
+    tunnel: &Tunnel,
+    state_dir: Option<&str>,
+    log_file: Option<&str>,
+) -> Vec<String> {
+    let mut args = vec![
+        "--name".to_string(),
+        tunnel.name.clone(),
+        "--probe-interval".to_string(),
+        format_duration(tunnel.probe.interval),
+        "--probe-timeout".to_string(),
+        format_duration(tunnel.probe.timeout),
+        "--probe-failures".to_string(),
+        tunnel.probe.failures.to_string(),
+        "--backoff-initial".to_string(),
+        format_duration(tunnel.backoff.initial),
+        "--backoff-max".to_string(),
+        format_duration(tunnel.backoff.max),
+    ];
+    if let Some(dir) = state_dir {
+        args.push("--state-dir".to_string());
+        args.push(dir.to_string());
+    }
+    if let Some(file) = log_file {
+        args.push("--log-file".to_string());
+        args.push(file.to_string());
+    }
+    args
+}
+
+/// Everything after the watchdog's path: options, `--`, the ssh argv.
+pub fn watchdog_args(
+    tunnel: &Tunnel,
+    state_dir: Option<&str>,
+    log_file: Option<&str>,
+    ssh: Vec<String>,
+) -> Vec<String> {
+    let mut args = watchdog_options(tunnel, state_dir, log_file);
+    args.push("--".to_string());
+    args.extend(ssh);
+    args
+}
+
+/// Rounds up to whole seconds, the unit init systems' timers are written in.
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Where a target keeps a tunnel's files, computed from the name alone so `uninstall` and
+/// `list` work even after the tunnel left the config. Must agree with the renderers (a
+/// test checks it).
+pub fn installed_paths(name: &str, target: Target, home: &Path, inittab_id: &str) -> Vec<PathBuf> {
+    match target {
+        Target::Systemd => {
+            vec![Path::new("/etc/systemd/system").join(crate::escape::unit_name(name))]
+        }
+        Target::SystemdUser => vec![
+            home.join(".config/systemd/user")
+                .join(crate::escape::unit_name(name)),
+        ],
+        Target::Launchd => {
+            vec![
+                Path::new("/Library/LaunchDaemons").join(format!("{}.plist", launchd::label(name))),
+            ]
+        }
+        Target::LaunchdAgent => {
+            vec![
+                home.join("Library/LaunchAgents")
+                    .join(format!("{}.plist", launchd::label(name))),
+            ]
+        }
+        Target::Inittab | Target::Busybox => vec![PathBuf::from(inittab::args_path(inittab_id))],
+    }
+}

@@ -1,0 +1,427 @@
+//! Golden tests in the style of a generator's test tree: `tests/golden/<case>/tunnels.yaml`
+//! is installed with `tunnelctl install --all --root TMP` for every target, and TMP must
+//! equal `tests/golden/<case>/expected/<target>/` byte for byte. `UPDATE_GOLDEN=1`
+//! rewrites the expected trees. On top: `systemd-analyze verify` and `security` on every
+//! unit, plists read back by two parsers, inittab lines and args files checked against
+//! the rules init applies.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use tunnelctl::render::{self, RenderOptions};
+use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
+use tunnelctl::target::Target;
+
+const WATCHDOG: &str = "/usr/bin/tunnel-watchdog";
+
+fn cases() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("tunnels.yaml").is_file())
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 6,
+        "golden cases missing in {}",
+        dir.display()
+    );
+    cases
+}
+
+#[test]
+fn every_case_renders_as_expected_for_every_target() {
+    let home = golden_home();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut mismatches = Vec::new();
+    for case in cases() {
+        for target in Target::ALL {
+            let root = tempfile::tempdir().unwrap();
+            let out = tunnelctl(&home)
+                .arg("-c")
+                .arg(case.join("tunnels.yaml"))
+                .args([
+                    "install",
+                    "--all",
+                    "--target",
+                    target.as_str(),
+                    "--watchdog",
+                    WATCHDOG,
+                    "--root",
+                ])
+                .arg(root.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} {target}: {}",
+                case.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let actual = tree(root.path());
+            let expected_dir = case.join("expected").join(target.as_str());
+            if update {
+                let _ = fs::remove_dir_all(&expected_dir);
+                for (rel, bytes) in &actual {
+                    let path = expected_dir.join(rel);
+                    fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    fs::write(path, bytes).unwrap();
+                }
+                continue;
+            }
+            let expected = tree(&expected_dir);
+            if expected.is_empty() {
+                mismatches.push(format!(
+                    "{}: no expected tree (run with UPDATE_GOLDEN=1)",
+                    expected_dir.display()
+                ));
+            }
+            for (rel, bytes) in &actual {
+                match expected.get(rel) {
+                    None => {
+                        mismatches.push(format!("{}/{rel}: not expected", expected_dir.display()))
+                    }
+                    Some(want) if want != bytes => mismatches.push(format!(
+                        "{}/{rel} differs:\n{}",
+                        expected_dir.display(),
+                        tunnelctl::install::unified_diff(
+                            "expected",
+                            "actual",
+                            &String::from_utf8_lossy(want),
+                            &String::from_utf8_lossy(bytes)
+                        )
+                    )),
+                    Some(_) => {}
+                }
+            }
+            for rel in expected.keys().filter(|rel| !actual.contains_key(*rel)) {
+                mismatches.push(format!(
+                    "{}/{rel}: expected but not written",
+                    expected_dir.display()
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// The `render` command prints what install writes (service file; inittab lines + args file).
+#[test]
+fn render_command_prints_the_installed_contents() {
+    let home = golden_home();
+    let case = cases()
+        .into_iter()
+        .find(|c| c.ends_with("full-example"))
+        .unwrap();
+    let config = case.join("tunnels.yaml");
+    let run = |target: &str| {
+        let out = tunnelctl(&home)
+            .arg("-c")
+            .arg(&config)
+            .args([
+                "render",
+                "work-tunnel",
+                "--target",
+                target,
+                "--watchdog",
+                WATCHDOG,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let unit = fs::read_to_string(
+        case.join("expected/systemd/etc/systemd/system/tunnel-work-tunnel.service"),
+    )
+    .unwrap();
+    assert_eq!(run("systemd"), unit);
+    let inittab = run("inittab");
+    let id = tunnelctl::config::inittab_id("work-tunnel");
+    let args =
+        fs::read_to_string(case.join(format!("expected/inittab/etc/tunnelctl/run/{id}.args")))
+            .unwrap();
+    let installed_inittab = fs::read_to_string(case.join("expected/inittab/etc/inittab")).unwrap();
+    assert_eq!(
+        inittab,
+        format!(
+            "# ==> /etc/inittab <==\n{installed_inittab}# ==> /etc/tunnelctl/run/{id}.args <==\n{args}"
+        )
+    );
+    // Unknown tunnel and bad target are argument errors.
+    let out = tunnelctl(&home)
+        .arg("-c")
+        .arg(&config)
+        .args(["render", "nope", "--target", "systemd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no tunnel named `nope`"));
+}
+
+/// `systemd-analyze verify` accepts every rendered unit without a single warning about
+/// it, and the system unit's exposure score stays at or below 2.5.
+#[test]
+fn systemd_analyze_accepts_every_unit() {
+    let home = golden_home();
+    let watchdog = env!("CARGO_BIN_EXE_tunnel-watchdog");
+    let mut scores = Vec::new();
+    for case in cases() {
+        for target in [Target::Systemd, Target::SystemdUser] {
+            let root = tempfile::tempdir().unwrap();
+            let out = tunnelctl(&home)
+                .arg("-c")
+                .arg(case.join("tunnels.yaml"))
+                .args([
+                    "install",
+                    "--all",
+                    "--target",
+                    target.as_str(),
+                    "--watchdog",
+                    watchdog,
+                    "--root",
+                ])
+                .arg(root.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let units: Vec<PathBuf> = tree(root.path())
+                .keys()
+                .filter(|rel| rel.ends_with(".service"))
+                .map(|rel| root.path().join(rel))
+                .collect();
+            assert!(!units.is_empty());
+            for unit in units {
+                let name = unit.file_name().unwrap().to_str().unwrap().to_string();
+                let (stderr, ok) = verify(&unit);
+                assert!(ok, "{name}: systemd-analyze verify failed:\n{stderr}");
+                assert!(
+                    !stderr
+                        .lines()
+                        .any(|l| l.contains(&name) || l.contains(unit.to_str().unwrap())),
+                    "{} {name}: systemd-analyze verify warned:\n{stderr}",
+                    case.display()
+                );
+                if target == Target::Systemd {
+                    let score = exposure(&unit);
+                    assert!(score <= 2.5, "{name}: exposure {score} > 2.5");
+                    scores.push((name, score));
+                }
+            }
+        }
+    }
+    eprintln!("exposure scores: {scores:?}");
+}
+
+/// launchd: both the `plist` crate and Python's plistlib read back exactly the intended
+/// ProgramArguments, and the keys launchd needs are there.
+#[test]
+fn plists_read_back_the_intended_argv() {
+    let home = golden_home();
+    for case in cases() {
+        let config = load(&case.join("tunnels.yaml"), &home);
+        for target in [Target::Launchd, Target::LaunchdAgent] {
+            let expected_dir = case.join("expected").join(target.as_str());
+            for tunnel in &config.tunnels {
+                let options = RenderOptions {
+                    watchdog: WATCHDOG.into(),
+                    home: home.clone(),
+                };
+                let rendered = render::render(tunnel, target, &options).unwrap();
+                let file = &rendered.files[0];
+                let on_disk = expected_dir.join(file.path.strip_prefix("/").unwrap());
+                let state = if target == Target::Launchd {
+                    format!("/var/run/tunnelctl/{}", tunnel.name)
+                } else {
+                    format!(
+                        "{}/Library/Application Support/tunnelctl/{}",
+                        home.display(),
+                        tunnel.name
+                    )
+                };
+                let mut intended = vec![WATCHDOG.to_string()];
+                intended.extend(render::watchdog_args(
+                    tunnel,
+                    Some(&state),
+                    None,
+                    ssh_argv(tunnel, &PathOverrides::default()),
+                ));
+                let value = plist::Value::from_file(&on_disk).unwrap();
+                let dict = value.as_dictionary().unwrap();
+                let argv: Vec<String> = dict["ProgramArguments"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_string().unwrap().to_string())
+                    .collect();
+                assert_eq!(argv, intended, "{}", on_disk.display());
+                assert_eq!(
+                    dict["Label"].as_string(),
+                    Some(format!("org.tunnelctl.{}", tunnel.name).as_str())
+                );
+                assert_eq!(dict["RunAtLoad"].as_boolean(), Some(true));
+                assert_eq!(dict["KeepAlive"].as_boolean(), Some(true));
+                assert!(
+                    dict["StandardErrorPath"]
+                        .as_string()
+                        .unwrap()
+                        .ends_with(&format!("{}.log", tunnel.name))
+                );
+                assert_eq!(
+                    python_program_arguments(&on_disk),
+                    intended,
+                    "{}",
+                    on_disk.display()
+                );
+            }
+        }
+    }
+}
+
+/// inittab/busybox: the line is short and shell-free, names our args file, and the args
+/// file holds exactly the intended arguments one per line.
+#[test]
+fn inittab_lines_are_plain_and_args_files_exact() {
+    let home = golden_home();
+    for case in cases() {
+        let config = load(&case.join("tunnels.yaml"), &home);
+        for target in [Target::Inittab, Target::Busybox] {
+            let expected_dir = case.join("expected").join(target.as_str());
+            let inittab = fs::read_to_string(expected_dir.join("etc/inittab")).unwrap();
+            for tunnel in &config.tunnels {
+                let id = tunnelctl::config::inittab_id(&tunnel.name);
+                let lines: Vec<&str> = inittab.lines().collect();
+                let at = lines
+                    .iter()
+                    .position(|l| l.starts_with(&format!("# tunnelctl:{id} {} ", tunnel.name)))
+                    .unwrap();
+                let line = lines[at + 1];
+                let process = match target {
+                    Target::Busybox => line.strip_prefix("::respawn:").unwrap(),
+                    _ => line.strip_prefix(&format!("{id}:2345:respawn:")).unwrap(),
+                };
+                assert!(process.len() <= 127, "{line}");
+                assert!(
+                    !process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)),
+                    "{line}"
+                );
+                assert_eq!(
+                    process,
+                    format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args")
+                );
+
+                let args =
+                    fs::read_to_string(expected_dir.join(format!("etc/tunnelctl/run/{id}.args")))
+                        .unwrap();
+                let read: Vec<&str> = args.lines().skip_while(|l| l.starts_with('#')).collect();
+                let intended = render::watchdog_args(
+                    tunnel,
+                    Some(&format!("/run/tunnelctl/{}", tunnel.name)),
+                    Some(&format!("/var/log/tunnelctl/{id}.log")),
+                    ssh_argv(tunnel, &PathOverrides::default()),
+                );
+                assert_eq!(read, intended, "{}", case.display());
+            }
+        }
+    }
+}
+
+/// Path → bytes of every file under `dir` (relative, `/`-separated).
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn verify(unit: &Path) -> (String, bool) {
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+fn exposure(unit: &Path) -> f64 {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no score in:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    line.rsplit(": ")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn python_program_arguments(plist: &Path) -> Vec<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            // NUL-separated UTF-8: exact for any string a plist can hold here.
+            "import plistlib,sys; a=plistlib.load(open(sys.argv[1],'rb'))['ProgramArguments']; \
+             sys.stdout.buffer.write(b'\\0'.join(x.encode() for x in a))",
+        ])
+        .arg(plist)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,341 @@
+//! install/uninstall under `--root`: round trips leave the tree as it was, reinstalling
+//! shows a diff or says unchanged, `--dry-run` and refused configs write nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::*;
+use tunnelctl::target::Target;
+
+const WATCHDOG: &str = "/usr/bin/tunnel-watchdog";
+
+const CONFIG: &str = "tunnels:
+  web:
+    host: web.example.org
+    user: alice
+    identity: ~/.ssh/id_ed25519
+    forwards:
+      - remote: 8022
+        to: localhost:22
+  db:
+    host: db.example.org
+    forwards:
+      - local: 15432
+        to: localhost:5432
+";
+
+/// An inittab like a real one: comments, other entries, CRLF on one line, and no
+/// newline at the end.
+const INITTAB: &[u8] = b"# /etc/inittab: init(8) configuration.\nid:2:initdefault:\n\nsi::sysinit:/etc/init.d/rcS\r\n# getty\n1:2345:respawn:/sbin/getty --noclear 38400 tty1";
+
+/// Every path under `dir` with its kind, mode and contents.
+fn snapshot(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if meta.is_dir() {
+                stack.push(path.clone());
+                out.insert(rel, (meta.mode(), Vec::new()));
+            } else {
+                out.insert(rel, (meta.mode(), fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+struct Fixture {
+    root: tempfile::TempDir,
+    config: tempfile::TempDir,
+    home: std::path::PathBuf,
+}
+
+impl Fixture {
+    /// A root that looks like an installed system: the standard directories exist, and
+    /// /etc/inittab has content of its own.
+    fn new() -> Fixture {
+        let home = golden_home();
+        let root = tempfile::tempdir().unwrap();
+        let home_in_root = root.path().join(home.strip_prefix("/").unwrap());
+        for dir in [
+            "etc/systemd/system",
+            "Library/LaunchDaemons",
+            "var/log",
+            "var/run",
+        ] {
+            fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        for dir in [
+            ".config/systemd/user",
+            "Library/LaunchAgents",
+            "Library/Logs",
+        ] {
+            fs::create_dir_all(home_in_root.join(dir)).unwrap();
+        }
+        fs::write(root.path().join("etc/inittab"), INITTAB).unwrap();
+        let config = tempfile::tempdir().unwrap();
+        fs::write(config.path().join("tunnels.yaml"), CONFIG).unwrap();
+        Fixture { root, config, home }
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = tunnelctl(&self.home)
+            .arg("-c")
+            .arg(self.config.path().join("tunnels.yaml"))
+            .args(args)
+            .arg("--root")
+            .arg(self.root.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn install(&self, name: &str, target: Target, extra: &[&str]) -> (i32, String, String) {
+        let mut args = vec![
+            "install",
+            name,
+            "--target",
+            target.as_str(),
+            "--watchdog",
+            WATCHDOG,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn set_config(&self, text: &str) {
+        fs::write(self.config.path().join("tunnels.yaml"), text).unwrap();
+    }
+}
+
+#[test]
+fn install_then_uninstall_leaves_the_tree_as_it_was() {
+    for target in Target::ALL {
+        let f = Fixture::new();
+        let before = snapshot(f.root.path());
+        for name in ["web", "db"] {
+            let (code, out, err) = f.install(name, target, &[]);
+            assert_eq!(code, 0, "{target}: {out}{err}");
+            assert!(
+                out.contains(&format!("{name} ({target}): installed")),
+                "{out}"
+            );
+        }
+        let installed = snapshot(f.root.path());
+        assert_ne!(installed, before, "{target}: install wrote nothing");
+        if matches!(target, Target::Inittab | Target::Busybox) {
+            let inittab = fs::read(f.root.path().join("etc/inittab")).unwrap();
+            assert!(
+                inittab.starts_with(INITTAB),
+                "{target}: the existing lines changed"
+            );
+        }
+        for name in ["web", "db"] {
+            let (code, out, err) = f.run(&["uninstall", name, "--target", target.as_str()]);
+            assert_eq!(code, 0, "{target}: {out}{err}");
+            assert!(out.contains("removed"), "{out}");
+        }
+        let after = snapshot(f.root.path());
+        assert_eq!(
+            after, before,
+            "{target}: uninstall did not restore the tree"
+        );
+        // A second uninstall finds nothing and says so.
+        let (code, out, _) = f.run(&["uninstall", "web", "--target", target.as_str()]);
+        assert_eq!(code, 0);
+        assert!(out.contains("not installed"), "{out}");
+    }
+}
+
+#[test]
+fn uninstall_keeps_an_inittab_entry_installed_in_the_middle_and_other_edits() {
+    // Install, then someone appends a line after ours: uninstall removes only our two lines.
+    let f = Fixture::new();
+    assert_eq!(f.install("web", Target::Inittab, &[]).0, 0);
+    let path = f.root.path().join("etc/inittab");
+    let mut text = fs::read(&path).unwrap();
+    text.extend_from_slice(b"\n2:2345:respawn:/sbin/getty 38400 tty2\n");
+    fs::write(&path, &text).unwrap();
+    assert_eq!(f.run(&["uninstall", "web", "--target", "inittab"]).0, 0);
+    let mut expected = INITTAB.to_vec();
+    expected.extend_from_slice(b"\n2:2345:respawn:/sbin/getty 38400 tty2\n");
+    assert_eq!(
+        String::from_utf8_lossy(&fs::read(&path).unwrap()),
+        String::from_utf8_lossy(&expected)
+    );
+}
+
+#[test]
+fn reinstall_shows_a_diff_or_says_unchanged() {
+    for target in Target::ALL {
+        let f = Fixture::new();
+        let (code, out, _) = f.install("web", target, &[]);
+        assert_eq!(code, 0);
+        assert!(
+            out.contains("+++ "),
+            "{target}: first install shows the new file as a diff:\n{out}"
+        );
+
+        // Unchanged: nothing written (same inode and mtime everywhere).
+        let stamps = |root: &Path| -> BTreeMap<String, (u64, i64, i64)> {
+            snapshot(root)
+                .keys()
+                .map(|rel| {
+                    let m = fs::metadata(root.join(rel)).unwrap();
+                    (rel.clone(), (m.ino(), m.mtime(), m.mtime_nsec()))
+                })
+                .collect()
+        };
+        let before = stamps(f.root.path());
+        let (code, out, _) = f.install("web", target, &[]);
+        assert_eq!(code, 0);
+        assert_eq!(out.trim(), format!("web ({target}): unchanged"));
+        assert_eq!(
+            stamps(f.root.path()),
+            before,
+            "{target}: an unchanged install touched files"
+        );
+
+        // Changed: a diff of just the change, then "updated".
+        f.set_config(&CONFIG.replace("host: web.example.org", "host: web2.example.org"));
+        let (code, out, err) = f.install("web", target, &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("-") && out.contains("web.example.org") && out.contains("+"),
+            "{out}"
+        );
+        let removed: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+            .collect();
+        let added: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .collect();
+        assert!(
+            !removed.is_empty() && removed.iter().all(|l| l.contains("web.example.org")),
+            "{target}:\n{out}"
+        );
+        assert!(
+            !added.is_empty() && added.iter().all(|l| l.contains("web2.example.org")),
+            "{target}:\n{out}"
+        );
+        assert!(out.contains("web (") && out.contains("updated"), "{out}");
+        // And the round trip still holds after an update.
+        assert_eq!(
+            f.run(&["uninstall", "web", "--target", target.as_str()]).0,
+            0
+        );
+        let fresh = Fixture::new();
+        assert_eq!(
+            snapshot(f.root.path()),
+            snapshot(fresh.root.path()),
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    for target in Target::ALL {
+        let f = Fixture::new();
+        let before = snapshot(f.root.path());
+        let (code, out, _) = f.install("web", target, &["--dry-run"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("+++ ") && out.contains("dry run"), "{out}");
+        assert_eq!(snapshot(f.root.path()), before, "{target}");
+    }
+}
+
+#[test]
+fn refused_configs_and_renders_write_nothing() {
+    let f = Fixture::new();
+    let before = snapshot(f.root.path());
+    // A config error: printed as FILE:LINE:COL, exit 2.
+    f.set_config(&CONFIG.replace("8022", "80222"));
+    let (code, _, err) = f.install("web", Target::Systemd, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tunnels.yaml:7:"), "{err}");
+    // --all with one tunnel the systemd renderer refuses: the other is not written either.
+    f.set_config(&format!(
+        "{CONFIG}  'bad\"name':\n    host: x.example.org\n    forwards:\n      - dynamic: 1090\n"
+    ));
+    let (code, _, err) = f.run(&[
+        "install",
+        "--all",
+        "--target",
+        "systemd",
+        "--watchdog",
+        WATCHDOG,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("StateDirectory"), "{err}");
+    // A watchdog path init would hand to a shell.
+    f.set_config(CONFIG);
+    let (code, _, err) = f.run(&[
+        "install",
+        "web",
+        "--target",
+        "inittab",
+        "--watchdog",
+        "/opt/tunnel$/tunnel-watchdog",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/bin/sh"), "{err}");
+    // Another entry already uses our inittab id: refuse, exit 1.
+    let id = tunnelctl::config::inittab_id("web");
+    let mut inittab = INITTAB.to_vec();
+    inittab.extend_from_slice(format!("\n{id}:2345:respawn:/bin/other\n").as_bytes());
+    fs::write(f.root.path().join("etc/inittab"), &inittab).unwrap();
+    let with_foreign = snapshot(f.root.path());
+    let (code, _, err) = f.install("web", Target::Inittab, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not written by tunnelctl"), "{err}");
+    assert_eq!(snapshot(f.root.path()), with_foreign);
+    fs::write(f.root.path().join("etc/inittab"), INITTAB).unwrap();
+    assert_eq!(snapshot(f.root.path()), before);
+}
+
+#[test]
+fn list_says_where_each_tunnel_is_installed() {
+    let f = Fixture::new();
+    assert_eq!(f.install("web", Target::Systemd, &[]).0, 0);
+    assert_eq!(f.install("web", Target::Busybox, &[]).0, 0);
+    let (code, out, err) = f.run(&["list"]);
+    assert_eq!(code, 0, "{err}");
+    let web = out.lines().find(|l| l.starts_with("web\t")).unwrap();
+    assert!(
+        web.contains("alice@web.example.org") && web.contains("-R 8022:localhost:22"),
+        "{web}"
+    );
+    assert!(
+        web.contains("systemd: installed") && web.contains("busybox: installed"),
+        "{web}"
+    );
+    assert!(!web.contains("inittab:"), "{web}");
+    let db = out.lines().find(|l| l.starts_with("db\t")).unwrap();
+    assert!(db.ends_with("not installed"), "{db}");
+    f.set_config(&CONFIG.replace("remote: 8022", "remote: 8023"));
+    let (_, out, _) = f.run(&["list"]);
+    let web = out.lines().find(|l| l.starts_with("web\t")).unwrap();
+    assert!(
+        web.contains("systemd: differs") && web.contains("busybox: differs"),
+        "{web}"
+    );
+}
