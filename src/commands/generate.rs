@@ -46,9 +46,9 @@ pub fn run(args: GenerateArgs) -> ExitCode {
 pub fn write_man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
     fs::create_dir_all(dir)?;
     let pages = [
-        ("tunnelctl.1", tunnelctl_man_page()),
-        ("tunnel-watchdog.1", watchdog_man_page()),
-        ("tunnels.yaml.5", TUNNELS_YAML_5.to_owned()),
+        ("tunnelctl.1", ascii_roff(&tunnelctl_man_page())),
+        ("tunnel-watchdog.1", ascii_roff(&watchdog_man_page())),
+        ("tunnels.yaml.5", ascii_roff(TUNNELS_YAML_5)),
     ];
     let mut written = Vec::new();
     for (name, text) in pages {
@@ -437,6 +437,21 @@ fn see_also(r: &mut Roff, pages: &[(&str, &str)]) {
     r.text(line);
 }
 
+/// Help texts may hold characters such as `…`; groff reads its input as Latin-1 unless
+/// told otherwise (man-db tells it, plain `groff -man` does not), so every non-ASCII
+/// character becomes the `\[uXXXX]` escape that groff and mandoc both understand.
+fn ascii_roff(page: &str) -> String {
+    let mut out = String::with_capacity(page.len());
+    for c in page.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", u32::from(c)));
+        }
+    }
+    out
+}
+
 /// Runs one of clap_mangen's section writers into a string.
 fn render(section: impl FnOnce(&mut dyn io::Write) -> io::Result<()>) -> String {
     let mut buf = Vec::new();
@@ -497,6 +512,14 @@ mod tests {
         let install = install.split(".SS ").next().unwrap();
         assert!(install.contains("\\-\\-dry\\-run"), "{install}");
         assert!(!install.contains("\\-\\-config"), "{install}");
+    }
+
+    #[test]
+    fn non_ascii_becomes_a_groff_escape() {
+        assert_eq!(
+            ascii_roff("DIR/$HOME/\u{2026} caf\u{e9}"),
+            "DIR/$HOME/\\[u2026] caf\\[u00E9]"
+        );
     }
 
     #[test]
