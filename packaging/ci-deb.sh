@@ -55,6 +55,13 @@ step "no maintainer scripts (the package starts nothing)"
 scripts=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t | sed 's|^\./||' | grep -Ev '^(|control|md5sums|conffiles)$' || true)
 [ -z "$scripts" ] || fail "unexpected control files: $scripts"
 
+if command -v lintian >/dev/null; then
+  step "lintian (errors fail; initial-upload-closes-no-bugs is about Debian's archive, not us)"
+  lint=$(lintian --suppress-tags initial-upload-closes-no-bugs "$deb" 2>/dev/null || true)
+  printf '%s\n' "$lint"
+  if printf '%s\n' "$lint" | grep -q '^E: '; then fail "lintian reports errors"; fi
+fi
+
 # Every path the package ships, and which of them existed before (shared directories
 # such as /usr/share/man/man1 do; they must survive, the others must go).
 mapfile -t shipped < <(dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's|^\./|/|; s|/$||' | grep -v '^/\?$')

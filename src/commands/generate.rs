@@ -284,9 +284,11 @@ fn tunnelctl_extra_sections() -> Roff {
     r
 }
 
-/// The watchdog's command line as docs/design.md states it.
-// Stand-in until src/watchdog/args.rs lands: then this becomes that definition.
-fn watchdog_command() -> Command {
+/// The watchdog's command line as a clap definition, for clap_mangen. The watchdog
+/// parses its arguments by hand (clap would weigh on the small binary), so this is a
+/// mirror of `watchdog::args::USAGE`; tests/packaging.rs compares it with the real
+/// `tunnel-watchdog --help` (every option and default) so the two cannot drift.
+pub fn watchdog_command() -> Command {
     use clap::Arg;
     let opt = |long: &'static str, value: &'static str, help: &'static str| {
         Arg::new(long).long(long).value_name(value).help(help)
@@ -368,7 +370,16 @@ leading lines that start with # are comments. "),
     r.control("SH", ["SIGNALS"]);
     r.control("TP", []);
     r.text([bold("SIGTERM"), roman(", "), bold("SIGINT")]);
-    r.text([roman("Stop ssh, remove the control socket and exit 0.")]);
+    r.text([roman(
+        "Stop ssh (SIGTERM to its process group, SIGKILL after a grace period) and exit 0.",
+    )]);
+    r.control("TP", []);
+    r.text([bold("SIGHUP"), roman(", "), bold("SIGUSR1")]);
+    r.text([
+        roman("Reconnect now: restart ssh without waiting for the back-off (what "),
+        bold("tunnelctl reconnect"),
+        roman(" asks for)."),
+    ]);
 
     r.control("SH", ["ENVIRONMENT"]);
     for (var, meaning) in [
