@@ -1,0 +1,561 @@
+//! The watchdog's command line (docs/design.md, "The watchdog command line"): options,
+//! `--args-file`, and the forwards to probe, read from the ssh arguments. Pure.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::duration::parse_duration;
+
+pub const USAGE: &str = "\
+usage: tunnel-watchdog [OPTIONS] -- ssh [SSH ARGS...] HOST
+       tunnel-watchdog --args-file FILE
+
+Runs ssh as a child, proves every forward (-L, -R, -D) carries data end to end, and
+tells the init system (sd_notify READY=1/WATCHDOG=1/STATUS= under systemd; the exit
+code elsewhere).
+
+options (durations: 500ms, 15s, 5m, 1h):
+  --name NAME             tunnel name for logs, STATUS= and the state file (default: the ssh host)
+  --probe-interval DUR    time between probe rounds (default 10s)
+  --probe-timeout DUR     a probe round that takes longer fails (default 5s)
+  --probe-failures N      consecutive failed rounds that declare the tunnel dead (default 2)
+  --backoff-initial DUR   first wait after a failure (default 2s)
+  --backoff-max DUR       cap of the wait, and the uptime that resets it (default 5m)
+  --state-dir DIR         state file and control socket (default $STATE_DIRECTORY,
+                          $RUNTIME_DIRECTORY, /run/tunnelctl/NAME or a per-user path)
+  --log-file FILE         append log lines here instead of stderr
+  --args-file FILE        read the arguments from FILE, one per line (# comments)
+  -h, --help              this text
+  -V, --version           the version
+
+signals: SIGHUP/SIGUSR1 reconnect now (skip the back-off); SIGTERM/SIGINT stop.
+exit codes: 0 stopped; 1 tunnel failed (restart me); 2 usage error;
+            3 authentication or host key refused (restart, the back-off is at its max).
+";
+
+/// One forward of the ssh command line, as the probe sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Forward {
+    /// `-L [bind:]port:host:hostport`: our listener, then the target via the server.
+    Local {
+        bind: String,
+        port: u16,
+        host: String,
+        host_port: u16,
+    },
+    /// `-R [bind:]port:host:hostport`: the server's listener, then our target.
+    Remote {
+        bind: Option<String>,
+        port: u16,
+        host: String,
+        host_port: u16,
+    },
+    /// `-R [bind:]port` alone: a SOCKS proxy on the server that exits here.
+    RemoteDynamic { bind: Option<String>, port: u16 },
+    /// `-D [bind:]port`: a SOCKS proxy here.
+    Dynamic { bind: String, port: u16 },
+    /// Unix-socket forwards and server-allocated ports (`-R 0:…`): only the ssh process
+    /// itself is checked.
+    Unprobed {
+        flag: char,
+        spec: String,
+        why: &'static str,
+    },
+}
+
+impl Forward {
+    /// `-R 1234:127.0.0.1:22` as the user wrote it, for log lines.
+    pub fn describe(&self) -> String {
+        match self {
+            Forward::Local {
+                bind,
+                port,
+                host,
+                host_port,
+            } => format!("-L {bind}:{port}:{host}:{host_port}"),
+            Forward::Remote {
+                bind: None,
+                port,
+                host,
+                host_port,
+            } => format!("-R {port}:{host}:{host_port}"),
+            Forward::Remote {
+                bind: Some(b),
+                port,
+                host,
+                host_port,
+            } => format!("-R {b}:{port}:{host}:{host_port}"),
+            Forward::RemoteDynamic { bind: None, port } => format!("-R {port}"),
+            Forward::RemoteDynamic {
+                bind: Some(b),
+                port,
+            } => format!("-R {b}:{port}"),
+            Forward::Dynamic { bind, port } => format!("-D {bind}:{port}"),
+            Forward::Unprobed { flag, spec, .. } => format!("-{flag} {spec}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub name: String,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub probe_failures: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub state_dir: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    /// The ssh command line as given (program first), without the watchdog's additions.
+    pub ssh: Vec<String>,
+    pub forwards: Vec<Forward>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Run(Box<Options>),
+    Help,
+    Version,
+}
+
+/// Parses the arguments after the program name. `read_file` reads `--args-file`
+/// (a parameter so tests need no files).
+pub fn parse(
+    args: &[String],
+    read_file: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Parsed, String> {
+    if args.first().map(String::as_str) == Some("--args-file")
+        || args.first().is_some_and(|a| a.starts_with("--args-file="))
+    {
+        let (file, rest) = match args[0].strip_prefix("--args-file=") {
+            Some(f) => (f.to_string(), &args[1..]),
+            None => (
+                args.get(1)
+                    .cloned()
+                    .ok_or("--args-file needs a file name")?,
+                args.get(2..).unwrap_or(&[]),
+            ),
+        };
+        if !rest.is_empty() {
+            return Err(format!(
+                "--args-file takes no other arguments (found `{}`): put them in {file}",
+                rest[0]
+            ));
+        }
+        let text = read_file(&file)?;
+        let from_file = args_file_lines(&text);
+        if from_file
+            .iter()
+            .any(|a| a == "--args-file" || a.starts_with("--args-file="))
+        {
+            return Err(format!(
+                "{file}: an args file cannot name another --args-file"
+            ));
+        }
+        return parse(&from_file, read_file).map_err(|e| format!("{file}: {e}"));
+    }
+
+    let mut o = Options {
+        name: String::new(),
+        probe_interval: Duration::from_secs(10),
+        probe_timeout: Duration::from_secs(5),
+        probe_failures: 2,
+        backoff_initial: Duration::from_secs(2),
+        backoff_max: Duration::from_secs(300),
+        state_dir: None,
+        log_file: None,
+        ssh: Vec::new(),
+        forwards: Vec::new(),
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        if arg == "--" {
+            o.ssh = args[i + 1..].to_vec();
+            break;
+        }
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-V" | "--version" => return Ok(Parsed::Version),
+            _ => {}
+        }
+        let (key, inline) = match arg.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        if !key.starts_with("--") {
+            return Err(format!(
+                "unexpected `{arg}`: put the ssh command after `--` (tunnel-watchdog [OPTIONS] -- ssh ... HOST)"
+            ));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                args.get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("{key} needs a value"))?
+            }
+        };
+        let duration = |v: &str| parse_duration(v).map_err(|e| format!("{key}: {e}"));
+        match key {
+            "--name" => o.name = value,
+            "--probe-interval" => o.probe_interval = duration(&value)?,
+            "--probe-timeout" => o.probe_timeout = duration(&value)?,
+            "--probe-failures" => {
+                o.probe_failures = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("--probe-failures: `{value}` is not a whole number of at least 1")
+                })?
+            }
+            "--backoff-initial" => o.backoff_initial = duration(&value)?,
+            "--backoff-max" => o.backoff_max = duration(&value)?,
+            "--state-dir" => o.state_dir = Some(PathBuf::from(value)),
+            "--log-file" => o.log_file = Some(PathBuf::from(value)),
+            "--args-file" => return Err("--args-file must be the only argument".into()),
+            _ => return Err(format!("unknown option `{key}` (see --help)")),
+        }
+        i += 1;
+    }
+    if o.ssh.is_empty() {
+        return Err("no ssh command: add `-- ssh [SSH ARGS...] HOST`".into());
+    }
+    if o.probe_interval.is_zero() || o.probe_timeout.is_zero() {
+        return Err("--probe-interval and --probe-timeout must be greater than 0".into());
+    }
+    if o.backoff_initial.is_zero() || o.backoff_max < o.backoff_initial {
+        return Err("--backoff-initial must be greater than 0 and at most --backoff-max".into());
+    }
+    let (forwards, host) = scan_ssh_args(&o.ssh[1..])?;
+    o.forwards = forwards;
+    if o.name.is_empty() {
+        o.name = host.unwrap_or_else(|| "tunnel".into());
+    }
+    Ok(Parsed::Run(Box::new(o)))
+}
+
+/// The lines of an args file: one argument per line; leading `#` lines are comments.
+pub fn args_file_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .skip_while(|l| l.is_empty()) // a trailing newline is not an empty argument
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect()
+}
+
+/// ssh options that take an argument (OpenSSH 9.2 getopt string).
+const SSH_OPTS_WITH_ARG: &str = "bceilmopBDEFIJLOPQRSwW";
+
+/// Reads ssh's own options like ssh's getopt does, collecting `-L`/`-R`/`-D` forwards,
+/// and returns the host (the first non-option argument).
+pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<Forward>, Option<String>), String> {
+    let mut forwards = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        if arg == "--" {
+            return Ok((forwards, args.get(i + 1).cloned()));
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            return Ok((forwards, Some(arg.clone())));
+        }
+        let chars: Vec<char> = arg[1..].chars().collect();
+        let mut j = 0;
+        while j < chars.len() {
+            let flag = chars[j];
+            if SSH_OPTS_WITH_ARG.contains(flag) {
+                let rest: String = chars[j + 1..].iter().collect();
+                let value = if rest.is_empty() {
+                    i += 1;
+                    args.get(i)
+                        .cloned()
+                        .ok_or_else(|| format!("ssh option -{flag} needs a value"))?
+                } else {
+                    rest
+                };
+                if matches!(flag, 'L' | 'R' | 'D') {
+                    forwards.push(parse_forward(flag, &value)?);
+                }
+                break;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    Ok((forwards, None))
+}
+
+/// Splits a forward spec at `:` outside `[...]` (IPv6 addresses).
+fn split_spec(spec: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut depth = 0;
+    for c in spec.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ':' if depth == 0 => {
+                parts.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        parts.last_mut().unwrap().push(c);
+    }
+    parts
+}
+
+fn unbracket(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
+pub fn parse_forward(flag: char, spec: &str) -> Result<Forward, String> {
+    let unprobed = |why| {
+        Ok(Forward::Unprobed {
+            flag,
+            spec: spec.to_string(),
+            why,
+        })
+    };
+    if spec.contains('/') {
+        return unprobed("unix-socket forwards are not probed");
+    }
+    let parts = split_spec(spec);
+    let port = |p: &str| -> Result<u16, String> {
+        p.parse()
+            .map_err(|_| format!("ssh -{flag} {spec}: `{p}` is not a port number"))
+    };
+    let forward = match (flag, parts.as_slice()) {
+        ('L', [p, h, hp]) => Forward::Local {
+            bind: "localhost".into(),
+            port: port(p)?,
+            host: unbracket(h),
+            host_port: port(hp)?,
+        },
+        ('L', [b, p, h, hp]) => Forward::Local {
+            bind: unbracket(b),
+            port: port(p)?,
+            host: unbracket(h),
+            host_port: port(hp)?,
+        },
+        ('R', [p]) => Forward::RemoteDynamic {
+            bind: None,
+            port: port(p)?,
+        },
+        ('R', [b, p]) => Forward::RemoteDynamic {
+            bind: Some(unbracket(b)),
+            port: port(p)?,
+        },
+        ('R', [p, h, hp]) => Forward::Remote {
+            bind: None,
+            port: port(p)?,
+            host: unbracket(h),
+            host_port: port(hp)?,
+        },
+        ('R', [b, p, h, hp]) => Forward::Remote {
+            bind: Some(unbracket(b)),
+            port: port(p)?,
+            host: unbracket(h),
+            host_port: port(hp)?,
+        },
+        ('D', [p]) => Forward::Dynamic {
+            bind: "localhost".into(),
+            port: port(p)?,
+        },
+        ('D', [b, p]) => Forward::Dynamic {
+            bind: unbracket(b),
+            port: port(p)?,
+        },
+        _ => {
+            return Err(format!(
+                "ssh -{flag} {spec}: not a forward spec ssh understands"
+            ));
+        }
+    };
+    match &forward {
+        Forward::Remote { port: 0, .. } | Forward::RemoteDynamic { port: 0, .. } => {
+            unprobed("a server-allocated port (0) cannot be probed")
+        }
+        _ => Ok(forward),
+    }
+}
+
+/// The address to dial for a listener bound to `bind` (wildcards and names → loopback).
+pub fn dial_host(bind: Option<&str>) -> String {
+    match bind.unwrap_or("") {
+        "" | "*" | "0.0.0.0" | "localhost" => "127.0.0.1".into(),
+        "::" => "::1".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+    fn no_file(_: &str) -> Result<String, String> {
+        Err("no files in this test".into())
+    }
+    fn run(v: &[&str]) -> Options {
+        match parse(&s(v), &no_file).unwrap() {
+            Parsed::Run(o) => *o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn by_hand_like_autossh() {
+        let o = run(&[
+            "--probe-interval",
+            "1s",
+            "--probe-failures=3",
+            "--",
+            "ssh",
+            "-N",
+            "-R",
+            "1234:localhost:22",
+            "host",
+        ]);
+        assert_eq!(o.probe_interval, Duration::from_secs(1));
+        assert_eq!(o.probe_failures, 3);
+        assert_eq!(o.name, "host");
+        assert_eq!(o.ssh, s(&["ssh", "-N", "-R", "1234:localhost:22", "host"]));
+        assert_eq!(
+            o.forwards,
+            vec![Forward::Remote {
+                bind: None,
+                port: 1234,
+                host: "localhost".into(),
+                host_port: 22
+            }]
+        );
+    }
+
+    #[test]
+    fn reads_every_forward_form() {
+        let (f, host) = scan_ssh_args(&s(&[
+            "-NT",
+            "-p2222",
+            "-oBatchMode=yes",
+            "-L8080:web:80",
+            "-L",
+            "[::1]:8081:db:5432",
+            "-R",
+            "*:9000:127.0.0.1:9001",
+            "-R9100",
+            "-D",
+            "1080",
+            "-L",
+            "/tmp/s:/tmp/t",
+            "-R",
+            "0:localhost:22",
+            "-i",
+            "/k",
+            "user@example",
+            "-L",
+            "1:2:3",
+        ]))
+        .unwrap();
+        assert_eq!(host.as_deref(), Some("user@example"));
+        assert_eq!(f.len(), 7, "{f:?}"); // the -L after the host is a remote command word
+        assert_eq!(
+            f[0],
+            Forward::Local {
+                bind: "localhost".into(),
+                port: 8080,
+                host: "web".into(),
+                host_port: 80
+            }
+        );
+        assert_eq!(
+            f[1],
+            Forward::Local {
+                bind: "::1".into(),
+                port: 8081,
+                host: "db".into(),
+                host_port: 5432
+            }
+        );
+        assert_eq!(
+            f[2],
+            Forward::Remote {
+                bind: Some("*".into()),
+                port: 9000,
+                host: "127.0.0.1".into(),
+                host_port: 9001
+            }
+        );
+        assert_eq!(
+            f[3],
+            Forward::RemoteDynamic {
+                bind: None,
+                port: 9100
+            }
+        );
+        assert_eq!(
+            f[4],
+            Forward::Dynamic {
+                bind: "localhost".into(),
+                port: 1080
+            }
+        );
+        assert!(matches!(f[5], Forward::Unprobed { flag: 'L', .. }));
+        assert!(matches!(f[6], Forward::Unprobed { flag: 'R', .. }));
+        assert!(
+            scan_ssh_args(&s(&["-L", "nonsense", "h"]))
+                .unwrap_err()
+                .contains("nonsense")
+        );
+    }
+
+    #[test]
+    fn args_file_and_usage_errors() {
+        let file = |_: &str| {
+            Ok(
+                "# rendered by tunnelctl\n# two comments\n--name\nmy tunnel\n--\nssh\n-N\nhost\n"
+                    .to_string(),
+            )
+        };
+        match parse(&s(&["--args-file", "/etc/x.args"]), &file).unwrap() {
+            Parsed::Run(o) => {
+                assert_eq!(o.name, "my tunnel");
+                assert_eq!(o.ssh, s(&["ssh", "-N", "host"]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse(&s(&["--help"]), &no_file).unwrap(), Parsed::Help);
+        assert_eq!(
+            parse(&s(&["--version"]), &no_file).unwrap(),
+            Parsed::Version
+        );
+        for (bad, says) in [
+            (&["--probe-interval", "10", "--", "ssh", "h"][..], "10s"),
+            (
+                &["--frobnicate", "1", "--", "ssh", "h"][..],
+                "unknown option",
+            ),
+            (&["--name", "x"][..], "no ssh command"),
+            (&["ssh", "h"][..], "after `--`"),
+            (
+                &["--probe-failures", "0", "--", "ssh", "h"][..],
+                "at least 1",
+            ),
+            (
+                &["--args-file", "f", "--name", "x"][..],
+                "no other arguments",
+            ),
+        ] {
+            let err = parse(&s(bad), &no_file).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Single-line logs. Under journald (`JOURNAL_STREAM` names our stderr) lines carry a
+//! `<N>` priority prefix and no timestamp (the journal adds its own); otherwise an
+//! RFC 3339 UTC timestamp and the level. `--log-file` appends and rotates at 1 MiB.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Rotate the log file to `FILE.1` once it grows past this.
+pub const ROTATE_BYTES: u64 = 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+    Info,
+}
+
+impl Level {
+    fn priority(self) -> u8 {
+        match self {
+            Level::Error => 3,
+            Level::Warning => 4,
+            Level::Info => 6,
+        }
+    }
+    fn word(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Info => "info",
+        }
+    }
+}
+
+struct Sink {
+    journald: bool,
+    file: Option<PathBuf>,
+    prefix: String,
+}
+
+static SINK: Mutex<Option<Sink>> = Mutex::new(None);
+
+/// Sets up logging once, at start. `prefix` (the tunnel name) starts every line.
+pub fn init(prefix: &str, file: Option<PathBuf>) {
+    let journald =
+        file.is_none() && stderr_is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref());
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sink {
+        journald,
+        file,
+        prefix: prefix.to_string(),
+    });
+}
+
+/// `JOURNAL_STREAM=DEV:INO` must match fd 2, else stderr was redirected after systemd set it.
+fn stderr_is_journal(stream: Option<&str>) -> bool {
+    let Some((dev, ino)) = stream.and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+}
+
+/// The text of one line (pure; `now` in unix seconds).
+pub fn format_line(journald: bool, level: Level, prefix: &str, message: &str, now: u64) -> String {
+    // One event, one line: ssh and peers may hand us text with newlines.
+    let message = message.replace(['\n', '\r'], " ");
+    if journald {
+        format!("<{}>{prefix}: {message}\n", level.priority())
+    } else {
+        format!("{} {} {prefix}: {message}\n", rfc3339(now), level.word())
+    }
+}
+
+/// `2026-11-26T10:04:05Z` from unix seconds (civil-from-days, no time crate).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn log(level: Level, message: &str) {
+    let guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    let (journald, prefix, file) = match guard.as_ref() {
+        Some(s) => (s.journald, s.prefix.as_str(), s.file.as_ref()),
+        None => (false, "tunnel-watchdog", None),
+    };
+    let line = format_line(journald, level, prefix, message, now_secs());
+    if let Some(path) = file {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() >= ROTATE_BYTES) {
+            let mut rotated = path.clone().into_os_string();
+            rotated.push(".1");
+            let _ = std::fs::rename(path, rotated);
+        }
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if written.is_ok() {
+            return;
+        }
+    }
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+pub fn info(message: &str) {
+    log(Level::Info, message)
+}
+pub fn warn(message: &str) {
+    log(Level::Warning, message)
+}
+pub fn error(message: &str) {
+    log(Level::Error, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_for_journal_and_for_files() {
+        assert_eq!(
+            format_line(true, Level::Error, "t", "down", 0),
+            "<3>t: down\n"
+        );
+        assert_eq!(
+            format_line(true, Level::Info, "t", "a\nb", 0),
+            "<6>t: a b\n"
+        );
+        assert_eq!(
+            format_line(false, Level::Warning, "t", "slow", 1_700_000_000),
+            "2023-11-14T22:13:20Z warning t: slow\n"
+        );
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert!(!stderr_is_journal(Some("1:2")) && !stderr_is_journal(None));
+    }
+
+    #[test]
+    fn rotates_at_one_mebibyte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.log");
+        std::fs::write(&path, vec![b'x'; ROTATE_BYTES as usize]).unwrap();
+        init("t", Some(path.clone()));
+        info("after rotation");
+        assert_eq!(
+            std::fs::metadata(dir.path().join("w.log.1")).unwrap().len(),
+            ROTATE_BYTES
+        );
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .ends_with("info t: after rotation\n")
+        );
+    }
+}

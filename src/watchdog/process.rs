@@ -1,0 +1,272 @@
+//! The ssh child: its command line (control-socket options added), its own process
+//! group, a clean environment, stderr relogged line by line and classified, and a
+//! teardown that never waits forever (SIGTERM to the group, SIGKILL after a grace).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use super::log;
+use super::ssh_errors::{SshError, classify};
+
+/// sun_path holds 108 bytes on Linux (104 on BSDs); ssh first binds `PATH.XXXXXXXXXXXXXXXX`
+/// (17 more bytes) and then links it into place, so the usable length is smaller.
+pub const MAX_CONTROL_PATH: usize = 104 - 17 - 1;
+
+/// Environment that belongs to us, not to ssh (sd_notify would accept its messages
+/// under NotifyAccess=all, and WATCHDOG_* would confuse any sd_notify-aware helper).
+pub const PRIVATE_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// The ssh argv with the control-socket options right after the program name.
+pub fn ssh_argv(ssh: &[String], control_path: &Path) -> Vec<String> {
+    let mut argv = vec![ssh[0].clone()];
+    argv.extend([
+        "-o".to_string(),
+        "ControlMaster=yes".to_string(),
+        "-o".to_string(),
+        format!("ControlPath={}", control_path.display()),
+        "-o".to_string(),
+        "ControlPersist=no".to_string(),
+    ]);
+    argv.extend(ssh[1..].iter().cloned());
+    argv
+}
+
+/// `STATE_DIR/ctl`, or when that is too long for a unix socket, `BASE/tunnelctl-UID/HASH`
+/// with BASE = `$XDG_RUNTIME_DIR` or `/tmp` (the directory is created 0700 and must be ours).
+pub fn control_path(state_dir: &Path, runtime_dir: Option<&Path>) -> Result<PathBuf, String> {
+    let direct = state_dir.join("ctl");
+    if direct.as_os_str().len() <= MAX_CONTROL_PATH {
+        return Ok(direct);
+    }
+    let uid = nix::unistd::getuid();
+    let base = runtime_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let dir = base.join(format!("tunnelctl-{uid}"));
+    make_private_dir(&dir)?;
+    Ok(dir.join(format!(
+        "{:016x}",
+        fnv1a(state_dir.as_os_str().as_encoded_bytes())
+    )))
+}
+
+/// Creates `dir` mode 0700, or accepts an existing one only if it is ours and private
+/// (a shared /tmp must not let another user pre-create it).
+pub fn make_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() {
+        return Err(format!(
+            "{}: exists but is not a directory owned by us; remove it",
+            dir.display()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// What ssh said on stderr that explains a failure, shared with the reader thread.
+#[derive(Default)]
+pub struct StderrReport {
+    pub errors: Vec<SshError>,
+    pub last_line: String,
+}
+
+pub struct SshChild {
+    child: Child,
+    pub pid: u32,
+    pub report: Arc<Mutex<StderrReport>>,
+    reader_done: Arc<AtomicBool>,
+    exited: Option<ExitStatus>,
+}
+
+impl SshChild {
+    pub fn spawn(argv: &[String]) -> Result<SshChild, String> {
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for key in PRIVATE_ENV {
+            command.env_remove(key);
+        }
+        // Its own group: SIGTERM/SIGKILL reach ssh and anything it started (ProxyCommand),
+        // and a terminal's Ctrl-C goes to us, who shut ssh down in order.
+        command.process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+        let pid = child.id();
+        let report = Arc::new(Mutex::new(StderrReport::default()));
+        let reader_done = Arc::new(AtomicBool::new(false));
+        let stderr = child.stderr.take().expect("piped stderr");
+        {
+            let report = report.clone();
+            let done = reader_done.clone();
+            std::thread::spawn(move || {
+                // Bounded by the pipe: ends at EOF, when ssh (and its group) are gone.
+                for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                    if line.is_empty() || line.chars().all(|c| c == '@') {
+                        continue;
+                    }
+                    match classify(&line) {
+                        Some(error) => {
+                            log::error(&format!("ssh: {line} — {}", error.explain()));
+                            let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+                            if !r.errors.contains(&error) {
+                                r.errors.push(error);
+                            }
+                            r.last_line = line;
+                        }
+                        None => {
+                            log::warn(&format!("ssh: {line}"));
+                            report.lock().unwrap_or_else(|e| e.into_inner()).last_line = line;
+                        }
+                    }
+                }
+                done.store(true, Ordering::SeqCst);
+            });
+        }
+        Ok(SshChild {
+            child,
+            pid,
+            report,
+            reader_done,
+            exited: None,
+        })
+    }
+
+    /// The exit status if ssh has exited (reaps it).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited
+    }
+
+    /// Waits (bounded) for the stderr reader to see EOF, so the report is complete.
+    pub fn settle_stderr(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.reader_done.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM to the group, SIGKILL after `grace` (a SIGSTOPped ssh ignores SIGTERM
+    /// until continued, but not SIGKILL), then reap. Never waits longer than `grace` + 2 s.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let group = Pid::from_raw(self.pid as i32);
+        // A stopped ssh cannot act on SIGTERM: waiting the grace would only delay.
+        if self.try_exit().is_none() && !is_stopped(self.pid) {
+            let _ = killpg(group, Signal::SIGTERM);
+            let deadline = Instant::now() + grace;
+            while self.try_exit().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // The leader may be gone while the group (ProxyCommand) is not; KILL the rest too.
+        let _ = killpg(group, Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.try_exit().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.settle_stderr(Duration::from_millis(500));
+        self.exited
+    }
+}
+
+/// Whether `pid` is stopped (SIGSTOP/SIGTSTP): state `T` in /proc/PID/stat.
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].trim_start().chars().next())
+        })
+        .is_some_and(|c| c == 'T' || c == 't')
+}
+
+impl Drop for SshChild {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            self.terminate(Duration::from_millis(500));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_control_options_after_the_program() {
+        let ssh: Vec<String> = ["ssh", "-N", "host"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let argv = ssh_argv(&ssh, Path::new("/run/t/ctl"));
+        assert_eq!(argv[0], "ssh");
+        assert_eq!(
+            &argv[1..7],
+            [
+                "-o",
+                "ControlMaster=yes",
+                "-o",
+                "ControlPath=/run/t/ctl",
+                "-o",
+                "ControlPersist=no"
+            ]
+        );
+        assert_eq!(&argv[7..], ["-N", "host"]);
+    }
+
+    #[test]
+    fn long_state_dirs_get_a_short_private_control_path() {
+        let base = tempfile::tempdir().unwrap();
+        assert_eq!(
+            control_path(Path::new("/run/tunnelctl/x"), None).unwrap(),
+            PathBuf::from("/run/tunnelctl/x/ctl")
+        );
+        let long = PathBuf::from(format!("/var/lib/tunnelctl/{}", "n".repeat(100)));
+        let path = control_path(&long, Some(base.path())).unwrap();
+        assert!(
+            path.as_os_str().len() <= MAX_CONTROL_PATH,
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            path,
+            control_path(&long, Some(base.path())).unwrap(),
+            "stable"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

@@ -1,0 +1,68 @@
+//! A tiny TCP target on 127.0.0.1 for forwards: records when each connection arrived
+//! and optionally speaks first (an `SSH-2.0-` banner), like an sshd behind `-R … :22`.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub struct TcpTarget {
+    pub port: u16,
+    connections: Arc<Mutex<Vec<Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpTarget {
+    /// `banner`: bytes sent on accept (None: a silent target that waits for the client).
+    pub fn start(banner: Option<&'static [u8]>) -> TcpTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (connections, stop) = (connections.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            connections.lock().unwrap().push(Instant::now());
+                            if let Some(b) = banner {
+                                let _ = stream.write_all(b);
+                            }
+                            held.push(stream);
+                            // Keep a few open (a real service would), drop old ones.
+                            if held.len() > 8 {
+                                held.remove(0);
+                            }
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        TcpTarget {
+            port,
+            connections,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn connections(&self) -> Vec<Instant> {
+        self.connections.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TcpTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

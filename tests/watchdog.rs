@@ -1,0 +1,540 @@
+//! tunnel-watchdog against a real sshd on 127.0.0.1 and a real ssh client: every way a
+//! tunnel hangs, the sd_notify conversation, back-off and shutdown. Each test prints how
+//! long detection took (`eprintln!`, see `cargo test -- --nocapture`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::sshd::{Sshd, free_port, state_of};
+use common::target::TcpTarget;
+use common::{NotifyReceiver, wait_until};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+const BANNER: &[u8] = b"SSH-2.0-target\r\n";
+
+/// A running watchdog with its own state dir and log file; killed (with its ssh) on drop.
+struct Wd {
+    child: Child,
+    dir: PathBuf,
+    started: Instant,
+}
+
+struct WdSpec<'a> {
+    ssh: Vec<String>,
+    dir: &'a Path,
+    options: Vec<String>,
+    forwards: Vec<String>,
+    notify: Option<&'a NotifyReceiver>,
+    env: Vec<(&'a str, String)>,
+}
+
+impl<'a> WdSpec<'a> {
+    fn new(sshd: &Sshd, dir: &'a Path) -> Self {
+        WdSpec {
+            ssh: sshd.ssh_base_args(),
+            dir,
+            options: [
+                "--probe-interval",
+                "1s",
+                "--probe-timeout",
+                "1s",
+                "--probe-failures",
+                "2",
+                "--backoff-initial",
+                "1s",
+                "--backoff-max",
+                "4s",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            forwards: Vec::new(),
+            notify: None,
+            env: Vec::new(),
+        }
+    }
+    fn forward(mut self, flag: &str, spec: String) -> Self {
+        self.forwards.push(flag.into());
+        self.forwards.push(spec);
+        self
+    }
+    fn spawn(&self) -> Wd {
+        // TUNNEL_WATCHDOG_BIN lets the same tests measure a release build.
+        let bin = std::env::var("TUNNEL_WATCHDOG_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tunnel-watchdog").to_string());
+        let mut cmd = Command::new(bin);
+        cmd.args(&self.options)
+            .arg("--name")
+            .arg("test")
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--log-file")
+            .arg(self.dir.join("log"))
+            .arg("--")
+            .arg("ssh")
+            .args(&self.ssh)
+            .arg("-N")
+            .args(&self.forwards)
+            .arg("127.0.0.1")
+            .stdin(Stdio::null())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("JOURNAL_STREAM");
+        if let Some(n) = self.notify {
+            cmd.env("NOTIFY_SOCKET", n.env_value());
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        Wd {
+            child: cmd.spawn().expect("run tunnel-watchdog"),
+            dir: self.dir.to_path_buf(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Wd {
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+    fn state(&self) -> String {
+        std::fs::read_to_string(self.dir.join("state/state")).unwrap_or_default()
+    }
+    fn state_value(&self, key: &str) -> Option<String> {
+        self.state()
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+    }
+    fn ssh_pid(&self) -> Option<i32> {
+        self.state_value("ssh_pid")?
+            .parse()
+            .ok()
+            .filter(|&p| p != 0)
+    }
+    /// Waits (bounded) for the exit code.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut code = None;
+        wait_until(timeout, || {
+            code = self
+                .child
+                .try_wait()
+                .unwrap()
+                .map(|s| s.code().unwrap_or(-1));
+            code.is_some()
+        });
+        code
+    }
+    fn wait_up(&self, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.state_value("state").as_deref() == Some("up")
+        })
+    }
+}
+
+impl Drop for Wd {
+    fn drop(&mut self) {
+        if let Some(ssh) = self.ssh_pid() {
+            let _ = killpg(Pid::from_raw(ssh), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gone(pid: i32) -> bool {
+    state_of(pid).is_none_or(|s| s == 'Z')
+}
+
+fn vm_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn ready_only_after_remote_and_local_forwards_carry_data() {
+    let Some(sshd) = Sshd::start_default("ready_only_after_forwards") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let notify = NotifyReceiver::path();
+    let (rport, lport) = (free_port(), free_port());
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{rport}:127.0.0.1:{}", target.port))
+        .forward("-L", format!("127.0.0.1:{lport}:127.0.0.1:{}", target.port));
+    spec.notify = Some(&notify);
+    let wd = spec.spawn();
+    let ready = notify
+        .wait_for(Duration::from_secs(15), "READY=1")
+        .unwrap_or_else(|| panic!("no READY; log:\n{}", wd.log()));
+    let before_ready: Vec<_> = target
+        .connections()
+        .into_iter()
+        .filter(|t| *t < ready.at)
+        .collect();
+    eprintln!(
+        "up: READY=1 {:?} after start; target saw {} connection(s) before READY",
+        ready.at - wd.started,
+        before_ready.len()
+    );
+    // -R probe: one connection via the server; -L probe: our connect to the local
+    // listener plus the channel through the server: three before READY.
+    assert!(
+        before_ready.len() >= 3,
+        "READY came before the forwards were proven: {} connections",
+        before_ready.len()
+    );
+    let statuses = notify.statuses();
+    assert!(
+        statuses.iter().any(|s| s == "connecting (attempt 1)"),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s.starts_with("up ") && s.contains(", probe ")),
+        "{statuses:?}"
+    );
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(5), "WATCHDOG=1")
+            .is_some()
+    );
+    // Idle for a few rounds, then measure.
+    std::thread::sleep(Duration::from_secs(3));
+    let rss = vm_rss_kib(wd.pid());
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", wd.pid()))
+        .unwrap()
+        .count();
+    eprintln!(
+        "idle watchdog: VmRSS {rss} KiB, {fds} open fds (ssh VmRSS {} KiB)",
+        vm_rss_kib(wd.ssh_pid().unwrap())
+    );
+    assert!(rss > 0 && rss < 8 * 1024, "VmRSS {rss} KiB");
+    assert_eq!(wd.state_value("state").as_deref(), Some("up"));
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
+}
+
+#[test]
+fn frozen_ssh_client_is_killed_within_the_bound() {
+    let Some(sshd) = Sshd::start_default("frozen_ssh_client") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let mut wd = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port))
+        .spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let ssh = wd.ssh_pid().unwrap();
+    kill(Pid::from_raw(ssh), Signal::SIGSTOP).unwrap();
+    let frozen = Instant::now();
+    let code = wd.wait_exit(Duration::from_secs(10));
+    let took = frozen.elapsed();
+    eprintln!(
+        "frozen ssh client: watchdog exited {code:?} after {took:?}; ssh gone: {}",
+        gone(ssh)
+    );
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    assert!(gone(ssh), "the stopped ssh survived");
+    // interval 1s × failures 2 + timeout 1s + 1s
+    assert!(took <= Duration::from_secs(4), "took {took:?}");
+    let log = wd.log();
+    let last = log.lines().last().unwrap();
+    assert!(
+        last.contains("tunnel failed") && last.contains("alive check"),
+        "{last}"
+    );
+}
+
+#[test]
+fn frozen_server_session_is_detected_within_the_bound() {
+    let Some(sshd) = Sshd::start_default("frozen_server_session") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let mut wd = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port))
+        .spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let session = sshd
+        .wait_for_session(Duration::from_secs(5))
+        .expect("session")
+        .session
+        .unwrap();
+    let ssh = wd.ssh_pid().unwrap();
+    kill(Pid::from_raw(session), Signal::SIGSTOP).unwrap();
+    let frozen = Instant::now();
+    let code = wd.wait_exit(Duration::from_secs(10));
+    let took = frozen.elapsed();
+    eprintln!("frozen server session: watchdog exited {code:?} after {took:?}");
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    assert!(gone(ssh));
+    assert!(
+        took <= Duration::from_secs(4),
+        "took {took:?}; log:\n{}",
+        wd.log()
+    );
+}
+
+/// Reads `nominal_ms=N wait_ms=M` from the back-off lines of a log.
+fn backoffs(log: &str) -> Vec<(u64, u64)> {
+    log.lines()
+        .filter(|l| l.contains("backing off"))
+        .map(|l| {
+            let num = |key: &str| {
+                l.split(key)
+                    .nth(1)
+                    .unwrap()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            (num("nominal_ms="), num("wait_ms="))
+        })
+        .collect()
+}
+
+#[test]
+fn server_killed_and_back_follows_the_backoff_sequence() {
+    let Some(mut sshd) = Sshd::start_default("server_killed_and_back") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    let mut wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    sshd.stop();
+    let killed = Instant::now();
+    assert_eq!(wd.wait_exit(Duration::from_secs(10)), Some(1));
+    eprintln!(
+        "server killed: watchdog exited 1 after {:?}",
+        killed.elapsed()
+    );
+    // Play init: restart the watchdog, bounded, while the server stays down for 3 runs.
+    let mut runs = Vec::new();
+    for run in 0..3 {
+        let mut again = spec.spawn();
+        let code = again.wait_exit(Duration::from_secs(20));
+        runs.push((code, again.started.elapsed()));
+        assert_eq!(code, Some(1), "run {run}; log:\n{}", again.log());
+    }
+    sshd.start();
+    let back = spec.spawn();
+    assert!(
+        back.wait_up(Duration::from_secs(20)),
+        "did not reconnect; log:\n{}",
+        back.log()
+    );
+    let seq = backoffs(&back.log());
+    eprintln!("back-off sequence (nominal_ms, wait_ms): {seq:?}; run durations {runs:?}");
+    assert_eq!(
+        seq.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [1000, 2000, 4000, 4000]
+    );
+    for (nominal, wait) in &seq {
+        let (lo, hi) = (*nominal as f64 * 0.85, *nominal as f64 * 1.15);
+        assert!(
+            (lo..=hi).contains(&(*wait as f64)),
+            "{wait} not within ±15% of {nominal}"
+        );
+    }
+    for (i, (_, took)) in runs.iter().enumerate() {
+        assert!(
+            took.as_millis() as u64 >= seq[i].1 - 50,
+            "run {i} took {took:?}, shorter than its back-off"
+        );
+    }
+    assert!(
+        back.log().contains("the server refused the connection"),
+        "{}",
+        back.log()
+    );
+    drop(target);
+}
+
+#[test]
+fn remote_port_taken_on_server_is_reported_and_backed_off() {
+    let Some(sshd) = Sshd::start_default("remote_port_taken") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    // A stale session holds the port on every loopback address sshd binds for
+    // "localhost" (127.0.0.1 and, where configured, ::1): squat on both.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let _squatter6 = std::net::TcpListener::bind(("::1", port)).ok();
+    let spec =
+        WdSpec::new(&sshd, dir.path()).forward("-R", format!("{port}:127.0.0.1:{}", target.port));
+    let mut wd = spec.spawn();
+    let code = wd.wait_exit(Duration::from_secs(15));
+    eprintln!(
+        "remote port taken: watchdog exited {code:?} after {:?}",
+        wd.started.elapsed()
+    );
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    let log = wd.log();
+    assert!(
+        log.contains(&format!("remote port {port} busy on server"))
+            && log.contains("ClientAliveInterval"),
+        "{log}"
+    );
+    assert_eq!(wd.state_value("consecutive_failures").as_deref(), Some("1"));
+    let mut again = spec.spawn();
+    assert!(
+        wait_until(Duration::from_secs(5), || again
+            .log()
+            .contains("backing off")),
+        "{}",
+        again.log()
+    );
+    assert_eq!(again.wait_exit(Duration::from_secs(15)), Some(1));
+    assert_eq!(backoffs(&again.log())[0].0, 1000);
+}
+
+#[test]
+fn remote_target_down_is_never_reported_healthy() {
+    let Some(sshd) = Sshd::start_default("remote_target_down") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let notify = NotifyReceiver::path();
+    let dead = free_port(); // nothing listens here
+    let mut spec =
+        WdSpec::new(&sshd, dir.path()).forward("-R", format!("{}:127.0.0.1:{dead}", free_port()));
+    spec.notify = Some(&notify);
+    let mut wd = spec.spawn();
+    let code = wd.wait_exit(Duration::from_secs(15));
+    eprintln!(
+        "remote target down: watchdog exited {code:?} after {:?}",
+        wd.started.elapsed()
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        notify.first_with("READY=1").is_none(),
+        "READY sent for a dead forward"
+    );
+    assert!(notify.first_with("WATCHDOG=1").is_none());
+    let log = wd.log();
+    assert!(
+        log.contains("channel closed before the target sent anything"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_abstract_notify_socket_and_clean_ssh_env() {
+    let Some(sshd) = Sshd::start_default("sigterm_stops_cleanly") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(None); // a silent target: accepted by the quiet window
+    let notify = NotifyReceiver::abstract_name();
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    spec.notify = Some(&notify);
+    spec.env = vec![("WATCHDOG_USEC", "60000000".into())];
+    let mut wd = spec.spawn();
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(15), "READY=1")
+            .is_some(),
+        "log:\n{}",
+        wd.log()
+    );
+    let ssh = wd.ssh_pid().unwrap();
+    let environ = std::fs::read(format!("/proc/{ssh}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    for key in ["NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="] {
+        assert!(
+            !environ.split('\0').any(|v| v.starts_with(key)),
+            "ssh got {key}"
+        );
+    }
+    kill(Pid::from_raw(wd.pid()), Signal::SIGTERM).unwrap();
+    let sent = Instant::now();
+    let code = wd.wait_exit(Duration::from_secs(5));
+    eprintln!("SIGTERM: exit {code:?} after {:?}", sent.elapsed());
+    assert_eq!(code, Some(0));
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(2), "STOPPING=1")
+            .is_some()
+    );
+    assert_eq!(state_of(ssh), None, "ssh left behind (or a zombie)");
+    assert_eq!(
+        killpg(Pid::from_raw(ssh), None),
+        Err(nix::errno::Errno::ESRCH),
+        "ssh's process group not empty"
+    );
+    assert_eq!(wd.state_value("state").as_deref(), Some("stopped"));
+}
+
+#[test]
+fn sigusr1_cuts_the_backoff_short() {
+    let Some(sshd) = Sshd::start_default("sigusr1_cuts_backoff") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(
+        dir.path().join("state/state"),
+        "state=failed\nconsecutive_failures=6\nlast_error=test\n",
+    )
+    .unwrap();
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    spec.options.extend([
+        "--backoff-initial".into(),
+        "10s".into(),
+        "--backoff-max".into(),
+        "60s".into(),
+    ]);
+    let wd = spec.spawn();
+    assert!(
+        wait_until(Duration::from_secs(5), || wd.log().contains("backing off")),
+        "{}",
+        wd.log()
+    );
+    kill(Pid::from_raw(wd.pid()), Signal::SIGUSR1).unwrap();
+    let sent = Instant::now();
+    assert!(wd.wait_up(Duration::from_secs(10)), "log:\n{}", wd.log());
+    eprintln!(
+        "SIGUSR1 during a {:?} back-off: up after {:?}",
+        backoffs(&wd.log())[0],
+        sent.elapsed()
+    );
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    assert!(wd.log().contains("back-off cut short"));
+}
