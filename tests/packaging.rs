@@ -307,3 +307,78 @@ fn homebrew_formula_installs_what_generate_writes() {
         );
     }
 }
+
+/// tunnel-watchdog parses its arguments by hand; its man page comes from a clap mirror
+/// in `generate.rs`. The real `--help` and the mirror must name the same options with
+/// the same defaults, and the page must cover every signal the help names.
+#[test]
+fn watchdog_page_matches_the_real_watchdog_help() {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog")).arg("--help"));
+    let help = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tunnel-watchdog --help failed: {}",
+        text(&out.stderr)
+    );
+
+    // Option lines look like `  --probe-interval DUR    text (default 10s)`.
+    let mut real: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let line = line.trim_start();
+        if !line.starts_with('-') {
+            continue;
+        }
+        let (spec, description) = line.split_once("  ").unwrap_or((line, ""));
+        for word in spec.split([' ', ',']) {
+            if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
+                real.push((long.to_owned(), description.trim().to_owned()));
+            }
+        }
+    }
+    assert!(real.len() >= 8, "parsed too few options from:\n{help}");
+
+    let mut mirror = tunnelctl::commands::generate::watchdog_command();
+    mirror.build();
+    let mut mirrored: Vec<String> = Vec::new();
+    for arg in mirror.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        mirrored.push(long.to_owned());
+        let description = real
+            .iter()
+            .find(|(l, _)| l == long)
+            .map(|(_, d)| d.as_str())
+            .unwrap_or_else(|| {
+                panic!("the man page documents --{long}, tunnel-watchdog --help does not")
+            });
+        for default in arg.get_default_values() {
+            let default = default.to_string_lossy();
+            assert!(
+                description.contains(&format!("default {default}")),
+                "--{long}: the man page says default {default}, --help says: {description}"
+            );
+        }
+    }
+    for (long, _) in &real {
+        assert!(
+            mirrored.contains(long),
+            "tunnel-watchdog --help has --{long}, the man page does not"
+        );
+    }
+
+    let (_tmp, dir) = generate("man");
+    let page = fs::read_to_string(dir.join("tunnel-watchdog.1")).unwrap();
+    let signals: Vec<&str> = help
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.starts_with("SIG") && w.len() > 3)
+        .collect();
+    assert!(
+        signals.contains(&"SIGTERM"),
+        "no signals in --help:\n{help}"
+    );
+    for signal in signals {
+        assert!(
+            page.contains(signal),
+            "tunnel-watchdog.1 does not mention {signal}"
+        );
+    }
+}
