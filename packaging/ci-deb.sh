@@ -42,9 +42,14 @@ if installed; then
     fail "$PKG is already installed; this script would remove it (run with CI=true to allow that)"
   fi
 fi
-for dir in "${RUNTIME_DIRS[@]}"; do
-  [ ! -e "$dir" ] || fail "$dir exists before the test; the 'nothing left behind' check needs a machine without it"
-done
+# What those places hold now (other tests may have made them): it must not change.
+runtime_snapshot() {
+  local dir
+  for dir in "${RUNTIME_DIRS[@]}"; do
+    if [ -e "$dir" ]; then find "$dir" -printf '%p %y %m %s\n' | sort; else echo "$dir absent"; fi
+  done
+}
+runtime_before=$(runtime_snapshot)
 
 step "building the package"
 deb=$(bash packaging/build-deb.sh)
@@ -143,9 +148,8 @@ done
 if command -v zsh >/dev/null; then zsh -n /usr/share/zsh/vendor-completions/_tunnelctl; fi
 if command -v fish >/dev/null; then fish -n /usr/share/fish/vendor_completions.d/tunnelctl.fish; fi
 
-for dir in "${RUNTIME_DIRS[@]}"; do
-  [ ! -e "$dir" ] || fail "$dir was created by installing or using the package"
-done
+[ "$(runtime_snapshot)" = "$runtime_before" ] ||
+  fail "installing or using the package changed ${RUNTIME_DIRS[*]}: $(diff <(echo "$runtime_before") <(runtime_snapshot) || true)"
 
 step "dpkg -r, then dpkg -P"
 dpkg -r "$PKG"
@@ -163,9 +167,9 @@ left=()
 for path in "${shipped[@]}"; do
   if [ -z "${existed[$path]:-}" ] && { [ -e "$path" ] || [ -L "$path" ]; }; then left+=("$path"); fi
 done
-for dir in "${RUNTIME_DIRS[@]}"; do
-  if [ -e "$dir" ]; then left+=("$dir"); fi
-done
+if [ "$(runtime_snapshot)" != "$runtime_before" ]; then
+  left+=("changes under ${RUNTIME_DIRS[*]}: $(diff <(echo "$runtime_before") <(runtime_snapshot) || true)")
+fi
 [ ${#left[@]} = 0 ] || fail "left behind: ${left[*]}"
 echo "ci-deb: ${#shipped[@]} paths installed and removed; nothing left behind"
 echo "ci-deb: 1 passed, 0 failed"
