@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 CARGO_DEB_VERSION=3.8.0   # pinned: the package layout is checked against this one
 
+# cargo-deb computes the libc6 dependency with dpkg-shlibdeps; without it the package
+# would silently depend on openssh-client only.
+command -v dpkg-shlibdeps >/dev/null || { echo "build-deb: dpkg-shlibdeps is missing: apt-get install dpkg-dev" >&2; exit 1; }
+
 if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
   echo "build-deb: installing cargo-deb $CARGO_DEB_VERSION (about a minute)" >&2
   cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION" >&2

@@ -5,7 +5,7 @@
 #
 #   bash packaging/ci-deb.sh
 #
-# Needs: cargo, dpkg, man-db, python3 (all on Debian's CI machine; .ci/run installs man-db).
+# Needs: cargo, dpkg, dpkg-dev (dpkg-shlibdeps), man-db, python3; lintian is used if present.
 # A tunnelctl package that is already installed is refused, unless CI=true (then it is
 # purged first: CI machines are ours).
 set -euo pipefail
@@ -55,6 +55,13 @@ step "building the package"
 deb=$(bash packaging/build-deb.sh)
 [ -f "$deb" ] || fail "build-deb.sh printed '$deb', which is not a file"
 echo "$deb"
+
+step "dependencies"
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "Depends: $depends"
+for dep in libc6 openssh-client; do
+  printf '%s\n' "$depends" | grep -Eq "(^|, )$dep( |,|$)" || fail "Depends: lacks $dep"
+done
 
 step "no maintainer scripts (the package starts nothing)"
 scripts=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t | sed 's|^\./||' | grep -Ev '^(|control|md5sums|conffiles)$' || true)
