@@ -32,9 +32,3 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Generate(args) => generate::run(args),
     }
 }
-
-/// Until a command lands it says so plainly and fails, rather than pretend.
-pub(crate) fn not_yet(command: &str) -> ExitCode {
-    eprintln!("tunnelctl {command}: not implemented in this version");
-    ExitCode::from(1)
-}
