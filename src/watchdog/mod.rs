@@ -1,7 +1,7 @@
 //! tunnel-watchdog: runs ssh, proves every forward carries data, tells the init system.
 //!
-//! One process, no async runtime: the main thread sleeps in `poll` on a signal
-//! self-pipe between probe rounds; a helper thread relogs ssh's stderr.
+//! One process, one thread, no async runtime: the main loop sleeps in `poll` on a
+//! signal self-pipe and ssh's stderr pipe between probe rounds.
 
 pub mod args;
 pub mod backoff;
@@ -109,14 +109,21 @@ impl Signals {
         })
     }
 
-    /// Sleeps up to `timeout` or until a signal; returns the most important event seen.
-    fn wait(&self, timeout: Duration) -> Option<Event> {
+    /// Sleeps up to `timeout`, until a signal, or until `also` (ssh's stderr) is
+    /// readable; returns the most important signal seen.
+    fn wait(&self, timeout: Duration, also: Option<BorrowedFd>) -> Option<Event> {
         let fd: BorrowedFd = self.read.as_fd();
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        let _ = poll(
-            &mut fds,
-            PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX),
-        );
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let _ = match also {
+            Some(other) => poll(
+                &mut [
+                    PollFd::new(fd, PollFlags::POLLIN),
+                    PollFd::new(other, PollFlags::POLLIN),
+                ],
+                timeout,
+            ),
+            None => poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout),
+        };
         let mut event = None;
         let mut buf = [0u8; 64];
         while let Ok(n) = nix::unistd::read(fd, &mut buf) {
@@ -411,7 +418,7 @@ impl Watchdog {
                 "STATUS=backing off {}: {reason}",
                 format_human(left)
             )]);
-            match self.signals.wait(left.min(Duration::from_secs(5))) {
+            match self.signals.wait(left.min(Duration::from_secs(5)), None) {
                 Some(Event::Stop) => {
                     self.notify(&["STOPPING=1"]);
                     return Some(self.stopped());
@@ -485,9 +492,10 @@ impl Watchdog {
         // Bounded: every pass sleeps until the next round or a signal, and the rounds
         // end the loop after probe_failures failures or when ssh exits.
         loop {
+            ssh.drain_stderr();
             if let Some(status) = ssh.try_exit() {
                 ssh.settle_stderr(Duration::from_secs(1));
-                let report = ssh.report.lock().unwrap_or_else(|e| e.into_inner());
+                let report = &ssh.report;
                 let permanent = report.errors.iter().any(|e| e.is_permanent());
                 let reason = match report.errors.first() {
                     Some(e) => e.explain(),
@@ -501,8 +509,6 @@ impl Watchdog {
             // A forward that ssh could not set up will never work, even if ssh stays.
             let forward_error = ssh
                 .report
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .errors
                 .iter()
                 .find(|e| {
@@ -594,7 +600,7 @@ impl Watchdog {
             let sleep = next_round
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(1));
-            match self.signals.wait(sleep) {
+            match self.signals.wait(sleep, ssh.stderr_fd()) {
                 Some(Event::Stop) => return (Outcome::Stopped, up_since),
                 Some(Event::Reconnect) => return (Outcome::Reconnect, up_since),
                 None => {}
