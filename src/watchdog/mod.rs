@@ -32,6 +32,9 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PERMANENT: u8 = 3;
 
+/// How often a back-off refreshes STATUS= (and EXTEND_TIMEOUT_USEC before READY=1).
+pub const BACKOFF_REFRESH: Duration = Duration::from_secs(5);
+
 /// Between SIGTERM and SIGKILL for the ssh process group.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -402,23 +405,27 @@ impl Watchdog {
         self.state.state = Phase::BackingOff;
         self.state.backoff_until = log::now_secs() + wait.as_secs();
         self.save();
-        if !self.ready_sent {
-            // systemd is still waiting for READY=1: move its start timeout past the wait
-            // plus one full connect-and-probe budget.
-            let budget = wait + self.connect_budget() + Duration::from_secs(5);
-            self.notify(&[&format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros())]);
-        }
         // Bounded by `until`; STATUS= refreshed every few seconds with the time left.
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            self.notify(&[&format!(
-                "STATUS=backing off {}: {reason}",
-                format_human(left)
-            )]);
-            match self.signals.wait(left.min(Duration::from_secs(5)), None) {
+            let status = format!("STATUS=backing off {}: {reason}", format_human(left));
+            if self.ready_sent {
+                self.notify(&[&status]);
+            } else {
+                // systemd still waits for READY=1 (Type=notify start). Each
+                // EXTEND_TIMEOUT_USEC moves its start timeout to now + N: N covers what
+                // is left of the wait, one connect-and-probe budget and a margin, and
+                // is sent again at every refresh, so a hung watchdog still times out.
+                let budget = left + self.connect_budget() + Duration::from_secs(5);
+                self.notify(&[
+                    &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros()),
+                    &status,
+                ]);
+            }
+            match self.signals.wait(left.min(BACKOFF_REFRESH), None) {
                 Some(Event::Stop) => {
                     self.notify(&["STOPPING=1"]);
                     return Some(self.stopped());
