@@ -551,6 +551,11 @@ impl Watchdog {
                 match prober.round() {
                     Ok(ok) => {
                         failed_rounds = 0;
+                        if up_since.is_none() {
+                            // First proof for this ssh connection (also after a
+                            // SIGUSR1 reconnect): "up since" starts here.
+                            self.state.connected_since = log::now_secs();
+                        }
                         let since = *up_since.get_or_insert(round_start);
                         self.state.last_probe_ok = log::now_secs();
                         self.state.last_probe_ms = ok.latency.as_millis() as u64;
@@ -562,7 +567,6 @@ impl Watchdog {
                         if !self.ready_sent {
                             self.ready_sent = true;
                             self.state.state = Phase::Up;
-                            self.state.connected_since = log::now_secs();
                             log::info(&format!(
                                 "up: {} forward(s) proven end to end in {} ms",
                                 self.o.forwards.len(),

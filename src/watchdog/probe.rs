@@ -82,6 +82,9 @@ impl Prober {
                 pending.push(p);
             }
         }
+        if !self.forwards.iter().any(Forward::crosses_server) {
+            self.server_round_trip(deadline)?;
+        }
         let quiet_from = Instant::now();
         let silent = self.wait(&mut pending, deadline)?;
         let latency = start.elapsed().saturating_sub(if silent {
@@ -129,6 +132,19 @@ impl Prober {
         let conn = conn.open_stdio_fwd(host, port, &theirs, deadline)?;
         drop(theirs); // ssh holds its own copies now; ours sees EOF when the channel closes
         Ok((ours, conn))
+    }
+
+    /// For tunnels whose forwards never open a channel on the server (`-D` only: ssh
+    /// answers the SOCKS greeting itself), asks the server for a channel to a port
+    /// that is normally closed. Refused or opened, either answer proves the server
+    /// session is alive; only silence until the deadline fails.
+    fn server_round_trip(&self, deadline: Instant) -> Result<(), String> {
+        const PROBE_PORT: u16 = 1; // tcpmux: closed almost everywhere
+        match self.channel("127.0.0.1", PROBE_PORT, deadline) {
+            Ok(_) => Ok(()),
+            Err(e) if e.starts_with("ssh refused a channel") => Ok(()),
+            Err(e) => Err(format!("the server did not answer a channel request: {e}")),
+        }
     }
 
     /// ssh's `-L` listeners accept. Checked last: the throwaway connection makes ssh
