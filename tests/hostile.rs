@@ -48,7 +48,7 @@ fn accepted_cases() -> Vec<Case> {
             yaml: String::from(
                 "tunnels:\n  \"50%$off;café_x@y+z=1\":\n    host: h.example.org\n    identity: '~/.ssh/key \"q\" $x \\b ;é'\n    \
                  known_hosts: '~/.ssh/kh\"q\"$x\\b;é'\n    ssh_options: { SetEnv: 'A=\"b c\" $HOME %d \\x ; ''q''', Compression: \"yes\" }\n    \
-                 forwards:\n      - remote: 1234\n        to: localhost:22\n"
+                 forwards:\n      - remote: 1234\n        to: localhost:22\n",
             ),
             refused_by: &[],
         },

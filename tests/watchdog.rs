@@ -189,10 +189,11 @@ fn ready_only_after_remote_and_local_forwards_carry_data() {
         ready.at - wd.started,
         before_ready.len()
     );
-    // -R probe: one connection via the server; -L probe: our connect to the local
-    // listener plus the channel through the server: three before READY.
+    // -R probe: one connection via the server; -L probe: the channel through the
+    // server (the -L listener is checked last, by a connect that ssh relays later):
+    // two before READY.
     assert!(
-        before_ready.len() >= 3,
+        before_ready.len() >= 2,
         "READY came before the forwards were proven: {} connections",
         before_ready.len()
     );
@@ -537,4 +538,86 @@ fn sigusr1_cuts_the_backoff_short() {
     );
     assert!(sent.elapsed() < Duration::from_secs(10));
     assert!(wd.log().contains("back-off cut short"));
+}
+
+#[test]
+fn frozen_server_session_is_detected_with_only_a_socks_forward() {
+    // ssh answers a -D SOCKS greeting itself, so without a server round trip of its own
+    // the watchdog would only learn of a frozen server through ServerAlive (300 s here).
+    let Some(sshd) = Sshd::start_default("frozen_server_socks_only") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut wd = WdSpec::new(&sshd, dir.path())
+        .forward("-D", format!("127.0.0.1:{}", free_port()))
+        .spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let session = sshd
+        .wait_for_session(Duration::from_secs(5))
+        .expect("session")
+        .session
+        .unwrap();
+    kill(Pid::from_raw(session), Signal::SIGSTOP).unwrap();
+    let frozen = Instant::now();
+    let code = wd.wait_exit(Duration::from_secs(10));
+    let took = frozen.elapsed();
+    eprintln!("frozen server session, -D only: watchdog exited {code:?} after {took:?}");
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    assert!(
+        took <= Duration::from_secs(4),
+        "took {took:?}; log:\n{}",
+        wd.log()
+    );
+    assert!(
+        wd.log().contains("did not answer a channel request"),
+        "{}",
+        wd.log()
+    );
+}
+
+#[test]
+fn sigusr1_while_up_reconnects_and_restarts_the_uptime() {
+    let Some(sshd) = Sshd::start_default("sigusr1_while_up") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let wd = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port))
+        .spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let since = |wd: &Wd| -> u64 {
+        wd.state_value("connected_since")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let first_since = since(&wd);
+    let first_ssh = wd.ssh_pid().unwrap();
+    assert!(first_since > 0, "{}", wd.state());
+    // connected_since has one-second resolution: let the clock pass it first.
+    assert!(wait_until(Duration::from_secs(3), || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            > first_since
+    }));
+    kill(Pid::from_raw(wd.pid()), Signal::SIGUSR1).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            wd.ssh_pid().is_some_and(|p| p != first_ssh) && since(&wd) > first_since
+        }),
+        "no fresh connection with a new up-since; state:\n{}\nlog:\n{}",
+        wd.state(),
+        wd.log()
+    );
+    assert!(gone(first_ssh), "the old ssh is still there");
 }

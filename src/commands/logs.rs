@@ -1,8 +1,73 @@
+//! `tunnelctl logs NAME [-f]`: the tunnel's log from wherever its init system keeps it:
+//! the journal for systemd units, the log file for launchd (StandardErrorPath) and for
+//! inittab/BusyBox (the watchdog's `--log-file`). Hands over to journalctl or tail
+//! (exec), so paging, `-f` and Ctrl-C behave as those tools do.
+
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use crate::cli::LogsArgs;
+use crate::known_hosts::home_dir;
+use crate::locations::{LogSource, default_target, log_source};
 
-pub fn run(_config: Option<&Path>, _args: LogsArgs) -> ExitCode {
-    super::not_yet("logs")
+/// Lines shown before following or when not following.
+const LINES: &str = "200";
+
+/// The command that shows the log (pure, for tests).
+pub fn log_command(source: &LogSource, follow: bool) -> Vec<String> {
+    let mut argv: Vec<String> = Vec::new();
+    match source {
+        LogSource::Journal { unit, user } => {
+            argv.extend([
+                "journalctl".into(),
+                "--no-pager".into(),
+                "-n".into(),
+                LINES.into(),
+            ]);
+            argv.push(if *user {
+                "--user-unit".into()
+            } else {
+                "-u".into()
+            });
+            argv.push(unit.clone());
+        }
+        LogSource::File(path) => {
+            argv.extend(["tail".into(), "-n".into(), LINES.into()]);
+            if follow {
+                argv.push("-F".into()); // follows across the log's rotation too
+            }
+            argv.push("--".into());
+            argv.push(path.display().to_string());
+            return argv;
+        }
+    }
+    if follow {
+        argv.push("-f".into());
+    }
+    argv
+}
+
+pub fn run(_config: Option<&Path>, args: LogsArgs) -> ExitCode {
+    let target = args.target.unwrap_or_else(default_target);
+    let source = log_source(target, &args.name, &home_dir());
+    if let LogSource::File(path) = &source
+        && !path.exists()
+    {
+        eprintln!(
+            "tunnelctl logs {}: no log at {} yet: the tunnel has not run as a {target} service on this machine \
+             (install it with `tunnelctl install {} --target {target}`, or pass --target)",
+            args.name,
+            path.display(),
+            args.name
+        );
+        return ExitCode::from(1);
+    }
+    let argv = log_command(&source, args.follow);
+    let err = Command::new(&argv[0]).args(&argv[1..]).exec();
+    eprintln!(
+        "tunnelctl logs {}: cannot run {}: {err}",
+        args.name, argv[0]
+    );
+    ExitCode::from(1)
 }

@@ -1,8 +1,134 @@
-use std::path::Path;
+//! `tunnelctl status [NAME] [--json] [--watch] [--target T] [--state-dir DIR]`.
+//!
+//! `--state-dir DIR` reads that directory directly and needs no configuration: DIR is
+//! the tunnel's state directory (holding `state`) when NAME is given or DIR/state
+//! exists; otherwise each subdirectory of DIR holding a `state` file is one tunnel.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cli::StatusArgs;
+use crate::known_hosts::home_dir;
+use crate::locations::{LogSource, default_target, log_source, state_dir_candidates};
+use crate::status::{self, Row};
+use crate::target::Target;
 
-pub fn run(_config: Option<&Path>, _args: StatusArgs) -> ExitCode {
-    super::not_yet("status")
+/// `--watch` refreshes this often, for at most this many rounds (an hour).
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+const WATCH_ROUNDS: u32 = 1800;
+
+pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let rounds = if args.watch { WATCH_ROUNDS } else { 1 };
+    let mut code = ExitCode::SUCCESS;
+    for round in 0..rounds {
+        if round > 0 {
+            std::thread::sleep(WATCH_EVERY);
+        }
+        let rows = match collect(config, &args) {
+            Ok(rows) => rows,
+            Err(code) => return code,
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut out = String::new();
+        if args.watch && std::io::stdout().is_terminal() {
+            out.push_str("\x1b[H\x1b[2J"); // home + clear: redraw in place
+        }
+        if args.json {
+            let value =
+                serde_json::Value::Array(rows.iter().map(|r| status::json(r, now)).collect());
+            out.push_str(&serde_json::to_string_pretty(&value).unwrap_or_default());
+            out.push('\n');
+        } else {
+            out.push_str(&status::table(&rows, now, colour));
+        }
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(out.as_bytes())
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
+            return ExitCode::SUCCESS; // reader went away (| head)
+        }
+        // Exit 1 when a named tunnel has no readable state: scripts can test it.
+        code = if args.name.is_some() && rows.iter().any(|r| r.state.is_none()) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    code
+}
+
+fn collect(config: Option<&Path>, args: &StatusArgs) -> Result<Vec<Row>, ExitCode> {
+    if let Some(dir) = &args.state_dir {
+        return Ok(from_state_dir(dir, args.name.as_deref(), args.target));
+    }
+    let target = args.target.unwrap_or_else(default_target);
+    let names: Vec<String> = match &args.name {
+        Some(name) => {
+            // The tunnel may have left the config and still run: only warn then.
+            vec![name.clone()]
+        }
+        None => crate::lookup::load_config(config, "status")?
+            .tunnels
+            .iter()
+            .map(|t| t.name.clone())
+            .collect(),
+    };
+    let home = home_dir();
+    let uid = nix::unistd::getuid().as_raw();
+    let env = |k: &str| std::env::var(k).ok();
+    Ok(names
+        .iter()
+        .map(|name| {
+            let dirs = state_dir_candidates(target, name, &home, uid, &env);
+            let mut row = status::read_row(name, Some(target), &dirs);
+            if let LogSource::Journal { unit, user } = log_source(target, name, &home) {
+                row.init = status::systemd_info(&unit, user);
+            }
+            row
+        })
+        .collect())
+}
+
+fn from_state_dir(dir: &Path, name: Option<&str>, target: Option<Target>) -> Vec<Row> {
+    let dir_name = || {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string())
+    };
+    if name.is_some() || dir.join("state").exists() {
+        let name = name.map(String::from).unwrap_or_else(dir_name);
+        return vec![status::read_row(&name, target, &[dir.to_path_buf()])];
+    }
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.join("state").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    subdirs.sort();
+    if subdirs.is_empty() {
+        return vec![status::read_row(&dir_name(), target, &[dir.to_path_buf()])];
+    }
+    subdirs
+        .iter()
+        .map(|d| {
+            status::read_row(
+                &d.file_name().unwrap_or_default().to_string_lossy(),
+                target,
+                std::slice::from_ref(d),
+            )
+        })
+        .collect()
 }

@@ -64,6 +64,14 @@ pub enum Forward {
 }
 
 impl Forward {
+    /// Whether probing this forward opens a channel that the server must answer.
+    pub fn crosses_server(&self) -> bool {
+        matches!(
+            self,
+            Forward::Local { .. } | Forward::Remote { .. } | Forward::RemoteDynamic { .. }
+        )
+    }
+
     /// `-R 1234:127.0.0.1:22` as the user wrote it, for log lines.
     pub fn describe(&self) -> String {
         match self {

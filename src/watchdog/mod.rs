@@ -1,7 +1,7 @@
 //! tunnel-watchdog: runs ssh, proves every forward carries data, tells the init system.
 //!
-//! One process, no async runtime: the main thread sleeps in `poll` on a signal
-//! self-pipe between probe rounds; a helper thread relogs ssh's stderr.
+//! One process, one thread, no async runtime: the main loop sleeps in `poll` on a
+//! signal self-pipe and ssh's stderr pipe between probe rounds.
 
 pub mod args;
 pub mod backoff;
@@ -31,6 +31,9 @@ pub const EXIT_STOPPED: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PERMANENT: u8 = 3;
+
+/// How often a back-off refreshes STATUS= (and EXTEND_TIMEOUT_USEC before READY=1).
+pub const BACKOFF_REFRESH: Duration = Duration::from_secs(5);
 
 /// Between SIGTERM and SIGKILL for the ssh process group.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -109,14 +112,21 @@ impl Signals {
         })
     }
 
-    /// Sleeps up to `timeout` or until a signal; returns the most important event seen.
-    fn wait(&self, timeout: Duration) -> Option<Event> {
+    /// Sleeps up to `timeout`, until a signal, or until `also` (ssh's stderr) is
+    /// readable; returns the most important signal seen.
+    fn wait(&self, timeout: Duration, also: Option<BorrowedFd>) -> Option<Event> {
         let fd: BorrowedFd = self.read.as_fd();
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        let _ = poll(
-            &mut fds,
-            PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX),
-        );
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let _ = match also {
+            Some(other) => poll(
+                &mut [
+                    PollFd::new(fd, PollFlags::POLLIN),
+                    PollFd::new(other, PollFlags::POLLIN),
+                ],
+                timeout,
+            ),
+            None => poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout),
+        };
         let mut event = None;
         let mut buf = [0u8; 64];
         while let Ok(n) = nix::unistd::read(fd, &mut buf) {
@@ -395,23 +405,27 @@ impl Watchdog {
         self.state.state = Phase::BackingOff;
         self.state.backoff_until = log::now_secs() + wait.as_secs();
         self.save();
-        if !self.ready_sent {
-            // systemd is still waiting for READY=1: move its start timeout past the wait
-            // plus one full connect-and-probe budget.
-            let budget = wait + self.connect_budget() + Duration::from_secs(5);
-            self.notify(&[&format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros())]);
-        }
         // Bounded by `until`; STATUS= refreshed every few seconds with the time left.
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            self.notify(&[&format!(
-                "STATUS=backing off {}: {reason}",
-                format_human(left)
-            )]);
-            match self.signals.wait(left.min(Duration::from_secs(5))) {
+            let status = format!("STATUS=backing off {}: {reason}", format_human(left));
+            if self.ready_sent {
+                self.notify(&[&status]);
+            } else {
+                // systemd still waits for READY=1 (Type=notify start). Each
+                // EXTEND_TIMEOUT_USEC moves its start timeout to now + N: N covers what
+                // is left of the wait, one connect-and-probe budget and a margin, and
+                // is sent again at every refresh, so a hung watchdog still times out.
+                let budget = left + self.connect_budget() + Duration::from_secs(5);
+                self.notify(&[
+                    &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros()),
+                    &status,
+                ]);
+            }
+            match self.signals.wait(left.min(BACKOFF_REFRESH), None) {
                 Some(Event::Stop) => {
                     self.notify(&["STOPPING=1"]);
                     return Some(self.stopped());
@@ -485,9 +499,10 @@ impl Watchdog {
         // Bounded: every pass sleeps until the next round or a signal, and the rounds
         // end the loop after probe_failures failures or when ssh exits.
         loop {
+            ssh.drain_stderr();
             if let Some(status) = ssh.try_exit() {
                 ssh.settle_stderr(Duration::from_secs(1));
-                let report = ssh.report.lock().unwrap_or_else(|e| e.into_inner());
+                let report = &ssh.report;
                 let permanent = report.errors.iter().any(|e| e.is_permanent());
                 let reason = match report.errors.first() {
                     Some(e) => e.explain(),
@@ -501,8 +516,6 @@ impl Watchdog {
             // A forward that ssh could not set up will never work, even if ssh stays.
             let forward_error = ssh
                 .report
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .errors
                 .iter()
                 .find(|e| {
@@ -538,6 +551,11 @@ impl Watchdog {
                 match prober.round() {
                     Ok(ok) => {
                         failed_rounds = 0;
+                        if up_since.is_none() {
+                            // First proof for this ssh connection (also after a
+                            // SIGUSR1 reconnect): "up since" starts here.
+                            self.state.connected_since = log::now_secs();
+                        }
                         let since = *up_since.get_or_insert(round_start);
                         self.state.last_probe_ok = log::now_secs();
                         self.state.last_probe_ms = ok.latency.as_millis() as u64;
@@ -549,7 +567,6 @@ impl Watchdog {
                         if !self.ready_sent {
                             self.ready_sent = true;
                             self.state.state = Phase::Up;
-                            self.state.connected_since = log::now_secs();
                             log::info(&format!(
                                 "up: {} forward(s) proven end to end in {} ms",
                                 self.o.forwards.len(),
@@ -594,7 +611,7 @@ impl Watchdog {
             let sleep = next_round
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(1));
-            match self.signals.wait(sleep) {
+            match self.signals.wait(sleep, ssh.stderr_fd()) {
                 Some(Event::Stop) => return (Outcome::Stopped, up_since),
                 Some(Event::Reconnect) => return (Outcome::Reconnect, up_since),
                 None => {}

@@ -1,0 +1,355 @@
+//! `status`, `reconnect` and `logs` against a real tunnel-watchdog run (real sshd, real
+//! ssh) and the state file it writes.
+
+mod common;
+mod firstrun_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::sshd::Sshd;
+use common::wait_until;
+use firstrun_support::*;
+
+/// The watchdog child, stopped (SIGTERM, then SIGKILL) on drop.
+struct Watchdog(Child);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        if !wait_until(Duration::from_secs(5), || {
+            matches!(self.0.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn start_watchdog(sshd: &Sshd, state_dir: &std::path::Path, remote_port: u16) -> Watchdog {
+    let child = Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog"))
+        .args([
+            "--name",
+            "st",
+            "--probe-interval",
+            "1s",
+            "--probe-timeout",
+            "1s",
+            "--backoff-initial",
+            "1s",
+        ])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--log-file")
+        .arg(state_dir.with_file_name("watchdog.log"))
+        .arg("--")
+        .arg("ssh")
+        .args(sshd.ssh_base_args())
+        .args([
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            &format!("{remote_port}:localhost:{}", sshd.port()),
+        ])
+        .arg(sshd.host())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    Watchdog(child)
+}
+
+fn status_json(state_dir: &std::path::Path) -> serde_json::Value {
+    let out = tunnelctl(
+        std::path::Path::new("/nonexistent.yaml"),
+        &[
+            "status",
+            "st",
+            "--json",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ],
+    );
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    value[0].clone()
+}
+
+#[test]
+fn status_json_reconnect_and_stop_follow_a_real_watchdog() {
+    let Some(sshd) = Sshd::start_default("status_json_reconnect_and_stop_follow_a_real_watchdog")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("st");
+    let mut wd = start_watchdog(&sshd, &state_dir, free_port());
+    let wd_pid = wd.0.id() as u64;
+
+    assert!(
+        wait_until(Duration::from_secs(20), || status_json(&state_dir)["state"]
+            == "up"),
+        "never up: {}",
+        status_json(&state_dir)
+    );
+    let up = status_json(&state_dir);
+    assert_eq!(up["name"], "st");
+    assert_eq!(up["running"], true);
+    assert_eq!(up["pid"], wd_pid, "{up}");
+    assert!(
+        up["ssh_pid"].as_u64().unwrap() > 0 && up["last_probe_ok"].as_u64().unwrap() > 0,
+        "{up}"
+    );
+    assert!(up["up_seconds"].is_u64(), "{up}");
+    assert_eq!(up["restarts"], 1, "{up}");
+
+    // The table says the same in words.
+    let table = tunnelctl(
+        std::path::Path::new("/nonexistent.yaml"),
+        &["status", "--state-dir", dir.path().to_str().unwrap()],
+    );
+    let table_text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table_text.starts_with("NAME ")
+            && table_text.contains("\nst ")
+            && table_text.contains(" up "),
+        "{}",
+        text(&table)
+    );
+    assert!(
+        !table_text.contains('\x1b'),
+        "no colour when not on a terminal"
+    );
+
+    // reconnect: SIGUSR1 makes the watchdog start a new ssh.
+    let first_ssh = up["ssh_pid"].as_u64().unwrap();
+    let out = tunnelctl(
+        std::path::Path::new("/nonexistent.yaml"),
+        &[
+            "reconnect",
+            "st",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("pid {wd_pid}")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let s = status_json(&state_dir);
+            s["state"] == "up" && s["ssh_pid"].as_u64() != Some(first_ssh) && s["restarts"] == 2
+        }),
+        "no reconnect after SIGUSR1: {}",
+        status_json(&state_dir)
+    );
+
+    // Stopped: status says so, reconnect explains instead of signalling.
+    let pid = nix::unistd::Pid::from_raw(wd_pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    // Not reaped yet on purpose: a zombie watchdog is not a running one.
+    assert!(wait_until(Duration::from_secs(10), || status_json(
+        &state_dir
+    )["running"]
+        == false));
+    assert!(wait_until(Duration::from_secs(10), || matches!(
+        wd.0.try_wait(),
+        Ok(Some(_))
+    )));
+    assert_eq!(status_json(&state_dir)["state"], "stopped");
+    let out = tunnelctl(
+        std::path::Path::new("/nonexistent.yaml"),
+        &[
+            "reconnect",
+            "st",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the tunnel is not running"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn status_and_reconnect_explain_a_tunnel_that_never_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("never");
+    let out = tunnelctl(
+        std::path::Path::new("/nonexistent.yaml"),
+        &["status", "never", "--state-dir", none.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no state file"),
+        "{}",
+        text(&out)
+    );
+    let out = tunnelctl(
+        std::path::Path::new("/nonexistent.yaml"),
+        &["reconnect", "never", "--state-dir", none.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the tunnel is not running: no watchdog state file"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn status_lists_every_tunnel_of_the_config() {
+    let Some(sshd) = Sshd::start_default("status_lists_every_tunnel_of_the_config") else {
+        return;
+    };
+    let s = setup(
+        &sshd,
+        "listed",
+        &sshd.client_key(),
+        "",
+        "      - remote: 40002\n        to: localhost:22\n",
+    );
+    let out = tunnelctl(&s.config, &["status", "--target", "inittab", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "listed");
+    assert_eq!(rows[0]["target"], "inittab");
+    assert!(
+        rows[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("/run/tunnelctl/listed/state"),
+        "{rows}"
+    );
+}
+
+/// A log file at the inittab target's path for a throwaway tunnel name, removed on drop.
+struct LogFile(std::path::PathBuf);
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn logs_shows_and_follows_the_inittab_log_file() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIPPED logs_shows_and_follows_the_inittab_log_file: writes under /var/log/tunnelctl (needs root)"
+        );
+        return;
+    }
+    let name = format!("logs-test-{}", std::process::id());
+    let id = tunnelctl::config::inittab_id(&name);
+    let path = std::path::Path::new("/var/log/tunnelctl").join(format!("{id}.log"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "first line\nsecond line\n").unwrap();
+    let _guard = LogFile(path.clone());
+    let none = std::path::Path::new("/nonexistent.yaml");
+
+    let out = tunnelctl(none, &["logs", &name, "--target", "inittab"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first line\nsecond line\n"
+    );
+
+    // -f: a line appended later shows up.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_tunnelctl"))
+        .args(["logs", &name, "--target", "busybox", "-f"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let read_until = |want: &str, seen: &mut Vec<String>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.push(line.clone());
+                if line == want {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    assert!(read_until("second line", &mut seen), "{seen:?}");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map(|mut f| std::io::Write::write_all(&mut f, b"third line\n"))
+        .unwrap()
+        .unwrap();
+    let followed = read_until("third line", &mut seen);
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(followed, "logs -f did not show the appended line: {seen:?}");
+
+    let out = tunnelctl(
+        none,
+        &["logs", "no-such-tunnel-here", "--target", "inittab"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no log at /var/log/tunnelctl/"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn logs_reads_the_journal_for_systemd_units() {
+    // journalctl is the tool; its argv is what this command decides.
+    use tunnelctl::commands::logs::log_command;
+    use tunnelctl::locations::LogSource;
+    let system = LogSource::Journal {
+        unit: "tunnel-a.service".into(),
+        user: false,
+    };
+    assert_eq!(
+        log_command(&system, true),
+        [
+            "journalctl",
+            "--no-pager",
+            "-n",
+            "200",
+            "-u",
+            "tunnel-a.service",
+            "-f"
+        ]
+    );
+    let user = LogSource::Journal {
+        unit: "tunnel-a.service".into(),
+        user: true,
+    };
+    assert_eq!(
+        log_command(&user, false),
+        [
+            "journalctl",
+            "--no-pager",
+            "-n",
+            "200",
+            "--user-unit",
+            "tunnel-a.service"
+        ]
+    );
+}
