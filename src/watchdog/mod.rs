@@ -10,6 +10,7 @@ pub mod mux;
 pub mod notify;
 pub mod probe;
 pub mod process;
+pub mod reachability;
 pub mod ssh_errors;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -34,6 +35,11 @@ pub const EXIT_PERMANENT: u8 = 3;
 
 /// How often a back-off refreshes STATUS= (and EXTEND_TIMEOUT_USEC before READY=1).
 pub const BACKOFF_REFRESH: Duration = Duration::from_secs(5);
+
+/// After a failed probe round, the confirming round follows after this pause instead of a
+/// full probe interval: detection takes at most interval + failures × (timeout + pause),
+/// and never longer than the old interval × failures + timeout.
+pub const CONFIRM_PAUSE: Duration = Duration::from_millis(200);
 
 /// Between SIGTERM and SIGKILL for the ssh process group.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -221,7 +227,12 @@ struct Watchdog {
 enum Outcome {
     Stopped,
     Reconnect,
-    Failed { reason: String, permanent: bool },
+    Failed {
+        reason: String,
+        permanent: bool,
+        /// ssh did not reach the server at all (refused, no route, connect time-out).
+        network: bool,
+    },
 }
 
 pub fn run(o: Options) -> u8 {
@@ -336,25 +347,29 @@ impl Watchdog {
             match self.connect_and_watch() {
                 (Outcome::Reconnect, _) => {
                     self.state.consecutive_failures = 0;
+                    self.state.proven = false;
                     log::info("reconnecting now (SIGHUP/SIGUSR1)");
                     continue;
                 }
                 (Outcome::Stopped, _) => return self.stopped(),
-                (Outcome::Failed { reason, permanent }, up_since) => {
-                    let up_long = up_since.is_some_and(|t| t.elapsed() > self.o.backoff_max);
-                    let failures = if up_long {
-                        1
-                    } else {
-                        self.state.consecutive_failures.saturating_add(1)
-                    };
-                    self.state.consecutive_failures = if permanent {
-                        failures.max(backoff::failures_for_max(
-                            self.o.backoff_initial,
-                            self.o.backoff_max,
-                        ))
-                    } else {
-                        failures
-                    };
+                (
+                    Outcome::Failed {
+                        reason,
+                        permanent,
+                        network,
+                    },
+                    up_for,
+                ) => {
+                    (self.state.consecutive_failures, self.state.proven) = backoff::after_failure(
+                        self.state.consecutive_failures,
+                        self.state.proven,
+                        up_for,
+                        permanent,
+                        backoff::proven_after(self.interval, self.o.backoff_initial),
+                        self.o.backoff_initial,
+                        self.o.backoff_max,
+                    );
+                    self.state.network_error = network;
                     self.state.state = Phase::Failed;
                     self.state.ssh_pid = 0;
                     self.state.connected_since = 0;
@@ -385,8 +400,18 @@ impl Watchdog {
     /// Waits before connecting if earlier attempts failed. `Some(code)`: exit now.
     fn back_off(&mut self) -> Option<u8> {
         let n = self.state.consecutive_failures;
-        let nominal = backoff::nominal(n, self.o.backoff_initial, self.o.backoff_max);
+        let nominal = backoff::wait_before_connect(
+            n,
+            self.state.proven,
+            self.o.backoff_initial,
+            self.o.backoff_max,
+        );
         if nominal.is_zero() {
+            if n > 0 {
+                log::info(&format!(
+                    "reconnecting at once: the tunnel was up before it failed ({n} failure(s) in a row)"
+                ));
+            }
             return None;
         }
         let wait = backoff::with_jitter(nominal, backoff::jitter_seed());
@@ -405,6 +430,8 @@ impl Watchdog {
         self.state.state = Phase::BackingOff;
         self.state.backoff_until = log::now_secs() + wait.as_secs();
         self.save();
+        let reach = self.reachability_target();
+        let mut next_check = Instant::now() + reachability::CHECK_EVERY;
         // Bounded by `until`; STATUS= refreshed every few seconds with the time left.
         loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -425,7 +452,11 @@ impl Watchdog {
                     &status,
                 ]);
             }
-            match self.signals.wait(left.min(BACKOFF_REFRESH), None) {
+            let mut sleep = left.min(BACKOFF_REFRESH);
+            if reach.is_some() {
+                sleep = sleep.min(next_check.saturating_duration_since(Instant::now()));
+            }
+            match self.signals.wait(sleep, None) {
                 Some(Event::Stop) => {
                     self.notify(&["STOPPING=1"]);
                     return Some(self.stopped());
@@ -439,9 +470,56 @@ impl Watchdog {
                 }
                 None => {}
             }
+            if let Some((host, port)) = &reach
+                && Instant::now() >= next_check
+                && Instant::now() < until
+            {
+                let timeout = reachability::CHECK_TIMEOUT
+                    .min(until.saturating_duration_since(Instant::now()));
+                if reachability::tcp_connects(host, *port, timeout) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    log::info(&format!(
+                        "server reachable again: reconnecting ({host} port {port} accepted a TCP connection with {} of the back-off left)",
+                        format_human(left)
+                    ));
+                    self.notify(&["STATUS=server reachable again: reconnecting"]);
+                    break;
+                }
+                next_check = Instant::now() + reachability::CHECK_EVERY;
+            }
         }
         self.state.backoff_until = 0;
         None
+    }
+
+    /// Where to try TCP during a back-off, if the last failure was ssh not reaching the
+    /// server at all. After other failures (banner time-out, auth, forwards) a TCP connect
+    /// would succeed without the retry faring any better, so it is not tried.
+    fn reachability_target(&self) -> Option<(String, u16)> {
+        if !self.state.network_error {
+            return None;
+        }
+        match reachability::resolve(&self.o.ssh) {
+            Ok(reachability::Target::Direct { host, port }) => {
+                log::info(&format!(
+                    "during the back-off: trying TCP to {host} port {port} every {}",
+                    format_human(reachability::CHECK_EVERY)
+                ));
+                Some((host, port))
+            }
+            Ok(reachability::Target::Proxied(how)) => {
+                log::info(&format!(
+                    "not checking whether the server is reachable during the back-off: it is reached through {how}"
+                ));
+                None
+            }
+            Err(e) => {
+                log::info(&format!(
+                    "not checking whether the server is reachable during the back-off: {e}"
+                ));
+                None
+            }
+        }
     }
 
     /// How long ssh may take from start to a first good probe round.
@@ -449,7 +527,8 @@ impl Watchdog {
         self.interval * self.o.probe_failures + self.o.probe_timeout
     }
 
-    fn connect_and_watch(&mut self) -> (Outcome, Option<Instant>) {
+    /// Also returns how long the connection was up: first to last good probe round.
+    fn connect_and_watch(&mut self) -> (Outcome, Option<Duration>) {
         // A socket left by a killed ssh would make the new one refuse to listen.
         let _ = std::fs::remove_file(&self.ctl);
         let argv = process::ssh_argv(&self.o.ssh, &self.ctl);
@@ -463,6 +542,7 @@ impl Watchdog {
                     Outcome::Failed {
                         reason: e,
                         permanent: false,
+                        network: false,
                     },
                     None,
                 );
@@ -475,16 +555,16 @@ impl Watchdog {
             ssh.pid
         ));
         self.notify(&[&format!("STATUS=connecting (attempt {attempt})")]);
-        let (outcome, up_since) = self.watch(&mut ssh);
+        let (outcome, up_for) = self.watch(&mut ssh);
         if matches!(outcome, Outcome::Stopped) {
             self.notify(&["STOPPING=1", "STATUS=stopping"]);
         }
         ssh.terminate(KILL_GRACE);
         let _ = std::fs::remove_file(&self.ctl);
-        (outcome, up_since)
+        (outcome, up_for)
     }
 
-    fn watch(&mut self, ssh: &mut SshChild) -> (Outcome, Option<Instant>) {
+    fn watch(&mut self, ssh: &mut SshChild) -> (Outcome, Option<Duration>) {
         let mut prober = probe::Prober::new(
             self.ctl.clone(),
             self.o.forwards.clone(),
@@ -495,7 +575,15 @@ impl Watchdog {
         let mut next_round = spawned;
         let mut failed_rounds = 0u32;
         let mut up_since: Option<Instant> = None;
-        let failed = |reason: String, permanent: bool| Outcome::Failed { reason, permanent };
+        let mut last_ok: Option<Instant> = None;
+        let failed = |reason: String, permanent: bool| Outcome::Failed {
+            reason,
+            permanent,
+            network: false,
+        };
+        let up_for = |up_since: Option<Instant>, last_ok: Option<Instant>| {
+            Some(last_ok?.saturating_duration_since(up_since?))
+        };
         // Bounded: every pass sleeps until the next round or a signal, and the rounds
         // end the loop after probe_failures failures or when ssh exits.
         loop {
@@ -504,6 +592,8 @@ impl Watchdog {
                 ssh.settle_stderr(Duration::from_secs(1));
                 let report = &ssh.report;
                 let permanent = report.errors.iter().any(|e| e.is_permanent());
+                let network =
+                    !report.errors.is_empty() && report.errors.iter().all(|e| e.is_network());
                 let reason = match report.errors.first() {
                     Some(e) => e.explain(),
                     None if !report.last_line.is_empty() => {
@@ -511,7 +601,12 @@ impl Watchdog {
                     }
                     None => format!("ssh exited ({status})"),
                 };
-                return (failed(reason, permanent), up_since);
+                let outcome = Outcome::Failed {
+                    reason,
+                    permanent,
+                    network,
+                };
+                return (outcome, up_for(up_since, last_ok));
             }
             // A forward that ssh could not set up will never work, even if ssh stays.
             let forward_error = ssh
@@ -527,7 +622,7 @@ impl Watchdog {
                 })
                 .cloned();
             if let Some(error) = forward_error {
-                return (failed(error.explain(), false), up_since);
+                return (failed(error.explain(), false), up_for(up_since, last_ok));
             }
             let now = Instant::now();
             if socket_seen.is_none() {
@@ -541,7 +636,7 @@ impl Watchdog {
                         "ssh did not connect within {}",
                         format_human(self.connect_budget())
                     );
-                    return (failed(reason, false), up_since);
+                    return (failed(reason, false), up_for(up_since, last_ok));
                 } else {
                     next_round = now + Duration::from_millis(50);
                 }
@@ -557,6 +652,7 @@ impl Watchdog {
                             self.state.connected_since = log::now_secs();
                         }
                         let since = *up_since.get_or_insert(round_start);
+                        last_ok = Some(round_start);
                         self.state.last_probe_ok = log::now_secs();
                         self.state.last_probe_ms = ok.latency.as_millis() as u64;
                         let status = format!(
@@ -602,18 +698,27 @@ impl Watchdog {
                             let reason = format!(
                                 "{failed_rounds} probe rounds failed in a row, last: {reason}"
                             );
-                            return (failed(reason, false), up_since);
+                            return (failed(reason, false), up_for(up_since, last_ok));
                         }
                     }
                 }
-                next_round = round_start + self.interval;
+                // Only a good round waits the interval; a failed one is confirmed (or
+                // cleared) after a short pause, so detection does not take failures ×
+                // interval (and never takes longer than with the full interval).
+                next_round = if failed_rounds == 0 {
+                    round_start + self.interval
+                } else {
+                    (round_start + self.interval).min(Instant::now() + CONFIRM_PAUSE)
+                };
             }
             let sleep = next_round
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(1));
             match self.signals.wait(sleep, ssh.stderr_fd()) {
-                Some(Event::Stop) => return (Outcome::Stopped, up_since),
-                Some(Event::Reconnect) => return (Outcome::Reconnect, up_since),
+                Some(Event::Stop) => return (Outcome::Stopped, up_for(up_since, last_ok)),
+                Some(Event::Reconnect) => {
+                    return (Outcome::Reconnect, up_for(up_since, last_ok));
+                }
                 None => {}
             }
         }
