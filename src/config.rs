@@ -151,7 +151,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             "cannot read the configuration: {e}"
         ))],
     })?;
-    let home = std::env::var_os("HOME")
+    load_str(&text, path, &home_dir())
+}
+
+/// The home `~` means in the config and per-user targets install into: $HOME, else the
+/// passwd entry.
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
@@ -160,8 +166,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 .flatten()
                 .map(|u| u.dir)
         })
-        .unwrap_or_else(|| PathBuf::from("/"));
-    load_str(&text, path, &home)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Parses and validates `text` (named `path` in messages). Only side effect: it stats

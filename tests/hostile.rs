@@ -416,11 +416,7 @@ impl UserManager {
     }
 
     fn load(&self, unit_file: &Path, as_name: &str) {
-        fs::copy(
-            unit_file,
-            self.0.unit_dir().join(as_name),
-        )
-        .unwrap();
+        fs::copy(unit_file, self.0.unit_dir().join(as_name)).unwrap();
         let out = self.systemctl(&["daemon-reload"]);
         assert!(
             out.status.success(),
