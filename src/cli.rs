@@ -47,6 +47,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Reconnect a tunnel now, without waiting for its back-off
     Reconnect(ReconnectArgs),
+    /// Write the man pages or shell completions into DIR (for packagers)
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -166,4 +169,21 @@ pub struct ReconnectArgs {
     /// Read state from DIR instead of the target's default state directory
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write
+    #[arg(value_enum)]
+    pub what: GenerateWhat,
+    /// Directory to write into (created if missing)
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenerateWhat {
+    /// tunnelctl.1, tunnel-watchdog.1 and tunnels.yaml.5
+    Man,
+    /// tunnelctl.bash, _tunnelctl (zsh) and tunnelctl.fish
+    Completions,
 }

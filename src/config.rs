@@ -151,7 +151,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             "cannot read the configuration: {e}"
         ))],
     })?;
-    let home = std::env::var_os("HOME")
+    load_str(&text, path, &home_dir())
+}
+
+/// The home `~` means in the config and per-user targets install into: $HOME, else the
+/// passwd entry.
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
@@ -160,8 +166,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 .flatten()
                 .map(|u| u.dir)
         })
-        .unwrap_or_else(|| PathBuf::from("/"));
-    load_str(&text, path, &home)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Parses and validates `text` (named `path` in messages). Only side effect: it stats
@@ -1505,6 +1510,23 @@ fn host_hint(value: &str) -> String {
 
 /// A DNS name or ssh_config alias: letters, digits, `.`, `-`, `_`, not starting with `-`.
 fn check_hostname(value: &str) -> Result<(), String> {
+    check_plain_word(value, " in a host name")
+}
+
+fn check_host(value: &str) -> Result<(), String> {
+    if value.parse::<Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    check_hostname(value)
+}
+
+fn check_user(value: &str) -> Result<(), String> {
+    check_plain_word(value, "")
+}
+
+/// Host and user names reach ssh's command line (and, through ProxyJump, a shell):
+/// only letters, digits, `.`, `-`, `_`, and never a leading `-` (ssh would read an option).
+fn check_plain_word(value: &str, place: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("is empty".into());
     }
@@ -1519,35 +1541,7 @@ fn check_hostname(value: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || ".-_".contains(*c)))
     {
         return Err(format!(
-            "contains `{c}`; only letters, digits, `.`, `-` and `_` are allowed in a host name"
-        ));
-    }
-    Ok(())
-}
-
-fn check_host(value: &str) -> Result<(), String> {
-    if value.parse::<Ipv6Addr>().is_ok() {
-        return Ok(());
-    }
-    check_hostname(value)
-}
-
-fn check_user(value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err("is empty".into());
-    }
-    if value.starts_with('-') {
-        return Err("starts with `-`, so ssh would read it as an option".into());
-    }
-    if value.chars().any(char::is_whitespace) {
-        return Err("contains whitespace".into());
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
-    {
-        return Err(format!(
-            "contains `{c}`; only letters, digits, `.`, `-` and `_` are allowed"
+            "contains `{c}`; only letters, digits, `.`, `-` and `_` are allowed{place}"
         ));
     }
     Ok(())

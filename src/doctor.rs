@@ -4,7 +4,10 @@
 //! How a forward is known to be accepted without a shell on the server: OpenSSH 9.2's
 //! `-v` log says `Local forwarding listening on ADDR port P.` per local/dynamic forward
 //! and `remote forward success|failure for: listen [ADDR:]P, …` per remote forward,
-//! then `forwarding_success: all expected forwarding replies received`. The tunnel's own
+//! then `forwarding_success: all expected forwarding replies received`. ssh prints the
+//! "listening" line *before* it calls bind() and listen() (checked with strace), so a
+//! local forward counts as up only once ssh has also said `Entering interactive
+//! session.`, which it says after every local listener is set up. The tunnel's own
 //! `ExitOnForwardFailure=yes` makes ssh exit on the first refusal. Parsing the log keeps
 //! doctor to one ssh run (no control socket or extra ports); the cost is that those
 //! debug strings are OpenSSH's, checked against 9.2 by the tests.
@@ -244,7 +247,12 @@ pub struct SshLog {
     pub remote_ok: Vec<u16>,
     pub remote_failed: Vec<u16>,
     pub all_remote_replied: bool,
+    /// Ports ssh announced a local/dynamic listener for. The announcement comes before
+    /// bind(): on its own it does not mean the port accepts connections yet.
     pub local_listening: Vec<u16>,
+    /// `Entering interactive session.`: ssh is in its main loop, so every local listener
+    /// it set up is bound and listening (or ssh already exited on a failed one).
+    pub main_loop: bool,
     pub local_bind_failed: Vec<String>,
     pub open_failed: Vec<String>,
 }
@@ -315,6 +323,8 @@ impl SshLog {
             {
                 self.remote_failed.push(port);
             }
+        } else if l.contains("Entering interactive session.") {
+            self.main_loop = true;
         } else if l.contains("forwarding_success: all expected forwarding replies received") {
             self.all_remote_replied = true;
         } else if let Some(rest) = l.split("Local forwarding listening on ").nth(1) {
@@ -341,8 +351,10 @@ impl SshLog {
         }
         let has_remote = forwards.iter().any(|f| matches!(f, Forward::Remote { .. }));
         let locals_up = forwards.iter().all(|f| match f {
+            // Not the "listening" line alone: it precedes bind(), and probing then gets
+            // "Connection refused" from a listener that is about to exist.
             Forward::Local { port, .. } | Forward::Dynamic { port, .. } => {
-                self.local_listening.contains(port)
+                self.main_loop && self.local_listening.contains(port)
             }
             Forward::Remote { .. } => true,
         });
@@ -887,6 +899,34 @@ mod tests {
             log.open_failed,
             vec!["administratively prohibited: open failed".to_string()]
         );
+    }
+
+    /// OpenSSH 9.2 order for `-L` (strace: write "listening", then bind, listen, then
+    /// "new port-listener", …, "Entering interactive session."). Ready must wait for the
+    /// last one: a probe after the first line alone can hit a port nobody listens on yet.
+    #[test]
+    fn a_local_forward_is_ready_only_after_ssh_enters_its_main_loop() {
+        let forwards = vec![Forward::Local {
+            bind: "127.0.0.1".into(),
+            port: 43334,
+            to: crate::model::Endpoint {
+                host: "localhost".into(),
+                port: 22,
+            },
+        }];
+        let mut log = SshLog::default();
+        for line in [
+            "Authenticated to 127.0.0.1 ([127.0.0.1]:42222) using \"publickey\".",
+            "debug1: Local connections to 127.0.0.1:43334 forwarded to remote address localhost:22",
+            "debug1: Local forwarding listening on 127.0.0.1 port 43334.",
+            "debug1: channel 0: new port-listener [port listener] (inactive timeout: 0)",
+            "debug1: Requesting no-more-sessions@openssh.com",
+        ] {
+            log.feed(line);
+            assert!(!log.ready(&forwards), "ready too early, at {line:?}");
+        }
+        log.feed("debug1: Entering interactive session.");
+        assert!(log.ready(&forwards));
     }
 
     #[test]

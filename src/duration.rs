@@ -7,12 +7,14 @@ use std::time::Duration;
 /// deliberately refused, because `15` could as well mean minutes to a reader).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit; write it as `{text}s`, `{text}m` or `{text}ms`"))?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("`{text}` has no unit; write it as `{text}s`, `{text}m` or `{text}ms`")
+    })?;
     let (number, unit) = text.split_at(split);
     if number.is_empty() {
-        return Err(format!("`{text}` is not a duration; write a whole number and a unit: `500ms`, `15s`, `5m`, `1h`"));
+        return Err(format!(
+            "`{text}` is not a duration; write a whole number and a unit: `500ms`, `15s`, `5m`, `1h`"
+        ));
     }
     let value: u64 = number
         .parse()
@@ -80,7 +82,16 @@ mod tests {
 
     #[test]
     fn refuses_what_a_reader_could_misread() {
-        for bad in ["15", "s", "", "1.5s", "-1s", "5 min", "5M", "99999999999999999999s"] {
+        for bad in [
+            "15",
+            "s",
+            "",
+            "1.5s",
+            "-1s",
+            "5 min",
+            "5M",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(parse_duration("15").unwrap_err().contains("`15s`"));
@@ -92,7 +103,10 @@ mod tests {
             assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_human(Duration::from_secs(3 * 3600 + 12 * 60 + 5)), "3h12m");
+        assert_eq!(
+            format_human(Duration::from_secs(3 * 3600 + 12 * 60 + 5)),
+            "3h12m"
+        );
         assert_eq!(format_human(Duration::from_millis(12)), "12ms");
     }
 }

@@ -189,6 +189,12 @@ impl Installer {
                 }
                 run_tool(&with(&base, &["daemon-reload"]))?;
                 if !self.no_start {
+                    // Type=notify: systemctl waits for READY=1, i.e. the first proof that
+                    // every forward works, which can take long when the server is away.
+                    eprintln!(
+                        "starting {unit}: waits until every forward is proven (Ctrl-C stops \
+                         waiting, not the tunnel; `tunnelctl status {name}` shows progress)"
+                    );
                     if fresh {
                         run_tool(&with(&base, &["enable", "--now", &unit]))?;
                     } else {

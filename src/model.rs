@@ -29,19 +29,29 @@ pub struct Backoff {
 
 impl Default for Keepalive {
     fn default() -> Self {
-        Keepalive { interval: Duration::from_secs(15), count: 3 }
+        Keepalive {
+            interval: Duration::from_secs(15),
+            count: 3,
+        }
     }
 }
 
 impl Default for Probe {
     fn default() -> Self {
-        Probe { interval: Duration::from_secs(10), timeout: Duration::from_secs(5), failures: 2 }
+        Probe {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            failures: 2,
+        }
     }
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial: Duration::from_secs(2), max: Duration::from_secs(300) }
+        Backoff {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(300),
+        }
     }
 }
 
@@ -57,10 +67,18 @@ pub struct Endpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Forward {
     /// `-L bind:port:to` — a listener on this machine.
-    Local { bind: String, port: u16, to: Endpoint },
+    Local {
+        bind: String,
+        port: u16,
+        to: Endpoint,
+    },
     /// `-R [bind:]port:to` — a listener on the server. `bind` None means the
     /// server's default (loopback unless its GatewayPorts says otherwise).
-    Remote { bind: Option<String>, port: u16, to: Endpoint },
+    Remote {
+        bind: Option<String>,
+        port: u16,
+        to: Endpoint,
+    },
     /// `-D bind:port` — a SOCKS proxy on this machine.
     Dynamic { bind: String, port: u16 },
 }

@@ -14,6 +14,8 @@
 //! | `restarts` | ssh starts in total |
 //! | `last_error` | one line: why the last connection failed (empty: none) |
 //! | `backoff_until` | unix seconds when the current back-off ends (0: none) |
+//! | `proven` | `1`: this row of failures began when a proven tunnel failed, so its first retry is free (absent: `0`) |
+//! | `network_error` | `1`: the last failure was ssh not reaching the server (refused, no route, connect time-out), so a back-off ends early once TCP connects (absent: `0`) |
 //!
 //! Unknown keys are ignored and missing keys keep their defaults, so the format can grow.
 
@@ -70,6 +72,8 @@ pub struct State {
     pub restarts: u64,
     pub last_error: String,
     pub backoff_until: u64,
+    pub proven: bool,
+    pub network_error: bool,
 }
 
 impl State {
@@ -78,7 +82,8 @@ impl State {
         let last_error = self.last_error.replace(['\n', '\r'], " ");
         format!(
             "state={}\npid={}\nssh_pid={}\nconnected_since={}\nlast_probe_ok={}\nlast_probe_ms={}\n\
-             consecutive_failures={}\nrestarts={}\nlast_error={}\nbackoff_until={}\n",
+             consecutive_failures={}\nrestarts={}\nlast_error={}\nbackoff_until={}\nproven={}\n\
+             network_error={}\n",
             self.state,
             self.pid,
             self.ssh_pid,
@@ -88,7 +93,9 @@ impl State {
             self.consecutive_failures,
             self.restarts,
             last_error,
-            self.backoff_until
+            self.backoff_until,
+            u8::from(self.proven),
+            u8::from(self.network_error)
         )
     }
 
@@ -133,10 +140,22 @@ impl State {
                 "backoff_until" => {
                     state.backoff_until = value.parse().map_err(|_| bad("a number"))?
                 }
+                "proven" => state.proven = flag(value).ok_or_else(|| bad("0 or 1"))?,
+                "network_error" => {
+                    state.network_error = flag(value).ok_or_else(|| bad("0 or 1"))?
+                }
                 _ => {} // newer writer: ignore
             }
         }
         Ok(state)
+    }
+}
+
+fn flag(value: &str) -> Option<bool> {
+    match value {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
     }
 }
 
@@ -157,6 +176,8 @@ mod tests {
             restarts: 7,
             last_error: "remote port 1234 busy on server: x=y".into(),
             backoff_until: 1_700_000_200,
+            proven: true,
+            network_error: true,
         };
         assert_eq!(State::from_text(&state.to_text()), Ok(state));
     }
@@ -165,6 +186,9 @@ mod tests {
     fn tolerates_unknown_keys_and_names_bad_lines() {
         let s = State::from_text("state=up\nfuture_key=1\n").unwrap();
         assert_eq!(s.state, Phase::Up);
+        assert!(!s.proven && !s.network_error, "older files lack the flags");
+        let err = State::from_text("proven=yes\n").unwrap_err();
+        assert!(err.contains("line 1") && err.contains("0 or 1"), "{err}");
         let err = State::from_text("state=up\nrestarts=many\n").unwrap_err();
         assert!(err.contains("line 2") && err.contains("restarts"), "{err}");
         assert!(State::from_text("garbage").unwrap_err().contains("line 1"));

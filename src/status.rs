@@ -309,6 +309,8 @@ mod tests {
                 restarts: 3,
                 last_error: String::new(),
                 backoff_until: 0,
+                proven: false,
+                network_error: false,
             }),
             running: true,
             init: None,

@@ -44,10 +44,18 @@ impl Target {
     /// (`/` normally). `user` picks the per-user flavour where there is one.
     pub fn detect(root: &Path, user: bool) -> Target {
         if cfg!(target_os = "macos") {
-            return if user { Target::LaunchdAgent } else { Target::Launchd };
+            return if user {
+                Target::LaunchdAgent
+            } else {
+                Target::Launchd
+            };
         }
         if root.join("run/systemd/system").is_dir() {
-            return if user { Target::SystemdUser } else { Target::Systemd };
+            return if user {
+                Target::SystemdUser
+            } else {
+                Target::Systemd
+            };
         }
         if is_busybox(&root.join("sbin/init")) {
             return Target::Busybox;
@@ -59,7 +67,9 @@ impl Target {
 /// BusyBox installs /sbin/init as a symlink to the busybox binary.
 fn is_busybox(init: &Path) -> bool {
     match std::fs::canonicalize(init) {
-        Ok(real) => real.file_name().is_some_and(|name| name.to_string_lossy().starts_with("busybox")),
+        Ok(real) => real
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("busybox")),
         Err(_) => false,
     }
 }

@@ -14,7 +14,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tunnelctl::render::{self, RenderOptions};
@@ -48,7 +48,7 @@ fn accepted_cases() -> Vec<Case> {
             yaml: String::from(
                 "tunnels:\n  \"50%$off;café_x@y+z=1\":\n    host: h.example.org\n    identity: '~/.ssh/key \"q\" $x \\b ;é'\n    \
                  known_hosts: '~/.ssh/kh\"q\"$x\\b;é'\n    ssh_options: { SetEnv: 'A=\"b c\" $HOME %d \\x ; ''q''', Compression: \"yes\" }\n    \
-                 forwards:\n      - remote: 1234\n        to: localhost:22\n"
+                 forwards:\n      - remote: 1234\n        to: localhost:22\n",
             ),
             refused_by: &[],
         },
@@ -398,89 +398,25 @@ fn python_program_arguments(plist: &Path) -> Vec<String> {
 
 /// A private `systemd --user` in its own mount namespace (tmpfs on /run, so it believes it
 /// runs under systemd and its sockets stay private). Killed on drop.
-struct UserManager {
-    child: Child,
-    home: tempfile::TempDir,
-}
+/// The shared, cgroup-confined `systemd --user` (tests/common/user_manager.rs), with the
+/// two things this test asks of it.
+struct UserManager(common::user_manager::UserManager);
 
 impl UserManager {
     fn start() -> UserManager {
-        let home = tempfile::tempdir().unwrap();
-        fs::create_dir_all(home.path().join(".config/systemd/user")).unwrap();
-        let log = fs::File::create(home.path().join("manager.log")).unwrap();
-        let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c"])
-            .arg(
-                "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/systemd/system /run/user/0 && \
-                 exec /usr/lib/systemd/systemd --user --log-target=console",
-            )
-            .env("XDG_RUNTIME_DIR", "/run/user/0")
-            .env("HOME", home.path())
-            .env("XDG_CONFIG_HOME", home.path().join(".config"))
-            .env("XDG_STATE_HOME", home.path().join(".local/state"))
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut manager = UserManager { child, home };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(
-                manager.child.try_wait().unwrap().is_none(),
-                "systemd --user exited: {}",
-                manager.log()
-            );
-            let out = manager.systemctl(&["is-system-running"]);
-            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if state == "running" || state == "degraded" {
-                return manager;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "systemd --user did not come up: {}",
-                manager.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        UserManager(common::user_manager::UserManager::start())
     }
 
     fn log(&self) -> String {
-        fs::read_to_string(self.home.path().join("manager.log")).unwrap_or_default()
+        self.0.log()
     }
 
     fn systemctl(&self, args: &[&str]) -> std::process::Output {
-        let mut child = Command::new("nsenter")
-            .arg("-t")
-            .arg(self.child.id().to_string())
-            .args(["-m", "--", "systemctl", "--user", "--no-pager"])
-            .args(args)
-            .env("XDG_RUNTIME_DIR", "/run/user/0")
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("systemctl --user {args:?} hung");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.wait_with_output().unwrap()
+        self.0.systemctl(args)
     }
 
     fn load(&self, unit_file: &Path, as_name: &str) {
-        fs::copy(
-            unit_file,
-            self.home.path().join(".config/systemd/user").join(as_name),
-        )
-        .unwrap();
+        fs::copy(unit_file, self.0.unit_dir().join(as_name)).unwrap();
         let out = self.systemctl(&["daemon-reload"]);
         assert!(
             out.status.success(),
@@ -531,12 +467,5 @@ impl UserManager {
             + "argv[]=".len();
         let end = text[start..].find(" ; ignore_errors=").unwrap() + start;
         text[start..end].to_string()
-    }
-}
-
-impl Drop for UserManager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -189,10 +189,11 @@ fn ready_only_after_remote_and_local_forwards_carry_data() {
         ready.at - wd.started,
         before_ready.len()
     );
-    // -R probe: one connection via the server; -L probe: our connect to the local
-    // listener plus the channel through the server: three before READY.
+    // -R probe: one connection via the server; -L probe: the channel through the
+    // server (the -L listener is checked last, by a connect that ssh relays later):
+    // two before READY.
     assert!(
-        before_ready.len() >= 3,
+        before_ready.len() >= 2,
         "READY came before the forwards were proven: {} connections",
         before_ready.len()
     );
@@ -253,7 +254,7 @@ fn frozen_ssh_client_is_killed_within_the_bound() {
     );
     assert_eq!(code, Some(1), "log:\n{}", wd.log());
     assert!(gone(ssh), "the stopped ssh survived");
-    // interval 1s × failures 2 + timeout 1s + 1s
+    // interval 1s + failures 2 × timeout 1s + 1s (the confirming round follows at once)
     assert!(took <= Duration::from_secs(4), "took {took:?}");
     let log = wd.log();
     let last = log.lines().last().unwrap();
@@ -333,12 +334,21 @@ fn server_killed_and_back_follows_the_backoff_sequence() {
         "not up; log:\n{}",
         wd.log()
     );
+    // Let it pass probes for longer than proven_after (= max(interval, initial) = 1 s):
+    // a proven tunnel's first retry is free.
+    std::thread::sleep(Duration::from_millis(2500));
     sshd.stop();
     let killed = Instant::now();
     assert_eq!(wd.wait_exit(Duration::from_secs(10)), Some(1));
     eprintln!(
         "server killed: watchdog exited 1 after {:?}",
         killed.elapsed()
+    );
+    assert_eq!(
+        wd.state_value("proven").as_deref(),
+        Some("1"),
+        "{}",
+        wd.state()
     );
     // Play init: restart the watchdog, bounded, while the server stays down for 3 runs.
     let mut runs = Vec::new();
@@ -357,10 +367,24 @@ fn server_killed_and_back_follows_the_backoff_sequence() {
     );
     let seq = backoffs(&back.log());
     eprintln!("back-off sequence (nominal_ms, wait_ms): {seq:?}; run durations {runs:?}");
+    // Run 0 retries at once (the tunnel had proven itself), then initial, 2·initial, …
+    // (the last back-off, of the run that finds the server back, may end early).
     assert_eq!(
         seq.iter().map(|s| s.0).collect::<Vec<_>>(),
-        [1000, 2000, 4000, 4000]
+        [1000, 2000, 4000]
     );
+    assert!(
+        back.log()
+            .contains("reconnecting at once: the tunnel was up"),
+        "{}",
+        back.log()
+    );
+    assert!(
+        runs[0].1 < Duration::from_millis(850),
+        "run 0 waited: {:?}",
+        runs[0].1
+    );
+    let runs = &runs[1..];
     for (nominal, wait) in &seq {
         let (lo, hi) = (*nominal as f64 * 0.85, *nominal as f64 * 1.15);
         assert!(
@@ -537,4 +561,285 @@ fn sigusr1_cuts_the_backoff_short() {
     );
     assert!(sent.elapsed() < Duration::from_secs(10));
     assert!(wd.log().contains("back-off cut short"));
+}
+
+#[test]
+fn frozen_server_session_is_detected_with_only_a_socks_forward() {
+    // ssh answers a -D SOCKS greeting itself, so without a server round trip of its own
+    // the watchdog would only learn of a frozen server through ServerAlive (300 s here).
+    let Some(sshd) = Sshd::start_default("frozen_server_socks_only") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut wd = WdSpec::new(&sshd, dir.path())
+        .forward("-D", format!("127.0.0.1:{}", free_port()))
+        .spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let session = sshd
+        .wait_for_session(Duration::from_secs(5))
+        .expect("session")
+        .session
+        .unwrap();
+    kill(Pid::from_raw(session), Signal::SIGSTOP).unwrap();
+    let frozen = Instant::now();
+    let code = wd.wait_exit(Duration::from_secs(10));
+    let took = frozen.elapsed();
+    eprintln!("frozen server session, -D only: watchdog exited {code:?} after {took:?}");
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    assert!(
+        took <= Duration::from_secs(4),
+        "took {took:?}; log:\n{}",
+        wd.log()
+    );
+    assert!(
+        wd.log().contains("did not answer a channel request"),
+        "{}",
+        wd.log()
+    );
+}
+
+#[test]
+fn sigusr1_while_up_reconnects_and_restarts_the_uptime() {
+    let Some(sshd) = Sshd::start_default("sigusr1_while_up") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let wd = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port))
+        .spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let since = |wd: &Wd| -> u64 {
+        wd.state_value("connected_since")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let first_since = since(&wd);
+    let first_ssh = wd.ssh_pid().unwrap();
+    assert!(first_since > 0, "{}", wd.state());
+    // connected_since has one-second resolution: let the clock pass it first.
+    assert!(wait_until(Duration::from_secs(3), || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            > first_since
+    }));
+    kill(Pid::from_raw(wd.pid()), Signal::SIGUSR1).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            wd.ssh_pid().is_some_and(|p| p != first_ssh) && since(&wd) > first_since
+        }),
+        "no fresh connection with a new up-since; state:\n{}\nlog:\n{}",
+        wd.state(),
+        wd.log()
+    );
+    assert!(gone(first_ssh), "the old ssh is still there");
+}
+
+/// Replaces the value after `-p` in ssh arguments (to point a spec at another port).
+fn with_port(mut ssh: Vec<String>, port: u16) -> Vec<String> {
+    let i = ssh.iter().position(|a| a == "-p").expect("-p in base args");
+    ssh[i + 1] = port.to_string();
+    ssh
+}
+
+/// Time from the first "probe failed (1/N)" line in the log to the watchdog's exit.
+fn confirm_time(wd: &mut Wd, timeout: Duration) -> (Option<i32>, Duration, Duration) {
+    let start = Instant::now();
+    let mut first_failed = None;
+    let mut code = None;
+    // Bounded by `timeout`; polls the log and the exit every 10 ms.
+    while start.elapsed() < timeout {
+        if first_failed.is_none() && wd.log().contains("probe failed (1/") {
+            first_failed = Some(Instant::now());
+        }
+        code = wd.child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+        if code.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let end = Instant::now();
+    (code, end - start, end - first_failed.unwrap_or(end))
+}
+
+#[test]
+fn a_failed_round_is_confirmed_without_waiting_a_full_interval() {
+    let Some(sshd) = Sshd::start_default("confirm_without_interval") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    // A long interval makes the old timing (confirming round one interval later) obvious.
+    spec.options
+        .extend(["--probe-interval".into(), "5s".into()]);
+    let mut wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let ssh = wd.ssh_pid().unwrap();
+    kill(Pid::from_raw(ssh), Signal::SIGSTOP).unwrap();
+    let (code, detected, confirmed) = confirm_time(&mut wd, Duration::from_secs(15));
+    eprintln!(
+        "frozen ssh client, interval 5s timeout 1s failures 2: exited {code:?} {detected:?} after the freeze, {confirmed:?} after the first failed round"
+    );
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    assert!(gone(ssh));
+    // pause 0.2 s + timeout 1 s (+ teardown), not another 5 s interval
+    assert!(
+        confirmed < Duration::from_millis(2500),
+        "confirmation took {confirmed:?}; log:\n{}",
+        wd.log()
+    );
+    // interval 5 s + failures 2 × timeout 1 s + 1 s
+    assert!(detected <= Duration::from_secs(8), "took {detected:?}");
+}
+
+#[test]
+fn a_flapping_tunnel_keeps_backing_off() {
+    let Some(mut sshd) = Sshd::start_default("flapping_tunnel") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    // Up for an instant (one good round, under proven_after = 1 s), then the server dies;
+    // three times. Every run must wait longer than the one before.
+    for run in 0..3 {
+        let mut wd = spec.spawn();
+        assert!(
+            wd.wait_up(Duration::from_secs(20)),
+            "run {run} not up; log:\n{}",
+            wd.log()
+        );
+        sshd.stop();
+        assert_eq!(
+            wd.wait_exit(Duration::from_secs(10)),
+            Some(1),
+            "log:\n{}",
+            wd.log()
+        );
+        assert_eq!(wd.state_value("proven").as_deref(), Some("0"));
+        sshd.start();
+    }
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    let seq: Vec<u64> = backoffs(&log).iter().map(|s| s.0).collect();
+    eprintln!("flapping tunnel, back-offs: {seq:?}");
+    assert_eq!(seq, [1000, 2000], "log:\n{log}");
+    assert!(!log.contains("reconnecting at once"), "{log}");
+}
+
+#[test]
+fn backoff_ends_when_the_server_is_reachable_again() {
+    let Some(mut sshd) = Sshd::start_default("server_reachable_again") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    spec.options.extend([
+        "--backoff-initial".into(),
+        "8s".into(),
+        "--backoff-max".into(),
+        "60s".into(),
+    ]);
+    sshd.stop();
+    // Run 0: connection refused, never proven → the next run backs off 8 s ± 15 %.
+    let mut first = spec.spawn();
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(1));
+    assert_eq!(first.state_value("network_error").as_deref(), Some("1"));
+    let wd = spec.spawn();
+    assert!(
+        wait_until(Duration::from_secs(5), || wd.log().contains("backing off")),
+        "{}",
+        wd.log()
+    );
+    let backing_off = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    sshd.start();
+    let restarted = Instant::now();
+    assert!(wd.wait_up(Duration::from_secs(15)), "log:\n{}", wd.log());
+    let up_after = restarted.elapsed();
+    let (nominal, wait) = backoffs(&wd.log())[0];
+    eprintln!(
+        "server back during a {wait} ms back-off (nominal {nominal}): up {up_after:?} after sshd restarted, {:?} into the back-off",
+        backing_off.elapsed()
+    );
+    assert_eq!(nominal, 8000);
+    assert!(up_after < Duration::from_secs(4), "up after {up_after:?}");
+    assert!(
+        backing_off.elapsed() < Duration::from_millis(wait - 2000),
+        "the back-off was not cut short"
+    );
+    assert!(
+        wd.log().contains("server reachable again: reconnecting"),
+        "{}",
+        wd.log()
+    );
+}
+
+#[test]
+fn backoff_is_kept_for_a_server_that_accepts_tcp_and_never_speaks() {
+    let Some(sshd) = Sshd::start_default("silent_server_backoff") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The kernel completes the handshake for the backlog; nobody ever writes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut spec = WdSpec::new(&sshd, dir.path());
+    spec.ssh = with_port(spec.ssh, port);
+    spec.ssh.extend(["-o".into(), "ConnectTimeout=1".into()]);
+    spec.options.extend([
+        "--backoff-initial".into(),
+        "4s".into(),
+        "--backoff-max".into(),
+        "60s".into(),
+    ]);
+    let mut first = spec.spawn();
+    assert_eq!(
+        first.wait_exit(Duration::from_secs(10)),
+        Some(1),
+        "log:\n{}",
+        first.log()
+    );
+    assert!(
+        first.log().contains("sent no SSH banner"),
+        "{}",
+        first.log()
+    );
+    assert_eq!(first.state_value("network_error").as_deref(), Some("0"));
+    let mut again = spec.spawn();
+    assert_eq!(again.wait_exit(Duration::from_secs(20)), Some(1));
+    let took = again.started.elapsed();
+    let (nominal, wait) = backoffs(&again.log())[0];
+    eprintln!(
+        "silent server: second run took {took:?} with a {wait} ms back-off (nominal {nominal})"
+    );
+    assert_eq!(nominal, 4000);
+    assert!(
+        took.as_millis() as u64 >= wait,
+        "back-off cut short: {took:?}"
+    );
+    assert!(
+        !again.log().contains("server reachable again"),
+        "{}",
+        again.log()
+    );
+    drop(silent);
 }

@@ -125,16 +125,31 @@ fn missing_local_listener_fails_and_a_frozen_ssh_times_out() {
         .spawn()
         .unwrap();
     assert!(wait_until(Duration::from_secs(10), || ctl.exists()));
-    let closed = free_port();
+    // The target answers through the server, but nothing listens on our side.
+    let target = TcpTarget::start(Some(b"SSH-2.0-target\r\n"));
     let forwards = vec![Forward::Local {
         bind: "127.0.0.1".into(),
-        port: 1,
+        port: free_port(),
         host: "127.0.0.1".into(),
-        host_port: closed,
+        host_port: target.port,
     }];
     let mut prober = Prober::new(ctl.clone(), forwards, Duration::from_secs(1));
     let err = prober.round().unwrap_err();
     assert!(err.contains("local listener"), "{err}");
+    // And a target that is down fails the channel (EOF before any data).
+    let forwards = vec![Forward::Local {
+        bind: "127.0.0.1".into(),
+        port: free_port(),
+        host: "127.0.0.1".into(),
+        host_port: free_port(),
+    }];
+    let err = Prober::new(ctl.clone(), forwards, Duration::from_secs(1))
+        .round()
+        .unwrap_err();
+    assert!(
+        err.contains("target down") || err.contains("refused"),
+        "{err}"
+    );
     // Alive-only prober: works, then times out once ssh is stopped.
     let mut alive = Prober::new(ctl, Vec::new(), Duration::from_millis(500));
     assert!(alive.round().is_ok());

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 
 pub mod check;
 pub mod doctor;
+pub mod generate;
 pub mod install;
 pub mod list;
 pub mod logs;
@@ -28,5 +29,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Doctor(args) => doctor::run(config, args),
         Command::Logs(args) => logs::run(config, args),
         Command::Reconnect(args) => reconnect::run(config, args),
+        Command::Generate(args) => generate::run(args),
     }
 }

@@ -78,16 +78,4 @@ pub(crate) fn default_watchdog() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/tunnel-watchdog"))
 }
 
-/// The home per-user targets install into: $HOME, else the passwd entry.
-pub(crate) fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|u| u.dir)
-        })
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
+pub(crate) use crate::config::home_dir;

@@ -16,10 +16,12 @@ code elsewhere).
 
 options (durations: 500ms, 15s, 5m, 1h):
   --name NAME             tunnel name for logs, STATUS= and the state file (default: the ssh host)
-  --probe-interval DUR    time between probe rounds (default 10s)
+  --probe-interval DUR    time between probe rounds while they pass; a failed round is
+                          confirmed after 200 ms (default 10s)
   --probe-timeout DUR     a probe round that takes longer fails (default 5s)
   --probe-failures N      consecutive failed rounds that declare the tunnel dead (default 2)
-  --backoff-initial DUR   first wait after a failure (default 2s)
+  --backoff-initial DUR   first wait after a failure (default 2s; none when the tunnel
+                          was up for a probe interval before it failed)
   --backoff-max DUR       cap of the wait, and the uptime that resets it (default 5m)
   --state-dir DIR         state file and control socket (default $STATE_DIRECTORY,
                           $RUNTIME_DIRECTORY, /run/tunnelctl/NAME or a per-user path)
@@ -64,6 +66,14 @@ pub enum Forward {
 }
 
 impl Forward {
+    /// Whether probing this forward opens a channel that the server must answer.
+    pub fn crosses_server(&self) -> bool {
+        matches!(
+            self,
+            Forward::Local { .. } | Forward::Remote { .. } | Forward::RemoteDynamic { .. }
+        )
+    }
+
     /// `-R 1234:127.0.0.1:22` as the user wrote it, for log lines.
     pub fn describe(&self) -> String {
         match self {

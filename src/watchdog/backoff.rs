@@ -1,5 +1,9 @@
-//! The wait before (re)connecting: `min(initial·2^n, max)` with ±15 % jitter, where `n`
-//! is the persisted count of consecutive failures. Pure, apart from [`jitter_seed`].
+//! The wait before (re)connecting: `min(initial·2^(n−1), max)` with ±15 % jitter, where
+//! `n` is the persisted count of consecutive failures. A row of failures that began when
+//! a *proven* tunnel failed (it had passed probes for at least [`proven_after`]) gets its
+//! first retry free: `n` is then counted one lower, so the waits go 0, initial,
+//! 2·initial, … A tunnel that flaps (fails before it is proven) never starts a new row,
+//! so it keeps backing off. Pure, apart from [`jitter_seed`].
 
 use std::time::Duration;
 
@@ -23,6 +27,50 @@ pub fn nominal(failures: u32, initial: Duration, max: Duration) -> Duration {
 pub fn with_jitter(nominal: Duration, unit: f64) -> Duration {
     let factor = 1.0 + JITTER * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
     nominal.mul_f64(factor)
+}
+
+/// The wait before the next connect, given the persisted row of failures.
+pub fn wait_before_connect(
+    failures: u32,
+    row_proven: bool,
+    initial: Duration,
+    max: Duration,
+) -> Duration {
+    nominal(failures.saturating_sub(u32::from(row_proven)), initial, max)
+}
+
+/// How long a connection must pass probes (first to last good round) to count as proven,
+/// so that its failure earns a free retry: at least one probe interval (two good rounds)
+/// and at least `initial`, so free retries never come faster than the first back-off.
+pub fn proven_after(interval: Duration, initial: Duration) -> Duration {
+    interval.max(initial)
+}
+
+/// The persisted row after a failed connection: `(consecutive_failures, row_proven)`.
+/// `up_for`: from the first to the last good probe round of that connection (None: never
+/// up). `permanent`: auth/host key errors, which wait the maximum and are never free.
+pub fn after_failure(
+    failures: u32,
+    row_proven: bool,
+    up_for: Option<Duration>,
+    permanent: bool,
+    proven_after: Duration,
+    initial: Duration,
+    max: Duration,
+) -> (u32, bool) {
+    if permanent {
+        return (
+            failures
+                .saturating_add(1)
+                .max(failures_for_max(initial, max)),
+            false,
+        );
+    }
+    // Up longer than max (the old reset rule) or proven: this failure starts a new row.
+    if up_for.is_some_and(|d| d >= proven_after || d > max) {
+        return (1, true);
+    }
+    (failures.saturating_add(1), row_proven)
 }
 
 /// The smallest failure count whose wait is the maximum: where permanent errors jump to.
@@ -59,6 +107,62 @@ mod tests {
         assert_eq!(seq, [0, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
         assert_eq!(nominal(1000, i, m), m);
         assert_eq!(failures_for_max(i, m), 9);
+    }
+
+    #[test]
+    fn a_proven_tunnel_retries_at_once_then_backs_off_as_before() {
+        let (i, m) = (Duration::from_secs(2), Duration::from_secs(300));
+        let proven = proven_after(Duration::from_secs(5), i);
+        assert_eq!(proven, Duration::from_secs(5));
+        // Up for a minute, then the server goes away for a while.
+        let mut row = after_failure(4, false, Some(Duration::from_secs(60)), false, proven, i, m);
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            waits.push(wait_before_connect(row.0, row.1, i, m).as_secs());
+            row = after_failure(row.0, row.1, None, false, proven, i, m);
+        }
+        assert_eq!(waits, [0, 2, 4, 8, 16]);
+        // Without a proof the first retry waits initial, as it always did.
+        assert_eq!(wait_before_connect(1, false, i, m), i);
+    }
+
+    #[test]
+    fn a_flapping_tunnel_still_backs_off() {
+        let (i, m) = (Duration::from_secs(2), Duration::from_secs(300));
+        let proven = proven_after(Duration::from_secs(5), i);
+        // It was stable, failed once (free retry), then comes up for 1 s and fails, again
+        // and again: the 1 s proofs do not start new rows.
+        let mut row = after_failure(
+            0,
+            false,
+            Some(Duration::from_secs(600)),
+            false,
+            proven,
+            i,
+            m,
+        );
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            waits.push(wait_before_connect(row.0, row.1, i, m).as_secs());
+            row = after_failure(
+                row.0,
+                row.1,
+                Some(Duration::from_secs(1)),
+                false,
+                proven,
+                i,
+                m,
+            );
+        }
+        assert_eq!(waits, [0, 2, 4, 8, 16, 32]);
+    }
+
+    #[test]
+    fn permanent_errors_wait_the_maximum_even_after_a_proof() {
+        let (i, m) = (Duration::from_secs(2), Duration::from_secs(300));
+        let row = after_failure(0, true, Some(Duration::from_secs(600)), true, i, i, m);
+        assert_eq!(row, (9, false));
+        assert_eq!(wait_before_connect(row.0, row.1, i, m), m);
     }
 
     #[test]

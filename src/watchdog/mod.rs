@@ -1,7 +1,7 @@
 //! tunnel-watchdog: runs ssh, proves every forward carries data, tells the init system.
 //!
-//! One process, no async runtime: the main thread sleeps in `poll` on a signal
-//! self-pipe between probe rounds; a helper thread relogs ssh's stderr.
+//! One process, one thread, no async runtime: the main loop sleeps in `poll` on a
+//! signal self-pipe and ssh's stderr pipe between probe rounds.
 
 pub mod args;
 pub mod backoff;
@@ -10,6 +10,7 @@ pub mod mux;
 pub mod notify;
 pub mod probe;
 pub mod process;
+pub mod reachability;
 pub mod ssh_errors;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -31,6 +32,14 @@ pub const EXIT_STOPPED: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PERMANENT: u8 = 3;
+
+/// How often a back-off refreshes STATUS= (and EXTEND_TIMEOUT_USEC before READY=1).
+pub const BACKOFF_REFRESH: Duration = Duration::from_secs(5);
+
+/// After a failed probe round, the confirming round follows after this pause instead of a
+/// full probe interval: detection takes at most interval + failures × (timeout + pause),
+/// and never longer than the old interval × failures + timeout.
+pub const CONFIRM_PAUSE: Duration = Duration::from_millis(200);
 
 /// Between SIGTERM and SIGKILL for the ssh process group.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -109,14 +118,21 @@ impl Signals {
         })
     }
 
-    /// Sleeps up to `timeout` or until a signal; returns the most important event seen.
-    fn wait(&self, timeout: Duration) -> Option<Event> {
+    /// Sleeps up to `timeout`, until a signal, or until `also` (ssh's stderr) is
+    /// readable; returns the most important signal seen.
+    fn wait(&self, timeout: Duration, also: Option<BorrowedFd>) -> Option<Event> {
         let fd: BorrowedFd = self.read.as_fd();
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        let _ = poll(
-            &mut fds,
-            PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX),
-        );
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let _ = match also {
+            Some(other) => poll(
+                &mut [
+                    PollFd::new(fd, PollFlags::POLLIN),
+                    PollFd::new(other, PollFlags::POLLIN),
+                ],
+                timeout,
+            ),
+            None => poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout),
+        };
         let mut event = None;
         let mut buf = [0u8; 64];
         while let Ok(n) = nix::unistd::read(fd, &mut buf) {
@@ -211,7 +227,12 @@ struct Watchdog {
 enum Outcome {
     Stopped,
     Reconnect,
-    Failed { reason: String, permanent: bool },
+    Failed {
+        reason: String,
+        permanent: bool,
+        /// ssh did not reach the server at all (refused, no route, connect time-out).
+        network: bool,
+    },
 }
 
 pub fn run(o: Options) -> u8 {
@@ -326,25 +347,29 @@ impl Watchdog {
             match self.connect_and_watch() {
                 (Outcome::Reconnect, _) => {
                     self.state.consecutive_failures = 0;
+                    self.state.proven = false;
                     log::info("reconnecting now (SIGHUP/SIGUSR1)");
                     continue;
                 }
                 (Outcome::Stopped, _) => return self.stopped(),
-                (Outcome::Failed { reason, permanent }, up_since) => {
-                    let up_long = up_since.is_some_and(|t| t.elapsed() > self.o.backoff_max);
-                    let failures = if up_long {
-                        1
-                    } else {
-                        self.state.consecutive_failures.saturating_add(1)
-                    };
-                    self.state.consecutive_failures = if permanent {
-                        failures.max(backoff::failures_for_max(
-                            self.o.backoff_initial,
-                            self.o.backoff_max,
-                        ))
-                    } else {
-                        failures
-                    };
+                (
+                    Outcome::Failed {
+                        reason,
+                        permanent,
+                        network,
+                    },
+                    up_for,
+                ) => {
+                    (self.state.consecutive_failures, self.state.proven) = backoff::after_failure(
+                        self.state.consecutive_failures,
+                        self.state.proven,
+                        up_for,
+                        permanent,
+                        backoff::proven_after(self.interval, self.o.backoff_initial),
+                        self.o.backoff_initial,
+                        self.o.backoff_max,
+                    );
+                    self.state.network_error = network;
                     self.state.state = Phase::Failed;
                     self.state.ssh_pid = 0;
                     self.state.connected_since = 0;
@@ -375,8 +400,18 @@ impl Watchdog {
     /// Waits before connecting if earlier attempts failed. `Some(code)`: exit now.
     fn back_off(&mut self) -> Option<u8> {
         let n = self.state.consecutive_failures;
-        let nominal = backoff::nominal(n, self.o.backoff_initial, self.o.backoff_max);
+        let nominal = backoff::wait_before_connect(
+            n,
+            self.state.proven,
+            self.o.backoff_initial,
+            self.o.backoff_max,
+        );
         if nominal.is_zero() {
+            if n > 0 {
+                log::info(&format!(
+                    "reconnecting at once: the tunnel was up before it failed ({n} failure(s) in a row)"
+                ));
+            }
             return None;
         }
         let wait = backoff::with_jitter(nominal, backoff::jitter_seed());
@@ -395,23 +430,33 @@ impl Watchdog {
         self.state.state = Phase::BackingOff;
         self.state.backoff_until = log::now_secs() + wait.as_secs();
         self.save();
-        if !self.ready_sent {
-            // systemd is still waiting for READY=1: move its start timeout past the wait
-            // plus one full connect-and-probe budget.
-            let budget = wait + self.connect_budget() + Duration::from_secs(5);
-            self.notify(&[&format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros())]);
-        }
+        let reach = self.reachability_target();
+        let mut next_check = Instant::now() + reachability::CHECK_EVERY;
         // Bounded by `until`; STATUS= refreshed every few seconds with the time left.
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            self.notify(&[&format!(
-                "STATUS=backing off {}: {reason}",
-                format_human(left)
-            )]);
-            match self.signals.wait(left.min(Duration::from_secs(5))) {
+            let status = format!("STATUS=backing off {}: {reason}", format_human(left));
+            if self.ready_sent {
+                self.notify(&[&status]);
+            } else {
+                // systemd still waits for READY=1 (Type=notify start). Each
+                // EXTEND_TIMEOUT_USEC moves its start timeout to now + N: N covers what
+                // is left of the wait, one connect-and-probe budget and a margin, and
+                // is sent again at every refresh, so a hung watchdog still times out.
+                let budget = left + self.connect_budget() + Duration::from_secs(5);
+                self.notify(&[
+                    &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros()),
+                    &status,
+                ]);
+            }
+            let mut sleep = left.min(BACKOFF_REFRESH);
+            if reach.is_some() {
+                sleep = sleep.min(next_check.saturating_duration_since(Instant::now()));
+            }
+            match self.signals.wait(sleep, None) {
                 Some(Event::Stop) => {
                     self.notify(&["STOPPING=1"]);
                     return Some(self.stopped());
@@ -425,9 +470,56 @@ impl Watchdog {
                 }
                 None => {}
             }
+            if let Some((host, port)) = &reach
+                && Instant::now() >= next_check
+                && Instant::now() < until
+            {
+                let timeout = reachability::CHECK_TIMEOUT
+                    .min(until.saturating_duration_since(Instant::now()));
+                if reachability::tcp_connects(host, *port, timeout) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    log::info(&format!(
+                        "server reachable again: reconnecting ({host} port {port} accepted a TCP connection with {} of the back-off left)",
+                        format_human(left)
+                    ));
+                    self.notify(&["STATUS=server reachable again: reconnecting"]);
+                    break;
+                }
+                next_check = Instant::now() + reachability::CHECK_EVERY;
+            }
         }
         self.state.backoff_until = 0;
         None
+    }
+
+    /// Where to try TCP during a back-off, if the last failure was ssh not reaching the
+    /// server at all. After other failures (banner time-out, auth, forwards) a TCP connect
+    /// would succeed without the retry faring any better, so it is not tried.
+    fn reachability_target(&self) -> Option<(String, u16)> {
+        if !self.state.network_error {
+            return None;
+        }
+        match reachability::resolve(&self.o.ssh) {
+            Ok(reachability::Target::Direct { host, port }) => {
+                log::info(&format!(
+                    "during the back-off: trying TCP to {host} port {port} every {}",
+                    format_human(reachability::CHECK_EVERY)
+                ));
+                Some((host, port))
+            }
+            Ok(reachability::Target::Proxied(how)) => {
+                log::info(&format!(
+                    "not checking whether the server is reachable during the back-off: it is reached through {how}"
+                ));
+                None
+            }
+            Err(e) => {
+                log::info(&format!(
+                    "not checking whether the server is reachable during the back-off: {e}"
+                ));
+                None
+            }
+        }
     }
 
     /// How long ssh may take from start to a first good probe round.
@@ -435,7 +527,8 @@ impl Watchdog {
         self.interval * self.o.probe_failures + self.o.probe_timeout
     }
 
-    fn connect_and_watch(&mut self) -> (Outcome, Option<Instant>) {
+    /// Also returns how long the connection was up: first to last good probe round.
+    fn connect_and_watch(&mut self) -> (Outcome, Option<Duration>) {
         // A socket left by a killed ssh would make the new one refuse to listen.
         let _ = std::fs::remove_file(&self.ctl);
         let argv = process::ssh_argv(&self.o.ssh, &self.ctl);
@@ -449,6 +542,7 @@ impl Watchdog {
                     Outcome::Failed {
                         reason: e,
                         permanent: false,
+                        network: false,
                     },
                     None,
                 );
@@ -461,16 +555,16 @@ impl Watchdog {
             ssh.pid
         ));
         self.notify(&[&format!("STATUS=connecting (attempt {attempt})")]);
-        let (outcome, up_since) = self.watch(&mut ssh);
+        let (outcome, up_for) = self.watch(&mut ssh);
         if matches!(outcome, Outcome::Stopped) {
             self.notify(&["STOPPING=1", "STATUS=stopping"]);
         }
         ssh.terminate(KILL_GRACE);
         let _ = std::fs::remove_file(&self.ctl);
-        (outcome, up_since)
+        (outcome, up_for)
     }
 
-    fn watch(&mut self, ssh: &mut SshChild) -> (Outcome, Option<Instant>) {
+    fn watch(&mut self, ssh: &mut SshChild) -> (Outcome, Option<Duration>) {
         let mut prober = probe::Prober::new(
             self.ctl.clone(),
             self.o.forwards.clone(),
@@ -481,14 +575,25 @@ impl Watchdog {
         let mut next_round = spawned;
         let mut failed_rounds = 0u32;
         let mut up_since: Option<Instant> = None;
-        let failed = |reason: String, permanent: bool| Outcome::Failed { reason, permanent };
+        let mut last_ok: Option<Instant> = None;
+        let failed = |reason: String, permanent: bool| Outcome::Failed {
+            reason,
+            permanent,
+            network: false,
+        };
+        let up_for = |up_since: Option<Instant>, last_ok: Option<Instant>| {
+            Some(last_ok?.saturating_duration_since(up_since?))
+        };
         // Bounded: every pass sleeps until the next round or a signal, and the rounds
         // end the loop after probe_failures failures or when ssh exits.
         loop {
+            ssh.drain_stderr();
             if let Some(status) = ssh.try_exit() {
                 ssh.settle_stderr(Duration::from_secs(1));
-                let report = ssh.report.lock().unwrap_or_else(|e| e.into_inner());
+                let report = &ssh.report;
                 let permanent = report.errors.iter().any(|e| e.is_permanent());
+                let network =
+                    !report.errors.is_empty() && report.errors.iter().all(|e| e.is_network());
                 let reason = match report.errors.first() {
                     Some(e) => e.explain(),
                     None if !report.last_line.is_empty() => {
@@ -496,13 +601,16 @@ impl Watchdog {
                     }
                     None => format!("ssh exited ({status})"),
                 };
-                return (failed(reason, permanent), up_since);
+                let outcome = Outcome::Failed {
+                    reason,
+                    permanent,
+                    network,
+                };
+                return (outcome, up_for(up_since, last_ok));
             }
             // A forward that ssh could not set up will never work, even if ssh stays.
             let forward_error = ssh
                 .report
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .errors
                 .iter()
                 .find(|e| {
@@ -514,7 +622,7 @@ impl Watchdog {
                 })
                 .cloned();
             if let Some(error) = forward_error {
-                return (failed(error.explain(), false), up_since);
+                return (failed(error.explain(), false), up_for(up_since, last_ok));
             }
             let now = Instant::now();
             if socket_seen.is_none() {
@@ -528,7 +636,7 @@ impl Watchdog {
                         "ssh did not connect within {}",
                         format_human(self.connect_budget())
                     );
-                    return (failed(reason, false), up_since);
+                    return (failed(reason, false), up_for(up_since, last_ok));
                 } else {
                     next_round = now + Duration::from_millis(50);
                 }
@@ -538,7 +646,13 @@ impl Watchdog {
                 match prober.round() {
                     Ok(ok) => {
                         failed_rounds = 0;
+                        if up_since.is_none() {
+                            // First proof for this ssh connection (also after a
+                            // SIGUSR1 reconnect): "up since" starts here.
+                            self.state.connected_since = log::now_secs();
+                        }
                         let since = *up_since.get_or_insert(round_start);
+                        last_ok = Some(round_start);
                         self.state.last_probe_ok = log::now_secs();
                         self.state.last_probe_ms = ok.latency.as_millis() as u64;
                         let status = format!(
@@ -549,7 +663,6 @@ impl Watchdog {
                         if !self.ready_sent {
                             self.ready_sent = true;
                             self.state.state = Phase::Up;
-                            self.state.connected_since = log::now_secs();
                             log::info(&format!(
                                 "up: {} forward(s) proven end to end in {} ms",
                                 self.o.forwards.len(),
@@ -585,18 +698,27 @@ impl Watchdog {
                             let reason = format!(
                                 "{failed_rounds} probe rounds failed in a row, last: {reason}"
                             );
-                            return (failed(reason, false), up_since);
+                            return (failed(reason, false), up_for(up_since, last_ok));
                         }
                     }
                 }
-                next_round = round_start + self.interval;
+                // Only a good round waits the interval; a failed one is confirmed (or
+                // cleared) after a short pause, so detection does not take failures ×
+                // interval (and never takes longer than with the full interval).
+                next_round = if failed_rounds == 0 {
+                    round_start + self.interval
+                } else {
+                    (round_start + self.interval).min(Instant::now() + CONFIRM_PAUSE)
+                };
             }
             let sleep = next_round
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(1));
-            match self.signals.wait(sleep) {
-                Some(Event::Stop) => return (Outcome::Stopped, up_since),
-                Some(Event::Reconnect) => return (Outcome::Reconnect, up_since),
+            match self.signals.wait(sleep, ssh.stderr_fd()) {
+                Some(Event::Stop) => return (Outcome::Stopped, up_for(up_since, last_ok)),
+                Some(Event::Reconnect) => {
+                    return (Outcome::Reconnect, up_for(up_since, last_ok));
+                }
                 None => {}
             }
         }

@@ -1,15 +1,17 @@
 //! The ssh child: its command line (control-socket options added), its own process
-//! group, a clean environment, stderr relogged line by line and classified, and a
+//! group, a clean environment, stderr relogged line by line and classified (read by the
+//! main loop from a non-blocking pipe), and a
 //! teardown that never waits forever (SIGTERM to the group, SIGKILL after a grace).
 
-use std::io::{BufRead, BufReader};
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -66,7 +68,14 @@ pub fn make_private_dir(dir: &Path) -> Result<(), String> {
         .recursive(true)
         .mode(0o700)
         .create(dir);
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // With DynamicUser=, systemd makes StateDirectory= a root-owned symlink into
+    // /var/lib/private. Follow a link only when root or we own it: another user's link
+    // in a shared /tmp is still refused.
+    let me = nix::unistd::getuid().as_raw();
+    if meta.file_type().is_symlink() && (meta.uid() == 0 || meta.uid() == me) {
+        meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() {
         return Err(format!(
             "{}: exists but is not a directory owned by us; remove it",
@@ -86,18 +95,24 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// What ssh said on stderr that explains a failure, shared with the reader thread.
+/// What ssh said on stderr that explains a failure.
 #[derive(Default)]
 pub struct StderrReport {
     pub errors: Vec<SshError>,
     pub last_line: String,
 }
 
+/// A line longer than this is logged in pieces, so a runaway stderr cannot grow memory.
+const MAX_LINE: usize = 4096;
+
 pub struct SshChild {
     child: Child,
     pub pid: u32,
-    pub report: Arc<Mutex<StderrReport>>,
-    reader_done: Arc<AtomicBool>,
+    pub report: StderrReport,
+    /// ssh's stderr, non-blocking; `None` once it reached end of file. Read by the main
+    /// loop (it is in the loop's poll set): no reader thread, no thread stack.
+    stderr: Option<ChildStderr>,
+    partial: Vec<u8>,
     exited: Option<ExitStatus>,
 }
 
@@ -119,44 +134,72 @@ impl SshChild {
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
         let pid = child.id();
-        let report = Arc::new(Mutex::new(StderrReport::default()));
-        let reader_done = Arc::new(AtomicBool::new(false));
         let stderr = child.stderr.take().expect("piped stderr");
-        {
-            let report = report.clone();
-            let done = reader_done.clone();
-            std::thread::spawn(move || {
-                // Bounded by the pipe: ends at EOF, when ssh (and its group) are gone.
-                for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
-                    let line = String::from_utf8_lossy(&line).trim_end().to_string();
-                    if line.is_empty() || line.chars().all(|c| c == '@') {
-                        continue;
-                    }
-                    match classify(&line) {
-                        Some(error) => {
-                            log::error(&format!("ssh: {line} — {}", error.explain()));
-                            let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
-                            if !r.errors.contains(&error) {
-                                r.errors.push(error);
-                            }
-                            r.last_line = line;
-                        }
-                        None => {
-                            log::warn(&format!("ssh: {line}"));
-                            report.lock().unwrap_or_else(|e| e.into_inner()).last_line = line;
-                        }
-                    }
-                }
-                done.store(true, Ordering::SeqCst);
-            });
-        }
+        set_nonblocking(&stderr).map_err(|e| format!("ssh's stderr pipe: {e}"))?;
         Ok(SshChild {
             child,
             pid,
-            report,
-            reader_done,
+            report: StderrReport::default(),
+            stderr: Some(stderr),
+            partial: Vec::new(),
             exited: None,
         })
+    }
+
+    /// ssh's stderr for the caller's poll set, while it is open.
+    pub fn stderr_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.stderr.as_ref().map(|s| s.as_fd())
+    }
+
+    /// Reads what ssh has written to stderr so far (never blocks) and relogs whole lines.
+    pub fn drain_stderr(&mut self) {
+        let mut buf = [0u8; 1024];
+        // Bounded: the pipe holds at most 64 KiB; a chatty ssh gets the rest next time.
+        for _ in 0..64 {
+            let Some(stderr) = self.stderr.as_mut() else {
+                return;
+            };
+            match stderr.read(&mut buf) {
+                Ok(0) => {
+                    self.stderr = None;
+                    let rest = std::mem::take(&mut self.partial);
+                    self.line(&rest);
+                    return;
+                }
+                Ok(n) => {
+                    self.partial.extend_from_slice(&buf[..n]);
+                    while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = self.partial.drain(..=end).collect();
+                        self.line(&line);
+                    }
+                    if self.partial.len() > MAX_LINE {
+                        let long = std::mem::take(&mut self.partial);
+                        self.line(&long);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return, // WouldBlock: nothing more for now
+            }
+        }
+    }
+
+    fn line(&mut self, raw: &[u8]) {
+        let line = String::from_utf8_lossy(raw).trim_end().to_string();
+        // ssh frames its host-key warning with lines of `@`: noise in a log.
+        if line.is_empty() || line.chars().all(|c| c == '@') {
+            return;
+        }
+        let r = &mut self.report;
+        match classify(&line) {
+            Some(error) => {
+                log::error(&format!("ssh: {line} — {}", error.explain()));
+                if !r.errors.contains(&error) {
+                    r.errors.push(error);
+                }
+            }
+            None => log::warn(&format!("ssh: {line}")),
+        }
+        r.last_line = line;
     }
 
     /// The exit status if ssh has exited (reaps it).
@@ -167,12 +210,24 @@ impl SshChild {
         self.exited
     }
 
-    /// Waits (bounded) for the stderr reader to see EOF, so the report is complete.
-    pub fn settle_stderr(&self, timeout: Duration) {
+    /// Reads stderr until end of file or `timeout`, so the report is complete (ssh has
+    /// exited, but something it started may still hold the pipe).
+    pub fn settle_stderr(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !self.reader_done.load(Ordering::SeqCst) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+        // Bounded by the deadline.
+        while let Some(fd) = self.stderr_fd() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            let _ = poll(
+                &mut fds,
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+            );
+            self.drain_stderr();
         }
+        self.drain_stderr();
     }
 
     /// SIGTERM to the group, SIGKILL after `grace` (a SIGSTOPped ssh ignores SIGTERM
@@ -196,6 +251,11 @@ impl SshChild {
         self.settle_stderr(Duration::from_millis(500));
         self.exited
     }
+}
+
+fn set_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(|_| ())
 }
 
 /// Whether `pid` is stopped (SIGSTOP/SIGTSTP): state `T` in /proc/PID/stat.

@@ -21,6 +21,11 @@ pub enum SshError {
     ResolveFailed,
     ConnectionRefused,
     ConnectionTimedOut,
+    /// "No route to host" / "Network is unreachable" while connecting.
+    Unreachable,
+    /// TCP connected but the server sent no SSH banner in time: something listens there
+    /// that is not (or not yet) a working sshd, so a TCP check proves nothing.
+    BannerTimedOut,
 }
 
 impl SshError {
@@ -29,6 +34,15 @@ impl SshError {
         matches!(
             self,
             SshError::AuthRefused | SshError::HostKeyChanged | SshError::HostKeyUnknown
+        )
+    }
+
+    /// ssh could not reach the server at the network level (nothing answered the TCP
+    /// connect): a plain TCP connect that succeeds later means it is worth retrying now.
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            SshError::ConnectionRefused | SshError::ConnectionTimedOut | SshError::Unreachable
         )
     }
 
@@ -46,6 +60,8 @@ impl SshError {
             SshError::ResolveFailed => "cannot resolve the server's host name: check the name and DNS".into(),
             SshError::ConnectionRefused => "the server refused the connection: is sshd running on that port?".into(),
             SshError::ConnectionTimedOut => "connecting to the server timed out: network or firewall problem".into(),
+            SshError::Unreachable => "the server's network is unreachable from here (no route): check the network connection".into(),
+            SshError::BannerTimedOut => "the server accepted the connection but sent no SSH banner in time: is sshd overloaded, or is something else listening on that port?".into(),
         }
     }
 }
@@ -95,6 +111,15 @@ pub fn classify(line: &str) -> Option<SshError> {
     }
     if line.contains("Connection refused") && line.contains("connect to host") {
         return Some(SshError::ConnectionRefused);
+    }
+    // Checked before the plain time-out: the TCP connect itself succeeded here.
+    if line.contains("timed out during banner exchange") {
+        return Some(SshError::BannerTimedOut);
+    }
+    if line.contains("connect to host")
+        && (line.contains("No route to host") || line.contains("Network is unreachable"))
+    {
+        return Some(SshError::Unreachable);
     }
     if line.contains("Connection timed out") || line.contains("Operation timed out") {
         return Some(SshError::ConnectionTimedOut);
@@ -155,6 +180,18 @@ mod tests {
                 SshError::ConnectionTimedOut,
             ),
             (
+                "Connection timed out during banner exchange",
+                SshError::BannerTimedOut,
+            ),
+            (
+                "ssh: connect to host 192.0.2.1 port 22: No route to host",
+                SshError::Unreachable,
+            ),
+            (
+                "ssh: connect to host 192.0.2.1 port 22: Network is unreachable",
+                SshError::Unreachable,
+            ),
+            (
                 "bind [127.0.0.1]:8080: Address already in use",
                 SshError::LocalPortBusy { port: Some(8080) },
             ),
@@ -188,5 +225,8 @@ mod tests {
         assert!(
             SshError::AuthRefused.is_permanent() && !SshError::ConnectionRefused.is_permanent()
         );
+        assert!(SshError::ConnectionRefused.is_network() && SshError::Unreachable.is_network());
+        assert!(!SshError::BannerTimedOut.is_network() && !SshError::AuthRefused.is_network());
+        assert!(!SshError::RemotePortRefused { port: 1 }.is_network());
     }
 }

@@ -5,9 +5,15 @@
 //! helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod cgroup;
 pub mod cli;
+pub mod inittab_init;
+pub mod nspawn;
+pub mod prereq;
 pub mod sshd;
 pub mod target;
+pub mod tunnel_env;
+pub mod user_manager;
 
 #[allow(unused_imports)]
 pub use cli::{golden_home, load, tunnelctl};

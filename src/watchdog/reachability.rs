@@ -1,0 +1,152 @@
+//! "Is the server reachable again?" during a back-off after a network-level failure: a
+//! plain TCP connect to the server's address (connect, close, no data). The address comes
+//! from `ssh -G` with the tunnel's own ssh arguments, which resolves the config without
+//! touching the network.
+
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Upper bound of one TCP check, and of `ssh -G`.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a back-off tries the TCP check.
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Where ssh would connect, or why the check cannot be used.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target {
+    Direct {
+        host: String,
+        port: u16,
+    },
+    /// ProxyJump/ProxyCommand: a TCP connect to the final host says nothing.
+    Proxied(&'static str),
+}
+
+/// Reads `hostname`, `port`, `proxyjump` and `proxycommand` from `ssh -G` output.
+pub fn parse_ssh_g(output: &str) -> Option<Target> {
+    let mut host = None;
+    let mut port = None;
+    for line in output.lines() {
+        let Some((key, value)) = line.split_once(' ') else {
+            continue;
+        };
+        match key {
+            "hostname" => host = Some(value.trim().to_string()),
+            "port" => port = value.trim().parse().ok(),
+            "proxyjump" if value.trim() != "none" => return Some(Target::Proxied("ProxyJump")),
+            "proxycommand" if value.trim() != "none" => {
+                return Some(Target::Proxied("ProxyCommand"));
+            }
+            _ => {}
+        }
+    }
+    Some(Target::Direct {
+        host: host?,
+        port: port?,
+    })
+}
+
+/// Runs `PROGRAM -G ARGS...` (the tunnel's ssh command line, program first), bounded by
+/// [`CHECK_TIMEOUT`].
+pub fn resolve(ssh: &[String]) -> Result<Target, String> {
+    let (program, args) = ssh.split_first().ok_or("no ssh command")?;
+    let mut child = Command::new(program)
+        .arg("-G")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{program} -G: {e}"))?;
+    let deadline = Instant::now() + CHECK_TIMEOUT;
+    // Bounded by the deadline; `ssh -G` prints a few KiB, well under a pipe's buffer.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{program} -G did not finish within 2 s"));
+            }
+        }
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    if !status.success() {
+        return Err(format!("{program} -G failed ({status})"));
+    }
+    parse_ssh_g(&out).ok_or_else(|| format!("{program} -G printed no hostname/port"))
+}
+
+/// One TCP connect (then close) to any address of `host:port`, within `timeout` in total.
+pub fn tcp_connects(host: &str, port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let Ok(addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if TcpStream::connect_timeout(&addr, left).is_ok() {
+            return true; // dropped here: closed without sending anything
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_address_and_refuses_proxies() {
+        let plain = "user root\nhostname 127.0.0.1\nport 2222\nproxyusefdpass no\n";
+        assert_eq!(
+            parse_ssh_g(plain),
+            Some(Target::Direct {
+                host: "127.0.0.1".into(),
+                port: 2222
+            })
+        );
+        let jump = "hostname h\nport 22\nproxyjump x@y\n";
+        assert_eq!(parse_ssh_g(jump), Some(Target::Proxied("ProxyJump")));
+        let command = "hostname h\nport 22\nproxycommand nc %h %p\n";
+        assert_eq!(parse_ssh_g(command), Some(Target::Proxied("ProxyCommand")));
+        assert_eq!(parse_ssh_g("port 22\n"), None);
+    }
+
+    #[test]
+    fn ssh_g_of_a_real_client_gives_host_and_port() {
+        let args: Vec<String> = ["ssh", "-F", "/dev/null", "-p", "2222", "-N", "127.0.0.1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if !std::path::Path::new("/usr/bin/ssh").exists() {
+            return;
+        }
+        assert_eq!(
+            resolve(&args),
+            Ok(Target::Direct {
+                host: "127.0.0.1".into(),
+                port: 2222
+            })
+        );
+    }
+
+    #[test]
+    fn tcp_check_sees_a_listener_and_its_absence() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(tcp_connects("127.0.0.1", port, Duration::from_secs(1)));
+        drop(listener);
+        assert!(!tcp_connects("127.0.0.1", port, Duration::from_secs(1)));
+    }
+}

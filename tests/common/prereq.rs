@@ -1,0 +1,95 @@
+//! Named prerequisites of the real-init tests. Outside CI a missing prerequisite skips
+//! the test with a printed reason; under `CI=true` it fails the test, because a CI run
+//! that passes by skipping everything proves nothing.
+
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prereq {
+    /// Effective uid 0: namespaces, mounts, cgroups and sshd logins need it.
+    Root,
+    /// `/usr/sbin/sshd` and the ssh client tools.
+    Sshd,
+    /// `systemd-nspawn` (Debian: systemd-container) and `nsenter`.
+    SystemdNspawn,
+    /// `/usr/lib/systemd/systemd` and `systemctl`, for a private user manager.
+    SystemdUser,
+    /// `busybox` with its `init` applet.
+    Busybox,
+    /// `unshare` and `nsenter` (util-linux).
+    Unshare,
+    /// `apt-get` and `dpkg`, to fetch sysvinit-core's `/sbin/init` without installing it.
+    AptGet,
+    /// `python3`, to read plists back with `plistlib`.
+    Python3,
+}
+
+impl Prereq {
+    pub fn name(self) -> &'static str {
+        match self {
+            Prereq::Root => "root",
+            Prereq::Sshd => "sshd",
+            Prereq::SystemdNspawn => "systemd-nspawn",
+            Prereq::SystemdUser => "systemd",
+            Prereq::Busybox => "busybox",
+            Prereq::Unshare => "unshare",
+            Prereq::AptGet => "apt-get",
+            Prereq::Python3 => "python3",
+        }
+    }
+
+    /// Why this prerequisite is not met, or `None`.
+    pub fn missing(self) -> Option<String> {
+        let need = |paths: &[&str], package: &str| -> Option<String> {
+            paths
+                .iter()
+                .find(|p| which(p).is_none())
+                .map(|p| format!("{p} is missing (install {package})"))
+        };
+        match self {
+            Prereq::Root => (!nix::unistd::geteuid().is_root()).then(|| {
+                "not running as root (namespaces, mounts and cgroups need it)".to_string()
+            }),
+            Prereq::Sshd => need(&["/usr/sbin/sshd"], "openssh-server")
+                .or_else(|| need(&["ssh", "ssh-keygen"], "openssh-client")),
+            Prereq::SystemdNspawn => need(&["systemd-nspawn"], "systemd-container")
+                .or_else(|| need(&["nsenter"], "util-linux")),
+            Prereq::SystemdUser => need(&["/usr/lib/systemd/systemd", "systemctl"], "systemd"),
+            Prereq::Busybox => need(&["busybox"], "busybox"),
+            Prereq::Unshare => need(&["unshare", "nsenter"], "util-linux"),
+            Prereq::AptGet => need(&["apt-get", "dpkg"], "apt and dpkg"),
+            Prereq::Python3 => need(&["python3"], "python3"),
+        }
+    }
+}
+
+/// The full path of a program: `program` itself when it contains a `/`, else the first
+/// match on `$PATH` (plus the sbin directories, which a non-login PATH may lack).
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).exists().then(|| program.into());
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Returns true when every prerequisite is met. Otherwise prints why `test` is skipped
+/// and returns false, or panics when `CI=true`.
+pub fn require(test: &str, prereqs: &[Prereq]) -> bool {
+    let missing: Vec<String> = prereqs
+        .iter()
+        .filter_map(|p| p.missing().map(|why| format!("{}: {why}", p.name())))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let reason = missing.join("; ");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: prerequisite missing on CI: {reason}");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    false
+}
