@@ -534,7 +534,7 @@ impl Report<'_> {
                 let times: Vec<String> =
                     r.attempt_times.iter().map(|t| format!("{t:.1}")).collect();
                 out.push(format!(
-                    "back-off, fault {} trial {}: A's connection attempts at [{}] s after the fault (the back-off is 2 s doubling to 5 min; the unit adds RestartSec=1 s).",
+                    "back-off, fault {} trial {}: A's connection attempts at [{}] s after the fault (back-off rules: docs/design.md; the unit adds RestartSec=1 s).",
                     f.number(),
                     r.trial,
                     times.join(", ")
@@ -864,13 +864,16 @@ const READING: &str = "
 - **Detection.** B and D learn of a dead tunnel only when ssh exits, that is from ssh's own ServerAliveInterval 5 s ×
   ServerAliveCountMax 2; a frozen ssh never exits, so they never recover from fault 1. C sends data around its monitor
   loop every AUTOSSH_POLL = 5 s and restarts ssh after one failed poll, but it cannot get rid of a stopped ssh (it sends
-  SIGTERM and waits). A proves both forwards every `probe.interval` (5 s) and gives up after `probe.failures` (2) failed
-  rounds of up to `probe.timeout` (5 s) each, then kills ssh with SIGKILL: 10 to 15 s to detect, whatever the fault.
-- **Reconnect pacing.** After a failure A exits, systemd restarts it after RestartSec=1 s, and it waits its back-off
-  (2 s, doubling up to 5 min, ±15 % jitter) before it connects. That keeps its attempts few during an outage and costs
-  time after the heal: its next attempt can land up to about half the outage's length after it. autossh retries at once
-  and slows down on its own schedule; the loop retries every 5 s. The loop's 5 s rhythm divides the 20 s and 30 s hold
-  times of faults 4 and 7, so its retries tend to fall just after the heal: part of its figures there is phase luck.
+  SIGTERM and waits). A proves both forwards every `probe.interval` (5 s); after a failed round it confirms at once
+  (200 ms later), and after `probe.failures` (2) failed rounds of up to `probe.timeout` (5 s) each it kills ssh with
+  SIGKILL. A forward that hangs costs it up to interval + 2 × timeout; one that is refused, much less.
+- **Reconnect pacing.** After a failure A's watchdog exits and systemd restarts it after RestartSec=1 s. A tunnel that
+  had proven itself gets its first retry without waiting; later failures wait 2 s, 4 s, … (±15 % jitter, at most
+  5 min), and a wait after a network-level failure (refused, unreachable, connect time-out) ends early once a plain TCP
+  connect to the server succeeds (tried every 2 s). See docs/design.md. autossh retries at once and slows down on its
+  own schedule; the loop retries every 5 s. The loop's 5 s rhythm divides the 20 s and 30 s hold times of faults 4
+  and 7, so its retries tend to fall just after the heal: part of its figures there is phase luck. The same holds for
+  autossh's schedule against the moment the server frees the remote port on fault 6: one run's 30 s is another's 62 s.
 - **The server's side.** On faults 5 and 6 (and on 1 for B, C and D) the old session keeps the remote port until sshd
   drops it (see the session table), so every tool's `-R` is refused until then. On this OpenSSH that took about 30 s
   with ClientAliveInterval 5 × ClientAliveCountMax 2, not the 10 to 15 s the settings suggest. The times on these
