@@ -15,6 +15,9 @@ use crate::tools::{Instance, Tool};
 use crate::usermgr::UserManager;
 use crate::{firewall, stop};
 
+/// Time every tool stays up, healthy, before the next fault.
+const SETTLE: Duration = Duration::from_secs(10);
+
 pub struct Lane {
     pub n: u8,
     pub fault: Option<Fault>,
@@ -107,7 +110,10 @@ impl Lane {
                 break;
             }
             let healthy = self.ensure_healthy();
-            if stop::requested() {
+            // A fault strikes a tunnel that has been up for a while, not one that came up a
+            // moment ago (tunnel-watchdog treats a tunnel that has not yet proven itself for
+            // one probe interval more cautiously, as a real deployment would never see).
+            if !stop::sleep(SETTLE) {
                 break;
             }
             let _ = firewall::flush_attempts(&self.server);

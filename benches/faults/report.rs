@@ -909,8 +909,12 @@ the server namespace (1.5 s timeout per read). The recovery time is the start of
 ways, so it is exact to about one check period (0.25 s, up to 1.75 s while a forward hangs instead of refusing).
 After each trial every unit is stopped (`systemctl --user stop`, 30 s at most), whatever is left in its cgroup or in
 the client namespace with its forward on the command line is counted and killed, and the unit is started again; the
-next trial starts when every tool is healthy (a tool not healthy within 60 s is restarted once; a trial where a tool
-was not healthy does not count for it).
+next trial starts 10 s after every tool is healthy (a tool not healthy within 60 s is restarted once; a trial where a tool
+was not healthy does not count for it). While A's unit is stopped between trials the bench deletes the watchdog's
+state file, which carries its count of consecutive failures: the watchdog itself forgets that count after
+`backoff.max` (5 min) of uptime, and trials stand for independent faults, not for one fault after another.
+Connection attempts are SYNs to the tool's sshd port: for A they include the plain TCP connects with which it checks,
+every 2 s during a back-off, whether the server is reachable again.
 
 Footprint. The unit's main process is sampled every second for RSS (VmRSS) and CPU (utime+stime, and cutime+cstime
 of its reaped children); ssh processes are counted from the unit's cgroup every 200 ms (a process living less than
