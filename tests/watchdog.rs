@@ -843,3 +843,40 @@ fn backoff_is_kept_for_a_server_that_accepts_tcp_and_never_speaks() {
     );
     drop(silent);
 }
+
+#[test]
+fn a_frozen_client_is_caught_by_the_local_alive_check_before_the_probe_timeout() {
+    // The alive check is answered by ssh itself, never crosses the network, and so gets
+    // at most 2 s even when the network probes may take 5 s.
+    let Some(sshd) = Sshd::start_default("alive_check_bound") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    spec.options.extend(["--probe-timeout".into(), "5s".into()]);
+    let mut wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let ssh = wd.ssh_pid().unwrap();
+    kill(Pid::from_raw(ssh), Signal::SIGSTOP).unwrap();
+    let frozen = Instant::now();
+    let code = wd.wait_exit(Duration::from_secs(20));
+    let took = frozen.elapsed();
+    eprintln!(
+        "frozen ssh client, interval 1s timeout 5s failures 2: exited {code:?} after {took:?}"
+    );
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    assert!(gone(ssh));
+    // interval 1 s + 2 × 2 s alive checks + 0.2 s pause + teardown; 2 × 5 s would be 11 s
+    assert!(
+        took <= Duration::from_secs(7),
+        "took {took:?}; log:\n{}",
+        wd.log()
+    );
+    assert!(wd.log().contains("alive check within 2s"), "{}", wd.log());
+}

@@ -25,6 +25,9 @@ use super::mux::MuxConn;
 const SOCKS_GREETING: &[u8] = &[5, 1, 0];
 const SOCKS_ACCEPT: &[u8] = &[5, 0];
 
+/// Upper bound for ssh's answer to a local alive check (see `Prober::alive_timeout`).
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy)]
 pub struct RoundOk {
     /// Time spent waiting for answers (quiet windows of silent targets excluded).
@@ -75,7 +78,7 @@ impl Prober {
     pub fn round(&mut self) -> Result<RoundOk, String> {
         let start = Instant::now();
         let deadline = start + self.timeout;
-        let ssh_pid = self.alive_check(deadline)?;
+        let ssh_pid = self.alive_check(start + self.alive_timeout())?;
         let mut pending = Vec::new();
         for forward in &self.forwards {
             if let Some(p) = self.open(forward, deadline)? {
@@ -96,6 +99,13 @@ impl Prober {
         Ok(RoundOk { latency, ssh_pid })
     }
 
+    /// The alive check never leaves this machine: ssh answers it from its own event
+    /// loop, so a live ssh replies in milliseconds. A shorter bound than the network
+    /// probes get lets a frozen client be caught sooner.
+    fn alive_timeout(&self) -> Duration {
+        self.timeout.min(ALIVE_TIMEOUT)
+    }
+
     fn alive_check(&mut self, deadline: Instant) -> Result<u32, String> {
         let result = (|| {
             if self.alive.is_none() {
@@ -109,7 +119,7 @@ impl Prober {
             if e.kind() == std::io::ErrorKind::TimedOut {
                 format!(
                     "ssh did not answer an alive check within {:?} (frozen or wedged)",
-                    self.timeout
+                    self.alive_timeout()
                 )
             } else if e.kind() == std::io::ErrorKind::NotFound {
                 "ssh has no control socket yet (not connected)".to_string()
