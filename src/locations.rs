@@ -26,7 +26,16 @@ pub fn state_dir_candidates(
                 .filter(|v| v.starts_with('/'))
                 .map(PathBuf::from)
                 .unwrap_or_else(|| home.join(".local/state"));
-            vec![state_home.join("tunnelctl").join(name)]
+            // systemd 253 and later put a user unit's StateDirectory= in $XDG_STATE_HOME;
+            // 252 (Debian 12) still uses $XDG_CONFIG_HOME.
+            let config_home = env("XDG_CONFIG_HOME")
+                .filter(|v| v.starts_with('/'))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".config"));
+            vec![
+                state_home.join("tunnelctl").join(name),
+                config_home.join("tunnelctl").join(name),
+            ]
         }
         Target::Launchd => vec![Path::new("/var/run/tunnelctl").join(name)],
         Target::LaunchdAgent => vec![
@@ -106,8 +115,11 @@ mod tests {
             PathBuf::from("/var/lib/tunnelctl/t")
         );
         assert_eq!(
-            state_dir_candidates(Target::SystemdUser, "t", home, 1000, &none)[0],
-            PathBuf::from("/home/al/.local/state/tunnelctl/t")
+            state_dir_candidates(Target::SystemdUser, "t", home, 1000, &none)[..2],
+            [
+                PathBuf::from("/home/al/.local/state/tunnelctl/t"),
+                PathBuf::from("/home/al/.config/tunnelctl/t"), // systemd 252
+            ]
         );
         assert_eq!(
             state_dir_candidates(Target::Busybox, "t", home, 0, &none),
