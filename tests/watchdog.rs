@@ -880,3 +880,39 @@ fn a_frozen_client_is_caught_by_the_local_alive_check_before_the_probe_timeout()
     );
     assert!(wd.log().contains("alive check within 2s"), "{}", wd.log());
 }
+
+#[test]
+fn backoff_is_not_cut_short_by_a_listener_that_never_greets() {
+    // Fault 7 of the bench: the server went away (a network-level failure), then
+    // something accepts TCP on its port but never sends an SSH greeting.
+    let Some(mut sshd) = Sshd::start_default("silent_listener_during_backoff") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec =
+        WdSpec::new(&sshd, dir.path()).forward("-D", format!("127.0.0.1:{}", free_port()));
+    spec.options.extend([
+        "--backoff-initial".into(),
+        "8s".into(),
+        "--backoff-max".into(),
+        "60s".into(),
+    ]);
+    sshd.stop();
+    let mut first = spec.spawn();
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(1));
+    assert_eq!(first.state_value("network_error").as_deref(), Some("1"));
+    let silent = std::net::TcpListener::bind(("127.0.0.1", sshd.port())).unwrap();
+    let mut wd = spec.spawn();
+    assert!(
+        wait_until(Duration::from_secs(5), || wd.log().contains("backing off")),
+        "{}",
+        wd.log()
+    );
+    // Several 2 s checks fit in this window; none may end the 8 s (±15 %) back-off.
+    let cut = wait_until(Duration::from_secs(5), || {
+        wd.log().contains("server reachable again")
+    });
+    assert!(!cut, "a silent listener ended the back-off:\n{}", wd.log());
+    assert_eq!(wd.child.try_wait().unwrap(), None, "{}", wd.log());
+    drop(silent);
+}

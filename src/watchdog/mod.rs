@@ -476,10 +476,10 @@ impl Watchdog {
             {
                 let timeout = reachability::CHECK_TIMEOUT
                     .min(until.saturating_duration_since(Instant::now()));
-                if reachability::tcp_connects(host, *port, timeout) {
+                if reachability::server_greets(host, *port, timeout) {
                     let left = until.saturating_duration_since(Instant::now());
                     log::info(&format!(
-                        "server reachable again: reconnecting ({host} port {port} accepted a TCP connection with {} of the back-off left)",
+                        "server reachable again: reconnecting ({host} port {port} answered with its SSH greeting, {} of the back-off left)",
                         format_human(left)
                     ));
                     self.notify(&["STATUS=server reachable again: reconnecting"]);

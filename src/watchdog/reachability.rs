@@ -1,5 +1,6 @@
 //! "Is the server reachable again?" during a back-off after a network-level failure: a
-//! plain TCP connect to the server's address (connect, close, no data). The address comes
+//! TCP connect to the server's address that waits for its `SSH-` greeting, then closes
+//! without sending anything. The address comes
 //! from `ssh -G` with the tunnel's own ssh arguments, which resolves the config without
 //! touching the network.
 
@@ -84,8 +85,12 @@ pub fn resolve(ssh: &[String]) -> Result<Target, String> {
     parse_ssh_g(&out).ok_or_else(|| format!("{program} -G printed no hostname/port"))
 }
 
-/// One TCP connect (then close) to any address of `host:port`, within `timeout` in total.
-pub fn tcp_connects(host: &str, port: u16, timeout: Duration) -> bool {
+/// Whether an SSH server answers at `host:port` within `timeout` in total: a TCP connect
+/// and the server's `SSH-` identification line, then close, sending nothing. A bare TCP
+/// accept is not enough: a middlebox or a wedged server that accepts and never speaks
+/// would end every back-off early and walk the tunnel into ConnectTimeout after
+/// ConnectTimeout.
+pub fn server_greets(host: &str, port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let Ok(addrs) = (host, port).to_socket_addrs() else {
         return false;
@@ -95,11 +100,29 @@ pub fn tcp_connects(host: &str, port: u16, timeout: Duration) -> bool {
         if left.is_zero() {
             break;
         }
-        if TcpStream::connect_timeout(&addr, left).is_ok() {
-            return true; // dropped here: closed without sending anything
+        if let Ok(stream) = TcpStream::connect_timeout(&addr, left) {
+            // One connection is enough to judge: the server answered TCP here.
+            return greets(stream, deadline);
         }
     }
     false
+}
+
+/// Reads until the first four bytes are in (or the deadline): `SSH-` or not.
+fn greets(mut stream: TcpStream, deadline: Instant) -> bool {
+    let mut got = Vec::with_capacity(4);
+    let mut buf = [0u8; 64];
+    while got.len() < 4 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got.starts_with(b"SSH-")
 }
 
 #[cfg(test)]
@@ -142,11 +165,30 @@ mod tests {
     }
 
     #[test]
-    fn tcp_check_sees_a_listener_and_its_absence() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        assert!(tcp_connects("127.0.0.1", port, Duration::from_secs(1)));
-        drop(listener);
-        assert!(!tcp_connects("127.0.0.1", port, Duration::from_secs(1)));
+    fn only_a_server_that_greets_counts() {
+        use std::io::Write;
+        let speaking = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = speaking.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = speaking.accept().unwrap();
+            let _ = conn.write_all(b"SSH-2.0-test\r\n");
+        });
+        assert!(server_greets("127.0.0.1", port, Duration::from_secs(2)));
+        server.join().unwrap();
+
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let started = Instant::now();
+        assert!(!server_greets(
+            "127.0.0.1",
+            port,
+            Duration::from_millis(300)
+        ));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the deadline bounds the read"
+        );
+        drop(silent);
+        assert!(!server_greets("127.0.0.1", port, Duration::from_secs(1)));
     }
 }
