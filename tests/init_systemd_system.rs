@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::nspawn::{Bind, Container, ContainerSshdFiles, host_pid};
 use common::prereq::{Prereq, require};
 use common::tunnel_env::{
-    EchoServer, Server, Timing, WATCHDOG, alive, in_netns, install, roundtrip, sigstop,
-    wait_roundtrip_in, wait_ssh_child, write_config,
+    EchoServer, Server, Timing, WATCHDOG, alive, in_netns, install_with_watchdog, roundtrip,
+    sigstop, wait_roundtrip_in, wait_ssh_child, write_config,
 };
 use common::user_manager::run_bounded;
 use common::wait_until;
@@ -112,7 +112,18 @@ fn systemd_system_unit_runs_sandboxed_and_survives_freezes() {
         &Timing::default(),
     );
     let root = dir.path().join("root");
-    install(&config, NAME, "systemd", &root, &[]);
+    // PrivateTmp=yes hides the host's /tmp from the service, and a clean clone (CI's
+    // included) may well live there: the build dir goes to a fixed path outside it.
+    let build_dir: PathBuf = Path::new(WATCHDOG).parent().unwrap().to_path_buf();
+    const BUILD_IN_CONTAINER: &str = "/opt/tunnelctl-build";
+    install_with_watchdog(
+        &config,
+        NAME,
+        "systemd",
+        &root,
+        &[],
+        &format!("{BUILD_IN_CONTAINER}/tunnel-watchdog"),
+    );
     let unit_file = root.join("etc/systemd/system").join(UNIT);
     assert!(
         unit_file.is_file(),
@@ -135,13 +146,12 @@ fn systemd_system_unit_runs_sandboxed_and_survives_freezes() {
     eprintln!("systemd: systemd-analyze security --offline=yes rates the unit {score}");
     assert!(score <= 2.5, "exposure {score} > 2.5");
 
-    let build_dir: PathBuf = Path::new(WATCHDOG).parent().unwrap().to_path_buf();
     // The install root is bound in and the unit copied into /etc/systemd/system after
     // boot (what install does: write, daemon-reload). Bound there before boot, the
     // first-boot presets would enable and start it while the container comes up.
     let container = Container::boot(&[
         Bind::ro_same(&root),
-        Bind::ro_same(&build_dir),
+        Bind::ro(&build_dir, BUILD_IN_CONTAINER),
         Bind::ro_same(&shared),
     ]);
     eprintln!("systemd: container booted in {:?}", container.boot_time);

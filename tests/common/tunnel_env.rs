@@ -214,6 +214,18 @@ pub fn install(
     root: &Path,
     envs: &[(&str, &Path)],
 ) -> Output {
+    install_with_watchdog(config, name, target, root, envs, WATCHDOG)
+}
+
+/// [`install`] with the watchdog at another path (as the init system will see it).
+pub fn install_with_watchdog(
+    config: &Path,
+    name: &str,
+    target: &str,
+    root: &Path,
+    envs: &[(&str, &Path)],
+    watchdog: &str,
+) -> Output {
     let mut cmd = Command::new(TUNNELCTL);
     cmd.arg("-c")
         .arg(config)
@@ -224,7 +236,7 @@ pub fn install(
             target,
             "--no-start",
             "--watchdog",
-            WATCHDOG,
+            watchdog,
             "--root",
         ])
         .arg(root);
