@@ -323,14 +323,26 @@ fn watchdog_page_matches_the_real_watchdog_help() {
 
     // Option lines look like `  --probe-interval DUR    text (default 10s)`.
     let mut real: Vec<(String, String)> = Vec::new();
+    let mut current: Vec<usize> = Vec::new(); // options of the entry being read
     for line in help.lines() {
-        let line = line.trim_start();
-        if !line.starts_with('-') {
+        let trimmed = line.trim_start();
+        if !trimmed.starts_with('-') {
+            // A wrapped description continues on indented lines.
+            if line.starts_with("    ") && !trimmed.is_empty() {
+                for &i in &current {
+                    real[i].1.push(' ');
+                    real[i].1.push_str(trimmed);
+                }
+            } else {
+                current.clear();
+            }
             continue;
         }
-        let (spec, description) = line.split_once("  ").unwrap_or((line, ""));
+        current.clear();
+        let (spec, description) = trimmed.split_once("  ").unwrap_or((trimmed, ""));
         for word in spec.split([' ', ',']) {
             if let Some(long) = word.strip_prefix("--").filter(|l| !l.is_empty()) {
+                current.push(real.len());
                 real.push((long.to_owned(), description.trim().to_owned()));
             }
         }
