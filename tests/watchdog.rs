@@ -916,3 +916,49 @@ fn backoff_is_not_cut_short_by_a_listener_that_never_greets() {
     assert_eq!(wd.child.try_wait().unwrap(), None, "{}", wd.log());
     drop(silent);
 }
+
+#[test]
+fn passing_rounds_do_not_rewrite_the_state_file_every_time() {
+    // Under systemd the state file sits on disk (StateDirectory=), maybe flash.
+    use std::os::unix::fs::MetadataExt;
+    let Some(sshd) = Sshd::start_default("state_file_writes") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let notify = NotifyReceiver::path();
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    spec.notify = Some(&notify);
+    let wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let pings = || {
+        notify
+            .messages()
+            .iter()
+            .filter(|m| m.has("WATCHDOG=1"))
+            .count()
+    };
+    // The round after READY may still save (the state settles); start counting after it.
+    let settled = pings() + 1;
+    assert!(wait_until(Duration::from_secs(5), || pings() >= settled));
+    let inode = || {
+        std::fs::metadata(dir.path().join("state/state"))
+            .unwrap()
+            .ino()
+    };
+    let (before, pings_before) = (inode(), pings());
+    assert!(
+        wait_until(Duration::from_secs(10), || pings() >= pings_before + 3),
+        "fewer than 3 passing rounds"
+    );
+    assert_eq!(
+        inode(),
+        before,
+        "the state file was replaced on a probe-only round"
+    );
+}

@@ -222,7 +222,14 @@ struct Watchdog {
     state: State,
     interval: Duration,
     ready_sent: bool,
+    /// When the state file was last written (see `save_after_probe`).
+    saved_at: std::cell::Cell<Instant>,
 }
+
+/// A passing round that changed nothing but the probe time and latency rewrites the
+/// state file at most this often: under systemd it lives in StateDirectory=, on disk
+/// (flash, on a router), and `status` can live with a last-probe time a minute old.
+const PROBE_ONLY_SAVE_EVERY: Duration = Duration::from_secs(60);
 
 enum Outcome {
     Stopped,
@@ -300,6 +307,7 @@ pub fn run(o: Options) -> u8 {
         state,
         interval,
         ready_sent: false,
+        saved_at: std::cell::Cell::new(Instant::now()),
     };
     w.run()
 }
@@ -336,6 +344,20 @@ impl Watchdog {
 
     fn save(&self) {
         write_state(&self.state_dir, &self.state);
+        self.saved_at.set(Instant::now());
+    }
+
+    /// Saves after a passing round unless only the probe time/latency moved and the
+    /// file was written recently.
+    fn save_after_probe(&self, before: &State) {
+        let probe_only = State {
+            last_probe_ok: self.state.last_probe_ok,
+            last_probe_ms: self.state.last_probe_ms,
+            ..before.clone()
+        };
+        if probe_only != self.state || self.saved_at.get().elapsed() >= PROBE_ONLY_SAVE_EVERY {
+            self.save();
+        }
     }
 
     fn run(&mut self) -> u8 {
@@ -646,6 +668,7 @@ impl Watchdog {
                 match prober.round() {
                     Ok(ok) => {
                         failed_rounds = 0;
+                        let before = self.state.clone();
                         if up_since.is_none() {
                             // First proof for this ssh connection (also after a
                             // SIGUSR1 reconnect): "up since" starts here.
@@ -686,7 +709,7 @@ impl Watchdog {
                             self.state.consecutive_failures = 0;
                             self.state.last_error.clear();
                         }
-                        self.save();
+                        self.save_after_probe(&before);
                     }
                     Err(reason) => {
                         failed_rounds += 1;
