@@ -15,7 +15,7 @@
 //! | `last_error` | one line: why the last connection failed (empty: none) |
 //! | `backoff_until` | unix seconds when the current back-off ends (0: none) |
 //! | `proven` | `1`: this row of failures began when a proven tunnel failed, so its first retry is free (absent: `0`) |
-//! | `network_error` | `1`: the last failure was ssh not reaching the server (refused, no route, connect time-out), so a back-off ends early once TCP connects (absent: `0`) |
+//! | `network_error` | `1`: the last failure was ssh getting no SSH greeting (unresolved, refused, no route, connect or banner time-out), so the back-off waits for the server to greet (absent: `0`) |
 //!
 //! Unknown keys are ignored and missing keys keep their defaults, so the format can grow.
 

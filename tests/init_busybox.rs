@@ -93,8 +93,9 @@ fn busybox_init_respawns_the_watchdog_and_backs_off_while_the_server_is_down() {
         std::thread::sleep(Duration::from_millis(25));
     }
     eprintln!("busybox: ssh starts in the {window:?} the server was down: {starts:?}");
-    // Without back-off BusyBox would start one every ~1 s (20 in the window). With it:
-    // waits of 1, 2, 4, 4, 4 … s (±15 %) after each failure: at most 8 in 20 s.
+    // Without back-off BusyBox would start one every ~1 s (20 in the window). With it,
+    // a server that does not greet gets no ssh until it does, except once per
+    // backoff-max (4 s here) in case the check is blind: at most 8 in 20 s.
     assert!(
         starts.len() >= 3,
         "the watchdog stopped trying: {starts:?}\n{}",

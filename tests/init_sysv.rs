@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::inittab_init::Flavor;
 use common::prereq::{Prereq, require};
+use common::target::TcpTarget;
 use common::tunnel_env::{
     InittabTunnel, Timing, alive, sigkill, sigstop, wait_roundtrip, wait_ssh_child,
 };
@@ -93,10 +94,12 @@ fn sysv_init_respawns_the_watchdog_and_the_tunnel_comes_back() {
     }
 }
 
-/// SysV init disables an entry spawned 10 times within 120 s. With the server down, the
-/// watchdog fails at once, but every new instance first waits out its persisted
-/// back-off, so ten failures in a row spread over more than 120 s. Back-off here:
-/// 500 ms doubling to 32 s (±15 % jitter): the 11th spawn comes after ≥ 135 s.
+/// SysV init disables an entry spawned 10 times within 120 s. With a server that greets
+/// and then drops every connection, the watchdog fails at once (a server that does not
+/// greet at all is waited for inside one watchdog instead), but every new instance first
+/// waits out its persisted back-off, so ten failures in a row spread over more than
+/// 120 s. Back-off here: 500 ms doubling to 32 s (±15 % jitter): the 11th spawn comes
+/// after ≥ 135 s.
 #[test]
 fn sysv_ten_failures_in_a_row_do_not_disable_the_entry() {
     let test = "sysv_ten_failures_in_a_row_do_not_disable_the_entry";
@@ -115,8 +118,9 @@ fn sysv_ten_failures_in_a_row_do_not_disable_the_entry() {
         .unwrap_or_else(|e| panic!("tunnel never came up: {e}\n{}", t.report()));
     let mut seen = vec![t.wait_watchdog(None, Duration::from_secs(5))];
 
-    // The server dies: every connect is refused.
+    // The server breaks: every connection is greeted, then dropped.
     t.sshd.stop();
+    let greeter = TcpTarget::greet_and_hang_up(t.sshd.port());
     let down = Instant::now();
     // Ten failures = ten more watchdog spawns; then one more proves the entry lives on.
     let mut spawned_at = Vec::new();
@@ -142,6 +146,7 @@ fn sysv_ten_failures_in_a_row_do_not_disable_the_entry() {
     }
     eprintln!("sysv: watchdog spawns after the server died at {spawned_at:?}");
     // The server returns; the 11th spawn (after the 10th failure) must bring the tunnel back.
+    drop(greeter);
     t.sshd.start();
     let back = Instant::now();
     let working = wait_roundtrip(t.lport, Duration::from_secs(60))

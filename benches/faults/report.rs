@@ -869,11 +869,14 @@ const READING: &str = "
   SIGKILL. A forward that hangs costs it up to interval + 2 × timeout; one that is refused, much less.
 - **Reconnect pacing.** After a failure A's watchdog exits and systemd restarts it after RestartSec=1 s. A tunnel that
   had proven itself gets its first retry without waiting; later failures wait 2 s, 4 s, … (±15 % jitter, at most
-  5 min), and a wait after a network-level failure (refused, unreachable, connect time-out) ends early once a plain TCP
-  connect to the server succeeds (tried every 2 s). See docs/design.md. autossh retries at once and slows down on its
-  own schedule; the loop retries every 5 s. The loop's 5 s rhythm divides the 20 s and 30 s hold times of faults 4
-  and 7, so its retries tend to fall just after the heal: part of its figures there is phase luck. The same holds for
-  autossh's schedule against the moment the server frees the remote port on fault 6: one run's 30 s is another's 62 s.
+  5 min). After a failure where ssh got no SSH greeting (refused, unreachable, connect or banner time-out) A starts
+  no ssh until the server greets: once a second it connects, sends an identification line and waits for `SSH-`
+  (these checks are among the connections counted above). A `-R` port the server refuses is asked for again every
+  second inside the same watchdog, for up to 40 tries. See docs/design.md. autossh retries at once and slows down
+  on its own schedule; the loop retries every 5 s. The loop's 5 s rhythm divides the 20 s and 30 s hold times of
+  faults 4 and 7, so its retries tend to fall just after the heal: part of its figures there is phase luck. The
+  same holds for autossh's schedule against the moment the server frees the remote port on fault 6: one run's 30 s
+  is another's 62 s.
 - **The server's side.** On faults 5 and 6 (and on 1 for B, C and D) the old session keeps the remote port until sshd
   drops it (see the session table), so every tool's `-R` is refused until then. On this OpenSSH that took about 30 s
   with ClientAliveInterval 5 × ClientAliveCountMax 2, not the 10 to 15 s the settings suggest. The times on these

@@ -308,8 +308,8 @@ It is the process each service installed by tunnelctl runs; you rarely start it 
         .arg(opt("probe-interval", "DUR", "Time between probe rounds while they pass; a failed round is confirmed after 200 ms, so a dead tunnel is declared within interval + failures × timeout").default_value("10s"))
         .arg(opt("probe-timeout", "DUR", "A probe round that takes longer fails; the alive check of ssh itself gets at most 2 s of it").default_value("5s"))
         .arg(opt("probe-failures", "N", "Consecutive failed rounds that declare the tunnel dead").default_value("2"))
-        .arg(opt("backoff-initial", "DUR", "First wait after a failure; none when the tunnel had been up for a probe interval, and a wait after a network failure ends early once the server sends its SSH greeting again").default_value("2s"))
-        .arg(opt("backoff-max", "DUR", "Cap of the wait, and the uptime that resets the count").default_value("5m"))
+        .arg(opt("backoff-initial", "DUR", "First wait after a failure; none when the tunnel had been up for a probe interval. After ssh got no greeting, ssh starts when the server sends its SSH greeting again (checked every second)").default_value("2s"))
+        .arg(opt("backoff-max", "DUR", "Cap of the wait, and the uptime that resets the count; a server that does not greet still gets an ssh attempt this often").default_value("5m"))
         .arg(opt(
             "state-dir",
             "DIR",

@@ -21,8 +21,10 @@ options (durations: 500ms, 15s, 5m, 1h):
   --probe-timeout DUR     a probe round that takes longer fails (default 5s)
   --probe-failures N      consecutive failed rounds that declare the tunnel dead (default 2)
   --backoff-initial DUR   first wait after a failure (default 2s; none when the tunnel
-                          was up for a probe interval before it failed)
-  --backoff-max DUR       cap of the wait, and the uptime that resets it (default 5m)
+                          was up for a probe interval before it failed); after ssh got
+                          no greeting, ssh starts once the server greets (checked every 1s)
+  --backoff-max DUR       cap of the wait, and the uptime that resets it (default 5m);
+                          a server that does not greet still gets ssh this often
   --state-dir DIR         state file and control socket (default $STATE_DIRECTORY,
                           $RUNTIME_DIRECTORY, /run/tunnelctl/NAME or a per-user path)
   --log-file FILE         append log lines here instead of stderr

@@ -44,6 +44,18 @@ pub const CONFIRM_PAUSE: Duration = Duration::from_millis(200);
 /// Between SIGTERM and SIGKILL for the ssh process group.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// A `-R` port still held on the server (by the previous session, until sshd's
+/// ClientAliveInterval × ClientAliveCountMax drops it) is asked for again after this
+/// pause, inside the same watchdog: the failure clears on the server's clock, not ours,
+/// and exiting would cost the init system's restart delay and, under SysV init, count
+/// towards its "respawning too fast" limit.
+pub const PORT_HELD_PAUSE: Duration = Duration::from_secs(1);
+
+/// At most this many such quick retries in a row (with ssh's connect time, about a
+/// minute, which covers ClientAliveInterval 15 × ClientAliveCountMax 3); after that the
+/// port is treated like any other failure and backs off exponentially.
+pub const PORT_HELD_RETRIES: u32 = 40;
+
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let read_file =
@@ -237,8 +249,11 @@ enum Outcome {
     Failed {
         reason: String,
         permanent: bool,
-        /// ssh did not reach the server at all (refused, no route, connect time-out).
-        network: bool,
+        /// ssh never got the server's greeting (unresolved, refused, no route, connect or
+        /// banner time-out): the back-off waits for the server to greet.
+        no_greeting: bool,
+        /// The server refused a `-R` port: most likely still held by the old session.
+        port_held: bool,
     },
 }
 
@@ -361,15 +376,24 @@ impl Watchdog {
     }
 
     fn run(&mut self) -> u8 {
-        // Bounded: each pass either exits or was asked to reconnect by a signal.
+        // Quick retries of a -R port the server still holds, since the last success.
+        let mut port_held_retries = 0u32;
+        // Bounded: each pass exits, was asked to reconnect by a signal, or is one of at
+        // most PORT_HELD_RETRIES quick retries.
         loop {
-            if let Some(code) = self.back_off() {
+            let waited = if port_held_retries > 0 {
+                self.pause_for_held_port(&self.state.last_error.clone(), port_held_retries)
+            } else {
+                self.back_off()
+            };
+            if let Some(code) = waited {
                 return code;
             }
             match self.connect_and_watch() {
                 (Outcome::Reconnect, _) => {
                     self.state.consecutive_failures = 0;
                     self.state.proven = false;
+                    port_held_retries = 0;
                     log::info("reconnecting now (SIGHUP/SIGUSR1)");
                     continue;
                 }
@@ -377,8 +401,21 @@ impl Watchdog {
                 (
                     Outcome::Failed {
                         reason,
+                        port_held: true,
+                        ..
+                    },
+                    None,
+                ) if port_held_retries < PORT_HELD_RETRIES => {
+                    port_held_retries += 1;
+                    self.state.last_error = reason;
+                    continue;
+                }
+                (
+                    Outcome::Failed {
+                        reason,
                         permanent,
-                        network,
+                        no_greeting,
+                        ..
                     },
                     up_for,
                 ) => {
@@ -391,7 +428,7 @@ impl Watchdog {
                         self.o.backoff_initial,
                         self.o.backoff_max,
                     );
-                    self.state.network_error = network;
+                    self.state.network_error = no_greeting;
                     self.state.state = Phase::Failed;
                     self.state.ssh_pid = 0;
                     self.state.connected_since = 0;
@@ -420,6 +457,12 @@ impl Watchdog {
     }
 
     /// Waits before connecting if earlier attempts failed. `Some(code)`: exit now.
+    ///
+    /// After a failure where ssh got no greeting from the server, another ssh attempt
+    /// would fail the same way until the server greets again, so the wait lasts until a
+    /// check sees the greeting (every [`reachability::CHECK_EVERY`]), however short the
+    /// back-off. ssh still starts once the back-off and `backoff_max` have both run out,
+    /// in case the check cannot see what ssh sees.
     fn back_off(&mut self) -> Option<u8> {
         let n = self.state.consecutive_failures;
         let nominal = backoff::wait_before_connect(
@@ -448,34 +491,38 @@ impl Watchdog {
             wait.as_millis(),
             nominal.as_millis()
         ));
-        let until = Instant::now() + wait;
+        let started = Instant::now();
+        let greeting = self.greeting_target();
+        let until = match &greeting {
+            Some((host, port, _)) => {
+                let latest = wait.max(self.o.backoff_max);
+                log::info(&format!(
+                    "waiting for the server to greet: checking {host} port {port} every {}, ssh starts when it answers (at the latest in {})",
+                    format_human(reachability::CHECK_EVERY),
+                    format_human(latest)
+                ));
+                started + latest
+            }
+            None => started + wait,
+        };
         self.state.state = Phase::BackingOff;
-        self.state.backoff_until = log::now_secs() + wait.as_secs();
+        self.state.backoff_until =
+            log::now_secs() + until.saturating_duration_since(started).as_secs();
         self.save();
-        let reach = self.reachability_target();
-        let mut next_check = Instant::now() + reachability::CHECK_EVERY;
+        let mut next_check = started + reachability::CHECK_EVERY;
         // Bounded by `until`; STATUS= refreshed every few seconds with the time left.
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            let status = format!("STATUS=backing off {}: {reason}", format_human(left));
-            if self.ready_sent {
-                self.notify(&[&status]);
-            } else {
-                // systemd still waits for READY=1 (Type=notify start). Each
-                // EXTEND_TIMEOUT_USEC moves its start timeout to now + N: N covers what
-                // is left of the wait, one connect-and-probe budget and a margin, and
-                // is sent again at every refresh, so a hung watchdog still times out.
-                let budget = left + self.connect_budget() + Duration::from_secs(5);
-                self.notify(&[
-                    &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros()),
-                    &status,
-                ]);
-            }
+            let status = match &greeting {
+                Some(_) => format!("STATUS=waiting for the server to answer: {reason}"),
+                None => format!("STATUS=backing off {}: {reason}", format_human(left)),
+            };
+            self.announce_wait(left, &status);
             let mut sleep = left.min(BACKOFF_REFRESH);
-            if reach.is_some() {
+            if greeting.is_some() {
                 sleep = sleep.min(next_check.saturating_duration_since(Instant::now()));
             }
             match self.signals.wait(sleep, None) {
@@ -492,17 +539,16 @@ impl Watchdog {
                 }
                 None => {}
             }
-            if let Some((host, port)) = &reach
+            if let Some((host, port, family)) = &greeting
                 && Instant::now() >= next_check
                 && Instant::now() < until
             {
                 let timeout = reachability::CHECK_TIMEOUT
                     .min(until.saturating_duration_since(Instant::now()));
-                if reachability::server_greets(host, *port, timeout) {
-                    let left = until.saturating_duration_since(Instant::now());
+                if reachability::server_greets(host, *port, *family, timeout) {
                     log::info(&format!(
-                        "server reachable again: reconnecting ({host} port {port} answered with its SSH greeting, {} of the back-off left)",
-                        format_human(left)
+                        "server reachable again: reconnecting ({host} port {port} answered with its SSH greeting after {})",
+                        format_human(started.elapsed())
                     ));
                     self.notify(&["STATUS=server reachable again: reconnecting"]);
                     break;
@@ -514,30 +560,64 @@ impl Watchdog {
         None
     }
 
-    /// Where to try TCP during a back-off, if the last failure was ssh not reaching the
-    /// server at all. After other failures (banner time-out, auth, forwards) a TCP connect
-    /// would succeed without the retry faring any better, so it is not tried.
-    fn reachability_target(&self) -> Option<(String, u16)> {
+    /// A quick retry of a `-R` port that the server still holds (see [`PORT_HELD_PAUSE`]).
+    fn pause_for_held_port(&mut self, reason: &str, retry: u32) -> Option<u8> {
+        log::warn(&format!(
+            "{reason}; asking again in {} ({retry}/{PORT_HELD_RETRIES})",
+            format_human(PORT_HELD_PAUSE)
+        ));
+        self.state.state = Phase::BackingOff;
+        self.state.last_error = reason.to_string();
+        self.state.ssh_pid = 0;
+        self.save();
+        self.announce_wait(
+            PORT_HELD_PAUSE,
+            &format!("STATUS=remote port still held on the server, asking again ({retry}/{PORT_HELD_RETRIES})"),
+        );
+        match self.signals.wait(PORT_HELD_PAUSE, None) {
+            Some(Event::Stop) => {
+                self.notify(&["STOPPING=1"]);
+                Some(self.stopped())
+            }
+            Some(Event::Reconnect) | None => None,
+        }
+    }
+
+    /// STATUS= for a wait of `left`; before READY=1 also EXTEND_TIMEOUT_USEC, since
+    /// systemd still waits for the start (Type=notify): it moves the start timeout to now
+    /// + what is left, one connect-and-probe budget and a margin, and is sent again at
+    /// every refresh, so a hung watchdog still times out.
+    fn announce_wait(&self, left: Duration, status: &str) {
+        if self.ready_sent {
+            self.notify(&[status]);
+        } else {
+            let budget = left + self.connect_budget() + Duration::from_secs(5);
+            self.notify(&[
+                &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros()),
+                status,
+            ]);
+        }
+    }
+
+    /// Where to check for the server's greeting during a back-off: only after a failure
+    /// where ssh got none (after auth, probe or forward failures the server greets and a
+    /// retry would not fare better for it), and only where a TCP connect from here takes
+    /// ssh's path.
+    fn greeting_target(&self) -> Option<(String, u16, reachability::Family)> {
         if !self.state.network_error {
             return None;
         }
         match reachability::resolve(&self.o.ssh) {
-            Ok(reachability::Target::Direct { host, port }) => {
+            Ok(reachability::Target::Direct { host, port, family }) => Some((host, port, family)),
+            Ok(reachability::Target::Unsuitable(why)) => {
                 log::info(&format!(
-                    "during the back-off: trying TCP to {host} port {port} every {}",
-                    format_human(reachability::CHECK_EVERY)
-                ));
-                Some((host, port))
-            }
-            Ok(reachability::Target::Proxied(how)) => {
-                log::info(&format!(
-                    "not checking whether the server is reachable during the back-off: it is reached through {how}"
+                    "not checking whether the server answers during the back-off: {why}"
                 ));
                 None
             }
             Err(e) => {
                 log::info(&format!(
-                    "not checking whether the server is reachable during the back-off: {e}"
+                    "not checking whether the server answers during the back-off: {e}"
                 ));
                 None
             }
@@ -564,7 +644,8 @@ impl Watchdog {
                     Outcome::Failed {
                         reason: e,
                         permanent: false,
-                        network: false,
+                        no_greeting: false,
+                        port_held: false,
                     },
                     None,
                 );
@@ -598,10 +679,11 @@ impl Watchdog {
         let mut failed_rounds = 0u32;
         let mut up_since: Option<Instant> = None;
         let mut last_ok: Option<Instant> = None;
-        let failed = |reason: String, permanent: bool| Outcome::Failed {
+        let failed = |reason: String, port_held: bool| Outcome::Failed {
             reason,
-            permanent,
-            network: false,
+            permanent: false,
+            no_greeting: false,
+            port_held,
         };
         let up_for = |up_since: Option<Instant>, last_ok: Option<Instant>| {
             Some(last_ok?.saturating_duration_since(up_since?))
@@ -614,8 +696,12 @@ impl Watchdog {
                 ssh.settle_stderr(Duration::from_secs(1));
                 let report = &ssh.report;
                 let permanent = report.errors.iter().any(|e| e.is_permanent());
-                let network =
-                    !report.errors.is_empty() && report.errors.iter().all(|e| e.is_network());
+                let no_greeting =
+                    !report.errors.is_empty() && report.errors.iter().all(|e| e.is_no_greeting());
+                let port_held = report
+                    .errors
+                    .iter()
+                    .any(|e| matches!(e, ssh_errors::SshError::RemotePortRefused { .. }));
                 let reason = match report.errors.first() {
                     Some(e) => e.explain(),
                     None if !report.last_line.is_empty() => {
@@ -626,7 +712,8 @@ impl Watchdog {
                 let outcome = Outcome::Failed {
                     reason,
                     permanent,
-                    network,
+                    no_greeting,
+                    port_held,
                 };
                 return (outcome, up_for(up_since, last_ok));
             }
@@ -644,7 +731,8 @@ impl Watchdog {
                 })
                 .cloned();
             if let Some(error) = forward_error {
-                return (failed(error.explain(), false), up_for(up_since, last_ok));
+                let port_held = matches!(error, ssh_errors::SshError::RemotePortRefused { .. });
+                return (failed(error.explain(), port_held), up_for(up_since, last_ok));
             }
             let now = Instant::now();
             if socket_seen.is_none() {

@@ -1,10 +1,10 @@
-//! "Is the server reachable again?" during a back-off after a network-level failure: a
-//! TCP connect to the server's address that waits for its `SSH-` greeting, then closes
-//! without sending anything. The address comes
-//! from `ssh -G` with the tunnel's own ssh arguments, which resolves the config without
-//! touching the network.
+//! "Does the server greet again?" during a back-off after ssh got no greeting (refused,
+//! no route, connect or banner time-out): a TCP connect to the server's address that
+//! sends our identification line, waits for the server's `SSH-` line, then closes. The
+//! address comes from `ssh -G` with the tunnel's own ssh arguments, which resolves the
+//! config without touching the network.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,34 +12,62 @@ use std::time::{Duration, Instant};
 /// Upper bound of one TCP check, and of `ssh -G`.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How often a back-off tries the TCP check.
-pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often a back-off tries the check: at most one TCP connect a second. A refused one
+/// costs the server a RST from its kernel; sshd sees only the one that succeeds.
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// Where ssh would connect, or why the check cannot be used.
+/// What we send first, as ssh does: a multiplexer in front of sshd (sslh and the like)
+/// picks the protocol from the client's first bytes and may stay silent until then.
+const CHECK_IDENTIFICATION: &[u8] = b"SSH-2.0-tunnel-watchdog-check\r\n";
+
+/// Which addresses ssh would try (`AddressFamily`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Any,
+    V4,
+    V6,
+}
+
+/// Where ssh would connect, or why the check would not see what ssh sees.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Target {
     Direct {
         host: String,
         port: u16,
+        family: Family,
     },
-    /// ProxyJump/ProxyCommand: a TCP connect to the final host says nothing.
-    Proxied(&'static str),
+    /// Why a TCP connect from here says nothing about ssh's path, e.g. "it is reached
+    /// through ProxyJump".
+    Unsuitable(&'static str),
 }
 
-/// Reads `hostname`, `port`, `proxyjump` and `proxycommand` from `ssh -G` output.
+/// Reads the address ssh would connect to from `ssh -G` output, or why a check from here
+/// would not follow ssh's path (a proxy, or a bound source address or interface).
 pub fn parse_ssh_g(output: &str) -> Option<Target> {
     let mut host = None;
     let mut port = None;
+    let mut family = Family::Any;
     for line in output.lines() {
         let Some((key, value)) = line.split_once(' ') else {
             continue;
         };
+        let value = value.trim();
         match key {
-            "hostname" => host = Some(value.trim().to_string()),
-            "port" => port = value.trim().parse().ok(),
-            "proxyjump" if value.trim() != "none" => return Some(Target::Proxied("ProxyJump")),
-            "proxycommand" if value.trim() != "none" => {
-                return Some(Target::Proxied("ProxyCommand"));
+            "hostname" => host = Some(value.to_string()),
+            "port" => port = value.parse().ok(),
+            "addressfamily" if value == "inet" => family = Family::V4,
+            "addressfamily" if value == "inet6" => family = Family::V6,
+            "proxyjump" if value != "none" => {
+                return Some(Target::Unsuitable("it is reached through ProxyJump"));
+            }
+            "proxycommand" if value != "none" => {
+                return Some(Target::Unsuitable("it is reached through ProxyCommand"));
+            }
+            "bindaddress" => {
+                return Some(Target::Unsuitable("ssh binds to a BindAddress"));
+            }
+            "bindinterface" => {
+                return Some(Target::Unsuitable("ssh binds to a BindInterface"));
             }
             _ => {}
         }
@@ -47,6 +75,7 @@ pub fn parse_ssh_g(output: &str) -> Option<Target> {
     Some(Target::Direct {
         host: host?,
         port: port?,
+        family,
     })
 }
 
@@ -85,17 +114,21 @@ pub fn resolve(ssh: &[String]) -> Result<Target, String> {
     parse_ssh_g(&out).ok_or_else(|| format!("{program} -G printed no hostname/port"))
 }
 
-/// Whether an SSH server answers at `host:port` within `timeout` in total: a TCP connect
-/// and the server's `SSH-` identification line, then close, sending nothing. A bare TCP
-/// accept is not enough: a middlebox or a wedged server that accepts and never speaks
-/// would end every back-off early and walk the tunnel into ConnectTimeout after
-/// ConnectTimeout.
-pub fn server_greets(host: &str, port: u16, timeout: Duration) -> bool {
+/// Whether an SSH server answers at `host:port` within `timeout` in total: a TCP connect,
+/// our identification line, and the server's `SSH-` line, then close. A bare TCP accept
+/// is not enough: a middlebox or a wedged server that accepts and never speaks would let
+/// ssh walk into ConnectTimeout after ConnectTimeout.
+pub fn server_greets(host: &str, port: u16, family: Family, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let Ok(addrs) = (host, port).to_socket_addrs() else {
         return false;
     };
-    for addr in addrs {
+    let wanted = |addr: &std::net::SocketAddr| match family {
+        Family::Any => true,
+        Family::V4 => addr.is_ipv4(),
+        Family::V6 => addr.is_ipv6(),
+    };
+    for addr in addrs.filter(wanted) {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -108,8 +141,16 @@ pub fn server_greets(host: &str, port: u16, timeout: Duration) -> bool {
     false
 }
 
-/// Reads until the first four bytes are in (or the deadline): `SSH-` or not.
+/// Sends our identification, then reads until the first four bytes are in (or the
+/// deadline): `SSH-` or not.
 fn greets(mut stream: TcpStream, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero()
+        || stream.set_write_timeout(Some(left)).is_err()
+        || stream.write_all(CHECK_IDENTIFICATION).is_err()
+    {
+        return false;
+    }
     let mut got = Vec::with_capacity(4);
     let mut buf = [0u8; 64];
     while got.len() < 4 {
@@ -130,19 +171,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_address_and_refuses_proxies() {
-        let plain = "user root\nhostname 127.0.0.1\nport 2222\nproxyusefdpass no\n";
+    fn reads_the_address_and_refuses_what_a_check_cannot_follow() {
+        let plain = "user root\nhostname 127.0.0.1\nport 2222\naddressfamily any\nproxyusefdpass no\n";
         assert_eq!(
             parse_ssh_g(plain),
             Some(Target::Direct {
                 host: "127.0.0.1".into(),
-                port: 2222
+                port: 2222,
+                family: Family::Any,
             })
         );
-        let jump = "hostname h\nport 22\nproxyjump x@y\n";
-        assert_eq!(parse_ssh_g(jump), Some(Target::Proxied("ProxyJump")));
-        let command = "hostname h\nport 22\nproxycommand nc %h %p\n";
-        assert_eq!(parse_ssh_g(command), Some(Target::Proxied("ProxyCommand")));
+        let v6 = "hostname h\nport 22\naddressfamily inet6\n";
+        assert!(matches!(
+            parse_ssh_g(v6),
+            Some(Target::Direct {
+                family: Family::V6,
+                ..
+            })
+        ));
+        for (output, why) in [
+            ("hostname h\nport 22\nproxyjump x@y\n", "ProxyJump"),
+            ("hostname h\nport 22\nproxycommand nc %h %p\n", "ProxyCommand"),
+            ("hostname h\nport 22\nbindaddress 10.0.0.2\n", "BindAddress"),
+            ("hostname h\nport 22\nbindinterface wg0\n", "BindInterface"),
+        ] {
+            match parse_ssh_g(output) {
+                Some(Target::Unsuitable(reason)) => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
         assert_eq!(parse_ssh_g("port 22\n"), None);
     }
 
@@ -159,7 +216,8 @@ mod tests {
             resolve(&args),
             Ok(Target::Direct {
                 host: "127.0.0.1".into(),
-                port: 2222
+                port: 2222,
+                family: Family::Any,
             })
         );
     }
@@ -169,12 +227,25 @@ mod tests {
         use std::io::Write;
         let speaking = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = speaking.local_addr().unwrap().port();
+        // Like a protocol multiplexer: it speaks only after the client's first line.
         let server = std::thread::spawn(move || {
             let (mut conn, _) = speaking.accept().unwrap();
+            let mut first = [0u8; 8];
+            conn.read_exact(&mut first).unwrap();
             let _ = conn.write_all(b"SSH-2.0-test\r\n");
+            first
         });
-        assert!(server_greets("127.0.0.1", port, Duration::from_secs(2)));
-        server.join().unwrap();
+        assert!(server_greets(
+            "127.0.0.1",
+            port,
+            Family::Any,
+            Duration::from_secs(2)
+        ));
+        assert_eq!(&server.join().unwrap(), b"SSH-2.0-");
+        assert!(
+            !server_greets("127.0.0.1", port, Family::V6, Duration::from_secs(1)),
+            "AddressFamily inet6 never tries 127.0.0.1"
+        );
 
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = silent.local_addr().unwrap().port();
@@ -182,6 +253,7 @@ mod tests {
         assert!(!server_greets(
             "127.0.0.1",
             port,
+            Family::Any,
             Duration::from_millis(300)
         ));
         assert!(
@@ -189,6 +261,11 @@ mod tests {
             "the deadline bounds the read"
         );
         drop(silent);
-        assert!(!server_greets("127.0.0.1", port, Duration::from_secs(1)));
+        assert!(!server_greets(
+            "127.0.0.1",
+            port,
+            Family::Any,
+            Duration::from_secs(1)
+        ));
     }
 }

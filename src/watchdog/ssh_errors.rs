@@ -24,7 +24,7 @@ pub enum SshError {
     /// "No route to host" / "Network is unreachable" while connecting.
     Unreachable,
     /// TCP connected but the server sent no SSH banner in time: something listens there
-    /// that is not (or not yet) a working sshd, so a TCP check proves nothing.
+    /// that is not (or not yet) a working sshd.
     BannerTimedOut,
 }
 
@@ -37,12 +37,17 @@ impl SshError {
         )
     }
 
-    /// ssh could not reach the server at the network level (nothing answered the TCP
-    /// connect): a plain TCP connect that succeeds later means it is worth retrying now.
-    pub fn is_network(&self) -> bool {
+    /// ssh never got the server's SSH greeting: its name did not resolve, nothing
+    /// answered the TCP connect, or what answered stayed silent. Another ssh attempt
+    /// fares no better until the server greets, which a cheap check can see.
+    pub fn is_no_greeting(&self) -> bool {
         matches!(
             self,
-            SshError::ConnectionRefused | SshError::ConnectionTimedOut | SshError::Unreachable
+            SshError::ResolveFailed
+                | SshError::ConnectionRefused
+                | SshError::ConnectionTimedOut
+                | SshError::Unreachable
+                | SshError::BannerTimedOut
         )
     }
 
@@ -225,8 +230,11 @@ mod tests {
         assert!(
             SshError::AuthRefused.is_permanent() && !SshError::ConnectionRefused.is_permanent()
         );
-        assert!(SshError::ConnectionRefused.is_network() && SshError::Unreachable.is_network());
-        assert!(!SshError::BannerTimedOut.is_network() && !SshError::AuthRefused.is_network());
-        assert!(!SshError::RemotePortRefused { port: 1 }.is_network());
+        assert!(
+            SshError::ConnectionRefused.is_no_greeting() && SshError::Unreachable.is_no_greeting()
+        );
+        assert!(SshError::BannerTimedOut.is_no_greeting() && SshError::ResolveFailed.is_no_greeting());
+        assert!(!SshError::AuthRefused.is_no_greeting());
+        assert!(!SshError::RemotePortRefused { port: 1 }.is_no_greeting());
     }
 }

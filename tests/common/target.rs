@@ -19,6 +19,17 @@ impl TcpTarget {
     /// `banner`: bytes sent on accept (None: a silent target that waits for the client).
     pub fn start(banner: Option<&'static [u8]>) -> TcpTarget {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
+        Self::serve(listener, banner, true)
+    }
+
+    /// On `port`: sends an SSH banner and hangs up at once, like a server that greets
+    /// and then drops every connection (ssh fails after the greeting, every time).
+    pub fn greet_and_hang_up(port: u16) -> TcpTarget {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind greeter");
+        Self::serve(listener, Some(b"SSH-2.0-OpenSSH_9.2p1 greeter\r\n"), false)
+    }
+
+    fn serve(listener: TcpListener, banner: Option<&'static [u8]>, keep: bool) -> TcpTarget {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(Mutex::new(Vec::new()));
@@ -34,7 +45,9 @@ impl TcpTarget {
                             if let Some(b) = banner {
                                 let _ = stream.write_all(b);
                             }
-                            held.push(stream);
+                            if keep {
+                                held.push(stream);
+                            }
                             // Keep a few open (a real service would), drop old ones.
                             if held.len() > 8 {
                                 held.remove(0);
