@@ -402,10 +402,7 @@ fn server_killed_and_back_follows_the_backoff_sequence() {
         );
     }
     let log = back.log();
-    assert!(
-        log.contains("waiting for the server to greet"),
-        "{log}"
-    );
+    assert!(log.contains("waiting for the server to greet"), "{log}");
     assert_eq!(
         log.matches("connecting (attempt").count(),
         1 + 3 + 1,
@@ -420,24 +417,29 @@ fn server_killed_and_back_follows_the_backoff_sequence() {
 }
 
 #[test]
-fn remote_port_held_on_server_is_asked_for_again_every_second() {
+fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
     let Some(sshd) = Sshd::start_default("remote_port_taken") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let target = TcpTarget::start(Some(BANNER));
+    let local_target = TcpTarget::start(Some(BANNER));
     // A stale session holds the port on every loopback address sshd binds for
     // "localhost" (127.0.0.1 and, where configured, ::1): squat on both.
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = squatter.local_addr().unwrap().port();
     let squatter6 = std::net::TcpListener::bind(("::1", port)).ok();
-    let spec =
-        WdSpec::new(&sshd, dir.path()).forward("-R", format!("{port}:127.0.0.1:{}", target.port));
+    let spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{port}:127.0.0.1:{}", target.port))
+        .forward(
+            "-L",
+            format!("{}:127.0.0.1:{}", free_port(), local_target.port),
+        );
     let mut wd = spec.spawn();
     assert!(
         wait_until(Duration::from_secs(15), || wd
             .log()
-            .contains("asking again in 1s (3/")),
+            .contains("reconnecting at once without -R")),
         "{}",
         wd.log()
     );
@@ -447,17 +449,37 @@ fn remote_port_held_on_server_is_asked_for_again_every_second() {
             && log.contains("ClientAliveInterval"),
         "{log}"
     );
-    assert_eq!(wd.child.try_wait().unwrap(), None, "it exited: {log}");
-    assert!(!log.contains("backing off"), "{log}");
-    // The old session goes away: the next ask gets the port.
+    assert!(
+        wait_until(Duration::from_secs(5), || wd.ssh_pid().is_some()),
+        "{}",
+        wd.log()
+    );
+    let ssh = wd.ssh_pid().unwrap();
+    // Several asks (every 500 ms) go by on this one connection: no new ssh, no exit.
+    let replaced = wait_until(Duration::from_secs(3), || wd.ssh_pid() != Some(ssh));
+    assert!(!replaced, "ssh was replaced while asking:\n{}", wd.log());
+    assert_eq!(wd.child.try_wait().unwrap(), None, "{}", wd.log());
+    assert_eq!(wd.state_value("state").as_deref(), Some("connecting"));
+    // The old session goes away: the next ask gets the port, and both forwards carry
+    // data before the tunnel counts as up.
     drop(squatter);
     drop(squatter6);
     let freed = Instant::now();
     assert!(wd.wait_up(Duration::from_secs(10)), "log:\n{}", wd.log());
     let up_after = freed.elapsed();
     eprintln!("remote port held: up {up_after:?} after it was freed");
-    assert!(up_after < Duration::from_secs(3), "up after {up_after:?}");
-    assert_eq!(wd.state_value("consecutive_failures").as_deref(), Some("0"));
+    assert!(up_after < Duration::from_secs(2), "up after {up_after:?}");
+    assert_eq!(wd.ssh_pid(), Some(ssh), "{}", wd.log());
+    let log = wd.log();
+    assert_eq!(log.matches("connecting (attempt").count(), 2, "{log}");
+    let asks: u32 = log
+        .split("at ask ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no grant logged: {log}"));
+    assert!(asks >= 4, "granted at ask {asks}: {log}");
+    assert!(!target.connections().is_empty() && !local_target.connections().is_empty());
 }
 
 #[test]

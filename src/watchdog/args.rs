@@ -302,6 +302,43 @@ pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<Forward>, Option<String>), 
     Ok((forwards, None))
 }
 
+/// The ssh arguments (program first) without the `-R` forward that listens on `port`,
+/// and that forward, so the watchdog can ask for it through the control socket instead
+/// (see `PORT_HELD_ASK_EVERY`). Only the separate (`-R SPEC`) and glued (`-RSPEC`)
+/// forms are taken out; a forward inside grouped flags (`-NR SPEC`), a SOCKS `-R`, or a
+/// port that no `-R` listens on gives `None`.
+pub fn without_remote_forward(ssh: &[String], port: u16) -> Option<(Vec<String>, Forward)> {
+    let (program, args) = ssh.split_first()?;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        if arg == "--" || !arg.starts_with('-') || arg == "-" {
+            return None;
+        }
+        let (spec, taken) = match arg.as_str() {
+            "-R" => (args.get(i + 1)?.as_str(), 2),
+            glued if glued.starts_with("-R") => (&glued[2..], 1),
+            _ => {
+                // Skip this option's value when it takes one as the next argument.
+                let flag = arg[1..].chars().last().unwrap_or('-');
+                let value_follows = arg.len() == 2 && SSH_OPTS_WITH_ARG.contains(flag);
+                i += if value_follows { 2 } else { 1 };
+                continue;
+            }
+        };
+        if let Ok(forward @ Forward::Remote { port: p, .. }) = parse_forward('R', spec)
+            && p == port
+        {
+            let mut rest = vec![program.clone()];
+            rest.extend(args[..i].iter().cloned());
+            rest.extend(args[i + taken..].iter().cloned());
+            return Some((rest, forward));
+        }
+        i += taken;
+    }
+    None
+}
+
 /// Splits a forward spec at `:` outside `[...]` (IPv6 addresses).
 fn split_spec(spec: &str) -> Vec<String> {
     let mut parts = vec![String::new()];
@@ -410,6 +447,61 @@ pub fn dial_host(bind: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_remote_forward_is_taken_out_of_the_ssh_arguments() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ssh = argv(&[
+            "ssh",
+            "-p",
+            "2222",
+            "-R",
+            "3001:127.0.0.1:22",
+            "-L",
+            "8080:web:80",
+            "-R4000:h:1",
+            "-N",
+            "--",
+            "host",
+        ]);
+        let (rest, forward) = without_remote_forward(&ssh, 3001).unwrap();
+        assert_eq!(
+            rest,
+            argv(&[
+                "ssh",
+                "-p",
+                "2222",
+                "-L",
+                "8080:web:80",
+                "-R4000:h:1",
+                "-N",
+                "--",
+                "host"
+            ])
+        );
+        assert_eq!(forward.describe(), "-R 3001:127.0.0.1:22");
+        let (rest, _) = without_remote_forward(&ssh, 4000).unwrap();
+        assert_eq!(
+            rest,
+            argv(&[
+                "ssh",
+                "-p",
+                "2222",
+                "-R",
+                "3001:127.0.0.1:22",
+                "-L",
+                "8080:web:80",
+                "-N",
+                "--",
+                "host"
+            ])
+        );
+        // The value of -p is not a flag, the host ends the options, SOCKS -R stays.
+        assert!(without_remote_forward(&ssh, 2222).is_none());
+        assert!(without_remote_forward(&argv(&["ssh", "-NR", "3001:h:1", "host"]), 3001).is_none());
+        assert!(without_remote_forward(&argv(&["ssh", "-R", "3001", "host"]), 3001).is_none());
+        assert!(without_remote_forward(&argv(&["ssh", "host", "-R", "3001:h:1"]), 3001).is_none());
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

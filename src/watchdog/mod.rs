@@ -24,7 +24,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 
 use crate::duration::format_human;
 use crate::state::{Phase, State};
-use args::{Options, Parsed};
+use args::{Forward, Options, Parsed};
 use notify::Notifier;
 use process::SshChild;
 
@@ -44,17 +44,17 @@ pub const CONFIRM_PAUSE: Duration = Duration::from_millis(200);
 /// Between SIGTERM and SIGKILL for the ssh process group.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
-/// A `-R` port still held on the server (by the previous session, until sshd's
-/// ClientAliveInterval × ClientAliveCountMax drops it) is asked for again after this
-/// pause, inside the same watchdog: the failure clears on the server's clock, not ours,
-/// and exiting would cost the init system's restart delay and, under SysV init, count
-/// towards its "respawning too fast" limit.
-pub const PORT_HELD_PAUSE: Duration = Duration::from_secs(1);
+/// A `-R` port the server refuses is most likely still held by the previous session,
+/// until sshd's ClientAliveInterval × ClientAliveCountMax drops it: the watchdog
+/// reconnects at once without that forward and asks for it through the control socket
+/// this often. One login and a cheap global request per ask, instead of a login per
+/// retry; and no exit, so no init-system restart delay and nothing towards SysV init's
+/// "respawning too fast" limit.
+pub const PORT_HELD_ASK_EVERY: Duration = Duration::from_millis(500);
 
-/// At most this many such quick retries in a row (with ssh's connect time, about a
-/// minute, which covers ClientAliveInterval 15 × ClientAliveCountMax 3); after that the
-/// port is treated like any other failure and backs off exponentially.
-pub const PORT_HELD_RETRIES: u32 = 40;
+/// How many asks before the port counts as a plain failure (exit, back-off): about a
+/// minute, which covers ClientAliveInterval 15 × ClientAliveCountMax 3.
+pub const PORT_HELD_ASKS: u32 = 120;
 
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -252,8 +252,8 @@ enum Outcome {
         /// ssh never got the server's greeting (unresolved, refused, no route, connect or
         /// banner time-out): the back-off waits for the server to greet.
         no_greeting: bool,
-        /// The server refused a `-R` port: most likely still held by the old session.
-        port_held: bool,
+        /// The server refused this `-R` port: most likely still held by the old session.
+        port_held: Option<u16>,
     },
 }
 
@@ -376,24 +376,23 @@ impl Watchdog {
     }
 
     fn run(&mut self) -> u8 {
-        // Quick retries of a -R port the server still holds, since the last success.
-        let mut port_held_retries = 0u32;
-        // Bounded: each pass exits, was asked to reconnect by a signal, or is one of at
-        // most PORT_HELD_RETRIES quick retries.
+        // The ssh arguments of the next attempt, and the -R forwards taken out of them
+        // because the server held their ports: asked for through the control socket.
+        let mut ssh_args = self.o.ssh.clone();
+        let mut held: Vec<Forward> = Vec::new();
+        // Bounded: each pass exits, was asked to reconnect by a signal, or took one more
+        // -R forward out of `ssh_args`.
         loop {
-            let waited = if port_held_retries > 0 {
-                self.pause_for_held_port(&self.state.last_error.clone(), port_held_retries)
-            } else {
-                self.back_off()
-            };
-            if let Some(code) = waited {
+            if held.is_empty()
+                && let Some(code) = self.back_off()
+            {
                 return code;
             }
-            match self.connect_and_watch() {
+            match self.connect_and_watch(&ssh_args, &held) {
                 (Outcome::Reconnect, _) => {
                     self.state.consecutive_failures = 0;
                     self.state.proven = false;
-                    port_held_retries = 0;
+                    (ssh_args, held) = (self.o.ssh.clone(), Vec::new());
                     log::info("reconnecting now (SIGHUP/SIGUSR1)");
                     continue;
                 }
@@ -401,13 +400,19 @@ impl Watchdog {
                 (
                     Outcome::Failed {
                         reason,
-                        port_held: true,
+                        port_held: Some(port),
                         ..
                     },
                     None,
-                ) if port_held_retries < PORT_HELD_RETRIES => {
-                    port_held_retries += 1;
+                ) if let Some((rest, forward)) = args::without_remote_forward(&ssh_args, port) => {
+                    log::warn(&format!(
+                        "{reason}; reconnecting at once without {} and asking the server for it every {} through ssh's control socket",
+                        forward.describe(),
+                        format_human(PORT_HELD_ASK_EVERY)
+                    ));
                     self.state.last_error = reason;
+                    ssh_args = rest;
+                    held.push(forward);
                     continue;
                 }
                 (
@@ -560,36 +565,14 @@ impl Watchdog {
         None
     }
 
-    /// A quick retry of a `-R` port that the server still holds (see [`PORT_HELD_PAUSE`]).
-    fn pause_for_held_port(&mut self, reason: &str, retry: u32) -> Option<u8> {
-        log::warn(&format!(
-            "{reason}; asking again in {} ({retry}/{PORT_HELD_RETRIES})",
-            format_human(PORT_HELD_PAUSE)
-        ));
-        self.state.state = Phase::BackingOff;
-        self.state.last_error = reason.to_string();
-        self.state.ssh_pid = 0;
-        self.save();
-        self.announce_wait(
-            PORT_HELD_PAUSE,
-            &format!("STATUS=remote port still held on the server, asking again ({retry}/{PORT_HELD_RETRIES})"),
-        );
-        match self.signals.wait(PORT_HELD_PAUSE, None) {
-            Some(Event::Stop) => {
-                self.notify(&["STOPPING=1"]);
-                Some(self.stopped())
-            }
-            Some(Event::Reconnect) | None => None,
-        }
-    }
-
     /// STATUS= for a wait of `left`; before READY=1 also EXTEND_TIMEOUT_USEC, since
     /// systemd still waits for the start (Type=notify): it moves the start timeout to now
     /// + what is left, one connect-and-probe budget and a margin, and is sent again at
     /// every refresh, so a hung watchdog still times out.
     fn announce_wait(&self, left: Duration, status: &str) {
         if self.ready_sent {
-            self.notify(&[status]);
+            // Waiting is this process's job, not a hang: keep systemd's watchdog fed.
+            self.notify(&["WATCHDOG=1", status]);
         } else {
             let budget = left + self.connect_budget() + Duration::from_secs(5);
             self.notify(&[
@@ -624,16 +607,37 @@ impl Watchdog {
         }
     }
 
+    /// One `MUX_C_OPEN_FWD` for a held `-R` forward, bounded by the probe timeout.
+    fn ask_for_forward(&self, forward: &Forward) -> Result<(), String> {
+        let Forward::Remote {
+            bind,
+            port,
+            host,
+            host_port,
+        } = forward
+        else {
+            return Err("only -R PORT:HOST:PORT forwards are asked for".into());
+        };
+        let deadline = Instant::now() + self.o.probe_timeout;
+        let mut conn = mux::MuxConn::connect(&self.ctl, deadline).map_err(|e| e.to_string())?;
+        conn.open_remote_forward(bind.as_deref(), *port, host, *host_port, deadline)
+    }
+
     /// How long ssh may take from start to a first good probe round.
     fn connect_budget(&self) -> Duration {
         self.interval * self.o.probe_failures + self.o.probe_timeout
     }
 
-    /// Also returns how long the connection was up: first to last good probe round.
-    fn connect_and_watch(&mut self) -> (Outcome, Option<Duration>) {
+    /// Runs ssh with `ssh_args` and asks for the `held` forwards through its control
+    /// socket. Also returns how long the connection was up: first to last good round.
+    fn connect_and_watch(
+        &mut self,
+        ssh_args: &[String],
+        held: &[Forward],
+    ) -> (Outcome, Option<Duration>) {
         // A socket left by a killed ssh would make the new one refuse to listen.
         let _ = std::fs::remove_file(&self.ctl);
-        let argv = process::ssh_argv(&self.o.ssh, &self.ctl);
+        let argv = process::ssh_argv(ssh_args, &self.ctl);
         self.state.restarts += 1;
         self.state.state = Phase::Connecting;
         let attempt = self.state.consecutive_failures + 1;
@@ -645,12 +649,19 @@ impl Watchdog {
                         reason: e,
                         permanent: false,
                         no_greeting: false,
-                        port_held: false,
+                        port_held: None,
                     },
                     None,
                 );
             }
         };
+        ssh.asked_ports = held
+            .iter()
+            .filter_map(|f| match f {
+                Forward::Remote { port, .. } => Some(*port),
+                _ => None,
+            })
+            .collect();
         self.state.ssh_pid = ssh.pid;
         self.save();
         log::info(&format!(
@@ -658,7 +669,7 @@ impl Watchdog {
             ssh.pid
         ));
         self.notify(&[&format!("STATUS=connecting (attempt {attempt})")]);
-        let (outcome, up_for) = self.watch(&mut ssh);
+        let (outcome, up_for) = self.watch(&mut ssh, held);
         if matches!(outcome, Outcome::Stopped) {
             self.notify(&["STOPPING=1", "STATUS=stopping"]);
         }
@@ -667,7 +678,7 @@ impl Watchdog {
         (outcome, up_for)
     }
 
-    fn watch(&mut self, ssh: &mut SshChild) -> (Outcome, Option<Duration>) {
+    fn watch(&mut self, ssh: &mut SshChild, held: &[Forward]) -> (Outcome, Option<Duration>) {
         let mut prober = probe::Prober::new(
             self.ctl.clone(),
             self.o.forwards.clone(),
@@ -679,7 +690,10 @@ impl Watchdog {
         let mut failed_rounds = 0u32;
         let mut up_since: Option<Instant> = None;
         let mut last_ok: Option<Instant> = None;
-        let failed = |reason: String, port_held: bool| Outcome::Failed {
+        // Held -R forwards not granted yet; no probe round runs until they are.
+        let mut missing: Vec<Forward> = held.to_vec();
+        let mut asks = 0u32;
+        let failed = |reason: String, port_held: Option<u16>| Outcome::Failed {
             reason,
             permanent: false,
             no_greeting: false,
@@ -698,10 +712,10 @@ impl Watchdog {
                 let permanent = report.errors.iter().any(|e| e.is_permanent());
                 let no_greeting =
                     !report.errors.is_empty() && report.errors.iter().all(|e| e.is_no_greeting());
-                let port_held = report
-                    .errors
-                    .iter()
-                    .any(|e| matches!(e, ssh_errors::SshError::RemotePortRefused { .. }));
+                let port_held = report.errors.iter().find_map(|e| match e {
+                    ssh_errors::SshError::RemotePortRefused { port } => Some(*port),
+                    _ => None,
+                });
                 let reason = match report.errors.first() {
                     Some(e) => e.explain(),
                     None if !report.last_line.is_empty() => {
@@ -731,8 +745,14 @@ impl Watchdog {
                 })
                 .cloned();
             if let Some(error) = forward_error {
-                let port_held = matches!(error, ssh_errors::SshError::RemotePortRefused { .. });
-                return (failed(error.explain(), port_held), up_for(up_since, last_ok));
+                let port_held = match error {
+                    ssh_errors::SshError::RemotePortRefused { port } => Some(port),
+                    _ => None,
+                };
+                return (
+                    failed(error.explain(), port_held),
+                    up_for(up_since, last_ok),
+                );
             }
             let now = Instant::now();
             if socket_seen.is_none() {
@@ -746,12 +766,48 @@ impl Watchdog {
                         "ssh did not connect within {}",
                         format_human(self.connect_budget())
                     );
-                    return (failed(reason, false), up_for(up_since, last_ok));
+                    return (failed(reason, None), up_for(up_since, last_ok));
                 } else {
                     next_round = now + Duration::from_millis(50);
                 }
             }
-            if socket_seen.is_some() && now >= next_round {
+            if socket_seen.is_some() && !missing.is_empty() && now >= next_round {
+                asks += 1;
+                let mut refusal = String::new();
+                missing.retain(|forward| match self.ask_for_forward(forward) {
+                    Ok(()) => {
+                        log::info(&format!(
+                            "the server granted {} at ask {asks}",
+                            forward.describe()
+                        ));
+                        false
+                    }
+                    Err(why) => {
+                        refusal = format!("{}: {why}", forward.describe());
+                        true
+                    }
+                });
+                if missing.is_empty() {
+                    next_round = Instant::now();
+                } else if asks >= PORT_HELD_ASKS {
+                    let reason = format!(
+                        "the server still refuses {refusal} after {asks} asks over {}: another process may hold the port",
+                        format_human(spawned.elapsed())
+                    );
+                    return (failed(reason, None), up_for(up_since, last_ok));
+                } else {
+                    next_round = Instant::now() + PORT_HELD_ASK_EVERY;
+                    let status = format!(
+                        "STATUS=waiting for the server to release a remote port ({refusal})"
+                    );
+                    if self.ready_sent {
+                        self.notify(&["WATCHDOG=1", &status]);
+                    } else {
+                        self.notify(&[&status]);
+                    }
+                }
+            }
+            if socket_seen.is_some() && missing.is_empty() && now >= next_round {
                 let round_start = Instant::now();
                 match prober.round() {
                     Ok(ok) => {
@@ -809,7 +865,7 @@ impl Watchdog {
                             let reason = format!(
                                 "{failed_rounds} probe rounds failed in a row, last: {reason}"
                             );
-                            return (failed(reason, false), up_for(up_since, last_ok));
+                            return (failed(reason, None), up_for(up_since, last_ok));
                         }
                     }
                 }

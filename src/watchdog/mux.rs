@@ -10,6 +10,10 @@
 //!   SCM_RIGHTS and one data byte, as OpenSSH's `mm_send_fd` does → `MUX_S_SESSION_OPENED`
 //!   (0x80000006) or `MUX_S_FAILURE` (0x80000003) / `MUX_S_PERMISSION_DENIED`
 //!   (0x80000002). The channel lives as long as this control connection.
+//! - `MUX_C_OPEN_FWD` (0x10000006, request id, type 2 = remote, listen host string,
+//!   listen port, connect host string, connect port) → `MUX_S_OK` (0x80000001) once the
+//!   server granted it, or `MUX_S_FAILURE` with a reason. The forward then belongs to
+//!   the master like one from its command line; `ExitOnForwardFailure` does not apply.
 //!
 //! Checked against OpenSSH 9.2p1 by the tests in `tests/watchdog_probe.rs`.
 
@@ -23,7 +27,10 @@ use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 
 pub const MUX_MSG_HELLO: u32 = 0x0000_0001;
 pub const MUX_C_ALIVE_CHECK: u32 = 0x1000_0004;
+pub const MUX_C_OPEN_FWD: u32 = 0x1000_0006;
 pub const MUX_C_NEW_STDIO_FWD: u32 = 0x1000_0008;
+pub const MUX_FWD_REMOTE: u32 = 2;
+pub const MUX_S_OK: u32 = 0x8000_0001;
 pub const MUX_S_PERMISSION_DENIED: u32 = 0x8000_0002;
 pub const MUX_S_FAILURE: u32 = 0x8000_0003;
 pub const MUX_S_ALIVE: u32 = 0x8000_0005;
@@ -237,6 +244,42 @@ impl MuxConn {
             }
             other => Err(format!(
                 "unexpected mux reply {other:#x} to a channel request"
+            )),
+        }
+    }
+}
+
+impl MuxConn {
+    /// `MUX_C_OPEN_FWD` for `-R [bind:]port:host:host_port`: `Ok` once the server
+    /// listens, `Err` with ssh's reason (the server refused, or no answer by `deadline`).
+    pub fn open_remote_forward(
+        &mut self,
+        bind: Option<&str>,
+        port: u16,
+        host: &str,
+        host_port: u16,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let id = self.request_id();
+        let request = Payload::default()
+            .u32(MUX_C_OPEN_FWD)
+            .u32(id)
+            .u32(MUX_FWD_REMOTE)
+            // Empty = ssh's default listen address, as for `-R port:host:hostport`.
+            .string(bind.unwrap_or(""))
+            .u32(u32::from(port))
+            .string(host)
+            .u32(u32::from(host_port));
+        self.send(&request, deadline).map_err(|e| e.to_string())?;
+        let reply = self.recv(deadline).map_err(|e| e.to_string())?;
+        let mut r = Reader(&reply);
+        let kind = r.u32().map_err(|e| e.to_string())?;
+        let _rid = r.u32().map_err(|e| e.to_string())?;
+        match kind {
+            MUX_S_OK => Ok(()),
+            MUX_S_FAILURE | MUX_S_PERMISSION_DENIED => Err(r.string().unwrap_or_default()),
+            other => Err(format!(
+                "unexpected mux reply {other:#x} to a forwarding request"
             )),
         }
     }

@@ -114,6 +114,9 @@ pub struct SshChild {
     stderr: Option<ChildStderr>,
     partial: Vec<u8>,
     exited: Option<ExitStatus>,
+    /// `-R` ports the watchdog asks for through the control socket: ssh logs each
+    /// refusal, which the watchdog reports itself (once, not twice a second).
+    pub asked_ports: Vec<u16>,
 }
 
 impl SshChild {
@@ -142,6 +145,7 @@ impl SshChild {
             report: StderrReport::default(),
             stderr: Some(stderr),
             partial: Vec::new(),
+            asked_ports: Vec::new(),
             exited: None,
         })
     }
@@ -191,6 +195,7 @@ impl SshChild {
         }
         let r = &mut self.report;
         match classify(&line) {
+            Some(SshError::RemotePortRefused { port }) if self.asked_ports.contains(&port) => {}
             Some(error) => {
                 log::error(&format!("ssh: {line} — {}", error.explain()));
                 if !r.errors.contains(&error) {

@@ -172,7 +172,8 @@ mod tests {
 
     #[test]
     fn reads_the_address_and_refuses_what_a_check_cannot_follow() {
-        let plain = "user root\nhostname 127.0.0.1\nport 2222\naddressfamily any\nproxyusefdpass no\n";
+        let plain =
+            "user root\nhostname 127.0.0.1\nport 2222\naddressfamily any\nproxyusefdpass no\n";
         assert_eq!(
             parse_ssh_g(plain),
             Some(Target::Direct {
@@ -191,7 +192,10 @@ mod tests {
         ));
         for (output, why) in [
             ("hostname h\nport 22\nproxyjump x@y\n", "ProxyJump"),
-            ("hostname h\nport 22\nproxycommand nc %h %p\n", "ProxyCommand"),
+            (
+                "hostname h\nport 22\nproxycommand nc %h %p\n",
+                "ProxyCommand",
+            ),
             ("hostname h\nport 22\nbindaddress 10.0.0.2\n", "BindAddress"),
             ("hostname h\nport 22\nbindinterface wg0\n", "BindInterface"),
         ] {

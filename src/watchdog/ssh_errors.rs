@@ -233,7 +233,9 @@ mod tests {
         assert!(
             SshError::ConnectionRefused.is_no_greeting() && SshError::Unreachable.is_no_greeting()
         );
-        assert!(SshError::BannerTimedOut.is_no_greeting() && SshError::ResolveFailed.is_no_greeting());
+        assert!(
+            SshError::BannerTimedOut.is_no_greeting() && SshError::ResolveFailed.is_no_greeting()
+        );
         assert!(!SshError::AuthRefused.is_no_greeting());
         assert!(!SshError::RemotePortRefused { port: 1 }.is_no_greeting());
     }
