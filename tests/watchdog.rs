@@ -682,12 +682,6 @@ fn sigusr1_while_up_reconnects_and_restarts_the_uptime() {
 }
 
 /// Replaces the value after `-p` in ssh arguments (to point a spec at another port).
-fn with_port(mut ssh: Vec<String>, port: u16) -> Vec<String> {
-    let i = ssh.iter().position(|a| a == "-p").expect("-p in base args");
-    ssh[i + 1] = port.to_string();
-    ssh
-}
-
 /// Time from the first "probe failed (1/N)" line in the log to the watchdog's exit.
 fn confirm_time(wd: &mut Wd, timeout: Duration) -> (Option<i32>, Duration, Duration) {
     let start = Instant::now();

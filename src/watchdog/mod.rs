@@ -567,7 +567,7 @@ impl Watchdog {
 
     /// STATUS= for a wait of `left`; before READY=1 also EXTEND_TIMEOUT_USEC, since
     /// systemd still waits for the start (Type=notify): it moves the start timeout to now
-    /// + what is left, one connect-and-probe budget and a margin, and is sent again at
+    /// plus what is left, one connect-and-probe budget and a margin, and is sent again at
     /// every refresh, so a hung watchdog still times out.
     fn announce_wait(&self, left: Duration, status: &str) {
         if self.ready_sent {
