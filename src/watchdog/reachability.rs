@@ -5,7 +5,7 @@
 //! touching the network.
 
 use std::io::Read;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -92,10 +92,7 @@ pub fn resolve(ssh: &[String]) -> Result<Target, String> {
 /// ConnectTimeout.
 pub fn server_greets(host: &str, port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    let Ok(addrs) = (host, port).to_socket_addrs() else {
-        return false;
-    };
-    for addr in addrs {
+    for addr in addresses(host, port, deadline) {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -106,6 +103,90 @@ pub fn server_greets(host: &str, port: u16, timeout: Duration) -> bool {
         }
     }
     false
+}
+
+/// The addresses of `host`: an IP literal as it is, a name through the system's
+/// resolver, in its order; empty when it cannot be resolved by the deadline.
+pub fn addresses(host: &str, port: u16, deadline: Instant) -> Vec<SocketAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    // An option-like or empty name is no host (getent would read it as a flag).
+    if bare.is_empty() || bare.starts_with('-') {
+        return Vec::new();
+    }
+    resolve_name(bare, port, deadline)
+}
+
+/// With glibc, through `getent ahosts` rather than getaddrinfo: the shipped watchdog
+/// links glibc statically (Cargo.toml, profile release-static), and a static glibc
+/// dlopen()s the NSS modules named in /etc/nsswitch.conf (libnss_mymachines, ...), which
+/// is only safe with the very glibc it was built with. getent, part of glibc itself, is
+/// the system's own dynamically linked resolver: the answers ssh gets.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn resolve_name(name: &str, port: u16, deadline: Instant) -> Vec<SocketAddr> {
+    let Ok(mut child) = Command::new("getent")
+        .args(["ahosts", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return Vec::new();
+    };
+    // Bounded by the deadline; getent prints a few lines, well under a pipe's buffer.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Vec::new();
+            }
+        }
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    if !status.success() {
+        return Vec::new();
+    }
+    parse_getent_ahosts(&out, port)
+}
+
+/// Elsewhere (macOS, musl) the libc resolver is dynamic or has no modules to load.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn resolve_name(name: &str, port: u16, _deadline: Instant) -> Vec<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    (name, port)
+        .to_socket_addrs()
+        .map(|addrs| addrs.collect())
+        .unwrap_or_default()
+}
+
+/// `ADDRESS STREAM [NAME]` lines of `getent ahosts` (each address also comes with DGRAM
+/// and RAW lines), in order.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn parse_getent_ahosts(output: &str, port: u16) -> Vec<SocketAddr> {
+    let mut found = Vec::new();
+    for line in output.lines() {
+        let mut fields = line.split_whitespace();
+        if let (Some(addr), Some("STREAM")) = (fields.next(), fields.next())
+            && let Ok(ip) = addr.parse::<IpAddr>()
+        {
+            let addr = SocketAddr::new(ip, port);
+            if !found.contains(&addr) {
+                found.push(addr);
+            }
+        }
+    }
+    found
 }
 
 /// Reads until the first four bytes are in (or the deadline): `SSH-` or not.
@@ -162,6 +243,44 @@ mod tests {
                 port: 2222
             })
         );
+    }
+
+    #[test]
+    fn addresses_of_literals_and_of_names() {
+        let soon = Instant::now() + Duration::from_secs(2);
+        assert_eq!(
+            addresses("127.0.0.1", 22, soon),
+            vec![SocketAddr::from(([127, 0, 0, 1], 22))]
+        );
+        assert_eq!(
+            addresses("[::1]", 22, soon),
+            vec!["[::1]:22".parse().unwrap()]
+        );
+        assert_eq!(addresses("-s", 22, soon), Vec::<SocketAddr>::new());
+        let past = Instant::now();
+        assert_eq!(addresses("localhost", 22, past), Vec::<SocketAddr>::new());
+        // /etc/hosts names localhost on every Debian: no DNS query leaves the machine.
+        if std::path::Path::new("/usr/bin/getent").exists() {
+            let local = addresses("localhost", 22, soon);
+            assert!(
+                !local.is_empty() && local.iter().all(|a| a.ip().is_loopback() && a.port() == 22),
+                "{local:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_getent_ahosts() {
+        let out = "::1             STREAM localhost\n::1             DGRAM  \n\
+                   ::1             RAW    \n127.0.0.1       STREAM \n127.0.0.1       DGRAM  \n";
+        assert_eq!(
+            parse_getent_ahosts(out, 2222),
+            vec![
+                "[::1]:2222".parse::<SocketAddr>().unwrap(),
+                "127.0.0.1:2222".parse().unwrap()
+            ]
+        );
+        assert!(parse_getent_ahosts("", 22).is_empty());
     }
 
     #[test]
