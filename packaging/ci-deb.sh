@@ -108,6 +108,11 @@ echo "$version"
 expected_version=$(dpkg-query -W -f='${Version}' "$PKG")
 [ "$version" = "tunnelctl ${expected_version%-*}" ] || fail "tunnelctl --version says '$version', package is $expected_version"
 [ -x /usr/bin/tunnel-watchdog ] || fail "/usr/bin/tunnel-watchdog is missing"
+# Static (Cargo.toml, profile release-static): no libc.so mapped, for its memory footprint.
+# (readelf comes with binutils, which dpkg-dev depends on.)
+! readelf -lW /usr/bin/tunnel-watchdog | grep -q 'program interpreter' ||
+  fail "/usr/bin/tunnel-watchdog is dynamically linked; build-deb.sh builds it static"
+tunnel-watchdog --version
 
 step "tunnelctl check on the installed example"
 tunnelctl --config "$EXAMPLE" check

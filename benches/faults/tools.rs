@@ -236,7 +236,9 @@ pub fn a_config_entry(inst: &Instance, keys: &Keys) -> String {
     )
 }
 
-/// tunnelctl and tunnel-watchdog as cargo built them for this bench (release profile).
+/// tunnelctl and tunnel-watchdog as cargo built them for this bench (release profile);
+/// `TUNNELCTL_BENCH_WATCHDOG=PATH` runs another watchdog, such as the static one the
+/// .deb ships (target/release-static/tunnel-watchdog, see Cargo.toml).
 pub struct TunnelctlBins {
     pub tunnelctl: PathBuf,
     pub watchdog: PathBuf,
@@ -245,7 +247,9 @@ pub struct TunnelctlBins {
 pub fn tunnelctl_bins() -> Result<TunnelctlBins, String> {
     let bins = TunnelctlBins {
         tunnelctl: PathBuf::from(env!("CARGO_BIN_EXE_tunnelctl")),
-        watchdog: PathBuf::from(env!("CARGO_BIN_EXE_tunnel-watchdog")),
+        watchdog: std::env::var_os("TUNNELCTL_BENCH_WATCHDOG")
+            .map(|p| std::path::absolute(&p).unwrap_or_else(|_| p.into()))
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tunnel-watchdog"))),
     };
     for p in [&bins.tunnelctl, &bins.watchdog] {
         if !p.exists() {

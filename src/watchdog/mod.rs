@@ -515,6 +515,8 @@ impl Watchdog {
             log::now_secs() + until.saturating_duration_since(started).as_secs();
         self.save();
         let mut next_check = started + reachability::CHECK_EVERY;
+        // The server's addresses, looked up again after RESOLVE_EVERY (or when empty).
+        let mut resolved: Option<(Instant, Vec<std::net::SocketAddr>)> = None;
         // Bounded by `until`; STATUS= refreshed every few seconds with the time left.
         loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -550,7 +552,17 @@ impl Watchdog {
             {
                 let timeout = reachability::CHECK_TIMEOUT
                     .min(until.saturating_duration_since(Instant::now()));
-                if reachability::server_greets(host, *port, *family, timeout) {
+                if resolved.as_ref().is_none_or(|(at, addrs)| {
+                    addrs.is_empty() || at.elapsed() >= reachability::RESOLVE_EVERY
+                }) {
+                    let deadline = Instant::now() + timeout;
+                    let addrs = reachability::addresses_for(host, *port, *family, deadline);
+                    resolved = Some((Instant::now(), addrs));
+                }
+                let addrs = resolved.as_ref().map(|(_, a)| a.as_slice()).unwrap_or(&[]);
+                let timeout = reachability::CHECK_TIMEOUT
+                    .min(until.saturating_duration_since(Instant::now()));
+                if reachability::server_greets(addrs, timeout) {
                     log::info(&format!(
                         "server reachable again: reconnecting ({host} port {port} answered with its SSH greeting after {})",
                         format_human(started.elapsed())

@@ -10,7 +10,7 @@
 //! client to speak.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -319,8 +319,9 @@ fn connect_tcp(host: &str, port: u16, deadline: Instant) -> std::io::Result<TcpS
             "probe timeout",
         ));
     }
-    let addr = (host, port)
-        .to_socket_addrs()?
+    // Not ToSocketAddrs: no getaddrinfo in the watchdog (see `addresses`).
+    let addr = super::reachability::addresses(host, port, deadline)
+        .into_iter()
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
     TcpStream::connect_timeout(&addr, left)

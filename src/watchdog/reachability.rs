@@ -5,9 +5,14 @@
 //! config without touching the network.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How long a back-off reuses the server's resolved addresses: a name is looked up
+/// again at most this often (each lookup runs `getent`), and still follows a dynamic DNS
+/// change within the outage.
+pub const RESOLVE_EVERY: Duration = Duration::from_secs(30);
 
 /// Upper bound of one TCP check, and of `ssh -G`.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -118,27 +123,114 @@ pub fn resolve(ssh: &[String]) -> Result<Target, String> {
 /// our identification line, and the server's `SSH-` line, then close. A bare TCP accept
 /// is not enough: a middlebox or a wedged server that accepts and never speaks would let
 /// ssh walk into ConnectTimeout after ConnectTimeout.
-pub fn server_greets(host: &str, port: u16, family: Family, timeout: Duration) -> bool {
+pub fn server_greets(addrs: &[SocketAddr], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    let Ok(addrs) = (host, port).to_socket_addrs() else {
-        return false;
-    };
-    let wanted = |addr: &std::net::SocketAddr| match family {
-        Family::Any => true,
-        Family::V4 => addr.is_ipv4(),
-        Family::V6 => addr.is_ipv6(),
-    };
-    for addr in addrs.filter(wanted) {
+    for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        if let Ok(stream) = TcpStream::connect_timeout(&addr, left) {
+        if let Ok(stream) = TcpStream::connect_timeout(addr, left) {
             // One connection is enough to judge: the server answered TCP here.
             return greets(stream, deadline);
         }
     }
     false
+}
+
+/// The addresses ssh would try for `host:port` under its `AddressFamily`.
+pub fn addresses_for(host: &str, port: u16, family: Family, deadline: Instant) -> Vec<SocketAddr> {
+    let mut found = addresses(host, port, deadline);
+    found.retain(|addr| match family {
+        Family::Any => true,
+        Family::V4 => addr.is_ipv4(),
+        Family::V6 => addr.is_ipv6(),
+    });
+    found
+}
+
+/// The addresses of `host`: an IP literal as it is, a name through the system's
+/// resolver, in its order; empty when it cannot be resolved by the deadline.
+pub fn addresses(host: &str, port: u16, deadline: Instant) -> Vec<SocketAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    // An option-like or empty name is no host (getent would read it as a flag).
+    if bare.is_empty() || bare.starts_with('-') {
+        return Vec::new();
+    }
+    resolve_name(bare, port, deadline)
+}
+
+/// With glibc, through `getent ahosts` rather than getaddrinfo: the shipped watchdog
+/// links glibc statically (Cargo.toml, profile release-static), and a static glibc
+/// dlopen()s the NSS modules named in /etc/nsswitch.conf (libnss_mymachines, ...), which
+/// is only safe with the very glibc it was built with. getent, part of glibc itself, is
+/// the system's own dynamically linked resolver: the answers ssh gets.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn resolve_name(name: &str, port: u16, deadline: Instant) -> Vec<SocketAddr> {
+    let Ok(mut child) = Command::new("getent")
+        .args(["ahosts", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return Vec::new();
+    };
+    // Bounded by the deadline; getent prints a few lines, well under a pipe's buffer.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Vec::new();
+            }
+        }
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    if !status.success() {
+        return Vec::new();
+    }
+    parse_getent_ahosts(&out, port)
+}
+
+/// Elsewhere (macOS, musl) the libc resolver is dynamic or has no modules to load.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn resolve_name(name: &str, port: u16, _deadline: Instant) -> Vec<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    (name, port)
+        .to_socket_addrs()
+        .map(|addrs| addrs.collect())
+        .unwrap_or_default()
+}
+
+/// `ADDRESS STREAM [NAME]` lines of `getent ahosts` (each address also comes with DGRAM
+/// and RAW lines), in order.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn parse_getent_ahosts(output: &str, port: u16) -> Vec<SocketAddr> {
+    let mut found = Vec::new();
+    for line in output.lines() {
+        let mut fields = line.split_whitespace();
+        if let (Some(addr), Some("STREAM")) = (fields.next(), fields.next())
+            && let Ok(ip) = addr.parse::<IpAddr>()
+        {
+            let addr = SocketAddr::new(ip, port);
+            if !found.contains(&addr) {
+                found.push(addr);
+            }
+        }
+    }
+    found
 }
 
 /// Sends our identification, then reads until the first four bytes are in (or the
@@ -227,6 +319,44 @@ mod tests {
     }
 
     #[test]
+    fn addresses_of_literals_and_of_names() {
+        let soon = Instant::now() + Duration::from_secs(2);
+        assert_eq!(
+            addresses("127.0.0.1", 22, soon),
+            vec![SocketAddr::from(([127, 0, 0, 1], 22))]
+        );
+        assert_eq!(
+            addresses("[::1]", 22, soon),
+            vec!["[::1]:22".parse().unwrap()]
+        );
+        assert_eq!(addresses("-s", 22, soon), Vec::<SocketAddr>::new());
+        let past = Instant::now();
+        assert_eq!(addresses("localhost", 22, past), Vec::<SocketAddr>::new());
+        // /etc/hosts names localhost on every Debian: no DNS query leaves the machine.
+        if std::path::Path::new("/usr/bin/getent").exists() {
+            let local = addresses("localhost", 22, soon);
+            assert!(
+                !local.is_empty() && local.iter().all(|a| a.ip().is_loopback() && a.port() == 22),
+                "{local:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_getent_ahosts() {
+        let out = "::1             STREAM localhost\n::1             DGRAM  \n\
+                   ::1             RAW    \n127.0.0.1       STREAM \n127.0.0.1       DGRAM  \n";
+        assert_eq!(
+            parse_getent_ahosts(out, 2222),
+            vec![
+                "[::1]:2222".parse::<SocketAddr>().unwrap(),
+                "127.0.0.1:2222".parse().unwrap()
+            ]
+        );
+        assert!(parse_getent_ahosts("", 22).is_empty());
+    }
+
+    #[test]
     fn only_a_server_that_greets_counts() {
         use std::io::Write;
         let speaking = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -239,37 +369,25 @@ mod tests {
             let _ = conn.write_all(b"SSH-2.0-test\r\n");
             first
         });
-        assert!(server_greets(
-            "127.0.0.1",
-            port,
-            Family::Any,
-            Duration::from_secs(2)
-        ));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let addrs = addresses_for("127.0.0.1", port, Family::Any, deadline);
+        assert!(server_greets(&addrs, Duration::from_secs(2)));
         assert_eq!(&server.join().unwrap(), b"SSH-2.0-");
         assert!(
-            !server_greets("127.0.0.1", port, Family::V6, Duration::from_secs(1)),
+            addresses_for("127.0.0.1", port, Family::V6, deadline).is_empty(),
             "AddressFamily inet6 never tries 127.0.0.1"
         );
 
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = silent.local_addr().unwrap().port();
+        let addrs = addresses_for("127.0.0.1", port, Family::Any, deadline);
         let started = Instant::now();
-        assert!(!server_greets(
-            "127.0.0.1",
-            port,
-            Family::Any,
-            Duration::from_millis(300)
-        ));
+        assert!(!server_greets(&addrs, Duration::from_millis(300)));
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "the deadline bounds the read"
         );
         drop(silent);
-        assert!(!server_greets(
-            "127.0.0.1",
-            port,
-            Family::Any,
-            Duration::from_secs(1)
-        ));
+        assert!(!server_greets(&addrs, Duration::from_secs(1)));
     }
 }
