@@ -17,6 +17,8 @@ pub struct Machine {
     pub autossh: String,
     pub systemd: String,
     pub date: String,
+    /// Which tunnel-watchdog tool A ran, and how it is linked (its RSS depends on it).
+    pub watchdog: String,
 }
 
 fn first_line(cmd: &mut Command) -> String {
@@ -55,7 +57,22 @@ pub fn machine() -> Machine {
         ])),
         systemd: first_line(Command::new("systemctl").arg("--version")),
         date: first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+        watchdog: crate::tools::tunnelctl_bins()
+            .map(|b| describe_binary(&b.watchdog))
+            .unwrap_or_else(|e| e),
     }
+}
+
+/// `PATH (N KB, statically linked)`: a dynamic ELF names its program interpreter.
+fn describe_binary(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let dynamic = bytes.windows(8).any(|w| w == b"ld-linux");
+    format!(
+        "{} ({} KB, {} linked)",
+        path.display(),
+        bytes.len() / 1000,
+        if dynamic { "dynamically" } else { "statically" }
+    )
 }
 
 pub struct Report<'a> {
@@ -150,7 +167,7 @@ impl Report<'_> {
             s,
             "Measured {date} on {cores} cores, Linux {kernel}, {ssh}, {autossh}, {systemd}. \
              {trials} trial(s) per fault, recovery deadline {dl} s, footprint over {fm} idle minute(s); \
-             the whole run took {wall:.1} minutes.{quick}\n",
+             the whole run took {wall:.1} minutes.{quick} Tool A's watchdog: {watchdog}.\n",
             date = m.date,
             cores = m.cores,
             kernel = m.kernel,
@@ -162,6 +179,7 @@ impl Report<'_> {
             fm = self.opts.footprint_minutes,
             wall = self.wall_secs / 60.0,
             quick = if self.opts.quick { " (`--quick`)" } else { "" },
+            watchdog = m.watchdog,
         );
         let _ = writeln!(
             s,
@@ -570,13 +588,14 @@ impl Report<'_> {
         let mut s = String::from("{\n");
         let _ = writeln!(
             s,
-            "  \"machine\": {{\"cores\": {}, \"kernel\": {}, \"openssh\": {}, \"autossh\": {}, \"systemd\": {}, \"date\": {}}},",
+            "  \"machine\": {{\"cores\": {}, \"kernel\": {}, \"openssh\": {}, \"autossh\": {}, \"systemd\": {}, \"date\": {}, \"watchdog\": {}}},",
             m.cores,
             q(&m.kernel),
             q(&m.openssh),
             q(&m.autossh),
             q(&m.systemd),
-            q(&m.date)
+            q(&m.date),
+            q(&m.watchdog)
         );
         let _ = writeln!(
             s,
