@@ -175,7 +175,12 @@ pub fn cells(row: &Row, now: u64) -> [String; 7] {
     let (up, probe, restarts, error) = match &row.state {
         Some(s) => {
             if row.running && s.state == Phase::BackingOff && s.backoff_until > now {
-                state = format!("backing-off {}s", s.backoff_until - now);
+                state = if s.network_error {
+                    // ssh starts as soon as the server greets; backoff_until is the latest.
+                    format!("waiting-for-server (≤{}s)", s.backoff_until - now)
+                } else {
+                    format!("backing-off {}s", s.backoff_until - now)
+                };
             }
             let up = if row.running && s.state == Phase::Up {
                 ago(now, s.connected_since)
@@ -329,6 +334,12 @@ mod tests {
         dead.running = false;
         assert_eq!(cells(&dead, 1100)[2], "not running");
         assert_eq!(cells(&dead, 1100)[3], "-");
+        let mut waiting = up_row();
+        let s = waiting.state.as_mut().unwrap();
+        (s.state, s.backoff_until) = (Phase::BackingOff, 1130);
+        assert_eq!(cells(&waiting, 1100)[2], "backing-off 30s");
+        waiting.state.as_mut().unwrap().network_error = true;
+        assert_eq!(cells(&waiting, 1100)[2], "waiting-for-server (≤30s)");
     }
 
     #[test]
