@@ -479,6 +479,13 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no grant logged: {log}"));
     assert!(asks >= 4, "granted at ask {asks}: {log}");
+    // Each refused ask reached the server (sshd logs its failed bind).
+    let refusals = sshd
+        .log()
+        .matches(&format!("cannot listen to port: {port}"))
+        .count();
+    eprintln!("sshd refused port {port} {refusals} times");
+    assert!(refusals as u32 >= asks - 1, "{}", sshd.log());
     assert!(!target.connections().is_empty() && !local_target.connections().is_empty());
 }
 

@@ -140,6 +140,13 @@ impl Injected {
     /// When the tool's old server session went away (seconds after the fault; it held
     /// the remote port until then). Outer None: not watched in this fault; inner None:
     /// still there when the trial ended.
+    pub fn old_session_pid(&self, tool: Tool) -> Option<i32> {
+        self.old_sessions
+            .iter()
+            .find(|(t, _, _)| *t == tool)
+            .map(|(_, pid, _)| *pid)
+    }
+
     pub fn old_session_exit(&self, tool: Tool) -> Option<Option<f64>> {
         self.old_sessions
             .iter()

@@ -70,6 +70,7 @@ impl Lane {
             &self.instances,
             Instant::now(),
             Duration::from_secs(60),
+            &[],
             || {},
         );
         let mut healthy: Vec<bool> = first.iter().map(Option::is_some).collect();
@@ -92,7 +93,7 @@ impl Lane {
             let _ = self.mgr.systemctl(&["restart", "--no-block", &inst.unit]);
         }
         let second =
-            measure::wait_recovery(self, &sick, Instant::now(), Duration::from_secs(60), || {});
+            measure::wait_recovery(self, &sick, Instant::now(), Duration::from_secs(60), &[], || {});
         for (inst, ok) in sick.iter().zip(second) {
             if let Some(k) = self.instances.iter().position(|i| i.unit == inst.unit) {
                 healthy[k] = ok.is_some();
@@ -128,10 +129,19 @@ impl Lane {
             };
             let reference = inj.reference;
             let fault_at = inj.fault_at;
-            let recovered =
-                measure::wait_recovery(self, &self.instances, reference, deadline, || {
-                    faults::tick(self, &mut inj)
-                });
+            let old_session_pids: Vec<Option<i32>> = self
+                .instances
+                .iter()
+                .map(|i| inj.old_session_pid(i.tool))
+                .collect();
+            let recovered = measure::wait_recovery(
+                self,
+                &self.instances,
+                reference,
+                deadline,
+                &old_session_pids,
+                || faults::tick(self, &mut inj),
+            );
             let attempts = firewall::attempts(&self.server);
             let notes = inj.notes.clone();
             let old_sessions: Vec<Option<Option<f64>>> = self

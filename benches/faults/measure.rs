@@ -26,25 +26,37 @@ pub fn check_instance(lane: &Lane, inst: &Instance) -> bool {
 /// Checks every instance (each in its own thread) until it passes or `reference +
 /// deadline`. Returns per instance the time from `reference` to the start of its
 /// first passing check. `tick` runs about every 250 ms meanwhile.
+///
+/// `old_sessions[k]`: the server session of instance k's broken connection, which
+/// holds its remote port. While it lives the remote forward cannot be the tool's, and
+/// it is not checked: a connection to that port would reach the old session's listener,
+/// and on OpenSSH 9.2 such traffic keeps a session whose client is gone alive past its
+/// ClientAliveInterval × ClientAliveCountMax (seen here: never freed while probed every
+/// 250 ms, freed after 10.7 s when left alone, with 2 s × 2), so checking would
+/// change what is measured.
 pub fn wait_recovery(
     lane: &Lane,
     insts: &[Instance],
     reference: Instant,
     deadline: Duration,
+    old_sessions: &[Option<i32>],
     mut tick: impl FnMut(),
 ) -> Vec<Option<Duration>> {
     let end = reference + deadline;
     std::thread::scope(|s| {
         let handles: Vec<_> = insts
             .iter()
-            .map(|inst| {
+            .enumerate()
+            .map(|(k, inst)| {
+                let old_session = old_sessions.get(k).copied().flatten();
                 s.spawn(move || {
                     loop {
                         let t0 = Instant::now();
                         if t0 > end || stop::requested() {
                             return None;
                         }
-                        if check_instance(lane, inst) {
+                        let port_free = old_session.is_none_or(procs::is_zombie);
+                        if port_free && check_instance(lane, inst) {
                             return Some(t0.saturating_duration_since(reference));
                         }
                         std::thread::sleep(CHECK_EVERY);
