@@ -891,7 +891,7 @@ const READING: &str = "
   5 min). After a failure where ssh got no SSH greeting (refused, unreachable, connect or banner time-out) A starts
   no ssh until the server greets: once a second it connects, sends an identification line and waits for `SSH-`
   (these checks are among the connections counted above). A `-R` port the server refuses is asked for again every
-  second inside the same watchdog, for up to 40 tries. See docs/design.md. autossh retries at once and slows down
+  500 ms over one new connection (through ssh's control socket), for up to a minute, while the other forwards work. See docs/design.md. autossh retries at once and slows down
   on its own schedule; the loop retries every 5 s. The loop's 5 s rhythm divides the 20 s and 30 s hold times of
   faults 4 and 7, so its retries tend to fall just after the heal: part of its figures there is phase luck. The
   same holds for autossh's schedule against the moment the server frees the remote port on fault 6: one run's 30 s

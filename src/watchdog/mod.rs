@@ -550,12 +550,13 @@ impl Watchdog {
                 && Instant::now() >= next_check
                 && Instant::now() < until
             {
-                let timeout = reachability::CHECK_TIMEOUT
-                    .min(until.saturating_duration_since(Instant::now()));
+                // Checks start CHECK_EVERY apart even when one waits out its time-out
+                // (a black-holed path): a fresh SYN each second, not one per time-out.
+                next_check = Instant::now() + reachability::CHECK_EVERY;
                 if resolved.as_ref().is_none_or(|(at, addrs)| {
                     addrs.is_empty() || at.elapsed() >= reachability::RESOLVE_EVERY
                 }) {
-                    let deadline = Instant::now() + timeout;
+                    let deadline = Instant::now() + reachability::CHECK_TIMEOUT;
                     let addrs = reachability::addresses_for(host, *port, *family, deadline);
                     resolved = Some((Instant::now(), addrs));
                 }
@@ -570,7 +571,6 @@ impl Watchdog {
                     self.notify(&["STATUS=server reachable again: reconnecting"]);
                     break;
                 }
-                next_check = Instant::now() + reachability::CHECK_EVERY;
             }
         }
         self.state.backoff_until = 0;
