@@ -63,10 +63,24 @@ pub fn machine() -> Machine {
     }
 }
 
-/// `PATH (N KB, statically linked)`: a dynamic ELF names its program interpreter.
+/// `PATH (N KB, statically linked)`: a dynamic ELF has a PT_INTERP program header.
+/// Whether a 64-bit little-endian ELF image lists a PT_INTERP (3) program header.
+fn has_interpreter(elf: &[u8]) -> bool {
+    let field = |at: usize, len: usize| -> u64 {
+        elf.get(at..at + len).map_or(0, |b| {
+            b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+        })
+    };
+    if elf.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return false;
+    }
+    let (phoff, phentsize, phnum) = (field(0x20, 8), field(0x36, 2), field(0x38, 2));
+    (0..phnum).any(|i| field((phoff + i * phentsize) as usize, 4) == 3)
+}
+
 fn describe_binary(path: &std::path::Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
-    let dynamic = bytes.windows(8).any(|w| w == b"ld-linux");
+    let dynamic = has_interpreter(&bytes);
     format!(
         "{} ({} KB, {} linked)",
         path.display(),
@@ -955,5 +969,10 @@ pub fn self_check() {
     }
     assert_eq!(q("a\"b\\\n"), "\"a\\\"b\\\\\\n\"");
     assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+    // This bench binary is dynamically linked; a bare header is not.
+    assert!(has_interpreter(
+        &std::fs::read("/proc/self/exe").unwrap_or_default()
+    ));
+    assert!(!has_interpreter(b"\x7fELF\x02\x01"));
     assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
 }
