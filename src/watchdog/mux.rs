@@ -174,32 +174,42 @@ impl MuxConn {
         self.stream.write_all(&bytes).map_err(not_reading)
     }
 
-    /// The next message after ssh's hello, if it has fully arrived (never blocks).
+    /// The next message after ssh's hello, if it has fully arrived. Reads at most once
+    /// (after `poll` said readable, that read does not block and a second one would
+    /// only find the socket empty).
     pub fn try_recv(&mut self) -> io::Result<Option<Vec<u8>>> {
-        // Bounded: each pass takes a message or reads bytes, until the socket is empty.
-        loop {
-            if let Some(message) = self.take_message()? {
-                if self.hello_seen {
-                    return Ok(Some(message));
-                }
-                check_hello(&message)?;
-                self.hello_seen = true;
-                continue;
-            }
-            let mut buf = [0u8; 512];
-            match self.stream.read(&mut buf) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "ssh closed its control connection",
-                    ));
-                }
-                Ok(n) => self.received.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        if let Some(message) = self.take_after_hello()? {
+            return Ok(Some(message));
         }
+        let mut buf = [0u8; 512];
+        match self.stream.read(&mut buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "ssh closed its control connection",
+                ));
+            }
+            Ok(n) => self.received.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        self.take_after_hello()
+    }
+
+    /// A buffered message, ssh's hello checked and skipped.
+    fn take_after_hello(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if !self.hello_seen {
+            let Some(hello) = self.take_message()? else {
+                return Ok(None);
+            };
+            check_hello(&hello)?;
+            self.hello_seen = true;
+        }
+        self.take_message()
     }
 
     fn take_message(&mut self) -> io::Result<Option<Vec<u8>>> {
