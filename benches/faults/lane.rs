@@ -92,8 +92,14 @@ impl Lane {
             ));
             let _ = self.mgr.systemctl(&["restart", "--no-block", &inst.unit]);
         }
-        let second =
-            measure::wait_recovery(self, &sick, Instant::now(), Duration::from_secs(60), &[], || {});
+        let second = measure::wait_recovery(
+            self,
+            &sick,
+            Instant::now(),
+            Duration::from_secs(60),
+            &[],
+            || {},
+        );
         for (inst, ok) in sick.iter().zip(second) {
             if let Some(k) = self.instances.iter().position(|i| i.unit == inst.unit) {
                 healthy[k] = ok.is_some();

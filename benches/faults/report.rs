@@ -68,7 +68,9 @@ pub fn machine() -> Machine {
 fn has_interpreter(elf: &[u8]) -> bool {
     let field = |at: usize, len: usize| -> u64 {
         elf.get(at..at + len).map_or(0, |b| {
-            b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+            b.iter()
+                .rev()
+                .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
         })
     };
     if elf.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {

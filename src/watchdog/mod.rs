@@ -631,7 +631,7 @@ impl Watchdog {
             return Err("only -R PORT:HOST:PORT forwards are asked for".into());
         };
         let deadline = Instant::now() + self.o.probe_timeout;
-        let mut conn = mux::MuxConn::connect(&self.ctl, deadline).map_err(|e| e.to_string())?;
+        let mut conn = mux::MuxConn::connect(&self.ctl).map_err(|e| e.to_string())?;
         conn.open_remote_forward(bind.as_deref(), *port, host, *host_port, deadline)
     }
 
@@ -890,9 +890,9 @@ impl Watchdog {
                     (round_start + self.interval).min(Instant::now() + CONFIRM_PAUSE)
                 };
             }
-            let sleep = next_round
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_secs(1));
+            // No periodic wake-up: ssh's exit arrives as SIGCHLD on the self-pipe and its
+            // messages on the stderr pipe, both in this poll (one wake-up per round).
+            let sleep = next_round.saturating_duration_since(Instant::now());
             match self.signals.wait(sleep, ssh.stderr_fd()) {
                 Some(Event::Stop) => return (Outcome::Stopped, up_for(up_since, last_ok)),
                 Some(Event::Reconnect) => {

@@ -15,15 +15,24 @@
 //!   server granted it, or `MUX_S_FAILURE` with a reason. The forward then belongs to
 //!   the master like one from its command line; `ExitOnForwardFailure` does not apply.
 //!
+//! Every request is written at once, without waiting for ssh's hello first, as
+//! OpenSSH's own mux client writes a request and its fds back to back: ssh reads
+//! exactly one message at a time (never past it), so the fds still reach its
+//! `recvmsg`. The socket is non-blocking: a round queues all its requests, then sleeps
+//! once in `poll` for every answer (`try_recv`), instead of a blocking read per message.
+//!
 //! Checked against OpenSSH 9.2p1 by the tests in `tests/watchdog_probe.rs`.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Instant;
 
-use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg, socket,
+};
 
 pub const MUX_MSG_HELLO: u32 = 0x0000_0001;
 pub const MUX_C_ALIVE_CHECK: u32 = 0x1000_0004;
@@ -40,10 +49,15 @@ pub const MUX_VERSION: u32 = 4;
 /// Replies are small; anything larger is a protocol error, not a reason to allocate.
 const MAX_MESSAGE: usize = 64 * 1024;
 
-/// One connection to the control socket, after the hello exchange.
+/// One non-blocking connection to the control socket. Our hello goes out with the
+/// first request (one write); ssh's is checked by the first `try_recv` and never
+/// returned.
 pub struct MuxConn {
     stream: UnixStream,
     next_id: u32,
+    hello_sent: bool,
+    received: Vec<u8>,
+    hello_seen: bool,
 }
 
 fn timed_out(what: &str) -> io::Error {
@@ -112,71 +126,135 @@ impl Reader<'_> {
     }
 }
 
+/// A non-blocking connect: a frozen ssh whose listen backlog is full answers
+/// `WouldBlock` here instead of hanging the watchdog.
+fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(UnixStream::from(fd))
+}
+
+/// A request that cannot be queued at once means ssh stopped reading.
+fn not_reading(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "ssh does not read its control socket",
+        )
+    } else {
+        e
+    }
+}
+
 impl MuxConn {
-    /// Connects and exchanges hellos, all before `deadline`.
-    pub fn connect(path: &Path, deadline: Instant) -> io::Result<MuxConn> {
-        let stream = UnixStream::connect(path)?;
-        let mut conn = MuxConn { stream, next_id: 1 };
-        conn.send(
-            &Payload::default().u32(MUX_MSG_HELLO).u32(MUX_VERSION),
-            deadline,
-        )?;
-        let hello = conn.recv(deadline)?;
-        let mut r = Reader(&hello);
-        let (kind, version) = (r.u32()?, r.u32()?);
-        if kind != MUX_MSG_HELLO || version != MUX_VERSION {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "ssh's control socket speaks mux type {kind:#x} version {version}, expected hello version {MUX_VERSION}"
-                ),
-            ));
+    /// Connects (never blocks).
+    pub fn connect(path: &Path) -> io::Result<MuxConn> {
+        Ok(MuxConn {
+            stream: connect_nonblocking(path).map_err(not_reading)?,
+            next_id: 1,
+            hello_sent: false,
+            received: Vec::new(),
+            hello_seen: false,
+        })
+    }
+
+    /// For the caller's poll set.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    fn send(&mut self, payload: &Payload) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        if !self.hello_sent {
+            bytes = Payload::default()
+                .u32(MUX_MSG_HELLO)
+                .u32(MUX_VERSION)
+                .framed();
+            self.hello_sent = true;
         }
-        Ok(conn)
+        bytes.extend_from_slice(&payload.framed());
+        self.stream.write_all(&bytes).map_err(not_reading)
     }
 
-    fn send(&mut self, payload: &Payload, deadline: Instant) -> io::Result<()> {
-        self.stream
-            .set_write_timeout(Some(remaining(deadline, "write")?))?;
-        self.stream
-            .write_all(&payload.framed())
-            .map_err(|e| map_timeout(e, "write"))
-    }
-
-    fn read_exact_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
-        let mut done = 0;
-        while done < buf.len() {
-            self.stream
-                .set_read_timeout(Some(remaining(deadline, "read")?))?;
-            match self.stream.read(&mut buf[done..]) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "ssh closed its control connection",
-                    ));
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(map_timeout(e, "read")),
+    /// The next message after ssh's hello, if it has fully arrived. Reads at most once
+    /// (after `poll` said readable, that read does not block and a second one would
+    /// only find the socket empty).
+    pub fn try_recv(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if let Some(message) = self.take_after_hello()? {
+            return Ok(Some(message));
+        }
+        let mut buf = [0u8; 512];
+        match self.stream.read(&mut buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "ssh closed its control connection",
+                ));
             }
+            Ok(n) => self.received.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
         }
-        Ok(())
+        self.take_after_hello()
     }
 
-    /// One message's payload.
-    pub fn recv(&mut self, deadline: Instant) -> io::Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        self.read_exact_by(&mut len, deadline)?;
-        let len = u32::from_be_bytes(len) as usize;
+    /// A buffered message, ssh's hello checked and skipped.
+    fn take_after_hello(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if !self.hello_seen {
+            let Some(hello) = self.take_message()? else {
+                return Ok(None);
+            };
+            check_hello(&hello)?;
+            self.hello_seen = true;
+        }
+        self.take_message()
+    }
+
+    fn take_message(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let Some(head) = self.received.first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(*head) as usize;
         if len > MAX_MESSAGE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("mux message of {len} bytes"),
             ));
         }
-        let mut payload = vec![0u8; len];
-        self.read_exact_by(&mut payload, deadline)?;
-        Ok(payload)
+        if self.received.len() < 4 + len {
+            return Ok(None);
+        }
+        let message = self.received[4..4 + len].to_vec();
+        self.received.drain(..4 + len);
+        Ok(Some(message))
+    }
+
+    /// One message's payload: sleeps in poll until it arrives or `deadline` passes.
+    pub fn recv(&mut self, deadline: Instant) -> io::Result<Vec<u8>> {
+        // Bounded by the deadline.
+        loop {
+            if let Some(message) = self.try_recv()? {
+                return Ok(message);
+            }
+            let left = remaining(deadline, "read")?;
+            let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+            ) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn request_id(&mut self) -> u32 {
@@ -185,33 +263,29 @@ impl MuxConn {
         id
     }
 
-    /// `MUX_C_ALIVE_CHECK`: the pid of the ssh that answered.
-    pub fn alive_check(&mut self, deadline: Instant) -> io::Result<u32> {
+    /// Queues `MUX_C_ALIVE_CHECK`; returns its request id for `alive_reply`.
+    pub fn request_alive_check(&mut self) -> io::Result<u32> {
         let id = self.request_id();
-        self.send(&Payload::default().u32(MUX_C_ALIVE_CHECK).u32(id), deadline)?;
-        let reply = self.recv(deadline)?;
-        let mut r = Reader(&reply);
-        let kind = r.u32()?;
-        let rid = r.u32()?;
-        if kind != MUX_S_ALIVE || rid != id {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("alive check {id}: unexpected reply type {kind:#x} for request {rid}"),
-            ));
-        }
-        r.u32()
+        self.send(&Payload::default().u32(MUX_C_ALIVE_CHECK).u32(id))?;
+        Ok(id)
     }
 
-    /// `MUX_C_NEW_STDIO_FWD` to `host:port` as seen from the server; `fd` becomes the
-    /// channel's stdin and stdout. Consumes the connection: the channel lives as long
-    /// as the returned guard.
-    pub fn open_stdio_fwd(
-        mut self,
+    /// `MUX_C_ALIVE_CHECK` and its answer: the pid of the ssh that answered.
+    pub fn alive_check(&mut self, deadline: Instant) -> io::Result<u32> {
+        let id = self.request_alive_check()?;
+        let reply = self.recv(deadline)?;
+        alive_reply(&reply, id)
+    }
+
+    /// Queues `MUX_C_NEW_STDIO_FWD` to `host:port` as seen from the server; `fd` becomes
+    /// the channel's stdin and stdout. The channel lives as long as this connection;
+    /// `stdio_fwd_reply` reads ssh's answer.
+    pub fn request_stdio_fwd(
+        &mut self,
         host: &str,
         port: u16,
         fd: &impl AsRawFd,
-        deadline: Instant,
-    ) -> Result<MuxConn, String> {
+    ) -> io::Result<()> {
         let id = self.request_id();
         let request = Payload::default()
             .u32(MUX_C_NEW_STDIO_FWD)
@@ -219,7 +293,7 @@ impl MuxConn {
             .string("")
             .string(host)
             .u32(u32::from(port));
-        self.send(&request, deadline).map_err(|e| e.to_string())?;
+        self.send(&request)?;
         for _ in 0..2 {
             let raw = [fd.as_raw_fd()];
             let cmsg = [ControlMessage::ScmRights(&raw)];
@@ -230,22 +304,9 @@ impl MuxConn {
                 MsgFlags::empty(),
                 None,
             )
-            .map_err(|e| format!("passing a socket to ssh: {e}"))?;
+            .map_err(|e| not_reading(e.into()))?;
         }
-        let reply = self.recv(deadline).map_err(|e| e.to_string())?;
-        let mut r = Reader(&reply);
-        let kind = r.u32().map_err(|e| e.to_string())?;
-        let _rid = r.u32().map_err(|e| e.to_string())?;
-        match kind {
-            MUX_S_SESSION_OPENED => Ok(self),
-            MUX_S_FAILURE | MUX_S_PERMISSION_DENIED => {
-                let why = r.string().unwrap_or_default();
-                Err(format!("ssh refused a channel to {host}:{port}: {why}"))
-            }
-            other => Err(format!(
-                "unexpected mux reply {other:#x} to a channel request"
-            )),
-        }
+        Ok(())
     }
 }
 
@@ -270,7 +331,7 @@ impl MuxConn {
             .u32(u32::from(port))
             .string(host)
             .u32(u32::from(host_port));
-        self.send(&request, deadline).map_err(|e| e.to_string())?;
+        self.send(&request).map_err(|e| e.to_string())?;
         let reply = self.recv(deadline).map_err(|e| e.to_string())?;
         let mut r = Reader(&reply);
         let kind = r.u32().map_err(|e| e.to_string())?;
@@ -285,14 +346,48 @@ impl MuxConn {
     }
 }
 
-fn map_timeout(e: io::Error, what: &str) -> io::Error {
-    if matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    ) {
-        timed_out(what)
-    } else {
-        e
+fn check_hello(message: &[u8]) -> io::Result<()> {
+    let mut r = Reader(message);
+    let (kind, version) = (r.u32()?, r.u32()?);
+    if kind != MUX_MSG_HELLO || version != MUX_VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "ssh's control socket speaks mux type {kind:#x} version {version}, expected hello version {MUX_VERSION}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// ssh's answer to alive check `id`: the pid of the ssh that answered.
+pub fn alive_reply(reply: &[u8], id: u32) -> io::Result<u32> {
+    let mut r = Reader(reply);
+    let kind = r.u32()?;
+    let rid = r.u32()?;
+    if kind != MUX_S_ALIVE || rid != id {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("alive check {id}: unexpected reply type {kind:#x} for request {rid}"),
+        ));
+    }
+    r.u32()
+}
+
+/// ssh's answer to a channel request to `host:port`: opened, or why not.
+pub fn stdio_fwd_reply(reply: &[u8], host: &str, port: u16) -> Result<(), String> {
+    let mut r = Reader(reply);
+    let kind = r.u32().map_err(|e| e.to_string())?;
+    let _rid = r.u32().map_err(|e| e.to_string())?;
+    match kind {
+        MUX_S_SESSION_OPENED => Ok(()),
+        MUX_S_FAILURE | MUX_S_PERMISSION_DENIED => {
+            let why = r.string().unwrap_or_default();
+            Err(format!("ssh refused a channel to {host}:{port}: {why}"))
+        }
+        other => Err(format!(
+            "unexpected mux reply {other:#x} to a channel request"
+        )),
     }
 }
 
