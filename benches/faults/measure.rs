@@ -164,7 +164,7 @@ pub fn footprint(lane: &Lane, window: Duration) -> Vec<Footprint> {
         .iter()
         .map(|i| lane.mgr.main_pid(&i.unit))
         .collect();
-    // Last (cpu, children cpu) ticks per supervisor pid.
+    // Last (on-CPU ns, children cpu ticks) per supervisor pid.
     let mut last: Vec<HashMap<i32, (u64, u64)>> = vec![HashMap::new(); n];
     let mut ssh_seen: Vec<BTreeSet<i32>> = vec![BTreeSet::new(); n];
     let mut ssh_at_start: Vec<BTreeSet<i32>> = vec![BTreeSet::new(); n];
@@ -203,14 +203,12 @@ pub fn footprint(lane: &Lane, window: Duration) -> Vec<Footprint> {
                     out[k].supervisor_changes += 1;
                 }
                 if let Some(p) = supervisor[k] {
-                    if let Some(st) = procs::stat(p) {
-                        let e = last[k]
-                            .entry(p)
-                            .or_insert((st.cpu_ticks, st.child_cpu_ticks));
-                        out[k].cpu_secs += st.cpu_ticks.saturating_sub(e.0) as f64 / hz;
+                    if let (Some(st), Some(ns)) = (procs::stat(p), procs::oncpu_ns(p)) {
+                        let e = last[k].entry(p).or_insert((ns, st.child_cpu_ticks));
+                        out[k].cpu_secs += ns.saturating_sub(e.0) as f64 / 1e9;
                         out[k].children_cpu_secs +=
                             st.child_cpu_ticks.saturating_sub(e.1) as f64 / hz;
-                        *e = (st.cpu_ticks, st.child_cpu_ticks);
+                        *e = (ns, st.child_cpu_ticks);
                     }
                     let rss = procs::rss_kib(p).unwrap_or(0);
                     out[k].rss_kib_max = out[k].rss_kib_max.max(rss);

@@ -113,6 +113,17 @@ pub fn stat(pid: i32) -> Option<Stat> {
     })
 }
 
+/// Time the process has spent on a CPU, from /proc/PID/schedstat (nanoseconds, where
+/// utime+stime count 10 ms ticks: too coarse for a few hundredths of a second).
+pub fn oncpu_ns(pid: i32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 pub fn is_zombie(pid: i32) -> bool {
     stat(pid).is_none_or(|s| s.state == 'Z' || s.state == 'X')
 }

@@ -363,7 +363,7 @@ impl Report<'_> {
             let _ = writeln!(
                 s,
                 "Supervising process = the unit's main process (A: tunnel-watchdog, B/C: autossh, D: sh). \
-                 CPU = its utime+stime over the window; children = CPU of children it reaped in the window (probe processes, exited ssh). \
+                 CPU = its time on a CPU over the window (/proc/PID/schedstat, ns); children = CPU of children it reaped in the window (probe processes, exited ssh). \
                  ssh spawned = ssh processes that appeared in the unit's cgroup (polled every 200 ms); connections = SYNs to sshd.\n"
             );
             let _ = writeln!(
@@ -374,7 +374,7 @@ impl Report<'_> {
             for (t, f, st) in &self.footprint {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {:.2} MiB | {:.2} | {:.2} | {:.1} MiB | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {:.2} MiB | {:.3} | {:.2} | {:.1} MiB | {} | {} | {} | {} | {} |",
                     t.label(),
                     f.supervisor,
                     f.rss_kib_max as f64 / 1024.0,
@@ -589,10 +589,10 @@ impl Report<'_> {
             if let Some((_, fc, _)) = self.footprint.iter().find(|f| f.0 == Tool::C) {
                 let a = fa.cpu_secs + fa.children_cpu_secs;
                 let c = fc.cpu_secs + fc.children_cpu_secs;
-                out.push(if a <= c + 0.01 {
-                    format!("MET: A's idle CPU {a:.2} s (incl. children) ≤ C's {c:.2} s over the same window.")
+                out.push(if a <= c {
+                    format!("MET: A's idle CPU {a:.3} s (incl. children) ≤ C's {c:.3} s over the same window.")
                 } else {
-                    format!("NOT MET: A's idle CPU {a:.2} s (incl. children) > C's {c:.2} s over the same window.")
+                    format!("NOT MET: A's idle CPU {a:.3} s (incl. children) > C's {c:.3} s over the same window.")
                 });
             }
         }
@@ -681,7 +681,7 @@ impl Report<'_> {
             .iter()
             .map(|(t, f, st)| {
                 format!(
-                    "    {{\"tool\": \"{}\", \"seconds\": {:.1}, \"supervisor\": {}, \"rss_kib_max\": {}, \"rss_kib_end\": {}, \"cpu_secs\": {:.2}, \"children_cpu_secs\": {:.2}, \"ssh_rss_kib\": {}, \"ssh_spawned\": {}, \"connections\": {}, \"supervisor_changes\": {}, \"healthy_at_end\": {}, \"leftovers\": [{}]}}",
+                    "    {{\"tool\": \"{}\", \"seconds\": {:.1}, \"supervisor\": {}, \"rss_kib_max\": {}, \"rss_kib_end\": {}, \"cpu_secs\": {:.4}, \"children_cpu_secs\": {:.2}, \"ssh_rss_kib\": {}, \"ssh_spawned\": {}, \"connections\": {}, \"supervisor_changes\": {}, \"healthy_at_end\": {}, \"leftovers\": [{}]}}",
                     t.letter(),
                     f.seconds,
                     q(&f.supervisor),
@@ -956,11 +956,11 @@ next trial starts 10 s after every tool is healthy (a tool not healthy within 60
 was not healthy does not count for it). While A's unit is stopped between trials the bench deletes the watchdog's
 state file, which carries its count of consecutive failures: the watchdog itself forgets that count after
 `backoff.max` (5 min) of uptime, and trials stand for independent faults, not for one fault after another.
-Connection attempts are SYNs to the tool's sshd port: for A they include the plain TCP connects with which it checks,
-every 2 s during a back-off, whether the server is reachable again.
+Connection attempts are SYNs to the tool's sshd port: for A they include the checks, one a second while it waits,
+of whether the server greets again.
 
-Footprint. The unit's main process is sampled every second for RSS (VmRSS) and CPU (utime+stime, and cutime+cstime
-of its reaped children); ssh processes are counted from the unit's cgroup every 200 ms (a process living less than
+Footprint. The unit's main process is sampled every second for RSS (VmRSS) and CPU (its time on a CPU from
+/proc/PID/schedstat in nanoseconds, and cutime+cstime in 10 ms ticks of its reaped children); ssh processes are counted from the unit's cgroup every 200 ms (a process living less than
 that can be missed: the connection count from nftables does not miss any).
 ";
 
