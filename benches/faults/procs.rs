@@ -89,8 +89,6 @@ pub fn pids_in_netns(inode: u64) -> Vec<i32> {
 #[derive(Clone, Debug, Default)]
 pub struct Stat {
     pub state: char,
-    /// utime + stime, clock ticks
-    pub cpu_ticks: u64,
     /// cutime + cstime of waited-for children, clock ticks
     pub child_cpu_ticks: u64,
 }
@@ -108,7 +106,6 @@ pub fn stat(pid: i32) -> Option<Stat> {
     };
     Some(Stat {
         state: f.first()?.chars().next()?,
-        cpu_ticks: n(14) + n(15),
         child_cpu_ticks: n(16) + n(17),
     })
 }
