@@ -33,14 +33,6 @@ const SOCKS_ACCEPT: &[u8] = &[5, 0];
 /// Upper bound for ssh's answer to a local alive check (see `Prober::alive_timeout`).
 const ALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How often a passing round also connects to ssh's own `-L` listeners. Every round
-/// proves the target through the server with a channel of its own; the listener is a
-/// socket of the live ssh process (a frozen ssh is caught by the alive check, a dead one
-/// by its exit), so it is checked on the first round, after a failed one, and then at
-/// this pace: each check costs a TCP handshake, a channel on the server and a
-/// connection to the target.
-const LISTENER_CHECK_EVERY: Duration = Duration::from_secs(60);
-
 /// The port `server_round_trip` asks the server for: tcpmux, closed almost everywhere.
 const SERVER_PROBE_PORT: u16 = 1;
 
@@ -57,8 +49,6 @@ pub struct Prober {
     forwards: Vec<Forward>,
     timeout: Duration,
     alive: Option<MuxConn>,
-    /// When a round last connected to the `-L` listeners (see LISTENER_CHECK_EVERY).
-    listeners_checked: Option<Instant>,
 }
 
 /// What a check still waits for.
@@ -134,7 +124,6 @@ impl Prober {
             forwards,
             timeout,
             alive: None,
-            listeners_checked: None,
         }
     }
 
@@ -144,15 +133,6 @@ impl Prober {
 
     /// Runs one round. `Err` is a one-line reason.
     pub fn round(&mut self) -> Result<RoundOk, String> {
-        let result = self.try_round();
-        if result.is_err() {
-            // The round after a failure checks everything.
-            self.listeners_checked = None;
-        }
-        result
-    }
-
-    fn try_round(&mut self) -> Result<RoundOk, String> {
         let start = Instant::now();
         let deadline = start + self.timeout;
         let mut checks = vec![self.request_alive_check(start + self.alive_timeout())?];
@@ -166,13 +146,7 @@ impl Prober {
         }
         let (ssh_pid, answered) = self.wait(&mut checks)?;
         let latency = answered.saturating_duration_since(start);
-        if self
-            .listeners_checked
-            .is_none_or(|at| at.elapsed() >= LISTENER_CHECK_EVERY)
-        {
-            self.local_listeners(deadline)?;
-            self.listeners_checked = Some(Instant::now());
-        }
+        self.local_listeners(deadline)?;
         Ok(RoundOk { latency, ssh_pid })
     }
 
