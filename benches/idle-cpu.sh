@@ -44,6 +44,8 @@ case "$interval" in
 esac
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=demo/throwaway-sshd.sh
+source "$repo/demo/throwaway-sshd.sh"
 if [[ -n "${TUNNELCTL_BIN_DIR:-}" ]]; then
     watchdog=$TUNNELCTL_BIN_DIR/tunnel-watchdog
 else
@@ -72,39 +74,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- sshd on 127.0.0.1
-ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$tmp/host_key"
-ssh-keygen -q -t ed25519 -N '' -C bench-client -f "$tmp/client_key"
-cp "$tmp/client_key.pub" "$tmp/authorized_keys"
-[[ $(id -u) -ne 0 || -d /run/sshd ]] || mkdir -m 0755 /run/sshd
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 12000)) # below the ephemeral range ssh connects from
-        port_free "$p" && { echo "$p"; return 0; }
-    done
-    echo "no free port" >&2; return 1
-}
-sshd_port=$(pick_port)
-cat >"$tmp/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $sshd_port
-HostKey $tmp/host_key
-PidFile none
-AuthorizedKeysFile $tmp/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-EOF
-/usr/sbin/sshd -D -e -f "$tmp/sshd_config" 2>>"$tmp/sshd.log" &
-sshd_pid=$!
-banner_on() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && head -c 7 <&3" 2>/dev/null || true; }
-for _ in $(seq 1 200); do [[ $(banner_on "$sshd_port") == SSH-2.0 ]] && break; sleep 0.05; done
-[[ $(banner_on "$sshd_port") == SSH-2.0 ]] || { echo "sshd did not start:" >&2; cat "$tmp/sshd.log" >&2; exit 1; }
-echo "[127.0.0.1]:$sshd_port $(cut -d' ' -f1,2 "$tmp/host_key.pub")" >"$tmp/known_hosts"
+throwaway_sshd_start "$tmp" || exit 1
 
 # ---------------------------------------------------------------- sd_notify receiver
 # Counts datagrams and READY=1 into files, like systemd would receive them.

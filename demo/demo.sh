@@ -53,6 +53,8 @@ for tool in ssh ssh-keygen ssh-keyscan; do
 done
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=demo/throwaway-sshd.sh
+source "$repo/demo/throwaway-sshd.sh"
 if [[ -n "${TUNNELCTL_BIN_DIR:-}" ]]; then
     bin=$TUNNELCTL_BIN_DIR
 else
@@ -108,65 +110,14 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- a throwaway sshd
 say "Starting a throwaway OpenSSH server on 127.0.0.1 (files in $tmp)"
-ssh-keygen -q -t ed25519 -N '' -C demo-host -f "$tmp/host_key"
-ssh-keygen -q -t ed25519 -N '' -C demo-client -f "$tmp/client_key"
-cp "$tmp/client_key.pub" "$tmp/authorized_keys"
 user=$(id -un)
-
-if [[ $(id -u) -eq 0 && ! -d /run/sshd ]]; then
-    # sshd's privilege-separation directory; normally made by the ssh service at boot.
-    mkdir -m 0755 /run/sshd && made_run_sshd=1
-fi
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
-        port_free "$p" && { echo "$p"; return 0; }
-    done
-    die "found no free port on 127.0.0.1"
-}
-banner_on() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && head -c 7 <&3" 2>/dev/null || true; }
-
-for attempt in 1 2 3 4 5; do
-    sshd_port=$(pick_port)
-    # ClientAlive*: the server notices a dead client within ~4 s and frees its ports.
-    cat >"$tmp/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $sshd_port
-HostKey $tmp/host_key
-PidFile none
-AuthorizedKeysFile $tmp/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowUsers $user
-AllowTcpForwarding yes
-ClientAliveInterval 2
-ClientAliveCountMax 2
-LogLevel VERBOSE
-EOF
-    "$sshd_bin" -D -e -f "$tmp/sshd_config" 2>>"$tmp/sshd.log" &
-    sshd_pid=$!
-    up=0
-    for _ in $(seq 1 100); do
-        kill -0 "$sshd_pid" 2>/dev/null || break
-        [[ $(banner_on "$sshd_port") == SSH-2.0 ]] && { up=1; break; }
-        sleep 0.05
-    done
-    [[ $up -eq 1 ]] && break
-    kill "$sshd_pid" 2>/dev/null || true
-    wait "$sshd_pid" 2>/dev/null || true
-    sshd_pid=''
-    [[ $attempt -eq 5 ]] && die "sshd did not start; its log:$(printf '\n'; tail -n 5 "$tmp/sshd.log")"
-done
+# ClientAlive*: the server notices a dead client within ~4 s and frees its ports.
+throwaway_sshd_start "$tmp" "AllowUsers $user" "ClientAliveInterval 2" "ClientAliveCountMax 2" \
+    "LogLevel VERBOSE" || die "could not start the throwaway sshd (see above)"
 echo "sshd (pid $sshd_pid) listens on 127.0.0.1:$sshd_port; it accepts only the demo key, for user $user."
 
-remote_port=$(pick_port)
-local_port=$(pick_port)
+remote_port=$(pick_port) || die "found no free port on 127.0.0.1"
+local_port=$(pick_port) || die "found no free port on 127.0.0.1"
 while [[ $local_port == "$remote_port" ]]; do local_port=$(pick_port); done
 
 # ---------------------------------------------------------------- the tunnel

@@ -9,6 +9,8 @@
 # Needs /usr/sbin/sshd and ssh; as root, /run/sshd is created (and removed) if missing.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=demo/throwaway-sshd.sh
+source "$repo/demo/throwaway-sshd.sh"
 watchdog=$(realpath "${1:-$repo/target/release/tunnel-watchdog}")
 idle=${2:-30}
 [[ -x $watchdog ]] || { echo "measure-rss: no $watchdog (cargo build --release)" >&2; exit 1; }
@@ -25,36 +27,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ssh-keygen -q -t ed25519 -N '' -f "$tmp/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$tmp/client_key"
-cp "$tmp/client_key.pub" "$tmp/authorized_keys"
-if [[ $(id -u) -eq 0 && ! -d /run/sshd ]]; then
-    mkdir -m 0755 /run/sshd && made_run_sshd=1
-fi
-# Ports from the kernel: bind port 0 and read what it gave (then free it again).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sshd_port=$(free_port) remote_port=$(free_port) local_port=$(free_port)
-cat >"$tmp/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $sshd_port
-HostKey $tmp/host_key
-PidFile none
-AuthorizedKeysFile $tmp/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-EOF
-/usr/sbin/sshd -D -e -f "$tmp/sshd_config" 2>>"$tmp/sshd.log" &
-sshd_pid=$!
-for _ in $(seq 1 100); do # at most 10 s for its banner
-    [[ $(timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$sshd_port && head -c 4 <&3" 2>/dev/null) == SSH- ]] && break
-    kill -0 "$sshd_pid" 2>/dev/null || { echo "measure-rss: sshd did not start:" >&2; cat "$tmp/sshd.log" >&2; exit 1; }
-    sleep 0.1
-done
-echo "[127.0.0.1]:$sshd_port $(cut -d' ' -f1-2 "$tmp/host_key.pub")" >"$tmp/known_hosts"
+throwaway_sshd_start "$tmp" || exit 1
+remote_port=$(pick_port) && local_port=$(pick_port) || exit 1
 
 # The fault bench's tool A settings: probe every 5 s, one local and one remote forward.
 "$watchdog" --name rss --probe-interval 5s --probe-timeout 5s --probe-failures 2 \
