@@ -450,57 +450,24 @@ mod tests {
 
     #[test]
     fn a_held_remote_forward_is_taken_out_of_the_ssh_arguments() {
-        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let ssh = argv(&[
-            "ssh",
-            "-p",
-            "2222",
-            "-R",
-            "3001:127.0.0.1:22",
-            "-L",
-            "8080:web:80",
-            "-R4000:h:1",
-            "-N",
-            "--",
-            "host",
-        ]);
+        let argv = |a: &str| a.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let ssh = argv("ssh -p 2222 -R 3001:127.0.0.1:22 -L 8080:web:80 -R4000:h:1 -N -- host");
         let (rest, forward) = without_remote_forward(&ssh, 3001).unwrap();
         assert_eq!(
             rest,
-            argv(&[
-                "ssh",
-                "-p",
-                "2222",
-                "-L",
-                "8080:web:80",
-                "-R4000:h:1",
-                "-N",
-                "--",
-                "host"
-            ])
+            argv("ssh -p 2222 -L 8080:web:80 -R4000:h:1 -N -- host")
         );
         assert_eq!(forward.describe(), "-R 3001:127.0.0.1:22");
         let (rest, _) = without_remote_forward(&ssh, 4000).unwrap();
         assert_eq!(
             rest,
-            argv(&[
-                "ssh",
-                "-p",
-                "2222",
-                "-R",
-                "3001:127.0.0.1:22",
-                "-L",
-                "8080:web:80",
-                "-N",
-                "--",
-                "host"
-            ])
+            argv("ssh -p 2222 -R 3001:127.0.0.1:22 -L 8080:web:80 -N -- host")
         );
         // The value of -p is not a flag, the host ends the options, SOCKS -R stays.
         assert!(without_remote_forward(&ssh, 2222).is_none());
-        assert!(without_remote_forward(&argv(&["ssh", "-NR", "3001:h:1", "host"]), 3001).is_none());
-        assert!(without_remote_forward(&argv(&["ssh", "-R", "3001", "host"]), 3001).is_none());
-        assert!(without_remote_forward(&argv(&["ssh", "host", "-R", "3001:h:1"]), 3001).is_none());
+        assert!(without_remote_forward(&argv("ssh -NR 3001:h:1 host"), 3001).is_none());
+        assert!(without_remote_forward(&argv("ssh -R 3001 host"), 3001).is_none());
+        assert!(without_remote_forward(&argv("ssh host -R 3001:h:1"), 3001).is_none());
     }
 
     fn s(v: &[&str]) -> Vec<String> {

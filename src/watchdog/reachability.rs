@@ -88,24 +88,31 @@ pub fn parse_ssh_g(output: &str) -> Option<Target> {
 /// [`CHECK_TIMEOUT`].
 pub fn resolve(ssh: &[String]) -> Result<Target, String> {
     let (program, args) = ssh.split_first().ok_or("no ssh command")?;
-    let mut child = Command::new(program)
-        .arg("-G")
-        .args(args)
+    let mut command = Command::new(program);
+    command.arg("-G").args(args);
+    let out = run_bounded(&mut command, Instant::now() + CHECK_TIMEOUT)
+        .map_err(|e| format!("{program} -G {e}"))?;
+    parse_ssh_g(&out).ok_or_else(|| format!("{program} -G printed no hostname/port"))
+}
+
+/// The standard output of a short-lived helper (`ssh -G`, `getent`), which must exit
+/// successfully by `deadline`; it is killed when it does not.
+fn run_bounded(command: &mut Command, deadline: Instant) -> Result<String, String> {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("{program} -G: {e}"))?;
-    let deadline = Instant::now() + CHECK_TIMEOUT;
-    // Bounded by the deadline; `ssh -G` prints a few KiB, well under a pipe's buffer.
+        .map_err(|e| format!("did not start: {e}"))?;
+    // Bounded by the deadline; these print a few KiB at most, under a pipe's buffer.
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{program} -G did not finish within 2 s"));
+                return Err("did not finish in time".into());
             }
         }
     };
@@ -113,10 +120,11 @@ pub fn resolve(ssh: &[String]) -> Result<Target, String> {
     if let Some(mut stdout) = child.stdout.take() {
         let _ = stdout.read_to_string(&mut out);
     }
-    if !status.success() {
-        return Err(format!("{program} -G failed ({status})"));
+    if status.success() {
+        Ok(out)
+    } else {
+        Err(format!("failed ({status})"))
     }
-    parse_ssh_g(&out).ok_or_else(|| format!("{program} -G printed no hostname/port"))
 }
 
 /// Whether an SSH server answers at `host:port` within `timeout` in total: a TCP connect,
@@ -173,35 +181,9 @@ pub fn addresses(host: &str, port: u16, deadline: Instant) -> Vec<SocketAddr> {
 /// the system's own dynamically linked resolver: the answers ssh gets.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn resolve_name(name: &str, port: u16, deadline: Instant) -> Vec<SocketAddr> {
-    let Ok(mut child) = Command::new("getent")
-        .args(["ahosts", name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        return Vec::new();
-    };
-    // Bounded by the deadline; getent prints a few lines, well under a pipe's buffer.
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Vec::new();
-            }
-        }
-    };
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut out);
-    }
-    if !status.success() {
-        return Vec::new();
-    }
-    parse_getent_ahosts(&out, port)
+    run_bounded(Command::new("getent").args(["ahosts", name]), deadline)
+        .map(|out| parse_getent_ahosts(&out, port))
+        .unwrap_or_default()
 }
 
 /// Elsewhere (macOS, musl) the libc resolver is dynamic or has no modules to load.
