@@ -105,6 +105,9 @@ pub struct StderrReport {
 /// A line longer than this is logged in pieces, so a runaway stderr cannot grow memory.
 const MAX_LINE: usize = 4096;
 
+/// How often `terminate` repeats SIGTERM while ssh has not exited.
+const SIGTERM_AGAIN: Duration = Duration::from_millis(200);
+
 pub struct SshChild {
     child: Child,
     pub pid: u32,
@@ -241,9 +244,16 @@ impl SshChild {
         let group = Pid::from_raw(self.pid as i32);
         // A stopped ssh cannot act on SIGTERM: waiting the grace would only delay.
         if self.try_exit().is_none() && !is_stopped(self.pid) {
-            let _ = killpg(group, Signal::SIGTERM);
+            // Repeated: a SIGTERM that lands just before ssh goes to sleep in poll() is
+            // lost until its next wake-up (seen here: still in poll, 297 s timeout, 2 s
+            // after the signal, with a frozen server sending nothing to wake it).
             let deadline = Instant::now() + grace;
+            let mut next_term = Instant::now();
             while self.try_exit().is_none() && Instant::now() < deadline {
+                if Instant::now() >= next_term {
+                    let _ = killpg(group, Signal::SIGTERM);
+                    next_term = Instant::now() + SIGTERM_AGAIN;
+                }
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
