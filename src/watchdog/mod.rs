@@ -515,7 +515,8 @@ impl Watchdog {
             log::now_secs() + until.saturating_duration_since(started).as_secs();
         self.save();
         let mut next_check = started + reachability::CHECK_EVERY;
-        // The server's addresses, looked up again after RESOLVE_EVERY (or when empty).
+        // The server's addresses, looked up again after RESOLVE_EVERY (sooner when the
+        // last lookup found none).
         let mut resolved: Option<(Instant, Vec<std::net::SocketAddr>)> = None;
         // Bounded by `until`; STATUS= refreshed every few seconds with the time left.
         loop {
@@ -554,7 +555,12 @@ impl Watchdog {
                 // (a black-holed path): a fresh SYN each second, not one per time-out.
                 next_check = Instant::now() + reachability::CHECK_EVERY;
                 if resolved.as_ref().is_none_or(|(at, addrs)| {
-                    addrs.is_empty() || at.elapsed() >= reachability::RESOLVE_EVERY
+                    let again = if addrs.is_empty() {
+                        reachability::RESOLVE_AGAIN_WHEN_EMPTY
+                    } else {
+                        reachability::RESOLVE_EVERY
+                    };
+                    at.elapsed() >= again
                 }) {
                     let deadline = Instant::now() + reachability::CHECK_TIMEOUT;
                     let addrs = reachability::addresses_for(host, *port, *family, deadline);

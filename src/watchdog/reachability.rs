@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 /// change within the outage.
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(30);
 
+/// After a lookup that found nothing (DNS down, say): not at every check, since each
+/// runs a process, but soon enough that the tunnel follows DNS coming back.
+pub const RESOLVE_AGAIN_WHEN_EMPTY: Duration = Duration::from_secs(5);
+
 /// Upper bound of one TCP check, and of `ssh -G`.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
