@@ -102,6 +102,9 @@ pub fn resolve(ssh: &[String]) -> Result<Target, String> {
 /// The standard output of a short-lived helper (`ssh -G`, `getent`), which must exit
 /// successfully by `deadline`; it is killed when it does not.
 fn run_bounded(command: &mut Command, deadline: Instant) -> Result<String, String> {
+    if Instant::now() >= deadline {
+        return Err("had no time left to run".into());
+    }
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
