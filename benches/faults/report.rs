@@ -975,7 +975,7 @@ ways, so it is exact to about one check period (0.25 s, up to 1.75 s while a for
 While the tool's old server session (faults 1, 2, 5, 6) still lives, it holds the remote port, so the tool has not
 recovered and the bench does not connect there: on this OpenSSH, connections to a stale session's listener keep that
 session alive past its ClientAliveInterval × ClientAliveCountMax (measured: a session whose client was stopped was
-never freed while its port was probed every 250 ms, and freed after 10.7 s when left alone, with 2 s × 2), so
+not freed within 54 s while its port was probed every 250 ms, and freed after 10.7 s when left alone, with 2 s × 2), so
 checking would change what is measured.
 After each trial every unit is stopped (`systemctl --user stop`, 30 s at most), whatever is left in its cgroup or in
 the client namespace with its forward on the command line is counted and killed, and the unit is started again; the
