@@ -139,6 +139,16 @@ impl Wd {
     }
 }
 
+/// A child process killed and reaped when the test ends, also by a panic.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Wd {
     fn drop(&mut self) {
         if let Some(ssh) = self.ssh_pid() {
@@ -424,11 +434,24 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
     let dir = tempfile::tempdir().unwrap();
     let target = TcpTarget::start(Some(BANNER));
     let local_target = TcpTarget::start(Some(BANNER));
-    // A stale session holds the port on every loopback address sshd binds for
-    // "localhost" (127.0.0.1 and, where configured, ::1): squat on both.
-    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = squatter.local_addr().unwrap().port();
-    let squatter6 = std::net::TcpListener::bind(("::1", port)).ok();
+    // The old session: a real ssh whose sshd child holds the remote port.
+    let port = free_port();
+    let old_session = KillOnDrop(
+        Command::new("ssh")
+            .args(sshd.ssh_base_args())
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
+            .arg(format!("{port}:127.0.0.1:{}", target.port))
+            .arg("127.0.0.1")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }),
+        "the old session never listened on {port}"
+    );
     let spec = WdSpec::new(&sshd, dir.path())
         .forward("-R", format!("{port}:127.0.0.1:{}", target.port))
         .forward(
@@ -462,8 +485,7 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
     assert_eq!(wd.state_value("state").as_deref(), Some("connecting"));
     // The old session goes away: the next ask gets the port, and both forwards carry
     // data before the tunnel counts as up.
-    drop(squatter);
-    drop(squatter6);
+    drop(old_session);
     let freed = Instant::now();
     assert!(wd.wait_up(Duration::from_secs(10)), "log:\n{}", wd.log());
     let up_after = freed.elapsed();
