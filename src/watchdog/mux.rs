@@ -270,13 +270,6 @@ impl MuxConn {
         Ok(id)
     }
 
-    /// `MUX_C_ALIVE_CHECK` and its answer: the pid of the ssh that answered.
-    pub fn alive_check(&mut self, deadline: Instant) -> io::Result<u32> {
-        let id = self.request_alive_check()?;
-        let reply = self.recv(deadline)?;
-        alive_reply(&reply, id)
-    }
-
     /// Queues `MUX_C_NEW_STDIO_FWD` to `host:port` as seen from the server; `fd` becomes
     /// the channel's stdin and stdout. The channel lives as long as this connection;
     /// `stdio_fwd_reply` reads ssh's answer.
