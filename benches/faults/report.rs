@@ -220,13 +220,7 @@ impl Report<'_> {
         header(&mut s, "fault", &tools);
         for &f in &self.opts.faults {
             let cells: Vec<String> = tools.iter().map(|&t| self.recovery_text(f, t)).collect();
-            let _ = writeln!(
-                s,
-                "| {} {} | {} |",
-                f.number(),
-                f.title(),
-                cells.join(" | ")
-            );
+            fault_row(&mut s, f, &cells);
         }
         let _ = writeln!(
             s,
@@ -250,13 +244,7 @@ impl Report<'_> {
                     }
                 })
                 .collect();
-            let _ = writeln!(
-                s,
-                "| {} {} | {} |",
-                f.number(),
-                f.title(),
-                cells.join(" | ")
-            );
+            fault_row(&mut s, f, &cells);
         }
 
         let watched: Vec<Fault> = self
@@ -297,13 +285,7 @@ impl Report<'_> {
                         }
                     })
                     .collect();
-                let _ = writeln!(
-                    s,
-                    "| {} {} | {} |",
-                    f.number(),
-                    f.title(),
-                    cells.join(" | ")
-                );
+                fault_row(&mut s, f, &cells);
             }
         }
 
@@ -327,13 +309,7 @@ impl Report<'_> {
                     }
                 })
                 .collect();
-            let _ = writeln!(
-                s,
-                "| {} {} | {} |",
-                f.number(),
-                f.title(),
-                cells.join(" | ")
-            );
+            fault_row(&mut s, f, &cells);
         }
         let stops: Vec<String> = tools
             .iter()
@@ -525,7 +501,9 @@ impl Report<'_> {
                     let mut lags: Vec<f64> = self
                         .trials
                         .iter()
-                        .filter(|r| r.fault == Fault::StaleListener && r.tool == t)
+                        .filter(|r| {
+                            r.fault == Fault::StaleListener && r.tool == t && r.healthy_before
+                        })
                         .filter_map(|r| Some(r.recovery_secs? - r.old_session_secs?))
                         .collect();
                     Some(format!("{} {:.1} s", t.letter(), median(&mut lags)?))
@@ -861,6 +839,17 @@ fn short_title(f: Fault) -> &'static str {
         Fault::StaleListener => "stale -R port",
         Fault::SilentServer => "silent server",
     }
+}
+
+/// One table row: the fault, then a cell per tool.
+fn fault_row(s: &mut String, f: Fault, cells: &[String]) {
+    let _ = writeln!(
+        s,
+        "| {} {} | {} |",
+        f.number(),
+        f.title(),
+        cells.join(" | ")
+    );
 }
 
 fn header(s: &mut String, first: &str, tools: &[Tool]) {
