@@ -54,6 +54,8 @@ fn sshd_accepts_the_throwaway_key_and_restarts_on_the_same_port() {
 
     // Freezing the session process freezes that connection: its client's keepalives go
     // unanswered and the client gives up, while the listener still serves new logins.
+    // Taken before the spawn: the new session may appear before the next line runs.
+    let before = sshd.session_pids();
     let mut watched = Command::new("ssh")
         .args(sshd.ssh_base_args())
         .args([
@@ -68,7 +70,6 @@ fn sshd_accepts_the_throwaway_key_and_restarts_on_the_same_port() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let before = sshd.session_pids();
     let frozen = wait_until(Duration::from_secs(10), || {
         sshd.session_pids().len() == before.len() + 1
             && sshd.session_pids().iter().all(|s| s.session.is_some())
