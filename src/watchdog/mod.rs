@@ -103,9 +103,12 @@ enum Event {
 
 impl Signals {
     fn install() -> Result<Signals, String> {
-        let (read, write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-                .map_err(|e| format!("pipe: {e}"))?;
+        // pipe() and then fcntl rather than pipe2, which Apple lacks: the window between
+        // the two is harmless here, as no other thread could fork in it.
+        let (read, write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        for end in [&read, &write] {
+            process::set_cloexec_nonblocking(end).map_err(|e| format!("pipe: {e}"))?;
+        }
         use std::os::fd::AsRawFd;
         SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
         let action = SigAction::new(

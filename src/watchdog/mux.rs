@@ -129,12 +129,10 @@ impl Reader<'_> {
 /// A non-blocking connect: a frozen ssh whose listen backlog is full answers
 /// `WouldBlock` here instead of hanging the watchdog.
 fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    // Flags by fcntl, not SOCK_NONBLOCK | SOCK_CLOEXEC, which Apple lacks; the watchdog
+    // has one thread, so nothing can fork between socket() and fcntl.
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None)?;
+    super::process::set_cloexec_nonblocking(&fd)?;
     connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
     Ok(UnixStream::from(fd))
 }

@@ -1,8 +1,8 @@
 //! sd_notify sender over a plain `UnixDatagram`: `NOTIFY_SOCKET` as a path (`/run/…`)
 //! or an abstract socket (`@name`), which the sd-notify 0.5 crate cannot reach.
 //! Without `NOTIFY_SOCKET` every call is a no-op: the exit code is then the signal.
+//! Abstract sockets exist only on Linux; elsewhere an `@` value is refused with a reason.
 
-use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
@@ -16,10 +16,9 @@ impl Notifier {
         let Some(value) = value.filter(|v| !v.is_empty()) else {
             return Ok(Notifier { target: None });
         };
-        let addr = if let Some(name) = value.strip_prefix('@') {
-            SocketAddr::from_abstract_name(name.as_bytes())
-        } else {
-            SocketAddr::from_pathname(value)
+        let addr = match value.strip_prefix('@') {
+            Some(name) => abstract_address(name),
+            None => SocketAddr::from_pathname(value),
         }
         .map_err(|e| format!("NOTIFY_SOCKET={value}: {e}"))?;
         let socket = UnixDatagram::unbound().map_err(|e| format!("notify socket: {e}"))?;
@@ -50,6 +49,22 @@ impl Notifier {
     }
 }
 
+#[cfg(target_os = "linux")]
+fn abstract_address(name: &str) -> std::io::Result<SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+/// Only Linux has abstract unix sockets; a `@` name elsewhere is a misconfiguration
+/// (an init system that sets one runs on Linux).
+#[cfg(not(target_os = "linux"))]
+fn abstract_address(_name: &str) -> std::io::Result<SocketAddr> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "an abstract socket (leading `@`) exists only on Linux; set NOTIFY_SOCKET to a socket path",
+    ))
+}
+
 /// `WATCHDOG_USEC` for us, honouring `WATCHDOG_PID` (set for another process: ignore).
 pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>) -> Option<Duration> {
     if let Some(pid) = pid.filter(|p| !p.is_empty())
@@ -74,8 +89,10 @@ pub fn effective_interval(configured: Duration, watchdog: Option<Duration>) -> D
 mod tests {
     use super::*;
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn sends_to_path_and_abstract_sockets() {
+        use std::os::linux::net::SocketAddrExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n");
         let receiver = UnixDatagram::bind(&path).unwrap();

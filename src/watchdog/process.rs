@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -271,6 +271,12 @@ impl SshChild {
 fn set_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
     fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(|_| ())
+}
+
+/// Close-on-exec and non-blocking, the portable way (no `pipe2`, no `SOCK_CLOEXEC`).
+pub fn set_cloexec_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
+    fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    set_nonblocking(fd)
 }
 
 /// Whether `pid` is stopped (SIGSTOP/SIGTSTP): state `T` in /proc/PID/stat.
