@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod model;
+pub mod procinfo;
 pub mod state;
 pub mod watchdog;
 

@@ -95,23 +95,10 @@ pub fn read_row(name: &str, target: Option<Target>, dirs: &[PathBuf]) -> Row {
     row
 }
 
-/// A live process named tunnel-watchdog (comm is cut at 15 bytes: exactly that name), not a zombie.
+/// A live process named tunnel-watchdog (the kernel's short name, 15 bytes on Linux:
+/// exactly that name), not a zombie (exited, not yet reaped: gone, though its pid is taken).
 pub fn watchdog_alive(pid: u32) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    let named = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|comm| comm.trim_end() == "tunnel-watchdog")
-        .unwrap_or(false);
-    // A zombie (exited, not yet reaped by its parent) still has a comm, but is gone.
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next().map(|s| s == "Z"))
-        })
-        .unwrap_or(true);
-    named && !zombie
+    crate::procinfo::is_alive_named(pid, "tunnel-watchdog")
 }
 
 /// `systemctl [--user] show -p …` for the unit, or None when there is no systemd to ask.

@@ -336,12 +336,8 @@ fn kill_leftover_ssh(state: &State, ctl: &Path) {
     if state.ssh_pid == 0 {
         return;
     }
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", state.ssh_pid)).unwrap_or_default();
     let needle = format!("ControlPath={}", ctl.display());
-    if String::from_utf8_lossy(&cmdline)
-        .split('\0')
-        .any(|a| a == needle)
-    {
+    if crate::procinfo::argv(state.ssh_pid).is_some_and(|argv| argv.contains(&needle)) {
         log::warn(&format!(
             "killing ssh {} left over by an earlier watchdog",
             state.ssh_pid

@@ -243,7 +243,7 @@ impl SshChild {
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
         let group = Pid::from_raw(self.pid as i32);
         // A stopped ssh cannot act on SIGTERM: waiting the grace would only delay.
-        if self.try_exit().is_none() && !is_stopped(self.pid) {
+        if self.try_exit().is_none() && !crate::procinfo::is_stopped(self.pid) {
             // Repeated: a SIGTERM that lands just before ssh goes to sleep in poll() is
             // lost until its next wake-up (seen here: still in poll, 297 s timeout, 2 s
             // after the signal, with a frozen server sending nothing to wake it).
@@ -277,17 +277,6 @@ fn set_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
 pub fn set_cloexec_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
     fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     set_nonblocking(fd)
-}
-
-/// Whether `pid` is stopped (SIGSTOP/SIGTSTP): state `T` in /proc/PID/stat.
-fn is_stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .and_then(|i| s[i + 1..].trim_start().chars().next())
-        })
-        .is_some_and(|c| c == 'T' || c == 't')
 }
 
 impl Drop for SshChild {

@@ -1,0 +1,54 @@
+//! `/proc/PID/stat` and `/proc/PID/cmdline`.
+
+use super::{ProcInfo, RunState};
+
+pub fn inspect(pid: i32) -> Option<ProcInfo> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `PID (COMM) STATE ...`; COMM may itself hold `)` and spaces, so the last `)` ends it.
+fn parse_stat(stat: &str) -> Option<ProcInfo> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    let state = match stat[close + 1..].trim_start().chars().next()? {
+        'T' | 't' => RunState::Stopped,
+        // X (dead) is only ever seen in the instant before the pid disappears.
+        'Z' | 'X' => RunState::Zombie,
+        _ => RunState::Active,
+    };
+    Some(ProcInfo { name, state })
+}
+
+/// `/proc/PID/cmdline`: the arguments, each NUL-terminated. Empty for a zombie (and a
+/// kernel thread), which has no argv.
+pub fn argv(pid: i32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    if raw.is_empty() {
+        return None;
+    }
+    let raw = raw.strip_suffix(b"\0").unwrap_or(&raw);
+    Some(
+        raw.split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stat_lines() {
+        let p = parse_stat("42 (tunnel-watchdog) S 1 42 42 0 -1").unwrap();
+        assert_eq!(p.name, "tunnel-watchdog");
+        assert_eq!(p.state, RunState::Active);
+        let odd = parse_stat("7 (a) b (c) T 1 2").unwrap();
+        assert_eq!((odd.name.as_str(), odd.state), ("a) b (c", RunState::Stopped));
+        assert_eq!(parse_stat("8 (ssh) Z 1").unwrap().state, RunState::Zombie);
+        assert_eq!(parse_stat("8 (ssh) t 1").unwrap().state, RunState::Stopped);
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("9 (ssh)"), None);
+    }
+}
