@@ -8,9 +8,12 @@
 use std::time::Duration;
 
 use crate::model::{Endpoint, Forward, Tunnel};
+use crate::ssh_path::path_option;
 
 /// Paths that replace the tunnel's own in the argv, e.g. the systemd system unit
-/// passes `%d/identity` (its credentials directory). Passed to ssh verbatim.
+/// passes its credentials directory (`escape::CREDENTIALS_DIR`, which holds no `%`).
+/// Like the tunnel's own paths, they reach ssh quoted and with `%` escaped
+/// (`crate::ssh_path`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PathOverrides {
     pub identity: Option<String>,
@@ -65,15 +68,22 @@ pub fn ssh_argv(tunnel: &Tunnel, overrides: &PathOverrides) -> Vec<String> {
     if let Some(path) = known_hosts
         && !user_known_hosts
     {
-        option(&mut argv, format!("UserKnownHostsFile={path}"));
+        option(&mut argv, path_option("UserKnownHostsFile", &path));
     }
     let identity = overrides
         .identity
         .clone()
         .or_else(|| tunnel.identity.as_ref().map(|p| p.display().to_string()));
     if let Some(path) = identity {
-        argv.push("-i".into());
-        argv.push(path);
+        // `-i` takes its word whole, but checks that the file exists before expanding
+        // `%` tokens: with `%%` the check fails and the key is dropped, with `%` the
+        // expansion fails. A path with `%` goes as IdentityFile, which only expands.
+        if path.contains('%') {
+            option(&mut argv, path_option("IdentityFile", &path));
+        } else {
+            argv.push("-i".into());
+            argv.push(path);
+        }
         option(&mut argv, "IdentitiesOnly=yes".into());
     }
     if let Some(port) = tunnel.port {
@@ -208,13 +218,35 @@ mod tests {
              -o ConnectTimeout=15 -o StrictHostKeyChecking=yes -i /k -o IdentitiesOnly=yes -p 2222 -l alice \
              -o Compression=yes -D 127.0.0.1:1080 -- h.example"
         );
+        let creds = crate::escape::CREDENTIALS_DIR;
         let over = PathOverrides {
-            identity: Some("%d/identity".into()),
-            known_hosts: Some("%d/known_hosts".into()),
+            identity: Some(format!("{creds}/identity")),
+            known_hosts: Some(format!("{creds}/known_hosts")),
         };
         let argv = ssh_argv(&t, &over);
-        assert!(argv.windows(2).any(|w| w == ["-i", "%d/identity"]));
-        assert!(argv.contains(&"UserKnownHostsFile=%d/known_hosts".to_string()));
+        assert!(
+            argv.windows(2)
+                .any(|w| w == ["-i".to_string(), format!("{creds}/identity")])
+        );
+        assert!(argv.contains(&format!("UserKnownHostsFile={creds}/known_hosts")));
+    }
+
+    #[test]
+    fn paths_with_spaces_and_percent_reach_ssh_exactly() {
+        let mut t = Tunnel::new("a", "h", vec![]);
+        t.identity = Some(PathBuf::from("/keys/backup key"));
+        t.known_hosts = Some(PathBuf::from("/Users/a/Library/Application Support/kh"));
+        let argv = ssh_argv(&t, &PathOverrides::default());
+        assert!(argv.windows(2).any(|w| w == ["-i", "/keys/backup key"]));
+        assert!(argv.contains(
+            &"UserKnownHostsFile=\"/Users/a/Library/Application Support/kh\"".to_string()
+        ));
+        t.identity = Some(PathBuf::from("/keys/100% key"));
+        t.known_hosts = Some(PathBuf::from("/kh/%h"));
+        let argv = ssh_argv(&t, &PathOverrides::default());
+        assert!(!argv.contains(&"-i".to_string()), "{argv:?}");
+        assert!(argv.contains(&"IdentityFile=\"/keys/100%% key\"".to_string()));
+        assert!(argv.contains(&"UserKnownHostsFile=/kh/%%h".to_string()));
     }
 
     #[test]

@@ -336,7 +336,7 @@ fn kill_leftover_ssh(state: &State, ctl: &Path) {
     if state.ssh_pid == 0 {
         return;
     }
-    let needle = format!("ControlPath={}", ctl.display());
+    let needle = process::control_path_option(ctl);
     if crate::procinfo::argv(state.ssh_pid).is_some_and(|argv| argv.contains(&needle)) {
         log::warn(&format!(
             "killing ssh {} left over by an earlier watchdog",

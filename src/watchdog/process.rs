@@ -33,12 +33,18 @@ pub fn ssh_argv(ssh: &[String], control_path: &Path) -> Vec<String> {
         "-o".to_string(),
         "ControlMaster=yes".to_string(),
         "-o".to_string(),
-        format!("ControlPath={}", control_path.display()),
+        control_path_option(control_path),
         "-o".to_string(),
         "ControlPersist=no".to_string(),
     ]);
     argv.extend(ssh[1..].iter().cloned());
     argv
+}
+
+/// `ControlPath=PATH` as ssh reads back exactly PATH (spaces quoted, `%` as `%%`); also
+/// what identifies our ssh in its argv.
+pub fn control_path_option(control_path: &Path) -> String {
+    crate::ssh_path::path_option("ControlPath", &control_path.display().to_string())
 }
 
 /// `STATE_DIR/ctl`, or when that is too long for a unix socket, `BASE/tunnelctl-UID/HASH`
@@ -311,6 +317,11 @@ mod tests {
             ]
         );
         assert_eq!(&argv[7..], ["-N", "host"]);
+        let argv = ssh_argv(&ssh, Path::new("/Users/a/Library/Application Support/t/a%db/ctl"));
+        assert_eq!(
+            argv[4],
+            "ControlPath=\"/Users/a/Library/Application Support/t/a%%db/ctl\""
+        );
     }
 
     #[test]

@@ -1,0 +1,125 @@
+//! Paths handed to ssh so that it opens exactly that file. Pure.
+//!
+//! ssh treats the value of a path option in two ways that can change it:
+//! - `-o Key=VALUE` goes through its config-line parser, which splits at whitespace
+//!   (`-o ControlPath=/a b/ctl` fails: "extra arguments at end of line"; for
+//!   UserKnownHostsFile it silently means two files), ends at a `#` that starts a word,
+//!   and takes `"`, `'` and `\` as quoting. A double-quoted value with `\"` and `\\`
+//!   escaped is read back exactly (OpenSSH 8.7 and later; older ones honour the quotes
+//!   but not the backslashes).
+//! - ControlPath, IdentityFile and UserKnownHostsFile expand `%` tokens after parsing
+//!   (also for `-S` and `-i`): `%%` is a literal `%`. Their `${VAR}` expansion has no
+//!   escape; `tunnelctl check` refuses `${` in those paths instead.
+//!
+//! Checked with `ssh -G` (OpenSSH 9.2): `-o 'ControlPath="/a b/c%%d"'` shows
+//! `controlpath /a b/c%d`.
+
+/// `%` written as `%%`, so ssh's token expansion gives back the path itself.
+pub fn escape_tokens(path: &str) -> String {
+    path.replace('%', "%%")
+}
+
+/// `value` as the value part of `-o Key=value`, quoted only when ssh would otherwise
+/// split or reinterpret it (plain paths stay as they are).
+pub fn option_value(value: &str) -> String {
+    let plain = !value.is_empty()
+        && !value.starts_with('#')
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'));
+    if plain {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// `Key=PATH` for one `-o` argument of a path option that expands `%` tokens
+/// (ControlPath, IdentityFile, UserKnownHostsFile).
+pub fn path_option(key: &str, path: &str) -> String {
+    format!("{key}={}", option_value(&escape_tokens(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_stay_plain() {
+        assert_eq!(
+            path_option("ControlPath", "/run/tunnelctl/x/ctl"),
+            "ControlPath=/run/tunnelctl/x/ctl"
+        );
+        assert_eq!(
+            path_option("UserKnownHostsFile", "/h/.ssh/known$hosts"),
+            "UserKnownHostsFile=/h/.ssh/known$hosts"
+        );
+    }
+
+    #[test]
+    fn spaces_quotes_and_percent_are_disarmed() {
+        assert_eq!(
+            path_option("ControlPath", "/Users/a/Library/Application Support/tunnelctl/a%db/ctl"),
+            "ControlPath=\"/Users/a/Library/Application Support/tunnelctl/a%%db/ctl\""
+        );
+        assert_eq!(path_option("IdentityFile", "/k/100%"), "IdentityFile=/k/100%%");
+        assert_eq!(
+            option_value(r#"/a "b" \c"#),
+            r#""/a \"b\" \\c""#
+        );
+        assert_eq!(option_value("/it's"), "\"/it's\"");
+        assert_eq!(option_value("#x"), "\"#x\"");
+        assert_eq!(option_value("/a#x"), "/a#x");
+        assert_eq!(option_value(""), "\"\"");
+        assert_eq!(option_value("/a\tb"), "\"/a\tb\"");
+    }
+
+    /// What ssh itself makes of our arguments: `ssh -G` prints the parsed ControlPath
+    /// and UserKnownHostsFile after token expansion.
+    #[test]
+    fn ssh_reads_back_the_exact_path() {
+        if !std::path::Path::new("/usr/bin/ssh").exists() {
+            eprintln!("SKIPPED ssh_reads_back_the_exact_path: no /usr/bin/ssh");
+            return;
+        }
+        let paths = [
+            "/tmp/plain/ctl",
+            "/Users/a b/Library/Application Support/tunnelctl/a%db/ctl",
+            "/tmp/100%/%h %d %%/ctl",
+            r#"/tmp/q"uo'te\s/#x/ctl"#,
+        ];
+        for path in paths {
+            let out = std::process::Command::new("/usr/bin/ssh")
+                .args(["-G", "-F", "/dev/null", "-o"])
+                .arg(path_option("ControlPath", path))
+                .arg("-o")
+                .arg(path_option("UserKnownHostsFile", path))
+                .arg("h.example")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{path}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let value = |key: &str| {
+                stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .unwrap_or_else(|| panic!("no {key}in:\n{stdout}"))
+                    .to_string()
+            };
+            assert_eq!(value("controlpath "), path);
+            assert_eq!(value("userknownhostsfile "), path);
+        }
+    }
+}
