@@ -67,14 +67,17 @@ mod tests {
     #[test]
     fn spaces_quotes_and_percent_are_disarmed() {
         assert_eq!(
-            path_option("ControlPath", "/Users/a/Library/Application Support/tunnelctl/a%db/ctl"),
+            path_option(
+                "ControlPath",
+                "/Users/a/Library/Application Support/tunnelctl/a%db/ctl"
+            ),
             "ControlPath=\"/Users/a/Library/Application Support/tunnelctl/a%%db/ctl\""
         );
-        assert_eq!(path_option("IdentityFile", "/k/100%"), "IdentityFile=/k/100%%");
         assert_eq!(
-            option_value(r#"/a "b" \c"#),
-            r#""/a \"b\" \\c""#
+            path_option("IdentityFile", "/k/100%"),
+            "IdentityFile=/k/100%%"
         );
+        assert_eq!(option_value(r#"/a "b" \c"#), r#""/a \"b\" \\c""#);
         assert_eq!(option_value("/it's"), "\"/it's\"");
         assert_eq!(option_value("#x"), "\"#x\"");
         assert_eq!(option_value("/a#x"), "/a#x");

@@ -45,7 +45,10 @@ mod tests {
         assert_eq!(p.name, "tunnel-watchdog");
         assert_eq!(p.state, RunState::Active);
         let odd = parse_stat("7 (a) b (c) T 1 2").unwrap();
-        assert_eq!((odd.name.as_str(), odd.state), ("a) b (c", RunState::Stopped));
+        assert_eq!(
+            (odd.name.as_str(), odd.state),
+            ("a) b (c", RunState::Stopped)
+        );
         assert_eq!(parse_stat("8 (ssh) Z 1").unwrap().state, RunState::Zombie);
         assert_eq!(parse_stat("8 (ssh) t 1").unwrap().state, RunState::Stopped);
         assert_eq!(parse_stat("garbage"), None);

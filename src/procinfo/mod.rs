@@ -132,12 +132,20 @@ mod tests {
             "-N",
             "host",
         ];
-        let bytes = procargs2(6, "/usr/bin/ssh", &args, &["PATH=/usr/bin", "HOME=/Users/a b"]);
+        let bytes = procargs2(
+            6,
+            "/usr/bin/ssh",
+            &args,
+            &["PATH=/usr/bin", "HOME=/Users/a b"],
+        );
         assert_eq!(parse_procargs2(&bytes).unwrap(), args);
         // The exec path ends exactly at an alignment boundary: no padding beyond its NUL.
         let bytes = procargs2(1, "/bin/sshd", &["sshd"], &[]);
         assert_eq!(parse_procargs2(&bytes).unwrap(), ["sshd"]);
-        assert_eq!(parse_procargs2(&procargs2(0, "/x", &[], &["A=1"])), Some(vec![]));
+        assert_eq!(
+            parse_procargs2(&procargs2(0, "/x", &[], &["A=1"])),
+            Some(vec![])
+        );
     }
 
     #[test]

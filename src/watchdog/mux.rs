@@ -131,7 +131,12 @@ impl Reader<'_> {
 fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
     // Flags by fcntl, not SOCK_NONBLOCK | SOCK_CLOEXEC, which Apple lacks; the watchdog
     // has one thread, so nothing can fork between socket() and fcntl.
-    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None)?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )?;
     super::process::set_cloexec_nonblocking(&fd)?;
     connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
     Ok(UnixStream::from(fd))
