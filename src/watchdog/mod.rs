@@ -342,10 +342,7 @@ fn kill_leftover_ssh(state: &State, ctl: &Path) {
             "killing ssh {} left over by an earlier watchdog",
             state.ssh_pid
         ));
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(state.ssh_pid as i32),
-            Signal::SIGKILL,
-        );
+        let _ = process::signal_ssh(state.ssh_pid, Signal::SIGKILL);
     }
 }
 

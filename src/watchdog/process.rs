@@ -1,18 +1,17 @@
-//! The ssh child: its command line (control-socket options added), its own process
-//! group, a clean environment, stderr relogged line by line and classified (read by the
-//! main loop from a non-blocking pipe), and a
-//! teardown that never waits forever (SIGTERM to the group, SIGKILL after a grace).
+//! The ssh child: its command line (control-socket options added), never outliving the
+//! watchdog (`never_outlive_us`), a clean environment, stderr relogged line by line and
+//! classified (read by the main loop from a non-blocking pipe), and a teardown that
+//! never waits forever (SIGTERM, SIGKILL after a grace).
 
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use super::log;
@@ -139,9 +138,7 @@ impl SshChild {
         for key in PRIVATE_ENV {
             command.env_remove(key);
         }
-        // Its own group: SIGTERM/SIGKILL reach ssh and anything it started (ProxyCommand),
-        // and a terminal's Ctrl-C goes to us, who shut ssh down in order.
-        command.process_group(0);
+        never_outlive_us(&mut command);
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
@@ -244,10 +241,9 @@ impl SshChild {
         self.drain_stderr();
     }
 
-    /// SIGTERM to the group, SIGKILL after `grace` (a SIGSTOPped ssh ignores SIGTERM
-    /// until continued, but not SIGKILL), then reap. Never waits longer than `grace` + 2 s.
+    /// SIGTERM to ssh (its group on Linux), SIGKILL after `grace` (a SIGSTOPped ssh
+    /// ignores SIGTERM until continued, but not SIGKILL), then reap. Never waits longer than `grace` + 2 s.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        let group = Pid::from_raw(self.pid as i32);
         // A stopped ssh cannot act on SIGTERM: waiting the grace would only delay.
         if self.try_exit().is_none() && !crate::procinfo::is_stopped(self.pid) {
             // Repeated: a SIGTERM that lands just before ssh goes to sleep in poll() is
@@ -257,14 +253,14 @@ impl SshChild {
             let mut next_term = Instant::now();
             while self.try_exit().is_none() && Instant::now() < deadline {
                 if Instant::now() >= next_term {
-                    let _ = killpg(group, Signal::SIGTERM);
+                    let _ = signal_ssh(self.pid, Signal::SIGTERM);
                     next_term = Instant::now() + SIGTERM_AGAIN;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
         // The leader may be gone while the group (ProxyCommand) is not; KILL the rest too.
-        let _ = killpg(group, Signal::SIGKILL);
+        let _ = signal_ssh(self.pid, Signal::SIGKILL);
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.try_exit().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -283,6 +279,65 @@ fn set_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
 pub fn set_cloexec_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
     fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     set_nonblocking(fd)
+}
+
+/// No ssh outlives its watchdog, even one killed by SIGKILL before it could record ssh's
+/// pid in the state file (a full disk), which the next watchdog would need to find it.
+///
+/// Linux: ssh gets its own process group (SIGTERM/SIGKILL from `terminate` reach ssh and
+/// anything it started, such as a ProxyCommand; a terminal's Ctrl-C goes to us, who shut
+/// ssh down in order), and the kernel SIGKILLs it when we die (`PR_SET_PDEATHSIG`). That
+/// signal follows the death of the forking *thread*; the watchdog has only one, so it
+/// means the process. A watchdog that died between fork and prctl would leave the
+/// request unanswered for good, so the child checks that its parent is still the one
+/// that forked it.
+#[cfg(target_os = "linux")]
+fn never_outlive_us(command: &mut Command) {
+    use nix::libc;
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: runs in the forked child before exec: only async-signal-safe calls
+    // (prctl, getppid), no allocation, no locks.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "the watchdog exited while starting ssh",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// macOS has no parent-death signal. ssh stays in the watchdog's process group, which
+/// launchd made for the job: with `AbandonProcessGroup` false (as rendered) launchd
+/// kills that whole group when the job exits, SIGKILL included. (A watchdog run by hand
+/// and SIGKILLed leaves ssh to the next watchdog's leftover check.)
+#[cfg(not(target_os = "linux"))]
+fn never_outlive_us(_command: &mut Command) {}
+
+/// `signal` to ssh: on Linux to its own process group (ssh and what it started), elsewhere
+/// to ssh alone, as it shares the watchdog's group there (see `never_outlive_us`; ssh
+/// itself ends a ProxyCommand when it exits).
+pub fn signal_ssh(pid: u32, signal: Signal) -> nix::Result<()> {
+    let pid = Pid::from_raw(i32::try_from(pid).map_err(|_| nix::errno::Errno::ESRCH)?);
+    if cfg!(target_os = "linux") {
+        killpg(pid, signal)
+    } else {
+        kill(pid, signal)
+    }
 }
 
 impl Drop for SshChild {
@@ -317,7 +372,10 @@ mod tests {
             ]
         );
         assert_eq!(&argv[7..], ["-N", "host"]);
-        let argv = ssh_argv(&ssh, Path::new("/Users/a/Library/Application Support/t/a%db/ctl"));
+        let argv = ssh_argv(
+            &ssh,
+            Path::new("/Users/a/Library/Application Support/t/a%db/ctl"),
+        );
         assert_eq!(
             argv[4],
             "ControlPath=\"/Users/a/Library/Application Support/t/a%%db/ctl\""
