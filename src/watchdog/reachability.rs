@@ -193,14 +193,139 @@ fn resolve_name(name: &str, port: u16, deadline: Instant) -> Vec<SocketAddr> {
         .unwrap_or_default()
 }
 
-/// Elsewhere (macOS, musl) the libc resolver is dynamic or has no modules to load.
+/// Elsewhere (macOS, musl) the libc resolver is dynamic or has no modules to load, so
+/// getaddrinfo is safe to call; but it ignores any deadline (musl's default is 5 s × 2
+/// attempts per name server) and would hold the single-threaded loop, signals included.
+/// It runs in a forked child instead, killed at the deadline.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn resolve_name(name: &str, port: u16, _deadline: Instant) -> Vec<SocketAddr> {
+fn resolve_name(name: &str, port: u16, deadline: Instant) -> Vec<SocketAddr> {
+    in_child_until(deadline, || getaddrinfo(name, port))
+}
+
+#[cfg_attr(
+    all(target_os = "linux", target_env = "gnu", not(test)),
+    allow(dead_code)
+)]
+fn getaddrinfo(name: &str, port: u16) -> Vec<SocketAddr> {
     use std::net::ToSocketAddrs;
     (name, port)
         .to_socket_addrs()
         .map(|addrs| addrs.collect())
         .unwrap_or_default()
+}
+
+/// Most a lookup child may write back: a few addresses, some bytes each.
+const MAX_ANSWER: usize = 16 * 1024;
+
+/// Runs `lookup` in a forked child, which writes its addresses back over a pipe, one per
+/// line; takes what arrived by `deadline` (nothing when the child is not done by then),
+/// then SIGKILLs and reaps the child: the watchdog waits at most until `deadline`.
+/// A fork without exec is safe here because the watchdog has a single thread (no lock
+/// can be held by another thread at the fork); the child only resolves, writes, exits.
+#[cfg_attr(
+    all(target_os = "linux", target_env = "gnu", not(test)),
+    allow(dead_code)
+)]
+fn in_child_until(deadline: Instant, lookup: impl FnOnce() -> Vec<SocketAddr>) -> Vec<SocketAddr> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{ForkResult, fork};
+    if Instant::now() >= deadline {
+        return Vec::new();
+    }
+    let Ok((read, write)) = nix::unistd::pipe() else {
+        return Vec::new();
+    };
+    // SAFETY: see above; the child calls only the lookup, write(2) and _exit(2).
+    match unsafe { fork() } {
+        Err(_) => Vec::new(),
+        Ok(ForkResult::Child) => {
+            drop(read);
+            lookup_child_setup();
+            let answer: String = lookup().iter().map(|a| format!("{a}\n")).collect();
+            let mut bytes = answer.as_bytes();
+            while !bytes.is_empty() {
+                match nix::unistd::write(&write, bytes) {
+                    Ok(n) if n > 0 => bytes = &bytes[n..],
+                    Err(nix::errno::Errno::EINTR) => {}
+                    _ => break,
+                }
+            }
+            // SAFETY: ends the child at once: no destructors, no atexit handlers, no
+            // flushing of buffers that belong to the parent.
+            unsafe { nix::libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(write);
+            let answer = read_until(&read, deadline);
+            // Exited or not, it is ours to end and reap; a zombie keeps its pid until
+            // waitpid, so the kill cannot reach another process.
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            answer
+                .map(|text| text.lines().filter_map(|l| l.parse().ok()).collect())
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// In the lookup child: default signal handling (the watchdog's handlers write to its
+/// self-pipe, which the child shares), and on Linux death with the watchdog.
+#[cfg_attr(
+    all(target_os = "linux", target_env = "gnu", not(test)),
+    allow(dead_code)
+)]
+fn lookup_child_setup() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGCHLD,
+    ] {
+        // SAFETY: restores the default disposition; no handler code involved.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
+}
+
+/// Everything the child wrote, if it closed the pipe by `deadline`.
+#[cfg_attr(
+    all(target_os = "linux", target_env = "gnu", not(test)),
+    allow(dead_code)
+)]
+fn read_until(read: &std::os::fd::OwnedFd, deadline: Instant) -> Option<String> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Bounded by the deadline and by MAX_ANSWER.
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || answer.len() > MAX_ANSWER {
+            return None;
+        }
+        let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+        match nix::unistd::read(read.as_fd(), &mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&answer).into_owned()),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 /// `ADDRESS STREAM [NAME]` lines of `getent ahosts` (each address also comes with DGRAM
@@ -329,6 +454,29 @@ mod tests {
                 "{local:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_lookup_in_a_child_answers_or_is_cut_off_at_the_deadline() {
+        let soon = || Instant::now() + Duration::from_secs(5);
+        let local = in_child_until(soon(), || getaddrinfo("localhost", 22));
+        assert!(
+            !local.is_empty() && local.iter().all(|a| a.ip().is_loopback() && a.port() == 22),
+            "{local:?}"
+        );
+        let literal: SocketAddr = "[::1]:2222".parse().unwrap();
+        assert_eq!(in_child_until(soon(), || vec![literal]), vec![literal]);
+        assert!(in_child_until(soon(), Vec::new).is_empty());
+        // A resolver that hangs (a black-holed name server) costs the deadline, no more.
+        let started = Instant::now();
+        let hung = in_child_until(Instant::now() + Duration::from_millis(300), || {
+            std::thread::sleep(Duration::from_secs(30));
+            vec![literal]
+        });
+        assert!(hung.is_empty(), "{hung:?}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+        assert!(in_child_until(Instant::now(), || vec![literal]).is_empty());
     }
 
     #[test]
