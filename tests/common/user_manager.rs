@@ -31,8 +31,14 @@ pub struct UserManager {
 impl UserManager {
     /// Starts the manager and waits (bounded) until `is-system-running` says it is up.
     pub fn start() -> UserManager {
+        UserManager::start_with_home_prefix("usermgr")
+    }
+
+    /// [`UserManager::start`] with a HOME whose name starts with `prefix` (a space in it
+    /// puts one into every per-user path, state directories included).
+    pub fn start_with_home_prefix(prefix: &str) -> UserManager {
         let home = tempfile::Builder::new()
-            .prefix("usermgr")
+            .prefix(prefix)
             .tempdir()
             .expect("temp HOME");
         std::fs::create_dir_all(home.path().join(".config/systemd/user")).expect("unit dir");
