@@ -4,9 +4,10 @@
 //! - `-o Key=VALUE` goes through its config-line parser, which splits at whitespace
 //!   (`-o ControlPath=/a b/ctl` fails: "extra arguments at end of line"; for
 //!   UserKnownHostsFile it silently means two files), ends at a `#` that starts a word,
-//!   and takes `"`, `'` and `\` as quoting. A double-quoted value with `\"` and `\\`
-//!   escaped is read back exactly (OpenSSH 8.7 and later; older ones honour the quotes
-//!   but not the backslashes).
+//!   and takes `"`, `'` and `\` as quoting. A double-quoted value, with `"` and any
+//!   backslash that would start an escape (`\\`, `\"`, `\'`) preceded by a backslash,
+//!   is read back exactly (OpenSSH 8.7 and later; older ones honour the quotes but not
+//!   backslash escapes, so backslashes are doubled only where needed).
 //! - ControlPath, IdentityFile and UserKnownHostsFile expand `%` tokens after parsing
 //!   (also for `-S` and `-i`): `%%` is a literal `%`. Their `${VAR}` expansion has no
 //!   escape; `tunnelctl check` refuses `${` in those paths instead.
@@ -20,20 +21,28 @@ pub fn escape_tokens(path: &str) -> String {
 }
 
 /// `value` as the value part of `-o Key=value`, quoted only when ssh would otherwise
-/// split or reinterpret it (plain paths stay as they are).
+/// split or reinterpret it, and with a backslash doubled only where it would start an
+/// escape: plain paths, and systemd's `\xNN` in unit names (credential directories),
+/// stay as they are, which older ssh (no backslash escapes) reads the same way.
 pub fn option_value(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    // ssh's argv_split takes `\'`, `\"`, `\\` (and `\ ` outside quotes) as escapes.
+    let escapes = |i: usize| matches!(chars.get(i + 1), Some('\\' | '"' | '\'') | None);
     let plain = !value.is_empty()
         && !value.starts_with('#')
-        && !value
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'));
+        && !chars
+            .iter()
+            .enumerate()
+            .any(|(i, &c)| c.is_whitespace() || c == '"' || c == '\'' || (c == '\\' && escapes(i)));
     if plain {
         return value.to_string();
     }
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
-    for c in value.chars() {
-        if matches!(c, '"' | '\\') {
+    for (i, &c) in chars.iter().enumerate() {
+        // Inside double quotes: `"` ends the value, and a backslash before `\`, `"`,
+        // `'` or the closing quote would escape it.
+        if c == '"' || (c == '\\' && escapes(i)) {
             out.push('\\');
         }
         out.push(c);
@@ -77,7 +86,14 @@ mod tests {
             path_option("IdentityFile", "/k/100%"),
             "IdentityFile=/k/100%%"
         );
-        assert_eq!(option_value(r#"/a "b" \c"#), r#""/a \"b\" \\c""#);
+        assert_eq!(option_value(r#"/a "b" \c"#), r#""/a \"b\" \c""#);
+        assert_eq!(option_value(r"/a b\"), r#""/a b\\""#);
+        assert_eq!(option_value(r"/a\\b"), r#""/a\\\b""#);
+        // systemd's unit-name escapes in a credentials directory: left alone.
+        assert_eq!(
+            option_value(r"/run/credentials/tunnel-a\x25db.service/known_hosts"),
+            r"/run/credentials/tunnel-a\x25db.service/known_hosts"
+        );
         assert_eq!(option_value("/it's"), "\"/it's\"");
         assert_eq!(option_value("#x"), "\"#x\"");
         assert_eq!(option_value("/a#x"), "/a#x");
@@ -98,6 +114,8 @@ mod tests {
             "/Users/a b/Library/Application Support/tunnelctl/a%db/ctl",
             "/tmp/100%/%h %d %%/ctl",
             r#"/tmp/q"uo'te\s/#x/ctl"#,
+            r"/run/credentials/tunnel-a\x25db.service/known_hosts",
+            r"/tmp/back\\slash\'s end\",
         ];
         for path in paths {
             let out = std::process::Command::new("/usr/bin/ssh")
