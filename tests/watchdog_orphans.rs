@@ -54,7 +54,10 @@ fn sigkilled_watchdog_leaves_no_ssh_even_when_its_state_file_cannot_be_written()
     };
     let echo = EchoServer::start();
     let (lport, rport) = (free_port(), free_port());
-    let tmp = tempfile::Builder::new().prefix("orphans").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("orphans")
+        .tempdir()
+        .unwrap();
     let mnt = tmp.path().join("full");
     std::fs::create_dir(&mnt).unwrap();
     let log = tmp.path().join("watchdog.log");
@@ -129,10 +132,16 @@ fn sigkilled_watchdog_leaves_no_ssh_even_when_its_state_file_cannot_be_written()
     let started = Instant::now();
     for port in [lport, rport] {
         wait_roundtrip(port, Duration::from_secs(20)).unwrap_or_else(|e| {
-            panic!("first watchdog: port {port} carries no data: {e}\n{}", read_log())
+            panic!(
+                "first watchdog: port {port} carries no data: {e}\n{}",
+                read_log()
+            )
         });
     }
-    eprintln!("first watchdog up (-L and -R) after {:?}", started.elapsed());
+    eprintln!(
+        "first watchdog up (-L and -R) after {:?}",
+        started.elapsed()
+    );
     assert!(
         read_log().contains("cannot write the state file"),
         "the state file was written after all:\n{}",
@@ -140,7 +149,9 @@ fn sigkilled_watchdog_leaves_no_ssh_even_when_its_state_file_cannot_be_written()
     );
     let state = std::fs::read_to_string(inside(&state_dir.join("state"))).unwrap_or_default();
     assert!(
-        !state.lines().any(|l| l.starts_with("ssh_pid=") && l != "ssh_pid=0"),
+        !state
+            .lines()
+            .any(|l| l.starts_with("ssh_pid=") && l != "ssh_pid=0"),
         "ssh's pid reached the state file:\n{state}"
     );
     let ssh = processes_with_arg(&needle);
