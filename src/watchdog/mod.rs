@@ -11,22 +11,21 @@ pub mod notify;
 pub mod probe;
 pub mod process;
 pub mod reachability;
+mod signals;
 pub mod ssh_errors;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::signal::Signal;
 
 use crate::duration::format_human;
 use crate::state::{Phase, State};
 use args::{Forward, Options, Parsed};
 use notify::Notifier;
 use process::SshChild;
+use signals::{Event, Signals};
 
 pub const EXIT_STOPPED: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -74,94 +73,6 @@ pub fn main() -> ExitCode {
             eprintln!("tunnel-watchdog: {e}\n(see tunnel-watchdog --help)");
             ExitCode::from(EXIT_USAGE)
         }
-    }
-}
-
-// ---- signals: a self-pipe, so the main loop can sleep in poll and still wake at once.
-
-static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_signal(signal: nix::libc::c_int) {
-    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let byte = signal as u8;
-        // SAFETY: write(2) is async-signal-safe; a full pipe just drops the wake-up.
-        unsafe { nix::libc::write(fd, (&byte as *const u8).cast(), 1) };
-    }
-}
-
-struct Signals {
-    read: OwnedFd,
-    _write: OwnedFd,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Event {
-    Stop,
-    Reconnect,
-}
-
-impl Signals {
-    fn install() -> Result<Signals, String> {
-        let (read, write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-                .map_err(|e| format!("pipe: {e}"))?;
-        use std::os::fd::AsRawFd;
-        SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
-        let action = SigAction::new(
-            SigHandler::Handler(on_signal),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        for signal in [
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-            Signal::SIGUSR1,
-            Signal::SIGCHLD,
-        ] {
-            // SAFETY: the handler only calls write(2).
-            unsafe { sigaction(signal, &action) }
-                .map_err(|e| format!("sigaction {signal}: {e}"))?;
-        }
-        Ok(Signals {
-            read,
-            _write: write,
-        })
-    }
-
-    /// Sleeps up to `timeout`, until a signal, or until `also` (ssh's stderr) is
-    /// readable; returns the most important signal seen.
-    fn wait(&self, timeout: Duration, also: Option<BorrowedFd>) -> Option<Event> {
-        let fd: BorrowedFd = self.read.as_fd();
-        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-        let _ = match also {
-            Some(other) => poll(
-                &mut [
-                    PollFd::new(fd, PollFlags::POLLIN),
-                    PollFd::new(other, PollFlags::POLLIN),
-                ],
-                timeout,
-            ),
-            None => poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout),
-        };
-        let mut event = None;
-        let mut buf = [0u8; 64];
-        while let Ok(n) = nix::unistd::read(fd, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            for &b in &buf[..n] {
-                match Signal::try_from(i32::from(b)) {
-                    Ok(Signal::SIGTERM | Signal::SIGINT) => event = Some(Event::Stop),
-                    Ok(Signal::SIGHUP | Signal::SIGUSR1) if event.is_none() => {
-                        event = Some(Event::Reconnect)
-                    }
-                    _ => {}
-                }
-            }
-        }
-        event
     }
 }
 
