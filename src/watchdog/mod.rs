@@ -213,6 +213,17 @@ impl Watchdog {
         }
     }
 
+    /// A STATUS= line, with WATCHDOG=1 once READY=1 was sent: from then on systemd's
+    /// watchdog (WatchdogSec=) expects pings, and a status update is this process
+    /// doing its job, not a hang. Before READY=1 there is nothing to feed.
+    fn notify_status(&self, status: &str) {
+        if self.ready_sent {
+            self.notify(&["WATCHDOG=1", status]);
+        } else {
+            self.notify(&[status]);
+        }
+    }
+
     fn save(&self) {
         write_state(&self.state_dir, &self.state);
         self.saved_at.set(Instant::now());
@@ -446,7 +457,7 @@ impl Watchdog {
     fn announce_wait(&self, left: Duration, status: &str) {
         if self.ready_sent {
             // Waiting is this process's job, not a hang: keep systemd's watchdog fed.
-            self.notify(&["WATCHDOG=1", status]);
+            self.notify_status(status);
         } else {
             let budget = left + self.connect_budget() + Duration::from_secs(5);
             self.notify(&[
@@ -674,11 +685,7 @@ impl Watchdog {
                     let status = format!(
                         "STATUS=waiting for the server to release a remote port ({refusal})"
                     );
-                    if self.ready_sent {
-                        self.notify(&["WATCHDOG=1", &status]);
-                    } else {
-                        self.notify(&[&status]);
-                    }
+                    self.notify_status(&status);
                 }
             }
             if socket_seen.is_some() && missing.is_empty() && now >= next_round {
@@ -715,7 +722,7 @@ impl Watchdog {
                                 self.state.state = Phase::Up;
                                 log::info("probes pass again");
                             }
-                            self.notify(&["WATCHDOG=1", &status]);
+                            self.notify_status(&status);
                         }
                         if self.state.consecutive_failures > 0
                             && since.elapsed() > self.o.backoff_max
