@@ -11,6 +11,7 @@ pub mod notify;
 pub mod probe;
 pub mod process;
 pub mod reachability;
+mod session;
 mod signals;
 pub mod ssh_errors;
 mod statedir;

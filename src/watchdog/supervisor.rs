@@ -1,6 +1,6 @@
 //! The watchdog across connections: back-off, connect, and what each connection's
 //! outcome means for the next (a held `-R` port, a reconnect, a stop, a failure).
-//! One connection's life is `watch`, below.
+//! One connection's life is a [`Session`].
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use super::args::{self, Forward, Options};
 use super::notify::Notifier;
 use super::process::{self, SshChild};
+use super::session::Session;
 use super::signals::{Event, Signals};
 use super::statedir::write_state;
 use super::{
-    BACKOFF_REFRESH, CONFIRM_PAUSE, EXIT_FAILED, EXIT_PERMANENT, EXIT_STOPPED, KILL_GRACE,
-    PORT_HELD_ASK_EVERY, PORT_HELD_ASKS, backoff, log, mux, probe, reachability, ssh_errors,
+    BACKOFF_REFRESH, EXIT_FAILED, EXIT_PERMANENT, EXIT_STOPPED, KILL_GRACE, PORT_HELD_ASK_EVERY,
+    backoff, log, mux, reachability,
 };
 use crate::duration::format_human;
 use crate::state::{Phase, State};
@@ -50,7 +51,7 @@ pub(super) enum Outcome {
 }
 
 impl Watchdog {
-    fn notify(&self, lines: &[&str]) {
+    pub(super) fn notify(&self, lines: &[&str]) {
         if let Err(e) = self.notifier.send(lines) {
             log::warn(&e);
         }
@@ -59,7 +60,7 @@ impl Watchdog {
     /// A STATUS= line, with WATCHDOG=1 once READY=1 was sent: from then on systemd's
     /// watchdog (WatchdogSec=) expects pings, and a status update is this process
     /// doing its job, not a hang. Before READY=1 there is nothing to feed.
-    fn notify_status(&self, status: &str) {
+    pub(super) fn notify_status(&self, status: &str) {
         if self.ready_sent {
             self.notify(&["WATCHDOG=1", status]);
         } else {
@@ -74,7 +75,7 @@ impl Watchdog {
 
     /// Saves after a passing round unless only the probe time/latency moved and the
     /// file was written recently.
-    fn save_after_probe(&self, before: &State) {
+    pub(super) fn save_after_probe(&self, before: &State) {
         let probe_only = State {
             last_probe_ok: self.state.last_probe_ok,
             last_probe_ms: self.state.last_probe_ms,
@@ -336,7 +337,7 @@ impl Watchdog {
     }
 
     /// One `MUX_C_OPEN_FWD` for a held `-R` forward, bounded by the probe timeout.
-    fn ask_for_forward(&self, forward: &Forward) -> Result<(), String> {
+    pub(super) fn ask_for_forward(&self, forward: &Forward) -> Result<(), String> {
         let Forward::Remote {
             bind,
             port,
@@ -352,7 +353,7 @@ impl Watchdog {
     }
 
     /// How long ssh may take from start to a first good probe round.
-    fn connect_budget(&self) -> Duration {
+    pub(super) fn connect_budget(&self) -> Duration {
         self.interval * self.o.probe_failures + self.o.probe_timeout
     }
 
@@ -397,221 +398,12 @@ impl Watchdog {
             ssh.pid
         ));
         self.notify(&[&format!("STATUS=connecting (attempt {attempt})")]);
-        let (outcome, up_for) = self.watch(&mut ssh, held);
+        let (outcome, up_for) = Session::new(self, &mut ssh, held).run();
         if matches!(outcome, Outcome::Stopped) {
             self.notify(&["STOPPING=1", "STATUS=stopping"]);
         }
         ssh.terminate(KILL_GRACE);
         let _ = std::fs::remove_file(&self.ctl);
         (outcome, up_for)
-    }
-
-    fn watch(&mut self, ssh: &mut SshChild, held: &[Forward]) -> (Outcome, Option<Duration>) {
-        let mut prober = probe::Prober::new(
-            self.ctl.clone(),
-            self.o.forwards.clone(),
-            self.o.probe_timeout,
-        );
-        let spawned = Instant::now();
-        let mut socket_seen: Option<Instant> = None;
-        let mut next_round = spawned;
-        let mut failed_rounds = 0u32;
-        let mut up_since: Option<Instant> = None;
-        let mut last_ok: Option<Instant> = None;
-        // Held -R forwards not granted yet; no probe round runs until they are.
-        let mut missing: Vec<Forward> = held.to_vec();
-        let mut asks = 0u32;
-        let failed = |reason: String, port_held: Option<u16>| Outcome::Failed {
-            reason,
-            permanent: false,
-            no_greeting: false,
-            port_held,
-        };
-        let up_for = |up_since: Option<Instant>, last_ok: Option<Instant>| {
-            Some(last_ok?.saturating_duration_since(up_since?))
-        };
-        // Bounded: every pass sleeps until the next round or a signal, and the rounds
-        // end the loop after probe_failures failures or when ssh exits.
-        loop {
-            ssh.drain_stderr();
-            if let Some(status) = ssh.try_exit() {
-                ssh.settle_stderr(Duration::from_secs(1));
-                let report = &ssh.report;
-                let permanent = report.errors.iter().any(|e| e.is_permanent());
-                let no_greeting =
-                    !report.errors.is_empty() && report.errors.iter().all(|e| e.is_no_greeting());
-                let port_held = report.errors.iter().find_map(|e| match e {
-                    ssh_errors::SshError::RemotePortRefused { port } => Some(*port),
-                    _ => None,
-                });
-                let reason = match report.errors.first() {
-                    Some(e) => e.explain(),
-                    None if !report.last_line.is_empty() => {
-                        format!("ssh exited ({status}): {}", report.last_line)
-                    }
-                    None => format!("ssh exited ({status})"),
-                };
-                let outcome = Outcome::Failed {
-                    reason,
-                    permanent,
-                    no_greeting,
-                    port_held,
-                };
-                return (outcome, up_for(up_since, last_ok));
-            }
-            // A forward that ssh could not set up will never work, even if ssh stays.
-            let forward_error = ssh
-                .report
-                .errors
-                .iter()
-                .find(|e| {
-                    matches!(
-                        e,
-                        ssh_errors::SshError::RemotePortRefused { .. }
-                            | ssh_errors::SshError::LocalPortBusy { .. }
-                    )
-                })
-                .cloned();
-            if let Some(error) = forward_error {
-                let port_held = match error {
-                    ssh_errors::SshError::RemotePortRefused { port } => Some(port),
-                    _ => None,
-                };
-                return (
-                    failed(error.explain(), port_held),
-                    up_for(up_since, last_ok),
-                );
-            }
-            let now = Instant::now();
-            if socket_seen.is_none() {
-                if self.ctl.exists() {
-                    // ssh sends its -R requests as the control socket appears; give the
-                    // server a moment to answer before the first round.
-                    socket_seen = Some(now);
-                    next_round = now + Duration::from_millis(300);
-                } else if now - spawned > self.connect_budget() {
-                    let reason = format!(
-                        "ssh did not connect within {}",
-                        format_human(self.connect_budget())
-                    );
-                    return (failed(reason, None), up_for(up_since, last_ok));
-                } else {
-                    next_round = now + Duration::from_millis(50);
-                }
-            }
-            if socket_seen.is_some() && !missing.is_empty() && now >= next_round {
-                asks += 1;
-                let mut refusal = String::new();
-                missing.retain(|forward| match self.ask_for_forward(forward) {
-                    Ok(()) => {
-                        log::info(&format!(
-                            "the server granted {} at ask {asks}",
-                            forward.describe()
-                        ));
-                        false
-                    }
-                    Err(why) => {
-                        refusal = format!("{}: {why}", forward.describe());
-                        true
-                    }
-                });
-                if missing.is_empty() {
-                    next_round = Instant::now();
-                } else if asks >= PORT_HELD_ASKS {
-                    let reason = format!(
-                        "the server still refuses {refusal} after {asks} asks over {}: another process may hold the port",
-                        format_human(spawned.elapsed())
-                    );
-                    return (failed(reason, None), up_for(up_since, last_ok));
-                } else {
-                    next_round = Instant::now() + PORT_HELD_ASK_EVERY;
-                    let status = format!(
-                        "STATUS=waiting for the server to release a remote port ({refusal})"
-                    );
-                    self.notify_status(&status);
-                }
-            }
-            if socket_seen.is_some() && missing.is_empty() && now >= next_round {
-                let round_start = Instant::now();
-                match prober.round() {
-                    Ok(ok) => {
-                        failed_rounds = 0;
-                        let before = self.state.clone();
-                        if up_since.is_none() {
-                            // First proof for this ssh connection (also after a
-                            // SIGUSR1 reconnect): "up since" starts here.
-                            self.state.connected_since = log::now_secs();
-                        }
-                        let since = *up_since.get_or_insert(round_start);
-                        last_ok = Some(round_start);
-                        self.state.last_probe_ok = log::now_secs();
-                        self.state.last_probe_ms = ok.latency.as_millis() as u64;
-                        let status = format!(
-                            "STATUS=up {}, probe {} ms",
-                            format_human(since.elapsed()),
-                            ok.latency.as_millis()
-                        );
-                        if !self.ready_sent {
-                            self.ready_sent = true;
-                            self.state.state = Phase::Up;
-                            log::info(&format!(
-                                "up: {} forward(s) proven end to end in {} ms",
-                                self.o.forwards.len(),
-                                ok.latency.as_millis()
-                            ));
-                            self.notify(&["READY=1", &status, "WATCHDOG=1"]);
-                        } else {
-                            if self.state.state != Phase::Up {
-                                self.state.state = Phase::Up;
-                                log::info("probes pass again");
-                            }
-                            self.notify_status(&status);
-                        }
-                        if self.state.consecutive_failures > 0
-                            && since.elapsed() > self.o.backoff_max
-                        {
-                            log::info(&format!(
-                                "up longer than {}: back-off reset",
-                                format_human(self.o.backoff_max)
-                            ));
-                            self.state.consecutive_failures = 0;
-                            self.state.last_error.clear();
-                        }
-                        self.save_after_probe(&before);
-                    }
-                    Err(reason) => {
-                        failed_rounds += 1;
-                        log::warn(&format!(
-                            "probe failed ({failed_rounds}/{}): {reason}",
-                            self.o.probe_failures
-                        ));
-                        if failed_rounds >= self.o.probe_failures {
-                            let reason = format!(
-                                "{failed_rounds} probe rounds failed in a row, last: {reason}"
-                            );
-                            return (failed(reason, None), up_for(up_since, last_ok));
-                        }
-                    }
-                }
-                // Only a good round waits the interval; a failed one is confirmed (or
-                // cleared) after a short pause, so detection does not take failures ×
-                // interval (and never takes longer than with the full interval).
-                next_round = if failed_rounds == 0 {
-                    round_start + self.interval
-                } else {
-                    (round_start + self.interval).min(Instant::now() + CONFIRM_PAUSE)
-                };
-            }
-            // No periodic wake-up: ssh's exit arrives as SIGCHLD on the self-pipe and its
-            // messages on the stderr pipe, both in this poll (one wake-up per round).
-            let sleep = next_round.saturating_duration_since(Instant::now());
-            match self.signals.wait(sleep, ssh.stderr_fd()) {
-                Some(Event::Stop) => return (Outcome::Stopped, up_for(up_since, last_ok)),
-                Some(Event::Reconnect) => {
-                    return (Outcome::Reconnect, up_for(up_since, last_ok));
-                }
-                None => {}
-            }
-        }
     }
 }
