@@ -2,6 +2,12 @@
 //!
 //! One process, one thread, no async runtime: the main loop sleeps in `poll` on a
 //! signal self-pipe and ssh's stderr pipe between probe rounds.
+//!
+//! Here: `main` and `run` (options, state dir, control path, notifier, signals, the
+//! leftover ssh of a killed watchdog). Then `supervisor.rs`: back-off, connect, and
+//! what a connection's outcome means; `session.rs`: one connection as states × events
+//! (new event sources go there); `signals.rs`: the self-pipe; `statedir.rs`: where the
+//! state file lives, and reading and writing it.
 
 pub mod args;
 pub mod backoff;

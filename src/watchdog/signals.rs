@@ -23,8 +23,9 @@ pub(super) struct Signals {
     _write: OwnedFd,
 }
 
+/// What a signal asks the watchdog to do.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Event {
+pub(super) enum Request {
     Stop,
     Reconnect,
 }
@@ -60,8 +61,8 @@ impl Signals {
 
     /// Sleeps up to `timeout`, until a signal, or until `also` (ssh's stderr) is
     /// readable; returns the most important signal seen.
-    pub(super) fn wait(&self, timeout: Duration, also: Option<BorrowedFd>) -> Option<Event> {
-        let fd: BorrowedFd = self.read.as_fd();
+    pub(super) fn wait(&self, timeout: Duration, also: Option<BorrowedFd>) -> Option<Request> {
+        let fd = self.read.as_fd();
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let _ = match also {
             Some(other) => poll(
@@ -73,7 +74,13 @@ impl Signals {
             ),
             None => poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout),
         };
-        let mut event = None;
+        self.take()
+    }
+
+    /// The most important signal since the last look, without waiting.
+    pub(super) fn take(&self) -> Option<Request> {
+        let fd = self.read.as_fd();
+        let mut request = None;
         let mut buf = [0u8; 64];
         while let Ok(n) = nix::unistd::read(fd, &mut buf) {
             if n == 0 {
@@ -81,14 +88,14 @@ impl Signals {
             }
             for &b in &buf[..n] {
                 match Signal::try_from(i32::from(b)) {
-                    Ok(Signal::SIGTERM | Signal::SIGINT) => event = Some(Event::Stop),
-                    Ok(Signal::SIGHUP | Signal::SIGUSR1) if event.is_none() => {
-                        event = Some(Event::Reconnect)
+                    Ok(Signal::SIGTERM | Signal::SIGINT) => request = Some(Request::Stop),
+                    Ok(Signal::SIGHUP | Signal::SIGUSR1) if request.is_none() => {
+                        request = Some(Request::Reconnect)
                     }
                     _ => {}
                 }
             }
         }
-        event
+        request
     }
 }

@@ -9,7 +9,7 @@ use super::args::{self, Forward, Options};
 use super::notify::Notifier;
 use super::process::{self, SshChild};
 use super::session::Session;
-use super::signals::{Event, Signals};
+use super::signals::{Request, Signals};
 use super::statedir::write_state;
 use super::{
     BACKOFF_REFRESH, EXIT_FAILED, EXIT_PERMANENT, EXIT_STOPPED, KILL_GRACE, PORT_HELD_ASK_EVERY,
@@ -245,11 +245,11 @@ impl Watchdog {
                 sleep = sleep.min(next_check.saturating_duration_since(Instant::now()));
             }
             match self.signals.wait(sleep, None) {
-                Some(Event::Stop) => {
+                Some(Request::Stop) => {
                     self.notify(&["STOPPING=1"]);
                     return Some(self.stopped());
                 }
-                Some(Event::Reconnect) => {
+                Some(Request::Reconnect) => {
                     log::info(&format!(
                         "back-off cut short with {} left (SIGHUP/SIGUSR1): reconnecting now",
                         format_human(left)
