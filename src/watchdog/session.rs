@@ -1,0 +1,383 @@
+//! One ssh connection, from spawn to its outcome, as states × events (after
+//! s6-supervise): a [`Session`] holds what lives as long as the connection,
+//! [`Session::next_event`] sleeps until something happens, and [`Session::handle`]
+//! gives each [`Event`] to its one method, which goes on or ends the session with an
+//! [`Outcome`] for the supervisor (back-off, reconnect, stop).
+//!
+//! The state ([`Stage`]) follows from the fields: no control socket yet
+//! (`socket_seen`), held `-R` forwards not granted yet (`missing`), or probing.
+//!
+//! | event                   | WaitingForSocket       | AskingForHeldPorts       | Probing                  |
+//! |-------------------------|------------------------|--------------------------|--------------------------|
+//! | `Signal`                | end: stop or reconnect | same                     | same                     |
+//! | `SshExited`             | end: failed (stderr)   | same                     | same                     |
+//! | `SshStderr`             | end: failed (forward)  | same                     | same                     |
+//! | `ControlSocketAppeared` | next step in 300 ms    |                          |                          |
+//! | `ConnectTimedOut`       | end: failed            |                          |                          |
+//! | `HeldPortAskDue`        |                        | ask; all granted: probe  |                          |
+//! | `ProbeRoundDue`         |                        |                          | round: READY/WATCHDOG=1  |
+//!
+//! An ask ends the session after `PORT_HELD_ASKS` of them, a round after
+//! `probe_failures` failed rounds in a row.
+//!
+//! Events are looked for in the table's order, so a stop request wins over an ssh that
+//! died with it (systemd signals the whole cgroup), and ssh's exit over what it said.
+
+use std::ops::ControlFlow::{self, Break, Continue};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use super::args::Forward;
+use super::process::SshChild;
+use super::signals::Request;
+use super::ssh_errors::SshError;
+use super::supervisor::{Outcome, Watchdog};
+use super::{CONFIRM_PAUSE, PORT_HELD_ASK_EVERY, PORT_HELD_ASKS, log, probe};
+use crate::duration::format_human;
+use crate::state::Phase;
+
+/// ssh creates its control socket without telling anyone: look this often.
+const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// ssh sends its `-R` requests as the control socket appears; the server gets this
+/// long to answer them before the first ask or probe round.
+const FIRST_STEP_AFTER_SOCKET: Duration = Duration::from_millis(300);
+
+/// What can happen to a session, in the order [`Session::next_event`] looks for it.
+#[derive(Debug)]
+pub(super) enum Event {
+    /// SIGTERM/SIGINT (stop) or SIGHUP/SIGUSR1 (reconnect now).
+    Signal(Request),
+    /// ssh exited; its stderr says why.
+    SshExited(ExitStatus),
+    /// ssh said on stderr that a forward could not be set up: it will never work,
+    /// even if ssh stays. (Its other lines only feed the report `SshExited` reads.)
+    SshStderr(SshError),
+    /// ssh's control socket is there: it is logged in and took its forwards.
+    ControlSocketAppeared,
+    /// No control socket within the connect budget.
+    ConnectTimedOut,
+    /// Time to ask the server again for the held `-R` forwards.
+    HeldPortAskDue,
+    /// Time for a probe round.
+    ProbeRoundDue,
+    // Extension point: the next event sources (network changes from rtnetlink or
+    // PF_ROUTE, a clock gap after a suspend) each add a variant here, a check in
+    // `pending_event` (or, for a file descriptor, a place in `next_event`'s poll beside
+    // ssh's stderr), and one arm in `handle` with its method below. A per-forward
+    // degraded state is one more `Stage` (or a field the probe handlers keep), with
+    // its row in the table above; not a second loop.
+}
+
+/// The session's state, derived from its fields.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stage {
+    /// ssh runs; its control socket is not there yet.
+    WaitingForSocket,
+    /// The control socket is there; some held `-R` forwards are not granted yet, and
+    /// no probe round runs until they are.
+    AskingForHeldPorts,
+    /// Every forward is in place: probe rounds.
+    Probing,
+}
+
+pub(super) struct Session<'a> {
+    w: &'a mut Watchdog,
+    ssh: &'a mut SshChild,
+    prober: probe::Prober,
+    spawned: Instant,
+    socket_seen: Option<Instant>,
+    /// When the stage's next step is due: the next ask for held ports, or the next
+    /// probe round.
+    next_step: Instant,
+    /// Probe rounds failed in a row.
+    failed_rounds: u32,
+    /// The first and the last good round of this connection.
+    up_since: Option<Instant>,
+    last_ok: Option<Instant>,
+    /// Held `-R` forwards not granted yet.
+    missing: Vec<Forward>,
+    /// Asks for the held forwards so far.
+    asks: u32,
+}
+
+impl<'a> Session<'a> {
+    pub(super) fn new(w: &'a mut Watchdog, ssh: &'a mut SshChild, held: &[Forward]) -> Self {
+        let prober = probe::Prober::new(w.ctl.clone(), w.o.forwards.clone(), w.o.probe_timeout);
+        let spawned = Instant::now();
+        Session {
+            w,
+            ssh,
+            prober,
+            spawned,
+            socket_seen: None,
+            next_step: spawned,
+            failed_rounds: 0,
+            up_since: None,
+            last_ok: None,
+            missing: held.to_vec(),
+            asks: 0,
+        }
+    }
+
+    /// Runs the session to its end. Also returns how long the connection was up: first
+    /// to last good round.
+    pub(super) fn run(&mut self) -> (Outcome, Option<Duration>) {
+        // Bounded: next_event sleeps until a step is due, and the steps end the session
+        // after the connect budget, PORT_HELD_ASKS asks or probe_failures failed rounds,
+        // or when ssh exits.
+        loop {
+            let event = self.next_event();
+            if let Break(outcome) = self.handle(event) {
+                return (outcome, self.up_for());
+            }
+        }
+    }
+
+    /// The dispatch: one method per event.
+    fn handle(&mut self, event: Event) -> ControlFlow<Outcome> {
+        match event {
+            Event::Signal(request) => self.on_signal(request),
+            Event::SshExited(status) => self.on_ssh_exited(status),
+            Event::SshStderr(error) => self.on_ssh_stderr(error),
+            Event::ControlSocketAppeared => self.on_control_socket(),
+            Event::ConnectTimedOut => self.on_connect_timed_out(),
+            Event::HeldPortAskDue => self.on_held_port_ask_due(),
+            Event::ProbeRoundDue => self.on_probe_round_due(),
+        }
+    }
+
+    fn up_for(&self) -> Option<Duration> {
+        Some(self.last_ok?.saturating_duration_since(self.up_since?))
+    }
+
+    fn stage(&self) -> Stage {
+        match (self.socket_seen, self.missing.is_empty()) {
+            (None, _) => Stage::WaitingForSocket,
+            (Some(_), false) => Stage::AskingForHeldPorts,
+            (Some(_), true) => Stage::Probing,
+        }
+    }
+
+    /// Sleeps until an event; signals first. No periodic wake-up while a step is not
+    /// due: ssh's exit arrives as SIGCHLD on the self-pipe and its messages on the
+    /// stderr pipe, both in this poll (one wake-up per probe round).
+    fn next_event(&mut self) -> Event {
+        let mut request = self.w.signals.take();
+        // Bounded: each pass returns an event or sleeps until the stage's next step
+        // (at most SOCKET_LOOK_EVERY before the socket is there), a signal or ssh output.
+        loop {
+            if let Some(request) = request {
+                return Event::Signal(request);
+            }
+            if let Some(event) = self.pending_event() {
+                return event;
+            }
+            let wake = match self.stage() {
+                Stage::WaitingForSocket => Instant::now() + SOCKET_LOOK_EVERY,
+                Stage::AskingForHeldPorts | Stage::Probing => self.next_step,
+            };
+            let sleep = wake.saturating_duration_since(Instant::now());
+            request = self.w.signals.wait(sleep, self.ssh.stderr_fd());
+        }
+    }
+
+    /// The first event after `Signal` in the table's order that has already happened.
+    fn pending_event(&mut self) -> Option<Event> {
+        self.ssh.drain_stderr();
+        if let Some(status) = self.ssh.try_exit() {
+            return Some(Event::SshExited(status));
+        }
+        if let Some(error) = self.ssh.report.errors.iter().find(|e| {
+            matches!(
+                e,
+                SshError::RemotePortRefused { .. } | SshError::LocalPortBusy { .. }
+            )
+        }) {
+            return Some(Event::SshStderr(error.clone()));
+        }
+        let now = Instant::now();
+        match self.stage() {
+            Stage::WaitingForSocket if self.w.ctl.exists() => Some(Event::ControlSocketAppeared),
+            Stage::WaitingForSocket if now - self.spawned > self.w.connect_budget() => {
+                Some(Event::ConnectTimedOut)
+            }
+            Stage::AskingForHeldPorts if now >= self.next_step => Some(Event::HeldPortAskDue),
+            Stage::Probing if now >= self.next_step => Some(Event::ProbeRoundDue),
+            Stage::WaitingForSocket | Stage::AskingForHeldPorts | Stage::Probing => None,
+        }
+    }
+
+    fn on_signal(&mut self, request: Request) -> ControlFlow<Outcome> {
+        Break(match request {
+            Request::Stop => Outcome::Stopped,
+            Request::Reconnect => Outcome::Reconnect,
+        })
+    }
+
+    fn on_ssh_exited(&mut self, status: ExitStatus) -> ControlFlow<Outcome> {
+        self.ssh.settle_stderr(Duration::from_secs(1));
+        let report = &self.ssh.report;
+        let permanent = report.errors.iter().any(|e| e.is_permanent());
+        let no_greeting =
+            !report.errors.is_empty() && report.errors.iter().all(|e| e.is_no_greeting());
+        let port_held = report.errors.iter().find_map(|e| match e {
+            SshError::RemotePortRefused { port } => Some(*port),
+            _ => None,
+        });
+        let reason = match report.errors.first() {
+            Some(e) => e.explain(),
+            None if !report.last_line.is_empty() => {
+                format!("ssh exited ({status}): {}", report.last_line)
+            }
+            None => format!("ssh exited ({status})"),
+        };
+        Break(Outcome::Failed {
+            reason,
+            permanent,
+            no_greeting,
+            port_held,
+        })
+    }
+
+    fn on_ssh_stderr(&mut self, error: SshError) -> ControlFlow<Outcome> {
+        let port_held = match error {
+            SshError::RemotePortRefused { port } => Some(port),
+            _ => None,
+        };
+        Break(failed(error.explain(), port_held))
+    }
+
+    fn on_control_socket(&mut self) -> ControlFlow<Outcome> {
+        let now = Instant::now();
+        self.socket_seen = Some(now);
+        self.next_step = now + FIRST_STEP_AFTER_SOCKET;
+        Continue(())
+    }
+
+    fn on_connect_timed_out(&mut self) -> ControlFlow<Outcome> {
+        let budget = format_human(self.w.connect_budget());
+        Break(failed(format!("ssh did not connect within {budget}"), None))
+    }
+
+    /// One ask for each held forward not granted yet, through the control socket.
+    fn on_held_port_ask_due(&mut self) -> ControlFlow<Outcome> {
+        self.asks += 1;
+        let asks = self.asks;
+        let mut refusal = String::new();
+        self.missing
+            .retain(|forward| match self.w.ask_for_forward(forward) {
+                Ok(()) => {
+                    log::info(&format!(
+                        "the server granted {} at ask {asks}",
+                        forward.describe()
+                    ));
+                    false
+                }
+                Err(why) => {
+                    refusal = format!("{}: {why}", forward.describe());
+                    true
+                }
+            });
+        if self.missing.is_empty() {
+            self.next_step = Instant::now();
+        } else if asks >= PORT_HELD_ASKS {
+            let reason = format!(
+                "the server still refuses {refusal} after {asks} asks over {}: another process may hold the port",
+                format_human(self.spawned.elapsed())
+            );
+            return Break(failed(reason, None));
+        } else {
+            self.next_step = Instant::now() + PORT_HELD_ASK_EVERY;
+            self.w.notify_status(&format!(
+                "STATUS=waiting for the server to release a remote port ({refusal})"
+            ));
+        }
+        Continue(())
+    }
+
+    fn on_probe_round_due(&mut self) -> ControlFlow<Outcome> {
+        let round_start = Instant::now();
+        match self.prober.round() {
+            Ok(ok) => self.on_round_passed(round_start, ok),
+            Err(reason) => {
+                self.failed_rounds += 1;
+                let failed_rounds = self.failed_rounds;
+                log::warn(&format!(
+                    "probe failed ({failed_rounds}/{}): {reason}",
+                    self.w.o.probe_failures
+                ));
+                if failed_rounds >= self.w.o.probe_failures {
+                    let reason =
+                        format!("{failed_rounds} probe rounds failed in a row, last: {reason}");
+                    return Break(failed(reason, None));
+                }
+            }
+        }
+        // Only a good round waits the interval; a failed one is confirmed (or cleared)
+        // after a short pause, so detection does not take failures × interval (and
+        // never takes longer than with the full interval).
+        self.next_step = if self.failed_rounds == 0 {
+            round_start + self.w.interval
+        } else {
+            (round_start + self.w.interval).min(Instant::now() + CONFIRM_PAUSE)
+        };
+        Continue(())
+    }
+
+    /// A good round: READY=1 the first time, else WATCHDOG=1; the state file; the
+    /// back-off reset once the tunnel has been up longer than `backoff_max`.
+    fn on_round_passed(&mut self, round_start: Instant, ok: probe::RoundOk) {
+        let w = &mut *self.w;
+        self.failed_rounds = 0;
+        let before = w.state.clone();
+        if self.up_since.is_none() {
+            // First proof for this ssh connection (also after a SIGUSR1 reconnect):
+            // "up since" starts here.
+            w.state.connected_since = log::now_secs();
+        }
+        let since = *self.up_since.get_or_insert(round_start);
+        self.last_ok = Some(round_start);
+        w.state.last_probe_ok = log::now_secs();
+        w.state.last_probe_ms = ok.latency.as_millis() as u64;
+        let status = format!(
+            "STATUS=up {}, probe {} ms",
+            format_human(since.elapsed()),
+            ok.latency.as_millis()
+        );
+        if !w.ready_sent {
+            w.ready_sent = true;
+            w.state.state = Phase::Up;
+            log::info(&format!(
+                "up: {} forward(s) proven end to end in {} ms",
+                w.o.forwards.len(),
+                ok.latency.as_millis()
+            ));
+            w.notify(&["READY=1", &status, "WATCHDOG=1"]);
+        } else {
+            if w.state.state != Phase::Up {
+                w.state.state = Phase::Up;
+                log::info("probes pass again");
+            }
+            w.notify_status(&status);
+        }
+        if w.state.consecutive_failures > 0 && since.elapsed() > w.o.backoff_max {
+            log::info(&format!(
+                "up longer than {}: back-off reset",
+                format_human(w.o.backoff_max)
+            ));
+            w.state.consecutive_failures = 0;
+            w.state.last_error.clear();
+        }
+        w.save_after_probe(&before);
+    }
+}
+
+fn failed(reason: String, port_held: Option<u16>) -> Outcome {
+    Outcome::Failed {
+        reason,
+        permanent: false,
+        no_greeting: false,
+        port_held,
+    }
+}

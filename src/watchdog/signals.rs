@@ -1,0 +1,104 @@
+//! Signals: a self-pipe, so the main loop can sleep in poll and still wake at once.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(signal: nix::libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = signal as u8;
+        // SAFETY: write(2) is async-signal-safe; a full pipe just drops the wake-up.
+        unsafe { nix::libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+}
+
+pub(super) struct Signals {
+    read: OwnedFd,
+    _write: OwnedFd,
+}
+
+/// What a signal asks the watchdog to do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Request {
+    Stop,
+    Reconnect,
+}
+
+impl Signals {
+    pub(super) fn install() -> Result<Signals, String> {
+        // pipe() and then fcntl rather than pipe2, which Apple lacks: the window between
+        // the two is harmless here, as no other thread could fork in it.
+        let (read, write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        for end in [&read, &write] {
+            super::process::set_cloexec_nonblocking(end).map_err(|e| format!("pipe: {e}"))?;
+        }
+        use std::os::fd::AsRawFd;
+        SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for signal in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGUSR1,
+            Signal::SIGCHLD,
+        ] {
+            // SAFETY: the handler only calls write(2).
+            unsafe { sigaction(signal, &action) }
+                .map_err(|e| format!("sigaction {signal}: {e}"))?;
+        }
+        Ok(Signals {
+            read,
+            _write: write,
+        })
+    }
+
+    /// Sleeps up to `timeout`, until a signal, or until `also` (ssh's stderr) is
+    /// readable; returns the most important signal seen.
+    pub(super) fn wait(&self, timeout: Duration, also: Option<BorrowedFd>) -> Option<Request> {
+        let fd = self.read.as_fd();
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let _ = match also {
+            Some(other) => poll(
+                &mut [
+                    PollFd::new(fd, PollFlags::POLLIN),
+                    PollFd::new(other, PollFlags::POLLIN),
+                ],
+                timeout,
+            ),
+            None => poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout),
+        };
+        self.take()
+    }
+
+    /// The most important signal since the last look, without waiting.
+    pub(super) fn take(&self) -> Option<Request> {
+        let fd = self.read.as_fd();
+        let mut request = None;
+        let mut buf = [0u8; 64];
+        while let Ok(n) = nix::unistd::read(fd, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                match Signal::try_from(i32::from(b)) {
+                    Ok(Signal::SIGTERM | Signal::SIGINT) => request = Some(Request::Stop),
+                    Ok(Signal::SIGHUP | Signal::SIGUSR1) if request.is_none() => {
+                        request = Some(Request::Reconnect)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        request
+    }
+}

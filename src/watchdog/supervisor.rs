@@ -1,0 +1,409 @@
+//! The watchdog across connections: back-off, connect, and what each connection's
+//! outcome means for the next (a held `-R` port, a reconnect, a stop, a failure).
+//! One connection's life is a [`Session`].
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::args::{self, Forward, Options};
+use super::notify::Notifier;
+use super::process::{self, SshChild};
+use super::session::Session;
+use super::signals::{Request, Signals};
+use super::statedir::write_state;
+use super::{
+    BACKOFF_REFRESH, EXIT_FAILED, EXIT_PERMANENT, EXIT_STOPPED, KILL_GRACE, PORT_HELD_ASK_EVERY,
+    backoff, log, mux, reachability,
+};
+use crate::duration::format_human;
+use crate::state::{Phase, State};
+
+pub(super) struct Watchdog {
+    pub(super) o: Options,
+    pub(super) state_dir: PathBuf,
+    pub(super) ctl: PathBuf,
+    pub(super) notifier: Notifier,
+    pub(super) signals: Signals,
+    pub(super) state: State,
+    pub(super) interval: Duration,
+    pub(super) ready_sent: bool,
+    /// When the state file was last written (see `save_after_probe`).
+    pub(super) saved_at: std::cell::Cell<Instant>,
+}
+
+/// A passing round that changed nothing but the probe time and latency rewrites the
+/// state file at most this often: under systemd it lives in StateDirectory=, on disk
+/// (flash, on a router), and `status` can live with a last-probe time a minute old.
+const PROBE_ONLY_SAVE_EVERY: Duration = Duration::from_secs(60);
+
+pub(super) enum Outcome {
+    Stopped,
+    Reconnect,
+    Failed {
+        reason: String,
+        permanent: bool,
+        /// ssh never got the server's greeting (unresolved, refused, no route, connect or
+        /// banner time-out): the back-off waits for the server to greet.
+        no_greeting: bool,
+        /// The server refused this `-R` port: most likely still held by the old session.
+        port_held: Option<u16>,
+    },
+}
+
+impl Watchdog {
+    pub(super) fn notify(&self, lines: &[&str]) {
+        if let Err(e) = self.notifier.send(lines) {
+            log::warn(&e);
+        }
+    }
+
+    /// A STATUS= line, with WATCHDOG=1 once READY=1 was sent: from then on systemd's
+    /// watchdog (WatchdogSec=) expects pings, and a status update is this process
+    /// doing its job, not a hang. Before READY=1 there is nothing to feed.
+    pub(super) fn notify_status(&self, status: &str) {
+        if self.ready_sent {
+            self.notify(&["WATCHDOG=1", status]);
+        } else {
+            self.notify(&[status]);
+        }
+    }
+
+    fn save(&self) {
+        write_state(&self.state_dir, &self.state);
+        self.saved_at.set(Instant::now());
+    }
+
+    /// Saves after a passing round unless only the probe time/latency moved and the
+    /// file was written recently.
+    pub(super) fn save_after_probe(&self, before: &State) {
+        let probe_only = State {
+            last_probe_ok: self.state.last_probe_ok,
+            last_probe_ms: self.state.last_probe_ms,
+            ..before.clone()
+        };
+        if probe_only != self.state || self.saved_at.get().elapsed() >= PROBE_ONLY_SAVE_EVERY {
+            self.save();
+        }
+    }
+
+    pub(super) fn run(&mut self) -> u8 {
+        // The ssh arguments of the next attempt, and the -R forwards taken out of them
+        // because the server held their ports: asked for through the control socket.
+        let mut ssh_args = self.o.ssh.clone();
+        let mut held: Vec<Forward> = Vec::new();
+        // Bounded: each pass exits, was asked to reconnect by a signal, or took one more
+        // -R forward out of `ssh_args`.
+        loop {
+            if held.is_empty()
+                && let Some(code) = self.back_off()
+            {
+                return code;
+            }
+            match self.connect_and_watch(&ssh_args, &held) {
+                (Outcome::Reconnect, _) => {
+                    self.state.consecutive_failures = 0;
+                    self.state.proven = false;
+                    (ssh_args, held) = (self.o.ssh.clone(), Vec::new());
+                    log::info("reconnecting now (SIGHUP/SIGUSR1)");
+                    continue;
+                }
+                (Outcome::Stopped, _) => return self.stopped(),
+                (
+                    Outcome::Failed {
+                        reason,
+                        port_held: Some(port),
+                        ..
+                    },
+                    None,
+                ) if let Some((rest, forward)) = args::without_remote_forward(&ssh_args, port) => {
+                    log::warn(&format!(
+                        "{reason}; reconnecting at once without {} and asking the server for it every {} through ssh's control socket",
+                        forward.describe(),
+                        format_human(PORT_HELD_ASK_EVERY)
+                    ));
+                    self.state.last_error = reason;
+                    ssh_args = rest;
+                    held.push(forward);
+                    continue;
+                }
+                (
+                    Outcome::Failed {
+                        reason,
+                        permanent,
+                        no_greeting,
+                        ..
+                    },
+                    up_for,
+                ) => {
+                    (self.state.consecutive_failures, self.state.proven) = backoff::after_failure(
+                        self.state.consecutive_failures,
+                        self.state.proven,
+                        up_for,
+                        permanent,
+                        backoff::proven_after(self.interval, self.o.backoff_initial),
+                        self.o.backoff_initial,
+                        self.o.backoff_max,
+                    );
+                    self.state.network_error = no_greeting;
+                    self.state.state = Phase::Failed;
+                    self.state.ssh_pid = 0;
+                    self.state.connected_since = 0;
+                    self.state.last_error = reason.clone();
+                    self.save();
+                    log::error(&format!("tunnel failed: {reason}"));
+                    self.notify(&["STOPPING=1", &format!("STATUS=failed: {reason}")]);
+                    return if permanent {
+                        EXIT_PERMANENT
+                    } else {
+                        EXIT_FAILED
+                    };
+                }
+            }
+        }
+    }
+
+    fn stopped(&mut self) -> u8 {
+        self.state.state = Phase::Stopped;
+        self.state.ssh_pid = 0;
+        self.state.connected_since = 0;
+        self.state.backoff_until = 0;
+        self.save();
+        log::info("stopped");
+        EXIT_STOPPED
+    }
+
+    /// Waits before connecting if earlier attempts failed. `Some(code)`: exit now.
+    ///
+    /// After a failure where ssh got no greeting from the server, another ssh attempt
+    /// would fail the same way until the server greets again, so the wait lasts until a
+    /// check sees the greeting (every [`reachability::CHECK_EVERY`]), however short the
+    /// back-off. ssh still starts once the back-off and `backoff_max` have both run out,
+    /// in case the check cannot see what ssh sees.
+    fn back_off(&mut self) -> Option<u8> {
+        let n = self.state.consecutive_failures;
+        let nominal = backoff::wait_before_connect(
+            n,
+            self.state.proven,
+            self.o.backoff_initial,
+            self.o.backoff_max,
+        );
+        if nominal.is_zero() {
+            if n > 0 {
+                log::info(&format!(
+                    "reconnecting at once: the tunnel was up before it failed ({n} failure(s) in a row)"
+                ));
+            }
+            return None;
+        }
+        let wait = backoff::with_jitter(nominal, backoff::jitter_seed());
+        let reason = if self.state.last_error.is_empty() {
+            "earlier attempts failed".to_string()
+        } else {
+            self.state.last_error.clone()
+        };
+        log::warn(&format!(
+            "backing off {} before connecting (wait_ms={} nominal_ms={}, {n} failures in a row): {reason}",
+            format_human(wait),
+            wait.as_millis(),
+            nominal.as_millis()
+        ));
+        let started = Instant::now();
+        let greeting = self.greeting_target();
+        let until = match &greeting {
+            Some((host, port, _)) => {
+                let latest = wait.max(self.o.backoff_max);
+                log::info(&format!(
+                    "waiting for the server to greet: checking {host} port {port} every {}, ssh starts when it answers (at the latest in {})",
+                    format_human(reachability::CHECK_EVERY),
+                    format_human(latest)
+                ));
+                started + latest
+            }
+            None => started + wait,
+        };
+        self.state.state = Phase::BackingOff;
+        self.state.backoff_until =
+            log::now_secs() + until.saturating_duration_since(started).as_secs();
+        self.save();
+        let mut next_check = started + reachability::CHECK_EVERY;
+        // The server's addresses, looked up again after RESOLVE_EVERY (sooner when the
+        // last lookup found none).
+        let mut resolved: Option<(Instant, Vec<std::net::SocketAddr>)> = None;
+        // Bounded by `until`; STATUS= refreshed every few seconds with the time left.
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let status = match &greeting {
+                Some(_) => format!("STATUS=waiting for the server to answer: {reason}"),
+                None => format!("STATUS=backing off {}: {reason}", format_human(left)),
+            };
+            self.announce_wait(left, &status);
+            let mut sleep = left.min(BACKOFF_REFRESH);
+            if greeting.is_some() {
+                sleep = sleep.min(next_check.saturating_duration_since(Instant::now()));
+            }
+            match self.signals.wait(sleep, None) {
+                Some(Request::Stop) => {
+                    self.notify(&["STOPPING=1"]);
+                    return Some(self.stopped());
+                }
+                Some(Request::Reconnect) => {
+                    log::info(&format!(
+                        "back-off cut short with {} left (SIGHUP/SIGUSR1): reconnecting now",
+                        format_human(left)
+                    ));
+                    break;
+                }
+                None => {}
+            }
+            if let Some((host, port, family)) = &greeting
+                && Instant::now() >= next_check
+                && Instant::now() < until
+            {
+                // Checks start CHECK_EVERY apart even when one waits out its time-out
+                // (a black-holed path): a fresh SYN each second, not one per time-out.
+                next_check = Instant::now() + reachability::CHECK_EVERY;
+                if resolved.as_ref().is_none_or(|(at, addrs)| {
+                    let again = if addrs.is_empty() {
+                        reachability::RESOLVE_AGAIN_WHEN_EMPTY
+                    } else {
+                        reachability::RESOLVE_EVERY
+                    };
+                    at.elapsed() >= again
+                }) {
+                    let deadline = Instant::now() + reachability::CHECK_TIMEOUT;
+                    let addrs = reachability::addresses_for(host, *port, *family, deadline);
+                    resolved = Some((Instant::now(), addrs));
+                }
+                let addrs = resolved.as_ref().map(|(_, a)| a.as_slice()).unwrap_or(&[]);
+                let timeout = reachability::CHECK_TIMEOUT
+                    .min(until.saturating_duration_since(Instant::now()));
+                if reachability::server_greets(addrs, timeout) {
+                    log::info(&format!(
+                        "server reachable again: reconnecting ({host} port {port} answered with its SSH greeting after {})",
+                        format_human(started.elapsed())
+                    ));
+                    self.notify(&["STATUS=server reachable again: reconnecting"]);
+                    break;
+                }
+            }
+        }
+        self.state.backoff_until = 0;
+        None
+    }
+
+    /// STATUS= for a wait of `left`; before READY=1 also EXTEND_TIMEOUT_USEC, since
+    /// systemd still waits for the start (Type=notify): it moves the start timeout to now
+    /// plus what is left, one connect-and-probe budget and a margin, and is sent again at
+    /// every refresh, so a hung watchdog still times out.
+    fn announce_wait(&self, left: Duration, status: &str) {
+        if self.ready_sent {
+            // Waiting is this process's job, not a hang: keep systemd's watchdog fed.
+            self.notify_status(status);
+        } else {
+            let budget = left + self.connect_budget() + Duration::from_secs(5);
+            self.notify(&[
+                &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros()),
+                status,
+            ]);
+        }
+    }
+
+    /// Where to check for the server's greeting during a back-off: only after a failure
+    /// where ssh got none (after auth, probe or forward failures the server greets and a
+    /// retry would not fare better for it), and only where a TCP connect from here takes
+    /// ssh's path.
+    fn greeting_target(&self) -> Option<(String, u16, reachability::Family)> {
+        if !self.state.network_error {
+            return None;
+        }
+        match reachability::resolve(&self.o.ssh) {
+            Ok(reachability::Target::Direct { host, port, family }) => Some((host, port, family)),
+            Ok(reachability::Target::Unsuitable(why)) => {
+                log::info(&format!(
+                    "not checking whether the server answers during the back-off: {why}"
+                ));
+                None
+            }
+            Err(e) => {
+                log::info(&format!(
+                    "not checking whether the server answers during the back-off: {e}"
+                ));
+                None
+            }
+        }
+    }
+
+    /// One `MUX_C_OPEN_FWD` for a held `-R` forward, bounded by the probe timeout.
+    pub(super) fn ask_for_forward(&self, forward: &Forward) -> Result<(), String> {
+        let Forward::Remote {
+            bind,
+            port,
+            host,
+            host_port,
+        } = forward
+        else {
+            return Err("only -R PORT:HOST:PORT forwards are asked for".into());
+        };
+        let deadline = Instant::now() + self.o.probe_timeout;
+        let mut conn = mux::MuxConn::connect(&self.ctl).map_err(|e| e.to_string())?;
+        conn.open_remote_forward(bind.as_deref(), *port, host, *host_port, deadline)
+    }
+
+    /// How long ssh may take from start to a first good probe round.
+    pub(super) fn connect_budget(&self) -> Duration {
+        self.interval * self.o.probe_failures + self.o.probe_timeout
+    }
+
+    /// Runs ssh with `ssh_args` and asks for the `held` forwards through its control
+    /// socket. Also returns how long the connection was up: first to last good round.
+    fn connect_and_watch(
+        &mut self,
+        ssh_args: &[String],
+        held: &[Forward],
+    ) -> (Outcome, Option<Duration>) {
+        // A socket left by a killed ssh would make the new one refuse to listen.
+        let _ = std::fs::remove_file(&self.ctl);
+        let argv = process::ssh_argv(ssh_args, &self.ctl);
+        self.state.restarts += 1;
+        self.state.state = Phase::Connecting;
+        let attempt = self.state.consecutive_failures + 1;
+        let mut ssh = match SshChild::spawn(&argv) {
+            Ok(s) => s,
+            Err(e) => {
+                return (
+                    Outcome::Failed {
+                        reason: e,
+                        permanent: false,
+                        no_greeting: false,
+                        port_held: None,
+                    },
+                    None,
+                );
+            }
+        };
+        ssh.asked_ports = held
+            .iter()
+            .filter_map(|f| match f {
+                Forward::Remote { port, .. } => Some(*port),
+                _ => None,
+            })
+            .collect();
+        self.state.ssh_pid = ssh.pid;
+        self.save();
+        log::info(&format!(
+            "connecting (attempt {attempt}): ssh pid {}",
+            ssh.pid
+        ));
+        self.notify(&[&format!("STATUS=connecting (attempt {attempt})")]);
+        let (outcome, up_for) = Session::new(self, &mut ssh, held).run();
+        if matches!(outcome, Outcome::Stopped) {
+            self.notify(&["STOPPING=1", "STATUS=stopping"]);
+        }
+        ssh.terminate(KILL_GRACE);
+        let _ = std::fs::remove_file(&self.ctl);
+        (outcome, up_for)
+    }
+}
