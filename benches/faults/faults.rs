@@ -420,7 +420,9 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
                 "32kbit", "latency", "2s",
             ])?;
             inj.slow = crate::slowlink::run(lane, crate::slowlink::UPLOAD);
-            let removed = lane.client.run(&["tc", "qdisc", "del", "dev", &dev, "root"]);
+            let removed = lane
+                .client
+                .run(&["tc", "qdisc", "del", "dev", &dev, "root"]);
             inj.reference = Instant::now();
             removed?;
             if stop::requested() {
@@ -477,14 +479,21 @@ fn move_client_address(lane: &Lane) -> Result<(), String> {
 fn restore_client_address(lane: &Lane) -> Result<(), String> {
     let dev = client_if(lane.n);
     let new = moved_client_ip(lane.n);
-    let _ = lane
-        .server
-        .run(&["ip", "route", "del", &format!("{new}/32"), "dev", &lane.server_if]);
+    let _ = lane.server.run(&[
+        "ip",
+        "route",
+        "del",
+        &format!("{new}/32"),
+        "dev",
+        &lane.server_if,
+    ]);
     let _ = lane
         .client
         .run(&["ip", "addr", "del", &format!("{new}/32"), "dev", &dev]);
     let old = format!("{}/30", client_ip(lane.n));
-    let have = lane.client.run(&["ip", "-4", "addr", "show", "dev", &dev])?;
+    let have = lane
+        .client
+        .run(&["ip", "-4", "addr", "show", "dev", &dev])?;
     if !have.contains(&old) {
         lane.client.run(&["ip", "addr", "add", &old, "dev", &dev])?;
     }

@@ -45,7 +45,10 @@ impl Frozen {
                 args.extend(units.iter().map(String::as_str));
                 match mgr.systemctl(&args) {
                     Ok(_) => Ok(()),
-                    Err(e) => Err((format!("systemctl --user thaw: {e}"), Frozen::Systemd { mgr, units })),
+                    Err(e) => Err((
+                        format!("systemctl --user thaw: {e}"),
+                        Frozen::Systemd { mgr, units },
+                    )),
                 }
             }
             Frozen::V1 { dir, home } => {
@@ -125,7 +128,11 @@ fn v1_thaw(dir: &PathBuf, home: &PathBuf) -> Result<(), String> {
     // Back where they came from, so the group can go (bounded: a few passes).
     for _ in 0..5 {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        let pids: Vec<&str> = procs.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let pids: Vec<&str> = procs
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         if pids.is_empty() {
             break;
         }

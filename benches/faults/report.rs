@@ -449,7 +449,15 @@ impl Report<'_> {
              server session's exit (the floor for `-R`: it holds the remote port until then); and `-R` after that floor, \
              as on fault 6. Median (max).\n"
         );
-        let _ = writeln!(s, "| | {} |", tools.iter().map(|t| t.label()).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(
+            s,
+            "| | {} |",
+            tools
+                .iter()
+                .map(|t| t.label())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
         let _ = writeln!(s, "|---|{}", "---|".repeat(tools.len()));
         type Pick = fn(&TrialResult) -> Option<f64>;
         let rows: [(&str, Pick); 4] = [
@@ -497,7 +505,15 @@ impl Report<'_> {
              megabytes written into `-L`; then the latency of the end-to-end checks through `-L` (every 2 s, median and \
              max) and how many did not pass within 20 s.\n"
         );
-        let _ = writeln!(s, "| | {} |", tools.iter().map(|t| t.label()).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(
+            s,
+            "| | {} |",
+            tools
+                .iter()
+                .map(|t| t.label())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
         let _ = writeln!(s, "|---|{}", "---|".repeat(tools.len()));
         let of = |t: Tool| -> Vec<&TrialResult> {
             self.trials
@@ -508,33 +524,103 @@ impl Report<'_> {
         type Cellf<'x> = Box<dyn Fn(&[&TrialResult]) -> String + 'x>;
         let upload = crate::slowlink::UPLOAD.as_secs_f64();
         let rows: Vec<(&str, Cellf)> = vec![
-            ("ssh restarts", Box::new(|rs| rs.iter().map(|r| r.slow.as_ref().map_or(0, |x| x.ssh_started)).sum::<usize>().to_string())),
-            ("unit restarts", Box::new(|rs| rs.iter().map(|r| r.slow.as_ref().map_or(0, |x| x.unit_restarts)).sum::<usize>().to_string())),
-            ("connections to sshd", Box::new(move |rs| {
-                rs.iter().map(|r| r.attempt_times.iter().filter(|&&t| t <= upload + 1.0).count()).sum::<usize>().to_string()
-            })),
-            ("uploads cut", Box::new(|rs| rs.iter().map(|r| r.slow.as_ref().map_or(0, |x| x.uploads_cut)).sum::<usize>().to_string())),
-            ("MB uploaded", Box::new(|rs| format!("{:.1}", rs.iter().map(|r| r.slow.as_ref().map_or(0, |x| x.bytes)).sum::<u64>() as f64 / 1e6))),
-            ("check latency", Box::new(|rs| {
-                let mut v: Vec<f64> = rs.iter().flat_map(|r| r.slow.as_ref().map(|x| x.check_secs.clone()).unwrap_or_default()).collect();
-                let max = v.iter().copied().reduce(f64::max);
-                match (median(&mut v), max) {
-                    (Some(m), Some(x)) => format!("{m:.2} s (max {x:.2})"),
-                    _ => "—".into(),
-                }
-            })),
-            ("checks failed", Box::new(|rs| {
-                let failed: usize = rs.iter().map(|r| r.slow.as_ref().map_or(0, |x| x.checks_failed)).sum();
-                let all: usize = failed + rs.iter().map(|r| r.slow.as_ref().map_or(0, |x| x.check_secs.len())).sum::<usize>();
-                format!("{failed}/{all}")
-            })),
+            (
+                "ssh restarts",
+                Box::new(|rs| {
+                    rs.iter()
+                        .map(|r| r.slow.as_ref().map_or(0, |x| x.ssh_started))
+                        .sum::<usize>()
+                        .to_string()
+                }),
+            ),
+            (
+                "unit restarts",
+                Box::new(|rs| {
+                    rs.iter()
+                        .map(|r| r.slow.as_ref().map_or(0, |x| x.unit_restarts))
+                        .sum::<usize>()
+                        .to_string()
+                }),
+            ),
+            (
+                "connections to sshd",
+                Box::new(move |rs| {
+                    rs.iter()
+                        .map(|r| {
+                            r.attempt_times
+                                .iter()
+                                .filter(|&&t| t <= upload + 1.0)
+                                .count()
+                        })
+                        .sum::<usize>()
+                        .to_string()
+                }),
+            ),
+            (
+                "uploads cut",
+                Box::new(|rs| {
+                    rs.iter()
+                        .map(|r| r.slow.as_ref().map_or(0, |x| x.uploads_cut))
+                        .sum::<usize>()
+                        .to_string()
+                }),
+            ),
+            (
+                "MB uploaded",
+                Box::new(|rs| {
+                    format!(
+                        "{:.1}",
+                        rs.iter()
+                            .map(|r| r.slow.as_ref().map_or(0, |x| x.bytes))
+                            .sum::<u64>() as f64
+                            / 1e6
+                    )
+                }),
+            ),
+            (
+                "check latency",
+                Box::new(|rs| {
+                    let mut v: Vec<f64> = rs
+                        .iter()
+                        .flat_map(|r| {
+                            r.slow
+                                .as_ref()
+                                .map(|x| x.check_secs.clone())
+                                .unwrap_or_default()
+                        })
+                        .collect();
+                    let max = v.iter().copied().reduce(f64::max);
+                    match (median(&mut v), max) {
+                        (Some(m), Some(x)) => format!("{m:.2} s (max {x:.2})"),
+                        _ => "—".into(),
+                    }
+                }),
+            ),
+            (
+                "checks failed",
+                Box::new(|rs| {
+                    let failed: usize = rs
+                        .iter()
+                        .map(|r| r.slow.as_ref().map_or(0, |x| x.checks_failed))
+                        .sum();
+                    let all: usize = failed
+                        + rs.iter()
+                            .map(|r| r.slow.as_ref().map_or(0, |x| x.check_secs.len()))
+                            .sum::<usize>();
+                    format!("{failed}/{all}")
+                }),
+            ),
         ];
         for (name, cell) in rows {
             let cells: Vec<String> = tools
                 .iter()
                 .map(|&t| {
                     let rs = of(t);
-                    if rs.is_empty() || !self.available(t) { "—".into() } else { cell(&rs) }
+                    if rs.is_empty() || !self.available(t) {
+                        "—".into()
+                    } else {
+                        cell(&rs)
+                    }
                 })
                 .collect();
             let _ = writeln!(s, "| {name} | {} |", cells.join(" | "));
@@ -669,7 +755,9 @@ impl Report<'_> {
                     let mut v: Vec<f64> = self
                         .trials
                         .iter()
-                        .filter(|r| r.fault == Fault::AddressChanged && r.tool == t && r.healthy_before)
+                        .filter(|r| {
+                            r.fault == Fault::AddressChanged && r.tool == t && r.healthy_before
+                        })
                         .filter_map(|r| r.local_secs)
                         .collect();
                     Some((t, median(&mut v)?))
@@ -677,13 +765,26 @@ impl Report<'_> {
                 .collect();
             match median(&mut l) {
                 Some(m) => {
-                    let faster = peers_l.iter().filter(|(_, p)| *p <= m).map(|(t, p)| format!("{} {p:.1} s", t.letter())).collect::<Vec<_>>();
+                    let faster = peers_l
+                        .iter()
+                        .filter(|(_, p)| *p <= m)
+                        .map(|(t, p)| format!("{} {p:.1} s", t.letter()))
+                        .collect::<Vec<_>>();
                     out.push(if m <= 2.0 && faster.is_empty() {
-                        format!("MET fault 8: A's `-L` median {m:.1} s ≤ 2 s and before every peer.")
+                        format!(
+                            "MET fault 8: A's `-L` median {m:.1} s ≤ 2 s and before every peer."
+                        )
                     } else {
                         format!(
                             "NOT MET fault 8: A's `-L` median {m:.1} s (target ≤ 2 s{}).",
-                            if faster.is_empty() { String::new() } else { format!(", and before every peer; as fast or faster: {}", faster.join(", ")) }
+                            if faster.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    ", and before every peer; as fast or faster: {}",
+                                    faster.join(", ")
+                                )
+                            }
                         )
                     });
                 }
@@ -698,15 +799,28 @@ impl Report<'_> {
         if self.opts.faults.contains(&Fault::Sleep) {
             let c = self.cell(Fault::Sleep, Tool::A);
             match c.median {
-                Some(m) if m <= 3.0 => out.push(format!("MET fault 9: A's median {m:.1} s ≤ 3 s after the thaw.")),
-                Some(m) => out.push(format!("NOT MET fault 9: A's median {m:.1} s after the thaw, {:.1} s over 3 s.", m - 3.0)),
+                Some(m) if m <= 3.0 => out.push(format!(
+                    "MET fault 9: A's median {m:.1} s ≤ 3 s after the thaw."
+                )),
+                Some(m) => out.push(format!(
+                    "NOT MET fault 9: A's median {m:.1} s after the thaw, {:.1} s over 3 s.",
+                    m - 3.0
+                )),
                 None => out.push("NOT MET fault 9: A never recovered after the thaw.".into()),
             }
         }
         if self.opts.faults.contains(&Fault::SlowUplink) {
             let rs = a_of(Fault::SlowUplink);
-            let ssh: usize = rs.iter().filter_map(|r| r.slow.as_ref()).map(|x| x.ssh_started).sum();
-            let unit: usize = rs.iter().filter_map(|r| r.slow.as_ref()).map(|x| x.unit_restarts).sum();
+            let ssh: usize = rs
+                .iter()
+                .filter_map(|r| r.slow.as_ref())
+                .map(|x| x.ssh_started)
+                .sum();
+            let unit: usize = rs
+                .iter()
+                .filter_map(|r| r.slow.as_ref())
+                .map(|x| x.unit_restarts)
+                .sum();
             out.push(if rs.is_empty() {
                 "NOT MEASURED fault 10: no counted trial for A.".into()
             } else if ssh == 0 && unit == 0 {
