@@ -7,6 +7,7 @@ pub mod args;
 pub mod backoff;
 pub mod log;
 pub mod mux;
+pub mod netevents;
 pub mod notify;
 pub mod probe;
 pub mod process;
