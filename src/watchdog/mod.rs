@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod backoff;
+pub mod clock;
 pub mod log;
 pub mod mux;
 pub mod netevents;
@@ -12,6 +13,7 @@ pub mod notify;
 pub mod probe;
 pub mod process;
 pub mod reachability;
+pub mod rtt;
 pub mod ssh_errors;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
