@@ -6,6 +6,7 @@
 pub mod args;
 pub mod backoff;
 pub mod clock;
+pub mod heard;
 pub mod log;
 pub mod mux;
 pub mod netevents;

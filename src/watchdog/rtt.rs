@@ -14,7 +14,8 @@
 //! RTO follows a link that got slower), and a confirming round starts at once. What
 //! happens at the confirming round's deadline depends on one more fact, whether the
 //! server sent anything at the SSH layer since the suspect round began ([`Heard`];
-//! on Linux, `tcpi_last_data_recv` of ssh's TCP socket; window adjustments and
+//! on Linux, `tcpi_last_data_recv` of ssh's TCP socket through sock_diag, see
+//! `watchdog::heard`; window adjustments and
 //! keepalive replies count, bare TCP ACKs do not, since a frozen sshd's kernel still
 //! sends those):
 //! - an answer to either probe: alive (the failure count resets);
@@ -37,6 +38,24 @@
 //! on average half an interval after the fault, so about 2.5 + 3 s + the reconnect,
 //! within autossh+monitor's 7.3 s. Without the Heard source: 1 + 5 = 6 s after the
 //! round began. The tests below replay both faults on an injected clock.
+
+//!
+//! # Wiring sketch (for the loop in `watchdog/mod.rs`)
+//! ```text
+//! let mut rounds = rtt::Rounds::new(opts.probe_timeout, opts.probe_failures); // per ssh
+//! // a round starts: its deadline is now + rounds.round_timeout(); the prober keeps
+//! // the first round's channels open until the configured timeout (late answers count)
+//! on answer(rtt)   => rounds.answered(rtt)
+//! on deadline      => let heard = heard::judge(
+//!                         heard::since_last_data(server, ssh_pid, now + 200 ms),
+//!                         now - suspect_round_started);
+//!                     match rounds.unanswered(heard) {
+//!                         Verdict::Confirm(d) => start a confirming round, deadline now + d,
+//!                         Verdict::Slow       => log once "probes slow behind traffic", wait
+//!                                                for the next interval,
+//!                         Verdict::Dead       => kill ssh (as after probe.failures today),
+//!                     }
+//! ```
 
 use std::time::Duration;
 
