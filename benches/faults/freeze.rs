@@ -2,14 +2,14 @@
 //! them together.
 //!
 //! First choice `systemctl --user freeze` (systemd's own freezer). systemd 252 on this
-//! machine's hybrid cgroup layout may refuse it (it needs the unified hierarchy's
-//! freezer); then the cgroup v1 `freezer` controller mounted at /sys/fs/cgroup/freezer is
+//! machine's hybrid cgroup layout refuses it (the run's notes quote its answer); then
+//! the cgroup v1 `freezer` controller mounted at /sys/fs/cgroup/freezer is
 //! used directly: the user manager's processes sit in the bench's own group there (see
 //! usermgr.rs), each unit's processes are moved into a child group of it, frozen, thawed,
 //! and moved back. A process the unit forks between listing and freezing is picked up
 //! by a second pass.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::stop;
@@ -24,16 +24,22 @@ pub enum Frozen {
         units: Vec<String>,
     },
     /// Our own v1 freezer group, and the group its processes came from.
-    V1 { dir: PathBuf, home: PathBuf },
+    V1 {
+        dir: PathBuf,
+        home: PathBuf,
+        /// Why `systemctl --user freeze` was not used (its own words).
+        refused: String,
+    },
 }
 
 impl Frozen {
-    pub fn how(&self) -> &'static str {
+    pub fn how(&self) -> String {
         match self {
-            Frozen::Systemd { .. } => "`systemctl --user freeze`/`thaw`",
-            Frozen::V1 { .. } => {
-                "the cgroup v1 freezer (`systemctl --user freeze` is not supported by systemd 252 on this hybrid cgroup layout)"
-            }
+            Frozen::Systemd { .. } => "`systemctl --user freeze`/`thaw`".into(),
+            Frozen::V1 { refused, .. } => format!(
+                "the cgroup v1 freezer (`systemctl --user freeze` said: {})",
+                refused.trim()
+            ),
         }
     }
 
@@ -51,13 +57,10 @@ impl Frozen {
                     )),
                 }
             }
-            Frozen::V1 { dir, home } => {
-                let res = v1_thaw(&dir, &home);
-                match res {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err((e, Frozen::V1 { dir, home })),
-                }
-            }
+            Frozen::V1 { dir, home, refused } => match v1_thaw(&dir, &home) {
+                Ok(()) => Ok(()),
+                Err(e) => Err((e, Frozen::V1 { dir, home, refused })),
+            },
         }
     }
 }
@@ -69,12 +72,15 @@ pub fn freeze(
 ) -> Result<Frozen, String> {
     let mut args = vec!["freeze"];
     args.extend(units.iter().map(String::as_str));
-    if mgr.systemctl(&args).is_ok() {
-        return Ok(Frozen::Systemd {
-            mgr: mgr.clone(),
-            units: units.to_vec(),
-        });
-    }
+    let refused = match mgr.systemctl(&args) {
+        Ok(_) => {
+            return Ok(Frozen::Systemd {
+                mgr: mgr.clone(),
+                units: units.to_vec(),
+            });
+        }
+        Err(e) => e,
+    };
     let home = PathBuf::from(FREEZER).join(&mgr.cgroup);
     if !home.is_dir() {
         return Err(format!(
@@ -119,10 +125,10 @@ pub fn freeze(
         let _ = v1_thaw(&dir, &home);
         return Err(format!("{} did not reach FROZEN within 5 s", dir.display()));
     }
-    Ok(Frozen::V1 { dir, home })
+    Ok(Frozen::V1 { dir, home, refused })
 }
 
-fn v1_thaw(dir: &PathBuf, home: &PathBuf) -> Result<(), String> {
+fn v1_thaw(dir: &Path, home: &Path) -> Result<(), String> {
     std::fs::write(dir.join("freezer.state"), "THAWED")
         .map_err(|e| format!("{}/freezer.state: {e}", dir.display()))?;
     // Back where they came from, so the group can go (bounded: a few passes).

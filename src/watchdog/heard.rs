@@ -202,7 +202,7 @@ mod tests {
     fn garbage_replies_do_not_panic() {
         let server: SocketAddr = "10.0.0.1:22".parse().unwrap();
         assert_eq!(parse_reply(&[], server, &[1]), (None, false));
-        let mut m = vec![0u8; 16 + 72 + 8];
+        let mut m = [0u8; 16 + 72 + 8];
         let len = m.len() as u32;
         m[0..4].copy_from_slice(&len.to_ne_bytes());
         m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
