@@ -1,5 +1,5 @@
 //! Fault bench (issue 5): how fast tunnelctl, autossh (two ways) and a plain
-//! respawn loop bring an SSH tunnel back after seven kinds of fault, and what
+//! respawn loop bring an SSH tunnel back after ten kinds of fault, and what
 //! they cost while idle. Needs root (namespaces, nftables, a user manager).
 //!
 //!     cargo bench --bench faults -- [--quick] [--tools A,B,C,D] [--faults 1,2,...]
@@ -17,6 +17,8 @@ mod cli;
 mod faults;
 #[path = "faults/firewall.rs"]
 mod firewall;
+#[path = "faults/freeze.rs"]
+mod freeze;
 #[path = "faults/lane.rs"]
 mod lane;
 #[path = "faults/measure.rs"]
@@ -29,6 +31,8 @@ mod procs;
 mod report;
 #[path = "faults/setup.rs"]
 mod setup;
+#[path = "faults/slowlink.rs"]
+mod slowlink;
 #[path = "faults/sockets.rs"]
 mod sockets;
 #[path = "faults/sshd.rs"]

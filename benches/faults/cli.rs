@@ -10,7 +10,7 @@ usage: cargo bench --bench faults -- [--quick] [--tools A,B,C,D] [--faults 1,2,.
 
   --quick                one trial, footprint over 1 minute (CI smoke; at most 4 minutes)
   --tools LIST           tools to run: A tunnelctl, B autossh -M 0, C autossh -M port, D sh loop
-  --faults LIST          faults 1-7 (see docs/fault-bench.md)
+  --faults LIST          faults 1-10 (see docs/fault-bench.md)
   --trials N             trials per fault (default 5, quick 1)
   --footprint-minutes M  idle minutes for the footprint lane (default 10, quick 1; 0 = skip)
   --deadline SECS        a tool not recovered this long after the fault counts as failed (default 120)
@@ -34,7 +34,7 @@ impl Options {
     pub fn is_full_run(&self) -> bool {
         !self.quick
             && self.tools.len() == 4
-            && self.faults.len() == 7
+            && self.faults.len() == Fault::ALL.len()
             && self.trials == 5
             && self.footprint_minutes >= 10.0
             && self.deadline_secs == 120
@@ -136,7 +136,7 @@ fn parse_faults(list: &str) -> Result<Vec<Fault>, String> {
             .parse::<u8>()
             .ok()
             .and_then(Fault::from_number)
-            .ok_or_else(|| format!("--faults: unknown fault `{part}` (use 1 to 7)"))?;
+            .ok_or_else(|| format!("--faults: unknown fault `{part}` (use 1 to 10)"))?;
         if !out.contains(&fault) {
             out.push(fault);
         }

@@ -1,4 +1,4 @@
-//! The seven faults: how each is injected into one lane, what it holds while the
+//! The ten faults: how each is injected into one lane, what it holds while the
 //! tools recover, and how it is undone.
 
 use std::collections::BTreeMap;
@@ -21,6 +21,9 @@ pub enum Fault {
     ConntrackForgets = 5,
     StaleListener = 6,
     SilentServer = 7,
+    AddressChanged = 8,
+    Sleep = 9,
+    SlowUplink = 10,
 }
 
 /// Fault 3: how long the path drops everything.
@@ -33,9 +36,11 @@ pub const SILENT: Duration = Duration::from_secs(30);
 const SESSION_FREEZE_MAX: Duration = Duration::from_secs(60);
 /// Fault 5: conntrack's established timeout while it "forgets".
 const FORGET_TIMEOUT_SECS: u32 = 1;
+/// Fault 9: how long the path is black-holed and the tools' units frozen.
+pub const SLEEP: Duration = Duration::from_secs(60);
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 10] = [
         Fault::ClientFrozen,
         Fault::SessionFrozen,
         Fault::BlackHole,
@@ -43,6 +48,9 @@ impl Fault {
         Fault::ConntrackForgets,
         Fault::StaleListener,
         Fault::SilentServer,
+        Fault::AddressChanged,
+        Fault::Sleep,
+        Fault::SlowUplink,
     ];
 
     pub fn from_number(n: u8) -> Option<Fault> {
@@ -62,6 +70,9 @@ impl Fault {
             Fault::ConntrackForgets => "conntrack forgets the flow",
             Fault::StaleListener => "stale remote listener",
             Fault::SilentServer => "server accepts, never speaks (30 s)",
+            Fault::AddressChanged => "client's address replaced",
+            Fault::Sleep => "machine sleeps 60 s (freeze + black hole)",
+            Fault::SlowUplink => "saturated 1 Mbit/s uplink, 60 s upload",
         }
     }
 
@@ -70,6 +81,9 @@ impl Fault {
         match self {
             Fault::BlackHole | Fault::SshdDown | Fault::SilentServer => "heal",
             Fault::ConntrackForgets => "first use after the flow was forgotten",
+            Fault::AddressChanged => "the new address being usable",
+            Fault::Sleep => "the thaw",
+            Fault::SlowUplink => "the end of the upload (the rate limit removed)",
             _ => "fault",
         }
     }
@@ -97,6 +111,15 @@ impl Fault {
             Fault::SilentServer => {
                 "sshd's listener is killed and a listener that accepts and never sends a byte takes its ports; then every session is killed so all tools reconnect into it. After 30 s the silent listener stops listening (connections it accepted stay open, so a client mid-handshake waits for its own ConnectTimeout) and sshd is started again. The clock starts when sshd listens again."
             }
+            Fault::AddressChanged => {
+                "As when a laptop moves to another Wi-Fi: the client namespace's address on the lane's veth (10.213.L.2/30) is deleted and another (10.214.L.2/32, with a host route to the server and the server's route back) is added; the server's firewall drops everything from or to the old address, so the old flow's packets go nowhere and the server hears nothing of it. The clock starts when the new address is usable. Two times: until `-L` carries data (checked even while the old session lives: its traffic never reaches the server), and until both do, which for `-R` has a floor, the old server session holding the remote port until its ClientAliveInterval 5 s × 2 notices (reported from that moment as on fault 6)."
+            }
+            Fault::Sleep => {
+                "What a suspend looks like from the network: the path is black-holed (as on fault 3) and every process of each tool's unit is frozen for 60 s, while the server drops the session (ClientAlive; its FIN never arrives); then both are undone at once. Frozen with `systemctl --user freeze` when the manager supports it, else with the cgroup v1 freezer this machine mounts (the notes say which). A real suspend also stops CLOCK_MONOTONIC, so ssh's and the watchdog's timers wake late; a freeze does not (timers are overdue at the thaw), so that part is not measured here: it is the watchdog's clock-gap decision, unit-tested with an injected clock (src/watchdog/clock.rs). The clock starts at the thaw."
+            }
+            Fault::SlowUplink => {
+                "The client side's uplink is rate-limited (`tc qdisc add dev vsL root tbf rate 1mbit burst 32kbit latency 2s`: a 250 KB queue) and one bulk upload per tool runs through its `-L` forward for 60 s (the four uploads share the link, as four users of one uplink would). Nothing is broken: a restart here is a false alarm that kills the user's upload. Counted per tool: ssh processes started, unit restarts, connections to sshd, uploads cut, and the latency of an end-to-end check through `-L` every 2 s (timeout 20 s) — what any probe through the tunnel sees. The clock starts when the upload ends and the limit is removed."
+            }
         }
     }
 }
@@ -115,9 +138,15 @@ pub struct Injected {
     /// Fault 2: session pid, its client port, resumed yet.
     frozen_sessions: Vec<(Tool, i32, u16, bool)>,
     silent: Option<SilentServer>,
-    /// Faults 1, 2, 5, 6: the server session of the old connection, and when it exited
+    /// Faults 1, 2, 5, 6, 8, 9: the server session of the old connection, and when it exited
     /// (seconds after the fault): until then it holds the remote port.
     old_sessions: Vec<(Tool, i32, Option<f64>)>,
+    /// Fault 8: the client's address was moved (undone by `finish`).
+    moved: bool,
+    /// Fault 9: the units still frozen if the thaw failed half-way (thawed by `finish`).
+    frozen: Option<crate::freeze::Frozen>,
+    /// Fault 10: what each tool did during the upload.
+    pub slow: BTreeMap<Tool, crate::slowlink::SlowStats>,
 }
 
 impl Injected {
@@ -132,6 +161,9 @@ impl Injected {
             frozen_sessions: Vec::new(),
             silent: None,
             old_sessions: Vec::new(),
+            moved: false,
+            frozen: None,
+            slow: BTreeMap::new(),
         }
     }
 }
@@ -219,7 +251,12 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
     let tools: Vec<Tool> = lane.instances.iter().map(|i| i.tool).collect();
     if matches!(
         fault,
-        Fault::ClientFrozen | Fault::SessionFrozen | Fault::ConntrackForgets | Fault::StaleListener
+        Fault::ClientFrozen
+            | Fault::SessionFrozen
+            | Fault::ConntrackForgets
+            | Fault::StaleListener
+            | Fault::AddressChanged
+            | Fault::Sleep
     ) {
         inj.old_sessions = tools
             .iter()
@@ -349,8 +386,131 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
                 return Err("interrupted".into());
             }
         }
+        Fault::AddressChanged => {
+            inj.fault_at = Instant::now();
+            inj.moved = true;
+            move_client_address(lane)?;
+            inj.reference = Instant::now();
+        }
+        Fault::Sleep => {
+            let units: Vec<String> = lane.instances.iter().map(|i| i.unit.clone()).collect();
+            inj.fault_at = Instant::now();
+            firewall::blackhole(&lane.server, &lane.server_if)?;
+            let frozen = crate::freeze::freeze(&lane.mgr, &units, lane.n)?;
+            inj.lane_note = Some(format!("frozen with {}", frozen.how()));
+            let held = hold(lane, &mut inj, SLEEP);
+            // Undone together: the network first (one nft call), then the thaw.
+            let healed = firewall::clear_faults(&lane.server);
+            let thawed = frozen.thaw();
+            inj.reference = Instant::now();
+            if let Err((e, still)) = thawed {
+                inj.frozen = Some(still);
+                return Err(e);
+            }
+            healed?;
+            if !held {
+                return Err("interrupted".into());
+            }
+        }
+        Fault::SlowUplink => {
+            let dev = client_if(lane.n);
+            inj.fault_at = Instant::now();
+            lane.client.run(&[
+                "tc", "qdisc", "add", "dev", &dev, "root", "tbf", "rate", "1mbit", "burst",
+                "32kbit", "latency", "2s",
+            ])?;
+            inj.slow = crate::slowlink::run(lane, crate::slowlink::UPLOAD);
+            let removed = lane
+                .client
+                .run(&["tc", "qdisc", "del", "dev", &dev, "root"]);
+            inj.reference = Instant::now();
+            removed?;
+            if stop::requested() {
+                return Err("interrupted".into());
+            }
+        }
     }
     Ok(inj)
+}
+
+/// The lane's veth end in the client namespace.
+pub fn client_if(lane: u8) -> String {
+    format!("vs{lane}")
+}
+
+/// Fault 8's new client address: another network, as after a move to another Wi-Fi.
+pub fn moved_client_ip(lane: u8) -> String {
+    format!("10.214.{lane}.2")
+}
+
+/// Fault 8: replace the client's address; the old one's packets are dropped on the server.
+fn move_client_address(lane: &Lane) -> Result<(), String> {
+    let dev = client_if(lane.n);
+    let old = client_ip(lane.n);
+    let new = moved_client_ip(lane.n);
+    let server = server_ip(lane.n);
+    firewall::drop_address(&lane.server, &old)?;
+    lane.client
+        .run(&["ip", "addr", "del", &format!("{old}/30"), "dev", &dev])?;
+    lane.client
+        .run(&["ip", "addr", "add", &format!("{new}/32"), "dev", &dev])?;
+    lane.client.run(&[
+        "ip",
+        "route",
+        "add",
+        &format!("{server}/32"),
+        "dev",
+        &dev,
+        "src",
+        &new,
+    ])?;
+    lane.server.run(&[
+        "ip",
+        "route",
+        "add",
+        &format!("{new}/32"),
+        "dev",
+        &lane.server_if,
+    ])?;
+    Ok(())
+}
+
+/// Undoes fault 8 (each step on its own: a half-done move is undone as far as it got).
+fn restore_client_address(lane: &Lane) -> Result<(), String> {
+    let dev = client_if(lane.n);
+    let new = moved_client_ip(lane.n);
+    let _ = lane.server.run(&[
+        "ip",
+        "route",
+        "del",
+        &format!("{new}/32"),
+        "dev",
+        &lane.server_if,
+    ]);
+    let _ = lane
+        .client
+        .run(&["ip", "addr", "del", &format!("{new}/32"), "dev", &dev]);
+    let old = format!("{}/30", client_ip(lane.n));
+    let have = lane
+        .client
+        .run(&["ip", "-4", "addr", "show", "dev", &dev])?;
+    if !have.contains(&old) {
+        lane.client.run(&["ip", "addr", "add", &old, "dev", &dev])?;
+    }
+    Ok(())
+}
+
+/// Sleeps `d` in short steps, noting when old sessions exit (faults whose hold outlives them).
+fn hold(lane: &Lane, inj: &mut Injected, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop::requested() {
+            return false;
+        }
+        tick(lane, inj);
+        std::thread::sleep(Duration::from_millis(250).min(end - Instant::now()));
+    }
+    true
 }
 
 /// Called about every 250 ms while the tools recover.
@@ -389,6 +549,18 @@ pub fn finish(lane: &Lane, inj: Injected) -> Result<(), String> {
         }
     }
     drop(inj.silent);
+    if let Some(frozen) = inj.frozen {
+        frozen.thaw().map_err(|(e, _)| e)?;
+    }
+    if inj.moved {
+        restore_client_address(lane)?;
+    }
+    if inj.fault == Fault::SlowUplink {
+        // Normally gone already; ignore "no such qdisc".
+        let _ = lane
+            .client
+            .run(&["tc", "qdisc", "del", "dev", &client_if(lane.n), "root"]);
+    }
     firewall::clear_faults(&lane.server)?;
     let mut sshd = lane.sshd.lock().unwrap();
     let ports = sshd.ports.clone();

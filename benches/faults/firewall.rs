@@ -81,6 +81,14 @@ pub fn drop_connection(ns: &Netns, client: &str, client_port: u16) -> Result<(),
     ))
 }
 
+/// Fault 8: everything from or to one (former) client address goes nowhere.
+pub fn drop_address(ns: &Netns, addr: &str) -> Result<(), String> {
+    ns.nft(&format!(
+        "add rule inet tcb fault_pre ip saddr {addr} drop\n\
+         add rule inet tcb fault_out ip daddr {addr} drop\n"
+    ))
+}
+
 pub fn clear_faults(ns: &Netns) -> Result<(), String> {
     ns.nft("flush chain inet tcb fault_pre\nflush chain inet tcb fault_out\n")
 }

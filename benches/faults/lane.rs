@@ -1,6 +1,6 @@
 //! A lane: one server namespace with its own sshd and firewall, joined to the
 //! shared client namespace, carrying one instance of every tool. Each fault gets
-//! its own lane, so the seven faults run at the same time without touching each
+//! its own lane, so the faults run at the same time without touching each
 //! other, and every tool in a lane sees the very same fault at the same moment.
 //! Lane 0 is never faulted: it measures the idle footprint.
 
@@ -42,9 +42,13 @@ pub struct TrialResult {
     pub attempts: usize,
     /// Seconds after the fault at which each attempt started.
     pub attempt_times: Vec<f64>,
-    /// Faults 1, 2, 5, 6: seconds after the fault when the server session of the old
+    /// Faults 1, 2, 5, 6, 8, 9: seconds after the fault when the server session of the old
     /// connection exited (until then it held the remote port).
     pub old_session_secs: Option<f64>,
+    /// Fault 8: seconds from the reference until `-L` alone carried data.
+    pub local_secs: Option<f64>,
+    /// Fault 10: what the tool did during the upload.
+    pub slow: Option<crate::slowlink::SlowStats>,
     pub stop: StopOutcome,
     pub note: String,
     /// About the whole lane's injection in this trial (the same for every tool).
@@ -140,14 +144,32 @@ impl Lane {
                 .iter()
                 .map(|i| inj.old_session_pid(i.tool))
                 .collect();
-            let recovered = measure::wait_recovery(
-                self,
-                &self.instances,
-                reference,
-                deadline,
-                &old_session_pids,
-                || faults::tick(self, &mut inj),
-            );
+            let (recovered, local): (Vec<Option<Duration>>, Vec<Option<Duration>>) =
+                if fault == Fault::AddressChanged {
+                    measure::wait_recovery_split(
+                        self,
+                        &self.instances,
+                        reference,
+                        deadline,
+                        &old_session_pids,
+                        || faults::tick(self, &mut inj),
+                    )
+                    .into_iter()
+                    .map(|(l, both)| (both, l))
+                    .unzip()
+                } else {
+                    let r = measure::wait_recovery(
+                        self,
+                        &self.instances,
+                        reference,
+                        deadline,
+                        &old_session_pids,
+                        || faults::tick(self, &mut inj),
+                    );
+                    let n = r.len();
+                    (r, vec![None; n])
+                };
+            let slow = std::mem::take(&mut inj.slow);
             let attempts = firewall::attempts(&self.server);
             let notes = inj.notes.clone();
             let old_sessions: Vec<Option<Option<f64>>> = self
@@ -193,6 +215,8 @@ impl Lane {
                     attempts: times.len(),
                     attempt_times: times,
                     old_session_secs: old_sessions[k].flatten(),
+                    local_secs: local[k].map(|d| d.as_secs_f64()),
+                    slow: slow.get(&inst.tool).cloned(),
                     stop,
                     note: note.join("; "),
                     lane_note: lane_note.clone().unwrap_or_default(),

@@ -76,6 +76,60 @@ pub fn wait_recovery(
     })
 }
 
+/// Fault 8: like `wait_recovery`, and also per instance the time to the first check
+/// that `-L` alone passed. `-L` is checked even while the old session lives: the old
+/// flow's packets go nowhere, so that check cannot reach (and keep alive) the old
+/// session; only `-R` waits for the port to be free.
+pub fn wait_recovery_split(
+    lane: &Lane,
+    insts: &[Instance],
+    reference: Instant,
+    deadline: Duration,
+    old_sessions: &[Option<i32>],
+    mut tick: impl FnMut(),
+) -> Vec<(Option<Duration>, Option<Duration>)> {
+    let end = reference + deadline;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = insts
+            .iter()
+            .enumerate()
+            .map(|(k, inst)| {
+                let old_session = old_sessions.get(k).copied().flatten();
+                s.spawn(move || {
+                    let local: SocketAddr = ([127, 0, 0, 1], inst.local_port).into();
+                    let banner = server_banner(lane.n);
+                    let mut local_at = None;
+                    loop {
+                        let t0 = Instant::now();
+                        if t0 > end || stop::requested() {
+                            return (local_at, None);
+                        }
+                        let since = t0.saturating_duration_since(reference);
+                        if local_at.is_none()
+                            && targets::check(&lane.client, local, &banner, CHECK_TIMEOUT)
+                        {
+                            local_at = Some(since);
+                        }
+                        let port_free = old_session.is_none_or(procs::is_zombie);
+                        if local_at.is_some() && port_free && check_instance(lane, inst) {
+                            return (local_at, Some(since));
+                        }
+                        std::thread::sleep(CHECK_EVERY);
+                    }
+                })
+            })
+            .collect();
+        while handles.iter().any(|h| !h.is_finished()) {
+            tick();
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or((None, None)))
+            .collect()
+    })
+}
+
 /// What stopping a unit left behind.
 #[derive(Clone, Debug, Default)]
 pub struct StopOutcome {

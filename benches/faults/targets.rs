@@ -19,6 +19,9 @@ use crate::netns::Netns;
 /// Connections served at once; beyond that a connection is closed at once (never reached in practice).
 const MAX_ACTIVE: usize = 256;
 
+/// The first line of a bulk upload (fault 10): the line server then discards what follows.
+pub const BULK: &str = "bulk\n";
+
 pub struct LineServer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -77,6 +80,14 @@ fn serve(mut conn: TcpStream, banner: &str) -> std::io::Result<()> {
     // One line, at most 200 bytes: a probe that only wants the banner just closes.
     let mut reader = BufReader::new(conn.try_clone()?).take(200);
     if reader.read_line(&mut line)? > 0 {
+        if line == BULK {
+            // Fault 10's upload: swallow everything until the sender stops.
+            conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+            let mut sink = reader.into_inner();
+            let mut buf = vec![0u8; 64 * 1024];
+            while sink.read(&mut buf)? > 0 {}
+            return Ok(());
+        }
         conn.write_all(line.as_bytes())?;
     }
     Ok(())

@@ -11,12 +11,16 @@
 
 pub mod args;
 pub mod backoff;
+pub mod clock;
+pub mod heard;
 pub mod log;
 pub mod mux;
+pub mod netevents;
 pub mod notify;
 pub mod probe;
 pub mod process;
 pub mod reachability;
+pub mod rtt;
 mod session;
 mod signals;
 pub mod ssh_errors;

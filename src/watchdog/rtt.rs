@@ -1,0 +1,356 @@
+//! Adaptive probe timeout (issue 14, point 3): suspect a silent tunnel after a time
+//! learnt from its own round trips, and confirm without a blind second full timeout.
+//!
+//! # The estimator (RFC 6298, section 2)
+//! Every probe round that passes gives a sample R (`probe::RoundOk::latency`: the time
+//! spent waiting for answers, quiet windows of silent targets excluded). First sample:
+//! SRTT = R, RTTVAR = R/2; then RTTVAR = ¾·RTTVAR + ¼·|SRTT − R|, SRTT = ⅞·SRTT + ⅛·R.
+//! RTO = SRTT + 4·RTTVAR, clamped between [`FLOOR`] (1 s, RFC 6298's minimum) and the
+//! configured `probe.timeout`. Before the first sample RTO is the configured timeout.
+//!
+//! # The confirming rule
+//! A round that has no answer after RTO is *suspect*, not failed. Its probe stays open
+//! (a late answer until the configured timeout still counts, and becomes a sample, so
+//! RTO follows a link that got slower), and a confirming round starts at once. What
+//! happens at the confirming round's deadline depends on one more fact, whether the
+//! server sent anything at the SSH layer since the suspect round began ([`Heard`];
+//! on Linux, `tcpi_last_data_recv` of ssh's TCP socket through sock_diag, see
+//! `watchdog::heard`; window adjustments and
+//! keepalive replies count, bare TCP ACKs do not, since a frozen sshd's kernel still
+//! sends those):
+//! - an answer to either probe: alive (the failure count resets);
+//! - no answer, and the server was heard: *slow*, the probes wait behind the user's
+//!   data (fault 10, a saturated uplink: the probe queues behind megabytes in ssh's
+//!   send buffer while the server keeps acknowledging them with window adjustments).
+//!   No failure is counted: killing ssh would only kill the upload. Bounded: after
+//!   [`SLOW_ROUNDS`] slow verdicts in a row (two minutes at the bench's 5 s interval)
+//!   a silent round counts as failed after all;
+//! - no answer, the server silent: a failure. The confirming round's deadline is 2·RTO
+//!   (RFC 6298 5.5's back-off), capped by the configured timeout; each further round
+//!   needed by `probe.failures` doubles again.
+//! - Heard unknown (no source for it on this platform): the confirming round gets the
+//!   full configured timeout. Still not blind: suspicion came after RTO, not after a
+//!   whole timeout, and the first probe's late answer still rescues the round.
+//!
+//! Fault 2 (the server's session frozen) with the bench's probe 5 s / 5 s / 2 on a
+//! loopback-fast path: RTO = 1 s, suspect 1 s after the round starts, dead 2 s later:
+//! 3 s after the round began, against 10.2 s with two full timeouts; the round starts
+//! on average half an interval after the fault, so about 2.5 + 3 s + the reconnect,
+//! within autossh+monitor's 7.3 s. Without the Heard source: 1 + 5 = 6 s after the
+//! round began. The tests below replay both faults on an injected clock.
+
+//!
+//! # Wiring sketch (for the loop in `watchdog/mod.rs`)
+//! ```text
+//! let mut rounds = rtt::Rounds::new(opts.probe_timeout, opts.probe_failures); // per ssh
+//! // a round starts: its deadline is now + rounds.round_timeout(); the prober keeps
+//! // the first round's channels open until the configured timeout (late answers count)
+//! on answer(rtt)   => rounds.answered(rtt)
+//! on deadline      => let heard = heard::judge(
+//!                         heard::since_last_data(server, ssh_pid, now + 200 ms),
+//!                         now - suspect_round_started);
+//!                     match rounds.unanswered(heard) {
+//!                         Verdict::Confirm(d) => start a confirming round, deadline now + d,
+//!                         Verdict::Slow       => log once "probes slow behind traffic", wait
+//!                                                for the next interval,
+//!                         Verdict::Dead       => kill ssh (as after probe.failures today),
+//!                     }
+//! ```
+
+use std::time::Duration;
+
+/// RFC 6298's lower bound for RTO.
+pub const FLOOR: Duration = Duration::from_secs(1);
+/// RFC 6298's clock granularity term G: RTO = SRTT + max(G, 4·RTTVAR).
+const GRANULARITY: Duration = Duration::from_millis(10);
+/// How many slow verdicts in a row may stand in for "alive" before a silent round
+/// counts after all: a forward that never passes while the server talks is broken
+/// in some other way, and the user should hear of it.
+pub const SLOW_ROUNDS: u32 = 24;
+
+#[derive(Clone, Debug)]
+pub struct Estimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    floor: Duration,
+    cap: Duration,
+}
+
+impl Estimator {
+    /// `cap`: the configured probe timeout. A floor above the cap gives way to it.
+    pub fn new(cap: Duration) -> Estimator {
+        Estimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            floor: FLOOR.min(cap),
+            cap,
+        }
+    }
+
+    pub fn sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                let diff = srtt.abs_diff(r);
+                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
+                self.srtt = Some(srtt * 7 / 8 + r / 8);
+            }
+        }
+    }
+
+    pub fn rto(&self) -> Duration {
+        match self.srtt {
+            None => self.cap,
+            Some(srtt) => {
+                let rto = srtt.saturating_add((self.rttvar.saturating_mul(4)).max(GRANULARITY));
+                rto.clamp(self.floor, self.cap)
+            }
+        }
+    }
+
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+}
+
+/// Whether the server sent SSH-layer data since the suspect round began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    Yes,
+    No,
+    Unknown,
+}
+
+/// What a probe round's deadline means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Start (or continue with) a confirming round ending this long from now.
+    Confirm(Duration),
+    /// The probes wait behind traffic the server acknowledges: not a failure.
+    Slow,
+    /// This many failed rounds in a row: `probe.failures` reached, kill ssh.
+    Dead,
+}
+
+/// The probe timing state of one ssh connection (reset on reconnect with [`Rounds::new`]).
+#[derive(Clone, Debug)]
+pub struct Rounds {
+    pub est: Estimator,
+    failures_needed: u32,
+    failed: u32,
+    /// Consecutive slow verdicts.
+    slow: u32,
+}
+
+impl Rounds {
+    pub fn new(timeout: Duration, failures: u32) -> Rounds {
+        Rounds {
+            est: Estimator::new(timeout),
+            failures_needed: failures.max(1),
+            failed: 0,
+            slow: 0,
+        }
+    }
+
+    /// The deadline of a regular round (from its start).
+    pub fn round_timeout(&self) -> Duration {
+        self.est.rto()
+    }
+
+    /// Any probe of the current rounds answered after `rtt`: alive.
+    pub fn answered(&mut self, rtt: Duration) {
+        self.est.sample(rtt);
+        self.failed = 0;
+        self.slow = 0;
+    }
+
+    /// A round (regular or confirming) reached its deadline without an answer.
+    pub fn unanswered(&mut self, heard: Heard) -> Verdict {
+        // The first silent round is only a suspicion, whatever was heard: confirm.
+        if self.failed > 0 && heard == Heard::Yes && self.slow < SLOW_ROUNDS {
+            self.slow += 1;
+            self.failed = 0;
+            return Verdict::Slow;
+        }
+        self.failed += 1;
+        if self.failed >= self.failures_needed {
+            return Verdict::Dead;
+        }
+        let cap = self.est.cap;
+        let next = match heard {
+            Heard::Unknown => cap,
+            // RFC 6298 5.5: back off by doubling, per further round.
+            _ => self
+                .est
+                .rto()
+                .saturating_mul(1 << self.failed.min(16))
+                .min(cap),
+        };
+        Verdict::Confirm(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn estimator_follows_rfc6298() {
+        let mut e = Estimator::new(secs(5.0));
+        assert_eq!(e.rto(), secs(5.0), "no sample yet: the configured timeout");
+        e.sample(secs(0.4));
+        assert_eq!(e.srtt(), Some(secs(0.4)));
+        // 0.4 + 4 × 0.2 = 1.2 s
+        assert_eq!(e.rto(), secs(1.2));
+        e.sample(secs(0.8));
+        // RTTVAR = 0.75 × 0.2 + 0.25 × 0.4 = 0.25; SRTT = 0.35 + 0.1 = 0.45; RTO = 1.45
+        assert!(e.rto().abs_diff(secs(1.45)) < MS, "{:?}", e.rto());
+    }
+
+    #[test]
+    fn rto_is_clamped_between_floor_and_timeout() {
+        let mut e = Estimator::new(secs(5.0));
+        for _ in 0..50 {
+            e.sample(2 * MS); // loopback
+        }
+        assert_eq!(e.rto(), FLOOR);
+        for _ in 0..50 {
+            e.sample(secs(30.0));
+        }
+        assert_eq!(e.rto(), secs(5.0));
+        // A configured timeout below the floor wins.
+        let mut small = Estimator::new(secs(0.5));
+        small.sample(MS);
+        assert_eq!(small.rto(), secs(0.5));
+    }
+
+    /// Replays a probe schedule on an injected clock: `latency(t)` is how long a probe
+    /// started at t needs (None: never answered), `heard(t)` whether the server sent
+    /// anything around t. Returns the time ssh is declared dead, if it is.
+    fn replay(
+        rounds: &mut Rounds,
+        interval: f64,
+        until: f64,
+        latency: impl Fn(f64) -> Option<f64>,
+        heard: impl Fn(f64) -> bool,
+        has_heard: bool,
+    ) -> Option<f64> {
+        let timeout = rounds.est.cap.as_secs_f64();
+        let mut t = 0.0;
+        while t < until {
+            // The round's probe; its late answer counts until the configured timeout.
+            let first = latency(t);
+            let mut wait = rounds.round_timeout().as_secs_f64();
+            let mut start = t;
+            loop {
+                // Answered in time by the first probe (still open) or this round's own?
+                let own = latency(start);
+                let by = start + wait;
+                let first_ok = first.is_some_and(|l| t + l <= by && l <= timeout);
+                let own_ok = own.is_some_and(|l| start + l <= by);
+                if first_ok || own_ok {
+                    let rtt = if first_ok {
+                        first.unwrap()
+                    } else {
+                        own.unwrap()
+                    };
+                    rounds.answered(secs(rtt));
+                    break;
+                }
+                let h = if !has_heard {
+                    Heard::Unknown
+                } else if heard(by) {
+                    Heard::Yes
+                } else {
+                    Heard::No
+                };
+                match rounds.unanswered(h) {
+                    Verdict::Dead => return Some(by),
+                    Verdict::Slow => break,
+                    Verdict::Confirm(next) => {
+                        start = by;
+                        wait = next.as_secs_f64();
+                    }
+                }
+            }
+            t += interval;
+        }
+        None
+    }
+
+    #[test]
+    fn fault_2_frozen_session_is_caught_in_3_s_from_the_round() {
+        // Loopback-fast until the session freezes at t = 100 s (just before a round).
+        let mut r = Rounds::new(secs(5.0), 2);
+        let frozen_at = 100.0 - 0.01;
+        let lat = |t: f64| (t < frozen_at).then_some(0.003);
+        let dead = replay(&mut r, 5.0, 200.0, lat, |t| t < frozen_at, true).expect("dead");
+        let after = dead - 100.0;
+        assert!(
+            (2.9..=3.1).contains(&after),
+            "declared dead {after:.2} s after the round began"
+        );
+        // Without a "heard" source: suspicion after RTO, one full timeout to confirm.
+        let mut r = Rounds::new(secs(5.0), 2);
+        let dead = replay(&mut r, 5.0, 200.0, lat, |_| false, false).expect("dead");
+        assert!(((dead - 100.0) - 6.0).abs() < 0.1, "{dead}");
+        // Both beat two blind full timeouts (10 s after the round began, + the 200 ms pause).
+    }
+
+    #[test]
+    fn fault_10_saturated_uplink_is_slow_not_dead() {
+        // Fast at first; from t = 100 s every probe waits 6 to 12 s behind an upload
+        // (longer than the configured 5 s timeout), while the server keeps sending
+        // window adjustments.
+        let mut r = Rounds::new(secs(5.0), 2);
+        let lat = |t: f64| Some(if t < 100.0 { 0.003 } else { 6.0 + (t % 7.0) });
+        let dead = replay(&mut r, 5.0, 160.0, lat, |_| true, true);
+        assert_eq!(dead, None, "false restart under a saturated uplink");
+    }
+
+    #[test]
+    fn slow_is_bounded() {
+        // The server keeps talking, but no probe ever passes: after SLOW_ROUNDS it counts.
+        let mut r = Rounds::new(secs(5.0), 2);
+        r.answered(secs(0.01));
+        let dead = replay(&mut r, 5.0, 1000.0, |_| None, |_| true, true).expect("dead at last");
+        let limit = f64::from(SLOW_ROUNDS) * 5.0;
+        assert!(dead > limit && dead < limit + 10.0, "{dead}");
+    }
+
+    #[test]
+    fn a_link_that_got_slower_raises_rto_through_late_answers() {
+        // RTT jumps from 3 ms to 2.5 s (within the 5 s timeout): the first probe's late
+        // answer rescues each round and RTO climbs, so the suspicions stop.
+        let mut r = Rounds::new(secs(5.0), 2);
+        for _ in 0..20 {
+            r.answered(3 * MS);
+        }
+        assert_eq!(r.round_timeout(), FLOOR);
+        let dead = replay(&mut r, 5.0, 200.0, |_| Some(2.5), |_| false, true);
+        assert_eq!(dead, None);
+        assert!(r.round_timeout() > secs(2.5), "{:?}", r.round_timeout());
+    }
+
+    #[test]
+    fn more_failures_double_the_confirming_round() {
+        let mut r = Rounds::new(secs(8.0), 4);
+        r.answered(2 * MS); // RTO = floor, 1 s
+        assert_eq!(r.unanswered(Heard::No), Verdict::Confirm(secs(2.0)));
+        assert_eq!(r.unanswered(Heard::No), Verdict::Confirm(secs(4.0)));
+        assert_eq!(r.unanswered(Heard::No), Verdict::Confirm(secs(8.0)));
+        assert_eq!(r.unanswered(Heard::No), Verdict::Dead);
+        // One failure configured: the first silence is the verdict.
+        let mut one = Rounds::new(secs(5.0), 1);
+        assert_eq!(one.unanswered(Heard::Unknown), Verdict::Dead);
+    }
+}
