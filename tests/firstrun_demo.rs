@@ -162,7 +162,10 @@ fn demo_runs_as_a_normal_user() {
     let stage = common::as_user::UserStage::new(&user);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let demo = stage.copy(&repo.join("demo/demo.sh"), "demo/demo.sh");
-    stage.copy(&repo.join("demo/throwaway-sshd.sh"), "demo/throwaway-sshd.sh");
+    stage.copy(
+        &repo.join("demo/throwaway-sshd.sh"),
+        "demo/throwaway-sshd.sh",
+    );
     stage.copy(Path::new(env!("CARGO_BIN_EXE_tunnelctl")), "bin/tunnelctl");
     stage.copy(
         Path::new(env!("CARGO_BIN_EXE_tunnel-watchdog")),
@@ -191,5 +194,8 @@ fn demo_runs_as_a_normal_user() {
         temp_dir_of(&text).starts_with(stage.path()),
         "the demo did not use the stage's TMPDIR:\n{text}"
     );
-    assert!(!temp_dir_of(&text).exists(), "the demo left its folder behind");
+    assert!(
+        !temp_dir_of(&text).exists(),
+        "the demo left its folder behind"
+    );
 }

@@ -87,7 +87,10 @@ impl UserStage {
     /// Copies the file `src` to `rel` inside the stage, keeping its mode, owned by the user.
     pub fn copy(&self, src: &Path, rel: &str) -> PathBuf {
         let dst = self.dir.path().join(rel);
-        if let Some(parent) = Path::new(rel).parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = Path::new(rel)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             self.mkdir(parent.to_str().unwrap());
         }
         std::fs::copy(src, &dst)
