@@ -50,7 +50,9 @@ if [[ -n "${TUNNELCTL_BIN_DIR:-}" ]]; then
     watchdog=$TUNNELCTL_BIN_DIR/tunnel-watchdog
 else
     (cd "$repo" && cargo build --quiet --release --bin tunnel-watchdog)
-    watchdog=${CARGO_TARGET_DIR:-$repo/target}/release/tunnel-watchdog
+    # shellcheck source=packaging/cargo-target-dir.sh
+    source "$repo/packaging/cargo-target-dir.sh"
+    watchdog=$(cargo_target_dir "$repo")/release/tunnel-watchdog
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/idle-cpu.XXXXXX")
@@ -104,7 +106,7 @@ wd_args=(--name idle --state-dir "$tmp/state" --probe-interval "$interval" --pro
     --probe-failures 2 --
     ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=5
     -o ServerAliveCountMax=2 -o ConnectTimeout=10 -o IdentitiesOnly=yes
-    -o "UserKnownHostsFile=$tmp/known_hosts" -o StrictHostKeyChecking=yes
+    -o "UserKnownHostsFile=\"$tmp/known_hosts\"" -o StrictHostKeyChecking=yes
     -i "$tmp/client_key" -p "$sshd_port"
     "$(id -un)@127.0.0.1")
 fwd=()

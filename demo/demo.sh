@@ -61,7 +61,9 @@ else
     command -v cargo >/dev/null || die "cargo is missing: install Rust (https://rustup.rs) or set TUNNELCTL_BIN_DIR"
     say "Building tunnelctl (cargo build)"
     (cd "$repo" && cargo build --quiet --bins) || die "cargo build failed"
-    bin=${CARGO_TARGET_DIR:-$repo/target}/debug
+    # shellcheck source=packaging/cargo-target-dir.sh
+    source "$repo/packaging/cargo-target-dir.sh"
+    bin=$(cargo_target_dir "$repo")/debug || die "cannot tell where cargo built (set TUNNELCTL_BIN_DIR)"
 fi
 tunnelctl=$bin/tunnelctl
 watchdog=$bin/tunnel-watchdog

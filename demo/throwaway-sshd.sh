@@ -40,9 +40,9 @@ throwaway_sshd_start() {
             cat <<EOF
 ListenAddress 127.0.0.1
 Port $sshd_port
-HostKey $dir/host_key
+HostKey "$dir/host_key"
 PidFile none
-AuthorizedKeysFile $dir/authorized_keys
+AuthorizedKeysFile "$dir/authorized_keys"
 StrictModes no
 UsePAM no
 PasswordAuthentication no

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds target/debian/tunnelctl_VERSION-1_ARCH.deb with cargo-deb:
+# Builds TARGET/debian/tunnelctl_VERSION-1_ARCH.deb with cargo-deb (TARGET: cargo's
+# target directory, target/ unless CARGO_TARGET_DIR or build.target-dir says otherwise):
 # release binaries, man pages and completions written by the binary itself
 # (`tunnelctl generate`), and the example configuration.
 # Prints the path of the .deb on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=packaging/cargo-target-dir.sh
+source packaging/cargo-target-dir.sh
+target=$(cargo_target_dir)
 
 CARGO_DEB_VERSION=3.8.0   # pinned: the package layout is checked against this one
 
@@ -33,10 +37,15 @@ cargo rustc --profile release-static --locked --bin tunnel-watchdog -- -C target
 # A static glibc that resolves names loads the NSS modules of /etc/nsswitch.conf with
 # dlopen, safe only with the glibc it was built with; the watchdog must not contain that
 # code (names go through getent: src/watchdog/reachability.rs, `addresses`).
-if grep -aq /etc/nsswitch.conf target/release-static/tunnel-watchdog; then
+static_watchdog=$target/release-static/tunnel-watchdog
+if grep -aq /etc/nsswitch.conf "$static_watchdog"; then
   echo "build-deb: the static tunnel-watchdog links glibc's NSS (getaddrinfo, getpwnam, ...); resolve through reachability::addresses instead" >&2
   exit 1
 fi
+# cargo-deb maps an asset path starting with target/release/ to the real target
+# directory (CARGO_TARGET_DIR included), but not target/release-static/: the package's
+# watchdog goes in under a name there (Cargo.toml, package.metadata.deb assets).
+cp "$static_watchdog" "$target/release/tunnel-watchdog.crt-static"
 generated=packaging/generated
 rm -rf "$generated"
 cargo run --release --locked --quiet --bin tunnelctl -- generate man "$generated/man" >&2

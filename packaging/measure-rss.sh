@@ -2,7 +2,8 @@
 # Idle resident memory of tunnel-watchdog while its tunnel is up (issue 5's target:
 # under 2 MiB), and which mappings it is made of.
 #   bash packaging/measure-rss.sh [WATCHDOG] [IDLE_SECONDS]
-# WATCHDOG defaults to target/release/tunnel-watchdog (build it first); IDLE_SECONDS
+# WATCHDOG defaults to TARGET/release/tunnel-watchdog (TARGET: cargo's target directory,
+# so CARGO_TARGET_DIR counts; build it first); IDLE_SECONDS
 # (default 30) is how long the tunnel runs, probing every 5 s as in the fault bench,
 # before /proc/PID/smaps is read. A throwaway sshd on 127.0.0.1 (own config and keys
 # in a temporary folder) is the server; everything is stopped and removed on exit.
@@ -11,7 +12,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=demo/throwaway-sshd.sh
 source "$repo/demo/throwaway-sshd.sh"
-watchdog=$(realpath "${1:-$repo/target/release/tunnel-watchdog}")
+# shellcheck source=packaging/cargo-target-dir.sh
+source "$repo/packaging/cargo-target-dir.sh"
+if [[ -n ${1:-} ]]; then watchdog=$(realpath "$1"); else watchdog=$(cargo_target_dir "$repo")/release/tunnel-watchdog; fi
 idle=${2:-30}
 [[ -x $watchdog ]] || { echo "measure-rss: no $watchdog (cargo build --release)" >&2; exit 1; }
 
@@ -35,7 +38,7 @@ remote_port=$(pick_port) && local_port=$(pick_port) || exit 1
     --state-dir "$tmp/state" --log-file "$tmp/watchdog.log" -- \
     ssh -N -T -F /dev/null -o BatchMode=yes -o ExitOnForwardFailure=yes \
     -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -o ConnectTimeout=10 \
-    -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$tmp/known_hosts" \
+    -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=\"$tmp/known_hosts\"" \
     -i "$tmp/client_key" -o IdentitiesOnly=yes -p "$sshd_port" -l "$(id -un)" \
     -R "$remote_port:127.0.0.1:$sshd_port" -L "127.0.0.1:$local_port:127.0.0.1:$sshd_port" \
     127.0.0.1 &

@@ -142,31 +142,40 @@ fn demo_cleans_up_on_ctrl_c() {
     assert!(survivors.is_empty(), "left running: {survivors:?}");
 }
 
+/// The demo as an unprivileged user, as the README's first command would be run by one.
+/// The user gets copies of the scripts and binaries in a folder of its own: the checkout
+/// may sit in root's 0700 home or a `mktemp -d` folder, which it cannot read (and must
+/// not need to). A demo that fails as that user fails the test; only a machine without
+/// any login user skips it, and not under `CI=true`.
 #[test]
 fn demo_runs_as_a_normal_user() {
     if !common::require_prerequisites("demo_runs_as_a_normal_user") {
         return;
     }
-    // Any account with a real shell and uid >= 1000; CI images may have none.
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let user = passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        let uid: u32 = f.get(2)?.parse().ok()?;
-        ((1000..60000).contains(&uid) && f.get(6).is_some_and(|s| s.ends_with("sh")))
-            .then(|| f[0].to_string())
-    });
-    let Some(user) = user else {
-        eprintln!("SKIPPED demo_runs_as_a_normal_user: no login user with uid >= 1000");
+    let Some(user) = common::as_user::unprivileged_user() else {
+        let why = "no login user (uid 1000..60000 with a shell) to run the demo as; \
+                   create one (useradd -m -s /bin/bash NAME) or set TUNNELCTL_TEST_USER";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("SKIPPED demo_runs_as_a_normal_user: {why}");
         return;
     };
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_tunnelctl")).parent().unwrap();
-    let out = Command::new("runuser")
-        .args(["-u", &user, "--", "env"])
-        .arg(format!("TUNNELCTL_BIN_DIR={}", bin_dir.display()))
-        .arg("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/demo.sh"))
+    let stage = common::as_user::UserStage::new(&user);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = stage.copy(&repo.join("demo/demo.sh"), "demo/demo.sh");
+    stage.copy(
+        &repo.join("demo/throwaway-sshd.sh"),
+        "demo/throwaway-sshd.sh",
+    );
+    stage.copy(Path::new(env!("CARGO_BIN_EXE_tunnelctl")), "bin/tunnelctl");
+    stage.copy(
+        Path::new(env!("CARGO_BIN_EXE_tunnel-watchdog")),
+        "bin/tunnel-watchdog",
+    );
+    let out = stage
+        .command("bash")
+        .arg(&demo)
         .arg("--ci")
-        .stdin(Stdio::null())
+        .env("TUNNELCTL_BIN_DIR", stage.path().join("bin"))
         .output()
         .unwrap();
     let text = format!(
@@ -174,13 +183,19 @@ fn demo_runs_as_a_normal_user() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    if text.contains("Permission denied") && text.contains("TUNNELCTL_BIN_DIR") {
-        eprintln!("SKIPPED demo_runs_as_a_normal_user: {user} cannot read the build:\n{text}");
-        return;
-    }
-    assert!(out.status.success(), "demo as {user} failed:\n{text}");
+    let name = stage.user();
+    assert!(out.status.success(), "demo as {name} failed:\n{text}");
     assert!(
-        text.contains(&format!("for user {user}")) && text.contains("recovered after"),
+        text.contains(&format!("for user {name}")) && text.contains("recovered after"),
         "{text}"
+    );
+    // The demo's folder was inside the stage (TMPDIR) and is gone with it.
+    assert!(
+        temp_dir_of(&text).starts_with(stage.path()),
+        "the demo did not use the stage's TMPDIR:\n{text}"
+    );
+    assert!(
+        !temp_dir_of(&text).exists(),
+        "the demo left its folder behind"
     );
 }

@@ -5,6 +5,7 @@
 //! helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod as_user;
 pub mod cgroup;
 pub mod cli;
 pub mod inittab_init;
