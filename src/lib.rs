@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod model;
+pub mod safe_fs;
 pub mod state;
 pub mod watchdog;
 

@@ -53,12 +53,12 @@ pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
         no_start: args.no_start,
     };
     let mut out = std::io::stdout().lock();
-    for (name, r) in &rendered {
-        if let Err(message) = installer.install(name, target, r, &mut out) {
-            let _ = out.flush();
-            eprintln!("tunnelctl install: {name}: {message}");
-            return ExitCode::from(1);
-        }
+    let items: Vec<(&str, &render::Rendered)> = rendered.iter().map(|(n, r)| (*n, r)).collect();
+    if let Err(message) = installer.install_all(target, &items, &mut out) {
+        let _ = out.flush();
+        let who = if items.len() == 1 { format!("{}: ", items[0].0) } else { String::new() };
+        eprintln!("tunnelctl install: {who}{message}");
+        return ExitCode::from(1);
     }
     ExitCode::SUCCESS
 }
