@@ -491,6 +491,46 @@ pub fn open_nofollow(path: &Path) -> Result<(OwnedFd, FileStat), std::io::Error>
     Ok((fd, st))
 }
 
+/// Reads a file another process of ours wrote (the watchdog's state file), for
+/// status/reconnect: never through a link, only a regular file of at most `max` bytes,
+/// and only when its owner is trusted: the caller, root, or the owner of its directory
+/// when root made that directory for them (its parent is root's and closed to others:
+/// DynamicUser's /var/lib/private/…). A file in a directory another user made (a
+/// pre-created /tmp/tunnelctl-UID) is refused with the reason. None: no such file.
+pub fn read_trusted(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
+    let (fd, st) = match open_nofollow(path) {
+        Ok(x) => x,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(format!(
+                "{} is a symlink, which the watchdog never writes; not reading it (remove it)",
+                path.display()
+            ));
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let me = nix::unistd::getuid().as_raw();
+    let trusted = st.st_uid == me || st.st_uid == 0 || {
+        use std::os::unix::fs::MetadataExt;
+        let dir = path.parent().and_then(|d| d.canonicalize().ok());
+        let dir_meta = dir.as_ref().and_then(|d| std::fs::metadata(d).ok());
+        let parent_meta = dir
+            .as_ref()
+            .and_then(|d| d.parent())
+            .and_then(|p| std::fs::metadata(p).ok());
+        matches!((dir_meta, parent_meta), (Some(d), Some(p))
+            if d.uid() == st.st_uid && p.uid() == 0 && p.mode() & 0o022 == 0)
+    };
+    if !trusted {
+        return Err(format!(
+            "{} is owned by {}, not by you or root, in a directory root did not make for it:              not trusting it (another user may have planted it). Remove it, or pass --state-dir",
+            path.display(),
+            describe_uid(st.st_uid)
+        ));
+    }
+    read_bounded_fd(fd, path, max).map(Some)
+}
+
 /// Splits an absolute path into its directory and file name.
 pub fn split(path: &Path) -> Result<(&Path, &OsStr), String> {
     match (path.parent(), path.file_name()) {

@@ -58,8 +58,18 @@ pub const PORT_HELD_ASKS: u32 = 120;
 
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let read_file =
-        |path: &str| std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
+    // An args file that cannot be read now may be readable at the next start (exit 1);
+    // every other parse error is a usage error (exit 2, not restarted).
+    let unreadable = std::cell::Cell::new(false);
+    let read_file = |path: &str| {
+        args::read_args_file(path).map_err(|e| match e {
+            args::ArgsFileError::Unreadable(why) => {
+                unreadable.set(true);
+                why
+            }
+            args::ArgsFileError::TooBig(why) => why,
+        })
+    };
     match args::parse(&argv, &read_file) {
         Ok(Parsed::Help) => {
             print!("{}", args::USAGE);
@@ -70,6 +80,10 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Parsed::Run(options)) => ExitCode::from(run(*options)),
+        Err(e) if unreadable.get() => {
+            eprintln!("tunnel-watchdog: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
         Err(e) => {
             eprintln!("tunnel-watchdog: {e}\n(see tunnel-watchdog --help)");
             ExitCode::from(EXIT_USAGE)
@@ -198,36 +212,52 @@ pub fn resolve_state_dir(
     }
 }
 
-fn write_state(dir: &Path, state: &State) {
-    let tmp = dir.join("state.tmp");
-    let result = std::fs::write(&tmp, state.to_text())
-        .and_then(|_| std::fs::rename(&tmp, dir.join("state")));
+/// The state file is small; anything bigger is not ours.
+pub const MAX_STATE_FILE: u64 = 64 * 1024;
+
+/// Written relative to the state directory's descriptor, opened and checked once at
+/// start: a directory renamed or replaced by a link while we run is never followed.
+fn write_state(dir: &crate::safe_fs::Dir, state: &State) {
+    let name = std::ffi::OsStr::new("state");
+    // No fsync: the file is rewritten often (flash on a router) and a lost update after
+    // a crash only makes `status` a little stale.
+    let result = dir
+        .stage(name, state.to_text().as_bytes(), 0o600, false)
+        .and_then(|temp| dir.commit(&temp, name));
     if let Err(e) = result {
-        log::warn(&format!(
-            "cannot write the state file in {}: {e}",
-            dir.display()
-        ));
+        log::warn(&format!("cannot write the state file: {e}"));
     }
 }
 
-fn read_state(dir: &Path) -> State {
-    match std::fs::read_to_string(dir.join("state")) {
-        Ok(text) => State::from_text(&text).unwrap_or_else(|e| {
+fn read_state(dir: &crate::safe_fs::Dir) -> State {
+    match dir.read_optional(std::ffi::OsStr::new("state"), MAX_STATE_FILE) {
+        Ok(Some(bytes)) => State::from_text(&String::from_utf8_lossy(&bytes)).unwrap_or_else(|e| {
             log::warn(&format!(
                 "{}/state: {e}; starting from a fresh state",
-                dir.display()
+                dir.path.display()
             ));
             State::default()
         }),
-        Err(_) => State::default(),
+        Ok(None) => State::default(),
+        Err(e) => {
+            log::warn(&format!("{e}; starting from a fresh state"));
+            State::default()
+        }
     }
+}
+
+/// The name becomes a path component of the default state directory: `.`, `..` and `/`
+/// would put it elsewhere (`--name ..` as root once chmodded /run).
+pub fn name_problem(name: &str) -> Option<String> {
+    (name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0'))
+        .then(|| format!("--name `{name}`: a tunnel name cannot be empty, `.` or `..`, or contain `/`; use the name from tunnels.yaml"))
 }
 
 // ---- the run
 
 struct Watchdog {
     o: Options,
-    state_dir: PathBuf,
+    state_dir: crate::safe_fs::Dir,
     ctl: PathBuf,
     notifier: Notifier,
     signals: Signals,
@@ -268,18 +298,28 @@ pub fn run(o: Options) -> u8 {
         uid.as_raw(),
     );
     log::init(&o.name, o.log_file.clone());
-    if let Err(e) = process::make_private_dir(&state_dir) {
-        log::error(&format!("state directory: {e}"));
+    if let Some(problem) = name_problem(&o.name) {
+        log::error(&problem);
         return EXIT_USAGE;
     }
+    // Environmental from here on (a read-only or hijacked directory, a full disk): exit 1,
+    // so the init system retries; 2 is for a command line that cannot work.
+    let state_dir = match process::make_private_dir(&state_dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            log::error(&format!("state directory: {e}"));
+            return EXIT_FAILED;
+        }
+    };
+    state_dir.clean_stale_temps();
     let runtime = env("XDG_RUNTIME_DIR")
         .filter(|_| !uid.is_root())
         .map(PathBuf::from);
-    let ctl = match process::control_path(&state_dir, runtime.as_deref()) {
+    let ctl = match process::control_path(&state_dir.path, runtime.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             log::error(&format!("control socket: {e}"));
-            return EXIT_USAGE;
+            return EXIT_FAILED;
         }
     };
     let notifier = match Notifier::from_env_value(env("NOTIFY_SOCKET").as_deref()) {
