@@ -1048,6 +1048,51 @@ mod tests {
     }
 
     #[test]
+    fn launchd_sequences_never_kickstart_a_job_just_bootstrapped() {
+        use LaunchdStep::*;
+        let argv = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let plist = "/Library/LaunchDaemons/org.tunnelctl.t.plist";
+        // Fresh: bootstrap alone (RunAtLoad starts the job).
+        assert_eq!(
+            launchd_install_steps("system", "org.tunnelctl.t", plist, true),
+            vec![Run(argv(&["launchctl", "bootstrap", "system", plist]))]
+        );
+        // Reinstall: the old job out, waited for (bounded), then bootstrap; no kickstart.
+        let steps = launchd_install_steps("system", "org.tunnelctl.t", plist, false);
+        assert_eq!(
+            steps,
+            vec![
+                MayFail(argv(&["launchctl", "bootout", "system/org.tunnelctl.t"])),
+                WaitGone {
+                    service: "system/org.tunnelctl.t".into(),
+                    timeout: LAUNCHD_GONE_TIMEOUT
+                },
+                Run(argv(&["launchctl", "bootstrap", "system", plist])),
+            ]
+        );
+        assert!(LAUNCHD_GONE_TIMEOUT <= Duration::from_secs(30));
+        for fresh in [true, false] {
+            let all = launchd_install_steps("gui/501", "l", "p", fresh);
+            assert!(!format!("{all:?}").contains("kickstart"), "{all:?}");
+        }
+        assert_eq!(
+            launchd_uninstall_steps("user/501", "l"),
+            vec![
+                MayFail(argv(&["launchctl", "bootout", "user/501/l"])),
+                WaitGone {
+                    service: "user/501/l".into(),
+                    timeout: LAUNCHD_GONE_TIMEOUT
+                },
+            ]
+        );
+        // Agents: gui/UID with a GUI login, user/UID without (over ssh); daemons: system.
+        assert_eq!(launchd_domain(Target::LaunchdAgent, 501, true), "gui/501");
+        assert_eq!(launchd_domain(Target::LaunchdAgent, 501, false), "user/501");
+        assert_eq!(launchd_domain(Target::Launchd, 0, false), "system");
+        assert!(no_gui_note(501).contains("user/501") && no_gui_note(501).contains("install` again"));
+    }
+
+    #[test]
     fn diff_shows_changes_with_context() {
         let old = "a\nb\nc\nd\ne\nf\ng\nh\n";
         let new = "a\nb\nc\nD\ne\nf\ng\nh\n";
