@@ -86,6 +86,11 @@ impl Installer {
     /// the part inside `--root` is checked (the root itself is the caller's to vouch for;
     /// tests use temporary roots under the world-writable /tmp).
     fn open_dir(&self, dir: &Path, create: bool) -> Result<safe_fs::Dir, String> {
+        if create && !self.root.exists() {
+            // A new --root: the caller's own directory, made as asked.
+            fs::create_dir_all(&self.root)
+                .map_err(|e| format!("creating {}: {e}", self.root.display()))?;
+        }
         safe_fs::open_dir(
             &self.root,
             &relative(dir),
