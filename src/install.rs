@@ -107,6 +107,9 @@ impl Installer {
                 _ => {}
             }
             let opened = self.open_dir(dir, false)?;
+            if !self.dry_run {
+                opened.clean_stale_temps();
+            }
             dirs.0.insert(dir.to_path_buf(), opened);
         }
         Ok(dirs.0.get(dir))

@@ -35,18 +35,18 @@ pub fn render(
     deps: &Deps,
 ) -> Result<Rendered, String> {
     let watchdog = path_str(&options.watchdog, "--watchdog")?;
-    if watchdog.contains(char::is_whitespace) {
-        // init splits the process field at blanks: `/opt/my tools/tunnel-watchdog` would run `/opt/my`.
-        return Err(format!(
-            "--watchdog `{watchdog}` contains a space, and init splits the inittab line there;              put the watchdog (or a symlink to it) at a path without spaces, e.g. /usr/local/bin/tunnel-watchdog"
-        ));
-    }
     let name = &tunnel.name;
     let id = (deps.inittab_id)(name);
     let args_file = args_path(&id);
     let process = format!("{watchdog} --args-file {args_file}");
     if let Some(problem) = escape::inittab_process_problem(&process) {
         return Err(problem);
+    }
+    if watchdog.contains(char::is_whitespace) {
+        // init splits the process field at blanks: `/opt/my tools/tunnel-watchdog` would run `/opt/my`.
+        return Err(format!(
+            "--watchdog `{watchdog}` contains a space, and init splits the inittab line there;              put the watchdog (or a symlink to it) at a path without spaces, e.g. /usr/local/bin/tunnel-watchdog"
+        ));
     }
     let line = match target {
         Target::Busybox => format!("::respawn:{process}"),
