@@ -1005,3 +1005,113 @@ fn kill_9_during_inittab_installs_and_uninstalls() {
     assert_eq!(fs::read(env.path("etc/inittab")).unwrap(), base);
     assert_no_leftovers(env.root.path());
 }
+
+/// A failing `telinit q` on an update: /etc/inittab is already right (the entry was once
+/// dropped, the reload run, and the entry never put back). Runs tunnelctl without
+/// `--root`, in a private mount namespace whose /etc is a copy and /var/log a temp dir,
+/// with a fake telinit on PATH that exits as told.
+#[test]
+fn a_failing_telinit_is_reported_after_the_inittab_is_right() {
+    let top = tempfile::tempdir().unwrap();
+    let etc = top.path().join("etc");
+    let status = Command::new("cp").arg("-a").arg("/etc/.").arg(&etc).status().unwrap();
+    assert!(status.success());
+    let base = b"id:2:initdefault:\n1:2345:respawn:/sbin/getty 38400 tty1\n";
+    fs::write(etc.join("inittab"), base).unwrap();
+    let _ = fs::remove_dir_all(etc.join("tunnelctl"));
+    let log = top.path().join("log");
+    fs::create_dir_all(&log).unwrap();
+    let fake = top.path().join("bin");
+    fs::create_dir_all(&fake).unwrap();
+    let rc = top.path().join("telinit-rc");
+    let calls = top.path().join("telinit-calls");
+    fs::write(
+        fake.join("telinit"),
+        format!("#!/bin/sh\necho \"$*\" >> {}\nexit $(cat {})\n", calls.display(), rc.display()),
+    )
+    .unwrap();
+    fs::set_permissions(fake.join("telinit"), fs::Permissions::from_mode(0o755)).unwrap();
+    let config = top.path().join("tunnels.yaml");
+    let run = |host: &str, code: &str| {
+        fs::write(&config, FS_CONFIG.replace("h.example.org", host)).unwrap();
+        fs::write(&rc, code).unwrap();
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c", "mount --bind \"$1\" /etc && mount --bind \"$2\" /var/log && shift 2 && exec \"$@\"", "sh"])
+            .arg(&etc)
+            .arg(&log)
+            .arg(bin("tunnelctl"))
+            .arg("-c")
+            .arg(&config)
+            .args(["install", "t", "--target", "inittab", "--watchdog", "/usr/bin/tunnel-watchdog"])
+            .env_clear()
+            .env("HOME", common::golden_home())
+            .env("PATH", format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", fake.display()));
+        super_bounded(cmd)
+    };
+    let out = run("h.example.org", "0");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let installed = fs::read(etc.join("inittab")).unwrap();
+    assert!(installed.starts_with(base) && installed.len() > base.len());
+    // The update: new arguments, and telinit fails.
+    let out = run("h2.example.org", "1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("already updated") && err.contains("telinit q"), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&fs::read(etc.join("inittab")).unwrap()),
+        String::from_utf8_lossy(&installed),
+        "the inittab is not the installed one"
+    );
+    let args_dir = etc.join("tunnelctl/run");
+    let args = fs::read_dir(&args_dir).unwrap().flatten().find(|e| e.file_name().to_string_lossy().ends_with(".args")).unwrap();
+    assert!(fs::read_to_string(args.path()).unwrap().contains("h2.example.org"));
+    assert_no_leftovers(&etc.join("tunnelctl"));
+    assert!(!etc.join(".inittab.tunnelctl.lock").exists());
+    assert_eq!(fs::read_to_string(&calls).unwrap().lines().count(), 2, "one reload per install");
+}
+
+/// For a system target, the default watchdog (beside tunnelctl) must be root's and
+/// writable by nobody else: a root service runs it.
+#[test]
+fn a_default_watchdog_that_is_not_roots_is_refused_for_system_targets() {
+    let (uid, gid) = second_user();
+    let top = tempfile::tempdir().unwrap();
+    let bindir = top.path().join("bin");
+    fs::create_dir_all(&bindir).unwrap();
+    fs::set_permissions(&bindir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::copy(bin("tunnelctl"), bindir.join("tunnelctl")).unwrap();
+    let watchdog = bindir.join("tunnel-watchdog");
+    fs::write(&watchdog, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&watchdog, fs::Permissions::from_mode(0o755)).unwrap();
+    let env = FsEnv::new();
+    let install = |target: &str| {
+        let root = tempfile::tempdir().unwrap();
+        let out = Command::new(bindir.join("tunnelctl"))
+            .env_clear()
+            .env("HOME", &env.home)
+            .arg("-c")
+            .arg(&env.config)
+            .args(["install", "t", "--target", target, "--root"])
+            .arg(root.path())
+            .output()
+            .unwrap();
+        let written = fs::read_dir(root.path()).unwrap().next().is_some();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), written)
+    };
+    chown(&watchdog, uid, gid);
+    for target in ["systemd", "inittab"] {
+        let (code, err, written) = install(target);
+        assert_eq!(code, Some(2), "{target}: {err}");
+        assert!(err.contains("tunnelctl-test2") && err.contains("--watchdog"), "{err}");
+        assert!(!written);
+    }
+    // A user unit runs as that user: no such demand.
+    assert_eq!(install("systemd-user").0, Some(0));
+    chown(&watchdog, 0, 0);
+    fs::set_permissions(&watchdog, fs::Permissions::from_mode(0o775)).unwrap();
+    let (code, err, _) = install("systemd");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("chmod go-w"), "{err}");
+    fs::set_permissions(&watchdog, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(install("systemd").0, Some(0));
+}

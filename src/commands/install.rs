@@ -119,7 +119,8 @@ fn trusted_watchdog(path: &Path) -> Result<(), String> {
         ));
     }
     if let Some(dir) = path.parent() {
-        crate::safe_fs::open_abs(dir, None, crate::safe_fs::Trust::Install)
+        // Private: root's sticky /tmp may hold it (nobody else can rename what is in it).
+        crate::safe_fs::open_abs(dir, None, crate::safe_fs::Trust::Private)
             .map_err(|why| format!("the watchdog's directory: {why}"))?;
     }
     Ok(())
