@@ -186,12 +186,10 @@ impl Installer {
             Some(self.open_dir(inittab_dir, !self.dry_run)?)
         };
         let with_entries = |old: &[u8], state: &mut Vec<(bool, bool)>| -> Result<Vec<u8>, String> {
-            let mut new = old.to_vec();
-            for &(i, entry) in &entries {
-                let before = find_entry(&new, &entry.id).is_some();
-                let next = inittab_with(&new, entry, items[i].0, target)?;
-                state[i] = (before, next != new);
-                new = next;
+            let named: Vec<(&InittabEntry, &str)> = entries.iter().map(|&(i, e)| (e, items[i].0)).collect();
+            let (new, states) = inittab_with_all(old, &named, target)?;
+            for (&(i, _), st) in entries.iter().zip(states) {
+                state[i] = st;
             }
             Ok(new)
         };
@@ -894,6 +892,126 @@ pub fn inittab_with(
     Ok(out)
 }
 
+/// The inittab with every entry in place (`(entry, tunnel name)`), the same bytes as
+/// applying [`inittab_with`] for each in turn, in one pass over the file (a thousand
+/// tunnels once meant a thousand rewrites). Also says, per entry, whether it was there
+/// before and whether its lines changed.
+pub fn inittab_with_all(
+    existing: &[u8],
+    entries: &[(&InittabEntry, &str)],
+    target: Target,
+) -> Result<(Vec<u8>, Vec<(bool, bool)>), String> {
+    use std::collections::HashMap;
+    let lines = split_lines(existing);
+    // Our markers by id, and the ids other (non-comment) lines start with.
+    let mut markers: HashMap<&[u8], usize> = HashMap::new();
+    let mut used_ids: HashMap<&[u8], Vec<usize>> = HashMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        let text = text_of(line);
+        if let Some(rest) = text.strip_prefix(b"# tunnelctl:") {
+            let id = rest.split(|&b| b == b' ').next().unwrap_or_default();
+            markers.entry(id).or_insert(i);
+        } else if !text.starts_with(b"#")
+            && let Some(colon) = text.iter().position(|&b| b == b':')
+        {
+            used_ids.entry(&text[..colon]).or_default().push(i);
+        }
+    }
+    let mut replace: HashMap<usize, (usize, &InittabEntry)> = HashMap::new();
+    let mut append: Vec<&InittabEntry> = Vec::new();
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut states = Vec::with_capacity(entries.len());
+    for &(entry, name) in entries {
+        if let Some(first) = seen.insert(entry.id.as_str(), name) {
+            return Err(format!(
+                "{INITTAB} already has a tunnelctl entry with id {} for tunnel `{first}`; \
+                 uninstall it first or rename one of the tunnels",
+                entry.id
+            ));
+        }
+        let found = markers.get(entry.id.as_bytes()).map(|&at| {
+            let args = inittab::args_path(&entry.id);
+            let next_is_ours = lines
+                .get(at + 1)
+                .is_some_and(|l| String::from_utf8_lossy(text_of(l)).contains(&args));
+            (at, if next_is_ours { 2 } else { 1 })
+        });
+        if let Some((at, _)) = found {
+            let marker = String::from_utf8_lossy(text_of(lines[at])).into_owned();
+            let owner = marker[inittab::marker_prefix(&entry.id).len().min(marker.len())..]
+                .split(" — ")
+                .next()
+                .unwrap_or("");
+            if owner != name {
+                return Err(format!(
+                    "{INITTAB} already has a tunnelctl entry with id {} for tunnel `{owner}`; \
+                     uninstall it first or rename one of the tunnels",
+                    entry.id
+                ));
+            }
+        }
+        if target == Target::Inittab
+            && let Some(users) = used_ids.get(entry.id.as_bytes())
+            && let Some(&i) = users
+                .iter()
+                .find(|&&i| !found.is_some_and(|(at, n)| (at..at + n).contains(&i)))
+        {
+            return Err(format!(
+                "{INITTAB} line {} already uses the id {} and was not written by tunnelctl; \
+                 change that entry's id or rename the tunnel",
+                i + 1,
+                entry.id
+            ));
+        }
+        match found {
+            Some((at, n)) => {
+                let old: Vec<&[u8]> = lines[at..at + n].iter().map(|l| text_of(l)).collect();
+                let changed = old != [entry.marker.as_bytes(), entry.line.as_bytes()];
+                replace.insert(at, (n, entry));
+                states.push((true, changed));
+            }
+            None => {
+                append.push(entry);
+                states.push((false, true));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(existing.len() + 200 * entries.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(&(n, entry)) = replace.get(&i) else {
+            out.extend_from_slice(lines[i]);
+            i += 1;
+            continue;
+        };
+        // As in inittab_with: keep the terminator the old entry had.
+        let last_old = lines[i + n - 1];
+        let eol: &[u8] = if last_old.ends_with(b"\r\n") {
+            b"\r\n"
+        } else if last_old.ends_with(b"\n") {
+            b"\n"
+        } else {
+            b""
+        };
+        out.extend_from_slice(entry.marker.as_bytes());
+        out.extend_from_slice(if eol.is_empty() { b"\n" } else { eol });
+        out.extend_from_slice(entry.line.as_bytes());
+        out.extend_from_slice(eol);
+        i += n;
+    }
+    for entry in append {
+        if out.is_empty() || out.ends_with(b"\n") {
+            out.extend_from_slice(entry.text().as_bytes());
+        } else {
+            out.push(b'\n');
+            out.extend_from_slice(entry.marker.as_bytes());
+            out.push(b'\n');
+            out.extend_from_slice(entry.line.as_bytes());
+        }
+    }
+    Ok((out, states))
+}
+
 /// The inittab without our entry for `id`, or None when it has none.
 pub fn inittab_without(existing: &[u8], id: &str) -> Option<Vec<u8>> {
     let (at, n) = find_entry(existing, id)?;
@@ -1031,6 +1149,42 @@ mod tests {
                 String::from_utf8_lossy(original)
             );
         }
+    }
+
+    #[test]
+    fn inittab_with_all_is_inittab_with_in_turn() {
+        let e = |id: &str, name: &str, process: &str| InittabEntry {
+            id: id.into(),
+            marker: inittab::marker(id, name),
+            line: format!("{id}:2345:respawn:{process} --args-file /etc/tunnelctl/run/{id}.args"),
+        };
+        let a = e("taaa", "a", "/w");
+        let b = e("tbbb", "b", "/w");
+        let b2 = e("tbbb", "b", "/w2");
+        let c = e("tccc", "c", "/w");
+        let with_b = inittab_with(b"x:1:y\r\n", &b, "b", Target::Inittab).unwrap();
+        for original in [&b""[..], b"id:2:initdefault:\n", b"no newline", &with_b[..]] {
+            for set in [vec![(&a, "a")], vec![(&a, "a"), (&b2, "b"), (&c, "c")], vec![(&b2, "b"), (&a, "a")]] {
+                let mut expected = original.to_vec();
+                for (entry, name) in &set {
+                    expected = inittab_with(&expected, entry, name, Target::Inittab).unwrap();
+                }
+                let (all, states) = inittab_with_all(original, &set, Target::Inittab).unwrap();
+                assert_eq!(String::from_utf8_lossy(&all), String::from_utf8_lossy(&expected));
+                let b_was_there = original == &with_b[..];
+                for ((entry, _), (existed, changed)) in set.iter().zip(states) {
+                    assert_eq!(existed, entry.id == "tbbb" && b_was_there);
+                    assert!(changed);
+                }
+            }
+        }
+        let (_, states) = inittab_with_all(&with_b, &[(&b, "b")], Target::Inittab).unwrap();
+        assert_eq!(states, vec![(true, false)]);
+        let err = inittab_with_all(b"", &[(&a, "a"), (&a, "x")], Target::Inittab).unwrap_err();
+        assert!(err.contains("`a`"), "{err}");
+        let err = inittab_with_all(b"taaa:2345:respawn:/bin/other\n", &[(&a, "a")], Target::Inittab).unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(inittab_with_all(&with_b, &[(&b, "other")], Target::Inittab).unwrap_err().contains("`b`"));
     }
 
     #[test]
