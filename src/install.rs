@@ -72,9 +72,22 @@ struct TunnelPlan {
     changed: bool,
 }
 
-/// Directories opened (and checked) once per run, by their path on the target.
-#[derive(Default)]
-struct Dirs(std::collections::HashMap<PathBuf, safe_fs::Dir>);
+/// Directories opened (and checked) once per run, by their path on the target, and the
+/// check they get.
+struct Dirs(std::collections::HashMap<PathBuf, safe_fs::Dir>, safe_fs::Trust);
+
+impl Dirs {
+    /// Root runs what a system target installs: its directories are root's, closed to
+    /// others. A per-user target's files are run by that user's manager, so its home may
+    /// lie in root's sticky /tmp (tests do).
+    fn for_target(target: Target) -> Dirs {
+        let trust = match target {
+            Target::SystemdUser | Target::LaunchdAgent => safe_fs::Trust::Private,
+            _ => safe_fs::Trust::Install,
+        };
+        Dirs(std::collections::HashMap::new(), trust)
+    }
+}
 
 impl Installer {
     /// The place a target path lives on this host (under `--root` when given).
@@ -85,7 +98,7 @@ impl Installer {
     /// Opens a target directory below the root, checked as a place root reads from: only
     /// the part inside `--root` is checked (the root itself is the caller's to vouch for;
     /// tests use temporary roots under the world-writable /tmp).
-    fn open_dir(&self, dir: &Path, create: bool) -> Result<safe_fs::Dir, String> {
+    fn open_dir(&self, dir: &Path, create: bool, trust: safe_fs::Trust) -> Result<safe_fs::Dir, String> {
         if create && !self.root.exists() {
             // A new --root: the caller's own directory, made as asked.
             fs::create_dir_all(&self.root)
@@ -95,18 +108,19 @@ impl Installer {
             &self.root,
             &relative(dir),
             create.then_some(0o755),
-            safe_fs::Trust::Install,
+            trust,
         )
     }
 
     /// The directory, or None when it does not exist yet (nothing in it to read).
     fn existing_dir<'a>(&self, dirs: &'a mut Dirs, dir: &Path) -> Result<Option<&'a safe_fs::Dir>, String> {
+        let trust = dirs.1;
         if !dirs.0.contains_key(dir) {
             match fs::symlink_metadata(self.host(dir)) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 _ => {}
             }
-            let opened = self.open_dir(dir, false)?;
+            let opened = self.open_dir(dir, false, trust)?;
             if !self.dry_run {
                 opened.clean_stale_temps();
             }
@@ -117,7 +131,7 @@ impl Installer {
 
     fn created_dir<'a>(&self, dirs: &'a mut Dirs, dir: &Path) -> Result<&'a safe_fs::Dir, String> {
         if !dirs.0.contains_key(dir) {
-            let opened = self.open_dir(dir, true)?;
+            let opened = self.open_dir(dir, true, dirs.1)?;
             opened.clean_stale_temps();
             dirs.0.insert(dir.to_path_buf(), opened);
         }
@@ -146,7 +160,7 @@ impl Installer {
         items: &[(&str, &Rendered)],
         out: &mut dyn Write,
     ) -> Result<Vec<Outcome>, String> {
-        let mut dirs = Dirs::default();
+        let mut dirs = Dirs::for_target(target);
         let mut changes = Vec::new();
         for (owner, (name, rendered)) in items.iter().enumerate() {
             for file in &rendered.files {
@@ -183,7 +197,7 @@ impl Installer {
         let etc = if entries.is_empty() {
             None
         } else {
-            Some(self.open_dir(inittab_dir, !self.dry_run)?)
+            Some(self.open_dir(inittab_dir, !self.dry_run, safe_fs::Trust::Install)?)
         };
         let with_entries = |old: &[u8], state: &mut Vec<(bool, bool)>| -> Result<Vec<u8>, String> {
             let named: Vec<(&InittabEntry, &str)> = entries.iter().map(|&(i, e)| (e, items[i].0)).collect();
@@ -418,7 +432,7 @@ impl Installer {
         inittab_id: &str,
         out: &mut dyn Write,
     ) -> Result<Outcome, String> {
-        let mut dirs = Dirs::default();
+        let mut dirs = Dirs::for_target(target);
         let mut files = Vec::new();
         for path in paths {
             let (dir, file_name) = safe_fs::split(path)?;
