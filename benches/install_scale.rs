@@ -30,7 +30,10 @@ fn main() {
         ));
     }
     std::fs::write(&config, text).unwrap();
-    println!("install --all --root DIR of {count} tunnels with {}", tunnelctl.display());
+    println!(
+        "install --all --root DIR of {count} tunnels with {}",
+        tunnelctl.display()
+    );
     for target in ["systemd", "inittab"] {
         let mut times = Vec::new();
         for _ in 0..3 {
@@ -41,7 +44,15 @@ fn main() {
             let out = Command::new(&tunnelctl)
                 .arg("-c")
                 .arg(&config)
-                .args(["install", "--all", "--target", target, "--watchdog", "/usr/bin/tunnel-watchdog", "--root"])
+                .args([
+                    "install",
+                    "--all",
+                    "--target",
+                    target,
+                    "--watchdog",
+                    "/usr/bin/tunnel-watchdog",
+                    "--root",
+                ])
                 .arg(root.path())
                 .env("HOME", dir.path())
                 .output()

@@ -74,7 +74,10 @@ struct TunnelPlan {
 
 /// Directories opened (and checked) once per run, by their path on the target, and the
 /// check they get.
-struct Dirs(std::collections::HashMap<PathBuf, safe_fs::Dir>, safe_fs::Trust);
+struct Dirs(
+    std::collections::HashMap<PathBuf, safe_fs::Dir>,
+    safe_fs::Trust,
+);
 
 impl Dirs {
     /// Root runs what a system target installs: its directories are root's, closed to
@@ -98,22 +101,26 @@ impl Installer {
     /// Opens a target directory below the root, checked as a place root reads from: only
     /// the part inside `--root` is checked (the root itself is the caller's to vouch for;
     /// tests use temporary roots under the world-writable /tmp).
-    fn open_dir(&self, dir: &Path, create: bool, trust: safe_fs::Trust) -> Result<safe_fs::Dir, String> {
+    fn open_dir(
+        &self,
+        dir: &Path,
+        create: bool,
+        trust: safe_fs::Trust,
+    ) -> Result<safe_fs::Dir, String> {
         if create && !self.root.exists() {
             // A new --root: the caller's own directory, made as asked.
             fs::create_dir_all(&self.root)
                 .map_err(|e| format!("creating {}: {e}", self.root.display()))?;
         }
-        safe_fs::open_dir(
-            &self.root,
-            &relative(dir),
-            create.then_some(0o755),
-            trust,
-        )
+        safe_fs::open_dir(&self.root, &relative(dir), create.then_some(0o755), trust)
     }
 
     /// The directory, or None when it does not exist yet (nothing in it to read).
-    fn existing_dir<'a>(&self, dirs: &'a mut Dirs, dir: &Path) -> Result<Option<&'a safe_fs::Dir>, String> {
+    fn existing_dir<'a>(
+        &self,
+        dirs: &'a mut Dirs,
+        dir: &Path,
+    ) -> Result<Option<&'a safe_fs::Dir>, String> {
         let trust = dirs.1;
         if !dirs.0.contains_key(dir) {
             match fs::symlink_metadata(self.host(dir)) {
@@ -167,8 +174,9 @@ impl Installer {
                 let (dir, file_name) = safe_fs::split(&file.path)?;
                 let old = match self.existing_dir(&mut dirs, dir)? {
                     Some(d) => {
-                        d.check_destination(file_name)
-                            .map_err(|(refusal, why)| refusal_message(refusal, &why, name, target, &file.path))?;
+                        d.check_destination(file_name).map_err(|(refusal, why)| {
+                            refusal_message(refusal, &why, name, target, &file.path)
+                        })?;
                         d.read_optional(file_name, MAX_READ)?
                     }
                     None => None,
@@ -200,7 +208,8 @@ impl Installer {
             Some(self.open_dir(inittab_dir, !self.dry_run, safe_fs::Trust::Install)?)
         };
         let with_entries = |old: &[u8], state: &mut Vec<(bool, bool)>| -> Result<Vec<u8>, String> {
-            let named: Vec<(&InittabEntry, &str)> = entries.iter().map(|&(i, e)| (e, items[i].0)).collect();
+            let named: Vec<(&InittabEntry, &str)> =
+                entries.iter().map(|&(i, e)| (e, items[i].0)).collect();
             let (new, states) = inittab_with_all(old, &named, target)?;
             for (&(i, _), st) in entries.iter().zip(states) {
                 state[i] = st;
@@ -232,7 +241,10 @@ impl Installer {
             })
             .collect();
 
-        for change in changes.iter().filter(|c| c.old.as_deref() != Some(&c.new[..])) {
+        for change in changes
+            .iter()
+            .filter(|c| c.old.as_deref() != Some(&c.new[..]))
+        {
             write_diff(out, &change.shown_path, change.old.as_deref(), &change.new)?;
         }
         if let Some((old, new, existed)) = &inittab_change {
@@ -257,7 +269,10 @@ impl Installer {
             return Ok(outcomes);
         }
 
-        let mut wanted_dirs: Vec<&Path> = items.iter().flat_map(|(_, r)| r.dirs.iter().map(PathBuf::as_path)).collect();
+        let mut wanted_dirs: Vec<&Path> = items
+            .iter()
+            .flat_map(|(_, r)| r.dirs.iter().map(PathBuf::as_path))
+            .collect();
         wanted_dirs.dedup();
         for dir in wanted_dirs {
             self.created_dir(&mut dirs, dir)?;
@@ -273,7 +288,10 @@ impl Installer {
         let result = (|| -> Result<(), String> {
             for change in &pending {
                 let dir = self.created_dir(&mut dirs, &change.dir)?;
-                staged.push((change, dir.stage(&change.name, &change.new, change.mode, !one_sync)?));
+                staged.push((
+                    change,
+                    dir.stage(&change.name, &change.new, change.mode, !one_sync)?,
+                ));
             }
             if one_sync {
                 sync_filesystems(&dirs, pending.iter().map(|c| &c.dir))?;
@@ -306,11 +324,15 @@ impl Installer {
             // diff; another install may have changed the file since.
             let _lock = etc.lock(OsStr::new(INITTAB_LOCK))?;
             etc.clean_stale_temps();
-            let old = etc.read_optional(inittab_name, MAX_READ)?.unwrap_or_default();
+            let old = etc
+                .read_optional(inittab_name, MAX_READ)?
+                .unwrap_or_default();
             let new = with_entries(&old, &mut entry_state)?;
             if new != old {
                 etc.write_file(inittab_name, &new, 0o644)
-                    .map_err(|(r, why)| refusal_message(r, &why, items[0].0, target, inittab_path))?;
+                    .map_err(|(r, why)| {
+                        refusal_message(r, &why, items[0].0, target, inittab_path)
+                    })?;
             }
         }
 
@@ -322,7 +344,11 @@ impl Installer {
                     if plan.fresh { "installed" } else { "updated" }
                 )
                 .map_err(io_err)?;
-                outcomes.push(if plan.fresh { Outcome::Installed } else { Outcome::Updated });
+                outcomes.push(if plan.fresh {
+                    Outcome::Installed
+                } else {
+                    Outcome::Updated
+                });
             } else {
                 writeln!(out, "{name} ({target}): unchanged").map_err(io_err)?;
                 outcomes.push(Outcome::Unchanged);
@@ -341,7 +367,12 @@ impl Installer {
     }
 
     /// Tells the init system; never reached under `--root`. `items`: (name, rendered, fresh).
-    fn activate(&self, target: Target, items: &[(&str, &Rendered, bool)], out: &mut dyn Write) -> Result<(), String> {
+    fn activate(
+        &self,
+        target: Target,
+        items: &[(&str, &Rendered, bool)],
+        out: &mut dyn Write,
+    ) -> Result<(), String> {
         if !self.run_tools {
             return Ok(());
         }
@@ -387,12 +418,18 @@ impl Installer {
                         .first()
                         .map(|f| f.path.display().to_string())
                         .unwrap_or_default();
-                    run_launchd(&launchd_install_steps(&domain, &launchd::label(name), &plist, fresh))?;
+                    run_launchd(&launchd_install_steps(
+                        &domain,
+                        &launchd::label(name),
+                        &plist,
+                        fresh,
+                    ))?;
                 }
             }
             Target::Inittab => {
                 if !self.no_start {
-                    run_tool(&["telinit".into(), "q".into()]).map_err(|e| reload_failed(&e, "telinit q"))?;
+                    run_tool(&["telinit".into(), "q".into()])
+                        .map_err(|e| reload_failed(&e, "telinit q"))?;
                 }
                 // sysvinit keeps a running entry whose line did not change: the watchdog of
                 // an updated tunnel is asked to exit, and init respawns it with the new
@@ -443,7 +480,9 @@ impl Installer {
                 Ok(()) if d.lstat(file_name)?.is_some() => files.push(path.clone()),
                 Ok(()) => {}
                 // A mask (or any link) is the admin's, not ours: left alone.
-                Err((_, why)) => writeln!(out, "left alone: {why} (not written by tunnelctl)").map_err(io_err)?,
+                Err((_, why)) => {
+                    writeln!(out, "left alone: {why} (not written by tunnelctl)").map_err(io_err)?
+                }
             }
         }
         let is_inittab = matches!(target, Target::Inittab | Target::Busybox);
@@ -503,14 +542,17 @@ impl Installer {
             let now = etc.read_optional(inittab_name, MAX_READ)?;
             if let Some(without) = now.as_deref().and_then(|b| inittab_without(b, inittab_id)) {
                 etc.write_file(inittab_name, &without, 0o644)
-                    .map_err(|(r, why)| refusal_message(r, &why, name, target, Path::new(INITTAB)))?;
+                    .map_err(|(r, why)| {
+                        refusal_message(r, &why, name, target, Path::new(INITTAB))
+                    })?;
             }
             drop(lock);
             writeln!(out, "removed the {inittab_id} entry from {INITTAB}").map_err(io_err)?;
             if self.run_tools {
                 // sysvinit stops processes whose entry vanished; BusyBox may not.
                 if target == Target::Inittab {
-                    run_tool(&["telinit".into(), "q".into()]).map_err(|e| reload_failed(&e, "telinit q"))?;
+                    run_tool(&["telinit".into(), "q".into()])
+                        .map_err(|e| reload_failed(&e, "telinit q"))?;
                 } else {
                     run_tool(&["kill".into(), "-HUP".into(), "1".into()])
                         .map_err(|e| reload_failed(&e, "kill -HUP 1"))?;
@@ -562,11 +604,20 @@ fn relative(path: &Path) -> PathBuf {
         .collect()
 }
 
-fn write_diff(out: &mut dyn Write, shown: &Path, old: Option<&[u8]>, new: &[u8]) -> Result<(), String> {
+fn write_diff(
+    out: &mut dyn Write,
+    shown: &Path,
+    old: Option<&[u8]>,
+    new: &[u8],
+) -> Result<(), String> {
     let old_text = String::from_utf8_lossy(old.unwrap_or_default()).into_owned();
     let new_text = String::from_utf8_lossy(new).into_owned();
     let shown = shown.display().to_string();
-    let old_label = if old.is_some() { shown.clone() } else { "/dev/null".to_string() };
+    let old_label = if old.is_some() {
+        shown.clone()
+    } else {
+        "/dev/null".to_string()
+    };
     out.write_all(unified_diff(&old_label, &shown, &old_text, &new_text).as_bytes())
         .map_err(io_err)
 }
@@ -574,7 +625,10 @@ fn write_diff(out: &mut dyn Write, shown: &Path, old: Option<&[u8]>, new: &[u8])
 /// One `syncfs` per filesystem holding staged files (Linux only; elsewhere each file
 /// was fsynced when staged).
 #[cfg(target_os = "linux")]
-fn sync_filesystems<'a>(dirs: &Dirs, used: impl Iterator<Item = &'a PathBuf>) -> Result<(), String> {
+fn sync_filesystems<'a>(
+    dirs: &Dirs,
+    used: impl Iterator<Item = &'a PathBuf>,
+) -> Result<(), String> {
     let mut devices = Vec::new();
     for dir in used {
         let d = &dirs.0[dir];
@@ -593,15 +647,27 @@ fn sync_filesystems<'a>(_: &Dirs, _: impl Iterator<Item = &'a PathBuf>) -> Resul
 }
 
 /// The message for a destination tunnelctl will not write, with the fix.
-fn refusal_message(refusal: safe_fs::Refusal, why: &str, name: &str, target: Target, shown: &Path) -> String {
+fn refusal_message(
+    refusal: safe_fs::Refusal,
+    why: &str,
+    name: &str,
+    target: Target,
+    shown: &Path,
+) -> String {
     match refusal {
-        safe_fs::Refusal::Masked if matches!(target, Target::Systemd | Target::SystemdUser) => format!(
-            "{} is masked (a symlink to /dev/null): tunnelctl leaves a masked unit alone. \
+        safe_fs::Refusal::Masked if matches!(target, Target::Systemd | Target::SystemdUser) => {
+            format!(
+                "{} is masked (a symlink to /dev/null): tunnelctl leaves a masked unit alone. \
              To install it, unmask it first: `systemctl{} unmask {}`",
-            shown.display(),
-            if target == Target::SystemdUser { " --user" } else { "" },
-            crate::escape::unit_name(name)
-        ),
+                shown.display(),
+                if target == Target::SystemdUser {
+                    " --user"
+                } else {
+                    ""
+                },
+                crate::escape::unit_name(name)
+            )
+        }
         safe_fs::Refusal::Masked | safe_fs::Refusal::Symlink(_) => format!(
             "{why}; tunnelctl writes only regular files and never through a link (the link's \
              target would get root's content, or keep its owner). Fix: remove the link \
@@ -657,7 +723,6 @@ fn log_dirs(target: Target, paths: &[PathBuf]) -> Vec<PathBuf> {
     }
 }
 
-
 /// One launchctl step of an install or uninstall, as data, so the sequences are tested
 /// without a Mac.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -689,18 +754,32 @@ pub fn launchd_domain(target: Target, uid: u32, gui_session: bool) -> String {
 /// `kickstart -k` after it (that would kill and restart the job just started). A
 /// changed plist is read only on bootstrap: a reinstall boots the old job out first and
 /// waits until it is gone.
-pub fn launchd_install_steps(domain: &str, label: &str, plist: &str, fresh: bool) -> Vec<LaunchdStep> {
+pub fn launchd_install_steps(
+    domain: &str,
+    label: &str,
+    plist: &str,
+    fresh: bool,
+) -> Vec<LaunchdStep> {
     let service = format!("{domain}/{label}");
     let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
     let mut steps = Vec::new();
     if !fresh {
-        steps.push(LaunchdStep::MayFail(argv(&["launchctl", "bootout", &service])));
+        steps.push(LaunchdStep::MayFail(argv(&[
+            "launchctl",
+            "bootout",
+            &service,
+        ])));
         steps.push(LaunchdStep::WaitGone {
             service: service.clone(),
             timeout: LAUNCHD_GONE_TIMEOUT,
         });
     }
-    steps.push(LaunchdStep::Run(argv(&["launchctl", "bootstrap", domain, plist])));
+    steps.push(LaunchdStep::Run(argv(&[
+        "launchctl",
+        "bootstrap",
+        domain,
+        plist,
+    ])));
     steps
 }
 
@@ -1178,13 +1257,20 @@ mod tests {
         let c = e("tccc", "c", "/w");
         let with_b = inittab_with(b"x:1:y\r\n", &b, "b", Target::Inittab).unwrap();
         for original in [&b""[..], b"id:2:initdefault:\n", b"no newline", &with_b[..]] {
-            for set in [vec![(&a, "a")], vec![(&a, "a"), (&b2, "b"), (&c, "c")], vec![(&b2, "b"), (&a, "a")]] {
+            for set in [
+                vec![(&a, "a")],
+                vec![(&a, "a"), (&b2, "b"), (&c, "c")],
+                vec![(&b2, "b"), (&a, "a")],
+            ] {
                 let mut expected = original.to_vec();
                 for (entry, name) in &set {
                     expected = inittab_with(&expected, entry, name, Target::Inittab).unwrap();
                 }
                 let (all, states) = inittab_with_all(original, &set, Target::Inittab).unwrap();
-                assert_eq!(String::from_utf8_lossy(&all), String::from_utf8_lossy(&expected));
+                assert_eq!(
+                    String::from_utf8_lossy(&all),
+                    String::from_utf8_lossy(&expected)
+                );
                 let b_was_there = original == &with_b[..];
                 for ((entry, _), (existed, changed)) in set.iter().zip(states) {
                     assert_eq!(existed, entry.id == "tbbb" && b_was_there);
@@ -1196,9 +1282,18 @@ mod tests {
         assert_eq!(states, vec![(true, false)]);
         let err = inittab_with_all(b"", &[(&a, "a"), (&a, "x")], Target::Inittab).unwrap_err();
         assert!(err.contains("`a`"), "{err}");
-        let err = inittab_with_all(b"taaa:2345:respawn:/bin/other\n", &[(&a, "a")], Target::Inittab).unwrap_err();
+        let err = inittab_with_all(
+            b"taaa:2345:respawn:/bin/other\n",
+            &[(&a, "a")],
+            Target::Inittab,
+        )
+        .unwrap_err();
         assert!(err.contains("line 1"), "{err}");
-        assert!(inittab_with_all(&with_b, &[(&b, "other")], Target::Inittab).unwrap_err().contains("`b`"));
+        assert!(
+            inittab_with_all(&with_b, &[(&b, "other")], Target::Inittab)
+                .unwrap_err()
+                .contains("`b`")
+        );
     }
 
     #[test]
@@ -1265,7 +1360,9 @@ mod tests {
         assert_eq!(launchd_domain(Target::LaunchdAgent, 501, true), "gui/501");
         assert_eq!(launchd_domain(Target::LaunchdAgent, 501, false), "user/501");
         assert_eq!(launchd_domain(Target::Launchd, 0, false), "system");
-        assert!(no_gui_note(501).contains("user/501") && no_gui_note(501).contains("install` again"));
+        assert!(
+            no_gui_note(501).contains("user/501") && no_gui_note(501).contains("install` again")
+        );
     }
 
     #[test]

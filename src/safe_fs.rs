@@ -78,7 +78,11 @@ fn untrusted(st: &FileStat, path: &Path, trust: Trust) -> Option<String> {
              Fix: `chown {} {}` (or remove it if you did not make it)",
             path.display(),
             describe_uid(st.st_uid),
-            if me == 0 { "root:root".to_string() } else { me.to_string() },
+            if me == 0 {
+                "root:root".to_string()
+            } else {
+                me.to_string()
+            },
             path.display()
         ));
     }
@@ -88,7 +92,9 @@ fn untrusted(st: &FileStat, path: &Path, trust: Trust) -> Option<String> {
     let bad = match trust {
         Trust::Install => others_write || (group_write && st.st_gid != 0),
         // A sticky directory (/tmp): others cannot rename or remove what we made in it.
-        Trust::Private if st.st_uid == 0 => !sticky && (others_write || (group_write && st.st_gid != 0)),
+        Trust::Private if st.st_uid == 0 => {
+            !sticky && (others_write || (group_write && st.st_gid != 0))
+        }
         Trust::Private => others_write || group_write,
     };
     bad.then(|| {
@@ -96,12 +102,15 @@ fn untrusted(st: &FileStat, path: &Path, trust: Trust) -> Option<String> {
             "{} is writable by {} (mode {mode:04o}); anyone who can write there can replace what \
              tunnelctl puts below it. Fix: `chmod go-w {}`",
             path.display(),
-            if others_write { "everyone" } else { "its group" },
+            if others_write {
+                "everyone"
+            } else {
+                "its group"
+            },
             path.display()
         )
     })
 }
-
 
 fn is_link(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
@@ -160,7 +169,9 @@ impl Dir {
                 match mkdirat(&self.fd, name, Mode::from_bits_truncate(mode)) {
                     Ok(()) => created = true,
                     Err(Errno::EEXIST) => {} // made meanwhile: checked below like any other
-                    Err(e) => return Err(format!("creating {}: {}", path.display(), errno_text(e))),
+                    Err(e) => {
+                        return Err(format!("creating {}: {}", path.display(), errno_text(e)));
+                    }
                 }
                 openat(&self.fd, name, DIR_FLAGS, Mode::empty())
                     .map_err(|e| format!("{}: {}", path.display(), errno_text(e)))?
@@ -272,22 +283,42 @@ impl Dir {
     /// Creates a temp file beside `name` holding `bytes`, with `mode` and the caller as
     /// owner (set on the descriptor: no umask, nothing copied from an old file). Returns
     /// its name, to [`Dir::commit`] later. `sync`: fsync it now (a batch syncs once).
-    pub fn stage(&self, name: &OsStr, bytes: &[u8], mode: u32, sync: bool) -> Result<OsString, String> {
+    pub fn stage(
+        &self,
+        name: &OsStr,
+        bytes: &[u8],
+        mode: u32,
+        sync: bool,
+    ) -> Result<OsString, String> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let temp = temp_name(name, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let temp = temp_name(
+            name,
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+        );
         let result = (|| -> Result<(), Errno> {
             let fd = openat(
                 &self.fd,
                 temp.as_os_str(),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o600),
             )?;
-            fchown(&fd, Some(nix::unistd::geteuid()), Some(nix::unistd::getegid()))?;
+            fchown(
+                &fd,
+                Some(nix::unistd::geteuid()),
+                Some(nix::unistd::getegid()),
+            )?;
             fchmod(&fd, Mode::from_bits_truncate(mode))?;
             let mut file = std::fs::File::from(fd);
-            file.write_all(bytes).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(5)))?;
+            file.write_all(bytes)
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(5)))?;
             if sync {
-                file.sync_all().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(5)))?;
+                file.sync_all()
+                    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(5)))?;
             }
             Ok(())
         })();
@@ -308,7 +339,11 @@ impl Dir {
     pub fn commit(&self, temp: &OsStr, name: &OsStr) -> Result<(), String> {
         renameat(&self.fd, temp, &self.fd, name).map_err(|e| {
             let _ = unlinkat(&self.fd, temp, UnlinkatFlags::NoRemoveDir);
-            format!("writing {}: {}", self.path.join(name).display(), errno_text(e))
+            format!(
+                "writing {}: {}",
+                self.path.join(name).display(),
+                errno_text(e)
+            )
         })
     }
 
@@ -325,7 +360,12 @@ impl Dir {
 
     /// One whole-file replacement: temp, fsync, rename, fsync the directory. Refuses a
     /// destination that is a link or not a regular file.
-    pub fn write_file(&self, name: &OsStr, bytes: &[u8], mode: u32) -> Result<(), (Refusal, String)> {
+    pub fn write_file(
+        &self,
+        name: &OsStr,
+        bytes: &[u8],
+        mode: u32,
+    ) -> Result<(), (Refusal, String)> {
         self.check_destination(name)?;
         let temp = self
             .stage(name, bytes, mode, true)
@@ -335,7 +375,8 @@ impl Dir {
             self.discard(&temp);
             return Err(refusal);
         }
-        self.commit(&temp, name).map_err(|e| (Refusal::NotRegular, e))?;
+        self.commit(&temp, name)
+            .map_err(|e| (Refusal::NotRegular, e))?;
         self.sync().map_err(|e| (Refusal::NotRegular, e))
     }
 
@@ -412,7 +453,10 @@ impl Dir {
                 });
             }
         }
-        Err(format!("locking {}: gave up after 1000 tries", path.display()))
+        Err(format!(
+            "locking {}: gave up after 1000 tries",
+            path.display()
+        ))
     }
 }
 
@@ -425,7 +469,11 @@ pub struct Lock<'a> {
 
 impl Drop for Lock<'_> {
     fn drop(&mut self) {
-        let _ = unlinkat(&self.dir.fd, self.name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        let _ = unlinkat(
+            &self.dir.fd,
+            self.name.as_os_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
     }
 }
 
@@ -569,7 +617,11 @@ mod tests {
         std::os::unix::fs::symlink("/dev/null", base.path().join("a/b/m")).unwrap();
         let (refusal, _) = dir.write_file(OsStr::new("m"), b"x", 0o644).unwrap_err();
         assert_eq!(refusal, Refusal::Masked);
-        std::fs::set_permissions(base.path().join("a"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(
+            base.path().join("a"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
         let err = open_dir(base.path(), Path::new("a/b"), None, Trust::Install).unwrap_err();
         assert!(err.contains("chmod go-w"), "{err}");
     }
@@ -577,11 +629,19 @@ mod tests {
     #[test]
     fn bounded_reads_refuse_devices_and_big_files() {
         let (fd, _) = open_nofollow(Path::new("/dev/zero")).unwrap();
-        assert!(read_bounded_fd(fd, Path::new("/dev/zero"), 10).unwrap_err().contains("not a regular"));
+        assert!(
+            read_bounded_fd(fd, Path::new("/dev/zero"), 10)
+                .unwrap_err()
+                .contains("not a regular")
+        );
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big");
         std::fs::write(&big, vec![b'x'; 100]).unwrap();
         let (fd, _) = open_nofollow(&big).unwrap();
-        assert!(read_bounded_fd(fd, &big, 10).unwrap_err().contains("10 bytes"));
+        assert!(
+            read_bounded_fd(fd, &big, 10)
+                .unwrap_err()
+                .contains("10 bytes")
+        );
     }
 }

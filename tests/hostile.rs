@@ -502,7 +502,13 @@ fn second_user() -> (u32, u32) {
         return ids;
     }
     let _ = Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "tunnelctl-test2"])
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "tunnelctl-test2",
+        ])
         .status();
     lookup().expect("cannot create the user tunnelctl-test2 (useradd)")
 }
@@ -553,12 +559,23 @@ impl FsEnv {
     }
 
     fn install(&self, target: &str, extra: &[&str]) -> (i32, String) {
-        let mut args = vec!["install", "t", "--target", target, "--watchdog", "/usr/bin/tunnel-watchdog"];
+        let mut args = vec![
+            "install",
+            "t",
+            "--target",
+            target,
+            "--watchdog",
+            "/usr/bin/tunnel-watchdog",
+        ];
         args.extend_from_slice(extra);
         let out = self.command(&args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         )
     }
 }
@@ -568,7 +585,11 @@ impl FsEnv {
 #[test]
 fn a_masked_unit_is_refused_with_the_unmask_command() {
     for (target, dir, fix) in [
-        ("systemd", "etc/systemd/system", "systemctl unmask tunnel-t.service"),
+        (
+            "systemd",
+            "etc/systemd/system",
+            "systemctl unmask tunnel-t.service",
+        ),
         (
             "systemd-user",
             "tmp/tunnelctl-golden-home/.config/systemd/user",
@@ -582,7 +603,11 @@ fn a_masked_unit_is_refused_with_the_unmask_command() {
         let (code, out) = env.install(target, &[]);
         assert_eq!(code, 1, "{target}: {out}");
         assert!(out.contains(fix), "{target}: {out}");
-        assert_eq!(fs::read_link(&unit).unwrap(), Path::new("/dev/null"), "{target}: the mask is gone");
+        assert_eq!(
+            fs::read_link(&unit).unwrap(),
+            Path::new("/dev/null"),
+            "{target}: the mask is gone"
+        );
         let null = fs::metadata("/dev/null").unwrap();
         assert!(null.file_type().is_char_device_like(), "/dev/null replaced");
     }
@@ -614,7 +639,12 @@ fn a_unit_linked_to_a_users_file_is_refused_and_neither_file_changes() {
     let (code, out) = env.install("systemd", &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("symlink") && out.contains("rm "), "{out}");
-    assert!(fs::symlink_metadata(&unit).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(&unit)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(fs::read_to_string(&theirs).unwrap(), "theirs\n");
 }
 
@@ -630,10 +660,19 @@ fn known_hosts_links_are_refused_by_trust() {
         key_type: "ssh-ed25519".into(),
         blob: "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl".into(),
     };
-    let err = tunnelctl::known_hosts::pin(&link, "h.example.org", std::slice::from_ref(&key)).unwrap_err();
-    assert!(err.contains("symlink") && err.contains("known_hosts:"), "{err}");
+    let err = tunnelctl::known_hosts::pin(&link, "h.example.org", std::slice::from_ref(&key))
+        .unwrap_err();
+    assert!(
+        err.contains("symlink") && err.contains("known_hosts:"),
+        "{err}"
+    );
     assert_eq!(fs::read_link(&link).unwrap(), Path::new("/dev/null"));
-    assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device_like());
+    assert!(
+        fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device_like()
+    );
 
     let (uid, gid) = second_user();
     let private = dir.path().join("private_known_hosts");
@@ -642,14 +681,25 @@ fn known_hosts_links_are_refused_by_trust() {
     chown(&private, uid, gid);
     tunnelctl::known_hosts::pin(&private, "h.example.org", &[key]).unwrap();
     let meta = fs::metadata(&private).unwrap();
-    assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o600, 0), "mode kept private, owner ours");
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid()),
+        (0o600, 0),
+        "mode kept private, owner ours"
+    );
 }
 
 /// Under `umask 000` install once made /etc/tunnelctl/run and /var/log/tunnelctl 0777.
 #[test]
 fn umask_000_does_not_widen_what_install_creates() {
     let env = FsEnv::new();
-    let mut cmd = env.command(&["install", "t", "--target", "inittab", "--watchdog", "/usr/bin/tunnel-watchdog"]);
+    let mut cmd = env.command(&[
+        "install",
+        "t",
+        "--target",
+        "inittab",
+        "--watchdog",
+        "/usr/bin/tunnel-watchdog",
+    ]);
     // SAFETY: umask is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -658,7 +708,11 @@ fn umask_000_does_not_widen_what_install_creates() {
         });
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (rel, want) in [
         ("etc", 0o755),
         ("etc/tunnelctl", 0o755),
@@ -668,7 +722,12 @@ fn umask_000_does_not_widen_what_install_creates() {
     ] {
         assert_eq!(mode_of(&env.path(rel)), want, "{rel}");
     }
-    let args = fs::read_dir(env.path("etc/tunnelctl/run")).unwrap().next().unwrap().unwrap().path();
+    let args = fs::read_dir(env.path("etc/tunnelctl/run"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     assert_eq!(mode_of(&args), 0o644, "{}", args.display());
 }
 
@@ -683,8 +742,14 @@ fn directories_of_another_user_or_open_to_all_are_refused() {
     chown(&run, uid, gid);
     let (code, out) = env.install("inittab", &[]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains(&run.display().to_string()) && out.contains("chown"), "{out}");
-    assert!(fs::read_dir(&run).unwrap().next().is_none(), "wrote into it");
+    assert!(
+        out.contains(&run.display().to_string()) && out.contains("chown"),
+        "{out}"
+    );
+    assert!(
+        fs::read_dir(&run).unwrap().next().is_none(),
+        "wrote into it"
+    );
     assert!(!env.path("etc/inittab").exists());
 
     let env = FsEnv::new();
@@ -693,7 +758,10 @@ fn directories_of_another_user_or_open_to_all_are_refused() {
     fs::set_permissions(&units, fs::Permissions::from_mode(0o777)).unwrap();
     let (code, out) = env.install("systemd", &[]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("chmod go-w") && out.contains(&units.display().to_string()), "{out}");
+    assert!(
+        out.contains("chmod go-w") && out.contains(&units.display().to_string()),
+        "{out}"
+    );
     assert!(fs::read_dir(&units).unwrap().next().is_none());
 }
 
@@ -720,25 +788,45 @@ fn watchdog_state_dirs_that_others_control_are_refused_never_chmodded() {
     // Pre-created by `nobody`, open to all (the /tmp/tunnelctl-UID hijack).
     let hijacked = top.path().join("r1");
     fs::create_dir_all(hijacked.join("tunnelctl")).unwrap();
-    fs::set_permissions(hijacked.join("tunnelctl"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(
+        hijacked.join("tunnelctl"),
+        fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
     chown(&hijacked.join("tunnelctl"), 65534, 65534);
     chown(&hijacked, uid, gid);
     let out = run_as_second(&["--name", "t"], &hijacked);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("tunnelctl is owned by uid 65534"), "{err}");
-    assert!(!hijacked.join("tunnelctl/t").exists(), "created a directory in it");
+    assert!(
+        !hijacked.join("tunnelctl/t").exists(),
+        "created a directory in it"
+    );
 
     // Ours but writable by all: refused, and left as it was.
     let open = top.path().join("r2");
     fs::create_dir_all(open.join("tunnelctl/t")).unwrap();
-    for d in [open.clone(), open.join("tunnelctl"), open.join("tunnelctl/t")] {
+    for d in [
+        open.clone(),
+        open.join("tunnelctl"),
+        open.join("tunnelctl/t"),
+    ] {
         chown(&d, uid, gid);
     }
     fs::set_permissions(open.join("tunnelctl/t"), fs::Permissions::from_mode(0o777)).unwrap();
     let out = run_as_second(&["--name", "t"], &open);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(mode_of(&open.join("tunnelctl/t")), 0o777, "chmodded a directory it did not create");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        mode_of(&open.join("tunnelctl/t")),
+        0o777,
+        "chmodded a directory it did not create"
+    );
 
     // `--name ..`: refused before any directory is touched.
     let dots = top.path().join("r3");
@@ -749,7 +837,12 @@ fn watchdog_state_dirs_that_others_control_are_refused_never_chmodded() {
     }
     for name in ["..", ".", "a/b"] {
         let out = run_as_second(&["--name", name], &dots);
-        assert_eq!(out.status.code(), Some(2), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(mode_of(&dots.join("tunnelctl")), 0o755);
 
@@ -765,7 +858,12 @@ fn watchdog_state_dirs_that_others_control_are_refused_never_chmodded() {
         .gid(gid)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The state directory renamed away and replaced by a link while the watchdog runs: it
@@ -802,12 +900,20 @@ fn state_dir_swapped_for_a_link_while_the_watchdog_runs() {
     let moved = top.path().join("state.old");
     fs::rename(&state, &moved).unwrap();
     symlink(&victim, &state).unwrap();
-    let exited = common::wait_until(Duration::from_secs(20), || child.try_wait().unwrap().is_some());
+    let exited = common::wait_until(Duration::from_secs(20), || {
+        child.try_wait().unwrap().is_some()
+    });
     let _guard = Kill(child);
     assert!(exited, "the watchdog did not finish its attempt");
-    assert!(!victim.join("state").exists(), "wrote through the swapped-in link");
+    assert!(
+        !victim.join("state").exists(),
+        "wrote through the swapped-in link"
+    );
     let text = fs::read_to_string(moved.join("state")).unwrap();
-    assert!(text.contains("state=failed") || text.contains("state=backing-off"), "{text}");
+    assert!(
+        text.contains("state=failed") || text.contains("state=backing-off"),
+        "{text}"
+    );
 }
 
 /// A 100 MB args file is refused at once (it once cost 3 GB of memory).
@@ -848,8 +954,16 @@ fn status_and_reconnect_refuse_linked_or_foreign_state_files() {
     // Another user made the parent (the pre-created /tmp/tunnelctl-UID) and the rest.
     let foreign = dir.path().join("tunnelctl-0/t");
     fs::create_dir_all(&foreign).unwrap();
-    fs::write(foreign.join("state"), format!("state=up\npid={}\n", std::process::id())).unwrap();
-    for p in [foreign.join("state"), foreign.clone(), foreign.parent().unwrap().to_path_buf()] {
+    fs::write(
+        foreign.join("state"),
+        format!("state=up\npid={}\n", std::process::id()),
+    )
+    .unwrap();
+    for p in [
+        foreign.join("state"),
+        foreign.clone(),
+        foreign.parent().unwrap().to_path_buf(),
+    ] {
         chown(&p, uid, gid);
     }
     for (state_dir, says) in [(&zero, "symlink"), (&foreign, "not trusting it")] {
@@ -862,8 +976,16 @@ fn status_and_reconnect_refuse_linked_or_foreign_state_files() {
                 .args([command, "t", "--target", "inittab", "--state-dir"])
                 .arg(state_dir);
             let out = super_bounded(cmd);
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            assert!(text.contains(says), "{command} {}: {text}", state_dir.display());
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                text.contains(says),
+                "{command} {}: {text}",
+                state_dir.display()
+            );
         }
     }
 }
@@ -895,7 +1017,15 @@ fn ten_concurrent_inittab_installs_lose_no_entry() {
                     .env("HOME", &env.home)
                     .arg("-c")
                     .arg(&env.config)
-                    .args(["install", n, "--target", "inittab", "--watchdog", "/usr/bin/tunnel-watchdog", "--root"])
+                    .args([
+                        "install",
+                        n,
+                        "--target",
+                        "inittab",
+                        "--watchdog",
+                        "/usr/bin/tunnel-watchdog",
+                        "--root",
+                    ])
                     .arg(root.path())
                     .stdout(std::process::Stdio::null())
                     .spawn()
@@ -908,7 +1038,10 @@ fn ten_concurrent_inittab_installs_lose_no_entry() {
         let inittab = fs::read_to_string(root.path().join("etc/inittab")).unwrap();
         for n in &names {
             let id = tunnelctl::config::inittab_id(n);
-            assert!(inittab.contains(&format!("# tunnelctl:{id} {n} ")), "run {run}: {n} lost:\n{inittab}");
+            assert!(
+                inittab.contains(&format!("# tunnelctl:{id} {n} ")),
+                "run {run}: {n} lost:\n{inittab}"
+            );
         }
         assert!(inittab.starts_with("id:2:initdefault:\n"));
         assert_no_leftovers(root.path());
@@ -953,7 +1086,15 @@ fn kill_9_during_inittab_installs_and_uninstalls() {
         .env("HOME", &env.home)
         .arg("-c")
         .arg(&env.config)
-        .args(["install", "t", "--target", "inittab", "--watchdog", "/usr/bin/tunnel-watchdog", "--root"])
+        .args([
+            "install",
+            "t",
+            "--target",
+            "inittab",
+            "--watchdog",
+            "/usr/bin/tunnel-watchdog",
+            "--root",
+        ])
         .arg(scratch.path())
         .output()
         .unwrap();
@@ -963,7 +1104,9 @@ fn kill_9_during_inittab_installs_and_uninstalls() {
 
     fs::create_dir_all(env.path("etc")).unwrap();
     fs::write(env.path("etc/inittab"), &base).unwrap();
-    let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let mut seed = std::process::id() as u64
+        ^ Instant::now().elapsed().as_nanos() as u64
+        ^ 0x9e37_79b9_7f4a_7c15;
     let mut killed = 0;
     let mut left_after_kill = 0;
     for i in 0..200 {
@@ -973,7 +1116,14 @@ fn kill_9_during_inittab_installs_and_uninstalls() {
         let delay = Duration::from_micros(seed % 12_000);
         let install = i % 2 == 0;
         let mut cmd = env.command(&if install {
-            vec!["install", "t", "--target", "inittab", "--watchdog", "/usr/bin/tunnel-watchdog"]
+            vec![
+                "install",
+                "t",
+                "--target",
+                "inittab",
+                "--watchdog",
+                "/usr/bin/tunnel-watchdog",
+            ]
         } else {
             vec!["uninstall", "t", "--target", "inittab"]
         });
@@ -997,11 +1147,23 @@ fn kill_9_during_inittab_installs_and_uninstalls() {
         );
         left_after_kill += leftovers(env.root.path()).len();
     }
-    eprintln!("{killed} of 200 runs killed; {left_after_kill} temp/lock files seen right after kills");
-    assert!(killed >= 20, "too few runs were killed ({killed}) to mean anything");
+    eprintln!(
+        "{killed} of 200 runs killed; {left_after_kill} temp/lock files seen right after kills"
+    );
+    assert!(
+        killed >= 20,
+        "too few runs were killed ({killed}) to mean anything"
+    );
     // One clean install and uninstall: whatever the killed runs left is gone.
     assert_eq!(env.install("inittab", &[]).0, 0);
-    assert_eq!(env.command(&["uninstall", "t", "--target", "inittab"]).output().unwrap().status.code(), Some(0));
+    assert_eq!(
+        env.command(&["uninstall", "t", "--target", "inittab"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0)
+    );
     assert_eq!(fs::read(env.path("etc/inittab")).unwrap(), base);
     assert_no_leftovers(env.root.path());
 }
@@ -1014,7 +1176,12 @@ fn kill_9_during_inittab_installs_and_uninstalls() {
 fn a_failing_telinit_is_reported_after_the_inittab_is_right() {
     let top = tempfile::tempdir().unwrap();
     let etc = top.path().join("etc");
-    let status = Command::new("cp").arg("-a").arg("/etc/.").arg(&etc).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg("/etc/.")
+        .arg(&etc)
+        .status()
+        .unwrap();
     assert!(status.success());
     let base = b"id:2:initdefault:\n1:2345:respawn:/sbin/getty 38400 tty1\n";
     fs::write(etc.join("inittab"), base).unwrap();
@@ -1027,7 +1194,11 @@ fn a_failing_telinit_is_reported_after_the_inittab_is_right() {
     let calls = top.path().join("telinit-calls");
     fs::write(
         fake.join("telinit"),
-        format!("#!/bin/sh\necho \"$*\" >> {}\nexit $(cat {})\n", calls.display(), rc.display()),
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexit $(cat {})\n",
+            calls.display(),
+            rc.display()
+        ),
     )
     .unwrap();
     fs::set_permissions(fake.join("telinit"), fs::Permissions::from_mode(0o755)).unwrap();
@@ -1036,38 +1207,75 @@ fn a_failing_telinit_is_reported_after_the_inittab_is_right() {
         fs::write(&config, FS_CONFIG.replace("h.example.org", host)).unwrap();
         fs::write(&rc, code).unwrap();
         let mut cmd = Command::new("unshare");
-        cmd.args(["-m", "--propagation", "private", "sh", "-c", "mount --bind \"$1\" /etc && mount --bind \"$2\" /var/log && shift 2 && exec \"$@\"", "sh"])
-            .arg(&etc)
-            .arg(&log)
-            .arg(bin("tunnelctl"))
-            .arg("-c")
-            .arg(&config)
-            .args(["install", "t", "--target", "inittab", "--watchdog", "/usr/bin/tunnel-watchdog"])
-            .env_clear()
-            .env("HOME", common::golden_home())
-            .env("PATH", format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", fake.display()));
+        cmd.args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind \"$1\" /etc && mount --bind \"$2\" /var/log && shift 2 && exec \"$@\"",
+            "sh",
+        ])
+        .arg(&etc)
+        .arg(&log)
+        .arg(bin("tunnelctl"))
+        .arg("-c")
+        .arg(&config)
+        .args([
+            "install",
+            "t",
+            "--target",
+            "inittab",
+            "--watchdog",
+            "/usr/bin/tunnel-watchdog",
+        ])
+        .env_clear()
+        .env("HOME", common::golden_home())
+        .env(
+            "PATH",
+            format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", fake.display()),
+        );
         super_bounded(cmd)
     };
     let out = run("h.example.org", "0");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let installed = fs::read(etc.join("inittab")).unwrap();
     assert!(installed.starts_with(base) && installed.len() > base.len());
     // The update: new arguments, and telinit fails.
     let out = run("h2.example.org", "1");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("already updated") && err.contains("telinit q"), "{err}");
+    assert!(
+        err.contains("already updated") && err.contains("telinit q"),
+        "{err}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&fs::read(etc.join("inittab")).unwrap()),
         String::from_utf8_lossy(&installed),
         "the inittab is not the installed one"
     );
     let args_dir = etc.join("tunnelctl/run");
-    let args = fs::read_dir(&args_dir).unwrap().flatten().find(|e| e.file_name().to_string_lossy().ends_with(".args")).unwrap();
-    assert!(fs::read_to_string(args.path()).unwrap().contains("h2.example.org"));
+    let args = fs::read_dir(&args_dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".args"))
+        .unwrap();
+    assert!(
+        fs::read_to_string(args.path())
+            .unwrap()
+            .contains("h2.example.org")
+    );
     assert_no_leftovers(&etc.join("tunnelctl"));
     assert!(!etc.join(".inittab.tunnelctl.lock").exists());
-    assert_eq!(fs::read_to_string(&calls).unwrap().lines().count(), 2, "one reload per install");
+    assert_eq!(
+        fs::read_to_string(&calls).unwrap().lines().count(),
+        2,
+        "one reload per install"
+    );
 }
 
 /// For a system target, the default watchdog (beside tunnelctl) must be root's and
@@ -1096,13 +1304,20 @@ fn a_default_watchdog_that_is_not_roots_is_refused_for_system_targets() {
             .output()
             .unwrap();
         let written = fs::read_dir(root.path()).unwrap().next().is_some();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), written)
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            written,
+        )
     };
     chown(&watchdog, uid, gid);
     for target in ["systemd", "inittab"] {
         let (code, err, written) = install(target);
         assert_eq!(code, Some(2), "{target}: {err}");
-        assert!(err.contains("tunnelctl-test2") && err.contains("--watchdog"), "{err}");
+        assert!(
+            err.contains("tunnelctl-test2") && err.contains("--watchdog"),
+            "{err}"
+        );
         assert!(!written);
     }
     // A user unit runs as that user: no such demand.

@@ -36,7 +36,10 @@ pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
         home: home_dir(),
     };
     if args.watchdog.is_none()
-        && matches!(target, Target::Systemd | Target::Launchd | Target::Inittab | Target::Busybox)
+        && matches!(
+            target,
+            Target::Systemd | Target::Launchd | Target::Inittab | Target::Busybox
+        )
         && let Err(why) = trusted_watchdog(&options.watchdog)
     {
         eprintln!("tunnelctl install: {why}");
@@ -63,7 +66,11 @@ pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
     let items: Vec<(&str, &render::Rendered)> = rendered.iter().map(|(n, r)| (*n, r)).collect();
     if let Err(message) = installer.install_all(target, &items, &mut out) {
         let _ = out.flush();
-        let who = if items.len() == 1 { format!("{}: ", items[0].0) } else { String::new() };
+        let who = if items.len() == 1 {
+            format!("{}: ", items[0].0)
+        } else {
+            String::new()
+        };
         eprintln!("tunnelctl install: {who}{message}");
         return ExitCode::from(1);
     }

@@ -273,8 +273,11 @@ pub fn read_args_file(path: &str) -> Result<String, ArgsFileError> {
              argument per line, a few hundred bytes); render it again with `tunnelctl install`"
         )));
     }
-    String::from_utf8(bytes)
-        .map_err(|_| ArgsFileError::TooBig(format!("{path} is not UTF-8 text, so it is not an args file")))
+    String::from_utf8(bytes).map_err(|_| {
+        ArgsFileError::TooBig(format!(
+            "{path} is not UTF-8 text, so it is not an args file"
+        ))
+    })
 }
 
 /// The lines of an args file: one argument per line; leading `#` lines are comments.

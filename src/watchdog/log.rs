@@ -125,7 +125,10 @@ pub fn log(level: Level, message: &str) {
                     journald,
                     Level::Warning,
                     prefix,
-                    &format!("cannot write the log file {}: {e}; logging to stderr", path.display()),
+                    &format!(
+                        "cannot write the log file {}: {e}; logging to stderr",
+                        path.display()
+                    ),
                     now_secs(),
                 );
                 let _ = std::io::stderr().write_all(why.as_bytes());
@@ -197,7 +200,10 @@ mod tests {
         let link = dir.path().join("w.log");
         std::os::unix::fs::symlink(&victim, &link).unwrap();
         assert!(open_log(&link).is_err());
-        assert!(open_log(std::path::Path::new("/dev/null")).is_err(), "not a regular file");
+        assert!(
+            open_log(std::path::Path::new("/dev/null")).is_err(),
+            "not a regular file"
+        );
         assert_eq!(std::fs::read(&victim).unwrap(), b"");
         assert!(open_log(&dir.path().join("new.log")).is_ok());
     }
