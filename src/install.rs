@@ -674,7 +674,7 @@ fn refusal_message(
              (`rm {}`) and install again",
             shown.display()
         ),
-        safe_fs::Refusal::NotRegular => why.to_string(),
+        safe_fs::Refusal::NotRegular | safe_fs::Refusal::Io => why.to_string(),
     }
 }
 

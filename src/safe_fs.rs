@@ -49,6 +49,8 @@ pub enum Refusal {
     Symlink(PathBuf),
     /// A directory, device, fifo, socket.
     NotRegular,
+    /// Not a refusal: the system call failed (the message says which and why).
+    Io,
 }
 
 fn euid() -> u32 {
@@ -233,7 +235,7 @@ impl Dir {
         let st = match self.lstat(name) {
             Ok(None) => return Ok(()),
             Ok(Some(st)) => st,
-            Err(e) => return Err((Refusal::NotRegular, e)),
+            Err(e) => return Err((Refusal::Io, e)),
         };
         if is_link(&st) {
             let target = readlinkat(&self.fd, name)
@@ -369,15 +371,15 @@ impl Dir {
         self.check_destination(name)?;
         let temp = self
             .stage(name, bytes, mode, true)
-            .map_err(|e| (Refusal::NotRegular, e))?;
+            .map_err(|e| (Refusal::Io, e))?;
         // Checked again just before the rename: the mask (or a link) may have come meanwhile.
         if let Err(refusal) = self.check_destination(name) {
             self.discard(&temp);
             return Err(refusal);
         }
         self.commit(&temp, name)
-            .map_err(|e| (Refusal::NotRegular, e))?;
-        self.sync().map_err(|e| (Refusal::NotRegular, e))
+            .map_err(|e| (Refusal::Io, e))?;
+        self.sync().map_err(|e| (Refusal::Io, e))
     }
 
     /// Removes `name` (a file or a link; never what a link points to).
