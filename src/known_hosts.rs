@@ -387,29 +387,39 @@ pub fn appended(existing: &[u8], name: &str, keys: &[HostKey]) -> Vec<u8> {
     out
 }
 
-/// Appends the keys to `file` atomically (temp file + rename), keeping its mode; a new file
-/// is 0644 (host keys are public) in a parent created 0700 like `~/.ssh`.
+/// Appends the keys to `file` atomically (temp file + rename, relative to its checked
+/// directory; a missing parent is created 0700 like `~/.ssh`). The file is 0644 (host
+/// keys are public), or 0600 when it was private before; owner and mode are set, never
+/// copied. A `file` that is a symlink (the `ln -s /dev/null ~/.ssh/known_hosts` idiom,
+/// or a link into a dotfiles checkout) is refused rather than replaced or followed: the
+/// link is the user's decision, and writing through it would give its target our mode.
 pub fn pin(file: &Path, name: &str, keys: &[HostKey]) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let existing = match std::fs::read(file) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+    use crate::safe_fs;
+    let absolute = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("cannot resolve {}: {e}", file.display()))?
+            .join(file)
     };
-    let mode = std::fs::metadata(file)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
-    if let Some(parent) = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let (dir_path, file_name) = safe_fs::split(&absolute)?;
+    let dir = safe_fs::open_abs(dir_path, Some(0o700), safe_fs::Trust::Private)
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    if let Err((_, why)) = dir.check_destination(file_name) {
+        return Err(format!(
+            "{why}; tunnelctl does not write through links or replace them. Fix: point the              tunnel's `known_hosts:` at the real file, or remove the link (`rm {}`) and trust again",
+            file.display()
+        ));
     }
-    crate::install::write_atomic(file, &appended(&existing, name, keys), mode)
+    let private = dir
+        .lstat(file_name)?
+        .is_some_and(|st| st.st_mode & 0o044 == 0);
+    let existing = dir
+        .read_optional(file_name, 64 * 1024 * 1024)?
+        .unwrap_or_default();
+    let mode = if private { 0o600 } else { 0o644 };
+    dir.write_file(file_name, &appended(&existing, name, keys), mode)
+        .map_err(|(_, e)| e)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod duration;
 pub mod model;
 pub mod procinfo;
+pub mod safe_fs;
 pub mod ssh_path;
 pub mod state;
 pub mod watchdog;

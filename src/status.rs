@@ -64,9 +64,9 @@ pub fn read_row(name: &str, target: Option<Target>, dirs: &[PathBuf]) -> Row {
     let mut problems = Vec::new();
     for dir in dirs {
         let file = dir.join("state");
-        match std::fs::read_to_string(&file) {
-            Ok(text) => {
-                match State::from_text(&text) {
+        match crate::safe_fs::read_trusted(&file, crate::watchdog::MAX_STATE_FILE) {
+            Ok(Some(bytes)) => {
+                match State::from_text(&String::from_utf8_lossy(&bytes)) {
                     Ok(state) => {
                         row.running = watchdog_alive(state.pid);
                         row.state = Some(state);
@@ -76,8 +76,8 @@ pub fn read_row(name: &str, target: Option<Target>, dirs: &[PathBuf]) -> Row {
                 row.state_file = Some(file);
                 return row;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => problems.push(format!("{}: {e}", file.display())),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
         }
     }
     row.problem = Some(if problems.is_empty() {

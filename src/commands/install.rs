@@ -35,6 +35,16 @@ pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
         watchdog: args.watchdog.clone().unwrap_or_else(default_watchdog),
         home: home_dir(),
     };
+    if args.watchdog.is_none()
+        && matches!(
+            target,
+            Target::Systemd | Target::Launchd | Target::Inittab | Target::Busybox
+        )
+        && let Err(why) = trusted_watchdog(&options.watchdog)
+    {
+        eprintln!("tunnelctl install: {why}");
+        return ExitCode::from(2);
+    }
     // Render everything before writing anything: a refused tunnel leaves the system alone.
     let mut rendered = Vec::new();
     for tunnel in &tunnels {
@@ -53,12 +63,16 @@ pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
         no_start: args.no_start,
     };
     let mut out = std::io::stdout().lock();
-    for (name, r) in &rendered {
-        if let Err(message) = installer.install(name, target, r, &mut out) {
-            let _ = out.flush();
-            eprintln!("tunnelctl install: {name}: {message}");
-            return ExitCode::from(1);
-        }
+    let items: Vec<(&str, &render::Rendered)> = rendered.iter().map(|(n, r)| (*n, r)).collect();
+    if let Err(message) = installer.install_all(target, &items, &mut out) {
+        let _ = out.flush();
+        let who = if items.len() == 1 {
+            format!("{}: ", items[0].0)
+        } else {
+            String::new()
+        };
+        eprintln!("tunnelctl install: {who}{message}");
+        return ExitCode::from(1);
     }
     ExitCode::SUCCESS
 }
@@ -84,4 +98,37 @@ pub fn run_uninstall(_config: Option<&Path>, args: UninstallArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A system service runs the watchdog as root: the default one (found beside this
+/// tunnelctl) must be root's and writable by nobody else, in directories that are too,
+/// or whoever can write it runs code as root at the next start.
+fn trusted_watchdog(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("the watchdog {}: {e}; pass --watchdog PATH", path.display()))?;
+    let fix = "install the package (the watchdog goes to /usr/bin, root-owned), or copy it to \
+               a root-owned path (`install -o root -g root -m 0755 SRC /usr/local/bin/tunnel-watchdog`) \
+               and pass --watchdog /usr/local/bin/tunnel-watchdog";
+    if meta.uid() != 0 {
+        return Err(format!(
+            "the watchdog {} is owned by {}, but a system service runs it as root: its owner could run anything as root. Fix: {fix}",
+            path.display(),
+            crate::safe_fs::describe_uid(meta.uid())
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "the watchdog {} is writable by group or others (mode {:04o}), but a system service runs it as root. Fix: `chmod go-w {}`",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        // Private: root's sticky /tmp may hold it (nobody else can rename what is in it).
+        crate::safe_fs::open_abs(dir, None, crate::safe_fs::Trust::Private)
+            .map_err(|why| format!("the watchdog's directory: {why}"))?;
+    }
+    Ok(())
 }

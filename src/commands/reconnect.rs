@@ -73,10 +73,11 @@ pub fn run(_config: Option<&Path>, args: ReconnectArgs) -> ExitCode {
 pub fn signal_watchdog(dirs: &[PathBuf]) -> Result<u32, String> {
     for dir in dirs {
         let file = dir.join("state");
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+        // Bounded, never through a link, and only a file of a trusted owner: the pid in
+        // it gets a signal.
+        let text = match crate::safe_fs::read_trusted(&file, crate::watchdog::MAX_STATE_FILE)? {
+            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            None => continue,
         };
         let state = State::from_text(&text).map_err(|e| format!("{}: {e}", file.display()))?;
         if !watchdog_alive(state.pid) {

@@ -42,6 +42,12 @@ pub fn render(
     if let Some(problem) = escape::inittab_process_problem(&process) {
         return Err(problem);
     }
+    if watchdog.contains(char::is_whitespace) {
+        // init splits the process field at blanks: `/opt/my tools/tunnel-watchdog` would run `/opt/my`.
+        return Err(format!(
+            "--watchdog `{watchdog}` contains a space, and init splits the inittab line there;              put the watchdog (or a symlink to it) at a path without spaces, e.g. /usr/local/bin/tunnel-watchdog"
+        ));
+    }
     let line = match target {
         Target::Busybox => format!("::respawn:{process}"),
         _ => format!("{id}:2345:respawn:{process}"),

@@ -245,6 +245,41 @@ pub fn parse(
     Ok(Parsed::Run(Box::new(o)))
 }
 
+/// An args file larger than this is refused: a real one is a few hundred bytes, and
+/// reading a huge one whole (then a String per line) once cost 3 GB for 100 MB.
+pub const MAX_ARGS_FILE: u64 = 1024 * 1024;
+
+/// Why an args file could not be read: the file is missing or unreadable (the system is
+/// not ready: exit 1, retried) or it cannot be an args file (exit 2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ArgsFileError {
+    Unreadable(String),
+    TooBig(String),
+}
+
+/// Reads an args file, at most [`MAX_ARGS_FILE`] bytes (a small separate function so
+/// the option parser can change around it).
+pub fn read_args_file(path: &str) -> Result<String, ArgsFileError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| ArgsFileError::Unreadable(format!("cannot read {path}: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_ARGS_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ArgsFileError::Unreadable(format!("cannot read {path}: {e}")))?;
+    if bytes.len() as u64 > MAX_ARGS_FILE {
+        return Err(ArgsFileError::TooBig(format!(
+            "{path} is larger than {MAX_ARGS_FILE} bytes, so it is not an args file (one \
+             argument per line, a few hundred bytes); render it again with `tunnelctl install`"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        ArgsFileError::TooBig(format!(
+            "{path} is not UTF-8 text, so it is not an args file"
+        ))
+    })
+}
+
 /// The lines of an args file: one argument per line; leading `#` lines are comments.
 pub fn args_file_lines(text: &str) -> Vec<String> {
     text.lines()

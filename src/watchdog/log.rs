@@ -112,21 +112,52 @@ pub fn log(level: Level, message: &str) {
     };
     let line = format_line(journald, level, prefix, message, now_secs());
     if let Some(path) = file {
-        if std::fs::metadata(path).is_ok_and(|m| m.len() >= ROTATE_BYTES) {
+        // lstat: a link is renamed as a link, never its target.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() >= ROTATE_BYTES) {
             let mut rotated = path.clone().into_os_string();
             rotated.push(".1");
             let _ = std::fs::rename(path, rotated);
         }
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-        if written.is_ok() {
-            return;
+        match open_log(path).and_then(|mut f| f.write_all(line.as_bytes())) {
+            Ok(()) => return,
+            Err(e) => {
+                let why = format_line(
+                    journald,
+                    Level::Warning,
+                    prefix,
+                    &format!(
+                        "cannot write the log file {}: {e}; logging to stderr",
+                        path.display()
+                    ),
+                    now_secs(),
+                );
+                let _ = std::io::stderr().write_all(why.as_bytes());
+            }
         }
     }
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// Opens the log file for appending without following a link (a link planted there
+/// would make a root watchdog append to any file), and only if it is a regular file of
+/// ours. A new file is 0640.
+pub fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(std::io::Error::other(format!(
+            "not a regular file owned by uid {} (owner uid {}); remove it",
+            nix::unistd::geteuid(),
+            meta.uid()
+        )));
+    }
+    Ok(file)
 }
 
 pub fn info(message: &str) {
@@ -159,6 +190,22 @@ mod tests {
         );
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert!(!stderr_is_journal(Some("1:2")) && !stderr_is_journal(None));
+    }
+
+    #[test]
+    fn log_file_links_and_foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"").unwrap();
+        let link = dir.path().join("w.log");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(open_log(&link).is_err());
+        assert!(
+            open_log(std::path::Path::new("/dev/null")).is_err(),
+            "not a regular file"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"");
+        assert!(open_log(&dir.path().join("new.log")).is_ok());
     }
 
     #[test]

@@ -38,8 +38,8 @@ use crate::state::State;
 use args::{Options, Parsed};
 use notify::Notifier;
 use signals::Signals;
-use statedir::read_state;
-pub use statedir::resolve_state_dir;
+use statedir::{name_problem, read_state};
+pub use statedir::{MAX_STATE_FILE, resolve_state_dir};
 use supervisor::Watchdog;
 
 pub const EXIT_STOPPED: u8 = 0;
@@ -72,8 +72,18 @@ pub const PORT_HELD_ASKS: u32 = 120;
 
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let read_file =
-        |path: &str| std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
+    // An args file that cannot be read now may be readable at the next start (exit 1);
+    // every other parse error is a usage error (exit 2, not restarted).
+    let unreadable = std::cell::Cell::new(false);
+    let read_file = |path: &str| {
+        args::read_args_file(path).map_err(|e| match e {
+            args::ArgsFileError::Unreadable(why) => {
+                unreadable.set(true);
+                why
+            }
+            args::ArgsFileError::TooBig(why) => why,
+        })
+    };
     match args::parse(&argv, &read_file) {
         Ok(Parsed::Help) => {
             print!("{}", args::USAGE);
@@ -84,6 +94,10 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Parsed::Run(options)) => ExitCode::from(run(*options)),
+        Err(e) if unreadable.get() => {
+            eprintln!("tunnel-watchdog: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
         Err(e) => {
             eprintln!("tunnel-watchdog: {e}\n(see tunnel-watchdog --help)");
             ExitCode::from(EXIT_USAGE)
@@ -102,18 +116,28 @@ pub fn run(o: Options) -> u8 {
         uid.as_raw(),
     );
     log::init(&o.name, o.log_file.clone());
-    if let Err(e) = process::make_private_dir(&state_dir) {
-        log::error(&format!("state directory: {e}"));
+    if let Some(problem) = name_problem(&o.name) {
+        log::error(&problem);
         return EXIT_USAGE;
     }
+    // Environmental from here on (a read-only or hijacked directory, a full disk): exit 1,
+    // so the init system retries; 2 is for a command line that cannot work.
+    let state_dir = match process::make_private_dir(&state_dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            log::error(&format!("state directory: {e}"));
+            return EXIT_FAILED;
+        }
+    };
+    state_dir.clean_stale_temps();
     let runtime = env("XDG_RUNTIME_DIR")
         .filter(|_| !uid.is_root())
         .map(PathBuf::from);
-    let ctl = match process::control_path(&state_dir, runtime.as_deref()) {
+    let ctl = match process::control_path(&state_dir.path, runtime.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             log::error(&format!("control socket: {e}"));
-            return EXIT_USAGE;
+            return EXIT_FAILED;
         }
     };
     let notifier = match Notifier::from_env_value(env("NOTIFY_SOCKET").as_deref()) {

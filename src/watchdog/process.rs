@@ -47,7 +47,8 @@ pub fn control_path_option(control_path: &Path) -> String {
 }
 
 /// `STATE_DIR/ctl`, or when that is too long for a unix socket, `BASE/tunnelctl-UID/HASH`
-/// with BASE = `$XDG_RUNTIME_DIR` or `/tmp` (the directory is created 0700 and must be ours).
+/// with BASE = `$XDG_RUNTIME_DIR` or `/tmp` (the directory is created 0700 and must be
+/// ours, as must every directory above it; see `make_private_dir`).
 pub fn control_path(state_dir: &Path, runtime_dir: Option<&Path>) -> Result<PathBuf, String> {
     let direct = state_dir.join("ctl");
     if direct.as_os_str().len() <= MAX_CONTROL_PATH {
@@ -65,33 +66,22 @@ pub fn control_path(state_dir: &Path, runtime_dir: Option<&Path>) -> Result<Path
     )))
 }
 
-/// Creates `dir` mode 0700, or accepts an existing one only if it is ours and private
-/// (a shared /tmp must not let another user pre-create it).
-pub fn make_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let _ = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir);
-    let mut meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // With DynamicUser=, systemd makes StateDirectory= a root-owned symlink into
-    // /var/lib/private. Follow a link only when root or we own it: another user's link
-    // in a shared /tmp is still refused.
-    let me = nix::unistd::getuid().as_raw();
-    if meta.file_type().is_symlink() && (meta.uid() == 0 || meta.uid() == me) {
-        meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    if !meta.is_dir() || meta.uid() != nix::unistd::getuid().as_raw() {
-        return Err(format!(
-            "{}: exists but is not a directory owned by us; remove it",
-            dir.display()
-        ));
-    }
-    if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    Ok(())
+/// Opens the private directory `dir`, creating what is missing mode 0700, and checks
+/// every component from `/` down on its descriptor (safe_fs, `Trust::Private`): each is
+/// owned by us or root and writable by nobody else (a root-owned sticky one such as /tmp
+/// aside), so another user cannot pre-create `/tmp/tunnelctl-UID` or swap a component
+/// for a link. A directory that exists is never chmodded: one that is too open is
+/// refused with the fix. A link on the way is followed only when root or we made it
+/// (DynamicUser's StateDirectory= is a root-owned link into /var/lib/private).
+pub fn make_private_dir(dir: &Path) -> Result<crate::safe_fs::Dir, String> {
+    let absolute = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .join(dir)
+    };
+    crate::safe_fs::open_abs(&absolute, Some(0o700), crate::safe_fs::Trust::Private)
 }
 
 pub fn fnv1a(bytes: &[u8]) -> u64 {

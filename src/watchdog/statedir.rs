@@ -37,29 +37,45 @@ pub fn resolve_state_dir(
     }
 }
 
-pub(super) fn write_state(dir: &Path, state: &State) {
-    let tmp = dir.join("state.tmp");
-    let result = std::fs::write(&tmp, state.to_text())
-        .and_then(|_| std::fs::rename(&tmp, dir.join("state")));
+/// The state file is small; anything bigger is not ours.
+pub const MAX_STATE_FILE: u64 = 64 * 1024;
+
+/// Written relative to the state directory's descriptor, opened and checked once at
+/// start: a directory renamed or replaced by a link while we run is never followed.
+pub(super) fn write_state(dir: &crate::safe_fs::Dir, state: &State) {
+    let name = std::ffi::OsStr::new("state");
+    // No fsync: the file is rewritten often (flash on a router) and a lost update after
+    // a crash only makes `status` a little stale.
+    let result = dir
+        .stage(name, state.to_text().as_bytes(), 0o600, false)
+        .and_then(|temp| dir.commit(&temp, name));
     if let Err(e) = result {
-        log::warn(&format!(
-            "cannot write the state file in {}: {e}",
-            dir.display()
-        ));
+        log::warn(&format!("cannot write the state file: {e}"));
     }
 }
 
-pub(super) fn read_state(dir: &Path) -> State {
-    match std::fs::read_to_string(dir.join("state")) {
-        Ok(text) => State::from_text(&text).unwrap_or_else(|e| {
+pub(super) fn read_state(dir: &crate::safe_fs::Dir) -> State {
+    match dir.read_optional(std::ffi::OsStr::new("state"), MAX_STATE_FILE) {
+        Ok(Some(bytes)) => State::from_text(&String::from_utf8_lossy(&bytes)).unwrap_or_else(|e| {
             log::warn(&format!(
                 "{}/state: {e}; starting from a fresh state",
-                dir.display()
+                dir.path.display()
             ));
             State::default()
         }),
-        Err(_) => State::default(),
+        Ok(None) => State::default(),
+        Err(e) => {
+            log::warn(&format!("{e}; starting from a fresh state"));
+            State::default()
+        }
     }
+}
+
+/// The name becomes a path component of the default state directory: `.`, `..` and `/`
+/// would put it elsewhere (`--name ..` as root once chmodded /run).
+pub fn name_problem(name: &str) -> Option<String> {
+    (name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0'))
+        .then(|| format!("--name `{name}`: a tunnel name cannot be empty, `.` or `..`, or contain `/`; use the name from tunnels.yaml"))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::state::{Phase, State};
 
 pub(super) struct Watchdog {
     pub(super) o: Options,
-    pub(super) state_dir: PathBuf,
+    pub(super) state_dir: crate::safe_fs::Dir,
     pub(super) ctl: PathBuf,
     pub(super) notifier: Notifier,
     pub(super) signals: Signals,
