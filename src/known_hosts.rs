@@ -76,16 +76,6 @@ pub fn parse_ssh_g(text: &str, home: &Path) -> SshView {
     view
 }
 
-/// The passwd home of the current user (what ssh expands `~` to), else `$HOME`.
-pub fn home_dir() -> PathBuf {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.dir)
-        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
 /// Runs the tunnel's own ssh argv with `-G` (print the configuration, connect nowhere).
 pub fn ssh_g(argv: &[String]) -> Result<SshView, String> {
     let mut cmd = Command::new(&argv[0]);
@@ -102,7 +92,7 @@ pub fn ssh_g(argv: &[String]) -> Result<SshView, String> {
     }
     Ok(parse_ssh_g(
         &String::from_utf8_lossy(&out.stdout),
-        &home_dir(),
+        &crate::home::home_dir(),
     ))
 }
 

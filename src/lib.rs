@@ -15,6 +15,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod doctor;
 pub mod escape;
+pub mod home;
 pub mod install;
 pub mod known_hosts;
 pub mod locations;

@@ -2,7 +2,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::render::{default_watchdog, home_dir, load_config};
+use super::render::{default_watchdog, load_config};
+use crate::home::home_dir;
 use crate::cli::{InstallArgs, UninstallArgs};
 use crate::install::Installer;
 use crate::render::{self, RenderOptions};

@@ -1,7 +1,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::render::{default_watchdog, home_dir, load_config};
+use super::render::{default_watchdog, load_config};
+use crate::home::home_dir;
 use crate::cli::ListArgs;
 use crate::install::{INITTAB, Installer};
 use crate::model::Tunnel;

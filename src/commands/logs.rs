@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use crate::cli::LogsArgs;
-use crate::known_hosts::home_dir;
+use crate::home::home_dir;
 use crate::locations::{LogSource, default_target, log_source};
 
 /// Lines shown before following or when not following.

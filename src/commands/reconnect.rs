@@ -10,7 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::cli::ReconnectArgs;
-use crate::known_hosts::home_dir;
+use crate::home::home_dir;
 use crate::locations::{LogSource, default_target, log_source, state_dir_candidates};
 use crate::state::{Phase, State};
 use crate::status::watchdog_alive;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use crate::cli::RenderArgs;
 use crate::config::{self, Config};
+use crate::home::home_dir;
 use crate::render::{self, RenderOptions, Rendered};
 
 pub fn run(config: Option<&Path>, args: RenderArgs) -> ExitCode {
@@ -77,5 +78,3 @@ pub(crate) fn default_watchdog() -> PathBuf {
         .filter(|candidate| candidate.is_file())
         .unwrap_or_else(|| PathBuf::from("/usr/bin/tunnel-watchdog"))
 }
-
-pub(crate) use crate::config::home_dir;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cli::StatusArgs;
-use crate::known_hosts::home_dir;
+use crate::home::home_dir;
 use crate::locations::{LogSource, default_target, log_source, state_dir_candidates};
 use crate::status::{self, Row};
 use crate::target::Target;
