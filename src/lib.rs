@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod model;
+pub mod ssh_g;
 pub mod state;
 pub mod watchdog;
 

@@ -53,37 +53,29 @@ pub enum Target {
 /// Reads the address ssh would connect to from `ssh -G` output, or why a check from here
 /// would not follow ssh's path (a proxy, or a bound source address or interface).
 pub fn parse_ssh_g(output: &str) -> Option<Target> {
-    let mut host = None;
-    let mut port = None;
-    let mut family = Family::Any;
-    for line in output.lines() {
-        let Some((key, value)) = line.split_once(' ') else {
-            continue;
-        };
-        let value = value.trim();
-        match key {
-            "hostname" => host = Some(value.to_string()),
-            "port" => port = value.parse().ok(),
-            "addressfamily" if value == "inet" => family = Family::V4,
-            "addressfamily" if value == "inet6" => family = Family::V6,
-            "proxyjump" if value != "none" => {
-                return Some(Target::Unsuitable("it is reached through ProxyJump"));
-            }
-            "proxycommand" if value != "none" => {
-                return Some(Target::Unsuitable("it is reached through ProxyCommand"));
-            }
-            "bindaddress" => {
-                return Some(Target::Unsuitable("ssh binds to a BindAddress"));
-            }
-            "bindinterface" => {
-                return Some(Target::Unsuitable("ssh binds to a BindInterface"));
-            }
-            _ => {}
-        }
+    let g = crate::ssh_g::parse_ssh_g(output);
+    let unsuitable = if g.proxy_jump.is_some() {
+        Some("it is reached through ProxyJump")
+    } else if g.proxy_command.is_some() {
+        Some("it is reached through ProxyCommand")
+    } else if g.bind_address.is_some() {
+        Some("ssh binds to a BindAddress")
+    } else if g.bind_interface.is_some() {
+        Some("ssh binds to a BindInterface")
+    } else {
+        None
+    };
+    if let Some(why) = unsuitable {
+        return Some(Target::Unsuitable(why));
     }
+    let family = match g.address_family.as_deref() {
+        Some("inet") => Family::V4,
+        Some("inet6") => Family::V6,
+        _ => Family::Any,
+    };
     Some(Target::Direct {
-        host: host?,
-        port: port?,
+        host: g.hostname?,
+        port: g.port?,
         family,
     })
 }
