@@ -219,11 +219,6 @@ pub fn watchdog_args(
     args
 }
 
-/// Rounds up to whole seconds, the unit init systems' timers are written in.
-pub(crate) fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
 /// Where a target keeps a tunnel's files, computed from the name alone so `uninstall` and
 /// `list` work even after the tunnel left the config. Must agree with the renderers (a
 /// test checks it).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tera::{Context, Tera};
 
 use super::{
-    CredentialPaths, Deps, RenderOptions, Rendered, RenderedFile, ceil_secs, path_str,
+    CredentialPaths, Deps, RenderOptions, Rendered, RenderedFile, path_str,
     watchdog_args,
 };
 use crate::escape;
