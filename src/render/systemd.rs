@@ -9,6 +9,7 @@ use super::{
     CredentialPaths, Deps, RenderOptions, Rendered, RenderedFile, path_str,
     watchdog_args,
 };
+use crate::duration::ceil_secs;
 use crate::escape;
 use crate::model::Tunnel;
 use crate::target::Target;
