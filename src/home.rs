@@ -36,8 +36,7 @@ fn choose(
     passwd: impl FnOnce() -> Option<PathBuf>,
 ) -> Option<PathBuf> {
     let owned = |p: &Path| {
-        p.is_absolute()
-            && std::fs::metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == uid)
+        p.is_absolute() && std::fs::metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == uid)
     };
     match env_home {
         Some(home) if owned(home) => Some(home.to_path_buf()),

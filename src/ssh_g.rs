@@ -78,7 +78,10 @@ mod tests {
         assert_eq!(g.proxy_jump, None);
         assert_eq!(g.proxy_command.as_deref(), Some("nc %h %p"));
         assert_eq!(g.identity_files, ["~/.ssh/id_ed25519", "/etc/k"]);
-        assert_eq!(g.user_known_hosts, ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"]);
+        assert_eq!(
+            g.user_known_hosts,
+            ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"]
+        );
         assert_eq!(g.address_family.as_deref(), Some("inet6"));
         assert_eq!(parse_ssh_g("port x\n").port, None);
     }

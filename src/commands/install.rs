@@ -3,8 +3,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::render::{default_watchdog, load_config};
-use crate::home::home_dir;
 use crate::cli::{InstallArgs, UninstallArgs};
+use crate::home::home_dir;
 use crate::install::Installer;
 use crate::render::{self, RenderOptions};
 use crate::target::Target;

@@ -2,8 +2,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::render::{default_watchdog, load_config};
-use crate::home::home_dir;
 use crate::cli::ListArgs;
+use crate::home::home_dir;
 use crate::install::{INITTAB, Installer};
 use crate::model::Tunnel;
 use crate::render::{self, RenderOptions};

@@ -609,7 +609,9 @@ impl Watchdog {
             return None;
         }
         match reachability::resolve(&self.o.ssh) {
-            Ok(reachability::Destination::Direct { host, port, family }) => Some((host, port, family)),
+            Ok(reachability::Destination::Direct { host, port, family }) => {
+                Some((host, port, family))
+            }
             Ok(reachability::Destination::Unsuitable(why)) => {
                 log::info(&format!(
                     "not checking whether the server answers during the back-off: {why}"
