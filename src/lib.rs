@@ -20,7 +20,6 @@ pub mod home;
 pub mod install;
 pub mod known_hosts;
 pub mod locations;
-pub mod lookup;
 pub mod progress;
 pub mod render;
 pub mod ssh_command;

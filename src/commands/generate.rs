@@ -14,6 +14,7 @@ use clap_complete::Shell;
 use clap_mangen::Man;
 use clap_mangen::roff::{Roff, bold, italic, roman};
 
+use super::Error;
 use crate::cli::{Cli, GenerateArgs, GenerateWhat};
 use crate::target::Target;
 
@@ -23,23 +24,16 @@ pub const TUNNELS_YAML_5: &str = include_str!("../../packaging/man/tunnels.yaml.
 /// The manual every page claims membership of (third `.TH` field).
 const MANUAL: &str = "tunnelctl manual";
 
-pub fn run(args: GenerateArgs) -> ExitCode {
+pub fn run(args: GenerateArgs) -> Result<ExitCode, Error> {
     let written = match args.what {
         GenerateWhat::Man => write_man_pages(&args.dir),
         GenerateWhat::Completions => write_completions(&args.dir),
     };
-    match written {
-        Ok(paths) => {
-            for path in paths {
-                println!("{}", path.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("tunnelctl generate: {}: {err}", args.dir.display());
-            ExitCode::from(1)
-        }
+    let paths = written.map_err(|err| Error::failed(format!("{}: {err}", args.dir.display())))?;
+    for path in paths {
+        println!("{}", path.display());
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes `tunnelctl.1`, `tunnel-watchdog.1` and `tunnels.yaml.5` into `dir`.
