@@ -31,6 +31,7 @@ use crate::known_hosts::{self, SshView};
 use crate::model::{Forward, Tunnel};
 use crate::progress::Progress;
 use crate::ssh_command::{PathOverrides, forward_spec, ssh_argv};
+use crate::ssh_stderr::{self, Said};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -257,90 +258,59 @@ pub struct SshLog {
     pub open_failed: Vec<String>,
 }
 
-fn listen_port(line: &str, marker: &str) -> Option<u16> {
-    // "remote forward success for: listen 127.0.0.1:1234, connect localhost:22"
-    let rest = line.split(marker).nth(1)?;
-    let listen = rest.split(',').next()?.trim();
-    listen.rsplit(':').next()?.parse().ok()
-}
-
 impl SshLog {
+    /// Takes in one stderr line of `ssh -v` (the wording is [`crate::ssh_stderr`]'s).
     pub fn feed(&mut self, line: &str) {
         let l = line.trim_end();
-        if l.contains("Connection established.") {
-            self.connected = true;
-        } else if l.contains("Remote protocol version") {
-            self.connected = true;
-            self.banner = true;
-        } else if let Some(rest) = l.strip_prefix("Authenticated to ") {
-            self.connected = true;
-            self.authenticated = Some(
-                rest.rsplit(" using ")
-                    .next()
-                    .unwrap_or("")
-                    .trim_matches(|c| c == '"' || c == '.')
-                    .to_string(),
-            );
-        } else if l.contains("is known and matches the") {
-            self.host_key_ok = true;
-        } else if l.contains("host key is known for") {
-            self.host_key_unknown = true;
-        } else if l.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-            || l.contains("has changed and you have requested strict checking")
-        {
-            self.host_key_changed = true;
-        } else if l.contains("Host key verification failed") {
-            self.host_key_failed = true;
-        } else if l.contains("Permission denied (") {
-            self.permission_denied = Some(l.to_string());
-        } else if (l.starts_with("Load key") && l.contains("bad permissions"))
-            || l.starts_with("no such identity:")
-            || (l.starts_with("Load key") && !l.contains("debug"))
-        {
-            self.key_problem.get_or_insert_with(|| l.to_string());
-        } else if l.starts_with("ssh: ")
-            || l.starts_with("kex_exchange_identification:")
-            || l.contains("Connection timed out during banner exchange")
-            || (l.starts_with("Connection closed by") && !self.connected)
-        {
-            self.connect_error
-                .get_or_insert_with(|| l.trim_start_matches("ssh: ").to_string());
-        } else if l.contains("Server has disabled port forwarding")
-            || l.contains("Remote: Port forwarding disabled")
-        {
-            self.forwarding_disabled = true;
-        } else if let Some(port) = listen_port(l, "remote forward success for: listen ") {
-            self.remote_ok.push(port);
-        } else if let Some(port) = listen_port(l, "remote forward failure for: listen ") {
-            if !self.remote_failed.contains(&port) {
-                self.remote_failed.push(port);
+        let Some(said) = ssh_stderr::classify(l) else {
+            return;
+        };
+        match said {
+            Said::Connected => self.connected = true,
+            Said::Banner => {
+                self.connected = true;
+                self.banner = true;
             }
-        } else if let Some(rest) =
-            l.strip_prefix("Error: remote port forwarding failed for listen port ")
-        {
-            if let Ok(port) = rest.trim().parse()
-                && !self.remote_failed.contains(&port)
-            {
-                self.remote_failed.push(port);
+            Said::Authenticated { method } => {
+                self.connected = true;
+                self.authenticated = Some(method);
             }
-        } else if l.contains("Entering interactive session.") {
-            self.main_loop = true;
-        } else if l.contains("forwarding_success: all expected forwarding replies received") {
-            self.all_remote_replied = true;
-        } else if let Some(rest) = l.split("Local forwarding listening on ").nth(1) {
-            if let Some(port) = rest
-                .trim_end_matches('.')
-                .rsplit(' ')
-                .next()
-                .and_then(|p| p.parse().ok())
-            {
-                self.local_listening.push(port);
+            Said::HostKeyMatches => self.host_key_ok = true,
+            Said::HostKeyUnknown => self.host_key_unknown = true,
+            Said::HostKeyChanged => self.host_key_changed = true,
+            Said::HostKeyVerificationFailed => self.host_key_failed = true,
+            Said::AuthRefused => self.permission_denied = Some(l.to_string()),
+            Said::KeyProblem => {
+                self.key_problem.get_or_insert_with(|| l.to_string());
             }
-        } else if l.starts_with("bind [") || l.contains("cannot listen to port") {
-            self.local_bind_failed.push(l.to_string());
-        } else if l.contains(": open failed: ") {
-            self.open_failed
-                .push(l.split(": open failed: ").nth(1).unwrap_or(l).to_string());
+            Said::ResolveFailed
+            | Said::ConnectionRefused
+            | Said::BannerTimedOut
+            | Said::Unreachable
+            | Said::ConnectionTimedOut
+            | Said::ConnectFailed => {
+                self.connect_error
+                    .get_or_insert_with(|| l.trim_start_matches("ssh: ").to_string());
+            }
+            Said::ConnectionClosed if !self.connected => {
+                self.connect_error.get_or_insert_with(|| l.to_string());
+            }
+            Said::ConnectionClosed => {}
+            Said::ForwardingDisabled => self.forwarding_disabled = true,
+            Said::RemoteForwardOk { port } => self.remote_ok.push(port),
+            Said::RemoteForwardFailed { port } => {
+                if !self.remote_failed.contains(&port) {
+                    self.remote_failed.push(port);
+                }
+            }
+            Said::MainLoop => self.main_loop = true,
+            Said::AllRemoteReplied => self.all_remote_replied = true,
+            Said::LocalListening { port } => self.local_listening.push(port),
+            Said::LocalBindFailed { .. } | Said::LocalListenFailed => {
+                self.local_bind_failed.push(l.to_string())
+            }
+            Said::LocalForwardFailed => {}
+            Said::OpenFailed { reason } => self.open_failed.push(reason),
         }
     }
 

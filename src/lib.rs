@@ -6,6 +6,7 @@
 pub mod duration;
 pub mod model;
 pub mod ssh_g;
+pub mod ssh_stderr;
 pub mod state;
 pub mod watchdog;
 
