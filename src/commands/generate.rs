@@ -17,6 +17,7 @@ use clap_mangen::roff::{Roff, bold, italic, roman};
 use super::Error;
 use crate::cli::{Cli, GenerateArgs, GenerateWhat};
 use crate::target::Target;
+use crate::watchdog::args;
 
 /// The hand-written file-format page.
 pub const TUNNELS_YAML_5: &str = include_str!("../../packaging/man/tunnels.yaml.5");
@@ -278,16 +279,12 @@ fn tunnelctl_extra_sections() -> Roff {
     r
 }
 
-/// The watchdog's command line as a clap definition, for clap_mangen. The watchdog
-/// parses its arguments by hand (clap would weigh on the small binary), so this is a
-/// mirror of `watchdog::args::USAGE`; tests/packaging.rs compares it with the real
-/// `tunnel-watchdog --help` (every option and default) so the two cannot drift.
-pub fn watchdog_command() -> Command {
+/// The watchdog's command line as a clap definition, for clap_mangen only: the watchdog
+/// parses its arguments by hand (clap would weigh on the small binary), and this is
+/// built from the same table as its parser and `--help` ([`args::OPTIONS`]).
+fn watchdog_command() -> Command {
     use clap::Arg;
-    let opt = |long: &'static str, value: &'static str, help: &'static str| {
-        Arg::new(long).long(long).value_name(value).help(help)
-    };
-    Command::new("tunnel-watchdog")
+    let mut command = Command::new("tunnel-watchdog")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Run ssh for one tunnel, prove every forward carries data, tell the init system")
         .long_about(
@@ -297,21 +294,29 @@ It is the process each service installed by tunnelctl runs; you rarely start it 
         )
         .override_usage(
             "tunnel-watchdog [OPTIONS] -- ssh [SSH ARGS...] HOST\n       tunnel-watchdog --args-file FILE",
-        )
-        .arg(opt("name", "NAME", "Tunnel name, used in logs, STATUS= and the state file [default: the ssh host]"))
-        .arg(opt("probe-interval", "DUR", "Time between probe rounds while they pass; a failed round is confirmed after 200 ms, so a dead tunnel is declared within interval + failures × timeout").default_value("10s"))
-        .arg(opt("probe-timeout", "DUR", "A probe round that takes longer fails; the alive check of ssh itself gets at most 2 s of it").default_value("5s"))
-        .arg(opt("probe-failures", "N", "Consecutive failed rounds that declare the tunnel dead").default_value("2"))
-        .arg(opt("backoff-initial", "DUR", "First wait after a failure; none when the tunnel had been up for a probe interval. After ssh got no greeting, ssh starts when the server sends its SSH greeting again (checked every second)").default_value("2s"))
-        .arg(opt("backoff-max", "DUR", "Cap of the wait, and the uptime that resets the count; a server that does not greet still gets an ssh attempt this often").default_value("5m"))
-        .arg(opt(
-            "state-dir",
-            "DIR",
-            "State file and control socket [default: $STATE_DIRECTORY, else $RUNTIME_DIRECTORY, else /run/tunnelctl/NAME]",
-        ))
-        .arg(opt("log-file", "FILE", "Append log lines here instead of stderr"))
-        .arg(opt("args-file", "FILE", "Read the arguments from FILE, one per line"))
-        .arg(Arg::new("ssh").value_name("SSH").num_args(1..).last(true).help("ssh and its arguments"))
+        );
+    for o in args::OPTIONS {
+        let default = (o.default)();
+        let mut help = o.help.to_string();
+        if let Some(first) = help.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        let mut arg = Arg::new(o.long).long(o.long).value_name(o.value);
+        if default.starts_with(|c: char| c.is_ascii_digit()) {
+            // clap keeps defaults as 'static str; this runs once per `generate man`.
+            arg = arg.default_value(&*default.leak());
+        } else if !default.is_empty() {
+            help.push_str(&format!(" [default: {default}]"));
+        }
+        command = command.arg(arg.help(help));
+    }
+    command.arg(
+        Arg::new("ssh")
+            .value_name("SSH")
+            .num_args(1..)
+            .last(true)
+            .help("ssh and its arguments"),
+    )
 }
 
 /// `tunnel-watchdog(1)`: options from its clap definition, plus the contract from

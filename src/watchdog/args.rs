@@ -4,9 +4,90 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::duration::parse_duration;
+use crate::duration::{format_duration, parse_duration};
+use crate::model::{Backoff, Probe};
 
-pub const USAGE: &str = "\
+/// One option of the watchdog. [`OPTIONS`] is the one list: the parser accepts exactly
+/// these, and `--help` ([`usage`]) and the man page (`tunnelctl generate man`) are
+/// written from it.
+pub struct OptionDoc {
+    pub long: &'static str,
+    pub value: &'static str,
+    /// The default as the user would write it, from `model`'s defaults (a value such
+    /// as `10s`, or words such as "the ssh host"; empty: none to name).
+    pub default: fn() -> String,
+    pub help: &'static str,
+}
+
+/// The watchdog's options, in `--help` order.
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc {
+        long: "name",
+        value: "NAME",
+        default: || "the ssh host".into(),
+        help: "tunnel name for logs, STATUS= and the state file",
+    },
+    OptionDoc {
+        long: "probe-interval",
+        value: "DUR",
+        default: || format_duration(Probe::default().interval),
+        help: "time between probe rounds while they pass; a failed round is confirmed after \
+               200 ms, so a dead tunnel is declared within interval + failures × timeout",
+    },
+    OptionDoc {
+        long: "probe-timeout",
+        value: "DUR",
+        default: || format_duration(Probe::default().timeout),
+        help: "a probe round that takes longer fails; the alive check of ssh itself gets at \
+               most 2 s of it",
+    },
+    OptionDoc {
+        long: "probe-failures",
+        value: "N",
+        default: || Probe::default().failures.to_string(),
+        help: "consecutive failed rounds that declare the tunnel dead",
+    },
+    OptionDoc {
+        long: "backoff-initial",
+        value: "DUR",
+        default: || format_duration(Backoff::default().initial),
+        help: "first wait after a failure; none when the tunnel had passed probes for \
+               max(probe interval, backoff initial) before it failed; after ssh got no \
+               greeting, ssh starts once the server greets (checked every 1s)",
+    },
+    OptionDoc {
+        long: "backoff-max",
+        value: "DUR",
+        default: || format_duration(Backoff::default().max),
+        help: "cap of the wait, and the uptime that resets it; a server that does not greet \
+               still gets ssh this often",
+    },
+    OptionDoc {
+        long: "state-dir",
+        value: "DIR",
+        default: || {
+            "$STATE_DIRECTORY, $RUNTIME_DIRECTORY, /run/tunnelctl/NAME or a per-user path".into()
+        },
+        help: "state file and control socket",
+    },
+    OptionDoc {
+        long: "log-file",
+        value: "FILE",
+        default: String::new,
+        help: "append log lines here instead of stderr",
+    },
+    OptionDoc {
+        long: "args-file",
+        value: "FILE",
+        default: String::new,
+        help: "read the arguments from FILE, one per line (# comments)",
+    },
+];
+
+/// What `tunnel-watchdog --help` prints.
+pub fn usage() -> String {
+    let mut out = String::from(
+        "\
 usage: tunnel-watchdog [OPTIONS] -- ssh [SSH ARGS...] HOST
        tunnel-watchdog --args-file FILE
 
@@ -15,27 +96,48 @@ tells the init system (sd_notify READY=1/WATCHDOG=1/STATUS= under systemd; the e
 code elsewhere).
 
 options (durations: 500ms, 15s, 5m, 1h):
-  --name NAME             tunnel name for logs, STATUS= and the state file (default: the ssh host)
-  --probe-interval DUR    time between probe rounds while they pass; a failed round is
-                          confirmed after 200 ms (default 10s)
-  --probe-timeout DUR     a probe round that takes longer fails (default 5s)
-  --probe-failures N      consecutive failed rounds that declare the tunnel dead (default 2)
-  --backoff-initial DUR   first wait after a failure (default 2s; none when the tunnel
-                          was up for a probe interval before it failed); after ssh got
-                          no greeting, ssh starts once the server greets (checked every 1s)
-  --backoff-max DUR       cap of the wait, and the uptime that resets it (default 5m);
-                          a server that does not greet still gets ssh this often
-  --state-dir DIR         state file and control socket (default $STATE_DIRECTORY,
-                          $RUNTIME_DIRECTORY, /run/tunnelctl/NAME or a per-user path)
-  --log-file FILE         append log lines here instead of stderr
-  --args-file FILE        read the arguments from FILE, one per line (# comments)
-  -h, --help              this text
+",
+    );
+    for o in OPTIONS {
+        let default = (o.default)();
+        let text = match default.chars().next() {
+            None => o.help.to_string(),
+            Some(c) if c.is_ascii_lowercase() => format!("{} (default: {default})", o.help),
+            Some(_) => format!("{} (default {default})", o.help),
+        };
+        let flag = format!("--{} {}", o.long, o.value);
+        out.push_str(&format!("  {flag:<24}"));
+        out.push_str(&wrap(&text, 66).join(&format!("\n{:26}", "")));
+        out.push('\n');
+    }
+    out.push_str(
+        "  -h, --help              this text
   -V, --version           the version
 
 signals: SIGHUP/SIGUSR1 reconnect now (skip the back-off); SIGTERM/SIGINT stop.
 exit codes: 0 stopped; 1 tunnel failed (restart me); 2 usage error;
             3 authentication or host key refused (restart, the back-off is at its max).
-";
+",
+    );
+    out
+}
+
+/// Greedy word wrap at `width` characters.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().expect("one line at least");
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
+}
 
 /// One forward of the ssh command line, as the probe sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,13 +269,14 @@ pub fn parse(
         return parse(&from_file, read_file).map_err(|e| format!("{file}: {e}"));
     }
 
+    let (probe, backoff) = (Probe::default(), Backoff::default());
     let mut o = Options {
         name: String::new(),
-        probe_interval: Duration::from_secs(10),
-        probe_timeout: Duration::from_secs(5),
-        probe_failures: 2,
-        backoff_initial: Duration::from_secs(2),
-        backoff_max: Duration::from_secs(300),
+        probe_interval: probe.interval,
+        probe_timeout: probe.timeout,
+        probe_failures: probe.failures,
+        backoff_initial: backoff.initial,
+        backoff_max: backoff.max,
         state_dir: None,
         log_file: None,
         ssh: Vec::new(),
@@ -199,6 +302,9 @@ pub fn parse(
             return Err(format!(
                 "unexpected `{arg}`: put the ssh command after `--` (tunnel-watchdog [OPTIONS] -- ssh ... HOST)"
             ));
+        }
+        if !OPTIONS.iter().any(|o| key[2..] == *o.long) {
+            return Err(format!("unknown option `{key}` (see --help)"));
         }
         let value = match inline {
             Some(v) => v,
@@ -481,6 +587,53 @@ mod tests {
             Parsed::Run(o) => *o,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The table is what the parser accepts and what `--help` shows, with the defaults
+    /// the parser applies.
+    #[test]
+    fn the_option_table_drives_parser_and_help() {
+        let help = usage();
+        for o in OPTIONS.iter().filter(|o| o.long != "args-file") {
+            let sample = match o.value {
+                "DUR" => "7s",
+                "N" => "3",
+                _ => "/x",
+            };
+            let arg = format!("--{}={sample}", o.long);
+            assert!(
+                parse(&s(&[&arg, "--", "ssh", "h"]), &no_file).is_ok(),
+                "{arg} is in the table but the parser refuses it"
+            );
+            assert!(
+                help.contains(&format!("--{} {}", o.long, o.value)),
+                "{}",
+                o.long
+            );
+        }
+        assert!(parse(&s(&["--bogus=1", "--", "ssh", "h"]), &no_file).is_err());
+        let o = run(&["--", "ssh", "h"]);
+        let defaults = |long: &str| (OPTIONS.iter().find(|o| o.long == long).unwrap().default)();
+        assert_eq!(
+            format_duration(o.probe_interval),
+            defaults("probe-interval")
+        );
+        assert_eq!(format_duration(o.probe_timeout), defaults("probe-timeout"));
+        assert_eq!(o.probe_failures.to_string(), defaults("probe-failures"));
+        assert_eq!(
+            format_duration(o.backoff_initial),
+            defaults("backoff-initial")
+        );
+        assert_eq!(format_duration(o.backoff_max), defaults("backoff-max"));
+        assert!(
+            help.contains("(default 10s)") && help.contains("(default 5m)"),
+            "{help}"
+        );
+        // backoff.rs: a tunnel counts as proven after max(interval, initial).
+        assert!(
+            help.contains("max(probe interval, backoff initial)"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn main() -> ExitCode {
         |path: &str| std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
     match args::parse(&argv, &read_file) {
         Ok(Parsed::Help) => {
-            print!("{}", args::USAGE);
+            print!("{}", args::usage());
             ExitCode::SUCCESS
         }
         Ok(Parsed::Version) => {
