@@ -62,7 +62,7 @@ impl fmt::Display for Phase {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
-    pub state: Phase,
+    pub phase: Phase,
     pub pid: u32,
     pub ssh_pid: u32,
     pub connected_since: u64,
@@ -84,7 +84,7 @@ impl State {
             "state={}\npid={}\nssh_pid={}\nconnected_since={}\nlast_probe_ok={}\nlast_probe_ms={}\n\
              consecutive_failures={}\nrestarts={}\nlast_error={}\nbackoff_until={}\nproven={}\n\
              network_error={}\n",
-            self.state,
+            self.phase,
             self.pid,
             self.ssh_pid,
             self.connected_since,
@@ -118,7 +118,7 @@ impl State {
             };
             match key {
                 "state" => {
-                    state.state = Phase::parse(value)
+                    state.phase = Phase::parse(value)
                         .ok_or_else(|| bad("connecting, up, backing-off, failed or stopped"))?
                 }
                 "pid" => state.pid = value.parse().map_err(|_| bad("a number"))?,
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let state = State {
-            state: Phase::BackingOff,
+            phase: Phase::BackingOff,
             pid: 10,
             ssh_pid: 11,
             connected_since: 1_700_000_000,
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn tolerates_unknown_keys_and_names_bad_lines() {
         let s = State::from_text("state=up\nfuture_key=1\n").unwrap();
-        assert_eq!(s.state, Phase::Up);
+        assert_eq!(s.phase, Phase::Up);
         assert!(!s.proven && !s.network_error, "older files lack the flags");
         let err = State::from_text("proven=yes\n").unwrap_err();
         assert!(err.contains("line 1") && err.contains("0 or 1"), "{err}");

@@ -69,7 +69,7 @@ pub fn signal_watchdog(dirs: &[PathBuf]) -> Result<u32, String> {
         };
         let state = State::from_text(&text).map_err(|e| format!("{}: {e}", file.display()))?;
         if !watchdog_alive(state.pid) {
-            let was = if state.state == Phase::Stopped {
+            let was = if state.phase == Phase::Stopped {
                 "stopped cleanly"
             } else {
                 "gone"

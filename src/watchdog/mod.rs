@@ -434,7 +434,7 @@ impl Watchdog {
                         self.o.backoff_max,
                     );
                     self.state.network_error = no_greeting;
-                    self.state.state = Phase::Failed;
+                    self.state.phase = Phase::Failed;
                     self.state.ssh_pid = 0;
                     self.state.connected_since = 0;
                     self.state.last_error = reason.clone();
@@ -452,7 +452,7 @@ impl Watchdog {
     }
 
     fn stopped(&mut self) -> u8 {
-        self.state.state = Phase::Stopped;
+        self.state.phase = Phase::Stopped;
         self.state.ssh_pid = 0;
         self.state.connected_since = 0;
         self.state.backoff_until = 0;
@@ -510,7 +510,7 @@ impl Watchdog {
             }
             None => started + wait,
         };
-        self.state.state = Phase::BackingOff;
+        self.state.phase = Phase::BackingOff;
         self.state.backoff_until =
             log::now_secs() + until.saturating_duration_since(started).as_secs();
         self.save();
@@ -659,7 +659,7 @@ impl Watchdog {
         let _ = std::fs::remove_file(&self.ctl);
         let argv = process::ssh_argv(ssh_args, &self.ctl);
         self.state.restarts += 1;
-        self.state.state = Phase::Connecting;
+        self.state.phase = Phase::Connecting;
         let attempt = self.state.consecutive_failures + 1;
         let mut ssh = match SshChild::spawn(&argv) {
             Ok(s) => s,
@@ -849,7 +849,7 @@ impl Watchdog {
                         );
                         if !self.ready_sent {
                             self.ready_sent = true;
-                            self.state.state = Phase::Up;
+                            self.state.phase = Phase::Up;
                             log::info(&format!(
                                 "up: {} forward(s) proven end to end in {} ms",
                                 self.o.forwards.len(),
@@ -857,8 +857,8 @@ impl Watchdog {
                             ));
                             self.notify(&["READY=1", &status, "WATCHDOG=1"]);
                         } else {
-                            if self.state.state != Phase::Up {
-                                self.state.state = Phase::Up;
+                            if self.state.phase != Phase::Up {
+                                self.state.phase = Phase::Up;
                                 log::info("probes pass again");
                             }
                             self.notify(&["WATCHDOG=1", &status]);
