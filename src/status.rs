@@ -175,7 +175,7 @@ pub fn cells(row: &Row, now: u64) -> [String; 7] {
     let (up, probe, restarts, error) = match &row.state {
         Some(s) => {
             if row.running && s.phase == Phase::BackingOff && s.backoff_until > now {
-                state = if s.network_error {
+                state = if s.no_greeting {
                     // ssh starts as soon as the server greets; backoff_until is the latest.
                     format!("waiting-for-server (≤{}s)", s.backoff_until - now)
                 } else {
@@ -315,7 +315,7 @@ mod tests {
                 last_error: String::new(),
                 backoff_until: 0,
                 proven: false,
-                network_error: false,
+                no_greeting: false,
             }),
             running: true,
             init: None,
@@ -338,7 +338,7 @@ mod tests {
         let s = waiting.state.as_mut().unwrap();
         (s.phase, s.backoff_until) = (Phase::BackingOff, 1130);
         assert_eq!(cells(&waiting, 1100)[2], "backing-off 30s");
-        waiting.state.as_mut().unwrap().network_error = true;
+        waiting.state.as_mut().unwrap().no_greeting = true;
         assert_eq!(cells(&waiting, 1100)[2], "waiting-for-server (≤30s)");
     }
 

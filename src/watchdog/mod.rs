@@ -433,7 +433,7 @@ impl Watchdog {
                         self.o.backoff_initial,
                         self.o.backoff_max,
                     );
-                    self.state.network_error = no_greeting;
+                    self.state.no_greeting = no_greeting;
                     self.state.phase = Phase::Failed;
                     self.state.ssh_pid = 0;
                     self.state.connected_since = 0;
@@ -605,7 +605,7 @@ impl Watchdog {
     /// retry would not fare better for it), and only where a TCP connect from here takes
     /// ssh's path.
     fn greeting_target(&self) -> Option<(String, u16, reachability::Family)> {
-        if !self.state.network_error {
+        if !self.state.no_greeting {
             return None;
         }
         match reachability::resolve(&self.o.ssh) {
