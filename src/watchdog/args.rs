@@ -141,7 +141,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// One forward of the ssh command line, as the probe sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Forward {
+pub enum SshForward {
     /// `-L [bind:]port:host:hostport`: our listener, then the target via the server.
     Local {
         bind: String,
@@ -169,43 +169,43 @@ pub enum Forward {
     },
 }
 
-impl Forward {
+impl SshForward {
     /// Whether probing this forward opens a channel that the server must answer.
     pub fn crosses_server(&self) -> bool {
         matches!(
             self,
-            Forward::Local { .. } | Forward::Remote { .. } | Forward::RemoteDynamic { .. }
+            SshForward::Local { .. } | SshForward::Remote { .. } | SshForward::RemoteDynamic { .. }
         )
     }
 
     /// `-R 1234:127.0.0.1:22` as the user wrote it, for log lines.
     pub fn describe(&self) -> String {
         match self {
-            Forward::Local {
+            SshForward::Local {
                 bind,
                 port,
                 host,
                 host_port,
             } => format!("-L {bind}:{port}:{host}:{host_port}"),
-            Forward::Remote {
+            SshForward::Remote {
                 bind: None,
                 port,
                 host,
                 host_port,
             } => format!("-R {port}:{host}:{host_port}"),
-            Forward::Remote {
+            SshForward::Remote {
                 bind: Some(b),
                 port,
                 host,
                 host_port,
             } => format!("-R {b}:{port}:{host}:{host_port}"),
-            Forward::RemoteDynamic { bind: None, port } => format!("-R {port}"),
-            Forward::RemoteDynamic {
+            SshForward::RemoteDynamic { bind: None, port } => format!("-R {port}"),
+            SshForward::RemoteDynamic {
                 bind: Some(b),
                 port,
             } => format!("-R {b}:{port}"),
-            Forward::Dynamic { bind, port } => format!("-D {bind}:{port}"),
-            Forward::Unprobed { flag, spec, .. } => format!("-{flag} {spec}"),
+            SshForward::Dynamic { bind, port } => format!("-D {bind}:{port}"),
+            SshForward::Unprobed { flag, spec, .. } => format!("-{flag} {spec}"),
         }
     }
 }
@@ -222,7 +222,7 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
     /// The ssh command line as given (program first), without the watchdog's additions.
     pub ssh: Vec<String>,
-    pub forwards: Vec<Forward>,
+    pub forwards: Vec<SshForward>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -371,7 +371,7 @@ const SSH_OPTS_WITH_ARG: &str = "bceilmopBDEFIJLOPQRSwW";
 
 /// Reads ssh's own options like ssh's getopt does, collecting `-L`/`-R`/`-D` forwards,
 /// and returns the host (the first non-option argument).
-pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<Forward>, Option<String>), String> {
+pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<SshForward>, Option<String>), String> {
     let mut forwards = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -413,7 +413,7 @@ pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<Forward>, Option<String>), 
 /// (see `PORT_HELD_ASK_EVERY`). Only the separate (`-R SPEC`) and glued (`-RSPEC`)
 /// forms are taken out; a forward inside grouped flags (`-NR SPEC`), a SOCKS `-R`, or a
 /// port that no `-R` listens on gives `None`.
-pub fn without_remote_forward(ssh: &[String], port: u16) -> Option<(Vec<String>, Forward)> {
+pub fn without_remote_forward(ssh: &[String], port: u16) -> Option<(Vec<String>, SshForward)> {
     let (program, args) = ssh.split_first()?;
     let mut i = 0;
     while i < args.len() {
@@ -432,7 +432,7 @@ pub fn without_remote_forward(ssh: &[String], port: u16) -> Option<(Vec<String>,
                 continue;
             }
         };
-        if let Ok(forward @ Forward::Remote { port: p, .. }) = parse_forward('R', spec)
+        if let Ok(forward @ SshForward::Remote { port: p, .. }) = parse_forward('R', spec)
             && p == port
         {
             let mut rest = vec![program.clone()];
@@ -470,9 +470,9 @@ fn unbracket(host: &str) -> String {
         .to_string()
 }
 
-pub fn parse_forward(flag: char, spec: &str) -> Result<Forward, String> {
+pub fn parse_forward(flag: char, spec: &str) -> Result<SshForward, String> {
     let unprobed = |why| {
-        Ok(Forward::Unprobed {
+        Ok(SshForward::Unprobed {
             flag,
             spec: spec.to_string(),
             why,
@@ -487,43 +487,43 @@ pub fn parse_forward(flag: char, spec: &str) -> Result<Forward, String> {
             .map_err(|_| format!("ssh -{flag} {spec}: `{p}` is not a port number"))
     };
     let forward = match (flag, parts.as_slice()) {
-        ('L', [p, h, hp]) => Forward::Local {
+        ('L', [p, h, hp]) => SshForward::Local {
             bind: "localhost".into(),
             port: port(p)?,
             host: unbracket(h),
             host_port: port(hp)?,
         },
-        ('L', [b, p, h, hp]) => Forward::Local {
+        ('L', [b, p, h, hp]) => SshForward::Local {
             bind: unbracket(b),
             port: port(p)?,
             host: unbracket(h),
             host_port: port(hp)?,
         },
-        ('R', [p]) => Forward::RemoteDynamic {
+        ('R', [p]) => SshForward::RemoteDynamic {
             bind: None,
             port: port(p)?,
         },
-        ('R', [b, p]) => Forward::RemoteDynamic {
+        ('R', [b, p]) => SshForward::RemoteDynamic {
             bind: Some(unbracket(b)),
             port: port(p)?,
         },
-        ('R', [p, h, hp]) => Forward::Remote {
+        ('R', [p, h, hp]) => SshForward::Remote {
             bind: None,
             port: port(p)?,
             host: unbracket(h),
             host_port: port(hp)?,
         },
-        ('R', [b, p, h, hp]) => Forward::Remote {
+        ('R', [b, p, h, hp]) => SshForward::Remote {
             bind: Some(unbracket(b)),
             port: port(p)?,
             host: unbracket(h),
             host_port: port(hp)?,
         },
-        ('D', [p]) => Forward::Dynamic {
+        ('D', [p]) => SshForward::Dynamic {
             bind: "localhost".into(),
             port: port(p)?,
         },
-        ('D', [b, p]) => Forward::Dynamic {
+        ('D', [b, p]) => SshForward::Dynamic {
             bind: unbracket(b),
             port: port(p)?,
         },
@@ -534,7 +534,7 @@ pub fn parse_forward(flag: char, spec: &str) -> Result<Forward, String> {
         }
     };
     match &forward {
-        Forward::Remote { port: 0, .. } | Forward::RemoteDynamic { port: 0, .. } => {
+        SshForward::Remote { port: 0, .. } | SshForward::RemoteDynamic { port: 0, .. } => {
             unprobed("a server-allocated port (0) cannot be probed")
         }
         _ => Ok(forward),
@@ -655,7 +655,7 @@ mod tests {
         assert_eq!(o.ssh, s(&["ssh", "-N", "-R", "1234:localhost:22", "host"]));
         assert_eq!(
             o.forwards,
-            vec![Forward::Remote {
+            vec![SshForward::Remote {
                 bind: None,
                 port: 1234,
                 host: "localhost".into(),
@@ -693,7 +693,7 @@ mod tests {
         assert_eq!(f.len(), 7, "{f:?}"); // the -L after the host is a remote command word
         assert_eq!(
             f[0],
-            Forward::Local {
+            SshForward::Local {
                 bind: "localhost".into(),
                 port: 8080,
                 host: "web".into(),
@@ -702,7 +702,7 @@ mod tests {
         );
         assert_eq!(
             f[1],
-            Forward::Local {
+            SshForward::Local {
                 bind: "::1".into(),
                 port: 8081,
                 host: "db".into(),
@@ -711,7 +711,7 @@ mod tests {
         );
         assert_eq!(
             f[2],
-            Forward::Remote {
+            SshForward::Remote {
                 bind: Some("*".into()),
                 port: 9000,
                 host: "127.0.0.1".into(),
@@ -720,20 +720,20 @@ mod tests {
         );
         assert_eq!(
             f[3],
-            Forward::RemoteDynamic {
+            SshForward::RemoteDynamic {
                 bind: None,
                 port: 9100
             }
         );
         assert_eq!(
             f[4],
-            Forward::Dynamic {
+            SshForward::Dynamic {
                 bind: "localhost".into(),
                 port: 1080
             }
         );
-        assert!(matches!(f[5], Forward::Unprobed { flag: 'L', .. }));
-        assert!(matches!(f[6], Forward::Unprobed { flag: 'R', .. }));
+        assert!(matches!(f[5], SshForward::Unprobed { flag: 'L', .. }));
+        assert!(matches!(f[6], SshForward::Unprobed { flag: 'R', .. }));
         assert!(
             scan_ssh_args(&s(&["-L", "nonsense", "h"]))
                 .unwrap_err()

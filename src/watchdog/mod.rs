@@ -24,7 +24,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 
 use crate::duration::format_human;
 use crate::state::{Phase, State};
-use args::{Forward, Options, Parsed};
+use args::{Options, Parsed, SshForward};
 use notify::Notifier;
 use process::SshChild;
 
@@ -379,7 +379,7 @@ impl Watchdog {
         // The ssh arguments of the next attempt, and the -R forwards taken out of them
         // because the server held their ports: asked for through the control socket.
         let mut ssh_args = self.o.ssh.clone();
-        let mut held: Vec<Forward> = Vec::new();
+        let mut held: Vec<SshForward> = Vec::new();
         // Bounded: each pass exits, was asked to reconnect by a signal, or took one more
         // -R forward out of `ssh_args`.
         loop {
@@ -628,8 +628,8 @@ impl Watchdog {
     }
 
     /// One `MUX_C_OPEN_FWD` for a held `-R` forward, bounded by the probe timeout.
-    fn ask_for_forward(&self, forward: &Forward) -> Result<(), String> {
-        let Forward::Remote {
+    fn ask_for_forward(&self, forward: &SshForward) -> Result<(), String> {
+        let SshForward::Remote {
             bind,
             port,
             host,
@@ -653,7 +653,7 @@ impl Watchdog {
     fn connect_and_watch(
         &mut self,
         ssh_args: &[String],
-        held: &[Forward],
+        held: &[SshForward],
     ) -> (Outcome, Option<Duration>) {
         // A socket left by a killed ssh would make the new one refuse to listen.
         let _ = std::fs::remove_file(&self.ctl);
@@ -678,7 +678,7 @@ impl Watchdog {
         ssh.asked_ports = held
             .iter()
             .filter_map(|f| match f {
-                Forward::Remote { port, .. } => Some(*port),
+                SshForward::Remote { port, .. } => Some(*port),
                 _ => None,
             })
             .collect();
@@ -698,7 +698,7 @@ impl Watchdog {
         (outcome, up_for)
     }
 
-    fn watch(&mut self, ssh: &mut SshChild, held: &[Forward]) -> (Outcome, Option<Duration>) {
+    fn watch(&mut self, ssh: &mut SshChild, held: &[SshForward]) -> (Outcome, Option<Duration>) {
         let mut prober = probe::Prober::new(
             self.ctl.clone(),
             self.o.forwards.clone(),
@@ -711,7 +711,7 @@ impl Watchdog {
         let mut up_since: Option<Instant> = None;
         let mut last_ok: Option<Instant> = None;
         // Held -R forwards not granted yet; no probe round runs until they are.
-        let mut missing: Vec<Forward> = held.to_vec();
+        let mut missing: Vec<SshForward> = held.to_vec();
         let mut asks = 0u32;
         let failed = |reason: String, port_held: Option<u16>| Outcome::Failed {
             reason,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::args::{Forward, dial_host};
+use super::args::{SshForward, dial_host};
 use super::mux::{self, MuxConn};
 
 /// SOCKS5: version 5, one method, "no authentication"; a proxy answers `05 00`.
@@ -46,7 +46,7 @@ pub struct RoundOk {
 
 pub struct Prober {
     ctl: PathBuf,
-    forwards: Vec<Forward>,
+    forwards: Vec<SshForward>,
     timeout: Duration,
     alive: Option<MuxConn>,
 }
@@ -118,7 +118,7 @@ enum Moved {
 }
 
 impl Prober {
-    pub fn new(ctl: PathBuf, forwards: Vec<Forward>, timeout: Duration) -> Prober {
+    pub fn new(ctl: PathBuf, forwards: Vec<SshForward>, timeout: Duration) -> Prober {
         Prober {
             ctl,
             forwards,
@@ -141,7 +141,7 @@ impl Prober {
                 checks.push(check);
             }
         }
-        if !self.forwards.iter().any(Forward::crosses_server) {
+        if !self.forwards.iter().any(SshForward::crosses_server) {
             checks.push(self.server_round_trip(deadline)?);
         }
         let (ssh_pid, answered) = self.wait(&mut checks)?;
@@ -231,7 +231,7 @@ impl Prober {
     /// took ~40 ms instead of ~1 ms).
     fn local_listeners(&self, deadline: Instant) -> Result<(), String> {
         for forward in &self.forwards {
-            if let Forward::Local { bind, port, .. } = forward {
+            if let SshForward::Local { bind, port, .. } = forward {
                 let dial = dial_host(Some(bind));
                 connect_tcp(&dial, *port, deadline).map_err(|e| {
                     format!("{}: local listener {dial}:{port}: {e}", forward.describe())
@@ -241,14 +241,14 @@ impl Prober {
         Ok(())
     }
 
-    fn open(&self, forward: &Forward, deadline: Instant) -> Result<Option<Pending>, String> {
+    fn open(&self, forward: &SshForward, deadline: Instant) -> Result<Option<Pending>, String> {
         let what = forward.describe();
         let fail = |e: String| format!("{what}: {e}");
         let step = match forward {
-            Forward::Remote { bind, port, .. } => self
+            SshForward::Remote { bind, port, .. } => self
                 .request_channel(&dial_host(bind.as_deref()), *port, None)
                 .map_err(fail)?,
-            Forward::RemoteDynamic { bind, port } => {
+            SshForward::RemoteDynamic { bind, port } => {
                 // The greeting waits in the channel until ssh takes over our socket.
                 let step = self
                     .request_channel(&dial_host(bind.as_deref()), *port, Some(SOCKS_ACCEPT))
@@ -260,14 +260,14 @@ impl Prober {
                 }
                 step
             }
-            Forward::Local {
+            SshForward::Local {
                 host, host_port, ..
             } => {
                 // The target through the server here; our listener after the answers
                 // (see `local_listeners`).
                 self.request_channel(host, *host_port, None).map_err(fail)?
             }
-            Forward::Dynamic { bind, port } => {
+            SshForward::Dynamic { bind, port } => {
                 let dial = dial_host(Some(bind));
                 let mut local = connect_tcp(&dial, *port, deadline)
                     .map_err(|e| fail(format!("local SOCKS listener {dial}:{port}: {e}")))?;
@@ -281,7 +281,7 @@ impl Prober {
                     quiet_until: None,
                 }
             }
-            Forward::Unprobed { .. } => return Ok(None),
+            SshForward::Unprobed { .. } => return Ok(None),
         };
         Ok(Some(Pending {
             what: Kind::Forward(what),
