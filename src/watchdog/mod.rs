@@ -657,7 +657,7 @@ impl Watchdog {
     ) -> (Outcome, Option<Duration>) {
         // A socket left by a killed ssh would make the new one refuse to listen.
         let _ = std::fs::remove_file(&self.ctl);
-        let argv = process::ssh_argv(ssh_args, &self.ctl);
+        let argv = process::with_control_master(ssh_args, &self.ctl);
         self.state.restarts += 1;
         self.state.phase = Phase::Connecting;
         let attempt = self.state.consecutive_failures + 1;
