@@ -1383,7 +1383,9 @@ impl Cx {
                     continue;
                 }
             }
-            ssh_options.insert(canonical_option(&key), value);
+            // As the user spelled it (ssh ignores the case of option names): stable,
+            // readable output.
+            ssh_options.insert(key, value);
         }
 
         let host = t.host.clone()?;
@@ -1726,11 +1728,6 @@ fn classify_option(key: &str, value: &str) -> OptionVerdict {
         ),
         _ => OptionVerdict::Allowed,
     }
-}
-
-/// ssh option names ignore case; keep the user's spelling (stable, readable output).
-fn canonical_option(key: &str) -> String {
-    key.to_string()
 }
 
 #[cfg(test)]
