@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Command, CommandFactory, ValueEnum};
 use clap_complete::Shell;
 use clap_mangen::Man;
-use clap_mangen::roff::{Roff, bold, italic, roman};
+use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
 
 use super::Error;
 use crate::cli::{Cli, GenerateArgs, GenerateWhat};
@@ -192,55 +192,58 @@ fn tunnelctl_extra_sections() -> Roff {
     r.text([roman(
         "The configuration is looked up in this order; the first that is set or exists wins:",
     )]);
-    for (path, when) in [
-        ("FILE", "given with --config"),
-        ("$TUNNELCTL_CONFIG", "when set"),
-        (
-            "~/.config/tunnelctl/tunnels.yaml",
-            "for users other than root",
-        ),
-        ("/etc/tunnelctl/tunnels.yaml", "for root"),
-    ] {
-        r.control("TP", []);
-        r.text([italic(path)]);
-        r.text([roman(when)]);
-    }
+    entries(
+        &mut r,
+        |t| italic(t),
+        |t| roman(t),
+        &[
+            ("FILE", "given with --config"),
+            ("$TUNNELCTL_CONFIG", "when set"),
+            (
+                "~/.config/tunnelctl/tunnels.yaml",
+                "for users other than root",
+            ),
+            ("/etc/tunnelctl/tunnels.yaml", "for root"),
+        ],
+    );
     r.control("PP", []);
     r.text([roman("Where install writes, per target:")]);
-    for (target, path) in [
-        ("systemd", "/etc/systemd/system/tunnel-NAME.service"),
-        ("systemd-user", "~/.config/systemd/user/tunnel-NAME.service"),
-        ("launchd", "/Library/LaunchDaemons/org.tunnelctl.NAME.plist"),
-        (
-            "launchd-agent",
-            "~/Library/LaunchAgents/org.tunnelctl.NAME.plist",
-        ),
-        (
-            "inittab, busybox",
-            "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([bold(target)]);
-        r.text([italic(path)]);
-    }
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| italic(t),
+        &[
+            ("systemd", "/etc/systemd/system/tunnel-NAME.service"),
+            ("systemd-user", "~/.config/systemd/user/tunnel-NAME.service"),
+            ("launchd", "/Library/LaunchDaemons/org.tunnelctl.NAME.plist"),
+            (
+                "launchd-agent",
+                "~/Library/LaunchAgents/org.tunnelctl.NAME.plist",
+            ),
+            (
+                "inittab, busybox",
+                "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args",
+            ),
+        ],
+    );
 
     r.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in [
-        ("0", "Success."),
-        (
-            "1",
-            "The operation failed (an init tool, a file write, a connection).",
-        ),
-        (
-            "2",
-            "The configuration or the command line is wrong; nothing was changed.",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([bold(code)]);
-        r.text([roman(meaning)]);
-    }
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| roman(t),
+        &[
+            ("0", "Success."),
+            (
+                "1",
+                "The operation failed (an init tool, a file write, a connection).",
+            ),
+            (
+                "2",
+                "The configuration or the command line is wrong; nothing was changed.",
+            ),
+        ],
+    );
 
     r.control("SH", ["EXAMPLES"]);
     for (what, example) in [
@@ -346,25 +349,26 @@ leading lines that start with # are comments. "),
     ]);
 
     r.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in [
-        ("0", "Stopped by SIGTERM or SIGINT."),
-        (
-            "1",
-            "The tunnel failed (a probe failed or ssh exited): restart it.",
-        ),
-        (
-            "2",
-            "Usage error. systemd units set RestartPreventExitStatus=2, so a broken command line is not restarted forever.",
-        ),
-        (
-            "3",
-            "ssh failed permanently for now (authentication, host key): restart, but the persisted back-off is at its maximum.",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([bold(code)]);
-        r.text([roman(meaning)]);
-    }
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| roman(t),
+        &[
+            ("0", "Stopped by SIGTERM or SIGINT."),
+            (
+                "1",
+                "The tunnel failed (a probe failed or ssh exited): restart it.",
+            ),
+            (
+                "2",
+                "Usage error. systemd units set RestartPreventExitStatus=2, so a broken command line is not restarted forever.",
+            ),
+            (
+                "3",
+                "ssh failed permanently for now (authentication, host key): restart, but the persisted back-off is at its maximum.",
+            ),
+        ],
+    );
 
     r.control("SH", ["SIGNALS"]);
     r.control("TP", []);
@@ -381,45 +385,47 @@ leading lines that start with # are comments. "),
     ]);
 
     r.control("SH", ["ENVIRONMENT"]);
-    for (var, meaning) in [
-        (
-            "NOTIFY_SOCKET",
-            "Set by systemd for Type=notify services: READY=1, WATCHDOG=1 and STATUS= are sent there.",
-        ),
-        (
-            "WATCHDOG_USEC",
-            "Set by systemd with WatchdogSec=: the watchdog pings at least every half of it.",
-        ),
-        (
-            "STATE_DIRECTORY, RUNTIME_DIRECTORY",
-            "Default state directory, in this order.",
-        ),
-        (
-            "XDG_RUNTIME_DIR",
-            "Default state directory for users other than root.",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([bold(var)]);
-        r.text([roman(meaning)]);
-    }
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| roman(t),
+        &[
+            (
+                "NOTIFY_SOCKET",
+                "Set by systemd for Type=notify services: READY=1, WATCHDOG=1 and STATUS= are sent there.",
+            ),
+            (
+                "WATCHDOG_USEC",
+                "Set by systemd with WatchdogSec=: the watchdog pings at least every half of it.",
+            ),
+            (
+                "STATE_DIRECTORY, RUNTIME_DIRECTORY",
+                "Default state directory, in this order.",
+            ),
+            (
+                "XDG_RUNTIME_DIR",
+                "Default state directory for users other than root.",
+            ),
+        ],
+    );
 
     r.control("SH", ["FILES"]);
-    for (path, meaning) in [
-        ("STATE/state", "key=value lines read by tunnelctl status."),
-        (
-            "STATE/ctl",
-            "the ssh control socket (ControlMaster) used for probes.",
-        ),
-        (
-            "/etc/tunnelctl/run/ID.args",
-            "arguments file written by tunnelctl install for inittab and BusyBox.",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([italic(path)]);
-        r.text([roman(meaning)]);
-    }
+    entries(
+        &mut r,
+        |t| italic(t),
+        |t| roman(t),
+        &[
+            ("STATE/state", "key=value lines read by tunnelctl status."),
+            (
+                "STATE/ctl",
+                "the ssh control socket (ControlMaster) used for probes.",
+            ),
+            (
+                "/etc/tunnelctl/run/ID.args",
+                "arguments file written by tunnelctl install for inittab and BusyBox.",
+            ),
+        ],
+    );
 
     see_also(
         &mut r,
@@ -432,6 +438,20 @@ leading lines that start with # are comments. "),
         ],
     );
     r
+}
+
+/// `.TP` entries: each term in `term`'s style, its text below in `text`'s.
+fn entries(
+    r: &mut Roff,
+    term: fn(&str) -> Inline,
+    text: fn(&str) -> Inline,
+    rows: &[(&str, &str)],
+) {
+    for (t, x) in rows {
+        r.control("TP", []);
+        r.text([term(t)]);
+        r.text([text(x)]);
+    }
 }
 
 fn see_also(r: &mut Roff, pages: &[(&str, &str)]) {
