@@ -273,7 +273,7 @@ impl SshLog {
             }
             Said::Authenticated { method } => {
                 self.connected = true;
-                self.authenticated = Some(method);
+                self.authenticated = Some(method.to_string());
             }
             Said::HostKeyMatches => self.host_key_ok = true,
             Said::HostKeyUnknown => self.host_key_unknown = true,
@@ -310,7 +310,7 @@ impl SshLog {
                 self.local_bind_failed.push(l.to_string())
             }
             Said::LocalForwardFailed => {}
-            Said::OpenFailed { reason } => self.open_failed.push(reason),
+            Said::OpenFailed { reason } => self.open_failed.push(reason.to_string()),
         }
     }
 

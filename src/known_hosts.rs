@@ -42,7 +42,7 @@ impl SshView {
 impl SshView {
     /// The view of `ssh -G` output; `~/` is expanded against `home`, as ssh does.
     pub fn from_ssh_g(text: &str, home: &Path) -> SshView {
-        let expand = |word: &String| -> PathBuf {
+        let expand = |word: &&str| -> PathBuf {
             match word.strip_prefix("~/") {
                 Some(rest) => home.join(rest),
                 None => PathBuf::from(word),
@@ -50,10 +50,10 @@ impl SshView {
         };
         let g = crate::ssh_g::parse_ssh_g(text);
         SshView {
-            hostname: g.hostname.unwrap_or_default(),
+            hostname: g.hostname.unwrap_or_default().to_string(),
             port: g.port.unwrap_or(22),
-            user: g.user.unwrap_or_default(),
-            host_key_alias: g.host_key_alias,
+            user: g.user.unwrap_or_default().to_string(),
+            host_key_alias: g.host_key_alias.map(String::from),
             user_known_hosts: g.user_known_hosts.iter().map(expand).collect(),
             global_known_hosts: g.global_known_hosts.iter().map(expand).collect(),
             proxy: g

@@ -6,53 +6,49 @@
 
 /// The keywords of `ssh -G` that tunnelctl reads, as ssh printed them (`~` unexpanded).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SshG {
-    pub hostname: Option<String>,
+pub struct SshG<'a> {
+    pub hostname: Option<&'a str>,
     /// `None` when missing or not a port number.
     pub port: Option<u16>,
-    pub user: Option<String>,
+    pub user: Option<&'a str>,
     /// `hostkeyalias`, unless `none`.
-    pub host_key_alias: Option<String>,
-    pub user_known_hosts: Vec<String>,
-    pub global_known_hosts: Vec<String>,
+    pub host_key_alias: Option<&'a str>,
+    pub user_known_hosts: Vec<&'a str>,
+    pub global_known_hosts: Vec<&'a str>,
     /// `proxyjump`, unless `none`.
-    pub proxy_jump: Option<String>,
+    pub proxy_jump: Option<&'a str>,
     /// `proxycommand`, unless `none`.
-    pub proxy_command: Option<String>,
+    pub proxy_command: Option<&'a str>,
     /// Every `identityfile` line, in order.
-    pub identity_files: Vec<String>,
+    pub identity_files: Vec<&'a str>,
     /// `inet`, `inet6` or `any`.
-    pub address_family: Option<String>,
-    pub bind_address: Option<String>,
-    pub bind_interface: Option<String>,
+    pub address_family: Option<&'a str>,
+    pub bind_address: Option<&'a str>,
+    pub bind_interface: Option<&'a str>,
 }
 
 /// Parses `ssh -G` output; unknown keywords and malformed lines are skipped.
-pub fn parse_ssh_g(text: &str) -> SshG {
+pub fn parse_ssh_g(text: &str) -> SshG<'_> {
     let mut g = SshG::default();
-    let unless_none = |v: &str| (v != "none").then(|| v.to_string());
+    let unless_none = |v| (v != "none").then_some(v);
     for line in text.lines() {
         let Some((key, value)) = line.split_once(' ') else {
             continue;
         };
         let value = value.trim();
         match key {
-            "hostname" => g.hostname = Some(value.to_string()),
+            "hostname" => g.hostname = Some(value),
             "port" => g.port = value.parse().ok(),
-            "user" => g.user = Some(value.to_string()),
+            "user" => g.user = Some(value),
             "hostkeyalias" => g.host_key_alias = unless_none(value),
-            "userknownhostsfile" => {
-                g.user_known_hosts = value.split_whitespace().map(String::from).collect()
-            }
-            "globalknownhostsfile" => {
-                g.global_known_hosts = value.split_whitespace().map(String::from).collect()
-            }
+            "userknownhostsfile" => g.user_known_hosts = value.split_whitespace().collect(),
+            "globalknownhostsfile" => g.global_known_hosts = value.split_whitespace().collect(),
             "proxyjump" => g.proxy_jump = unless_none(value),
             "proxycommand" => g.proxy_command = unless_none(value),
-            "identityfile" => g.identity_files.push(value.to_string()),
-            "addressfamily" => g.address_family = Some(value.to_string()),
-            "bindaddress" => g.bind_address = Some(value.to_string()),
-            "bindinterface" => g.bind_interface = Some(value.to_string()),
+            "identityfile" => g.identity_files.push(value),
+            "addressfamily" => g.address_family = Some(value),
+            "bindaddress" => g.bind_address = Some(value),
+            "bindinterface" => g.bind_interface = Some(value),
             _ => {}
         }
     }

@@ -7,13 +7,13 @@
 
 /// What one stderr line of ssh says.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Said {
+pub enum Said<'a> {
     /// `Connection established.` (-v): the TCP connect succeeded.
     Connected,
     /// `Remote protocol version …` (-v): the server sent its SSH banner.
     Banner,
     /// `Authenticated to HOST ([ADDR]:PORT) using "METHOD".`
-    Authenticated { method: String },
+    Authenticated { method: &'a str },
     /// `Host 'H' is known and matches the ED25519 host key.` (-v)
     HostKeyMatches,
     /// `No ED25519 host key is known for H and you have requested strict checking.`
@@ -48,7 +48,7 @@ pub enum Said {
     LocalForwardFailed,
     /// `channel 2: open failed: connect failed: …`: the server could not open a
     /// forwarded channel; `reason` is what follows `open failed: `.
-    OpenFailed { reason: String },
+    OpenFailed { reason: &'a str },
     /// `ssh: Could not resolve hostname H: …`
     ResolveFailed,
     /// `ssh: connect to host H port P: Connection refused`
@@ -67,7 +67,7 @@ pub enum Said {
 
 /// What `line` says, or `None` for chatter. Debug lines (`debug1: …`) say only the
 /// progress steps marked (-v) above, never a failure.
-pub fn classify(line: &str) -> Option<Said> {
+pub fn classify(line: &str) -> Option<Said<'_>> {
     let l = line.trim_end();
     if l.contains("Connection established.") {
         return Some(Said::Connected);
@@ -81,9 +81,7 @@ pub fn classify(line: &str) -> Option<Said> {
             .next()
             .unwrap_or("")
             .trim_matches(|c| c == '"' || c == '.');
-        return Some(Said::Authenticated {
-            method: method.to_string(),
-        });
+        return Some(Said::Authenticated { method });
     }
     if l.contains("is known and matches the") {
         return Some(Said::HostKeyMatches);
@@ -158,9 +156,7 @@ pub fn classify(line: &str) -> Option<Said> {
     // Before the connect failures: "open failed: connect failed: Connection timed out"
     // is the far end of one channel, not ssh's own connection.
     if let Some(reason) = l.split(": open failed: ").nth(1) {
-        return Some(Said::OpenFailed {
-            reason: reason.to_string(),
-        });
+        return Some(Said::OpenFailed { reason });
     }
     if l.starts_with("debug") {
         return None;
@@ -223,7 +219,7 @@ mod tests {
             (
                 "Authenticated to 127.0.0.1 ([127.0.0.1]:2222) using \"publickey\".",
                 Said::Authenticated {
-                    method: "publickey".into(),
+                    method: "publickey",
                 },
             ),
             (
@@ -330,7 +326,7 @@ mod tests {
             (
                 "channel 2: open failed: connect failed: Connection timed out",
                 Said::OpenFailed {
-                    reason: "connect failed: Connection timed out".into(),
+                    reason: "connect failed: Connection timed out",
                 },
             ),
         ];

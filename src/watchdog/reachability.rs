@@ -68,13 +68,13 @@ pub fn destination_of(output: &str) -> Option<Destination> {
     if let Some(why) = unsuitable {
         return Some(Destination::Unsuitable(why));
     }
-    let family = match g.address_family.as_deref() {
+    let family = match g.address_family {
         Some("inet") => Family::V4,
         Some("inet6") => Family::V6,
         _ => Family::Any,
     };
     Some(Destination::Direct {
-        host: g.hostname?,
+        host: g.hostname?.to_string(),
         port: g.port?,
         family,
     })
