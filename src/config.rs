@@ -142,7 +142,7 @@ pub fn locate_in(
     }
 }
 
-/// Reads and validates the file; `~` expands against `$HOME` (else the passwd entry).
+/// Reads and validates the file; `~` expands against [`crate::home::home_dir`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: path.to_path_buf(),
@@ -151,22 +151,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             "cannot read the configuration: {e}"
         ))],
     })?;
-    load_str(&text, path, &home_dir())
-}
-
-/// The home `~` means in the config and per-user targets install into: $HOME, else the
-/// passwd entry.
-pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            nix::unistd::User::from_uid(nix::unistd::getuid())
-                .ok()
-                .flatten()
-                .map(|u| u.dir)
-        })
-        .unwrap_or_else(|| PathBuf::from("/"))
+    load_str(&text, path, &crate::home::home_dir())
 }
 
 /// Parses and validates `text` (named `path` in messages). Only side effect: it stats
@@ -1398,7 +1383,9 @@ impl Cx {
                     continue;
                 }
             }
-            ssh_options.insert(canonical_option(&key), value);
+            // As the user spelled it (ssh ignores the case of option names): stable,
+            // readable output.
+            ssh_options.insert(key, value);
         }
 
         let host = t.host.clone()?;
@@ -1741,11 +1728,6 @@ fn classify_option(key: &str, value: &str) -> OptionVerdict {
         ),
         _ => OptionVerdict::Allowed,
     }
-}
-
-/// ssh option names ignore case; keep the user's spelling (stable, readable output).
-fn canonical_option(key: &str) -> String {
-    key.to_string()
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use crate::known_hosts::{self, SshView};
 use crate::model::{Forward, Tunnel};
 use crate::progress::Progress;
 use crate::ssh_command::{PathOverrides, forward_spec, ssh_argv};
+use crate::ssh_stderr::{self, Said};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -55,7 +56,7 @@ impl Verdict {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
+pub struct Finding {
     pub verdict: Verdict,
     /// Short subject: `ssh`, `key`, `host key`, `server`, `login`, `forward -R 1234:…`.
     pub subject: String,
@@ -63,23 +64,23 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-impl Check {
-    fn new(verdict: Verdict, subject: impl Into<String>, detail: impl Into<String>) -> Check {
-        Check {
+impl Finding {
+    fn new(verdict: Verdict, subject: impl Into<String>, detail: impl Into<String>) -> Finding {
+        Finding {
             verdict,
             subject: subject.into(),
             detail: detail.into(),
             fix: None,
         }
     }
-    fn fix(mut self, fix: impl Into<String>) -> Check {
+    fn fix(mut self, fix: impl Into<String>) -> Finding {
         self.fix = Some(fix.into());
         self
     }
 }
 
 /// Renders the checks as aligned lines (pure); colour only when asked.
-pub fn render(checks: &[Check], colour: bool) -> String {
+pub fn render(checks: &[Finding], colour: bool) -> String {
     let width = checks
         .iter()
         .map(|c| c.subject.chars().count())
@@ -105,7 +106,7 @@ pub fn render(checks: &[Check], colour: bool) -> String {
 // ---------------------------------------------------------------- local checks
 
 /// `ssh -V`: present, and which version.
-pub fn check_ssh(program: &str) -> Check {
+pub fn check_ssh(program: &str) -> Finding {
     match Command::new(program)
         .arg("-V")
         .stdin(Stdio::null())
@@ -115,23 +116,23 @@ pub fn check_ssh(program: &str) -> Check {
             let text = String::from_utf8_lossy(&out.stderr);
             let version = text.lines().next().unwrap_or("").trim().to_string();
             if version.starts_with("OpenSSH") {
-                Check::new(Verdict::Ok, "ssh", version)
+                Finding::new(Verdict::Ok, "ssh", version)
             } else {
-                Check::new(
+                Finding::new(
                     Verdict::Warn,
                     "ssh",
                     format!("`{program} -V` says {version:?}; tunnelctl is tested with OpenSSH"),
                 )
             }
         }
-        Err(e) => Check::new(Verdict::Fail, "ssh", format!("cannot run `{program}`: {e}"))
+        Err(e) => Finding::new(Verdict::Fail, "ssh", format!("cannot run `{program}`: {e}"))
             .fix("install the OpenSSH client: `apt-get install openssh-client`"),
     }
 }
 
 /// The identity file exists, is a file we can read, and is not readable by others
 /// (ssh ignores such a key: "UNPROTECTED PRIVATE KEY FILE").
-pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Check {
+pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Finding {
     let Some(path) = identity else {
         let defaults: Vec<String> = view
             .map(|v| {
@@ -152,19 +153,19 @@ pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Check 
         } else {
             Verdict::Note
         };
-        return Check::new(verdict, "key", detail)
+        return Finding::new(verdict, "key", detail)
             .fix("set `identity: /path/to/key` so the service uses a known key (ssh-keygen -t ed25519 -f FILE creates one)");
     };
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
-            return Check::new(Verdict::Fail, "key", format!("{shown}: {e}"))
+            return Finding::new(Verdict::Fail, "key", format!("{shown}: {e}"))
                 .fix(format!("create it (`ssh-keygen -t ed25519 -f {shown}`) and add the .pub line to the server's authorized_keys, or fix `identity:`"));
         }
     };
     if !meta.is_file() {
-        return Check::new(
+        return Finding::new(
             Verdict::Fail,
             "key",
             format!("{shown} is not a regular file"),
@@ -173,7 +174,7 @@ pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Check 
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Check::new(
+        return Finding::new(
             Verdict::Fail,
             "key",
             format!("{shown} has mode {mode:04o}: readable by group or others, so ssh ignores it (\"UNPROTECTED PRIVATE KEY FILE\")"),
@@ -181,7 +182,7 @@ pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Check 
         .fix(format!("chmod 600 {shown}"));
     }
     if let Err(e) = std::fs::File::open(path) {
-        return Check::new(Verdict::Fail, "key", format!("{shown}: cannot read it as uid {}: {e}", nix::unistd::getuid()))
+        return Finding::new(Verdict::Fail, "key", format!("{shown}: cannot read it as uid {}: {e}", nix::unistd::getuid()))
             .fix("run doctor as the user the service runs as, or make the key readable by that user only");
     }
     let owner = if meta.uid() == nix::unistd::getuid().as_raw() {
@@ -189,7 +190,7 @@ pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Check 
     } else {
         "owned by another user"
     };
-    Check::new(
+    Finding::new(
         Verdict::Ok,
         "key",
         format!("{shown}: present, mode {mode:04o}, {owner}"),
@@ -197,19 +198,19 @@ pub fn check_identity(identity: Option<&Path>, view: Option<&SshView>) -> Check 
 }
 
 /// The host key is pinned in a file ssh reads (`ssh-keygen -F`).
-pub fn check_pinned(tunnel: &Tunnel, view: &SshView) -> Check {
+pub fn check_pinned(tunnel: &Tunnel, view: &SshView) -> Finding {
     let name = view.key_name();
     for file in view.all_known_hosts() {
         match known_hosts::pinned_keys(file, &name) {
             Ok(keys) if !keys.is_empty() => {
-                return Check::new(
+                return Finding::new(
                     Verdict::Ok,
                     "host key",
                     format!("{name} is pinned in {}", file.display()),
                 );
             }
             Ok(_) => {}
-            Err(e) => return Check::new(Verdict::Warn, "host key", e),
+            Err(e) => return Finding::new(Verdict::Warn, "host key", e),
         }
     }
     let files: Vec<String> = view
@@ -217,7 +218,7 @@ pub fn check_pinned(tunnel: &Tunnel, view: &SshView) -> Check {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    Check::new(
+    Finding::new(
         Verdict::Fail,
         "host key",
         format!("host key not pinned: no key for {name} in {}; a service cannot answer ssh's question, so ssh will refuse the server", files.join(", ")),
@@ -257,90 +258,59 @@ pub struct SshLog {
     pub open_failed: Vec<String>,
 }
 
-fn listen_port(line: &str, marker: &str) -> Option<u16> {
-    // "remote forward success for: listen 127.0.0.1:1234, connect localhost:22"
-    let rest = line.split(marker).nth(1)?;
-    let listen = rest.split(',').next()?.trim();
-    listen.rsplit(':').next()?.parse().ok()
-}
-
 impl SshLog {
+    /// Takes in one stderr line of `ssh -v` (the wording is [`crate::ssh_stderr`]'s).
     pub fn feed(&mut self, line: &str) {
         let l = line.trim_end();
-        if l.contains("Connection established.") {
-            self.connected = true;
-        } else if l.contains("Remote protocol version") {
-            self.connected = true;
-            self.banner = true;
-        } else if let Some(rest) = l.strip_prefix("Authenticated to ") {
-            self.connected = true;
-            self.authenticated = Some(
-                rest.rsplit(" using ")
-                    .next()
-                    .unwrap_or("")
-                    .trim_matches(|c| c == '"' || c == '.')
-                    .to_string(),
-            );
-        } else if l.contains("is known and matches the") {
-            self.host_key_ok = true;
-        } else if l.contains("host key is known for") {
-            self.host_key_unknown = true;
-        } else if l.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-            || l.contains("has changed and you have requested strict checking")
-        {
-            self.host_key_changed = true;
-        } else if l.contains("Host key verification failed") {
-            self.host_key_failed = true;
-        } else if l.contains("Permission denied (") {
-            self.permission_denied = Some(l.to_string());
-        } else if (l.starts_with("Load key") && l.contains("bad permissions"))
-            || l.starts_with("no such identity:")
-            || (l.starts_with("Load key") && !l.contains("debug"))
-        {
-            self.key_problem.get_or_insert_with(|| l.to_string());
-        } else if l.starts_with("ssh: ")
-            || l.starts_with("kex_exchange_identification:")
-            || l.contains("Connection timed out during banner exchange")
-            || (l.starts_with("Connection closed by") && !self.connected)
-        {
-            self.connect_error
-                .get_or_insert_with(|| l.trim_start_matches("ssh: ").to_string());
-        } else if l.contains("Server has disabled port forwarding")
-            || l.contains("Remote: Port forwarding disabled")
-        {
-            self.forwarding_disabled = true;
-        } else if let Some(port) = listen_port(l, "remote forward success for: listen ") {
-            self.remote_ok.push(port);
-        } else if let Some(port) = listen_port(l, "remote forward failure for: listen ") {
-            if !self.remote_failed.contains(&port) {
-                self.remote_failed.push(port);
+        let Some(said) = ssh_stderr::classify(l) else {
+            return;
+        };
+        match said {
+            Said::Connected => self.connected = true,
+            Said::Banner => {
+                self.connected = true;
+                self.banner = true;
             }
-        } else if let Some(rest) =
-            l.strip_prefix("Error: remote port forwarding failed for listen port ")
-        {
-            if let Ok(port) = rest.trim().parse()
-                && !self.remote_failed.contains(&port)
-            {
-                self.remote_failed.push(port);
+            Said::Authenticated { method } => {
+                self.connected = true;
+                self.authenticated = Some(method.to_string());
             }
-        } else if l.contains("Entering interactive session.") {
-            self.main_loop = true;
-        } else if l.contains("forwarding_success: all expected forwarding replies received") {
-            self.all_remote_replied = true;
-        } else if let Some(rest) = l.split("Local forwarding listening on ").nth(1) {
-            if let Some(port) = rest
-                .trim_end_matches('.')
-                .rsplit(' ')
-                .next()
-                .and_then(|p| p.parse().ok())
-            {
-                self.local_listening.push(port);
+            Said::HostKeyMatches => self.host_key_ok = true,
+            Said::HostKeyUnknown => self.host_key_unknown = true,
+            Said::HostKeyChanged => self.host_key_changed = true,
+            Said::HostKeyVerificationFailed => self.host_key_failed = true,
+            Said::AuthRefused => self.permission_denied = Some(l.to_string()),
+            Said::KeyProblem => {
+                self.key_problem.get_or_insert_with(|| l.to_string());
             }
-        } else if l.starts_with("bind [") || l.contains("cannot listen to port") {
-            self.local_bind_failed.push(l.to_string());
-        } else if l.contains(": open failed: ") {
-            self.open_failed
-                .push(l.split(": open failed: ").nth(1).unwrap_or(l).to_string());
+            Said::ResolveFailed
+            | Said::ConnectionRefused
+            | Said::BannerTimedOut
+            | Said::Unreachable
+            | Said::ConnectionTimedOut
+            | Said::ConnectFailed => {
+                self.connect_error
+                    .get_or_insert_with(|| l.trim_start_matches("ssh: ").to_string());
+            }
+            Said::ConnectionClosed if !self.connected => {
+                self.connect_error.get_or_insert_with(|| l.to_string());
+            }
+            Said::ConnectionClosed => {}
+            Said::ForwardingDisabled => self.forwarding_disabled = true,
+            Said::RemoteForwardOk { port } => self.remote_ok.push(port),
+            Said::RemoteForwardFailed { port } => {
+                if !self.remote_failed.contains(&port) {
+                    self.remote_failed.push(port);
+                }
+            }
+            Said::MainLoop => self.main_loop = true,
+            Said::AllRemoteReplied => self.all_remote_replied = true,
+            Said::LocalListening { port } => self.local_listening.push(port),
+            Said::LocalBindFailed { .. } | Said::LocalListenFailed => {
+                self.local_bind_failed.push(l.to_string())
+            }
+            Said::LocalForwardFailed => {}
+            Said::OpenFailed { reason } => self.open_failed.push(reason.to_string()),
         }
     }
 
@@ -561,7 +531,7 @@ pub fn verdicts(
     view: &SshView,
     run: &Run,
     port_zero_ok: &dyn Fn(u16) -> Option<bool>,
-) -> Vec<Check> {
+) -> Vec<Finding> {
     let log = &run.log;
     let name = &tunnel.name;
     let mut out = Vec::new();
@@ -570,21 +540,21 @@ pub fn verdicts(
     // Reaching the server.
     if let Some(err) = &log.connect_error {
         out.push(
-            Check::new(Verdict::Fail, "server", format!("cannot reach {place}: {err}"))
+            Finding::new(Verdict::Fail, "server", format!("cannot reach {place}: {err}"))
                 .fix("check `host:`/`port:`, that sshd runs there, and that no firewall drops the connection (try `ssh -v` by hand)"),
         );
         return out;
     }
     if log.host_key_changed {
         out.push(
-            Check::new(Verdict::Fail, "host key", format!("the server's host key is NOT the pinned one for {}: ssh refused the connection", view.key_name()))
+            Finding::new(Verdict::Fail, "host key", format!("the server's host key is NOT the pinned one for {}: ssh refused the connection", view.key_name()))
                 .fix(format!("if the server was reinstalled, confirm its new fingerprint with its administrator, remove the old key (`ssh-keygen -R '{}' -f FILE`) and run `tunnelctl trust {name}`", view.key_name())),
         );
         return out;
     }
     if log.host_key_unknown || log.host_key_failed {
         out.push(
-            Check::new(
+            Finding::new(
                 Verdict::Fail,
                 "host key",
                 format!(
@@ -606,14 +576,14 @@ pub fn verdicts(
             )
         };
         out.push(
-            Check::new(Verdict::Fail, "server", detail)
+            Finding::new(Verdict::Fail, "server", detail)
                 .fix("check `host:`/`port:`/`jump:` and the network; `ssh -v` by hand shows more"),
         );
         return out;
     }
     if !log.banner && log.authenticated.is_none() {
         out.push(
-            Check::new(
+            Finding::new(
                 Verdict::Fail,
                 "server",
                 format!(
@@ -629,7 +599,7 @@ pub fn verdicts(
     } else {
         ""
     };
-    out.push(Check::new(
+    out.push(Finding::new(
         Verdict::Ok,
         "server",
         format!("reached {place}{matched}"),
@@ -637,7 +607,7 @@ pub fn verdicts(
 
     // Logging in.
     match &log.authenticated {
-        Some(method) => out.push(Check::new(
+        Some(method) => out.push(Finding::new(
             Verdict::Ok,
             "login",
             format!("logged in as {} with {method}", view.user),
@@ -648,20 +618,20 @@ pub fn verdicts(
                 detail.push_str(&format!(" ({problem})"));
             }
             let check = if log.permission_denied.is_some() || log.key_problem.is_some() {
-                Check::new(Verdict::Fail, "login", detail).fix(format!(
+                Finding::new(Verdict::Fail, "login", detail).fix(format!(
                     "add the public key ({}.pub) to ~{}/.ssh/authorized_keys on the server, and check `user:`",
                     tunnel.identity.as_ref().map_or("~/.ssh/id_ed25519".into(), |p| p.display().to_string()),
                     view.user
                 ))
             } else if run.timed_out {
-                Check::new(
+                Finding::new(
                     Verdict::Fail,
                     "login",
                     format!("connected to {place} but login did not finish before the timeout"),
                 )
                 .fix("raise --timeout, or look at the server's auth log")
             } else {
-                Check::new(
+                Finding::new(
                     Verdict::Fail,
                     "login",
                     format!(
@@ -682,7 +652,7 @@ pub fn verdicts(
         match forward {
             Forward::Remote { port, .. } => {
                 if log.remote_ok.contains(port) {
-                    out.push(Check::new(
+                    out.push(Finding::new(
                         Verdict::Ok,
                         subject,
                         format!("the server listens on its port {port} for us"),
@@ -690,34 +660,34 @@ pub fn verdicts(
                 } else if log.remote_failed.contains(port) {
                     if log.forwarding_disabled {
                         out.push(
-                            Check::new(Verdict::Fail, subject, "the server refuses port forwarding for this login (\"Server has disabled port forwarding\")")
+                            Finding::new(Verdict::Fail, subject, "the server refuses port forwarding for this login (\"Server has disabled port forwarding\")")
                                 .fix("on the server set `AllowTcpForwarding yes` (or `remote`) in sshd_config, and make sure the authorized_keys line has no `no-port-forwarding`/`restrict`"),
                         );
                     } else {
                         match port_zero_ok(*port) {
                             Some(true) => out.push(
-                                Check::new(Verdict::Fail, subject, format!("remote port {port} is already taken on the server (the server accepted the same forward on another port)"))
+                                Finding::new(Verdict::Fail, subject, format!("remote port {port} is already taken on the server (the server accepted the same forward on another port)"))
                                     .fix(format!("often a dead session of this tunnel still holds it: wait for the server to notice, and set `ClientAliveInterval 15` + `ClientAliveCountMax 3` in its sshd_config so it notices quickly; if this tunnel is running right now, its own session holds the port (see `tunnelctl status {name}`); `ss -ltnp 'sport = :{port}'` on the server shows the holder")),
                             ),
                             Some(false) => out.push(
-                                Check::new(Verdict::Fail, subject, "the server refuses remote forwards for this login (also on a free port)")
+                                Finding::new(Verdict::Fail, subject, "the server refuses remote forwards for this login (also on a free port)")
                                     .fix("on the server allow it: `AllowTcpForwarding yes`/`remote`, `PermitListen`, and no `no-port-forwarding` in authorized_keys"),
                             ),
                             None => out.push(
-                                Check::new(Verdict::Fail, subject, format!("the server refused remote port {port} (\"remote port forwarding failed\")"))
+                                Finding::new(Verdict::Fail, subject, format!("the server refused remote port {port} (\"remote port forwarding failed\")"))
                                     .fix("the port is taken on the server or forwarding is not allowed there"),
                             ),
                         }
                     }
                 } else if run.exited.is_some() {
-                    out.push(Check::new(
+                    out.push(Finding::new(
                         Verdict::Warn,
                         subject,
                         "not tried: ssh stopped at an earlier forward",
                     ));
                 } else {
                     out.push(
-                        Check::new(
+                        Finding::new(
                             Verdict::Fail,
                             subject,
                             "no answer from the server for this forward before the timeout",
@@ -733,11 +703,11 @@ pub fn verdicts(
                     .find(|l| l.contains(&format!(":{port}")))
                 {
                     out.push(
-                        Check::new(Verdict::Fail, subject, format!("this machine's port {port} is taken: {line}"))
+                        Finding::new(Verdict::Fail, subject, format!("this machine's port {port} is taken: {line}"))
                             .fix(format!("stop what listens there (`ss -ltnp 'sport = :{port}'`), or pick another `local:` port; if this tunnel is running right now, it holds the port itself")),
                     );
                 } else if !log.local_listening.contains(port) {
-                    out.push(Check::new(
+                    out.push(Finding::new(
                         Verdict::Warn,
                         subject,
                         "not set up: ssh stopped before this forward",
@@ -749,18 +719,18 @@ pub fn verdicts(
                         .find(|(p, _)| p == port)
                         .map(|(_, r)| r.clone());
                     out.push(match probe {
-                        Some(LocalProbe::Answered) => Check::new(Verdict::Ok, subject, format!("listening on port {port}; a test connection got an answer through the tunnel")),
-                        None => Check::new(Verdict::Warn, subject, format!("was listening on port {port}; not tried because ssh stopped")),
-                        Some(LocalProbe::Silent) => Check::new(Verdict::Ok, subject, format!("listening on port {port}; the far end accepted a test connection (it sent nothing first)")),
+                        Some(LocalProbe::Answered) => Finding::new(Verdict::Ok, subject, format!("listening on port {port}; a test connection got an answer through the tunnel")),
+                        None => Finding::new(Verdict::Warn, subject, format!("was listening on port {port}; not tried because ssh stopped")),
+                        Some(LocalProbe::Silent) => Finding::new(Verdict::Ok, subject, format!("listening on port {port}; the far end accepted a test connection (it sent nothing first)")),
                         Some(LocalProbe::Refused(reason)) if reason.contains("administratively prohibited") => {
-                            Check::new(Verdict::Fail, subject, format!("listening on port {port}, but the server refuses to open the connection ({reason})"))
+                            Finding::new(Verdict::Fail, subject, format!("listening on port {port}, but the server refuses to open the connection ({reason})"))
                                 .fix("on the server set `AllowTcpForwarding yes` (or `local`) and check `PermitOpen`; remove `no-port-forwarding`/`restrict` from the authorized_keys line")
                         }
-                        Some(LocalProbe::Refused(reason)) => Check::new(Verdict::Fail, subject, format!("listening on port {port}, but the server cannot reach the target ({reason})"))
+                        Some(LocalProbe::Refused(reason)) => Finding::new(Verdict::Fail, subject, format!("listening on port {port}, but the server cannot reach the target ({reason})"))
                             .fix("check the `to:` host and port, as seen from the server"),
-                        Some(LocalProbe::Closed) => Check::new(Verdict::Warn, subject, format!("listening on port {port}; the test connection was closed without data"))
+                        Some(LocalProbe::Closed) => Finding::new(Verdict::Warn, subject, format!("listening on port {port}; the test connection was closed without data"))
                             .fix("check the `to:` target is up"),
-                        Some(LocalProbe::NoListener(e)) => Check::new(Verdict::Fail, subject, format!("ssh said it listens on port {port}, but connecting failed: {e}")),
+                        Some(LocalProbe::NoListener(e)) => Finding::new(Verdict::Fail, subject, format!("ssh said it listens on port {port}, but connecting failed: {e}")),
                     });
                 }
             }
@@ -773,7 +743,7 @@ pub fn verdicts(
         .any(|f| matches!(f, Forward::Remote { .. }))
     {
         out.push(
-            Check::new(Verdict::Note, "server keepalive", "a remote port stays taken until the server notices a dead session; tunnelctl cannot read the server's settings")
+            Finding::new(Verdict::Note, "server keepalive", "a remote port stays taken until the server notices a dead session; tunnelctl cannot read the server's settings")
                 .fix("in the server's sshd_config: `ClientAliveInterval 15` and `ClientAliveCountMax 3` (then `systemctl reload ssh`), so a reconnect finds the port free within ~45 s"),
         );
     }
@@ -814,7 +784,7 @@ pub fn diagnose(
     tunnel: &Tunnel,
     timeout: Duration,
     progress: &mut Progress,
-) -> (Vec<String>, Vec<Check>) {
+) -> (Vec<String>, Vec<Finding>) {
     let argv = ssh_argv(tunnel, &PathOverrides::default());
     let mut checks = vec![check_ssh(&argv[0])];
     if checks[0].verdict == Verdict::Fail {
@@ -824,7 +794,7 @@ pub fn diagnose(
         Ok(v) => v,
         Err(e) => {
             checks.push(
-                Check::new(Verdict::Fail, "ssh options", e)
+                Finding::new(Verdict::Fail, "ssh options", e)
                     .fix("fix `ssh_options:` in the configuration"),
             );
             return (argv, checks);
@@ -835,7 +805,7 @@ pub fn diagnose(
     let run = match run_ssh(&argv, &tunnel.forwards, timeout, progress) {
         Ok(r) => r,
         Err(e) => {
-            checks.push(Check::new(Verdict::Fail, "ssh", e));
+            checks.push(Finding::new(Verdict::Fail, "ssh", e));
             return (argv, checks);
         }
     };
@@ -932,8 +902,8 @@ mod tests {
     #[test]
     fn render_aligns_and_shows_fixes() {
         let checks = vec![
-            Check::new(Verdict::Ok, "ssh", "OpenSSH_9.2p1"),
-            Check::new(Verdict::Fail, "host key", "not pinned").fix("run `tunnelctl trust x`"),
+            Finding::new(Verdict::Ok, "ssh", "OpenSSH_9.2p1"),
+            Finding::new(Verdict::Fail, "host key", "not pinned").fix("run `tunnelctl trust x`"),
         ];
         let text = render(&checks, false);
         assert!(text.contains("  ok    ssh       OpenSSH_9.2p1\n"), "{text}");

@@ -68,6 +68,11 @@ pub fn format_human(duration: Duration) -> String {
     }
 }
 
+/// Whole seconds, rounded up: the unit of ssh's time options and of init systems' timers.
+pub fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

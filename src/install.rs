@@ -1,7 +1,7 @@
 //! Putting rendered files in place and taking them away again: atomic writes, diffs,
 //! `/etc/inittab` editing and the init tools. Every path goes through [`Installer::host`]
-//! (so `--root` redirects all of it) and every init tool through [`run_tool`] (which
-//! `--root` never reaches).
+//! (so `--root` redirects all of it) and every init tool install and uninstall run
+//! through [`run_tool`] (which `--root` never reaches).
 //!
 //! What uninstall removes: the files install wrote for the tunnel, our marker and entry
 //! line in `/etc/inittab`, and afterwards directories that are empty *and* lie inside a
@@ -689,7 +689,7 @@ fn reload_failed(error: &str, command: &str) -> String {
 /// respawns it with the new args file. Only a live tunnel-watchdog found through its
 /// checked state file is signalled.
 fn restart_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(), String> {
-    let home = crate::known_hosts::home_dir();
+    let home = crate::home::home_dir();
     let uid = nix::unistd::getuid().as_raw();
     let env = |k: &str| std::env::var(k).ok();
     let dirs = crate::locations::state_dir_candidates(target, name, &home, uid, &env);
@@ -855,8 +855,8 @@ fn with(base: &[String], more: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// The one place tunnelctl runs an init tool. Prints the command so the user sees what
-/// happened to their system.
+/// Runs an init tool for install or uninstall (`status` and `reconnect` ask systemctl
+/// themselves). Prints the command so the user sees what happened to their system.
 pub fn run_tool(argv: &[String]) -> Result<(), String> {
     eprintln!("+ {}", argv.join(" "));
     let status = Command::new(&argv[0])

@@ -39,51 +39,30 @@ impl SshView {
     }
 }
 
-/// Parses `ssh -G` output. `~` is expanded against `home` (ssh uses the passwd home).
-pub fn parse_ssh_g(text: &str, home: &Path) -> SshView {
-    let expand = |word: &str| -> PathBuf {
-        match word.strip_prefix("~/") {
-            Some(rest) => home.join(rest),
-            None => PathBuf::from(word),
-        }
-    };
-    let mut view = SshView {
-        port: 22,
-        ..SshView::default()
-    };
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(' ') else {
-            continue;
+impl SshView {
+    /// The view of `ssh -G` output; `~/` is expanded against `home`, as ssh does.
+    pub fn from_ssh_g(text: &str, home: &Path) -> SshView {
+        let expand = |word: &&str| -> PathBuf {
+            match word.strip_prefix("~/") {
+                Some(rest) => home.join(rest),
+                None => PathBuf::from(word),
+            }
         };
-        match key {
-            "hostname" => view.hostname = value.to_string(),
-            "port" => view.port = value.parse().unwrap_or(22),
-            "user" => view.user = value.to_string(),
-            "hostkeyalias" if value != "none" => view.host_key_alias = Some(value.to_string()),
-            "userknownhostsfile" => {
-                view.user_known_hosts = value.split_whitespace().map(expand).collect()
-            }
-            "globalknownhostsfile" => {
-                view.global_known_hosts = value.split_whitespace().map(expand).collect()
-            }
-            "proxyjump" | "proxycommand" if value != "none" => {
-                view.proxy = Some(format!("{key} {value}"))
-            }
-            "identityfile" => view.identity_files.push(expand(value)),
-            _ => {}
+        let g = crate::ssh_g::parse_ssh_g(text);
+        SshView {
+            hostname: g.hostname.unwrap_or_default().to_string(),
+            port: g.port.unwrap_or(22),
+            user: g.user.unwrap_or_default().to_string(),
+            host_key_alias: g.host_key_alias.map(String::from),
+            user_known_hosts: g.user_known_hosts.iter().map(expand).collect(),
+            global_known_hosts: g.global_known_hosts.iter().map(expand).collect(),
+            proxy: g
+                .proxy_jump
+                .map(|v| format!("proxyjump {v}"))
+                .or(g.proxy_command.map(|v| format!("proxycommand {v}"))),
+            identity_files: g.identity_files.iter().map(expand).collect(),
         }
     }
-    view
-}
-
-/// The passwd home of the current user (what ssh expands `~` to), else `$HOME`.
-pub fn home_dir() -> PathBuf {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.dir)
-        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Runs the tunnel's own ssh argv with `-G` (print the configuration, connect nowhere).
@@ -100,9 +79,9 @@ pub fn ssh_g(argv: &[String]) -> Result<SshView, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(parse_ssh_g(
+    Ok(SshView::from_ssh_g(
         &String::from_utf8_lossy(&out.stdout),
-        &home_dir(),
+        &crate::home::home_dir(),
     ))
 }
 
@@ -438,14 +417,14 @@ mod tests {
         let text = "user bob\nhostname 10.0.0.1\nport 2222\nhostkeyalias none\n\
                     userknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\n\
                     globalknownhostsfile /etc/ssh/ssh_known_hosts\nproxyjump none\nidentityfile ~/.ssh/id_ed25519\n";
-        let v = parse_ssh_g(text, Path::new("/home/bob"));
+        let v = SshView::from_ssh_g(text, Path::new("/home/bob"));
         assert_eq!(v.key_name(), "[10.0.0.1]:2222");
         assert_eq!(
             v.user_known_hosts[0],
             PathBuf::from("/home/bob/.ssh/known_hosts")
         );
         assert_eq!(v.proxy, None);
-        let v = parse_ssh_g(
+        let v = SshView::from_ssh_g(
             "hostname h\nport 22\nhostkeyalias alias\nproxyjump j@b:22\n",
             Path::new("/"),
         );

@@ -1,5 +1,5 @@
-//! A one-line progress indicator on stderr for commands that take seconds (`doctor`,
-//! `install --all`). It draws only when stderr is a terminal, so logs and pipes get
+//! A one-line progress indicator on stderr for commands that take seconds (today
+//! `doctor`). It draws only when stderr is a terminal, so logs and pipes get
 //! nothing but the command's real output.
 //!
 //! ```no_run

@@ -377,8 +377,7 @@ impl Dir {
             self.discard(&temp);
             return Err(refusal);
         }
-        self.commit(&temp, name)
-            .map_err(|e| (Refusal::Io, e))?;
+        self.commit(&temp, name).map_err(|e| (Refusal::Io, e))?;
         self.sync().map_err(|e| (Refusal::Io, e))
     }
 

@@ -20,10 +20,10 @@ pub struct PathOverrides {
     pub known_hosts: Option<String>,
 }
 
-/// Whole seconds for ssh's second-granular options: rounded up, at least 1.
+/// Whole seconds for ssh's second-granular options: rounded up, at least 1 (0 would
+/// mean "off" to ssh).
 fn seconds(d: Duration) -> u64 {
-    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    s.max(1)
+    crate::duration::ceil_secs(d).max(1)
 }
 
 fn has_option(tunnel: &Tunnel, name: &str) -> bool {

@@ -15,7 +15,7 @@
 //! | `last_error` | one line: why the last connection failed (empty: none) |
 //! | `backoff_until` | unix seconds when the current back-off ends (0: none) |
 //! | `proven` | `1`: this row of failures began when a proven tunnel failed, so its first retry is free (absent: `0`) |
-//! | `network_error` | `1`: the last failure was ssh getting no SSH greeting (unresolved, refused, no route, connect or banner time-out), so the back-off waits for the server to greet (absent: `0`) |
+//! | `no_greeting` | `1`: the last failure was ssh getting no SSH greeting (unresolved, refused, no route, connect or banner time-out), so the back-off waits for the server to greet (absent: `0`) |
 //!
 //! Unknown keys are ignored and missing keys keep their defaults, so the format can grow.
 
@@ -62,7 +62,7 @@ impl fmt::Display for Phase {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
-    pub state: Phase,
+    pub phase: Phase,
     pub pid: u32,
     pub ssh_pid: u32,
     pub connected_since: u64,
@@ -73,7 +73,7 @@ pub struct State {
     pub last_error: String,
     pub backoff_until: u64,
     pub proven: bool,
-    pub network_error: bool,
+    pub no_greeting: bool,
 }
 
 impl State {
@@ -83,8 +83,8 @@ impl State {
         format!(
             "state={}\npid={}\nssh_pid={}\nconnected_since={}\nlast_probe_ok={}\nlast_probe_ms={}\n\
              consecutive_failures={}\nrestarts={}\nlast_error={}\nbackoff_until={}\nproven={}\n\
-             network_error={}\n",
-            self.state,
+             no_greeting={}\n",
+            self.phase,
             self.pid,
             self.ssh_pid,
             self.connected_since,
@@ -95,7 +95,7 @@ impl State {
             last_error,
             self.backoff_until,
             u8::from(self.proven),
-            u8::from(self.network_error)
+            u8::from(self.no_greeting)
         )
     }
 
@@ -118,7 +118,7 @@ impl State {
             };
             match key {
                 "state" => {
-                    state.state = Phase::parse(value)
+                    state.phase = Phase::parse(value)
                         .ok_or_else(|| bad("connecting, up, backing-off, failed or stopped"))?
                 }
                 "pid" => state.pid = value.parse().map_err(|_| bad("a number"))?,
@@ -141,8 +141,10 @@ impl State {
                     state.backoff_until = value.parse().map_err(|_| bad("a number"))?
                 }
                 "proven" => state.proven = flag(value).ok_or_else(|| bad("0 or 1"))?,
-                "network_error" => {
-                    state.network_error = flag(value).ok_or_else(|| bad("0 or 1"))?
+                // `network_error` is the earlier name of the key: a watchdog upgraded
+                // during a back-off still finds it.
+                "no_greeting" | "network_error" => {
+                    state.no_greeting = flag(value).ok_or_else(|| bad("0 or 1"))?
                 }
                 _ => {} // newer writer: ignore
             }
@@ -166,7 +168,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let state = State {
-            state: Phase::BackingOff,
+            phase: Phase::BackingOff,
             pid: 10,
             ssh_pid: 11,
             connected_since: 1_700_000_000,
@@ -177,7 +179,7 @@ mod tests {
             last_error: "remote port 1234 busy on server: x=y".into(),
             backoff_until: 1_700_000_200,
             proven: true,
-            network_error: true,
+            no_greeting: true,
         };
         assert_eq!(State::from_text(&state.to_text()), Ok(state));
     }
@@ -185,8 +187,13 @@ mod tests {
     #[test]
     fn tolerates_unknown_keys_and_names_bad_lines() {
         let s = State::from_text("state=up\nfuture_key=1\n").unwrap();
-        assert_eq!(s.state, Phase::Up);
-        assert!(!s.proven && !s.network_error, "older files lack the flags");
+        assert_eq!(s.phase, Phase::Up);
+        assert!(!s.proven && !s.no_greeting, "older files lack the flags");
+        assert!(
+            State::from_text("state=up\nnetwork_error=1\n")
+                .unwrap()
+                .no_greeting
+        );
         let err = State::from_text("proven=yes\n").unwrap_err();
         assert!(err.contains("line 1") && err.contains("0 or 1"), "{err}");
         let err = State::from_text("state=up\nrestarts=many\n").unwrap_err();

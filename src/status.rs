@@ -37,8 +37,8 @@ impl Row {
     /// known (`stopped`, `not running`, systemd's state).
     pub fn state_word(&self) -> String {
         match (&self.state, self.running) {
-            (Some(s), true) => s.state.to_string(),
-            (Some(s), false) if s.state == Phase::Stopped => "stopped".into(),
+            (Some(s), true) => s.phase.to_string(),
+            (Some(s), false) if s.phase == Phase::Stopped => "stopped".into(),
             (Some(_), false) => "not running".into(),
             (None, _) => match &self.init {
                 Some(i) if !i.active_state.is_empty() => {
@@ -161,15 +161,15 @@ pub fn cells(row: &Row, now: u64) -> [String; 7] {
     let mut state = row.state_word();
     let (up, probe, restarts, error) = match &row.state {
         Some(s) => {
-            if row.running && s.state == Phase::BackingOff && s.backoff_until > now {
-                state = if s.network_error {
+            if row.running && s.phase == Phase::BackingOff && s.backoff_until > now {
+                state = if s.no_greeting {
                     // ssh starts as soon as the server greets; backoff_until is the latest.
                     format!("waiting-for-server (≤{}s)", s.backoff_until - now)
                 } else {
                     format!("backing-off {}s", s.backoff_until - now)
                 };
             }
-            let up = if row.running && s.state == Phase::Up {
+            let up = if row.running && s.phase == Phase::Up {
                 ago(now, s.connected_since)
             } else {
                 "-".into()
@@ -241,10 +241,10 @@ pub fn table(rows: &[Row], now: u64, colour: bool) -> String {
     let mut out = line(&HEADERS.map(String::from), None);
     for (row, cells) in rows.iter().zip(&all) {
         let paint = colour.then(|| match (&row.state, row.running) {
-            (Some(s), true) if s.state == Phase::Up => "32",
-            (Some(s), true) if s.state == Phase::Failed => "31",
+            (Some(s), true) if s.phase == Phase::Up => "32",
+            (Some(s), true) if s.phase == Phase::Failed => "31",
             (Some(_), true) => "33",
-            (Some(s), false) if s.state == Phase::Stopped => "2",
+            (Some(s), false) if s.phase == Phase::Stopped => "2",
             _ => "31",
         });
         out.push_str(&line(cells, paint));
@@ -264,7 +264,7 @@ pub fn json(row: &Row, now: u64) -> serde_json::Value {
         "pid": s.pid,
         "ssh_pid": s.ssh_pid,
         "connected_since": s.connected_since,
-        "up_seconds": if row.running && s.state == Phase::Up && s.connected_since > 0 { Some(now.saturating_sub(s.connected_since)) } else { None },
+        "up_seconds": if row.running && s.phase == Phase::Up && s.connected_since > 0 { Some(now.saturating_sub(s.connected_since)) } else { None },
         "last_probe_ok": s.last_probe_ok,
         "last_probe_ms": s.last_probe_ms,
         "consecutive_failures": s.consecutive_failures,
@@ -291,7 +291,7 @@ mod tests {
             target: Some(Target::Inittab),
             state_file: Some("/x/state".into()),
             state: Some(State {
-                state: Phase::Up,
+                phase: Phase::Up,
                 pid: 1,
                 ssh_pid: 2,
                 connected_since: 1000,
@@ -302,7 +302,7 @@ mod tests {
                 last_error: String::new(),
                 backoff_until: 0,
                 proven: false,
-                network_error: false,
+                no_greeting: false,
             }),
             running: true,
             init: None,
@@ -323,9 +323,9 @@ mod tests {
         assert_eq!(cells(&dead, 1100)[3], "-");
         let mut waiting = up_row();
         let s = waiting.state.as_mut().unwrap();
-        (s.state, s.backoff_until) = (Phase::BackingOff, 1130);
+        (s.phase, s.backoff_until) = (Phase::BackingOff, 1130);
         assert_eq!(cells(&waiting, 1100)[2], "backing-off 30s");
-        waiting.state.as_mut().unwrap().network_error = true;
+        waiting.state.as_mut().unwrap().no_greeting = true;
         assert_eq!(cells(&waiting, 1100)[2], "waiting-for-server (≤30s)");
     }
 

@@ -821,7 +821,7 @@ fn backoff_ends_when_the_server_is_reachable_again() {
     // Run 0: connection refused, never proven → the next run backs off 8 s ± 15 %.
     let mut first = spec.spawn();
     assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(1));
-    assert_eq!(first.state_value("network_error").as_deref(), Some("1"));
+    assert_eq!(first.state_value("no_greeting").as_deref(), Some("1"));
     let wd = spec.spawn();
     assert!(
         wait_until(Duration::from_secs(5), || wd.log().contains("backing off")),
@@ -882,7 +882,7 @@ fn a_silent_server_is_waited_out_not_walked_into() {
         "{}",
         first.log()
     );
-    assert_eq!(first.state_value("network_error").as_deref(), Some("1"));
+    assert_eq!(first.state_value("no_greeting").as_deref(), Some("1"));
     let wd = spec.spawn();
     assert!(
         wait_until(Duration::from_secs(5), || wd

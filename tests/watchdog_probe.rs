@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::sshd::{Sshd, free_port};
 use common::target::TcpTarget;
 use common::wait_until;
-use tunnelctl::watchdog::args::Forward;
+use tunnelctl::watchdog::args::SshForward;
 use tunnelctl::watchdog::probe::Prober;
 
 fn fd_count(pid: &str) -> usize {
@@ -57,13 +57,13 @@ fn a_thousand_probe_rounds_leak_nothing() {
         "no control socket"
     );
     let forwards = vec![
-        Forward::Remote {
+        SshForward::Remote {
             bind: None,
             port: rport,
             host: "127.0.0.1".into(),
             host_port: target.port,
         },
-        Forward::Local {
+        SshForward::Local {
             bind: "127.0.0.1".into(),
             port: lport,
             host: "127.0.0.1".into(),
@@ -127,7 +127,7 @@ fn missing_local_listener_fails_and_a_frozen_ssh_times_out() {
     assert!(wait_until(Duration::from_secs(10), || ctl.exists()));
     // The target answers through the server, but nothing listens on our side.
     let target = TcpTarget::start(Some(b"SSH-2.0-target\r\n"));
-    let forwards = vec![Forward::Local {
+    let forwards = vec![SshForward::Local {
         bind: "127.0.0.1".into(),
         port: free_port(),
         host: "127.0.0.1".into(),
@@ -137,7 +137,7 @@ fn missing_local_listener_fails_and_a_frozen_ssh_times_out() {
     let err = prober.round().unwrap_err();
     assert!(err.contains("local listener"), "{err}");
     // And a target that is down fails the channel (EOF before any data).
-    let forwards = vec![Forward::Local {
+    let forwards = vec![SshForward::Local {
         bind: "127.0.0.1".into(),
         port: free_port(),
         host: "127.0.0.1".into(),

@@ -1,43 +1,19 @@
 //! `tunnelctl check`: validate the configuration, write nothing.
 
-use std::path::Path;
 use std::process::ExitCode;
 
+use super::{Context, Error};
 use crate::cli::CheckArgs;
-use crate::config;
 use crate::model::Forward;
 use crate::ssh_command::forward_spec;
 
-pub fn run(config_path: Option<&Path>, _args: CheckArgs) -> ExitCode {
-    let path = match config::locate(config_path) {
-        Ok(path) => path,
-        Err(message) => {
-            eprintln!("tunnelctl check: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    match config::load(&path) {
-        Ok(cfg) => {
-            for warning in &cfg.warnings {
-                eprintln!("{warning}");
-            }
-            for t in &cfg.tunnels {
-                println!("{}", summary(t));
-            }
-            println!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            let n = e.diagnostics.len();
-            eprintln!(
-                "tunnelctl check: {n} problem{} in {}",
-                if n == 1 { "" } else { "s" },
-                path.display()
-            );
-            ExitCode::from(2)
-        }
+pub fn run(cx: &Context, _args: CheckArgs) -> Result<ExitCode, Error> {
+    let cfg = cx.config()?;
+    for t in &cfg.tunnels {
+        println!("{}", summary(t));
     }
+    println!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `NAME  user@host:port  -R 1234:localhost:22, -L 127.0.0.1:8080:intranet:80`

@@ -12,10 +12,12 @@ use std::process::ExitCode;
 use clap::{Command, CommandFactory, ValueEnum};
 use clap_complete::Shell;
 use clap_mangen::Man;
-use clap_mangen::roff::{Roff, bold, italic, roman};
+use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
 
+use super::Error;
 use crate::cli::{Cli, GenerateArgs, GenerateWhat};
 use crate::target::Target;
+use crate::watchdog::args;
 
 /// The hand-written file-format page.
 pub const TUNNELS_YAML_5: &str = include_str!("../../packaging/man/tunnels.yaml.5");
@@ -23,23 +25,16 @@ pub const TUNNELS_YAML_5: &str = include_str!("../../packaging/man/tunnels.yaml.
 /// The manual every page claims membership of (third `.TH` field).
 const MANUAL: &str = "tunnelctl manual";
 
-pub fn run(args: GenerateArgs) -> ExitCode {
+pub fn run(args: GenerateArgs) -> Result<ExitCode, Error> {
     let written = match args.what {
         GenerateWhat::Man => write_man_pages(&args.dir),
         GenerateWhat::Completions => write_completions(&args.dir),
     };
-    match written {
-        Ok(paths) => {
-            for path in paths {
-                println!("{}", path.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("tunnelctl generate: {}: {err}", args.dir.display());
-            ExitCode::from(1)
-        }
+    let paths = written.map_err(|err| Error::failed(format!("{}: {err}", args.dir.display())))?;
+    for path in paths {
+        println!("{}", path.display());
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes `tunnelctl.1`, `tunnel-watchdog.1` and `tunnels.yaml.5` into `dir`.
@@ -197,55 +192,58 @@ fn tunnelctl_extra_sections() -> Roff {
     r.text([roman(
         "The configuration is looked up in this order; the first that is set or exists wins:",
     )]);
-    for (path, when) in [
-        ("FILE", "given with --config"),
-        ("$TUNNELCTL_CONFIG", "when set"),
-        (
-            "~/.config/tunnelctl/tunnels.yaml",
-            "for users other than root",
-        ),
-        ("/etc/tunnelctl/tunnels.yaml", "for root"),
-    ] {
-        r.control("TP", []);
-        r.text([italic(path)]);
-        r.text([roman(when)]);
-    }
+    entries(
+        &mut r,
+        |t| italic(t),
+        |t| roman(t),
+        &[
+            ("FILE", "given with --config"),
+            ("$TUNNELCTL_CONFIG", "when set"),
+            (
+                "~/.config/tunnelctl/tunnels.yaml",
+                "for users other than root",
+            ),
+            ("/etc/tunnelctl/tunnels.yaml", "for root"),
+        ],
+    );
     r.control("PP", []);
     r.text([roman("Where install writes, per target:")]);
-    for (target, path) in [
-        ("systemd", "/etc/systemd/system/tunnel-NAME.service"),
-        ("systemd-user", "~/.config/systemd/user/tunnel-NAME.service"),
-        ("launchd", "/Library/LaunchDaemons/org.tunnelctl.NAME.plist"),
-        (
-            "launchd-agent",
-            "~/Library/LaunchAgents/org.tunnelctl.NAME.plist",
-        ),
-        (
-            "inittab, busybox",
-            "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([bold(target)]);
-        r.text([italic(path)]);
-    }
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| italic(t),
+        &[
+            ("systemd", "/etc/systemd/system/tunnel-NAME.service"),
+            ("systemd-user", "~/.config/systemd/user/tunnel-NAME.service"),
+            ("launchd", "/Library/LaunchDaemons/org.tunnelctl.NAME.plist"),
+            (
+                "launchd-agent",
+                "~/Library/LaunchAgents/org.tunnelctl.NAME.plist",
+            ),
+            (
+                "inittab, busybox",
+                "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args",
+            ),
+        ],
+    );
 
     r.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in [
-        ("0", "Success."),
-        (
-            "1",
-            "The operation failed (an init tool, a file write, a connection).",
-        ),
-        (
-            "2",
-            "The configuration or the command line is wrong; nothing was changed.",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([bold(code)]);
-        r.text([roman(meaning)]);
-    }
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| roman(t),
+        &[
+            ("0", "Success."),
+            (
+                "1",
+                "The operation failed (an init tool, a file write, a connection).",
+            ),
+            (
+                "2",
+                "The configuration or the command line is wrong; nothing was changed.",
+            ),
+        ],
+    );
 
     r.control("SH", ["EXAMPLES"]);
     for (what, example) in [
@@ -284,16 +282,12 @@ fn tunnelctl_extra_sections() -> Roff {
     r
 }
 
-/// The watchdog's command line as a clap definition, for clap_mangen. The watchdog
-/// parses its arguments by hand (clap would weigh on the small binary), so this is a
-/// mirror of `watchdog::args::USAGE`; tests/packaging.rs compares it with the real
-/// `tunnel-watchdog --help` (every option and default) so the two cannot drift.
-pub fn watchdog_command() -> Command {
+/// The watchdog's command line as a clap definition, for clap_mangen only: the watchdog
+/// parses its arguments by hand (clap would weigh on the small binary), and this is
+/// built from the same table as its parser and `--help` ([`args::OPTIONS`]).
+fn watchdog_command() -> Command {
     use clap::Arg;
-    let opt = |long: &'static str, value: &'static str, help: &'static str| {
-        Arg::new(long).long(long).value_name(value).help(help)
-    };
-    Command::new("tunnel-watchdog")
+    let mut command = Command::new("tunnel-watchdog")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Run ssh for one tunnel, prove every forward carries data, tell the init system")
         .long_about(
@@ -303,21 +297,29 @@ It is the process each service installed by tunnelctl runs; you rarely start it 
         )
         .override_usage(
             "tunnel-watchdog [OPTIONS] -- ssh [SSH ARGS...] HOST\n       tunnel-watchdog --args-file FILE",
-        )
-        .arg(opt("name", "NAME", "Tunnel name, used in logs, STATUS= and the state file [default: the ssh host]"))
-        .arg(opt("probe-interval", "DUR", "Time between probe rounds while they pass; a failed round is confirmed after 200 ms, so a dead tunnel is declared within interval + failures × timeout").default_value("10s"))
-        .arg(opt("probe-timeout", "DUR", "A probe round that takes longer fails; the alive check of ssh itself gets at most 2 s of it").default_value("5s"))
-        .arg(opt("probe-failures", "N", "Consecutive failed rounds that declare the tunnel dead").default_value("2"))
-        .arg(opt("backoff-initial", "DUR", "First wait after a failure; none when the tunnel had been up for a probe interval. After ssh got no greeting, ssh starts when the server sends its SSH greeting again (checked every second)").default_value("2s"))
-        .arg(opt("backoff-max", "DUR", "Cap of the wait, and the uptime that resets the count; a server that does not greet still gets an ssh attempt this often").default_value("5m"))
-        .arg(opt(
-            "state-dir",
-            "DIR",
-            "State file and control socket [default: $STATE_DIRECTORY, else $RUNTIME_DIRECTORY, else /run/tunnelctl/NAME]",
-        ))
-        .arg(opt("log-file", "FILE", "Append log lines here instead of stderr"))
-        .arg(opt("args-file", "FILE", "Read the arguments from FILE, one per line"))
-        .arg(Arg::new("ssh").value_name("SSH").num_args(1..).last(true).help("ssh and its arguments"))
+        );
+    for o in args::OPTIONS {
+        let default = (o.default)();
+        let mut help = o.help.to_string();
+        if let Some(first) = help.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        let mut arg = Arg::new(o.long).long(o.long).value_name(o.value);
+        if default.starts_with(|c: char| c.is_ascii_digit()) {
+            // clap keeps defaults as 'static str; this runs once per `generate man`.
+            arg = arg.default_value(&*default.leak());
+        } else if !default.is_empty() {
+            help.push_str(&format!(" [default: {default}]"));
+        }
+        command = command.arg(arg.help(help));
+    }
+    command.arg(
+        Arg::new("ssh")
+            .value_name("SSH")
+            .num_args(1..)
+            .last(true)
+            .help("ssh and its arguments"),
+    )
 }
 
 /// `tunnel-watchdog(1)`: options from its clap definition, plus the contract from
@@ -347,25 +349,26 @@ leading lines that start with # are comments. "),
     ]);
 
     r.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in [
-        ("0", "Stopped by SIGTERM or SIGINT."),
-        (
-            "1",
-            "The tunnel failed (a probe failed or ssh exited): restart it.",
-        ),
-        (
-            "2",
-            "Usage error. systemd units set RestartPreventExitStatus=2, so a broken command line is not restarted forever.",
-        ),
-        (
-            "3",
-            "ssh failed permanently for now (authentication, host key): restart, but the persisted back-off is at its maximum.",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([bold(code)]);
-        r.text([roman(meaning)]);
-    }
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| roman(t),
+        &[
+            ("0", "Stopped by SIGTERM or SIGINT."),
+            (
+                "1",
+                "The tunnel failed (a probe failed or ssh exited): restart it.",
+            ),
+            (
+                "2",
+                "Usage error. systemd units set RestartPreventExitStatus=2, so a broken command line is not restarted forever.",
+            ),
+            (
+                "3",
+                "ssh failed permanently for now (authentication, host key): restart, but the persisted back-off is at its maximum.",
+            ),
+        ],
+    );
 
     r.control("SH", ["SIGNALS"]);
     r.control("TP", []);
@@ -382,45 +385,47 @@ leading lines that start with # are comments. "),
     ]);
 
     r.control("SH", ["ENVIRONMENT"]);
-    for (var, meaning) in [
-        (
-            "NOTIFY_SOCKET",
-            "Set by systemd for Type=notify services: READY=1, WATCHDOG=1 and STATUS= are sent there.",
-        ),
-        (
-            "WATCHDOG_USEC",
-            "Set by systemd with WatchdogSec=: the watchdog pings at least every half of it.",
-        ),
-        (
-            "STATE_DIRECTORY, RUNTIME_DIRECTORY",
-            "Default state directory, in this order.",
-        ),
-        (
-            "XDG_RUNTIME_DIR",
-            "Default state directory for users other than root.",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([bold(var)]);
-        r.text([roman(meaning)]);
-    }
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| roman(t),
+        &[
+            (
+                "NOTIFY_SOCKET",
+                "Set by systemd for Type=notify services: READY=1, WATCHDOG=1 and STATUS= are sent there.",
+            ),
+            (
+                "WATCHDOG_USEC",
+                "Set by systemd with WatchdogSec=: the watchdog pings at least every half of it.",
+            ),
+            (
+                "STATE_DIRECTORY, RUNTIME_DIRECTORY",
+                "Default state directory, in this order.",
+            ),
+            (
+                "XDG_RUNTIME_DIR",
+                "Default state directory for users other than root.",
+            ),
+        ],
+    );
 
     r.control("SH", ["FILES"]);
-    for (path, meaning) in [
-        ("STATE/state", "key=value lines read by tunnelctl status."),
-        (
-            "STATE/ctl",
-            "the ssh control socket (ControlMaster) used for probes.",
-        ),
-        (
-            "/etc/tunnelctl/run/ID.args",
-            "arguments file written by tunnelctl install for inittab and BusyBox.",
-        ),
-    ] {
-        r.control("TP", []);
-        r.text([italic(path)]);
-        r.text([roman(meaning)]);
-    }
+    entries(
+        &mut r,
+        |t| italic(t),
+        |t| roman(t),
+        &[
+            ("STATE/state", "key=value lines read by tunnelctl status."),
+            (
+                "STATE/ctl",
+                "the ssh control socket (ControlMaster) used for probes.",
+            ),
+            (
+                "/etc/tunnelctl/run/ID.args",
+                "arguments file written by tunnelctl install for inittab and BusyBox.",
+            ),
+        ],
+    );
 
     see_also(
         &mut r,
@@ -433,6 +438,20 @@ leading lines that start with # are comments. "),
         ],
     );
     r
+}
+
+/// `.TP` entries: each term in `term`'s style, its text below in `text`'s.
+fn entries(
+    r: &mut Roff,
+    term: fn(&str) -> Inline,
+    text: fn(&str) -> Inline,
+    rows: &[(&str, &str)],
+) {
+    for (t, x) in rows {
+        r.control("TP", []);
+        r.text([term(t)]);
+        r.text([text(x)]);
+    }
 }
 
 fn see_also(r: &mut Roff, pages: &[(&str, &str)]) {

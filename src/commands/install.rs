@@ -2,8 +2,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::render::{default_watchdog, home_dir, load_config};
+use super::render::default_watchdog;
+use super::{Context, Error};
 use crate::cli::{InstallArgs, UninstallArgs};
+use crate::home::home_dir;
 use crate::install::Installer;
 use crate::render::{self, RenderOptions};
 use crate::target::Target;
@@ -12,24 +14,14 @@ fn target_for(explicit: Option<Target>, root: &Path) -> Target {
     explicit.unwrap_or_else(|| Target::detect(root, !nix::unistd::geteuid().is_root()))
 }
 
-pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
-    let config = match load_config(config) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
+pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
+    let config = cx.config()?;
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let target = target_for(args.target, &root);
     let tunnels: Vec<_> = if args.all {
         config.tunnels.iter().collect()
     } else {
-        let name = args.name.as_deref().unwrap_or_default();
-        match config.tunnel(name) {
-            Ok(tunnel) => vec![tunnel],
-            Err(message) => {
-                eprintln!("tunnelctl install: {message}");
-                return ExitCode::from(2);
-            }
-        }
+        vec![cx.tunnel(args.name.as_deref().unwrap_or_default())?]
     };
     let options = RenderOptions {
         watchdog: args.watchdog.clone().unwrap_or_else(default_watchdog),
@@ -42,19 +34,14 @@ pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
         )
         && let Err(why) = trusted_watchdog(&options.watchdog)
     {
-        eprintln!("tunnelctl install: {why}");
-        return ExitCode::from(2);
+        return Err(Error::usage(why));
     }
     // Render everything before writing anything: a refused tunnel leaves the system alone.
     let mut rendered = Vec::new();
     for tunnel in &tunnels {
-        match render::render(tunnel, target, &options) {
-            Ok(r) => rendered.push((tunnel.name.as_str(), r)),
-            Err(e) => {
-                eprintln!("tunnelctl install: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        let r =
+            render::render(tunnel, target, &options).map_err(|e| Error::usage(e.to_string()))?;
+        rendered.push((tunnel.name.as_str(), r));
     }
     let installer = Installer {
         root,
@@ -66,19 +53,17 @@ pub fn run(config: Option<&Path>, args: InstallArgs) -> ExitCode {
     let items: Vec<(&str, &render::Rendered)> = rendered.iter().map(|(n, r)| (*n, r)).collect();
     if let Err(message) = installer.install_all(target, &items, &mut out) {
         let _ = out.flush();
-        let who = if items.len() == 1 {
-            format!("{}: ", items[0].0)
+        return Err(Error::failed(if items.len() == 1 {
+            format!("{}: {message}", items[0].0)
         } else {
-            String::new()
-        };
-        eprintln!("tunnelctl install: {who}{message}");
-        return ExitCode::from(1);
+            message
+        }));
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Works from the name alone, so a tunnel already gone from the config can be removed.
-pub fn run_uninstall(_config: Option<&Path>, args: UninstallArgs) -> ExitCode {
+pub fn run_uninstall(args: UninstallArgs) -> Result<ExitCode, Error> {
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let target = target_for(args.target, &root);
     let id = crate::config::inittab_id(&args.name);
@@ -91,11 +76,10 @@ pub fn run_uninstall(_config: Option<&Path>, args: UninstallArgs) -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     match installer.uninstall(&args.name, target, &paths, &id, &mut out) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(_) => Ok(ExitCode::SUCCESS),
         Err(message) => {
             let _ = out.flush();
-            eprintln!("tunnelctl uninstall: {}: {message}", args.name);
-            ExitCode::from(1)
+            Err(Error::failed(format!("{}: {message}", args.name)))
         }
     }
 }

@@ -1,18 +1,17 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::render::{default_watchdog, home_dir, load_config};
+use super::render::default_watchdog;
+use super::{Context, Error};
 use crate::cli::ListArgs;
+use crate::home::home_dir;
 use crate::install::{INITTAB, Installer};
 use crate::model::Tunnel;
 use crate::render::{self, RenderOptions};
 use crate::target::Target;
 
-pub fn run(config: Option<&Path>, args: ListArgs) -> ExitCode {
-    let config = match load_config(config) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
+pub fn run(cx: &Context, args: ListArgs) -> Result<ExitCode, Error> {
+    let config = cx.config()?;
     let installer = Installer {
         root: args.root.unwrap_or_else(|| PathBuf::from("/")),
         run_tools: false,
@@ -56,7 +55,7 @@ pub fn run(config: Option<&Path>, args: ListArgs) -> ExitCode {
             places
         );
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 fn destination(t: &Tunnel) -> String {

@@ -4,11 +4,11 @@
 //! (exec), so paging, `-f` and Ctrl-C behave as those tools do.
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, ExitCode};
 
+use super::Error;
 use crate::cli::LogsArgs;
-use crate::known_hosts::home_dir;
+use crate::home::home_dir;
 use crate::locations::{LogSource, default_target, log_source};
 
 /// Lines shown before following or when not following.
@@ -48,26 +48,21 @@ pub fn log_command(source: &LogSource, follow: bool) -> Vec<String> {
     argv
 }
 
-pub fn run(_config: Option<&Path>, args: LogsArgs) -> ExitCode {
+pub fn run(args: LogsArgs) -> Result<ExitCode, Error> {
     let target = args.target.unwrap_or_else(default_target);
     let source = log_source(target, &args.name, &home_dir());
     if let LogSource::File(path) = &source
         && !path.exists()
     {
-        eprintln!(
-            "tunnelctl logs {}: no log at {} yet: the tunnel has not run as a {target} service on this machine \
+        return Err(Error::failed(format!(
+            "no log at {} yet: the tunnel has not run as a {target} service on this machine \
              (install it with `tunnelctl install {} --target {target}`, or pass --target)",
-            args.name,
             path.display(),
             args.name
-        );
-        return ExitCode::from(1);
+        ))
+        .about(&args.name));
     }
     let argv = log_command(&source, args.follow);
     let err = Command::new(&argv[0]).args(&argv[1..]).exec();
-    eprintln!(
-        "tunnelctl logs {}: cannot run {}: {err}",
-        args.name, argv[0]
-    );
-    ExitCode::from(1)
+    Err(Error::failed(format!("cannot run {}: {err}", argv[0])).about(&args.name))
 }

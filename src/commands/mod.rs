@@ -1,9 +1,16 @@
-//! One file per `tunnelctl` command. Each `run` returns the process exit code:
-//! 0 success, 1 the operation failed, 2 the configuration or the arguments are wrong.
+//! One file per `tunnelctl` command. Each `run` gets the [`Context`] (the configuration,
+//! loaded at most once) and returns the exit code of a success, or an [`Error`]; this
+//! file alone prints errors, as `tunnelctl CMD: …` (ripgrep's main does the same).
+//! Exit codes: 0 success, 1 the operation failed, 2 the configuration or the arguments
+//! are wrong.
 
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
+use crate::config::{self, Config};
+use crate::model::Tunnel;
 
 pub mod check;
 pub mod doctor;
@@ -16,19 +23,137 @@ pub mod render;
 pub mod status;
 pub mod trust;
 
+/// Why a command failed; [`run`] prints it and exits with its code.
+#[derive(Debug)]
+pub struct Error {
+    code: u8,
+    /// Printed after the command's name: `tunnelctl trust NAME: …`.
+    subject: Option<String>,
+    message: String,
+    /// Printed first, as they are (the configuration's `FILE:LINE:COL` diagnostics).
+    details: Option<String>,
+}
+
+impl Error {
+    /// The configuration or the arguments are wrong (exit code 2).
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error {
+            code: 2,
+            subject: None,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// The operation failed (exit code 1).
+    pub fn failed(message: impl Into<String>) -> Error {
+        Error {
+            code: 1,
+            ..Error::usage(message)
+        }
+    }
+
+    /// Names what failed after the command: `tunnelctl logs NAME: …`.
+    pub fn about(self, subject: &str) -> Error {
+        Error {
+            subject: Some(subject.to_string()),
+            ..self
+        }
+    }
+}
+
+/// What every command may need, each part made at most once.
+pub struct Context {
+    /// The subcommand's name, for messages.
+    pub command: &'static str,
+    config_path: Option<PathBuf>,
+    config: OnceCell<Config>,
+}
+
+impl Context {
+    pub fn new(command: &'static str, config_path: Option<&Path>) -> Context {
+        Context {
+            command,
+            config_path: config_path.map(Path::to_path_buf),
+            config: OnceCell::new(),
+        }
+    }
+
+    /// The configuration, located and loaded on first use; its warnings go to stderr
+    /// then, once.
+    pub fn config(&self) -> Result<&Config, Error> {
+        if let Some(config) = self.config.get() {
+            return Ok(config);
+        }
+        let path = config::locate(self.config_path.as_deref()).map_err(Error::usage)?;
+        let config = config::load(&path).map_err(|e| {
+            let n = e.diagnostics.len();
+            let message = if self.command == "check" {
+                format!(
+                    "{n} problem{} in {}",
+                    if n == 1 { "" } else { "s" },
+                    path.display()
+                )
+            } else {
+                "fix the configuration first (`tunnelctl check` lists every problem)".to_string()
+            };
+            Error {
+                details: Some(e.to_string()),
+                ..Error::usage(message)
+            }
+        })?;
+        for warning in &config.warnings {
+            eprintln!("{warning}");
+        }
+        Ok(self.config.get_or_init(|| config))
+    }
+
+    /// The tunnel `name` from the configuration.
+    pub fn tunnel(&self, name: &str) -> Result<&Tunnel, Error> {
+        self.config()?.tunnel(name).map_err(Error::usage)
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
-    let config = cli.config.as_deref();
-    match cli.command {
-        Command::Check(args) => check::run(config, args),
-        Command::Render(args) => render::run(config, args),
-        Command::Install(args) => install::run(config, args),
-        Command::Uninstall(args) => install::run_uninstall(config, args),
-        Command::List(args) => list::run(config, args),
-        Command::Status(args) => status::run(config, args),
-        Command::Trust(args) => trust::run(config, args),
-        Command::Doctor(args) => doctor::run(config, args),
-        Command::Logs(args) => logs::run(config, args),
-        Command::Reconnect(args) => reconnect::run(config, args),
+    let command = match &cli.command {
+        Command::Check(_) => "check",
+        Command::Render(_) => "render",
+        Command::Install(_) => "install",
+        Command::Uninstall(_) => "uninstall",
+        Command::List(_) => "list",
+        Command::Status(_) => "status",
+        Command::Trust(_) => "trust",
+        Command::Doctor(_) => "doctor",
+        Command::Logs(_) => "logs",
+        Command::Reconnect(_) => "reconnect",
+        Command::Generate(_) => "generate",
+    };
+    let cx = Context::new(command, cli.config.as_deref());
+    let result = match cli.command {
+        Command::Check(args) => check::run(&cx, args),
+        Command::Render(args) => render::run(&cx, args),
+        Command::Install(args) => install::run(&cx, args),
+        // These work from the name alone, so a tunnel gone from the config still can.
+        Command::Uninstall(args) => install::run_uninstall(args),
+        Command::Logs(args) => logs::run(args),
+        Command::Reconnect(args) => reconnect::run(args),
+        Command::List(args) => list::run(&cx, args),
+        Command::Status(args) => status::run(&cx, args),
+        Command::Trust(args) => trust::run(&cx, args),
+        Command::Doctor(args) => doctor::run(&cx, args),
         Command::Generate(args) => generate::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(details) = &e.details {
+                eprintln!("{details}");
+            }
+            match &e.subject {
+                Some(subject) => eprintln!("tunnelctl {command} {subject}: {}", e.message),
+                None => eprintln!("tunnelctl {command}: {}", e.message),
+            }
+            ExitCode::from(e.code)
+        }
     }
 }

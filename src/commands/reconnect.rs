@@ -9,13 +9,14 @@ use std::process::{Command, ExitCode, Stdio};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::Error;
 use crate::cli::ReconnectArgs;
-use crate::known_hosts::home_dir;
+use crate::home::home_dir;
 use crate::locations::{LogSource, default_target, log_source, state_dir_candidates};
 use crate::state::{Phase, State};
 use crate::status::watchdog_alive;
 
-pub fn run(_config: Option<&Path>, args: ReconnectArgs) -> ExitCode {
+pub fn run(args: ReconnectArgs) -> Result<ExitCode, Error> {
     let name = &args.name;
     let target = args.target.unwrap_or_else(default_target);
     let home = home_dir();
@@ -33,20 +34,15 @@ pub fn run(_config: Option<&Path>, args: ReconnectArgs) -> ExitCode {
                 println!(
                     "{name}: asked systemd to send SIGUSR1 to {unit}'s watchdog: it reconnects now"
                 );
-                ExitCode::SUCCESS
+                Ok(ExitCode::SUCCESS)
             }
-            Ok(out) => {
-                eprintln!(
-                    "tunnelctl reconnect {name}: {unit} is not running ({}); start it with `systemctl{} start {unit}`",
-                    String::from_utf8_lossy(&out.stderr).trim(),
-                    if user { " --user" } else { "" }
-                );
-                ExitCode::from(1)
-            }
-            Err(e) => {
-                eprintln!("tunnelctl reconnect {name}: cannot run systemctl: {e}");
-                ExitCode::from(1)
-            }
+            Ok(out) => Err(Error::failed(format!(
+                "{unit} is not running ({}); start it with `systemctl{} start {unit}`",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                if user { " --user" } else { "" }
+            ))
+            .about(name)),
+            Err(e) => Err(Error::failed(format!("cannot run systemctl: {e}")).about(name)),
         };
     }
     let uid = nix::unistd::getuid().as_raw();
@@ -55,18 +51,11 @@ pub fn run(_config: Option<&Path>, args: ReconnectArgs) -> ExitCode {
         Some(dir) => vec![dir.clone()],
         None => state_dir_candidates(target, name, &home, uid, &env),
     };
-    match signal_watchdog(&dirs) {
-        Ok(pid) => {
-            println!(
-                "{name}: sent SIGUSR1 to tunnel-watchdog (pid {pid}): it drops its back-off and reconnects now"
-            );
-            ExitCode::SUCCESS
-        }
-        Err(why) => {
-            eprintln!("tunnelctl reconnect {name}: {why}");
-            ExitCode::from(1)
-        }
-    }
+    let pid = signal_watchdog(&dirs).map_err(|why| Error::failed(why).about(name))?;
+    println!(
+        "{name}: sent SIGUSR1 to tunnel-watchdog (pid {pid}): it drops its back-off and reconnects now"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Finds the first state file among `dirs`, checks its watchdog is alive, sends SIGUSR1.
@@ -81,7 +70,7 @@ pub fn signal_watchdog(dirs: &[PathBuf]) -> Result<u32, String> {
         };
         let state = State::from_text(&text).map_err(|e| format!("{}: {e}", file.display()))?;
         if !watchdog_alive(state.pid) {
-            let was = if state.state == Phase::Stopped {
+            let was = if state.phase == Phase::Stopped {
                 "stopped cleanly"
             } else {
                 "gone"

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::{Context, Error};
 use crate::cli::StatusArgs;
-use crate::known_hosts::home_dir;
+use crate::home::home_dir;
 use crate::locations::{LogSource, default_target, log_source, state_dir_candidates};
 use crate::status::{self, Row};
 use crate::target::Target;
@@ -19,7 +20,7 @@ use crate::target::Target;
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 const WATCH_ROUNDS: u32 = 1800;
 
-pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
+pub fn run(cx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let rounds = if args.watch { WATCH_ROUNDS } else { 1 };
@@ -28,10 +29,7 @@ pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
         if round > 0 {
             std::thread::sleep(WATCH_EVERY);
         }
-        let rows = match collect(config, &args) {
-            Ok(rows) => rows,
-            Err(code) => return code,
-        };
+        let rows = collect(cx, &args)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -54,7 +52,7 @@ pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
             .and_then(|_| stdout.flush())
             .is_err()
         {
-            return ExitCode::SUCCESS; // reader went away (| head)
+            return Ok(ExitCode::SUCCESS); // reader went away (| head)
         }
         // Exit 1 when a named tunnel has no readable state: scripts can test it.
         code = if args.name.is_some() && rows.iter().any(|r| r.state.is_none()) {
@@ -63,10 +61,10 @@ pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    code
+    Ok(code)
 }
 
-fn collect(config: Option<&Path>, args: &StatusArgs) -> Result<Vec<Row>, ExitCode> {
+fn collect(cx: &Context, args: &StatusArgs) -> Result<Vec<Row>, Error> {
     if let Some(dir) = &args.state_dir {
         return Ok(from_state_dir(dir, args.name.as_deref(), args.target));
     }
@@ -76,7 +74,8 @@ fn collect(config: Option<&Path>, args: &StatusArgs) -> Result<Vec<Row>, ExitCod
             // The tunnel may have left the config and still run: only warn then.
             vec![name.clone()]
         }
-        None => crate::lookup::load_config(config, "status")?
+        None => cx
+            .config()?
             .tunnels
             .iter()
             .map(|t| t.name.clone())

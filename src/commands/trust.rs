@@ -3,19 +3,17 @@
 //! terminal to answer ssh's "are you sure" question, so this is where the answer is given.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::{Context, Error};
 use crate::cli::TrustArgs;
 use crate::known_hosts::{self, HostKey, Pinned, SshView};
 use crate::model::Tunnel;
 use crate::ssh_command::{PathOverrides, ssh_argv};
 
-pub fn run(config: Option<&Path>, args: TrustArgs) -> ExitCode {
-    let tunnel = match crate::lookup::load_tunnel(config, &args.name, "trust") {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
+pub fn run(cx: &Context, args: TrustArgs) -> Result<ExitCode, Error> {
+    let tunnel = cx.tunnel(&args.name)?;
     let interactive = std::io::stdin().is_terminal();
     let confirm = |question: &str| -> bool {
         print!("{question} [y/N] ");
@@ -24,13 +22,9 @@ pub fn run(config: Option<&Path>, args: TrustArgs) -> ExitCode {
         let _ = std::io::stdin().lock().read_line(&mut answer);
         matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
     };
-    match trust(&tunnel, args.yes, interactive, confirm) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("tunnelctl trust {}: {message}", tunnel.name);
-            ExitCode::from(1)
-        }
-    }
+    trust(tunnel, args.yes, interactive, confirm)
+        .map_err(|message| Error::failed(message).about(&tunnel.name))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The known_hosts file trust writes to: the tunnel's `known_hosts:`, else the first

@@ -2,8 +2,8 @@
 //! command goes into an args file the watchdog reads (`--args-file`).
 
 use super::{
-    CredentialPaths, Deps, InittabEntry, RenderOptions, Rendered, RenderedFile, path_str,
-    watchdog_args,
+    CredentialPaths, InittabEntry, RenderOptions, Rendered, RenderedFile, path_str,
+    service_ssh_argv, watchdog_args,
 };
 use crate::escape;
 use crate::model::Tunnel;
@@ -32,11 +32,10 @@ pub fn render(
     tunnel: &Tunnel,
     target: Target,
     options: &RenderOptions,
-    deps: &Deps,
 ) -> Result<Rendered, String> {
     let watchdog = path_str(&options.watchdog, "--watchdog")?;
     let name = &tunnel.name;
-    let id = (deps.inittab_id)(name);
+    let id = crate::config::inittab_id(name);
     let args_file = args_path(&id);
     let process = format!("{watchdog} --args-file {args_file}");
     if let Some(problem) = escape::inittab_process_problem(&process) {
@@ -59,7 +58,7 @@ pub fn render(
         tunnel,
         Some(&state_dir),
         Some(&log_file),
-        (deps.ssh_argv)(tunnel, CredentialPaths::AsConfigured),
+        service_ssh_argv(tunnel, CredentialPaths::AsConfigured),
     );
     let mut contents = format!(
         "# tunnel-watchdog arguments for tunnel {name} (inittab id {id}), one per line.\n\

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use plist::{Dictionary, Value};
 
 use super::{
-    CredentialPaths, Deps, RenderOptions, Rendered, RenderedFile, path_str, watchdog_args,
+    CredentialPaths, RenderOptions, Rendered, RenderedFile, path_str, service_ssh_argv,
+    watchdog_args,
 };
 use crate::model::Tunnel;
 use crate::target::Target;
@@ -19,7 +20,6 @@ pub fn render(
     tunnel: &Tunnel,
     target: Target,
     options: &RenderOptions,
-    deps: &Deps,
 ) -> Result<Rendered, String> {
     let watchdog = path_str(&options.watchdog, "--watchdog")?;
     let name = &tunnel.name;
@@ -47,7 +47,7 @@ pub fn render(
         tunnel,
         Some(&state_dir),
         None,
-        (deps.ssh_argv)(tunnel, CredentialPaths::AsConfigured),
+        service_ssh_argv(tunnel, CredentialPaths::AsConfigured),
     ));
 
     let mut dict = Dictionary::new();

@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::duration::format_duration;
 use crate::model::Tunnel;
@@ -31,13 +30,6 @@ pub enum CredentialPaths {
     /// `%d/identity` and `%d/known_hosts`: systemd's credentials directory, filled by
     /// `LoadCredential=` (see [`crate::escape::CREDENTIALS_DIR`]).
     SystemdCredentials,
-}
-
-/// The functions render takes from the config side; [`render`] wires the real ones,
-/// tests may pass their own.
-pub struct Deps<'a> {
-    pub ssh_argv: &'a dyn Fn(&Tunnel, CredentialPaths) -> Vec<String>,
-    pub inittab_id: &'a dyn Fn(&str) -> String,
 }
 
 /// One file to install.
@@ -97,58 +89,48 @@ impl fmt::Display for RenderError {
 
 impl std::error::Error for RenderError {}
 
-/// Renders with the real ssh command builder and inittab ids.
+/// The service file(s) of `tunnel` for `target`, or why the target cannot carry it.
 pub fn render(
     tunnel: &Tunnel,
     target: Target,
     options: &RenderOptions,
-) -> Result<Rendered, RenderError> {
-    let ssh = |t: &Tunnel, creds: CredentialPaths| {
-        let overrides = match creds {
-            CredentialPaths::AsConfigured => crate::ssh_command::PathOverrides::default(),
-            CredentialPaths::SystemdCredentials => crate::ssh_command::PathOverrides {
-                identity: t
-                    .identity
-                    .as_ref()
-                    .map(|_| format!("{}/identity", crate::escape::CREDENTIALS_DIR)),
-                known_hosts: t
-                    .known_hosts
-                    .as_ref()
-                    .map(|_| format!("{}/known_hosts", crate::escape::CREDENTIALS_DIR)),
-            },
-        };
-        crate::ssh_command::ssh_argv(t, &overrides)
-    };
-    let deps = Deps {
-        ssh_argv: &ssh,
-        inittab_id: &crate::config::inittab_id,
-    };
-    render_with(tunnel, target, options, &deps)
-}
-
-pub fn render_with(
-    tunnel: &Tunnel,
-    target: Target,
-    options: &RenderOptions,
-    deps: &Deps,
 ) -> Result<Rendered, RenderError> {
     let fail = |message: String| RenderError {
         tunnel: tunnel.name.clone(),
         target,
         message,
     };
-    check_common(tunnel, options, deps).map_err(fail)?;
+    check_common(tunnel, options).map_err(fail)?;
     match target {
-        Target::Systemd | Target::SystemdUser => systemd::render(tunnel, target, options, deps),
-        Target::Launchd | Target::LaunchdAgent => launchd::render(tunnel, target, options, deps),
-        Target::Inittab | Target::Busybox => inittab::render(tunnel, target, options, deps),
+        Target::Systemd | Target::SystemdUser => systemd::render(tunnel, target, options),
+        Target::Launchd | Target::LaunchdAgent => launchd::render(tunnel, target, options),
+        Target::Inittab | Target::Busybox => inittab::render(tunnel, target, options),
     }
     .map_err(fail)
 }
 
+/// The tunnel's ssh command line as the service runs it, naming the key and
+/// known_hosts as `creds` says.
+pub(crate) fn service_ssh_argv(t: &Tunnel, creds: CredentialPaths) -> Vec<String> {
+    let overrides = match creds {
+        CredentialPaths::AsConfigured => crate::ssh_command::PathOverrides::default(),
+        CredentialPaths::SystemdCredentials => crate::ssh_command::PathOverrides {
+            identity: t
+                .identity
+                .as_ref()
+                .map(|_| format!("{}/identity", crate::escape::CREDENTIALS_DIR)),
+            known_hosts: t
+                .known_hosts
+                .as_ref()
+                .map(|_| format!("{}/known_hosts", crate::escape::CREDENTIALS_DIR)),
+        },
+    };
+    crate::ssh_command::ssh_argv(t, &overrides)
+}
+
 /// Refusals that hold for every target: one argument must stay one line in an args file
 /// and one word for every parser, and the watchdog must be an absolute path.
-fn check_common(tunnel: &Tunnel, options: &RenderOptions, deps: &Deps) -> Result<(), String> {
+fn check_common(tunnel: &Tunnel, options: &RenderOptions) -> Result<(), String> {
     let watchdog = path_str(&options.watchdog, "--watchdog")?;
     if !options.watchdog.is_absolute() {
         return Err(format!("--watchdog `{watchdog}` must be an absolute path"));
@@ -159,7 +141,7 @@ fn check_common(tunnel: &Tunnel, options: &RenderOptions, deps: &Deps) -> Result
             tunnel.name
         ));
     }
-    for word in (deps.ssh_argv)(tunnel, CredentialPaths::AsConfigured) {
+    for word in service_ssh_argv(tunnel, CredentialPaths::AsConfigured) {
         if let Some(c) = word.chars().find(|c| c.is_control()) {
             return Err(format!(
                 "the ssh argument {word:?} contains the control character {c:?}; remove it from tunnels.yaml"
@@ -217,11 +199,6 @@ pub fn watchdog_args(
     args.push("--".to_string());
     args.extend(ssh);
     args
-}
-
-/// Rounds up to whole seconds, the unit init systems' timers are written in.
-pub(crate) fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// Where a target keeps a tunnel's files, computed from the name alone so `uninstall` and

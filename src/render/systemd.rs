@@ -6,9 +6,10 @@ use std::time::Duration;
 use tera::{Context, Tera};
 
 use super::{
-    CredentialPaths, Deps, RenderOptions, Rendered, RenderedFile, ceil_secs, path_str,
+    CredentialPaths, RenderOptions, Rendered, RenderedFile, path_str, service_ssh_argv,
     watchdog_args,
 };
+use crate::duration::ceil_secs;
 use crate::escape;
 use crate::model::Tunnel;
 use crate::target::Target;
@@ -41,7 +42,6 @@ pub fn render(
     tunnel: &Tunnel,
     target: Target,
     options: &RenderOptions,
-    deps: &Deps,
 ) -> Result<Rendered, String> {
     let system = target == Target::Systemd;
     let watchdog = path_str(&options.watchdog, "--watchdog")?;
@@ -68,7 +68,7 @@ pub fn render(
         tunnel,
         None,
         None,
-        (deps.ssh_argv)(tunnel, creds),
+        service_ssh_argv(tunnel, creds),
     ));
 
     let description = match &tunnel.user {

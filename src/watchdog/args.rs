@@ -4,9 +4,90 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::duration::parse_duration;
+use crate::duration::{format_duration, parse_duration};
+use crate::model::{Backoff, Probe};
 
-pub const USAGE: &str = "\
+/// One option of the watchdog. [`OPTIONS`] is the one list: the parser accepts exactly
+/// these, and `--help` ([`usage`]) and the man page (`tunnelctl generate man`) are
+/// written from it.
+pub struct OptionDoc {
+    pub long: &'static str,
+    pub value: &'static str,
+    /// The default as the user would write it, from `model`'s defaults (a value such
+    /// as `10s`, or words such as "the ssh host"; empty: none to name).
+    pub default: fn() -> String,
+    pub help: &'static str,
+}
+
+/// The watchdog's options, in `--help` order.
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc {
+        long: "name",
+        value: "NAME",
+        default: || "the ssh host".into(),
+        help: "tunnel name for logs, STATUS= and the state file",
+    },
+    OptionDoc {
+        long: "probe-interval",
+        value: "DUR",
+        default: || format_duration(Probe::default().interval),
+        help: "time between probe rounds while they pass; a failed round is confirmed after \
+               200 ms, so a dead tunnel is declared within interval + failures × timeout",
+    },
+    OptionDoc {
+        long: "probe-timeout",
+        value: "DUR",
+        default: || format_duration(Probe::default().timeout),
+        help: "a probe round that takes longer fails; the alive check of ssh itself gets at \
+               most 2 s of it",
+    },
+    OptionDoc {
+        long: "probe-failures",
+        value: "N",
+        default: || Probe::default().failures.to_string(),
+        help: "consecutive failed rounds that declare the tunnel dead",
+    },
+    OptionDoc {
+        long: "backoff-initial",
+        value: "DUR",
+        default: || format_duration(Backoff::default().initial),
+        help: "first wait after a failure; none when the tunnel had passed probes for \
+               max(probe interval, backoff initial) before it failed; after ssh got no \
+               greeting, ssh starts once the server greets (checked every 1s)",
+    },
+    OptionDoc {
+        long: "backoff-max",
+        value: "DUR",
+        default: || format_duration(Backoff::default().max),
+        help: "cap of the wait, and the uptime that resets it; a server that does not greet \
+               still gets ssh this often",
+    },
+    OptionDoc {
+        long: "state-dir",
+        value: "DIR",
+        default: || {
+            "$STATE_DIRECTORY, $RUNTIME_DIRECTORY, /run/tunnelctl/NAME or a per-user path".into()
+        },
+        help: "state file and control socket",
+    },
+    OptionDoc {
+        long: "log-file",
+        value: "FILE",
+        default: String::new,
+        help: "append log lines here instead of stderr",
+    },
+    OptionDoc {
+        long: "args-file",
+        value: "FILE",
+        default: String::new,
+        help: "read the arguments from FILE, one per line (# comments)",
+    },
+];
+
+/// What `tunnel-watchdog --help` prints.
+pub fn usage() -> String {
+    let mut out = String::from(
+        "\
 usage: tunnel-watchdog [OPTIONS] -- ssh [SSH ARGS...] HOST
        tunnel-watchdog --args-file FILE
 
@@ -15,31 +96,52 @@ tells the init system (sd_notify READY=1/WATCHDOG=1/STATUS= under systemd; the e
 code elsewhere).
 
 options (durations: 500ms, 15s, 5m, 1h):
-  --name NAME             tunnel name for logs, STATUS= and the state file (default: the ssh host)
-  --probe-interval DUR    time between probe rounds while they pass; a failed round is
-                          confirmed after 200 ms (default 10s)
-  --probe-timeout DUR     a probe round that takes longer fails (default 5s)
-  --probe-failures N      consecutive failed rounds that declare the tunnel dead (default 2)
-  --backoff-initial DUR   first wait after a failure (default 2s; none when the tunnel
-                          was up for a probe interval before it failed); after ssh got
-                          no greeting, ssh starts once the server greets (checked every 1s)
-  --backoff-max DUR       cap of the wait, and the uptime that resets it (default 5m);
-                          a server that does not greet still gets ssh this often
-  --state-dir DIR         state file and control socket (default $STATE_DIRECTORY,
-                          $RUNTIME_DIRECTORY, /run/tunnelctl/NAME or a per-user path)
-  --log-file FILE         append log lines here instead of stderr
-  --args-file FILE        read the arguments from FILE, one per line (# comments)
-  -h, --help              this text
+",
+    );
+    for o in OPTIONS {
+        let default = (o.default)();
+        let text = match default.chars().next() {
+            None => o.help.to_string(),
+            Some(c) if c.is_ascii_lowercase() => format!("{} (default: {default})", o.help),
+            Some(_) => format!("{} (default {default})", o.help),
+        };
+        let flag = format!("--{} {}", o.long, o.value);
+        out.push_str(&format!("  {flag:<24}"));
+        out.push_str(&wrap(&text, 66).join(&format!("\n{:26}", "")));
+        out.push('\n');
+    }
+    out.push_str(
+        "  -h, --help              this text
   -V, --version           the version
 
 signals: SIGHUP/SIGUSR1 reconnect now (skip the back-off); SIGTERM/SIGINT stop.
 exit codes: 0 stopped; 1 tunnel failed (restart me); 2 usage error;
             3 authentication or host key refused (restart, the back-off is at its max).
-";
+",
+    );
+    out
+}
+
+/// Greedy word wrap at `width` characters.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().expect("one line at least");
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
+}
 
 /// One forward of the ssh command line, as the probe sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Forward {
+pub enum SshForward {
     /// `-L [bind:]port:host:hostport`: our listener, then the target via the server.
     Local {
         bind: String,
@@ -67,43 +169,43 @@ pub enum Forward {
     },
 }
 
-impl Forward {
+impl SshForward {
     /// Whether probing this forward opens a channel that the server must answer.
     pub fn crosses_server(&self) -> bool {
         matches!(
             self,
-            Forward::Local { .. } | Forward::Remote { .. } | Forward::RemoteDynamic { .. }
+            SshForward::Local { .. } | SshForward::Remote { .. } | SshForward::RemoteDynamic { .. }
         )
     }
 
     /// `-R 1234:127.0.0.1:22` as the user wrote it, for log lines.
     pub fn describe(&self) -> String {
         match self {
-            Forward::Local {
+            SshForward::Local {
                 bind,
                 port,
                 host,
                 host_port,
             } => format!("-L {bind}:{port}:{host}:{host_port}"),
-            Forward::Remote {
+            SshForward::Remote {
                 bind: None,
                 port,
                 host,
                 host_port,
             } => format!("-R {port}:{host}:{host_port}"),
-            Forward::Remote {
+            SshForward::Remote {
                 bind: Some(b),
                 port,
                 host,
                 host_port,
             } => format!("-R {b}:{port}:{host}:{host_port}"),
-            Forward::RemoteDynamic { bind: None, port } => format!("-R {port}"),
-            Forward::RemoteDynamic {
+            SshForward::RemoteDynamic { bind: None, port } => format!("-R {port}"),
+            SshForward::RemoteDynamic {
                 bind: Some(b),
                 port,
             } => format!("-R {b}:{port}"),
-            Forward::Dynamic { bind, port } => format!("-D {bind}:{port}"),
-            Forward::Unprobed { flag, spec, .. } => format!("-{flag} {spec}"),
+            SshForward::Dynamic { bind, port } => format!("-D {bind}:{port}"),
+            SshForward::Unprobed { flag, spec, .. } => format!("-{flag} {spec}"),
         }
     }
 }
@@ -120,7 +222,7 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
     /// The ssh command line as given (program first), without the watchdog's additions.
     pub ssh: Vec<String>,
-    pub forwards: Vec<Forward>,
+    pub forwards: Vec<SshForward>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -167,13 +269,14 @@ pub fn parse(
         return parse(&from_file, read_file).map_err(|e| format!("{file}: {e}"));
     }
 
+    let (probe, backoff) = (Probe::default(), Backoff::default());
     let mut o = Options {
         name: String::new(),
-        probe_interval: Duration::from_secs(10),
-        probe_timeout: Duration::from_secs(5),
-        probe_failures: 2,
-        backoff_initial: Duration::from_secs(2),
-        backoff_max: Duration::from_secs(300),
+        probe_interval: probe.interval,
+        probe_timeout: probe.timeout,
+        probe_failures: probe.failures,
+        backoff_initial: backoff.initial,
+        backoff_max: backoff.max,
         state_dir: None,
         log_file: None,
         ssh: Vec::new(),
@@ -199,6 +302,9 @@ pub fn parse(
             return Err(format!(
                 "unexpected `{arg}`: put the ssh command after `--` (tunnel-watchdog [OPTIONS] -- ssh ... HOST)"
             ));
+        }
+        if !OPTIONS.iter().any(|o| key[2..] == *o.long) {
+            return Err(format!("unknown option `{key}` (see --help)"));
         }
         let value = match inline {
             Some(v) => v,
@@ -300,7 +406,7 @@ const SSH_OPTS_WITH_ARG: &str = "bceilmopBDEFIJLOPQRSwW";
 
 /// Reads ssh's own options like ssh's getopt does, collecting `-L`/`-R`/`-D` forwards,
 /// and returns the host (the first non-option argument).
-pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<Forward>, Option<String>), String> {
+pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<SshForward>, Option<String>), String> {
     let mut forwards = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -342,7 +448,7 @@ pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<Forward>, Option<String>), 
 /// (see `PORT_HELD_ASK_EVERY`). Only the separate (`-R SPEC`) and glued (`-RSPEC`)
 /// forms are taken out; a forward inside grouped flags (`-NR SPEC`), a SOCKS `-R`, or a
 /// port that no `-R` listens on gives `None`.
-pub fn without_remote_forward(ssh: &[String], port: u16) -> Option<(Vec<String>, Forward)> {
+pub fn without_remote_forward(ssh: &[String], port: u16) -> Option<(Vec<String>, SshForward)> {
     let (program, args) = ssh.split_first()?;
     let mut i = 0;
     while i < args.len() {
@@ -361,7 +467,7 @@ pub fn without_remote_forward(ssh: &[String], port: u16) -> Option<(Vec<String>,
                 continue;
             }
         };
-        if let Ok(forward @ Forward::Remote { port: p, .. }) = parse_forward('R', spec)
+        if let Ok(forward @ SshForward::Remote { port: p, .. }) = parse_forward('R', spec)
             && p == port
         {
             let mut rest = vec![program.clone()];
@@ -399,9 +505,9 @@ fn unbracket(host: &str) -> String {
         .to_string()
 }
 
-pub fn parse_forward(flag: char, spec: &str) -> Result<Forward, String> {
+pub fn parse_forward(flag: char, spec: &str) -> Result<SshForward, String> {
     let unprobed = |why| {
-        Ok(Forward::Unprobed {
+        Ok(SshForward::Unprobed {
             flag,
             spec: spec.to_string(),
             why,
@@ -416,43 +522,43 @@ pub fn parse_forward(flag: char, spec: &str) -> Result<Forward, String> {
             .map_err(|_| format!("ssh -{flag} {spec}: `{p}` is not a port number"))
     };
     let forward = match (flag, parts.as_slice()) {
-        ('L', [p, h, hp]) => Forward::Local {
+        ('L', [p, h, hp]) => SshForward::Local {
             bind: "localhost".into(),
             port: port(p)?,
             host: unbracket(h),
             host_port: port(hp)?,
         },
-        ('L', [b, p, h, hp]) => Forward::Local {
+        ('L', [b, p, h, hp]) => SshForward::Local {
             bind: unbracket(b),
             port: port(p)?,
             host: unbracket(h),
             host_port: port(hp)?,
         },
-        ('R', [p]) => Forward::RemoteDynamic {
+        ('R', [p]) => SshForward::RemoteDynamic {
             bind: None,
             port: port(p)?,
         },
-        ('R', [b, p]) => Forward::RemoteDynamic {
+        ('R', [b, p]) => SshForward::RemoteDynamic {
             bind: Some(unbracket(b)),
             port: port(p)?,
         },
-        ('R', [p, h, hp]) => Forward::Remote {
+        ('R', [p, h, hp]) => SshForward::Remote {
             bind: None,
             port: port(p)?,
             host: unbracket(h),
             host_port: port(hp)?,
         },
-        ('R', [b, p, h, hp]) => Forward::Remote {
+        ('R', [b, p, h, hp]) => SshForward::Remote {
             bind: Some(unbracket(b)),
             port: port(p)?,
             host: unbracket(h),
             host_port: port(hp)?,
         },
-        ('D', [p]) => Forward::Dynamic {
+        ('D', [p]) => SshForward::Dynamic {
             bind: "localhost".into(),
             port: port(p)?,
         },
-        ('D', [b, p]) => Forward::Dynamic {
+        ('D', [b, p]) => SshForward::Dynamic {
             bind: unbracket(b),
             port: port(p)?,
         },
@@ -463,7 +569,7 @@ pub fn parse_forward(flag: char, spec: &str) -> Result<Forward, String> {
         }
     };
     match &forward {
-        Forward::Remote { port: 0, .. } | Forward::RemoteDynamic { port: 0, .. } => {
+        SshForward::Remote { port: 0, .. } | SshForward::RemoteDynamic { port: 0, .. } => {
             unprobed("a server-allocated port (0) cannot be probed")
         }
         _ => Ok(forward),
@@ -518,6 +624,53 @@ mod tests {
         }
     }
 
+    /// The table is what the parser accepts and what `--help` shows, with the defaults
+    /// the parser applies.
+    #[test]
+    fn the_option_table_drives_parser_and_help() {
+        let help = usage();
+        for o in OPTIONS.iter().filter(|o| o.long != "args-file") {
+            let sample = match o.value {
+                "DUR" => "7s",
+                "N" => "3",
+                _ => "/x",
+            };
+            let arg = format!("--{}={sample}", o.long);
+            assert!(
+                parse(&s(&[&arg, "--", "ssh", "h"]), &no_file).is_ok(),
+                "{arg} is in the table but the parser refuses it"
+            );
+            assert!(
+                help.contains(&format!("--{} {}", o.long, o.value)),
+                "{}",
+                o.long
+            );
+        }
+        assert!(parse(&s(&["--bogus=1", "--", "ssh", "h"]), &no_file).is_err());
+        let o = run(&["--", "ssh", "h"]);
+        let defaults = |long: &str| (OPTIONS.iter().find(|o| o.long == long).unwrap().default)();
+        assert_eq!(
+            format_duration(o.probe_interval),
+            defaults("probe-interval")
+        );
+        assert_eq!(format_duration(o.probe_timeout), defaults("probe-timeout"));
+        assert_eq!(o.probe_failures.to_string(), defaults("probe-failures"));
+        assert_eq!(
+            format_duration(o.backoff_initial),
+            defaults("backoff-initial")
+        );
+        assert_eq!(format_duration(o.backoff_max), defaults("backoff-max"));
+        assert!(
+            help.contains("(default 10s)") && help.contains("(default 5m)"),
+            "{help}"
+        );
+        // backoff.rs: a tunnel counts as proven after max(interval, initial).
+        assert!(
+            help.contains("max(probe interval, backoff initial)"),
+            "{help}"
+        );
+    }
+
     #[test]
     fn by_hand_like_autossh() {
         let o = run(&[
@@ -537,7 +690,7 @@ mod tests {
         assert_eq!(o.ssh, s(&["ssh", "-N", "-R", "1234:localhost:22", "host"]));
         assert_eq!(
             o.forwards,
-            vec![Forward::Remote {
+            vec![SshForward::Remote {
                 bind: None,
                 port: 1234,
                 host: "localhost".into(),
@@ -575,7 +728,7 @@ mod tests {
         assert_eq!(f.len(), 7, "{f:?}"); // the -L after the host is a remote command word
         assert_eq!(
             f[0],
-            Forward::Local {
+            SshForward::Local {
                 bind: "localhost".into(),
                 port: 8080,
                 host: "web".into(),
@@ -584,7 +737,7 @@ mod tests {
         );
         assert_eq!(
             f[1],
-            Forward::Local {
+            SshForward::Local {
                 bind: "::1".into(),
                 port: 8081,
                 host: "db".into(),
@@ -593,7 +746,7 @@ mod tests {
         );
         assert_eq!(
             f[2],
-            Forward::Remote {
+            SshForward::Remote {
                 bind: Some("*".into()),
                 port: 9000,
                 host: "127.0.0.1".into(),
@@ -602,20 +755,20 @@ mod tests {
         );
         assert_eq!(
             f[3],
-            Forward::RemoteDynamic {
+            SshForward::RemoteDynamic {
                 bind: None,
                 port: 9100
             }
         );
         assert_eq!(
             f[4],
-            Forward::Dynamic {
+            SshForward::Dynamic {
                 bind: "localhost".into(),
                 port: 1080
             }
         );
-        assert!(matches!(f[5], Forward::Unprobed { flag: 'L', .. }));
-        assert!(matches!(f[6], Forward::Unprobed { flag: 'R', .. }));
+        assert!(matches!(f[5], SshForward::Unprobed { flag: 'L', .. }));
+        assert!(matches!(f[6], SshForward::Unprobed { flag: 'R', .. }));
         assert!(
             scan_ssh_args(&s(&["-L", "nonsense", "h"]))
                 .unwrap_err()

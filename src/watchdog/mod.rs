@@ -38,8 +38,8 @@ use crate::state::State;
 use args::{Options, Parsed};
 use notify::Notifier;
 use signals::Signals;
-use statedir::{name_problem, read_state};
 pub use statedir::{MAX_STATE_FILE, resolve_state_dir};
+use statedir::{name_problem, read_state};
 use supervisor::Watchdog;
 
 pub const EXIT_STOPPED: u8 = 0;
@@ -86,7 +86,7 @@ pub fn main() -> ExitCode {
     };
     match args::parse(&argv, &read_file) {
         Ok(Parsed::Help) => {
-            print!("{}", args::USAGE);
+            print!("{}", args::usage());
             ExitCode::SUCCESS
         }
         Ok(Parsed::Version) => {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::args::{Forward, dial_host};
+use super::args::{SshForward, dial_host};
 use super::mux::{self, MuxConn};
 
 /// SOCKS5: version 5, one method, "no authentication"; a proxy answers `05 00`.
@@ -46,7 +46,7 @@ pub struct RoundOk {
 
 pub struct Prober {
     ctl: PathBuf,
-    forwards: Vec<Forward>,
+    forwards: Vec<SshForward>,
     timeout: Duration,
     alive: Option<MuxConn>,
 }
@@ -96,7 +96,7 @@ impl Io {
 }
 
 /// One check of this round: the alive check, a forward, or the server round trip.
-struct Check {
+struct Pending {
     what: Kind,
     step: Step,
     deadline: Instant,
@@ -118,7 +118,7 @@ enum Moved {
 }
 
 impl Prober {
-    pub fn new(ctl: PathBuf, forwards: Vec<Forward>, timeout: Duration) -> Prober {
+    pub fn new(ctl: PathBuf, forwards: Vec<SshForward>, timeout: Duration) -> Prober {
         Prober {
             ctl,
             forwards,
@@ -141,7 +141,7 @@ impl Prober {
                 checks.push(check);
             }
         }
-        if !self.forwards.iter().any(Forward::crosses_server) {
+        if !self.forwards.iter().any(SshForward::crosses_server) {
             checks.push(self.server_round_trip(deadline)?);
         }
         let (ssh_pid, answered) = self.wait(&mut checks)?;
@@ -159,14 +159,14 @@ impl Prober {
 
     /// Queues an alive check on the persistent connection (made on the first round, or
     /// again after a failed one).
-    fn request_alive_check(&mut self, deadline: Instant) -> Result<Check, String> {
+    fn request_alive_check(&mut self, deadline: Instant) -> Result<Pending, String> {
         let requested = match self.alive.take() {
             Some(conn) => Ok(conn),
             None => MuxConn::connect(&self.ctl),
         }
         .and_then(|mut conn| Ok((conn.request_alive_check()?, conn)));
         match requested {
-            Ok((id, conn)) => Ok(Check {
+            Ok((id, conn)) => Ok(Pending {
                 what: Kind::Alive,
                 step: Step::Alive { conn, id },
                 deadline,
@@ -213,11 +213,11 @@ impl Prober {
     /// answers the SOCKS greeting itself), asks the server for a channel to a port
     /// that is normally closed. Refused or opened, either answer proves the server
     /// session is alive; only silence until the deadline fails.
-    fn server_round_trip(&self, deadline: Instant) -> Result<Check, String> {
+    fn server_round_trip(&self, deadline: Instant) -> Result<Pending, String> {
         let step = self
             .request_channel("127.0.0.1", SERVER_PROBE_PORT, None)
             .map_err(|e| format!("the server did not answer a channel request: {e}"))?;
-        Ok(Check {
+        Ok(Pending {
             what: Kind::ServerRoundTrip,
             step,
             deadline,
@@ -231,7 +231,7 @@ impl Prober {
     /// took ~40 ms instead of ~1 ms).
     fn local_listeners(&self, deadline: Instant) -> Result<(), String> {
         for forward in &self.forwards {
-            if let Forward::Local { bind, port, .. } = forward {
+            if let SshForward::Local { bind, port, .. } = forward {
                 let dial = dial_host(Some(bind));
                 connect_tcp(&dial, *port, deadline).map_err(|e| {
                     format!("{}: local listener {dial}:{port}: {e}", forward.describe())
@@ -241,14 +241,14 @@ impl Prober {
         Ok(())
     }
 
-    fn open(&self, forward: &Forward, deadline: Instant) -> Result<Option<Check>, String> {
+    fn open(&self, forward: &SshForward, deadline: Instant) -> Result<Option<Pending>, String> {
         let what = forward.describe();
         let fail = |e: String| format!("{what}: {e}");
         let step = match forward {
-            Forward::Remote { bind, port, .. } => self
+            SshForward::Remote { bind, port, .. } => self
                 .request_channel(&dial_host(bind.as_deref()), *port, None)
                 .map_err(fail)?,
-            Forward::RemoteDynamic { bind, port } => {
+            SshForward::RemoteDynamic { bind, port } => {
                 // The greeting waits in the channel until ssh takes over our socket.
                 let step = self
                     .request_channel(&dial_host(bind.as_deref()), *port, Some(SOCKS_ACCEPT))
@@ -260,14 +260,14 @@ impl Prober {
                 }
                 step
             }
-            Forward::Local {
+            SshForward::Local {
                 host, host_port, ..
             } => {
                 // The target through the server here; our listener after the answers
                 // (see `local_listeners`).
                 self.request_channel(host, *host_port, None).map_err(fail)?
             }
-            Forward::Dynamic { bind, port } => {
+            SshForward::Dynamic { bind, port } => {
                 let dial = dial_host(Some(bind));
                 let mut local = connect_tcp(&dial, *port, deadline)
                     .map_err(|e| fail(format!("local SOCKS listener {dial}:{port}: {e}")))?;
@@ -281,9 +281,9 @@ impl Prober {
                     quiet_until: None,
                 }
             }
-            Forward::Unprobed { .. } => return Ok(None),
+            SshForward::Unprobed { .. } => return Ok(None),
         };
-        Ok(Some(Check {
+        Ok(Some(Pending {
             what: Kind::Forward(what),
             step,
             deadline,
@@ -293,7 +293,7 @@ impl Prober {
     /// Sleeps in one poll over every check still waiting, until each is answered or one
     /// fails or runs out of time. Returns the alive check's pid and when the last answer
     /// came (a target accepted by silence counts from its channel's opening).
-    fn wait(&mut self, checks: &mut [Check]) -> Result<(u32, Instant), String> {
+    fn wait(&mut self, checks: &mut [Pending]) -> Result<(u32, Instant), String> {
         let mut ssh_pid = 0;
         let mut answered = Instant::now();
         // Bounded: every pass reads something, or the clock runs towards a deadline.
@@ -377,7 +377,7 @@ impl Prober {
     }
 
     /// Reads what arrived for `check` and moves it on.
-    fn step_on(&mut self, check: &mut Check) -> Result<Moved, String> {
+    fn step_on(&mut self, check: &mut Pending) -> Result<Moved, String> {
         let quiet_window = self.quiet_window();
         let step = std::mem::replace(&mut check.step, Step::Done);
         let (step, moved) = match step {
@@ -461,7 +461,7 @@ impl Prober {
         Ok(moved)
     }
 
-    fn timed_out(&self, check: &Check) -> String {
+    fn timed_out(&self, check: &Pending) -> String {
         match check.what {
             Kind::Alive => self.alive_error(std::io::ErrorKind::TimedOut.into()),
             _ => check.fail(format!("no answer within {:?}", self.timeout)),
@@ -469,7 +469,7 @@ impl Prober {
     }
 }
 
-impl Check {
+impl Pending {
     fn fd(&self) -> BorrowedFd<'_> {
         match &self.step {
             Step::Alive { conn, .. } | Step::Opening { conn, .. } => conn.fd(),

@@ -26,7 +26,7 @@ pub const MAX_CONTROL_PATH: usize = 104 - 17 - 1;
 pub const PRIVATE_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
 /// The ssh argv with the control-socket options right after the program name.
-pub fn ssh_argv(ssh: &[String], control_path: &Path) -> Vec<String> {
+pub fn with_control_master(ssh: &[String], control_path: &Path) -> Vec<String> {
     let mut argv = vec![ssh[0].clone()];
     argv.extend([
         "-o".to_string(),
@@ -348,7 +348,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let argv = ssh_argv(&ssh, Path::new("/run/t/ctl"));
+        let argv = with_control_master(&ssh, Path::new("/run/t/ctl"));
         assert_eq!(argv[0], "ssh");
         assert_eq!(
             &argv[1..7],
@@ -362,7 +362,7 @@ mod tests {
             ]
         );
         assert_eq!(&argv[7..], ["-N", "host"]);
-        let argv = ssh_argv(
+        let argv = with_control_master(
             &ssh,
             Path::new("/Users/a/Library/Application Support/t/a%db/ctl"),
         );

@@ -39,7 +39,7 @@ pub enum Family {
 
 /// Where ssh would connect, or why the check would not see what ssh sees.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum Destination {
     Direct {
         host: String,
         port: u16,
@@ -52,51 +52,43 @@ pub enum Target {
 
 /// Reads the address ssh would connect to from `ssh -G` output, or why a check from here
 /// would not follow ssh's path (a proxy, or a bound source address or interface).
-pub fn parse_ssh_g(output: &str) -> Option<Target> {
-    let mut host = None;
-    let mut port = None;
-    let mut family = Family::Any;
-    for line in output.lines() {
-        let Some((key, value)) = line.split_once(' ') else {
-            continue;
-        };
-        let value = value.trim();
-        match key {
-            "hostname" => host = Some(value.to_string()),
-            "port" => port = value.parse().ok(),
-            "addressfamily" if value == "inet" => family = Family::V4,
-            "addressfamily" if value == "inet6" => family = Family::V6,
-            "proxyjump" if value != "none" => {
-                return Some(Target::Unsuitable("it is reached through ProxyJump"));
-            }
-            "proxycommand" if value != "none" => {
-                return Some(Target::Unsuitable("it is reached through ProxyCommand"));
-            }
-            "bindaddress" => {
-                return Some(Target::Unsuitable("ssh binds to a BindAddress"));
-            }
-            "bindinterface" => {
-                return Some(Target::Unsuitable("ssh binds to a BindInterface"));
-            }
-            _ => {}
-        }
+pub fn destination_of(output: &str) -> Option<Destination> {
+    let g = crate::ssh_g::parse_ssh_g(output);
+    let unsuitable = if g.proxy_jump.is_some() {
+        Some("it is reached through ProxyJump")
+    } else if g.proxy_command.is_some() {
+        Some("it is reached through ProxyCommand")
+    } else if g.bind_address.is_some() {
+        Some("ssh binds to a BindAddress")
+    } else if g.bind_interface.is_some() {
+        Some("ssh binds to a BindInterface")
+    } else {
+        None
+    };
+    if let Some(why) = unsuitable {
+        return Some(Destination::Unsuitable(why));
     }
-    Some(Target::Direct {
-        host: host?,
-        port: port?,
+    let family = match g.address_family {
+        Some("inet") => Family::V4,
+        Some("inet6") => Family::V6,
+        _ => Family::Any,
+    };
+    Some(Destination::Direct {
+        host: g.hostname?.to_string(),
+        port: g.port?,
         family,
     })
 }
 
 /// Runs `PROGRAM -G ARGS...` (the tunnel's ssh command line, program first), bounded by
 /// [`CHECK_TIMEOUT`].
-pub fn resolve(ssh: &[String]) -> Result<Target, String> {
+pub fn resolve(ssh: &[String]) -> Result<Destination, String> {
     let (program, args) = ssh.split_first().ok_or("no ssh command")?;
     let mut command = Command::new(program);
     command.arg("-G").args(args);
     let out = run_bounded(&mut command, Instant::now() + CHECK_TIMEOUT)
         .map_err(|e| format!("{program} -G {e}"))?;
-    parse_ssh_g(&out).ok_or_else(|| format!("{program} -G printed no hostname/port"))
+    destination_of(&out).ok_or_else(|| format!("{program} -G printed no hostname/port"))
 }
 
 /// The standard output of a short-lived helper (`ssh -G`, `getent`), which must exit
@@ -379,8 +371,8 @@ mod tests {
         let plain =
             "user root\nhostname 127.0.0.1\nport 2222\naddressfamily any\nproxyusefdpass no\n";
         assert_eq!(
-            parse_ssh_g(plain),
-            Some(Target::Direct {
+            destination_of(plain),
+            Some(Destination::Direct {
                 host: "127.0.0.1".into(),
                 port: 2222,
                 family: Family::Any,
@@ -388,8 +380,8 @@ mod tests {
         );
         let v6 = "hostname h\nport 22\naddressfamily inet6\n";
         assert!(matches!(
-            parse_ssh_g(v6),
-            Some(Target::Direct {
+            destination_of(v6),
+            Some(Destination::Direct {
                 family: Family::V6,
                 ..
             })
@@ -403,12 +395,12 @@ mod tests {
             ("hostname h\nport 22\nbindaddress 10.0.0.2\n", "BindAddress"),
             ("hostname h\nport 22\nbindinterface wg0\n", "BindInterface"),
         ] {
-            match parse_ssh_g(output) {
-                Some(Target::Unsuitable(reason)) => assert!(reason.contains(why), "{reason}"),
+            match destination_of(output) {
+                Some(Destination::Unsuitable(reason)) => assert!(reason.contains(why), "{reason}"),
                 other => panic!("{why}: {other:?}"),
             }
         }
-        assert_eq!(parse_ssh_g("port 22\n"), None);
+        assert_eq!(destination_of("port 22\n"), None);
     }
 
     #[test]
@@ -422,7 +414,7 @@ mod tests {
         }
         assert_eq!(
             resolve(&args),
-            Ok(Target::Direct {
+            Ok(Destination::Direct {
                 host: "127.0.0.1".into(),
                 port: 2222,
                 family: Family::Any,

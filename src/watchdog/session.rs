@@ -27,7 +27,7 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use super::args::Forward;
+use super::args::SshForward;
 use super::process::SshChild;
 use super::signals::Request;
 use super::ssh_errors::SshError;
@@ -96,13 +96,13 @@ pub(super) struct Session<'a> {
     up_since: Option<Instant>,
     last_ok: Option<Instant>,
     /// Held `-R` forwards not granted yet.
-    missing: Vec<Forward>,
+    missing: Vec<SshForward>,
     /// Asks for the held forwards so far.
     asks: u32,
 }
 
 impl<'a> Session<'a> {
-    pub(super) fn new(w: &'a mut Watchdog, ssh: &'a mut SshChild, held: &[Forward]) -> Self {
+    pub(super) fn new(w: &'a mut Watchdog, ssh: &'a mut SshChild, held: &[SshForward]) -> Self {
         let prober = probe::Prober::new(w.ctl.clone(), w.o.forwards.clone(), w.o.probe_timeout);
         let spawned = Instant::now();
         Session {
@@ -347,7 +347,7 @@ impl<'a> Session<'a> {
         );
         if !w.ready_sent {
             w.ready_sent = true;
-            w.state.state = Phase::Up;
+            w.state.phase = Phase::Up;
             log::info(&format!(
                 "up: {} forward(s) proven end to end in {} ms",
                 w.o.forwards.len(),
@@ -355,8 +355,8 @@ impl<'a> Session<'a> {
             ));
             w.notify(&["READY=1", &status, "WATCHDOG=1"]);
         } else {
-            if w.state.state != Phase::Up {
-                w.state.state = Phase::Up;
+            if w.state.phase != Phase::Up {
+                w.state.phase = Phase::Up;
                 log::info("probes pass again");
             }
             w.notify_status(&status);

@@ -1,5 +1,7 @@
-//! Recognises the ssh client's stderr lines that explain a failure, so the watchdog can
-//! report them plainly and choose a back-off (permanent errors wait the maximum).
+//! The failures the ssh client's stderr explains, so the watchdog can report them
+//! plainly and choose a back-off (permanent errors wait the maximum).
+
+use crate::ssh_stderr::Said;
 
 /// What went wrong, as far as ssh's own words tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,79 +73,30 @@ impl SshError {
     }
 }
 
-/// Classifies one stderr line of ssh, or `None` for lines that explain nothing.
+/// The failure one stderr line of ssh explains, or `None` for lines that explain
+/// nothing (the wording is [`crate::ssh_stderr`]'s).
 pub fn classify(line: &str) -> Option<SshError> {
-    if line.contains("Permission denied (publickey")
-        || line.contains("Too many authentication failures")
-    {
-        return Some(SshError::AuthRefused);
-    }
-    if line.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-        || (line.contains("Host key for ") && line.contains("has changed"))
-    {
-        return Some(SshError::HostKeyChanged);
-    }
-    if (line.starts_with("No ") && line.contains(" host key is known for"))
-        || line.contains("Host key verification failed")
-    {
-        return Some(SshError::HostKeyUnknown);
-    }
-    if let Some(rest) = line
-        .split("remote port forwarding failed for listen port ")
-        .nth(1)
-    {
-        let port = leading_number(rest)?;
-        return Some(SshError::RemotePortRefused { port });
-    }
-    if line.contains("Address already in use") && line.starts_with("bind") {
-        // "bind [127.0.0.1]:8080: Address already in use"
-        let port = line
-            .split("]:")
-            .nth(1)
-            .and_then(leading_number)
-            .or_else(|| {
-                line.split(':')
-                    .nth(1)
-                    .and_then(|p| leading_number(p.trim()))
-            });
-        return Some(SshError::LocalPortBusy { port });
-    }
-    if line.contains("Could not request local forwarding") {
-        return Some(SshError::LocalPortBusy { port: None });
-    }
-    if line.contains("Could not resolve hostname") {
-        return Some(SshError::ResolveFailed);
-    }
-    if line.contains("Connection refused") && line.contains("connect to host") {
-        return Some(SshError::ConnectionRefused);
-    }
-    // Checked before the plain time-out: the TCP connect itself succeeded here.
-    if line.contains("timed out during banner exchange") {
-        return Some(SshError::BannerTimedOut);
-    }
-    if line.contains("connect to host")
-        && (line.contains("No route to host") || line.contains("Network is unreachable"))
-    {
-        return Some(SshError::Unreachable);
-    }
-    if line.contains("Connection timed out") || line.contains("Operation timed out") {
-        return Some(SshError::ConnectionTimedOut);
-    }
-    None
-}
-
-fn leading_number(text: &str) -> Option<u16> {
-    let digits: String = text.chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok()
+    Some(match crate::ssh_stderr::classify(line)? {
+        Said::AuthRefused => SshError::AuthRefused,
+        Said::HostKeyChanged => SshError::HostKeyChanged,
+        Said::HostKeyUnknown | Said::HostKeyVerificationFailed => SshError::HostKeyUnknown,
+        Said::RemoteForwardFailed { port } => SshError::RemotePortRefused { port },
+        Said::LocalBindFailed { port, in_use: true } => SshError::LocalPortBusy { port },
+        Said::LocalForwardFailed => SshError::LocalPortBusy { port: None },
+        Said::ResolveFailed => SshError::ResolveFailed,
+        Said::ConnectionRefused => SshError::ConnectionRefused,
+        Said::ConnectionTimedOut => SshError::ConnectionTimedOut,
+        Said::Unreachable => SshError::Unreachable,
+        Said::BannerTimedOut => SshError::BannerTimedOut,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // OpenSSH 9.2p1 wording. Seen here in real runs: "Permission denied (publickey)"
-    // and "remote port forwarding failed for listen port" (tests/watchdog.rs); the
-    // others follow the message texts of OpenSSH's sshconnect.c / channels.c.
+    // The wording itself is tested in crate::ssh_stderr; this is the watchdog's reading.
     #[test]
     fn recognises_real_openssh_messages() {
         let cases: &[(&str, SshError)] = &[

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::args::{self, Forward, Options};
+use super::args::{self, Options, SshForward};
 use super::notify::Notifier;
 use super::process::{self, SshChild};
 use super::session::Session;
@@ -90,7 +90,7 @@ impl Watchdog {
         // The ssh arguments of the next attempt, and the -R forwards taken out of them
         // because the server held their ports: asked for through the control socket.
         let mut ssh_args = self.o.ssh.clone();
-        let mut held: Vec<Forward> = Vec::new();
+        let mut held: Vec<SshForward> = Vec::new();
         // Bounded: each pass exits, was asked to reconnect by a signal, or took one more
         // -R forward out of `ssh_args`.
         loop {
@@ -144,8 +144,8 @@ impl Watchdog {
                         self.o.backoff_initial,
                         self.o.backoff_max,
                     );
-                    self.state.network_error = no_greeting;
-                    self.state.state = Phase::Failed;
+                    self.state.no_greeting = no_greeting;
+                    self.state.phase = Phase::Failed;
                     self.state.ssh_pid = 0;
                     self.state.connected_since = 0;
                     self.state.last_error = reason.clone();
@@ -163,7 +163,7 @@ impl Watchdog {
     }
 
     fn stopped(&mut self) -> u8 {
-        self.state.state = Phase::Stopped;
+        self.state.phase = Phase::Stopped;
         self.state.ssh_pid = 0;
         self.state.connected_since = 0;
         self.state.backoff_until = 0;
@@ -221,7 +221,7 @@ impl Watchdog {
             }
             None => started + wait,
         };
-        self.state.state = Phase::BackingOff;
+        self.state.phase = Phase::BackingOff;
         self.state.backoff_until =
             log::now_secs() + until.saturating_duration_since(started).as_secs();
         self.save();
@@ -316,12 +316,14 @@ impl Watchdog {
     /// retry would not fare better for it), and only where a TCP connect from here takes
     /// ssh's path.
     fn greeting_target(&self) -> Option<(String, u16, reachability::Family)> {
-        if !self.state.network_error {
+        if !self.state.no_greeting {
             return None;
         }
         match reachability::resolve(&self.o.ssh) {
-            Ok(reachability::Target::Direct { host, port, family }) => Some((host, port, family)),
-            Ok(reachability::Target::Unsuitable(why)) => {
+            Ok(reachability::Destination::Direct { host, port, family }) => {
+                Some((host, port, family))
+            }
+            Ok(reachability::Destination::Unsuitable(why)) => {
                 log::info(&format!(
                     "not checking whether the server answers during the back-off: {why}"
                 ));
@@ -337,8 +339,8 @@ impl Watchdog {
     }
 
     /// One `MUX_C_OPEN_FWD` for a held `-R` forward, bounded by the probe timeout.
-    pub(super) fn ask_for_forward(&self, forward: &Forward) -> Result<(), String> {
-        let Forward::Remote {
+    pub(super) fn ask_for_forward(&self, forward: &SshForward) -> Result<(), String> {
+        let SshForward::Remote {
             bind,
             port,
             host,
@@ -362,13 +364,13 @@ impl Watchdog {
     fn connect_and_watch(
         &mut self,
         ssh_args: &[String],
-        held: &[Forward],
+        held: &[SshForward],
     ) -> (Outcome, Option<Duration>) {
         // A socket left by a killed ssh would make the new one refuse to listen.
         let _ = std::fs::remove_file(&self.ctl);
-        let argv = process::ssh_argv(ssh_args, &self.ctl);
+        let argv = process::with_control_master(ssh_args, &self.ctl);
         self.state.restarts += 1;
-        self.state.state = Phase::Connecting;
+        self.state.phase = Phase::Connecting;
         let attempt = self.state.consecutive_failures + 1;
         let mut ssh = match SshChild::spawn(&argv) {
             Ok(s) => s,
@@ -387,7 +389,7 @@ impl Watchdog {
         ssh.asked_ports = held
             .iter()
             .filter_map(|f| match f {
-                Forward::Remote { port, .. } => Some(*port),
+                SshForward::Remote { port, .. } => Some(*port),
                 _ => None,
             })
             .collect();
