@@ -630,3 +630,92 @@ fn real_ssh_reads_back_the_example_argv() {
     assert_eq!(g["userknownhostsfile"], "/run/creds/known_hosts");
     assert_eq!(g["identitiesonly"], "yes");
 }
+
+/// Runs `tunnelctl --config FILE ARGS…`.
+fn tunnelctl(path: &Path, args: &[&str]) -> Run {
+    let out = Command::cargo_bin("tunnelctl")
+        .unwrap()
+        .arg("--config")
+        .arg(path)
+        .args(args)
+        .env_remove("TUNNELCTL_CONFIG")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn durations_and_counts_beyond_what_ssh_and_systemd_take_are_refused() {
+    // Passed check once, then panicked in render and in the watchdog (exit 101).
+    expect_error(
+        &format!(
+            "tunnels:\n  a:\n{OK_TUNNEL}    probe: {{ interval: 5124095576030h, failures: 1000 }}\n"
+        ),
+        6,
+        24,
+        &["duration `5124095576030h` is longer than 2147483s"],
+    );
+    // ssh keeps ConnectTimeout in milliseconds in an int.
+    let stderr = expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    connect_timeout: 597h\n"),
+        6,
+        22,
+        &["`597h` is longer than 2147483s"],
+    );
+    assert!(stderr.contains("hint: use at most `596h`"), "{stderr}");
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    keepalive: {{ interval: 2147483001ms }}\n"),
+        6,
+        28,
+        &["longer than 2147483s"],
+    );
+    expect_error(
+        &format!("defaults:\n  backoff: {{ max: 9999h }}\ntunnels:\n  a:\n{OK_TUNNEL}"),
+        2,
+        19,
+        &["longer than 2147483s"],
+    );
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    probe: {{ failures: 1001 }}\n"),
+        6,
+        24,
+        &["`1001` is not a valid count", "from 1 to 1000"],
+    );
+}
+
+#[test]
+fn the_largest_values_check_accepts_render_for_every_target() {
+    let yaml = format!(
+        "tunnels:\n  a:\n{OK_TUNNEL}    probe: {{ interval: 596h, timeout: 2147483s, failures: 1000 }}\n    \
+         backoff: {{ initial: 2147483s, max: 2147483s }}\n    keepalive: {{ interval: 2147483s, count: 1000 }}\n    \
+         connect_timeout: 2147483s\n"
+    );
+    let (_dir, path, run) = check(&yaml);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for target in tunnelctl::target::Target::ALL {
+        let run = tunnelctl(
+            &path,
+            &[
+                "render",
+                "a",
+                "--target",
+                &target.to_string(),
+                "--watchdog",
+                "/usr/bin/tunnel-watchdog",
+            ],
+        );
+        assert_eq!(run.code, 0, "{target}: {}", run.stderr);
+        if matches!(target, tunnelctl::target::Target::Systemd) {
+            // 596h × 1000 + 2147483s + 596h: well inside systemd's u64 microseconds.
+            assert!(
+                run.stdout.contains("WatchdogSec=2149893083s"),
+                "{}",
+                run.stdout
+            );
+        }
+    }
+}

@@ -9,6 +9,7 @@ use super::forwards::LocatedForward;
 use super::yaml::{self, Key, Loc, Node, Value};
 use super::{Cx, inittab_id};
 use crate::diagnostic::{Diagnostic, closest};
+use crate::duration::MAX_COUNT;
 use crate::model::Tunnel;
 
 const TUNNEL_KEYS: &[&str] = &[
@@ -267,7 +268,8 @@ impl Cx {
                     if let Some(m) = self.map(value, &["interval", "count"], "in `keepalive`") {
                         p.keepalive_interval =
                             m.get("interval").and_then(|(_, v)| self.duration(v, true));
-                        p.keepalive_count = m.get("count").and_then(|(_, v)| self.count(v, 1000));
+                        p.keepalive_count =
+                            m.get("count").and_then(|(_, v)| self.count(v, MAX_COUNT));
                     }
                 }
                 "probe" => {
@@ -278,7 +280,9 @@ impl Cx {
                             m.get("interval").and_then(|(_, v)| self.duration(v, true));
                         p.probe_timeout =
                             m.get("timeout").and_then(|(_, v)| self.duration(v, true));
-                        p.probe_failures = m.get("failures").and_then(|(_, v)| self.count(v, 1000));
+                        p.probe_failures = m
+                            .get("failures")
+                            .and_then(|(_, v)| self.count(v, MAX_COUNT));
                     }
                 }
                 "backoff" => {

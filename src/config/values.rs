@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::Cx;
 use super::schema::Located;
 use super::yaml::{Key, Loc, Node, Value};
-use crate::duration::parse_duration;
+use crate::duration::{MAX_DURATION, parse_duration, too_long};
 
 /// Length of `tunnel-ESCAPED.service` when the name is escaped as systemd-escape does.
 fn unit_name_len(name: &str) -> usize {
@@ -218,6 +218,14 @@ impl Cx {
                     node.at,
                     format!("duration `{text}` must be longer than zero"),
                     "for example `500ms` or `15s`",
+                );
+                None
+            }
+            Ok(d) if d > MAX_DURATION => {
+                self.error(
+                    node.at,
+                    format!("duration {}", too_long(&text)),
+                    "use at most `596h` (or `2147483s`)",
                 );
                 None
             }

@@ -221,7 +221,7 @@ pub fn watchdog_args(
 
 /// Rounds up to whole seconds, the unit init systems' timers are written in.
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 /// Where a target keeps a tunnel's files, computed from the name alone so `uninstall` and
