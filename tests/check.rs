@@ -719,3 +719,45 @@ fn the_largest_values_check_accepts_render_for_every_target() {
         }
     }
 }
+
+#[test]
+fn options_that_weaken_host_key_checking_or_hide_errors_need_allow_insecure_options() {
+    let cases: &[(&str, &str)] = &[
+        ("GlobalKnownHostsFile: /tmp/keys", "another file"),
+        ("HostKeyAlias: other.example.org", "under another name"),
+        ("VerifyHostKeyDNS: \"yes\"", "DNS"),
+        ("verifyhostkeydns: ask", "DNS"),
+        ("GSSAPIDelegateCredentials: \"yes\"", "Kerberos"),
+        ("LogLevel: QUIET", "hides ssh's errors"),
+    ];
+    for (option, message) in cases {
+        let stderr = expect_error(
+            &format!("tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      {option}\n"),
+            7,
+            7,
+            &["is refused", message],
+        );
+        assert!(stderr.contains("allow_insecure_options: true"), "{stderr}");
+        let (_d, _p, run) = check(&format!(
+            "tunnels:\n  a:\n{OK_TUNNEL}    allow_insecure_options: true\n    ssh_options:\n      {option}\n"
+        ));
+        assert_eq!(run.code, 0, "{option}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("warning: tunnel `a`: insecure ssh option"),
+            "{}",
+            run.stderr
+        );
+    }
+    // Their harmless values stay allowed without the flag.
+    for option in [
+        "VerifyHostKeyDNS: \"no\"",
+        "GSSAPIDelegateCredentials: \"no\"",
+        "LogLevel: ERROR",
+    ] {
+        let (_d, _p, run) = check(&format!(
+            "tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      {option}\n"
+        ));
+        assert_eq!(run.code, 0, "{option}: {}", run.stderr);
+    }
+}

@@ -130,8 +130,9 @@ enum OptionVerdict {
 /// themselves (ssh keeps the first value it sees, so a duplicate would silently lose
 /// or win), what has its own key here, and what breaks the tunnel model (a remote
 /// command, a tty, forking away from the watchdog, tun devices, gateway ports that
-/// bypass `bind:`). Insecure: what turns off host-key checking, runs local commands
-/// or loads code, or hands the server our agent or display.
+/// bypass `bind:`). Insecure: what weakens or turns off host-key checking, runs local
+/// commands or loads code, hands the server our agent, display or Kerberos credentials,
+/// or hides the errors the watchdog classifies (`LogLevel QUIET`).
 fn classify_option(key: &str, value: &str) -> OptionVerdict {
     let k = key.to_ascii_lowercase();
     let v = value.trim().to_ascii_lowercase();
@@ -186,6 +187,23 @@ fn classify_option(key: &str, value: &str) -> OptionVerdict {
         }
         "knownhostscommand" => OptionVerdict::Insecure(
             "it runs a local command to decide which host keys to trust".into(),
+        ),
+        "globalknownhostsfile" => OptionVerdict::Insecure(
+            "it trusts host keys from another file besides `known_hosts`".into(),
+        ),
+        "hostkeyalias" => OptionVerdict::Insecure(
+            "it checks the server's key under another name, so a key pinned for another host passes"
+                .into(),
+        ),
+        "verifyhostkeydns" if v != "no" => OptionVerdict::Insecure(
+            "it trusts host keys from DNS (SSHFP records), only as safe as the resolver".into(),
+        ),
+        "gssapidelegatecredentials" if v != "no" => {
+            OptionVerdict::Insecure("it hands the server your Kerberos credentials".into())
+        }
+        "loglevel" if v == "quiet" => OptionVerdict::Insecure(
+            "it hides ssh's errors, so the watchdog cannot tell a refused key or host key from a network failure"
+                .into(),
         ),
         "pkcs11provider" | "securitykeyprovider" => {
             OptionVerdict::Insecure("it loads a shared library into ssh".into())
