@@ -66,7 +66,14 @@ impl Diagnostic {
                 // Tabs keep their width in the caret line so the caret stays under the value.
                 let text: String = text
                     .chars()
-                    .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+                    .map(|c| {
+                        // A bidi control would reorder the line on the terminal.
+                        if (c.is_control() && c != '\t') || unclean_kind(c).is_some() {
+                            '?'
+                        } else {
+                            c
+                        }
+                    })
                     .collect();
                 let lead: String = text
                     .chars()
@@ -89,6 +96,20 @@ impl Diagnostic {
             let _ = write!(out, "\n  hint: {hint}");
         }
         out
+    }
+}
+
+/// What `c` is if systemd refuses it as "not UTF-8 clean" (a noncharacter: U+FDD0–FDEF,
+/// U+xxFFFE/xxFFFF) or it makes text display other than it runs (a bidirectional
+/// control: U+202A–202E, U+2066–2069, U+200E/200F, U+061C).
+pub fn unclean_kind(c: char) -> Option<&'static str> {
+    let n = u32::from(c);
+    if (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE {
+        Some("a Unicode noncharacter")
+    } else if matches!(n, 0x202A..=0x202E | 0x2066..=0x2069 | 0x200E | 0x200F | 0x061C) {
+        Some("a bidirectional control")
+    } else {
+        None
     }
 }
 

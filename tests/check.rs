@@ -761,3 +761,46 @@ fn options_that_weaken_host_key_checking_or_hide_errors_need_allow_insecure_opti
         assert_eq!(run.code, 0, "{option}: {}", run.stderr);
     }
 }
+
+#[test]
+fn noncharacters_and_bidi_controls_are_refused_in_names_and_values() {
+    // Escapes in double quotes, so this file shows what it tests.
+    expect_error(
+        &format!("tunnels:\n  \"ab\\u202Ecd\":\n{OK_TUNNEL}"),
+        2,
+        3,
+        &[
+            "tunnel name",
+            "U+202E, a bidirectional control, at character 3",
+        ],
+    );
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    identity: \"/k/id\\uFDD0\"\n"),
+        6,
+        15,
+        &["`identity`", "U+FDD0, a Unicode noncharacter"],
+    );
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    known_hosts: \"/k/\\U0001FFFE\"\n"),
+        6,
+        18,
+        &["`known_hosts`", "U+1FFFE, a Unicode noncharacter"],
+    );
+    for c in ["\\u200F", "\\u061C", "\\u2066", "\\uFFFF"] {
+        expect_error(
+            &format!("tunnels:\n  a:\n{OK_TUNNEL}    ssh_options: {{ SetEnv: \"A=1{c}\" }}\n"),
+            6,
+            28,
+            &["ssh option `SetEnv` value", "at character 4"],
+        );
+    }
+    // Written raw, the snippet shows `?` instead: the terminal line is not reordered.
+    let stderr = expect_error(
+        &format!("tunnels:\n  \"x\u{202e}y\":\n{OK_TUNNEL}"),
+        2,
+        3,
+        &["U+202E"],
+    );
+    assert!(!stderr.contains('\u{202e}'), "{stderr}");
+    assert!(stderr.contains("\"x?y\":"), "{stderr}");
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::Cx;
 use super::schema::Located;
 use super::yaml::{Key, Loc, Node, Value};
+use crate::diagnostic::unclean_kind;
 use crate::duration::{MAX_DURATION, parse_duration, too_long};
 
 /// Length of `tunnel-ESCAPED.service` when the name is escaped as systemd-escape does.
@@ -44,6 +45,11 @@ impl Cx {
         } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
             Some(format!(
                 "tunnel name {name:?} contains whitespace or a control character"
+            ))
+        } else if let Some((i, c, kind)) = unclean_char(name) {
+            Some(format!(
+                "tunnel name {name:?} contains U+{:04X}, {kind}, at character {i}",
+                u32::from(c)
             ))
         } else if name.starts_with('-') || name.starts_with('.') {
             Some(format!("tunnel name `{name}` starts with `{}`", &name[..1]))
@@ -85,13 +91,25 @@ impl Cx {
     }
 
     /// A string that reaches ssh's command line: no control characters (one
-    /// argument per line in args files, no header injection in units).
+    /// argument per line in args files, no header injection in units), no
+    /// noncharacters or bidirectional controls (see [`unclean_char`]).
     pub(super) fn no_control(&mut self, at: Loc, value: &str, what: &str) -> bool {
         if value.chars().any(char::is_control) {
             self.error(
                 at,
                 format!("{what} {value:?} contains a control character (newline, tab, …)"),
                 "remove it; values that reach the ssh command line must be one printable line",
+            );
+            return false;
+        }
+        if let Some((i, c, kind)) = unclean_char(value) {
+            self.error(
+                at,
+                format!(
+                    "{what} {value:?} contains U+{:04X}, {kind}, at character {i}",
+                    u32::from(c)
+                ),
+                UNCLEAN_HINT,
             );
             return false;
         }
@@ -300,6 +318,17 @@ impl Cx {
 // ---------------------------------------------------------------------------
 // Pure checks
 
+const UNCLEAN_HINT: &str = "remove it: systemd drops a unit line holding a noncharacter (\"not UTF-8 clean\"), and a bidirectional control makes the text read differently from what runs";
+
+/// The first character (1-based index, the character, what it is) that systemd refuses
+/// or that displays other than it runs: see [`unclean_kind`].
+pub(super) fn unclean_char(value: &str) -> Option<(usize, char, &'static str)> {
+    value
+        .chars()
+        .enumerate()
+        .find_map(|(i, c)| unclean_kind(c).map(|kind| (i + 1, c, kind)))
+}
+
 fn host_hint(value: &str) -> String {
     if let Some((user, _)) = value.split_once('@') {
         format!("put the user in its own key: `user: {user}`")
@@ -417,6 +446,40 @@ mod tests {
             "missing known_hosts warns: {:?}",
             c.warnings
         );
+    }
+
+    #[test]
+    fn unclean_characters_are_found() {
+        assert_eq!(
+            unclean_char("ab\u{202e}c").map(|(i, c, _)| (i, c)),
+            Some((3, '\u{202e}'))
+        );
+        for c in [
+            '\u{fdd0}',
+            '\u{fdef}',
+            '\u{fffe}',
+            '\u{ffff}',
+            '\u{1fffe}',
+            '\u{10ffff}',
+            '\u{202a}',
+            '\u{2069}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{61c}',
+        ] {
+            assert!(unclean_char(&c.to_string()).is_some(), "{c:?}");
+        }
+        for ok in [
+            "café_db",
+            "\u{fdcf}",
+            "\u{fdf0}",
+            "\u{fffd}",
+            "\u{2029}x",
+            "\u{2065}",
+            "日本",
+        ] {
+            assert_eq!(unclean_char(ok), None, "{ok:?}");
+        }
     }
 
     #[test]
