@@ -804,3 +804,44 @@ fn noncharacters_and_bidi_controls_are_refused_in_names_and_values() {
     assert!(!stderr.contains('\u{202e}'), "{stderr}");
     assert!(stderr.contains("\"x?y\":"), "{stderr}");
 }
+
+#[test]
+fn paths_with_dollar_brace_are_refused_and_percent_is_accepted() {
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    identity: ~/.ssh/${{USER}}_key\n"),
+        6,
+        15,
+        &["`identity`", "contains `${`", "no escape"],
+    );
+    let stderr = expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    known_hosts: /etc/${{X}}/kh\n"),
+        6,
+        18,
+        &["`known_hosts`", "contains `${`"],
+    );
+    assert!(
+        stderr.contains("hint: rename the file or directory"),
+        "{stderr}"
+    );
+    expect_error(
+        &format!(
+            "tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      CertificateFile: \"${{HOME}}/c\"\n"
+        ),
+        7,
+        7,
+        &[
+            "ssh option `CertificateFile` is not allowed",
+            "cannot escape",
+        ],
+    );
+    // `%` no longer is refused: the ssh command line writes it as `%%`.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id%d_ed25519");
+    fs::write(&key, "not a real key").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let (_d, _p, run) = check(&format!(
+        "tunnels:\n  a:\n{OK_TUNNEL}    identity: {}\n    ssh_options: {{ IdentityAgent: /run/a%d }}\n",
+        key.display()
+    ));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

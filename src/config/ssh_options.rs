@@ -214,6 +214,11 @@ fn classify_option(key: &str, value: &str) -> OptionVerdict {
         "forwardx11" | "forwardx11trusted" if v != "no" => {
             OptionVerdict::Insecure("it lets the server reach your X display".into())
         }
+        "certificatefile" | "identityagent" if value.contains("${") => refused(
+            "its path contains `${`, which ssh expands from the service's environment (not \
+             yours) and cannot escape",
+            "write the path out in full",
+        ),
         "identityfile" => refused(
             "it comes from `identity`",
             "set `identity: ~/.ssh/id_ed25519`",

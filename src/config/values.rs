@@ -267,16 +267,8 @@ impl Cx {
         if !self.no_control(node.at, &text, &format!("`{what}`")) {
             return None;
         }
-        // ssh expands %-tokens in IdentityFile and UserKnownHostsFile, and splits the
-        // latter at whitespace: refuse both rather than guess at escaping.
-        if text.contains('%') {
-            self.error(
-                node.at,
-                format!("`{what}` {text:?} contains `%`, which ssh would expand as a token"),
-                "rename the file or use a path without `%`",
-            );
-            return None;
-        }
+        // A `%` is fine: the ssh command line writes it as `%%`. ssh splits
+        // UserKnownHostsFile at whitespace, though.
         if what == "known_hosts" && text.chars().any(char::is_whitespace) {
             self.error(
                 node.at,
@@ -308,6 +300,15 @@ impl Cx {
             );
             return None;
         };
+        // After `~/`: a home holding `${` would be expanded as well.
+        if let Some(problem) = env_expansion(&expanded.to_string_lossy()) {
+            self.error(
+                node.at,
+                format!("`{what}` {text:?} {problem}"),
+                ENV_EXPANSION_HINT,
+            );
+            return None;
+        }
         Some(Located {
             value: expanded,
             at: node.at,
@@ -317,6 +318,17 @@ impl Cx {
 
 // ---------------------------------------------------------------------------
 // Pure checks
+
+pub(super) const ENV_EXPANSION_HINT: &str = "rename the file or directory so its path has no `${`, or point at it through a symlink whose path has none";
+
+/// ssh expands `${VAR}` in IdentityFile, UserKnownHostsFile, CertificateFile,
+/// IdentityAgent and ControlPath from its own environment (a service's, not yours), and
+/// has no escape for a literal `${`: such a path can only be refused.
+pub(super) fn env_expansion(path: &str) -> Option<&'static str> {
+    path.contains("${").then_some(
+        "contains `${`, which ssh expands as an environment variable there (it has no escape for it)",
+    )
+}
 
 const UNCLEAN_HINT: &str = "remove it: systemd drops a unit line holding a noncharacter (\"not UTF-8 clean\"), and a bidirectional control makes the text read differently from what runs";
 
