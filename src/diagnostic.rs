@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// One problem at one place in a file. `line`/`column` are 1-based and count
 /// characters; `line == 0` means the problem has no place (an unreadable file).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
     pub line: usize,
     pub column: usize,
@@ -47,7 +47,21 @@ impl Diagnostic {
         self.render_with_prefix(path, source, "warning: ")
     }
 
+    /// [`Diagnostic::render`] (or, with `warning`, [`Diagnostic::render_warning`]) with the
+    /// source already split into lines, so rendering many diagnostics of one file stays
+    /// linear.
+    pub fn render_in(&self, path: &Path, lines: &[&str], warning: bool) -> String {
+        let line = self.line.checked_sub(1).and_then(|i| lines.get(i).copied());
+        self.render_line(path, line, if warning { "warning: " } else { "" })
+    }
+
     fn render_with_prefix(&self, path: &Path, source: &str, prefix: &str) -> String {
+        let line = self.line.checked_sub(1).and_then(|i| source.lines().nth(i));
+        self.render_line(path, line, prefix)
+    }
+
+    /// `line`: the text of line `self.line`, if the source has it.
+    fn render_line(&self, path: &Path, line: Option<&str>, prefix: &str) -> String {
         let mut out = String::new();
         if self.line == 0 {
             let _ = write!(out, "{}: {prefix}{}", path.display(), self.message);
@@ -60,7 +74,7 @@ impl Diagnostic {
                 self.column,
                 self.message
             );
-            if let Some(text) = source.lines().nth(self.line - 1) {
+            if let Some(text) = line {
                 let number = self.line.to_string();
                 let pad = " ".repeat(number.len());
                 // Tabs keep their width in the caret line so the caret stays under the value.
@@ -153,6 +167,24 @@ mod tests {
             text,
             "t.yaml:3:11: port 70000 is outside 1-65535\n 3 |     port: 70000\n   |           ^^^^^\n  hint: use 1-65535"
         );
+    }
+
+    #[test]
+    fn rendering_from_split_lines_is_the_same() {
+        let source = "a: 1\nb: 2\n";
+        let lines: Vec<&str> = source.lines().collect();
+        for d in [
+            Diagnostic::new(2, 4, 1, "m").with_hint("h"),
+            Diagnostic::new(9, 1, 1, "past the end"),
+            Diagnostic::whole_file("w"),
+        ] {
+            let path = Path::new("f");
+            assert_eq!(d.render_in(path, &lines, false), d.render(path, source));
+            assert_eq!(
+                d.render_in(path, &lines, true),
+                d.render_warning(path, source)
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Forwards (`remote`, `local`, `dynamic`) and the listeners they open: two on one
 //! address and port cannot both start.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Cx;
@@ -229,8 +230,11 @@ impl Cx {
         &mut self,
         tunnels: &[(String, Option<String>, Option<u16>, Partial)],
     ) {
-        let mut local: Vec<(String, u16, &str, Loc)> = Vec::new();
-        let mut remote: Vec<(String, String, u16, &str, Loc)> = Vec::new();
+        // Indexed by port (and server): only listeners on the same port can collide, so
+        // 40,000 tunnels are not compared with each other pairwise. Each list keeps file
+        // order, so the first tunnel on a port is the one named.
+        let mut local: HashMap<u16, Vec<(String, &str, Loc)>> = HashMap::new();
+        let mut remote: HashMap<(String, u16), Vec<(String, &str, Loc)>> = HashMap::new();
         for (name, host, ssh_port, partial) in tunnels {
             let Some(forwards) = &partial.forwards else {
                 continue;
@@ -238,9 +242,9 @@ impl Cx {
             for lf in &forwards.value {
                 match &lf.forward {
                     Forward::Local { bind, port, .. } | Forward::Dynamic { bind, port } => {
-                        if let Some((b, _, other, at)) = local
-                            .iter()
-                            .find(|(b, p, ..)| p == port && binds_overlap(b, bind))
+                        let taken = local.entry(*port).or_default();
+                        if let Some((b, other, at)) =
+                            taken.iter().find(|(b, ..)| binds_overlap(b, bind))
                         {
                             self.error(
                                 lf.at,
@@ -248,7 +252,7 @@ impl Cx {
                                 "pick another port, or a different bind address",
                             );
                         } else {
-                            local.push((bind.clone(), *port, name, lf.at));
+                            taken.push((bind.clone(), name, lf.at));
                         }
                     }
                     Forward::Remote { bind, port, .. } => {
@@ -256,16 +260,17 @@ impl Cx {
                         let server =
                             format!("{}:{}", host.to_ascii_lowercase(), ssh_port.unwrap_or(22));
                         let bind = bind.clone().unwrap_or_else(|| "localhost".into());
-                        if let Some((_, b, _, other, at)) = remote.iter().find(|(s, b, p, ..)| {
-                            *s == server && p == port && binds_overlap(b, &bind)
-                        }) {
+                        let taken = remote.entry((server, *port)).or_default();
+                        if let Some((b, other, at)) =
+                            taken.iter().find(|(b, ..)| binds_overlap(b, &bind))
+                        {
                             self.error(
                                 lf.at,
                                 format!("remote port {port} on {} is already forwarded by tunnel `{other}` (line {}, bind {b})", host, at.line),
                                 "the second ssh would fail with \"remote port forwarding failed\"; pick another port",
                             );
                         } else {
-                            remote.push((server, bind, *port, name, lf.at));
+                            taken.push((bind, name, lf.at));
                         }
                     }
                 }

@@ -14,7 +14,9 @@
 //! - `resolve.rs`: defaults merged under each tunnel; stats the identity file
 //! - `ssh_options.rs`: which `ssh_options` are allowed, refused or insecure
 
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, closest};
@@ -75,11 +77,13 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Split once: finding each diagnostic's line anew would be quadratic.
+        let lines: Vec<&str> = self.source.lines().collect();
         for (i, d) in self.diagnostics.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}", d.render(&self.path, &self.source))?;
+            write!(f, "{}", d.render_in(&self.path, &lines, false))?;
         }
         Ok(())
     }
@@ -139,12 +143,13 @@ pub fn load_str(text: &str, path: &Path, home: &Path) -> Result<Config, ConfigEr
     }
     let mut warnings = warnings;
     dedup(&mut warnings);
+    let lines: Vec<&str> = text.lines().collect();
     Ok(Config {
         path: path.to_path_buf(),
         tunnels,
         warnings: warnings
             .iter()
-            .map(|w| w.render_warning(path, text))
+            .map(|w| w.render_in(path, &lines, true))
             .collect(),
     })
 }
@@ -168,16 +173,15 @@ pub fn inittab_id(name: &str) -> String {
     format!("t{}", std::str::from_utf8(&id).expect("ascii"))
 }
 
-fn dedup<T: PartialEq + Clone>(items: &mut Vec<T>) {
-    let mut seen: Vec<T> = Vec::new();
-    items.retain(|d| {
-        if seen.contains(d) {
-            false
-        } else {
-            seen.push(d.clone());
-            true
-        }
-    });
+/// Drops repeats (a problem in `defaults` is found once per tunnel), keeping the first
+/// of each in order. Hashed: 40,000 tunnels' problems are not compared pairwise.
+fn dedup<T: Eq + Hash>(items: &mut Vec<T>) {
+    let keep: Vec<bool> = {
+        let mut seen: HashSet<&T> = HashSet::with_capacity(items.len());
+        items.iter().map(|d| seen.insert(d)).collect()
+    };
+    let mut keep = keep.into_iter();
+    items.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// The checking pass: every problem is pushed here, none stops the walk.
