@@ -286,11 +286,62 @@ const TOKENS: &[&str] = &[
     "StrictHostKeyChecking",
 ];
 
+/// The numbers and durations at and beyond the bounds (`check`'s, parse_duration's).
+const NUMBERS: &[&str] = &[
+    "1",
+    "2",
+    "999",
+    "1000",
+    "1001",
+    "4294967295",
+    "1ms",
+    "2147483s",
+    "2147483001ms",
+    "2147484s",
+    "596h",
+    "597h",
+    "5124095576030h",
+    "18446744073709551615ms",
+];
+
+/// A settings line with boundary values, as a tunnel (4 spaces) or `defaults` (2) has it.
+fn settings_line(rng: &mut Rng) -> String {
+    let v: Vec<&str> = (0..3).map(|_| *rng.pick(NUMBERS)).collect();
+    match rng.below(4) {
+        0 => format!(
+            "probe: {{ interval: {}, timeout: {}, failures: {} }}",
+            v[0], v[1], v[2]
+        ),
+        1 => format!("keepalive: {{ interval: {}, count: {} }}", v[0], v[1]),
+        2 => format!("backoff: {{ initial: {}, max: {} }}", v[0], v[1]),
+        _ => format!("connect_timeout: {}", v[0]),
+    }
+}
+
 fn mutate_config(rng: &mut Rng, seeds: &[String]) -> String {
     let mut text: Vec<char> = rng.pick(seeds).chars().collect();
     for _ in 0..1 + rng.below(4) {
         let at = rng.below(text.len() + 1);
-        match rng.below(8) {
+        match rng.below(9) {
+            // After some line that sets a host (a tunnel) or opens `defaults:`.
+            7 => {
+                let source: String = text.iter().collect();
+                let anchors: Vec<(usize, &str)> = source
+                    .match_indices("\n    host:")
+                    .map(|(i, _)| (i, "    "))
+                    .chain(source.match_indices("defaults:").map(|(i, _)| (i, "  ")))
+                    .collect();
+                if anchors.is_empty() {
+                    continue;
+                }
+                let (i, indent) = *rng.pick(&anchors);
+                let line_end = source[i + 1..]
+                    .find('\n')
+                    .map_or(source.len(), |e| i + 1 + e);
+                let insert = format!("\n{indent}{}", settings_line(rng));
+                let char_at = source[..line_end].chars().count();
+                text.splice(char_at..char_at, insert.chars());
+            }
             // Replace the value after a `: ` on some line with a token or a number.
             0 | 1 => {
                 let line_start = text[..at]
@@ -344,7 +395,8 @@ fn mutate_config(rng: &mut Rng, seeds: &[String]) -> String {
                 let c = char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('\u{fffd}');
                 text.insert(at, c);
             }
-            _ => text.truncate(at),
+            8 => text.truncate(at),
+            _ => {}
         }
     }
     text.into_iter().collect()
