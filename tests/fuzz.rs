@@ -386,10 +386,8 @@ fn mutate_config(rng: &mut Rng, seeds: &[String]) -> String {
                 let to = rng.below(text.len() + 1);
                 text.splice(to..to, chunk);
             }
-            5 => {
-                if at < text.len() {
-                    text[at] = char::from_u32(rng.below(0x80) as u32).unwrap_or('x');
-                }
+            5 if at < text.len() => {
+                text[at] = char::from_u32(rng.below(0x80) as u32).unwrap_or('x');
             }
             6 => {
                 let c = char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('\u{fffd}');

@@ -17,6 +17,9 @@ pub(super) struct LocatedForward {
     pub(super) at: Loc,
 }
 
+/// A listener already taken: (bind address, tunnel name, where its port is written).
+type Listener<'a> = (String, &'a str, Loc);
+
 impl Cx {
     pub(super) fn forwards(
         &mut self,
@@ -233,8 +236,8 @@ impl Cx {
         // Indexed by port (and server): only listeners on the same port can collide, so
         // 40,000 tunnels are not compared with each other pairwise. Each list keeps file
         // order, so the first tunnel on a port is the one named.
-        let mut local: HashMap<u16, Vec<(String, &str, Loc)>> = HashMap::new();
-        let mut remote: HashMap<(String, u16), Vec<(String, &str, Loc)>> = HashMap::new();
+        let mut local: HashMap<u16, Vec<Listener>> = HashMap::new();
+        let mut remote: HashMap<(String, u16), Vec<Listener>> = HashMap::new();
         for (name, host, ssh_port, partial) in tunnels {
             let Some(forwards) = &partial.forwards else {
                 continue;
