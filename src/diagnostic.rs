@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// One problem at one place in a file. `line`/`column` are 1-based and count
 /// characters; `line == 0` means the problem has no place (an unreadable file).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
     pub line: usize,
     pub column: usize,
@@ -47,7 +47,21 @@ impl Diagnostic {
         self.render_with_prefix(path, source, "warning: ")
     }
 
+    /// [`Diagnostic::render`] (or, with `warning`, [`Diagnostic::render_warning`]) with the
+    /// source already split into lines, so rendering many diagnostics of one file stays
+    /// linear.
+    pub fn render_in(&self, path: &Path, lines: &[&str], warning: bool) -> String {
+        let line = self.line.checked_sub(1).and_then(|i| lines.get(i).copied());
+        self.render_line(path, line, if warning { "warning: " } else { "" })
+    }
+
     fn render_with_prefix(&self, path: &Path, source: &str, prefix: &str) -> String {
+        let line = self.line.checked_sub(1).and_then(|i| source.lines().nth(i));
+        self.render_line(path, line, prefix)
+    }
+
+    /// `line`: the text of line `self.line`, if the source has it.
+    fn render_line(&self, path: &Path, line: Option<&str>, prefix: &str) -> String {
         let mut out = String::new();
         if self.line == 0 {
             let _ = write!(out, "{}: {prefix}{}", path.display(), self.message);
@@ -60,13 +74,20 @@ impl Diagnostic {
                 self.column,
                 self.message
             );
-            if let Some(text) = source.lines().nth(self.line - 1) {
+            if let Some(text) = line {
                 let number = self.line.to_string();
                 let pad = " ".repeat(number.len());
                 // Tabs keep their width in the caret line so the caret stays under the value.
                 let text: String = text
                     .chars()
-                    .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+                    .map(|c| {
+                        // A bidi control would reorder the line on the terminal.
+                        if (c.is_control() && c != '\t') || unclean_kind(c).is_some() {
+                            '?'
+                        } else {
+                            c
+                        }
+                    })
                     .collect();
                 let lead: String = text
                     .chars()
@@ -89,6 +110,20 @@ impl Diagnostic {
             let _ = write!(out, "\n  hint: {hint}");
         }
         out
+    }
+}
+
+/// What `c` is if systemd refuses it as "not UTF-8 clean" (a noncharacter: U+FDD0–FDEF,
+/// U+xxFFFE/xxFFFF) or it makes text display other than it runs (a bidirectional
+/// control: U+202A–202E, U+2066–2069, U+200E/200F, U+061C).
+pub fn unclean_kind(c: char) -> Option<&'static str> {
+    let n = u32::from(c);
+    if (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE {
+        Some("a Unicode noncharacter")
+    } else if matches!(n, 0x202A..=0x202E | 0x2066..=0x2069 | 0x200E | 0x200F | 0x061C) {
+        Some("a bidirectional control")
+    } else {
+        None
     }
 }
 
@@ -132,6 +167,24 @@ mod tests {
             text,
             "t.yaml:3:11: port 70000 is outside 1-65535\n 3 |     port: 70000\n   |           ^^^^^\n  hint: use 1-65535"
         );
+    }
+
+    #[test]
+    fn rendering_from_split_lines_is_the_same() {
+        let source = "a: 1\nb: 2\n";
+        let lines: Vec<&str> = source.lines().collect();
+        for d in [
+            Diagnostic::new(2, 4, 1, "m").with_hint("h"),
+            Diagnostic::new(9, 1, 1, "past the end"),
+            Diagnostic::whole_file("w"),
+        ] {
+            let path = Path::new("f");
+            assert_eq!(d.render_in(path, &lines, false), d.render(path, source));
+            assert_eq!(
+                d.render_in(path, &lines, true),
+                d.render_warning(path, source)
+            );
+        }
     }
 
     #[test]

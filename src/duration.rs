@@ -3,6 +3,34 @@
 
 use std::time::Duration;
 
+/// The longest duration tunnels.yaml and tunnel-watchdog accept: 2,147,483 s (24 days
+/// 20 h). ssh keeps `ConnectTimeout` as milliseconds in a C `int` (2^31 − 1 ms), and the
+/// watchdog's `poll` takes the same; below it every value derived from durations
+/// (`WatchdogSec=`, `TimeoutStartSec=`, `EXTEND_TIMEOUT_USEC`, `Instant` arithmetic) fits
+/// with room to spare, so nothing that passes `check` can overflow later.
+pub const MAX_DURATION: Duration = Duration::from_secs(2_147_483);
+
+/// The largest count (`keepalive.count`, `probe.failures`) either side accepts: with
+/// [`MAX_DURATION`] it keeps `interval × failures` far inside systemd's u64 microseconds.
+pub const MAX_COUNT: u32 = 1000;
+
+/// [`parse_duration`], refusing more than [`MAX_DURATION`].
+pub fn parse_bounded(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > MAX_DURATION {
+        return Err(too_long(text.trim()));
+    }
+    Ok(d)
+}
+
+/// Why `text` (a duration over [`MAX_DURATION`]) is refused, and the fix.
+pub fn too_long(text: &str) -> String {
+    format!(
+        "`{text}` is longer than 2147483s (about 24 days), the most tunnelctl accepts: ssh and \
+         the watchdog count it in milliseconds in a 32-bit number"
+    )
+}
+
 /// Parses `500ms`, `15s`, `5m`, `1h` (an integer and one unit; no unit means seconds is
 /// deliberately refused, because `15` could as well mean minutes to a reader).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -70,7 +98,7 @@ pub fn format_human(duration: Duration) -> String {
 
 /// Whole seconds, rounded up: the unit of ssh's time options and of init systems' timers.
 pub fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 #[cfg(test)]
@@ -100,6 +128,19 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(parse_duration("15").unwrap_err().contains("`15s`"));
+    }
+
+    #[test]
+    fn bounded_stops_at_the_limit() {
+        assert_eq!(parse_bounded("2147483s"), Ok(MAX_DURATION));
+        assert_eq!(parse_bounded("596h"), Ok(Duration::from_secs(596 * 3600)));
+        assert!(
+            parse_bounded("2147483001ms")
+                .unwrap_err()
+                .contains("2147483s")
+        );
+        assert!(parse_bounded("5124095576030h").is_err());
+        assert!(parse_bounded("597h").is_err());
     }
 
     #[test]

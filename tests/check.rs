@@ -630,3 +630,218 @@ fn real_ssh_reads_back_the_example_argv() {
     assert_eq!(g["userknownhostsfile"], "/run/creds/known_hosts");
     assert_eq!(g["identitiesonly"], "yes");
 }
+
+/// Runs `tunnelctl --config FILE ARGS…`.
+fn tunnelctl(path: &Path, args: &[&str]) -> Run {
+    let out = Command::cargo_bin("tunnelctl")
+        .unwrap()
+        .arg("--config")
+        .arg(path)
+        .args(args)
+        .env_remove("TUNNELCTL_CONFIG")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn durations_and_counts_beyond_what_ssh_and_systemd_take_are_refused() {
+    // Passed check once, then panicked in render and in the watchdog (exit 101).
+    expect_error(
+        &format!(
+            "tunnels:\n  a:\n{OK_TUNNEL}    probe: {{ interval: 5124095576030h, failures: 1000 }}\n"
+        ),
+        6,
+        24,
+        &["duration `5124095576030h` is longer than 2147483s"],
+    );
+    // ssh keeps ConnectTimeout in milliseconds in an int.
+    let stderr = expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    connect_timeout: 597h\n"),
+        6,
+        22,
+        &["`597h` is longer than 2147483s"],
+    );
+    assert!(stderr.contains("hint: use at most `596h`"), "{stderr}");
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    keepalive: {{ interval: 2147483001ms }}\n"),
+        6,
+        28,
+        &["longer than 2147483s"],
+    );
+    expect_error(
+        &format!("defaults:\n  backoff: {{ max: 9999h }}\ntunnels:\n  a:\n{OK_TUNNEL}"),
+        2,
+        19,
+        &["longer than 2147483s"],
+    );
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    probe: {{ failures: 1001 }}\n"),
+        6,
+        24,
+        &["`1001` is not a valid count", "from 1 to 1000"],
+    );
+}
+
+#[test]
+fn the_largest_values_check_accepts_render_for_every_target() {
+    let yaml = format!(
+        "tunnels:\n  a:\n{OK_TUNNEL}    probe: {{ interval: 596h, timeout: 2147483s, failures: 1000 }}\n    \
+         backoff: {{ initial: 2147483s, max: 2147483s }}\n    keepalive: {{ interval: 2147483s, count: 1000 }}\n    \
+         connect_timeout: 2147483s\n"
+    );
+    let (_dir, path, run) = check(&yaml);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for target in tunnelctl::target::Target::ALL {
+        let run = tunnelctl(
+            &path,
+            &[
+                "render",
+                "a",
+                "--target",
+                &target.to_string(),
+                "--watchdog",
+                "/usr/bin/tunnel-watchdog",
+            ],
+        );
+        assert_eq!(run.code, 0, "{target}: {}", run.stderr);
+        if matches!(target, tunnelctl::target::Target::Systemd) {
+            // 596h × 1000 + 2147483s + 596h: well inside systemd's u64 microseconds.
+            assert!(
+                run.stdout.contains("WatchdogSec=2149893083s"),
+                "{}",
+                run.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn options_that_weaken_host_key_checking_or_hide_errors_need_allow_insecure_options() {
+    let cases: &[(&str, &str)] = &[
+        ("GlobalKnownHostsFile: /tmp/keys", "another file"),
+        ("HostKeyAlias: other.example.org", "under another name"),
+        ("VerifyHostKeyDNS: \"yes\"", "DNS"),
+        ("verifyhostkeydns: ask", "DNS"),
+        ("GSSAPIDelegateCredentials: \"yes\"", "Kerberos"),
+        ("LogLevel: QUIET", "hides ssh's errors"),
+    ];
+    for (option, message) in cases {
+        let stderr = expect_error(
+            &format!("tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      {option}\n"),
+            7,
+            7,
+            &["is refused", message],
+        );
+        assert!(stderr.contains("allow_insecure_options: true"), "{stderr}");
+        let (_d, _p, run) = check(&format!(
+            "tunnels:\n  a:\n{OK_TUNNEL}    allow_insecure_options: true\n    ssh_options:\n      {option}\n"
+        ));
+        assert_eq!(run.code, 0, "{option}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("warning: tunnel `a`: insecure ssh option"),
+            "{}",
+            run.stderr
+        );
+    }
+    // Their harmless values stay allowed without the flag.
+    for option in [
+        "VerifyHostKeyDNS: \"no\"",
+        "GSSAPIDelegateCredentials: \"no\"",
+        "LogLevel: ERROR",
+    ] {
+        let (_d, _p, run) = check(&format!(
+            "tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      {option}\n"
+        ));
+        assert_eq!(run.code, 0, "{option}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn noncharacters_and_bidi_controls_are_refused_in_names_and_values() {
+    // Escapes in double quotes, so this file shows what it tests.
+    expect_error(
+        &format!("tunnels:\n  \"ab\\u202Ecd\":\n{OK_TUNNEL}"),
+        2,
+        3,
+        &[
+            "tunnel name",
+            "U+202E, a bidirectional control, at character 3",
+        ],
+    );
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    identity: \"/k/id\\uFDD0\"\n"),
+        6,
+        15,
+        &["`identity`", "U+FDD0, a Unicode noncharacter"],
+    );
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    known_hosts: \"/k/\\U0001FFFE\"\n"),
+        6,
+        18,
+        &["`known_hosts`", "U+1FFFE, a Unicode noncharacter"],
+    );
+    for c in ["\\u200F", "\\u061C", "\\u2066", "\\uFFFF"] {
+        expect_error(
+            &format!("tunnels:\n  a:\n{OK_TUNNEL}    ssh_options: {{ SetEnv: \"A=1{c}\" }}\n"),
+            6,
+            28,
+            &["ssh option `SetEnv` value", "at character 4"],
+        );
+    }
+    // Written raw, the snippet shows `?` instead: the terminal line is not reordered.
+    let stderr = expect_error(
+        &format!("tunnels:\n  \"x\u{202e}y\":\n{OK_TUNNEL}"),
+        2,
+        3,
+        &["U+202E"],
+    );
+    assert!(!stderr.contains('\u{202e}'), "{stderr}");
+    assert!(stderr.contains("\"x?y\":"), "{stderr}");
+}
+
+#[test]
+fn paths_with_dollar_brace_are_refused_and_percent_is_accepted() {
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    identity: ~/.ssh/${{USER}}_key\n"),
+        6,
+        15,
+        &["`identity`", "contains `${`", "no escape"],
+    );
+    let stderr = expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    known_hosts: /etc/${{X}}/kh\n"),
+        6,
+        18,
+        &["`known_hosts`", "contains `${`"],
+    );
+    assert!(
+        stderr.contains("hint: rename the file or directory"),
+        "{stderr}"
+    );
+    expect_error(
+        &format!(
+            "tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      CertificateFile: \"${{HOME}}/c\"\n"
+        ),
+        7,
+        7,
+        &[
+            "ssh option `CertificateFile` is not allowed",
+            "cannot escape",
+        ],
+    );
+    // `%` no longer is refused: the ssh command line writes it as `%%`.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id%d_ed25519");
+    fs::write(&key, "not a real key").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let (_d, _p, run) = check(&format!(
+        "tunnels:\n  a:\n{OK_TUNNEL}    identity: {}\n    ssh_options: {{ IdentityAgent: /run/a%d }}\n",
+        key.display()
+    ));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

@@ -22,8 +22,11 @@ const USER_TEMPLATE: &str = include_str!("../../units/systemd-user.service.tera"
 /// intervals so a ping sent once per round arrives twice per period.
 pub fn watchdog_sec(tunnel: &Tunnel) -> u64 {
     let p = &tunnel.probe;
-    let declare = p.interval * p.failures + p.timeout + p.interval;
-    ceil_secs(declare.max(p.interval * 2)).max(1)
+    // Saturating: `check` bounds every term far below overflow; this keeps render total.
+    let declare = (p.interval.saturating_mul(p.failures))
+        .saturating_add(p.timeout)
+        .saturating_add(p.interval);
+    ceil_secs(declare.max(p.interval.saturating_mul(2))).max(1)
 }
 
 /// `TimeoutStartSec=`: the longest back-off the watchdog may sleep before connecting, one
@@ -31,10 +34,16 @@ pub fn watchdog_sec(tunnel: &Tunnel) -> u64 {
 /// sends EXTEND_TIMEOUT_USEC while it waits.
 pub fn timeout_start_sec(tunnel: &Tunnel) -> u64 {
     let p = &tunnel.probe;
-    let total = tunnel.backoff.max
-        + tunnel.connect_timeout
-        + (p.interval + p.timeout) * p.failures
-        + Duration::from_secs(10);
+    let total = tunnel
+        .backoff
+        .max
+        .saturating_add(tunnel.connect_timeout)
+        .saturating_add(
+            p.interval
+                .saturating_add(p.timeout)
+                .saturating_mul(p.failures),
+        )
+        .saturating_add(Duration::from_secs(10));
     ceil_secs(total)
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::duration::{format_duration, parse_duration};
+use crate::duration::{MAX_COUNT, format_duration, parse_bounded};
 use crate::model::{Backoff, Probe};
 
 /// One option of the watchdog. [`OPTIONS`] is the one list: the parser accepts exactly
@@ -315,16 +315,21 @@ pub fn parse(
                     .ok_or_else(|| format!("{key} needs a value"))?
             }
         };
-        let duration = |v: &str| parse_duration(v).map_err(|e| format!("{key}: {e}"));
+        // Bounded as `check` bounds them, so no arithmetic on them can overflow.
+        let duration = |v: &str| parse_bounded(v).map_err(|e| format!("{key}: {e}"));
         match key {
             "--name" => o.name = value,
             "--probe-interval" => o.probe_interval = duration(&value)?,
             "--probe-timeout" => o.probe_timeout = duration(&value)?,
-            "--probe-failures" => {
-                o.probe_failures = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    format!("--probe-failures: `{value}` is not a whole number of at least 1")
-                })?
-            }
+            "--probe-failures" => o.probe_failures = value
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_COUNT).contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "--probe-failures: `{value}` is not a whole number from 1 to {MAX_COUNT}"
+                    )
+                })?,
             "--backoff-initial" => o.backoff_initial = duration(&value)?,
             "--backoff-max" => o.backoff_max = duration(&value)?,
             "--state-dir" => o.state_dir = Some(PathBuf::from(value)),
@@ -806,7 +811,15 @@ mod tests {
             (&["ssh", "h"][..], "after `--`"),
             (
                 &["--probe-failures", "0", "--", "ssh", "h"][..],
-                "at least 1",
+                "from 1 to 1000",
+            ),
+            (
+                &["--probe-failures", "1001", "--", "ssh", "h"][..],
+                "from 1 to 1000",
+            ),
+            (
+                &["--probe-interval", "5124095576030h", "--", "ssh", "h"][..],
+                "longer than 2147483s",
             ),
             (
                 &["--args-file", "f", "--name", "x"][..],

@@ -303,7 +303,9 @@ impl Watchdog {
             // Waiting is this process's job, not a hang: keep systemd's watchdog fed.
             self.notify_status(status);
         } else {
-            let budget = left + self.connect_budget() + Duration::from_secs(5);
+            let budget = left
+                .saturating_add(self.connect_budget())
+                .saturating_add(Duration::from_secs(5));
             self.notify(&[
                 &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros()),
                 status,
@@ -356,7 +358,8 @@ impl Watchdog {
 
     /// How long ssh may take from start to a first good probe round.
     pub(super) fn connect_budget(&self) -> Duration {
-        self.interval * self.o.probe_failures + self.o.probe_timeout
+        // Saturating, though the parser's bounds keep it far from overflow.
+        (self.interval.saturating_mul(self.o.probe_failures)).saturating_add(self.o.probe_timeout)
     }
 
     /// Runs ssh with `ssh_args` and asks for the `held` forwards through its control

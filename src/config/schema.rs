@@ -1,0 +1,334 @@
+//! The shape of tunnels.yaml: which keys exist where, and one `Partial` per level
+//! (defaults, each tunnel), parsed but not merged.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::forwards::LocatedForward;
+use super::yaml::{self, Key, Loc, Node, Value};
+use super::{Cx, inittab_id};
+use crate::diagnostic::{Diagnostic, closest};
+use crate::duration::MAX_COUNT;
+use crate::model::Tunnel;
+
+const TUNNEL_KEYS: &[&str] = &[
+    "host",
+    "user",
+    "port",
+    "identity",
+    "known_hosts",
+    "jump",
+    "forwards",
+    "ssh_options",
+    "keepalive",
+    "probe",
+    "backoff",
+    "connect_timeout",
+    "allow_insecure_options",
+];
+pub(super) const FORWARD_KEYS: &[&str] = &["remote", "local", "dynamic", "to", "bind"];
+
+#[derive(Clone, Debug)]
+pub(super) struct Located<T> {
+    pub(super) value: T,
+    pub(super) at: Loc,
+}
+
+/// One level of settings (defaults or a tunnel), parsed but not merged.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Partial {
+    pub(super) host: Option<Located<String>>,
+    pub(super) user: Option<Located<String>>,
+    pub(super) port: Option<u16>,
+    pub(super) identity: Option<Located<PathBuf>>,
+    pub(super) known_hosts: Option<Located<PathBuf>>,
+    pub(super) jump: Option<Located<String>>,
+    pub(super) forwards: Option<Located<Vec<LocatedForward>>>,
+    /// (key, value, key's location, value's location), in file order.
+    pub(super) ssh_options: Vec<(String, String, Loc, Loc)>,
+    pub(super) keepalive_interval: Option<Located<Duration>>,
+    pub(super) keepalive_count: Option<u32>,
+    pub(super) probe_interval: Option<Located<Duration>>,
+    pub(super) probe_timeout: Option<Located<Duration>>,
+    pub(super) probe_failures: Option<u32>,
+    pub(super) backoff_initial: Option<Located<Duration>>,
+    pub(super) backoff_max: Option<Located<Duration>>,
+    pub(super) connect_timeout: Option<Located<Duration>>,
+    pub(super) allow_insecure: Option<Located<bool>>,
+    /// Keys present at this level, valid or not.
+    pub(super) given: Vec<&'static str>,
+}
+
+impl Cx {
+    pub(super) fn document(&mut self, text: &str) -> Vec<Tunnel> {
+        let root: Node = match yaml::parse(text) {
+            Ok(Some(node)) => node,
+            Ok(None) => {
+                self.diagnostics.push(
+                    Diagnostic::whole_file("the configuration is empty")
+                        .with_hint("add a `tunnels:` mapping; see examples/tunnels.yaml"),
+                );
+                return Vec::new();
+            }
+            Err(d) => {
+                self.diagnostics.push(d);
+                return Vec::new();
+            }
+        };
+        if matches!(root.value, Value::Null) {
+            self.diagnostics.push(
+                Diagnostic::whole_file("the configuration is empty")
+                    .with_hint("add a `tunnels:` mapping; see examples/tunnels.yaml"),
+            );
+            return Vec::new();
+        }
+        let Some(top) = self.map(&root, &["defaults", "tunnels"], "at the top level") else {
+            return Vec::new();
+        };
+        let defaults = match top.get("defaults") {
+            Some((_, node)) if matches!(node.value, Value::Null) => Partial::default(),
+            Some((_, node)) => self.partial(node, true),
+            None => Partial::default(),
+        };
+        let Some((tunnels_key, tunnels_node)) = top.get("tunnels") else {
+            self.error(
+                root.at,
+                "no `tunnels:` mapping",
+                "add `tunnels:` with one entry per tunnel; see examples/tunnels.yaml",
+            );
+            return Vec::new();
+        };
+        let Value::Map(entries) = &tunnels_node.value else {
+            let at = if matches!(tunnels_node.value, Value::Null) {
+                tunnels_key.at
+            } else {
+                tunnels_node.at
+            };
+            self.error(
+                at,
+                format!(
+                    "`tunnels` must be a mapping of tunnel names, found {}",
+                    tunnels_node.kind()
+                ),
+                "write `tunnels:` then one indented `NAME:` block per tunnel",
+            );
+            return Vec::new();
+        };
+        if entries.is_empty() {
+            self.error(
+                tunnels_key.at,
+                "no tunnels are defined",
+                "add at least one tunnel under `tunnels:`",
+            );
+        }
+
+        let mut tunnels = Vec::new();
+        let mut for_binds: Vec<(String, Option<String>, Option<u16>, Partial)> = Vec::new();
+        let mut seen: BTreeMap<&str, Loc> = BTreeMap::new();
+        let mut ids: BTreeMap<String, (&str, Loc)> = BTreeMap::new();
+        for (key, node) in entries {
+            if let Some(first) = seen.get(key.text.as_str()) {
+                self.error(
+                    key.at,
+                    format!(
+                        "duplicate tunnel name `{}` (first defined on line {})",
+                        key.text, first.line
+                    ),
+                    "rename one of them; each name becomes its own service",
+                );
+                // Still check its body, so one run shows every problem.
+                self.partial(node, false);
+                continue;
+            }
+            seen.insert(&key.text, key.at);
+            let name_ok = self.tunnel_name(key);
+            if name_ok {
+                let id = inittab_id(&key.text);
+                if let Some((other, at)) = ids.get(&id) {
+                    self.error(
+                        key.at,
+                        format!(
+                            "tunnel `{}` has the same inittab id `{id}` as `{other}` (line {})",
+                            key.text, at.line
+                        ),
+                        "rename one of them (the id is a hash of the name)",
+                    );
+                } else {
+                    ids.insert(id, (&key.text, key.at));
+                }
+            }
+            let partial = self.partial(node, false);
+            if let Some(tunnel) = self.resolve(&key.text, key.at, &partial, &defaults) {
+                tunnels.push(tunnel);
+            }
+            let host = partial.host.as_ref().map(|h| h.value.clone());
+            for_binds.push((
+                key.text.clone(),
+                host,
+                partial.port.or(defaults.port),
+                partial,
+            ));
+        }
+        self.check_binds(&for_binds);
+        tunnels
+    }
+
+    /// Checks that a map has only `allowed` keys (did-you-mean otherwise) and no key twice.
+    pub(super) fn map<'n>(
+        &mut self,
+        node: &'n Node,
+        allowed: &[&str],
+        place: &str,
+    ) -> Option<BTreeMap<String, (&'n Key, &'n Node)>> {
+        let Value::Map(entries) = &node.value else {
+            self.error(
+                node.at,
+                format!("expected a mapping {place}, found {}", node.kind()),
+                format!("valid keys here: {}", allowed.join(", ")),
+            );
+            return None;
+        };
+        let mut out: BTreeMap<String, (&Key, &Node)> = BTreeMap::new();
+        for (key, value) in entries {
+            if !allowed.contains(&key.text.as_str()) {
+                let mut message = format!("unknown key `{}` {place}", key.text);
+                if let Some(guess) = closest(&key.text, allowed.iter().copied()) {
+                    message.push_str(&format!("; did you mean `{guess}`?"));
+                }
+                self.error(
+                    key.at,
+                    message,
+                    format!("valid keys here: {}", allowed.join(", ")),
+                );
+                continue;
+            }
+            if let Some((first, _)) = out.get(&key.text) {
+                let line = first.at.line;
+                self.error(
+                    key.at,
+                    format!("key `{}` given twice (first on line {line})", key.text),
+                    "keep one of them",
+                );
+                continue;
+            }
+            out.insert(key.text.clone(), (key, value));
+        }
+        Some(out)
+    }
+
+    pub(super) fn partial(&mut self, node: &Node, is_defaults: bool) -> Partial {
+        let mut p = Partial::default();
+        let place = if is_defaults {
+            "in `defaults`"
+        } else {
+            "in a tunnel"
+        };
+        let Some(map) = self.map(node, TUNNEL_KEYS, place) else {
+            return p;
+        };
+        for (name, (key, value)) in &map {
+            let name = name.as_str();
+            if let Some(known) = TUNNEL_KEYS.iter().find(|k| **k == name) {
+                p.given.push(known);
+            }
+            if is_defaults && (name == "host" || name == "forwards") {
+                self.error(
+                    key.at,
+                    format!("`{name}` cannot be a default; set it in each tunnel"),
+                    "",
+                );
+                continue;
+            }
+            match name {
+                "host" => {
+                    p.host = self.host_like(value, "host").map(|v| Located {
+                        value: v,
+                        at: value.at,
+                    })
+                }
+                "user" => {
+                    p.user = self.user(value).map(|v| Located {
+                        value: v,
+                        at: value.at,
+                    })
+                }
+                "port" => p.port = self.port(value),
+                "identity" => p.identity = self.path(value, "identity"),
+                "known_hosts" => p.known_hosts = self.path(value, "known_hosts"),
+                "jump" => {
+                    p.jump = self.jump(value).map(|v| Located {
+                        value: v,
+                        at: value.at,
+                    })
+                }
+                "forwards" => p.forwards = self.forwards(key, value),
+                "ssh_options" => p.ssh_options = self.ssh_options(value),
+                "keepalive" => {
+                    if let Some(m) = self.map(value, &["interval", "count"], "in `keepalive`") {
+                        p.keepalive_interval =
+                            m.get("interval").and_then(|(_, v)| self.duration(v, true));
+                        p.keepalive_count =
+                            m.get("count").and_then(|(_, v)| self.count(v, MAX_COUNT));
+                    }
+                }
+                "probe" => {
+                    if let Some(m) =
+                        self.map(value, &["interval", "timeout", "failures"], "in `probe`")
+                    {
+                        p.probe_interval =
+                            m.get("interval").and_then(|(_, v)| self.duration(v, true));
+                        p.probe_timeout =
+                            m.get("timeout").and_then(|(_, v)| self.duration(v, true));
+                        p.probe_failures = m
+                            .get("failures")
+                            .and_then(|(_, v)| self.count(v, MAX_COUNT));
+                    }
+                }
+                "backoff" => {
+                    if let Some(m) = self.map(value, &["initial", "max"], "in `backoff`") {
+                        p.backoff_initial =
+                            m.get("initial").and_then(|(_, v)| self.duration(v, true));
+                        p.backoff_max = m.get("max").and_then(|(_, v)| self.duration(v, true));
+                    }
+                }
+                "connect_timeout" => p.connect_timeout = self.duration(value, true),
+                "allow_insecure_options" => match value.value {
+                    Value::Bool(b) => {
+                        p.allow_insecure = Some(Located {
+                            value: b,
+                            at: value.at,
+                        })
+                    }
+                    _ => self.error(
+                        value.at,
+                        format!(
+                            "`allow_insecure_options` must be true or false, found {}",
+                            value.kind()
+                        ),
+                        "write `allow_insecure_options: true`",
+                    ),
+                },
+                _ => unreachable!("map() filtered unknown keys"),
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::errors;
+
+    #[test]
+    fn unknown_key_has_location_and_suggestion() {
+        let e = errors("tunnels:\n  a:\n    hots: h\n    forwards: [{dynamic: 1}]\n");
+        assert!(
+            e.iter().any(|(l, c, m)| *l == 3
+                && *c == 5
+                && m.contains("`hots`")
+                && m.contains("`host`")),
+            "{e:?}"
+        );
+    }
+}

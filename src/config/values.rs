@@ -1,0 +1,507 @@
+//! One scalar at a time: tunnel names, hosts, users, jump hosts, ports, counts,
+//! durations and paths. Each check reports at the value's position and returns
+//! `None` (or `false`) when the value is refused.
+
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Cx;
+use super::schema::Located;
+use super::yaml::{Key, Loc, Node, Value};
+use crate::diagnostic::unclean_kind;
+use crate::duration::{MAX_DURATION, parse_duration, too_long};
+
+/// Length of `tunnel-ESCAPED.service` when the name is escaped as systemd-escape does.
+fn unit_name_len(name: &str) -> usize {
+    let escaped: usize = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b":_.-".contains(&b) {
+                1
+            } else {
+                4
+            }
+        })
+        .sum();
+    "tunnel-".len() + escaped + ".service".len()
+}
+
+impl Cx {
+    pub(super) fn tunnel_name(&mut self, key: &Key) -> bool {
+        let name = &key.text;
+        let hint = "use 1-64 characters such as letters, digits, `-`, `_`, `.`; no `/`, spaces, quotes, backslashes, `:` or control characters, not starting with `-` or `.`";
+        let problem = if name.is_empty() {
+            Some("a tunnel name may not be empty".to_string())
+        } else if name.chars().count() > 64 {
+            Some(format!(
+                "tunnel name is {} characters long; at most 64 are allowed",
+                name.chars().count()
+            ))
+        } else if name.contains('/') {
+            Some(format!(
+                "tunnel name `{name}` contains `/`, which cannot be part of a unit or file name"
+            ))
+        } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some(format!(
+                "tunnel name {name:?} contains whitespace or a control character"
+            ))
+        } else if let Some((i, c, kind)) = unclean_char(name) {
+            Some(format!(
+                "tunnel name {name:?} contains U+{:04X}, {kind}, at character {i}",
+                u32::from(c)
+            ))
+        } else if name.starts_with('-') || name.starts_with('.') {
+            Some(format!("tunnel name `{name}` starts with `{}`", &name[..1]))
+        } else if let Some(c) = name.chars().find(|c| "\\\"':".contains(*c)) {
+            // systemd's StateDirectory=/RuntimeDirectory= (where the watchdog keeps its
+            // state) cannot carry these, so the name could never become a system unit.
+            Some(format!(
+                "tunnel name `{name}` contains {c:?}, which systemd's StateDirectory= cannot hold"
+            ))
+        } else if unit_name_len(name) > 255 {
+            Some(format!(
+                "tunnel name `{name}` makes a unit name longer than systemd's 255 characters once escaped"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => {
+                self.error(key.at, message, hint);
+                false
+            }
+            None => true,
+        }
+    }
+
+    pub(super) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(_) | Value::Float(_) => node.scalar_text(),
+            _ => {
+                self.error(
+                    node.at,
+                    format!("`{what}` must be a string, found {}", node.kind()),
+                    "",
+                );
+                None
+            }
+        }
+    }
+
+    /// A string that reaches ssh's command line: no control characters (one
+    /// argument per line in args files, no header injection in units), no
+    /// noncharacters or bidirectional controls (see [`unclean_char`]).
+    pub(super) fn no_control(&mut self, at: Loc, value: &str, what: &str) -> bool {
+        if value.chars().any(char::is_control) {
+            self.error(
+                at,
+                format!("{what} {value:?} contains a control character (newline, tab, …)"),
+                "remove it; values that reach the ssh command line must be one printable line",
+            );
+            return false;
+        }
+        if let Some((i, c, kind)) = unclean_char(value) {
+            self.error(
+                at,
+                format!(
+                    "{what} {value:?} contains U+{:04X}, {kind}, at character {i}",
+                    u32::from(c)
+                ),
+                UNCLEAN_HINT,
+            );
+            return false;
+        }
+        true
+    }
+
+    /// host or jump hop: letters, digits, `.`, `-`, `_`, or an IP address. ssh reads a
+    /// leading `-` as an option and ProxyJump pastes hosts into a shell command, so
+    /// nothing else gets through.
+    pub(super) fn host_like(&mut self, node: &Node, what: &str) -> Option<String> {
+        let value = self.string(node, what)?;
+        if !self.no_control(node.at, &value, &format!("`{what}`")) {
+            return None;
+        }
+        if let Err(message) = check_host(&value) {
+            self.error(
+                node.at,
+                format!("`{what}` {value:?} {message}"),
+                host_hint(&value),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    pub(super) fn user(&mut self, node: &Node) -> Option<String> {
+        let value = self.string(node, "user")?;
+        if !self.no_control(node.at, &value, "`user`") {
+            return None;
+        }
+        if let Err(message) = check_user(&value) {
+            self.error(
+                node.at,
+                format!("`user` {value:?} {message}"),
+                "use the login name only, e.g. `user: alice`",
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    pub(super) fn jump(&mut self, node: &Node) -> Option<String> {
+        let value = self.string(node, "jump")?;
+        if !self.no_control(node.at, &value, "`jump`") {
+            return None;
+        }
+        match check_jump(&value) {
+            Ok(()) => Some(value),
+            Err(message) => {
+                self.error(
+                    node.at,
+                    format!("`jump` {value:?}: {message}"),
+                    "write `[user@]host[:port]`, several separated by commas, e.g. `jump: alice@bastion.example.org:2222`",
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn port(&mut self, node: &Node) -> Option<u16> {
+        match node.value {
+            Value::Int(n) if (1..=65535).contains(&n) => Some(n as u16),
+            Value::Int(n) => {
+                self.error(
+                    node.at,
+                    format!("port {n} is outside 1-65535"),
+                    "use a TCP port number from 1 to 65535",
+                );
+                None
+            }
+            _ => {
+                let shown = node
+                    .scalar_text()
+                    .map(|t| format!(" `{t}`"))
+                    .unwrap_or_default();
+                self.error(
+                    node.at,
+                    format!(
+                        "a port must be a number from 1 to 65535, found {}{shown}",
+                        node.kind()
+                    ),
+                    "write the number without quotes, e.g. `22`",
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn count(&mut self, node: &Node, max: u32) -> Option<u32> {
+        match node.value {
+            Value::Int(n) if n >= 1 && n <= i128::from(max) => Some(n as u32),
+            _ => {
+                let shown = node
+                    .scalar_text()
+                    .unwrap_or_else(|| node.kind().to_string());
+                self.error(
+                    node.at,
+                    format!(
+                        "`{shown}` is not a valid count; it must be a whole number from 1 to {max}"
+                    ),
+                    "for example `3`",
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn duration(&mut self, node: &Node, positive: bool) -> Option<Located<Duration>> {
+        let text = match &node.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(_) | Value::Float(_) => node.scalar_text().unwrap_or_default(),
+            _ => {
+                self.error(
+                    node.at,
+                    format!("expected a duration such as `15s`, found {}", node.kind()),
+                    "",
+                );
+                return None;
+            }
+        };
+        match parse_duration(&text) {
+            Ok(d) if positive && d.is_zero() => {
+                self.error(
+                    node.at,
+                    format!("duration `{text}` must be longer than zero"),
+                    "for example `500ms` or `15s`",
+                );
+                None
+            }
+            Ok(d) if d > MAX_DURATION => {
+                self.error(
+                    node.at,
+                    format!("duration {}", too_long(&text)),
+                    "use at most `596h` (or `2147483s`)",
+                );
+                None
+            }
+            Ok(d) => Some(Located {
+                value: d,
+                at: node.at,
+            }),
+            Err(message) => {
+                self.error(
+                    node.at,
+                    format!("bad duration: {message}"),
+                    "durations are a whole number and a unit: `500ms`, `15s`, `5m`, `1h`",
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn path(&mut self, node: &Node, what: &str) -> Option<Located<PathBuf>> {
+        let text = self.string(node, what)?;
+        if !self.no_control(node.at, &text, &format!("`{what}`")) {
+            return None;
+        }
+        // A `%` is fine: the ssh command line writes it as `%%`. ssh splits
+        // UserKnownHostsFile at whitespace, though.
+        if what == "known_hosts" && text.chars().any(char::is_whitespace) {
+            self.error(
+                node.at,
+                format!(
+                    "`known_hosts` {text:?} contains whitespace; ssh would read it as several files"
+                ),
+                "use a path without spaces",
+            );
+            return None;
+        }
+        let expanded = if text == "~" {
+            self.home.clone()
+        } else if let Some(rest) = text.strip_prefix("~/") {
+            self.home.join(rest)
+        } else if text.starts_with('~') {
+            self.error(
+                node.at,
+                format!("`{what}` {text:?}: only `~/` (your own home) is expanded"),
+                "write the absolute path",
+            );
+            return None;
+        } else if text.starts_with('/') {
+            PathBuf::from(&text)
+        } else {
+            self.error(
+                node.at,
+                format!("`{what}` {text:?} is relative; services do not run in this directory"),
+                "write an absolute path or one starting with `~/`",
+            );
+            return None;
+        };
+        // After `~/`: a home holding `${` would be expanded as well.
+        if let Some(problem) = env_expansion(&expanded.to_string_lossy()) {
+            self.error(
+                node.at,
+                format!("`{what}` {text:?} {problem}"),
+                ENV_EXPANSION_HINT,
+            );
+            return None;
+        }
+        Some(Located {
+            value: expanded,
+            at: node.at,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pure checks
+
+pub(super) const ENV_EXPANSION_HINT: &str = "rename the file or directory so its path has no `${`, or point at it through a symlink whose path has none";
+
+/// ssh expands `${VAR}` in IdentityFile, UserKnownHostsFile, CertificateFile,
+/// IdentityAgent and ControlPath from its own environment (a service's, not yours), and
+/// has no escape for a literal `${`: such a path can only be refused.
+pub(super) fn env_expansion(path: &str) -> Option<&'static str> {
+    path.contains("${").then_some(
+        "contains `${`, which ssh expands as an environment variable there (it has no escape for it)",
+    )
+}
+
+const UNCLEAN_HINT: &str = "remove it: systemd drops a unit line holding a noncharacter (\"not UTF-8 clean\"), and a bidirectional control makes the text read differently from what runs";
+
+/// The first character (1-based index, the character, what it is) that systemd refuses
+/// or that displays other than it runs: see [`unclean_kind`].
+pub(super) fn unclean_char(value: &str) -> Option<(usize, char, &'static str)> {
+    value
+        .chars()
+        .enumerate()
+        .find_map(|(i, c)| unclean_kind(c).map(|kind| (i + 1, c, kind)))
+}
+
+fn host_hint(value: &str) -> String {
+    if let Some((user, _)) = value.split_once('@') {
+        format!("put the user in its own key: `user: {user}`")
+    } else if value.contains(':') && value.parse::<Ipv6Addr>().is_err() {
+        "put the port in its own key: `port: 2222`".to_string()
+    } else {
+        "a host is a name such as `server.example.org` or an IP address".to_string()
+    }
+}
+
+/// A DNS name or ssh_config alias: letters, digits, `.`, `-`, `_`, not starting with `-`.
+pub(super) fn check_hostname(value: &str) -> Result<(), String> {
+    check_plain_word(value, " in a host name")
+}
+
+fn check_host(value: &str) -> Result<(), String> {
+    if value.parse::<Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    check_hostname(value)
+}
+
+fn check_user(value: &str) -> Result<(), String> {
+    check_plain_word(value, "")
+}
+
+/// Host and user names reach ssh's command line (and, through ProxyJump, a shell):
+/// only letters, digits, `.`, `-`, `_`, and never a leading `-` (ssh would read an option).
+fn check_plain_word(value: &str, place: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("is empty".into());
+    }
+    if value.starts_with('-') {
+        return Err("starts with `-`, so ssh would read it as an option".into());
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err("contains whitespace".into());
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ".-_".contains(*c)))
+    {
+        return Err(format!(
+            "contains `{c}`; only letters, digits, `.`, `-` and `_` are allowed{place}"
+        ));
+    }
+    Ok(())
+}
+
+/// ProxyJump: `[user@]host[:port]` hops separated by commas. ssh 9.2 builds a shell
+/// command from it, so every piece is held to the strict host/user alphabets.
+fn check_jump(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("is empty".into());
+    }
+    for hop in value.split(',') {
+        let (user, rest) = match hop.rsplit_once('@') {
+            Some((u, r)) => (Some(u), r),
+            None => (None, hop),
+        };
+        if let Some(user) = user {
+            check_user(user).map_err(|m| format!("user `{user}` {m}"))?;
+        }
+        let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+            let (h, tail) = inner
+                .split_once(']')
+                .ok_or_else(|| format!("`{hop}` has an unclosed `[`"))?;
+            h.parse::<Ipv6Addr>()
+                .map_err(|_| format!("`{h}` is not an IPv6 address"))?;
+            match tail {
+                "" => (h, None),
+                t => (
+                    h,
+                    Some(
+                        t.strip_prefix(':')
+                            .ok_or_else(|| format!("unexpected `{t}` after `]`"))?,
+                    ),
+                ),
+            }
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        if !rest.starts_with('[') {
+            check_hostname(host).map_err(|m| format!("host `{host}` {m}"))?;
+        }
+        if let Some(port) = port {
+            match port.parse::<u32>() {
+                Ok(p) if (1..=65535).contains(&p) => {}
+                _ => return Err(format!("port `{port}` is not a number from 1 to 65535")),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::load;
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn tilde_expands_against_home() {
+        let c = load("tunnels:\n  a:\n    host: h\n    known_hosts: ~/.ssh/kh\n    forwards: [{dynamic: 1}]\n").unwrap();
+        assert_eq!(
+            c.tunnels[0].known_hosts.as_deref(),
+            Some(Path::new("/home/u/.ssh/kh"))
+        );
+        assert_eq!(
+            c.warnings.len(),
+            1,
+            "missing known_hosts warns: {:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn unclean_characters_are_found() {
+        assert_eq!(
+            unclean_char("ab\u{202e}c").map(|(i, c, _)| (i, c)),
+            Some((3, '\u{202e}'))
+        );
+        for c in [
+            '\u{fdd0}',
+            '\u{fdef}',
+            '\u{fffe}',
+            '\u{ffff}',
+            '\u{1fffe}',
+            '\u{10ffff}',
+            '\u{202a}',
+            '\u{2069}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{61c}',
+        ] {
+            assert!(unclean_char(&c.to_string()).is_some(), "{c:?}");
+        }
+        for ok in [
+            "café_db",
+            "\u{fdcf}",
+            "\u{fdf0}",
+            "\u{fffd}",
+            "\u{2029}x",
+            "\u{2065}",
+            "日本",
+        ] {
+            assert_eq!(unclean_char(ok), None, "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn jump_and_host_checks() {
+        assert!(check_jump("alice@bastion:2222,b2").is_ok());
+        assert!(check_jump("[::1]:22").is_ok());
+        assert!(check_jump("-oProxyCommand=x").is_err());
+        assert!(check_jump("a;touch /tmp/x").is_err());
+        assert!(check_host("-oProxyCommand=x").is_err());
+        assert!(check_host("::1").is_ok());
+        assert!(check_host("a b").is_err());
+    }
+}
