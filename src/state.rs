@@ -4,7 +4,8 @@
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `state` | `connecting`, `up`, `backing-off`, `failed` or `stopped` |
+//! | `state` | `connecting`, `up`, `degraded` (up, but a forward's target refuses), `backing-off`, `failed` or `stopped` |
+//! | `state_since` | unix seconds when `state` last changed (0: unknown) |
 //! | `pid` | the watchdog's pid |
 //! | `ssh_pid` | the running ssh client's pid (0: none) |
 //! | `connected_since` | unix seconds of the first good probe of this connection (0: not up) |
@@ -12,10 +13,12 @@
 //! | `last_probe_ms` | how long that round took, milliseconds |
 //! | `consecutive_failures` | failed connections in a row (drives the back-off) |
 //! | `restarts` | ssh starts in total |
+//! | `reconnects` | reconnects without a watchdog restart, in total (a signal, a network change, a held `-R` port) |
 //! | `last_error` | one line: why the last connection failed (empty: none) |
 //! | `backoff_until` | unix seconds when the current back-off ends (0: none) |
 //! | `proven` | `1`: this row of failures began when a proven tunnel failed, so its first retry is free (absent: `0`) |
 //! | `no_greeting` | `1`: the last failure was ssh getting no SSH greeting (unresolved, refused, no route, connect or banner time-out), so the back-off waits for the server to greet (absent: `0`) |
+//! | `forward` | one line per forward, in the order of ssh's arguments: `HEALTH SINCE LATENCY_MS SPEC` — HEALTH is `up`, `target-down` (the tunnel carries the channel, the far end refuses), `port-held` (the server refuses the `-R` port), `unproven` (not probed yet on this connection) or `failed`; SINCE unix seconds of the last HEALTH change; LATENCY_MS the last probe's (0: none); SPEC the forward as ssh was given it (`-L 127.0.0.1:8080:intranet:80`), to the end of the line |
 //!
 //! Unknown keys are ignored and missing keys keep their defaults, so the format can grow.
 
@@ -25,6 +28,8 @@ use std::fmt;
 pub enum Phase {
     Connecting,
     Up,
+    /// Up, but at least one forward's target refuses: no restart can help.
+    Degraded,
     BackingOff,
     Failed,
     #[default]
@@ -36,6 +41,7 @@ impl Phase {
         match self {
             Phase::Connecting => "connecting",
             Phase::Up => "up",
+            Phase::Degraded => "degraded",
             Phase::BackingOff => "backing-off",
             Phase::Failed => "failed",
             Phase::Stopped => "stopped",
@@ -46,6 +52,7 @@ impl Phase {
         Some(match text {
             "connecting" => Phase::Connecting,
             "up" => Phase::Up,
+            "degraded" => Phase::Degraded,
             "backing-off" => Phase::BackingOff,
             "failed" => Phase::Failed,
             "stopped" => Phase::Stopped,
@@ -74,6 +81,87 @@ pub struct State {
     pub backoff_until: u64,
     pub proven: bool,
     pub no_greeting: bool,
+    pub state_since: u64,
+    pub reconnects: u64,
+    pub forwards: Vec<ForwardState>,
+}
+
+/// One forward's health, as the last probe rounds saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardHealth {
+    Up,
+    /// The transport and the forward channel work; the far end refuses or resets.
+    TargetDown,
+    /// The server refuses the `-R` port (most likely still held by an old session).
+    PortHeld,
+    /// Not probed yet on this connection.
+    #[default]
+    Unproven,
+    Failed,
+}
+
+impl ForwardHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardHealth::Up => "up",
+            ForwardHealth::TargetDown => "target-down",
+            ForwardHealth::PortHeld => "port-held",
+            ForwardHealth::Unproven => "unproven",
+            ForwardHealth::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ForwardHealth> {
+        Some(match text {
+            "up" => ForwardHealth::Up,
+            "target-down" => ForwardHealth::TargetDown,
+            "port-held" => ForwardHealth::PortHeld,
+            "unproven" => ForwardHealth::Unproven,
+            "failed" => ForwardHealth::Failed,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ForwardHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForwardState {
+    /// The forward as ssh was given it, e.g. `-R 1234:localhost:22`.
+    pub spec: String,
+    pub health: ForwardHealth,
+    /// Unix seconds of the last change of `health`.
+    pub since: u64,
+    /// The last probe's latency, milliseconds (0: none).
+    pub latency_ms: u64,
+}
+
+impl ForwardState {
+    fn to_line(&self) -> String {
+        let spec = self.spec.replace(['\n', '\r'], " ");
+        format!(
+            "forward={} {} {} {spec}\n",
+            self.health, self.since, self.latency_ms
+        )
+    }
+
+    fn parse(value: &str) -> Option<ForwardState> {
+        let mut parts = value.splitn(4, ' ');
+        let health = ForwardHealth::parse(parts.next()?)?;
+        let since = parts.next()?.parse().ok()?;
+        let latency_ms = parts.next()?.parse().ok()?;
+        let spec = parts.next()?.to_string();
+        Some(ForwardState {
+            spec,
+            health,
+            since,
+            latency_ms,
+        })
+    }
 }
 
 impl State {
@@ -83,7 +171,7 @@ impl State {
         format!(
             "state={}\npid={}\nssh_pid={}\nconnected_since={}\nlast_probe_ok={}\nlast_probe_ms={}\n\
              consecutive_failures={}\nrestarts={}\nlast_error={}\nbackoff_until={}\nproven={}\n\
-             no_greeting={}\n",
+             no_greeting={}\nstate_since={}\nreconnects={}\n{}",
             self.phase,
             self.pid,
             self.ssh_pid,
@@ -95,7 +183,13 @@ impl State {
             last_error,
             self.backoff_until,
             u8::from(self.proven),
-            u8::from(self.no_greeting)
+            u8::from(self.no_greeting),
+            self.state_since,
+            self.reconnects,
+            self.forwards
+                .iter()
+                .map(ForwardState::to_line)
+                .collect::<String>()
         )
     }
 
@@ -118,8 +212,9 @@ impl State {
             };
             match key {
                 "state" => {
-                    state.phase = Phase::parse(value)
-                        .ok_or_else(|| bad("connecting, up, backing-off, failed or stopped"))?
+                    state.phase = Phase::parse(value).ok_or_else(|| {
+                        bad("connecting, up, degraded, backing-off, failed or stopped")
+                    })?
                 }
                 "pid" => state.pid = value.parse().map_err(|_| bad("a number"))?,
                 "ssh_pid" => state.ssh_pid = value.parse().map_err(|_| bad("a number"))?,
@@ -146,6 +241,12 @@ impl State {
                 "no_greeting" | "network_error" => {
                     state.no_greeting = flag(value).ok_or_else(|| bad("0 or 1"))?
                 }
+                "state_since" => state.state_since = value.parse().map_err(|_| bad("a number"))?,
+                "reconnects" => state.reconnects = value.parse().map_err(|_| bad("a number"))?,
+                "forward" => state.forwards.push(
+                    ForwardState::parse(value)
+                        .ok_or_else(|| bad("`HEALTH SINCE LATENCY_MS SPEC`"))?,
+                ),
                 _ => {} // newer writer: ignore
             }
         }
@@ -180,6 +281,22 @@ mod tests {
             backoff_until: 1_700_000_200,
             proven: true,
             no_greeting: true,
+            state_since: 1_700_000_050,
+            reconnects: 2,
+            forwards: vec![
+                ForwardState {
+                    spec: "-R 1234:localhost:22".into(),
+                    health: ForwardHealth::TargetDown,
+                    since: 1_700_000_060,
+                    latency_ms: 4,
+                },
+                ForwardState {
+                    spec: "-L 127.0.0.1:8080:intranet:80".into(),
+                    health: ForwardHealth::Up,
+                    since: 1_700_000_070,
+                    latency_ms: 0,
+                },
+            ],
         };
         assert_eq!(State::from_text(&state.to_text()), Ok(state));
     }
@@ -194,6 +311,10 @@ mod tests {
                 .unwrap()
                 .no_greeting
         );
+        let err = State::from_text("forward=up 1 x\n").unwrap_err();
+        assert!(err.contains("forward") && err.contains("HEALTH"), "{err}");
+        let err = State::from_text("forward=sleeping 1 2 -L 1:h:2\n").unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
         let err = State::from_text("proven=yes\n").unwrap_err();
         assert!(err.contains("line 1") && err.contains("0 or 1"), "{err}");
         let err = State::from_text("state=up\nrestarts=many\n").unwrap_err();

@@ -303,6 +303,7 @@ mod tests {
                 backoff_until: 0,
                 proven: false,
                 no_greeting: false,
+                ..State::default()
             }),
             running: true,
             init: None,
