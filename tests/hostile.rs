@@ -773,8 +773,13 @@ fn watchdog_state_dirs_that_others_control_are_refused_never_chmodded() {
     let (uid, gid) = second_user();
     let top = tempfile::tempdir().unwrap();
     fs::set_permissions(top.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    // The second user runs a copy: the build may sit under a 0700 folder (a checkout in
+    // root's home), which that user cannot enter.
+    let watchdog = top.path().join("tunnel-watchdog");
+    fs::copy(bin("tunnel-watchdog"), &watchdog).unwrap();
+    fs::set_permissions(&watchdog, fs::Permissions::from_mode(0o755)).unwrap();
     let run_as_second = |args: &[&str], runtime: &Path| {
-        Command::new(bin("tunnel-watchdog"))
+        Command::new(&watchdog)
             .env_clear()
             .env("XDG_RUNTIME_DIR", runtime)
             .args(args)
@@ -849,7 +854,7 @@ fn watchdog_state_dirs_that_others_control_are_refused_never_chmodded() {
     // A state directory it cannot create (read-only for it) is environmental: exit 1.
     let ro = top.path().join("ro");
     fs::create_dir_all(&ro).unwrap();
-    let out = Command::new(bin("tunnel-watchdog"))
+    let out = Command::new(&watchdog)
         .env_clear()
         .args(["--name", "t", "--state-dir"])
         .arg(ro.join("state"))
