@@ -103,7 +103,12 @@ fn busybox_args_file_runs_a_real_tunnel_with_socks_probe_and_long_state_dir() {
         .find(|t| t.name == "cli-test")
         .expect("tunnel");
     let options = tunnelctl::render::RenderOptions {
-        watchdog: bin().into(),
+        // An inittab line cannot hold a path with a space (a build dir may have one).
+        watchdog: if bin().contains(char::is_whitespace) {
+            common::tunnel_env::inittab_watchdog().into()
+        } else {
+            bin().into()
+        },
         home: dir.path().to_path_buf(),
     };
     let rendered = tunnelctl::render::render(tunnel, Target::Busybox, &options).unwrap();

@@ -44,7 +44,7 @@ pub fn render(
     if watchdog.contains(char::is_whitespace) {
         // init splits the process field at blanks: `/opt/my tools/tunnel-watchdog` would run `/opt/my`.
         return Err(format!(
-            "--watchdog `{watchdog}` contains a space, and init splits the inittab line there;              put the watchdog (or a symlink to it) at a path without spaces, e.g. /usr/local/bin/tunnel-watchdog"
+            "--watchdog `{watchdog}` contains a space, and init splits the inittab line there; put the watchdog (or a symlink to it) at a path without spaces, e.g. /usr/local/bin/tunnel-watchdog"
         ));
     }
     let line = match target {

@@ -110,17 +110,14 @@ impl InittabInit {
             Flavor::Sysv => (sysvinit_binary(), "2"),
             Flavor::Busybox => (super::prereq::which("busybox").expect("busybox"), "init"),
         };
-        let r = root.display();
-        let script = format!(
-            "set -e; \
-             mount -t overlay overlay -o lowerdir=/etc,upperdir={r}/etc,workdir={r}/.overlay-work/etc /etc; \
-             mount -t overlay overlay -o lowerdir=/var,upperdir={r}/var,workdir={r}/.overlay-work/var /var; \
-             mount --bind {r}/run /run; \
-             mount --bind {r}/console /dev/console; \
+        // Paths as positional parameters, quoted: the build directory may hold a space.
+        let script = "set -e; r=$1; init=$2; shift 2; \
+             mount -t overlay overlay -o \"lowerdir=/etc,upperdir=$r/etc,workdir=$r/.overlay-work/etc\" /etc; \
+             mount -t overlay overlay -o \"lowerdir=/var,upperdir=$r/var,workdir=$r/.overlay-work/var\" /var; \
+             mount --bind \"$r/run\" /run; \
+             mount --bind \"$r/console\" /dev/console; \
              mount -t proc proc /proc; \
-             exec {init} {init_args}",
-            init = init_binary.display()
-        );
+             exec \"$init\" \"$@\"";
         let unshare = Command::new("unshare")
             .args([
                 "-m",
@@ -131,8 +128,12 @@ impl InittabInit {
                 "--",
                 "sh",
                 "-c",
-                &script,
+                script,
+                "sh",
             ])
+            .arg(root)
+            .arg(&init_binary)
+            .arg(init_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(
                 std::fs::File::create(root.join("unshare.log")).expect("log"),

@@ -15,6 +15,36 @@ pub const TUNNELCTL: &str = env!("CARGO_BIN_EXE_tunnelctl");
 pub const WATCHDOG: &str = env!("CARGO_BIN_EXE_tunnel-watchdog");
 pub const SSH: &str = "/usr/bin/ssh";
 
+/// The watchdog at a path an inittab line can hold. `install` refuses a path with a
+/// space for inittab/BusyBox (init would split it), and a build directory may have one
+/// (`CARGO_TARGET_DIR="/root/build cache"`): then a copy in a folder of /tmp serves,
+/// made once per test process and removed when it exits.
+pub fn inittab_watchdog() -> &'static str {
+    static STAGED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STAGED.get_or_init(|| {
+        if !WATCHDOG.contains(char::is_whitespace) {
+            return WATCHDOG.to_string();
+        }
+        let dir = PathBuf::from(format!(
+            "/tmp/tunnelctl-test-watchdog.{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("stage dir");
+        let path = dir.join("tunnel-watchdog");
+        std::fs::copy(WATCHDOG, &path).expect("copy the watchdog");
+        extern "C" fn remove_staged() {
+            let _ = std::fs::remove_dir_all(format!(
+                "/tmp/tunnelctl-test-watchdog.{}",
+                std::process::id()
+            ));
+        }
+        // SAFETY: registering a plain function; it runs once at exit.
+        unsafe { nix::libc::atexit(remove_staged) };
+        path.to_str().expect("a UTF-8 path").to_string()
+    })
+}
+
 /// A TCP echo server on 127.0.0.1 (a thread per connection; stopped on drop). It counts
 /// connections so a test can tell probes from its own traffic if it wants to.
 pub struct EchoServer {
@@ -214,7 +244,11 @@ pub fn install(
     root: &Path,
     envs: &[(&str, &Path)],
 ) -> Output {
-    install_with_watchdog(config, name, target, root, envs, WATCHDOG)
+    let watchdog = match target {
+        "inittab" | "busybox" => inittab_watchdog(),
+        _ => WATCHDOG,
+    };
+    install_with_watchdog(config, name, target, root, envs, watchdog)
 }
 
 /// [`install`] with the watchdog at another path (as the init system will see it).
@@ -431,7 +465,7 @@ impl InittabTunnel {
 
     /// Pids of running watchdogs (the init's children running our binary).
     pub fn watchdogs(&self) -> Vec<i32> {
-        children_running(self.init.pid(), WATCHDOG)
+        children_running(self.init.pid(), inittab_watchdog())
     }
 
     /// Waits (bounded) for exactly one watchdog other than `not` and returns it.
