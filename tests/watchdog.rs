@@ -511,33 +511,225 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
     assert!(!target.connections().is_empty() && !local_target.connections().is_empty());
 }
 
+/// A target on a fixed port that can be taken down and brought back (its listener
+/// closed and bound again), like a local sshd or an intranet web server restarting.
+struct Flapping {
+    port: u16,
+    server: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+impl Flapping {
+    fn new() -> Flapping {
+        Flapping {
+            port: free_port(),
+            server: None,
+        }
+    }
+    fn up(&mut self) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("bind target");
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((mut s, _)) => {
+                            let _ = s.write_all(BANNER);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        self.server = Some((stop, thread));
+    }
+    fn down(&mut self) {
+        if let Some((stop, thread)) = self.server.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Flapping {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+impl Wd {
+    fn wait_state(&self, timeout: Duration, state: &str) -> Option<Duration> {
+        let t = Instant::now();
+        wait_until(timeout, || {
+            self.state_value("state").as_deref() == Some(state)
+        })
+        .then(|| t.elapsed())
+    }
+}
+
 #[test]
-fn remote_target_down_is_never_reported_healthy() {
+fn a_target_down_at_start_is_degraded_not_dead() {
     let Some(sshd) = Sshd::start_default("remote_target_down") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let notify = NotifyReceiver::path();
     let dead = free_port(); // nothing listens here
+    let rport = free_port();
     let mut spec =
-        WdSpec::new(&sshd, dir.path()).forward("-R", format!("{}:127.0.0.1:{dead}", free_port()));
+        WdSpec::new(&sshd, dir.path()).forward("-R", format!("{rport}:127.0.0.1:{dead}"));
     spec.notify = Some(&notify);
     let mut wd = spec.spawn();
-    let code = wd.wait_exit(Duration::from_secs(15));
+    // READY=1 once the transport and the forward channel are proven: a start does not
+    // wait for someone else's server. STATUS= says it is degraded and why.
+    let ready = notify
+        .wait_for(Duration::from_secs(15), "READY=1")
+        .unwrap_or_else(|| panic!("no READY; log:\n{}", wd.log()));
+    let status = ready.value("STATUS").unwrap_or_default().to_string();
     eprintln!(
-        "remote target down: watchdog exited {code:?} after {:?}",
-        wd.started.elapsed()
+        "target down at start: READY=1 after {:?}: {status}",
+        ready.at - wd.started
     );
-    assert_eq!(code, Some(1));
-    assert!(
-        notify.first_with("READY=1").is_none(),
-        "READY sent for a dead forward"
+    assert_eq!(
+        status,
+        format!("degraded: -R {rport}:127.0.0.1:{dead}: target refuses (127.0.0.1:{dead})")
     );
-    assert!(notify.first_with("WATCHDOG=1").is_none());
-    let log = wd.log();
+    assert_eq!(wd.state_value("state").as_deref(), Some("degraded"));
     assert!(
-        log.contains("channel closed before the target sent anything"),
-        "{log}"
+        wd.state().contains(&format!("forward=target-down ")),
+        "{}",
+        wd.state()
+    );
+    assert_eq!(wd.child.try_wait().unwrap(), None, "{}", wd.log());
+    assert!(
+        wd.wait_exit(Duration::from_secs(3)).is_none(),
+        "{}",
+        wd.log()
+    );
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
+}
+
+#[test]
+fn a_target_that_goes_down_degrades_the_tunnel_without_a_restart_and_recovers_at_once() {
+    let Some(sshd) = Sshd::start_default("target_down_degraded") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let notify = NotifyReceiver::path();
+    let mut target = Flapping::new();
+    target.up();
+    let (rport, lport) = (free_port(), free_port());
+    let tport = target.port;
+    let metrics = dir.path().join("tunnel.prom");
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{rport}:127.0.0.1:{tport}"))
+        .forward("-L", format!("127.0.0.1:{lport}:127.0.0.1:{tport}"));
+    spec.options.push("--metrics-file".into());
+    spec.options.push(metrics.display().to_string());
+    spec.notify = Some(&notify);
+    let mut wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let ssh = wd.ssh_pid().unwrap();
+    let up_since: u64 = wd.state_value("state_since").unwrap().parse().unwrap();
+    assert!(up_since > 0);
+
+    target.down();
+    let took = wd
+        .wait_state(Duration::from_secs(5), "degraded")
+        .unwrap_or_else(|| panic!("never degraded; log:\n{}", wd.log()));
+    eprintln!("target down: degraded after {took:?}");
+    let status = format!(
+        "STATUS=degraded: -R {rport}:127.0.0.1:{tport}: target refuses (127.0.0.1:{tport}); \
+         -L 127.0.0.1:{lport}:127.0.0.1:{tport}: target refuses (127.0.0.1:{tport})"
+    );
+    assert!(
+        notify.wait_for(Duration::from_secs(3), &status).is_some(),
+        "{:?}",
+        notify.statuses()
+    );
+    let state = wd.state();
+    assert_eq!(state.matches("forward=target-down ").count(), 2, "{state}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("tunnelctl_tunnel_degraded{tunnel=\"test\"} 1"),
+        "{prom}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&metrics).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+    }
+
+    // 30 s degraded: no ssh restart, no exit, systemd's watchdog fed all along.
+    let pings_before = notify
+        .messages()
+        .iter()
+        .filter(|m| m.has("WATCHDOG=1"))
+        .count();
+    let degraded_at = Instant::now();
+    let exited = wd.wait_exit(Duration::from_secs(30));
+    let pings = notify
+        .messages()
+        .iter()
+        .filter(|m| m.has("WATCHDOG=1"))
+        .count()
+        - pings_before;
+    eprintln!(
+        "degraded for {:?}: {pings} WATCHDOG=1, restarts={:?}",
+        degraded_at.elapsed(),
+        wd.state_value("restarts")
+    );
+    assert_eq!(exited, None, "the watchdog exited; log:\n{}", wd.log());
+    assert_eq!(
+        wd.ssh_pid(),
+        Some(ssh),
+        "ssh was replaced; log:\n{}",
+        wd.log()
+    );
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
+    assert_eq!(wd.state_value("state").as_deref(), Some("degraded"));
+    assert!(pings >= 25, "only {pings} WATCHDOG=1 in 30 s");
+    assert_eq!(
+        sshd.log().matches("Accepted publickey").count(),
+        1,
+        "a second login"
+    );
+
+    // Back: up within one probe interval (1 s) plus the round.
+    target.up();
+    let took = wd
+        .wait_state(Duration::from_secs(5), "up")
+        .unwrap_or_else(|| panic!("never up again; log:\n{}", wd.log()));
+    eprintln!("target back: up after {took:?}");
+    assert!(took < Duration::from_millis(1600), "up after {took:?}");
+    assert_eq!(
+        wd.state().matches("forward=up ").count(),
+        2,
+        "{}",
+        wd.state()
+    );
+    assert!(
+        notify
+            .statuses()
+            .last()
+            .is_some_and(|s| s.starts_with("up ")),
+        "{:?}",
+        notify.statuses()
+    );
+    let since: u64 = wd.state_value("state_since").unwrap().parse().unwrap();
+    assert!(
+        since >= up_since + 30,
+        "state_since {since} vs first up {up_since}"
     );
 }
 

@@ -77,6 +77,14 @@ pub const OPTIONS: &[OptionDoc] = &[
         help: "append log lines here instead of stderr",
     },
     OptionDoc {
+        long: "metrics-file",
+        value: "FILE",
+        default: String::new,
+        help: "also write the state as Prometheus text (for node_exporter's textfile \
+               collector) to FILE, replaced atomically whenever the state file changes; \
+               mode 0644",
+    },
+    OptionDoc {
         long: "args-file",
         value: "FILE",
         default: String::new,
@@ -220,6 +228,7 @@ pub struct Options {
     pub backoff_max: Duration,
     pub state_dir: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
+    pub metrics_file: Option<PathBuf>,
     /// The ssh command line as given (program first), without the watchdog's additions.
     pub ssh: Vec<String>,
     pub forwards: Vec<SshForward>,
@@ -279,6 +288,7 @@ pub fn parse(
         backoff_max: backoff.max,
         state_dir: None,
         log_file: None,
+        metrics_file: None,
         ssh: Vec::new(),
         forwards: Vec::new(),
     };
@@ -334,6 +344,7 @@ pub fn parse(
             "--backoff-max" => o.backoff_max = duration(&value)?,
             "--state-dir" => o.state_dir = Some(PathBuf::from(value)),
             "--log-file" => o.log_file = Some(PathBuf::from(value)),
+            "--metrics-file" => o.metrics_file = Some(PathBuf::from(value)),
             "--args-file" => return Err("--args-file must be the only argument".into()),
             _ => return Err(format!("unknown option `{key}` (see --help)")),
         }

@@ -95,6 +95,10 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub struct StderrReport {
     pub errors: Vec<SshError>,
     pub last_line: String,
+    /// What follows `open failed: ` in ssh's `channel N: open failed: …` lines (the
+    /// server's reason, e.g. `connect failed: Connection refused`), until taken: tells
+    /// a `-L` target that refuses from a server that forbids the forward. Bounded.
+    pub open_failures: Vec<String>,
 }
 
 /// A line longer than this is logged in pieces, so a runaway stderr cannot grow memory.
@@ -190,6 +194,12 @@ impl SshChild {
             return;
         }
         let r = &mut self.report;
+        if let Some(crate::ssh_stderr::Said::OpenFailed { reason }) =
+            crate::ssh_stderr::classify(&line)
+            && r.open_failures.len() < 16
+        {
+            r.open_failures.push(reason.to_string());
+        }
         match classify(&line) {
             Some(SshError::RemotePortRefused { port }) if self.asked_ports.contains(&port) => {}
             Some(error) => {
