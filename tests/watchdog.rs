@@ -1179,3 +1179,196 @@ fn passing_rounds_do_not_rewrite_the_state_file_every_time() {
         "the state file was replaced on a probe-only round"
     );
 }
+
+/// The lines an `--on-change` command appended (`OLD NEW` per run).
+fn hook_lines(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn on_change_runs_exactly_once_per_transition_over_ten_flaps() {
+    let Some(sshd) = Sshd::start_default("on_change_flaps") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let mut target = Flapping::new();
+    target.up();
+    let rport = free_port();
+    let mut spec =
+        WdSpec::new(&sshd, dir.path()).forward("-R", format!("{rport}:127.0.0.1:{}", target.port));
+    for word in [
+        "--on-change",
+        "/bin/sh",
+        "--on-change",
+        "-c",
+        "--on-change",
+        "echo \"$TUNNELCTL_TUNNEL $TUNNELCTL_OLD_STATE $TUNNELCTL_NEW_STATE $TUNNELCTL_REASON\" >> \"$0\"",
+        "--on-change",
+    ] {
+        spec.options.push(word.into());
+    }
+    spec.options.push(runs.display().to_string());
+    let mut wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || hook_lines(&runs)
+            .last()
+            .is_some_and(|l| l.starts_with("test connecting up "))),
+        "{:?}\n{}",
+        hook_lines(&runs),
+        wd.log()
+    );
+    let before = hook_lines(&runs).len();
+    let started = Instant::now();
+    for flap in 0..10 {
+        target.down();
+        assert!(
+            wd.wait_state(Duration::from_secs(5), "degraded").is_some(),
+            "flap {flap}: not degraded; log:\n{}",
+            wd.log()
+        );
+        target.up();
+        assert!(
+            wd.wait_state(Duration::from_secs(5), "up").is_some(),
+            "flap {flap}: not up; log:\n{}",
+            wd.log()
+        );
+    }
+    // The last run may still be on its way.
+    wait_until(Duration::from_secs(3), || {
+        hook_lines(&runs).len() >= before + 20
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = hook_lines(&runs);
+    let flaps: Vec<&str> = lines[before..]
+        .iter()
+        .map(|l| {
+            let mut w = l.split(' ');
+            let _ = w.next();
+            match (w.next(), w.next()) {
+                (Some("up"), Some("degraded")) => "down",
+                (Some("degraded"), Some("up")) => "up",
+                _ => "other",
+            }
+        })
+        .collect();
+    eprintln!(
+        "10 flaps in {:?}: {} on-change runs after the first up",
+        started.elapsed(),
+        flaps.len()
+    );
+    assert_eq!(flaps, ["down", "up"].repeat(10), "{lines:#?}");
+    assert!(
+        lines[before].contains(&format!(
+            "-R {rport}:127.0.0.1:{}: target refuses",
+            target.port
+        )),
+        "the reason names the target: {}",
+        lines[before]
+    );
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
+    // Stopping is a change too, told before the watchdog exits.
+    kill(Pid::from_raw(wd.pid()), Signal::SIGTERM).unwrap();
+    assert_eq!(wd.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        hook_lines(&runs)
+            .last()
+            .is_some_and(|l| l.starts_with("test up stopped")),
+        "{:?}",
+        hook_lines(&runs)
+    );
+}
+
+#[test]
+fn a_hanging_on_change_is_killed_at_its_bound_and_the_tunnel_is_unaffected() {
+    let Some(sshd) = Sshd::start_default("on_change_hangs") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let notify = NotifyReceiver::path();
+    let target = TcpTarget::start(Some(BANNER));
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    for word in [
+        "--on-change-timeout",
+        "2s",
+        "--on-change",
+        "/bin/sh",
+        "--on-change",
+        "-c",
+        "--on-change",
+        // A child of its own that hangs too: the whole process group goes.
+        "sleep 1000 & echo $$ $! >> \"$0\"; wait",
+        "--on-change",
+    ] {
+        spec.options.push(word.into());
+    }
+    spec.options.push(pids.display().to_string());
+    spec.notify = Some(&notify);
+    let wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    // Runs queue: stopped->connecting first (it hangs), then connecting->up after it.
+    assert!(
+        wait_until(Duration::from_secs(3), || !hook_lines(&pids).is_empty()),
+        "the hook never ran: {}",
+        wd.log()
+    );
+    let first: Vec<i32> = hook_lines(&pids)[0]
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let pings_before = notify
+        .messages()
+        .iter()
+        .filter(|m| m.has("WATCHDOG=1"))
+        .count();
+    let t = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || first.iter().all(|&p| gone(p))),
+        "the hanging hook {first:?} survived its bound; log:\n{}",
+        wd.log()
+    );
+    let killed_after = t.elapsed();
+    let log = wd.log();
+    assert!(log.contains("killed (its process group)"), "{log}");
+    // The second change's run starts after the first was killed, and hangs as well.
+    assert!(
+        wait_until(Duration::from_secs(3), || hook_lines(&pids).len() >= 2),
+        "{log}"
+    );
+    // Meanwhile the tunnel went on: up, probed, systemd fed.
+    let pings = notify
+        .messages()
+        .iter()
+        .filter(|m| m.has("WATCHDOG=1"))
+        .count()
+        - pings_before;
+    eprintln!(
+        "hanging on-change: gone {killed_after:?} after we saw it; {pings} WATCHDOG=1 meanwhile"
+    );
+    assert_eq!(wd.state_value("state").as_deref(), Some("up"));
+    assert!(pings >= 1, "no WATCHDOG=1 while the hook hung");
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
+    let second: Vec<i32> = hook_lines(&pids)[1]
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    drop(wd);
+    for p in second {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+}

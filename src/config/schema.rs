@@ -26,6 +26,8 @@ const TUNNEL_KEYS: &[&str] = &[
     "backoff",
     "connect_timeout",
     "allow_insecure_options",
+    "metrics_file",
+    "on_change",
 ];
 pub(super) const FORWARD_KEYS: &[&str] = &["remote", "local", "dynamic", "to", "bind"];
 
@@ -56,6 +58,10 @@ pub(super) struct Partial {
     pub(super) backoff_max: Option<Located<Duration>>,
     pub(super) connect_timeout: Option<Located<Duration>>,
     pub(super) allow_insecure: Option<Located<bool>>,
+    /// `metrics_file`: `{name}` is replaced by the tunnel's name when merged.
+    pub(super) metrics_file: Option<Located<PathBuf>>,
+    /// `on_change`: the command's argv.
+    pub(super) on_change: Option<Located<Vec<String>>>,
     /// Keys present at this level, valid or not.
     pub(super) given: Vec<&'static str>,
 }
@@ -309,10 +315,58 @@ impl Cx {
                         "write `allow_insecure_options: true`",
                     ),
                 },
+                "metrics_file" => p.metrics_file = self.path(value, "metrics_file"),
+                "on_change" => p.on_change = self.on_change(value),
                 _ => unreachable!("map() filtered unknown keys"),
             }
         }
         p
+    }
+}
+
+impl Cx {
+    /// `on_change: [/usr/bin/notify-send, tunnel changed]`: an argv, never a shell line;
+    /// the program an absolute path (the service's PATH is not the user's).
+    fn on_change(&mut self, node: &Node) -> Option<Located<Vec<String>>> {
+        let hint =
+            "write a list: `on_change: [/usr/local/bin/tunnel-alert, --to, ops@example.org]`";
+        let Value::Seq(items) = &node.value else {
+            self.error(
+                node.at,
+                format!(
+                    "`on_change` must be a list of words (the command's argv), found {}",
+                    node.kind()
+                ),
+                hint,
+            );
+            return None;
+        };
+        let mut argv = Vec::new();
+        for item in items {
+            let word = self.string(item, "on_change")?;
+            if !self.no_control(item.at, &word, "`on_change`") {
+                return None;
+            }
+            argv.push(word);
+        }
+        match argv.first() {
+            None => {
+                self.error(node.at, "`on_change` is empty", hint);
+                None
+            }
+            Some(program) if !program.starts_with('/') => {
+                self.error(
+                    items[0].at,
+                    format!("`on_change` program {program:?} is not an absolute path; the service does not search your PATH"),
+                    "write the full path, e.g. `/usr/bin/notify-send` (see `command -v`)",
+                );
+                None
+            }
+            Some(_) => Some(Located {
+                value: argv,
+                at: node.at,
+            }),
+        }
     }
 }
 

@@ -190,10 +190,14 @@ impl<'a> Session<'a> {
             if let Some(event) = self.pending_event() {
                 return event;
             }
-            let wake = match self.stage() {
+            let mut wake = match self.stage() {
                 Stage::WaitingForSocket => Instant::now() + SOCKET_LOOK_EVERY,
                 Stage::AskingForHeldPorts | Stage::Probing => self.next_step,
             };
+            // An --on-change run past its bound is killed on time.
+            if let Some(kill_at) = self.w.hook.deadline() {
+                wake = wake.min(kill_at);
+            }
             let sleep = wake.saturating_duration_since(Instant::now());
             request = self.w.signals.wait(sleep, self.ssh.stderr_fd());
         }
@@ -201,6 +205,9 @@ impl<'a> Session<'a> {
 
     /// The first event after `Signal` in the table's order that has already happened.
     fn pending_event(&mut self) -> Option<Event> {
+        // Not an event of the session: --on-change runs are started, reaped and killed
+        // here, after every wake-up (SIGCHLD wakes the poll), never inside a handler.
+        self.w.hook.poll();
         self.ssh.drain_stderr();
         if let Some(status) = self.ssh.try_exit() {
             return Some(Event::SshExited(status));

@@ -20,6 +20,8 @@ use crate::state::{ForwardHealth, ForwardState, Phase, State};
 
 pub(super) struct Watchdog {
     pub(super) o: Options,
+    /// The `--on-change` runs.
+    pub(super) hook: super::hook::Hook,
     pub(super) state_dir: crate::safe_fs::Dir,
     pub(super) ctl: PathBuf,
     pub(super) notifier: Notifier,
@@ -85,7 +87,7 @@ impl Watchdog {
         let old = self.state.phase;
         self.state.phase = phase;
         self.state.state_since = log::now_secs();
-        let _ = (old, reason); // on_change gets (old, new, reason) here
+        self.hook.push(old, phase, reason);
     }
 
     /// One forward's health after a probe (or a new connection); `since` moves only
@@ -138,9 +140,15 @@ impl Watchdog {
     /// Saves after a passing round unless only the probe time/latency moved and the
     /// file was written recently.
     pub(super) fn save_after_probe(&self, before: &State) {
+        // A forward's latency is probe data too; its health and since are not.
+        let mut forwards = before.forwards.clone();
+        for (f, now) in forwards.iter_mut().zip(&self.state.forwards) {
+            f.latency_ms = now.latency_ms;
+        }
         let probe_only = State {
             last_probe_ok: self.state.last_probe_ok,
             last_probe_ms: self.state.last_probe_ms,
+            forwards,
             ..before.clone()
         };
         if probe_only != self.state || self.saved_at.get().elapsed() >= PROBE_ONLY_SAVE_EVERY {
@@ -305,6 +313,10 @@ impl Watchdog {
             };
             self.announce_wait(left, &status);
             let mut sleep = left.min(BACKOFF_REFRESH);
+            self.hook.poll();
+            if let Some(kill_at) = self.hook.deadline() {
+                sleep = sleep.min(kill_at.saturating_duration_since(Instant::now()));
+            }
             if greeting.is_some() {
                 sleep = sleep.min(next_check.saturating_duration_since(Instant::now()));
             }
