@@ -1345,30 +1345,98 @@ fn a_hanging_on_change_is_killed_at_its_bound_and_the_tunnel_is_unaffected() {
     let killed_after = t.elapsed();
     let log = wd.log();
     assert!(log.contains("killed (its process group)"), "{log}");
-    // The second change's run starts after the first was killed, and hangs as well.
+    // The second change's run starts after the first was killed, hangs as well, and is
+    // killed at its bound (2 s) too.
     assert!(
         wait_until(Duration::from_secs(3), || hook_lines(&pids).len() >= 2),
         "{log}"
     );
-    // Meanwhile the tunnel went on: up, probed, systemd fed.
+    let second_seen = Instant::now();
+    let second: Vec<i32> = hook_lines(&pids)[1]
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(5), || second.iter().all(|&p| gone(p))),
+        "the second hanging run {second:?} survived; log:\n{}",
+        wd.log()
+    );
+    let second_lived = second_seen.elapsed();
+    // Meanwhile the tunnel went on: up, probed every second, systemd fed.
     let pings = notify
         .messages()
         .iter()
         .filter(|m| m.has("WATCHDOG=1"))
         .count()
         - pings_before;
+    let window = t.elapsed();
     eprintln!(
-        "hanging on-change: gone {killed_after:?} after we saw it; {pings} WATCHDOG=1 meanwhile"
+        "hanging on-change: first gone {killed_after:?} after we saw it, second lived {second_lived:?} (bound 2 s); {pings} WATCHDOG=1 in {window:?}"
+    );
+    assert!(
+        second_lived >= Duration::from_millis(1500) && second_lived <= Duration::from_millis(3500),
+        "second run lived {second_lived:?}"
     );
     assert_eq!(wd.state_value("state").as_deref(), Some("up"));
-    assert!(pings >= 1, "no WATCHDOG=1 while the hook hung");
+    assert!(
+        pings >= 3,
+        "{pings} WATCHDOG=1 in {window:?} while hooks hung"
+    );
     assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
-    let second: Vec<i32> = hook_lines(&pids)[1]
-        .split(' ')
-        .map(|p| p.parse().unwrap())
-        .collect();
     drop(wd);
     for p in second {
         let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
     }
+}
+
+/// The ControlPath ssh was started with (from its argv).
+fn control_path_of(ssh: i32) -> PathBuf {
+    let cmdline = std::fs::read(format!("/proc/{ssh}/cmdline")).unwrap();
+    cmdline
+        .split(|&b| b == 0)
+        .filter_map(|a| std::str::from_utf8(a).ok())
+        .find_map(|a| a.strip_prefix("ControlPath="))
+        .map(|p| PathBuf::from(p.trim_matches('"').replace("%%", "%")))
+        .expect("ssh has a ControlPath")
+}
+
+#[test]
+fn a_missing_remote_listener_on_the_server_still_restarts() {
+    let Some(sshd) = Sshd::start_default("missing_remote_listener") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let rport = free_port();
+    let spec = format!("{rport}:127.0.0.1:{}", target.port);
+    let mut wd = WdSpec::new(&sshd, dir.path())
+        .forward("-R", spec.clone())
+        .spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let ctl = control_path_of(wd.ssh_pid().unwrap());
+    // The server stops listening (as when a session's listener is gone): the target is
+    // fine, the forward is not. That is a tunnel failure, not a degraded target.
+    let cancel = Command::new("ssh")
+        .arg("-S")
+        .arg(&ctl)
+        .args(["-O", "cancel", "-R", &spec, "127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(cancel.status.success(), "{cancel:?}");
+    let t = Instant::now();
+    let code = wd.wait_exit(Duration::from_secs(10));
+    eprintln!(
+        "-R listener gone: watchdog exited {code:?} after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    let log = wd.log();
+    assert!(log.contains("the -R listener is missing"), "{log}");
+    assert!(!log.contains("degraded"), "{log}");
+    assert!(wd.state().contains("forward=failed "), "{}", wd.state());
 }

@@ -315,7 +315,23 @@ impl Cx {
                         "write `allow_insecure_options: true`",
                     ),
                 },
-                "metrics_file" => p.metrics_file = self.path(value, "metrics_file"),
+                "metrics_file" => {
+                    p.metrics_file = self.path(value, "metrics_file").filter(|l| {
+                        // node_exporter's textfile collector reads `*.prom` only.
+                        let ok = l.value.extension().is_some_and(|e| e == "prom");
+                        if !ok {
+                            self.error(
+                                value.at,
+                                format!(
+                                    "`metrics_file` {:?} does not end in `.prom`; node_exporter's textfile collector would never read it",
+                                    l.value
+                                ),
+                                "name it like `/var/lib/prometheus/node-exporter/tunnel-{name}.prom`",
+                            );
+                        }
+                        ok
+                    })
+                }
                 "on_change" => p.on_change = self.on_change(value),
                 _ => unreachable!("map() filtered unknown keys"),
             }
@@ -372,7 +388,67 @@ impl Cx {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::errors;
+    use super::super::test_util::{errors, load};
+
+    #[test]
+    fn metrics_file_and_on_change_are_read_merged_and_rendered() {
+        let c = load(
+            "defaults:\n  metrics_file: /var/lib/node/tunnel-{name}.prom\n  on_change: [/usr/bin/logger, -t, tunnel]\ntunnels:\n  a:\n    host: h\n    forwards: [{dynamic: 1}]\n  b:\n    host: h\n    forwards: [{dynamic: 2}]\n    on_change: [/bin/true]\n",
+        )
+        .unwrap();
+        let (a, b) = (&c.tunnels[0], &c.tunnels[1]);
+        assert_eq!(
+            a.metrics_file.as_deref(),
+            Some(std::path::Path::new("/var/lib/node/tunnel-a.prom"))
+        );
+        assert_eq!(a.on_change, ["/usr/bin/logger", "-t", "tunnel"]);
+        assert_eq!(b.on_change, ["/bin/true"]);
+        let args = crate::render::watchdog_options(a, None, None);
+        let tail: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .skip_while(|a| *a != "--metrics-file")
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "--metrics-file",
+                "/var/lib/node/tunnel-a.prom",
+                "--on-change",
+                "/usr/bin/logger",
+                "--on-change",
+                "-t",
+                "--on-change",
+                "tunnel"
+            ]
+        );
+        // Unset: nothing rendered (golden outputs stay as they were).
+        let plain = load("tunnels:\n  a:\n    host: h\n    forwards: [{dynamic: 1}]\n").unwrap();
+        let args = crate::render::watchdog_options(&plain.tunnels[0], None, None);
+        assert!(
+            !args
+                .iter()
+                .any(|a| a == "--metrics-file" || a == "--on-change")
+        );
+    }
+
+    #[test]
+    fn bad_metrics_file_and_on_change_say_where_and_how_to_fix() {
+        let base = "tunnels:\n  a:\n    host: h\n    forwards: [{dynamic: 1}]\n";
+        for (extra, line, says) in [
+            ("    metrics_file: /tmp/x.txt\n", 5, "`.prom`"),
+            ("    metrics_file: x.prom\n", 5, "relative"),
+            ("    on_change: notify-send hi\n", 5, "must be a list"),
+            ("    on_change: [notify-send, hi]\n", 5, "absolute path"),
+            ("    on_change: []\n", 5, "empty"),
+        ] {
+            let e = errors(&format!("{base}{extra}"));
+            assert!(
+                e.iter().any(|(l, _, m)| *l == line && m.contains(says)),
+                "{extra}: {e:?}"
+            );
+        }
+    }
 
     #[test]
     fn unknown_key_has_location_and_suggestion() {
