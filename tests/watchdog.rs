@@ -699,6 +699,16 @@ fn a_target_that_goes_down_degrades_the_tunnel_without_a_restart_and_recovers_at
     assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
     assert_eq!(wd.state_value("state").as_deref(), Some("degraded"));
     assert!(pings >= 25, "only {pings} WATCHDOG=1 in 30 s");
+    // ssh says the same about a down target every round: logged once, not 30 times.
+    let log = wd.log();
+    let (connect_to, open_failed) = (
+        log.matches("ssh: connect_to").count(),
+        log.matches("open failed: connect failed").count(),
+    );
+    eprintln!(
+        "log while degraded: {connect_to} connect_to line(s), {open_failed} open-failed line(s)"
+    );
+    assert!(connect_to <= 1 && open_failed <= 1, "{log}");
     assert_eq!(
         sshd.log().matches("Accepted publickey").count(),
         1,

@@ -443,6 +443,11 @@ impl<'a> Session<'a> {
             };
             w.set_forward(index, health, latency);
         }
+        if down.is_empty() {
+            // The next time a target goes down, ssh's words about it are news again.
+            self.ssh.report.channel_lines.clear();
+        }
+        let w = &mut *self.w;
         let (phase, status) = if down.is_empty() {
             let status = format!(
                 "STATUS=up {}, probe {} ms",
