@@ -133,6 +133,8 @@ impl Cx {
         let mut for_binds: Vec<(String, Option<String>, Option<u16>, Partial)> = Vec::new();
         let mut seen: BTreeMap<&str, Loc> = BTreeMap::new();
         let mut ids: BTreeMap<String, (&str, Loc)> = BTreeMap::new();
+        // Two watchdogs writing one metrics file would overwrite each other's.
+        let mut metrics: BTreeMap<PathBuf, String> = BTreeMap::new();
         for (key, node) in entries {
             if let Some(first) = seen.get(key.text.as_str()) {
                 self.error(
@@ -166,6 +168,25 @@ impl Cx {
             }
             let partial = self.partial(node, false);
             if let Some(tunnel) = self.resolve(&key.text, key.at, &partial, &defaults) {
+                if let Some(file) = &tunnel.metrics_file {
+                    if let Some(other) = metrics.get(file) {
+                        let at = partial
+                            .metrics_file
+                            .as_ref()
+                            .or(defaults.metrics_file.as_ref())
+                            .map_or(key.at, |l| l.at);
+                        self.error(
+                            at,
+                            format!(
+                                "tunnel `{}` writes the metrics file {file:?} that `{other}` writes too",
+                                key.text
+                            ),
+                            "give each tunnel its own file; `{name}` in the path is replaced by the tunnel's name",
+                        );
+                    } else {
+                        metrics.insert(file.clone(), key.text.clone());
+                    }
+                }
                 tunnels.push(tunnel);
             }
             let host = partial.host.as_ref().map(|h| h.value.clone());
@@ -441,6 +462,11 @@ mod tests {
             ("    on_change: notify-send hi\n", 5, "must be a list"),
             ("    on_change: [notify-send, hi]\n", 5, "absolute path"),
             ("    on_change: []\n", 5, "empty"),
+            (
+                "    metrics_file: /m/x.prom\n  b:\n    host: h\n    forwards: [{dynamic: 2}]\n    metrics_file: /m/x.prom\n",
+                9,
+                "that `a` writes too",
+            ),
         ] {
             let e = errors(&format!("{base}{extra}"));
             assert!(
