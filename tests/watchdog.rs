@@ -1450,3 +1450,34 @@ fn a_missing_remote_listener_on_the_server_still_restarts() {
     assert!(!log.contains("degraded"), "{log}");
     assert!(wd.state().contains("forward=failed "), "{}", wd.state());
 }
+
+#[test]
+fn a_local_forward_the_server_forbids_fails_rather_than_degrades() {
+    // PermitOpen allows one destination only: the server refuses the channel itself
+    // ("administratively prohibited"), which no target coming back would fix either,
+    // but it is the forward that does not work, not its target.
+    let options = common::sshd::SshdOptions {
+        extra_config: vec!["PermitOpen 127.0.0.1:1".into()],
+        ..Default::default()
+    };
+    let Some(sshd) = Sshd::start_with("local_forward_forbidden", options) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let mut wd = WdSpec::new(&sshd, dir.path())
+        .forward(
+            "-L",
+            format!("127.0.0.1:{}:127.0.0.1:{}", free_port(), target.port),
+        )
+        .spawn();
+    let code = wd.wait_exit(Duration::from_secs(15));
+    let log = wd.log();
+    eprintln!(
+        "forbidden -L: exited {code:?} after {:?}",
+        wd.started.elapsed()
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("administratively prohibited"), "{log}");
+    assert!(!log.contains("degraded"), "{log}");
+}
