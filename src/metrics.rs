@@ -15,7 +15,8 @@
 //! | `tunnelctl_forward_probe_latency_seconds` | gauge | tunnel, forward | the forward's last probe (absent: none yet) |
 //! | `tunnelctl_restarts_total` | counter | tunnel | ssh starts |
 //! | `tunnelctl_reconnects_total` | counter | tunnel | reconnects without a watchdog restart |
-//! | `tunnelctl_state_seconds` | gauge | tunnel | seconds in the current state (absent: unknown) |
+//! | `tunnelctl_state_seconds` | gauge | tunnel | seconds in the current state (absent: unknown); in a `--metrics-file` as of its last write, up to a minute old |
+//! | `tunnelctl_state_since_timestamp_seconds` | gauge | tunnel | unix time the current state began (absent: unknown); `time() -` it never goes stale |
 //! | `tunnelctl_backoff_remaining_seconds` | gauge | tunnel | until the next connect attempt (0: none pending) |
 //! | `tunnelctl_last_probe_ok_timestamp_seconds` | gauge | tunnel | unix time of the last good probe round (0: none); a stale value means a stuck or killed watchdog |
 //! | `tunnelctl_last_network_event_timestamp_seconds` | gauge | tunnel | unix time of the last network change the watchdog reacted to (0: none) |
@@ -129,6 +130,14 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         |t| {
             (t.state.state_since > 0).then(|| t.now.saturating_sub(t.state.state_since).to_string())
         },
+    );
+    per_tunnel(
+        &mut out,
+        "tunnelctl_state_since_timestamp_seconds",
+        "gauge",
+        "Unix time the current state began.",
+        tunnels,
+        |t| (t.state.state_since > 0).then(|| t.state.state_since.to_string()),
     );
     per_tunnel(
         &mut out,
@@ -323,7 +332,8 @@ mod tests {
                 assert_eq!(name, current, "sample outside its family: {line}");
             }
         }
-        assert_eq!(seen.len(), 11);
+        assert_eq!(seen.len(), 12);
+        assert!(text.contains("tunnelctl_state_since_timestamp_seconds{tunnel=\"db\"} 1000\n"));
         assert!(text.ends_with('\n'));
         assert!(text.contains("# TYPE tunnelctl_restarts_total counter\n"));
         assert!(text.contains("# TYPE tunnelctl_tunnel_up gauge\n"));
