@@ -102,6 +102,10 @@ pub struct Tunnel {
     pub backoff: Backoff,
     pub connect_timeout: Duration,
     pub allow_insecure_options: bool,
+    /// `--metrics-file`: the watchdog's Prometheus text file (None: none).
+    pub metrics_file: Option<PathBuf>,
+    /// `--on-change`: the command run on every state change (empty: none).
+    pub on_change: Vec<String>,
 }
 
 impl Tunnel {
@@ -122,6 +126,8 @@ impl Tunnel {
             backoff: Backoff::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             allow_insecure_options: false,
+            metrics_file: None,
+            on_change: Vec::new(),
         }
     }
 }

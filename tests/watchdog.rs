@@ -511,33 +511,235 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
     assert!(!target.connections().is_empty() && !local_target.connections().is_empty());
 }
 
+/// A target on a fixed port that can be taken down and brought back (its listener
+/// closed and bound again), like a local sshd or an intranet web server restarting.
+struct Flapping {
+    port: u16,
+    server: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+impl Flapping {
+    fn new() -> Flapping {
+        Flapping {
+            port: free_port(),
+            server: None,
+        }
+    }
+    fn up(&mut self) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("bind target");
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((mut s, _)) => {
+                            let _ = s.write_all(BANNER);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        self.server = Some((stop, thread));
+    }
+    fn down(&mut self) {
+        if let Some((stop, thread)) = self.server.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Flapping {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+impl Wd {
+    fn wait_state(&self, timeout: Duration, state: &str) -> Option<Duration> {
+        let t = Instant::now();
+        wait_until(timeout, || {
+            self.state_value("state").as_deref() == Some(state)
+        })
+        .then(|| t.elapsed())
+    }
+}
+
 #[test]
-fn remote_target_down_is_never_reported_healthy() {
+fn a_target_down_at_start_is_degraded_not_dead() {
     let Some(sshd) = Sshd::start_default("remote_target_down") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let notify = NotifyReceiver::path();
     let dead = free_port(); // nothing listens here
+    let rport = free_port();
     let mut spec =
-        WdSpec::new(&sshd, dir.path()).forward("-R", format!("{}:127.0.0.1:{dead}", free_port()));
+        WdSpec::new(&sshd, dir.path()).forward("-R", format!("{rport}:127.0.0.1:{dead}"));
     spec.notify = Some(&notify);
     let mut wd = spec.spawn();
-    let code = wd.wait_exit(Duration::from_secs(15));
+    // READY=1 once the transport and the forward channel are proven: a start does not
+    // wait for someone else's server. STATUS= says it is degraded and why.
+    let ready = notify
+        .wait_for(Duration::from_secs(15), "READY=1")
+        .unwrap_or_else(|| panic!("no READY; log:\n{}", wd.log()));
+    let status = ready.value("STATUS").unwrap_or_default().to_string();
     eprintln!(
-        "remote target down: watchdog exited {code:?} after {:?}",
-        wd.started.elapsed()
+        "target down at start: READY=1 after {:?}: {status}",
+        ready.at - wd.started
     );
-    assert_eq!(code, Some(1));
+    assert_eq!(
+        status,
+        format!("degraded: -R {rport}:127.0.0.1:{dead}: target refuses (127.0.0.1:{dead})")
+    );
+    assert_eq!(wd.state_value("state").as_deref(), Some("degraded"));
     assert!(
-        notify.first_with("READY=1").is_none(),
-        "READY sent for a dead forward"
+        wd.state().contains(&format!("forward=target-down ")),
+        "{}",
+        wd.state()
     );
-    assert!(notify.first_with("WATCHDOG=1").is_none());
+    assert_eq!(wd.child.try_wait().unwrap(), None, "{}", wd.log());
+    assert!(
+        wd.wait_exit(Duration::from_secs(3)).is_none(),
+        "{}",
+        wd.log()
+    );
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
+}
+
+#[test]
+fn a_target_that_goes_down_degrades_the_tunnel_without_a_restart_and_recovers_at_once() {
+    let Some(sshd) = Sshd::start_default("target_down_degraded") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let notify = NotifyReceiver::path();
+    let mut target = Flapping::new();
+    target.up();
+    let (rport, lport) = (free_port(), free_port());
+    let tport = target.port;
+    let metrics = dir.path().join("tunnel.prom");
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{rport}:127.0.0.1:{tport}"))
+        .forward("-L", format!("127.0.0.1:{lport}:127.0.0.1:{tport}"));
+    spec.options.push("--metrics-file".into());
+    spec.options.push(metrics.display().to_string());
+    spec.notify = Some(&notify);
+    let mut wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let ssh = wd.ssh_pid().unwrap();
+    let up_since: u64 = wd.state_value("state_since").unwrap().parse().unwrap();
+    assert!(up_since > 0);
+
+    target.down();
+    let took = wd
+        .wait_state(Duration::from_secs(5), "degraded")
+        .unwrap_or_else(|| panic!("never degraded; log:\n{}", wd.log()));
+    eprintln!("target down: degraded after {took:?}");
+    let status = format!(
+        "STATUS=degraded: -R {rport}:127.0.0.1:{tport}: target refuses (127.0.0.1:{tport}); \
+         -L 127.0.0.1:{lport}:127.0.0.1:{tport}: target refuses (127.0.0.1:{tport})"
+    );
+    assert!(
+        notify.wait_for(Duration::from_secs(3), &status).is_some(),
+        "{:?}",
+        notify.statuses()
+    );
+    let state = wd.state();
+    assert_eq!(state.matches("forward=target-down ").count(), 2, "{state}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("tunnelctl_tunnel_degraded{tunnel=\"test\"} 1"),
+        "{prom}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&metrics).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+    }
+
+    // 30 s degraded: no ssh restart, no exit, systemd's watchdog fed all along.
+    let pings_before = notify
+        .messages()
+        .iter()
+        .filter(|m| m.has("WATCHDOG=1"))
+        .count();
+    let degraded_at = Instant::now();
+    let exited = wd.wait_exit(Duration::from_secs(30));
+    let pings = notify
+        .messages()
+        .iter()
+        .filter(|m| m.has("WATCHDOG=1"))
+        .count()
+        - pings_before;
+    eprintln!(
+        "degraded for {:?}: {pings} WATCHDOG=1, restarts={:?}",
+        degraded_at.elapsed(),
+        wd.state_value("restarts")
+    );
+    assert_eq!(exited, None, "the watchdog exited; log:\n{}", wd.log());
+    assert_eq!(
+        wd.ssh_pid(),
+        Some(ssh),
+        "ssh was replaced; log:\n{}",
+        wd.log()
+    );
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
+    assert_eq!(wd.state_value("state").as_deref(), Some("degraded"));
+    assert!(pings >= 25, "only {pings} WATCHDOG=1 in 30 s");
+    // ssh says the same about a down target every round: logged once, not 30 times.
     let log = wd.log();
+    let (connect_to, open_failed) = (
+        log.matches("ssh: connect_to").count(),
+        log.matches("open failed: connect failed").count(),
+    );
+    eprintln!(
+        "log while degraded: {connect_to} connect_to line(s), {open_failed} open-failed line(s)"
+    );
+    assert!(connect_to <= 1 && open_failed <= 1, "{log}");
+    assert_eq!(
+        sshd.log().matches("Accepted publickey").count(),
+        1,
+        "a second login"
+    );
+
+    // Back: up within one probe interval (1 s) plus the round.
+    target.up();
+    let took = wd
+        .wait_state(Duration::from_secs(5), "up")
+        .unwrap_or_else(|| panic!("never up again; log:\n{}", wd.log()));
+    eprintln!("target back: up after {took:?}");
+    assert!(took < Duration::from_millis(1600), "up after {took:?}");
+    assert_eq!(
+        wd.state().matches("forward=up ").count(),
+        2,
+        "{}",
+        wd.state()
+    );
     assert!(
-        log.contains("channel closed before the target sent anything"),
-        "{log}"
+        notify
+            .statuses()
+            .last()
+            .is_some_and(|s| s.starts_with("up ")),
+        "{:?}",
+        notify.statuses()
+    );
+    let since: u64 = wd.state_value("state_since").unwrap().parse().unwrap();
+    assert!(
+        since >= up_since + 30,
+        "state_since {since} vs first up {up_since}"
     );
 }
 
@@ -986,4 +1188,296 @@ fn passing_rounds_do_not_rewrite_the_state_file_every_time() {
         before,
         "the state file was replaced on a probe-only round"
     );
+}
+
+/// The lines an `--on-change` command appended (`OLD NEW` per run).
+fn hook_lines(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn on_change_runs_exactly_once_per_transition_over_ten_flaps() {
+    let Some(sshd) = Sshd::start_default("on_change_flaps") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let mut target = Flapping::new();
+    target.up();
+    let rport = free_port();
+    let mut spec =
+        WdSpec::new(&sshd, dir.path()).forward("-R", format!("{rport}:127.0.0.1:{}", target.port));
+    for word in [
+        "--on-change",
+        "/bin/sh",
+        "--on-change",
+        "-c",
+        "--on-change",
+        "echo \"$TUNNELCTL_TUNNEL $TUNNELCTL_OLD_STATE $TUNNELCTL_NEW_STATE $TUNNELCTL_REASON\" >> \"$0\"",
+        "--on-change",
+    ] {
+        spec.options.push(word.into());
+    }
+    spec.options.push(runs.display().to_string());
+    let mut wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || hook_lines(&runs)
+            .last()
+            .is_some_and(|l| l.starts_with("test connecting up "))),
+        "{:?}\n{}",
+        hook_lines(&runs),
+        wd.log()
+    );
+    let before = hook_lines(&runs).len();
+    let started = Instant::now();
+    for flap in 0..10 {
+        target.down();
+        assert!(
+            wd.wait_state(Duration::from_secs(5), "degraded").is_some(),
+            "flap {flap}: not degraded; log:\n{}",
+            wd.log()
+        );
+        target.up();
+        assert!(
+            wd.wait_state(Duration::from_secs(5), "up").is_some(),
+            "flap {flap}: not up; log:\n{}",
+            wd.log()
+        );
+    }
+    // The last run may still be on its way.
+    wait_until(Duration::from_secs(3), || {
+        hook_lines(&runs).len() >= before + 20
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = hook_lines(&runs);
+    let flaps: Vec<&str> = lines[before..]
+        .iter()
+        .map(|l| {
+            let mut w = l.split(' ');
+            let _ = w.next();
+            match (w.next(), w.next()) {
+                (Some("up"), Some("degraded")) => "down",
+                (Some("degraded"), Some("up")) => "up",
+                _ => "other",
+            }
+        })
+        .collect();
+    eprintln!(
+        "10 flaps in {:?}: {} on-change runs after the first up",
+        started.elapsed(),
+        flaps.len()
+    );
+    assert_eq!(flaps, ["down", "up"].repeat(10), "{lines:#?}");
+    assert!(
+        lines[before].contains(&format!(
+            "-R {rport}:127.0.0.1:{}: target refuses",
+            target.port
+        )),
+        "the reason names the target: {}",
+        lines[before]
+    );
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
+    // Stopping is a change too, told before the watchdog exits.
+    kill(Pid::from_raw(wd.pid()), Signal::SIGTERM).unwrap();
+    assert_eq!(wd.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        hook_lines(&runs)
+            .last()
+            .is_some_and(|l| l.starts_with("test up stopped")),
+        "{:?}",
+        hook_lines(&runs)
+    );
+}
+
+#[test]
+fn a_hanging_on_change_is_killed_at_its_bound_and_the_tunnel_is_unaffected() {
+    let Some(sshd) = Sshd::start_default("on_change_hangs") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let notify = NotifyReceiver::path();
+    let target = TcpTarget::start(Some(BANNER));
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    for word in [
+        "--on-change-timeout",
+        "2s",
+        "--on-change",
+        "/bin/sh",
+        "--on-change",
+        "-c",
+        "--on-change",
+        // A child of its own that hangs too: the whole process group goes.
+        "sleep 1000 & echo $$ $! >> \"$0\"; wait",
+        "--on-change",
+    ] {
+        spec.options.push(word.into());
+    }
+    spec.options.push(pids.display().to_string());
+    spec.notify = Some(&notify);
+    let wd = spec.spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    // Runs queue: stopped->connecting first (it hangs), then connecting->up after it.
+    assert!(
+        wait_until(Duration::from_secs(3), || !hook_lines(&pids).is_empty()),
+        "the hook never ran: {}",
+        wd.log()
+    );
+    let first: Vec<i32> = hook_lines(&pids)[0]
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let pings_before = notify
+        .messages()
+        .iter()
+        .filter(|m| m.has("WATCHDOG=1"))
+        .count();
+    let t = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || first.iter().all(|&p| gone(p))),
+        "the hanging hook {first:?} survived its bound; log:\n{}",
+        wd.log()
+    );
+    let killed_after = t.elapsed();
+    let log = wd.log();
+    assert!(log.contains("killed (its process group)"), "{log}");
+    // The second change's run starts after the first was killed, hangs as well, and is
+    // killed at its bound (2 s) too.
+    assert!(
+        wait_until(Duration::from_secs(3), || hook_lines(&pids).len() >= 2),
+        "{log}"
+    );
+    let second_seen = Instant::now();
+    let second: Vec<i32> = hook_lines(&pids)[1]
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(5), || second.iter().all(|&p| gone(p))),
+        "the second hanging run {second:?} survived; log:\n{}",
+        wd.log()
+    );
+    let second_lived = second_seen.elapsed();
+    // Meanwhile the tunnel went on: up, probed every second, systemd fed.
+    let pings = notify
+        .messages()
+        .iter()
+        .filter(|m| m.has("WATCHDOG=1"))
+        .count()
+        - pings_before;
+    let window = t.elapsed();
+    eprintln!(
+        "hanging on-change: first gone {killed_after:?} after we saw it, second lived {second_lived:?} (bound 2 s); {pings} WATCHDOG=1 in {window:?}"
+    );
+    assert!(
+        second_lived >= Duration::from_millis(1500) && second_lived <= Duration::from_millis(3500),
+        "second run lived {second_lived:?}"
+    );
+    assert_eq!(wd.state_value("state").as_deref(), Some("up"));
+    assert!(
+        pings >= 3,
+        "{pings} WATCHDOG=1 in {window:?} while hooks hung"
+    );
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
+    drop(wd);
+    for p in second {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+}
+
+/// The ControlPath ssh was started with (from its argv).
+fn control_path_of(ssh: i32) -> PathBuf {
+    let cmdline = std::fs::read(format!("/proc/{ssh}/cmdline")).unwrap();
+    cmdline
+        .split(|&b| b == 0)
+        .filter_map(|a| std::str::from_utf8(a).ok())
+        .find_map(|a| a.strip_prefix("ControlPath="))
+        .map(|p| PathBuf::from(p.trim_matches('"').replace("%%", "%")))
+        .expect("ssh has a ControlPath")
+}
+
+#[test]
+fn a_missing_remote_listener_on_the_server_still_restarts() {
+    let Some(sshd) = Sshd::start_default("missing_remote_listener") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let rport = free_port();
+    let spec = format!("{rport}:127.0.0.1:{}", target.port);
+    let mut wd = WdSpec::new(&sshd, dir.path())
+        .forward("-R", spec.clone())
+        .spawn();
+    assert!(
+        wd.wait_up(Duration::from_secs(15)),
+        "not up; log:\n{}",
+        wd.log()
+    );
+    let ctl = control_path_of(wd.ssh_pid().unwrap());
+    // The server stops listening (as when a session's listener is gone): the target is
+    // fine, the forward is not. That is a tunnel failure, not a degraded target.
+    let cancel = Command::new("ssh")
+        .arg("-S")
+        .arg(&ctl)
+        .args(["-O", "cancel", "-R", &spec, "127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(cancel.status.success(), "{cancel:?}");
+    let t = Instant::now();
+    let code = wd.wait_exit(Duration::from_secs(10));
+    eprintln!(
+        "-R listener gone: watchdog exited {code:?} after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    let log = wd.log();
+    assert!(log.contains("the -R listener is missing"), "{log}");
+    assert!(!log.contains("degraded"), "{log}");
+    assert!(wd.state().contains("forward=failed "), "{}", wd.state());
+}
+
+#[test]
+fn a_local_forward_the_server_forbids_fails_rather_than_degrades() {
+    // PermitOpen allows one destination only: the server refuses the channel itself
+    // ("administratively prohibited"), which no target coming back would fix either,
+    // but it is the forward that does not work, not its target.
+    let options = common::sshd::SshdOptions {
+        extra_config: vec!["PermitOpen 127.0.0.1:1".into()],
+        ..Default::default()
+    };
+    let Some(sshd) = Sshd::start_with("local_forward_forbidden", options) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpTarget::start(Some(BANNER));
+    let mut wd = WdSpec::new(&sshd, dir.path())
+        .forward(
+            "-L",
+            format!("127.0.0.1:{}:127.0.0.1:{}", free_port(), target.port),
+        )
+        .spawn();
+    let code = wd.wait_exit(Duration::from_secs(15));
+    let log = wd.log();
+    eprintln!(
+        "forbidden -L: exited {code:?} after {:?}",
+        wd.started.elapsed()
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("administratively prohibited"), "{log}");
+    assert!(!log.contains("degraded"), "{log}");
 }

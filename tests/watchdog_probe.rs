@@ -136,7 +136,9 @@ fn missing_local_listener_fails_and_a_frozen_ssh_times_out() {
     let mut prober = Prober::new(ctl.clone(), forwards, Duration::from_secs(1));
     let err = prober.round().unwrap_err();
     assert!(err.contains("local listener"), "{err}");
-    // And a target that is down fails the channel (EOF before any data).
+    // A -L target that refuses is the target's finding, not a failed round: the server
+    // could not open the channel (the session calls that degraded). The local listener
+    // is still checked, so this round fails on it.
     let forwards = vec![SshForward::Local {
         bind: "127.0.0.1".into(),
         port: free_port(),
@@ -147,9 +149,21 @@ fn missing_local_listener_fails_and_a_frozen_ssh_times_out() {
         .round()
         .unwrap_err();
     assert!(
-        err.contains("target down") || err.contains("refused"),
+        err.contains("local listener") && err.forward == Some(0),
         "{err}"
     );
+    // A -R channel to a server port where nothing listens: the forward is gone, a
+    // failed round (not a target down).
+    let forwards = vec![SshForward::Remote {
+        bind: None,
+        port: free_port(),
+        host: "127.0.0.1".into(),
+        host_port: target.port,
+    }];
+    let err = Prober::new(ctl.clone(), forwards, Duration::from_secs(1))
+        .round()
+        .unwrap_err();
+    assert!(err.contains("-R listener is missing"), "{err}");
     // Alive-only prober: works, then times out once ssh is stopped.
     let mut alive = Prober::new(ctl, Vec::new(), Duration::from_millis(500));
     assert!(alive.round().is_ok());

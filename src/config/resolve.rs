@@ -109,6 +109,17 @@ impl Cx {
                 .map(|l| l.value)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             allow_insecure_options: allow,
+            metrics_file: t
+                .metrics_file
+                .clone()
+                .or_else(|| d.metrics_file.clone())
+                .map(|l| PathBuf::from(l.value.to_string_lossy().replace("{name}", name))),
+            on_change: t
+                .on_change
+                .clone()
+                .or_else(|| d.on_change.clone())
+                .map(|l| l.value)
+                .unwrap_or_default(),
         })
     }
 

@@ -26,6 +26,8 @@ const TUNNEL_KEYS: &[&str] = &[
     "backoff",
     "connect_timeout",
     "allow_insecure_options",
+    "metrics_file",
+    "on_change",
 ];
 pub(super) const FORWARD_KEYS: &[&str] = &["remote", "local", "dynamic", "to", "bind"];
 
@@ -56,6 +58,10 @@ pub(super) struct Partial {
     pub(super) backoff_max: Option<Located<Duration>>,
     pub(super) connect_timeout: Option<Located<Duration>>,
     pub(super) allow_insecure: Option<Located<bool>>,
+    /// `metrics_file`: `{name}` is replaced by the tunnel's name when merged.
+    pub(super) metrics_file: Option<Located<PathBuf>>,
+    /// `on_change`: the command's argv.
+    pub(super) on_change: Option<Located<Vec<String>>>,
     /// Keys present at this level, valid or not.
     pub(super) given: Vec<&'static str>,
 }
@@ -127,6 +133,8 @@ impl Cx {
         let mut for_binds: Vec<(String, Option<String>, Option<u16>, Partial)> = Vec::new();
         let mut seen: BTreeMap<&str, Loc> = BTreeMap::new();
         let mut ids: BTreeMap<String, (&str, Loc)> = BTreeMap::new();
+        // Two watchdogs writing one metrics file would overwrite each other's.
+        let mut metrics: BTreeMap<PathBuf, String> = BTreeMap::new();
         for (key, node) in entries {
             if let Some(first) = seen.get(key.text.as_str()) {
                 self.error(
@@ -160,6 +168,25 @@ impl Cx {
             }
             let partial = self.partial(node, false);
             if let Some(tunnel) = self.resolve(&key.text, key.at, &partial, &defaults) {
+                if let Some(file) = &tunnel.metrics_file {
+                    if let Some(other) = metrics.get(file) {
+                        let at = partial
+                            .metrics_file
+                            .as_ref()
+                            .or(defaults.metrics_file.as_ref())
+                            .map_or(key.at, |l| l.at);
+                        self.error(
+                            at,
+                            format!(
+                                "tunnel `{}` writes the metrics file {file:?} that `{other}` writes too",
+                                key.text
+                            ),
+                            "give each tunnel its own file; `{name}` in the path is replaced by the tunnel's name",
+                        );
+                    } else {
+                        metrics.insert(file.clone(), key.text.clone());
+                    }
+                }
                 tunnels.push(tunnel);
             }
             let host = partial.host.as_ref().map(|h| h.value.clone());
@@ -309,6 +336,24 @@ impl Cx {
                         "write `allow_insecure_options: true`",
                     ),
                 },
+                "metrics_file" => {
+                    p.metrics_file = self.path(value, "metrics_file").filter(|l| {
+                        // node_exporter's textfile collector reads `*.prom` only.
+                        let ok = l.value.extension().is_some_and(|e| e == "prom");
+                        if !ok {
+                            self.error(
+                                value.at,
+                                format!(
+                                    "`metrics_file` {:?} does not end in `.prom`; node_exporter's textfile collector would never read it",
+                                    l.value
+                                ),
+                                "name it like `/var/lib/prometheus/node-exporter/tunnel-{name}.prom`",
+                            );
+                        }
+                        ok
+                    })
+                }
+                "on_change" => p.on_change = self.on_change(value),
                 _ => unreachable!("map() filtered unknown keys"),
             }
         }
@@ -316,9 +361,120 @@ impl Cx {
     }
 }
 
+impl Cx {
+    /// `on_change: [/usr/bin/notify-send, tunnel changed]`: an argv, never a shell line;
+    /// the program an absolute path (the service's PATH is not the user's).
+    fn on_change(&mut self, node: &Node) -> Option<Located<Vec<String>>> {
+        let hint =
+            "write a list: `on_change: [/usr/local/bin/tunnel-alert, --to, ops@example.org]`";
+        let Value::Seq(items) = &node.value else {
+            self.error(
+                node.at,
+                format!(
+                    "`on_change` must be a list of words (the command's argv), found {}",
+                    node.kind()
+                ),
+                hint,
+            );
+            return None;
+        };
+        let mut argv = Vec::new();
+        for item in items {
+            let word = self.string(item, "on_change")?;
+            if !self.no_control(item.at, &word, "`on_change`") {
+                return None;
+            }
+            argv.push(word);
+        }
+        match argv.first() {
+            None => {
+                self.error(node.at, "`on_change` is empty", hint);
+                None
+            }
+            Some(program) if !program.starts_with('/') => {
+                self.error(
+                    items[0].at,
+                    format!("`on_change` program {program:?} is not an absolute path; the service does not search your PATH"),
+                    "write the full path, e.g. `/usr/bin/notify-send` (see `command -v`)",
+                );
+                None
+            }
+            Some(_) => Some(Located {
+                value: argv,
+                at: node.at,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::errors;
+    use super::super::test_util::{errors, load};
+
+    #[test]
+    fn metrics_file_and_on_change_are_read_merged_and_rendered() {
+        let c = load(
+            "defaults:\n  metrics_file: /var/lib/node/tunnel-{name}.prom\n  on_change: [/usr/bin/logger, -t, tunnel]\ntunnels:\n  a:\n    host: h\n    forwards: [{dynamic: 1}]\n  b:\n    host: h\n    forwards: [{dynamic: 2}]\n    on_change: [/bin/true]\n",
+        )
+        .unwrap();
+        let (a, b) = (&c.tunnels[0], &c.tunnels[1]);
+        assert_eq!(
+            a.metrics_file.as_deref(),
+            Some(std::path::Path::new("/var/lib/node/tunnel-a.prom"))
+        );
+        assert_eq!(a.on_change, ["/usr/bin/logger", "-t", "tunnel"]);
+        assert_eq!(b.on_change, ["/bin/true"]);
+        let args = crate::render::watchdog_options(a, None, None);
+        let tail: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .skip_while(|a| *a != "--metrics-file")
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "--metrics-file",
+                "/var/lib/node/tunnel-a.prom",
+                "--on-change",
+                "/usr/bin/logger",
+                "--on-change",
+                "-t",
+                "--on-change",
+                "tunnel"
+            ]
+        );
+        // Unset: nothing rendered (golden outputs stay as they were).
+        let plain = load("tunnels:\n  a:\n    host: h\n    forwards: [{dynamic: 1}]\n").unwrap();
+        let args = crate::render::watchdog_options(&plain.tunnels[0], None, None);
+        assert!(
+            !args
+                .iter()
+                .any(|a| a == "--metrics-file" || a == "--on-change")
+        );
+    }
+
+    #[test]
+    fn bad_metrics_file_and_on_change_say_where_and_how_to_fix() {
+        let base = "tunnels:\n  a:\n    host: h\n    forwards: [{dynamic: 1}]\n";
+        for (extra, line, says) in [
+            ("    metrics_file: /tmp/x.txt\n", 5, "`.prom`"),
+            ("    metrics_file: x.prom\n", 5, "relative"),
+            ("    on_change: notify-send hi\n", 5, "must be a list"),
+            ("    on_change: [notify-send, hi]\n", 5, "absolute path"),
+            ("    on_change: []\n", 5, "empty"),
+            (
+                "    metrics_file: /m/x.prom\n  b:\n    host: h\n    forwards: [{dynamic: 2}]\n    metrics_file: /m/x.prom\n",
+                9,
+                "that `a` writes too",
+            ),
+        ] {
+            let e = errors(&format!("{base}{extra}"));
+            assert!(
+                e.iter().any(|(l, _, m)| *l == line && m.contains(says)),
+                "{extra}: {e:?}"
+            );
+        }
+    }
 
     #[test]
     fn unknown_key_has_location_and_suggestion() {

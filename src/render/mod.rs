@@ -185,6 +185,16 @@ pub fn watchdog_options(
         args.push("--log-file".to_string());
         args.push(file.to_string());
     }
+    // Only when set: tunnels without them render as before.
+    if let Some(file) = &tunnel.metrics_file {
+        args.push("--metrics-file".to_string());
+        args.push(file.to_string_lossy().into_owned());
+    }
+    // One word per option, so an args file keeps one argument per line.
+    for word in &tunnel.on_change {
+        args.push("--on-change".to_string());
+        args.push(word.clone());
+    }
     args
 }
 

@@ -93,6 +93,16 @@ pub fn render(
         &format!("{}s", timeout_start_sec(tunnel)),
     );
     context.insert("credentials", &credentials);
+    // ProtectSystem=strict: the --metrics-file's directory must be writable (`-`: a
+    // missing directory does not stop the unit; the watchdog logs the failed write).
+    let metrics_dir = match tunnel.metrics_file.as_ref().and_then(|f| f.parent()) {
+        Some(dir) => Some(format!(
+            "-{}",
+            escape::credential_path(super::path_str(dir, "metrics_file")?)?
+        )),
+        None => None,
+    };
+    context.insert("metrics_dir", &metrics_dir);
     context.insert(
         "directory",
         &escape::unit_directory(&format!("tunnelctl/{}", tunnel.name))?,

@@ -77,12 +77,38 @@ pub const OPTIONS: &[OptionDoc] = &[
         help: "append log lines here instead of stderr",
     },
     OptionDoc {
+        long: "metrics-file",
+        value: "FILE",
+        default: String::new,
+        help: "also write the state as Prometheus text (for node_exporter's textfile \
+               collector) to FILE, replaced atomically whenever the state file changes; \
+               mode 0644",
+    },
+    OptionDoc {
+        long: "on-change",
+        value: "WORD",
+        default: String::new,
+        help: "run a command on every change of the tunnel's state: each --on-change adds \
+               one word of its argv (no shell); TUNNELCTL_TUNNEL, TUNNELCTL_OLD_STATE, \
+               TUNNELCTL_NEW_STATE and TUNNELCTL_REASON in its environment; one run at a \
+               time, in order",
+    },
+    OptionDoc {
+        long: "on-change-timeout",
+        value: "DUR",
+        default: || format_duration(ON_CHANGE_TIMEOUT),
+        help: "an --on-change run still going after this is killed with its process group",
+    },
+    OptionDoc {
         long: "args-file",
         value: "FILE",
         default: String::new,
         help: "read the arguments from FILE, one per line (# comments)",
     },
 ];
+
+/// The default bound of one `--on-change` run.
+pub const ON_CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `tunnel-watchdog --help` prints.
 pub fn usage() -> String {
@@ -220,6 +246,10 @@ pub struct Options {
     pub backoff_max: Duration,
     pub state_dir: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
+    pub metrics_file: Option<PathBuf>,
+    /// The `--on-change` command's argv (empty: none).
+    pub on_change: Vec<String>,
+    pub on_change_timeout: Duration,
     /// The ssh command line as given (program first), without the watchdog's additions.
     pub ssh: Vec<String>,
     pub forwards: Vec<SshForward>,
@@ -279,6 +309,9 @@ pub fn parse(
         backoff_max: backoff.max,
         state_dir: None,
         log_file: None,
+        metrics_file: None,
+        on_change: Vec::new(),
+        on_change_timeout: ON_CHANGE_TIMEOUT,
         ssh: Vec::new(),
         forwards: Vec::new(),
     };
@@ -334,6 +367,9 @@ pub fn parse(
             "--backoff-max" => o.backoff_max = duration(&value)?,
             "--state-dir" => o.state_dir = Some(PathBuf::from(value)),
             "--log-file" => o.log_file = Some(PathBuf::from(value)),
+            "--metrics-file" => o.metrics_file = Some(PathBuf::from(value)),
+            "--on-change" => o.on_change.push(value),
+            "--on-change-timeout" => o.on_change_timeout = duration(&value)?,
             "--args-file" => return Err("--args-file must be the only argument".into()),
             _ => return Err(format!("unknown option `{key}` (see --help)")),
         }

@@ -13,6 +13,7 @@ pub mod args;
 pub mod backoff;
 pub mod clock;
 pub mod heard;
+mod hook;
 pub mod log;
 pub mod mux;
 pub mod netevents;
@@ -171,7 +172,9 @@ pub fn run(o: Options) -> u8 {
     kill_leftover_ssh(&state, &ctl);
     state.pid = std::process::id();
     state.ssh_pid = 0;
+    let hook = hook::Hook::new(o.on_change.clone(), o.name.clone(), o.on_change_timeout);
     let mut w = Watchdog {
+        hook,
         o,
         state_dir,
         ctl,
@@ -182,7 +185,9 @@ pub fn run(o: Options) -> u8 {
         ready_sent: false,
         saved_at: std::cell::Cell::new(Instant::now()),
     };
-    w.run()
+    let code = w.run();
+    w.hook.finish();
+    code
 }
 
 /// A previous watchdog killed with SIGKILL leaves its ssh running (holding the remote

@@ -9,6 +9,14 @@
 //! (min(timeout/2, 1 s) from the channel's opening) with the channel open = works, for
 //! targets that wait for the client to speak.
 //!
+//! What a forward's check finds is its own result ([`ForwardProbe`]), not the round's:
+//! a target that refuses (the channel closes before any data, or for `-L` the server's
+//! connect to the target fails) leaves the transport and the forward working, so the
+//! round still passes and the session calls the tunnel degraded. A round fails
+//! ([`RoundError`]) only when ssh or the forward itself does not work: the alive check,
+//! a time-out, a `-R` channel the server cannot open (nothing listens on its port: the
+//! listener is missing), a local listener that does not accept.
+//!
 //! Cost: a round writes every request first (alive check, channel requests with their
 //! fds) and then sleeps in one `poll` over every answer it still waits for, so ssh
 //! handles them in one pass and the round wakes a few times, not once per message
@@ -36,12 +44,56 @@ const ALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The port `server_round_trip` asks the server for: tcpmux, closed almost everywhere.
 const SERVER_PROBE_PORT: u16 = 1;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RoundOk {
     /// Time spent waiting for answers (quiet windows of silent targets excluded).
     pub latency: Duration,
     /// The pid ssh reported in its alive answer.
     pub ssh_pid: u32,
+    /// One per forward, in the order the prober was given them.
+    pub forwards: Vec<ForwardProbe>,
+}
+
+/// What one forward's check found in a round that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardProbe {
+    /// Data came (or the channel stayed open and quiet) after `latency`.
+    Up { latency: Duration },
+    /// The tunnel carried the channel to the far end, which refused or reset: the
+    /// channel closed before any data.
+    TargetDown { latency: Duration },
+    /// `-L`: the server could not open the channel to the target. Usually the target
+    /// refuses ("connect failed"); the session tells a server that forbids the forward
+    /// ("administratively prohibited") apart by what ssh logged.
+    OpenRefused { latency: Duration },
+    /// Not probed: unix-socket forwards, server-allocated ports.
+    Unprobed,
+}
+
+/// Why a round failed, and which forward's check failed (None: ssh itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundError {
+    pub reason: String,
+    pub forward: Option<usize>,
+}
+
+impl RoundError {
+    fn ssh(reason: String) -> RoundError {
+        RoundError {
+            reason,
+            forward: None,
+        }
+    }
+
+    pub fn contains(&self, what: &str) -> bool {
+        self.reason.contains(what)
+    }
+}
+
+impl std::fmt::Display for RoundError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 pub struct Prober {
@@ -100,12 +152,21 @@ struct Pending {
     what: Kind,
     step: Step,
     deadline: Instant,
+    /// When the last answer for this check came (its latency).
+    answered: Option<Instant>,
+    /// A forward's finding when its far end refused (the check is done).
+    down: Option<ForwardProbe>,
 }
 
 enum Kind {
     Alive,
-    /// A forward, by its description.
-    Forward(String),
+    /// A forward: its index and description, and whether the server's connect to the
+    /// target is what an open failure means (`-L`).
+    Forward {
+        index: usize,
+        what: String,
+        flag: char,
+    },
     /// `server_round_trip`: any answer from the server passes, a refusal too.
     ServerRoundTrip,
 }
@@ -115,6 +176,8 @@ enum Moved {
     Waiting,
     /// Answered (at this instant, for the latency), with the alive check's pid.
     Answered(Option<u32>),
+    /// The far end refused: the check is done with this finding.
+    Down(fn(Duration) -> ForwardProbe),
 }
 
 impl Prober {
@@ -131,23 +194,53 @@ impl Prober {
         (self.timeout / 2).min(Duration::from_secs(1))
     }
 
-    /// Runs one round. `Err` is a one-line reason.
-    pub fn round(&mut self) -> Result<RoundOk, String> {
+    /// Runs one round. `Err` is a one-line reason and the forward it concerns.
+    pub fn round(&mut self) -> Result<RoundOk, RoundError> {
         let start = Instant::now();
         let deadline = start + self.timeout;
-        let mut checks = vec![self.request_alive_check(start + self.alive_timeout())?];
-        for forward in &self.forwards {
-            if let Some(check) = self.open(forward, deadline)? {
+        let mut checks = vec![
+            self.request_alive_check(start + self.alive_timeout())
+                .map_err(RoundError::ssh)?,
+        ];
+        for (index, forward) in self.forwards.iter().enumerate() {
+            let check = self
+                .open(index, forward, deadline)
+                .map_err(|reason| RoundError {
+                    reason,
+                    forward: Some(index),
+                })?;
+            if let Some(check) = check {
                 checks.push(check);
             }
         }
         if !self.forwards.iter().any(SshForward::crosses_server) {
-            checks.push(self.server_round_trip(deadline)?);
+            checks.push(self.server_round_trip(deadline).map_err(RoundError::ssh)?);
         }
         let (ssh_pid, answered) = self.wait(&mut checks)?;
         let latency = answered.saturating_duration_since(start);
         self.local_listeners(deadline)?;
-        Ok(RoundOk { latency, ssh_pid })
+        let mut forwards = vec![ForwardProbe::Unprobed; self.forwards.len()];
+        for check in &checks {
+            if let Kind::Forward { index, .. } = check.what {
+                let took = check
+                    .answered
+                    .map_or(latency, |at| at.saturating_duration_since(start));
+                forwards[index] = match check.down {
+                    Some(ForwardProbe::TargetDown { .. }) => {
+                        ForwardProbe::TargetDown { latency: took }
+                    }
+                    Some(ForwardProbe::OpenRefused { .. }) => {
+                        ForwardProbe::OpenRefused { latency: took }
+                    }
+                    _ => ForwardProbe::Up { latency: took },
+                };
+            }
+        }
+        Ok(RoundOk {
+            latency,
+            ssh_pid,
+            forwards,
+        })
     }
 
     /// The alive check never leaves this machine: ssh answers it from its own event
@@ -166,11 +259,11 @@ impl Prober {
         }
         .and_then(|mut conn| Ok((conn.request_alive_check()?, conn)));
         match requested {
-            Ok((id, conn)) => Ok(Pending {
-                what: Kind::Alive,
-                step: Step::Alive { conn, id },
+            Ok((id, conn)) => Ok(Pending::new(
+                Kind::Alive,
+                Step::Alive { conn, id },
                 deadline,
-            }),
+            )),
             Err(e) => Err(self.alive_error(e)),
         }
     }
@@ -217,11 +310,7 @@ impl Prober {
         let step = self
             .request_channel("127.0.0.1", SERVER_PROBE_PORT, None)
             .map_err(|e| format!("the server did not answer a channel request: {e}"))?;
-        Ok(Pending {
-            what: Kind::ServerRoundTrip,
-            step,
-            deadline,
-        })
+        Ok(Pending::new(Kind::ServerRoundTrip, step, deadline))
     }
 
     /// ssh's `-L` listeners accept. Checked last: the throwaway connection makes ssh
@@ -229,21 +318,32 @@ impl Prober {
     /// session-less connection, holds its next small packet until ssh's delayed ACK
     /// (40 ms on Linux); done first, that stall landed inside the round (a -L round
     /// took ~40 ms instead of ~1 ms).
-    fn local_listeners(&self, deadline: Instant) -> Result<(), String> {
-        for forward in &self.forwards {
+    fn local_listeners(&self, deadline: Instant) -> Result<(), RoundError> {
+        for (index, forward) in self.forwards.iter().enumerate() {
             if let SshForward::Local { bind, port, .. } = forward {
                 let dial = dial_host(Some(bind));
-                connect_tcp(&dial, *port, deadline).map_err(|e| {
-                    format!("{}: local listener {dial}:{port}: {e}", forward.describe())
+                connect_tcp(&dial, *port, deadline).map_err(|e| RoundError {
+                    reason: format!("{}: local listener {dial}:{port}: {e}", forward.describe()),
+                    forward: Some(index),
                 })?;
             }
         }
         Ok(())
     }
 
-    fn open(&self, forward: &SshForward, deadline: Instant) -> Result<Option<Pending>, String> {
+    fn open(
+        &self,
+        index: usize,
+        forward: &SshForward,
+        deadline: Instant,
+    ) -> Result<Option<Pending>, String> {
         let what = forward.describe();
         let fail = |e: String| format!("{what}: {e}");
+        let flag = match forward {
+            SshForward::Local { .. } => 'L',
+            SshForward::Remote { .. } | SshForward::RemoteDynamic { .. } => 'R',
+            _ => 'D',
+        };
         let step = match forward {
             SshForward::Remote { bind, port, .. } => self
                 .request_channel(&dial_host(bind.as_deref()), *port, None)
@@ -283,17 +383,14 @@ impl Prober {
             }
             SshForward::Unprobed { .. } => return Ok(None),
         };
-        Ok(Some(Pending {
-            what: Kind::Forward(what),
-            step,
-            deadline,
-        }))
+        let kind = Kind::Forward { index, what, flag };
+        Ok(Some(Pending::new(kind, step, deadline)))
     }
 
     /// Sleeps in one poll over every check still waiting, until each is answered or one
     /// fails or runs out of time. Returns the alive check's pid and when the last answer
     /// came (a target accepted by silence counts from its channel's opening).
-    fn wait(&mut self, checks: &mut [Pending]) -> Result<(u32, Instant), String> {
+    fn wait(&mut self, checks: &mut [Pending]) -> Result<(u32, Instant), RoundError> {
         let mut ssh_pid = 0;
         let mut answered = Instant::now();
         // Bounded: every pass reads something, or the clock runs towards a deadline.
@@ -315,12 +412,16 @@ impl Prober {
                 if now >= check.deadline {
                     // Not polled while others were pending: its answer may be waiting.
                     if matches!(check.step, Step::Alive { .. })
-                        && let Moved::Answered(Some(pid)) = self.step_on(check)?
+                        && let Moved::Answered(Some(pid)) =
+                            self.step_on(check).map_err(RoundError::ssh)?
                     {
                         ssh_pid = pid;
                         continue;
                     }
-                    return Err(self.timed_out(check));
+                    return Err(RoundError {
+                        reason: self.timed_out(check),
+                        forward: check.index(),
+                    });
                 }
                 let until = match check.step {
                     Step::Data {
@@ -355,7 +456,7 @@ impl Prober {
                 .unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(format!("poll: {e}")),
+                Err(e) => return Err(RoundError::ssh(format!("poll: {e}"))),
             }
             let ready: Vec<bool> = fds
                 .iter()
@@ -366,11 +467,25 @@ impl Prober {
                 if !ready[k] {
                     continue;
                 }
-                if let Moved::Answered(pid) = self.step_on(&mut checks[i])? {
-                    answered = Instant::now();
-                    if let Some(pid) = pid {
-                        ssh_pid = pid;
+                let check = &mut checks[i];
+                let moved = self.step_on(check).map_err(|reason| RoundError {
+                    reason,
+                    forward: check.index(),
+                })?;
+                match moved {
+                    Moved::Answered(pid) => {
+                        answered = Instant::now();
+                        check.answered = Some(answered);
+                        if let Some(pid) = pid {
+                            ssh_pid = pid;
+                        }
                     }
+                    Moved::Down(finding) => {
+                        answered = Instant::now();
+                        check.answered = Some(answered);
+                        check.down = Some(finding(Duration::ZERO));
+                    }
+                    Moved::Waiting => {}
                 }
             }
         }
@@ -420,6 +535,25 @@ impl Prober {
                     Some(Err(e)) if server_round_trip && e.starts_with("ssh refused a channel") => {
                         (Step::Done, Moved::Answered(None))
                     }
+                    // The server could not open the channel. For -L it connects to the
+                    // target itself: the target refuses (or the server forbids it,
+                    // which the session tells from ssh's log). For -R it connects to
+                    // its own listener: nothing listens, the forward is gone.
+                    Some(Err(e))
+                        if check.flag() == Some('L') && e.starts_with("ssh refused a channel") =>
+                    {
+                        (
+                            Step::Done,
+                            Moved::Down(|latency| ForwardProbe::OpenRefused { latency }),
+                        )
+                    }
+                    Some(Err(e))
+                        if check.flag() == Some('R') && e.starts_with("ssh refused a channel") =>
+                    {
+                        return Err(check.fail(format!(
+                            "the server has no listener on {host}:{port} (the -R listener is missing): {e}"
+                        )));
+                    }
                     Some(Err(e)) => return Err(check.fail(e)),
                     Some(Ok(())) => {
                         let opened = Instant::now();
@@ -441,7 +575,14 @@ impl Prober {
                 mut got,
                 quiet_until,
             } => {
-                if read_first_bytes(&mut io, expect, &mut got).map_err(|e| check.fail(e))? {
+                let eof_is_target = expect.is_none() && matches!(check.flag(), Some('L' | 'R'));
+                let read = read_first_bytes(&mut io, expect, &mut got);
+                if eof_is_target && read.as_ref().is_err_and(|e| e.starts_with(EOF_BEFORE_DATA)) {
+                    (
+                        Step::Done,
+                        Moved::Down(|latency| ForwardProbe::TargetDown { latency }),
+                    )
+                } else if read.map_err(|e| check.fail(e))? {
                     (Step::Done, Moved::Answered(None))
                 } else {
                     (
@@ -470,6 +611,30 @@ impl Prober {
 }
 
 impl Pending {
+    fn new(what: Kind, step: Step, deadline: Instant) -> Pending {
+        Pending {
+            what,
+            step,
+            deadline,
+            answered: None,
+            down: None,
+        }
+    }
+
+    fn index(&self) -> Option<usize> {
+        match self.what {
+            Kind::Forward { index, .. } => Some(index),
+            _ => None,
+        }
+    }
+
+    fn flag(&self) -> Option<char> {
+        match self.what {
+            Kind::Forward { flag, .. } => Some(flag),
+            _ => None,
+        }
+    }
+
     fn fd(&self) -> BorrowedFd<'_> {
         match &self.step {
             Step::Alive { conn, .. } | Step::Opening { conn, .. } => conn.fd(),
@@ -481,7 +646,7 @@ impl Pending {
     fn fail(&self, e: String) -> String {
         match &self.what {
             Kind::Alive => e,
-            Kind::Forward(what) => format!("{what}: {e}"),
+            Kind::Forward { what, .. } => format!("{what}: {e}"),
             Kind::ServerRoundTrip => {
                 format!("the server did not answer a channel request: {e}")
             }
@@ -502,10 +667,9 @@ fn read_first_bytes(
         Io::Tcp(t) => t.read(&mut buf),
     };
     match read {
-        Ok(0) => Err(
-            "the channel closed before the target sent anything (target down, or nothing listens on the forwarded port)"
-                .to_string(),
-        ),
+        Ok(0) => Err(format!(
+            "{EOF_BEFORE_DATA} (target down, or nothing listens on the forwarded port)"
+        )),
         Ok(n) => {
             let Some(want) = expect else {
                 return Ok(true);
@@ -523,6 +687,9 @@ fn read_first_bytes(
         Err(e) => Err(e.to_string()),
     }
 }
+
+/// How a channel that closed before any data is reported (and recognised).
+const EOF_BEFORE_DATA: &str = "the channel closed before the target sent anything";
 
 fn connect_tcp(host: &str, port: u16, deadline: Instant) -> std::io::Result<TcpStream> {
     let left = deadline.saturating_duration_since(Instant::now());

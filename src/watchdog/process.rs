@@ -95,6 +95,14 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub struct StderrReport {
     pub errors: Vec<SshError>,
     pub last_line: String,
+    /// What follows `open failed: ` in ssh's `channel N: open failed: …` lines (the
+    /// server's reason, e.g. `connect failed: Connection refused`), until taken: tells
+    /// a `-L` target that refuses from a server that forbids the forward. Bounded.
+    pub open_failures: Vec<String>,
+    /// Channel lines logged (`channel N: open failed: …`, `connect_to … failed.`): a
+    /// target that stays down makes ssh say the same every probe round, logged once
+    /// until the session forgets them (every target answers again). Bounded.
+    pub channel_lines: Vec<String>,
 }
 
 /// A line longer than this is logged in pieces, so a runaway stderr cannot grow memory.
@@ -190,6 +198,12 @@ impl SshChild {
             return;
         }
         let r = &mut self.report;
+        if let Some(crate::ssh_stderr::Said::OpenFailed { reason }) =
+            crate::ssh_stderr::classify(&line)
+            && r.open_failures.len() < 16
+        {
+            r.open_failures.push(reason.to_string());
+        }
         match classify(&line) {
             Some(SshError::RemotePortRefused { port }) if self.asked_ports.contains(&port) => {}
             Some(error) => {
@@ -198,7 +212,27 @@ impl SshChild {
                     r.errors.push(error);
                 }
             }
-            None => log::warn(&format!("ssh: {line}")),
+            None => {
+                let channel = crate::ssh_stderr::classify(&line)
+                    .is_some_and(|said| matches!(said, crate::ssh_stderr::Said::OpenFailed { .. }))
+                    || (line.starts_with("connect_to ") && line.ends_with("failed."));
+                if channel {
+                    // `channel 3: …` and `channel 4: …` are the same news.
+                    let news = match line.strip_prefix("channel ") {
+                        Some(rest) => rest.split_once(": ").map_or(rest, |(_, r)| r),
+                        None => line.as_str(),
+                    };
+                    if !r.channel_lines.iter().any(|l| l == news) {
+                        if r.channel_lines.len() >= 16 {
+                            r.channel_lines.remove(0);
+                        }
+                        r.channel_lines.push(news.to_string());
+                        log::warn(&format!("ssh: {line}"));
+                    }
+                } else {
+                    log::warn(&format!("ssh: {line}"));
+                }
+            }
         }
         r.last_line = line;
     }

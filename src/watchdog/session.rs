@@ -20,6 +20,14 @@
 //! An ask ends the session after `PORT_HELD_ASKS` of them, a round after
 //! `probe_failures` failed rounds in a row.
 //!
+//! Degraded is not a stage: while probing, a round where a forward's target refuses
+//! (`ForwardProbe::TargetDown`, a `-L` open refusal the server explains as "connect
+//! failed") still passes — the transport and the forward work, and no reconnect can
+//! fix someone else's server — so the tunnel is `degraded`: READY=1/WATCHDOG=1 go on,
+//! STATUS= names the target, and every round re-checks it, so the first good round
+//! makes it `up` again. Only a failed round (ssh, a time-out, a missing `-R` listener,
+//! a local listener) counts towards `probe_failures`.
+//!
 //! Events are looked for in the table's order, so a stop request wins over an ssh that
 //! died with it (systemd signals the whole cgroup), and ssh's exit over what it said.
 
@@ -34,7 +42,7 @@ use super::ssh_errors::SshError;
 use super::supervisor::{Outcome, Watchdog};
 use super::{CONFIRM_PAUSE, PORT_HELD_ASK_EVERY, PORT_HELD_ASKS, log, probe};
 use crate::duration::format_human;
-use crate::state::Phase;
+use crate::state::{ForwardHealth, Phase};
 
 /// ssh creates its control socket without telling anyone: look this often.
 const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
@@ -105,6 +113,15 @@ impl<'a> Session<'a> {
     pub(super) fn new(w: &'a mut Watchdog, ssh: &'a mut SshChild, held: &[SshForward]) -> Self {
         let prober = probe::Prober::new(w.ctl.clone(), w.o.forwards.clone(), w.o.probe_timeout);
         let spawned = Instant::now();
+        // A new connection: nothing proven on it yet; held -R ports are port-held.
+        for (index, forward) in w.o.forwards.clone().iter().enumerate() {
+            let health = if held.contains(forward) {
+                ForwardHealth::PortHeld
+            } else {
+                ForwardHealth::Unproven
+            };
+            w.set_forward(index, health, 0);
+        }
         Session {
             w,
             ssh,
@@ -173,10 +190,14 @@ impl<'a> Session<'a> {
             if let Some(event) = self.pending_event() {
                 return event;
             }
-            let wake = match self.stage() {
+            let mut wake = match self.stage() {
                 Stage::WaitingForSocket => Instant::now() + SOCKET_LOOK_EVERY,
                 Stage::AskingForHeldPorts | Stage::Probing => self.next_step,
             };
+            // An --on-change run past its bound is killed on time.
+            if let Some(kill_at) = self.w.hook.deadline() {
+                wake = wake.min(kill_at);
+            }
             let sleep = wake.saturating_duration_since(Instant::now());
             request = self.w.signals.wait(sleep, self.ssh.stderr_fd());
         }
@@ -184,6 +205,9 @@ impl<'a> Session<'a> {
 
     /// The first event after `Signal` in the table's order that has already happened.
     fn pending_event(&mut self) -> Option<Event> {
+        // Not an event of the session: --on-change runs are started, reaped and killed
+        // here, after every wake-up (SIGCHLD wakes the poll), never inside a handler.
+        self.w.hook.poll();
         self.ssh.drain_stderr();
         if let Some(status) = self.ssh.try_exit() {
             return Some(Event::SshExited(status));
@@ -265,6 +289,7 @@ impl<'a> Session<'a> {
         self.asks += 1;
         let asks = self.asks;
         let mut refusal = String::new();
+        let mut granted = Vec::new();
         self.missing
             .retain(|forward| match self.w.ask_for_forward(forward) {
                 Ok(()) => {
@@ -272,6 +297,7 @@ impl<'a> Session<'a> {
                         "the server granted {} at ask {asks}",
                         forward.describe()
                     ));
+                    granted.push(forward.clone());
                     false
                 }
                 Err(why) => {
@@ -279,6 +305,11 @@ impl<'a> Session<'a> {
                     true
                 }
             });
+        for forward in granted {
+            if let Some(index) = self.w.o.forwards.iter().position(|f| *f == forward) {
+                self.w.set_forward(index, ForwardHealth::Unproven, 0);
+            }
+        }
         if self.missing.is_empty() {
             self.next_step = Instant::now();
         } else if asks >= PORT_HELD_ASKS {
@@ -298,9 +329,20 @@ impl<'a> Session<'a> {
 
     fn on_probe_round_due(&mut self) -> ControlFlow<Outcome> {
         let round_start = Instant::now();
-        match self.prober.round() {
-            Ok(ok) => self.on_round_passed(round_start, ok),
-            Err(reason) => {
+        // What ssh logged up to now belongs to earlier rounds.
+        self.ssh.drain_stderr();
+        self.ssh.report.open_failures.clear();
+        let round = self.prober.round();
+        // ssh logs an open failure before it answers the channel request.
+        self.ssh.drain_stderr();
+        match round.and_then(|ok| self.judge(ok)) {
+            Ok((ok, down)) => self.on_round_passed(round_start, ok, down),
+            Err(error) => {
+                if let Some(index) = error.forward {
+                    self.w.set_forward(index, ForwardHealth::Failed, 0);
+                    self.w.save_if_changed();
+                }
+                let reason = error.reason;
                 self.failed_rounds += 1;
                 let failed_rounds = self.failed_rounds;
                 log::warn(&format!(
@@ -325,9 +367,57 @@ impl<'a> Session<'a> {
         Continue(())
     }
 
+    /// Each forward's health from a round that passed the transport checks; a `-L` open
+    /// refusal is the target's (degraded) unless ssh logged that the server forbids the
+    /// forward (a failure). Returns the round and the down targets' descriptions.
+    fn judge(
+        &mut self,
+        ok: probe::RoundOk,
+    ) -> Result<(probe::RoundOk, Vec<String>), probe::RoundError> {
+        let reasons = std::mem::take(&mut self.ssh.report.open_failures);
+        let mut down = Vec::new();
+        for (index, (forward, found)) in self.w.o.forwards.iter().zip(&ok.forwards).enumerate() {
+            let target = match forward {
+                super::args::SshForward::Local {
+                    host, host_port, ..
+                }
+                | super::args::SshForward::Remote {
+                    host, host_port, ..
+                } => format!("{host}:{host_port}"),
+                _ => String::new(),
+            };
+            match found {
+                probe::ForwardProbe::OpenRefused { .. } => {
+                    if let Some(why) = reasons.iter().find(|r| !r.starts_with("connect failed")) {
+                        return Err(probe::RoundError {
+                            reason: format!(
+                                "{}: the server refused the channel: {why}",
+                                forward.describe()
+                            ),
+                            forward: Some(index),
+                        });
+                    }
+                    let why = reasons
+                        .iter()
+                        .find_map(|r| r.strip_prefix("connect failed: "))
+                        .filter(|r| !r.contains("refused"))
+                        .map(|r| format!("target unreachable from the server ({target}: {r})"))
+                        .unwrap_or_else(|| format!("target refuses ({target})"));
+                    down.push(format!("{}: {why}", forward.describe()));
+                }
+                probe::ForwardProbe::TargetDown { .. } => {
+                    down.push(format!("{}: target refuses ({target})", forward.describe()));
+                }
+                probe::ForwardProbe::Up { .. } | probe::ForwardProbe::Unprobed => {}
+            }
+        }
+        Ok((ok, down))
+    }
+
     /// A good round: READY=1 the first time, else WATCHDOG=1; the state file; the
-    /// back-off reset once the tunnel has been up longer than `backoff_max`.
-    fn on_round_passed(&mut self, round_start: Instant, ok: probe::RoundOk) {
+    /// back-off reset once the tunnel has been up longer than `backoff_max`. `down`:
+    /// the forwards whose target refuses (the tunnel is degraded).
+    fn on_round_passed(&mut self, round_start: Instant, ok: probe::RoundOk, down: Vec<String>) {
         let w = &mut *self.w;
         self.failed_rounds = 0;
         let before = w.state.clone();
@@ -340,24 +430,72 @@ impl<'a> Session<'a> {
         self.last_ok = Some(round_start);
         w.state.last_probe_ok = log::now_secs();
         w.state.last_probe_ms = ok.latency.as_millis() as u64;
-        let status = format!(
-            "STATUS=up {}, probe {} ms",
-            format_human(since.elapsed()),
-            ok.latency.as_millis()
-        );
+        for (index, found) in ok.forwards.iter().enumerate() {
+            // 1 ms at least: 0 means "no probe yet" in the state file.
+            let ms = |d: &Duration| (d.as_millis() as u64).max(1);
+            let (health, latency) = match found {
+                probe::ForwardProbe::Up { latency } => (ForwardHealth::Up, ms(latency)),
+                probe::ForwardProbe::TargetDown { latency }
+                | probe::ForwardProbe::OpenRefused { latency } => {
+                    (ForwardHealth::TargetDown, ms(latency))
+                }
+                probe::ForwardProbe::Unprobed => (ForwardHealth::Unproven, 0),
+            };
+            w.set_forward(index, health, latency);
+        }
+        if down.is_empty() {
+            // The next time a target goes down, ssh's words about it are news again.
+            self.ssh.report.channel_lines.clear();
+        }
+        let w = &mut *self.w;
+        let (phase, status) = if down.is_empty() {
+            let status = format!(
+                "STATUS=up {}, probe {} ms",
+                format_human(since.elapsed()),
+                ok.latency.as_millis()
+            );
+            (Phase::Up, status)
+        } else {
+            (
+                Phase::Degraded,
+                format!("STATUS=degraded: {}", down.join("; ")),
+            )
+        };
+        let reason = if down.is_empty() {
+            "every forward carries data".to_string()
+        } else {
+            down.join("; ")
+        };
         if !w.ready_sent {
+            // READY=1 once the transport and every forward channel are proven, even
+            // with a target down: the tunnel does what it can, and a start must not
+            // wait for someone else's server (docs/design.md).
             w.ready_sent = true;
-            w.state.phase = Phase::Up;
             log::info(&format!(
-                "up: {} forward(s) proven end to end in {} ms",
+                "{}: {} forward(s) proven end to end in {} ms",
+                phase,
                 w.o.forwards.len(),
                 ok.latency.as_millis()
             ));
+            if phase == Phase::Degraded {
+                log::warn(&format!(
+                    "degraded: {reason}; not restarting ssh, a reconnect cannot help a target that refuses"
+                ));
+            }
+            w.set_phase(phase, &reason);
             w.notify(&["READY=1", &status, "WATCHDOG=1"]);
         } else {
-            if w.state.phase != Phase::Up {
-                w.state.phase = Phase::Up;
-                log::info("probes pass again");
+            if w.state.phase != phase {
+                match phase {
+                    Phase::Degraded => log::warn(&format!(
+                        "degraded: {reason}; not restarting ssh, a reconnect cannot help a target that refuses"
+                    )),
+                    _ if w.state.phase == Phase::Degraded => {
+                        log::info("every target answers again: up")
+                    }
+                    _ => log::info("probes pass again"),
+                }
+                w.set_phase(phase, &reason);
             }
             w.notify_status(&status);
         }

@@ -54,6 +54,59 @@ pub(super) fn write_state(dir: &crate::safe_fs::Dir, state: &State) {
     }
 }
 
+/// The Prometheus text file for node_exporter's textfile collector (`--metrics-file`):
+/// replaced atomically (a temp file in the same directory, then rename), no link
+/// followed, mode 0644 so the exporter's user can read it.
+pub(super) fn write_metrics(path: &Path, name: &str, state: &State) {
+    let text = crate::metrics::render(&[crate::metrics::Tunnel {
+        name,
+        state,
+        now: log::now_secs(),
+    }]);
+    if let Err(e) = write_public_atomically(path, text.as_bytes()) {
+        log::warn(&format!(
+            "cannot write the metrics file {}: {e}",
+            path.display()
+        ));
+    }
+}
+
+fn write_public_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    // Not `*.prom`: the collector must never read a half-written file.
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&temp);
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&temp)?;
+        // The umask may have narrowed the mode.
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.write_all(bytes)?;
+        // rename(2) replaces a link at `path` itself, never what it points to.
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
 pub(super) fn read_state(dir: &crate::safe_fs::Dir) -> State {
     match dir.read_optional(std::ffi::OsStr::new("state"), MAX_STATE_FILE) {
         Ok(Some(bytes)) => State::from_text(&String::from_utf8_lossy(&bytes)).unwrap_or_else(|e| {

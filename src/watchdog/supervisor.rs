@@ -16,10 +16,12 @@ use super::{
     backoff, log, mux, reachability,
 };
 use crate::duration::format_human;
-use crate::state::{Phase, State};
+use crate::state::{ForwardHealth, ForwardState, Phase, State};
 
 pub(super) struct Watchdog {
     pub(super) o: Options,
+    /// The `--on-change` runs.
+    pub(super) hook: super::hook::Hook,
     pub(super) state_dir: crate::safe_fs::Dir,
     pub(super) ctl: PathBuf,
     pub(super) notifier: Notifier,
@@ -71,14 +73,82 @@ impl Watchdog {
     fn save(&self) {
         write_state(&self.state_dir, &self.state);
         self.saved_at.set(Instant::now());
+        if let Some(path) = &self.o.metrics_file {
+            super::statedir::write_metrics(path, &self.o.name, &self.state);
+        }
+    }
+
+    /// The tunnel's state changes (every change goes through here): `state_since`, and
+    /// the change is logged with its reason.
+    pub(super) fn set_phase(&mut self, phase: Phase, reason: &str) {
+        if self.state.phase == phase {
+            return;
+        }
+        let old = self.state.phase;
+        self.state.phase = phase;
+        self.state.state_since = log::now_secs();
+        self.hook.push(old, phase, reason);
+    }
+
+    /// One forward's health after a probe (or a new connection); `since` moves only
+    /// when the health changes.
+    pub(super) fn set_forward(&mut self, index: usize, health: ForwardHealth, latency_ms: u64) {
+        let specs: Vec<String> = self.o.forwards.iter().map(|f| f.describe()).collect();
+        if self.state.forwards.len() != specs.len()
+            || self
+                .state
+                .forwards
+                .iter()
+                .zip(&specs)
+                .any(|(f, s)| f.spec != *s)
+        {
+            // Another configuration wrote the file: start the list afresh.
+            let now = log::now_secs();
+            self.state.forwards = specs
+                .into_iter()
+                .map(|spec| ForwardState {
+                    spec,
+                    health: ForwardHealth::Unproven,
+                    since: now,
+                    latency_ms: 0,
+                })
+                .collect();
+        }
+        let Some(f) = self.state.forwards.get_mut(index) else {
+            return;
+        };
+        if f.health != health {
+            f.health = health;
+            f.since = log::now_secs();
+        }
+        if latency_ms > 0 || health != ForwardHealth::Up {
+            f.latency_ms = latency_ms;
+        }
+    }
+
+    /// A reconnect without the watchdog exiting (a signal, a held `-R` port, a network
+    /// change): counted in the state file.
+    pub(super) fn count_reconnect(&mut self) {
+        self.state.reconnects += 1;
+    }
+
+    /// Saves when anything but the probe time and latency changed.
+    pub(super) fn save_if_changed(&self) {
+        self.save();
     }
 
     /// Saves after a passing round unless only the probe time/latency moved and the
     /// file was written recently.
     pub(super) fn save_after_probe(&self, before: &State) {
+        // A forward's latency is probe data too; its health and since are not.
+        let mut forwards = before.forwards.clone();
+        for (f, now) in forwards.iter_mut().zip(&self.state.forwards) {
+            f.latency_ms = now.latency_ms;
+        }
         let probe_only = State {
             last_probe_ok: self.state.last_probe_ok,
             last_probe_ms: self.state.last_probe_ms,
+            forwards,
             ..before.clone()
         };
         if probe_only != self.state || self.saved_at.get().elapsed() >= PROBE_ONLY_SAVE_EVERY {
@@ -101,6 +171,7 @@ impl Watchdog {
             }
             match self.connect_and_watch(&ssh_args, &held) {
                 (Outcome::Reconnect, _) => {
+                    self.count_reconnect();
                     self.state.consecutive_failures = 0;
                     self.state.proven = false;
                     (ssh_args, held) = (self.o.ssh.clone(), Vec::new());
@@ -122,6 +193,7 @@ impl Watchdog {
                         format_human(PORT_HELD_ASK_EVERY)
                     ));
                     self.state.last_error = reason;
+                    self.count_reconnect();
                     ssh_args = rest;
                     held.push(forward);
                     continue;
@@ -145,7 +217,7 @@ impl Watchdog {
                         self.o.backoff_max,
                     );
                     self.state.no_greeting = no_greeting;
-                    self.state.phase = Phase::Failed;
+                    self.set_phase(Phase::Failed, &reason);
                     self.state.ssh_pid = 0;
                     self.state.connected_since = 0;
                     self.state.last_error = reason.clone();
@@ -163,7 +235,7 @@ impl Watchdog {
     }
 
     fn stopped(&mut self) -> u8 {
-        self.state.phase = Phase::Stopped;
+        self.set_phase(Phase::Stopped, "stopped by a signal");
         self.state.ssh_pid = 0;
         self.state.connected_since = 0;
         self.state.backoff_until = 0;
@@ -221,7 +293,7 @@ impl Watchdog {
             }
             None => started + wait,
         };
-        self.state.phase = Phase::BackingOff;
+        self.set_phase(Phase::BackingOff, &reason);
         self.state.backoff_until =
             log::now_secs() + until.saturating_duration_since(started).as_secs();
         self.save();
@@ -241,6 +313,10 @@ impl Watchdog {
             };
             self.announce_wait(left, &status);
             let mut sleep = left.min(BACKOFF_REFRESH);
+            self.hook.poll();
+            if let Some(kill_at) = self.hook.deadline() {
+                sleep = sleep.min(kill_at.saturating_duration_since(Instant::now()));
+            }
             if greeting.is_some() {
                 sleep = sleep.min(next_check.saturating_duration_since(Instant::now()));
             }
@@ -373,7 +449,7 @@ impl Watchdog {
         let _ = std::fs::remove_file(&self.ctl);
         let argv = process::with_control_master(ssh_args, &self.ctl);
         self.state.restarts += 1;
-        self.state.phase = Phase::Connecting;
+        self.set_phase(Phase::Connecting, "starting ssh");
         let attempt = self.state.consecutive_failures + 1;
         let mut ssh = match SshChild::spawn(&argv) {
             Ok(s) => s,
