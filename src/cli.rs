@@ -113,9 +113,12 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this tunnel
+    /// Only this tunnel (shows its forwards, as -v does)
     pub name: Option<String>,
-    /// Machine-readable output
+    /// Also show each forward: its health, since when, its last probe's latency
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Machine-readable output: {"schema": 1, "tunnels": [...]} (see STATUS JSON)
     #[arg(long)]
     pub json: bool,
     /// Refresh every 2 seconds until interrupted
