@@ -4,6 +4,7 @@
 //! See `docs/design.md` for how the modules fit together.
 
 pub mod duration;
+pub mod metrics;
 pub mod model;
 pub mod procinfo;
 pub mod safe_fs;
