@@ -39,6 +39,8 @@ pub enum Command {
     List(ListArgs),
     /// Show each tunnel's state as the watchdog and the init system see it
     Status(StatusArgs),
+    /// Print every tunnel's state as Prometheus metrics (text exposition format)
+    Metrics(MetricsArgs),
     /// Fetch, show and pin a tunnel's server host key
     Trust(TrustArgs),
     /// Run a tunnel's ssh once and explain in plain words what is wrong
@@ -128,6 +130,18 @@ pub struct StatusArgs {
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
     /// Read state from DIR instead of the target's default state directory
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Only this tunnel
+    pub name: Option<String>,
+    /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+    /// Read state from DIR instead of the target's default state directory (as status does)
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 }
