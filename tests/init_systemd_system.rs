@@ -255,6 +255,16 @@ fn systemd_system_unit_runs_sandboxed_and_survives_freezes() {
         "{}",
         out_text(&out)
     );
+    // metrics finds the state file where status does.
+    let out = tunnelctl_in(&container, &["metrics", "--target", "systemd", NAME]);
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l == "tunnelctl_tunnel_up{tunnel=\"itest\"} 1"),
+        "{}",
+        out_text(&out)
+    );
     let before = status_in(&container);
     assert_eq!(before["running"], true, "{before}");
     assert_eq!(before["init"]["active_state"], "active", "{before}");
