@@ -576,7 +576,10 @@ mod tests {
             [Verdict::Up, Verdict::Degraded, Verdict::Down].map(Verdict::exit_code),
             [0, 3, 1]
         );
-        assert!(table(&[row.clone()], 1100, true, false).contains("\x1b[35mdegraded\x1b[0m"));
+        assert!(
+            table(std::slice::from_ref(&row), 1100, true, false)
+                .contains("\x1b[35mdegraded\x1b[0m")
+        );
     }
 
     #[test]
@@ -593,7 +596,10 @@ mod tests {
             "  -R 1234:localhost:22           up           since 1m40s ago  12 ms"
         );
         // Without -v the table is what it always was.
-        assert_eq!(table(&[degraded_row()], 1100, false, false).lines().count(), 2);
+        assert_eq!(
+            table(&[degraded_row()], 1100, false, false).lines().count(),
+            2
+        );
     }
 
     #[test]

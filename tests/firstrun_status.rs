@@ -117,7 +117,10 @@ fn status_json_reconnect_and_stop_follow_a_real_watchdog() {
     assert_eq!(up["restarts"], 1, "{up}");
     assert_eq!(up["health"], "up", "{up}");
     assert_eq!(up["degraded"], false, "{up}");
-    assert!(up["state_since"].is_u64() && up["reconnects"].is_u64(), "{up}");
+    assert!(
+        up["state_since"].is_u64() && up["reconnects"].is_u64(),
+        "{up}"
+    );
     assert!(up["forwards"].is_array(), "{up}");
     assert_eq!(status_code(&state_dir), Some(0), "an up tunnel exits 0");
 

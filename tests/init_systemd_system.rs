@@ -251,7 +251,10 @@ fn systemd_system_unit_runs_sandboxed_and_survives_freezes() {
     );
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        table.lines().nth(1).is_some_and(|l| l.starts_with("itest  systemd  up ")),
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("itest  systemd  up ")),
         "{}",
         out_text(&out)
     );
@@ -307,7 +310,10 @@ fn systemd_system_unit_runs_sandboxed_and_survives_freezes() {
         logs.lines().count()
     );
     in_netns(cpid, || roundtrip(LOCAL_PORT)).unwrap_or_else(|e| {
-        panic!("tunnel not carrying data after the reconnect: {e}\n{}", container.journal(UNIT))
+        panic!(
+            "tunnel not carrying data after the reconnect: {e}\n{}",
+            container.journal(UNIT)
+        )
     });
 
     // 1. Freeze the ssh client.

@@ -202,7 +202,10 @@ fn systemd_user_unit_survives_frozen_ssh_and_frozen_watchdog() {
     // --user-unit) has nothing to read here: it is proven against the nspawn system
     // manager's journal instead.
     roundtrip(lport).unwrap_or_else(|e| {
-        panic!("tunnel not carrying data after the reconnect: {e}\n{}", manager.log())
+        panic!(
+            "tunnel not carrying data after the reconnect: {e}\n{}",
+            manager.log()
+        )
     });
     eprintln!(
         "systemd-user: status/reconnect: ssh {ssh_before} -> {}",

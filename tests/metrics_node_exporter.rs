@@ -117,7 +117,12 @@ fn now() -> u64 {
 fn status_json(state_dir: &Path) -> serde_json::Value {
     let out = tunnelctl(
         Path::new("/nonexistent.yaml"),
-        &["status", "--json", "--state-dir", state_dir.to_str().unwrap()],
+        &[
+            "status",
+            "--json",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ],
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)))
 }
@@ -131,7 +136,10 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
     let Some(sshd) = Sshd::start_default(test) else {
         return;
     };
-    let dir = tempfile::Builder::new().prefix("metrics").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("metrics")
+        .tempdir()
+        .unwrap();
     let states: PathBuf = dir.path().join("states");
     let textfiles = dir.path().join("textfile");
     std::fs::create_dir_all(&textfiles).unwrap();
@@ -236,11 +244,17 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
     // Forward lines come from the watchdog once it fills them: each then exports as up.
     for f in live["forwards"].as_array().unwrap() {
         let spec = f["spec"].as_str().unwrap();
-        expect(&format!("tunnelctl_forward_up{{forward=\"{spec}\",tunnel=\"live\"}}"), 1.0);
+        expect(
+            &format!("tunnelctl_forward_up{{forward=\"{spec}\",tunnel=\"live\"}}"),
+            1.0,
+        );
     }
     expect("tunnelctl_tunnel_up{tunnel=\"deg\"}", 1.0);
     expect("tunnelctl_tunnel_degraded{tunnel=\"deg\"}", 1.0);
-    expect("tunnelctl_tunnel_state{state=\"degraded\",tunnel=\"deg\"}", 1.0);
+    expect(
+        "tunnelctl_tunnel_state{state=\"degraded\",tunnel=\"deg\"}",
+        1.0,
+    );
     expect("tunnelctl_tunnel_state{state=\"up\",tunnel=\"deg\"}", 0.0);
     expect(
         "tunnelctl_forward_up{forward=\"-L 127.0.0.1:8080:intranet:80\",tunnel=\"deg\"}",
@@ -267,7 +281,11 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
     );
 
     // The check can fail: a file node_exporter cannot parse is reported, not skipped.
-    write_prom(&textfiles, "broken.prom", "tunnelctl_broken{tunnel=\"x\" 1\n");
+    write_prom(
+        &textfiles,
+        "broken.prom",
+        "tunnelctl_broken{tunnel=\"x\" 1\n",
+    );
     let mut seen = String::new();
     assert!(
         wait_until(Duration::from_secs(10), || {

@@ -289,19 +289,55 @@ fn tunnelctl_extra_sections() -> Roff {
         |t| bold(t),
         |t| roman(t),
         &[
-            ("name, target", "The tunnel and the init system looked at (null with --state-dir and no --target)."),
-            ("state", "The watchdog's state while it runs (connecting, up, degraded, backing-off, failed), else stopped, not running, or systemd's ACTIVE/SUB when there is no state file."),
-            ("health", "up, degraded or down: what the exit code is made of."),
+            (
+                "name, target",
+                "The tunnel and the init system looked at (null with --state-dir and no --target).",
+            ),
+            (
+                "state",
+                "The watchdog's state while it runs (connecting, up, degraded, backing-off, failed), else stopped, not running, or systemd's ACTIVE/SUB when there is no state file.",
+            ),
+            (
+                "health",
+                "up, degraded or down: what the exit code is made of.",
+            ),
             ("degraded", "true when health is degraded."),
-            ("running", "Whether the state file's watchdog pid is a live tunnel-watchdog."),
-            ("state_since, state_seconds", "When the state last changed (0: unknown), and for how long (null when not running or unknown)."),
-            ("connected_since, up_seconds", "The current connection's first good probe, and its age (null unless up or degraded)."),
-            ("last_probe_ok, last_probe_ms", "The last good probe round and how long it took."),
-            ("restarts, reconnects", "ssh starts, and reconnects without a watchdog restart, in total."),
-            ("consecutive_failures, backoff_until, last_error", "The back-off and why the last connection failed."),
-            ("pid, ssh_pid, state_file", "The watchdog, its ssh, the file read."),
-            ("forwards", "One object per forward, in ssh's order: spec (as ssh was given it, e.g. -L 127.0.0.1:8080:intranet:80), target (intranet:80, or null for -D), health (up, target-down, port-held, unproven or failed), since (its last change), latency_ms (its last probe, 0: none)."),
-            ("init", "systemd's view (active_state, sub_state, n_restarts, status_text), or null."),
+            (
+                "running",
+                "Whether the state file's watchdog pid is a live tunnel-watchdog.",
+            ),
+            (
+                "state_since, state_seconds",
+                "When the state last changed (0: unknown), and for how long (null when not running or unknown).",
+            ),
+            (
+                "connected_since, up_seconds",
+                "The current connection's first good probe, and its age (null unless up or degraded).",
+            ),
+            (
+                "last_probe_ok, last_probe_ms",
+                "The last good probe round and how long it took.",
+            ),
+            (
+                "restarts, reconnects",
+                "ssh starts, and reconnects without a watchdog restart, in total.",
+            ),
+            (
+                "consecutive_failures, backoff_until, last_error",
+                "The back-off and why the last connection failed.",
+            ),
+            (
+                "pid, ssh_pid, state_file",
+                "The watchdog, its ssh, the file read.",
+            ),
+            (
+                "forwards",
+                "One object per forward, in ssh's order: spec (as ssh was given it, e.g. -L 127.0.0.1:8080:intranet:80), target (intranet:80, or null for -D), health (up, target-down, port-held, unproven or failed), since (its last change), latency_ms (its last probe, 0: none).",
+            ),
+            (
+                "init",
+                "systemd's view (active_state, sub_state, n_restarts, status_text), or null.",
+            ),
             ("problem", "Why there is no state, or null."),
         ],
     );

@@ -37,7 +37,9 @@ pub fn run(cx: &Context, args: MetricsArgs) -> Result<ExitCode, Error> {
     let text = exposition(&rows, now);
     let mut stdout = std::io::stdout().lock();
     // A reader gone away (| head) is not an error worth a message.
-    let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
     Ok(ExitCode::SUCCESS)
 }
 
