@@ -204,10 +204,15 @@ printf 'local forward  127.0.0.1:%s -> %s\n' "$local_port" "$(timeout 3 bash -c 
 printf 'remote forward server:%s -> %s\n' "$remote_port" "$(timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$remote_port && head -n1 <&3" | tr -d '\r')"
 
 if [[ $ci -eq 0 ]]; then
-    # Live: the table redrawn in place for a few seconds (2 lines up, then rewrite).
+    # Live: the table redrawn in place for a few seconds (up as many lines as it has,
+    # one per forward included, then rewrite; printed straight to keep its colour).
     echo
-    "$tunnelctl" status demo --state-dir "$state_dir"
-    for _ in 1 2 3 4 5; do sleep 1; printf '\e[2A'; "$tunnelctl" status demo --state-dir "$state_dir" | sed 's/$/\x1b[K/'; done
+    "$tunnelctl" status demo --state-dir "$state_dir" || true
+    for _ in 1 2 3 4 5; do
+        sleep 1
+        printf '\e[%dA' "$("$tunnelctl" status demo --state-dir "$state_dir" | wc -l)"
+        "$tunnelctl" status demo --state-dir "$state_dir" | sed 's/$/\x1b[K/' || true
+    done
 fi
 pause 20 "freeze the ssh client"
 

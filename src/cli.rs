@@ -39,6 +39,8 @@ pub enum Command {
     List(ListArgs),
     /// Show each tunnel's state as the watchdog and the init system see it
     Status(StatusArgs),
+    /// Print every tunnel's state as Prometheus metrics (text exposition format)
+    Metrics(MetricsArgs),
     /// Fetch, show and pin a tunnel's server host key
     Trust(TrustArgs),
     /// Run a tunnel's ssh once and explain in plain words what is wrong
@@ -113,9 +115,12 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this tunnel
+    /// Only this tunnel (shows its forwards, as -v does)
     pub name: Option<String>,
-    /// Machine-readable output
+    /// Also show each forward: its health, since when, its last probe's latency
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Machine-readable output: {"schema": 1, "tunnels": [...]} (see STATUS JSON)
     #[arg(long)]
     pub json: bool,
     /// Refresh every 2 seconds until interrupted
@@ -125,6 +130,18 @@ pub struct StatusArgs {
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
     /// Read state from DIR instead of the target's default state directory
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Only this tunnel
+    pub name: Option<String>,
+    /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+    /// Read state from DIR instead of the target's default state directory (as status does)
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 }

@@ -309,11 +309,14 @@ impl Dir {
                     | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o600),
             )?;
-            fchown(
-                &fd,
-                Some(nix::unistd::geteuid()),
-                Some(nix::unistd::getegid()),
-            )?;
+            // A new file is ours already unless the directory is setgid; chown only
+            // then: the hardened system unit's seccomp filter (~@privileged) refuses
+            // fchown with EPERM, even a no-op one, and the state file was never written.
+            let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+            let st = fstat(&fd)?;
+            if st.st_uid != uid.as_raw() || st.st_gid != gid.as_raw() {
+                fchown(&fd, Some(uid), Some(gid))?;
+            }
             fchmod(&fd, Mode::from_bits_truncate(mode))?;
             let mut file = std::fs::File::from(fd);
             file.write_all(bytes)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::duration::format_human;
-use crate::state::{Phase, State};
+use crate::state::{ForwardHealth, ForwardState, Phase, State};
 use crate::target::Target;
 
 /// What systemd says about the unit (`systemctl show`).
@@ -47,6 +47,95 @@ impl Row {
                 _ => "unknown".into(),
             },
         }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        match (&self.state, self.running) {
+            (Some(s), true) if s.phase == Phase::Up => Verdict::Up,
+            (Some(s), true) if s.phase == Phase::Degraded => Verdict::Degraded,
+            _ => Verdict::Down,
+        }
+    }
+
+    /// The forwards whose target refuses (what makes a tunnel degraded).
+    pub fn targets_down(&self) -> Vec<&ForwardState> {
+        self.state
+            .iter()
+            .flat_map(|s| &s.forwards)
+            .filter(|f| f.health == ForwardHealth::TargetDown)
+            .collect()
+    }
+
+    /// Connected now (up or degraded): the transport carries the forwards.
+    fn connected(&self) -> bool {
+        self.running
+            && self
+                .state
+                .as_ref()
+                .is_some_and(|s| matches!(s.phase, Phase::Up | Phase::Degraded))
+    }
+}
+
+/// What `status` concludes about a tunnel; its exit code is the worst of the selected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Up,
+    /// Connected and probed, but a forward's target refuses: no reconnect can fix it.
+    Degraded,
+    /// Anything else: not running, stopped, connecting, backing off, failed, no state.
+    Down,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Up => "up",
+            Verdict::Degraded => "degraded",
+            Verdict::Down => "down",
+        }
+    }
+
+    /// `status`'s exit code (like `systemctl is-active`, 0 only when all is well);
+    /// 2 stays the usage error of every command.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Up => 0,
+            Verdict::Down => 1,
+            Verdict::Degraded => 3,
+        }
+    }
+}
+
+/// The schema number of `status --json`: bumped only when a key is removed or changes
+/// meaning; new keys may appear within a schema.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// The forward's destination as a person names it: `intranet:80` of
+/// `-L 127.0.0.1:8080:intranet:80`, a socket path, or None (`-D`, a dynamic `-R`).
+pub fn forward_target(spec: &str) -> Option<String> {
+    let (flag, arg) = spec.trim().split_once(' ')?;
+    if flag == "-D" {
+        return None;
+    }
+    // Fields split on ':' outside [brackets] (IPv6 addresses).
+    let mut fields: Vec<String> = vec![String::new()];
+    let mut depth = 0u32;
+    for c in arg.trim().chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 => {
+                fields.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        fields.last_mut().expect("never empty").push(c);
+    }
+    match fields.len() {
+        n if n >= 3 => Some(format!("{}:{}", fields[n - 2], fields[n - 1])),
+        2 if fields[1].starts_with('/') => Some(fields[1].clone()),
+        _ => None,
     }
 }
 
@@ -169,7 +258,7 @@ pub fn cells(row: &Row, now: u64) -> [String; 7] {
                     format!("backing-off {}s", s.backoff_until - now)
                 };
             }
-            let up = if row.running && s.phase == Phase::Up {
+            let up = if row.connected() {
                 ago(now, s.connected_since)
             } else {
                 "-".into()
@@ -183,7 +272,18 @@ pub fn cells(row: &Row, now: u64) -> [String; 7] {
             if let Some(i) = row.init.as_ref().filter(|i| i.n_restarts > 0) {
                 restarts.push_str(&format!(" (+{} by systemd)", i.n_restarts));
             }
-            let error = if s.last_error.is_empty() {
+            let down = row.targets_down();
+            let error = if row.running && s.phase == Phase::Degraded && !down.is_empty() {
+                // Which target is down is the one thing to know about a degraded tunnel.
+                let named: Vec<String> = down
+                    .iter()
+                    .map(|f| match forward_target(&f.spec) {
+                        Some(t) => format!("{t} ({})", f.spec),
+                        None => f.spec.clone(),
+                    })
+                    .collect();
+                format!("target down: {}", named.join(", "))
+            } else if s.last_error.is_empty() {
                 "-".into()
             } else {
                 s.last_error.clone()
@@ -210,9 +310,10 @@ pub const HEADERS: [&str; 7] = [
     "LAST ERROR",
 ];
 
-/// The aligned table (pure). Colour marks the state: green up, yellow on the way,
-/// red failed or not running.
-pub fn table(rows: &[Row], now: u64, colour: bool) -> String {
+/// The aligned table (pure). Colour marks the state: green up, magenta degraded,
+/// yellow on the way, red failed or not running. `verbose` adds one indented line per
+/// forward under its tunnel: spec, health, since when, last probe latency.
+pub fn table(rows: &[Row], now: u64, colour: bool, verbose: bool) -> String {
     let all: Vec<[String; 7]> = rows.iter().map(|r| cells(r, now)).collect();
     let mut widths = HEADERS.map(|h| h.chars().count());
     for cells in &all {
@@ -242,19 +343,100 @@ pub fn table(rows: &[Row], now: u64, colour: bool) -> String {
     for (row, cells) in rows.iter().zip(&all) {
         let paint = colour.then(|| match (&row.state, row.running) {
             (Some(s), true) if s.phase == Phase::Up => "32",
+            (Some(s), true) if s.phase == Phase::Degraded => "35",
             (Some(s), true) if s.phase == Phase::Failed => "31",
             (Some(_), true) => "33",
             (Some(s), false) if s.phase == Phase::Stopped => "2",
             _ => "31",
         });
         out.push_str(&line(cells, paint));
+        if verbose {
+            out.push_str(&forward_lines(row, now, colour));
+        }
     }
     out
+}
+
+/// The forwards of one row, indented under it and aligned among themselves (pure).
+fn forward_lines(row: &Row, now: u64, colour: bool) -> String {
+    let Some(state) = &row.state else {
+        return String::new();
+    };
+    let all: Vec<[String; 4]> = state
+        .forwards
+        .iter()
+        .map(|f| {
+            let since = if f.since == 0 {
+                "-".to_string()
+            } else {
+                format!("since {}", ago(now, f.since))
+            };
+            let latency = if f.latency_ms == 0 {
+                "-".to_string()
+            } else {
+                format!("{} ms", f.latency_ms)
+            };
+            [f.spec.clone(), f.health.to_string(), since, latency]
+        })
+        .collect();
+    let mut widths = [0usize; 4];
+    for cells in &all {
+        for (w, c) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (f, cells) in state.forwards.iter().zip(&all) {
+        let mut line = String::from("  ");
+        for (i, c) in cells.iter().enumerate() {
+            let pad = " ".repeat(widths[i] - c.chars().count());
+            let code = match f.health {
+                ForwardHealth::Up => "32",
+                ForwardHealth::TargetDown => "35",
+                ForwardHealth::Unproven => "33",
+                ForwardHealth::PortHeld | ForwardHealth::Failed => "31",
+            };
+            if i == 1 && colour {
+                line.push_str(&format!("\x1b[{code}m{c}\x1b[0m"));
+            } else {
+                line.push_str(c);
+            }
+            if i < cells.len() - 1 {
+                line.push_str(&pad);
+                line.push_str("  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `status --json` (pure): `{"schema": 1, "tunnels": [ROW…]}`, documented in
+/// tunnelctl(1), STATUS JSON.
+pub fn json_document(rows: &[Row], now: u64) -> serde_json::Value {
+    serde_json::json!({
+        "schema": JSON_SCHEMA,
+        "tunnels": rows.iter().map(|r| json(r, now)).collect::<Vec<_>>(),
+    })
 }
 
 /// The JSON value of one row (pure). Times are unix seconds; 0 means never.
 pub fn json(row: &Row, now: u64) -> serde_json::Value {
     let s = row.state.clone().unwrap_or_default();
+    let forwards: Vec<serde_json::Value> = s
+        .forwards
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "spec": f.spec,
+                "target": forward_target(&f.spec),
+                "health": f.health.as_str(),
+                "since": f.since,
+                "latency_ms": f.latency_ms,
+            })
+        })
+        .collect();
     serde_json::json!({
         "name": row.name,
         "target": row.target.map(|t| t.to_string()),
@@ -264,7 +446,13 @@ pub fn json(row: &Row, now: u64) -> serde_json::Value {
         "pid": s.pid,
         "ssh_pid": s.ssh_pid,
         "connected_since": s.connected_since,
-        "up_seconds": if row.running && s.phase == Phase::Up && s.connected_since > 0 { Some(now.saturating_sub(s.connected_since)) } else { None },
+        "up_seconds": if row.connected() && s.connected_since > 0 { Some(now.saturating_sub(s.connected_since)) } else { None },
+        "health": row.verdict().as_str(),
+        "degraded": row.verdict() == Verdict::Degraded,
+        "state_since": s.state_since,
+        "state_seconds": if row.running && s.state_since > 0 { Some(now.saturating_sub(s.state_since)) } else { None },
+        "reconnects": s.reconnects,
+        "forwards": forwards,
         "last_probe_ok": s.last_probe_ok,
         "last_probe_ms": s.last_probe_ms,
         "consecutive_failures": s.consecutive_failures,
@@ -332,10 +520,10 @@ mod tests {
 
     #[test]
     fn table_is_plain_without_colour_and_json_has_the_fields() {
-        let t = table(&[up_row()], 1100, false);
+        let t = table(&[up_row()], 1100, false, false);
         assert!(t.starts_with("NAME  TARGET   STATE"), "{t}");
         assert!(!t.contains('\x1b'));
-        assert!(table(&[up_row()], 1100, true).contains("\x1b[32mup\x1b[0m"));
+        assert!(table(&[up_row()], 1100, true, false).contains("\x1b[32mup\x1b[0m"));
         let j = json(&up_row(), 1100);
         assert_eq!(j["up_seconds"], 100);
         assert_eq!(j["state"], "up");
@@ -344,5 +532,107 @@ mod tests {
                 .n_restarts,
             2
         );
+    }
+
+    fn degraded_row() -> Row {
+        let mut row = up_row();
+        let s = row.state.as_mut().unwrap();
+        s.phase = Phase::Degraded;
+        s.state_since = 1060;
+        s.reconnects = 4;
+        s.forwards = vec![
+            ForwardState {
+                spec: "-L 127.0.0.1:8080:intranet:80".into(),
+                health: ForwardHealth::TargetDown,
+                since: 1060,
+                latency_ms: 3,
+            },
+            ForwardState {
+                spec: "-R 1234:localhost:22".into(),
+                health: ForwardHealth::Up,
+                since: 1000,
+                latency_ms: 12,
+            },
+        ];
+        row
+    }
+
+    #[test]
+    fn a_degraded_tunnel_names_its_down_target_and_is_still_connected() {
+        let row = degraded_row();
+        let c = cells(&row, 1100);
+        assert_eq!(c[2], "degraded");
+        assert_eq!(c[3], "1m40s ago", "the transport is up");
+        assert_eq!(
+            c[6],
+            "target down: intranet:80 (-L 127.0.0.1:8080:intranet:80)"
+        );
+        assert_eq!(row.verdict(), Verdict::Degraded);
+        assert_eq!(up_row().verdict(), Verdict::Up);
+        let mut gone = row.clone();
+        gone.running = false;
+        assert_eq!(gone.verdict(), Verdict::Down);
+        assert_eq!(
+            [Verdict::Up, Verdict::Degraded, Verdict::Down].map(Verdict::exit_code),
+            [0, 3, 1]
+        );
+        assert!(
+            table(std::slice::from_ref(&row), 1100, true, false)
+                .contains("\x1b[35mdegraded\x1b[0m")
+        );
+    }
+
+    #[test]
+    fn verbose_shows_one_aligned_line_per_forward() {
+        let t = table(&[degraded_row()], 1100, false, true);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(
+            lines[2],
+            "  -L 127.0.0.1:8080:intranet:80  target-down  since 40s ago    3 ms"
+        );
+        assert_eq!(
+            lines[3],
+            "  -R 1234:localhost:22           up           since 1m40s ago  12 ms"
+        );
+        // Without -v the table is what it always was.
+        assert_eq!(
+            table(&[degraded_row()], 1100, false, false).lines().count(),
+            2
+        );
+    }
+
+    #[test]
+    fn forward_targets_are_the_far_end() {
+        for (spec, want) in [
+            ("-L 127.0.0.1:8080:intranet:80", Some("intranet:80")),
+            ("-L 8080:intranet:80", Some("intranet:80")),
+            ("-R 1234:localhost:22", Some("localhost:22")),
+            ("-L 8080:[2001:db8::1]:443", Some("[2001:db8::1]:443")),
+            ("-L 8080:/run/app.sock", Some("/run/app.sock")),
+            ("-D 1080", None),
+            ("-R 1080", None),
+            ("garbage", None),
+        ] {
+            assert_eq!(forward_target(spec).as_deref(), want, "{spec}");
+        }
+    }
+
+    #[test]
+    fn json_is_versioned_and_carries_the_forwards() {
+        let doc = json_document(&[degraded_row()], 1100);
+        assert_eq!(doc["schema"], 1);
+        let t = &doc["tunnels"][0];
+        assert_eq!(t["state"], "degraded");
+        assert_eq!(t["health"], "degraded");
+        assert_eq!(t["degraded"], true);
+        assert_eq!(t["state_since"], 1060);
+        assert_eq!(t["state_seconds"], 40);
+        assert_eq!(t["reconnects"], 4);
+        assert_eq!(t["up_seconds"], 100);
+        assert_eq!(t["forwards"][0]["health"], "target-down");
+        assert_eq!(t["forwards"][0]["target"], "intranet:80");
+        assert_eq!(t["forwards"][1]["latency_ms"], 12);
+        assert_eq!(t["forwards"][1]["since"], 1000);
     }
 }

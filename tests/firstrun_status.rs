@@ -74,7 +74,18 @@ fn status_json(state_dir: &std::path::Path) -> serde_json::Value {
     );
     let value: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
-    value[0].clone()
+    assert_eq!(value["schema"], 1, "{value}");
+    value["tunnels"][0].clone()
+}
+
+/// `status st --state-dir DIR`'s exit code: 0 up, 1 down, 3 degraded.
+fn status_code(state_dir: &std::path::Path) -> Option<i32> {
+    tunnelctl(
+        std::path::Path::new("/nonexistent.yaml"),
+        &["status", "st", "--state-dir", state_dir.to_str().unwrap()],
+    )
+    .status
+    .code()
 }
 
 #[test]
@@ -104,6 +115,14 @@ fn status_json_reconnect_and_stop_follow_a_real_watchdog() {
     );
     assert!(up["up_seconds"].is_u64(), "{up}");
     assert_eq!(up["restarts"], 1, "{up}");
+    assert_eq!(up["health"], "up", "{up}");
+    assert_eq!(up["degraded"], false, "{up}");
+    assert!(
+        up["state_since"].is_u64() && up["reconnects"].is_u64(),
+        "{up}"
+    );
+    assert!(up["forwards"].is_array(), "{up}");
+    assert_eq!(status_code(&state_dir), Some(0), "an up tunnel exits 0");
 
     // The table says the same in words.
     let table = tunnelctl(
@@ -162,6 +181,7 @@ fn status_json_reconnect_and_stop_follow_a_real_watchdog() {
         Ok(Some(_))
     )));
     assert_eq!(status_json(&state_dir)["state"], "stopped");
+    assert_eq!(status_code(&state_dir), Some(1), "a stopped tunnel exits 1");
     let out = tunnelctl(
         std::path::Path::new("/nonexistent.yaml"),
         &[
@@ -219,9 +239,13 @@ fn status_lists_every_tunnel_of_the_config() {
         "      - remote: 40002\n        to: localhost:22\n",
     );
     let out = tunnelctl(&s.config, &["status", "--target", "inittab", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Listed but not running here: exit 1, as for any tunnel that is down.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema"], 1, "{doc}");
+    let rows = &doc["tunnels"];
     assert_eq!(rows[0]["name"], "listed");
+    assert_eq!(rows[0]["health"], "down");
     assert_eq!(rows[0]["target"], "inittab");
     assert!(
         rows[0]["problem"]

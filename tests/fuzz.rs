@@ -799,7 +799,7 @@ fn fuzz_state_file_reader() {
             let _ = status::cells(&row, now);
             let _ = status::json(&row, now);
         }
-        let _ = status::table(std::slice::from_ref(&row), u64::MAX, true);
+        let _ = status::table(std::slice::from_ref(&row), u64::MAX, true, true);
     });
 }
 

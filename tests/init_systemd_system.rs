@@ -32,6 +32,31 @@ const PROPS: &[&str] = &[
 const SSHD_PORT: u16 = 2222;
 const LOCAL_PORT: u16 = 8888;
 
+/// Where the build directory (tunnelctl and tunnel-watchdog) is bound in the container.
+const BUILD_IN_CONTAINER: &str = "/opt/tunnelctl-build";
+
+/// `tunnelctl ARGS` run inside the container (its systemd, its journal, its /var/lib).
+fn tunnelctl_in(c: &Container, args: &[&str]) -> std::process::Output {
+    c.run(&format!("{BUILD_IN_CONTAINER}/tunnelctl"), args)
+}
+
+fn out_text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `tunnelctl status NAME --target systemd --json` in the container: its one tunnel.
+fn status_in(c: &Container) -> serde_json::Value {
+    let out = tunnelctl_in(c, &["status", NAME, "--target", "systemd", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", out_text(&out)));
+    doc["tunnels"][0].clone()
+}
+
 /// The watchdog's pid on the host, from the container's MainPID.
 fn main_pid(c: &Container) -> i32 {
     let inner: i32 = c.show(UNIT, &["MainPID"])["MainPID"].parse().unwrap();
@@ -115,7 +140,6 @@ fn systemd_system_unit_runs_sandboxed_and_survives_freezes() {
     // PrivateTmp=yes hides the host's /tmp from the service, and a clean clone (CI's
     // included) may well live there: the build dir goes to a fixed path outside it.
     let build_dir: PathBuf = Path::new(WATCHDOG).parent().unwrap().to_path_buf();
-    const BUILD_IN_CONTAINER: &str = "/opt/tunnelctl-build";
     install_with_watchdog(
         &config,
         NAME,
@@ -215,6 +239,82 @@ fn systemd_system_unit_runs_sandboxed_and_survives_freezes() {
         uid_line.split_whitespace().nth(1).is_some_and(|u| u != "0"),
         "the watchdog runs as root: {uid_line}"
     );
+
+    // status, reconnect and logs for real, against this systemd and its journal.
+    let out = tunnelctl_in(&container, &["status", NAME, "--target", "systemd"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "status of an up unit: {}\njournal:\n{}",
+        out_text(&out),
+        container.journal(UNIT)
+    );
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("itest  systemd  up ")),
+        "{}",
+        out_text(&out)
+    );
+    // metrics finds the state file where status does.
+    let out = tunnelctl_in(&container, &["metrics", "--target", "systemd", NAME]);
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l == "tunnelctl_tunnel_up{tunnel=\"itest\"} 1"),
+        "{}",
+        out_text(&out)
+    );
+    let before = status_in(&container);
+    assert_eq!(before["running"], true, "{before}");
+    assert_eq!(before["init"]["active_state"], "active", "{before}");
+    assert_eq!(before["init"]["sub_state"], "running", "{before}");
+    let (ssh_before, restarts_before) = (
+        before["ssh_pid"].as_u64().unwrap(),
+        before["restarts"].as_u64().unwrap(),
+    );
+    let out = tunnelctl_in(&container, &["reconnect", NAME, "--target", "systemd"]);
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("asked systemd to send SIGUSR1"),
+        "{}",
+        out_text(&out)
+    );
+    let mut after = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            after = status_in(&container);
+            after["state"] == "up"
+                && after["ssh_pid"].as_u64().is_some_and(|p| p != ssh_before)
+                && after["restarts"].as_u64() == Some(restarts_before + 1)
+        }),
+        "no reconnect after `tunnelctl reconnect`: before {before}\nafter {after}\n{}",
+        container.journal(UNIT)
+    );
+    // The watchdog reconnected by itself: systemd restarted nothing.
+    assert_eq!(container.show(UNIT, &["NRestarts"])["NRestarts"], "0");
+    assert_eq!(main_pid(&container), watchdog);
+    let out = tunnelctl_in(&container, &["logs", NAME, "--target", "systemd"]);
+    let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && logs.contains("reconnecting now (SIGHUP/SIGUSR1)"),
+        "logs does not show the watchdog's journal lines: {}",
+        out_text(&out)
+    );
+    eprintln!(
+        "systemd: status/reconnect/logs in the container: ssh {ssh_before} -> {}, {} journal lines",
+        after["ssh_pid"],
+        logs.lines().count()
+    );
+    in_netns(cpid, || roundtrip(LOCAL_PORT)).unwrap_or_else(|e| {
+        panic!(
+            "tunnel not carrying data after the reconnect: {e}\n{}",
+            container.journal(UNIT)
+        )
+    });
 
     // 1. Freeze the ssh client.
     let ssh =

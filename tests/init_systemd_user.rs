@@ -13,7 +13,7 @@ use common::tunnel_env::{
     EchoServer, Server, Timing, alive, free_port, install, roundtrip, sigstop, wait_roundtrip,
     wait_ssh_child, write_config,
 };
-use common::user_manager::UserManager;
+use common::user_manager::{UserManager, run_bounded};
 use common::wait_until;
 
 const NAME: &str = "itest";
@@ -26,6 +26,31 @@ const PROPS: &[&str] = &[
     "MainPID",
     "Result",
 ];
+
+/// `tunnelctl ARGS` inside the manager's mount namespace, as its user would run it.
+fn tunnelctl_in(m: &UserManager, args: &[&str]) -> std::process::Output {
+    let mut cmd = m.command(env!("CARGO_BIN_EXE_tunnelctl"));
+    cmd.args(args)
+        .env("XDG_STATE_HOME", m.home().join(".local/state"))
+        .env_remove("NO_COLOR");
+    run_bounded(cmd, Duration::from_secs(30))
+}
+
+fn out_text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn status_in(m: &UserManager) -> serde_json::Value {
+    let out = tunnelctl_in(m, &["status", NAME, "--target", "systemd-user", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", out_text(&out)));
+    doc["tunnels"][0].clone()
+}
 
 fn main_pid(m: &UserManager) -> i32 {
     m.show(UNIT, &["MainPID"])["MainPID"].parse().unwrap()
@@ -128,8 +153,66 @@ fn systemd_user_unit_survives_frozen_ssh_and_frozen_watchdog() {
         )
     });
 
-    // 1. Freeze the ssh client: the watchdog's probes fail, it exits, systemd restarts it.
+    // status and reconnect for real, against this manager (`systemctl --user`).
     let watchdog = main_pid(&manager);
+    let out = tunnelctl_in(&manager, &["status", NAME, "--target", "systemd-user"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "status of an up unit: {}\n{}",
+        out_text(&out),
+        manager.log()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("itest  systemd-user  up ")),
+        "{}",
+        out_text(&out)
+    );
+    let before = status_in(&manager);
+    assert_eq!(before["pid"], watchdog, "{before}");
+    assert_eq!(before["init"]["active_state"], "active", "{before}");
+    let (ssh_before, restarts_before) = (
+        before["ssh_pid"].as_u64().unwrap(),
+        before["restarts"].as_u64().unwrap(),
+    );
+    let out = tunnelctl_in(&manager, &["reconnect", NAME, "--target", "systemd-user"]);
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("asked systemd to send SIGUSR1"),
+        "{}",
+        out_text(&out)
+    );
+    let mut after = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            after = status_in(&manager);
+            after["state"] == "up"
+                && after["ssh_pid"].as_u64().is_some_and(|p| p != ssh_before)
+                && after["restarts"].as_u64() == Some(restarts_before + 1)
+        }),
+        "no reconnect after `tunnelctl reconnect`: before {before}\nafter {after}\n{}",
+        manager.log()
+    );
+    assert_eq!(manager.show(UNIT, &["NRestarts"])["NRestarts"], "0");
+    assert_eq!(main_pid(&manager), watchdog, "systemd restarted the unit");
+    // No journald runs in this private manager's namespace, so `logs` (journalctl
+    // --user-unit) has nothing to read here: it is proven against the nspawn system
+    // manager's journal instead.
+    roundtrip(lport).unwrap_or_else(|e| {
+        panic!(
+            "tunnel not carrying data after the reconnect: {e}\n{}",
+            manager.log()
+        )
+    });
+    eprintln!(
+        "systemd-user: status/reconnect: ssh {ssh_before} -> {}",
+        after["ssh_pid"]
+    );
+
+    // 1. Freeze the ssh client: the watchdog's probes fail, it exits, systemd restarts it.
     assert!(manager.cgroup().contains(watchdog));
     let ssh =
         wait_ssh_child(watchdog, Duration::from_secs(5)).expect("the watchdog runs no ssh child");

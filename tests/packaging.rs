@@ -123,6 +123,7 @@ fn tunnelctl_page_has_every_command_and_hides_generate() {
         "uninstall",
         "list",
         "status",
+        "metrics",
         "trust",
         "doctor",
         "logs",

@@ -245,6 +245,134 @@ fn tunnelctl_extra_sections() -> Roff {
         ],
     );
 
+    r.control("PP", []);
+    r.text([
+        bold("tunnelctl status"),
+        roman(" exits as "),
+        bold("systemctl is-active"),
+        roman(" does, so scripts and monitors can test it (the worst selected tunnel decides):"),
+    ]);
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| roman(t),
+        &[
+            ("0", "Every selected tunnel is up."),
+            (
+                "1",
+                "At least one is down: not running, stopped, connecting, backing off, failed, or its state file is missing or unreadable.",
+            ),
+            ("2", "The configuration or the command line is wrong."),
+            (
+                "3",
+                "None is down, but at least one is degraded: connected, with a forward whose target refuses (no reconnect can fix that).",
+            ),
+        ],
+    );
+
+    r.control("SH", ["STATUS JSON"]);
+    r.text([
+        bold("tunnelctl status --json"),
+        roman(" prints one object: "),
+        bold("{\"schema\": 1, \"tunnels\": [...]}"),
+        roman(". "),
+        bold("schema"),
+        roman(" is raised only when a key is removed or changes meaning; new keys may appear within a schema, so check it and ignore keys you do not know. \
+(tunnelctl 0.1.0 printed the bare array, without a schema; a script written for it now fails loudly, e.g. jq: Cannot index object with number. Use "),
+        bold(".tunnels[]"),
+        roman(" instead of "),
+        bold(".[]"),
+        roman(".) Times are unix seconds, 0 meaning never. Each tunnel has:"),
+    ]);
+    entries(
+        &mut r,
+        |t| bold(t),
+        |t| roman(t),
+        &[
+            (
+                "name, target",
+                "The tunnel and the init system looked at (null with --state-dir and no --target).",
+            ),
+            (
+                "state",
+                "The watchdog's state while it runs (connecting, up, degraded, backing-off, failed), else stopped, not running, or systemd's ACTIVE/SUB when there is no state file.",
+            ),
+            (
+                "health",
+                "up, degraded or down: what the exit code is made of.",
+            ),
+            ("degraded", "true when health is degraded."),
+            (
+                "running",
+                "Whether the state file's watchdog pid is a live tunnel-watchdog.",
+            ),
+            (
+                "state_since, state_seconds",
+                "When the state last changed (0: unknown), and for how long (null when not running or unknown).",
+            ),
+            (
+                "connected_since, up_seconds",
+                "The current connection's first good probe, and its age (null unless up or degraded).",
+            ),
+            (
+                "last_probe_ok, last_probe_ms",
+                "The last good probe round and how long it took.",
+            ),
+            (
+                "restarts, reconnects",
+                "ssh starts, and reconnects without a watchdog restart, in total.",
+            ),
+            (
+                "consecutive_failures, backoff_until, last_error",
+                "The back-off and why the last connection failed.",
+            ),
+            (
+                "pid, ssh_pid, state_file",
+                "The watchdog, its ssh, the file read.",
+            ),
+            (
+                "forwards",
+                "One object per forward, in ssh's order: spec (as ssh was given it, e.g. -L 127.0.0.1:8080:intranet:80), target (intranet:80, or null for -D), health (up, target-down, port-held, unproven or failed), since (its last change), latency_ms (its last probe, 0: none).",
+            ),
+            (
+                "init",
+                "systemd's view (active_state, sub_state, n_restarts, status_text), or null.",
+            ),
+            ("problem", "Why there is no state, or null."),
+        ],
+    );
+
+    r.control("SH", ["METRICS"]);
+    r.text([
+        bold("tunnelctl metrics"),
+        roman(" prints the Prometheus text exposition format (0.0.4) of every selected tunnel, from the state files status reads: "),
+        bold("tunnelctl_tunnel_up"),
+        roman(", "),
+        bold("tunnelctl_tunnel_degraded"),
+        roman(", "),
+        bold("tunnelctl_tunnel_state"),
+        roman(" (label state), "),
+        bold("tunnelctl_forward_up"),
+        roman(" and "),
+        bold("tunnelctl_forward_probe_latency_seconds"),
+        roman(" (label forward), the counters "),
+        bold("tunnelctl_restarts_total"),
+        roman(" and "),
+        bold("tunnelctl_reconnects_total"),
+        roman(", "),
+        bold("tunnelctl_state_seconds"),
+        roman(", "),
+        bold("tunnelctl_backoff_remaining_seconds"),
+        roman(", "),
+        bold("tunnelctl_last_probe_ok_timestamp_seconds"),
+        roman(" and "),
+        bold("tunnelctl_last_network_event_timestamp_seconds"),
+        roman("; every sample has the label tunnel. A tunnel whose watchdog is not running is exported as stopped, whatever its last state file said. \
+For node_exporter's textfile collector, write it to a temporary name and rename it into the collector's directory (node_exporter reads only *.prom files), or let each watchdog write its own file with "),
+        bold("--metrics-file"),
+        roman("."),
+    ]);
+
     r.control("SH", ["EXAMPLES"]);
     for (what, example) in [
         ("Check the configuration:", "tunnelctl check"),
@@ -259,6 +387,18 @@ fn tunnelctl_extra_sections() -> Roff {
         (
             "On macOS, as a LaunchAgent of the logged-in user:",
             "tunnelctl install work-tunnel --target launchd-agent",
+        ),
+        (
+            "Each forward's health, since when, and its last probe's latency:",
+            "tunnelctl status -v",
+        ),
+        (
+            "Alert unless the tunnel is up (1 down, 3 degraded):",
+            "tunnelctl status work-tunnel >/dev/null || echo \"work-tunnel: exit $?\"",
+        ),
+        (
+            "Every minute from cron, for node_exporter's textfile collector (Debian's directory):",
+            "d=/var/lib/prometheus/node-exporter; tunnelctl metrics >$d/tunnelctl.prom.tmp && mv $d/tunnelctl.prom.tmp $d/tunnelctl.prom",
         ),
     ] {
         r.control("PP", []);
@@ -542,6 +682,23 @@ mod tests {
         let install = install.split(".SS ").next().unwrap();
         assert!(install.contains("\\-\\-dry\\-run"), "{install}");
         assert!(!install.contains("\\-\\-config"), "{install}");
+    }
+
+    #[test]
+    fn the_page_documents_status_exit_codes_json_schema_and_metrics() {
+        let page = tunnelctl_man_page();
+        for needle in [
+            ".SH \"STATUS JSON\"",
+            ".SH METRICS",
+            "systemctl is\\-active",
+            "at least one is degraded",
+            "\\fBhealth\\fR",
+            "\\fBforwards\\fR",
+            "tunnelctl_tunnel_degraded",
+            ".SS \"tunnelctl metrics\"",
+        ] {
+            assert!(page.contains(needle), "no {needle:?} in:\n{page}");
+        }
     }
 
     #[test]

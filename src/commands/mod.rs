@@ -2,7 +2,7 @@
 //! loaded at most once) and returns the exit code of a success, or an [`Error`]; this
 //! file alone prints errors, as `tunnelctl CMD: …` (ripgrep's main does the same).
 //! Exit codes: 0 success, 1 the operation failed, 2 the configuration or the arguments
-//! are wrong.
+//! are wrong; `status` adds 1 for a tunnel that is down and 3 for one degraded.
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ pub mod generate;
 pub mod install;
 pub mod list;
 pub mod logs;
+pub mod metrics;
 pub mod reconnect;
 pub mod render;
 pub mod status;
@@ -122,6 +123,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Uninstall(_) => "uninstall",
         Command::List(_) => "list",
         Command::Status(_) => "status",
+        Command::Metrics(_) => "metrics",
         Command::Trust(_) => "trust",
         Command::Doctor(_) => "doctor",
         Command::Logs(_) => "logs",
@@ -139,6 +141,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Reconnect(args) => reconnect::run(args),
         Command::List(args) => list::run(&cx, args),
         Command::Status(args) => status::run(&cx, args),
+        Command::Metrics(args) => metrics::run(&cx, args),
         Command::Trust(args) => trust::run(&cx, args),
         Command::Doctor(args) => doctor::run(&cx, args),
         Command::Generate(args) => generate::run(args),

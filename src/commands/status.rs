@@ -1,4 +1,9 @@
-//! `tunnelctl status [NAME] [--json] [--watch] [--target T] [--state-dir DIR]`.
+//! `tunnelctl status [NAME] [-v] [--json] [--watch] [--target T] [--state-dir DIR]`.
+//!
+//! Exit code (scripts test it, as with `systemctl is-active`): 0 every selected tunnel
+//! is up, 1 at least one is down (not running, connecting, backing off, failed, no
+//! readable state), 3 none is down but one is degraded; 2 is the usage error of every
+//! command.
 //!
 //! `--state-dir DIR` reads that directory directly and needs no configuration: DIR is
 //! the tunnel's state directory (holding `state`) when NAME is given or DIR/state
@@ -13,7 +18,7 @@ use super::{Context, Error};
 use crate::cli::StatusArgs;
 use crate::home::home_dir;
 use crate::locations::{LogSource, default_target, log_source, state_dir_candidates};
-use crate::status::{self, Row};
+use crate::status::{self, Row, Verdict};
 use crate::target::Target;
 
 /// `--watch` refreshes this often, for at most this many rounds (an hour).
@@ -39,12 +44,12 @@ pub fn run(cx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
             out.push_str("\x1b[H\x1b[2J"); // home + clear: redraw in place
         }
         if args.json {
-            let value =
-                serde_json::Value::Array(rows.iter().map(|r| status::json(r, now)).collect());
+            let value = status::json_document(&rows, now);
             out.push_str(&serde_json::to_string_pretty(&value).unwrap_or_default());
             out.push('\n');
         } else {
-            out.push_str(&status::table(&rows, now, colour));
+            let verbose = args.verbose || args.name.is_some();
+            out.push_str(&status::table(&rows, now, colour, verbose));
         }
         let mut stdout = std::io::stdout().lock();
         if stdout
@@ -54,25 +59,39 @@ pub fn run(cx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
         {
             return Ok(ExitCode::SUCCESS); // reader went away (| head)
         }
-        // Exit 1 when a named tunnel has no readable state: scripts can test it.
-        code = if args.name.is_some() && rows.iter().any(|r| r.state.is_none()) {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        };
+        // The worst tunnel decides: down over degraded over up.
+        let worst = rows.iter().map(Row::verdict).max().unwrap_or(Verdict::Up);
+        code = ExitCode::from(worst.exit_code());
     }
     Ok(code)
 }
 
 fn collect(cx: &Context, args: &StatusArgs) -> Result<Vec<Row>, Error> {
-    if let Some(dir) = &args.state_dir {
-        return Ok(from_state_dir(dir, args.name.as_deref(), args.target));
+    rows(
+        cx,
+        args.name.as_deref(),
+        args.target,
+        args.state_dir.as_deref(),
+    )
+}
+
+/// The rows of the selected tunnels: `name` or every tunnel of the configuration, from
+/// the target's state directories, or from `state_dir` (no configuration needed).
+/// `metrics` reads the same, so both commands agree on what is installed.
+pub fn rows(
+    cx: &Context,
+    name: Option<&str>,
+    target: Option<Target>,
+    state_dir: Option<&Path>,
+) -> Result<Vec<Row>, Error> {
+    if let Some(dir) = state_dir {
+        return Ok(from_state_dir(dir, name, target));
     }
-    let target = args.target.unwrap_or_else(default_target);
-    let names: Vec<String> = match &args.name {
+    let target = target.unwrap_or_else(default_target);
+    let names: Vec<String> = match name {
         Some(name) => {
             // The tunnel may have left the config and still run: only warn then.
-            vec![name.clone()]
+            vec![name.to_string()]
         }
         None => cx
             .config()?

@@ -22,6 +22,8 @@ pub enum Prereq {
     AptGet,
     /// `python3`, to read plists back with `plistlib`.
     Python3,
+    /// Debian's `prometheus-node-exporter`, whose textfile collector parses metrics.
+    NodeExporter,
 }
 
 impl Prereq {
@@ -35,6 +37,7 @@ impl Prereq {
             Prereq::Unshare => "unshare",
             Prereq::AptGet => "apt-get",
             Prereq::Python3 => "python3",
+            Prereq::NodeExporter => "prometheus-node-exporter",
         }
     }
 
@@ -59,6 +62,10 @@ impl Prereq {
             Prereq::Unshare => need(&["unshare", "nsenter"], "util-linux"),
             Prereq::AptGet => need(&["apt-get", "dpkg"], "apt and dpkg"),
             Prereq::Python3 => need(&["python3"], "python3"),
+            Prereq::NodeExporter => need(
+                &["/usr/bin/prometheus-node-exporter"],
+                "prometheus-node-exporter",
+            ),
         }
     }
 }

@@ -1,0 +1,299 @@
+//! `tunnelctl metrics` read by Debian's real `prometheus-node-exporter`: its textfile
+//! collector parses the exposition (and says `node_textfile_scrape_error 1` for a file it
+//! rejects), it is scraped over HTTP on 127.0.0.1, and the samples are checked against a
+//! live tunnel (real sshd, real tunnel-watchdog) and a degraded one.
+
+mod common;
+mod firstrun_support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::prereq::{Prereq, require};
+use common::sshd::Sshd;
+use common::wait_until;
+use firstrun_support::{free_port, text, tunnelctl};
+
+const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+
+/// A child process killed (SIGTERM, then SIGKILL) and reaped on drop, by its pid.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        if !wait_until(Duration::from_secs(5), || {
+            matches!(self.0.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn start_watchdog(sshd: &Sshd, state_dir: &Path, remote_port: u16) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog"))
+        .args(["--name", "live", "--probe-interval", "1s"])
+        .args(["--probe-timeout", "1s", "--backoff-initial", "1s"])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--log-file")
+        .arg(state_dir.with_file_name("live.log"))
+        .arg("--")
+        .arg("ssh")
+        .args(sshd.ssh_base_args())
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
+        .arg(format!("{remote_port}:localhost:{}", sshd.port()))
+        .arg(sshd.host())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    Killed(child)
+}
+
+/// node_exporter on 127.0.0.1:`port` with only the textfile collector, reading `dir`.
+fn start_node_exporter(port: u16, dir: &Path, log: &Path) -> Killed {
+    let log = std::fs::File::create(log).unwrap();
+    let child = Command::new(NODE_EXPORTER)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(["--collector.disable-defaults", "--collector.textfile"])
+        .arg(format!("--collector.textfile.directory={}", dir.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    Killed(child)
+}
+
+/// `GET /metrics` over HTTP/1.0 (the server closes: read to the end); the body, or why not.
+fn scrape(port: u16) -> Result<String, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header end in {response:?}"))?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("not 200: {head}"));
+    }
+    Ok(body.to_string())
+}
+
+/// Samples as `name{labels}` (exactly as exposed) → value; comments skipped.
+fn samples(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Writes `text` into `dir/name` atomically (node_exporter may read at any moment).
+fn write_prom(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn status_json(state_dir: &Path) -> serde_json::Value {
+    let out = tunnelctl(
+        Path::new("/nonexistent.yaml"),
+        &[
+            "status",
+            "--json",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ],
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)))
+}
+
+#[test]
+fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
+    let test = "node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel";
+    if !require(test, &[Prereq::Root, Prereq::Sshd, Prereq::NodeExporter]) {
+        return;
+    }
+    let Some(sshd) = Sshd::start_default(test) else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("metrics")
+        .tempdir()
+        .unwrap();
+    let states: PathBuf = dir.path().join("states");
+    let textfiles = dir.path().join("textfile");
+    std::fs::create_dir_all(&textfiles).unwrap();
+    let live_dir = states.join("live");
+    let wd = start_watchdog(&sshd, &live_dir, free_port());
+    let wd_pid = wd.0.id();
+    let live_up = || {
+        let doc = status_json(&live_dir);
+        doc["tunnels"][0]["state"] == "up"
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), live_up),
+        "the live tunnel never came up: {}\nwatchdog log:\n{}",
+        status_json(&live_dir),
+        std::fs::read_to_string(states.join("live.log")).unwrap_or_default()
+    );
+
+    // The degraded tunnel's state file is made by hand, as the watchdog would write it
+    // (transport up, one target refusing); its pid is the live watchdog's, so tunnelctl
+    // counts it as running.
+    let t = now();
+    let deg_dir = states.join("deg");
+    std::fs::create_dir_all(&deg_dir).unwrap();
+    std::fs::write(
+        deg_dir.join("state"),
+        format!(
+            "state=degraded\npid={wd_pid}\nssh_pid=0\nconnected_since={c}\nlast_probe_ok={t}\n\
+             last_probe_ms=4\nrestarts=2\nreconnects=5\nstate_since={s}\n\
+             forward=target-down {s} 4 -L 127.0.0.1:8080:intranet:80\n\
+             forward=up {c} 7 -R 1234:localhost:22\n",
+            c = t - 600,
+            s = t - 30,
+        ),
+    )
+    .unwrap();
+
+    // status agrees before metrics are looked at: exit 3 for degraded, 0 for up.
+    let out = tunnelctl(
+        Path::new("/nonexistent.yaml"),
+        &["status", "-v", "--state-dir", states.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("target down: intranet:80 (-L 127.0.0.1:8080:intranet:80)")
+            && table.contains("\n  -L 127.0.0.1:8080:intranet:80  target-down  since "),
+        "{}",
+        text(&out)
+    );
+
+    let out = tunnelctl(
+        Path::new("/nonexistent.yaml"),
+        &["metrics", "--state-dir", states.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let exposition = String::from_utf8(out.stdout.clone()).unwrap();
+    write_prom(&textfiles, "tunnelctl.prom", &exposition);
+
+    let port = free_port();
+    let log = dir.path().join("node_exporter.log");
+    let mut exporter = start_node_exporter(port, &textfiles, &log);
+    let started = Instant::now();
+    let mut body = Err(String::new());
+    let listening = wait_until(Duration::from_secs(20), || {
+        if let Ok(Some(status)) = exporter.0.try_wait() {
+            panic!(
+                "node_exporter exited with {status}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        body = scrape(port);
+        body.is_ok()
+    });
+    assert!(
+        listening,
+        "no scrape from node_exporter on 127.0.0.1:{port}: {body:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    eprintln!("node_exporter answered after {:?}", started.elapsed());
+    let body = body.unwrap();
+    let got = samples(&body);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let expect = |series: &str, value: f64| {
+        assert_eq!(
+            got.get(series),
+            Some(&value),
+            "{series}\nscraped:\n{body}\nnode_exporter log:\n{}",
+            log_text()
+        );
+    };
+    // The textfile collector parsed the file (a malformed one makes this 1).
+    expect("node_textfile_scrape_error", 0.0);
+    let live = &status_json(&live_dir)["tunnels"][0];
+    expect("tunnelctl_tunnel_up{tunnel=\"live\"}", 1.0);
+    expect("tunnelctl_tunnel_degraded{tunnel=\"live\"}", 0.0);
+    expect("tunnelctl_tunnel_state{state=\"up\",tunnel=\"live\"}", 1.0);
+    expect(
+        "tunnelctl_restarts_total{tunnel=\"live\"}",
+        live["restarts"].as_f64().unwrap(),
+    );
+    expect("tunnelctl_backoff_remaining_seconds{tunnel=\"live\"}", 0.0);
+    // Forward lines come from the watchdog once it fills them: each then exports as up.
+    for f in live["forwards"].as_array().unwrap() {
+        let spec = f["spec"].as_str().unwrap();
+        expect(
+            &format!("tunnelctl_forward_up{{forward=\"{spec}\",tunnel=\"live\"}}"),
+            1.0,
+        );
+    }
+    expect("tunnelctl_tunnel_up{tunnel=\"deg\"}", 1.0);
+    expect("tunnelctl_tunnel_degraded{tunnel=\"deg\"}", 1.0);
+    expect(
+        "tunnelctl_tunnel_state{state=\"degraded\",tunnel=\"deg\"}",
+        1.0,
+    );
+    expect("tunnelctl_tunnel_state{state=\"up\",tunnel=\"deg\"}", 0.0);
+    expect(
+        "tunnelctl_forward_up{forward=\"-L 127.0.0.1:8080:intranet:80\",tunnel=\"deg\"}",
+        0.0,
+    );
+    expect(
+        "tunnelctl_forward_up{forward=\"-R 1234:localhost:22\",tunnel=\"deg\"}",
+        1.0,
+    );
+    expect(
+        "tunnelctl_forward_probe_latency_seconds{forward=\"-R 1234:localhost:22\",tunnel=\"deg\"}",
+        0.007,
+    );
+    expect("tunnelctl_restarts_total{tunnel=\"deg\"}", 2.0);
+    expect("tunnelctl_reconnects_total{tunnel=\"deg\"}", 5.0);
+    let in_state = got["tunnelctl_state_seconds{tunnel=\"deg\"}"];
+    assert!(
+        (30.0..=90.0).contains(&in_state),
+        "deg has been degraded for 30 s, not {in_state}"
+    );
+    eprintln!(
+        "node_exporter: {} tunnelctl samples scraped, scrape_error 0",
+        got.keys().filter(|k| k.starts_with("tunnelctl_")).count()
+    );
+
+    // The check can fail: a file node_exporter cannot parse is reported, not skipped.
+    write_prom(
+        &textfiles,
+        "broken.prom",
+        "tunnelctl_broken{tunnel=\"x\" 1\n",
+    );
+    let mut seen = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = scrape(port).unwrap_or_default();
+            samples(&seen).get("node_textfile_scrape_error") == Some(&1.0)
+        }),
+        "node_exporter accepted a malformed file:\n{seen}"
+    );
+    drop(exporter);
+    drop(wd);
+}
