@@ -2,7 +2,7 @@
 //! tunnel hangs, the sd_notify conversation, back-off and shutdown. Each test prints how
 //! long detection took (`eprintln!`, see `cargo test -- --nocapture`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

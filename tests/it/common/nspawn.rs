@@ -35,21 +35,10 @@ impl Bind {
             read_only: true,
         }
     }
-    pub fn rw(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Bind {
-        Bind {
-            source: source.into(),
-            target: target.into(),
-            read_only: false,
-        }
-    }
     /// The same path inside as outside.
     pub fn ro_same(path: impl Into<PathBuf>) -> Bind {
         let p = path.into();
         Bind::ro(p.clone(), p)
-    }
-    pub fn rw_same(path: impl Into<PathBuf>) -> Bind {
-        let p = path.into();
-        Bind::rw(p.clone(), p)
     }
     fn arg(&self) -> String {
         let flag = if self.read_only {

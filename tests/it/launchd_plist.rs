@@ -4,7 +4,7 @@
 //! and every key is checked against launchd.plist(5): known key, right type, sane value.
 //! The watchdog argv must equal the one the inittab target writes (same contract).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -239,10 +239,6 @@ impl Sshd {
         self.kill_all();
     }
 
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-
     fn kill_all(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
