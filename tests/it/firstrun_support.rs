@@ -80,12 +80,7 @@ pub fn text(out: &Output) -> String {
 /// A fresh ed25519 key pair in `dir` (mode 0600).
 pub fn new_key(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::testkit::keygen(&path, "tunnelctl-test").unwrap_or_else(|e| panic!("{e}"));
     path
 }
 

@@ -9,6 +9,9 @@
 
 mod common;
 mod firstrun_support;
+// Shared with the fault bench (benches/faults.rs includes the same file).
+#[path = "../testkit/mod.rs"]
+mod testkit;
 
 mod check;
 mod firstrun_demo;

@@ -234,16 +234,7 @@ impl Drop for InittabInit {
     }
 }
 
-pub fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .replace('\0', " ")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_default()
-}
+pub use crate::testkit::cmdline;
 
 /// A FIFO standing in for /dev/console and the thread that drains it. The FIFO is opened
 /// read-write here, so init's open for writing never blocks and never fails.
