@@ -41,6 +41,9 @@ mod sshd;
 mod stop;
 #[path = "faults/targets.rs"]
 mod targets;
+// Shared with the integration tests (tests/it/main.rs includes the same file).
+#[path = "../tests/testkit/mod.rs"]
+mod testkit;
 #[path = "faults/tools.rs"]
 mod tools;
 #[path = "faults/usermgr.rs"]

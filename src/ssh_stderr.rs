@@ -205,8 +205,8 @@ mod tests {
     use super::*;
 
     // OpenSSH 9.2p1 wording. Seen here in real runs: "Permission denied (publickey)",
-    // "remote port forwarding failed for listen port" (tests/watchdog.rs) and the -v
-    // progress lines (tests/firstrun_doctor.rs); the others follow the message texts of
+    // "remote port forwarding failed for listen port" (tests/it/watchdog.rs) and the -v
+    // progress lines (tests/it/firstrun_doctor.rs); the others follow the message texts of
     // OpenSSH's sshconnect.c / channels.c.
     #[test]
     fn recognises_real_openssh_messages() {

@@ -132,16 +132,7 @@ pub fn comm(pid: i32) -> String {
         .to_string()
 }
 
-pub fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .replace('\0', " ")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_default()
-}
+pub use crate::testkit::cmdline;
 
 /// VmRSS in KiB.
 pub fn rss_kib(pid: i32) -> Option<u64> {

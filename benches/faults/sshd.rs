@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::netns::Netns;
-use crate::{procs, sockets, stop};
+use crate::{procs, sockets, stop, testkit};
 
 pub struct Keys {
     pub host_key: PathBuf,
@@ -17,33 +17,13 @@ pub struct Keys {
     pub known_hosts: PathBuf,
 }
 
-fn keygen(path: &Path) -> Result<String, String> {
-    procs::run_ok(
-        Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "tcb-fault-bench",
-                "-f",
-            ])
-            .arg(path),
-        Duration::from_secs(20),
-    )?;
-    std::fs::read_to_string(path.with_extension("pub"))
-        .map_err(|e| format!("{}.pub: {e}", path.display()))
-}
-
 impl Keys {
     /// Host and client keys, and a known_hosts file naming every (server, port) the tools use.
     pub fn create(dir: &Path, servers: &[(String, u16)]) -> Result<Keys, String> {
         let host_key = dir.join("host_ed25519");
         let client_key = dir.join("client_ed25519");
-        let host_pub = keygen(&host_key)?;
-        let client_pub = keygen(&client_key)?;
+        let host_pub = testkit::keygen(&host_key, "tcb-fault-bench")?;
+        let client_pub = testkit::keygen(&client_key, "tcb-fault-bench")?;
         let authorized_keys = dir.join("authorized_keys");
         std::fs::write(&authorized_keys, &client_pub).map_err(|e| e.to_string())?;
         let key = host_pub
@@ -83,41 +63,25 @@ impl Sshd {
     ) -> Result<Sshd, String> {
         let config = dir.join(format!("sshd-{lane}.conf"));
         let log = dir.join(format!("sshd-{lane}.log"));
-        let mut text = String::new();
-        for p in ports {
-            text.push_str(&format!("Port {p}\n"));
-        }
-        text.push_str(&format!(
-            "ListenAddress {address}\n\
-             HostKey {host}\n\
-             PidFile none\n\
-             AuthorizedKeysFile {auth}\n\
-             PermitRootLogin prohibit-password\n\
-             PubkeyAuthentication yes\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             UsePAM no\n\
-             StrictModes no\n\
-             AllowTcpForwarding yes\n\
-             GatewayPorts no\n\
+        // The shared lines (testkit::sshd_config), then what the bench adds: keepalives
+        // of its own and room for every tool's connection attempts at once.
+        let text = testkit::sshd_config(
+            address,
+            ports,
+            &keys.host_key,
+            &keys.authorized_keys,
+            "PubkeyAuthentication yes\n\
              X11Forwarding no\n\
              PrintMotd no\n\
              UseDNS no\n\
              ClientAliveInterval 5\n\
              ClientAliveCountMax 2\n\
-             MaxStartups 100:30:200\n\
-             LogLevel VERBOSE\n",
-            host = keys.host_key.display(),
-            auth = keys.authorized_keys.display(),
-        ));
+             MaxStartups 100:30:200\n",
+        );
         std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
-        // sshd's privilege separation directory; Debian's sshd.service creates it.
-        std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
+        testkit::sshd_privsep_dir()?;
         procs::run_ok(
-            Command::new("/usr/sbin/sshd")
-                .arg("-t")
-                .arg("-f")
-                .arg(&config),
+            Command::new(testkit::SSHD).arg("-t").arg("-f").arg(&config),
             Duration::from_secs(10),
         )
         .map_err(|e| format!("sshd rejects {}: {e}", config.display()))?;
@@ -131,7 +95,7 @@ impl Sshd {
 
     /// Starts the daemon in `ns` and waits until every port listens.
     pub fn start(&mut self, ns: &Netns) -> Result<(), String> {
-        let mut cmd = ns.command("/usr/sbin/sshd");
+        let mut cmd = ns.command(testkit::SSHD);
         cmd.arg("-D")
             .arg("-f")
             .arg(&self.config)

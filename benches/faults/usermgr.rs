@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::netns::Netns;
-use crate::{procs, stop};
+use crate::{procs, stop, testkit};
 
 pub struct UserManager {
     pub cgroup: String,
@@ -50,11 +50,11 @@ for d in {CGROUP_ROOT}/*/; do
   [ -f "$d/cgroup.procs" ] || continue
   mkdir -p "${{d}}{cg}" 2>/dev/null && echo $$ > "${{d}}{cg}/cgroup.procs" 2>/dev/null || true
 done
-mount -t tmpfs -o mode=755 tcb-run /run
-mkdir -p /run/systemd/system /run/user/0
-mount --bind '{rt}' /run/user/0
-exec /usr/lib/systemd/systemd --user --log-target=console --log-level=info"#,
+{private_run}mount --bind '{rt}' /run/user/0
+exec {systemd} --user --log-target=console --log-level=info"#,
             cg = cgroup,
+            private_run = testkit::PRIVATE_RUN,
+            systemd = testkit::SYSTEMD,
             rt = runtime_dir.display(),
         );
         let log =
@@ -91,7 +91,7 @@ exec /usr/lib/systemd/systemd --user --log-target=console --log-level=info"#,
         let ready = stop::poll(Duration::from_secs(30), Duration::from_millis(100), || {
             // Not `is-system-running`: it answers "offline" when the host was not booted with systemd.
             let out = mgr.systemctl_out(&["show", "-p", "SystemState", "--value"]);
-            matches!(out.trim(), "running" | "degraded").then_some(())
+            testkit::manager_is_up(&out).then_some(())
         });
         if ready.is_none() {
             return Err(format!(

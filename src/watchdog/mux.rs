@@ -21,7 +21,7 @@
 //! `recvmsg`. The socket is non-blocking: a round queues all its requests, then sleeps
 //! once in `poll` for every answer (`try_recv`), instead of a blocking read per message.
 //!
-//! Checked against OpenSSH 9.2p1 by the tests in `tests/watchdog_probe.rs`.
+//! Checked against OpenSSH 9.2p1 by the tests in `tests/it/watchdog_probe.rs`.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};

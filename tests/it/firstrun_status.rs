@@ -1,8 +1,8 @@
 //! `status`, `reconnect` and `logs` against a real tunnel-watchdog run (real sshd, real
 //! ssh) and the state file it writes.
 
-mod common;
-mod firstrun_support;
+use crate::common;
+use crate::firstrun_support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,8 +1,8 @@
 //! `tunnelctl trust` against a real sshd: pins an unknown key, recognises it the second
 //! time, refuses when a different key is pinned, and pins nothing without a yes.
 
-mod common;
-mod firstrun_support;
+use crate::common;
+use crate::firstrun_support;
 
 use common::sshd::Sshd;
 use firstrun_support::*;

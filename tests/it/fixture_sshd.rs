@@ -1,7 +1,7 @@
 //! Checks the shared real-sshd fixture itself: login with the throwaway keys, the
 //! process layout it documents, stop/start on the same port, and the notify receiver.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

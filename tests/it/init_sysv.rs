@@ -4,7 +4,7 @@
 //! killed watchdog, a frozen ssh is replaced, and the watchdog's back-off keeps ten
 //! failures in a row from tripping init's "respawning too fast" (10 spawns in 120 s).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

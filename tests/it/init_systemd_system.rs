@@ -4,7 +4,7 @@
 //! on its loopback, and the same start / freeze ssh / freeze watchdog checks as the user
 //! unit, with DynamicUser=, LoadCredential= and the whole sandbox in force.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! inodes: creating the control socket still works, writing the state file does not,
 //! which is what a full disk does to a running tunnel.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! the frozen ssh client detected and the tunnel recovered, in under a minute, and
 //! leaves nothing behind — also when interrupted with Ctrl-C.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

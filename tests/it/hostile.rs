@@ -9,7 +9,7 @@
 //! - inittab/busybox: the process field stays ≤127 bytes and shell-free, and the args file
 //!   holds the intended argv one per line.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -401,7 +401,7 @@ fn python_program_arguments(plist: &Path) -> Vec<String> {
 
 /// A private `systemd --user` in its own mount namespace (tmpfs on /run, so it believes it
 /// runs under systemd and its sockets stay private). Killed on drop.
-/// The shared, cgroup-confined `systemd --user` (tests/common/user_manager.rs), with the
+/// The shared, cgroup-confined `systemd --user` (tests/it/common/user_manager.rs), with the
 /// two things this test asks of it.
 struct UserManager(common::user_manager::UserManager);
 

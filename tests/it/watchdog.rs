@@ -2,7 +2,7 @@
 //! tunnel hangs, the sd_notify conversation, back-off and shutdown. Each test prints how
 //! long detection took (`eprintln!`, see `cargo test -- --nocapture`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,7 +25,7 @@ struct Wd {
 
 struct WdSpec<'a> {
     ssh: Vec<String>,
-    dir: &'a Path,
+    dir: PathBuf,
     options: Vec<String>,
     forwards: Vec<String>,
     notify: Option<&'a NotifyReceiver>,
@@ -33,10 +33,10 @@ struct WdSpec<'a> {
 }
 
 impl<'a> WdSpec<'a> {
-    fn new(sshd: &Sshd, dir: &'a Path) -> Self {
+    fn new(sshd: &Sshd, dir: &Path) -> Self {
         WdSpec {
             ssh: sshd.ssh_base_args(),
-            dir,
+            dir: dir.to_path_buf(),
             options: [
                 "--probe-interval",
                 "1s",
@@ -92,7 +92,7 @@ impl<'a> WdSpec<'a> {
         }
         Wd {
             child: cmd.spawn().expect("run tunnel-watchdog"),
-            dir: self.dir.to_path_buf(),
+            dir: self.dir.clone(),
             started: Instant::now(),
         }
     }
@@ -137,6 +137,38 @@ impl Wd {
             self.state_value("state").as_deref() == Some("up")
         })
     }
+    /// [`Wd::wait_up`] or fail with the log.
+    #[track_caller]
+    fn expect_up(&self, timeout: Duration) {
+        assert!(self.wait_up(timeout), "not up; log:\n{}", self.log());
+    }
+}
+
+/// The opening most tests here share: a real sshd, a directory for the watchdog's state
+/// and log, and a target that greets. Fields in reverse order of creation, so they drop
+/// as the locals they replace did.
+struct Rig {
+    target: TcpTarget,
+    dir: tempfile::TempDir,
+    sshd: Sshd,
+}
+
+impl Rig {
+    /// None where sshd cannot run here (see `Sshd::start_default`): the test returns.
+    fn start(test: &str) -> Option<Rig> {
+        let sshd = Sshd::start_default(test)?;
+        let dir = tempfile::tempdir().unwrap();
+        let target = TcpTarget::start(Some(BANNER));
+        Some(Rig { target, dir, sshd })
+    }
+
+    /// The usual spec: one `-R` from a free server port to the target.
+    fn spec<'a>(&self) -> WdSpec<'a> {
+        WdSpec::new(&self.sshd, self.dir.path()).forward(
+            "-R",
+            format!("{}:127.0.0.1:{}", free_port(), self.target.port),
+        )
+    }
 }
 
 /// A child process killed and reaped when the test ends, also by a panic.
@@ -174,22 +206,24 @@ fn vm_rss_kib(pid: i32) -> u64 {
 
 #[test]
 fn ready_only_after_remote_and_local_forwards_carry_data() {
-    let Some(sshd) = Sshd::start_default("ready_only_after_forwards") else {
+    let Some(t) = Rig::start("ready_only_after_forwards") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
     let notify = NotifyReceiver::path();
     let (rport, lport) = (free_port(), free_port());
-    let mut spec = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{rport}:127.0.0.1:{}", target.port))
-        .forward("-L", format!("127.0.0.1:{lport}:127.0.0.1:{}", target.port));
+    let mut spec = WdSpec::new(&t.sshd, t.dir.path())
+        .forward("-R", format!("{rport}:127.0.0.1:{}", t.target.port))
+        .forward(
+            "-L",
+            format!("127.0.0.1:{lport}:127.0.0.1:{}", t.target.port),
+        );
     spec.notify = Some(&notify);
     let wd = spec.spawn();
     let ready = notify
         .wait_for(Duration::from_secs(15), "READY=1")
         .unwrap_or_else(|| panic!("no READY; log:\n{}", wd.log()));
-    let before_ready: Vec<_> = target
+    let before_ready: Vec<_> = t
+        .target
         .connections()
         .into_iter()
         .filter(|t| *t < ready.at)
@@ -240,19 +274,11 @@ fn ready_only_after_remote_and_local_forwards_carry_data() {
 
 #[test]
 fn frozen_ssh_client_is_killed_within_the_bound() {
-    let Some(sshd) = Sshd::start_default("frozen_ssh_client") else {
+    let Some(t) = Rig::start("frozen_ssh_client") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
-    let mut wd = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port))
-        .spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    let mut wd = t.spec().spawn();
+    wd.expect_up(Duration::from_secs(15));
     let ssh = wd.ssh_pid().unwrap();
     kill(Pid::from_raw(ssh), Signal::SIGSTOP).unwrap();
     let frozen = Instant::now();
@@ -276,20 +302,13 @@ fn frozen_ssh_client_is_killed_within_the_bound() {
 
 #[test]
 fn frozen_server_session_is_detected_within_the_bound() {
-    let Some(sshd) = Sshd::start_default("frozen_server_session") else {
+    let Some(t) = Rig::start("frozen_server_session") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
-    let mut wd = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port))
-        .spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
-    let session = sshd
+    let mut wd = t.spec().spawn();
+    wd.expect_up(Duration::from_secs(15));
+    let session = t
+        .sshd
         .wait_for_session(Duration::from_secs(5))
         .expect("session")
         .session
@@ -331,24 +350,17 @@ fn backoffs(log: &str) -> Vec<(u64, u64)> {
 
 #[test]
 fn server_killed_and_back_follows_the_backoff_sequence() {
-    let Some(mut sshd) = Sshd::start_default("server_killed_and_back") else {
+    let Some(mut t) = Rig::start("server_killed_and_back") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
-    let spec = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    let spec = t.spec();
     let mut wd = spec.spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    wd.expect_up(Duration::from_secs(15));
     // Let it pass probes for longer than proven_after (= max(interval, initial) = 1 s):
     // a proven tunnel's first retry is free.
     // Time itself is the condition here (the state file keeps no per-round count).
     std::thread::sleep(Duration::from_millis(2500));
-    sshd.stop();
+    t.sshd.stop();
     let killed = Instant::now();
     assert_eq!(wd.wait_exit(Duration::from_secs(10)), Some(1));
     eprintln!(
@@ -369,7 +381,7 @@ fn server_killed_and_back_follows_the_backoff_sequence() {
         runs.push((code, again.started.elapsed()));
         assert_eq!(code, Some(1), "run {run}; log:\n{}", again.log());
     }
-    sshd.start();
+    t.sshd.start();
     let back = spec.spawn();
     assert!(
         back.wait_up(Duration::from_secs(20)),
@@ -423,24 +435,22 @@ fn server_killed_and_back_follows_the_backoff_sequence() {
         "{}",
         back.log()
     );
-    drop(target);
+    drop(t.target);
 }
 
 #[test]
 fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
-    let Some(sshd) = Sshd::start_default("remote_port_taken") else {
+    let Some(t) = Rig::start("remote_port_taken") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
     let local_target = TcpTarget::start(Some(BANNER));
     // The old session: a real ssh whose sshd child holds the remote port.
     let port = free_port();
     let old_session = KillOnDrop(
         Command::new("ssh")
-            .args(sshd.ssh_base_args())
+            .args(t.sshd.ssh_base_args())
             .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
-            .arg(format!("{port}:127.0.0.1:{}", target.port))
+            .arg(format!("{port}:127.0.0.1:{}", t.target.port))
             .arg("127.0.0.1")
             .stdin(Stdio::null())
             .spawn()
@@ -452,8 +462,8 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
         }),
         "the old session never listened on {port}"
     );
-    let spec = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{port}:127.0.0.1:{}", target.port))
+    let spec = WdSpec::new(&t.sshd, t.dir.path())
+        .forward("-R", format!("{port}:127.0.0.1:{}", t.target.port))
         .forward(
             "-L",
             format!("{}:127.0.0.1:{}", free_port(), local_target.port),
@@ -502,13 +512,14 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
         .unwrap_or_else(|| panic!("no grant logged: {log}"));
     assert!(asks >= 4, "granted at ask {asks}: {log}");
     // Each refused ask reached the server (sshd logs its failed bind).
-    let refusals = sshd
+    let refusals = t
+        .sshd
         .log()
         .matches(&format!("cannot listen to port: {port}"))
         .count();
     eprintln!("sshd refused port {port} {refusals} times");
-    assert!(refusals as u32 >= asks - 1, "{}", sshd.log());
-    assert!(!target.connections().is_empty() && !local_target.connections().is_empty());
+    assert!(refusals as u32 >= asks - 1, "{}", t.sshd.log());
+    assert!(!t.target.connections().is_empty() && !local_target.connections().is_empty());
 }
 
 /// A target on a fixed port that can be taken down and brought back (its listener
@@ -793,19 +804,16 @@ fn sigterm_stops_cleanly_with_abstract_notify_socket_and_clean_ssh_env() {
 
 #[test]
 fn sigusr1_cuts_the_backoff_short() {
-    let Some(sshd) = Sshd::start_default("sigusr1_cuts_backoff") else {
+    let Some(t) = Rig::start("sigusr1_cuts_backoff") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
-    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::create_dir_all(t.dir.path().join("state")).unwrap();
     std::fs::write(
-        dir.path().join("state/state"),
+        t.dir.path().join("state/state"),
         "state=failed\nconsecutive_failures=6\nlast_error=test\n",
     )
     .unwrap();
-    let mut spec = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    let mut spec = t.spec();
     spec.options.extend([
         "--backoff-initial".into(),
         "10s".into(),
@@ -841,11 +849,7 @@ fn frozen_server_session_is_detected_with_only_a_socks_forward() {
     let mut wd = WdSpec::new(&sshd, dir.path())
         .forward("-D", format!("127.0.0.1:{}", free_port()))
         .spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    wd.expect_up(Duration::from_secs(15));
     let session = sshd
         .wait_for_session(Duration::from_secs(5))
         .expect("session")
@@ -871,19 +875,11 @@ fn frozen_server_session_is_detected_with_only_a_socks_forward() {
 
 #[test]
 fn sigusr1_while_up_reconnects_and_restarts_the_uptime() {
-    let Some(sshd) = Sshd::start_default("sigusr1_while_up") else {
+    let Some(t) = Rig::start("sigusr1_while_up") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
-    let wd = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port))
-        .spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    let wd = t.spec().spawn();
+    wd.expect_up(Duration::from_secs(15));
     let since = |wd: &Wd| -> u64 {
         wd.state_value("connected_since")
             .and_then(|v| v.parse().ok())
@@ -935,22 +931,15 @@ fn confirm_time(wd: &mut Wd, timeout: Duration) -> (Option<i32>, Duration, Durat
 
 #[test]
 fn a_failed_round_is_confirmed_without_waiting_a_full_interval() {
-    let Some(sshd) = Sshd::start_default("confirm_without_interval") else {
+    let Some(t) = Rig::start("confirm_without_interval") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
-    let mut spec = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    let mut spec = t.spec();
     // A long interval makes the old timing (confirming round one interval later) obvious.
     spec.options
         .extend(["--probe-interval".into(), "5s".into()]);
     let mut wd = spec.spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    wd.expect_up(Duration::from_secs(15));
     let ssh = wd.ssh_pid().unwrap();
     kill(Pid::from_raw(ssh), Signal::SIGSTOP).unwrap();
     let (code, detected, confirmed) = confirm_time(&mut wd, Duration::from_secs(15));
@@ -971,13 +960,10 @@ fn a_failed_round_is_confirmed_without_waiting_a_full_interval() {
 
 #[test]
 fn a_flapping_tunnel_keeps_backing_off() {
-    let Some(mut sshd) = Sshd::start_default("flapping_tunnel") else {
+    let Some(mut t) = Rig::start("flapping_tunnel") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
-    let spec = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    let spec = t.spec();
     // Up for an instant (one good round, under proven_after = 1 s), then the server dies;
     // three times. Every run must wait longer than the one before.
     for run in 0..3 {
@@ -987,7 +973,7 @@ fn a_flapping_tunnel_keeps_backing_off() {
             "run {run} not up; log:\n{}",
             wd.log()
         );
-        sshd.stop();
+        t.sshd.stop();
         assert_eq!(
             wd.wait_exit(Duration::from_secs(10)),
             Some(1),
@@ -995,9 +981,9 @@ fn a_flapping_tunnel_keeps_backing_off() {
             wd.log()
         );
         assert_eq!(wd.state_value("proven").as_deref(), Some("0"));
-        sshd.start();
+        t.sshd.start();
     }
-    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    let log = std::fs::read_to_string(t.dir.path().join("log")).unwrap();
     let seq: Vec<u64> = backoffs(&log).iter().map(|s| s.0).collect();
     eprintln!("flapping tunnel, back-offs: {seq:?}");
     assert_eq!(seq, [1000, 2000], "log:\n{log}");
@@ -1006,20 +992,17 @@ fn a_flapping_tunnel_keeps_backing_off() {
 
 #[test]
 fn backoff_ends_when_the_server_is_reachable_again() {
-    let Some(mut sshd) = Sshd::start_default("server_reachable_again") else {
+    let Some(mut t) = Rig::start("server_reachable_again") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
-    let mut spec = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    let mut spec = t.spec();
     spec.options.extend([
         "--backoff-initial".into(),
         "8s".into(),
         "--backoff-max".into(),
         "60s".into(),
     ]);
-    sshd.stop();
+    t.sshd.stop();
     // Run 0: connection refused, never proven → the next run backs off 8 s ± 15 %.
     let mut first = spec.spawn();
     assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(1));
@@ -1031,7 +1014,7 @@ fn backoff_ends_when_the_server_is_reachable_again() {
         wd.log()
     );
     let backing_off = Instant::now();
-    sshd.start();
+    t.sshd.start();
     let restarted = Instant::now();
     assert!(wd.wait_up(Duration::from_secs(15)), "log:\n{}", wd.log());
     let up_after = restarted.elapsed();
@@ -1111,20 +1094,13 @@ fn a_silent_server_is_waited_out_not_walked_into() {
 fn a_frozen_client_is_caught_by_the_local_alive_check_before_the_probe_timeout() {
     // The alive check is answered by ssh itself, never crosses the network, and so gets
     // at most 2 s even when the network probes may take 5 s.
-    let Some(sshd) = Sshd::start_default("alive_check_bound") else {
+    let Some(t) = Rig::start("alive_check_bound") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
-    let mut spec = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    let mut spec = t.spec();
     spec.options.extend(["--probe-timeout".into(), "5s".into()]);
     let mut wd = spec.spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    wd.expect_up(Duration::from_secs(15));
     let ssh = wd.ssh_pid().unwrap();
     kill(Pid::from_raw(ssh), Signal::SIGSTOP).unwrap();
     let frozen = Instant::now();
@@ -1148,21 +1124,14 @@ fn a_frozen_client_is_caught_by_the_local_alive_check_before_the_probe_timeout()
 fn passing_rounds_do_not_rewrite_the_state_file_every_time() {
     // Under systemd the state file sits on disk (StateDirectory=), maybe flash.
     use std::os::unix::fs::MetadataExt;
-    let Some(sshd) = Sshd::start_default("state_file_writes") else {
+    let Some(t) = Rig::start("state_file_writes") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let target = TcpTarget::start(Some(BANNER));
     let notify = NotifyReceiver::path();
-    let mut spec = WdSpec::new(&sshd, dir.path())
-        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    let mut spec = t.spec();
     spec.notify = Some(&notify);
     let wd = spec.spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    wd.expect_up(Duration::from_secs(15));
     let pings = || {
         notify
             .messages()
@@ -1174,7 +1143,7 @@ fn passing_rounds_do_not_rewrite_the_state_file_every_time() {
     let settled = pings() + 1;
     assert!(wait_until(Duration::from_secs(5), || pings() >= settled));
     let inode = || {
-        std::fs::metadata(dir.path().join("state/state"))
+        std::fs::metadata(t.dir.path().join("state/state"))
             .unwrap()
             .ino()
     };

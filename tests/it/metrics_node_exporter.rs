@@ -3,8 +3,8 @@
 //! rejects), it is scraped over HTTP on 127.0.0.1, and the samples are checked against a
 //! live tunnel (real sshd, real tunnel-watchdog) and a degraded one.
 
-mod common;
-mod firstrun_support;
+use crate::common;
+use crate::firstrun_support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

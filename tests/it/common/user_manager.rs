@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use super::cgroup::TestCgroup;
 
-pub const SYSTEMD: &str = "/usr/lib/systemd/systemd";
+pub use crate::testkit::SYSTEMD;
 
 pub struct UserManager {
     child: Option<Child>,
@@ -45,7 +45,8 @@ impl UserManager {
         let log = home.path().join("manager.log");
         let cgroup = TestCgroup::create("user");
         let script = format!(
-            "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/systemd/system /run/user/0 && exec {SYSTEMD} --user --log-target=console --default-standard-output=inherit --default-standard-error=inherit"
+            "set -e\n{}exec {SYSTEMD} --user --log-target=console --default-standard-output=inherit --default-standard-error=inherit",
+            crate::testkit::PRIVATE_RUN
         );
         let mut cmd = cgroup.command("unshare");
         cmd.args(["-m", "--propagation", "private", "sh", "-c", &script])
@@ -90,8 +91,7 @@ impl UserManager {
             }
             if manager.is_manager_process() {
                 let out = manager.systemctl(&["is-system-running"]);
-                let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                if state == "running" || state == "degraded" {
+                if crate::testkit::manager_is_up(&String::from_utf8_lossy(&out.stdout)) {
                     break;
                 }
             }

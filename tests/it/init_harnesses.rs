@@ -1,7 +1,7 @@
 //! The init-system harnesses proven on their own with plain processes (no tunnelctl):
 //! if one of these fails, the real-init tunnel tests cannot be trusted either.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! unit, plists read back by two parsers, inittab lines and args files checked against
 //! the rules init applies.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,7 +1,7 @@
 //! install/uninstall under `--root`: round trips leave the tree as it was, reinstalling
 //! shows a diff or says unchanged, `--dry-run` and refused configs write nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -17,7 +17,7 @@
 //! Teardown: SIGKILL to the init, which takes the whole pid namespace with it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -32,13 +32,10 @@ pub enum Flavor {
 }
 
 pub struct InittabInit {
-    flavor: Flavor,
     console: ConsoleReader,
     unshare: Option<Child>,
     /// The init, in the host pid namespace.
     pid: i32,
-    init_binary: PathBuf,
-    root: PathBuf,
 }
 
 /// `/sbin/init` of Debian's sysvinit-core, unpacked (never installed) under the cargo
@@ -148,12 +145,9 @@ impl InittabInit {
             .expect("spawn unshare");
         let unshare_pid = unshare.id() as i32;
         let mut init = InittabInit {
-            flavor,
             console,
             unshare: Some(unshare),
             pid: 0,
-            init_binary: init_binary.clone(),
-            root: root.to_path_buf(),
         };
         let exe = std::fs::canonicalize(&init_binary).unwrap_or(init_binary);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -185,10 +179,6 @@ impl InittabInit {
 
     pub fn pid(&self) -> i32 {
         self.pid
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// What init wrote to its console so far.
@@ -223,35 +213,6 @@ impl InittabInit {
             .map(|(p, _)| p)
             .collect()
     }
-
-    /// Runs a command inside the init's mount and pid namespaces (bounded: 30 s).
-    pub fn run(&self, program: &str, args: &[&str]) -> Output {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg("-t")
-            .arg(self.pid.to_string())
-            .args(["-m", "-p", "--"])
-            .arg(program)
-            .args(args);
-        run_bounded(cmd, Duration::from_secs(30))
-    }
-
-    /// Makes init re-read /etc/inittab: `telinit q` (SysV) or SIGHUP (BusyBox).
-    pub fn reload(&self) {
-        match self.flavor {
-            Flavor::Sysv => {
-                let init = self.init_binary.display().to_string();
-                let out = self.run(&init, &["q"]);
-                assert!(
-                    out.status.success(),
-                    "telinit q failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            Flavor::Busybox => {
-                kill(Pid::from_raw(self.pid), Signal::SIGHUP).expect("SIGHUP busybox init");
-            }
-        }
-    }
 }
 
 impl Drop for InittabInit {
@@ -274,16 +235,7 @@ impl Drop for InittabInit {
     }
 }
 
-pub fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .replace('\0', " ")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_default()
-}
+pub use crate::testkit::cmdline;
 
 /// A FIFO standing in for /dev/console and the thread that drains it. The FIFO is opened
 /// read-write here, so init's open for writing never blocks and never fails.

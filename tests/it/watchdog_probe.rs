@@ -2,7 +2,7 @@
 //! (alive check + an end-to-end channel per forward) must not grow our open fds or
 //! memory, nor the ssh client's fds. Also checks our mux client against OpenSSH 9.2.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

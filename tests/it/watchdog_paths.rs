@@ -6,7 +6,7 @@
 //! never came up ("unix_listener: cannot bind to path") and a space in the state
 //! directory made ssh exit 255 ("extra arguments at end of line").
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! started (READY=1), a real tunnel to a real sshd on 127.0.0.1 carrying data; then the
 //! ssh client frozen and the watchdog frozen, and the tunnel back each time.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! down the watchdog's back-off, not BusyBox (which has no rate limit and respawns
 //! after about 1 s), paces the ssh attempts.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

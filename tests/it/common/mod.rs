@@ -1,9 +1,7 @@
 //! Shared test fixtures: a real OpenSSH server on 127.0.0.1 ([`sshd::Sshd`]), a
 //! test-side `NOTIFY_SOCKET` ([`NotifyReceiver`]) and a bounded poller ([`wait_until`]).
 //!
-//! Use from an integration test with `mod common;`. Not every test file uses every
-//! helper, hence the `dead_code` allowance.
-#![allow(dead_code)]
+//! Use from an integration test with `use crate::common;`.
 
 pub mod as_user;
 pub mod cgroup;
@@ -16,7 +14,6 @@ pub mod target;
 pub mod tunnel_env;
 pub mod user_manager;
 
-#[allow(unused_imports)]
 pub use cli::{golden_home, load, tunnelctl};
 
 use std::os::linux::net::SocketAddrExt;

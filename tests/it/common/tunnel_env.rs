@@ -45,12 +45,10 @@ pub fn inittab_watchdog() -> &'static str {
     })
 }
 
-/// A TCP echo server on 127.0.0.1 (a thread per connection; stopped on drop). It counts
-/// connections so a test can tell probes from its own traffic if it wants to.
+/// A TCP echo server on 127.0.0.1 (a thread per connection; stopped on drop).
 pub struct EchoServer {
     port: u16,
     stop: Arc<AtomicBool>,
-    pub connections: Arc<AtomicU32>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -66,15 +64,12 @@ impl EchoServer {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(AtomicU32::new(0));
         let thread = {
             let stop = stop.clone();
-            let connections = connections.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((mut stream, _)) => {
-                            connections.fetch_add(1, Ordering::Relaxed);
                             let _ = stream.set_nonblocking(false);
                             let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                             std::thread::spawn(move || {
@@ -94,7 +89,6 @@ impl EchoServer {
         EchoServer {
             port,
             stop,
-            connections,
             thread: Some(thread),
         }
     }
@@ -358,7 +352,8 @@ pub struct InittabTunnel {
     // Field order is drop order: init (and with it the watchdog and ssh) first.
     pub init: super::inittab_init::InittabInit,
     pub sshd: super::sshd::Sshd,
-    pub echo: EchoServer,
+    /// The forward's target: held, never read.
+    pub _echo: EchoServer,
     pub lport: u16,
     /// The inittab id, from the installed line.
     pub id: String,
@@ -426,7 +421,7 @@ impl InittabTunnel {
         Some(InittabTunnel {
             init,
             sshd,
-            echo,
+            _echo: echo,
             lport,
             id,
             root,

@@ -1,6 +1,5 @@
-//! Helpers shared by the tests/firstrun_*.rs files: a tunnels.yaml pointing at the
+//! Helpers shared by the tests/it/firstrun_*.rs files: a tunnels.yaml pointing at the
 //! real test sshd, and running the tunnelctl binary.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -8,7 +7,8 @@ use std::process::Output;
 use crate::common::sshd::Sshd;
 
 pub struct Setup {
-    pub dir: tempfile::TempDir,
+    /// Holds the files below: removed on drop.
+    pub _dir: tempfile::TempDir,
     pub config: PathBuf,
     pub known_hosts: PathBuf,
 }
@@ -42,7 +42,7 @@ pub fn setup(
     )
     .unwrap();
     Setup {
-        dir,
+        _dir: dir,
         config,
         known_hosts,
     }
@@ -80,12 +80,7 @@ pub fn text(out: &Output) -> String {
 /// A fresh ed25519 key pair in `dir` (mode 0600).
 pub fn new_key(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::testkit::keygen(&path, "tunnelctl-test").unwrap_or_else(|e| panic!("{e}"));
     path
 }
 

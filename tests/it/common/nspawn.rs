@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use super::cgroup::TestCgroup;
 use super::user_manager::{parse_show, run_bounded};
 
-pub const SYSTEMD: &str = "/usr/lib/systemd/systemd";
+pub use crate::testkit::SYSTEMD;
 
 /// A bind mount into the container: `--bind-ro=SRC:DST` or `--bind=SRC:DST`.
 #[derive(Clone, Debug)]
@@ -35,21 +35,10 @@ impl Bind {
             read_only: true,
         }
     }
-    pub fn rw(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Bind {
-        Bind {
-            source: source.into(),
-            target: target.into(),
-            read_only: false,
-        }
-    }
     /// The same path inside as outside.
     pub fn ro_same(path: impl Into<PathBuf>) -> Bind {
         let p = path.into();
         Bind::ro(p.clone(), p)
-    }
-    pub fn rw_same(path: impl Into<PathBuf>) -> Bind {
-        let p = path.into();
-        Bind::rw(p.clone(), p)
     }
     fn arg(&self) -> String {
         let flag = if self.read_only {
@@ -314,30 +303,17 @@ pub struct ContainerSshdFiles {
 impl ContainerSshdFiles {
     pub fn create(dir: &Path, port: u16) -> ContainerSshdFiles {
         for key in ["host_key", "client_key"] {
-            let status = Command::new("ssh-keygen")
-                .args([
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    "tunnelctl-test",
-                    "-f",
-                ])
-                .arg(dir.join(key))
-                .stdin(Stdio::null())
-                .status()
-                .expect("run ssh-keygen");
-            assert!(status.success(), "ssh-keygen failed");
+            crate::testkit::keygen(&dir.join(key), "tunnelctl-test")
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))
             .expect("authorized_keys");
-        let config = format!(
-            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nPidFile none\nAuthorizedKeysFile {d}/authorized_keys\n\
-             StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             AllowTcpForwarding yes\nGatewayPorts no\nLogLevel VERBOSE\nPermitRootLogin prohibit-password\n",
-            d = dir.display()
+        let config = crate::testkit::sshd_config(
+            "127.0.0.1",
+            &[port],
+            &dir.join("host_key"),
+            &dir.join("authorized_keys"),
+            "",
         );
         std::fs::write(dir.join("sshd_config"), config).expect("sshd_config");
         let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).expect("host_key.pub");

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-pub const SSHD: &str = "/usr/sbin/sshd";
+pub use crate::testkit::{SSHD, cmdline};
 
 /// Settings that differ between tests.
 #[derive(Debug, Clone)]
@@ -84,15 +84,16 @@ impl Sshd {
             .prefix("sshd")
             .tempdir()
             .expect("temp dir");
-        keygen(&dir.path().join("host_key"));
-        keygen(&dir.path().join("client_key"));
+        for key in ["host_key", "client_key"] {
+            crate::testkit::keygen(&dir.path().join(key), "tunnelctl-test")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
         std::fs::copy(
             dir.path().join("client_key.pub"),
             dir.path().join("authorized_keys"),
         )
         .expect("authorized_keys");
-        // sshd refuses to start without its privilege-separation directory.
-        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+        crate::testkit::sshd_privsep_dir().unwrap_or_else(|e| panic!("{e}"));
 
         // Picking a free port and handing it to sshd races with other processes; retry a
         // few times with a fresh port if sshd reports the address taken.
@@ -129,34 +130,22 @@ impl Sshd {
 
     fn write_files(&self) {
         let d = self.dir.path();
-        let config = format!(
-            "ListenAddress 127.0.0.1\n\
-             Port {port}\n\
-             HostKey {host_key}\n\
-             PidFile none\n\
-             AuthorizedKeysFile {authorized}\n\
-             StrictModes no\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             UsePAM no\n\
-             AllowTcpForwarding yes\n\
-             GatewayPorts no\n\
-             ClientAliveInterval {cai}\n\
-             ClientAliveCountMax {cacm}\n\
-             LogLevel VERBOSE\n\
-             PermitRootLogin prohibit-password\n\
-             {extra}",
-            port = self.port,
-            host_key = d.join("host_key").display(),
-            authorized = d.join("authorized_keys").display(),
-            cai = self.options.client_alive_interval,
-            cacm = self.options.client_alive_count_max,
-            extra = self
-                .options
+        let extra = format!(
+            "ClientAliveInterval {}\nClientAliveCountMax {}\n{}",
+            self.options.client_alive_interval,
+            self.options.client_alive_count_max,
+            self.options
                 .extra_config
                 .iter()
                 .map(|l| format!("{l}\n"))
                 .collect::<String>(),
+        );
+        let config = crate::testkit::sshd_config(
+            "127.0.0.1",
+            &[self.port],
+            &d.join("host_key"),
+            &d.join("authorized_keys"),
+            &extra,
         );
         std::fs::write(d.join("sshd_config"), config).expect("write sshd_config");
         let host_pub = std::fs::read_to_string(d.join("host_key.pub")).expect("host_key.pub");
@@ -237,10 +226,6 @@ impl Sshd {
     /// Kills the listener and every connection it serves ("the server dies").
     pub fn stop(&mut self) {
         self.kill_all();
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
     }
 
     fn kill_all(&mut self) {
@@ -373,25 +358,6 @@ impl Drop for Sshd {
     }
 }
 
-fn keygen(path: &Path) {
-    let status = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "tunnelctl-test",
-            "-f",
-        ])
-        .arg(path)
-        .stdin(Stdio::null())
-        .status()
-        .expect("run ssh-keygen");
-    assert!(status.success(), "ssh-keygen failed for {}", path.display());
-}
-
 /// A port that was free a moment ago (bind to :0, read it, release it).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -435,16 +401,4 @@ pub fn descendants(pid: i32) -> Vec<i32> {
         all.extend(descendants(child));
     }
     all
-}
-
-/// `/proc/PID/cmdline` with NULs as spaces.
-pub fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .replace('\0', " ")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_default()
 }

@@ -1,8 +1,8 @@
 //! `tunnelctl doctor` against a real sshd: a working tunnel passes, and each first-run
 //! failure gets its own verdict and fix.
 
-mod common;
-mod firstrun_support;
+use crate::common;
+use crate::firstrun_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};

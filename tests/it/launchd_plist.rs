@@ -4,7 +4,7 @@
 //! and every key is checked against launchd.plist(5): known key, right type, sane value.
 //! The watchdog argv must equal the one the inittab target writes (same contract).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -308,12 +308,7 @@ fn launchd_plists_parse_back_and_follow_launchd_plist_5() {
         .unwrap();
     // Real key files (install checks the identity exists and is private).
     let key = dir.path().join("id_ed25519");
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::testkit::keygen(&key, "tunnelctl-test").unwrap_or_else(|e| panic!("{e}"));
     let known_hosts = dir.path().join("known_hosts");
     std::fs::write(&known_hosts, "").unwrap();
     let server = Server {

@@ -4,7 +4,7 @@
 //! journald log format, `--log-file` appending and rotation, and EXTEND_TIMEOUT_USEC
 //! repeated during a long back-off.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::fd::AsFd;
