@@ -16,6 +16,7 @@
 //! | `backoff_until` | unix seconds when the current back-off ends (0: none) |
 //! | `proven` | `1`: this row of failures began when a proven tunnel failed, so its first retry is free (absent: `0`) |
 //! | `no_greeting` | `1`: the last failure was ssh getting no SSH greeting (unresolved, refused, no route, connect or banner time-out), so the back-off waits for the server to greet (absent: `0`) |
+//! | `last_event` | the last network change or wake the watchdog reacted to: `KIND UNIX_SECONDS ACTION`, KIND `network` or `wake`, ACTION `reconnected`, `probed` or `nothing-to-do` (absent: none yet) |
 //!
 //! Unknown keys are ignored and missing keys keep their defaults, so the format can grow.
 
@@ -74,6 +75,30 @@ pub struct State {
     pub backoff_until: u64,
     pub proven: bool,
     pub no_greeting: bool,
+    pub last_event: Option<LastEvent>,
+}
+
+/// `last_event`: what the kernel or the clock said, when, and what the watchdog did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastEvent {
+    /// `network` or `wake`.
+    pub kind: &'static str,
+    pub at: u64,
+    /// `reconnected`, `probed` or `nothing-to-do`.
+    pub action: &'static str,
+}
+
+impl LastEvent {
+    const KINDS: [&'static str; 2] = ["network", "wake"];
+    const ACTIONS: [&'static str; 3] = ["reconnected", "probed", "nothing-to-do"];
+
+    fn parse(value: &str) -> Option<LastEvent> {
+        let mut words = value.split(' ');
+        let kind = Self::KINDS.into_iter().find(|k| Some(*k) == words.next())?;
+        let at = words.next()?.parse().ok()?;
+        let action = Self::ACTIONS.into_iter().find(|a| Some(*a) == words.next())?;
+        words.next().is_none().then_some(LastEvent { kind, at, action })
+    }
 }
 
 impl State {
@@ -83,7 +108,7 @@ impl State {
         format!(
             "state={}\npid={}\nssh_pid={}\nconnected_since={}\nlast_probe_ok={}\nlast_probe_ms={}\n\
              consecutive_failures={}\nrestarts={}\nlast_error={}\nbackoff_until={}\nproven={}\n\
-             no_greeting={}\n",
+             no_greeting={}\n{}",
             self.phase,
             self.pid,
             self.ssh_pid,
@@ -95,7 +120,11 @@ impl State {
             last_error,
             self.backoff_until,
             u8::from(self.proven),
-            u8::from(self.no_greeting)
+            u8::from(self.no_greeting),
+            self.last_event.map_or(String::new(), |e| format!(
+                "last_event={} {} {}\n",
+                e.kind, e.at, e.action
+            ))
         )
     }
 
@@ -146,6 +175,11 @@ impl State {
                 "no_greeting" | "network_error" => {
                     state.no_greeting = flag(value).ok_or_else(|| bad("0 or 1"))?
                 }
+                "last_event" => {
+                    state.last_event = Some(LastEvent::parse(value).ok_or_else(|| {
+                        bad("`network` or `wake`, unix seconds, and `reconnected`, `probed` or `nothing-to-do`")
+                    })?)
+                }
                 _ => {} // newer writer: ignore
             }
         }
@@ -180,8 +214,16 @@ mod tests {
             backoff_until: 1_700_000_200,
             proven: true,
             no_greeting: true,
+            last_event: Some(LastEvent {
+                kind: "network",
+                at: 1_764_622_000,
+                action: "reconnected",
+            }),
         };
+        assert!(state.to_text().contains("last_event=network 1764622000 reconnected\n"));
         assert_eq!(State::from_text(&state.to_text()), Ok(state));
+        let err = State::from_text("last_event=network soon reconnected\n").unwrap_err();
+        assert!(err.contains("line 1") && err.contains("last_event"), "{err}");
     }
 
     #[test]

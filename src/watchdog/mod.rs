@@ -12,6 +12,7 @@
 pub mod args;
 pub mod backoff;
 pub mod clock;
+mod events;
 pub mod heard;
 pub mod log;
 pub mod mux;
@@ -177,6 +178,7 @@ pub fn run(o: Options) -> u8 {
         ctl,
         notifier,
         signals,
+        events: events::Events::open(),
         state,
         interval,
         ready_sent: false,

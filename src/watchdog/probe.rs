@@ -49,6 +49,9 @@ pub struct Prober {
     forwards: Vec<SshForward>,
     timeout: Duration,
     alive: Option<MuxConn>,
+    /// The last round failed by running out of time (not by a refusal or an end of
+    /// file): the adaptive timeout's confirming rule decides what that means.
+    pub timed_out: bool,
 }
 
 /// What a check still waits for.
@@ -124,7 +127,13 @@ impl Prober {
             forwards,
             timeout,
             alive: None,
+            timed_out: false,
         }
+    }
+
+    /// The next round's time-out (the adaptive one of `rtt::Rounds`).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     pub fn quiet_window(&self) -> Duration {
@@ -133,6 +142,7 @@ impl Prober {
 
     /// Runs one round. `Err` is a one-line reason.
     pub fn round(&mut self) -> Result<RoundOk, String> {
+        self.timed_out = false;
         let start = Instant::now();
         let deadline = start + self.timeout;
         let mut checks = vec![self.request_alive_check(start + self.alive_timeout())?];
@@ -320,6 +330,7 @@ impl Prober {
                         ssh_pid = pid;
                         continue;
                     }
+                    self.timed_out = true;
                     return Err(self.timed_out(check));
                 }
                 let until = match check.step {
@@ -366,11 +377,13 @@ impl Prober {
                 if !ready[k] {
                     continue;
                 }
-                if let Moved::Answered(pid) = self.step_on(&mut checks[i])? {
-                    answered = Instant::now();
-                    if let Some(pid) = pid {
-                        ssh_pid = pid;
-                    }
+                match self.step_on(&mut checks[i])? {
+                    // The alive check is local and read late on purpose (along with
+                    // the last answers): no round trip, so no part of the latency, which
+                    // feeds the adaptive time-out.
+                    Moved::Answered(Some(pid)) => ssh_pid = pid,
+                    Moved::Answered(None) => answered = Instant::now(),
+                    Moved::Waiting => {}
                 }
             }
         }
