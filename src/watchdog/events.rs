@@ -187,10 +187,10 @@ mod tests {
 
     #[test]
     fn finds_ssh_connection_in_proc_net_tcp() {
-        // Captured here: ssh from 10.213.1.2 to 10.213.1.1:22 (on little-endian x86).
+        // /proc/net/tcp as x86 writes it: ssh from 10.213.1.2 to 10.213.1.1:22.
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
    0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n\
-   1: 02D50D0A:A1C2 01D50D0A:0016 01 00000000:00000000 02:000A7F6A 00000000     0        0 4242 2 0000000000000000 20 4 30 10 -1\n";
+   1: 0201D50A:A1C2 0101D50A:0016 01 00000000:00000000 02:000A7F6A 00000000     0        0 4242 2 0000000000000000 20 4 30 10 -1\n";
         let found = find_connection(text, &[7, 4242]);
         if cfg!(target_endian = "little") {
             assert_eq!(
