@@ -19,6 +19,7 @@
 //! | `proven` | `1`: this row of failures began when a proven tunnel failed, so its first retry is free (absent: `0`) |
 //! | `no_greeting` | `1`: the last failure was ssh getting no SSH greeting (unresolved, refused, no route, connect or banner time-out), so the back-off waits for the server to greet (absent: `0`) |
 //! | `forward` | one line per forward, in the order of ssh's arguments: `HEALTH SINCE LATENCY_MS SPEC` — HEALTH is `up`, `target-down` (the tunnel carries the channel, the far end refuses), `port-held` (the server refuses the `-R` port), `unproven` (not probed yet on this connection) or `failed`; SINCE unix seconds of the last HEALTH change; LATENCY_MS the last probe's (0: none); SPEC the forward as ssh was given it (`-L 127.0.0.1:8080:intranet:80`), to the end of the line |
+//! | `last_event` | the last network change or wake the watchdog reacted to: `KIND UNIX_SECONDS ACTION`, KIND `network` or `wake`, ACTION `reconnected`, `probed` or `nothing-to-do` (absent: none yet) |
 //!
 //! Unknown keys are ignored and missing keys keep their defaults, so the format can grow.
 
@@ -81,6 +82,7 @@ pub struct State {
     pub backoff_until: u64,
     pub proven: bool,
     pub no_greeting: bool,
+    pub last_event: Option<LastEvent>,
     pub state_since: u64,
     pub reconnects: u64,
     pub forwards: Vec<ForwardState>,
@@ -164,6 +166,34 @@ impl ForwardState {
     }
 }
 
+/// `last_event`: what the kernel or the clock said, when, and what the watchdog did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastEvent {
+    /// `network` or `wake`.
+    pub kind: &'static str,
+    pub at: u64,
+    /// `reconnected`, `probed` or `nothing-to-do`.
+    pub action: &'static str,
+}
+
+impl LastEvent {
+    const KINDS: [&'static str; 2] = ["network", "wake"];
+    const ACTIONS: [&'static str; 3] = ["reconnected", "probed", "nothing-to-do"];
+
+    fn parse(value: &str) -> Option<LastEvent> {
+        let mut words = value.split(' ');
+        let kind = Self::KINDS.into_iter().find(|k| Some(*k) == words.next())?;
+        let at = words.next()?.parse().ok()?;
+        let action = Self::ACTIONS
+            .into_iter()
+            .find(|a| Some(*a) == words.next())?;
+        words
+            .next()
+            .is_none()
+            .then_some(LastEvent { kind, at, action })
+    }
+}
+
 impl State {
     pub fn to_text(&self) -> String {
         // A value is one line: newlines (never expected) are flattened, not trusted.
@@ -171,7 +201,7 @@ impl State {
         format!(
             "state={}\npid={}\nssh_pid={}\nconnected_since={}\nlast_probe_ok={}\nlast_probe_ms={}\n\
              consecutive_failures={}\nrestarts={}\nlast_error={}\nbackoff_until={}\nproven={}\n\
-             no_greeting={}\nstate_since={}\nreconnects={}\n{}",
+             no_greeting={}\nstate_since={}\nreconnects={}\n{}{}",
             self.phase,
             self.pid,
             self.ssh_pid,
@@ -189,7 +219,11 @@ impl State {
             self.forwards
                 .iter()
                 .map(ForwardState::to_line)
-                .collect::<String>()
+                .collect::<String>(),
+            self.last_event.map_or(String::new(), |e| format!(
+                "last_event={} {} {}\n",
+                e.kind, e.at, e.action
+            ))
         )
     }
 
@@ -247,6 +281,11 @@ impl State {
                     ForwardState::parse(value)
                         .ok_or_else(|| bad("`HEALTH SINCE LATENCY_MS SPEC`"))?,
                 ),
+                "last_event" => {
+                    state.last_event = Some(LastEvent::parse(value).ok_or_else(|| {
+                        bad("`network` or `wake`, unix seconds, and `reconnected`, `probed` or `nothing-to-do`")
+                    })?)
+                }
                 _ => {} // newer writer: ignore
             }
         }
@@ -297,8 +336,23 @@ mod tests {
                     latency_ms: 0,
                 },
             ],
+            last_event: Some(LastEvent {
+                kind: "network",
+                at: 1_764_622_000,
+                action: "reconnected",
+            }),
         };
+        assert!(
+            state
+                .to_text()
+                .contains("last_event=network 1764622000 reconnected\n")
+        );
         assert_eq!(State::from_text(&state.to_text()), Ok(state));
+        let err = State::from_text("last_event=network soon reconnected\n").unwrap_err();
+        assert!(
+            err.contains("line 1") && err.contains("last_event"),
+            "{err}"
+        );
     }
 
     #[test]

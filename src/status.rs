@@ -354,6 +354,13 @@ pub fn table(rows: &[Row], now: u64, colour: bool, verbose: bool) -> String {
             out.push_str(&forward_lines(row, now, colour));
         }
     }
+    // The last network change or wake, under the table (a column would be empty for
+    // most tunnels most of the time).
+    for row in rows {
+        if let Some(e) = row.state.as_ref().and_then(|s| s.last_event) {
+            out.push_str(&format!("{}: {}\n", row.name, last_event_line(&e, now)));
+        }
+    }
     out
 }
 
@@ -421,6 +428,15 @@ pub fn json_document(rows: &[Row], now: u64) -> serde_json::Value {
     })
 }
 
+/// "network changed 4 s ago: reconnected" (pure).
+pub fn last_event_line(e: &crate::state::LastEvent, now: u64) -> String {
+    let what = match e.kind {
+        "wake" => "woke from sleep or a freeze",
+        _ => "network changed",
+    };
+    format!("{what} {}: {}", ago(now, e.at), e.action)
+}
+
 /// The JSON value of one row (pure). Times are unix seconds; 0 means never.
 pub fn json(row: &Row, now: u64) -> serde_json::Value {
     let s = row.state.clone().unwrap_or_default();
@@ -459,6 +475,7 @@ pub fn json(row: &Row, now: u64) -> serde_json::Value {
         "restarts": s.restarts,
         "last_error": s.last_error,
         "backoff_until": s.backoff_until,
+        "last_event": s.last_event.map(|e| serde_json::json!({"kind": e.kind, "at": e.at, "action": e.action})),
         "init": row.init.as_ref().map(|i| serde_json::json!({
             "active_state": i.active_state,
             "sub_state": i.sub_state,
@@ -516,6 +533,23 @@ mod tests {
         assert_eq!(cells(&waiting, 1100)[2], "backing-off 30s");
         waiting.state.as_mut().unwrap().no_greeting = true;
         assert_eq!(cells(&waiting, 1100)[2], "waiting-for-server (≤30s)");
+    }
+
+    #[test]
+    fn the_last_network_event_is_a_line_under_the_table() {
+        assert!(!table(&[up_row()], 1100, false, false).contains("changed"));
+        let mut row = up_row();
+        row.state.as_mut().unwrap().last_event = Some(crate::state::LastEvent {
+            kind: "network",
+            at: 1096,
+            action: "reconnected",
+        });
+        let t = table(&[row.clone()], 1100, false, false);
+        assert!(
+            t.ends_with("demo: network changed 4s ago: reconnected\n"),
+            "{t}"
+        );
+        assert_eq!(json(&row, 1100)["last_event"]["action"], "reconnected");
     }
 
     #[test]

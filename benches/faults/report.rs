@@ -1210,9 +1210,15 @@ const READING: &str = "
 - **Detection.** B and D learn of a dead tunnel only when ssh exits, that is from ssh's own ServerAliveInterval 5 s ×
   ServerAliveCountMax 2; a frozen ssh never exits, so they never recover from fault 1. C sends data around its monitor
   loop every AUTOSSH_POLL = 5 s and restarts ssh after one failed poll, but it cannot get rid of a stopped ssh (it sends
-  SIGTERM and waits). A proves both forwards every `probe.interval` (5 s); after a failed round it confirms at once
-  (200 ms later), and after `probe.failures` (2) failed rounds of up to `probe.timeout` (5 s) each it kills ssh with
-  SIGKILL. A forward that hangs costs it up to interval + 2 × timeout; one that is refused, much less.
+  SIGTERM and waits). A proves both forwards every `probe.interval` (5 s). A round's time-out adapts to the measured
+  round trips (RFC 6298: SRTT + 4·RTTVAR, at least 1 s, at most `probe.timeout`); a round unanswered by then is
+  confirmed at once by a second round of twice that, and ssh is killed only if the server sent nothing meanwhile
+  (ssh's TCP socket, `tcpi_last_data_recv` through sock_diag): a silent forward costs about interval/2 + 3 s on a fast
+  path. Probes that wait behind the user's traffic while the server keeps sending are slow, not dead (fault 10). A
+  refused forward costs much less. A also listens to the kernel's network changes (rtnetlink): when ssh's local
+  address goes or the route to the server changes it reconnects at once (fault 8); another change brings a probe
+  round now; and a wake-up much later than asked (a sleep or freeze, fault 9) brings a probe round at once, where one
+  silent round is enough to reconnect.
 - **Reconnect pacing.** After a failure A's watchdog exits and systemd restarts it after RestartSec=1 s. A tunnel that
   had proven itself gets its first retry without waiting; later failures wait 2 s, 4 s, … (±15 % jitter, at most
   5 min). After a failure where ssh got no SSH greeting (refused, unreachable, connect or banner time-out) A starts

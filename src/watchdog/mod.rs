@@ -12,6 +12,7 @@
 pub mod args;
 pub mod backoff;
 pub mod clock;
+mod events;
 pub mod heard;
 mod hook;
 pub mod log;
@@ -180,6 +181,7 @@ pub fn run(o: Options) -> u8 {
         ctl,
         notifier,
         signals,
+        events: events::Events::open(),
         state,
         interval,
         ready_sent: false,

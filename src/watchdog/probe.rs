@@ -101,6 +101,9 @@ pub struct Prober {
     forwards: Vec<SshForward>,
     timeout: Duration,
     alive: Option<MuxConn>,
+    /// The last round failed by running out of time (not by a refusal or an end of
+    /// file): the adaptive timeout's confirming rule decides what that means.
+    pub timed_out: bool,
 }
 
 /// What a check still waits for.
@@ -187,7 +190,13 @@ impl Prober {
             forwards,
             timeout,
             alive: None,
+            timed_out: false,
         }
+    }
+
+    /// The next round's time-out (the adaptive one of `rtt::Rounds`).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     pub fn quiet_window(&self) -> Duration {
@@ -196,6 +205,7 @@ impl Prober {
 
     /// Runs one round. `Err` is a one-line reason and the forward it concerns.
     pub fn round(&mut self) -> Result<RoundOk, RoundError> {
+        self.timed_out = false;
         let start = Instant::now();
         let deadline = start + self.timeout;
         let mut checks = vec![
@@ -418,6 +428,7 @@ impl Prober {
                         ssh_pid = pid;
                         continue;
                     }
+                    self.timed_out = true;
                     return Err(RoundError {
                         reason: self.timed_out(check),
                         forward: check.index(),
@@ -473,12 +484,13 @@ impl Prober {
                     forward: check.index(),
                 })?;
                 match moved {
-                    Moved::Answered(pid) => {
+                    // The alive check is local and read late on purpose (along with
+                    // the last answers): no round trip, so no part of the latency, which
+                    // feeds the adaptive time-out.
+                    Moved::Answered(Some(pid)) => ssh_pid = pid,
+                    Moved::Answered(None) => {
                         answered = Instant::now();
                         check.answered = Some(answered);
-                        if let Some(pid) = pid {
-                            ssh_pid = pid;
-                        }
                     }
                     Moved::Down(finding) => {
                         answered = Instant::now();

@@ -163,6 +163,12 @@ impl Rounds {
     /// Any probe of the current rounds answered after `rtt`: alive.
     pub fn answered(&mut self, rtt: Duration) {
         self.est.sample(rtt);
+        self.alive();
+    }
+
+    /// Answered, but the time is no sample (a connection's first round, which pays
+    /// one-time costs).
+    pub fn alive(&mut self) {
         self.failed = 0;
         self.slow = 0;
     }

@@ -16,9 +16,14 @@
 //! | `ConnectTimedOut`       | end: failed            |                          |                          |
 //! | `HeldPortAskDue`        |                        | ask; all granted: probe  |                          |
 //! | `ProbeRoundDue`         |                        |                          | round: READY/WATCHDOG=1  |
+//! | `ClockGap`              | nothing to do          | ask now                  | round now, back-off reset|
+//! | `NetworkChanged`        | nothing to do          | reconnect / ask now      | reconnect / round now    |
 //!
 //! An ask ends the session after `PORT_HELD_ASKS` of them, a round after
-//! `probe_failures` failed rounds in a row.
+//! `probe_failures` failed rounds in a row. A round's time-out adapts to the measured
+//! round trips (`rtt::Rounds`): a round unanswered after it is a suspicion, confirmed
+//! at once by another round whose verdict also asks whether the server sent anything
+//! meanwhile (`heard`): heard means slow (behind the user's traffic), not dead.
 //!
 //! Degraded is not a stage: while probing, a round where a forward's target refuses
 //! (`ForwardProbe::TargetDown`, a `-L` open refusal the server explains as "connect
@@ -36,13 +41,15 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::args::SshForward;
+use super::clock::Gap;
+use super::netevents::{self, ConnFacts, NetEvent, Reaction};
 use super::process::SshChild;
 use super::signals::Request;
 use super::ssh_errors::SshError;
 use super::supervisor::{Outcome, Watchdog};
-use super::{CONFIRM_PAUSE, PORT_HELD_ASK_EVERY, PORT_HELD_ASKS, log, probe};
+use super::{CONFIRM_PAUSE, PORT_HELD_ASK_EVERY, PORT_HELD_ASKS, events, heard, log, probe, rtt};
 use crate::duration::format_human;
-use crate::state::{ForwardHealth, Phase};
+use crate::state::{ForwardHealth, LastEvent, Phase};
 
 /// ssh creates its control socket without telling anyone: look this often.
 const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
@@ -69,12 +76,16 @@ pub(super) enum Event {
     HeldPortAskDue,
     /// Time for a probe round.
     ProbeRoundDue,
-    // Extension point: the next event sources (network changes from rtnetlink or
-    // PF_ROUTE, a clock gap after a suspend) each add a variant here, a check in
-    // `pending_event` (or, for a file descriptor, a place in `next_event`'s poll beside
-    // ssh's stderr), and one arm in `handle` with its method below. A per-forward
-    // degraded state is one more `Stage` (or a field the probe handlers keep), with
-    // its row in the table above; not a second loop.
+    /// A wake-up came much later than asked: the machine slept or the process was
+    /// frozen (`clock`).
+    ClockGap(Gap),
+    /// A settled burst of network changes (`netevents`).
+    NetworkChanged(Vec<NetEvent>),
+    // Extension point: the next event sources each add a variant here, a check in
+    // `pending_event` (or, for a file descriptor, a place in `Events::wait`'s poll
+    // beside ssh's stderr and the network socket), and one arm in `handle` with its
+    // method below. A per-forward degraded state is one more `Stage` (or a field the
+    // probe handlers keep), with its row in the table above; not a second loop.
 }
 
 /// The session's state, derived from its fields.
@@ -107,6 +118,20 @@ pub(super) struct Session<'a> {
     missing: Vec<SshForward>,
     /// Asks for the held forwards so far.
     asks: u32,
+    /// The adaptive probe timing of this connection.
+    rounds: rtt::Rounds,
+    /// When the first unanswered round of the current suspicion began.
+    suspect_since: Option<Instant>,
+    /// Slow verdicts were logged (once per run of them).
+    slow_said: bool,
+    /// A clock gap was seen and no round passed since: the connection's state is
+    /// unknown, so one timed-out round is enough to reconnect.
+    after_gap: bool,
+    /// ssh's connection and its route, learnt when the control socket appears (None:
+    /// not yet, or no direct TCP connection: network events then only probe).
+    facts: Option<ConnFacts>,
+    /// The server's address and port as ssh's socket has them.
+    server: Option<std::net::SocketAddr>,
 }
 
 impl<'a> Session<'a> {
@@ -122,6 +147,7 @@ impl<'a> Session<'a> {
             };
             w.set_forward(index, health, 0);
         }
+        let rounds = rtt::Rounds::new(w.o.probe_timeout, w.o.probe_failures);
         Session {
             w,
             ssh,
@@ -134,6 +160,12 @@ impl<'a> Session<'a> {
             last_ok: None,
             missing: held.to_vec(),
             asks: 0,
+            rounds,
+            suspect_since: None,
+            slow_said: false,
+            after_gap: false,
+            facts: None,
+            server: None,
         }
     }
 
@@ -161,6 +193,8 @@ impl<'a> Session<'a> {
             Event::ConnectTimedOut => self.on_connect_timed_out(),
             Event::HeldPortAskDue => self.on_held_port_ask_due(),
             Event::ProbeRoundDue => self.on_probe_round_due(),
+            Event::ClockGap(gap) => self.on_clock_gap(gap),
+            Event::NetworkChanged(batch) => self.on_network_changed(batch),
         }
     }
 
@@ -199,7 +233,8 @@ impl<'a> Session<'a> {
                 wake = wake.min(kill_at);
             }
             let sleep = wake.saturating_duration_since(Instant::now());
-            request = self.w.signals.wait(sleep, self.ssh.stderr_fd());
+            let w = &mut *self.w;
+            request = w.events.wait(&w.signals, sleep, self.ssh.stderr_fd());
         }
     }
 
@@ -219,6 +254,12 @@ impl<'a> Session<'a> {
             )
         }) {
             return Some(Event::SshStderr(error.clone()));
+        }
+        if let Some(gap) = self.w.events.take_gap() {
+            return Some(Event::ClockGap(gap));
+        }
+        if let Some(batch) = self.w.events.take_batch() {
+            return Some(Event::NetworkChanged(batch));
         }
         let now = Instant::now();
         match self.stage() {
@@ -276,7 +317,88 @@ impl<'a> Session<'a> {
         let now = Instant::now();
         self.socket_seen = Some(now);
         self.next_step = now + FIRST_STEP_AFTER_SOCKET;
+        let conn = events::ssh_connection(self.ssh.pid);
+        self.server = conn.map(|(_, server)| server);
+        self.facts = conn.and_then(|(local, server)| learn_facts(local, server));
         Continue(())
+    }
+
+    /// Records the reaction in the state file and says it in one log line.
+    fn record(&mut self, kind: &'static str, action: &'static str, line: &str) {
+        log::info(line);
+        self.w.state.last_event = Some(LastEvent {
+            kind,
+            at: log::now_secs(),
+            action,
+        });
+        self.w.save();
+    }
+
+    /// After a sleep or freeze nothing is known: prove the tunnel now, and forget the
+    /// failures from before (they say nothing about the network the machine woke in).
+    fn on_clock_gap(&mut self, gap: Gap) -> ControlFlow<Outcome> {
+        self.w.state.consecutive_failures = 0;
+        let action = match self.stage() {
+            Stage::WaitingForSocket => "nothing-to-do",
+            Stage::AskingForHeldPorts | Stage::Probing => {
+                self.next_step = Instant::now();
+                self.after_gap = true;
+                "probed"
+            }
+        };
+        let line = match action {
+            "probed" => gap.describe(),
+            _ => format!(
+                "{} (ssh is still connecting: nothing to do)",
+                gap.describe()
+            ),
+        };
+        self.record("wake", action, &line);
+        Continue(())
+    }
+
+    fn on_network_changed(&mut self, batch: Vec<NetEvent>) -> ControlFlow<Outcome> {
+        let reaction = match (&self.facts, self.stage()) {
+            // ssh is still connecting: it connects on the network as it is now, or
+            // its connect budget runs out.
+            (_, Stage::WaitingForSocket) => Reaction::Nothing,
+            (Some(facts), _) => netevents::decide(facts, &batch, || {
+                netevents::lookup_route(facts.server, Instant::now() + netevents::LOOKUP_DEADLINE)
+            }),
+            // Nothing to judge against: a round says whether the tunnel still works.
+            (None, _) => Reaction::ProbeNow,
+        };
+        let n = batch.len();
+        match reaction {
+            Reaction::Nothing => Continue(()), // not this tunnel's business: no log, no write
+            Reaction::ProbeNow => {
+                self.next_step = Instant::now();
+                let what = match self.stage() {
+                    Stage::AskingForHeldPorts => "asking for the held forwards now",
+                    _ => "probing now",
+                };
+                self.record(
+                    "network",
+                    "probed",
+                    &format!("network changed ({n} event(s) on the tunnel's path): {what}"),
+                );
+                Continue(())
+            }
+            Reaction::Reconnect => {
+                let why = match &self.facts {
+                    Some(f) if batch.iter().any(|e| matches!(e, NetEvent::AddrRemoved { addr, .. } if Some(*addr) == f.local)) => {
+                        format!("ssh's local address {} is gone", f.local.map_or(String::new(), |a| a.to_string()))
+                    }
+                    _ => "the route to the server changed".to_string(),
+                };
+                self.record(
+                    "network",
+                    "reconnected",
+                    &format!("network changed: {why}; reconnecting now, without back-off"),
+                );
+                Break(Outcome::NetworkChanged)
+            }
+        }
     }
 
     fn on_connect_timed_out(&mut self) -> ControlFlow<Outcome> {
@@ -336,7 +458,23 @@ impl<'a> Session<'a> {
         // ssh logs an open failure before it answers the channel request.
         self.ssh.drain_stderr();
         match round.and_then(|ok| self.judge(ok)) {
-            Ok((ok, down)) => self.on_round_passed(round_start, ok, down),
+            Ok((ok, down)) => {
+                // The first round of a connection pays one-time costs (sshd's first
+                // channel, the target's first accept: ~1 s seen here against a few ms
+                // later); as RTO's first sample it would keep the time-out near 3 s
+                // for minutes (SRTT forgets by ⅞ per round).
+                if self.up_since.is_none() {
+                    self.rounds.alive();
+                } else {
+                    self.rounds.answered(ok.latency);
+                }
+                (self.suspect_since, self.slow_said, self.after_gap) = (None, false, false);
+                self.prober.set_timeout(self.rounds.round_timeout());
+                self.on_round_passed(round_start, ok, down)
+            }
+            Err(error) if self.prober.timed_out => {
+                return self.on_round_timed_out(round_start, error.reason);
+            }
             Err(error) => {
                 if let Some(index) = error.forward {
                     self.w.set_forward(index, ForwardHealth::Failed, 0);
@@ -412,6 +550,75 @@ impl<'a> Session<'a> {
             }
         }
         Ok((ok, down))
+    }
+
+    /// A round with no answer within its (adaptive) time-out: suspect, slow or dead,
+    /// as `rtt::Rounds` rules from whether the server was heard meanwhile.
+    fn on_round_timed_out(&mut self, round_start: Instant, reason: String) -> ControlFlow<Outcome> {
+        let since = *self.suspect_since.get_or_insert(round_start);
+        let heard = match self.server {
+            Some(server) => {
+                #[cfg(target_os = "linux")]
+                let last = heard::since_last_data(
+                    server,
+                    self.ssh.pid,
+                    Instant::now() + netevents::LOOKUP_DEADLINE,
+                );
+                #[cfg(not(target_os = "linux"))]
+                let last: Option<Duration> = {
+                    let _ = server;
+                    None
+                };
+                heard::judge(last, since.elapsed())
+            }
+            None => rtt::Heard::Unknown,
+        };
+        let verdict = if self.after_gap {
+            // After a sleep or freeze a silent round is reason enough: the flow may be
+            // gone (NAT, the server's session), and a reconnect is cheap.
+            rtt::Verdict::Dead
+        } else {
+            self.rounds.unanswered(heard)
+        };
+        match verdict {
+            rtt::Verdict::Confirm(next) => {
+                log::warn(&format!(
+                    "probe unanswered ({reason}); confirming at once with a {} round (server heard: {heard:?})",
+                    format_human(next)
+                ));
+                self.prober.set_timeout(next);
+                self.next_step = Instant::now();
+            }
+            rtt::Verdict::Slow => {
+                if !self.slow_said {
+                    self.slow_said = true;
+                    log::info(&format!(
+                        "probes wait behind traffic (the server keeps sending, {reason}): slow, not dead"
+                    ));
+                }
+                // The server talks and this process does its job: keep systemd's
+                // watchdog (WatchdogSec=) fed, or it would kill a busy tunnel.
+                self.w.notify_status(
+                    "STATUS=up, probes slow behind traffic (the server keeps sending)",
+                );
+                self.suspect_since = None;
+                self.prober.set_timeout(self.rounds.round_timeout());
+                self.next_step = round_start + self.w.interval;
+            }
+            rtt::Verdict::Dead => {
+                let why = if self.after_gap {
+                    "after a sleep or freeze"
+                } else {
+                    "the server silent meanwhile"
+                };
+                let reason = format!(
+                    "no answer to the probes for {} ({why}), last: {reason}",
+                    format_human(since.elapsed())
+                );
+                return Break(failed(reason, None));
+            }
+        }
+        Continue(())
     }
 
     /// A good round: READY=1 the first time, else WATCHDOG=1; the state file; the
@@ -517,5 +724,18 @@ fn failed(reason: String, port_held: Option<u16>) -> Outcome {
         permanent: false,
         no_greeting: false,
         port_held,
+    }
+}
+
+/// ssh's local and server address (what its socket really uses) and the route to the
+/// server now: what a network change is judged against.
+fn learn_facts(local: std::net::IpAddr, server: std::net::SocketAddr) -> Option<ConnFacts> {
+    match netevents::lookup_route(server.ip(), Instant::now() + netevents::LOOKUP_DEADLINE) {
+        netevents::RouteNow::Via(route) => Some(ConnFacts {
+            server: server.ip(),
+            local: Some(local),
+            route,
+        }),
+        netevents::RouteNow::NoRoute | netevents::RouteNow::Unknown => None,
     }
 }

@@ -62,21 +62,15 @@ impl Signals {
         })
     }
 
-    /// Sleeps up to `timeout`, until a signal, or until `also` (ssh's stderr) is
-    /// readable; returns the most important signal seen.
-    pub(super) fn wait(&self, timeout: Duration, also: Option<BorrowedFd>) -> Option<Request> {
-        let fd = self.read.as_fd();
+    /// Sleeps up to `timeout`, until a signal, or until one of `also` (ssh's stderr,
+    /// the network-change socket) is readable; returns the most important signal seen.
+    pub(super) fn wait(&self, timeout: Duration, also: &[BorrowedFd]) -> Option<Request> {
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-        let _ = match also {
-            Some(other) => poll(
-                &mut [
-                    PollFd::new(fd, PollFlags::POLLIN),
-                    PollFd::new(other, PollFlags::POLLIN),
-                ],
-                timeout,
-            ),
-            None => poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout),
-        };
+        let mut fds: Vec<PollFd> = std::iter::once(self.read.as_fd())
+            .chain(also.iter().copied())
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        let _ = poll(&mut fds, timeout);
         self.take()
     }
 

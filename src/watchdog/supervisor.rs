@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::args::{self, Options, SshForward};
+use super::events::{self, Events};
 use super::notify::Notifier;
 use super::process::{self, SshChild};
 use super::session::Session;
@@ -26,6 +27,8 @@ pub(super) struct Watchdog {
     pub(super) ctl: PathBuf,
     pub(super) notifier: Notifier,
     pub(super) signals: Signals,
+    /// Network changes and clock gaps, in the same poll as the signals.
+    pub(super) events: Events,
     pub(super) state: State,
     pub(super) interval: Duration,
     pub(super) ready_sent: bool,
@@ -41,6 +44,9 @@ const PROBE_ONLY_SAVE_EVERY: Duration = Duration::from_secs(60);
 pub(super) enum Outcome {
     Stopped,
     Reconnect,
+    /// The network changed under the connection (its local address is gone, or the
+    /// route to the server leaves another way): reconnect at once, no back-off.
+    NetworkChanged,
     Failed {
         reason: String,
         permanent: bool,
@@ -70,7 +76,7 @@ impl Watchdog {
         }
     }
 
-    fn save(&self) {
+    pub(super) fn save(&self) {
         write_state(&self.state_dir, &self.state);
         self.saved_at.set(Instant::now());
         if let Some(path) = &self.o.metrics_file {
@@ -176,6 +182,13 @@ impl Watchdog {
                     self.state.proven = false;
                     (ssh_args, held) = (self.o.ssh.clone(), Vec::new());
                     log::info("reconnecting now (SIGHUP/SIGUSR1)");
+                    continue;
+                }
+                (Outcome::NetworkChanged, _) => {
+                    // Not a failure of the tunnel: the failure row starts afresh, and
+                    // the held -R forwards are asked for again by the new connection.
+                    self.state.consecutive_failures = 0;
+                    (ssh_args, held) = (self.o.ssh.clone(), Vec::new());
                     continue;
                 }
                 (Outcome::Stopped, _) => return self.stopped(),
@@ -320,7 +333,7 @@ impl Watchdog {
             if greeting.is_some() {
                 sleep = sleep.min(next_check.saturating_duration_since(Instant::now()));
             }
-            match self.signals.wait(sleep, None) {
+            match self.events.wait(&self.signals, sleep, None) {
                 Some(Request::Stop) => {
                     self.notify(&["STOPPING=1"]);
                     return Some(self.stopped());
@@ -333,6 +346,35 @@ impl Watchdog {
                     break;
                 }
                 None => {}
+            }
+            if let Some(gap) = self.events.take_gap() {
+                self.state.consecutive_failures = 0;
+                self.note_event("wake", "reconnected");
+                log::info(&format!(
+                    "{}; back-off reset, reconnecting now",
+                    gap.describe().trim_end_matches(": probing now")
+                ));
+                break;
+            }
+            if let Some(batch) = self.events.take_batch()
+                && events::may_bring_back(&batch)
+            {
+                if greeting.is_none() {
+                    self.note_event("network", "reconnected");
+                    log::info(&format!(
+                        "network changed ({} event(s)): back-off cut short with {} left, reconnecting now",
+                        batch.len(),
+                        format_human(until.saturating_duration_since(Instant::now()))
+                    ));
+                    break;
+                }
+                // Ask the server at once instead of at the next check.
+                log::info(&format!(
+                    "network changed ({} event(s)): checking now whether the server greets",
+                    batch.len()
+                ));
+                self.note_event("network", "probed");
+                next_check = Instant::now();
             }
             if let Some((host, port, family)) = &greeting
                 && Instant::now() >= next_check
@@ -368,6 +410,14 @@ impl Watchdog {
         }
         self.state.backoff_until = 0;
         None
+    }
+
+    fn note_event(&mut self, kind: &'static str, action: &'static str) {
+        self.state.last_event = Some(crate::state::LastEvent {
+            kind,
+            at: log::now_secs(),
+            action,
+        });
     }
 
     /// STATUS= for a wait of `left`; before READY=1 also EXTEND_TIMEOUT_USEC, since

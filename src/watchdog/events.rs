@@ -1,0 +1,226 @@
+//! The watchdog's event sources beside signals and ssh's stderr (issue 14): the
+//! network-change socket (`netevents`) as one more fd in the same poll, the burst
+//! coalescing, and the clock-gap check after every wake-up (`clock`). One per
+//! watchdog process, shared by the back-off wait and every session.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use super::clock::{self, Clock, Gap};
+use super::log;
+use super::netevents::{self, Coalescer, NetEvent};
+use super::signals::{Request, Signals};
+
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+type Source = netevents::Source;
+
+/// No event socket on this platform: nothing to read, ever.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+struct Source;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+impl Source {
+    fn fd(&self) -> BorrowedFd<'_> {
+        unreachable!("never opened")
+    }
+    fn drain(&mut self) -> Vec<NetEvent> {
+        Vec::new()
+    }
+}
+
+pub(super) struct Events {
+    source: Option<Source>,
+    burst: Coalescer,
+    clock: clock::System,
+    gap: Option<Gap>,
+}
+
+impl Events {
+    /// Opens the network-change socket. If it cannot be opened (a sandbox without
+    /// AF_NETLINK, an old kernel), says so once and works without network events: the
+    /// probes still catch what the events would have caught sooner.
+    pub(super) fn open() -> Events {
+        #[cfg(any(target_os = "linux", target_os = "macos"))]
+        let source = match netevents::Source::open() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn(&format!(
+                    "cannot watch for network changes ({e}); carrying on without (allow AF_NETLINK, or PF_ROUTE on macOS, to reconnect at once when the network changes)"
+                ));
+                None
+            }
+        };
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+        let source = None;
+        Events {
+            source,
+            burst: Coalescer::new(netevents::SETTLE),
+            clock: clock::System,
+            gap: None,
+        }
+    }
+
+    /// Sleeps up to `timeout` (less if a burst is due sooner) in one poll over the
+    /// signal pipe, `ssh` (its stderr) and the network socket; then reads what the
+    /// network socket has (non-blocking: nothing when it was not readable) and checks
+    /// the clocks for a gap.
+    pub(super) fn wait(
+        &mut self,
+        signals: &Signals,
+        timeout: Duration,
+        ssh: Option<BorrowedFd>,
+    ) -> Option<Request> {
+        let timeout = match self.burst.deadline() {
+            Some(due) => timeout.min(due.saturating_duration_since(Instant::now())),
+            None => timeout,
+        };
+        let before = self.clock.now();
+        let mut fds: Vec<BorrowedFd> = Vec::with_capacity(2);
+        fds.extend(ssh);
+        fds.extend(self.source.as_ref().map(|s| s.fd()));
+        let request = signals.wait(timeout, &fds);
+        if let Some(gap) = clock::judge(before, self.clock.now(), timeout) {
+            self.gap = Some(gap);
+        }
+        if let Some(source) = self.source.as_mut() {
+            let got = source.drain();
+            if !got.is_empty() {
+                self.burst.push(Instant::now(), got);
+            }
+        }
+        request
+    }
+
+    /// A clock gap seen since the last look.
+    pub(super) fn take_gap(&mut self) -> Option<Gap> {
+        self.gap.take()
+    }
+
+    /// The burst of network events, once it has settled.
+    pub(super) fn take_batch(&mut self) -> Option<Vec<NetEvent>> {
+        self.burst.take_due(Instant::now())
+    }
+}
+
+/// Whether a batch could mean the server became reachable again (during a back-off):
+/// an address, route or link came (or anything may have changed); removals cannot.
+pub(super) fn may_bring_back(batch: &[NetEvent]) -> bool {
+    batch.iter().any(|e| match e {
+        NetEvent::AddrAdded { .. } | NetEvent::Lost => true,
+        NetEvent::Route { removed, .. } => !removed,
+        NetEvent::Link { up, removed, .. } => *up && !removed,
+        NetEvent::AddrRemoved { .. } => false,
+    })
+}
+
+/// The local and remote address of ssh's TCP connection (IPv4 or IPv6, established),
+/// from /proc/PID/net/tcp{,6} and ssh's socket inodes: the addresses it really uses,
+/// also with BindAddress. None without a direct TCP connection (ProxyCommand) or off
+/// Linux.
+pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(IpAddr, SocketAddr)> {
+    #[cfg(target_os = "linux")]
+    {
+        let inodes = super::heard::socket_inodes(ssh_pid);
+        if inodes.is_empty() {
+            return None;
+        }
+        for file in ["tcp", "tcp6"] {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{ssh_pid}/net/{file}")) else {
+                continue;
+            };
+            if let Some(found) = find_connection(&text, &inodes) {
+                return Some(found);
+            }
+        }
+        None
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = ssh_pid;
+        None
+    }
+}
+
+/// From /proc/net/tcp text: the established connection whose inode is one of `inodes`.
+pub(super) fn find_connection(text: &str, inodes: &[u64]) -> Option<(IpAddr, SocketAddr)> {
+    for line in text.lines().skip(1).take(100_000) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:tm retrnsmt uid timeout inode
+        if f.len() < 10 || f[3] != "01" {
+            continue;
+        }
+        let Ok(inode) = f[9].parse::<u64>() else {
+            continue;
+        };
+        if !inodes.contains(&inode) {
+            continue;
+        }
+        let (local, _) = hex_addr(f[1])?;
+        let (remote, port) = hex_addr(f[2])?;
+        return Some((local, SocketAddr::new(remote, port)));
+    }
+    None
+}
+
+/// `0100007F:0016` (IPv4) or 32 hex digits (IPv6, four host-order words) and a port.
+fn hex_addr(field: &str) -> Option<(IpAddr, u16)> {
+    let (addr, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::to_ne_bytes);
+    let ip = match addr.len() {
+        8 => IpAddr::from(word(addr)?),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(&addr[i * 8..i * 8 + 8])?);
+            }
+            IpAddr::from(b)
+        }
+        _ => return None,
+    };
+    Some((ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_ssh_connection_in_proc_net_tcp() {
+        // /proc/net/tcp as x86 writes it: ssh from 10.213.1.2 to 10.213.1.1:22.
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n\
+   1: 0201D50A:A1C2 0101D50A:0016 01 00000000:00000000 02:000A7F6A 00000000     0        0 4242 2 0000000000000000 20 4 30 10 -1\n";
+        let found = find_connection(text, &[7, 4242]);
+        if cfg!(target_endian = "little") {
+            assert_eq!(
+                found,
+                Some((
+                    "10.213.1.2".parse().unwrap(),
+                    "10.213.1.1:22".parse().unwrap()
+                ))
+            );
+        }
+        assert_eq!(
+            find_connection(text, &[111]),
+            None,
+            "a listener is no connection"
+        );
+        assert_eq!(find_connection(text, &[9]), None);
+    }
+
+    #[test]
+    fn only_arrivals_can_bring_the_server_back() {
+        let gone = NetEvent::AddrRemoved {
+            ifindex: 2,
+            addr: "10.0.0.2".parse().unwrap(),
+        };
+        let came = NetEvent::AddrAdded {
+            ifindex: 2,
+            addr: "10.0.0.3".parse().unwrap(),
+        };
+        assert!(!may_bring_back(std::slice::from_ref(&gone)));
+        assert!(may_bring_back(&[gone, came]));
+        assert!(may_bring_back(&[NetEvent::Lost]));
+    }
+}
