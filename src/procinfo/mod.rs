@@ -194,6 +194,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("cat: {e}"));
         let pid = child.id();
         let result = std::panic::catch_unwind(|| {
+            // spawn returns once exec is past its point of no return, where the kernel
+            // has set the name but not yet the new argv (cmdline reads empty briefly).
+            wait_for("exec'd", &|| argv(pid).is_some());
             let info = inspect(pid).unwrap();
             assert_eq!(info.name, "cat");
             assert_eq!(info.state, RunState::Active);
