@@ -900,6 +900,22 @@ fn find_entry(bytes: &[u8], id: &str) -> Option<(usize, usize)> {
     Some((at, if next_is_ours { 2 } else { 1 }))
 }
 
+/// Writes `entry` (marker line, then the entry) where an old entry stood, keeping the
+/// terminator the old entry's last line had (none when it ended the file).
+fn put_entry_over(out: &mut Vec<u8>, entry: &InittabEntry, last_old: &[u8]) {
+    let eol: &[u8] = if last_old.ends_with(b"\r\n") {
+        b"\r\n"
+    } else if last_old.ends_with(b"\n") {
+        b"\n"
+    } else {
+        b""
+    };
+    out.extend_from_slice(entry.marker.as_bytes());
+    out.extend_from_slice(if eol.is_empty() { b"\n" } else { eol });
+    out.extend_from_slice(entry.line.as_bytes());
+    out.extend_from_slice(eol);
+}
+
 /// The inittab with our entry for `name` in place: replaced where it was, else appended.
 /// Every other byte stays as it was. Refuses when a line not written by us uses our id
 /// (SysV), or our id's marker names another tunnel.
@@ -951,19 +967,7 @@ pub fn inittab_with(
             for line in &lines[..at] {
                 out.extend_from_slice(line);
             }
-            // Keep the terminator the old entry had (none when it ended the file).
-            let last_old = lines[at + n - 1];
-            let eol: &[u8] = if last_old.ends_with(b"\r\n") {
-                b"\r\n"
-            } else if last_old.ends_with(b"\n") {
-                b"\n"
-            } else {
-                b""
-            };
-            out.extend_from_slice(entry.marker.as_bytes());
-            out.extend_from_slice(if eol.is_empty() { b"\n" } else { eol });
-            out.extend_from_slice(entry.line.as_bytes());
-            out.extend_from_slice(eol);
+            put_entry_over(&mut out, entry, lines[at + n - 1]);
             for line in &lines[at + n..] {
                 out.extend_from_slice(line);
             }
@@ -1077,19 +1081,7 @@ pub fn inittab_with_all(
             i += 1;
             continue;
         };
-        // As in inittab_with: keep the terminator the old entry had.
-        let last_old = lines[i + n - 1];
-        let eol: &[u8] = if last_old.ends_with(b"\r\n") {
-            b"\r\n"
-        } else if last_old.ends_with(b"\n") {
-            b"\n"
-        } else {
-            b""
-        };
-        out.extend_from_slice(entry.marker.as_bytes());
-        out.extend_from_slice(if eol.is_empty() { b"\n" } else { eol });
-        out.extend_from_slice(entry.line.as_bytes());
-        out.extend_from_slice(eol);
+        put_entry_over(&mut out, entry, lines[i + n - 1]);
         i += n;
     }
     for entry in append {
