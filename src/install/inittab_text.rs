@@ -1,0 +1,246 @@
+//! `/etc/inittab` as text: find, add, replace and remove our entries, keeping every
+//! other byte as it was (pure).
+
+use super::*;
+
+/// Splits into lines that keep their terminators, so joining them gives the input back.
+pub(super) fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
+    bytes.split_inclusive(|&b| b == b'\n').collect()
+}
+
+pub(super) fn text_of(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Index of our marker line for `id` and how many lines (1 or 2) our entry spans.
+pub(super) fn find_entry(bytes: &[u8], id: &str) -> Option<(usize, usize)> {
+    let lines = split_lines(bytes);
+    let prefix = inittab::marker_prefix(id);
+    let args = inittab::args_path(id);
+    let at = lines
+        .iter()
+        .position(|l| text_of(l).starts_with(prefix.as_bytes()))?;
+    let next_is_ours = lines
+        .get(at + 1)
+        .is_some_and(|l| String::from_utf8_lossy(text_of(l)).contains(&args));
+    Some((at, if next_is_ours { 2 } else { 1 }))
+}
+
+/// Writes `entry` (marker line, then the entry) where an old entry stood, keeping the
+/// terminator the old entry's last line had (none when it ended the file).
+pub(super) fn put_entry_over(out: &mut Vec<u8>, entry: &InittabEntry, last_old: &[u8]) {
+    let eol: &[u8] = if last_old.ends_with(b"\r\n") {
+        b"\r\n"
+    } else if last_old.ends_with(b"\n") {
+        b"\n"
+    } else {
+        b""
+    };
+    out.extend_from_slice(entry.marker.as_bytes());
+    out.extend_from_slice(if eol.is_empty() { b"\n" } else { eol });
+    out.extend_from_slice(entry.line.as_bytes());
+    out.extend_from_slice(eol);
+}
+
+/// The inittab with our entry for `name` in place: replaced where it was, else appended.
+/// Every other byte stays as it was. Refuses when a line not written by us uses our id
+/// (SysV), or our id's marker names another tunnel.
+pub fn inittab_with(
+    existing: &[u8],
+    entry: &InittabEntry,
+    name: &str,
+    target: Target,
+) -> Result<Vec<u8>, String> {
+    let lines = split_lines(existing);
+    let found = find_entry(existing, &entry.id);
+    if let Some((at, _)) = found {
+        let marker = String::from_utf8_lossy(text_of(lines[at])).into_owned();
+        let owner = marker[inittab::marker_prefix(&entry.id).len()..]
+            .split(" — ")
+            .next()
+            .unwrap_or("");
+        if owner != name {
+            return Err(format!(
+                "{INITTAB} already has a tunnelctl entry with id {} for tunnel `{owner}`; \
+                 uninstall it first or rename one of the tunnels",
+                entry.id
+            ));
+        }
+    }
+    if target == Target::Inittab {
+        let ours: Vec<usize> = found
+            .map(|(at, n)| (at..at + n).collect())
+            .unwrap_or_default();
+        let id_prefix = format!("{}:", entry.id);
+        for (i, line) in lines.iter().enumerate() {
+            let text = text_of(line);
+            if !ours.contains(&i)
+                && !text.starts_with(b"#")
+                && text.starts_with(id_prefix.as_bytes())
+            {
+                return Err(format!(
+                    "{INITTAB} line {} already uses the id {} and was not written by tunnelctl; \
+                     change that entry's id or rename the tunnel",
+                    i + 1,
+                    entry.id
+                ));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(existing.len() + 200);
+    match found {
+        Some((at, n)) => {
+            for line in &lines[..at] {
+                out.extend_from_slice(line);
+            }
+            put_entry_over(&mut out, entry, lines[at + n - 1]);
+            for line in &lines[at + n..] {
+                out.extend_from_slice(line);
+            }
+        }
+        None if existing.is_empty() || existing.ends_with(b"\n") => {
+            out.extend_from_slice(existing);
+            out.extend_from_slice(entry.text().as_bytes());
+        }
+        None => {
+            // The last line has no newline: ours goes after a newline we add, and ends
+            // without one, so removing our entry (with that newline) restores the file.
+            out.extend_from_slice(existing);
+            out.push(b'\n');
+            out.extend_from_slice(entry.marker.as_bytes());
+            out.push(b'\n');
+            out.extend_from_slice(entry.line.as_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// The inittab with every entry in place (`(entry, tunnel name)`), the same bytes as
+/// applying [`inittab_with`] for each in turn, in one pass over the file (a thousand
+/// tunnels once meant a thousand rewrites). Also says, per entry, whether it was there
+/// before and whether its lines changed.
+pub fn inittab_with_all(
+    existing: &[u8],
+    entries: &[(&InittabEntry, &str)],
+    target: Target,
+) -> Result<(Vec<u8>, Vec<(bool, bool)>), String> {
+    use std::collections::HashMap;
+    let lines = split_lines(existing);
+    // Our markers by id, and the ids other (non-comment) lines start with.
+    let mut markers: HashMap<&[u8], usize> = HashMap::new();
+    let mut used_ids: HashMap<&[u8], Vec<usize>> = HashMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        let text = text_of(line);
+        if let Some(rest) = text.strip_prefix(b"# tunnelctl:") {
+            let id = rest.split(|&b| b == b' ').next().unwrap_or_default();
+            markers.entry(id).or_insert(i);
+        } else if !text.starts_with(b"#")
+            && let Some(colon) = text.iter().position(|&b| b == b':')
+        {
+            used_ids.entry(&text[..colon]).or_default().push(i);
+        }
+    }
+    let mut replace: HashMap<usize, (usize, &InittabEntry)> = HashMap::new();
+    let mut append: Vec<&InittabEntry> = Vec::new();
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut states = Vec::with_capacity(entries.len());
+    for &(entry, name) in entries {
+        if let Some(first) = seen.insert(entry.id.as_str(), name) {
+            return Err(format!(
+                "{INITTAB} already has a tunnelctl entry with id {} for tunnel `{first}`; \
+                 uninstall it first or rename one of the tunnels",
+                entry.id
+            ));
+        }
+        let found = markers.get(entry.id.as_bytes()).map(|&at| {
+            let args = inittab::args_path(&entry.id);
+            let next_is_ours = lines
+                .get(at + 1)
+                .is_some_and(|l| String::from_utf8_lossy(text_of(l)).contains(&args));
+            (at, if next_is_ours { 2 } else { 1 })
+        });
+        if let Some((at, _)) = found {
+            let marker = String::from_utf8_lossy(text_of(lines[at])).into_owned();
+            let owner = marker[inittab::marker_prefix(&entry.id).len().min(marker.len())..]
+                .split(" — ")
+                .next()
+                .unwrap_or("");
+            if owner != name {
+                return Err(format!(
+                    "{INITTAB} already has a tunnelctl entry with id {} for tunnel `{owner}`; \
+                     uninstall it first or rename one of the tunnels",
+                    entry.id
+                ));
+            }
+        }
+        if target == Target::Inittab
+            && let Some(users) = used_ids.get(entry.id.as_bytes())
+            && let Some(&i) = users
+                .iter()
+                .find(|&&i| !found.is_some_and(|(at, n)| (at..at + n).contains(&i)))
+        {
+            return Err(format!(
+                "{INITTAB} line {} already uses the id {} and was not written by tunnelctl; \
+                 change that entry's id or rename the tunnel",
+                i + 1,
+                entry.id
+            ));
+        }
+        match found {
+            Some((at, n)) => {
+                let old: Vec<&[u8]> = lines[at..at + n].iter().map(|l| text_of(l)).collect();
+                let changed = old != [entry.marker.as_bytes(), entry.line.as_bytes()];
+                replace.insert(at, (n, entry));
+                states.push((true, changed));
+            }
+            None => {
+                append.push(entry);
+                states.push((false, true));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(existing.len() + 200 * entries.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(&(n, entry)) = replace.get(&i) else {
+            out.extend_from_slice(lines[i]);
+            i += 1;
+            continue;
+        };
+        put_entry_over(&mut out, entry, lines[i + n - 1]);
+        i += n;
+    }
+    for entry in append {
+        if out.is_empty() || out.ends_with(b"\n") {
+            out.extend_from_slice(entry.text().as_bytes());
+        } else {
+            out.push(b'\n');
+            out.extend_from_slice(entry.marker.as_bytes());
+            out.push(b'\n');
+            out.extend_from_slice(entry.line.as_bytes());
+        }
+    }
+    Ok((out, states))
+}
+
+/// The inittab without our entry for `id`, or None when it has none.
+pub fn inittab_without(existing: &[u8], id: &str) -> Option<Vec<u8>> {
+    let (at, n) = find_entry(existing, id)?;
+    let lines = split_lines(existing);
+    let mut out = Vec::with_capacity(existing.len());
+    for line in &lines[..at] {
+        out.extend_from_slice(line);
+    }
+    for line in &lines[at + n..] {
+        out.extend_from_slice(line);
+    }
+    let ended_file_without_newline = at + n == lines.len() && !lines[at + n - 1].ends_with(b"\n");
+    if ended_file_without_newline && at > 0 {
+        // Undo the newline we added before our entry (see inittab_with).
+        out.pop();
+    }
+    Some(out)
+}
+
+// ---------------------------------------------------------------- unified diff

@@ -1,0 +1,170 @@
+//! Install's own tests: the inittab text edits, diffs and launchd steps.
+
+use super::*;
+
+fn entry() -> InittabEntry {
+    InittabEntry {
+        id: "tabc".into(),
+        marker: inittab::marker("tabc", "web"),
+        line: "tabc:2345:respawn:/usr/bin/tunnel-watchdog --args-file /etc/tunnelctl/run/tabc.args"
+            .into(),
+    }
+}
+
+#[test]
+fn inittab_round_trips_byte_for_byte() {
+    for original in [
+        &b""[..],
+        b"id:2:initdefault:\n# comment\n",
+        b"id:2:initdefault:\r\n1:2345:respawn:/sbin/getty 38400 tty1",
+        b"# only a comment without newline",
+    ] {
+        let with = inittab_with(original, &entry(), "web", Target::Inittab).unwrap();
+        assert!(with.starts_with(original));
+        assert!(String::from_utf8_lossy(&with).contains(&entry().line));
+        // Installing again changes nothing.
+        assert_eq!(
+            inittab_with(&with, &entry(), "web", Target::Inittab).unwrap(),
+            with
+        );
+        assert_eq!(
+            inittab_without(&with, "tabc").unwrap(),
+            original,
+            "{:?}",
+            String::from_utf8_lossy(original)
+        );
+    }
+}
+
+#[test]
+fn inittab_with_all_is_inittab_with_in_turn() {
+    let e = |id: &str, name: &str, process: &str| InittabEntry {
+        id: id.into(),
+        marker: inittab::marker(id, name),
+        line: format!("{id}:2345:respawn:{process} --args-file /etc/tunnelctl/run/{id}.args"),
+    };
+    let a = e("taaa", "a", "/w");
+    let b = e("tbbb", "b", "/w");
+    let b2 = e("tbbb", "b", "/w2");
+    let c = e("tccc", "c", "/w");
+    let with_b = inittab_with(b"x:1:y\r\n", &b, "b", Target::Inittab).unwrap();
+    for original in [&b""[..], b"id:2:initdefault:\n", b"no newline", &with_b[..]] {
+        for set in [
+            vec![(&a, "a")],
+            vec![(&a, "a"), (&b2, "b"), (&c, "c")],
+            vec![(&b2, "b"), (&a, "a")],
+        ] {
+            let mut expected = original.to_vec();
+            for (entry, name) in &set {
+                expected = inittab_with(&expected, entry, name, Target::Inittab).unwrap();
+            }
+            let (all, states) = inittab_with_all(original, &set, Target::Inittab).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&all),
+                String::from_utf8_lossy(&expected)
+            );
+            let b_was_there = original == &with_b[..];
+            for ((entry, _), (existed, changed)) in set.iter().zip(states) {
+                assert_eq!(existed, entry.id == "tbbb" && b_was_there);
+                assert!(changed);
+            }
+        }
+    }
+    let (_, states) = inittab_with_all(&with_b, &[(&b, "b")], Target::Inittab).unwrap();
+    assert_eq!(states, vec![(true, false)]);
+    let err = inittab_with_all(b"", &[(&a, "a"), (&a, "x")], Target::Inittab).unwrap_err();
+    assert!(err.contains("`a`"), "{err}");
+    let err = inittab_with_all(
+        b"taaa:2345:respawn:/bin/other\n",
+        &[(&a, "a")],
+        Target::Inittab,
+    )
+    .unwrap_err();
+    assert!(err.contains("line 1"), "{err}");
+    assert!(
+        inittab_with_all(&with_b, &[(&b, "other")], Target::Inittab)
+            .unwrap_err()
+            .contains("`b`")
+    );
+}
+
+#[test]
+fn inittab_replaces_in_place_and_refuses_foreign_ids() {
+    let old = format!(
+        "a:1:x\n{}\ntabc:2345:respawn:/old --args-file /etc/tunnelctl/run/tabc.args\nz:3:y\n",
+        inittab::marker("tabc", "web")
+    );
+    let new = inittab_with(old.as_bytes(), &entry(), "web", Target::Inittab).unwrap();
+    let new = String::from_utf8(new).unwrap();
+    assert!(new.starts_with("a:1:x\n# tunnelctl:tabc web"));
+    assert!(new.ends_with("tunnel-watchdog --args-file /etc/tunnelctl/run/tabc.args\nz:3:y\n"));
+    let err = inittab_with(
+        b"tabc:2345:respawn:/bin/other\n",
+        &entry(),
+        "web",
+        Target::Inittab,
+    )
+    .unwrap_err();
+    assert!(err.contains("line 1"), "{err}");
+    let err = inittab_with(old.as_bytes(), &entry(), "api", Target::Inittab).unwrap_err();
+    assert!(err.contains("`web`"), "{err}");
+}
+
+#[test]
+fn launchd_sequences_never_kickstart_a_job_just_bootstrapped() {
+    use LaunchdStep::*;
+    let argv = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let plist = "/Library/LaunchDaemons/org.tunnelctl.t.plist";
+    // Fresh: bootstrap alone (RunAtLoad starts the job).
+    assert_eq!(
+        launchd_install_steps("system", "org.tunnelctl.t", plist, true),
+        vec![Run(argv(&["launchctl", "bootstrap", "system", plist]))]
+    );
+    // Reinstall: the old job out, waited for (bounded), then bootstrap; no kickstart.
+    let steps = launchd_install_steps("system", "org.tunnelctl.t", plist, false);
+    assert_eq!(
+        steps,
+        vec![
+            MayFail(argv(&["launchctl", "bootout", "system/org.tunnelctl.t"])),
+            WaitGone {
+                service: "system/org.tunnelctl.t".into(),
+                timeout: LAUNCHD_GONE_TIMEOUT
+            },
+            Run(argv(&["launchctl", "bootstrap", "system", plist])),
+        ]
+    );
+    assert!(LAUNCHD_GONE_TIMEOUT <= Duration::from_secs(30));
+    for fresh in [true, false] {
+        let all = launchd_install_steps("gui/501", "l", "p", fresh);
+        assert!(!format!("{all:?}").contains("kickstart"), "{all:?}");
+    }
+    assert_eq!(
+        launchd_uninstall_steps("user/501", "l"),
+        vec![
+            MayFail(argv(&["launchctl", "bootout", "user/501/l"])),
+            WaitGone {
+                service: "user/501/l".into(),
+                timeout: LAUNCHD_GONE_TIMEOUT
+            },
+        ]
+    );
+    // Agents: gui/UID with a GUI login, user/UID without (over ssh); daemons: system.
+    assert_eq!(launchd_domain(Target::LaunchdAgent, 501, true), "gui/501");
+    assert_eq!(launchd_domain(Target::LaunchdAgent, 501, false), "user/501");
+    assert_eq!(launchd_domain(Target::Launchd, 0, false), "system");
+    assert!(no_gui_note(501).contains("user/501") && no_gui_note(501).contains("install` again"));
+}
+
+#[test]
+fn diff_shows_changes_with_context() {
+    let old = "a\nb\nc\nd\ne\nf\ng\nh\n";
+    let new = "a\nb\nc\nD\ne\nf\ng\nh\n";
+    let diff = unified_diff("x", "x", old, new);
+    assert_eq!(
+        diff,
+        "--- x\n+++ x\n@@ -1,7 +1,7 @@\n a\n b\n c\n-d\n+D\n e\n f\n g\n"
+    );
+    assert_eq!(unified_diff("x", "x", old, old), "");
+    let diff = unified_diff("/dev/null", "y", "", "one\ntwo\n");
+    assert_eq!(diff, "--- /dev/null\n+++ y\n@@ -0,0 +1,2 @@\n+one\n+two\n");
+}
