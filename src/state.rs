@@ -182,11 +182,10 @@ impl LastEvent {
 
     fn parse(value: &str) -> Option<LastEvent> {
         let mut words = value.split(' ');
-        let kind = Self::KINDS.into_iter().find(|k| Some(*k) == words.next())?;
-        let at = words.next()?.parse().ok()?;
-        let action = Self::ACTIONS
-            .into_iter()
-            .find(|a| Some(*a) == words.next())?;
+        let (kind, at, action) = (words.next()?, words.next()?, words.next()?);
+        let kind = Self::KINDS.into_iter().find(|k| *k == kind)?;
+        let at = at.parse().ok()?;
+        let action = Self::ACTIONS.into_iter().find(|a| *a == action)?;
         words
             .next()
             .is_none()
@@ -304,6 +303,30 @@ fn flag(value: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_last_event_round_trips() {
+        // Each kind and action, not only the first of each list (a parser once consumed
+        // one word per candidate it tried, so only `network … reconnected` read back).
+        for kind in LastEvent::KINDS {
+            for action in LastEvent::ACTIONS {
+                let state = State {
+                    last_event: Some(LastEvent {
+                        kind,
+                        at: 1_764_622_000,
+                        action,
+                    }),
+                    ..State::default()
+                };
+                assert_eq!(
+                    State::from_text(&state.to_text()),
+                    Ok(state),
+                    "{kind} {action}"
+                );
+            }
+        }
+        assert!(State::from_text("last_event=network 1 probed extra\n").is_err());
+    }
 
     #[test]
     fn round_trips() {

@@ -776,7 +776,7 @@ fn watchdog_state_dirs_that_others_control_are_refused_never_chmodded() {
     // The second user runs a copy: the build may sit under a 0700 folder (a checkout in
     // root's home), which that user cannot enter.
     let watchdog = top.path().join("tunnel-watchdog");
-    fs::copy(bin("tunnel-watchdog"), &watchdog).unwrap();
+    crate::common::copy_by_cp(&bin("tunnel-watchdog"), &watchdog);
     fs::set_permissions(&watchdog, fs::Permissions::from_mode(0o755)).unwrap();
     let run_as_second = |args: &[&str], runtime: &Path| {
         Command::new(&watchdog)
@@ -1292,7 +1292,7 @@ fn a_default_watchdog_that_is_not_roots_is_refused_for_system_targets() {
     let bindir = top.path().join("bin");
     fs::create_dir_all(&bindir).unwrap();
     fs::set_permissions(&bindir, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::copy(bin("tunnelctl"), bindir.join("tunnelctl")).unwrap();
+    crate::common::copy_by_cp(&bin("tunnelctl"), &bindir.join("tunnelctl"));
     let watchdog = bindir.join("tunnel-watchdog");
     fs::write(&watchdog, "#!/bin/sh\n").unwrap();
     fs::set_permissions(&watchdog, fs::Permissions::from_mode(0o755)).unwrap();

@@ -93,8 +93,7 @@ impl UserStage {
         {
             self.mkdir(parent.to_str().unwrap());
         }
-        std::fs::copy(src, &dst)
-            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
+        super::copy_by_cp(src, &dst);
         let mode = std::fs::metadata(src).unwrap().permissions().mode() & 0o755;
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).unwrap();
         chown(&dst, Some(self.uid), Some(self.gid)).expect("chown");

@@ -41,6 +41,26 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Copies `src` to `dst` with `cp`, in a child process: a program this test process
+/// wrote itself could not be run while another test thread forks (the fork's child holds
+/// the write fd until it execs, and exec of the copy fails with ETXTBSY, "Text file
+/// busy"; seen in CI). A copy written by another process leaves no fd here.
+pub fn copy_by_cp(src: &std::path::Path, dst: &std::path::Path) {
+    let out = std::process::Command::new("cp")
+        .arg("--")
+        .arg(src)
+        .arg(dst)
+        .output()
+        .expect("run cp");
+    assert!(
+        out.status.success(),
+        "cp {} {}: {}",
+        src.display(),
+        dst.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Why a test that needs root and a real sshd cannot run here, or `None` if it can.
 pub fn missing_prerequisites() -> Option<String> {
     if !std::path::Path::new(sshd::SSHD).exists() {

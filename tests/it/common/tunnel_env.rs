@@ -32,7 +32,7 @@ pub fn inittab_watchdog() -> &'static str {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).expect("stage dir");
         let path = dir.join("tunnel-watchdog");
-        std::fs::copy(WATCHDOG, &path).expect("copy the watchdog");
+        super::copy_by_cp(Path::new(WATCHDOG), &path);
         extern "C" fn remove_staged() {
             let _ = std::fs::remove_dir_all(format!(
                 "/tmp/tunnelctl-test-watchdog.{}",
