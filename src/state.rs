@@ -96,8 +96,13 @@ impl LastEvent {
         let mut words = value.split(' ');
         let kind = Self::KINDS.into_iter().find(|k| Some(*k) == words.next())?;
         let at = words.next()?.parse().ok()?;
-        let action = Self::ACTIONS.into_iter().find(|a| Some(*a) == words.next())?;
-        words.next().is_none().then_some(LastEvent { kind, at, action })
+        let action = Self::ACTIONS
+            .into_iter()
+            .find(|a| Some(*a) == words.next())?;
+        words
+            .next()
+            .is_none()
+            .then_some(LastEvent { kind, at, action })
     }
 }
 
@@ -220,10 +225,17 @@ mod tests {
                 action: "reconnected",
             }),
         };
-        assert!(state.to_text().contains("last_event=network 1764622000 reconnected\n"));
+        assert!(
+            state
+                .to_text()
+                .contains("last_event=network 1764622000 reconnected\n")
+        );
         assert_eq!(State::from_text(&state.to_text()), Ok(state));
         let err = State::from_text("last_event=network soon reconnected\n").unwrap_err();
-        assert!(err.contains("line 1") && err.contains("last_event"), "{err}");
+        assert!(
+            err.contains("line 1") && err.contains("last_event"),
+            "{err}"
+        );
     }
 
     #[test]

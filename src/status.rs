@@ -357,7 +357,10 @@ mod tests {
             action: "reconnected",
         });
         let t = table(&[row.clone()], 1100, false);
-        assert!(t.ends_with("demo: network changed 4s ago: reconnected\n"), "{t}");
+        assert!(
+            t.ends_with("demo: network changed 4s ago: reconnected\n"),
+            "{t}"
+        );
         assert_eq!(json(&row, 1100)["last_event"]["action"], "reconnected");
     }
 

@@ -322,7 +322,13 @@ fn a_new_client_address_brings_a_reconnect_within_the_bound() {
     // tunnelctl status says it in words.
     let home = tempfile::tempdir().unwrap();
     let out = common::tunnelctl(home.path())
-        .args(["--config", "/nonexistent.yaml", "status", "netev", "--state-dir"])
+        .args([
+            "--config",
+            "/nonexistent.yaml",
+            "status",
+            "netev",
+            "--state-dir",
+        ])
         .arg(&lab.watchdog.state_dir)
         .output()
         .unwrap();
@@ -354,13 +360,18 @@ fn another_interfaces_address_brings_no_reconnect() {
     assert_eq!(lab.watchdog.field("restarts"), restarts);
     let log = lab.watchdog.log();
     assert!(!log.contains("reconnecting now"), "{log}");
-    assert!(!log.contains("network changed"), "unrelated events are no business of the tunnel: {log}");
+    assert!(
+        !log.contains("network changed"),
+        "unrelated events are no business of the tunnel: {log}"
+    );
     assert_eq!(lab.watchdog.field("last_event"), None);
-    assert!(in_netns(lab.client.pid(), {
-        let p = lab.lport;
-        move || roundtrip(p)
-    })
-    .is_ok());
+    assert!(
+        in_netns(lab.client.pid(), {
+            let p = lab.lport;
+            move || roundtrip(p)
+        })
+        .is_ok()
+    );
 }
 
 /// The wiring of the clock-gap check: a watchdog frozen (SIGSTOP) longer than the gap
@@ -381,8 +392,17 @@ fn a_frozen_watchdog_probes_when_it_wakes() {
             .field("last_event")
             .is_some_and(|e| e.starts_with("wake ") && e.ends_with(" probed"))
     });
-    assert!(seen, "no wake event; state:\n{}\nlog:\n{}", lab.watchdog.state(), lab.watchdog.log());
-    assert!(lab.watchdog.log().contains("the watchdog was frozen (woke"), "{}", lab.watchdog.log());
+    assert!(
+        seen,
+        "no wake event; state:\n{}\nlog:\n{}",
+        lab.watchdog.state(),
+        lab.watchdog.log()
+    );
+    assert!(
+        lab.watchdog.log().contains("the watchdog was frozen (woke"),
+        "{}",
+        lab.watchdog.log()
+    );
 }
 
 /// Fault 2 of the bench, in small: the server's session process frozen (SIGSTOP). With
@@ -421,6 +441,9 @@ fn a_frozen_server_session_is_caught_within_interval_plus_3_s() {
     );
     let log = lab.watchdog.log();
     eprintln!("ssh replaced {took:?} after the freeze; log:\n{log}");
-    assert!(replaced, "ssh not replaced within 11 s of the freeze; log:\n{log}");
+    assert!(
+        replaced,
+        "ssh not replaced within 11 s of the freeze; log:\n{log}"
+    );
     assert!(log.contains("server heard: No"), "{log}");
 }

@@ -201,7 +201,11 @@ mod tests {
                 ))
             );
         }
-        assert_eq!(find_connection(text, &[111]), None, "a listener is no connection");
+        assert_eq!(
+            find_connection(text, &[111]),
+            None,
+            "a listener is no connection"
+        );
         assert_eq!(find_connection(text, &[9]), None);
     }
 

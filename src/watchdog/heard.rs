@@ -86,7 +86,8 @@ pub fn parse_reply(buf: &[u8], server: SocketAddr, inodes: &[u64]) -> (Option<Du
                     _ => None,
                 };
                 let inode = u64::from(u32::from_ne_bytes(p[68..72].try_into().unwrap_or_default()));
-                let wqueue = u32::from_ne_bytes(p[WQUEUE_AT..WQUEUE_AT + 4].try_into().unwrap_or_default());
+                let wqueue =
+                    u32::from_ne_bytes(p[WQUEUE_AT..WQUEUE_AT + 4].try_into().unwrap_or_default());
                 if dport != server.port() || dst != Some(server.ip()) || !inodes.contains(&inode) {
                     continue;
                 }
@@ -103,8 +104,7 @@ pub fn parse_reply(buf: &[u8], server: SocketAddr, inodes: &[u64]) -> (Option<Du
                         let ms = u32::from_ne_bytes(v.try_into().unwrap_or_default());
                         let mut heard = Duration::from_millis(u64::from(ms));
                         if wqueue >= BUSY_QUEUE
-                            && let Some(v) =
-                                a.get(4 + LAST_ACK_RECV_AT..4 + LAST_ACK_RECV_AT + 4)
+                            && let Some(v) = a.get(4 + LAST_ACK_RECV_AT..4 + LAST_ACK_RECV_AT + 4)
                         {
                             let ack = u32::from_ne_bytes(v.try_into().unwrap_or_default());
                             heard = heard.min(Duration::from_millis(u64::from(ack)));
@@ -248,7 +248,9 @@ mod tests {
         let p = &mut m[16..];
         p[0] = 2;
         p[6..8].copy_from_slice(&server.port().to_be_bytes());
-        let IpAddr::V4(ip) = server.ip() else { unreachable!() };
+        let IpAddr::V4(ip) = server.ip() else {
+            unreachable!()
+        };
         p[24..28].copy_from_slice(&ip.octets());
         p[WQUEUE_AT..WQUEUE_AT + 4].copy_from_slice(&wqueue.to_ne_bytes());
         p[68..72].copy_from_slice(&7u32.to_ne_bytes());
@@ -265,12 +267,24 @@ mod tests {
         let server: SocketAddr = "10.0.0.1:22".parse().unwrap();
         let ms = Duration::from_millis;
         // Idle link (a frozen sshd's kernel still ACKs): only data counts.
-        assert_eq!(parse_reply(&reply(server, 100, 9000, 5), server, &[7]).0, Some(ms(9000)));
+        assert_eq!(
+            parse_reply(&reply(server, 100, 9000, 5), server, &[7]).0,
+            Some(ms(9000))
+        );
         // A bulk upload queued behind the slow uplink: the server's ACKs count.
         let busy = BUSY_QUEUE + 1;
-        assert_eq!(parse_reply(&reply(server, busy, 9000, 5), server, &[7]).0, Some(ms(5)));
-        assert_eq!(parse_reply(&reply(server, busy, 3, 500), server, &[7]).0, Some(ms(3)));
-        assert_eq!(parse_reply(&reply(server, busy, 3, 5), server, &[8]).0, None);
+        assert_eq!(
+            parse_reply(&reply(server, busy, 9000, 5), server, &[7]).0,
+            Some(ms(5))
+        );
+        assert_eq!(
+            parse_reply(&reply(server, busy, 3, 500), server, &[7]).0,
+            Some(ms(3))
+        );
+        assert_eq!(
+            parse_reply(&reply(server, busy, 3, 5), server, &[8]).0,
+            None
+        );
     }
 
     /// A real connection on loopback: data the peer sends shows as a small

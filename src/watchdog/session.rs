@@ -324,7 +324,10 @@ impl<'a> Session<'a> {
         };
         let line = match action {
             "probed" => gap.describe(),
-            _ => format!("{} (ssh is still connecting: nothing to do)", gap.describe()),
+            _ => format!(
+                "{} (ssh is still connecting: nothing to do)",
+                gap.describe()
+            ),
         };
         self.record("wake", action, &line);
         Continue(())
@@ -509,8 +512,9 @@ impl<'a> Session<'a> {
                 }
                 // The server talks and this process does its job: keep systemd's
                 // watchdog (WatchdogSec=) fed, or it would kill a busy tunnel.
-                self.w
-                    .notify_status("STATUS=up, probes slow behind traffic (the server keeps sending)");
+                self.w.notify_status(
+                    "STATUS=up, probes slow behind traffic (the server keeps sending)",
+                );
                 self.suspect_since = None;
                 self.prober.set_timeout(self.rounds.round_timeout());
                 self.next_step = round_start + self.w.interval;
