@@ -7,6 +7,9 @@
 //! and its `tcp_info.tcpi_last_data_recv`: milliseconds since the last segment that
 //! carried data arrived. Data, not bare ACKs: a frozen sshd's kernel still
 //! acknowledges, but only a running sshd sends window adjustments or keepalive replies.
+//! One exception: while ssh has more than [`BUSY_QUEUE`] bytes on their way to the
+//! server (`idiag_wqueue`), the server's ACKs count too (`tcpi_last_ack_recv`): the
+//! probes then queue behind the user's data, and the link is moving.
 //!
 //! Layouts (linux/inet_diag.h, linux/tcp.h):
 //! - request `inet_diag_req_v2` (56): u8 family, u8 protocol, u8 ext, u8 pad, u32 states,
@@ -31,6 +34,17 @@ const TCP_ESTABLISHED_BIT: u32 = 1 << 1;
 const INET_DIAG_INFO: u16 = 2;
 const DIAG_MSG_LEN: usize = 72;
 const LAST_DATA_RECV_AT: usize = 52;
+const LAST_ACK_RECV_AT: usize = 56;
+/// `idiag_wqueue`: bytes ssh wrote that the server has not acknowledged yet.
+const WQUEUE_AT: usize = 60;
+/// A backlog this large towards the server means the probes queue behind the user's
+/// data (a bulk upload on a slow uplink, fault 10): then an acknowledgement of that
+/// data counts as hearing the server too. Over a 1 Mbit/s uplink the server's SSH
+/// window adjustments, the only data it sends during an upload, come every 8-16 s,
+/// longer than a confirming round; its kernel's ACKs come every few milliseconds.
+/// Price: a server session frozen mid-upload is heard until its receive buffer
+/// fills, at most `rtt::SLOW_ROUNDS` rounds.
+pub const BUSY_QUEUE: u32 = 64 * 1024;
 
 /// The dump request for every established TCP socket of `family`'s kind.
 pub fn request(server: IpAddr, seq: u32) -> Vec<u8> {
@@ -49,7 +63,9 @@ pub fn request(server: IpAddr, seq: u32) -> Vec<u8> {
 }
 
 /// From one reply datagram: `tcpi_last_data_recv` of the socket whose inode is in
-/// `inodes` and whose peer is `server`. Also says whether the dump is done.
+/// `inodes` and whose peer is `server` (or `tcpi_last_ack_recv`, if sooner, while
+/// more than [`BUSY_QUEUE`] bytes wait for the server's acknowledgement). Also says
+/// whether the dump is done.
 pub fn parse_reply(buf: &[u8], server: SocketAddr, inodes: &[u64]) -> (Option<Duration>, bool) {
     let mut found = None;
     let mut done = false;
@@ -70,6 +86,8 @@ pub fn parse_reply(buf: &[u8], server: SocketAddr, inodes: &[u64]) -> (Option<Du
                     _ => None,
                 };
                 let inode = u64::from(u32::from_ne_bytes(p[68..72].try_into().unwrap_or_default()));
+                let wqueue =
+                    u32::from_ne_bytes(p[WQUEUE_AT..WQUEUE_AT + 4].try_into().unwrap_or_default());
                 if dport != server.port() || dst != Some(server.ip()) || !inodes.contains(&inode) {
                     continue;
                 }
@@ -84,7 +102,14 @@ pub fn parse_reply(buf: &[u8], server: SocketAddr, inodes: &[u64]) -> (Option<Du
                         && let Some(v) = a.get(4 + LAST_DATA_RECV_AT..4 + LAST_DATA_RECV_AT + 4)
                     {
                         let ms = u32::from_ne_bytes(v.try_into().unwrap_or_default());
-                        found = Some(Duration::from_millis(u64::from(ms)));
+                        let mut heard = Duration::from_millis(u64::from(ms));
+                        if wqueue >= BUSY_QUEUE
+                            && let Some(v) = a.get(4 + LAST_ACK_RECV_AT..4 + LAST_ACK_RECV_AT + 4)
+                        {
+                            let ack = u32::from_ne_bytes(v.try_into().unwrap_or_default());
+                            heard = heard.min(Duration::from_millis(u64::from(ack)));
+                        }
+                        found = Some(heard);
                     }
                     a = &a[((alen + 3) & !3).min(a.len())..];
                 }
@@ -210,6 +235,56 @@ mod tests {
         for cut in 0..m.len() {
             let _ = parse_reply(&m[..cut], server, &[0]);
         }
+    }
+
+    /// One reply message for a socket to `server` with inode 7: `wqueue` bytes unacked,
+    /// data last received `data_ms` ago and an ACK `ack_ms` ago.
+    fn reply(server: SocketAddr, wqueue: u32, data_ms: u32, ack_ms: u32) -> Vec<u8> {
+        let info_len = 64;
+        let len = 16 + DIAG_MSG_LEN + 4 + info_len;
+        let mut m = vec![0u8; len];
+        m[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        let p = &mut m[16..];
+        p[0] = 2;
+        p[6..8].copy_from_slice(&server.port().to_be_bytes());
+        let IpAddr::V4(ip) = server.ip() else {
+            unreachable!()
+        };
+        p[24..28].copy_from_slice(&ip.octets());
+        p[WQUEUE_AT..WQUEUE_AT + 4].copy_from_slice(&wqueue.to_ne_bytes());
+        p[68..72].copy_from_slice(&7u32.to_ne_bytes());
+        let a = &mut p[DIAG_MSG_LEN..];
+        a[0..2].copy_from_slice(&((4 + info_len) as u16).to_ne_bytes());
+        a[2..4].copy_from_slice(&INET_DIAG_INFO.to_ne_bytes());
+        a[4 + LAST_DATA_RECV_AT..4 + LAST_DATA_RECV_AT + 4].copy_from_slice(&data_ms.to_ne_bytes());
+        a[4 + LAST_ACK_RECV_AT..4 + LAST_ACK_RECV_AT + 4].copy_from_slice(&ack_ms.to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn acks_count_only_behind_a_backlog() {
+        let server: SocketAddr = "10.0.0.1:22".parse().unwrap();
+        let ms = Duration::from_millis;
+        // Idle link (a frozen sshd's kernel still ACKs): only data counts.
+        assert_eq!(
+            parse_reply(&reply(server, 100, 9000, 5), server, &[7]).0,
+            Some(ms(9000))
+        );
+        // A bulk upload queued behind the slow uplink: the server's ACKs count.
+        let busy = BUSY_QUEUE + 1;
+        assert_eq!(
+            parse_reply(&reply(server, busy, 9000, 5), server, &[7]).0,
+            Some(ms(5))
+        );
+        assert_eq!(
+            parse_reply(&reply(server, busy, 3, 500), server, &[7]).0,
+            Some(ms(3))
+        );
+        assert_eq!(
+            parse_reply(&reply(server, busy, 3, 5), server, &[8]).0,
+            None
+        );
     }
 
     /// A real connection on loopback: data the peer sends shows as a small
