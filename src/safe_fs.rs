@@ -168,7 +168,7 @@ impl Dir {
             Ok(fd) => fd,
             Err(Errno::ENOENT) if create.is_some() => {
                 let mode = create.unwrap_or(0o755);
-                match mkdirat(&self.fd, name, Mode::from_bits_truncate(mode)) {
+                match mkdirat(&self.fd, name, Mode::from_bits_truncate(mode as nix::libc::mode_t)) {
                     Ok(()) => created = true,
                     Err(Errno::EEXIST) => {} // made meanwhile: checked below like any other
                     Err(e) => {
@@ -206,7 +206,7 @@ impl Dir {
         if created {
             // The umask narrowed (or widened, under umask 000 nothing) the mode: set it.
             let mode = create.unwrap_or(0o755);
-            fchmod(&fd, Mode::from_bits_truncate(mode))
+            fchmod(&fd, Mode::from_bits_truncate(mode as nix::libc::mode_t))
                 .map_err(|e| format!("chmod {}: {}", path.display(), errno_text(e)))?;
         }
         let st = fstat(&fd).map_err(|e| format!("{}: {}", path.display(), errno_text(e)))?;
@@ -317,7 +317,7 @@ impl Dir {
             if st.st_uid != uid.as_raw() || st.st_gid != gid.as_raw() {
                 fchown(&fd, Some(uid), Some(gid))?;
             }
-            fchmod(&fd, Mode::from_bits_truncate(mode))?;
+            fchmod(&fd, Mode::from_bits_truncate(mode as nix::libc::mode_t))?;
             let mut file = std::fs::File::from(fd);
             file.write_all(bytes)
                 .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(5)))?;

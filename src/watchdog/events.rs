@@ -142,6 +142,8 @@ pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(IpAddr, SocketAddr)> {
 }
 
 /// From /proc/net/tcp text: the established connection whose inode is one of `inodes`.
+/// Linux only (the tests parse captured text on any host).
+#[cfg(any(target_os = "linux", test))]
 pub(super) fn find_connection(text: &str, inodes: &[u64]) -> Option<(IpAddr, SocketAddr)> {
     for line in text.lines().skip(1).take(100_000) {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -163,6 +165,7 @@ pub(super) fn find_connection(text: &str, inodes: &[u64]) -> Option<(IpAddr, Soc
 }
 
 /// `0100007F:0016` (IPv4) or 32 hex digits (IPv6, four host-order words) and a port.
+#[cfg(any(target_os = "linux", test))]
 fn hex_addr(field: &str) -> Option<(IpAddr, u16)> {
     let (addr, port) = field.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
