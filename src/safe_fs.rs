@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
-use nix::unistd::{Uid, UnlinkatFlags, fchown, unlinkat};
+use nix::unistd::{UnlinkatFlags, fchown, unlinkat};
 
 /// Who may own (and write) the directories on a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,12 +61,30 @@ fn errno_text(e: Errno) -> String {
     std::io::Error::from(e).to_string()
 }
 
-/// `uid N (name)` for messages.
+/// `uid N (name)` for messages. The name comes from /etc/passwd read as text, not from
+/// getpwuid: the watchdog uses this too, and its static glibc must not load NSS modules
+/// (packaging/build-deb.sh refuses such a binary). A user only NSS knows is `uid N`.
 pub fn describe_uid(uid: u32) -> String {
-    match nix::unistd::User::from_uid(Uid::from_raw(uid)) {
-        Ok(Some(user)) => format!("uid {uid} ({})", user.name),
-        _ => format!("uid {uid}"),
+    let name = std::fs::File::open("/etc/passwd").ok().and_then(|f| {
+        use std::io::Read;
+        let mut text = String::new();
+        f.take(1 << 20).read_to_string(&mut text).ok()?;
+        passwd_name(&text, uid).map(str::to_string)
+    });
+    match name {
+        Some(name) => format!("uid {uid} ({name})"),
+        None => format!("uid {uid}"),
     }
+}
+
+/// The name of `uid` in passwd(5) text (`name:password:uid:…`).
+fn passwd_name(text: &str, uid: u32) -> Option<&str> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        (fields.next()?.parse::<u32>().ok()? == uid && !name.is_empty()).then_some(name)
+    })
 }
 
 /// The reason a directory with this status is not trusted, or None.
@@ -593,6 +611,16 @@ pub fn split(path: &Path) -> Result<(&Path, &OsStr), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::passwd_name;
+
+    #[test]
+    fn names_a_uid_from_passwd_text() {
+        let text = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\nbroken\n";
+        assert_eq!(passwd_name(text, 0), Some("root"));
+        assert_eq!(passwd_name(text, 1000), Some("alice"));
+        assert_eq!(passwd_name(text, 7), None);
+    }
+
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
