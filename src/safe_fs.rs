@@ -186,7 +186,11 @@ impl Dir {
             Ok(fd) => fd,
             Err(Errno::ENOENT) if create.is_some() => {
                 let mode = create.unwrap_or(0o755);
-                match mkdirat(&self.fd, name, Mode::from_bits_truncate(mode as nix::libc::mode_t)) {
+                match mkdirat(
+                    &self.fd,
+                    name,
+                    Mode::from_bits_truncate(mode as nix::libc::mode_t),
+                ) {
                     Ok(()) => created = true,
                     Err(Errno::EEXIST) => {} // made meanwhile: checked below like any other
                     Err(e) => {
@@ -615,7 +619,8 @@ mod tests {
 
     #[test]
     fn names_a_uid_from_passwd_text() {
-        let text = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\nbroken\n";
+        let text =
+            "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\nbroken\n";
         assert_eq!(passwd_name(text, 0), Some("root"));
         assert_eq!(passwd_name(text, 1000), Some("alice"));
         assert_eq!(passwd_name(text, 7), None);
