@@ -478,7 +478,7 @@ impl<'a> Session<'a> {
             Err(error) => {
                 if let Some(index) = error.forward {
                     self.w.set_forward(index, ForwardHealth::Failed, 0);
-                    self.w.save_if_changed();
+                    self.w.save();
                 }
                 let reason = error.reason;
                 self.failed_rounds += 1;

@@ -138,11 +138,6 @@ impl Watchdog {
         self.state.reconnects += 1;
     }
 
-    /// Saves when anything but the probe time and latency changed.
-    pub(super) fn save_if_changed(&self) {
-        self.save();
-    }
-
     /// Saves after a passing round unless only the probe time/latency moved and the
     /// file was written recently.
     pub(super) fn save_after_probe(&self, before: &State) {
