@@ -482,8 +482,21 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
             && log.contains("ClientAliveInterval"),
         "{log}"
     );
+    // The ssh started without the held forward is the last one the log names; the state
+    // file may still hold the earlier one's pid for a moment.
+    let last_ssh = |log: &str| -> Option<i32> {
+        log.rsplit("ssh pid ")
+            .next()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
     assert!(
-        wait_until(Duration::from_secs(5), || wd.ssh_pid().is_some()),
+        wait_until(Duration::from_secs(5), || {
+            let log = wd.log();
+            log.matches("ssh pid ").count() >= 2 && wd.ssh_pid() == last_ssh(&log)
+        }),
         "{}",
         wd.log()
     );
