@@ -613,10 +613,21 @@ fn see_also(r: &mut Roff, pages: &[(&str, &str)]) {
 fn ascii_roff(page: &str) -> String {
     let mut out = String::with_capacity(page.len());
     for c in page.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            out.push_str(&format!("\\[u{:04X}]", u32::from(c)));
+        // groff's ASCII device (man in the C locale) has no glyph for most \[uXXXX]
+        // ("can't find special character"): the usual punctuation gets its classic
+        // name or an ASCII spelling, which every device renders.
+        match c {
+            _ if c.is_ascii() => out.push(c),
+            '…' => out.push_str("..."),
+            '—' => out.push_str("\\(em"),
+            '–' => out.push_str("\\(en"),
+            '→' => out.push_str("\\(->"),
+            '×' => out.push_str("\\(mu"),
+            '’' => out.push_str("\\(cq"),
+            '‘' => out.push_str("\\(oq"),
+            '“' => out.push_str("\\(lq"),
+            '”' => out.push_str("\\(rq"),
+            _ => out.push_str(&format!("\\[u{:04X}]", u32::from(c))),
         }
     }
     out

@@ -98,8 +98,10 @@ fn exposure(unit: &Path) -> f64 {
             )
         });
     // "→ Overall exposure level for tunnel-itest.service: 1.2 OK 🙂"
-    line.rsplit(':')
-        .next()
+    // In the C locale the arrow and smiley are "->" and ":-)": take the word after
+    // "service: ", not after the last colon.
+    line.split_once(".service: ")
+        .map(|(_, rest)| rest)
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .expect("score")
