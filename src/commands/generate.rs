@@ -715,8 +715,8 @@ mod tests {
     #[test]
     fn non_ascii_becomes_a_groff_escape() {
         assert_eq!(
-            ascii_roff("DIR/$HOME/\u{2026} caf\u{e9}"),
-            "DIR/$HOME/\\[u2026] caf\\[u00E9]"
+            ascii_roff("DIR/$HOME/\u{2026} caf\u{e9} a\u{2014}b"),
+            "DIR/$HOME/... caf\\[u00E9] a\\(emb"
         );
     }
 
