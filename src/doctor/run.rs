@@ -73,6 +73,35 @@ pub fn run_ssh(
     timeout: Duration,
     progress: &mut Progress,
 ) -> Result<Run, String> {
+    let (mut running, rx) = spawn_verbose(argv)?;
+    let mut run = Run::default();
+    let eof = read_until_ready(&mut run, &rx, forwards, timeout, progress);
+    if eof || running.child.try_wait().ok().flatten().is_some() {
+        let status = running
+            .child
+            .wait()
+            .map_err(|e| format!("waiting for ssh: {e}"))?;
+        run.exited = Some(status.code().unwrap_or(-1));
+        feed_pending(&rx, &mut run.log);
+        return Ok(run);
+    }
+    if !run.timed_out {
+        for forward in forwards {
+            if let Forward::Local { bind, port, .. } = forward {
+                progress.message(&format!("trying local forward port {port}"));
+                let probe = probe_local(bind, *port, &rx, &mut run.log);
+                run.local_probes.push((*port, probe));
+            }
+        }
+    }
+    running.stop();
+    feed_pending(&rx, &mut run.log);
+    Ok(run)
+}
+
+/// Starts `argv` with `-v` in its own process group; its stderr lines arrive on the
+/// receiver.
+fn spawn_verbose(argv: &[String]) -> Result<(Running, mpsc::Receiver<String>), String> {
     let mut cmd = Command::new(&argv[0]);
     cmd.arg("-v")
         .args(&argv[1..])
@@ -94,17 +123,27 @@ pub fn run_ssh(
             }
         }
     });
-    let mut run = Run::default();
+    Ok((running, rx))
+}
+
+/// Feeds ssh's stderr into `run.log` until `forwards` are set up or `timeout` passes
+/// (then `run.timed_out`); says on `progress` how far ssh got. True when stderr ended.
+fn read_until_ready(
+    run: &mut Run,
+    rx: &mpsc::Receiver<String>,
+    forwards: &[Forward],
+    timeout: Duration,
+    progress: &mut Progress,
+) -> bool {
     let deadline = Instant::now() + timeout;
-    let mut eof = false;
     loop {
         if run.log.ready(forwards) {
-            break;
+            return false;
         }
         let now = Instant::now();
         if now >= deadline {
             run.timed_out = true;
-            break;
+            return false;
         }
         progress.message(if run.log.authenticated.is_some() {
             "setting up forwards"
@@ -116,37 +155,16 @@ pub fn run_ssh(
         match rx.recv_timeout((deadline - now).min(Duration::from_millis(250))) {
             Ok(line) => run.log.feed(&line),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                eof = true;
-                break;
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return true,
         }
     }
-    if eof || running.child.try_wait().ok().flatten().is_some() {
-        let status = running
-            .child
-            .wait()
-            .map_err(|e| format!("waiting for ssh: {e}"))?;
-        run.exited = Some(status.code().unwrap_or(-1));
-        while let Ok(line) = rx.try_recv() {
-            run.log.feed(&line);
-        }
-        return Ok(run);
-    }
-    if !run.timed_out {
-        for forward in forwards {
-            if let Forward::Local { bind, port, .. } = forward {
-                progress.message(&format!("trying local forward port {port}"));
-                let probe = probe_local(bind, *port, &rx, &mut run.log);
-                run.local_probes.push((*port, probe));
-            }
-        }
-    }
-    running.stop();
+}
+
+/// Feeds the lines ssh has already written.
+fn feed_pending(rx: &mpsc::Receiver<String>, log: &mut SshLog) {
     while let Ok(line) = rx.try_recv() {
-        run.log.feed(&line);
+        log.feed(&line);
     }
-    Ok(run)
 }
 
 fn loopback_for(bind: &str) -> &str {
