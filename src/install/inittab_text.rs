@@ -17,14 +17,65 @@ pub(super) fn text_of(line: &[u8]) -> &[u8] {
 pub(super) fn find_entry(bytes: &[u8], id: &str) -> Option<(usize, usize)> {
     let lines = split_lines(bytes);
     let prefix = inittab::marker_prefix(id);
-    let args = inittab::args_path(id);
     let at = lines
         .iter()
         .position(|l| text_of(l).starts_with(prefix.as_bytes()))?;
+    Some((at, entry_span(&lines, at, id)))
+}
+
+/// How many lines (1 or 2) our entry for `id` spans from its marker at `at`: the line
+/// after the marker is ours when it names the entry's args file.
+fn entry_span(lines: &[&[u8]], at: usize, id: &str) -> usize {
+    let args = inittab::args_path(id);
     let next_is_ours = lines
         .get(at + 1)
         .is_some_and(|l| String::from_utf8_lossy(text_of(l)).contains(&args));
-    Some((at, if next_is_ours { 2 } else { 1 }))
+    if next_is_ours { 2 } else { 1 }
+}
+
+/// Refuses when our marker line for `id` names another tunnel than `name`.
+fn check_marker_owner(marker_line: &[u8], id: &str, name: &str) -> Result<(), String> {
+    let marker = String::from_utf8_lossy(text_of(marker_line)).into_owned();
+    // A marker that ends right after the id (no space) names no owner.
+    let owner = marker[inittab::marker_prefix(id).len().min(marker.len())..]
+        .split(" — ")
+        .next()
+        .unwrap_or("");
+    if owner != name {
+        return Err(id_taken(id, owner));
+    }
+    Ok(())
+}
+
+/// The refusal when `id` is already the id of tunnel `owner`'s entry.
+fn id_taken(id: &str, owner: &str) -> String {
+    format!(
+        "{INITTAB} already has a tunnelctl entry with id {id} for tunnel `{owner}`; \
+         uninstall it first or rename one of the tunnels"
+    )
+}
+
+/// The refusal when line `index` (0-based), not written by tunnelctl, uses `id` (SysV).
+fn id_used_by_other_line(index: usize, id: &str) -> String {
+    format!(
+        "{INITTAB} line {} already uses the id {id} and was not written by tunnelctl; \
+         change that entry's id or rename the tunnel",
+        index + 1
+    )
+}
+
+/// Appends `entry` at the end of `out` (the inittab so far). After a last line without
+/// a newline, ours goes after a newline we add, and ends without one, so removing our
+/// entry (with that newline) restores the file.
+fn append_entry(out: &mut Vec<u8>, entry: &InittabEntry) {
+    if out.is_empty() || out.ends_with(b"\n") {
+        out.extend_from_slice(entry.text().as_bytes());
+    } else {
+        out.push(b'\n');
+        out.extend_from_slice(entry.marker.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(entry.line.as_bytes());
+    }
 }
 
 /// Writes `entry` (marker line, then the entry) where an old entry stood, keeping the
@@ -55,18 +106,7 @@ pub fn inittab_with(
     let lines = split_lines(existing);
     let found = find_entry(existing, &entry.id);
     if let Some((at, _)) = found {
-        let marker = String::from_utf8_lossy(text_of(lines[at])).into_owned();
-        let owner = marker[inittab::marker_prefix(&entry.id).len()..]
-            .split(" — ")
-            .next()
-            .unwrap_or("");
-        if owner != name {
-            return Err(format!(
-                "{INITTAB} already has a tunnelctl entry with id {} for tunnel `{owner}`; \
-                 uninstall it first or rename one of the tunnels",
-                entry.id
-            ));
-        }
+        check_marker_owner(lines[at], &entry.id, name)?;
     }
     if target == Target::Inittab {
         let ours: Vec<usize> = found
@@ -79,12 +119,7 @@ pub fn inittab_with(
                 && !text.starts_with(b"#")
                 && text.starts_with(id_prefix.as_bytes())
             {
-                return Err(format!(
-                    "{INITTAB} line {} already uses the id {} and was not written by tunnelctl; \
-                     change that entry's id or rename the tunnel",
-                    i + 1,
-                    entry.id
-                ));
+                return Err(id_used_by_other_line(i, &entry.id));
             }
         }
     }
@@ -99,18 +134,9 @@ pub fn inittab_with(
                 out.extend_from_slice(line);
             }
         }
-        None if existing.is_empty() || existing.ends_with(b"\n") => {
-            out.extend_from_slice(existing);
-            out.extend_from_slice(entry.text().as_bytes());
-        }
         None => {
-            // The last line has no newline: ours goes after a newline we add, and ends
-            // without one, so removing our entry (with that newline) restores the file.
             out.extend_from_slice(existing);
-            out.push(b'\n');
-            out.extend_from_slice(entry.marker.as_bytes());
-            out.push(b'\n');
-            out.extend_from_slice(entry.line.as_bytes());
+            append_entry(&mut out, entry);
         }
     }
     Ok(out)
@@ -147,32 +173,13 @@ pub fn inittab_with_all(
     let mut states = Vec::with_capacity(entries.len());
     for &(entry, name) in entries {
         if let Some(first) = seen.insert(entry.id.as_str(), name) {
-            return Err(format!(
-                "{INITTAB} already has a tunnelctl entry with id {} for tunnel `{first}`; \
-                 uninstall it first or rename one of the tunnels",
-                entry.id
-            ));
+            return Err(id_taken(&entry.id, first));
         }
-        let found = markers.get(entry.id.as_bytes()).map(|&at| {
-            let args = inittab::args_path(&entry.id);
-            let next_is_ours = lines
-                .get(at + 1)
-                .is_some_and(|l| String::from_utf8_lossy(text_of(l)).contains(&args));
-            (at, if next_is_ours { 2 } else { 1 })
-        });
+        let found = markers
+            .get(entry.id.as_bytes())
+            .map(|&at| (at, entry_span(&lines, at, &entry.id)));
         if let Some((at, _)) = found {
-            let marker = String::from_utf8_lossy(text_of(lines[at])).into_owned();
-            let owner = marker[inittab::marker_prefix(&entry.id).len().min(marker.len())..]
-                .split(" — ")
-                .next()
-                .unwrap_or("");
-            if owner != name {
-                return Err(format!(
-                    "{INITTAB} already has a tunnelctl entry with id {} for tunnel `{owner}`; \
-                     uninstall it first or rename one of the tunnels",
-                    entry.id
-                ));
-            }
+            check_marker_owner(lines[at], &entry.id, name)?;
         }
         if target == Target::Inittab
             && let Some(users) = used_ids.get(entry.id.as_bytes())
@@ -180,12 +187,7 @@ pub fn inittab_with_all(
                 .iter()
                 .find(|&&i| !found.is_some_and(|(at, n)| (at..at + n).contains(&i)))
         {
-            return Err(format!(
-                "{INITTAB} line {} already uses the id {} and was not written by tunnelctl; \
-                 change that entry's id or rename the tunnel",
-                i + 1,
-                entry.id
-            ));
+            return Err(id_used_by_other_line(i, &entry.id));
         }
         match found {
             Some((at, n)) => {
@@ -212,14 +214,7 @@ pub fn inittab_with_all(
         i += n;
     }
     for entry in append {
-        if out.is_empty() || out.ends_with(b"\n") {
-            out.extend_from_slice(entry.text().as_bytes());
-        } else {
-            out.push(b'\n');
-            out.extend_from_slice(entry.marker.as_bytes());
-            out.push(b'\n');
-            out.extend_from_slice(entry.line.as_bytes());
-        }
+        append_entry(&mut out, entry);
     }
     Ok((out, states))
 }
@@ -237,7 +232,7 @@ pub fn inittab_without(existing: &[u8], id: &str) -> Option<Vec<u8>> {
     }
     let ended_file_without_newline = at + n == lines.len() && !lines[at + n - 1].ends_with(b"\n");
     if ended_file_without_newline && at > 0 {
-        // Undo the newline we added before our entry (see inittab_with).
+        // Undo the newline we added before our entry (see append_entry).
         out.pop();
     }
     Some(out)

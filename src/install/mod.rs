@@ -1,13 +1,8 @@
 //! Putting rendered files in place and taking them away again: atomic writes, diffs,
 //! `/etc/inittab` editing and the init tools. Every path goes through [`Installer::host`]
 //! (so `--root` redirects all of it) and every init tool install and uninstall run
-//! through [`run_tool`] (which `--root` never reaches).
-//!
-//! What uninstall removes: the files install wrote for the tunnel, our marker and entry
-//! line in `/etc/inittab`, and afterwards directories that are empty *and* lie inside a
-//! directory named `tunnelctl` (`/etc/tunnelctl/run`, `/var/log/tunnelctl`, …). Standard
-//! directories such as `/etc/systemd/system` are never removed, even when install
-//! created them under an empty `--root`.
+//! through [`run_tool`] (which `--root` never reaches). What uninstall removes is said
+//! in `uninstall.rs`.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -23,9 +18,12 @@ use crate::target::Target;
 pub const INITTAB: &str = "/etc/inittab";
 
 mod diff;
+mod init_tools;
 mod inittab_text;
 mod launchctl;
+mod uninstall;
 pub use diff::*;
+pub use init_tools::run_tool;
 pub use inittab_text::*;
 pub use launchctl::*;
 
@@ -73,10 +71,78 @@ struct FileChange {
     mode: u32,
 }
 
+impl FileChange {
+    /// Whether the file gets other bytes than it has (or is not there yet).
+    fn changed(&self) -> bool {
+        self.old.as_deref() != Some(&self.new[..])
+    }
+}
+
 /// What one `install` plans for one tunnel.
 struct TunnelPlan {
     fresh: bool,
     changed: bool,
+}
+
+/// What one `install` does to /etc/inittab.
+struct InittabPlan<'a> {
+    /// The tunnels that have an entry: (index of the tunnel, its entry).
+    entries: Vec<(usize, &'a InittabEntry)>,
+    /// /etc, opened when some tunnel has an entry.
+    etc: Option<safe_fs::Dir>,
+    /// What the diff shows; None when the file already is as planned.
+    change: Option<InittabChange>,
+    /// Per tunnel: (its entry was there before, its entry's lines change).
+    entry_state: Vec<(bool, bool)>,
+}
+
+struct InittabChange {
+    old: Vec<u8>,
+    new: Vec<u8>,
+    /// False when there was no /etc/inittab (the diff starts from /dev/null).
+    existed: bool,
+}
+
+impl InittabPlan<'_> {
+    /// `old` with every entry in place, and per tunnel (entry was there, entry changes).
+    fn merged(
+        &self,
+        old: &[u8],
+        target: Target,
+        items: &[(&str, &Rendered)],
+    ) -> Result<(Vec<u8>, Vec<(bool, bool)>), String> {
+        let named: Vec<(&InittabEntry, &str)> =
+            self.entries.iter().map(|&(i, e)| (e, items[i].0)).collect();
+        let (new, states) = inittab_with_all(old, &named, target)?;
+        let mut entry_state = vec![(false, false); items.len()];
+        for (&(i, _), st) in self.entries.iter().zip(states) {
+            entry_state[i] = st;
+        }
+        Ok((new, entry_state))
+    }
+
+    /// Replaces /etc/inittab when the plan changes it. The read-modify-write again,
+    /// under the lock: the read of the plan was for the diff; another install may have
+    /// changed the file since.
+    fn write(&self, target: Target, items: &[(&str, &Rendered)]) -> Result<(), String> {
+        let (Some(etc), Some(_)) = (&self.etc, &self.change) else {
+            return Ok(());
+        };
+        let (_, inittab_name) = safe_fs::split(Path::new(INITTAB))?;
+        let _lock = etc.lock(OsStr::new(INITTAB_LOCK))?;
+        etc.clean_stale_temps();
+        let old = etc
+            .read_optional(inittab_name, MAX_READ)?
+            .unwrap_or_default();
+        let (new, _) = self.merged(&old, target, items)?;
+        if new != old {
+            etc.write_file(inittab_name, &new, 0o644)
+                .map_err(|(r, why)| {
+                    refusal_message(r, &why, items[0].0, target, Path::new(INITTAB))
+                })?;
+        }
+        Ok(())
+    }
 }
 
 /// Directories opened (and checked) once per run, by their path on the target, and the
@@ -175,11 +241,36 @@ impl Installer {
         out: &mut dyn Write,
     ) -> Result<Vec<Outcome>, String> {
         let mut dirs = Dirs::for_target(target);
+        let changes = self.plan_files(&mut dirs, target, items)?;
+        let inittab = self.plan_inittab(target, items)?;
+        let plans = tunnel_plans(items.len(), &changes, &inittab.entry_state);
+        show_diffs(out, &changes, inittab.change.as_ref())?;
+        if self.dry_run {
+            return report(out, target, items, &plans, true);
+        }
+        self.create_wanted_dirs(&mut dirs, items)?;
+        // The args files before the inittab lines that name them, so init never starts
+        // a watchdog whose arguments are not there yet.
+        self.write_files(&mut dirs, target, items, &changes)?;
+        inittab.write(target, items)?;
+        let outcomes = report(out, target, items, &plans, false)?;
+        self.activate_changed(target, items, &plans, out)?;
+        Ok(outcomes)
+    }
+
+    /// Every file the tunnels render, with what is there now. Refuses a destination
+    /// tunnelctl does not write (a masked unit, a link) before anything is written.
+    fn plan_files(
+        &self,
+        dirs: &mut Dirs,
+        target: Target,
+        items: &[(&str, &Rendered)],
+    ) -> Result<Vec<FileChange>, String> {
         let mut changes = Vec::new();
         for (owner, (name, rendered)) in items.iter().enumerate() {
             for file in &rendered.files {
                 let (dir, file_name) = safe_fs::split(&file.path)?;
-                let old = match self.existing_dir(&mut dirs, dir)? {
+                let old = match self.existing_dir(dirs, dir)? {
                     Some(d) => {
                         d.check_destination(file_name).map_err(|(refusal, why)| {
                             refusal_message(refusal, &why, name, target, &file.path)
@@ -199,126 +290,86 @@ impl Installer {
                 });
             }
         }
+        Ok(changes)
+    }
 
-        // /etc/inittab: locked from the read to the replacement (not for a dry run,
-        // which writes nothing, not even the lock file).
+    /// /etc/inittab with every tunnel's entry, as the diff shows it. /etc is opened only
+    /// when some tunnel has an entry (and not created for a dry run, which writes
+    /// nothing, not even the lock file).
+    fn plan_inittab<'a>(
+        &self,
+        target: Target,
+        items: &[(&str, &'a Rendered)],
+    ) -> Result<InittabPlan<'a>, String> {
         let entries: Vec<(usize, &InittabEntry)> = items
             .iter()
             .enumerate()
             .filter_map(|(i, (_, r))| r.inittab.as_ref().map(|e| (i, e)))
             .collect();
-        let inittab_path = Path::new(INITTAB);
-        let (inittab_dir, inittab_name) = safe_fs::split(inittab_path)?;
-        let etc = if entries.is_empty() {
-            None
-        } else {
-            Some(self.open_dir(inittab_dir, !self.dry_run, safe_fs::Trust::Install)?)
+        let (inittab_dir, inittab_name) = safe_fs::split(Path::new(INITTAB))?;
+        let mut plan = InittabPlan {
+            entries,
+            etc: None,
+            change: None,
+            entry_state: vec![(false, false); items.len()],
         };
-        let with_entries = |old: &[u8], state: &mut Vec<(bool, bool)>| -> Result<Vec<u8>, String> {
-            let named: Vec<(&InittabEntry, &str)> =
-                entries.iter().map(|&(i, e)| (e, items[i].0)).collect();
-            let (new, states) = inittab_with_all(old, &named, target)?;
-            for (&(i, _), st) in entries.iter().zip(states) {
-                state[i] = st;
-            }
-            Ok(new)
-        };
-        let mut inittab_change: Option<(Vec<u8>, Vec<u8>, bool)> = None; // old, new, existed
-        let mut entry_state: Vec<(bool, bool)> = vec![(false, false); items.len()]; // (existed, changed)
-        if let Some(etc) = &etc {
-            etc.check_destination(inittab_name)
-                .map_err(|(r, why)| refusal_message(r, &why, items[0].0, target, inittab_path))?;
-            let existed = etc.read_optional(inittab_name, MAX_READ)?;
-            let old = existed.clone().unwrap_or_default();
-            let new = with_entries(&old, &mut entry_state)?;
-            if existed.as_deref() != Some(&new[..]) {
-                inittab_change = Some((old, new, existed.is_some()));
-            }
+        if plan.entries.is_empty() {
+            return Ok(plan);
         }
+        let etc = self.open_dir(inittab_dir, !self.dry_run, safe_fs::Trust::Install)?;
+        etc.check_destination(inittab_name)
+            .map_err(|(r, why)| refusal_message(r, &why, items[0].0, target, Path::new(INITTAB)))?;
+        let existed = etc.read_optional(inittab_name, MAX_READ)?;
+        let old = existed.clone().unwrap_or_default();
+        let (new, entry_state) = plan.merged(&old, target, items)?;
+        plan.entry_state = entry_state;
+        if existed.as_deref() != Some(&new[..]) {
+            plan.change = Some(InittabChange {
+                old,
+                new,
+                existed: existed.is_some(),
+            });
+        }
+        plan.etc = Some(etc);
+        Ok(plan)
+    }
 
-        let plans: Vec<TunnelPlan> = (0..items.len())
-            .map(|i| {
-                let mine = changes.iter().filter(|c| c.owner == i);
-                let files_fresh = mine.clone().all(|c| c.old.is_none());
-                let files_changed = mine.clone().any(|c| c.old.as_deref() != Some(&c.new[..]));
-                TunnelPlan {
-                    fresh: files_fresh && !entry_state[i].0,
-                    changed: files_changed || entry_state[i].1,
-                }
-            })
-            .collect();
-
-        for change in changes
-            .iter()
-            .filter(|c| c.old.as_deref() != Some(&c.new[..]))
-        {
-            write_diff(out, &change.shown_path, change.old.as_deref(), &change.new)?;
-        }
-        if let Some((old, new, existed)) = &inittab_change {
-            write_diff(out, inittab_path, existed.then_some(&old[..]), new)?;
-        }
-        let mut outcomes = Vec::new();
-        if self.dry_run {
-            for ((name, _), plan) in items.iter().zip(&plans) {
-                if plan.changed {
-                    writeln!(
-                        out,
-                        "{name} ({target}): would {} (dry run, nothing written)",
-                        if plan.fresh { "install" } else { "update" }
-                    )
-                    .map_err(io_err)?;
-                    outcomes.push(Outcome::WouldChange);
-                } else {
-                    writeln!(out, "{name} ({target}): unchanged").map_err(io_err)?;
-                    outcomes.push(Outcome::Unchanged);
-                }
-            }
-            return Ok(outcomes);
-        }
-
+    /// The directories the renderings ask for (log directories), created once each.
+    fn create_wanted_dirs(
+        &self,
+        dirs: &mut Dirs,
+        items: &[(&str, &Rendered)],
+    ) -> Result<(), String> {
         let mut wanted_dirs: Vec<&Path> = items
             .iter()
             .flat_map(|(_, r)| r.dirs.iter().map(PathBuf::as_path))
             .collect();
         wanted_dirs.dedup();
         for dir in wanted_dirs {
-            self.created_dir(&mut dirs, dir)?;
+            self.created_dir(dirs, dir)?;
         }
-        // The args files before the inittab lines that name them, so init never starts
-        // a watchdog whose arguments are not there yet.
-        let pending: Vec<&FileChange> = changes
-            .iter()
-            .filter(|c| c.old.as_deref() != Some(&c.new[..]))
-            .collect();
+        Ok(())
+    }
+
+    /// Puts every changed file in place: staged as a temp file, synced (one `syncfs` per
+    /// filesystem for many, else each as staged), renamed over its destination (checked
+    /// again first), then each directory synced once. A failure before the renames are
+    /// done discards the temp files.
+    fn write_files(
+        &self,
+        dirs: &mut Dirs,
+        target: Target,
+        items: &[(&str, &Rendered)],
+        changes: &[FileChange],
+    ) -> Result<(), String> {
+        let pending: Vec<&FileChange> = changes.iter().filter(|c| c.changed()).collect();
         let one_sync = pending.len() >= SYNCFS_FROM && cfg!(target_os = "linux");
         let mut staged = Vec::new();
         let result = (|| -> Result<(), String> {
-            for change in &pending {
-                let dir = self.created_dir(&mut dirs, &change.dir)?;
-                staged.push((
-                    change,
-                    dir.stage(&change.name, &change.new, change.mode, !one_sync)?,
-                ));
-            }
-            if one_sync {
-                sync_filesystems(&dirs, pending.iter().map(|c| &c.dir))?;
-            }
-            for (change, temp) in &staged {
-                let dir = &dirs.0[&change.dir];
-                dir.check_destination(&change.name).map_err(|(r, why)| {
-                    refusal_message(r, &why, items[change.owner].0, target, &change.shown_path)
-                })?;
-                dir.commit(temp, &change.name)?;
-            }
+            self.stage_files(dirs, &pending, one_sync, &mut staged)?;
+            commit_staged(dirs, &staged, target, items)?;
             staged.clear();
-            let mut synced: Vec<&Path> = Vec::new();
-            for change in &pending {
-                if !synced.contains(&change.dir.as_path()) {
-                    dirs.0[&change.dir].sync()?;
-                    synced.push(&change.dir);
-                }
-            }
-            Ok(())
+            sync_dirs(dirs, &pending)
         })();
         if let Err(e) = result {
             for (change, temp) in &staged {
@@ -326,282 +377,49 @@ impl Installer {
             }
             return Err(e);
         }
-        if let (Some(etc), Some(_)) = (&etc, &inittab_change) {
-            // The read-modify-write again, under the lock: the read above was for the
-            // diff; another install may have changed the file since.
-            let _lock = etc.lock(OsStr::new(INITTAB_LOCK))?;
-            etc.clean_stale_temps();
-            let old = etc
-                .read_optional(inittab_name, MAX_READ)?
-                .unwrap_or_default();
-            let new = with_entries(&old, &mut entry_state)?;
-            if new != old {
-                etc.write_file(inittab_name, &new, 0o644)
-                    .map_err(|(r, why)| {
-                        refusal_message(r, &why, items[0].0, target, inittab_path)
-                    })?;
-            }
-        }
+        Ok(())
+    }
 
-        for ((name, _), plan) in items.iter().zip(&plans) {
-            if plan.changed {
-                writeln!(
-                    out,
-                    "{name} ({target}): {}",
-                    if plan.fresh { "installed" } else { "updated" }
-                )
-                .map_err(io_err)?;
-                outcomes.push(if plan.fresh {
-                    Outcome::Installed
-                } else {
-                    Outcome::Updated
-                });
-            } else {
-                writeln!(out, "{name} ({target}): unchanged").map_err(io_err)?;
-                outcomes.push(Outcome::Unchanged);
-            }
+    /// Writes each file to a temp file beside its destination; `staged` collects them
+    /// (also when one fails, so the caller can discard what was staged).
+    fn stage_files<'c>(
+        &self,
+        dirs: &mut Dirs,
+        pending: &[&'c FileChange],
+        one_sync: bool,
+        staged: &mut Vec<(&'c FileChange, std::ffi::OsString)>,
+    ) -> Result<(), String> {
+        for &change in pending {
+            let dir = self.created_dir(dirs, &change.dir)?;
+            staged.push((
+                change,
+                dir.stage(&change.name, &change.new, change.mode, !one_sync)?,
+            ));
         }
+        if one_sync {
+            sync_filesystems(dirs, pending.iter().map(|c| &c.dir))?;
+        }
+        Ok(())
+    }
+
+    /// Tells the init system about the tunnels whose files or entry changed.
+    fn activate_changed(
+        &self,
+        target: Target,
+        items: &[(&str, &Rendered)],
+        plans: &[TunnelPlan],
+        out: &mut dyn Write,
+    ) -> Result<(), String> {
         let activate: Vec<(&str, &Rendered, bool)> = items
             .iter()
-            .zip(&plans)
+            .zip(plans)
             .filter(|(_, p)| p.changed)
             .map(|((n, r), p)| (*n, *r, p.fresh))
             .collect();
         if !activate.is_empty() {
             self.activate(target, &activate, out)?;
         }
-        Ok(outcomes)
-    }
-
-    /// Tells the init system; never reached under `--root`. `items`: (name, rendered, fresh).
-    fn activate(
-        &self,
-        target: Target,
-        items: &[(&str, &Rendered, bool)],
-        out: &mut dyn Write,
-    ) -> Result<(), String> {
-        if !self.run_tools {
-            return Ok(());
-        }
-        match target {
-            Target::Systemd | Target::SystemdUser => {
-                let mut base = vec!["systemctl".to_string()];
-                if target == Target::SystemdUser {
-                    base.push("--user".into());
-                }
-                run_tool(&with(&base, &["daemon-reload"]))?;
-                if self.no_start {
-                    return Ok(());
-                }
-                for &(name, _, fresh) in items {
-                    let unit = crate::escape::unit_name(name);
-                    // Type=notify: systemctl waits for READY=1, i.e. the first proof that
-                    // every forward works, which can take long when the server is away.
-                    eprintln!(
-                        "starting {unit}: waits until every forward is proven (Ctrl-C stops \
-                         waiting, not the tunnel; `tunnelctl status {name}` shows progress)"
-                    );
-                    if fresh {
-                        run_tool(&with(&base, &["enable", "--now", &unit]))?;
-                    } else {
-                        run_tool(&with(&base, &["enable", &unit]))?;
-                        run_tool(&with(&base, &["restart", &unit]))?;
-                    }
-                }
-            }
-            Target::Launchd | Target::LaunchdAgent => {
-                if self.no_start {
-                    return Ok(());
-                }
-                let uid = nix::unistd::getuid().as_raw();
-                let gui = target == Target::LaunchdAgent && launchd_gui_session(uid);
-                let domain = launchd_domain(target, uid, gui);
-                if target == Target::LaunchdAgent && !gui {
-                    writeln!(out, "{}", no_gui_note(uid)).map_err(io_err)?;
-                }
-                for &(name, rendered, fresh) in items {
-                    let plist = rendered
-                        .files
-                        .first()
-                        .map(|f| f.path.display().to_string())
-                        .unwrap_or_default();
-                    run_launchd(&launchd_install_steps(
-                        &domain,
-                        &launchd::label(name),
-                        &plist,
-                        fresh,
-                    ))?;
-                }
-            }
-            Target::Inittab => {
-                if !self.no_start {
-                    run_tool(&["telinit".into(), "q".into()])
-                        .map_err(|e| reload_failed(&e, "telinit q"))?;
-                }
-                // sysvinit keeps a running entry whose line did not change: the watchdog of
-                // an updated tunnel is asked to exit, and init respawns it with the new
-                // args file (the inittab was never without the entry).
-                for &(name, _, fresh) in items {
-                    if !fresh {
-                        restart_watchdog(name, target, out)?;
-                    }
-                }
-            }
-            Target::Busybox => {
-                if !self.no_start {
-                    run_tool(&["kill".into(), "-HUP".into(), "1".into()])
-                        .map_err(|e| reload_failed(&e, "kill -HUP 1"))?;
-                }
-                for &(name, _, fresh) in items {
-                    if !fresh {
-                        writeln!(
-                            out,
-                            "note: BusyBox init keeps the running watchdog with its old arguments until it exits; \
-                             `tunnelctl reconnect {name}` or a reboot picks up the new ones"
-                        )
-                        .map_err(io_err)?;
-                    }
-                }
-            }
-        }
         Ok(())
-    }
-
-    /// Stops the tunnel and removes what install wrote (see the module comment).
-    pub fn uninstall(
-        &self,
-        name: &str,
-        target: Target,
-        paths: &[PathBuf],
-        inittab_id: &str,
-        out: &mut dyn Write,
-    ) -> Result<Outcome, String> {
-        let mut dirs = Dirs::for_target(target);
-        let mut files = Vec::new();
-        for path in paths {
-            let (dir, file_name) = safe_fs::split(path)?;
-            let Some(d) = self.existing_dir(&mut dirs, dir)? else {
-                continue;
-            };
-            match d.check_destination(file_name) {
-                Ok(()) if d.lstat(file_name)?.is_some() => files.push(path.clone()),
-                Ok(()) => {}
-                // A mask (or any link) is the admin's, not ours: left alone.
-                Err((_, why)) => {
-                    writeln!(out, "left alone: {why} (not written by tunnelctl)").map_err(io_err)?
-                }
-            }
-        }
-        let is_inittab = matches!(target, Target::Inittab | Target::Busybox);
-        let (inittab_dir, inittab_name) = safe_fs::split(Path::new(INITTAB))?;
-        let etc = if is_inittab {
-            self.existing_dir(&mut dirs, inittab_dir)?;
-            dirs.0.remove(inittab_dir)
-        } else {
-            None
-        };
-        let without = match &etc {
-            Some(etc) => etc
-                .read_optional(inittab_name, MAX_READ)?
-                .and_then(|bytes| inittab_without(&bytes, inittab_id)),
-            None => None,
-        };
-        if files.is_empty() && without.is_none() {
-            writeln!(out, "{name} ({target}): not installed").map_err(io_err)?;
-            return Ok(Outcome::NotInstalled);
-        }
-        if self.dry_run {
-            for file in &files {
-                writeln!(out, "would remove {}", file.display()).map_err(io_err)?;
-            }
-            if without.is_some() {
-                writeln!(out, "would remove the {inittab_id} entry from {INITTAB}")
-                    .map_err(io_err)?;
-            }
-            return Ok(Outcome::WouldChange);
-        }
-        // Stop first, while the init system still knows the service.
-        if self.run_tools {
-            match target {
-                Target::Systemd | Target::SystemdUser => {
-                    let mut base = vec!["systemctl".to_string()];
-                    if target == Target::SystemdUser {
-                        base.push("--user".into());
-                    }
-                    run_tool(&with(
-                        &base,
-                        &["disable", "--now", &crate::escape::unit_name(name)],
-                    ))?;
-                }
-                Target::Launchd | Target::LaunchdAgent => {
-                    let uid = nix::unistd::getuid().as_raw();
-                    let gui = target == Target::LaunchdAgent && launchd_gui_session(uid);
-                    let domain = launchd_domain(target, uid, gui);
-                    run_launchd(&launchd_uninstall_steps(&domain, &launchd::label(name)))?;
-                }
-                Target::Inittab | Target::Busybox => {}
-            }
-        }
-        if let (Some(etc), Some(_)) = (&etc, &without) {
-            // Read again under the lock (see install_all).
-            let lock = etc.lock(OsStr::new(INITTAB_LOCK))?;
-            etc.clean_stale_temps();
-            let now = etc.read_optional(inittab_name, MAX_READ)?;
-            if let Some(without) = now.as_deref().and_then(|b| inittab_without(b, inittab_id)) {
-                etc.write_file(inittab_name, &without, 0o644)
-                    .map_err(|(r, why)| {
-                        refusal_message(r, &why, name, target, Path::new(INITTAB))
-                    })?;
-            }
-            drop(lock);
-            writeln!(out, "removed the {inittab_id} entry from {INITTAB}").map_err(io_err)?;
-            if self.run_tools {
-                // sysvinit stops processes whose entry vanished; BusyBox may not.
-                if target == Target::Inittab {
-                    run_tool(&["telinit".into(), "q".into()])
-                        .map_err(|e| reload_failed(&e, "telinit q"))?;
-                } else {
-                    run_tool(&["kill".into(), "-HUP".into(), "1".into()])
-                        .map_err(|e| reload_failed(&e, "kill -HUP 1"))?;
-                    writeln!(out, "note: unless BusyBox was built with FEATURE_KILL_REMOVED the watchdog keeps running until reboot")
-                        .map_err(io_err)?;
-                }
-            }
-        }
-        for file in &files {
-            let (dir, file_name) = safe_fs::split(file)?;
-            if let Some(d) = self.existing_dir(&mut dirs, dir)? {
-                d.remove(file_name)?;
-            }
-            writeln!(out, "removed {}", file.display()).map_err(io_err)?;
-            self.remove_empty_tunnelctl_dirs(file.parent());
-        }
-        for dir in log_dirs(target, paths) {
-            self.remove_empty_tunnelctl_dirs(Some(&dir));
-        }
-        if self.run_tools && matches!(target, Target::Systemd | Target::SystemdUser) {
-            let mut argv = vec!["systemctl".to_string()];
-            if target == Target::SystemdUser {
-                argv.push("--user".into());
-            }
-            argv.push("daemon-reload".into());
-            run_tool(&argv)?;
-        }
-        Ok(Outcome::Removed)
-    }
-
-    /// Removes `dir` and its parents while they are empty and inside a `tunnelctl` directory.
-    fn remove_empty_tunnelctl_dirs(&self, mut dir: Option<&Path>) {
-        while let Some(d) = dir {
-            if !d.components().any(|c| c.as_os_str() == "tunnelctl") {
-                break;
-            }
-            // remove_dir fails on a non-empty directory, which is exactly the stop we want.
-            if fs::remove_dir(self.host(d)).is_err() {
-                break;
-            }
-            dir = d.parent();
-        }
     }
 }
 
@@ -627,6 +445,105 @@ fn write_diff(
     };
     out.write_all(unified_diff(&old_label, &shown, &old_text, &new_text).as_bytes())
         .map_err(io_err)
+}
+
+/// Per tunnel: whether nothing of it was there before (fresh) and whether anything of
+/// it changes (a file or its inittab entry).
+fn tunnel_plans(
+    count: usize,
+    changes: &[FileChange],
+    entry_state: &[(bool, bool)],
+) -> Vec<TunnelPlan> {
+    (0..count)
+        .map(|i| {
+            let mine = changes.iter().filter(|c| c.owner == i);
+            let files_fresh = mine.clone().all(|c| c.old.is_none());
+            let files_changed = mine.clone().any(FileChange::changed);
+            TunnelPlan {
+                fresh: files_fresh && !entry_state[i].0,
+                changed: files_changed || entry_state[i].1,
+            }
+        })
+        .collect()
+}
+
+/// The diff of every changed file, then of /etc/inittab.
+fn show_diffs(
+    out: &mut dyn Write,
+    changes: &[FileChange],
+    inittab: Option<&InittabChange>,
+) -> Result<(), String> {
+    for change in changes.iter().filter(|c| c.changed()) {
+        write_diff(out, &change.shown_path, change.old.as_deref(), &change.new)?;
+    }
+    if let Some(c) = inittab {
+        write_diff(
+            out,
+            Path::new(INITTAB),
+            c.existed.then_some(&c.old[..]),
+            &c.new,
+        )?;
+    }
+    Ok(())
+}
+
+/// One line per tunnel saying what install did (for a dry run: would do), and the
+/// outcomes in the same order.
+fn report(
+    out: &mut dyn Write,
+    target: Target,
+    items: &[(&str, &Rendered)],
+    plans: &[TunnelPlan],
+    dry_run: bool,
+) -> Result<Vec<Outcome>, String> {
+    let mut outcomes = Vec::new();
+    for ((name, _), plan) in items.iter().zip(plans) {
+        let (done, outcome) = match (plan.changed, plan.fresh, dry_run) {
+            (false, _, _) => ("unchanged", Outcome::Unchanged),
+            (true, true, true) => (
+                "would install (dry run, nothing written)",
+                Outcome::WouldChange,
+            ),
+            (true, false, true) => (
+                "would update (dry run, nothing written)",
+                Outcome::WouldChange,
+            ),
+            (true, true, false) => ("installed", Outcome::Installed),
+            (true, false, false) => ("updated", Outcome::Updated),
+        };
+        writeln!(out, "{name} ({target}): {done}").map_err(io_err)?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Renames each staged file over its destination, checked again just before.
+fn commit_staged(
+    dirs: &Dirs,
+    staged: &[(&FileChange, std::ffi::OsString)],
+    target: Target,
+    items: &[(&str, &Rendered)],
+) -> Result<(), String> {
+    for (change, temp) in staged {
+        let dir = &dirs.0[&change.dir];
+        dir.check_destination(&change.name).map_err(|(r, why)| {
+            refusal_message(r, &why, items[change.owner].0, target, &change.shown_path)
+        })?;
+        dir.commit(temp, &change.name)?;
+    }
+    Ok(())
+}
+
+/// fsyncs each directory that got a file, once: the renames in it are durable.
+fn sync_dirs(dirs: &Dirs, pending: &[&FileChange]) -> Result<(), String> {
+    let mut synced: Vec<&Path> = Vec::new();
+    for change in pending {
+        if !synced.contains(&change.dir.as_path()) {
+            dirs.0[&change.dir].sync()?;
+            synced.push(&change.dir);
+        }
+    }
+    Ok(())
 }
 
 /// One `syncfs` per filesystem holding staged files (Linux only; elsewhere each file
@@ -682,66 +599,6 @@ fn refusal_message(
             shown.display()
         ),
         safe_fs::Refusal::NotRegular | safe_fs::Refusal::Io => why.to_string(),
-    }
-}
-
-fn reload_failed(error: &str, command: &str) -> String {
-    format!(
-        "{INITTAB} is already updated, but {error}: init has not read it yet. Run `{command}` \
-         once init can be reached (or reboot)"
-    )
-}
-
-/// Asks the running watchdog of an updated inittab tunnel to exit (SIGTERM), so init
-/// respawns it with the new args file. Only a live tunnel-watchdog found through its
-/// checked state file is signalled.
-fn restart_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(), String> {
-    let home = crate::home::home_dir();
-    let uid = nix::unistd::getuid().as_raw();
-    let env = |k: &str| std::env::var(k).ok();
-    let dirs = crate::locations::state_dir_candidates(target, name, &home, uid, &env);
-    let row = crate::status::read_row(name, Some(target), &dirs);
-    match (&row.state, row.running) {
-        (Some(state), true) => {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(state.pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            )
-            .map_err(|e| format!("cannot stop the old watchdog (pid {}): {e}", state.pid))?;
-            writeln!(out, "{name}: asked the running watchdog (pid {}) to exit; init starts it again with the new arguments", state.pid)
-                .map_err(io_err)
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Log directories a target's rendering asks install to create (launchd, inittab).
-fn log_dirs(target: Target, paths: &[PathBuf]) -> Vec<PathBuf> {
-    match target {
-        Target::Launchd => vec!["/var/log/tunnelctl".into()],
-        // …/Library/LaunchAgents/x.plist → …/Library/Logs/tunnelctl
-        Target::LaunchdAgent => paths
-            .first()
-            .and_then(|p| p.parent()?.parent())
-            .map(|library| vec![library.join("Logs/tunnelctl")])
-            .unwrap_or_default(),
-        Target::Inittab | Target::Busybox => vec![inittab::LOG_DIR.into()],
-        _ => Vec::new(),
-    }
-}
-
-/// Runs an init tool for install or uninstall (`status` and `reconnect` ask systemctl
-/// themselves). Prints the command so the user sees what happened to their system.
-pub fn run_tool(argv: &[String]) -> Result<(), String> {
-    eprintln!("+ {}", argv.join(" "));
-    let status = Command::new(&argv[0])
-        .args(&argv[1..])
-        .status()
-        .map_err(|e| format!("could not run {}: {e}", argv[0]))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{}` failed ({status})", argv.join(" ")))
     }
 }
 

@@ -1,0 +1,182 @@
+//! Uninstall: the service stopped, then what install wrote removed, the init system told.
+//!
+//! What uninstall removes: the files install wrote for the tunnel, our marker and entry
+//! line in `/etc/inittab`, and afterwards directories that are empty *and* lie inside a
+//! directory named `tunnelctl` (`/etc/tunnelctl/run`, `/var/log/tunnelctl`, …). Standard
+//! directories such as `/etc/systemd/system` are never removed, even when install
+//! created them under an empty `--root`.
+
+use super::*;
+
+impl Installer {
+    /// Stops the tunnel and removes what install wrote (see the module comment).
+    pub fn uninstall(
+        &self,
+        name: &str,
+        target: Target,
+        paths: &[PathBuf],
+        inittab_id: &str,
+        out: &mut dyn Write,
+    ) -> Result<Outcome, String> {
+        let mut dirs = Dirs::for_target(target);
+        let files = self.files_to_remove(&mut dirs, paths, out)?;
+        let etc = self.inittab_dir_of(&mut dirs, target)?;
+        let has_entry = has_inittab_entry(etc.as_ref(), inittab_id)?;
+        if files.is_empty() && !has_entry {
+            writeln!(out, "{name} ({target}): not installed").map_err(io_err)?;
+            return Ok(Outcome::NotInstalled);
+        }
+        if self.dry_run {
+            report_would_remove(out, &files, has_entry, inittab_id)?;
+            return Ok(Outcome::WouldChange);
+        }
+        // Stop first, while the init system still knows the service.
+        self.stop_service(name, target)?;
+        if has_entry && let Some(etc) = &etc {
+            remove_inittab_entry(etc, name, target, inittab_id, out)?;
+            self.reload_inittab_after_removal(target, out)?;
+        }
+        self.remove_files(&mut dirs, &files, out)?;
+        for dir in log_dirs(target, paths) {
+            self.remove_empty_tunnelctl_dirs(Some(&dir));
+        }
+        self.forget_removed_units(target)?;
+        Ok(Outcome::Removed)
+    }
+
+    /// The paths install wrote that are there now. A link in their place (a mask) is the
+    /// admin's, not ours: left alone, and said so.
+    fn files_to_remove(
+        &self,
+        dirs: &mut Dirs,
+        paths: &[PathBuf],
+        out: &mut dyn Write,
+    ) -> Result<Vec<PathBuf>, String> {
+        let mut files = Vec::new();
+        for path in paths {
+            let (dir, file_name) = safe_fs::split(path)?;
+            let Some(d) = self.existing_dir(dirs, dir)? else {
+                continue;
+            };
+            match d.check_destination(file_name) {
+                Ok(()) if d.lstat(file_name)?.is_some() => files.push(path.clone()),
+                Ok(()) => {}
+                // A mask (or any link) is the admin's, not ours: left alone.
+                Err((_, why)) => {
+                    writeln!(out, "left alone: {why} (not written by tunnelctl)").map_err(io_err)?
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// /etc, for a target that keeps its entry in /etc/inittab and when it exists.
+    fn inittab_dir_of(
+        &self,
+        dirs: &mut Dirs,
+        target: Target,
+    ) -> Result<Option<safe_fs::Dir>, String> {
+        if !matches!(target, Target::Inittab | Target::Busybox) {
+            return Ok(None);
+        }
+        let (inittab_dir, _) = safe_fs::split(Path::new(INITTAB))?;
+        self.existing_dir(dirs, inittab_dir)?;
+        Ok(dirs.0.remove(inittab_dir))
+    }
+
+    /// Removes each file, then the `tunnelctl` directories it leaves empty.
+    fn remove_files(
+        &self,
+        dirs: &mut Dirs,
+        files: &[PathBuf],
+        out: &mut dyn Write,
+    ) -> Result<(), String> {
+        for file in files {
+            let (dir, file_name) = safe_fs::split(file)?;
+            if let Some(d) = self.existing_dir(dirs, dir)? {
+                d.remove(file_name)?;
+            }
+            writeln!(out, "removed {}", file.display()).map_err(io_err)?;
+            self.remove_empty_tunnelctl_dirs(file.parent());
+        }
+        Ok(())
+    }
+
+    /// Removes `dir` and its parents while they are empty and inside a `tunnelctl` directory.
+    fn remove_empty_tunnelctl_dirs(&self, mut dir: Option<&Path>) {
+        while let Some(d) = dir {
+            if !d.components().any(|c| c.as_os_str() == "tunnelctl") {
+                break;
+            }
+            // remove_dir fails on a non-empty directory, which is exactly the stop we want.
+            if fs::remove_dir(self.host(d)).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+}
+
+/// Whether /etc/inittab (in `etc`, when given) has our entry for `id`.
+fn has_inittab_entry(etc: Option<&safe_fs::Dir>, id: &str) -> Result<bool, String> {
+    let Some(etc) = etc else {
+        return Ok(false);
+    };
+    let (_, inittab_name) = safe_fs::split(Path::new(INITTAB))?;
+    Ok(etc
+        .read_optional(inittab_name, MAX_READ)?
+        .and_then(|bytes| inittab_without(&bytes, id))
+        .is_some())
+}
+
+/// What a dry-run uninstall would remove.
+fn report_would_remove(
+    out: &mut dyn Write,
+    files: &[PathBuf],
+    has_entry: bool,
+    inittab_id: &str,
+) -> Result<(), String> {
+    for file in files {
+        writeln!(out, "would remove {}", file.display()).map_err(io_err)?;
+    }
+    if has_entry {
+        writeln!(out, "would remove the {inittab_id} entry from {INITTAB}").map_err(io_err)?;
+    }
+    Ok(())
+}
+
+/// Takes our entry out of /etc/inittab, read again under the lock (see
+/// [`InittabPlan::write`]).
+fn remove_inittab_entry(
+    etc: &safe_fs::Dir,
+    name: &str,
+    target: Target,
+    inittab_id: &str,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let (_, inittab_name) = safe_fs::split(Path::new(INITTAB))?;
+    let lock = etc.lock(OsStr::new(INITTAB_LOCK))?;
+    etc.clean_stale_temps();
+    let now = etc.read_optional(inittab_name, MAX_READ)?;
+    if let Some(without) = now.as_deref().and_then(|b| inittab_without(b, inittab_id)) {
+        etc.write_file(inittab_name, &without, 0o644)
+            .map_err(|(r, why)| refusal_message(r, &why, name, target, Path::new(INITTAB)))?;
+    }
+    drop(lock);
+    writeln!(out, "removed the {inittab_id} entry from {INITTAB}").map_err(io_err)
+}
+
+/// Log directories a target's rendering asks install to create (launchd, inittab).
+fn log_dirs(target: Target, paths: &[PathBuf]) -> Vec<PathBuf> {
+    match target {
+        Target::Launchd => vec!["/var/log/tunnelctl".into()],
+        // …/Library/LaunchAgents/x.plist → …/Library/Logs/tunnelctl
+        Target::LaunchdAgent => paths
+            .first()
+            .and_then(|p| p.parent()?.parent())
+            .map(|library| vec![library.join("Logs/tunnelctl")])
+            .unwrap_or_default(),
+        Target::Inittab | Target::Busybox => vec![inittab::LOG_DIR.into()],
+        _ => Vec::new(),
+    }
+}
