@@ -30,6 +30,21 @@ const TUNNEL_KEYS: &[&str] = &[
     "on_change",
 ];
 pub(super) const FORWARD_KEYS: &[&str] = &["remote", "local", "dynamic", "to", "bind"];
+const TOP_KEYS: &[&str] = &["defaults", "tunnels"];
+const KEEPALIVE_KEYS: &[&str] = &["interval", "count"];
+const PROBE_KEYS: &[&str] = &["interval", "timeout", "failures"];
+const BACKOFF_KEYS: &[&str] = &["initial", "max"];
+
+/// Every level's keys: the top level, a tunnel (or `defaults`), a forward, `keepalive`,
+/// `probe`, `backoff`.
+pub const KEYS: [&[&str]; 6] = [
+    TOP_KEYS,
+    TUNNEL_KEYS,
+    FORWARD_KEYS,
+    KEEPALIVE_KEYS,
+    PROBE_KEYS,
+    BACKOFF_KEYS,
+];
 
 #[derive(Clone, Debug)]
 pub(super) struct Located<T> {
@@ -83,7 +98,7 @@ impl Cx {
         let Some(root) = self.root(text) else {
             return Vec::new();
         };
-        let Some(top) = self.map(&root, &["defaults", "tunnels"], "at the top level") else {
+        let Some(top) = self.map(&root, TOP_KEYS, "at the top level") else {
             return Vec::new();
         };
         let defaults = match top.get("defaults") {
@@ -343,7 +358,7 @@ impl Cx {
                 "forwards" => p.forwards = self.forwards(key, value),
                 "ssh_options" => p.ssh_options = self.ssh_options(value),
                 "keepalive" => {
-                    if let Some(m) = self.map(value, &["interval", "count"], "in `keepalive`") {
+                    if let Some(m) = self.map(value, KEEPALIVE_KEYS, "in `keepalive`") {
                         p.keepalive_interval =
                             m.get("interval").and_then(|(_, v)| self.duration(v, true));
                         p.keepalive_count =
@@ -351,9 +366,7 @@ impl Cx {
                     }
                 }
                 "probe" => {
-                    if let Some(m) =
-                        self.map(value, &["interval", "timeout", "failures"], "in `probe`")
-                    {
+                    if let Some(m) = self.map(value, PROBE_KEYS, "in `probe`") {
                         p.probe_interval =
                             m.get("interval").and_then(|(_, v)| self.duration(v, true));
                         p.probe_timeout =
@@ -364,7 +377,7 @@ impl Cx {
                     }
                 }
                 "backoff" => {
-                    if let Some(m) = self.map(value, &["initial", "max"], "in `backoff`") {
+                    if let Some(m) = self.map(value, BACKOFF_KEYS, "in `backoff`") {
                         p.backoff_initial =
                             m.get("initial").and_then(|(_, v)| self.duration(v, true));
                         p.backoff_max = m.get("max").and_then(|(_, v)| self.duration(v, true));
