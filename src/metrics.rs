@@ -23,7 +23,7 @@
 
 use std::fmt::Write;
 
-use crate::state::{ForwardHealth, Phase, State};
+use crate::state::{ForwardHealth, ForwardState, Phase, State};
 
 /// One tunnel to render: its name, its state file's contents, and the time (unix
 /// seconds) the durations are measured against.
@@ -49,170 +49,161 @@ fn last_network_event(_state: &State) -> u64 {
     0
 }
 
+/// Where a family's samples come from.
+enum Samples {
+    /// One sample per tunnel (none where the value is `None`).
+    PerTunnel(fn(&Tunnel<'_>) -> Option<String>),
+    /// One sample per tunnel and state: 1 for the current one, 0 for the others.
+    PerState,
+    /// One sample per forward of every tunnel (none where the value is `None`).
+    PerForward(fn(&ForwardState) -> Option<String>),
+}
+
+/// One metric family: what its HELP and TYPE lines say, and its samples.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Samples,
+}
+
+/// Every family, in the order they are written (the table at the top of this file).
+const FAMILIES: [Family; 12] = [
+    Family {
+        name: "tunnelctl_tunnel_up",
+        kind: "gauge",
+        help: "1 when the tunnel carries its forwards (state up or degraded), else 0.",
+        samples: Samples::PerTunnel(|t| {
+            Some(flag(matches!(t.state.phase, Phase::Up | Phase::Degraded)))
+        }),
+    },
+    Family {
+        name: "tunnelctl_tunnel_degraded",
+        kind: "gauge",
+        help: "1 when the tunnel is up but a forward's target refuses connections, else 0.",
+        samples: Samples::PerTunnel(|t| Some(flag(t.state.phase == Phase::Degraded))),
+    },
+    Family {
+        name: "tunnelctl_tunnel_state",
+        kind: "gauge",
+        help: "The watchdog's state: 1 for the current one.",
+        samples: Samples::PerState,
+    },
+    Family {
+        name: "tunnelctl_forward_up",
+        kind: "gauge",
+        help: "1 when the forward's last probe carried data, else 0.",
+        samples: Samples::PerForward(|f| Some(flag(f.health == ForwardHealth::Up))),
+    },
+    Family {
+        name: "tunnelctl_forward_probe_latency_seconds",
+        kind: "gauge",
+        help: "How long the forward's last probe took.",
+        samples: Samples::PerForward(|f| (f.latency_ms > 0).then(|| seconds_from_ms(f.latency_ms))),
+    },
+    Family {
+        name: "tunnelctl_restarts_total",
+        kind: "counter",
+        help: "ssh starts by this watchdog.",
+        samples: Samples::PerTunnel(|t| Some(t.state.restarts.to_string())),
+    },
+    Family {
+        name: "tunnelctl_reconnects_total",
+        kind: "counter",
+        help: "Reconnects without a watchdog restart (a signal, a network change, a held -R port).",
+        samples: Samples::PerTunnel(|t| Some(t.state.reconnects.to_string())),
+    },
+    Family {
+        name: "tunnelctl_state_seconds",
+        kind: "gauge",
+        help: "Seconds in the current state.",
+        samples: Samples::PerTunnel(|t| {
+            (t.state.state_since > 0).then(|| t.now.saturating_sub(t.state.state_since).to_string())
+        }),
+    },
+    Family {
+        name: "tunnelctl_state_since_timestamp_seconds",
+        kind: "gauge",
+        help: "Unix time the current state began.",
+        samples: Samples::PerTunnel(|t| {
+            (t.state.state_since > 0).then(|| t.state.state_since.to_string())
+        }),
+    },
+    Family {
+        name: "tunnelctl_backoff_remaining_seconds",
+        kind: "gauge",
+        help: "Seconds until the next connection attempt (0: none pending).",
+        samples: Samples::PerTunnel(|t| Some(backoff_remaining(t).to_string())),
+    },
+    Family {
+        name: "tunnelctl_last_probe_ok_timestamp_seconds",
+        kind: "gauge",
+        help: "Unix time of the last good probe round (0: none); stale means a stuck or killed watchdog.",
+        samples: Samples::PerTunnel(|t| Some(t.state.last_probe_ok.to_string())),
+    },
+    Family {
+        name: "tunnelctl_last_network_event_timestamp_seconds",
+        kind: "gauge",
+        help: "Unix time of the last network change the watchdog reacted to (0: none).",
+        samples: Samples::PerTunnel(|t| Some(last_network_event(t.state).to_string())),
+    },
+];
+
 /// The whole exposition for `tunnels`, ending in a newline (empty for no tunnels).
 pub fn render(tunnels: &[Tunnel<'_>]) -> String {
     let mut out = String::new();
     if tunnels.is_empty() {
         return out;
     }
-    per_tunnel(
-        &mut out,
-        "tunnelctl_tunnel_up",
-        "gauge",
-        "1 when the tunnel carries its forwards (state up or degraded), else 0.",
-        tunnels,
-        |t| Some(flag(matches!(t.state.phase, Phase::Up | Phase::Degraded))),
-    );
-    per_tunnel(
-        &mut out,
-        "tunnelctl_tunnel_degraded",
-        "gauge",
-        "1 when the tunnel is up but a forward's target refuses connections, else 0.",
-        tunnels,
-        |t| Some(flag(t.state.phase == Phase::Degraded)),
-    );
-
-    header(
-        &mut out,
-        "tunnelctl_tunnel_state",
-        "gauge",
-        "The watchdog's state: 1 for the current one.",
-    );
-    for t in tunnels {
-        for phase in PHASES {
-            let _ = writeln!(
-                out,
-                "tunnelctl_tunnel_state{{tunnel=\"{}\",state=\"{}\"}} {}",
-                escape_label(t.name),
-                phase,
-                flag(t.state.phase == phase)
-            );
-        }
+    for family in &FAMILIES {
+        family.write(&mut out, tunnels);
     }
-
-    per_forward(
-        &mut out,
-        "tunnelctl_forward_up",
-        "1 when the forward's last probe carried data, else 0.",
-        tunnels,
-        |f| Some(flag(f.health == ForwardHealth::Up)),
-    );
-    per_forward(
-        &mut out,
-        "tunnelctl_forward_probe_latency_seconds",
-        "How long the forward's last probe took.",
-        tunnels,
-        |f| (f.latency_ms > 0).then(|| seconds_from_ms(f.latency_ms)),
-    );
-
-    per_tunnel(
-        &mut out,
-        "tunnelctl_restarts_total",
-        "counter",
-        "ssh starts by this watchdog.",
-        tunnels,
-        |t| Some(t.state.restarts.to_string()),
-    );
-    per_tunnel(
-        &mut out,
-        "tunnelctl_reconnects_total",
-        "counter",
-        "Reconnects without a watchdog restart (a signal, a network change, a held -R port).",
-        tunnels,
-        |t| Some(t.state.reconnects.to_string()),
-    );
-    per_tunnel(
-        &mut out,
-        "tunnelctl_state_seconds",
-        "gauge",
-        "Seconds in the current state.",
-        tunnels,
-        |t| {
-            (t.state.state_since > 0).then(|| t.now.saturating_sub(t.state.state_since).to_string())
-        },
-    );
-    per_tunnel(
-        &mut out,
-        "tunnelctl_state_since_timestamp_seconds",
-        "gauge",
-        "Unix time the current state began.",
-        tunnels,
-        |t| (t.state.state_since > 0).then(|| t.state.state_since.to_string()),
-    );
-    per_tunnel(
-        &mut out,
-        "tunnelctl_backoff_remaining_seconds",
-        "gauge",
-        "Seconds until the next connection attempt (0: none pending).",
-        tunnels,
-        |t| {
-            let remaining = if t.state.phase == Phase::BackingOff {
-                t.state.backoff_until.saturating_sub(t.now)
-            } else {
-                0
-            };
-            Some(remaining.to_string())
-        },
-    );
-    per_tunnel(
-        &mut out,
-        "tunnelctl_last_probe_ok_timestamp_seconds",
-        "gauge",
-        "Unix time of the last good probe round (0: none); stale means a stuck or killed watchdog.",
-        tunnels,
-        |t| Some(t.state.last_probe_ok.to_string()),
-    );
-    per_tunnel(
-        &mut out,
-        "tunnelctl_last_network_event_timestamp_seconds",
-        "gauge",
-        "Unix time of the last network change the watchdog reacted to (0: none).",
-        tunnels,
-        |t| Some(last_network_event(t.state).to_string()),
-    );
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn per_tunnel(
-    out: &mut String,
-    name: &str,
-    kind: &str,
-    help: &str,
-    tunnels: &[Tunnel<'_>],
-    value: impl Fn(&Tunnel<'_>) -> Option<String>,
-) {
-    header(out, name, kind, help);
-    for t in tunnels {
-        if let Some(v) = value(t) {
-            let _ = writeln!(out, "{name}{{tunnel=\"{}\"}} {v}", escape_label(t.name));
+impl Family {
+    /// HELP, TYPE, then every sample.
+    fn write(&self, out: &mut String, tunnels: &[Tunnel<'_>]) {
+        let name = self.name;
+        let _ = writeln!(out, "# HELP {name} {}", escape_help(self.help));
+        let _ = writeln!(out, "# TYPE {name} {}", self.kind);
+        for t in tunnels {
+            let tunnel = escape_label(t.name);
+            match &self.samples {
+                Samples::PerTunnel(value) => {
+                    if let Some(v) = value(t) {
+                        let _ = writeln!(out, "{name}{{tunnel=\"{tunnel}\"}} {v}");
+                    }
+                }
+                Samples::PerState => {
+                    for phase in PHASES {
+                        let v = flag(t.state.phase == phase);
+                        let _ =
+                            writeln!(out, "{name}{{tunnel=\"{tunnel}\",state=\"{phase}\"}} {v}");
+                    }
+                }
+                Samples::PerForward(value) => {
+                    for f in &t.state.forwards {
+                        if let Some(v) = value(f) {
+                            let forward = escape_label(&f.spec);
+                            let _ = writeln!(
+                                out,
+                                "{name}{{tunnel=\"{tunnel}\",forward=\"{forward}\"}} {v}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
-fn per_forward(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    tunnels: &[Tunnel<'_>],
-    value: impl Fn(&crate::state::ForwardState) -> Option<String>,
-) {
-    header(out, name, "gauge", help);
-    for t in tunnels {
-        for f in &t.state.forwards {
-            if let Some(v) = value(f) {
-                let _ = writeln!(
-                    out,
-                    "{name}{{tunnel=\"{}\",forward=\"{}\"}} {v}",
-                    escape_label(t.name),
-                    escape_label(&f.spec)
-                );
-            }
-        }
+/// Seconds until the next connection attempt: 0 unless backing off.
+fn backoff_remaining(t: &Tunnel<'_>) -> u64 {
+    if t.state.phase == Phase::BackingOff {
+        t.state.backoff_until.saturating_sub(t.now)
+    } else {
+        0
     }
 }
 

@@ -144,31 +144,18 @@ impl Lane {
                 .iter()
                 .map(|i| inj.old_session_pid(i.tool))
                 .collect();
-            let (recovered, local): (Vec<Option<Duration>>, Vec<Option<Duration>>) =
-                if fault == Fault::AddressChanged {
-                    measure::wait_recovery_split(
-                        self,
-                        &self.instances,
-                        reference,
-                        deadline,
-                        &old_session_pids,
-                        || faults::tick(self, &mut inj),
-                    )
-                    .into_iter()
-                    .map(|(l, both)| (both, l))
-                    .unzip()
-                } else {
-                    let r = measure::wait_recovery(
-                        self,
-                        &self.instances,
-                        reference,
-                        deadline,
-                        &old_session_pids,
-                        || faults::tick(self, &mut inj),
-                    );
-                    let n = r.len();
-                    (r, vec![None; n])
-                };
+            let (local, recovered): (Vec<Option<Duration>>, Vec<Option<Duration>>) =
+                measure::wait_recovery_split(
+                    self,
+                    &self.instances,
+                    reference,
+                    deadline,
+                    &old_session_pids,
+                    fault == Fault::AddressChanged,
+                    || faults::tick(self, &mut inj),
+                )
+                .into_iter()
+                .unzip();
             let slow = std::mem::take(&mut inj.slow);
             let attempts = firewall::attempts(&self.server);
             let notes = inj.notes.clone();

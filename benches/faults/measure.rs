@@ -40,52 +40,26 @@ pub fn wait_recovery(
     reference: Instant,
     deadline: Duration,
     old_sessions: &[Option<i32>],
-    mut tick: impl FnMut(),
+    tick: impl FnMut(),
 ) -> Vec<Option<Duration>> {
-    let end = reference + deadline;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = insts
-            .iter()
-            .enumerate()
-            .map(|(k, inst)| {
-                let old_session = old_sessions.get(k).copied().flatten();
-                s.spawn(move || {
-                    loop {
-                        let t0 = Instant::now();
-                        if t0 > end || stop::requested() {
-                            return None;
-                        }
-                        let port_free = old_session.is_none_or(procs::is_zombie);
-                        if port_free && check_instance(lane, inst) {
-                            return Some(t0.saturating_duration_since(reference));
-                        }
-                        std::thread::sleep(CHECK_EVERY);
-                    }
-                })
-            })
-            .collect();
-        // Bounded: every checker returns by `end` plus one check.
-        while handles.iter().any(|h| !h.is_finished()) {
-            tick();
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(None))
-            .collect()
-    })
+    wait_recovery_split(lane, insts, reference, deadline, old_sessions, false, tick)
+        .into_iter()
+        .map(|(_, both)| both)
+        .collect()
 }
 
-/// Fault 8: like `wait_recovery`, and also per instance the time to the first check
-/// that `-L` alone passed. `-L` is checked even while the old session lives: the old
-/// flow's packets go nowhere, so that check cannot reach (and keep alive) the old
-/// session; only `-R` waits for the port to be free.
+/// Like `wait_recovery`, returning per instance (`-L` alone, both). With `local_first`
+/// (fault 8) the first is the time to the first check that `-L` alone passed, and both
+/// are checked only after it. `-L` is checked even while the old session lives: the
+/// old flow's packets go nowhere, so that check cannot reach (and keep alive) the old
+/// session; only `-R` waits for the port to be free. Without, the first is `None`.
 pub fn wait_recovery_split(
     lane: &Lane,
     insts: &[Instance],
     reference: Instant,
     deadline: Duration,
     old_sessions: &[Option<i32>],
+    local_first: bool,
     mut tick: impl FnMut(),
 ) -> Vec<(Option<Duration>, Option<Duration>)> {
     let end = reference + deadline;
@@ -95,30 +69,10 @@ pub fn wait_recovery_split(
             .enumerate()
             .map(|(k, inst)| {
                 let old_session = old_sessions.get(k).copied().flatten();
-                s.spawn(move || {
-                    let local: SocketAddr = ([127, 0, 0, 1], inst.local_port).into();
-                    let banner = server_banner(lane.n);
-                    let mut local_at = None;
-                    loop {
-                        let t0 = Instant::now();
-                        if t0 > end || stop::requested() {
-                            return (local_at, None);
-                        }
-                        let since = t0.saturating_duration_since(reference);
-                        if local_at.is_none()
-                            && targets::check(&lane.client, local, &banner, CHECK_TIMEOUT)
-                        {
-                            local_at = Some(since);
-                        }
-                        let port_free = old_session.is_none_or(procs::is_zombie);
-                        if local_at.is_some() && port_free && check_instance(lane, inst) {
-                            return (local_at, Some(since));
-                        }
-                        std::thread::sleep(CHECK_EVERY);
-                    }
-                })
+                s.spawn(move || wait_one(lane, inst, old_session, reference, end, local_first))
             })
             .collect();
+        // Bounded: every checker returns by `end` plus one check.
         while handles.iter().any(|h| !h.is_finished()) {
             tick();
             std::thread::sleep(Duration::from_millis(250));
@@ -128,6 +82,38 @@ pub fn wait_recovery_split(
             .map(|h| h.join().unwrap_or((None, None)))
             .collect()
     })
+}
+
+/// One instance's checks for [`wait_recovery_split`], every `CHECK_EVERY` until `end`.
+fn wait_one(
+    lane: &Lane,
+    inst: &Instance,
+    old_session: Option<i32>,
+    reference: Instant,
+    end: Instant,
+    local_first: bool,
+) -> (Option<Duration>, Option<Duration>) {
+    let local: SocketAddr = ([127, 0, 0, 1], inst.local_port).into();
+    let banner = server_banner(lane.n);
+    let mut local_at = None;
+    loop {
+        let t0 = Instant::now();
+        if t0 > end || stop::requested() {
+            return (local_at, None);
+        }
+        let since = t0.saturating_duration_since(reference);
+        if local_first
+            && local_at.is_none()
+            && targets::check(&lane.client, local, &banner, CHECK_TIMEOUT)
+        {
+            local_at = Some(since);
+        }
+        let port_free = old_session.is_none_or(procs::is_zombie);
+        if (local_at.is_some() || !local_first) && port_free && check_instance(lane, inst) {
+            return (local_at, Some(since));
+        }
+        std::thread::sleep(CHECK_EVERY);
+    }
 }
 
 /// What stopping a unit left behind.

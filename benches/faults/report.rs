@@ -8,6 +8,7 @@ use crate::cli::Options;
 use crate::faults::{self, Fault};
 use crate::lane::TrialResult;
 use crate::measure::{Footprint, StopOutcome};
+use crate::slowlink::SlowStats;
 use crate::tools::Tool;
 
 pub struct Machine {
@@ -127,17 +128,39 @@ fn median(v: &mut [f64]) -> Option<f64> {
     })
 }
 
+/// The median and the maximum; `None` for no values.
+fn median_max(v: &mut [f64]) -> Option<(f64, f64)> {
+    let max = v.iter().copied().reduce(f64::max)?;
+    Some((median(v)?, max))
+}
+
+/// Seconds from the old server session's exit (the floor for `-R`: it holds the remote
+/// port until then) to recovery. old_session_secs counts from the fault, recovery_secs
+/// from the clock's start: the same instant on fault 6, nearly on fault 8 (the address
+/// change takes milliseconds).
+fn after_floor(r: &TrialResult) -> Option<f64> {
+    Some(r.recovery_secs? - r.old_session_secs?)
+}
+
+/// One field of fault 10's figures, summed over the trials that have them.
+fn slow_total<T: std::iter::Sum<T>>(rs: &[&TrialResult], field: fn(&SlowStats) -> T) -> T {
+    rs.iter().filter_map(|r| r.slow.as_ref()).map(field).sum()
+}
+
 impl Report<'_> {
     pub fn tools(&self) -> Vec<Tool> {
         self.opts.tools.clone()
     }
 
-    pub fn cell(&self, fault: Fault, tool: Tool) -> Cell {
-        let rs: Vec<&TrialResult> = self
-            .trials
+    /// The trials of `tool` on `fault` that count: those where it was healthy before.
+    fn counted(&self, fault: Fault, tool: Tool) -> impl Iterator<Item = &TrialResult> {
+        self.trials
             .iter()
-            .filter(|r| r.fault == fault && r.tool == tool && r.healthy_before)
-            .collect();
+            .filter(move |r| r.fault == fault && r.tool == tool && r.healthy_before)
+    }
+
+    pub fn cell(&self, fault: Fault, tool: Tool) -> Cell {
+        let rs: Vec<&TrialResult> = self.counted(fault, tool).collect();
         let mut secs: Vec<f64> = rs.iter().filter_map(|r| r.recovery_secs).collect();
         let mut att: Vec<f64> = rs.iter().map(|r| r.attempts as f64).collect();
         Cell {
@@ -176,8 +199,26 @@ impl Report<'_> {
 
     pub fn markdown(&self) -> String {
         let tools = self.tools();
-        let m = &self.machine;
         let mut s = String::new();
+        self.intro_section(&mut s);
+        self.recovery_section(&mut s, &tools);
+        self.attempts_section(&mut s, &tools);
+        self.old_session_section(&mut s, &tools);
+        self.address_change_section(&mut s, &tools);
+        self.slow_uplink_section(&mut s, &tools);
+        self.leftovers_section(&mut s, &tools);
+        self.footprint_section(&mut s);
+        if tools.contains(&Tool::A) {
+            self.targets_section(&mut s);
+        }
+        self.notes_section(&mut s);
+        self.method_section(&mut s);
+        s
+    }
+
+    /// The title, the machine, the command, and what went wrong.
+    fn intro_section(&self, s: &mut String) {
+        let m = &self.machine;
         let _ = writeln!(s, "# Fault bench: tunnelctl vs autossh vs a respawn loop\n");
         let _ = writeln!(
             s,
@@ -208,7 +249,10 @@ impl Report<'_> {
         for e in &self.errors {
             let _ = writeln!(s, "**Error:** {e}\n");
         }
+    }
 
+    /// Seconds to recover per fault and tool.
+    fn recovery_section(&self, s: &mut String, tools: &[Tool]) {
         let _ = writeln!(s, "## Time to recover\n");
         let _ = writeln!(
             s,
@@ -218,36 +262,33 @@ impl Report<'_> {
              \"never\" = not within {} s.\n",
             self.opts.deadline_secs
         );
-        header(&mut s, "fault", &tools);
-        for &f in &self.opts.faults {
-            let cells: Vec<String> = tools.iter().map(|&t| self.recovery_text(f, t)).collect();
-            fault_row(&mut s, f, &cells);
-        }
+        fault_table(s, &self.opts.faults, &tools, |f, t| {
+            self.recovery_text(f, t)
+        });
         let _ = writeln!(
             s,
             "\n![Median time to recover per fault and tool](recovery.svg)"
         );
+    }
 
+    /// Connections to sshd during the outage.
+    fn attempts_section(&self, s: &mut String, tools: &[Tool]) {
         let _ = writeln!(s, "\n## Connection attempts during the outage\n");
         let _ = writeln!(
             s,
             "TCP connections the tool opened to sshd from the fault until it recovered (or the deadline): distinct SYNs counted by nftables on the server, median (max).\n"
         );
-        header(&mut s, "fault", &tools);
-        for &f in &self.opts.faults {
-            let cells: Vec<String> = tools
-                .iter()
-                .map(|&t| {
-                    let c = self.cell(f, t);
-                    match c.attempts_median {
-                        Some(m) if self.available(t) => format!("{m:.0} ({})", c.attempts_max),
-                        _ => "—".into(),
-                    }
-                })
-                .collect();
-            fault_row(&mut s, f, &cells);
-        }
+        fault_table(s, &self.opts.faults, &tools, |f, t| {
+            let c = self.cell(f, t);
+            match c.attempts_median {
+                Some(m) if self.available(t) => format!("{m:.0} ({})", c.attempts_max),
+                _ => "—".into(),
+            }
+        });
+    }
 
+    /// When the old server session exited, on the faults where it was watched.
+    fn old_session_section(&self, s: &mut String, tools: &[Tool]) {
         let watched: Vec<Fault> = self
             .opts
             .faults
@@ -268,31 +309,21 @@ impl Report<'_> {
                  sets the floor for every tool. It exits early only when the client side closes the connection in a way the server \
                  hears (a killed ssh, on fault 1); otherwise its `ClientAliveInterval 5` × `ClientAliveCountMax 2` decides.\n"
             );
-            header(&mut s, "fault", &tools);
-            for &f in &watched {
-                let cells: Vec<String> = tools
-                    .iter()
-                    .map(|&t| {
-                        let mut v: Vec<f64> = self
-                            .trials
-                            .iter()
-                            .filter(|r| r.fault == f && r.tool == t && r.healthy_before)
-                            .filter_map(|r| r.old_session_secs)
-                            .collect();
-                        let max = v.iter().copied().reduce(f64::max);
-                        match (median(&mut v), max) {
-                            (Some(m), Some(x)) => format!("{m:.1} ({x:.1})"),
-                            _ => "—".into(),
-                        }
-                    })
+            fault_table(s, &watched, &tools, |f, t| {
+                let mut v: Vec<f64> = self
+                    .counted(f, t)
+                    .filter_map(|r| r.old_session_secs)
                     .collect();
-                fault_row(&mut s, f, &cells);
-            }
+                match median_max(&mut v) {
+                    Some((m, x)) => format!("{m:.1} ({x:.1})"),
+                    _ => "—".into(),
+                }
+            });
         }
+    }
 
-        self.address_change_section(&mut s, &tools);
-        self.slow_uplink_section(&mut s, &tools);
-
+    /// Processes left after each stop, and the longest stop.
+    fn leftovers_section(&self, s: &mut String, tools: &[Tool]) {
         let _ = writeln!(
             s,
             "\n## Processes left behind after `systemctl --user stop`\n"
@@ -301,20 +332,13 @@ impl Report<'_> {
             s,
             "Summed over all trials (the unit is stopped and started again after each trial).\n"
         );
-        header(&mut s, "fault", &tools);
-        for &f in &self.opts.faults {
-            let cells: Vec<String> = tools
-                .iter()
-                .map(|&t| {
-                    if self.available(t) {
-                        self.cell(f, t).leftovers.to_string()
-                    } else {
-                        "—".into()
-                    }
-                })
-                .collect();
-            fault_row(&mut s, f, &cells);
-        }
+        fault_table(s, &self.opts.faults, &tools, |f, t| {
+            if self.available(t) {
+                self.cell(f, t).leftovers.to_string()
+            } else {
+                "—".into()
+            }
+        });
         let stops: Vec<String> = tools
             .iter()
             .filter_map(|&t| {
@@ -336,7 +360,10 @@ impl Report<'_> {
         if !stops.is_empty() {
             let _ = writeln!(s, "\nLongest `stop` per tool: {}.", stops.join(", "));
         }
+    }
 
+    /// The idle footprint lane.
+    fn footprint_section(&self, s: &mut String) {
         if !self.footprint.is_empty() {
             let secs = self.footprint.first().map(|f| f.1.seconds).unwrap_or(0.0);
             let _ = writeln!(s, "\n## Idle footprint over {:.1} minutes\n", secs / 60.0);
@@ -369,14 +396,18 @@ impl Report<'_> {
                 );
             }
         }
+    }
 
-        if tools.contains(&Tool::A) {
-            let _ = writeln!(s, "\n## Tool A against the targets of issue 5\n");
-            for line in self.target_verdicts() {
-                let _ = writeln!(s, "- {line}");
-            }
+    /// Tool A against the targets of issue 5 (and issue 14's for faults 8 to 10).
+    fn targets_section(&self, s: &mut String) {
+        let _ = writeln!(s, "\n## Tool A against the targets of issue 5\n");
+        for line in self.target_verdicts() {
+            let _ = writeln!(s, "- {line}");
         }
+    }
 
+    /// Notes from the lanes (once per trial) and from the tools.
+    fn notes_section(&self, s: &mut String) {
         // Lane notes once per trial, tool notes per tool.
         let mut notes: Vec<String> = Vec::new();
         for r in &self.trials {
@@ -405,7 +436,10 @@ impl Report<'_> {
                 let _ = writeln!(s, "- {n}");
             }
         }
+    }
 
+    /// How to read the results, how they are measured, the faults, the tools, tool A's unit.
+    fn method_section(&self, s: &mut String) {
         let _ = writeln!(s, "\n## Reading the results\n");
         let _ = writeln!(s, "{}", READING.trim());
 
@@ -433,7 +467,6 @@ impl Report<'_> {
                 unit.trim()
             );
         }
-        s
     }
 
     /// Fault 8's two times: `-L` alone, and `-R` from the old session's exit (its floor).
@@ -449,46 +482,20 @@ impl Report<'_> {
              server session's exit (the floor for `-R`: it holds the remote port until then); and `-R` after that floor, \
              as on fault 6. Median (max).\n"
         );
-        let _ = writeln!(
-            s,
-            "| | {} |",
-            tools
-                .iter()
-                .map(|t| t.label())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        let _ = writeln!(s, "|---|{}", "---|".repeat(tools.len()));
         type Pick = fn(&TrialResult) -> Option<f64>;
         let rows: [(&str, Pick); 4] = [
             ("`-L` carries data", |r| r.local_secs),
             ("both (`-R` too)", |r| r.recovery_secs),
             ("old session exited", |r| r.old_session_secs),
-            ("`-R` after the floor", |r| {
-                // old_session_secs counts from the fault, recovery from the new address:
-                // both from (nearly) the same instant, the address change takes milliseconds.
-                Some(r.recovery_secs? - r.old_session_secs?)
-            }),
+            ("`-R` after the floor", after_floor),
         ];
-        for (name, pick) in rows {
-            let cells: Vec<String> = tools
-                .iter()
-                .map(|&t| {
-                    let mut v: Vec<f64> = self
-                        .trials
-                        .iter()
-                        .filter(|r| r.fault == f && r.tool == t && r.healthy_before)
-                        .filter_map(pick)
-                        .collect();
-                    let max = v.iter().copied().reduce(f64::max);
-                    match (median(&mut v), max) {
-                        (Some(m), Some(x)) if self.available(t) => format!("{m:.1} s ({x:.1})"),
-                        _ => "—".into(),
-                    }
-                })
-                .collect();
-            let _ = writeln!(s, "| {name} | {} |", cells.join(" | "));
-        }
+        measure_table(s, tools, &rows, |pick, t| {
+            let mut v: Vec<f64> = self.counted(f, t).filter_map(pick).collect();
+            match median_max(&mut v) {
+                Some((m, x)) if self.available(t) => format!("{m:.1} s ({x:.1})"),
+                _ => "—".into(),
+            }
+        });
     }
 
     /// Fault 10: false alarms and check latency under a saturated uplink.
@@ -505,126 +512,57 @@ impl Report<'_> {
              megabytes written into `-L`; then the latency of the end-to-end checks through `-L` (every 2 s, median and \
              max) and how many did not pass within 20 s.\n"
         );
-        let _ = writeln!(
-            s,
-            "| | {} |",
-            tools
-                .iter()
-                .map(|t| t.label())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        let _ = writeln!(s, "|---|{}", "---|".repeat(tools.len()));
-        let of = |t: Tool| -> Vec<&TrialResult> {
-            self.trials
-                .iter()
-                .filter(|r| r.fault == f && r.tool == t && r.healthy_before && r.slow.is_some())
-                .collect()
-        };
-        type Cellf<'x> = Box<dyn Fn(&[&TrialResult]) -> String + 'x>;
-        let upload = crate::slowlink::UPLOAD.as_secs_f64();
-        let rows: Vec<(&str, Cellf)> = vec![
-            (
-                "ssh restarts",
-                Box::new(|rs| {
-                    rs.iter()
-                        .map(|r| r.slow.as_ref().map_or(0, |x| x.ssh_started))
-                        .sum::<usize>()
-                        .to_string()
-                }),
-            ),
-            (
-                "unit restarts",
-                Box::new(|rs| {
-                    rs.iter()
-                        .map(|r| r.slow.as_ref().map_or(0, |x| x.unit_restarts))
-                        .sum::<usize>()
-                        .to_string()
-                }),
-            ),
-            (
-                "connections to sshd",
-                Box::new(move |rs| {
-                    rs.iter()
-                        .map(|r| {
-                            r.attempt_times
-                                .iter()
-                                .filter(|&&t| t <= upload + 1.0)
-                                .count()
-                        })
-                        .sum::<usize>()
-                        .to_string()
-                }),
-            ),
-            (
-                "uploads cut",
-                Box::new(|rs| {
-                    rs.iter()
-                        .map(|r| r.slow.as_ref().map_or(0, |x| x.uploads_cut))
-                        .sum::<usize>()
-                        .to_string()
-                }),
-            ),
-            (
-                "MB uploaded",
-                Box::new(|rs| {
-                    format!(
-                        "{:.1}",
-                        rs.iter()
-                            .map(|r| r.slow.as_ref().map_or(0, |x| x.bytes))
-                            .sum::<u64>() as f64
-                            / 1e6
-                    )
-                }),
-            ),
-            (
-                "check latency",
-                Box::new(|rs| {
-                    let mut v: Vec<f64> = rs
-                        .iter()
-                        .flat_map(|r| {
-                            r.slow
-                                .as_ref()
-                                .map(|x| x.check_secs.clone())
-                                .unwrap_or_default()
-                        })
-                        .collect();
-                    let max = v.iter().copied().reduce(f64::max);
-                    match (median(&mut v), max) {
-                        (Some(m), Some(x)) => format!("{m:.2} s (max {x:.2})"),
-                        _ => "—".into(),
-                    }
-                }),
-            ),
-            (
-                "checks failed",
-                Box::new(|rs| {
-                    let failed: usize = rs
-                        .iter()
-                        .map(|r| r.slow.as_ref().map_or(0, |x| x.checks_failed))
-                        .sum();
-                    let all: usize = failed
-                        + rs.iter()
-                            .map(|r| r.slow.as_ref().map_or(0, |x| x.check_secs.len()))
-                            .sum::<usize>();
-                    format!("{failed}/{all}")
-                }),
-            ),
+        type Total = fn(&[&TrialResult]) -> String;
+        let rows: [(&str, Total); 7] = [
+            ("ssh restarts", |rs| {
+                slow_total(rs, |x| x.ssh_started).to_string()
+            }),
+            ("unit restarts", |rs| {
+                slow_total(rs, |x| x.unit_restarts).to_string()
+            }),
+            ("connections to sshd", |rs| {
+                let upload = crate::slowlink::UPLOAD.as_secs_f64();
+                rs.iter()
+                    .map(|r| {
+                        r.attempt_times
+                            .iter()
+                            .filter(|&&t| t <= upload + 1.0)
+                            .count()
+                    })
+                    .sum::<usize>()
+                    .to_string()
+            }),
+            ("uploads cut", |rs| {
+                slow_total(rs, |x| x.uploads_cut).to_string()
+            }),
+            ("MB uploaded", |rs| {
+                format!("{:.1}", slow_total(rs, |x| x.bytes) as f64 / 1e6)
+            }),
+            ("check latency", |rs| {
+                let mut v: Vec<f64> = rs
+                    .iter()
+                    .filter_map(|r| r.slow.as_ref())
+                    .flat_map(|x| x.check_secs.iter().copied())
+                    .collect();
+                match median_max(&mut v) {
+                    Some((m, x)) => format!("{m:.2} s (max {x:.2})"),
+                    _ => "—".into(),
+                }
+            }),
+            ("checks failed", |rs| {
+                let failed = slow_total(rs, |x| x.checks_failed);
+                let passed = slow_total(rs, |x| x.check_secs.len());
+                format!("{failed}/{}", failed + passed)
+            }),
         ];
-        for (name, cell) in rows {
-            let cells: Vec<String> = tools
-                .iter()
-                .map(|&t| {
-                    let rs = of(t);
-                    if rs.is_empty() || !self.available(t) {
-                        "—".into()
-                    } else {
-                        cell(&rs)
-                    }
-                })
-                .collect();
-            let _ = writeln!(s, "| {name} | {} |", cells.join(" | "));
-        }
+        measure_table(s, tools, &rows, |total, t| {
+            let rs: Vec<&TrialResult> = self.counted(f, t).filter(|r| r.slow.is_some()).collect();
+            if rs.is_empty() || !self.available(t) {
+                "—".into()
+            } else {
+                total(&rs)
+            }
+        });
     }
 
     /// Plain statements about tool A against each target; "MET" / "NOT MET".
@@ -635,7 +573,22 @@ impl Report<'_> {
             return out;
         }
         let peers: Vec<Tool> = self.tools().into_iter().filter(|&t| t != Tool::A).collect();
-        // 1. recovers from every fault
+        self.recovers_from_every_fault(&mut out);
+        self.median_against_peers(&mut out, &peers);
+        self.stale_listener_after_floor(&mut out);
+        self.frozen_within_bound(&mut out);
+        // Issue 14's targets for faults 8, 9, 10.
+        self.address_change_targets(&mut out, &peers);
+        self.sleep_target(&mut out);
+        self.slow_uplink_target(&mut out);
+        self.nothing_left_behind(&mut out);
+        self.backoff_spacing(&mut out);
+        self.footprint_targets(&mut out);
+        out
+    }
+
+    /// 1. recovers from every fault
+    fn recovers_from_every_fault(&self, out: &mut Vec<String>) {
         let failed: Vec<String> = self
             .opts
             .faults
@@ -651,7 +604,10 @@ impl Report<'_> {
         } else {
             format!("NOT MET: A did not always recover: {}.", failed.join(", "))
         });
-        // 2. median no worse than the best peer that survives
+    }
+
+    /// 2. median no worse than the best peer that survives
+    fn median_against_peers(&self, out: &mut Vec<String>, peers: &[Tool]) {
         for &f in &self.opts.faults {
             let a = self.cell(f, Tool::A);
             let best = peers
@@ -685,33 +641,36 @@ impl Report<'_> {
                 )),
             }
         }
-        // On fault 6 the clock starts at the fault, and each tool's old session freed the
-        // port at its own moment (it counts from the last traffic it heard): the time
-        // after that moment is what the tool's pacing decides.
-        if self.opts.faults.contains(&Fault::StaleListener) {
-            let after: Vec<String> = self
-                .tools()
-                .into_iter()
-                .filter_map(|t| {
-                    let mut lags: Vec<f64> = self
-                        .trials
-                        .iter()
-                        .filter(|r| {
-                            r.fault == Fault::StaleListener && r.tool == t && r.healthy_before
-                        })
-                        .filter_map(|r| Some(r.recovery_secs? - r.old_session_secs?))
-                        .collect();
-                    Some(format!("{} {:.1} s", t.letter(), median(&mut lags)?))
-                })
-                .collect();
-            if !after.is_empty() {
-                out.push(format!(
-                    "fault 6 from the moment each tool's old session exited (median): {}.",
-                    after.join(", ")
-                ));
-            }
+    }
+
+    /// On fault 6 the clock starts at the fault, and each tool's old session freed the
+    /// port at its own moment (it counts from the last traffic it heard): the time
+    /// after that moment is what the tool's pacing decides.
+    fn stale_listener_after_floor(&self, out: &mut Vec<String>) {
+        if !self.opts.faults.contains(&Fault::StaleListener) {
+            return;
         }
-        // 3. faults 1 and 2 within probe.interval × failures + probe.timeout + 3 s
+        let after: Vec<String> = self
+            .tools()
+            .into_iter()
+            .filter_map(|t| {
+                let mut lags: Vec<f64> = self
+                    .counted(Fault::StaleListener, t)
+                    .filter_map(after_floor)
+                    .collect();
+                Some(format!("{} {:.1} s", t.letter(), median(&mut lags)?))
+            })
+            .collect();
+        if !after.is_empty() {
+            out.push(format!(
+                "fault 6 from the moment each tool's old session exited (median): {}.",
+                after.join(", ")
+            ));
+        }
+    }
+
+    /// 3. faults 1 and 2 within probe.interval × failures + probe.timeout + 3 s
+    fn frozen_within_bound(&self, out: &mut Vec<String>) {
         let bound = 5.0 * 2.0 + 5.0 + 3.0;
         for f in [Fault::ClientFrozen, Fault::SessionFrozen] {
             if !self.opts.faults.contains(&f) {
@@ -735,101 +694,95 @@ impl Report<'_> {
                 )),
             }
         }
-        // Issue 14's targets for faults 8, 9, 10.
-        let a_of = |f: Fault| -> Vec<&TrialResult> {
-            self.trials
-                .iter()
-                .filter(|r| r.fault == f && r.tool == Tool::A && r.healthy_before)
-                .collect()
-        };
-        if self.opts.faults.contains(&Fault::AddressChanged) {
-            let rs = a_of(Fault::AddressChanged);
-            let mut l: Vec<f64> = rs.iter().filter_map(|r| r.local_secs).collect();
-            let mut lag: Vec<f64> = rs
-                .iter()
-                .filter_map(|r| Some(r.recovery_secs? - r.old_session_secs?))
-                .collect();
-            let peers_l: Vec<(Tool, f64)> = peers
-                .iter()
-                .filter_map(|&t| {
-                    let mut v: Vec<f64> = self
-                        .trials
-                        .iter()
-                        .filter(|r| {
-                            r.fault == Fault::AddressChanged && r.tool == t && r.healthy_before
-                        })
-                        .filter_map(|r| r.local_secs)
-                        .collect();
-                    Some((t, median(&mut v)?))
-                })
-                .collect();
-            match median(&mut l) {
-                Some(m) => {
-                    let faster = peers_l
-                        .iter()
-                        .filter(|(_, p)| *p <= m)
-                        .map(|(t, p)| format!("{} {p:.1} s", t.letter()))
-                        .collect::<Vec<_>>();
-                    out.push(if m <= 2.0 && faster.is_empty() {
-                        format!(
-                            "MET fault 8: A's `-L` median {m:.1} s ≤ 2 s and before every peer."
-                        )
-                    } else {
-                        format!(
-                            "NOT MET fault 8: A's `-L` median {m:.1} s (target ≤ 2 s{}).",
-                            if faster.is_empty() {
-                                String::new()
-                            } else {
-                                format!(
-                                    ", and before every peer; as fast or faster: {}",
-                                    faster.join(", ")
-                                )
-                            }
-                        )
-                    });
-                }
-                None => out.push("NOT MET fault 8: A's `-L` never carried data.".into()),
-            }
-            match median(&mut lag) {
-                Some(m) if m <= 1.0 => out.push(format!("MET fault 8: A's `-R` median {m:.1} s after its server-side floor (≤ 1 s).")),
-                Some(m) => out.push(format!("NOT MET fault 8: A's `-R` median {m:.1} s after its server-side floor (target ≤ 1 s).")),
-                None => out.push("NOT MET fault 8: no `-R` time after the floor for A.".into()),
-            }
+    }
+
+    /// Fault 8: `-L` within 2 s and before every peer; `-R` within 1 s of its floor.
+    fn address_change_targets(&self, out: &mut Vec<String>, peers: &[Tool]) {
+        let f = Fault::AddressChanged;
+        if !self.opts.faults.contains(&f) {
+            return;
         }
-        if self.opts.faults.contains(&Fault::Sleep) {
-            let c = self.cell(Fault::Sleep, Tool::A);
-            match c.median {
-                Some(m) if m <= 3.0 => out.push(format!(
-                    "MET fault 9: A's median {m:.1} s ≤ 3 s after the thaw."
-                )),
-                Some(m) => out.push(format!(
-                    "NOT MET fault 9: A's median {m:.1} s after the thaw, {:.1} s over 3 s.",
-                    m - 3.0
-                )),
-                None => out.push("NOT MET fault 9: A never recovered after the thaw.".into()),
+        let mut l: Vec<f64> = self
+            .counted(f, Tool::A)
+            .filter_map(|r| r.local_secs)
+            .collect();
+        let mut lag: Vec<f64> = self.counted(f, Tool::A).filter_map(after_floor).collect();
+        let peers_l: Vec<(Tool, f64)> = peers
+            .iter()
+            .filter_map(|&t| {
+                let mut v: Vec<f64> = self.counted(f, t).filter_map(|r| r.local_secs).collect();
+                Some((t, median(&mut v)?))
+            })
+            .collect();
+        match median(&mut l) {
+            Some(m) => {
+                let faster = peers_l
+                    .iter()
+                    .filter(|(_, p)| *p <= m)
+                    .map(|(t, p)| format!("{} {p:.1} s", t.letter()))
+                    .collect::<Vec<_>>();
+                out.push(if m <= 2.0 && faster.is_empty() {
+                    format!("MET fault 8: A's `-L` median {m:.1} s ≤ 2 s and before every peer.")
+                } else {
+                    format!(
+                        "NOT MET fault 8: A's `-L` median {m:.1} s (target ≤ 2 s{}).",
+                        if faster.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                ", and before every peer; as fast or faster: {}",
+                                faster.join(", ")
+                            )
+                        }
+                    )
+                });
             }
+            None => out.push("NOT MET fault 8: A's `-L` never carried data.".into()),
         }
-        if self.opts.faults.contains(&Fault::SlowUplink) {
-            let rs = a_of(Fault::SlowUplink);
-            let ssh: usize = rs
-                .iter()
-                .filter_map(|r| r.slow.as_ref())
-                .map(|x| x.ssh_started)
-                .sum();
-            let unit: usize = rs
-                .iter()
-                .filter_map(|r| r.slow.as_ref())
-                .map(|x| x.unit_restarts)
-                .sum();
-            out.push(if rs.is_empty() {
-                "NOT MEASURED fault 10: no counted trial for A.".into()
-            } else if ssh == 0 && unit == 0 {
-                format!("MET fault 10: A restarted nothing in {} trial(s) of a saturated uplink.", rs.len())
-            } else {
-                format!("NOT MET fault 10: A started {ssh} new ssh and restarted its unit {unit} time(s) in {} trial(s) (target 0).", rs.len())
-            });
+        match median(&mut lag) {
+            Some(m) if m <= 1.0 => out.push(format!("MET fault 8: A's `-R` median {m:.1} s after its server-side floor (≤ 1 s).")),
+            Some(m) => out.push(format!("NOT MET fault 8: A's `-R` median {m:.1} s after its server-side floor (target ≤ 1 s).")),
+            None => out.push("NOT MET fault 8: no `-R` time after the floor for A.".into()),
         }
-        // 4. nothing left behind
+    }
+
+    /// Fault 9: within 3 s of the thaw.
+    fn sleep_target(&self, out: &mut Vec<String>) {
+        if !self.opts.faults.contains(&Fault::Sleep) {
+            return;
+        }
+        let c = self.cell(Fault::Sleep, Tool::A);
+        match c.median {
+            Some(m) if m <= 3.0 => out.push(format!(
+                "MET fault 9: A's median {m:.1} s ≤ 3 s after the thaw."
+            )),
+            Some(m) => out.push(format!(
+                "NOT MET fault 9: A's median {m:.1} s after the thaw, {:.1} s over 3 s.",
+                m - 3.0
+            )),
+            None => out.push("NOT MET fault 9: A never recovered after the thaw.".into()),
+        }
+    }
+
+    /// Fault 10: no restart of ssh or of the unit during the upload.
+    fn slow_uplink_target(&self, out: &mut Vec<String>) {
+        if !self.opts.faults.contains(&Fault::SlowUplink) {
+            return;
+        }
+        let rs: Vec<&TrialResult> = self.counted(Fault::SlowUplink, Tool::A).collect();
+        let ssh = slow_total(&rs, |x| x.ssh_started);
+        let unit = slow_total(&rs, |x| x.unit_restarts);
+        out.push(if rs.is_empty() {
+            "NOT MEASURED fault 10: no counted trial for A.".into()
+        } else if ssh == 0 && unit == 0 {
+            format!("MET fault 10: A restarted nothing in {} trial(s) of a saturated uplink.", rs.len())
+        } else {
+            format!("NOT MET fault 10: A started {ssh} new ssh and restarted its unit {unit} time(s) in {} trial(s) (target 0).", rs.len())
+        });
+    }
+
+    /// 4. nothing left behind
+    fn nothing_left_behind(&self, out: &mut Vec<String>) {
         let left: usize = self
             .trials
             .iter()
@@ -849,13 +802,12 @@ impl Report<'_> {
                 "NOT MET: {left} tool A process(es) were left behind after stops (see the JSON)."
             )
         });
-        // 5. attempts follow the back-off: show the spacing on the outage faults
+    }
+
+    /// 5. attempts follow the back-off: show the spacing on the outage faults
+    fn backoff_spacing(&self, out: &mut Vec<String>) {
         for f in [Fault::BlackHole, Fault::SshdDown, Fault::SilentServer] {
-            if let Some(r) = self
-                .trials
-                .iter()
-                .find(|r| r.fault == f && r.tool == Tool::A && r.healthy_before)
-            {
+            if let Some(r) = self.counted(f, Tool::A).next() {
                 let times: Vec<String> =
                     r.attempt_times.iter().map(|t| format!("{t:.1}")).collect();
                 out.push(format!(
@@ -866,28 +818,31 @@ impl Report<'_> {
                 ));
             }
         }
-        // 6. footprint
-        if let Some((_, fa, _)) = self.footprint.iter().find(|f| f.0 == Tool::A) {
-            let mib = fa.rss_kib_max as f64 / 1024.0;
-            out.push(if mib < 2.0 {
-                format!("MET: watchdog resident memory {mib:.2} MiB < 2 MiB.")
+    }
+
+    /// 6. footprint: resident memory, and idle CPU against C's
+    fn footprint_targets(&self, out: &mut Vec<String>) {
+        let Some((_, fa, _)) = self.footprint.iter().find(|f| f.0 == Tool::A) else {
+            return;
+        };
+        let mib = fa.rss_kib_max as f64 / 1024.0;
+        out.push(if mib < 2.0 {
+            format!("MET: watchdog resident memory {mib:.2} MiB < 2 MiB.")
+        } else {
+            format!(
+                "NOT MET: watchdog resident memory {mib:.2} MiB ≥ 2 MiB (over by {:.2} MiB).",
+                mib - 2.0
+            )
+        });
+        if let Some((_, fc, _)) = self.footprint.iter().find(|f| f.0 == Tool::C) {
+            let a = fa.cpu_secs + fa.children_cpu_secs;
+            let c = fc.cpu_secs + fc.children_cpu_secs;
+            out.push(if a <= c {
+                format!("MET: A's idle CPU {a:.3} s (incl. children) ≤ C's {c:.3} s over the same window.")
             } else {
-                format!(
-                    "NOT MET: watchdog resident memory {mib:.2} MiB ≥ 2 MiB (over by {:.2} MiB).",
-                    mib - 2.0
-                )
+                format!("NOT MET: A's idle CPU {a:.3} s (incl. children) > C's {c:.3} s over the same window.")
             });
-            if let Some((_, fc, _)) = self.footprint.iter().find(|f| f.0 == Tool::C) {
-                let a = fa.cpu_secs + fa.children_cpu_secs;
-                let c = fc.cpu_secs + fc.children_cpu_secs;
-                out.push(if a <= c {
-                    format!("MET: A's idle CPU {a:.3} s (incl. children) ≤ C's {c:.3} s over the same window.")
-                } else {
-                    format!("NOT MET: A's idle CPU {a:.3} s (incl. children) > C's {c:.3} s over the same window.")
-                });
-            }
         }
-        out
     }
 
     pub fn json(&self) -> String {
@@ -1148,6 +1103,36 @@ fn fault_row(s: &mut String, f: Fault, cells: &[String]) {
         f.title(),
         cells.join(" | ")
     );
+}
+
+/// A table with a row per fault in `faults` and a cell per tool.
+fn fault_table(
+    s: &mut String,
+    faults: &[Fault],
+    tools: &[Tool],
+    cell: impl Fn(Fault, Tool) -> String,
+) {
+    header(s, "fault", tools);
+    for &f in faults {
+        let cells: Vec<String> = tools.iter().map(|&t| cell(f, t)).collect();
+        fault_row(s, f, &cells);
+    }
+}
+
+/// A table with a named row per measure and a cell per tool (its corner is empty).
+fn measure_table<M>(
+    s: &mut String,
+    tools: &[Tool],
+    rows: &[(&str, M)],
+    cell: impl Fn(&M, Tool) -> String,
+) {
+    let names: Vec<&str> = tools.iter().map(|t| t.label()).collect();
+    let _ = writeln!(s, "| | {} |", names.join(" | "));
+    let _ = writeln!(s, "|---|{}", "---|".repeat(tools.len()));
+    for (name, m) in rows {
+        let cells: Vec<String> = tools.iter().map(|&t| cell(m, t)).collect();
+        let _ = writeln!(s, "| {name} | {} |", cells.join(" | "));
+    }
 }
 
 fn header(s: &mut String, first: &str, tools: &[Tool]) {

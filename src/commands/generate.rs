@@ -1,8 +1,10 @@
 //! `tunnelctl generate man|completions DIR`, the packager's hook (hidden from `--help`).
 //!
 //! Every page and completion script is built from the clap definitions the binaries
-//! parse with, so they cannot drift from `--help`. Only `tunnels.yaml(5)` is prose,
-//! kept in `packaging/man/` and compiled in so that one command writes every page.
+//! parse with, so they cannot drift from `--help`; the hand-written sections after them
+//! (environment, files, exit status, …) are tables in `generate/prose.rs`. Only
+//! `tunnels.yaml(5)` is a whole page of prose, kept in `packaging/man/` and compiled in
+//! so that one command writes every page.
 
 use std::fs;
 use std::io;
@@ -12,12 +14,14 @@ use std::process::ExitCode;
 use clap::{Command, CommandFactory, ValueEnum};
 use clap_complete::Shell;
 use clap_mangen::Man;
-use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
+use clap_mangen::roff::{Roff, bold, roman};
 
 use super::Error;
 use crate::cli::{Cli, GenerateArgs, GenerateWhat};
 use crate::target::Target;
 use crate::watchdog::args;
+
+mod prose;
 
 /// The hand-written file-format page.
 pub const TUNNELS_YAML_5: &str = include_str!("../../packaging/man/tunnels.yaml.5");
@@ -94,46 +98,32 @@ pub fn tunnelctl_man_page() -> String {
     cmd.build();
     let man = Man::new(cmd.clone()).manual(MANUAL);
 
-    let mut page = String::new();
-    page.push_str(&render(|w| man.render_title(w)));
-    page.push_str(&render(|w| man.render_name_section(w)));
-    page.push_str(&render(|w| man.render_synopsis_section(w)));
-    page.push_str(&render(|w| man.render_description_section(w)));
-    page.push_str(&render(|w| man.render_options_section(w)));
-
-    let mut heading = Roff::new();
-    heading.control("SH", ["TARGETS"]);
-    heading.text([
-        roman("The init systems that "),
-        bold("--target"),
-        roman(" accepts:"),
-    ]);
-    for target in Target::ALL {
-        let value = target.to_possible_value().expect("no target is skipped");
-        heading.control("TP", []);
-        heading.text([bold(value.get_name())]);
-        heading.text([roman(
-            value.get_help().map(|h| h.to_string()).unwrap_or_default(),
-        )]);
-    }
-    heading.control("PP", []);
-    heading.text([roman("Without "), bold("--target"), roman(", install detects the init system: /run/systemd/system means systemd, macOS means launchd, a BusyBox /sbin/init means busybox, anything else inittab.")]);
-    heading.control("SH", ["COMMANDS"]);
-    heading.text([
-        roman("Every command also accepts "),
-        bold("--config"),
-        roman(" and "),
-        bold("--help"),
-        roman("."),
-    ]);
-    page.push_str(&heading.render());
+    let mut page = clap_sections(&man);
+    page.push_str(&targets_and_commands_heading());
     for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
         page.push_str(&command_subsection(cmd.get_name(), sub));
     }
 
-    page.push_str(&tunnelctl_extra_sections().render());
+    page.push_str(&prose::roff(prose::TUNNELCTL).render());
     page.push_str(&render(|w| man.render_version_section(w)));
     page
+}
+
+/// TARGETS, each `--target` value with its help (from [`Target`]), then the COMMANDS
+/// heading its subsections follow.
+fn targets_and_commands_heading() -> String {
+    let mut r = prose::roff(prose::TARGETS_INTRO);
+    for target in Target::ALL {
+        let value = target.to_possible_value().expect("no target is skipped");
+        r.control("TP", []);
+        r.text([bold(value.get_name())]);
+        r.text([roman(
+            value.get_help().map(|h| h.to_string()).unwrap_or_default(),
+        )]);
+    }
+    prose::write(&mut r, prose::TARGETS_DETECTION);
+    prose::write(&mut r, prose::COMMANDS_INTRO);
+    r.render()
 }
 
 /// One `.SS` subsection: what the command does, its synopsis, its own options.
@@ -175,251 +165,6 @@ fn command_subsection(parent: &str, sub: &Command) -> String {
     })));
     out.push_str(&without_heading(&render(|w| man.render_options_section(w))));
     out
-}
-
-fn tunnelctl_extra_sections() -> Roff {
-    let mut r = Roff::new();
-    r.control("SH", ["ENVIRONMENT"]);
-    r.control("TP", []);
-    r.text([bold("TUNNELCTL_CONFIG")]);
-    r.text([
-        roman("Configuration file used when "),
-        bold("--config"),
-        roman(" is not given."),
-    ]);
-
-    r.control("SH", ["FILES"]);
-    r.text([roman(
-        "The configuration is looked up in this order; the first that is set or exists wins:",
-    )]);
-    entries(
-        &mut r,
-        |t| italic(t),
-        |t| roman(t),
-        &[
-            ("FILE", "given with --config"),
-            ("$TUNNELCTL_CONFIG", "when set"),
-            (
-                "~/.config/tunnelctl/tunnels.yaml",
-                "for users other than root",
-            ),
-            ("/etc/tunnelctl/tunnels.yaml", "for root"),
-        ],
-    );
-    r.control("PP", []);
-    r.text([roman("Where install writes, per target:")]);
-    entries(
-        &mut r,
-        |t| bold(t),
-        |t| italic(t),
-        &[
-            ("systemd", "/etc/systemd/system/tunnel-NAME.service"),
-            ("systemd-user", "~/.config/systemd/user/tunnel-NAME.service"),
-            ("launchd", "/Library/LaunchDaemons/org.tunnelctl.NAME.plist"),
-            (
-                "launchd-agent",
-                "~/Library/LaunchAgents/org.tunnelctl.NAME.plist",
-            ),
-            (
-                "inittab, busybox",
-                "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args",
-            ),
-        ],
-    );
-
-    r.control("SH", ["EXIT STATUS"]);
-    entries(
-        &mut r,
-        |t| bold(t),
-        |t| roman(t),
-        &[
-            ("0", "Success."),
-            (
-                "1",
-                "The operation failed (an init tool, a file write, a connection).",
-            ),
-            (
-                "2",
-                "The configuration or the command line is wrong; nothing was changed.",
-            ),
-        ],
-    );
-
-    r.control("PP", []);
-    r.text([
-        bold("tunnelctl status"),
-        roman(" exits as "),
-        bold("systemctl is-active"),
-        roman(" does, so scripts and monitors can test it (the worst selected tunnel decides):"),
-    ]);
-    entries(
-        &mut r,
-        |t| bold(t),
-        |t| roman(t),
-        &[
-            ("0", "Every selected tunnel is up."),
-            (
-                "1",
-                "At least one is down: not running, stopped, connecting, backing off, failed, or its state file is missing or unreadable.",
-            ),
-            ("2", "The configuration or the command line is wrong."),
-            (
-                "3",
-                "None is down, but at least one is degraded: connected, with a forward whose target refuses (no reconnect can fix that).",
-            ),
-        ],
-    );
-
-    r.control("SH", ["STATUS JSON"]);
-    r.text([
-        bold("tunnelctl status --json"),
-        roman(" prints one object: "),
-        bold("{\"schema\": 1, \"tunnels\": [...]}"),
-        roman(". "),
-        bold("schema"),
-        roman(" is raised only when a key is removed or changes meaning; new keys may appear within a schema, so check it and ignore keys you do not know. \
-(tunnelctl 0.1.0 printed the bare array, without a schema; a script written for it now fails loudly, e.g. jq: Cannot index object with number. Use "),
-        bold(".tunnels[]"),
-        roman(" instead of "),
-        bold(".[]"),
-        roman(".) Times are unix seconds, 0 meaning never. Each tunnel has:"),
-    ]);
-    entries(
-        &mut r,
-        |t| bold(t),
-        |t| roman(t),
-        &[
-            (
-                "name, target",
-                "The tunnel and the init system looked at (null with --state-dir and no --target).",
-            ),
-            (
-                "state",
-                "The watchdog's state while it runs (connecting, up, degraded, backing-off, failed), else stopped, not running, or systemd's ACTIVE/SUB when there is no state file.",
-            ),
-            (
-                "health",
-                "up, degraded or down: what the exit code is made of.",
-            ),
-            ("degraded", "true when health is degraded."),
-            (
-                "running",
-                "Whether the state file's watchdog pid is a live tunnel-watchdog.",
-            ),
-            (
-                "state_since, state_seconds",
-                "When the state last changed (0: unknown), and for how long (null when not running or unknown).",
-            ),
-            (
-                "connected_since, up_seconds",
-                "The current connection's first good probe, and its age (null unless up or degraded).",
-            ),
-            (
-                "last_probe_ok, last_probe_ms",
-                "The last good probe round and how long it took.",
-            ),
-            (
-                "restarts, reconnects",
-                "ssh starts, and reconnects without a watchdog restart, in total.",
-            ),
-            (
-                "consecutive_failures, backoff_until, last_error",
-                "The back-off and why the last connection failed.",
-            ),
-            (
-                "pid, ssh_pid, state_file",
-                "The watchdog, its ssh, the file read.",
-            ),
-            (
-                "forwards",
-                "One object per forward, in ssh's order: spec (as ssh was given it, e.g. -L 127.0.0.1:8080:intranet:80), target (intranet:80, or null for -D), health (up, target-down, port-held, unproven or failed), since (its last change), latency_ms (its last probe, 0: none).",
-            ),
-            (
-                "init",
-                "systemd's view (active_state, sub_state, n_restarts, status_text), or null.",
-            ),
-            ("problem", "Why there is no state, or null."),
-        ],
-    );
-
-    r.control("SH", ["METRICS"]);
-    r.text([
-        bold("tunnelctl metrics"),
-        roman(" prints the Prometheus text exposition format (0.0.4) of every selected tunnel, from the state files status reads: "),
-        bold("tunnelctl_tunnel_up"),
-        roman(", "),
-        bold("tunnelctl_tunnel_degraded"),
-        roman(", "),
-        bold("tunnelctl_tunnel_state"),
-        roman(" (label state), "),
-        bold("tunnelctl_forward_up"),
-        roman(" and "),
-        bold("tunnelctl_forward_probe_latency_seconds"),
-        roman(" (label forward), the counters "),
-        bold("tunnelctl_restarts_total"),
-        roman(" and "),
-        bold("tunnelctl_reconnects_total"),
-        roman(", "),
-        bold("tunnelctl_state_seconds"),
-        roman(", "),
-        bold("tunnelctl_backoff_remaining_seconds"),
-        roman(", "),
-        bold("tunnelctl_last_probe_ok_timestamp_seconds"),
-        roman(" and "),
-        bold("tunnelctl_last_network_event_timestamp_seconds"),
-        roman("; every sample has the label tunnel. A tunnel whose watchdog is not running is exported as stopped, whatever its last state file said. \
-For node_exporter's textfile collector, write it to a temporary name and rename it into the collector's directory (node_exporter reads only *.prom files), or let each watchdog write its own file with "),
-        bold("--metrics-file"),
-        roman("."),
-    ]);
-
-    r.control("SH", ["EXAMPLES"]);
-    for (what, example) in [
-        ("Check the configuration:", "tunnelctl check"),
-        (
-            "See the systemd unit for a tunnel:",
-            "tunnelctl render work-tunnel --target systemd",
-        ),
-        (
-            "Install and start it with the detected init system:",
-            "tunnelctl install work-tunnel",
-        ),
-        (
-            "On macOS, as a LaunchAgent of the logged-in user:",
-            "tunnelctl install work-tunnel --target launchd-agent",
-        ),
-        (
-            "Each forward's health, since when, and its last probe's latency:",
-            "tunnelctl status -v",
-        ),
-        (
-            "Alert unless the tunnel is up (1 down, 3 degraded):",
-            "tunnelctl status work-tunnel >/dev/null || echo \"work-tunnel: exit $?\"",
-        ),
-        (
-            "Every minute from cron, for node_exporter's textfile collector (Debian's directory):",
-            "d=/var/lib/prometheus/node-exporter; tunnelctl metrics >$d/tunnelctl.prom.tmp && mv $d/tunnelctl.prom.tmp $d/tunnelctl.prom",
-        ),
-    ] {
-        r.control("PP", []);
-        r.text([roman(what)]);
-        r.control("RS", ["4"]);
-        r.text([bold(example)]);
-        r.control("RE", []);
-    }
-
-    see_also(
-        &mut r,
-        &[
-            ("tunnel-watchdog", "1"),
-            ("tunnels.yaml", "5"),
-            ("ssh", "1"),
-            ("ssh_config", "5"),
-            ("systemd.service", "5"),
-            ("inittab", "5"),
-        ],
-    );
-    r
 }
 
 /// The watchdog's command line as a clap definition, for clap_mangen only: the watchdog
@@ -466,145 +211,22 @@ It is the process each service installed by tunnelctl runs; you rarely start it 
 /// docs/design.md that init systems rely on (exit codes, signals, files).
 pub fn watchdog_man_page() -> String {
     let man = Man::new(watchdog_command()).manual(MANUAL);
+    let mut page = clap_sections(&man);
+    page.push_str(&prose::roff(prose::WATCHDOG).render());
+    page.push_str(&render(|w| man.render_version_section(w)));
+    page
+}
+
+/// The head of a page, from its clap definition: title, name, synopsis, description
+/// and options.
+fn clap_sections(man: &Man) -> String {
     let mut page = String::new();
     page.push_str(&render(|w| man.render_title(w)));
     page.push_str(&render(|w| man.render_name_section(w)));
     page.push_str(&render(|w| man.render_synopsis_section(w)));
     page.push_str(&render(|w| man.render_description_section(w)));
     page.push_str(&render(|w| man.render_options_section(w)));
-    page.push_str(&watchdog_extra_sections().render());
-    page.push_str(&render(|w| man.render_version_section(w)));
     page
-}
-
-fn watchdog_extra_sections() -> Roff {
-    let mut r = Roff::new();
-    r.control("SH", ["ARGUMENTS FILE"]);
-    r.text([
-        roman("With "),
-        bold("--args-file"),
-        roman(" the watchdog reads exactly the arguments that would follow its name, one per line; \
-leading lines that start with # are comments. "),
-        roman("The inittab and BusyBox targets use it, because their process field must stay short and free of shell characters."),
-    ]);
-
-    r.control("SH", ["EXIT STATUS"]);
-    entries(
-        &mut r,
-        |t| bold(t),
-        |t| roman(t),
-        &[
-            ("0", "Stopped by SIGTERM or SIGINT."),
-            (
-                "1",
-                "The tunnel failed (a probe failed or ssh exited): restart it.",
-            ),
-            (
-                "2",
-                "Usage error. systemd units set RestartPreventExitStatus=2, so a broken command line is not restarted forever.",
-            ),
-            (
-                "3",
-                "ssh failed permanently for now (authentication, host key): restart, but the persisted back-off is at its maximum.",
-            ),
-        ],
-    );
-
-    r.control("SH", ["SIGNALS"]);
-    r.control("TP", []);
-    r.text([bold("SIGTERM"), roman(", "), bold("SIGINT")]);
-    r.text([roman(
-        "Stop ssh (SIGTERM to its process group, SIGKILL after a grace period) and exit 0.",
-    )]);
-    r.control("TP", []);
-    r.text([bold("SIGHUP"), roman(", "), bold("SIGUSR1")]);
-    r.text([
-        roman("Reconnect now: restart ssh without waiting for the back-off (what "),
-        bold("tunnelctl reconnect"),
-        roman(" asks for)."),
-    ]);
-
-    r.control("SH", ["ENVIRONMENT"]);
-    entries(
-        &mut r,
-        |t| bold(t),
-        |t| roman(t),
-        &[
-            (
-                "NOTIFY_SOCKET",
-                "Set by systemd for Type=notify services: READY=1, WATCHDOG=1 and STATUS= are sent there.",
-            ),
-            (
-                "WATCHDOG_USEC",
-                "Set by systemd with WatchdogSec=: the watchdog pings at least every half of it.",
-            ),
-            (
-                "STATE_DIRECTORY, RUNTIME_DIRECTORY",
-                "Default state directory, in this order.",
-            ),
-            (
-                "XDG_RUNTIME_DIR",
-                "Default state directory for users other than root.",
-            ),
-        ],
-    );
-
-    r.control("SH", ["FILES"]);
-    entries(
-        &mut r,
-        |t| italic(t),
-        |t| roman(t),
-        &[
-            ("STATE/state", "key=value lines read by tunnelctl status."),
-            (
-                "STATE/ctl",
-                "the ssh control socket (ControlMaster) used for probes.",
-            ),
-            (
-                "/etc/tunnelctl/run/ID.args",
-                "arguments file written by tunnelctl install for inittab and BusyBox.",
-            ),
-        ],
-    );
-
-    see_also(
-        &mut r,
-        &[
-            ("tunnelctl", "1"),
-            ("tunnels.yaml", "5"),
-            ("ssh", "1"),
-            ("systemd.service", "5"),
-            ("sd_notify", "3"),
-        ],
-    );
-    r
-}
-
-/// `.TP` entries: each term in `term`'s style, its text below in `text`'s.
-fn entries(
-    r: &mut Roff,
-    term: fn(&str) -> Inline,
-    text: fn(&str) -> Inline,
-    rows: &[(&str, &str)],
-) {
-    for (t, x) in rows {
-        r.control("TP", []);
-        r.text([term(t)]);
-        r.text([text(x)]);
-    }
-}
-
-fn see_also(r: &mut Roff, pages: &[(&str, &str)]) {
-    r.control("SH", ["SEE ALSO"]);
-    let mut line = Vec::new();
-    for (i, (name, section)) in pages.iter().enumerate() {
-        if i > 0 {
-            line.push(roman(", "));
-        }
-        line.push(bold(*name));
-        line.push(roman(format!("({section})")));
-    }
-    r.text(line);
 }
 
 /// Help texts may hold characters such as `…`; groff reads its input as Latin-1 unless

@@ -31,6 +31,7 @@ mod values;
 mod yaml;
 
 pub use locate::{locate, locate_in};
+pub use schema::KEYS;
 use yaml::Loc;
 
 // ---------------------------------------------------------------------------

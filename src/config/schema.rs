@@ -30,6 +30,21 @@ const TUNNEL_KEYS: &[&str] = &[
     "on_change",
 ];
 pub(super) const FORWARD_KEYS: &[&str] = &["remote", "local", "dynamic", "to", "bind"];
+const TOP_KEYS: &[&str] = &["defaults", "tunnels"];
+const KEEPALIVE_KEYS: &[&str] = &["interval", "count"];
+const PROBE_KEYS: &[&str] = &["interval", "timeout", "failures"];
+const BACKOFF_KEYS: &[&str] = &["initial", "max"];
+
+/// Every level's keys: the top level, a tunnel (or `defaults`), a forward, `keepalive`,
+/// `probe`, `backoff`.
+pub const KEYS: [&[&str]; 6] = [
+    TOP_KEYS,
+    TUNNEL_KEYS,
+    FORWARD_KEYS,
+    KEEPALIVE_KEYS,
+    PROBE_KEYS,
+    BACKOFF_KEYS,
+];
 
 #[derive(Clone, Debug)]
 pub(super) struct Located<T> {
@@ -66,30 +81,24 @@ pub(super) struct Partial {
     pub(super) given: Vec<&'static str>,
 }
 
+/// What the tunnels read so far claim, for the checks across tunnels: each name, each
+/// inittab id and each metrics file belongs to one tunnel only.
+#[derive(Default)]
+struct Claims<'d> {
+    names: BTreeMap<&'d str, Loc>,
+    ids: BTreeMap<String, (&'d str, Loc)>,
+    /// Two watchdogs writing one metrics file would overwrite each other's.
+    metrics: BTreeMap<PathBuf, String>,
+}
+
 impl Cx {
+    /// The whole file: `defaults`, then every tunnel merged over them; the tunnels that
+    /// passed every check, in file order.
     pub(super) fn document(&mut self, text: &str) -> Vec<Tunnel> {
-        let root: Node = match yaml::parse(text) {
-            Ok(Some(node)) => node,
-            Ok(None) => {
-                self.diagnostics.push(
-                    Diagnostic::whole_file("the configuration is empty")
-                        .with_hint("add a `tunnels:` mapping; see examples/tunnels.yaml"),
-                );
-                return Vec::new();
-            }
-            Err(d) => {
-                self.diagnostics.push(d);
-                return Vec::new();
-            }
-        };
-        if matches!(root.value, Value::Null) {
-            self.diagnostics.push(
-                Diagnostic::whole_file("the configuration is empty")
-                    .with_hint("add a `tunnels:` mapping; see examples/tunnels.yaml"),
-            );
+        let Some(root) = self.root(text) else {
             return Vec::new();
-        }
-        let Some(top) = self.map(&root, &["defaults", "tunnels"], "at the top level") else {
+        };
+        let Some(top) = self.map(&root, TOP_KEYS, "at the top level") else {
             return Vec::new();
         };
         let defaults = match top.get("defaults") {
@@ -97,13 +106,44 @@ impl Cx {
             Some((_, node)) => self.partial(node, true),
             None => Partial::default(),
         };
-        let Some((tunnels_key, tunnels_node)) = top.get("tunnels") else {
+        let Some(entries) = self.tunnel_entries(&root, top.get("tunnels").copied()) else {
+            return Vec::new();
+        };
+        self.tunnels(entries, &defaults)
+    }
+
+    /// The parsed file, or `None` (with its diagnostic) when it does not parse or is empty.
+    fn root(&mut self, text: &str) -> Option<Node> {
+        match yaml::parse(text) {
+            Ok(Some(node)) if !matches!(node.value, Value::Null) => Some(node),
+            Ok(_) => {
+                self.diagnostics.push(
+                    Diagnostic::whole_file("the configuration is empty")
+                        .with_hint("add a `tunnels:` mapping; see examples/tunnels.yaml"),
+                );
+                None
+            }
+            Err(d) => {
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    /// The entries of the `tunnels:` mapping, or `None` (with its diagnostic) when there is
+    /// no such mapping. No entry at all is an error too, but an empty list is returned.
+    fn tunnel_entries<'n>(
+        &mut self,
+        root: &Node,
+        tunnels: Option<(&Key, &'n Node)>,
+    ) -> Option<&'n [(Key, Node)]> {
+        let Some((tunnels_key, tunnels_node)) = tunnels else {
             self.error(
                 root.at,
                 "no `tunnels:` mapping",
                 "add `tunnels:` with one entry per tunnel; see examples/tunnels.yaml",
             );
-            return Vec::new();
+            return None;
         };
         let Value::Map(entries) = &tunnels_node.value else {
             let at = if matches!(tunnels_node.value, Value::Null) {
@@ -119,7 +159,7 @@ impl Cx {
                 ),
                 "write `tunnels:` then one indented `NAME:` block per tunnel",
             );
-            return Vec::new();
+            return None;
         };
         if entries.is_empty() {
             self.error(
@@ -128,65 +168,26 @@ impl Cx {
                 "add at least one tunnel under `tunnels:`",
             );
         }
+        Some(entries)
+    }
 
+    /// Each tunnel checked alone, merged over `defaults`, and against the others.
+    fn tunnels(&mut self, entries: &[(Key, Node)], defaults: &Partial) -> Vec<Tunnel> {
         let mut tunnels = Vec::new();
         let mut for_binds: Vec<(String, Option<String>, Option<u16>, Partial)> = Vec::new();
-        let mut seen: BTreeMap<&str, Loc> = BTreeMap::new();
-        let mut ids: BTreeMap<String, (&str, Loc)> = BTreeMap::new();
-        // Two watchdogs writing one metrics file would overwrite each other's.
-        let mut metrics: BTreeMap<PathBuf, String> = BTreeMap::new();
+        let mut claims = Claims::default();
         for (key, node) in entries {
-            if let Some(first) = seen.get(key.text.as_str()) {
-                self.error(
-                    key.at,
-                    format!(
-                        "duplicate tunnel name `{}` (first defined on line {})",
-                        key.text, first.line
-                    ),
-                    "rename one of them; each name becomes its own service",
-                );
+            if self.duplicate_name(key, &mut claims) {
                 // Still check its body, so one run shows every problem.
                 self.partial(node, false);
                 continue;
             }
-            seen.insert(&key.text, key.at);
-            let name_ok = self.tunnel_name(key);
-            if name_ok {
-                let id = inittab_id(&key.text);
-                if let Some((other, at)) = ids.get(&id) {
-                    self.error(
-                        key.at,
-                        format!(
-                            "tunnel `{}` has the same inittab id `{id}` as `{other}` (line {})",
-                            key.text, at.line
-                        ),
-                        "rename one of them (the id is a hash of the name)",
-                    );
-                } else {
-                    ids.insert(id, (&key.text, key.at));
-                }
+            if self.tunnel_name(key) {
+                self.unique_inittab_id(key, &mut claims);
             }
             let partial = self.partial(node, false);
-            if let Some(tunnel) = self.resolve(&key.text, key.at, &partial, &defaults) {
-                if let Some(file) = &tunnel.metrics_file {
-                    if let Some(other) = metrics.get(file) {
-                        let at = partial
-                            .metrics_file
-                            .as_ref()
-                            .or(defaults.metrics_file.as_ref())
-                            .map_or(key.at, |l| l.at);
-                        self.error(
-                            at,
-                            format!(
-                                "tunnel `{}` writes the metrics file {file:?} that `{other}` writes too",
-                                key.text
-                            ),
-                            "give each tunnel its own file; `{name}` in the path is replaced by the tunnel's name",
-                        );
-                    } else {
-                        metrics.insert(file.clone(), key.text.clone());
-                    }
-                }
+            if let Some(tunnel) = self.resolve(&key.text, key.at, &partial, defaults) {
+                self.unique_metrics_file(key, &tunnel, &partial, defaults, &mut claims);
                 tunnels.push(tunnel);
             }
             let host = partial.host.as_ref().map(|h| h.value.clone());
@@ -199,6 +200,71 @@ impl Cx {
         }
         self.check_binds(&for_binds);
         tunnels
+    }
+
+    /// Whether an earlier tunnel has this name (an error); else the name is claimed.
+    fn duplicate_name<'d>(&mut self, key: &'d Key, claims: &mut Claims<'d>) -> bool {
+        if let Some(first) = claims.names.get(key.text.as_str()) {
+            self.error(
+                key.at,
+                format!(
+                    "duplicate tunnel name `{}` (first defined on line {})",
+                    key.text, first.line
+                ),
+                "rename one of them; each name becomes its own service",
+            );
+            return true;
+        }
+        claims.names.insert(&key.text, key.at);
+        false
+    }
+
+    /// The inittab id (a hash of the name) must not be an earlier tunnel's.
+    fn unique_inittab_id<'d>(&mut self, key: &'d Key, claims: &mut Claims<'d>) {
+        let id = inittab_id(&key.text);
+        if let Some((other, at)) = claims.ids.get(&id) {
+            self.error(
+                key.at,
+                format!(
+                    "tunnel `{}` has the same inittab id `{id}` as `{other}` (line {})",
+                    key.text, at.line
+                ),
+                "rename one of them (the id is a hash of the name)",
+            );
+        } else {
+            claims.ids.insert(id, (&key.text, key.at));
+        }
+    }
+
+    /// The tunnel's metrics file, if any, must not be an earlier tunnel's.
+    fn unique_metrics_file(
+        &mut self,
+        key: &Key,
+        tunnel: &Tunnel,
+        partial: &Partial,
+        defaults: &Partial,
+        claims: &mut Claims<'_>,
+    ) {
+        let Some(file) = &tunnel.metrics_file else {
+            return;
+        };
+        if let Some(other) = claims.metrics.get(file) {
+            let at = partial
+                .metrics_file
+                .as_ref()
+                .or(defaults.metrics_file.as_ref())
+                .map_or(key.at, |l| l.at);
+            self.error(
+                at,
+                format!(
+                    "tunnel `{}` writes the metrics file {file:?} that `{other}` writes too",
+                    key.text
+                ),
+                "give each tunnel its own file; `{name}` in the path is replaced by the tunnel's name",
+            );
+        } else {
+            claims.metrics.insert(file.clone(), key.text.clone());
+        }
     }
 
     /// Checks that a map has only `allowed` keys (did-you-mean otherwise) and no key twice.
@@ -292,7 +358,7 @@ impl Cx {
                 "forwards" => p.forwards = self.forwards(key, value),
                 "ssh_options" => p.ssh_options = self.ssh_options(value),
                 "keepalive" => {
-                    if let Some(m) = self.map(value, &["interval", "count"], "in `keepalive`") {
+                    if let Some(m) = self.map(value, KEEPALIVE_KEYS, "in `keepalive`") {
                         p.keepalive_interval =
                             m.get("interval").and_then(|(_, v)| self.duration(v, true));
                         p.keepalive_count =
@@ -300,9 +366,7 @@ impl Cx {
                     }
                 }
                 "probe" => {
-                    if let Some(m) =
-                        self.map(value, &["interval", "timeout", "failures"], "in `probe`")
-                    {
+                    if let Some(m) = self.map(value, PROBE_KEYS, "in `probe`") {
                         p.probe_interval =
                             m.get("interval").and_then(|(_, v)| self.duration(v, true));
                         p.probe_timeout =
@@ -313,7 +377,7 @@ impl Cx {
                     }
                 }
                 "backoff" => {
-                    if let Some(m) = self.map(value, &["initial", "max"], "in `backoff`") {
+                    if let Some(m) = self.map(value, BACKOFF_KEYS, "in `backoff`") {
                         p.backoff_initial =
                             m.get("initial").and_then(|(_, v)| self.duration(v, true));
                         p.backoff_max = m.get("max").and_then(|(_, v)| self.duration(v, true));

@@ -178,7 +178,8 @@ fn seeds() -> Vec<String> {
         .collect()
 }
 
-/// Boundary values and syntax, as a fuzzing dictionary has them.
+/// Boundary values and syntax, as a fuzzing dictionary has them; [`dictionary`] adds
+/// the schema's keys.
 const TOKENS: &[&str] = &[
     "0",
     "1",
@@ -254,37 +255,22 @@ const TOKENS: &[&str] = &[
     "\\",
     "\r",
     "\0",
-    "interval",
-    "timeout",
-    "failures",
-    "count",
-    "max",
-    "initial",
-    "probe",
-    "backoff",
-    "keepalive",
-    "connect_timeout",
-    "forwards",
-    "remote",
-    "local",
-    "dynamic",
-    "to",
-    "bind",
-    "host",
-    "user",
-    "port",
-    "identity",
-    "known_hosts",
-    "jump",
-    "ssh_options",
-    "allow_insecure_options",
-    "defaults",
-    "tunnels",
     "ProxyCommand",
     "LogLevel",
     "QUIET",
     "StrictHostKeyChecking",
 ];
+
+/// [`TOKENS`] and every key tunnels.yaml knows, from the parser's own table.
+fn dictionary() -> Vec<&'static str> {
+    let mut words = TOKENS.to_vec();
+    for key in config::KEYS.into_iter().flatten() {
+        if !words.contains(key) {
+            words.push(*key);
+        }
+    }
+    words
+}
 
 /// The numbers and durations at and beyond the bounds (`check`'s, parse_duration's).
 const NUMBERS: &[&str] = &[
@@ -318,7 +304,7 @@ fn settings_line(rng: &mut Rng) -> String {
     }
 }
 
-fn mutate_config(rng: &mut Rng, seeds: &[String]) -> String {
+fn mutate_config(rng: &mut Rng, seeds: &[String], dict: &[&str]) -> String {
     let mut text: Vec<char> = rng.pick(seeds).chars().collect();
     for _ in 0..1 + rng.below(4) {
         let at = rng.below(text.len() + 1);
@@ -355,7 +341,7 @@ fn mutate_config(rng: &mut Rng, seeds: &[String]) -> String {
                 let line: String = text[line_start..line_end].iter().collect();
                 if let Some(colon) = line.rfind(": ") {
                     let value = if rng.chance(2) {
-                        rng.pick(TOKENS).to_string()
+                        rng.pick(dict).to_string()
                     } else {
                         format!(
                             "{}{}",
@@ -372,7 +358,7 @@ fn mutate_config(rng: &mut Rng, seeds: &[String]) -> String {
                 }
             }
             2 => {
-                let token = rng.pick(TOKENS);
+                let token = rng.pick(dict);
                 text.splice(at..at, token.chars());
             }
             3 => {
@@ -426,13 +412,14 @@ fn exercise_tunnel(t: &Tunnel, full: bool) {
 #[test]
 fn fuzz_config_parser() {
     let seeds = seeds();
+    let dict = dictionary();
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&accepted);
     let ran = fuzz(
         "config parser",
         1.0,
         2_400_000,
-        move |rng| mutate_config(rng, &seeds),
+        move |rng| mutate_config(rng, &seeds, &dict),
         move |text: &String| match config::load_str(
             text,
             Path::new("t.yaml"),

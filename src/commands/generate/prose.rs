@@ -1,0 +1,482 @@
+//! The man pages' hand-written sections (environment, files, exit codes, the status
+//! JSON, metrics, examples, signals, see also) as data: one [`Block`] per roff request,
+//! in page order. The roff crate escapes the text when [`roff`] writes it, so the
+//! tables hold plain words, not roff.
+
+use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
+
+use Block::{Entries, Entry, Example, Heading, Para, SeeAlso, Text};
+use Face::{B, I, R};
+
+/// roff's fonts: `\fR` roman, `\fB` bold, `\fI` italic.
+#[derive(Clone, Copy)]
+pub(super) enum Face {
+    R,
+    B,
+    I,
+}
+
+/// Some words in one font.
+pub(super) type Span = (Face, &'static str);
+
+pub(super) enum Block {
+    /// `.SH`: a section.
+    Heading(&'static str),
+    /// `.PP`: a new paragraph.
+    Para,
+    /// Running text.
+    Text(&'static [Span]),
+    /// `.TP` entries: each term in the first font, its text below in the second.
+    Entries(Face, Face, &'static [(&'static str, &'static str)]),
+    /// One `.TP` entry whose term and text mix fonts.
+    Entry(&'static [Span], &'static [Span]),
+    /// A paragraph saying what the example does, then the command, bold, indented.
+    Example(&'static str, &'static str),
+    /// The `SEE ALSO` section: each page as `name(section)`.
+    SeeAlso(&'static [(&'static str, &'static str)]),
+}
+
+/// The blocks as roff requests.
+pub(super) fn roff(blocks: &[Block]) -> Roff {
+    let mut r = Roff::new();
+    write(&mut r, blocks);
+    r
+}
+
+/// Appends the blocks' roff requests to `r`.
+pub(super) fn write(r: &mut Roff, blocks: &[Block]) {
+    for block in blocks {
+        match block {
+            Heading(title) => {
+                r.control("SH", [*title]);
+            }
+            Para => {
+                r.control("PP", []);
+            }
+            Text(spans) => {
+                r.text(inline(spans));
+            }
+            Entries(term, text, rows) => {
+                for (t, x) in *rows {
+                    entry(r, &[(*term, t)], &[(*text, x)]);
+                }
+            }
+            Entry(term, text) => entry(r, term, text),
+            Example(what, command) => {
+                r.control("PP", []);
+                r.text([roman(*what)]);
+                r.control("RS", ["4"]);
+                r.text([bold(*command)]);
+                r.control("RE", []);
+            }
+            SeeAlso(pages) => see_also(r, pages),
+        }
+    }
+}
+
+fn entry(r: &mut Roff, term: &[Span], text: &[Span]) {
+    r.control("TP", []);
+    r.text(inline(term));
+    r.text(inline(text));
+}
+
+fn see_also(r: &mut Roff, pages: &[(&str, &str)]) {
+    r.control("SH", ["SEE ALSO"]);
+    let mut line = Vec::new();
+    for (i, (name, section)) in pages.iter().enumerate() {
+        if i > 0 {
+            line.push(roman(", "));
+        }
+        line.push(bold(*name));
+        line.push(roman(format!("({section})")));
+    }
+    r.text(line);
+}
+
+fn inline(spans: &[Span]) -> Vec<Inline> {
+    spans
+        .iter()
+        .map(|&(face, words)| match face {
+            R => roman(words),
+            B => bold(words),
+            I => italic(words),
+        })
+        .collect()
+}
+
+/// `tunnelctl(1)`'s TARGETS section, before the list of targets.
+pub(super) const TARGETS_INTRO: &[Block] = &[
+    Heading("TARGETS"),
+    Text(&[
+        (R, "The init systems that "),
+        (B, "--target"),
+        (R, " accepts:"),
+    ]),
+];
+
+/// After the list of targets.
+pub(super) const TARGETS_DETECTION: &[Block] = &[
+    Para,
+    Text(&[
+        (R, "Without "),
+        (B, "--target"),
+        (
+            R,
+            ", install detects the init system: /run/systemd/system means systemd, macOS means launchd, a BusyBox /sbin/init means busybox, anything else inittab.",
+        ),
+    ]),
+];
+
+/// Before the commands' subsections.
+pub(super) const COMMANDS_INTRO: &[Block] = &[
+    Heading("COMMANDS"),
+    Text(&[
+        (R, "Every command also accepts "),
+        (B, "--config"),
+        (R, " and "),
+        (B, "--help"),
+        (R, "."),
+    ]),
+];
+
+/// `tunnelctl(1)` after its commands.
+pub(super) const TUNNELCTL: &[Block] = &[
+    Heading("ENVIRONMENT"),
+    Entry(
+        &[(B, "TUNNELCTL_CONFIG")],
+        &[
+            (R, "Configuration file used when "),
+            (B, "--config"),
+            (R, " is not given."),
+        ],
+    ),
+    Heading("FILES"),
+    Text(&[(
+        R,
+        "The configuration is looked up in this order; the first that is set or exists wins:",
+    )]),
+    Entries(
+        I,
+        R,
+        &[
+            ("FILE", "given with --config"),
+            ("$TUNNELCTL_CONFIG", "when set"),
+            (
+                "~/.config/tunnelctl/tunnels.yaml",
+                "for users other than root",
+            ),
+            ("/etc/tunnelctl/tunnels.yaml", "for root"),
+        ],
+    ),
+    Para,
+    Text(&[(R, "Where install writes, per target:")]),
+    Entries(
+        B,
+        I,
+        &[
+            ("systemd", "/etc/systemd/system/tunnel-NAME.service"),
+            ("systemd-user", "~/.config/systemd/user/tunnel-NAME.service"),
+            ("launchd", "/Library/LaunchDaemons/org.tunnelctl.NAME.plist"),
+            (
+                "launchd-agent",
+                "~/Library/LaunchAgents/org.tunnelctl.NAME.plist",
+            ),
+            (
+                "inittab, busybox",
+                "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args",
+            ),
+        ],
+    ),
+    Heading("EXIT STATUS"),
+    Entries(
+        B,
+        R,
+        &[
+            ("0", "Success."),
+            (
+                "1",
+                "The operation failed (an init tool, a file write, a connection).",
+            ),
+            (
+                "2",
+                "The configuration or the command line is wrong; nothing was changed.",
+            ),
+        ],
+    ),
+    Para,
+    Text(&[
+        (B, "tunnelctl status"),
+        (R, " exits as "),
+        (B, "systemctl is-active"),
+        (
+            R,
+            " does, so scripts and monitors can test it (the worst selected tunnel decides):",
+        ),
+    ]),
+    Entries(
+        B,
+        R,
+        &[
+            ("0", "Every selected tunnel is up."),
+            (
+                "1",
+                "At least one is down: not running, stopped, connecting, backing off, failed, or its state file is missing or unreadable.",
+            ),
+            ("2", "The configuration or the command line is wrong."),
+            (
+                "3",
+                "None is down, but at least one is degraded: connected, with a forward whose target refuses (no reconnect can fix that).",
+            ),
+        ],
+    ),
+    Heading("STATUS JSON"),
+    Text(&[
+        (B, "tunnelctl status --json"),
+        (R, " prints one object: "),
+        (B, "{\"schema\": 1, \"tunnels\": [...]}"),
+        (R, ". "),
+        (B, "schema"),
+        (
+            R,
+            " is raised only when a key is removed or changes meaning; new keys may appear within a schema, so check it and ignore keys you do not know. \
+(tunnelctl 0.1.0 printed the bare array, without a schema; a script written for it now fails loudly, e.g. jq: Cannot index object with number. Use ",
+        ),
+        (B, ".tunnels[]"),
+        (R, " instead of "),
+        (B, ".[]"),
+        (
+            R,
+            ".) Times are unix seconds, 0 meaning never. Each tunnel has:",
+        ),
+    ]),
+    Entries(
+        B,
+        R,
+        &[
+            (
+                "name, target",
+                "The tunnel and the init system looked at (null with --state-dir and no --target).",
+            ),
+            (
+                "state",
+                "The watchdog's state while it runs (connecting, up, degraded, backing-off, failed), else stopped, not running, or systemd's ACTIVE/SUB when there is no state file.",
+            ),
+            (
+                "health",
+                "up, degraded or down: what the exit code is made of.",
+            ),
+            ("degraded", "true when health is degraded."),
+            (
+                "running",
+                "Whether the state file's watchdog pid is a live tunnel-watchdog.",
+            ),
+            (
+                "state_since, state_seconds",
+                "When the state last changed (0: unknown), and for how long (null when not running or unknown).",
+            ),
+            (
+                "connected_since, up_seconds",
+                "The current connection's first good probe, and its age (null unless up or degraded).",
+            ),
+            (
+                "last_probe_ok, last_probe_ms",
+                "The last good probe round and how long it took.",
+            ),
+            (
+                "restarts, reconnects",
+                "ssh starts, and reconnects without a watchdog restart, in total.",
+            ),
+            (
+                "consecutive_failures, backoff_until, last_error",
+                "The back-off and why the last connection failed.",
+            ),
+            (
+                "pid, ssh_pid, state_file",
+                "The watchdog, its ssh, the file read.",
+            ),
+            (
+                "forwards",
+                "One object per forward, in ssh's order: spec (as ssh was given it, e.g. -L 127.0.0.1:8080:intranet:80), target (intranet:80, or null for -D), health (up, target-down, port-held, unproven or failed), since (its last change), latency_ms (its last probe, 0: none).",
+            ),
+            (
+                "init",
+                "systemd's view (active_state, sub_state, n_restarts, status_text), or null.",
+            ),
+            ("problem", "Why there is no state, or null."),
+        ],
+    ),
+    Heading("METRICS"),
+    Text(&[
+        (B, "tunnelctl metrics"),
+        (
+            R,
+            " prints the Prometheus text exposition format (0.0.4) of every selected tunnel, from the state files status reads: ",
+        ),
+        (B, "tunnelctl_tunnel_up"),
+        (R, ", "),
+        (B, "tunnelctl_tunnel_degraded"),
+        (R, ", "),
+        (B, "tunnelctl_tunnel_state"),
+        (R, " (label state), "),
+        (B, "tunnelctl_forward_up"),
+        (R, " and "),
+        (B, "tunnelctl_forward_probe_latency_seconds"),
+        (R, " (label forward), the counters "),
+        (B, "tunnelctl_restarts_total"),
+        (R, " and "),
+        (B, "tunnelctl_reconnects_total"),
+        (R, ", "),
+        (B, "tunnelctl_state_seconds"),
+        (R, ", "),
+        (B, "tunnelctl_backoff_remaining_seconds"),
+        (R, ", "),
+        (B, "tunnelctl_last_probe_ok_timestamp_seconds"),
+        (R, " and "),
+        (B, "tunnelctl_last_network_event_timestamp_seconds"),
+        (
+            R,
+            "; every sample has the label tunnel. A tunnel whose watchdog is not running is exported as stopped, whatever its last state file said. \
+For node_exporter's textfile collector, write it to a temporary name and rename it into the collector's directory (node_exporter reads only *.prom files), or let each watchdog write its own file with ",
+        ),
+        (B, "--metrics-file"),
+        (R, "."),
+    ]),
+    Heading("EXAMPLES"),
+    Example("Check the configuration:", "tunnelctl check"),
+    Example(
+        "See the systemd unit for a tunnel:",
+        "tunnelctl render work-tunnel --target systemd",
+    ),
+    Example(
+        "Install and start it with the detected init system:",
+        "tunnelctl install work-tunnel",
+    ),
+    Example(
+        "On macOS, as a LaunchAgent of the logged-in user:",
+        "tunnelctl install work-tunnel --target launchd-agent",
+    ),
+    Example(
+        "Each forward's health, since when, and its last probe's latency:",
+        "tunnelctl status -v",
+    ),
+    Example(
+        "Alert unless the tunnel is up (1 down, 3 degraded):",
+        "tunnelctl status work-tunnel >/dev/null || echo \"work-tunnel: exit $?\"",
+    ),
+    Example(
+        "Every minute from cron, for node_exporter's textfile collector (Debian's directory):",
+        "d=/var/lib/prometheus/node-exporter; tunnelctl metrics >$d/tunnelctl.prom.tmp && mv $d/tunnelctl.prom.tmp $d/tunnelctl.prom",
+    ),
+    SeeAlso(&[
+        ("tunnel-watchdog", "1"),
+        ("tunnels.yaml", "5"),
+        ("ssh", "1"),
+        ("ssh_config", "5"),
+        ("systemd.service", "5"),
+        ("inittab", "5"),
+    ]),
+];
+
+/// `tunnel-watchdog(1)` after its options: the contract from docs/design.md that init
+/// systems rely on.
+pub(super) const WATCHDOG: &[Block] = &[
+    Heading("ARGUMENTS FILE"),
+    Text(&[
+        (R, "With "),
+        (B, "--args-file"),
+        (
+            R,
+            " the watchdog reads exactly the arguments that would follow its name, one per line; \
+leading lines that start with # are comments. ",
+        ),
+        (
+            R,
+            "The inittab and BusyBox targets use it, because their process field must stay short and free of shell characters.",
+        ),
+    ]),
+    Heading("EXIT STATUS"),
+    Entries(
+        B,
+        R,
+        &[
+            ("0", "Stopped by SIGTERM or SIGINT."),
+            (
+                "1",
+                "The tunnel failed (a probe failed or ssh exited): restart it.",
+            ),
+            (
+                "2",
+                "Usage error. systemd units set RestartPreventExitStatus=2, so a broken command line is not restarted forever.",
+            ),
+            (
+                "3",
+                "ssh failed permanently for now (authentication, host key): restart, but the persisted back-off is at its maximum.",
+            ),
+        ],
+    ),
+    Heading("SIGNALS"),
+    Entry(
+        &[(B, "SIGTERM"), (R, ", "), (B, "SIGINT")],
+        &[(
+            R,
+            "Stop ssh (SIGTERM to its process group, SIGKILL after a grace period) and exit 0.",
+        )],
+    ),
+    Entry(
+        &[(B, "SIGHUP"), (R, ", "), (B, "SIGUSR1")],
+        &[
+            (
+                R,
+                "Reconnect now: restart ssh without waiting for the back-off (what ",
+            ),
+            (B, "tunnelctl reconnect"),
+            (R, " asks for)."),
+        ],
+    ),
+    Heading("ENVIRONMENT"),
+    Entries(
+        B,
+        R,
+        &[
+            (
+                "NOTIFY_SOCKET",
+                "Set by systemd for Type=notify services: READY=1, WATCHDOG=1 and STATUS= are sent there.",
+            ),
+            (
+                "WATCHDOG_USEC",
+                "Set by systemd with WatchdogSec=: the watchdog pings at least every half of it.",
+            ),
+            (
+                "STATE_DIRECTORY, RUNTIME_DIRECTORY",
+                "Default state directory, in this order.",
+            ),
+            (
+                "XDG_RUNTIME_DIR",
+                "Default state directory for users other than root.",
+            ),
+        ],
+    ),
+    Heading("FILES"),
+    Entries(
+        I,
+        R,
+        &[
+            ("STATE/state", "key=value lines read by tunnelctl status."),
+            (
+                "STATE/ctl",
+                "the ssh control socket (ControlMaster) used for probes.",
+            ),
+            (
+                "/etc/tunnelctl/run/ID.args",
+                "arguments file written by tunnelctl install for inittab and BusyBox.",
+            ),
+        ],
+    ),
+    SeeAlso(&[
+        ("tunnelctl", "1"),
+        ("tunnels.yaml", "5"),
+        ("ssh", "1"),
+        ("systemd.service", "5"),
+        ("sd_notify", "3"),
+    ]),
+];
