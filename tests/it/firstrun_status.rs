@@ -5,60 +5,19 @@ use crate::common;
 use crate::firstrun_support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::child::StopOnDrop;
 use common::sshd::Sshd;
 use common::wait_until;
+use common::watchdog_cmd::start_remote_forward_watchdog;
 use firstrun_support::*;
 
-/// The watchdog child, stopped (SIGTERM, then SIGKILL) on drop.
-struct Watchdog(Child);
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        if !wait_until(Duration::from_secs(5), || {
-            matches!(self.0.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn start_watchdog(sshd: &Sshd, state_dir: &std::path::Path, remote_port: u16) -> Watchdog {
-    let child = Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog"))
-        .args([
-            "--name",
-            "st",
-            "--probe-interval",
-            "1s",
-            "--probe-timeout",
-            "1s",
-            "--backoff-initial",
-            "1s",
-        ])
-        .arg("--state-dir")
-        .arg(state_dir)
-        .arg("--log-file")
-        .arg(state_dir.with_file_name("watchdog.log"))
-        .arg("--")
-        .arg("ssh")
-        .args(sshd.ssh_base_args())
-        .args([
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-R",
-            &format!("{remote_port}:localhost:{}", sshd.port()),
-        ])
-        .arg(sshd.host())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    Watchdog(child)
+fn start_watchdog(sshd: &Sshd, state_dir: &Path, remote_port: u16) -> StopOnDrop {
+    let log = state_dir.with_file_name("watchdog.log");
+    start_remote_forward_watchdog(sshd, "st", state_dir, &log, remote_port)
 }
 
 fn status_json(state_dir: &std::path::Path) -> serde_json::Value {

@@ -893,13 +893,6 @@ fn state_dir_swapped_for_a_link_while_the_watchdog_runs() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let appeared = common::wait_until(Duration::from_secs(10), || state.join("state").exists());
     assert!(appeared, "no state file");
     let moved = top.path().join("state.old");
@@ -908,7 +901,7 @@ fn state_dir_swapped_for_a_link_while_the_watchdog_runs() {
     let exited = common::wait_until(Duration::from_secs(20), || {
         child.try_wait().unwrap().is_some()
     });
-    let _guard = Kill(child);
+    let _guard = common::child::KillOnDrop(child);
     assert!(exited, "the watchdog did not finish its attempt");
     assert!(
         !victim.join("state").exists(),

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::child::KillOnDrop;
 use common::sshd::{Sshd, free_port, state_of};
 use common::target::TcpTarget;
+use common::watchdog_cmd::{remote_forward_ssh_args, state_log_and_ssh};
 use common::{NotifyReceiver, wait_until};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -67,23 +69,20 @@ impl<'a> WdSpec<'a> {
         let bin = std::env::var("TUNNEL_WATCHDOG_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tunnel-watchdog").to_string());
         let mut cmd = Command::new(bin);
-        cmd.args(&self.options)
-            .arg("--name")
-            .arg("test")
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .arg("--log-file")
-            .arg(self.dir.join("log"))
-            .arg("--")
-            .arg("ssh")
-            .args(&self.ssh)
-            .arg("-N")
-            .args(&self.forwards)
-            .arg("127.0.0.1")
-            .stdin(Stdio::null())
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("JOURNAL_STREAM");
+        cmd.args(&self.options).arg("--name").arg("test");
+        state_log_and_ssh(
+            &mut cmd,
+            &self.dir.join("state"),
+            &self.dir.join("log"),
+            &self.ssh,
+        )
+        .arg("-N")
+        .args(&self.forwards)
+        .arg("127.0.0.1")
+        .stdin(Stdio::null())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("JOURNAL_STREAM");
         if let Some(n) = self.notify {
             cmd.env("NOTIFY_SOCKET", n.env_value());
         }
@@ -121,16 +120,7 @@ impl Wd {
     }
     /// Waits (bounded) for the exit code.
     fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let mut code = None;
-        wait_until(timeout, || {
-            code = self
-                .child
-                .try_wait()
-                .unwrap()
-                .map(|s| s.code().unwrap_or(-1));
-            code.is_some()
-        });
-        code
+        common::child::wait_exit(&mut self.child, timeout)
     }
     fn wait_up(&self, timeout: Duration) -> bool {
         wait_until(timeout, || {
@@ -168,16 +158,6 @@ impl Rig {
             "-R",
             format!("{}:127.0.0.1:{}", free_port(), self.target.port),
         )
-    }
-}
-
-/// A child process killed and reaped when the test ends, also by a panic.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -448,10 +428,10 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
     let port = free_port();
     let old_session = KillOnDrop(
         Command::new("ssh")
-            .args(t.sshd.ssh_base_args())
-            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
-            .arg(format!("{port}:127.0.0.1:{}", t.target.port))
-            .arg("127.0.0.1")
+            .args(remote_forward_ssh_args(
+                &t.sshd,
+                &format!("{port}:127.0.0.1:{}", t.target.port),
+            ))
             .stdin(Stdio::null())
             .spawn()
             .unwrap(),

@@ -5,6 +5,7 @@
 
 pub mod as_user;
 pub mod cgroup;
+pub mod child;
 pub mod cli;
 pub mod inittab_init;
 pub mod nspawn;
@@ -13,6 +14,7 @@ pub mod sshd;
 pub mod target;
 pub mod tunnel_env;
 pub mod user_manager;
+pub mod watchdog_cmd;
 
 pub use cli::{golden_home, load, tunnelctl};
 
