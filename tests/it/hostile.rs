@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::readback::{
+    args_file_words, assert_plain_inittab_process, inittab_watchdog_args, launchd_state_dir,
+    plist_program_arguments, python_program_arguments, systemd_verify,
+};
 use tunnelctl::render::{self, RenderOptions};
 use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
 use tunnelctl::target::Target;
@@ -243,7 +247,7 @@ fn accepted_hostile_configs_read_back_exactly() {
                     assert_eq!(argv, intended, "{}: systemd exec'd other words", case.label);
                 }
                 Target::Systemd => {
-                    let (ok, stderr) = verify(&installed);
+                    let (ok, stderr) = systemd_verify(&installed);
                     let unit = installed.file_name().unwrap().to_str().unwrap();
                     assert!(
                         ok && !stderr.contains(unit),
@@ -277,23 +281,11 @@ fn accepted_hostile_configs_read_back_exactly() {
                     );
                 }
                 Target::Launchd | Target::LaunchdAgent => {
-                    let state = match target {
-                        Target::Launchd => format!("/var/run/tunnelctl/{}", tunnel.name),
-                        _ => format!(
-                            "{}/Library/Application Support/tunnelctl/{}",
-                            env.home.path().display(),
-                            tunnel.name
-                        ),
-                    };
+                    let state = launchd_state_dir(target, env.home.path(), &tunnel.name);
                     let mut intended = vec![watchdog.to_string()];
                     intended.extend(render::watchdog_args(tunnel, Some(&state), None, plain_ssh));
                     let value = plist::Value::from_file(&installed).unwrap();
-                    let argv: Vec<String> = value.as_dictionary().unwrap()["ProgramArguments"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.as_string().unwrap().to_string())
-                        .collect();
+                    let argv = plist_program_arguments(value.as_dictionary().unwrap());
                     assert_eq!(argv, intended, "{}: plist crate", case.label);
                     assert_eq!(
                         python_program_arguments(&installed),
@@ -303,23 +295,12 @@ fn accepted_hostile_configs_read_back_exactly() {
                     );
                 }
                 Target::Inittab | Target::Busybox => {
-                    let id = tunnelctl::config::inittab_id(&tunnel.name);
                     let inittab = fs::read_to_string(root.path().join("etc/inittab")).unwrap();
                     let line = inittab.lines().nth(1).unwrap();
                     let process = line.splitn(4, ':').nth(3).unwrap();
-                    assert!(process.len() <= 127, "{line}");
-                    assert!(
-                        !process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)),
-                        "{line}"
-                    );
-                    let intended = render::watchdog_args(
-                        tunnel,
-                        Some(&format!("/run/tunnelctl/{}", tunnel.name)),
-                        Some(&format!("/var/log/tunnelctl/{id}.log")),
-                        plain_ssh,
-                    );
-                    let args = fs::read_to_string(&installed).unwrap();
-                    let read: Vec<&str> = args.lines().skip_while(|l| l.starts_with('#')).collect();
+                    assert_plain_inittab_process(process, line);
+                    let intended = inittab_watchdog_args(tunnel, plain_ssh);
+                    let read = args_file_words(&installed);
                     assert_eq!(read, intended, "{}: args file", case.label);
                 }
             }
@@ -363,40 +344,6 @@ fn odd_watchdog_paths_are_refused_with_a_reason() {
         assert!(err.contains(says), "{target}: {err}");
         assert!(is_empty_dir(root.path()));
     }
-}
-
-fn verify(unit: &Path) -> (bool, String) {
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(unit)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn python_program_arguments(plist: &Path) -> Vec<String> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import plistlib,sys; a=plistlib.load(open(sys.argv[1],'rb'))['ProgramArguments']; \
-             sys.stdout.buffer.write(b'\\0'.join(x.encode() for x in a))",
-        ])
-        .arg(plist)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split('\0')
-        .map(str::to_string)
-        .collect()
 }
 
 /// A private `systemd --user` in its own mount namespace (tmpfs on /run, so it believes it

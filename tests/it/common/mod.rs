@@ -10,6 +10,7 @@ pub mod cli;
 pub mod inittab_init;
 pub mod nspawn;
 pub mod prereq;
+pub mod readback;
 pub mod sshd;
 pub mod target;
 pub mod tunnel_env;
