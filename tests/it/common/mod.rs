@@ -203,6 +203,11 @@ impl NotifyReceiver {
         self.messages().into_iter().find(|m| m.has(line))
     }
 
+    /// How many datagrams so far contain the line `line`.
+    pub fn count_with(&self, line: &str) -> usize {
+        self.messages().iter().filter(|m| m.has(line)).count()
+    }
+
     /// All `STATUS=` values so far.
     pub fn statuses(&self) -> Vec<String> {
         self.messages()
