@@ -28,19 +28,7 @@ fn check(yaml: &str) -> (tempfile::TempDir, PathBuf, Run) {
 }
 
 fn check_path(path: &Path) -> Run {
-    let out = Command::cargo_bin("tunnelctl")
-        .unwrap()
-        .arg("--config")
-        .arg(path)
-        .arg("check")
-        .env_remove("TUNNELCTL_CONFIG")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    tunnelctl(path, &["check"])
 }
 
 /// Exit 2, and a line `FILE:LINE:COL: …` that contains every fragment.
@@ -66,6 +54,17 @@ fn expect_error(yaml: &str, line: usize, col: usize, fragments: &[&str]) -> Stri
 }
 
 const OK_TUNNEL: &str = "    host: h.example.org\n    forwards:\n      - dynamic: 1080\n";
+
+/// [`expect_error`] for one line under `ssh_options:` of [`OK_TUNNEL`] (line 7, column 7).
+#[track_caller]
+fn expect_ssh_option_error(option: &str, fragments: &[&str]) -> String {
+    expect_error(
+        &format!("tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      {option}\n"),
+        7,
+        7,
+        fragments,
+    )
+}
 
 #[test]
 fn unknown_keys_are_named_with_a_suggestion() {
@@ -294,12 +293,7 @@ fn refused_ssh_options() {
         ("LocalForward: 1 x:1", "`forwards:`"),
     ];
     for (option, message) in cases {
-        let stderr = expect_error(
-            &format!("tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      {option}\n"),
-            7,
-            7,
-            &["ssh option", message],
-        );
+        let stderr = expect_ssh_option_error(option, &["ssh option", message]);
         if message.contains("host-key") || message.contains("shell command") {
             assert!(stderr.contains("allow_insecure_options: true"), "{stderr}");
         }
@@ -465,12 +459,7 @@ fn host_after_double_dash_is_never_an_option() {
         &argv[argv.len() - 2..],
         ["--", "-oProxyCommand=touch /tmp/x"]
     );
-    let out = Command::new("ssh")
-        .arg("-G")
-        .args(["-F", "/dev/null"])
-        .args(&argv[1..])
-        .output()
-        .unwrap();
+    let out = ssh_g_output(&argv);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -564,21 +553,23 @@ fn the_example_passes_check() {
     );
 }
 
-/// Runs `ssh -G -F /dev/null ARGS` (no config files, no connection) and returns
-/// option → value(s) as ssh resolved them; repeated options are joined with `|`.
-fn ssh_g(argv: &[String]) -> std::collections::BTreeMap<String, String> {
-    assert_eq!(argv[0], "ssh");
-    let out = Command::new("ssh")
+/// Runs `ssh -G -F /dev/null ARGS` (no config files, no connection): ARGS are `argv`
+/// after its program name.
+fn ssh_g_output(argv: &[String]) -> std::process::Output {
+    Command::new("ssh")
         .arg("-G")
         .args(["-F", "/dev/null"])
         .args(&argv[1..])
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ssh -G failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .unwrap()
+}
+
+/// [`ssh_g_output`], which must succeed, as option → value(s) as ssh resolved them;
+/// repeated options are joined with `|`.
+fn ssh_g(argv: &[String]) -> std::collections::BTreeMap<String, String> {
+    assert_eq!(argv[0], "ssh");
+    let out = ssh_g_output(argv);
+    crate::common::child::assert_success(&out, "ssh -G failed");
     let mut map = std::collections::BTreeMap::<String, String>::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let (k, v) = line.split_once(' ').unwrap_or((line, ""));
@@ -731,12 +722,7 @@ fn options_that_weaken_host_key_checking_or_hide_errors_need_allow_insecure_opti
         ("LogLevel: QUIET", "hides ssh's errors"),
     ];
     for (option, message) in cases {
-        let stderr = expect_error(
-            &format!("tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      {option}\n"),
-            7,
-            7,
-            &["is refused", message],
-        );
+        let stderr = expect_ssh_option_error(option, &["is refused", message]);
         assert!(stderr.contains("allow_insecure_options: true"), "{stderr}");
         let (_d, _p, run) = check(&format!(
             "tunnels:\n  a:\n{OK_TUNNEL}    allow_insecure_options: true\n    ssh_options:\n      {option}\n"

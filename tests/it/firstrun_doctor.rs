@@ -8,7 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::child::KillOnDrop;
 use common::sshd::{Sshd, SshdOptions};
+use common::watchdog_cmd::remote_forward_ssh_args;
 use firstrun_support::*;
 
 fn forwards(remote: u16, local: u16, sshd: &Sshd) -> String {
@@ -167,30 +169,18 @@ fn doctor_says_the_remote_port_is_taken() {
     };
     let port = free_port();
     // Another session holds the remote port, as a dead session of the tunnel would.
-    let mut holder = Command::new("ssh")
-        .args(sshd.ssh_base_args())
-        .args([
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-R",
-            &format!("{port}:localhost:{}", sshd.port()),
-        ])
-        .arg(sshd.host())
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let holder_pid = holder.id();
-    let _ = &mut holder;
-    let _guard = Kill(holder);
+    let holder = KillOnDrop(
+        Command::new("ssh")
+            .args(remote_forward_ssh_args(
+                &sshd,
+                &format!("{port}:localhost:{}", sshd.port()),
+            ))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let holder_pid = holder.0.id();
     assert!(
         common::wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
             "127.0.0.1",

@@ -5,73 +5,45 @@ use crate::common;
 use crate::firstrun_support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::child::StopOnDrop;
 use common::sshd::Sshd;
 use common::wait_until;
+use common::watchdog_cmd::start_remote_forward_watchdog;
 use firstrun_support::*;
 
-/// The watchdog child, stopped (SIGTERM, then SIGKILL) on drop.
-struct Watchdog(Child);
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        if !wait_until(Duration::from_secs(5), || {
-            matches!(self.0.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
+fn start_watchdog(sshd: &Sshd, state_dir: &Path, remote_port: u16) -> StopOnDrop {
+    let log = state_dir.with_file_name("watchdog.log");
+    start_remote_forward_watchdog(sshd, "st", state_dir, &log, remote_port)
 }
 
-fn start_watchdog(sshd: &Sshd, state_dir: &std::path::Path, remote_port: u16) -> Watchdog {
-    let child = Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog"))
-        .args([
-            "--name",
-            "st",
-            "--probe-interval",
-            "1s",
-            "--probe-timeout",
-            "1s",
-            "--backoff-initial",
-            "1s",
-        ])
-        .arg("--state-dir")
-        .arg(state_dir)
-        .arg("--log-file")
-        .arg(state_dir.with_file_name("watchdog.log"))
-        .arg("--")
-        .arg("ssh")
-        .args(sshd.ssh_base_args())
-        .args([
-            "-N",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-R",
-            &format!("{remote_port}:localhost:{}", sshd.port()),
-        ])
-        .arg(sshd.host())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    Watchdog(child)
+/// tunnelctl without a config file: the commands here read state directories only.
+fn without_config(args: &[&str]) -> Output {
+    tunnelctl(Path::new("/nonexistent.yaml"), args)
 }
 
-fn status_json(state_dir: &std::path::Path) -> serde_json::Value {
-    let out = tunnelctl(
-        std::path::Path::new("/nonexistent.yaml"),
-        &[
-            "status",
-            "st",
-            "--json",
-            "--state-dir",
-            state_dir.to_str().unwrap(),
-        ],
+/// Exit 1, and `written` (the command's stdout or stderr) says `says`.
+#[track_caller]
+fn assert_exit_1_saying(out: &Output, written: &[u8], says: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(written).contains(says),
+        "{}",
+        text(out)
     );
+}
+
+fn status_json(state_dir: &Path) -> serde_json::Value {
+    let out = without_config(&[
+        "status",
+        "st",
+        "--json",
+        "--state-dir",
+        state_dir.to_str().unwrap(),
+    ]);
     let value: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
     assert_eq!(value["schema"], 1, "{value}");
@@ -79,13 +51,20 @@ fn status_json(state_dir: &std::path::Path) -> serde_json::Value {
 }
 
 /// `status st --state-dir DIR`'s exit code: 0 up, 1 down, 3 degraded.
-fn status_code(state_dir: &std::path::Path) -> Option<i32> {
-    tunnelctl(
-        std::path::Path::new("/nonexistent.yaml"),
-        &["status", "st", "--state-dir", state_dir.to_str().unwrap()],
-    )
-    .status
-    .code()
+fn status_code(state_dir: &Path) -> Option<i32> {
+    without_config(&["status", "st", "--state-dir", state_dir.to_str().unwrap()])
+        .status
+        .code()
+}
+
+/// `reconnect st --state-dir DIR`.
+fn reconnect(state_dir: &Path) -> Output {
+    without_config(&[
+        "reconnect",
+        "st",
+        "--state-dir",
+        state_dir.to_str().unwrap(),
+    ])
 }
 
 #[test]
@@ -125,10 +104,7 @@ fn status_json_reconnect_and_stop_follow_a_real_watchdog() {
     assert_eq!(status_code(&state_dir), Some(0), "an up tunnel exits 0");
 
     // The table says the same in words.
-    let table = tunnelctl(
-        std::path::Path::new("/nonexistent.yaml"),
-        &["status", "--state-dir", dir.path().to_str().unwrap()],
-    );
+    let table = without_config(&["status", "--state-dir", dir.path().to_str().unwrap()]);
     let table_text = String::from_utf8_lossy(&table.stdout);
     assert!(
         table_text.starts_with("NAME ")
@@ -144,15 +120,7 @@ fn status_json_reconnect_and_stop_follow_a_real_watchdog() {
 
     // reconnect: SIGUSR1 makes the watchdog start a new ssh.
     let first_ssh = up["ssh_pid"].as_u64().unwrap();
-    let out = tunnelctl(
-        std::path::Path::new("/nonexistent.yaml"),
-        &[
-            "reconnect",
-            "st",
-            "--state-dir",
-            state_dir.to_str().unwrap(),
-        ],
-    );
+    let out = reconnect(&state_dir);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("pid {wd_pid}")),
@@ -182,47 +150,21 @@ fn status_json_reconnect_and_stop_follow_a_real_watchdog() {
     )));
     assert_eq!(status_json(&state_dir)["state"], "stopped");
     assert_eq!(status_code(&state_dir), Some(1), "a stopped tunnel exits 1");
-    let out = tunnelctl(
-        std::path::Path::new("/nonexistent.yaml"),
-        &[
-            "reconnect",
-            "st",
-            "--state-dir",
-            state_dir.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the tunnel is not running"),
-        "{}",
-        text(&out)
-    );
+    let out = reconnect(&state_dir);
+    assert_exit_1_saying(&out, &out.stderr, "the tunnel is not running");
 }
 
 #[test]
 fn status_and_reconnect_explain_a_tunnel_that_never_ran() {
     let dir = tempfile::tempdir().unwrap();
     let none = dir.path().join("never");
-    let out = tunnelctl(
-        std::path::Path::new("/nonexistent.yaml"),
-        &["status", "never", "--state-dir", none.to_str().unwrap()],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("no state file"),
-        "{}",
-        text(&out)
-    );
-    let out = tunnelctl(
-        std::path::Path::new("/nonexistent.yaml"),
-        &["reconnect", "never", "--state-dir", none.to_str().unwrap()],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("the tunnel is not running: no watchdog state file"),
-        "{}",
-        text(&out)
+    let out = without_config(&["status", "never", "--state-dir", none.to_str().unwrap()]);
+    assert_exit_1_saying(&out, &out.stdout, "no state file");
+    let out = without_config(&["reconnect", "never", "--state-dir", none.to_str().unwrap()]);
+    assert_exit_1_saying(
+        &out,
+        &out.stderr,
+        "the tunnel is not running: no watchdog state file",
     );
 }
 
@@ -275,13 +217,12 @@ fn logs_shows_and_follows_the_inittab_log_file() {
     }
     let name = format!("logs-test-{}", std::process::id());
     let id = tunnelctl::config::inittab_id(&name);
-    let path = std::path::Path::new("/var/log/tunnelctl").join(format!("{id}.log"));
+    let path = Path::new("/var/log/tunnelctl").join(format!("{id}.log"));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "first line\nsecond line\n").unwrap();
     let _guard = LogFile(path.clone());
-    let none = std::path::Path::new("/nonexistent.yaml");
 
-    let out = tunnelctl(none, &["logs", &name, "--target", "inittab"]);
+    let out = without_config(&["logs", &name, "--target", "inittab"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -328,16 +269,8 @@ fn logs_shows_and_follows_the_inittab_log_file() {
     let _ = follow.wait();
     assert!(followed, "logs -f did not show the appended line: {seen:?}");
 
-    let out = tunnelctl(
-        none,
-        &["logs", "no-such-tunnel-here", "--target", "inittab"],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no log at /var/log/tunnelctl/"),
-        "{}",
-        text(&out)
-    );
+    let out = without_config(&["logs", "no-such-tunnel-here", "--target", "inittab"]);
+    assert_exit_1_saying(&out, &out.stderr, "no log at /var/log/tunnelctl/");
 }
 
 #[test]

@@ -12,12 +12,38 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::readback::{
+    args_file_words, assert_plain_inittab_process, inittab_watchdog_args, launchd_state_dir,
+    plist_program_arguments, python_program_arguments, systemd_verify,
+};
 use common::*;
 use tunnelctl::render::{self, RenderOptions};
 use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
 use tunnelctl::target::Target;
 
 const WATCHDOG: &str = "/usr/bin/tunnel-watchdog";
+
+/// `tunnelctl -c CASE/tunnels.yaml install --all --target TARGET --watchdog WATCHDOG
+/// --root ROOT`, which must succeed.
+#[track_caller]
+fn install_all(home: &Path, case: &Path, target: Target, watchdog: &str, root: &Path) {
+    let out = tunnelctl(home)
+        .arg("-c")
+        .arg(case.join("tunnels.yaml"))
+        .args([
+            "install",
+            "--all",
+            "--target",
+            target.as_str(),
+            "--watchdog",
+            watchdog,
+            "--root",
+        ])
+        .arg(root)
+        .output()
+        .unwrap();
+    common::child::assert_success(&out, &format!("{} {target}", case.display()));
+}
 
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
@@ -43,27 +69,7 @@ fn every_case_renders_as_expected_for_every_target() {
     for case in cases() {
         for target in Target::ALL {
             let root = tempfile::tempdir().unwrap();
-            let out = tunnelctl(&home)
-                .arg("-c")
-                .arg(case.join("tunnels.yaml"))
-                .args([
-                    "install",
-                    "--all",
-                    "--target",
-                    target.as_str(),
-                    "--watchdog",
-                    WATCHDOG,
-                    "--root",
-                ])
-                .arg(root.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{} {target}: {}",
-                case.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            install_all(&home, &case, target, WATCHDOG, root.path());
             let actual = tree(root.path());
             let expected_dir = case.join("expected").join(target.as_str());
             if update {
@@ -179,26 +185,7 @@ fn systemd_analyze_accepts_every_unit() {
     for case in cases() {
         for target in [Target::Systemd, Target::SystemdUser] {
             let root = tempfile::tempdir().unwrap();
-            let out = tunnelctl(&home)
-                .arg("-c")
-                .arg(case.join("tunnels.yaml"))
-                .args([
-                    "install",
-                    "--all",
-                    "--target",
-                    target.as_str(),
-                    "--watchdog",
-                    watchdog,
-                    "--root",
-                ])
-                .arg(root.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            install_all(&home, &case, target, watchdog, root.path());
             let units: Vec<PathBuf> = tree(root.path())
                 .keys()
                 .filter(|rel| rel.ends_with(".service"))
@@ -207,7 +194,7 @@ fn systemd_analyze_accepts_every_unit() {
             assert!(!units.is_empty());
             for unit in units {
                 let name = unit.file_name().unwrap().to_str().unwrap().to_string();
-                let (stderr, ok) = verify(&unit);
+                let (ok, stderr) = systemd_verify(&unit);
                 assert!(ok, "{name}: systemd-analyze verify failed:\n{stderr}");
                 assert!(
                     !stderr
@@ -244,15 +231,7 @@ fn plists_read_back_the_intended_argv() {
                 let rendered = render::render(tunnel, target, &options).unwrap();
                 let file = &rendered.files[0];
                 let on_disk = expected_dir.join(file.path.strip_prefix("/").unwrap());
-                let state = if target == Target::Launchd {
-                    format!("/var/run/tunnelctl/{}", tunnel.name)
-                } else {
-                    format!(
-                        "{}/Library/Application Support/tunnelctl/{}",
-                        home.display(),
-                        tunnel.name
-                    )
-                };
+                let state = launchd_state_dir(target, &home, &tunnel.name);
                 let mut intended = vec![WATCHDOG.to_string()];
                 intended.extend(render::watchdog_args(
                     tunnel,
@@ -262,13 +241,12 @@ fn plists_read_back_the_intended_argv() {
                 ));
                 let value = plist::Value::from_file(&on_disk).unwrap();
                 let dict = value.as_dictionary().unwrap();
-                let argv: Vec<String> = dict["ProgramArguments"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_string().unwrap().to_string())
-                    .collect();
-                assert_eq!(argv, intended, "{}", on_disk.display());
+                assert_eq!(
+                    plist_program_arguments(dict),
+                    intended,
+                    "{}",
+                    on_disk.display()
+                );
                 assert_eq!(
                     dict["Label"].as_string(),
                     Some(format!("org.tunnelctl.{}", tunnel.name).as_str())
@@ -314,26 +292,16 @@ fn inittab_lines_are_plain_and_args_files_exact() {
                     Target::Busybox => line.strip_prefix("::respawn:").unwrap(),
                     _ => line.strip_prefix(&format!("{id}:2345:respawn:")).unwrap(),
                 };
-                assert!(process.len() <= 127, "{line}");
-                assert!(
-                    !process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)),
-                    "{line}"
-                );
+                assert_plain_inittab_process(process, line);
                 assert_eq!(
                     process,
                     format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args")
                 );
 
-                let args =
-                    fs::read_to_string(expected_dir.join(format!("etc/tunnelctl/run/{id}.args")))
-                        .unwrap();
-                let read: Vec<&str> = args.lines().skip_while(|l| l.starts_with('#')).collect();
-                let intended = render::watchdog_args(
-                    tunnel,
-                    Some(&format!("/run/tunnelctl/{}", tunnel.name)),
-                    Some(&format!("/var/log/tunnelctl/{id}.log")),
-                    ssh_argv(tunnel, &PathOverrides::default()),
-                );
+                let read =
+                    args_file_words(&expected_dir.join(format!("etc/tunnelctl/run/{id}.args")));
+                let intended =
+                    inittab_watchdog_args(tunnel, ssh_argv(tunnel, &PathOverrides::default()));
                 assert_eq!(read, intended, "{}", case.display());
             }
         }
@@ -365,18 +333,6 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn verify(unit: &Path) -> (String, bool) {
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(unit)
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.success(),
-    )
-}
-
 fn exposure(unit: &Path) -> f64 {
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=yes"])
@@ -401,27 +357,4 @@ fn exposure(unit: &Path) -> f64 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-fn python_program_arguments(plist: &Path) -> Vec<String> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            // NUL-separated UTF-8: exact for any string a plist can hold here.
-            "import plistlib,sys; a=plistlib.load(open(sys.argv[1],'rb'))['ProgramArguments']; \
-             sys.stdout.buffer.write(b'\\0'.join(x.encode() for x in a))",
-        ])
-        .arg(plist)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split('\0')
-        .map(str::to_string)
-        .collect()
 }

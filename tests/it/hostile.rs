@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::readback::{
+    args_file_words, assert_plain_inittab_process, inittab_watchdog_args, launchd_state_dir,
+    plist_program_arguments, python_program_arguments, systemd_verify,
+};
 use tunnelctl::render::{self, RenderOptions};
 use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
 use tunnelctl::target::Target;
@@ -118,6 +122,20 @@ impl Env {
             .output()
             .unwrap()
     }
+
+    /// `install --all --target TARGET OPTIONS… --root ROOT`.
+    fn install_all(
+        &self,
+        config: &Path,
+        target: Target,
+        options: &[&str],
+        root: &Path,
+    ) -> std::process::Output {
+        let mut args = vec!["install", "--all", "--target", target.as_str()];
+        args.extend_from_slice(options);
+        args.extend(["--root", root.to_str().unwrap()]);
+        self.tunnelctl(config, &args)
+    }
 }
 
 fn is_empty_dir(dir: &Path) -> bool {
@@ -142,17 +160,7 @@ fn refused_configs_write_nothing() {
         );
         for target in Target::ALL {
             let root = tempfile::tempdir().unwrap();
-            let out = env.tunnelctl(
-                &config,
-                &[
-                    "install",
-                    "--all",
-                    "--target",
-                    target.as_str(),
-                    "--root",
-                    root.path().to_str().unwrap(),
-                ],
-            );
+            let out = env.install_all(&config, target, &[], root.path());
             assert_eq!(out.status.code(), Some(2), "{label} {target}");
             assert!(
                 is_empty_dir(root.path()),
@@ -193,19 +201,7 @@ fn accepted_hostile_configs_read_back_exactly() {
         let tunnel = &config.tunnels[0];
         for target in Target::ALL {
             let root = tempfile::tempdir().unwrap();
-            let out = env.tunnelctl(
-                &config_path,
-                &[
-                    "install",
-                    "--all",
-                    "--target",
-                    target.as_str(),
-                    "--watchdog",
-                    watchdog,
-                    "--root",
-                    root.path().to_str().unwrap(),
-                ],
-            );
+            let out = env.install_all(&config_path, target, &["--watchdog", watchdog], root.path());
             let err = String::from_utf8_lossy(&out.stderr);
             if case.refused_by.contains(&target) {
                 assert_eq!(
@@ -243,7 +239,7 @@ fn accepted_hostile_configs_read_back_exactly() {
                     assert_eq!(argv, intended, "{}: systemd exec'd other words", case.label);
                 }
                 Target::Systemd => {
-                    let (ok, stderr) = verify(&installed);
+                    let (ok, stderr) = systemd_verify(&installed);
                     let unit = installed.file_name().unwrap().to_str().unwrap();
                     assert!(
                         ok && !stderr.contains(unit),
@@ -277,23 +273,11 @@ fn accepted_hostile_configs_read_back_exactly() {
                     );
                 }
                 Target::Launchd | Target::LaunchdAgent => {
-                    let state = match target {
-                        Target::Launchd => format!("/var/run/tunnelctl/{}", tunnel.name),
-                        _ => format!(
-                            "{}/Library/Application Support/tunnelctl/{}",
-                            env.home.path().display(),
-                            tunnel.name
-                        ),
-                    };
+                    let state = launchd_state_dir(target, env.home.path(), &tunnel.name);
                     let mut intended = vec![watchdog.to_string()];
                     intended.extend(render::watchdog_args(tunnel, Some(&state), None, plain_ssh));
                     let value = plist::Value::from_file(&installed).unwrap();
-                    let argv: Vec<String> = value.as_dictionary().unwrap()["ProgramArguments"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.as_string().unwrap().to_string())
-                        .collect();
+                    let argv = plist_program_arguments(value.as_dictionary().unwrap());
                     assert_eq!(argv, intended, "{}: plist crate", case.label);
                     assert_eq!(
                         python_program_arguments(&installed),
@@ -303,23 +287,12 @@ fn accepted_hostile_configs_read_back_exactly() {
                     );
                 }
                 Target::Inittab | Target::Busybox => {
-                    let id = tunnelctl::config::inittab_id(&tunnel.name);
                     let inittab = fs::read_to_string(root.path().join("etc/inittab")).unwrap();
                     let line = inittab.lines().nth(1).unwrap();
                     let process = line.splitn(4, ':').nth(3).unwrap();
-                    assert!(process.len() <= 127, "{line}");
-                    assert!(
-                        !process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)),
-                        "{line}"
-                    );
-                    let intended = render::watchdog_args(
-                        tunnel,
-                        Some(&format!("/run/tunnelctl/{}", tunnel.name)),
-                        Some(&format!("/var/log/tunnelctl/{id}.log")),
-                        plain_ssh,
-                    );
-                    let args = fs::read_to_string(&installed).unwrap();
-                    let read: Vec<&str> = args.lines().skip_while(|l| l.starts_with('#')).collect();
+                    assert_plain_inittab_process(process, line);
+                    let intended = inittab_watchdog_args(tunnel, plain_ssh);
+                    let read = args_file_words(&installed);
                     assert_eq!(read, intended, "{}: args file", case.label);
                 }
             }
@@ -363,40 +336,6 @@ fn odd_watchdog_paths_are_refused_with_a_reason() {
         assert!(err.contains(says), "{target}: {err}");
         assert!(is_empty_dir(root.path()));
     }
-}
-
-fn verify(unit: &Path) -> (bool, String) {
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(unit)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn python_program_arguments(plist: &Path) -> Vec<String> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import plistlib,sys; a=plistlib.load(open(sys.argv[1],'rb'))['ProgramArguments']; \
-             sys.stdout.buffer.write(b'\\0'.join(x.encode() for x in a))",
-        ])
-        .arg(plist)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split('\0')
-        .map(str::to_string)
-        .collect()
 }
 
 /// A private `systemd --user` in its own mount namespace (tmpfs on /run, so it believes it
@@ -489,6 +428,18 @@ fn bin(name: &str) -> PathBuf {
     assert_cmd::cargo::cargo_bin(name)
 }
 
+/// `install TUNNEL --target TARGET --watchdog /usr/bin/tunnel-watchdog`.
+fn install_args<'a>(tunnel: &'a str, target: &'a str) -> [&'a str; 6] {
+    [
+        "install",
+        tunnel,
+        "--target",
+        target,
+        "--watchdog",
+        "/usr/bin/tunnel-watchdog",
+    ]
+}
+
 /// The second user's (uid, gid), created when missing (idempotent; a concurrent
 /// useradd that lost the race is fine).
 fn second_user() -> (u32, u32) {
@@ -545,13 +496,19 @@ impl FsEnv {
         self.root.path().join(rel)
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("tunnelctl"));
+    /// `PROGRAM -c CONFIG` with HOME and nothing else (no PATH) in its environment.
+    fn bare(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("HOME", &self.home)
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .arg("-c")
-            .arg(&self.config)
+            .arg(&self.config);
+        cmd
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.bare(bin("tunnelctl"));
+        cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .args(args)
             .arg("--root")
             .arg(self.root.path());
@@ -559,14 +516,7 @@ impl FsEnv {
     }
 
     fn install(&self, target: &str, extra: &[&str]) -> (i32, String) {
-        let mut args = vec![
-            "install",
-            "t",
-            "--target",
-            target,
-            "--watchdog",
-            "/usr/bin/tunnel-watchdog",
-        ];
+        let mut args = install_args("t", target).to_vec();
         args.extend_from_slice(extra);
         let out = self.command(&args).output().unwrap();
         (
@@ -692,14 +642,7 @@ fn known_hosts_links_are_refused_by_trust() {
 #[test]
 fn umask_000_does_not_widen_what_install_creates() {
     let env = FsEnv::new();
-    let mut cmd = env.command(&[
-        "install",
-        "t",
-        "--target",
-        "inittab",
-        "--watchdog",
-        "/usr/bin/tunnel-watchdog",
-    ]);
+    let mut cmd = env.command(&install_args("t", "inittab"));
     // SAFETY: umask is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -893,13 +836,6 @@ fn state_dir_swapped_for_a_link_while_the_watchdog_runs() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let appeared = common::wait_until(Duration::from_secs(10), || state.join("state").exists());
     assert!(appeared, "no state file");
     let moved = top.path().join("state.old");
@@ -908,7 +844,7 @@ fn state_dir_swapped_for_a_link_while_the_watchdog_runs() {
     let exited = common::wait_until(Duration::from_secs(20), || {
         child.try_wait().unwrap().is_some()
     });
-    let _guard = Kill(child);
+    let _guard = common::child::KillOnDrop(child);
     assert!(exited, "the watchdog did not finish its attempt");
     assert!(
         !victim.join("state").exists(),
@@ -973,12 +909,8 @@ fn status_and_reconnect_refuse_linked_or_foreign_state_files() {
     }
     for (state_dir, says) in [(&zero, "symlink"), (&foreign, "not trusting it")] {
         for command in ["status", "reconnect"] {
-            let mut cmd = Command::new(bin("tunnelctl"));
-            cmd.env_clear()
-                .env("HOME", &env.home)
-                .arg("-c")
-                .arg(&env.config)
-                .args([command, "t", "--target", "inittab", "--state-dir"])
+            let mut cmd = env.bare(bin("tunnelctl"));
+            cmd.args([command, "t", "--target", "inittab", "--state-dir"])
                 .arg(state_dir);
             let out = super_bounded(cmd);
             let text = format!(
@@ -1017,20 +949,9 @@ fn ten_concurrent_inittab_installs_lose_no_entry() {
         let children: Vec<_> = names
             .iter()
             .map(|n| {
-                Command::new(bin("tunnelctl"))
-                    .env_clear()
-                    .env("HOME", &env.home)
-                    .arg("-c")
-                    .arg(&env.config)
-                    .args([
-                        "install",
-                        n,
-                        "--target",
-                        "inittab",
-                        "--watchdog",
-                        "/usr/bin/tunnel-watchdog",
-                        "--root",
-                    ])
+                env.bare(bin("tunnelctl"))
+                    .args(install_args(n, "inittab"))
+                    .arg("--root")
                     .arg(root.path())
                     .stdout(std::process::Stdio::null())
                     .spawn()
@@ -1086,20 +1007,10 @@ fn kill_9_during_inittab_installs_and_uninstalls() {
     let scratch = tempfile::tempdir().unwrap();
     fs::create_dir_all(scratch.path().join("etc")).unwrap();
     fs::write(scratch.path().join("etc/inittab"), &base).unwrap();
-    let ok = Command::new(bin("tunnelctl"))
-        .env_clear()
-        .env("HOME", &env.home)
-        .arg("-c")
-        .arg(&env.config)
-        .args([
-            "install",
-            "t",
-            "--target",
-            "inittab",
-            "--watchdog",
-            "/usr/bin/tunnel-watchdog",
-            "--root",
-        ])
+    let ok = env
+        .bare(bin("tunnelctl"))
+        .args(install_args("t", "inittab"))
+        .arg("--root")
         .arg(scratch.path())
         .output()
         .unwrap();
@@ -1121,14 +1032,7 @@ fn kill_9_during_inittab_installs_and_uninstalls() {
         let delay = Duration::from_micros(seed % 12_000);
         let install = i % 2 == 0;
         let mut cmd = env.command(&if install {
-            vec![
-                "install",
-                "t",
-                "--target",
-                "inittab",
-                "--watchdog",
-                "/usr/bin/tunnel-watchdog",
-            ]
+            install_args("t", "inittab").to_vec()
         } else {
             vec!["uninstall", "t", "--target", "inittab"]
         });
@@ -1226,14 +1130,7 @@ fn a_failing_telinit_is_reported_after_the_inittab_is_right() {
         .arg(bin("tunnelctl"))
         .arg("-c")
         .arg(&config)
-        .args([
-            "install",
-            "t",
-            "--target",
-            "inittab",
-            "--watchdog",
-            "/usr/bin/tunnel-watchdog",
-        ])
+        .args(install_args("t", "inittab"))
         .env_clear()
         .env("HOME", common::golden_home())
         .env(
@@ -1299,11 +1196,8 @@ fn a_default_watchdog_that_is_not_roots_is_refused_for_system_targets() {
     let env = FsEnv::new();
     let install = |target: &str| {
         let root = tempfile::tempdir().unwrap();
-        let out = Command::new(bindir.join("tunnelctl"))
-            .env_clear()
-            .env("HOME", &env.home)
-            .arg("-c")
-            .arg(&env.config)
+        let out = env
+            .bare(bindir.join("tunnelctl"))
             .args(["install", "t", "--target", target, "--root"])
             .arg(root.path())
             .output()

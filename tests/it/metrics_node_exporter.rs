@@ -10,54 +10,20 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::child::StopOnDrop;
 use common::prereq::{Prereq, require};
 use common::sshd::Sshd;
 use common::wait_until;
+use common::watchdog_cmd::start_remote_forward_watchdog;
 use firstrun_support::{free_port, text, tunnelctl};
 
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 
-/// A child process killed (SIGTERM, then SIGKILL) and reaped on drop, by its pid.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        if !wait_until(Duration::from_secs(5), || {
-            matches!(self.0.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn start_watchdog(sshd: &Sshd, state_dir: &Path, remote_port: u16) -> Killed {
-    let child = Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog"))
-        .args(["--name", "live", "--probe-interval", "1s"])
-        .args(["--probe-timeout", "1s", "--backoff-initial", "1s"])
-        .arg("--state-dir")
-        .arg(state_dir)
-        .arg("--log-file")
-        .arg(state_dir.with_file_name("live.log"))
-        .arg("--")
-        .arg("ssh")
-        .args(sshd.ssh_base_args())
-        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
-        .arg(format!("{remote_port}:localhost:{}", sshd.port()))
-        .arg(sshd.host())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    Killed(child)
-}
-
 /// node_exporter on 127.0.0.1:`port` with only the textfile collector, reading `dir`.
-fn start_node_exporter(port: u16, dir: &Path, log: &Path) -> Killed {
+fn start_node_exporter(port: u16, dir: &Path, log: &Path) -> StopOnDrop {
     let log = std::fs::File::create(log).unwrap();
     let child = Command::new(NODE_EXPORTER)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -68,7 +34,7 @@ fn start_node_exporter(port: u16, dir: &Path, log: &Path) -> Killed {
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    Killed(child)
+    StopOnDrop(child)
 }
 
 /// `GET /metrics` over HTTP/1.0 (the server closes: read to the end); the body, or why not.
@@ -144,7 +110,13 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
     let textfiles = dir.path().join("textfile");
     std::fs::create_dir_all(&textfiles).unwrap();
     let live_dir = states.join("live");
-    let wd = start_watchdog(&sshd, &live_dir, free_port());
+    let wd = start_remote_forward_watchdog(
+        &sshd,
+        "live",
+        &live_dir,
+        &states.join("live.log"),
+        free_port(),
+    );
     let wd_pid = wd.0.id();
     let live_up = || {
         let doc = status_json(&live_dir);

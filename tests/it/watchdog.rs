@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::child::KillOnDrop;
 use common::sshd::{Sshd, free_port, state_of};
 use common::target::TcpTarget;
+use common::watchdog_cmd::{remote_forward_ssh_args, state_log_and_ssh};
 use common::{NotifyReceiver, wait_until};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -67,23 +69,20 @@ impl<'a> WdSpec<'a> {
         let bin = std::env::var("TUNNEL_WATCHDOG_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tunnel-watchdog").to_string());
         let mut cmd = Command::new(bin);
-        cmd.args(&self.options)
-            .arg("--name")
-            .arg("test")
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .arg("--log-file")
-            .arg(self.dir.join("log"))
-            .arg("--")
-            .arg("ssh")
-            .args(&self.ssh)
-            .arg("-N")
-            .args(&self.forwards)
-            .arg("127.0.0.1")
-            .stdin(Stdio::null())
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("JOURNAL_STREAM");
+        cmd.args(&self.options).arg("--name").arg("test");
+        state_log_and_ssh(
+            &mut cmd,
+            &self.dir.join("state"),
+            &self.dir.join("log"),
+            &self.ssh,
+        )
+        .arg("-N")
+        .args(&self.forwards)
+        .arg("127.0.0.1")
+        .stdin(Stdio::null())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("JOURNAL_STREAM");
         if let Some(n) = self.notify {
             cmd.env("NOTIFY_SOCKET", n.env_value());
         }
@@ -121,16 +120,7 @@ impl Wd {
     }
     /// Waits (bounded) for the exit code.
     fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let mut code = None;
-        wait_until(timeout, || {
-            code = self
-                .child
-                .try_wait()
-                .unwrap()
-                .map(|s| s.code().unwrap_or(-1));
-            code.is_some()
-        });
-        code
+        common::child::wait_exit(&mut self.child, timeout)
     }
     fn wait_up(&self, timeout: Duration) -> bool {
         wait_until(timeout, || {
@@ -141,6 +131,33 @@ impl Wd {
     #[track_caller]
     fn expect_up(&self, timeout: Duration) {
         assert!(self.wait_up(timeout), "not up; log:\n{}", self.log());
+    }
+    /// Freezes process `pid` (SIGSTOP) and waits up to `timeout` for the watchdog to
+    /// exit: its exit code, and how long after the freeze it came.
+    fn exit_after_freezing(&mut self, pid: i32, timeout: Duration) -> (Option<i32>, Duration) {
+        kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+        let frozen = Instant::now();
+        let code = self.wait_exit(timeout);
+        (code, frozen.elapsed())
+    }
+    /// Fails, showing the log, if `took` is longer than `bound`.
+    #[track_caller]
+    fn assert_took_at_most(&self, took: Duration, bound: Duration) {
+        assert!(took <= bound, "took {took:?}; log:\n{}", self.log());
+    }
+    /// Fails, showing the log, unless the log says `needle`.
+    #[track_caller]
+    fn assert_logged(&self, needle: &str) {
+        assert!(self.log().contains(needle), "{}", self.log());
+    }
+    /// Fails, showing the log, unless the log says `needle` within `timeout`.
+    #[track_caller]
+    fn expect_logged(&self, timeout: Duration, needle: &str) {
+        assert!(
+            wait_until(timeout, || self.log().contains(needle)),
+            "{}",
+            self.log()
+        );
     }
 }
 
@@ -168,16 +185,6 @@ impl Rig {
             "-R",
             format!("{}:127.0.0.1:{}", free_port(), self.target.port),
         )
-    }
-}
-
-/// A child process killed and reaped when the test ends, also by a panic.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -280,10 +287,7 @@ fn frozen_ssh_client_is_killed_within_the_bound() {
     let mut wd = t.spec().spawn();
     wd.expect_up(Duration::from_secs(15));
     let ssh = wd.ssh_pid().unwrap();
-    kill(Pid::from_raw(ssh), Signal::SIGSTOP).unwrap();
-    let frozen = Instant::now();
-    let code = wd.wait_exit(Duration::from_secs(10));
-    let took = frozen.elapsed();
+    let (code, took) = wd.exit_after_freezing(ssh, Duration::from_secs(10));
     eprintln!(
         "frozen ssh client: watchdog exited {code:?} after {took:?}; ssh gone: {}",
         gone(ssh)
@@ -314,18 +318,11 @@ fn frozen_server_session_is_detected_within_the_bound() {
         .session
         .unwrap();
     let ssh = wd.ssh_pid().unwrap();
-    kill(Pid::from_raw(session), Signal::SIGSTOP).unwrap();
-    let frozen = Instant::now();
-    let code = wd.wait_exit(Duration::from_secs(10));
-    let took = frozen.elapsed();
+    let (code, took) = wd.exit_after_freezing(session, Duration::from_secs(10));
     eprintln!("frozen server session: watchdog exited {code:?} after {took:?}");
     assert_eq!(code, Some(1), "log:\n{}", wd.log());
     assert!(gone(ssh));
-    assert!(
-        took <= Duration::from_secs(4),
-        "took {took:?}; log:\n{}",
-        wd.log()
-    );
+    wd.assert_took_at_most(took, Duration::from_secs(4));
 }
 
 /// Reads `nominal_ms=N wait_ms=M` from the back-off lines of a log.
@@ -396,12 +393,7 @@ fn server_killed_and_back_follows_the_backoff_sequence() {
         seq.iter().map(|s| s.0).collect::<Vec<_>>(),
         [1000, 2000, 4000]
     );
-    assert!(
-        back.log()
-            .contains("reconnecting at once: the tunnel was up"),
-        "{}",
-        back.log()
-    );
+    back.assert_logged("reconnecting at once: the tunnel was up");
     assert!(
         runs[0].1 < Duration::from_millis(850),
         "run 0 waited: {:?}",
@@ -430,11 +422,7 @@ fn server_killed_and_back_follows_the_backoff_sequence() {
         1 + 3 + 1,
         "one ssh per run: {log}"
     );
-    assert!(
-        back.log().contains("the server refused the connection"),
-        "{}",
-        back.log()
-    );
+    back.assert_logged("the server refused the connection");
     drop(t.target);
 }
 
@@ -448,10 +436,10 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
     let port = free_port();
     let old_session = KillOnDrop(
         Command::new("ssh")
-            .args(t.sshd.ssh_base_args())
-            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
-            .arg(format!("{port}:127.0.0.1:{}", t.target.port))
-            .arg("127.0.0.1")
+            .args(remote_forward_ssh_args(
+                &t.sshd,
+                &format!("{port}:127.0.0.1:{}", t.target.port),
+            ))
             .stdin(Stdio::null())
             .spawn()
             .unwrap(),
@@ -469,13 +457,7 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
             format!("{}:127.0.0.1:{}", free_port(), local_target.port),
         );
     let mut wd = spec.spawn();
-    assert!(
-        wait_until(Duration::from_secs(15), || wd
-            .log()
-            .contains("reconnecting at once without -R")),
-        "{}",
-        wd.log()
-    );
+    wd.expect_logged(Duration::from_secs(15), "reconnecting at once without -R");
     let log = wd.log();
     assert!(
         log.contains(&format!("remote port {port} busy on server"))
@@ -510,7 +492,7 @@ fn remote_port_held_on_server_is_asked_for_again_over_one_connection() {
     // data before the tunnel counts as up.
     drop(old_session);
     let freed = Instant::now();
-    assert!(wd.wait_up(Duration::from_secs(10)), "log:\n{}", wd.log());
+    wd.expect_up(Duration::from_secs(10));
     let up_after = freed.elapsed();
     eprintln!("remote port held: up {up_after:?} after it was freed");
     assert!(up_after < Duration::from_secs(2), "up after {up_after:?}");
@@ -658,11 +640,7 @@ fn a_target_that_goes_down_degrades_the_tunnel_without_a_restart_and_recovers_at
     spec.options.push(metrics.display().to_string());
     spec.notify = Some(&notify);
     let mut wd = spec.spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    wd.expect_up(Duration::from_secs(15));
     let ssh = wd.ssh_pid().unwrap();
     let up_since: u64 = wd.state_value("state_since").unwrap().parse().unwrap();
     assert!(up_since > 0);
@@ -695,19 +673,10 @@ fn a_target_that_goes_down_degrades_the_tunnel_without_a_restart_and_recovers_at
     }
 
     // 30 s degraded: no ssh restart, no exit, systemd's watchdog fed all along.
-    let pings_before = notify
-        .messages()
-        .iter()
-        .filter(|m| m.has("WATCHDOG=1"))
-        .count();
+    let pings_before = notify.count_with("WATCHDOG=1");
     let degraded_at = Instant::now();
     let exited = wd.wait_exit(Duration::from_secs(30));
-    let pings = notify
-        .messages()
-        .iter()
-        .filter(|m| m.has("WATCHDOG=1"))
-        .count()
-        - pings_before;
+    let pings = notify.count_with("WATCHDOG=1") - pings_before;
     eprintln!(
         "degraded for {:?}: {pings} WATCHDOG=1, restarts={:?}",
         degraded_at.elapsed(),
@@ -834,14 +803,10 @@ fn sigusr1_cuts_the_backoff_short() {
         "60s".into(),
     ]);
     let wd = spec.spawn();
-    assert!(
-        wait_until(Duration::from_secs(5), || wd.log().contains("backing off")),
-        "{}",
-        wd.log()
-    );
+    wd.expect_logged(Duration::from_secs(5), "backing off");
     kill(Pid::from_raw(wd.pid()), Signal::SIGUSR1).unwrap();
     let sent = Instant::now();
-    assert!(wd.wait_up(Duration::from_secs(10)), "log:\n{}", wd.log());
+    wd.expect_up(Duration::from_secs(10));
     eprintln!(
         "SIGUSR1 during a {:?} back-off: up after {:?}",
         backoffs(&wd.log())[0],
@@ -868,22 +833,11 @@ fn frozen_server_session_is_detected_with_only_a_socks_forward() {
         .expect("session")
         .session
         .unwrap();
-    kill(Pid::from_raw(session), Signal::SIGSTOP).unwrap();
-    let frozen = Instant::now();
-    let code = wd.wait_exit(Duration::from_secs(10));
-    let took = frozen.elapsed();
+    let (code, took) = wd.exit_after_freezing(session, Duration::from_secs(10));
     eprintln!("frozen server session, -D only: watchdog exited {code:?} after {took:?}");
     assert_eq!(code, Some(1), "log:\n{}", wd.log());
-    assert!(
-        took <= Duration::from_secs(4),
-        "took {took:?}; log:\n{}",
-        wd.log()
-    );
-    assert!(
-        wd.log().contains("did not answer a channel request"),
-        "{}",
-        wd.log()
-    );
+    wd.assert_took_at_most(took, Duration::from_secs(4));
+    wd.assert_logged("did not answer a channel request");
 }
 
 #[test]
@@ -1021,15 +975,11 @@ fn backoff_ends_when_the_server_is_reachable_again() {
     assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(1));
     assert_eq!(first.state_value("no_greeting").as_deref(), Some("1"));
     let wd = spec.spawn();
-    assert!(
-        wait_until(Duration::from_secs(5), || wd.log().contains("backing off")),
-        "{}",
-        wd.log()
-    );
+    wd.expect_logged(Duration::from_secs(5), "backing off");
     let backing_off = Instant::now();
     t.sshd.start();
     let restarted = Instant::now();
-    assert!(wd.wait_up(Duration::from_secs(15)), "log:\n{}", wd.log());
+    wd.expect_up(Duration::from_secs(15));
     let up_after = restarted.elapsed();
     let (nominal, wait) = backoffs(&wd.log())[0];
     eprintln!(
@@ -1042,11 +992,7 @@ fn backoff_ends_when_the_server_is_reachable_again() {
         backing_off.elapsed() < Duration::from_millis(wait - 2000),
         "the back-off was not cut short"
     );
-    assert!(
-        wd.log().contains("server reachable again: reconnecting"),
-        "{}",
-        wd.log()
-    );
+    wd.assert_logged("server reachable again: reconnecting");
 }
 
 #[test]
@@ -1075,20 +1021,10 @@ fn a_silent_server_is_waited_out_not_walked_into() {
         "log:\n{}",
         first.log()
     );
-    assert!(
-        first.log().contains("sent no SSH banner"),
-        "{}",
-        first.log()
-    );
+    first.assert_logged("sent no SSH banner");
     assert_eq!(first.state_value("no_greeting").as_deref(), Some("1"));
     let wd = spec.spawn();
-    assert!(
-        wait_until(Duration::from_secs(5), || wd
-            .log()
-            .contains("waiting for the server to greet")),
-        "{}",
-        wd.log()
-    );
+    wd.expect_logged(Duration::from_secs(5), "waiting for the server to greet");
     // Well past its 1 s (±15 %) back-off, the silent server still gets no ssh.
     let attempts = |log: &str| log.matches("connecting (attempt").count();
     let held = wait_until(Duration::from_secs(4), || attempts(&wd.log()) > 1);
@@ -1096,11 +1032,11 @@ fn a_silent_server_is_waited_out_not_walked_into() {
     drop(silent);
     sshd.start();
     let healed = Instant::now();
-    assert!(wd.wait_up(Duration::from_secs(10)), "log:\n{}", wd.log());
+    wd.expect_up(Duration::from_secs(10));
     let up_after = healed.elapsed();
     eprintln!("silent server replaced by sshd: up {up_after:?} later");
     assert!(up_after < Duration::from_secs(4), "up after {up_after:?}");
-    assert!(wd.log().contains("server reachable again"), "{}", wd.log());
+    wd.assert_logged("server reachable again");
 }
 
 #[test]
@@ -1115,22 +1051,15 @@ fn a_frozen_client_is_caught_by_the_local_alive_check_before_the_probe_timeout()
     let mut wd = spec.spawn();
     wd.expect_up(Duration::from_secs(15));
     let ssh = wd.ssh_pid().unwrap();
-    kill(Pid::from_raw(ssh), Signal::SIGSTOP).unwrap();
-    let frozen = Instant::now();
-    let code = wd.wait_exit(Duration::from_secs(20));
-    let took = frozen.elapsed();
+    let (code, took) = wd.exit_after_freezing(ssh, Duration::from_secs(20));
     eprintln!(
         "frozen ssh client, interval 1s timeout 5s failures 2: exited {code:?} after {took:?}"
     );
     assert_eq!(code, Some(1), "log:\n{}", wd.log());
     assert!(gone(ssh));
     // interval 1 s + 2 × 2 s alive checks + 0.2 s pause + teardown; 2 × 5 s would be 11 s
-    assert!(
-        took <= Duration::from_secs(7),
-        "took {took:?}; log:\n{}",
-        wd.log()
-    );
-    assert!(wd.log().contains("alive check within 2s"), "{}", wd.log());
+    wd.assert_took_at_most(took, Duration::from_secs(7));
+    wd.assert_logged("alive check within 2s");
 }
 
 #[test]
@@ -1145,13 +1074,7 @@ fn passing_rounds_do_not_rewrite_the_state_file_every_time() {
     spec.notify = Some(&notify);
     let wd = spec.spawn();
     wd.expect_up(Duration::from_secs(15));
-    let pings = || {
-        notify
-            .messages()
-            .iter()
-            .filter(|m| m.has("WATCHDOG=1"))
-            .count()
-    };
+    let pings = || notify.count_with("WATCHDOG=1");
     // The round after READY may still save (the state settles); start counting after it.
     let settled = pings() + 1;
     assert!(wait_until(Duration::from_secs(5), || pings() >= settled));
@@ -1206,11 +1129,7 @@ fn on_change_runs_exactly_once_per_transition_over_ten_flaps() {
     }
     spec.options.push(runs.display().to_string());
     let mut wd = spec.spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    wd.expect_up(Duration::from_secs(15));
     assert!(
         wait_until(Duration::from_secs(3), || hook_lines(&runs)
             .last()
@@ -1308,11 +1227,7 @@ fn a_hanging_on_change_is_killed_at_its_bound_and_the_tunnel_is_unaffected() {
     spec.options.push(pids.display().to_string());
     spec.notify = Some(&notify);
     let wd = spec.spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    wd.expect_up(Duration::from_secs(15));
     // Runs queue: stopped->connecting first (it hangs), then connecting->up after it.
     assert!(
         wait_until(Duration::from_secs(3), || !hook_lines(&pids).is_empty()),
@@ -1323,11 +1238,7 @@ fn a_hanging_on_change_is_killed_at_its_bound_and_the_tunnel_is_unaffected() {
         .split(' ')
         .map(|p| p.parse().unwrap())
         .collect();
-    let pings_before = notify
-        .messages()
-        .iter()
-        .filter(|m| m.has("WATCHDOG=1"))
-        .count();
+    let pings_before = notify.count_with("WATCHDOG=1");
     let t = Instant::now();
     assert!(
         wait_until(Duration::from_secs(5), || first.iter().all(|&p| gone(p))),
@@ -1355,12 +1266,7 @@ fn a_hanging_on_change_is_killed_at_its_bound_and_the_tunnel_is_unaffected() {
     );
     let second_lived = second_seen.elapsed();
     // Meanwhile the tunnel went on: up, probed every second, systemd fed.
-    let pings = notify
-        .messages()
-        .iter()
-        .filter(|m| m.has("WATCHDOG=1"))
-        .count()
-        - pings_before;
+    let pings = notify.count_with("WATCHDOG=1") - pings_before;
     let window = t.elapsed();
     eprintln!(
         "hanging on-change: first gone {killed_after:?} after we saw it, second lived {second_lived:?} (bound 2 s); {pings} WATCHDOG=1 in {window:?}"
@@ -1404,11 +1310,7 @@ fn a_missing_remote_listener_on_the_server_still_restarts() {
     let mut wd = WdSpec::new(&sshd, dir.path())
         .forward("-R", spec.clone())
         .spawn();
-    assert!(
-        wd.wait_up(Duration::from_secs(15)),
-        "not up; log:\n{}",
-        wd.log()
-    );
+    wd.expect_up(Duration::from_secs(15));
     let ctl = control_path_of(wd.ssh_pid().unwrap());
     // The server stops listening (as when a session's listener is gone): the target is
     // fine, the forward is not. That is a tunnel failure, not a degraded target.

@@ -47,16 +47,7 @@ impl Guard {
             .find_map(|l| l.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
     }
     fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let mut code = None;
-        wait_until(timeout, || {
-            code = self
-                .child
-                .try_wait()
-                .unwrap()
-                .map(|s| s.code().unwrap_or(-1));
-            code.is_some()
-        });
-        code
+        common::child::wait_exit(&mut self.child, timeout)
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::sshd::{Sshd, SshdOptions};
 use common::tunnel_env::{EchoServer, free_port, in_netns, roundtrip};
 use common::wait_until;
+use common::watchdog_cmd::state_log_and_ssh;
 
 /// The bound for `-L` after a new address (2 s), plus a margin for this
 /// 2-core machine loaded by other builds and tests (ssh's start and handshake alone
@@ -104,16 +105,7 @@ impl Drop for Watchdog {
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGCONT,
         );
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        if !wait_until(Duration::from_secs(5), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        common::child::stop(&mut self.child);
         if ssh > 0 {
             // Normally gone with the watchdog (ESRCH then is fine).
             let _ = nix::sys::signal::kill(
@@ -196,28 +188,22 @@ fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
         "--backoff-initial",
         "1s",
     ])
-    .args(extra_watchdog_args)
-    .arg("--state-dir")
-    .arg(&state_dir)
-    .arg("--log-file")
-    .arg(&log)
-    .arg("--")
-    .arg("ssh")
-    .args(sshd.ssh_base_args())
-    .args([
-        "-N",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        // The known_hosts file names 127.0.0.1; the server is reached on the veth.
-        "-o",
-        "HostKeyAlias=127.0.0.1",
-        "-o",
-        "ConnectTimeout=5",
-        "-L",
-        &format!("{lport}:127.0.0.1:{echo_port}"),
-        SERVER_IP,
-    ])
-    .stdin(Stdio::null());
+    .args(extra_watchdog_args);
+    state_log_and_ssh(&mut cmd, &state_dir, &log, sshd.ssh_base_args())
+        .args([
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            // The known_hosts file names 127.0.0.1; the server is reached on the veth.
+            "-o",
+            "HostKeyAlias=127.0.0.1",
+            "-o",
+            "ConnectTimeout=5",
+            "-L",
+            &format!("{lport}:127.0.0.1:{echo_port}"),
+            SERVER_IP,
+        ])
+        .stdin(Stdio::null());
     let child = in_netns(client.pid(), move || cmd.spawn().expect("tunnel-watchdog"));
     let watchdog = Watchdog {
         child,

@@ -11,23 +11,15 @@ use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::child::KillOnDrop;
 use common::prereq::{Prereq, require};
 use common::sshd::Sshd;
 use common::tunnel_env::{EchoServer, WATCHDOG, alive, free_port, sigkill, wait_roundtrip};
 use common::wait_until;
-
-/// Kills and reaps its child on drop (also when the test fails).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::watchdog_cmd::state_log_and_ssh;
 
 /// Every process whose argv holds `needle` as one argument (scans /proc).
 fn processes_with_arg(needle: &str) -> Vec<i32> {
@@ -71,7 +63,7 @@ fn sigkilled_watchdog_leaves_no_ssh_even_when_its_state_file_cannot_be_written()
         .arg(&mnt)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    let mut holder = Reaped(holder.spawn().expect("unshare"));
+    let mut holder = KillOnDrop(holder.spawn().expect("unshare"));
     let mut line = String::new();
     BufReader::new(holder.0.stdout.take().unwrap())
         .read_line(&mut line)
@@ -106,13 +98,8 @@ fn sigkilled_watchdog_leaves_no_ssh_even_when_its_state_file_cannot_be_written()
             .args(["-m", "--", WATCHDOG])
             .args(["--name", "orphans", "--probe-interval", "1s"])
             .args(["--probe-timeout", "1s", "--backoff-initial", "1s"])
-            .args(["--backoff-max", "4s", "--state-dir"])
-            .arg(&state_dir)
-            .arg("--log-file")
-            .arg(&log)
-            .arg("--")
-            .arg("ssh")
-            .args(sshd.ssh_base_args())
+            .args(["--backoff-max", "4s"]);
+        state_log_and_ssh(&mut cmd, &state_dir, &log, sshd.ssh_base_args())
             .args(["-o", "ExitOnForwardFailure=yes", "-N", "-L"])
             .arg(format!("127.0.0.1:{lport}:127.0.0.1:{}", echo.port()))
             .arg("-R")
@@ -122,7 +109,7 @@ fn sigkilled_watchdog_leaves_no_ssh_even_when_its_state_file_cannot_be_written()
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC");
         // nsenter -m does not fork: its pid becomes the watchdog's.
-        Reaped(cmd.spawn().expect("nsenter + tunnel-watchdog"))
+        KillOnDrop(cmd.spawn().expect("nsenter + tunnel-watchdog"))
     };
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let needle = tunnelctl::watchdog::process::control_path_option(&state_dir.join("ctl"));

@@ -5,14 +5,17 @@
 
 pub mod as_user;
 pub mod cgroup;
+pub mod child;
 pub mod cli;
 pub mod inittab_init;
 pub mod nspawn;
 pub mod prereq;
+pub mod readback;
 pub mod sshd;
 pub mod target;
 pub mod tunnel_env;
 pub mod user_manager;
+pub mod watchdog_cmd;
 
 pub use cli::{golden_home, load, tunnelctl};
 
@@ -198,6 +201,11 @@ impl NotifyReceiver {
     /// The first datagram containing the line `line`, if any.
     pub fn first_with(&self, line: &str) -> Option<Notification> {
         self.messages().into_iter().find(|m| m.has(line))
+    }
+
+    /// How many datagrams so far contain the line `line`.
+    pub fn count_with(&self, line: &str) -> usize {
+        self.messages().iter().filter(|m| m.has(line)).count()
     }
 
     /// All `STATUS=` values so far.

@@ -1,0 +1,102 @@
+//! Reading rendered files back as their consumers do, for the golden and hostile-value
+//! tests: `systemd-analyze verify` on a unit, a plist's ProgramArguments through the
+//! `plist` crate and through Python's plistlib, init's rules for an inittab process
+//! field, and the arguments an args file holds.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::child::assert_success;
+
+use tunnelctl::model::Tunnel;
+use tunnelctl::render;
+use tunnelctl::target::Target;
+
+/// `systemd-analyze verify --man=no UNIT`: whether it passed, and what it printed on stderr.
+pub fn systemd_verify(unit: &Path) -> (bool, String) {
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// ProgramArguments of a plist the `plist` crate parsed.
+pub fn plist_program_arguments(dict: &plist::Dictionary) -> Vec<String> {
+    dict["ProgramArguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_string().unwrap().to_string())
+        .collect()
+}
+
+/// ProgramArguments of the plist file as Python's plistlib reads it.
+pub fn python_program_arguments(plist: &Path) -> Vec<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            // NUL-separated UTF-8: exact for any string a plist can hold here.
+            "import plistlib,sys; a=plistlib.load(open(sys.argv[1],'rb'))['ProgramArguments']; \
+             sys.stdout.buffer.write(b'\\0'.join(x.encode() for x in a))",
+        ])
+        .arg(plist)
+        .output()
+        .unwrap();
+    assert_success(&out, "python3 plistlib");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .map(str::to_string)
+        .collect()
+}
+
+/// The state directory a launchd plist names for `tunnel` (a daemon's under /var/run, an
+/// agent's in the user's Library).
+pub fn launchd_state_dir(target: Target, home: &Path, tunnel: &str) -> String {
+    if target == Target::Launchd {
+        format!("/var/run/tunnelctl/{tunnel}")
+    } else {
+        format!(
+            "{}/Library/Application Support/tunnelctl/{tunnel}",
+            home.display()
+        )
+    }
+}
+
+/// The process field of an inittab `line` (as init reads it): at most 127 bytes, which
+/// init keeps, and nothing init would hand to /bin/sh.
+#[track_caller]
+pub fn assert_plain_inittab_process(process: &str, line: &str) {
+    assert!(process.len() <= 127, "{line}");
+    assert!(
+        !process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)),
+        "{line}"
+    );
+}
+
+/// The watchdog arguments an inittab/BusyBox args file must hold for `tunnel`: its state
+/// directory under /run/tunnelctl, its log under /var/log/tunnelctl, then `ssh`.
+pub fn inittab_watchdog_args(tunnel: &Tunnel, ssh: Vec<String>) -> Vec<String> {
+    let id = tunnelctl::config::inittab_id(&tunnel.name);
+    render::watchdog_args(
+        tunnel,
+        Some(&format!("/run/tunnelctl/{}", tunnel.name)),
+        Some(&format!("/var/log/tunnelctl/{id}.log")),
+        ssh,
+    )
+}
+
+/// The arguments an args file holds, one a line, after its leading comment lines.
+pub fn args_file_words(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
