@@ -152,11 +152,7 @@ impl InittabInit {
         let exe = std::fs::canonicalize(&init_binary).unwrap_or(init_binary);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = init
-                .unshare
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = super::commands::exited(&mut init.unshare) {
                 panic!(
                     "{flavor:?} init exited with {status}: {}",
                     std::fs::read_to_string(root.join("unshare.log")).unwrap_or_default()

@@ -6,6 +6,7 @@
 pub mod as_user;
 pub mod cgroup;
 pub mod cli;
+pub mod commands;
 pub mod inittab_init;
 pub mod nspawn;
 pub mod prereq;
@@ -39,6 +40,14 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20).min(deadline - now));
     }
+}
+
+/// A fresh temporary directory whose name starts with `prefix`, removed on drop.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// Copies `src` to `dst` with `cp`, in a child process: a program this test process

@@ -272,12 +272,9 @@ pub fn install_with_watchdog(
         cmd.env(k, v);
     }
     let out = super::user_manager::run_bounded(cmd, Duration::from_secs(30));
-    assert!(
-        out.status.success(),
-        "tunnelctl install {name} --target {target} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    super::commands::stdout_of_success(
+        &out,
+        &format!("tunnelctl install {name} --target {target}"),
     );
     out
 }
