@@ -23,12 +23,23 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::prereq::Prereq;
 use super::user_manager::run_bounded;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
     Sysv,
     Busybox,
+}
+
+impl Flavor {
+    /// What running this init here takes.
+    pub fn prereqs(self) -> &'static [Prereq] {
+        match self {
+            Flavor::Sysv => &[Prereq::Root, Prereq::Unshare, Prereq::AptGet],
+            Flavor::Busybox => &[Prereq::Root, Prereq::Unshare, Prereq::Busybox],
+        }
+    }
 }
 
 pub struct InittabInit {
