@@ -1,6 +1,9 @@
 //! Shared test fixtures: a real OpenSSH server on 127.0.0.1 ([`sshd::Sshd`]), a
 //! test-side `NOTIFY_SOCKET` ([`NotifyReceiver`]) and a bounded poller ([`wait_until`]).
 //!
+//! The real-init tests stage their tunnel with [`inittab_tunnel`] and check it with
+//! [`supervised`].
+//!
 //! Use from an integration test with `use crate::common;`.
 
 pub mod as_user;
@@ -8,9 +11,11 @@ pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod inittab_init;
+pub mod inittab_tunnel;
 pub mod nspawn;
 pub mod prereq;
 pub mod sshd;
+pub mod supervised;
 pub mod target;
 pub mod tunnel_env;
 pub mod user_manager;
