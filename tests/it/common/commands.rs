@@ -1,6 +1,6 @@
 //! Commands the harnesses run: one inside the namespaces of another process (`nsenter -t
 //! PID …`, how the user manager and the container are reached), and the check that a
-//! command succeeded, and whether one exited.
+//! command succeeded, whether one exited, and what it said (for failure messages).
 
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
@@ -28,6 +28,16 @@ pub fn stdout_of_success(out: &Output, what: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Exit code, stdout and stderr of a command, for failure messages.
+pub fn out_text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// The exit status of `child` if it has exited (a harness waiting for its init to come up

@@ -1,8 +1,8 @@
 //! Shared test fixtures: a real OpenSSH server on 127.0.0.1 ([`sshd::Sshd`]), a
 //! test-side `NOTIFY_SOCKET` ([`NotifyReceiver`]) and a bounded poller ([`wait_until`]).
 //!
-//! The real-init tests stage their tunnel with [`inittab_tunnel`] and check it with
-//! [`supervised`].
+//! The real-init tests stage their tunnel with [`inittab_tunnel`], [`user_unit`] and
+//! [`system_unit`], and check it with [`supervised`] and [`systemd_tunnel`].
 //!
 //! Use from an integration test with `use crate::common;`.
 
@@ -16,9 +16,13 @@ pub mod nspawn;
 pub mod prereq;
 pub mod sshd;
 pub mod supervised;
+pub mod system_unit;
+pub mod systemd_analyze;
+pub mod systemd_tunnel;
 pub mod target;
 pub mod tunnel_env;
 pub mod user_manager;
+pub mod user_unit;
 
 pub use cli::{golden_home, load, tunnelctl};
 

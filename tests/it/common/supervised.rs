@@ -19,6 +19,12 @@ pub trait Supervised {
     /// Waits (bounded) for the watchdog the init runs in place of `old`, whose ssh froze.
     fn wait_replaced(&self, old: i32) -> i32;
 
+    /// Data goes through the tunnel now (one try); panics naming `when`.
+    fn expect_roundtrip(&self, when: &str) {
+        self.wait_roundtrip(Duration::ZERO)
+            .unwrap_or_else(|e| panic!("tunnel not carrying data {when}: {e}\n{}", self.report()));
+    }
+
     /// When data went through again (bounded by `timeout`) after `what`.
     fn wait_back(&self, timeout: Duration, what: &str) -> Instant {
         self.wait_roundtrip(timeout)
