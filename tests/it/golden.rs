@@ -12,7 +12,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::commands::stdout_of_success;
+use common::systemd_analyze::exposure;
 use common::*;
+use tunnelctl::config::Config;
 use tunnelctl::render::{self, RenderOptions};
 use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
 use tunnelctl::target::Target;
@@ -35,6 +38,34 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
+/// `tunnelctl -c CASE/tunnels.yaml install --all --target TARGET --watchdog WATCHDOG
+/// --root TMP`, asserting success: TMP.
+fn install_all(home: &Path, case: &Path, target: Target, watchdog: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let out = tunnelctl(home)
+        .arg("-c")
+        .arg(case.join("tunnels.yaml"))
+        .args([
+            "install",
+            "--all",
+            "--target",
+            target.as_str(),
+            "--watchdog",
+            watchdog,
+            "--root",
+        ])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} {target}: {}",
+        case.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    root
+}
+
 #[test]
 fn every_case_renders_as_expected_for_every_target() {
     let home = golden_home();
@@ -42,28 +73,7 @@ fn every_case_renders_as_expected_for_every_target() {
     let mut mismatches = Vec::new();
     for case in cases() {
         for target in Target::ALL {
-            let root = tempfile::tempdir().unwrap();
-            let out = tunnelctl(&home)
-                .arg("-c")
-                .arg(case.join("tunnels.yaml"))
-                .args([
-                    "install",
-                    "--all",
-                    "--target",
-                    target.as_str(),
-                    "--watchdog",
-                    WATCHDOG,
-                    "--root",
-                ])
-                .arg(root.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{} {target}: {}",
-                case.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let root = install_all(&home, &case, target, WATCHDOG);
             let actual = tree(root.path());
             let expected_dir = case.join("expected").join(target.as_str());
             if update {
@@ -134,11 +144,7 @@ fn render_command_prints_the_installed_contents() {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stdout_of_success(&out, &format!("tunnelctl render --target {target}"));
         String::from_utf8(out.stdout).unwrap()
     };
     let unit = fs::read_to_string(
@@ -178,27 +184,7 @@ fn systemd_analyze_accepts_every_unit() {
     let mut scores = Vec::new();
     for case in cases() {
         for target in [Target::Systemd, Target::SystemdUser] {
-            let root = tempfile::tempdir().unwrap();
-            let out = tunnelctl(&home)
-                .arg("-c")
-                .arg(case.join("tunnels.yaml"))
-                .args([
-                    "install",
-                    "--all",
-                    "--target",
-                    target.as_str(),
-                    "--watchdog",
-                    watchdog,
-                    "--root",
-                ])
-                .arg(root.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let root = install_all(&home, &case, target, watchdog);
             let units: Vec<PathBuf> = tree(root.path())
                 .keys()
                 .filter(|rel| rel.ends_with(".service"))
@@ -232,62 +218,60 @@ fn systemd_analyze_accepts_every_unit() {
 #[test]
 fn plists_read_back_the_intended_argv() {
     let home = golden_home();
-    for case in cases() {
-        let config = load(&case.join("tunnels.yaml"), &home);
-        for target in [Target::Launchd, Target::LaunchdAgent] {
-            let expected_dir = case.join("expected").join(target.as_str());
-            for tunnel in &config.tunnels {
-                let options = RenderOptions {
-                    watchdog: WATCHDOG.into(),
-                    home: home.clone(),
-                };
-                let rendered = render::render(tunnel, target, &options).unwrap();
-                let file = &rendered.files[0];
-                let on_disk = expected_dir.join(file.path.strip_prefix("/").unwrap());
-                let state = if target == Target::Launchd {
-                    format!("/var/run/tunnelctl/{}", tunnel.name)
-                } else {
-                    format!(
-                        "{}/Library/Application Support/tunnelctl/{}",
-                        home.display(),
-                        tunnel.name
-                    )
-                };
-                let mut intended = vec![WATCHDOG.to_string()];
-                intended.extend(render::watchdog_args(
-                    tunnel,
-                    Some(&state),
-                    None,
-                    ssh_argv(tunnel, &PathOverrides::default()),
-                ));
-                let value = plist::Value::from_file(&on_disk).unwrap();
-                let dict = value.as_dictionary().unwrap();
-                let argv: Vec<String> = dict["ProgramArguments"]
-                    .as_array()
+    for (_case, config, target, expected_dir) in
+        expected_trees(&home, &[Target::Launchd, Target::LaunchdAgent])
+    {
+        for tunnel in &config.tunnels {
+            let options = RenderOptions {
+                watchdog: WATCHDOG.into(),
+                home: home.clone(),
+            };
+            let rendered = render::render(tunnel, target, &options).unwrap();
+            let file = &rendered.files[0];
+            let on_disk = expected_dir.join(file.path.strip_prefix("/").unwrap());
+            let state = if target == Target::Launchd {
+                format!("/var/run/tunnelctl/{}", tunnel.name)
+            } else {
+                format!(
+                    "{}/Library/Application Support/tunnelctl/{}",
+                    home.display(),
+                    tunnel.name
+                )
+            };
+            let mut intended = vec![WATCHDOG.to_string()];
+            intended.extend(render::watchdog_args(
+                tunnel,
+                Some(&state),
+                None,
+                ssh_argv(tunnel, &PathOverrides::default()),
+            ));
+            let value = plist::Value::from_file(&on_disk).unwrap();
+            let dict = value.as_dictionary().unwrap();
+            let argv: Vec<String> = dict["ProgramArguments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_string().unwrap().to_string())
+                .collect();
+            assert_eq!(argv, intended, "{}", on_disk.display());
+            assert_eq!(
+                dict["Label"].as_string(),
+                Some(format!("org.tunnelctl.{}", tunnel.name).as_str())
+            );
+            assert_eq!(dict["RunAtLoad"].as_boolean(), Some(true));
+            assert_eq!(dict["KeepAlive"].as_boolean(), Some(true));
+            assert!(
+                dict["StandardErrorPath"]
+                    .as_string()
                     .unwrap()
-                    .iter()
-                    .map(|v| v.as_string().unwrap().to_string())
-                    .collect();
-                assert_eq!(argv, intended, "{}", on_disk.display());
-                assert_eq!(
-                    dict["Label"].as_string(),
-                    Some(format!("org.tunnelctl.{}", tunnel.name).as_str())
-                );
-                assert_eq!(dict["RunAtLoad"].as_boolean(), Some(true));
-                assert_eq!(dict["KeepAlive"].as_boolean(), Some(true));
-                assert!(
-                    dict["StandardErrorPath"]
-                        .as_string()
-                        .unwrap()
-                        .ends_with(&format!("{}.log", tunnel.name))
-                );
-                assert_eq!(
-                    python_program_arguments(&on_disk),
-                    intended,
-                    "{}",
-                    on_disk.display()
-                );
-            }
+                    .ends_with(&format!("{}.log", tunnel.name))
+            );
+            assert_eq!(
+                python_program_arguments(&on_disk),
+                intended,
+                "{}",
+                on_disk.display()
+            );
         }
     }
 }
@@ -297,47 +281,59 @@ fn plists_read_back_the_intended_argv() {
 #[test]
 fn inittab_lines_are_plain_and_args_files_exact() {
     let home = golden_home();
-    for case in cases() {
-        let config = load(&case.join("tunnels.yaml"), &home);
-        for target in [Target::Inittab, Target::Busybox] {
-            let expected_dir = case.join("expected").join(target.as_str());
-            let inittab = fs::read_to_string(expected_dir.join("etc/inittab")).unwrap();
-            for tunnel in &config.tunnels {
-                let id = tunnelctl::config::inittab_id(&tunnel.name);
-                let lines: Vec<&str> = inittab.lines().collect();
-                let at = lines
-                    .iter()
-                    .position(|l| l.starts_with(&format!("# tunnelctl:{id} {} ", tunnel.name)))
-                    .unwrap();
-                let line = lines[at + 1];
-                let process = match target {
-                    Target::Busybox => line.strip_prefix("::respawn:").unwrap(),
-                    _ => line.strip_prefix(&format!("{id}:2345:respawn:")).unwrap(),
-                };
-                assert!(process.len() <= 127, "{line}");
-                assert!(
-                    !process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)),
-                    "{line}"
-                );
-                assert_eq!(
-                    process,
-                    format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args")
-                );
+    for (case, config, target, expected_dir) in
+        expected_trees(&home, &[Target::Inittab, Target::Busybox])
+    {
+        let inittab = fs::read_to_string(expected_dir.join("etc/inittab")).unwrap();
+        for tunnel in &config.tunnels {
+            let id = tunnelctl::config::inittab_id(&tunnel.name);
+            let lines: Vec<&str> = inittab.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("# tunnelctl:{id} {} ", tunnel.name)))
+                .unwrap();
+            let line = lines[at + 1];
+            let process = match target {
+                Target::Busybox => line.strip_prefix("::respawn:").unwrap(),
+                _ => line.strip_prefix(&format!("{id}:2345:respawn:")).unwrap(),
+            };
+            assert!(process.len() <= 127, "{line}");
+            assert!(
+                !process.contains(|c| "~`!$^&*()=|\\{}[];\"'<>?".contains(c)),
+                "{line}"
+            );
+            assert_eq!(
+                process,
+                format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args")
+            );
 
-                let args =
-                    fs::read_to_string(expected_dir.join(format!("etc/tunnelctl/run/{id}.args")))
-                        .unwrap();
-                let read: Vec<&str> = args.lines().skip_while(|l| l.starts_with('#')).collect();
-                let intended = render::watchdog_args(
-                    tunnel,
-                    Some(&format!("/run/tunnelctl/{}", tunnel.name)),
-                    Some(&format!("/var/log/tunnelctl/{id}.log")),
-                    ssh_argv(tunnel, &PathOverrides::default()),
-                );
-                assert_eq!(read, intended, "{}", case.display());
-            }
+            let args =
+                fs::read_to_string(expected_dir.join(format!("etc/tunnelctl/run/{id}.args")))
+                    .unwrap();
+            let read: Vec<&str> = args.lines().skip_while(|l| l.starts_with('#')).collect();
+            let intended = render::watchdog_args(
+                tunnel,
+                Some(&format!("/run/tunnelctl/{}", tunnel.name)),
+                Some(&format!("/var/log/tunnelctl/{id}.log")),
+                ssh_argv(tunnel, &PathOverrides::default()),
+            );
+            assert_eq!(read, intended, "{}", case.display());
         }
     }
+}
+
+/// Every case's config with each of `targets` and the directory of the tree expected for
+/// it: (case, config, target, expected dir).
+fn expected_trees(home: &Path, targets: &[Target]) -> Vec<(PathBuf, Config, Target, PathBuf)> {
+    let mut out = Vec::new();
+    for case in cases() {
+        for &target in targets {
+            let config = load(&case.join("tunnels.yaml"), home);
+            let expected_dir = case.join("expected").join(target.as_str());
+            out.push((case.clone(), config, target, expected_dir));
+        }
+    }
+    out
 }
 
 /// Path → bytes of every file under `dir` (relative, `/`-separated).
@@ -377,32 +373,6 @@ fn verify(unit: &Path) -> (String, bool) {
     )
 }
 
-fn exposure(unit: &Path) -> f64 {
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes"])
-        .arg(unit)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no score in:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    line.rsplit(": ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn python_program_arguments(plist: &Path) -> Vec<String> {
     let out = Command::new("python3")
         .args([
@@ -414,11 +384,7 @@ fn python_program_arguments(plist: &Path) -> Vec<String> {
         .arg(plist)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_of_success(&out, "plistlib");
     String::from_utf8(out.stdout)
         .unwrap()
         .split('\0')
