@@ -569,7 +569,7 @@ fn ssh_g_output(argv: &[String]) -> std::process::Output {
 fn ssh_g(argv: &[String]) -> std::collections::BTreeMap<String, String> {
     assert_eq!(argv[0], "ssh");
     let out = ssh_g_output(argv);
-    crate::common::child::assert_success(&out, "ssh -G failed");
+    crate::common::commands::stdout_of_success(&out, "ssh -G");
     let mut map = std::collections::BTreeMap::<String, String>::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let (k, v) = line.split_once(' ').unwrap_or((line, ""));

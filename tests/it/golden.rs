@@ -10,40 +10,20 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::commands::stdout_of_success;
 use common::readback::{
     args_file_words, assert_plain_inittab_process, inittab_watchdog_args, launchd_state_dir,
     plist_program_arguments, python_program_arguments, systemd_verify,
 };
+use common::systemd_analyze::exposure;
 use common::*;
+use tunnelctl::config::Config;
 use tunnelctl::render::{self, RenderOptions};
 use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
 use tunnelctl::target::Target;
 
 const WATCHDOG: &str = "/usr/bin/tunnel-watchdog";
-
-/// `tunnelctl -c CASE/tunnels.yaml install --all --target TARGET --watchdog WATCHDOG
-/// --root ROOT`, which must succeed.
-#[track_caller]
-fn install_all(home: &Path, case: &Path, target: Target, watchdog: &str, root: &Path) {
-    let out = tunnelctl(home)
-        .arg("-c")
-        .arg(case.join("tunnels.yaml"))
-        .args([
-            "install",
-            "--all",
-            "--target",
-            target.as_str(),
-            "--watchdog",
-            watchdog,
-            "--root",
-        ])
-        .arg(root)
-        .output()
-        .unwrap();
-    common::child::assert_success(&out, &format!("{} {target}", case.display()));
-}
 
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
@@ -61,6 +41,29 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
+/// `tunnelctl -c CASE/tunnels.yaml install --all --target TARGET --watchdog WATCHDOG
+/// --root TMP`, asserting success: TMP.
+fn install_all(home: &Path, case: &Path, target: Target, watchdog: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let out = tunnelctl(home)
+        .arg("-c")
+        .arg(case.join("tunnels.yaml"))
+        .args([
+            "install",
+            "--all",
+            "--target",
+            target.as_str(),
+            "--watchdog",
+            watchdog,
+            "--root",
+        ])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    stdout_of_success(&out, &format!("{} {target}", case.display()));
+    root
+}
+
 #[test]
 fn every_case_renders_as_expected_for_every_target() {
     let home = golden_home();
@@ -68,8 +71,7 @@ fn every_case_renders_as_expected_for_every_target() {
     let mut mismatches = Vec::new();
     for case in cases() {
         for target in Target::ALL {
-            let root = tempfile::tempdir().unwrap();
-            install_all(&home, &case, target, WATCHDOG, root.path());
+            let root = install_all(&home, &case, target, WATCHDOG);
             let actual = tree(root.path());
             let expected_dir = case.join("expected").join(target.as_str());
             if update {
@@ -140,11 +142,7 @@ fn render_command_prints_the_installed_contents() {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stdout_of_success(&out, &format!("tunnelctl render --target {target}"));
         String::from_utf8(out.stdout).unwrap()
     };
     let unit = fs::read_to_string(
@@ -184,8 +182,7 @@ fn systemd_analyze_accepts_every_unit() {
     let mut scores = Vec::new();
     for case in cases() {
         for target in [Target::Systemd, Target::SystemdUser] {
-            let root = tempfile::tempdir().unwrap();
-            install_all(&home, &case, target, watchdog, root.path());
+            let root = install_all(&home, &case, target, watchdog);
             let units: Vec<PathBuf> = tree(root.path())
                 .keys()
                 .filter(|rel| rel.ends_with(".service"))
@@ -219,53 +216,51 @@ fn systemd_analyze_accepts_every_unit() {
 #[test]
 fn plists_read_back_the_intended_argv() {
     let home = golden_home();
-    for case in cases() {
-        let config = load(&case.join("tunnels.yaml"), &home);
-        for target in [Target::Launchd, Target::LaunchdAgent] {
-            let expected_dir = case.join("expected").join(target.as_str());
-            for tunnel in &config.tunnels {
-                let options = RenderOptions {
-                    watchdog: WATCHDOG.into(),
-                    home: home.clone(),
-                };
-                let rendered = render::render(tunnel, target, &options).unwrap();
-                let file = &rendered.files[0];
-                let on_disk = expected_dir.join(file.path.strip_prefix("/").unwrap());
-                let state = launchd_state_dir(target, &home, &tunnel.name);
-                let mut intended = vec![WATCHDOG.to_string()];
-                intended.extend(render::watchdog_args(
-                    tunnel,
-                    Some(&state),
-                    None,
-                    ssh_argv(tunnel, &PathOverrides::default()),
-                ));
-                let value = plist::Value::from_file(&on_disk).unwrap();
-                let dict = value.as_dictionary().unwrap();
-                assert_eq!(
-                    plist_program_arguments(dict),
-                    intended,
-                    "{}",
-                    on_disk.display()
-                );
-                assert_eq!(
-                    dict["Label"].as_string(),
-                    Some(format!("org.tunnelctl.{}", tunnel.name).as_str())
-                );
-                assert_eq!(dict["RunAtLoad"].as_boolean(), Some(true));
-                assert_eq!(dict["KeepAlive"].as_boolean(), Some(true));
-                assert!(
-                    dict["StandardErrorPath"]
-                        .as_string()
-                        .unwrap()
-                        .ends_with(&format!("{}.log", tunnel.name))
-                );
-                assert_eq!(
-                    python_program_arguments(&on_disk),
-                    intended,
-                    "{}",
-                    on_disk.display()
-                );
-            }
+    for (_case, config, target, expected_dir) in
+        expected_trees(&home, &[Target::Launchd, Target::LaunchdAgent])
+    {
+        for tunnel in &config.tunnels {
+            let options = RenderOptions {
+                watchdog: WATCHDOG.into(),
+                home: home.clone(),
+            };
+            let rendered = render::render(tunnel, target, &options).unwrap();
+            let file = &rendered.files[0];
+            let on_disk = expected_dir.join(file.path.strip_prefix("/").unwrap());
+            let state = launchd_state_dir(target, &home, &tunnel.name);
+            let mut intended = vec![WATCHDOG.to_string()];
+            intended.extend(render::watchdog_args(
+                tunnel,
+                Some(&state),
+                None,
+                ssh_argv(tunnel, &PathOverrides::default()),
+            ));
+            let value = plist::Value::from_file(&on_disk).unwrap();
+            let dict = value.as_dictionary().unwrap();
+            assert_eq!(
+                plist_program_arguments(dict),
+                intended,
+                "{}",
+                on_disk.display()
+            );
+            assert_eq!(
+                dict["Label"].as_string(),
+                Some(format!("org.tunnelctl.{}", tunnel.name).as_str())
+            );
+            assert_eq!(dict["RunAtLoad"].as_boolean(), Some(true));
+            assert_eq!(dict["KeepAlive"].as_boolean(), Some(true));
+            assert!(
+                dict["StandardErrorPath"]
+                    .as_string()
+                    .unwrap()
+                    .ends_with(&format!("{}.log", tunnel.name))
+            );
+            assert_eq!(
+                python_program_arguments(&on_disk),
+                intended,
+                "{}",
+                on_disk.display()
+            );
         }
     }
 }
@@ -275,37 +270,48 @@ fn plists_read_back_the_intended_argv() {
 #[test]
 fn inittab_lines_are_plain_and_args_files_exact() {
     let home = golden_home();
-    for case in cases() {
-        let config = load(&case.join("tunnels.yaml"), &home);
-        for target in [Target::Inittab, Target::Busybox] {
-            let expected_dir = case.join("expected").join(target.as_str());
-            let inittab = fs::read_to_string(expected_dir.join("etc/inittab")).unwrap();
-            for tunnel in &config.tunnels {
-                let id = tunnelctl::config::inittab_id(&tunnel.name);
-                let lines: Vec<&str> = inittab.lines().collect();
-                let at = lines
-                    .iter()
-                    .position(|l| l.starts_with(&format!("# tunnelctl:{id} {} ", tunnel.name)))
-                    .unwrap();
-                let line = lines[at + 1];
-                let process = match target {
-                    Target::Busybox => line.strip_prefix("::respawn:").unwrap(),
-                    _ => line.strip_prefix(&format!("{id}:2345:respawn:")).unwrap(),
-                };
-                assert_plain_inittab_process(process, line);
-                assert_eq!(
-                    process,
-                    format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args")
-                );
+    for (case, config, target, expected_dir) in
+        expected_trees(&home, &[Target::Inittab, Target::Busybox])
+    {
+        let inittab = fs::read_to_string(expected_dir.join("etc/inittab")).unwrap();
+        for tunnel in &config.tunnels {
+            let id = tunnelctl::config::inittab_id(&tunnel.name);
+            let lines: Vec<&str> = inittab.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("# tunnelctl:{id} {} ", tunnel.name)))
+                .unwrap();
+            let line = lines[at + 1];
+            let process = match target {
+                Target::Busybox => line.strip_prefix("::respawn:").unwrap(),
+                _ => line.strip_prefix(&format!("{id}:2345:respawn:")).unwrap(),
+            };
+            assert_plain_inittab_process(process, line);
+            assert_eq!(
+                process,
+                format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args")
+            );
 
-                let read =
-                    args_file_words(&expected_dir.join(format!("etc/tunnelctl/run/{id}.args")));
-                let intended =
-                    inittab_watchdog_args(tunnel, ssh_argv(tunnel, &PathOverrides::default()));
-                assert_eq!(read, intended, "{}", case.display());
-            }
+            let read = args_file_words(&expected_dir.join(format!("etc/tunnelctl/run/{id}.args")));
+            let intended =
+                inittab_watchdog_args(tunnel, ssh_argv(tunnel, &PathOverrides::default()));
+            assert_eq!(read, intended, "{}", case.display());
         }
     }
+}
+
+/// Every case's config with each of `targets` and the directory of the tree expected for
+/// it: (case, config, target, expected dir).
+fn expected_trees(home: &Path, targets: &[Target]) -> Vec<(PathBuf, Config, Target, PathBuf)> {
+    let mut out = Vec::new();
+    for case in cases() {
+        for &target in targets {
+            let config = load(&case.join("tunnels.yaml"), home);
+            let expected_dir = case.join("expected").join(target.as_str());
+            out.push((case.clone(), config, target, expected_dir));
+        }
+    }
+    out
 }
 
 /// Path → bytes of every file under `dir` (relative, `/`-separated).
@@ -331,30 +337,4 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
-}
-
-fn exposure(unit: &Path) -> f64 {
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes"])
-        .arg(unit)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no score in:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    line.rsplit(": ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }

@@ -129,14 +129,27 @@ fn nspawn_container_boots_and_runs_a_service() {
     );
 }
 
-fn respawns_sleep(flavor: Flavor, line: &str) {
-    let root = tempfile::Builder::new()
-        .prefix("inittab")
-        .tempdir()
-        .unwrap();
+/// `flavor`'s init started on a temporary root whose `/etc/inittab` is `inittab`.
+/// `None`: `test` is skipped (prerequisites).
+fn start_init(
+    test: &str,
+    flavor: Flavor,
+    inittab: &str,
+) -> Option<(tempfile::TempDir, InittabInit)> {
+    if !require(test, flavor.prereqs()) {
+        return None;
+    }
+    let root = common::temp_dir("inittab");
     std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(root.path().join("etc/inittab"), line).unwrap();
+    std::fs::write(root.path().join("etc/inittab"), inittab).unwrap();
     let init = InittabInit::start(flavor, root.path());
+    Some((root, init))
+}
+
+fn respawns_sleep(test: &str, flavor: Flavor, line: &str) {
+    let Some((_root, init)) = start_init(test, flavor, line) else {
+        return;
+    };
     let mut pid = 0;
     assert!(
         wait_until(Duration::from_secs(10), || {
@@ -184,13 +197,8 @@ fn respawns_sleep(flavor: Flavor, line: &str) {
 
 #[test]
 fn sysv_init_respawns_a_plain_entry() {
-    if !require(
-        "sysv_init_respawns_a_plain_entry",
-        &[Prereq::Root, Prereq::Unshare, Prereq::AptGet],
-    ) {
-        return;
-    }
     respawns_sleep(
+        "sysv_init_respawns_a_plain_entry",
         Flavor::Sysv,
         "id:2:initdefault:\nsl:2345:respawn:/bin/sleep 1001\n",
     );
@@ -198,36 +206,24 @@ fn sysv_init_respawns_a_plain_entry() {
 
 #[test]
 fn busybox_init_respawns_a_plain_entry() {
-    if !require(
+    respawns_sleep(
         "busybox_init_respawns_a_plain_entry",
-        &[Prereq::Root, Prereq::Unshare, Prereq::Busybox],
-    ) {
-        return;
-    }
-    respawns_sleep(Flavor::Busybox, "::respawn:/bin/sleep 1001\n");
+        Flavor::Busybox,
+        "::respawn:/bin/sleep 1001\n",
+    );
 }
 
 /// The "respawning too fast" check of the SysV tunnel test is only worth something if the
 /// harness can see the message: an entry that fails at once must trip it.
 #[test]
 fn sysv_init_reports_respawning_too_fast_on_its_console() {
-    if !require(
+    let Some((_root, init)) = start_init(
         "sysv_init_reports_respawning_too_fast_on_its_console",
-        &[Prereq::Root, Prereq::Unshare, Prereq::AptGet],
-    ) {
-        return;
-    }
-    let root = tempfile::Builder::new()
-        .prefix("inittab")
-        .tempdir()
-        .unwrap();
-    std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(
-        root.path().join("etc/inittab"),
+        Flavor::Sysv,
         "id:2:initdefault:\nfl:2345:respawn:/bin/false\n",
-    )
-    .unwrap();
-    let init = InittabInit::start(Flavor::Sysv, root.path());
+    ) else {
+        return;
+    };
     assert!(
         wait_until(Duration::from_secs(10), || init
             .console()

@@ -9,89 +9,25 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::inittab_init::Flavor;
-use common::prereq::{Prereq, require};
+use common::inittab_tunnel::InittabTunnel;
+use common::supervised::Supervised;
 use common::target::TcpTarget;
-use common::tunnel_env::{
-    InittabTunnel, Timing, alive, sigkill, sigstop, wait_roundtrip, wait_ssh_child,
-};
-use common::wait_until;
-
-const PREREQS: &[Prereq] = &[Prereq::Root, Prereq::Unshare, Prereq::AptGet, Prereq::Sshd];
+use common::tunnel_env::Timing;
 
 #[test]
 fn sysv_init_respawns_the_watchdog_and_the_tunnel_comes_back() {
     let test = "sysv_init_respawns_the_watchdog_and_the_tunnel_comes_back";
-    if !require(test, PREREQS) {
-        return;
-    }
-    let started = Instant::now();
-    let Some(t) = InittabTunnel::start(test, Flavor::Sysv, &Timing::default()) else {
+    let Some(t) = InittabTunnel::up(test, Flavor::Sysv, &Timing::default()) else {
         return;
     };
-    wait_roundtrip(t.lport, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("tunnel never came up: {e}\n{}", t.report()));
-    eprintln!(
-        "sysv: init start -> tunnel carrying data after {:?}",
-        started.elapsed()
-    );
-
-    // 1. Kill the watchdog: init respawns it; the new one removes the orphaned ssh
-    //    (which still holds the forward's port) and the tunnel comes back.
-    let watchdog = t.wait_watchdog(None, Duration::from_secs(5));
-    let ssh = wait_ssh_child(watchdog, Duration::from_secs(5)).expect("the watchdog runs no ssh");
-    sigkill(watchdog);
-    let killed = Instant::now();
-    let watchdog2 = t.wait_watchdog(Some(watchdog), Duration::from_secs(10));
-    // The orphaned ssh keeps forwarding until the new watchdog kills it: only data that
-    // goes through the new ssh counts.
-    assert!(
-        wait_until(Duration::from_secs(10), || !alive(ssh)),
-        "the orphaned ssh {ssh} is still running\n{}",
-        t.report()
-    );
-    let new_ssh =
-        wait_ssh_child(watchdog2, Duration::from_secs(10)).expect("the new watchdog runs no ssh");
-    let working = wait_roundtrip(t.lport, Duration::from_secs(30)).unwrap_or_else(|e| {
-        panic!(
-            "tunnel not back after the watchdog was killed: {e}\n{}",
-            t.report()
-        )
-    });
-    assert!(alive(new_ssh));
-    eprintln!(
-        "sysv: watchdog killed -> tunnel carrying data through a new ssh after {:?}",
-        working - killed
-    );
-
-    // 2. Freeze the ssh client: the watchdog notices, exits 1, init respawns it.
-    let ssh2 =
-        wait_ssh_child(watchdog2, Duration::from_secs(5)).expect("the new watchdog runs no ssh");
-    sigstop(ssh2);
-    let frozen = Instant::now();
-    let watchdog3 = t.wait_watchdog(Some(watchdog2), Duration::from_secs(20));
-    let working = wait_roundtrip(t.lport, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("tunnel not back after the ssh freeze: {e}\n{}", t.report()));
-    eprintln!(
-        "sysv: ssh frozen -> tunnel carrying data again after {:?}",
-        working - frozen
-    );
-    assert!(
-        wait_until(Duration::from_secs(5), || !alive(ssh2)),
-        "the frozen ssh {ssh2} is still there\n{}",
-        t.report()
-    );
-    assert!(alive(watchdog3));
+    let watchdog2 = t.kill_watchdog();
+    let watchdog3 = t.freeze_ssh(watchdog2);
     assert!(
         !t.init.console().contains("respawning too fast"),
         "{}",
         t.report()
     );
-    let init_pid = t.init.pid();
-    drop(t);
-    // SIGKILL to PID 1 took the namespace with it.
-    for pid in [init_pid, watchdog3] {
-        assert!(!alive(pid), "{pid} survived the teardown");
-    }
+    t.tear_down(&[watchdog3]);
 }
 
 /// SysV init disables an entry spawned 10 times within 120 s. With a server that greets
@@ -102,27 +38,39 @@ fn sysv_init_respawns_the_watchdog_and_the_tunnel_comes_back() {
 /// after ≥ 135 s.
 #[test]
 fn sysv_ten_failures_in_a_row_do_not_disable_the_entry() {
-    let test = "sysv_ten_failures_in_a_row_do_not_disable_the_entry";
-    if !require(test, PREREQS) {
-        return;
-    }
     let timing = Timing {
         backoff_initial: "500ms",
         backoff_max: "32s",
         ..Timing::default()
     };
-    let Some(mut t) = InittabTunnel::start(test, Flavor::Sysv, &timing) else {
+    let test = "sysv_ten_failures_in_a_row_do_not_disable_the_entry";
+    let Some(mut t) = InittabTunnel::up(test, Flavor::Sysv, &timing) else {
         return;
     };
-    wait_roundtrip(t.lport, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("tunnel never came up: {e}\n{}", t.report()));
-    let mut seen = vec![t.wait_watchdog(None, Duration::from_secs(5))];
+    let first = t.wait_watchdog(None, Duration::from_secs(5));
+    let spawned_at = ten_respawns_while_the_server_hangs_up(&mut t, first);
+    // The server returns; the 11th spawn (after the 10th failure) must bring the tunnel back.
+    let took = t.server_returns(Duration::from_secs(60), "ten failures");
+    eprintln!(
+        "sysv: server back -> tunnel carrying data after {took:?} (back-off at its 32 s max)"
+    );
+    let console = t.init.console();
+    assert!(
+        !console.contains("respawning too fast"),
+        "SysV init disabled the entry:\n{}",
+        t.report()
+    );
+    check_the_spawns_follow_the_back_off(&spawned_at);
+}
 
-    // The server breaks: every connection is greeted, then dropped.
+/// The server breaks: every connection is greeted, then dropped. Ten failures = ten more
+/// watchdog spawns after `first` (then one more proves the entry lives on), each while
+/// init has not disabled the entry: when each came, after the server broke.
+fn ten_respawns_while_the_server_hangs_up(t: &mut InittabTunnel, first: i32) -> Vec<Duration> {
+    let mut seen = vec![first];
     t.sshd.stop();
-    let greeter = TcpTarget::greet_and_hang_up(t.sshd.port());
+    let _greeter = TcpTarget::greet_and_hang_up(t.sshd.port());
     let down = Instant::now();
-    // Ten failures = ten more watchdog spawns; then one more proves the entry lives on.
     let mut spawned_at = Vec::new();
     let deadline = down + Duration::from_secs(240);
     while spawned_at.len() < 10 {
@@ -145,23 +93,12 @@ fn sysv_ten_failures_in_a_row_do_not_disable_the_entry() {
         std::thread::sleep(Duration::from_millis(20));
     }
     eprintln!("sysv: watchdog spawns after the server died at {spawned_at:?}");
-    // The server returns; the 11th spawn (after the 10th failure) must bring the tunnel back.
-    drop(greeter);
-    t.sshd.start();
-    let back = Instant::now();
-    let working = wait_roundtrip(t.lport, Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("tunnel not back after ten failures: {e}\n{}", t.report()));
-    eprintln!(
-        "sysv: server back -> tunnel carrying data after {:?} (back-off at its 32 s max)",
-        working - back
-    );
-    let console = t.init.console();
-    assert!(
-        !console.contains("respawning too fast"),
-        "SysV init disabled the entry:\n{}",
-        t.report()
-    );
-    // The first ten spawns in any 120 s window must be fewer than SysV's limit.
+    spawned_at
+}
+
+/// The first ten spawns in any 120 s window must be fewer than SysV's limit, and the
+/// spawns follow the back-off: gaps grow (allowing for jitter and polling).
+fn check_the_spawns_follow_the_back_off(spawned_at: &[Duration]) {
     let first_window = spawned_at
         .iter()
         .filter(|d| **d < Duration::from_secs(120))
@@ -170,7 +107,6 @@ fn sysv_ten_failures_in_a_row_do_not_disable_the_entry() {
         first_window < 10,
         "{first_window} spawns within 120 s: {spawned_at:?}"
     );
-    // And the spawns follow the back-off: gaps grow (allowing for jitter and polling).
     let gaps: Vec<Duration> = spawned_at.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
         gaps.iter().skip(4).all(|g| *g >= Duration::from_secs(6)),

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::prereq::{Prereq, require};
 use common::sshd::Sshd;
-use common::tunnel_env::{EchoServer, WATCHDOG, free_port, install, wait_roundtrip};
-use common::user_manager::UserManager;
+use common::tunnel_env::{EchoServer, WATCHDOG, free_port, wait_roundtrip};
+use common::user_unit::UserUnitRig;
 use common::wait_until;
 use tunnelctl::model::{Endpoint, Forward, Tunnel};
 
@@ -177,10 +177,7 @@ fn percent_names_and_spaced_state_dirs_carry_data_when_started_by_hand() {
         return;
     };
     let echo = EchoServer::start();
-    let tmp = tempfile::Builder::new()
-        .prefix("exactpaths")
-        .tempdir()
-        .unwrap();
+    let tmp = common::temp_dir("exactpaths");
     // The key and known_hosts too, in paths with `%` tokens and spaces: the renderer's
     // IdentityFile and UserKnownHostsFile must reach ssh exactly.
     let key = copy_private(&sshd.client_key(), &tmp.path().join("keys %h %%"), "id %d");
@@ -217,62 +214,19 @@ fn percent_names_and_spaced_state_dirs_carry_data_when_started_by_hand() {
 
 #[test]
 fn percent_name_in_a_spaced_home_carries_data_as_a_systemd_user_unit() {
-    let test = "percent_name_in_a_spaced_home_carries_data_as_a_systemd_user_unit";
-    if !require(
-        test,
-        &[
-            Prereq::Root,
-            Prereq::Unshare,
-            Prereq::SystemdUser,
-            Prereq::Sshd,
-        ],
-    ) {
-        return;
-    }
-    let Some(sshd) = Sshd::start_default(test) else {
-        return;
-    };
-    let echo = EchoServer::start();
-    let ports = Ports::new(&echo);
     // HOME with a space: the unit's StateDirectory= (252: under ~/.config) has one too,
     // and the tunnel's name adds a `%`.
-    let manager = UserManager::start_with_home_prefix("user mgr ");
+    let test = "percent_name_in_a_spaced_home_carries_data_as_a_systemd_user_unit";
+    let Some(rig) = UserUnitRig::start(test, "user mgr ") else {
+        return;
+    };
+    let manager = &rig.manager;
+    let ports = Ports::new(&rig.echo);
     let name = "a%db";
     let unit = "tunnel-a\\x25db.service";
-    let key = copy_private(&sshd.client_key(), &manager.home().join("my keys"), "id");
-    let config = manager.home().join("tunnels.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "tunnels:\n  \"{name}\":\n    host: 127.0.0.1\n    port: {port}\n    user: root\n    identity: \"{key}\"\n    known_hosts: {kh}\n    keepalive: {{ interval: 2s, count: 2 }}\n    probe: {{ interval: 1s, timeout: 1s, failures: 2 }}\n    backoff: {{ initial: 1s, max: 4s }}\n    connect_timeout: 5s\n    forwards:\n      - local: {lport}\n        to: 127.0.0.1:{echo}\n      - remote: {rport}\n        to: 127.0.0.1:{echo}\n",
-            port = sshd.port(),
-            key = key.display(),
-            kh = sshd.known_hosts().display(),
-            lport = ports.local,
-            rport = ports.remote,
-            echo = ports.echo,
-        ),
-    )
-    .unwrap();
-    install(
-        &config,
-        name,
-        "systemd-user",
-        Path::new("/"),
-        &[("HOME", manager.home())],
-    );
-    assert!(
-        manager.unit_dir().join(unit).is_file(),
-        "install did not write {unit}"
-    );
-    manager.systemctl_ok(&["daemon-reload"]);
-    let started = Instant::now();
+    let config = write_two_forward_config(&rig, name, ports);
     // Type=notify: `start` returns once the watchdog proved both forwards (READY=1).
-    manager.systemctl_ok(&["start", unit]);
-    eprintln!(
-        "systemd-user {unit}: start (to READY=1) took {:?}",
-        started.elapsed()
-    );
+    rig.install_and_start(&config, name, unit);
     let props = manager.show(unit, &["ActiveState", "SubState", "NRestarts"]);
     assert_eq!(
         (props["ActiveState"].as_str(), props["NRestarts"].as_str()),
@@ -305,4 +259,26 @@ fn percent_name_in_a_spaced_home_carries_data_as_a_systemd_user_unit() {
         .is_empty()),
         "stop left ssh running: {left:?}"
     );
+}
+
+/// `HOME/tunnels.yaml` with one tunnel `name`: `-L` and `-R` of `ports` over the rig's
+/// sshd, with a copy of the client key under `HOME/my keys`.
+fn write_two_forward_config(rig: &UserUnitRig, name: &str, ports: Ports) -> PathBuf {
+    let (sshd, manager) = (&rig.sshd, &rig.manager);
+    let key = copy_private(&sshd.client_key(), &manager.home().join("my keys"), "id");
+    let config = manager.home().join("tunnels.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "tunnels:\n  \"{name}\":\n    host: 127.0.0.1\n    port: {port}\n    user: root\n    identity: \"{key}\"\n    known_hosts: {kh}\n    keepalive: {{ interval: 2s, count: 2 }}\n    probe: {{ interval: 1s, timeout: 1s, failures: 2 }}\n    backoff: {{ initial: 1s, max: 4s }}\n    connect_timeout: 5s\n    forwards:\n      - local: {lport}\n        to: 127.0.0.1:{echo}\n      - remote: {rport}\n        to: 127.0.0.1:{echo}\n",
+            port = sshd.port(),
+            key = key.display(),
+            kh = sshd.known_hosts().display(),
+            lport = ports.local,
+            rport = ports.remote,
+            echo = ports.echo,
+        ),
+    )
+    .unwrap();
+    config
 }

@@ -1,7 +1,7 @@
 //! Child processes a test started: stopped and reaped when the test ends (also by a
 //! panic), always by their own pid, waited for with a bound, and checked for success.
 
-use std::process::{Child, Output};
+use std::process::Child;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -49,14 +49,4 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
         code.is_some()
     });
     code
-}
-
-/// Fails, naming `what` and showing the process's stderr, unless it exited 0.
-#[track_caller]
-pub fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

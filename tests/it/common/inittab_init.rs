@@ -23,12 +23,23 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::prereq::Prereq;
 use super::user_manager::run_bounded;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
     Sysv,
     Busybox,
+}
+
+impl Flavor {
+    /// What running this init here takes.
+    pub fn prereqs(self) -> &'static [Prereq] {
+        match self {
+            Flavor::Sysv => &[Prereq::Root, Prereq::Unshare, Prereq::AptGet],
+            Flavor::Busybox => &[Prereq::Root, Prereq::Unshare, Prereq::Busybox],
+        }
+    }
 }
 
 pub struct InittabInit {
@@ -152,11 +163,7 @@ impl InittabInit {
         let exe = std::fs::canonicalize(&init_binary).unwrap_or(init_binary);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = init
-                .unshare
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = super::commands::exited(&mut init.unshare) {
                 panic!(
                     "{flavor:?} init exited with {status}: {}",
                     std::fs::read_to_string(root.join("unshare.log")).unwrap_or_default()

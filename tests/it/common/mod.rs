@@ -1,20 +1,30 @@
 //! Shared test fixtures: a real OpenSSH server on 127.0.0.1 ([`sshd::Sshd`]), a
 //! test-side `NOTIFY_SOCKET` ([`NotifyReceiver`]) and a bounded poller ([`wait_until`]).
 //!
+//! The real-init tests stage their tunnel with [`inittab_tunnel`], [`user_unit`] and
+//! [`system_unit`], and check it with [`supervised`] and [`systemd_tunnel`].
+//!
 //! Use from an integration test with `use crate::common;`.
 
 pub mod as_user;
 pub mod cgroup;
 pub mod child;
 pub mod cli;
+pub mod commands;
 pub mod inittab_init;
+pub mod inittab_tunnel;
 pub mod nspawn;
 pub mod prereq;
 pub mod readback;
 pub mod sshd;
+pub mod supervised;
+pub mod system_unit;
+pub mod systemd_analyze;
+pub mod systemd_tunnel;
 pub mod target;
 pub mod tunnel_env;
 pub mod user_manager;
+pub mod user_unit;
 pub mod watchdog_cmd;
 
 pub use cli::{golden_home, load, tunnelctl};
@@ -42,6 +52,14 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20).min(deadline - now));
     }
+}
+
+/// A fresh temporary directory whose name starts with `prefix`, removed on drop.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// Copies `src` to `dst` with `cp`, in a child process: a program this test process

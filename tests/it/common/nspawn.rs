@@ -15,6 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::cgroup::TestCgroup;
+use super::commands::{nsenter, stdout_of_success};
 use super::user_manager::{parse_show, run_bounded};
 
 pub use crate::testkit::SYSTEMD;
@@ -73,10 +74,7 @@ fn random_uuid() -> String {
 impl Container {
     /// Boots the container with `binds` and waits (bounded) until it is up.
     pub fn boot(binds: &[Bind]) -> Container {
-        let log_dir = tempfile::Builder::new()
-            .prefix("nspawn")
-            .tempdir()
-            .expect("temp dir");
+        let log_dir = super::temp_dir("nspawn");
         let log = log_dir.path().join("console.log");
         let cgroup = TestCgroup::create("nspawn");
         let mut cmd = cgroup.command("systemd-nspawn");
@@ -116,11 +114,7 @@ impl Container {
         };
         let deadline = started + Duration::from_secs(90);
         loop {
-            if let Some(status) = container
-                .nspawn
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = super::commands::exited(&mut container.nspawn) {
                 panic!(
                     "systemd-nspawn exited with {status}; console:\n{}",
                     container.log()
@@ -165,14 +159,7 @@ impl Container {
 
     /// `program` run inside every namespace of the container.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg("-t")
-            .arg(self.pid.to_string())
-            .arg("-a")
-            .arg("--")
-            .arg(program)
-            .stdin(Stdio::null());
-        cmd
+        nsenter(self.pid, "-a", program)
     }
 
     /// Runs `program args` inside the container (bounded: 30 s).
@@ -190,14 +177,7 @@ impl Container {
 
     pub fn systemctl_ok(&self, args: &[&str]) -> String {
         let out = self.systemctl(args);
-        assert!(
-            out.status.success(),
-            "systemctl {args:?} in the container failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of_success(&out, &format!("systemctl {args:?} in the container"))
     }
 
     pub fn show(&self, unit: &str, props: &[&str]) -> std::collections::BTreeMap<String, String> {

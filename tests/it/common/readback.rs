@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::child::assert_success;
+use super::commands::stdout_of_success;
 
 use tunnelctl::model::Tunnel;
 use tunnelctl::render;
@@ -47,7 +47,7 @@ pub fn python_program_arguments(plist: &Path) -> Vec<String> {
         .arg(plist)
         .output()
         .unwrap();
-    assert_success(&out, "python3 plistlib");
+    stdout_of_success(&out, "python3 plistlib");
     String::from_utf8(out.stdout)
         .unwrap()
         .split('\0')

@@ -16,6 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::cgroup::TestCgroup;
+use super::commands::{nsenter, stdout_of_success};
 
 pub use crate::testkit::SYSTEMD;
 
@@ -37,10 +38,7 @@ impl UserManager {
     /// [`UserManager::start`] with a HOME whose name starts with `prefix` (a space in it
     /// puts one into every per-user path, state directories included).
     pub fn start_with_home_prefix(prefix: &str) -> UserManager {
-        let home = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir()
-            .expect("temp HOME");
+        let home = super::temp_dir(prefix);
         std::fs::create_dir_all(home.path().join(".config/systemd/user")).expect("unit dir");
         let log = home.path().join("manager.log");
         let cgroup = TestCgroup::create("user");
@@ -79,11 +77,7 @@ impl UserManager {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = manager
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = super::commands::exited(&mut manager.child) {
                 panic!(
                     "systemd --user exited with {status}; log:\n{}",
                     manager.log()
@@ -134,17 +128,11 @@ impl UserManager {
 
     /// A command run inside the manager's mount namespace with its environment.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg("-t")
-            .arg(self.pid.to_string())
-            .arg("-m")
-            .arg("--")
-            .arg(program)
-            .env("XDG_RUNTIME_DIR", "/run/user/0")
+        let mut cmd = nsenter(self.pid, "-m", program);
+        cmd.env("XDG_RUNTIME_DIR", "/run/user/0")
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .stdin(Stdio::null());
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
         cmd
     }
 
@@ -158,14 +146,7 @@ impl UserManager {
     /// Like [`UserManager::systemctl`], panicking with the output when it fails.
     pub fn systemctl_ok(&self, args: &[&str]) -> String {
         let out = self.systemctl(args);
-        assert!(
-            out.status.success(),
-            "systemctl --user {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of_success(&out, &format!("systemctl --user {args:?}"))
     }
 
     /// `systemctl --user show -p A,B UNIT` as a map.
