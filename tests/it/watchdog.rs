@@ -661,10 +661,14 @@ fn a_target_that_goes_down_degrades_the_tunnel_without_a_restart_and_recovers_at
     );
     let state = wd.state();
     assert_eq!(state.matches("forward=target-down ").count(), 2, "{state}");
-    let prom = std::fs::read_to_string(&metrics).unwrap();
+    // The .prom file is written just after the state file, in the same save.
+    let degraded_line = "tunnelctl_tunnel_degraded{tunnel=\"test\"} 1";
+    let prom_says_degraded =
+        || std::fs::read_to_string(&metrics).is_ok_and(|prom| prom.contains(degraded_line));
     assert!(
-        prom.contains("tunnelctl_tunnel_degraded{tunnel=\"test\"} 1"),
-        "{prom}"
+        crate::common::wait_until(Duration::from_secs(3), prom_says_degraded),
+        "{:?}",
+        std::fs::read_to_string(&metrics)
     );
     {
         use std::os::unix::fs::PermissionsExt;
