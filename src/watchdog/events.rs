@@ -125,10 +125,13 @@ pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(IpAddr, SocketAddr)> {
             return None;
         }
         for file in ["tcp", "tcp6"] {
-            let Ok(text) = std::fs::read_to_string(format!("/proc/{ssh_pid}/net/{file}")) else {
+            let Ok(table) = std::fs::File::open(format!("/proc/{ssh_pid}/net/{file}")) else {
                 continue;
             };
-            if let Some(found) = find_connection(&text, &inodes) {
+            // Read line by line: on a busy server the table is megabytes, and reading it
+            // whole raised the watchdog's peak memory by as much.
+            let table = std::io::BufReader::with_capacity(4096, table);
+            if let Some(found) = find_connection(table, &inodes) {
                 return Some(found);
             }
         }
@@ -144,24 +147,36 @@ pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(IpAddr, SocketAddr)> {
 /// From /proc/net/tcp text: the established connection whose inode is one of `inodes`.
 /// Linux only (the tests parse captured text on any host).
 #[cfg(any(target_os = "linux", test))]
-pub(super) fn find_connection(text: &str, inodes: &[u64]) -> Option<(IpAddr, SocketAddr)> {
-    for line in text.lines().skip(1).take(100_000) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // sl local rem st tx:rx tr:tm retrnsmt uid timeout inode
-        if f.len() < 10 || f[3] != "01" {
-            continue;
+pub(super) fn find_connection(
+    mut table: impl std::io::BufRead,
+    inodes: &[u64],
+) -> Option<(IpAddr, SocketAddr)> {
+    let mut line = String::new();
+    // The header line first, then at most 100,000 sockets.
+    for _ in 0..=100_000 {
+        line.clear();
+        if !matches!(table.read_line(&mut line), Ok(n) if n > 0) {
+            return None;
         }
-        let Ok(inode) = f[9].parse::<u64>() else {
+        let Some((local, remote)) = established_with_inode(&line, inodes) else {
             continue;
         };
-        if !inodes.contains(&inode) {
-            continue;
-        }
-        let (local, _) = hex_addr(f[1])?;
-        let (remote, port) = hex_addr(f[2])?;
+        let (local, _) = hex_addr(local)?;
+        let (remote, port) = hex_addr(remote)?;
         return Some((local, SocketAddr::new(remote, port)));
     }
     None
+}
+
+/// The local and remote address fields of a /proc/net/tcp line that is an established
+/// connection with one of `inodes` (the header line has no such fields).
+#[cfg(any(target_os = "linux", test))]
+fn established_with_inode<'a>(line: &'a str, inodes: &[u64]) -> Option<(&'a str, &'a str)> {
+    // sl local rem st tx:rx tr:tm retrnsmt uid timeout inode
+    let mut fields = line.split_whitespace().skip(1);
+    let (local, remote, st) = (fields.next()?, fields.next()?, fields.next()?);
+    let inode: u64 = fields.nth(5)?.parse().ok()?;
+    (st == "01" && inodes.contains(&inode)).then_some((local, remote))
 }
 
 /// `0100007F:0016` (IPv4) or 32 hex digits (IPv6, four host-order words) and a port.
@@ -194,7 +209,7 @@ mod tests {
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
    0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n\
    1: 0201D50A:A1C2 0101D50A:0016 01 00000000:00000000 02:000A7F6A 00000000     0        0 4242 2 0000000000000000 20 4 30 10 -1\n";
-        let found = find_connection(text, &[7, 4242]);
+        let found = find_connection(text.as_bytes(), &[7, 4242]);
         if cfg!(target_endian = "little") {
             assert_eq!(
                 found,
@@ -205,11 +220,11 @@ mod tests {
             );
         }
         assert_eq!(
-            find_connection(text, &[111]),
+            find_connection(text.as_bytes(), &[111]),
             None,
             "a listener is no connection"
         );
-        assert_eq!(find_connection(text, &[9]), None);
+        assert_eq!(find_connection(text.as_bytes(), &[9]), None);
     }
 
     #[test]
