@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+pub use crate::common::commands::out_text as text;
 use crate::common::sshd::Sshd;
 
 pub struct Setup {
@@ -66,15 +67,6 @@ pub fn tunnelctl(config: &Path, args: &[&str]) -> Output {
         .timeout(std::time::Duration::from_secs(60))
         .output()
         .unwrap()
-}
-
-pub fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A fresh ed25519 key pair in `dir` (mode 0600).
