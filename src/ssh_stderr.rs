@@ -67,6 +67,9 @@ pub enum Said<'a> {
 
 /// What `line` says, or `None` for chatter. Debug lines (`debug1: …`) say only the
 /// progress steps marked (-v) above, never a failure.
+///
+/// Long on purpose: OpenSSH's wordings as one ordered list, one test per wording (the
+/// order matters where one wording contains another), so a new wording goes in one place.
 pub fn classify(line: &str) -> Option<Said<'_>> {
     let l = line.trim_end();
     if l.contains("Connection established.") {
