@@ -17,7 +17,7 @@ use common::child::StopOnDrop;
 use common::prereq::{Prereq, require};
 use common::sshd::Sshd;
 use common::wait_until;
-use common::watchdog_cmd::start_remote_forward_watchdog;
+use common::watchdog_cmd::{start_remote_forward_watchdog, state_log_and_ssh};
 use firstrun_support::{free_port, text, tunnelctl};
 
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
@@ -117,7 +117,6 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
         &states.join("live.log"),
         free_port(),
     );
-    let wd_pid = wd.0.id();
     let live_up = || {
         let doc = status_json(&live_dir);
         doc["tunnels"][0]["state"] == "up"
@@ -129,24 +128,37 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
         std::fs::read_to_string(states.join("live.log")).unwrap_or_default()
     );
 
-    // The degraded tunnel's state file is made by hand, as the watchdog would write it
-    // (transport up, one target refusing); its pid is the live watchdog's, so tunnelctl
-    // counts it as running.
-    let t = now();
+    // The degraded tunnel: a real watchdog whose -R works and whose -L target refuses
+    // (nothing listens on its port): transport up, one forward target-down.
     let deg_dir = states.join("deg");
-    std::fs::create_dir_all(&deg_dir).unwrap();
-    std::fs::write(
-        deg_dir.join("state"),
-        format!(
-            "state=degraded\npid={wd_pid}\nssh_pid=0\nconnected_since={c}\nlast_probe_ok={t}\n\
-             last_probe_ms=4\nrestarts=2\nreconnects=5\nstate_since={s}\n\
-             forward=target-down {s} 4 -L 127.0.0.1:8080:intranet:80\n\
-             forward=up {c} 7 -R 1234:localhost:22\n",
-            c = t - 600,
-            s = t - 30,
-        ),
-    )
-    .unwrap();
+    let (deg_local, deg_target, deg_remote) = (free_port(), free_port(), free_port());
+    let deg_l = format!("-L 127.0.0.1:{deg_local}:127.0.0.1:{deg_target}");
+    let deg_r = format!("-R {deg_remote}:localhost:{}", sshd.port());
+    let mut deg_ssh = sshd.ssh_base_args();
+    deg_ssh.extend(["-N", "-o", "ExitOnForwardFailure=yes"].map(String::from));
+    for spec in [&deg_l, &deg_r] {
+        deg_ssh.extend(spec.split(' ').map(String::from));
+    }
+    deg_ssh.push(sshd.host().to_string());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog"));
+    cmd.args([
+        "--name",
+        "deg",
+        "--probe-interval",
+        "1s",
+        "--probe-timeout",
+        "1s",
+    ]);
+    state_log_and_ssh(&mut cmd, &deg_dir, &states.join("deg.log"), &deg_ssh).stdin(Stdio::null());
+    let deg_wd = StopOnDrop(cmd.spawn().unwrap());
+    let deg_degraded = || status_json(&deg_dir)["tunnels"][0]["state"] == "degraded";
+    assert!(
+        wait_until(Duration::from_secs(20), deg_degraded),
+        "the tunnel with a refusing target never showed degraded: {}\nwatchdog log:\n{}",
+        status_json(&deg_dir),
+        std::fs::read_to_string(states.join("deg.log")).unwrap_or_default()
+    );
+    let degraded_seen = now();
 
     // status agrees before metrics are looked at: exit 3 for degraded, 0 for up.
     let out = tunnelctl(
@@ -156,8 +168,8 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table.contains("target down: intranet:80 (-L 127.0.0.1:8080:intranet:80)")
-            && table.contains("\n  -L 127.0.0.1:8080:intranet:80  target-down  since "),
+        table.contains(&format!("target down: 127.0.0.1:{deg_target} ({deg_l})"))
+            && table.contains(&format!("\n  {deg_l}  target-down  since ")),
         "{}",
         text(&out)
     );
@@ -221,6 +233,7 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
             1.0,
         );
     }
+    let deg = &status_json(&deg_dir)["tunnels"][0];
     expect("tunnelctl_tunnel_up{tunnel=\"deg\"}", 1.0);
     expect("tunnelctl_tunnel_degraded{tunnel=\"deg\"}", 1.0);
     expect(
@@ -229,23 +242,38 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
     );
     expect("tunnelctl_tunnel_state{state=\"up\",tunnel=\"deg\"}", 0.0);
     expect(
-        "tunnelctl_forward_up{forward=\"-L 127.0.0.1:8080:intranet:80\",tunnel=\"deg\"}",
+        &format!("tunnelctl_forward_up{{forward=\"{deg_l}\",tunnel=\"deg\"}}"),
         0.0,
     );
     expect(
-        "tunnelctl_forward_up{forward=\"-R 1234:localhost:22\",tunnel=\"deg\"}",
+        &format!("tunnelctl_forward_up{{forward=\"{deg_r}\",tunnel=\"deg\"}}"),
         1.0,
     );
+    let r_latency_ms = deg["forwards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["spec"] == deg_r.as_str())
+        .and_then(|f| f["latency_ms"].as_f64())
+        .unwrap_or_else(|| panic!("no latency for {deg_r}: {deg}"));
     expect(
-        "tunnelctl_forward_probe_latency_seconds{forward=\"-R 1234:localhost:22\",tunnel=\"deg\"}",
-        0.007,
+        &format!("tunnelctl_forward_probe_latency_seconds{{forward=\"{deg_r}\",tunnel=\"deg\"}}"),
+        r_latency_ms / 1000.0,
     );
-    expect("tunnelctl_restarts_total{tunnel=\"deg\"}", 2.0);
-    expect("tunnelctl_reconnects_total{tunnel=\"deg\"}", 5.0);
+    expect(
+        "tunnelctl_restarts_total{tunnel=\"deg\"}",
+        deg["restarts"].as_f64().unwrap(),
+    );
+    expect(
+        "tunnelctl_reconnects_total{tunnel=\"deg\"}",
+        deg["reconnects"].as_f64().unwrap(),
+    );
+    // Degraded since about when the test first saw it (the exposition was taken after).
     let in_state = got["tunnelctl_state_seconds{tunnel=\"deg\"}"];
+    let at_most = (now() - degraded_seen + 2) as f64;
     assert!(
-        (30.0..=90.0).contains(&in_state),
-        "deg has been degraded for 30 s, not {in_state}"
+        (0.0..=at_most).contains(&in_state),
+        "deg degraded for {in_state} s, but it was seen degraded at most {at_most} s ago"
     );
     eprintln!(
         "node_exporter: {} tunnelctl samples scraped, scrape_error 0",
@@ -267,5 +295,6 @@ fn node_exporter_reads_tunnelctl_metrics_of_a_live_and_a_degraded_tunnel() {
         "node_exporter accepted a malformed file:\n{seen}"
     );
     drop(exporter);
+    drop(deg_wd);
     drop(wd);
 }
