@@ -268,39 +268,72 @@ pub fn parse(
     args: &[String],
     read_file: &dyn Fn(&str) -> Result<String, String>,
 ) -> Result<Parsed, String> {
-    if args.first().map(String::as_str) == Some("--args-file")
-        || args.first().is_some_and(|a| a.starts_with("--args-file="))
-    {
-        let (file, rest) = match args[0].strip_prefix("--args-file=") {
-            Some(f) => (f.to_string(), &args[1..]),
-            None => (
-                args.get(1)
-                    .cloned()
-                    .ok_or("--args-file needs a file name")?,
-                args.get(2..).unwrap_or(&[]),
-            ),
-        };
-        if !rest.is_empty() {
-            return Err(format!(
-                "--args-file takes no other arguments (found `{}`): put them in {file}",
-                rest[0]
-            ));
-        }
-        let text = read_file(&file)?;
-        let from_file = args_file_lines(&text);
-        if from_file
-            .iter()
-            .any(|a| a == "--args-file" || a.starts_with("--args-file="))
-        {
-            return Err(format!(
-                "{file}: an args file cannot name another --args-file"
-            ));
-        }
-        return parse(&from_file, read_file).map_err(|e| format!("{file}: {e}"));
+    match args.first() {
+        Some(first) if names_args_file(first) => parse_args_file(args, read_file),
+        _ => parse_options(args),
     }
+}
 
+/// `--args-file FILE` or `--args-file=FILE`.
+fn names_args_file(arg: &str) -> bool {
+    arg == "--args-file" || arg.starts_with("--args-file=")
+}
+
+/// `--args-file FILE`, the only argument: the options are FILE's lines, and errors
+/// name FILE.
+fn parse_args_file(
+    args: &[String],
+    read_file: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Parsed, String> {
+    let (file, rest) = match args[0].strip_prefix("--args-file=") {
+        Some(f) => (f.to_string(), &args[1..]),
+        None => (
+            args.get(1)
+                .cloned()
+                .ok_or("--args-file needs a file name")?,
+            args.get(2..).unwrap_or(&[]),
+        ),
+    };
+    if let Some(extra) = rest.first() {
+        return Err(format!(
+            "--args-file takes no other arguments (found `{extra}`): put them in {file}"
+        ));
+    }
+    let from_file = args_file_lines(&read_file(&file)?);
+    if from_file.iter().any(|a| names_args_file(a)) {
+        return Err(format!(
+            "{file}: an args file cannot name another --args-file"
+        ));
+    }
+    parse_options(&from_file).map_err(|e| format!("{file}: {e}"))
+}
+
+/// The options, then `--` and the ssh command; `--help` or `--version` wins where it
+/// comes before `--`.
+fn parse_options(args: &[String]) -> Result<Parsed, String> {
+    let mut o = default_options();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--" => {
+                o.ssh = args[i + 1..].to_vec();
+                break;
+            }
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-V" | "--version" => return Ok(Parsed::Version),
+            _ => {}
+        }
+        let (key, value, taken) = option_at(args, i)?;
+        set_option(&mut o, key, value)?;
+        i += taken;
+    }
+    finish(o).map(|o| Parsed::Run(Box::new(o)))
+}
+
+/// What the watchdog does with no options: `model`'s defaults.
+fn default_options() -> Options {
     let (probe, backoff) = (Probe::default(), Backoff::default());
-    let mut o = Options {
+    Options {
         name: String::new(),
         probe_interval: probe.interval,
         probe_timeout: probe.timeout,
@@ -314,67 +347,70 @@ pub fn parse(
         on_change_timeout: ON_CHANGE_TIMEOUT,
         ssh: Vec::new(),
         forwards: Vec::new(),
-    };
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        if arg == "--" {
-            o.ssh = args[i + 1..].to_vec();
-            break;
-        }
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "-V" | "--version" => return Ok(Parsed::Version),
-            _ => {}
-        }
-        let (key, inline) = match arg.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        if !key.starts_with("--") {
-            return Err(format!(
-                "unexpected `{arg}`: put the ssh command after `--` (tunnel-watchdog [OPTIONS] -- ssh ... HOST)"
-            ));
-        }
-        if !OPTIONS.iter().any(|o| key[2..] == *o.long) {
-            return Err(format!("unknown option `{key}` (see --help)"));
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                i += 1;
-                args.get(i)
-                    .cloned()
-                    .ok_or_else(|| format!("{key} needs a value"))?
-            }
-        };
-        // Bounded as `check` bounds them, so no arithmetic on them can overflow.
-        let duration = |v: &str| parse_bounded(v).map_err(|e| format!("{key}: {e}"));
-        match key {
-            "--name" => o.name = value,
-            "--probe-interval" => o.probe_interval = duration(&value)?,
-            "--probe-timeout" => o.probe_timeout = duration(&value)?,
-            "--probe-failures" => o.probe_failures = value
-                .parse()
-                .ok()
-                .filter(|n| (1..=MAX_COUNT).contains(n))
-                .ok_or_else(|| {
-                    format!(
-                        "--probe-failures: `{value}` is not a whole number from 1 to {MAX_COUNT}"
-                    )
-                })?,
-            "--backoff-initial" => o.backoff_initial = duration(&value)?,
-            "--backoff-max" => o.backoff_max = duration(&value)?,
-            "--state-dir" => o.state_dir = Some(PathBuf::from(value)),
-            "--log-file" => o.log_file = Some(PathBuf::from(value)),
-            "--metrics-file" => o.metrics_file = Some(PathBuf::from(value)),
-            "--on-change" => o.on_change.push(value),
-            "--on-change-timeout" => o.on_change_timeout = duration(&value)?,
-            "--args-file" => return Err("--args-file must be the only argument".into()),
-            _ => return Err(format!("unknown option `{key}` (see --help)")),
-        }
-        i += 1;
     }
+}
+
+/// The option at `args[i]` (one of [`OPTIONS`]), its value (after `=` or the next
+/// argument) and how many arguments the two took.
+fn option_at(args: &[String], i: usize) -> Result<(&str, String, usize), String> {
+    let arg = &args[i];
+    let (key, inline) = match arg.split_once('=') {
+        Some((k, v)) if k.starts_with("--") => (k, Some(v)),
+        _ => (arg.as_str(), None),
+    };
+    if !key.starts_with("--") {
+        return Err(format!(
+            "unexpected `{arg}`: put the ssh command after `--` (tunnel-watchdog [OPTIONS] -- ssh ... HOST)"
+        ));
+    }
+    if !OPTIONS.iter().any(|o| key[2..] == *o.long) {
+        return Err(format!("unknown option `{key}` (see --help)"));
+    }
+    match inline {
+        Some(v) => Ok((key, v.to_string(), 1)),
+        None => match args.get(i + 1) {
+            Some(v) => Ok((key, v.clone(), 2)),
+            None => Err(format!("{key} needs a value")),
+        },
+    }
+}
+
+/// Sets the option `key` (`--name`, …) to `value`.
+fn set_option(o: &mut Options, key: &str, value: String) -> Result<(), String> {
+    // Bounded as `check` bounds them, so no arithmetic on them can overflow.
+    let duration = |v: &str| parse_bounded(v).map_err(|e| format!("{key}: {e}"));
+    match key {
+        "--name" => o.name = value,
+        "--probe-interval" => o.probe_interval = duration(&value)?,
+        "--probe-timeout" => o.probe_timeout = duration(&value)?,
+        "--probe-failures" => o.probe_failures = parse_failures(&value)?,
+        "--backoff-initial" => o.backoff_initial = duration(&value)?,
+        "--backoff-max" => o.backoff_max = duration(&value)?,
+        "--state-dir" => o.state_dir = Some(PathBuf::from(value)),
+        "--log-file" => o.log_file = Some(PathBuf::from(value)),
+        "--metrics-file" => o.metrics_file = Some(PathBuf::from(value)),
+        "--on-change" => o.on_change.push(value),
+        "--on-change-timeout" => o.on_change_timeout = duration(&value)?,
+        "--args-file" => return Err("--args-file must be the only argument".into()),
+        _ => return Err(format!("unknown option `{key}` (see --help)")),
+    }
+    Ok(())
+}
+
+/// `--probe-failures`: a count from 1 to [`MAX_COUNT`].
+fn parse_failures(value: &str) -> Result<u32, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_COUNT).contains(n))
+        .ok_or_else(|| {
+            format!("--probe-failures: `{value}` is not a whole number from 1 to {MAX_COUNT}")
+        })
+}
+
+/// The checks across options, then what the ssh command says: its forwards, and the
+/// host as the default name.
+fn finish(mut o: Options) -> Result<Options, String> {
     if o.ssh.is_empty() {
         return Err("no ssh command: add `-- ssh [SSH ARGS...] HOST`".into());
     }
@@ -389,7 +425,7 @@ pub fn parse(
     if o.name.is_empty() {
         o.name = host.unwrap_or_else(|| "tunnel".into());
     }
-    Ok(Parsed::Run(Box::new(o)))
+    Ok(o)
 }
 
 /// An args file larger than this is refused: a real one is a few hundred bytes, and
