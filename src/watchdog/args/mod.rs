@@ -124,16 +124,25 @@ code elsewhere).
 options (durations: 500ms, 15s, 5m, 1h):
 ",
     );
+    // Pieces pushed one by one, not format!: the watchdog binary stays small.
     for o in OPTIONS {
+        let line = out.len();
+        for piece in ["  --", o.long, " ", o.value] {
+            out.push_str(piece);
+        }
+        pad_to(&mut out, line + HELP_COLUMN);
+        let mut text = o.help.to_string();
         let default = (o.default)();
-        let text = match default.chars().next() {
-            None => o.help.to_string(),
-            Some(c) if c.is_ascii_lowercase() => format!("{} (default: {default})", o.help),
-            Some(_) => format!("{} (default {default})", o.help),
-        };
-        let flag = format!("--{} {}", o.long, o.value);
-        out.push_str(&format!("  {flag:<24}"));
-        out.push_str(&wrap(&text, 66).join(&format!("\n{:26}", "")));
+        if let Some(c) = default.chars().next() {
+            text.push_str(if c.is_ascii_lowercase() {
+                " (default: "
+            } else {
+                " (default "
+            });
+            text.push_str(&default);
+            text.push(')');
+        }
+        wrap_into(&mut out, &text, 66);
         out.push('\n');
     }
     out.push_str(
@@ -148,21 +157,34 @@ exit codes: 0 stopped; 1 tunnel failed (restart me); 2 usage error;
     out
 }
 
-/// Greedy word wrap at `width` characters.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = vec![String::new()];
-    for word in text.split_whitespace() {
-        let line = lines.last_mut().expect("one line at least");
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(word.to_string());
-        } else {
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(word);
-        }
+/// Where an option's help starts in `--help` (the flag is padded to it).
+const HELP_COLUMN: usize = 26;
+
+/// Pads `out` with spaces to `len` bytes (the flags are ASCII).
+fn pad_to(out: &mut String, len: usize) {
+    while out.len() < len {
+        out.push(' ');
     }
-    lines
+}
+
+/// Greedy word wrap of `text` at `width` characters into `out`, the lines after the
+/// first indented to [`HELP_COLUMN`].
+fn wrap_into(out: &mut String, text: &str, width: usize) {
+    let mut line = 0; // characters on this line so far
+    for word in text.split_whitespace() {
+        let n = word.chars().count();
+        if line > 0 && line + 1 + n > width {
+            out.push('\n');
+            let start = out.len();
+            pad_to(out, start + HELP_COLUMN);
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += n;
+    }
 }
 
 /// One forward of the ssh command line, as the probe sees it.
