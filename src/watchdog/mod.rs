@@ -146,7 +146,7 @@ pub fn run(o: Options) -> u8 {
         Ok(n) => n,
         Err(e) => {
             log::warn(&format!("{e}; not notifying the init system"));
-            Notifier::from_env_value(None).unwrap()
+            Notifier::disabled()
         }
     };
     let watchdog = notify::watchdog_interval(
