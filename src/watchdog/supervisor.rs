@@ -196,7 +196,7 @@ impl Watchdog {
                     },
                     None,
                 ) if let Some((rest, forward)) = args::without_remote_forward(&ssh_args, port) => {
-                    log::warn(&format!(
+                    log::warn(format_args!(
                         "{reason}; reconnecting at once without {} and asking the server for it every {} through ssh's control socket",
                         forward.describe(),
                         format_human(PORT_HELD_ASK_EVERY)
@@ -231,7 +231,7 @@ impl Watchdog {
                     self.state.connected_since = 0;
                     self.state.last_error = reason.clone();
                     self.save();
-                    log::error(&format!("tunnel failed: {reason}"));
+                    log::error(format_args!("tunnel failed: {reason}"));
                     self.notify(&["STOPPING=1", &format!("STATUS=failed: {reason}")]);
                     return if permanent {
                         EXIT_PERMANENT
@@ -287,7 +287,7 @@ impl Watchdog {
         );
         if nominal.is_zero() {
             if n > 0 {
-                log::info(&format!(
+                log::info(format_args!(
                     "reconnecting at once: the tunnel was up before it failed ({n} failure(s) in a row)"
                 ));
             }
@@ -299,7 +299,7 @@ impl Watchdog {
         } else {
             self.state.last_error.clone()
         };
-        log::warn(&format!(
+        log::warn(format_args!(
             "backing off {} before connecting (wait_ms={} nominal_ms={}, {n} failures in a row): {reason}",
             format_human(wait),
             wait.as_millis(),
@@ -329,7 +329,7 @@ impl Watchdog {
             return wait;
         };
         let latest = wait.max(self.o.backoff_max);
-        log::info(&format!(
+        log::info(format_args!(
             "waiting for the server to greet: checking {host} port {port} every {}, ssh starts when it answers (at the latest in {})",
             format_human(reachability::CHECK_EVERY),
             format_human(latest)
@@ -355,7 +355,7 @@ impl Watchdog {
                 return Waited::Exit(self.stopped());
             }
             Some(Request::Reconnect) => {
-                log::info(&format!(
+                log::info(format_args!(
                     "back-off cut short with {} left (SIGHUP/SIGUSR1): reconnecting now",
                     format_human(left)
                 ));
@@ -376,7 +376,7 @@ impl Watchdog {
         };
         self.state.consecutive_failures = 0;
         self.note_event("wake", "reconnected");
-        log::info(&format!(
+        log::info(format_args!(
             "{}; back-off reset, reconnecting now",
             gap.describe().trim_end_matches(": probing now")
         ));
@@ -394,14 +394,14 @@ impl Watchdog {
         }
         if wait.greeting.is_none() {
             self.note_event("network", "reconnected");
-            log::info(&format!(
+            log::info(format_args!(
                 "network changed ({} event(s)): back-off cut short with {} left, reconnecting now",
                 batch.len(),
                 format_human(wait.until.saturating_duration_since(Instant::now()))
             ));
             return true;
         }
-        log::info(&format!(
+        log::info(format_args!(
             "network changed ({} event(s)): checking now whether the server greets",
             batch.len()
         ));
@@ -427,7 +427,7 @@ impl Watchdog {
         if !reachability::server_greets(addrs, timeout) {
             return false;
         }
-        log::info(&format!(
+        log::info(format_args!(
             "server reachable again: reconnecting ({host} port {port} answered with its SSH greeting after {})",
             format_human(wait.started.elapsed())
         ));
@@ -475,13 +475,13 @@ impl Watchdog {
                 Some((host, port, family))
             }
             Ok(reachability::Destination::Unsuitable(why)) => {
-                log::info(&format!(
+                log::info(format_args!(
                     "not checking whether the server answers during the back-off: {why}"
                 ));
                 None
             }
             Err(e) => {
-                log::info(&format!(
+                log::info(format_args!(
                     "not checking whether the server answers during the back-off: {e}"
                 ));
                 None
@@ -547,7 +547,7 @@ impl Watchdog {
             .collect();
         self.state.ssh_pid = ssh.pid;
         self.save();
-        log::info(&format!(
+        log::info(format_args!(
             "connecting (attempt {attempt}): ssh pid {}",
             ssh.pid
         ));
