@@ -61,7 +61,7 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "gauge",
         "1 when the tunnel carries its forwards (state up or degraded), else 0.",
         tunnels,
-        |t| Some(flag(matches!(t.state.phase, Phase::Up | Phase::Degraded))),
+        &|t| Some(flag(matches!(t.state.phase, Phase::Up | Phase::Degraded))),
     );
     per_tunnel(
         &mut out,
@@ -69,7 +69,7 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "gauge",
         "1 when the tunnel is up but a forward's target refuses connections, else 0.",
         tunnels,
-        |t| Some(flag(t.state.phase == Phase::Degraded)),
+        &|t| Some(flag(t.state.phase == Phase::Degraded)),
     );
 
     header(
@@ -95,14 +95,14 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "tunnelctl_forward_up",
         "1 when the forward's last probe carried data, else 0.",
         tunnels,
-        |f| Some(flag(f.health == ForwardHealth::Up)),
+        &|f| Some(flag(f.health == ForwardHealth::Up)),
     );
     per_forward(
         &mut out,
         "tunnelctl_forward_probe_latency_seconds",
         "How long the forward's last probe took.",
         tunnels,
-        |f| (f.latency_ms > 0).then(|| seconds_from_ms(f.latency_ms)),
+        &|f| (f.latency_ms > 0).then(|| seconds_from_ms(f.latency_ms)),
     );
 
     per_tunnel(
@@ -111,7 +111,7 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "counter",
         "ssh starts by this watchdog.",
         tunnels,
-        |t| Some(t.state.restarts.to_string()),
+        &|t| Some(t.state.restarts.to_string()),
     );
     per_tunnel(
         &mut out,
@@ -119,7 +119,7 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "counter",
         "Reconnects without a watchdog restart (a signal, a network change, a held -R port).",
         tunnels,
-        |t| Some(t.state.reconnects.to_string()),
+        &|t| Some(t.state.reconnects.to_string()),
     );
     per_tunnel(
         &mut out,
@@ -127,7 +127,7 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "gauge",
         "Seconds in the current state.",
         tunnels,
-        |t| {
+        &|t| {
             (t.state.state_since > 0).then(|| t.now.saturating_sub(t.state.state_since).to_string())
         },
     );
@@ -137,7 +137,7 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "gauge",
         "Unix time the current state began.",
         tunnels,
-        |t| (t.state.state_since > 0).then(|| t.state.state_since.to_string()),
+        &|t| (t.state.state_since > 0).then(|| t.state.state_since.to_string()),
     );
     per_tunnel(
         &mut out,
@@ -145,7 +145,7 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "gauge",
         "Seconds until the next connection attempt (0: none pending).",
         tunnels,
-        |t| {
+        &|t| {
             let remaining = if t.state.phase == Phase::BackingOff {
                 t.state.backoff_until.saturating_sub(t.now)
             } else {
@@ -160,7 +160,7 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "gauge",
         "Unix time of the last good probe round (0: none); stale means a stuck or killed watchdog.",
         tunnels,
-        |t| Some(t.state.last_probe_ok.to_string()),
+        &|t| Some(t.state.last_probe_ok.to_string()),
     );
     per_tunnel(
         &mut out,
@@ -168,7 +168,7 @@ pub fn render(tunnels: &[Tunnel<'_>]) -> String {
         "gauge",
         "Unix time of the last network change the watchdog reacted to (0: none).",
         tunnels,
-        |t| Some(last_network_event(t.state).to_string()),
+        &|t| Some(last_network_event(t.state).to_string()),
     );
     out
 }
@@ -184,7 +184,7 @@ fn per_tunnel(
     kind: &str,
     help: &str,
     tunnels: &[Tunnel<'_>],
-    value: impl Fn(&Tunnel<'_>) -> Option<String>,
+    value: &dyn Fn(&Tunnel<'_>) -> Option<String>,
 ) {
     header(out, name, kind, help);
     for t in tunnels {
@@ -199,7 +199,7 @@ fn per_forward(
     name: &str,
     help: &str,
     tunnels: &[Tunnel<'_>],
-    value: impl Fn(&crate::state::ForwardState) -> Option<String>,
+    value: &dyn Fn(&crate::state::ForwardState) -> Option<String>,
 ) {
     header(out, name, "gauge", help);
     for t in tunnels {
