@@ -487,17 +487,16 @@ pub fn read_args_file(path: &str) -> Result<String, ArgsFileError> {
 
 /// The lines of an args file: one argument per line; leading `#` lines are comments.
 pub fn args_file_lines(text: &str) -> Vec<String> {
-    text.lines()
+    let mut lines: Vec<String> = text
+        .lines()
         .skip_while(|l| l.starts_with('#'))
         .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .skip_while(|l| l.is_empty()) // a trailing newline is not an empty argument
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect()
+        .collect();
+    // A trailing newline is not an empty argument.
+    while lines.last().is_some_and(String::is_empty) {
+        lines.pop();
+    }
+    lines
 }
 
 /// ssh options that take an argument (OpenSSH 9.2 getopt string).
