@@ -386,7 +386,7 @@ fn option_at(args: &[String], i: usize) -> Result<(&str, String, usize), String>
         ));
     }
     if !OPTIONS.iter().any(|o| key[2..] == *o.long) {
-        return Err(format!("unknown option `{key}` (see --help)"));
+        return Err(unknown_option(key));
     }
     match inline {
         Some(v) => Ok((key, v.to_string(), 1)),
@@ -414,9 +414,13 @@ fn set_option(o: &mut Options, key: &str, value: String) -> Result<(), String> {
         "--on-change" => o.on_change.push(value),
         "--on-change-timeout" => o.on_change_timeout = duration(&value)?,
         "--args-file" => return Err("--args-file must be the only argument".into()),
-        _ => return Err(format!("unknown option `{key}` (see --help)")),
+        _ => return Err(unknown_option(key)),
     }
     Ok(())
+}
+
+fn unknown_option(key: &str) -> String {
+    format!("unknown option `{key}` (see --help)")
 }
 
 /// `--probe-failures`: a count from 1 to [`MAX_COUNT`].
@@ -466,11 +470,9 @@ pub enum ArgsFileError {
 /// the option parser can change around it).
 pub fn read_args_file(path: &str) -> Result<String, ArgsFileError> {
     use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| ArgsFileError::Unreadable(format!("cannot read {path}: {e}")))?;
     let mut bytes = Vec::new();
-    file.take(MAX_ARGS_FILE + 1)
-        .read_to_end(&mut bytes)
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_ARGS_FILE + 1).read_to_end(&mut bytes))
         .map_err(|e| ArgsFileError::Unreadable(format!("cannot read {path}: {e}")))?;
     if bytes.len() as u64 > MAX_ARGS_FILE {
         return Err(ArgsFileError::TooBig(format!(
