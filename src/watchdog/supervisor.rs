@@ -172,19 +172,17 @@ impl Watchdog {
                 return code;
             }
             match self.connect_and_watch(&ssh_args, &held) {
-                (Outcome::Reconnect, _) => {
-                    self.count_reconnect();
-                    self.state.consecutive_failures = 0;
-                    self.state.proven = false;
-                    (ssh_args, held) = (self.o.ssh.clone(), Vec::new());
-                    log::info("reconnecting now (SIGHUP/SIGUSR1)");
-                    continue;
-                }
-                (Outcome::NetworkChanged, _) => {
+                (outcome @ (Outcome::Reconnect | Outcome::NetworkChanged), _) => {
                     // Not a failure of the tunnel: the failure row starts afresh, and
                     // the held -R forwards are asked for again by the new connection.
                     self.state.consecutive_failures = 0;
                     (ssh_args, held) = (self.o.ssh.clone(), Vec::new());
+                    if matches!(outcome, Outcome::Reconnect) {
+                        // SIGHUP/SIGUSR1: counted; the new connection proves itself again.
+                        self.count_reconnect();
+                        self.state.proven = false;
+                        log::info("reconnecting now (SIGHUP/SIGUSR1)");
+                    }
                     continue;
                 }
                 (Outcome::Stopped, _) => return self.stopped(),
