@@ -659,7 +659,7 @@ impl<'a> Session<'a> {
             let status = format!(
                 "STATUS=up {}, probe {} ms",
                 format_human(since.elapsed()),
-                ok.latency.as_millis()
+                ok.latency.as_millis() as u64
             );
             (Phase::Up, status)
         } else {
@@ -682,7 +682,7 @@ impl<'a> Session<'a> {
                 "{}: {} forward(s) proven end to end in {} ms",
                 phase,
                 w.o.forwards.len(),
-                ok.latency.as_millis()
+                ok.latency.as_millis() as u64
             ));
             if phase == Phase::Degraded {
                 log::warn(format_args!(

@@ -300,8 +300,8 @@ impl Watchdog {
         log::warn(format_args!(
             "backing off {} before connecting (wait_ms={} nominal_ms={}, {n} failures in a row): {reason}",
             format_human(wait),
-            wait.as_millis(),
-            nominal.as_millis()
+            wait.as_millis() as u64,
+            nominal.as_millis() as u64
         ));
         let started = Instant::now();
         let greeting = self.greeting_target();
@@ -454,7 +454,7 @@ impl Watchdog {
                 .saturating_add(self.connect_budget())
                 .saturating_add(Duration::from_secs(5));
             self.notify(&[
-                &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros()),
+                &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros() as u64),
                 status,
             ]);
         }
