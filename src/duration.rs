@@ -67,18 +67,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// The shortest exact spelling of a duration in the same syntax (`90s` stays `90s`,
 /// `120s` becomes `2m`), so a rendered file reads like the config that produced it.
 pub fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis == 0 {
-        return "0s".to_string();
+    // Seconds and milliseconds as u64, not `as_millis`' u128: the watchdog links no
+    // 128-bit formatting. `{secs}{ms:03}` is the decimal of secs × 1000 + ms.
+    let (secs, ms) = (duration.as_secs(), duration.subsec_millis());
+    if ms != 0 {
+        return if secs == 0 {
+            format!("{ms}ms")
+        } else {
+            format!("{secs}{ms:03}ms")
+        };
     }
-    if millis.is_multiple_of(3_600_000) {
-        format!("{}h", millis / 3_600_000)
-    } else if millis.is_multiple_of(60_000) {
-        format!("{}m", millis / 60_000)
-    } else if millis.is_multiple_of(1_000) {
-        format!("{}s", millis / 1_000)
+    if secs == 0 {
+        "0s".to_string()
+    } else if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
     } else {
-        format!("{millis}ms")
+        format!("{secs}s")
     }
 }
 
@@ -86,7 +92,7 @@ pub fn format_duration(duration: Duration) -> String {
 pub fn format_human(duration: Duration) -> String {
     let secs = duration.as_secs();
     if secs == 0 {
-        return format!("{}ms", duration.as_millis());
+        return format!("{}ms", duration.subsec_millis());
     }
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     match (h, m) {

@@ -44,7 +44,7 @@ impl Events {
         let source = match netevents::Source::open() {
             Ok(s) => Some(s),
             Err(e) => {
-                log::warn(&format!(
+                log::warn(format_args!(
                     "cannot watch for network changes ({e}); carrying on without (allow AF_NETLINK, or PF_ROUTE on macOS, to reconnect at once when the network changes)"
                 ));
                 None

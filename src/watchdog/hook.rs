@@ -56,7 +56,7 @@ impl Hook {
         if self.queue.len() >= MAX_QUEUED {
             let dropped = self.queue.pop_front();
             if let Some(c) = dropped {
-                log::warn(&format!(
+                log::warn(format_args!(
                     "on-change: {MAX_QUEUED} changes waiting, not running it for {} -> {}",
                     c.old, c.new
                 ));
@@ -97,7 +97,7 @@ impl Hook {
                     self.running = Some((child, Instant::now(), change.old, change.new));
                     return;
                 }
-                Err(e) => log::warn(&format!(
+                Err(e) => log::warn(format_args!(
                     "on-change: cannot run {} for {} -> {}: {e}",
                     self.argv[0], change.old, change.new
                 )),
@@ -113,17 +113,17 @@ impl Hook {
         let what = format!("on-change {} for {old} -> {new}", self.argv[0]);
         match child.try_wait() {
             Ok(Some(status)) if status.success() => {}
-            Ok(Some(status)) => log::warn(&format!("{what} failed: {status}")),
+            Ok(Some(status)) => log::warn(format_args!("{what} failed: {status}")),
             Ok(None) if started.elapsed() >= self.timeout => {
                 let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
                 let _ = child.wait();
-                log::warn(&format!(
+                log::warn(format_args!(
                     "{what} still ran after {}: killed (its process group)",
                     crate::duration::format_human(self.timeout)
                 ));
             }
             Ok(None) => return false,
-            Err(e) => log::warn(&format!("{what}: {e}")),
+            Err(e) => log::warn(format_args!("{what}: {e}")),
         }
         self.running = None;
         true

@@ -104,7 +104,12 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn log(level: Level, message: &str) {
+/// Writes one line. `message` is formatted here, once, so a call site passes
+/// `format_args!(…)` instead of building a String of its own (many call sites, one
+/// formatting call: the watchdog binary stays small).
+pub fn log(level: Level, message: &dyn std::fmt::Display) {
+    let message = message.to_string();
+    let message = message.as_str();
     let guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
     let (journald, prefix, file) = match guard.as_ref() {
         Some(s) => (s.journald, s.prefix.as_str(), s.file.as_ref()),
@@ -160,14 +165,14 @@ pub fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-pub fn info(message: &str) {
-    log(Level::Info, message)
+pub fn info(message: impl std::fmt::Display) {
+    log(Level::Info, &message)
 }
-pub fn warn(message: &str) {
-    log(Level::Warning, message)
+pub fn warn(message: impl std::fmt::Display) {
+    log(Level::Warning, &message)
 }
-pub fn error(message: &str) {
-    log(Level::Error, message)
+pub fn error(message: impl std::fmt::Display) {
+    log(Level::Error, &message)
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ pub fn run(o: Options) -> u8 {
     let state_dir = match process::make_private_dir(&state_dir) {
         Ok(dir) => dir,
         Err(e) => {
-            log::error(&format!("state directory: {e}"));
+            log::error(format_args!("state directory: {e}"));
             return EXIT_FAILED;
         }
     };
@@ -138,15 +138,15 @@ pub fn run(o: Options) -> u8 {
     let ctl = match process::control_path(&state_dir.path, runtime.as_deref()) {
         Ok(p) => p,
         Err(e) => {
-            log::error(&format!("control socket: {e}"));
+            log::error(format_args!("control socket: {e}"));
             return EXIT_FAILED;
         }
     };
     let notifier = match Notifier::from_env_value(env("NOTIFY_SOCKET").as_deref()) {
         Ok(n) => n,
         Err(e) => {
-            log::warn(&format!("{e}; not notifying the init system"));
-            Notifier::from_env_value(None).unwrap()
+            log::warn(format_args!("{e}; not notifying the init system"));
+            Notifier::disabled()
         }
     };
     let watchdog = notify::watchdog_interval(
@@ -155,7 +155,7 @@ pub fn run(o: Options) -> u8 {
     );
     let interval = notify::effective_interval(o.probe_interval, watchdog);
     if interval != o.probe_interval {
-        log::info(&format!(
+        log::info(format_args!(
             "probing every {} instead of {}: systemd's WatchdogSec is {} and wants two pings per period",
             format_human(interval),
             format_human(o.probe_interval),
@@ -200,7 +200,7 @@ fn kill_leftover_ssh(state: &State, ctl: &Path) {
     }
     let needle = process::control_path_option(ctl);
     if crate::procinfo::argv(state.ssh_pid).is_some_and(|argv| argv.contains(&needle)) {
-        log::warn(&format!(
+        log::warn(format_args!(
             "killing ssh {} left over by an earlier watchdog",
             state.ssh_pid
         ));

@@ -11,10 +11,15 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    /// No init system to tell: every call is a no-op.
+    pub fn disabled() -> Notifier {
+        Notifier { target: None }
+    }
+
     /// From `$NOTIFY_SOCKET` (`None` or empty: disabled).
     pub fn from_env_value(value: Option<&str>) -> Result<Notifier, String> {
         let Some(value) = value.filter(|v| !v.is_empty()) else {
-            return Ok(Notifier { target: None });
+            return Ok(Notifier::disabled());
         };
         let addr = match value.strip_prefix('@') {
             Some(name) => abstract_address(name),

@@ -207,7 +207,7 @@ impl SshChild {
         match classify(&line) {
             Some(SshError::RemotePortRefused { port }) if self.asked_ports.contains(&port) => {}
             Some(error) => {
-                log::error(&format!("ssh: {line} — {}", error.explain()));
+                log::error(format_args!("ssh: {line} — {}", error.explain()));
                 if !r.errors.contains(&error) {
                     r.errors.push(error);
                 }
@@ -227,10 +227,10 @@ impl SshChild {
                             r.channel_lines.remove(0);
                         }
                         r.channel_lines.push(news.to_string());
-                        log::warn(&format!("ssh: {line}"));
+                        log::warn(format_args!("ssh: {line}"));
                     }
                 } else {
-                    log::warn(&format!("ssh: {line}"));
+                    log::warn(format_args!("ssh: {line}"));
                 }
             }
         }

@@ -415,7 +415,7 @@ impl<'a> Session<'a> {
         self.missing
             .retain(|forward| match self.w.ask_for_forward(forward) {
                 Ok(()) => {
-                    log::info(&format!(
+                    log::info(format_args!(
                         "the server granted {} at ask {asks}",
                         forward.describe()
                     ));
@@ -483,7 +483,7 @@ impl<'a> Session<'a> {
                 let reason = error.reason;
                 self.failed_rounds += 1;
                 let failed_rounds = self.failed_rounds;
-                log::warn(&format!(
+                log::warn(format_args!(
                     "probe failed ({failed_rounds}/{}): {reason}",
                     self.w.o.probe_failures
                 ));
@@ -582,7 +582,7 @@ impl<'a> Session<'a> {
         };
         match verdict {
             rtt::Verdict::Confirm(next) => {
-                log::warn(&format!(
+                log::warn(format_args!(
                     "probe unanswered ({reason}); confirming at once with a {} round (server heard: {heard:?})",
                     format_human(next)
                 ));
@@ -592,7 +592,7 @@ impl<'a> Session<'a> {
             rtt::Verdict::Slow => {
                 if !self.slow_said {
                     self.slow_said = true;
-                    log::info(&format!(
+                    log::info(format_args!(
                         "probes wait behind traffic (the server keeps sending, {reason}): slow, not dead"
                     ));
                 }
@@ -659,7 +659,7 @@ impl<'a> Session<'a> {
             let status = format!(
                 "STATUS=up {}, probe {} ms",
                 format_human(since.elapsed()),
-                ok.latency.as_millis()
+                ok.latency.as_millis() as u64
             );
             (Phase::Up, status)
         } else {
@@ -678,14 +678,14 @@ impl<'a> Session<'a> {
             // with a target down: the tunnel does what it can, and a start must not
             // wait for someone else's server (docs/design.md).
             w.ready_sent = true;
-            log::info(&format!(
+            log::info(format_args!(
                 "{}: {} forward(s) proven end to end in {} ms",
                 phase,
                 w.o.forwards.len(),
-                ok.latency.as_millis()
+                ok.latency.as_millis() as u64
             ));
             if phase == Phase::Degraded {
-                log::warn(&format!(
+                log::warn(format_args!(
                     "degraded: {reason}; not restarting ssh, a reconnect cannot help a target that refuses"
                 ));
             }
@@ -694,7 +694,7 @@ impl<'a> Session<'a> {
         } else {
             if w.state.phase != phase {
                 match phase {
-                    Phase::Degraded => log::warn(&format!(
+                    Phase::Degraded => log::warn(format_args!(
                         "degraded: {reason}; not restarting ssh, a reconnect cannot help a target that refuses"
                     )),
                     _ if w.state.phase == Phase::Degraded => {
@@ -707,7 +707,7 @@ impl<'a> Session<'a> {
             w.notify_status(&status);
         }
         if w.state.consecutive_failures > 0 && since.elapsed() > w.o.backoff_max {
-            log::info(&format!(
+            log::info(format_args!(
                 "up longer than {}: back-off reset",
                 format_human(w.o.backoff_max)
             ));

@@ -50,7 +50,7 @@ pub(super) fn write_state(dir: &crate::safe_fs::Dir, state: &State) {
         .stage(name, state.to_text().as_bytes(), 0o600, false)
         .and_then(|temp| dir.commit(&temp, name));
     if let Err(e) = result {
-        log::warn(&format!("cannot write the state file: {e}"));
+        log::warn(format_args!("cannot write the state file: {e}"));
     }
 }
 
@@ -64,7 +64,7 @@ pub(super) fn write_metrics(path: &Path, name: &str, state: &State) {
         now: log::now_secs(),
     }]);
     if let Err(e) = write_public_atomically(path, text.as_bytes()) {
-        log::warn(&format!(
+        log::warn(format_args!(
             "cannot write the metrics file {}: {e}",
             path.display()
         ));
@@ -110,7 +110,7 @@ fn write_public_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub(super) fn read_state(dir: &crate::safe_fs::Dir) -> State {
     match dir.read_optional(std::ffi::OsStr::new("state"), MAX_STATE_FILE) {
         Ok(Some(bytes)) => State::from_text(&String::from_utf8_lossy(&bytes)).unwrap_or_else(|e| {
-            log::warn(&format!(
+            log::warn(format_args!(
                 "{}/state: {e}; starting from a fresh state",
                 dir.path.display()
             ));
@@ -118,7 +118,7 @@ pub(super) fn read_state(dir: &crate::safe_fs::Dir) -> State {
         }),
         Ok(None) => State::default(),
         Err(e) => {
-            log::warn(&format!("{e}; starting from a fresh state"));
+            log::warn(format_args!("{e}; starting from a fresh state"));
             State::default()
         }
     }

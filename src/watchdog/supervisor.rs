@@ -2,6 +2,7 @@
 //! outcome means for the next (a held `-R` port, a reconnect, a stop, a failure).
 //! One connection's life is a [`Session`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -171,19 +172,17 @@ impl Watchdog {
                 return code;
             }
             match self.connect_and_watch(&ssh_args, &held) {
-                (Outcome::Reconnect, _) => {
-                    self.count_reconnect();
-                    self.state.consecutive_failures = 0;
-                    self.state.proven = false;
-                    (ssh_args, held) = (self.o.ssh.clone(), Vec::new());
-                    log::info("reconnecting now (SIGHUP/SIGUSR1)");
-                    continue;
-                }
-                (Outcome::NetworkChanged, _) => {
+                (outcome @ (Outcome::Reconnect | Outcome::NetworkChanged), _) => {
                     // Not a failure of the tunnel: the failure row starts afresh, and
                     // the held -R forwards are asked for again by the new connection.
                     self.state.consecutive_failures = 0;
                     (ssh_args, held) = (self.o.ssh.clone(), Vec::new());
+                    if matches!(outcome, Outcome::Reconnect) {
+                        // SIGHUP/SIGUSR1: counted; the new connection proves itself again.
+                        self.count_reconnect();
+                        self.state.proven = false;
+                        log::info("reconnecting now (SIGHUP/SIGUSR1)");
+                    }
                     continue;
                 }
                 (Outcome::Stopped, _) => return self.stopped(),
@@ -195,7 +194,7 @@ impl Watchdog {
                     },
                     None,
                 ) if let Some((rest, forward)) = args::without_remote_forward(&ssh_args, port) => {
-                    log::warn(&format!(
+                    log::warn(format_args!(
                         "{reason}; reconnecting at once without {} and asking the server for it every {} through ssh's control socket",
                         forward.describe(),
                         format_human(PORT_HELD_ASK_EVERY)
@@ -230,7 +229,7 @@ impl Watchdog {
                     self.state.connected_since = 0;
                     self.state.last_error = reason.clone();
                     self.save();
-                    log::error(&format!("tunnel failed: {reason}"));
+                    log::error(format_args!("tunnel failed: {reason}"));
                     self.notify(&["STOPPING=1", &format!("STATUS=failed: {reason}")]);
                     return if permanent {
                         EXIT_PERMANENT
@@ -260,6 +259,23 @@ impl Watchdog {
     /// back-off. ssh still starts once the back-off and `backoff_max` have both run out,
     /// in case the check cannot see what ssh sees.
     fn back_off(&mut self) -> Option<u8> {
+        // No wait (`None`): connect at once.
+        let mut wait = self.begin_back_off()?;
+        // Bounded by `wait.until`; STATUS= refreshed every few seconds with the time left.
+        while let Some(left) = wait.left() {
+            match self.back_off_wake(&mut wait, left) {
+                Waited::KeepWaiting => {}
+                Waited::Connect => break,
+                Waited::Exit(code) => return Some(code),
+            }
+        }
+        self.state.backoff_until = 0;
+        None
+    }
+
+    /// The wait before this attempt, logged and in the state file; `None`: connect at
+    /// once.
+    fn begin_back_off(&mut self) -> Option<BackOff> {
         let n = self.state.consecutive_failures;
         let nominal = backoff::wait_before_connect(
             n,
@@ -269,7 +285,7 @@ impl Watchdog {
         );
         if nominal.is_zero() {
             if n > 0 {
-                log::info(&format!(
+                log::info(format_args!(
                     "reconnecting at once: the tunnel was up before it failed ({n} failure(s) in a row)"
                 ));
             }
@@ -281,130 +297,140 @@ impl Watchdog {
         } else {
             self.state.last_error.clone()
         };
-        log::warn(&format!(
+        log::warn(format_args!(
             "backing off {} before connecting (wait_ms={} nominal_ms={}, {n} failures in a row): {reason}",
             format_human(wait),
-            wait.as_millis(),
-            nominal.as_millis()
+            wait.as_millis() as u64,
+            nominal.as_millis() as u64
         ));
         let started = Instant::now();
         let greeting = self.greeting_target();
-        let until = match &greeting {
-            Some((host, port, _)) => {
-                let latest = wait.max(self.o.backoff_max);
-                log::info(&format!(
-                    "waiting for the server to greet: checking {host} port {port} every {}, ssh starts when it answers (at the latest in {})",
-                    format_human(reachability::CHECK_EVERY),
-                    format_human(latest)
-                ));
-                started + latest
-            }
-            None => started + wait,
-        };
+        let until = started + self.longest_wait(wait, &greeting);
         self.set_phase(Phase::BackingOff, &reason);
         self.state.backoff_until =
             log::now_secs() + until.saturating_duration_since(started).as_secs();
         self.save();
-        let mut next_check = started + reachability::CHECK_EVERY;
-        // The server's addresses, looked up again after RESOLVE_EVERY (sooner when the
-        // last lookup found none).
-        let mut resolved: Option<(Instant, Vec<std::net::SocketAddr>)> = None;
-        // Bounded by `until`; STATUS= refreshed every few seconds with the time left.
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let status = match &greeting {
-                Some(_) => format!("STATUS=waiting for the server to answer: {reason}"),
-                None => format!("STATUS=backing off {}: {reason}", format_human(left)),
-            };
-            self.announce_wait(left, &status);
-            let mut sleep = left.min(BACKOFF_REFRESH);
-            self.hook.poll();
-            if let Some(kill_at) = self.hook.deadline() {
-                sleep = sleep.min(kill_at.saturating_duration_since(Instant::now()));
-            }
-            if greeting.is_some() {
-                sleep = sleep.min(next_check.saturating_duration_since(Instant::now()));
-            }
-            match self.events.wait(&self.signals, sleep, None) {
-                Some(Request::Stop) => {
-                    self.notify(&["STOPPING=1"]);
-                    return Some(self.stopped());
-                }
-                Some(Request::Reconnect) => {
-                    log::info(&format!(
-                        "back-off cut short with {} left (SIGHUP/SIGUSR1): reconnecting now",
-                        format_human(left)
-                    ));
-                    break;
-                }
-                None => {}
-            }
-            if let Some(gap) = self.events.take_gap() {
-                self.state.consecutive_failures = 0;
-                self.note_event("wake", "reconnected");
-                log::info(&format!(
-                    "{}; back-off reset, reconnecting now",
-                    gap.describe().trim_end_matches(": probing now")
-                ));
-                break;
-            }
-            if let Some(batch) = self.events.take_batch()
-                && events::may_bring_back(&batch)
-            {
-                if greeting.is_none() {
-                    self.note_event("network", "reconnected");
-                    log::info(&format!(
-                        "network changed ({} event(s)): back-off cut short with {} left, reconnecting now",
-                        batch.len(),
-                        format_human(until.saturating_duration_since(Instant::now()))
-                    ));
-                    break;
-                }
-                // Ask the server at once instead of at the next check.
-                log::info(&format!(
-                    "network changed ({} event(s)): checking now whether the server greets",
-                    batch.len()
-                ));
-                self.note_event("network", "probed");
-                next_check = Instant::now();
-            }
-            if let Some((host, port, family)) = &greeting
-                && Instant::now() >= next_check
-                && Instant::now() < until
-            {
-                // Checks start CHECK_EVERY apart even when one waits out its time-out
-                // (a black-holed path): a fresh SYN each second, not one per time-out.
-                next_check = Instant::now() + reachability::CHECK_EVERY;
-                if resolved.as_ref().is_none_or(|(at, addrs)| {
-                    let again = if addrs.is_empty() {
-                        reachability::RESOLVE_AGAIN_WHEN_EMPTY
-                    } else {
-                        reachability::RESOLVE_EVERY
-                    };
-                    at.elapsed() >= again
-                }) {
-                    let deadline = Instant::now() + reachability::CHECK_TIMEOUT;
-                    let addrs = reachability::addresses_for(host, *port, *family, deadline);
-                    resolved = Some((Instant::now(), addrs));
-                }
-                let addrs = resolved.as_ref().map(|(_, a)| a.as_slice()).unwrap_or(&[]);
-                let timeout = reachability::CHECK_TIMEOUT
-                    .min(until.saturating_duration_since(Instant::now()));
-                if reachability::server_greets(addrs, timeout) {
-                    log::info(&format!(
-                        "server reachable again: reconnecting ({host} port {port} answered with its SSH greeting after {})",
-                        format_human(started.elapsed())
-                    ));
-                    self.notify(&["STATUS=server reachable again: reconnecting"]);
-                    break;
-                }
-            }
+        Some(BackOff {
+            reason,
+            started,
+            until,
+            greeting,
+            next_check: started + reachability::CHECK_EVERY,
+            resolved: None,
+        })
+    }
+
+    /// How long a back-off of `wait` lasts at most: `wait`, or while the server is
+    /// checked for its greeting, until `backoff_max` has run out too (logged).
+    fn longest_wait(&self, wait: Duration, greeting: &Option<GreetingTarget>) -> Duration {
+        let Some((host, port, _)) = greeting else {
+            return wait;
+        };
+        let latest = wait.max(self.o.backoff_max);
+        log::info(format_args!(
+            "waiting for the server to greet: checking {host} port {port} every {}, ssh starts when it answers (at the latest in {})",
+            format_human(reachability::CHECK_EVERY),
+            format_human(latest)
+        ));
+        latest
+    }
+
+    /// One wake-up of a back-off with `left` to go: STATUS=, then sleep until a signal,
+    /// a clock gap, a network change or the next greeting check.
+    fn back_off_wake(&mut self, wait: &mut BackOff, left: Duration) -> Waited {
+        self.announce_wait(left, &wait.status(left));
+        let mut sleep = left.min(BACKOFF_REFRESH);
+        self.hook.poll();
+        if let Some(kill_at) = self.hook.deadline() {
+            sleep = sleep.min(kill_at.saturating_duration_since(Instant::now()));
         }
-        self.state.backoff_until = 0;
-        None
+        if wait.greeting.is_some() {
+            sleep = sleep.min(wait.next_check.saturating_duration_since(Instant::now()));
+        }
+        match self.events.wait(&self.signals, sleep, None) {
+            Some(Request::Stop) => {
+                self.notify(&["STOPPING=1"]);
+                return Waited::Exit(self.stopped());
+            }
+            Some(Request::Reconnect) => {
+                log::info(format_args!(
+                    "back-off cut short with {} left (SIGHUP/SIGUSR1): reconnecting now",
+                    format_human(left)
+                ));
+                return Waited::Connect;
+            }
+            None => {}
+        }
+        if self.woke_from_gap() || self.network_cuts_short(wait) || self.server_greets_again(wait) {
+            return Waited::Connect;
+        }
+        Waited::KeepWaiting
+    }
+
+    /// After the machine slept or froze the back-off starts afresh: connect now.
+    fn woke_from_gap(&mut self) -> bool {
+        let Some(gap) = self.events.take_gap() else {
+            return false;
+        };
+        self.state.consecutive_failures = 0;
+        self.note_event("wake", "reconnected");
+        log::info(format_args!(
+            "{}; back-off reset, reconnecting now",
+            gap.describe().trim_end_matches(": probing now")
+        ));
+        true
+    }
+
+    /// A network change that may bring the server back: connect now, or, while the
+    /// server is checked for its greeting, check at once instead of at the next check.
+    fn network_cuts_short(&mut self, wait: &mut BackOff) -> bool {
+        let Some(batch) = self.events.take_batch() else {
+            return false;
+        };
+        if !events::may_bring_back(&batch) {
+            return false;
+        }
+        if wait.greeting.is_none() {
+            self.note_event("network", "reconnected");
+            log::info(format_args!(
+                "network changed ({} event(s)): back-off cut short with {} left, reconnecting now",
+                batch.len(),
+                format_human(wait.until.saturating_duration_since(Instant::now()))
+            ));
+            return true;
+        }
+        log::info(format_args!(
+            "network changed ({} event(s)): checking now whether the server greets",
+            batch.len()
+        ));
+        self.note_event("network", "probed");
+        wait.next_check = Instant::now();
+        false
+    }
+
+    /// The greeting check when one is due: whether the server greets again.
+    fn server_greets_again(&self, wait: &mut BackOff) -> bool {
+        let Some((host, port, family)) = &wait.greeting else {
+            return false;
+        };
+        if Instant::now() < wait.next_check || Instant::now() >= wait.until {
+            return false;
+        }
+        // Checks start CHECK_EVERY apart even when one waits out its time-out
+        // (a black-holed path): a fresh SYN each second, not one per time-out.
+        wait.next_check = Instant::now() + reachability::CHECK_EVERY;
+        let addrs = server_addresses(&mut wait.resolved, host, *port, *family);
+        let timeout =
+            reachability::CHECK_TIMEOUT.min(wait.until.saturating_duration_since(Instant::now()));
+        if !reachability::server_greets(addrs, timeout) {
+            return false;
+        }
+        log::info(format_args!(
+            "server reachable again: reconnecting ({host} port {port} answered with its SSH greeting after {})",
+            format_human(wait.started.elapsed())
+        ));
+        self.notify(&["STATUS=server reachable again: reconnecting"]);
+        true
     }
 
     fn note_event(&mut self, kind: &'static str, action: &'static str) {
@@ -428,7 +454,7 @@ impl Watchdog {
                 .saturating_add(self.connect_budget())
                 .saturating_add(Duration::from_secs(5));
             self.notify(&[
-                &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros()),
+                &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros() as u64),
                 status,
             ]);
         }
@@ -438,7 +464,7 @@ impl Watchdog {
     /// where ssh got none (after auth, probe or forward failures the server greets and a
     /// retry would not fare better for it), and only where a TCP connect from here takes
     /// ssh's path.
-    fn greeting_target(&self) -> Option<(String, u16, reachability::Family)> {
+    fn greeting_target(&self) -> Option<GreetingTarget> {
         if !self.state.no_greeting {
             return None;
         }
@@ -447,13 +473,13 @@ impl Watchdog {
                 Some((host, port, family))
             }
             Ok(reachability::Destination::Unsuitable(why)) => {
-                log::info(&format!(
+                log::info(format_args!(
                     "not checking whether the server answers during the back-off: {why}"
                 ));
                 None
             }
             Err(e) => {
-                log::info(&format!(
+                log::info(format_args!(
                     "not checking whether the server answers during the back-off: {e}"
                 ));
                 None
@@ -519,7 +545,7 @@ impl Watchdog {
             .collect();
         self.state.ssh_pid = ssh.pid;
         self.save();
-        log::info(&format!(
+        log::info(format_args!(
             "connecting (attempt {attempt}): ssh pid {}",
             ssh.pid
         ));
@@ -532,4 +558,65 @@ impl Watchdog {
         let _ = std::fs::remove_file(&self.ctl);
         (outcome, up_for)
     }
+}
+
+/// Where a back-off checks for the server's greeting: host, port, address family.
+type GreetingTarget = (String, u16, reachability::Family);
+
+/// A back-off in progress (see `Watchdog::back_off`).
+struct BackOff {
+    /// Why: the last error, for the log and STATUS=.
+    reason: String,
+    started: Instant,
+    until: Instant,
+    /// Only after a failure where ssh got no greeting: the server is checked for it.
+    greeting: Option<GreetingTarget>,
+    next_check: Instant,
+    /// The server's addresses and when they were looked up (see `server_addresses`).
+    resolved: Option<(Instant, Vec<SocketAddr>)>,
+}
+
+impl BackOff {
+    /// The time left, `None` once it is over.
+    fn left(&self) -> Option<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    fn status(&self, left: Duration) -> String {
+        match &self.greeting {
+            Some(_) => format!("STATUS=waiting for the server to answer: {}", self.reason),
+            None => format!("STATUS=backing off {}: {}", format_human(left), self.reason),
+        }
+    }
+}
+
+/// What one wake-up during a back-off leads to.
+enum Waited {
+    KeepWaiting,
+    Connect,
+    Exit(u8),
+}
+
+/// The server's addresses for a greeting check: the last lookup's, looked up again after
+/// `RESOLVE_EVERY` (sooner when the last lookup found none).
+fn server_addresses<'a>(
+    resolved: &'a mut Option<(Instant, Vec<SocketAddr>)>,
+    host: &str,
+    port: u16,
+    family: reachability::Family,
+) -> &'a [SocketAddr] {
+    if resolved.as_ref().is_none_or(|(at, addrs)| {
+        let again = if addrs.is_empty() {
+            reachability::RESOLVE_AGAIN_WHEN_EMPTY
+        } else {
+            reachability::RESOLVE_EVERY
+        };
+        at.elapsed() >= again
+    }) {
+        let deadline = Instant::now() + reachability::CHECK_TIMEOUT;
+        let addrs = reachability::addresses_for(host, port, family, deadline);
+        *resolved = Some((Instant::now(), addrs));
+    }
+    resolved.as_ref().map(|(_, a)| a.as_slice()).unwrap_or(&[])
 }

@@ -9,6 +9,8 @@
 //!   (`RTM_GETROUTE`) that answers "which interface, gateway and source address".
 //! - [`pfroute`]: macOS. A `PF_ROUTE` socket and the parser of its messages
 //!   (`rt_msghdr`, `ifa_msghdr`, `if_msghdr`), platform-independent and tested on Linux.
+//! - `source.rs`: the event socket as the loop polls and drains it, one for both (the
+//!   platform's file opens and reads it).
 //! - this file: the event values, the decision, and the burst coalescing. All pure.
 //!
 //! No thread, no process: the socket is one more fd in the loop's `poll`; nothing is
@@ -47,14 +49,24 @@
 
 pub mod pfroute;
 pub mod rtnetlink;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod source;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-#[cfg(target_os = "macos")]
-pub use pfroute::Source;
-#[cfg(target_os = "linux")]
-pub use rtnetlink::Source;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub use source::Source;
+
+/// A host-order u16 at `at` in a message (both parsers' messages are host-order).
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// A host-order u32 at `at` in a message.
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
 
 /// A route lookup waits at most this long (the kernel answers in microseconds; the
 /// bound only guards the loop against a kernel that does not).

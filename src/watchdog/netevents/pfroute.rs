@@ -30,7 +30,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::NetEvent;
+use super::{NetEvent, u16_at, u32_at};
 
 pub const RTM_ADD: u8 = 0x1;
 pub const RTM_DELETE: u8 = 0x2;
@@ -62,14 +62,6 @@ pub const DARWIN: Layout = Layout {
 };
 
 const AF_INET: u8 = 2;
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
 
 /// Where the sockaddr of one RTA_* bit lands in [`sockaddrs`]'s answer.
 fn slot(bit: u32) -> usize {
@@ -190,60 +182,34 @@ pub fn parse(msg: &[u8], layout: &Layout) -> Option<NetEvent> {
     }
 }
 
+/// The routing socket's platform part of `netevents::Source` (`source.rs`).
 #[cfg(target_os = "macos")]
-pub use sys::Source;
+pub(super) mod sys {
+    use std::os::fd::OwnedFd;
 
-#[cfg(target_os = "macos")]
-mod sys {
-    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-
-    use nix::errno::Errno;
     use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 
     use super::{DARWIN, NetEvent, parse};
 
-    /// Bound on messages read per drain, so a storm cannot starve the loop.
-    const MAX_READS: usize = 256;
+    /// Big enough for one routing message (one `read` returns exactly one).
+    pub const BUF: usize = 2048;
 
-    /// The routing socket: a plain fd for the loop's poll.
-    pub struct Source {
-        fd: OwnedFd,
+    pub fn open_events() -> nix::Result<OwnedFd> {
+        // Darwin's socket() takes no SOCK_NONBLOCK/SOCK_CLOEXEC: set both after.
+        let fd = socket(AddressFamily::Route, SockType::Raw, SockFlag::empty(), None)?;
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        let fl = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
+        Ok(fd)
     }
 
-    impl Source {
-        pub fn open() -> nix::Result<Source> {
-            // Darwin's socket() takes no SOCK_NONBLOCK/SOCK_CLOEXEC: set both after.
-            let fd = socket(AddressFamily::Route, SockType::Raw, SockFlag::empty(), None)?;
-            fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-            let fl = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
-            fcntl(&fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
-            Ok(Source { fd })
-        }
+    pub fn read(fd: &OwnedFd, buf: &mut [u8]) -> nix::Result<usize> {
+        nix::unistd::read(fd, buf)
+    }
 
-        pub fn fd(&self) -> BorrowedFd<'_> {
-            self.fd.as_fd()
-        }
-
-        pub fn raw_fd(&self) -> RawFd {
-            self.fd.as_raw_fd()
-        }
-
-        /// Reads every pending message; ENOBUFS (messages dropped) is [`NetEvent::Lost`].
-        pub fn drain(&mut self) -> Vec<NetEvent> {
-            let mut out = Vec::new();
-            let mut buf = vec![0u8; 2048];
-            for _ in 0..MAX_READS {
-                match nix::unistd::read(&self.fd, &mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => out.extend(parse(&buf[..n], &DARWIN)),
-                    Err(Errno::EINTR) => continue,
-                    Err(Errno::ENOBUFS) => out.push(NetEvent::Lost),
-                    Err(_) => break, // EAGAIN: all read
-                }
-            }
-            out
-        }
+    pub fn events(msg: &[u8]) -> Option<NetEvent> {
+        parse(msg, &DARWIN)
     }
 }
 

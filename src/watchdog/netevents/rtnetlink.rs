@@ -16,7 +16,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{NetEvent, Route, RouteNow};
+use super::{NetEvent, Route, RouteNow, u16_at, u32_at};
 
 pub const NLMSG_HDRLEN: usize = 16;
 pub const NLMSG_NOOP: u16 = 1;
@@ -54,14 +54,6 @@ const RT_TABLE_LOCAL: u8 = 255;
 
 fn align4(n: usize) -> usize {
     (n + 3) & !3
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// One netlink message: its type and payload (after the 16-byte header).
@@ -266,12 +258,14 @@ pub fn parse_route_reply(buf: &[u8], seq: u32) -> Option<RouteNow> {
 }
 
 #[cfg(target_os = "linux")]
-pub use sys::{Source, lookup_route};
+pub use sys::lookup_route;
 
+/// The netlink socket (the platform part of `netevents::Source`, `source.rs`) and the
+/// route lookup.
 #[cfg(target_os = "linux")]
-mod sys {
+pub(super) mod sys {
     use std::net::IpAddr;
-    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
     use std::time::Instant;
 
     use nix::errno::Errno;
@@ -284,9 +278,7 @@ mod sys {
     use super::{GROUPS, NetEvent, RouteNow, parse_datagram, parse_route_reply, route_request};
 
     /// Big enough for any rtnetlink datagram the kernel sends unasked (one page each).
-    const BUF: usize = 16 * 1024;
-    /// Bound on datagrams read per drain, so a storm cannot starve the loop.
-    const MAX_READS: usize = 256;
+    pub const BUF: usize = 16 * 1024;
 
     fn open(groups: u32) -> nix::Result<OwnedFd> {
         let fd = socket(
@@ -299,40 +291,17 @@ mod sys {
         Ok(fd)
     }
 
-    /// The event socket: a plain fd for the loop's poll.
-    pub struct Source {
-        fd: OwnedFd,
+    pub fn open_events() -> nix::Result<OwnedFd> {
+        open(GROUPS)
     }
 
-    impl Source {
-        pub fn open() -> nix::Result<Source> {
-            Ok(Source { fd: open(GROUPS)? })
-        }
+    pub fn read(fd: &OwnedFd, buf: &mut [u8]) -> nix::Result<usize> {
+        recv(fd.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT)
+    }
 
-        pub fn fd(&self) -> BorrowedFd<'_> {
-            self.fd.as_fd()
-        }
-
-        pub fn raw_fd(&self) -> RawFd {
-            self.fd.as_raw_fd()
-        }
-
-        /// Reads every pending datagram (non-blocking) and returns their events.
-        /// ENOBUFS means the kernel dropped messages: reported as [`NetEvent::Lost`].
-        pub fn drain(&mut self) -> Vec<NetEvent> {
-            let mut out = Vec::new();
-            let mut buf = vec![0u8; BUF];
-            for _ in 0..MAX_READS {
-                match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-                    Ok(0) => break,
-                    Ok(n) => out.extend(parse_datagram(&buf[..n])),
-                    Err(Errno::EINTR) => continue,
-                    Err(Errno::ENOBUFS) => out.push(NetEvent::Lost),
-                    Err(_) => break, // EAGAIN: all read
-                }
-            }
-            out
-        }
+    /// Every event in one datagram.
+    pub fn events(datagram: &[u8]) -> Vec<NetEvent> {
+        parse_datagram(datagram)
     }
 
     /// The route the kernel would use to reach `dst` now (`ip route get DST`), over a
@@ -594,7 +563,7 @@ mod tests {
         ]);
         run(&["link", "set", "tcl1", "up"]);
         run(&["link", "set", "tcl0", "up"]);
-        let mut src = Source::open().expect("netlink socket");
+        let mut src = crate::watchdog::netevents::Source::open().expect("netlink socket");
         run(&["addr", "add", "10.77.0.2/24", "dev", "tcl0"]);
         run(&["route", "add", "default", "via", "10.77.0.1"]);
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -124,16 +124,25 @@ code elsewhere).
 options (durations: 500ms, 15s, 5m, 1h):
 ",
     );
+    // Pieces pushed one by one, not format!: the watchdog binary stays small.
     for o in OPTIONS {
+        let line = out.len();
+        for piece in ["  --", o.long, " ", o.value] {
+            out.push_str(piece);
+        }
+        pad_to(&mut out, line + HELP_COLUMN);
+        let mut text = o.help.to_string();
         let default = (o.default)();
-        let text = match default.chars().next() {
-            None => o.help.to_string(),
-            Some(c) if c.is_ascii_lowercase() => format!("{} (default: {default})", o.help),
-            Some(_) => format!("{} (default {default})", o.help),
-        };
-        let flag = format!("--{} {}", o.long, o.value);
-        out.push_str(&format!("  {flag:<24}"));
-        out.push_str(&wrap(&text, 66).join(&format!("\n{:26}", "")));
+        if let Some(c) = default.chars().next() {
+            text.push_str(if c.is_ascii_lowercase() {
+                " (default: "
+            } else {
+                " (default "
+            });
+            text.push_str(&default);
+            text.push(')');
+        }
+        wrap_into(&mut out, &text, 66);
         out.push('\n');
     }
     out.push_str(
@@ -148,21 +157,34 @@ exit codes: 0 stopped; 1 tunnel failed (restart me); 2 usage error;
     out
 }
 
-/// Greedy word wrap at `width` characters.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = vec![String::new()];
-    for word in text.split_whitespace() {
-        let line = lines.last_mut().expect("one line at least");
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(word.to_string());
-        } else {
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(word);
-        }
+/// Where an option's help starts in `--help` (the flag is padded to it).
+const HELP_COLUMN: usize = 26;
+
+/// Pads `out` with spaces to `len` bytes (the flags are ASCII).
+fn pad_to(out: &mut String, len: usize) {
+    while out.len() < len {
+        out.push(' ');
     }
-    lines
+}
+
+/// Greedy word wrap of `text` at `width` characters into `out`, the lines after the
+/// first indented to [`HELP_COLUMN`].
+fn wrap_into(out: &mut String, text: &str, width: usize) {
+    let mut line = 0; // characters on this line so far
+    for word in text.split_whitespace() {
+        let n = word.chars().count();
+        if line > 0 && line + 1 + n > width {
+            out.push('\n');
+            let start = out.len();
+            pad_to(out, start + HELP_COLUMN);
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += n;
+    }
 }
 
 /// One forward of the ssh command line, as the probe sees it.
@@ -268,39 +290,72 @@ pub fn parse(
     args: &[String],
     read_file: &dyn Fn(&str) -> Result<String, String>,
 ) -> Result<Parsed, String> {
-    if args.first().map(String::as_str) == Some("--args-file")
-        || args.first().is_some_and(|a| a.starts_with("--args-file="))
-    {
-        let (file, rest) = match args[0].strip_prefix("--args-file=") {
-            Some(f) => (f.to_string(), &args[1..]),
-            None => (
-                args.get(1)
-                    .cloned()
-                    .ok_or("--args-file needs a file name")?,
-                args.get(2..).unwrap_or(&[]),
-            ),
-        };
-        if !rest.is_empty() {
-            return Err(format!(
-                "--args-file takes no other arguments (found `{}`): put them in {file}",
-                rest[0]
-            ));
-        }
-        let text = read_file(&file)?;
-        let from_file = args_file_lines(&text);
-        if from_file
-            .iter()
-            .any(|a| a == "--args-file" || a.starts_with("--args-file="))
-        {
-            return Err(format!(
-                "{file}: an args file cannot name another --args-file"
-            ));
-        }
-        return parse(&from_file, read_file).map_err(|e| format!("{file}: {e}"));
+    match args.first() {
+        Some(first) if names_args_file(first) => parse_args_file(args, read_file),
+        _ => parse_options(args),
     }
+}
 
+/// `--args-file FILE` or `--args-file=FILE`.
+fn names_args_file(arg: &str) -> bool {
+    arg == "--args-file" || arg.starts_with("--args-file=")
+}
+
+/// `--args-file FILE`, the only argument: the options are FILE's lines, and errors
+/// name FILE.
+fn parse_args_file(
+    args: &[String],
+    read_file: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Parsed, String> {
+    let (file, rest) = match args[0].strip_prefix("--args-file=") {
+        Some(f) => (f.to_string(), &args[1..]),
+        None => (
+            args.get(1)
+                .cloned()
+                .ok_or("--args-file needs a file name")?,
+            args.get(2..).unwrap_or(&[]),
+        ),
+    };
+    if let Some(extra) = rest.first() {
+        return Err(format!(
+            "--args-file takes no other arguments (found `{extra}`): put them in {file}"
+        ));
+    }
+    let from_file = args_file_lines(&read_file(&file)?);
+    if from_file.iter().any(|a| names_args_file(a)) {
+        return Err(format!(
+            "{file}: an args file cannot name another --args-file"
+        ));
+    }
+    parse_options(&from_file).map_err(|e| format!("{file}: {e}"))
+}
+
+/// The options, then `--` and the ssh command; `--help` or `--version` wins where it
+/// comes before `--`.
+fn parse_options(args: &[String]) -> Result<Parsed, String> {
+    let mut o = default_options();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--" => {
+                o.ssh = args[i + 1..].to_vec();
+                break;
+            }
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-V" | "--version" => return Ok(Parsed::Version),
+            _ => {}
+        }
+        let (key, value, taken) = option_at(args, i)?;
+        set_option(&mut o, key, value)?;
+        i += taken;
+    }
+    finish(o).map(|o| Parsed::Run(Box::new(o)))
+}
+
+/// What the watchdog does with no options: `model`'s defaults.
+fn default_options() -> Options {
     let (probe, backoff) = (Probe::default(), Backoff::default());
-    let mut o = Options {
+    Options {
         name: String::new(),
         probe_interval: probe.interval,
         probe_timeout: probe.timeout,
@@ -314,67 +369,74 @@ pub fn parse(
         on_change_timeout: ON_CHANGE_TIMEOUT,
         ssh: Vec::new(),
         forwards: Vec::new(),
-    };
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        if arg == "--" {
-            o.ssh = args[i + 1..].to_vec();
-            break;
-        }
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "-V" | "--version" => return Ok(Parsed::Version),
-            _ => {}
-        }
-        let (key, inline) = match arg.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        if !key.starts_with("--") {
-            return Err(format!(
-                "unexpected `{arg}`: put the ssh command after `--` (tunnel-watchdog [OPTIONS] -- ssh ... HOST)"
-            ));
-        }
-        if !OPTIONS.iter().any(|o| key[2..] == *o.long) {
-            return Err(format!("unknown option `{key}` (see --help)"));
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                i += 1;
-                args.get(i)
-                    .cloned()
-                    .ok_or_else(|| format!("{key} needs a value"))?
-            }
-        };
-        // Bounded as `check` bounds them, so no arithmetic on them can overflow.
-        let duration = |v: &str| parse_bounded(v).map_err(|e| format!("{key}: {e}"));
-        match key {
-            "--name" => o.name = value,
-            "--probe-interval" => o.probe_interval = duration(&value)?,
-            "--probe-timeout" => o.probe_timeout = duration(&value)?,
-            "--probe-failures" => o.probe_failures = value
-                .parse()
-                .ok()
-                .filter(|n| (1..=MAX_COUNT).contains(n))
-                .ok_or_else(|| {
-                    format!(
-                        "--probe-failures: `{value}` is not a whole number from 1 to {MAX_COUNT}"
-                    )
-                })?,
-            "--backoff-initial" => o.backoff_initial = duration(&value)?,
-            "--backoff-max" => o.backoff_max = duration(&value)?,
-            "--state-dir" => o.state_dir = Some(PathBuf::from(value)),
-            "--log-file" => o.log_file = Some(PathBuf::from(value)),
-            "--metrics-file" => o.metrics_file = Some(PathBuf::from(value)),
-            "--on-change" => o.on_change.push(value),
-            "--on-change-timeout" => o.on_change_timeout = duration(&value)?,
-            "--args-file" => return Err("--args-file must be the only argument".into()),
-            _ => return Err(format!("unknown option `{key}` (see --help)")),
-        }
-        i += 1;
     }
+}
+
+/// The option at `args[i]` (one of [`OPTIONS`]), its value (after `=` or the next
+/// argument) and how many arguments the two took.
+fn option_at(args: &[String], i: usize) -> Result<(&str, String, usize), String> {
+    let arg = &args[i];
+    let (key, inline) = match arg.split_once('=') {
+        Some((k, v)) if k.starts_with("--") => (k, Some(v)),
+        _ => (arg.as_str(), None),
+    };
+    if !key.starts_with("--") {
+        return Err(format!(
+            "unexpected `{arg}`: put the ssh command after `--` (tunnel-watchdog [OPTIONS] -- ssh ... HOST)"
+        ));
+    }
+    if !OPTIONS.iter().any(|o| key[2..] == *o.long) {
+        return Err(unknown_option(key));
+    }
+    match inline {
+        Some(v) => Ok((key, v.to_string(), 1)),
+        None => match args.get(i + 1) {
+            Some(v) => Ok((key, v.clone(), 2)),
+            None => Err(format!("{key} needs a value")),
+        },
+    }
+}
+
+/// Sets the option `key` (`--name`, …) to `value`.
+fn set_option(o: &mut Options, key: &str, value: String) -> Result<(), String> {
+    // Bounded as `check` bounds them, so no arithmetic on them can overflow.
+    let duration = |v: &str| parse_bounded(v).map_err(|e| format!("{key}: {e}"));
+    match key {
+        "--name" => o.name = value,
+        "--probe-interval" => o.probe_interval = duration(&value)?,
+        "--probe-timeout" => o.probe_timeout = duration(&value)?,
+        "--probe-failures" => o.probe_failures = parse_failures(&value)?,
+        "--backoff-initial" => o.backoff_initial = duration(&value)?,
+        "--backoff-max" => o.backoff_max = duration(&value)?,
+        "--state-dir" => o.state_dir = Some(PathBuf::from(value)),
+        "--log-file" => o.log_file = Some(PathBuf::from(value)),
+        "--metrics-file" => o.metrics_file = Some(PathBuf::from(value)),
+        "--on-change" => o.on_change.push(value),
+        "--on-change-timeout" => o.on_change_timeout = duration(&value)?,
+        "--args-file" => return Err("--args-file must be the only argument".into()),
+        _ => return Err(unknown_option(key)),
+    }
+    Ok(())
+}
+
+fn unknown_option(key: &str) -> String {
+    format!("unknown option `{key}` (see --help)")
+}
+
+/// `--probe-failures`: a count from 1 to [`MAX_COUNT`].
+fn parse_failures(value: &str) -> Result<u32, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_COUNT).contains(n))
+        .ok_or_else(|| {
+            format!("--probe-failures: `{value}` is not a whole number from 1 to {MAX_COUNT}")
+        })
+}
+
+/// The checks across options, then what the ssh command says: its forwards, and the
+/// host as the default name.
+fn finish(mut o: Options) -> Result<Options, String> {
     if o.ssh.is_empty() {
         return Err("no ssh command: add `-- ssh [SSH ARGS...] HOST`".into());
     }
@@ -389,7 +451,7 @@ pub fn parse(
     if o.name.is_empty() {
         o.name = host.unwrap_or_else(|| "tunnel".into());
     }
-    Ok(Parsed::Run(Box::new(o)))
+    Ok(o)
 }
 
 /// An args file larger than this is refused: a real one is a few hundred bytes, and
@@ -408,11 +470,9 @@ pub enum ArgsFileError {
 /// the option parser can change around it).
 pub fn read_args_file(path: &str) -> Result<String, ArgsFileError> {
     use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| ArgsFileError::Unreadable(format!("cannot read {path}: {e}")))?;
     let mut bytes = Vec::new();
-    file.take(MAX_ARGS_FILE + 1)
-        .read_to_end(&mut bytes)
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_ARGS_FILE + 1).read_to_end(&mut bytes))
         .map_err(|e| ArgsFileError::Unreadable(format!("cannot read {path}: {e}")))?;
     if bytes.len() as u64 > MAX_ARGS_FILE {
         return Err(ArgsFileError::TooBig(format!(
@@ -429,17 +489,16 @@ pub fn read_args_file(path: &str) -> Result<String, ArgsFileError> {
 
 /// The lines of an args file: one argument per line; leading `#` lines are comments.
 pub fn args_file_lines(text: &str) -> Vec<String> {
-    text.lines()
+    let mut lines: Vec<String> = text
+        .lines()
         .skip_while(|l| l.starts_with('#'))
         .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .skip_while(|l| l.is_empty()) // a trailing newline is not an empty argument
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect()
+        .collect();
+    // A trailing newline is not an empty argument.
+    while lines.last().is_some_and(String::is_empty) {
+        lines.pop();
+    }
+    lines
 }
 
 /// ssh options that take an argument (OpenSSH 9.2 getopt string).
@@ -627,243 +686,4 @@ pub fn dial_host(bind: Option<&str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_held_remote_forward_is_taken_out_of_the_ssh_arguments() {
-        let argv = |a: &str| a.split(' ').map(str::to_string).collect::<Vec<_>>();
-        let ssh = argv("ssh -p 2222 -R 3001:127.0.0.1:22 -L 8080:web:80 -R4000:h:1 -N -- host");
-        let (rest, forward) = without_remote_forward(&ssh, 3001).unwrap();
-        assert_eq!(
-            rest,
-            argv("ssh -p 2222 -L 8080:web:80 -R4000:h:1 -N -- host")
-        );
-        assert_eq!(forward.describe(), "-R 3001:127.0.0.1:22");
-        let (rest, _) = without_remote_forward(&ssh, 4000).unwrap();
-        assert_eq!(
-            rest,
-            argv("ssh -p 2222 -R 3001:127.0.0.1:22 -L 8080:web:80 -N -- host")
-        );
-        // The value of -p is not a flag, the host ends the options, SOCKS -R stays.
-        assert!(without_remote_forward(&ssh, 2222).is_none());
-        assert!(without_remote_forward(&argv("ssh -NR 3001:h:1 host"), 3001).is_none());
-        assert!(without_remote_forward(&argv("ssh -R 3001 host"), 3001).is_none());
-        assert!(without_remote_forward(&argv("ssh host -R 3001:h:1"), 3001).is_none());
-    }
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
-    fn no_file(_: &str) -> Result<String, String> {
-        Err("no files in this test".into())
-    }
-    fn run(v: &[&str]) -> Options {
-        match parse(&s(v), &no_file).unwrap() {
-            Parsed::Run(o) => *o,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// The table is what the parser accepts and what `--help` shows, with the defaults
-    /// the parser applies.
-    #[test]
-    fn the_option_table_drives_parser_and_help() {
-        let help = usage();
-        for o in OPTIONS.iter().filter(|o| o.long != "args-file") {
-            let sample = match o.value {
-                "DUR" => "7s",
-                "N" => "3",
-                _ => "/x",
-            };
-            let arg = format!("--{}={sample}", o.long);
-            assert!(
-                parse(&s(&[&arg, "--", "ssh", "h"]), &no_file).is_ok(),
-                "{arg} is in the table but the parser refuses it"
-            );
-            assert!(
-                help.contains(&format!("--{} {}", o.long, o.value)),
-                "{}",
-                o.long
-            );
-        }
-        assert!(parse(&s(&["--bogus=1", "--", "ssh", "h"]), &no_file).is_err());
-        let o = run(&["--", "ssh", "h"]);
-        let defaults = |long: &str| (OPTIONS.iter().find(|o| o.long == long).unwrap().default)();
-        assert_eq!(
-            format_duration(o.probe_interval),
-            defaults("probe-interval")
-        );
-        assert_eq!(format_duration(o.probe_timeout), defaults("probe-timeout"));
-        assert_eq!(o.probe_failures.to_string(), defaults("probe-failures"));
-        assert_eq!(
-            format_duration(o.backoff_initial),
-            defaults("backoff-initial")
-        );
-        assert_eq!(format_duration(o.backoff_max), defaults("backoff-max"));
-        assert!(
-            help.contains("(default 10s)") && help.contains("(default 5m)"),
-            "{help}"
-        );
-        // backoff.rs: a tunnel counts as proven after max(interval, initial).
-        assert!(
-            help.contains("max(probe interval, backoff initial)"),
-            "{help}"
-        );
-    }
-
-    #[test]
-    fn by_hand_like_autossh() {
-        let o = run(&[
-            "--probe-interval",
-            "1s",
-            "--probe-failures=3",
-            "--",
-            "ssh",
-            "-N",
-            "-R",
-            "1234:localhost:22",
-            "host",
-        ]);
-        assert_eq!(o.probe_interval, Duration::from_secs(1));
-        assert_eq!(o.probe_failures, 3);
-        assert_eq!(o.name, "host");
-        assert_eq!(o.ssh, s(&["ssh", "-N", "-R", "1234:localhost:22", "host"]));
-        assert_eq!(
-            o.forwards,
-            vec![SshForward::Remote {
-                bind: None,
-                port: 1234,
-                host: "localhost".into(),
-                host_port: 22
-            }]
-        );
-    }
-
-    #[test]
-    fn reads_every_forward_form() {
-        let (f, host) = scan_ssh_args(&s(&[
-            "-NT",
-            "-p2222",
-            "-oBatchMode=yes",
-            "-L8080:web:80",
-            "-L",
-            "[::1]:8081:db:5432",
-            "-R",
-            "*:9000:127.0.0.1:9001",
-            "-R9100",
-            "-D",
-            "1080",
-            "-L",
-            "/tmp/s:/tmp/t",
-            "-R",
-            "0:localhost:22",
-            "-i",
-            "/k",
-            "user@example",
-            "-L",
-            "1:2:3",
-        ]))
-        .unwrap();
-        assert_eq!(host.as_deref(), Some("user@example"));
-        assert_eq!(f.len(), 7, "{f:?}"); // the -L after the host is a remote command word
-        assert_eq!(
-            f[0],
-            SshForward::Local {
-                bind: "localhost".into(),
-                port: 8080,
-                host: "web".into(),
-                host_port: 80
-            }
-        );
-        assert_eq!(
-            f[1],
-            SshForward::Local {
-                bind: "::1".into(),
-                port: 8081,
-                host: "db".into(),
-                host_port: 5432
-            }
-        );
-        assert_eq!(
-            f[2],
-            SshForward::Remote {
-                bind: Some("*".into()),
-                port: 9000,
-                host: "127.0.0.1".into(),
-                host_port: 9001
-            }
-        );
-        assert_eq!(
-            f[3],
-            SshForward::RemoteDynamic {
-                bind: None,
-                port: 9100
-            }
-        );
-        assert_eq!(
-            f[4],
-            SshForward::Dynamic {
-                bind: "localhost".into(),
-                port: 1080
-            }
-        );
-        assert!(matches!(f[5], SshForward::Unprobed { flag: 'L', .. }));
-        assert!(matches!(f[6], SshForward::Unprobed { flag: 'R', .. }));
-        assert!(
-            scan_ssh_args(&s(&["-L", "nonsense", "h"]))
-                .unwrap_err()
-                .contains("nonsense")
-        );
-    }
-
-    #[test]
-    fn args_file_and_usage_errors() {
-        let file = |_: &str| {
-            Ok(
-                "# rendered by tunnelctl\n# two comments\n--name\nmy tunnel\n--\nssh\n-N\nhost\n"
-                    .to_string(),
-            )
-        };
-        match parse(&s(&["--args-file", "/etc/x.args"]), &file).unwrap() {
-            Parsed::Run(o) => {
-                assert_eq!(o.name, "my tunnel");
-                assert_eq!(o.ssh, s(&["ssh", "-N", "host"]));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(parse(&s(&["--help"]), &no_file).unwrap(), Parsed::Help);
-        assert_eq!(
-            parse(&s(&["--version"]), &no_file).unwrap(),
-            Parsed::Version
-        );
-        for (bad, says) in [
-            (&["--probe-interval", "10", "--", "ssh", "h"][..], "10s"),
-            (
-                &["--frobnicate", "1", "--", "ssh", "h"][..],
-                "unknown option",
-            ),
-            (&["--name", "x"][..], "no ssh command"),
-            (&["ssh", "h"][..], "after `--`"),
-            (
-                &["--probe-failures", "0", "--", "ssh", "h"][..],
-                "from 1 to 1000",
-            ),
-            (
-                &["--probe-failures", "1001", "--", "ssh", "h"][..],
-                "from 1 to 1000",
-            ),
-            (
-                &["--probe-interval", "5124095576030h", "--", "ssh", "h"][..],
-                "longer than 2147483s",
-            ),
-            (
-                &["--args-file", "f", "--name", "x"][..],
-                "no other arguments",
-            ),
-        ] {
-            let err = parse(&s(bad), &no_file).unwrap_err();
-            assert!(err.contains(says), "{bad:?}: {err}");
-        }
-    }
-}
+mod tests;
