@@ -237,66 +237,67 @@ impl State {
             let (key, value) = line
                 .split_once('=')
                 .ok_or_else(|| format!("line {}: expected key=value, found `{line}`", index + 1))?;
-            let bad = |what: &str| {
+            state.set(key, value).map_err(|what| {
                 format!(
                     "line {}: `{key}` should be {what}, found `{value}`",
                     index + 1
                 )
-            };
-            match key {
-                "state" => {
-                    state.phase = Phase::parse(value).ok_or_else(|| {
-                        bad("connecting, up, degraded, backing-off, failed or stopped")
-                    })?
-                }
-                "pid" => state.pid = value.parse().map_err(|_| bad("a number"))?,
-                "ssh_pid" => state.ssh_pid = value.parse().map_err(|_| bad("a number"))?,
-                "connected_since" => {
-                    state.connected_since = value.parse().map_err(|_| bad("a number"))?
-                }
-                "last_probe_ok" => {
-                    state.last_probe_ok = value.parse().map_err(|_| bad("a number"))?
-                }
-                "last_probe_ms" => {
-                    state.last_probe_ms = value.parse().map_err(|_| bad("a number"))?
-                }
-                "consecutive_failures" => {
-                    state.consecutive_failures = value.parse().map_err(|_| bad("a number"))?
-                }
-                "restarts" => state.restarts = value.parse().map_err(|_| bad("a number"))?,
-                "last_error" => state.last_error = value.to_string(),
-                "backoff_until" => {
-                    state.backoff_until = value.parse().map_err(|_| bad("a number"))?
-                }
-                "proven" => state.proven = flag(value).ok_or_else(|| bad("0 or 1"))?,
-                // `network_error` is the earlier name of the key: a watchdog upgraded
-                // during a back-off still finds it.
-                "no_greeting" | "network_error" => {
-                    state.no_greeting = flag(value).ok_or_else(|| bad("0 or 1"))?
-                }
-                "state_since" => state.state_since = value.parse().map_err(|_| bad("a number"))?,
-                "reconnects" => state.reconnects = value.parse().map_err(|_| bad("a number"))?,
-                "forward" => state.forwards.push(
-                    ForwardState::parse(value)
-                        .ok_or_else(|| bad("`HEALTH SINCE LATENCY_MS SPEC`"))?,
-                ),
-                "last_event" => {
-                    state.last_event = Some(LastEvent::parse(value).ok_or_else(|| {
-                        bad("`network` or `wake`, unix seconds, and `reconnected`, `probed` or `nothing-to-do`")
-                    })?)
-                }
-                _ => {} // newer writer: ignore
-            }
+            })?;
         }
         Ok(state)
     }
+
+    /// Sets the field `key` names from `value`; an error is what `value` should be.
+    /// Unknown keys are ignored (a newer writer).
+    fn set(&mut self, key: &str, value: &str) -> Result<(), &'static str> {
+        match key {
+            "state" => {
+                self.phase = Phase::parse(value)
+                    .ok_or("connecting, up, degraded, backing-off, failed or stopped")?
+            }
+            "pid" => self.pid = small_number(value)?,
+            "ssh_pid" => self.ssh_pid = small_number(value)?,
+            "connected_since" => self.connected_since = number(value)?,
+            "last_probe_ok" => self.last_probe_ok = number(value)?,
+            "last_probe_ms" => self.last_probe_ms = number(value)?,
+            "consecutive_failures" => self.consecutive_failures = small_number(value)?,
+            "restarts" => self.restarts = number(value)?,
+            "last_error" => self.last_error = value.to_string(),
+            "backoff_until" => self.backoff_until = number(value)?,
+            "proven" => self.proven = flag(value)?,
+            // `network_error` is the earlier name of the key: a watchdog upgraded
+            // during a back-off still finds it.
+            "no_greeting" | "network_error" => self.no_greeting = flag(value)?,
+            "state_since" => self.state_since = number(value)?,
+            "reconnects" => self.reconnects = number(value)?,
+            "forward" => self
+                .forwards
+                .push(ForwardState::parse(value).ok_or("`HEALTH SINCE LATENCY_MS SPEC`")?),
+            "last_event" => self.last_event = Some(LastEvent::parse(value).ok_or(
+                "`network` or `wake`, unix seconds, and `reconnected`, `probed` or `nothing-to-do`",
+            )?),
+            _ => {} // newer writer: ignore
+        }
+        Ok(())
+    }
 }
 
-fn flag(value: &str) -> Option<bool> {
+const A_NUMBER: &str = "a number";
+
+fn number(value: &str) -> Result<u64, &'static str> {
+    value.parse().map_err(|_| A_NUMBER)
+}
+
+/// A number that fits in 32 bits (`u32::from_str` refuses the same texts).
+fn small_number(value: &str) -> Result<u32, &'static str> {
+    number(value).and_then(|n| u32::try_from(n).map_err(|_| A_NUMBER))
+}
+
+fn flag(value: &str) -> Result<bool, &'static str> {
     match value {
-        "0" => Some(false),
-        "1" => Some(true),
-        _ => None,
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err("0 or 1"),
     }
 }
 
