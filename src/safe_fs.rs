@@ -57,8 +57,9 @@ fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
-fn errno_text(e: Errno) -> String {
-    std::io::Error::from(e).to_string()
+/// `{doing}PATH: why` for a failed system call (`doing` is e.g. `"reading "`, or empty).
+fn failed(doing: &str, path: &Path, e: Errno) -> String {
+    format!("{doing}{}: {}", path.display(), std::io::Error::from(e))
 }
 
 /// `uid N (name)` for messages. The name comes from /etc/passwd read as text, not from
@@ -159,7 +160,7 @@ pub fn open_dir(base: &Path, rel: &Path, create: Option<u32>, trust: Trust) -> R
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("{}: {}", base.display(), errno_text(e)))?;
+    .map_err(|e| failed("", base, e))?;
     let mut dir = Dir {
         fd,
         path: base.to_path_buf(),
@@ -194,15 +195,15 @@ impl Dir {
                     Ok(()) => created = true,
                     Err(Errno::EEXIST) => {} // made meanwhile: checked below like any other
                     Err(e) => {
-                        return Err(format!("creating {}: {}", path.display(), errno_text(e)));
+                        return Err(failed("creating ", &path, e));
                     }
                 }
                 openat(&self.fd, name, DIR_FLAGS, Mode::empty())
-                    .map_err(|e| format!("{}: {}", path.display(), errno_text(e)))?
+                    .map_err(|e| failed("", &path, e))?
             }
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 let st = fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .map_err(|e| format!("{}: {}", path.display(), errno_text(e)))?;
+                    .map_err(|e| failed("", &path, e))?;
                 if !is_link(&st) {
                     return Err(format!("{} is not a directory", path.display()));
                 }
@@ -221,17 +222,23 @@ impl Dir {
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
-                .map_err(|e| format!("{} (a symlink): {}", path.display(), errno_text(e)))?
+                .map_err(|e| {
+                    format!(
+                        "{} (a symlink): {}",
+                        path.display(),
+                        std::io::Error::from(e)
+                    )
+                })?
             }
-            Err(e) => return Err(format!("{}: {}", path.display(), errno_text(e))),
+            Err(e) => return Err(failed("", &path, e)),
         };
         if created {
             // The umask narrowed (or widened, under umask 000 nothing) the mode: set it.
             let mode = create.unwrap_or(0o755);
             fchmod(&fd, Mode::from_bits_truncate(mode as nix::libc::mode_t))
-                .map_err(|e| format!("chmod {}: {}", path.display(), errno_text(e)))?;
+                .map_err(|e| failed("chmod ", &path, e))?;
         }
-        let st = fstat(&fd).map_err(|e| format!("{}: {}", path.display(), errno_text(e)))?;
+        let st = fstat(&fd).map_err(|e| failed("", &path, e))?;
         if let Some(why) = untrusted(&st, &path, trust) {
             return Err(why);
         }
@@ -243,11 +250,7 @@ impl Dir {
         match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(st)),
             Err(Errno::ENOENT) => Ok(None),
-            Err(e) => Err(format!(
-                "{}: {}",
-                self.path.join(name).display(),
-                errno_text(e)
-            )),
+            Err(e) => Err(failed("", &self.path.join(name), e)),
         }
     }
 
@@ -299,7 +302,7 @@ impl Dir {
                     path.display()
                 ));
             }
-            Err(e) => return Err(format!("reading {}: {}", path.display(), errno_text(e))),
+            Err(e) => return Err(failed("reading ", &path, e)),
         };
         read_bounded_fd(fd, &path, max).map(Some)
     }
@@ -353,11 +356,7 @@ impl Dir {
             Ok(()) => Ok(temp),
             Err(e) => {
                 let _ = unlinkat(&self.fd, temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
-                Err(format!(
-                    "writing {}: {}",
-                    self.path.join(name).display(),
-                    errno_text(e)
-                ))
+                Err(failed("writing ", &self.path.join(name), e))
             }
         }
     }
@@ -366,11 +365,7 @@ impl Dir {
     pub fn commit(&self, temp: &OsStr, name: &OsStr) -> Result<(), String> {
         renameat(&self.fd, temp, &self.fd, name).map_err(|e| {
             let _ = unlinkat(&self.fd, temp, UnlinkatFlags::NoRemoveDir);
-            format!(
-                "writing {}: {}",
-                self.path.join(name).display(),
-                errno_text(e)
-            )
+            failed("writing ", &self.path.join(name), e)
         })
     }
 
@@ -381,8 +376,7 @@ impl Dir {
 
     /// fsyncs the directory: the renames in it are durable.
     pub fn sync(&self) -> Result<(), String> {
-        nix::unistd::fsync(&self.fd)
-            .map_err(|e| format!("syncing {}: {}", self.path.display(), errno_text(e)))
+        nix::unistd::fsync(&self.fd).map_err(|e| failed("syncing ", &self.path, e))
     }
 
     /// One whole-file replacement: temp, fsync, rename, fsync the directory. Refuses a
@@ -411,11 +405,7 @@ impl Dir {
         match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {
             Ok(()) => Ok(true),
             Err(Errno::ENOENT) => Ok(false),
-            Err(e) => Err(format!(
-                "removing {}: {}",
-                self.path.join(name).display(),
-                errno_text(e)
-            )),
+            Err(e) => Err(failed("removing ", &self.path.join(name), e)),
         }
     }
 
@@ -450,7 +440,7 @@ impl Dir {
     /// tries again, so removing it is safe.
     pub fn lock(&self, name: &OsStr) -> Result<Lock<'_>, String> {
         let path = self.path.join(name);
-        let fail = |e: Errno| format!("locking {}: {}", path.display(), errno_text(e));
+        let fail = |e: Errno| failed("locking ", &path, e);
         for _ in 0..1000 {
             let fd = openat(
                 &self.fd,
@@ -527,7 +517,7 @@ fn temp_pid(name: &OsStr) -> Option<u32> {
 /// `state` linked to /dev/zero must not grow memory: links are refused anyway, and a
 /// device or fifo is not a regular file).
 pub fn read_bounded_fd(fd: OwnedFd, path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    let st = fstat(&fd).map_err(|e| format!("reading {}: {}", path.display(), errno_text(e)))?;
+    let st = fstat(&fd).map_err(|e| failed("reading ", path, e))?;
     if !is_regular(&st) {
         return Err(format!("{} is not a regular file", path.display()));
     }
