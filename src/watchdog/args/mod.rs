@@ -581,21 +581,21 @@ pub fn without_remote_forward(ssh: &[String], port: u16) -> Option<(Vec<String>,
 }
 
 /// Splits a forward spec at `:` outside `[...]` (IPv6 addresses).
-fn split_spec(spec: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut depth = 0;
-    for c in spec.chars() {
+fn split_spec(spec: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in spec.char_indices() {
         match c {
             '[' => depth += 1,
             ']' => depth -= 1,
             ':' if depth == 0 => {
-                parts.push(String::new());
-                continue;
+                parts.push(&spec[start..i]);
+                start = i + 1;
             }
             _ => {}
         }
-        parts.last_mut().unwrap().push(c);
     }
+    parts.push(&spec[start..]);
     parts
 }
 
@@ -605,6 +605,7 @@ fn unbracket(host: &str) -> String {
         .to_string()
 }
 
+/// `-L [bind:]port:host:hostport`, `-R [bind:]port[:host:hostport]`, `-D [bind:]port`.
 pub fn parse_forward(flag: char, spec: &str) -> Result<SshForward, String> {
     let unprobed = |why| {
         Ok(SshForward::Unprobed {
@@ -617,56 +618,51 @@ pub fn parse_forward(flag: char, spec: &str) -> Result<SshForward, String> {
         return unprobed("unix-socket forwards are not probed");
     }
     let parts = split_spec(spec);
+    let known = match flag {
+        'L' => matches!(parts.len(), 3 | 4),
+        'R' => matches!(parts.len(), 1..=4),
+        'D' => matches!(parts.len(), 1 | 2),
+        _ => false,
+    };
+    if !known {
+        return Err(format!(
+            "ssh -{flag} {spec}: not a forward spec ssh understands"
+        ));
+    }
     let port = |p: &str| -> Result<u16, String> {
         p.parse()
             .map_err(|_| format!("ssh -{flag} {spec}: `{p}` is not a port number"))
     };
-    let forward = match (flag, parts.as_slice()) {
-        ('L', [p, h, hp]) => SshForward::Local {
-            bind: "localhost".into(),
-            port: port(p)?,
-            host: unbracket(h),
-            host_port: port(hp)?,
+    // An even count starts with the bind address.
+    let (bind, rest) = match parts.len() % 2 {
+        0 => (Some(unbracket(parts[0])), &parts[1..]),
+        _ => (None, &parts[..]),
+    };
+    let listen = port(rest[0])?;
+    let target = match rest {
+        [_, h, hp] => Some((unbracket(h), port(hp)?)),
+        _ => None,
+    };
+    let local_bind = |bind: Option<String>| bind.unwrap_or_else(|| "localhost".into());
+    let forward = match (flag, target) {
+        ('L', Some((host, host_port))) => SshForward::Local {
+            bind: local_bind(bind),
+            port: listen,
+            host,
+            host_port,
         },
-        ('L', [b, p, h, hp]) => SshForward::Local {
-            bind: unbracket(b),
-            port: port(p)?,
-            host: unbracket(h),
-            host_port: port(hp)?,
+        ('R', Some((host, host_port))) => SshForward::Remote {
+            bind,
+            port: listen,
+            host,
+            host_port,
         },
-        ('R', [p]) => SshForward::RemoteDynamic {
-            bind: None,
-            port: port(p)?,
+        ('R', None) => SshForward::RemoteDynamic { bind, port: listen },
+        // 'D'
+        _ => SshForward::Dynamic {
+            bind: local_bind(bind),
+            port: listen,
         },
-        ('R', [b, p]) => SshForward::RemoteDynamic {
-            bind: Some(unbracket(b)),
-            port: port(p)?,
-        },
-        ('R', [p, h, hp]) => SshForward::Remote {
-            bind: None,
-            port: port(p)?,
-            host: unbracket(h),
-            host_port: port(hp)?,
-        },
-        ('R', [b, p, h, hp]) => SshForward::Remote {
-            bind: Some(unbracket(b)),
-            port: port(p)?,
-            host: unbracket(h),
-            host_port: port(hp)?,
-        },
-        ('D', [p]) => SshForward::Dynamic {
-            bind: "localhost".into(),
-            port: port(p)?,
-        },
-        ('D', [b, p]) => SshForward::Dynamic {
-            bind: unbracket(b),
-            port: port(p)?,
-        },
-        _ => {
-            return Err(format!(
-                "ssh -{flag} {spec}: not a forward spec ssh understands"
-            ));
-        }
     };
     match &forward {
         SshForward::Remote { port: 0, .. } | SshForward::RemoteDynamic { port: 0, .. } => {
