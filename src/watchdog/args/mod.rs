@@ -228,33 +228,35 @@ impl SshForward {
 
     /// `-R 1234:127.0.0.1:22` as the user wrote it, for log lines.
     pub fn describe(&self) -> String {
-        match self {
+        use std::fmt::Write;
+        // -FLAG [bind:]port[:host:hostport]
+        let (flag, bind, port, target) = match self {
             SshForward::Local {
                 bind,
                 port,
                 host,
                 host_port,
-            } => format!("-L {bind}:{port}:{host}:{host_port}"),
+            } => ('L', Some(bind), port, Some((host, host_port))),
             SshForward::Remote {
-                bind: None,
+                bind,
                 port,
                 host,
                 host_port,
-            } => format!("-R {port}:{host}:{host_port}"),
-            SshForward::Remote {
-                bind: Some(b),
-                port,
-                host,
-                host_port,
-            } => format!("-R {b}:{port}:{host}:{host_port}"),
-            SshForward::RemoteDynamic { bind: None, port } => format!("-R {port}"),
-            SshForward::RemoteDynamic {
-                bind: Some(b),
-                port,
-            } => format!("-R {b}:{port}"),
-            SshForward::Dynamic { bind, port } => format!("-D {bind}:{port}"),
-            SshForward::Unprobed { flag, spec, .. } => format!("-{flag} {spec}"),
+            } => ('R', bind.as_ref(), port, Some((host, host_port))),
+            SshForward::RemoteDynamic { bind, port } => ('R', bind.as_ref(), port, None),
+            SshForward::Dynamic { bind, port } => ('D', Some(bind), port, None),
+            SshForward::Unprobed { flag, spec, .. } => return format!("-{flag} {spec}"),
+        };
+        let mut out = format!("-{flag} ");
+        if let Some(bind) = bind {
+            out.push_str(bind);
+            out.push(':');
         }
+        let _ = write!(out, "{port}");
+        if let Some((host, host_port)) = target {
+            let _ = write!(out, ":{host}:{host_port}");
+        }
+        out
     }
 }
 
