@@ -100,21 +100,20 @@ impl Watchdog {
     /// One forward's health after a probe (or a new connection); `since` moves only
     /// when the health changes.
     pub(super) fn set_forward(&mut self, index: usize, health: ForwardHealth, latency_ms: u64) {
-        let specs: Vec<String> = self.o.forwards.iter().map(|f| f.describe()).collect();
-        if self.state.forwards.len() != specs.len()
-            || self
-                .state
-                .forwards
+        let forwards = &self.o.forwards;
+        let written = &self.state.forwards;
+        if written.len() != forwards.len()
+            || written
                 .iter()
-                .zip(&specs)
-                .any(|(f, s)| f.spec != *s)
+                .zip(forwards)
+                .any(|(f, o)| f.spec != o.describe())
         {
             // Another configuration wrote the file: start the list afresh.
             let now = log::now_secs();
-            self.state.forwards = specs
-                .into_iter()
-                .map(|spec| ForwardState {
-                    spec,
+            self.state.forwards = forwards
+                .iter()
+                .map(|o| ForwardState {
+                    spec: o.describe(),
                     health: ForwardHealth::Unproven,
                     since: now,
                     latency_ms: 0,
