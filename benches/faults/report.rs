@@ -101,6 +101,8 @@ pub struct Report<'a> {
     pub a_unavailable: Option<String>,
     pub a_unit: Option<String>,
     pub errors: Vec<String>,
+    /// The bench's temporary directory (keys, known_hosts, logs, the user manager's runtime).
+    pub bench_dir: std::path::PathBuf,
 }
 
 /// Aggregate of one tool on one fault over the counted trials.
@@ -213,7 +215,40 @@ impl Report<'_> {
         }
         self.notes_section(&mut s);
         self.method_section(&mut s);
-        s
+        self.without_machine_paths(s)
+    }
+
+    /// The machine's own paths in the report, each with the name the report prints
+    /// instead: the report is read on other machines, while the bench runs with the
+    /// real paths. A watchdog from outside the target directory is named by the
+    /// variable that chose it.
+    fn placeholders(&self) -> Vec<(String, String)> {
+        let dirs = [
+            (self.bench_dir.clone(), "$BENCH_DIR"),
+            (crate::target_dir(), "$CARGO_TARGET_DIR"),
+        ];
+        let mut out = Vec::new();
+        if let Ok(bins) = crate::tools::tunnelctl_bins()
+            && std::env::var_os("TUNNELCTL_BENCH_WATCHDOG").is_some()
+            && !dirs.iter().any(|(d, _)| bins.watchdog.starts_with(d))
+        {
+            out.push((
+                bins.watchdog.display().to_string(),
+                "$TUNNELCTL_BENCH_WATCHDOG".to_string(),
+            ));
+        }
+        out.extend(
+            dirs.iter()
+                .map(|(d, name)| (format!("{}/", d.display()), format!("{name}/"))),
+        );
+        out
+    }
+
+    fn without_machine_paths(&self, mut text: String) -> String {
+        for (path, name) in self.placeholders() {
+            text = text.replace(&path, &name);
+        }
+        text
     }
 
     /// The title, the machine, the command, and what went wrong.
@@ -463,7 +498,8 @@ impl Report<'_> {
         if let Some(unit) = &self.a_unit {
             let _ = writeln!(
                 s,
-                "\nTool A's unit as `tunnelctl render` produced it (lane 0 or the first lane):\n\n```ini\n{}\n```",
+                "\nTool A's unit as `tunnelctl render` produced it (lane 0 or the first lane; `$CARGO_TARGET_DIR` \
+                 is cargo's target directory, `target/` by default, and `$BENCH_DIR` the bench's temporary directory):\n\n```ini\n{}\n```",
                 unit.trim()
             );
         }
