@@ -55,11 +55,16 @@ use std::time::{Duration, Instant};
 
 use tools::Tool;
 
-fn out_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the package (absolute).
+pub fn target_dir() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("fault-bench")
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+fn out_dir() -> PathBuf {
+    target_dir().join("fault-bench")
 }
 
 fn main() -> ExitCode {
@@ -123,7 +128,7 @@ fn main() -> ExitCode {
     let mut errors = Vec::new();
     let mut trials = Vec::new();
     let mut footprint = Vec::new();
-    let (a_unavailable, a_unit);
+    let (a_unavailable, a_unit, bench_dir);
     let out = out_dir();
     {
         let mut bench = setup::Bench::new();
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
         }
         a_unavailable = bench.a_unavailable.clone();
         a_unit = bench.a_unit_text();
+        bench_dir = bench.dir.clone();
         eprintln!(
             "[run] setup took {:.1} s; lanes: {}",
             started.elapsed().as_secs_f64(),
@@ -193,6 +199,7 @@ fn main() -> ExitCode {
         a_unavailable,
         a_unit,
         errors,
+        bench_dir,
     };
     let md = rep.markdown();
     println!("{md}");

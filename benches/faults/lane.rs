@@ -4,8 +4,12 @@
 //! other, and every tool in a lane sees the very same fault at the same moment.
 //! Lane 0 is never faulted: it measures the idle footprint.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
 
 use crate::faults::{self, Fault};
 use crate::measure::{self, StopOutcome};
@@ -13,10 +17,14 @@ use crate::netns::Netns;
 use crate::sshd::Sshd;
 use crate::tools::{Instance, Tool};
 use crate::usermgr::UserManager;
-use crate::{firewall, stop};
+use crate::{firewall, procs, sockets, stop};
 
 /// Time every tool stays up, healthy, before the next fault.
 const SETTLE: Duration = Duration::from_secs(10);
+/// Between trials, how long the server may keep a tool's session after its unit stopped
+/// before the bench kills it. ClientAliveInterval 5 s × 2 drops a session whose client
+/// is gone in about 30 s on this OpenSSH, when nothing connects to its forwards.
+const SESSIONS_GONE_MAX: Duration = Duration::from_secs(60);
 
 pub struct Lane {
     pub n: u8,
@@ -168,24 +176,18 @@ impl Lane {
             if let Err(e) = faults::finish(self, inj) {
                 self.log(&format!("could not undo the fault: {e}"));
             }
-            for (k, inst) in self.instances.iter().enumerate() {
-                let stop = measure::stop_unit(self, inst);
-                if inst.tool == Tool::A {
-                    self.reset_a_state(inst);
-                }
+            // Every unit stops before any starts again, and the server must have dropped
+            // every tool's session first: the next trial starts alike for every tool.
+            let stops = self.stop_all();
+            let lane_note: Vec<String> = lane_note
+                .into_iter()
+                .chain(self.wait_server_sessions_gone())
+                .collect();
+            for ((k, inst), stop) in self.instances.iter().enumerate().zip(stops) {
                 let until = recovered[k]
                     .map(|d| reference + d)
                     .unwrap_or(reference + deadline);
-                let mut times: Vec<f64> = attempts
-                    .iter()
-                    .filter(|a| {
-                        a.server_port == inst.ssh_port
-                            && a.at + Duration::from_millis(50) >= fault_at
-                            && a.at <= until
-                    })
-                    .map(|a| a.at.saturating_duration_since(fault_at).as_secs_f64())
-                    .collect();
-                times.sort_by(f64::total_cmp);
+                let times = attempt_times(&attempts, inst, fault_at, until);
                 let mut note: Vec<String> = notes.get(&inst.tool).cloned().into_iter().collect();
                 if old_sessions[k] == Some(None) {
                     note.push("the old server session was still there when the trial ended".into());
@@ -206,31 +208,124 @@ impl Lane {
                     slow: slow.get(&inst.tool).cloned(),
                     stop,
                     note: note.join("; "),
-                    lane_note: lane_note.clone().unwrap_or_default(),
+                    lane_note: lane_note.join("; "),
                 });
-                if let Err(e) = measure::start_unit(self, inst) {
-                    self.log(&format!("could not start {}: {e}", inst.unit));
-                }
             }
-            let summary: Vec<String> = results
-                .iter()
-                .filter(|r| r.trial == trial)
-                .map(|r| {
-                    format!(
-                        "{}={}",
-                        r.tool.letter(),
-                        r.recovery_secs
-                            .map(|s| format!("{s:.1}s"))
-                            .unwrap_or("-".into())
-                    )
-                })
-                .collect();
-            self.log(&format!(
-                "trial {trial}/{trials} done: {}",
-                summary.join(" ")
-            ));
+            self.start_all();
+            self.log_trial_done(trial, trials, &results);
         }
         results
+    }
+
+    fn log_trial_done(&self, trial: u32, trials: u32, results: &[TrialResult]) {
+        let summary: Vec<String> = results
+            .iter()
+            .filter(|r| r.trial == trial)
+            .map(|r| {
+                format!(
+                    "{}={}",
+                    r.tool.letter(),
+                    r.recovery_secs
+                        .map(|s| format!("{s:.1}s"))
+                        .unwrap_or("-".into())
+                )
+            })
+            .collect();
+        self.log(&format!(
+            "trial {trial}/{trials} done: {}",
+            summary.join(" ")
+        ));
+    }
+
+    /// Stops every unit (A's state file removed meanwhile) and says what each left behind.
+    fn stop_all(&self) -> Vec<StopOutcome> {
+        self.instances
+            .iter()
+            .map(|inst| {
+                let stop = measure::stop_unit(self, inst);
+                if inst.tool == Tool::A {
+                    self.reset_a_state(inst);
+                }
+                stop
+            })
+            .collect()
+    }
+
+    fn start_all(&self) {
+        for inst in &self.instances {
+            if let Err(e) = measure::start_unit(self, inst) {
+                self.log(&format!("could not start {}: {e}", inst.unit));
+            }
+        }
+    }
+
+    /// Per tool whose session the server still holds, the sockets that show it: its
+    /// connection to sshd, or the `-R` listener on its remote port.
+    fn server_sessions(&self) -> Vec<(Tool, Vec<u64>)> {
+        let table = sockets::tcp_table(&self.server);
+        self.instances
+            .iter()
+            .filter_map(|inst| {
+                let inodes: Vec<u64> = table
+                    .iter()
+                    .filter(|e| {
+                        (e.state == sockets::ESTABLISHED && e.local.1 == inst.ssh_port)
+                            || (e.state == sockets::LISTEN && e.local.1 == inst.remote_port)
+                    })
+                    .map(|e| e.inode)
+                    .collect();
+                (!inodes.is_empty()).then_some((inst.tool, inodes))
+            })
+            .collect()
+    }
+
+    /// With every unit stopped: waits until the server holds no session of any tool, so
+    /// that no trial starts with an old session holding a tool's `-R` port. A session
+    /// whose client vanished without a FIN (fault 8: the moved address its connection
+    /// used is gone once the move is undone) lives until ClientAlive drops it, and
+    /// nothing may connect to its forwards meanwhile: that would keep it alive (see
+    /// `measure::wait_recovery`). One still there after `SESSIONS_GONE_MAX` is killed.
+    /// Returns a note for the lane when a session outlived the stop by a second or more.
+    fn wait_server_sessions_gone(&self) -> Option<String> {
+        let t0 = Instant::now();
+        let mut last_seen: BTreeMap<Tool, Duration> = BTreeMap::new();
+        let gone = stop::poll(SESSIONS_GONE_MAX, Duration::from_millis(250), || {
+            let left = self.server_sessions();
+            for (tool, _) in &left {
+                last_seen.insert(*tool, t0.elapsed());
+            }
+            left.is_empty().then_some(())
+        });
+        let mut killed = Vec::new();
+        if gone.is_none() {
+            for (tool, inodes) in self.server_sessions() {
+                for inode in inodes {
+                    for pid in sockets::owners(&self.server, inode) {
+                        if procs::comm(pid) == "sshd" {
+                            procs::signal(pid, Signal::SIGKILL);
+                        }
+                    }
+                }
+                killed.push(tool.letter().to_string());
+            }
+        }
+        last_seen.retain(|_, d| *d >= Duration::from_secs(1));
+        let longest = last_seen.values().max()?;
+        let tools: Vec<String> = last_seen.keys().map(|t| t.letter().to_string()).collect();
+        let mut note = format!(
+            "after the units stopped, the server kept the trial's session(s) of {} for up to {:.1} s; the next trial waited for them",
+            tools.join(", "),
+            longest.as_secs_f64()
+        );
+        if !killed.is_empty() {
+            let _ = write!(
+                note,
+                ", and killed those of {} after {} s",
+                killed.join(", "),
+                SESSIONS_GONE_MAX.as_secs()
+            );
+        }
+        Some(note)
     }
 
     /// Trials are independent faults, as if the tunnel had been up for a long time when
@@ -265,4 +360,25 @@ impl Lane {
         self.log("footprint done");
         out
     }
+}
+
+/// When each of the tool's connection attempts started, in seconds after the fault,
+/// up to `until` (its recovery or the deadline).
+fn attempt_times(
+    attempts: &[firewall::Attempt],
+    inst: &Instance,
+    fault_at: Instant,
+    until: Instant,
+) -> Vec<f64> {
+    let mut times: Vec<f64> = attempts
+        .iter()
+        .filter(|a| {
+            a.server_port == inst.ssh_port
+                && a.at + Duration::from_millis(50) >= fault_at
+                && a.at <= until
+        })
+        .map(|a| a.at.saturating_duration_since(fault_at).as_secs_f64())
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
 }

@@ -101,6 +101,8 @@ pub struct Report<'a> {
     pub a_unavailable: Option<String>,
     pub a_unit: Option<String>,
     pub errors: Vec<String>,
+    /// The bench's temporary directory (keys, known_hosts, logs, the user manager's runtime).
+    pub bench_dir: std::path::PathBuf,
 }
 
 /// Aggregate of one tool on one fault over the counted trials.
@@ -213,7 +215,40 @@ impl Report<'_> {
         }
         self.notes_section(&mut s);
         self.method_section(&mut s);
-        s
+        self.without_machine_paths(s)
+    }
+
+    /// The machine's own paths in the report, each with the name the report prints
+    /// instead: the report is read on other machines, while the bench runs with the
+    /// real paths. A watchdog from outside the target directory is named by the
+    /// variable that chose it.
+    fn placeholders(&self) -> Vec<(String, String)> {
+        let dirs = [
+            (self.bench_dir.clone(), "$BENCH_DIR"),
+            (crate::target_dir(), "$CARGO_TARGET_DIR"),
+        ];
+        let mut out = Vec::new();
+        if let Ok(bins) = crate::tools::tunnelctl_bins()
+            && std::env::var_os("TUNNELCTL_BENCH_WATCHDOG").is_some()
+            && !dirs.iter().any(|(d, _)| bins.watchdog.starts_with(d))
+        {
+            out.push((
+                bins.watchdog.display().to_string(),
+                "$TUNNELCTL_BENCH_WATCHDOG".to_string(),
+            ));
+        }
+        out.extend(
+            dirs.iter()
+                .map(|(d, name)| (format!("{}/", d.display()), format!("{name}/"))),
+        );
+        out
+    }
+
+    fn without_machine_paths(&self, mut text: String) -> String {
+        for (path, name) in self.placeholders() {
+            text = text.replace(&path, &name);
+        }
+        text
     }
 
     /// The title, the machine, the command, and what went wrong.
@@ -463,7 +498,8 @@ impl Report<'_> {
         if let Some(unit) = &self.a_unit {
             let _ = writeln!(
                 s,
-                "\nTool A's unit as `tunnelctl render` produced it (lane 0 or the first lane):\n\n```ini\n{}\n```",
+                "\nTool A's unit as `tunnelctl render` produced it (lane 0 or the first lane; `$CARGO_TARGET_DIR` \
+                 is cargo's target directory, `target/` by default, and `$BENCH_DIR` the bench's temporary directory):\n\n```ini\n{}\n```",
                 unit.trim()
             );
         }
@@ -1264,10 +1300,15 @@ recovered and the bench does not connect there: on this OpenSSH, connections to 
 session alive past its ClientAliveInterval × ClientAliveCountMax (measured: a session whose client was stopped was
 not freed within 54 s while its port was probed every 250 ms, and freed after 10.7 s when left alone, with 2 s × 2), so
 checking would change what is measured.
-After each trial every unit is stopped (`systemctl --user stop`, 30 s at most), whatever is left in its cgroup or in
-the client namespace with its forward on the command line is counted and killed, and the unit is started again; the
-next trial starts 10 s after every tool is healthy (a tool not healthy within 60 s is restarted once; a trial where a tool
-was not healthy does not count for it). While A's unit is stopped between trials the bench deletes the watchdog's
+After each trial every unit is stopped (`systemctl --user stop`, 30 s at most) and whatever is left in its cgroup or in
+the client namespace with its forward on the command line is counted and killed. Then, with every unit stopped, the
+bench waits until the server holds no session of any tool (polled every 250 ms; one still there after 60 s is killed;
+the notes say when a session outlived the stop): a session whose client vanished without a FIN (on fault 8 the
+address its connection used is gone once the move is undone) lives until ClientAlive drops it, holding the tool's
+remote port, and the checks through that port would keep it alive, as above. So every trial starts alike for every
+tool: no session of its own left on the server, its unit just started. The units are started again; the next trial
+starts 10 s after every tool is healthy (a tool not healthy within 60 s is restarted once; a trial where a tool was
+not healthy does not count for it). While A's unit is stopped between trials the bench deletes the watchdog's
 state file, which carries its count of consecutive failures: the watchdog itself forgets that count after
 `backoff.max` (5 min) of uptime, and trials stand for independent faults, not for one fault after another.
 Connection attempts are SYNs to the tool's sshd port: for A they include the checks, one a second while it waits,
