@@ -169,9 +169,7 @@ impl Injected {
 }
 
 impl Injected {
-    /// When the tool's old server session went away (seconds after the fault; it held
-    /// the remote port until then). Outer None: not watched in this fault; inner None:
-    /// still there when the trial ended.
+    /// The pid of the tool's old server session, when this fault watches it.
     pub fn old_session_pid(&self, tool: Tool) -> Option<i32> {
         self.old_sessions
             .iter()
@@ -179,6 +177,9 @@ impl Injected {
             .map(|(_, pid, _)| *pid)
     }
 
+    /// When the tool's old server session went away (seconds after the fault; it held
+    /// the remote port until then). Outer None: not watched in this fault; inner None:
+    /// still there when the trial ended.
     pub fn old_session_exit(&self, tool: Tool) -> Option<Option<f64>> {
         self.old_sessions
             .iter()
@@ -511,6 +512,25 @@ fn hold(lane: &Lane, inj: &mut Injected, d: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(250).min(end - Instant::now()));
     }
     true
+}
+
+/// After the recovery wait: ticks (every 20 ms, at most `max`) until the old server
+/// session of every tool in `recovered` has been seen gone. A tool's `-R` succeeds once
+/// that session closed its listener, a moment before the process exits, so a recovery
+/// seen within one 250 ms tick of the exit would otherwise leave its floor unmeasured.
+pub fn see_old_sessions_go(lane: &Lane, inj: &mut Injected, recovered: &[Tool], max: Duration) {
+    let end = Instant::now() + max;
+    loop {
+        tick(lane, inj);
+        let pending = inj
+            .old_sessions
+            .iter()
+            .any(|(tool, _, gone)| gone.is_none() && recovered.contains(tool));
+        if !pending || Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Called about every 250 ms while the tools recover.

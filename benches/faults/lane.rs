@@ -164,6 +164,14 @@ impl Lane {
                 )
                 .into_iter()
                 .unzip();
+            let recovered_tools: Vec<Tool> = self
+                .instances
+                .iter()
+                .zip(&recovered)
+                .filter(|(_, at)| at.is_some())
+                .map(|(inst, _)| inst.tool)
+                .collect();
+            faults::see_old_sessions_go(self, &mut inj, &recovered_tools, Duration::from_secs(2));
             let slow = std::mem::take(&mut inj.slow);
             let attempts = firewall::attempts(&self.server);
             let notes = inj.notes.clone();
