@@ -231,7 +231,15 @@ gone() { ! kill -0 "$frozen" 2>/dev/null || [[ $(awk '{print $3}' "/proc/$frozen
 wait_for 30 gone || die "the frozen ssh was not detected within 30 s"
 detected=$(since "$t0")
 printf '%sdetected after %ss:%s the probes failed, the frozen ssh was killed.\n' "$green" "$detected" "$reset"
-recovered_up() { is_up && [[ $(state_value ssh_pid) != "$frozen" ]]; }
+# One read of the state file: read twice, the old watchdog's last write ("failed", ssh pid
+# 0) could land between the two reads and look like a new ssh that is up.
+recovered_up() {
+    local state
+    state=$(cat "$state_dir/state" 2>/dev/null) || return 1
+    local pid
+    pid=$(sed -n 's/^ssh_pid=//p' <<<"$state")
+    grep -qx 'state=up' <<<"$state" && [[ -n $pid && $pid != 0 && $pid != "$frozen" ]]
+}
 wait_for 40 recovered_up || die "the tunnel did not recover within 40 s; watchdog log:$(printf '\n'; tail -n 20 "$tmp/watchdog.log")"
 recovered=$(since "$t0")
 printf '%srecovered after %ss:%s a new ssh (pid %s) carries both forwards again.\n' "$green" "$recovered" "$reset" "$(state_value ssh_pid)"
