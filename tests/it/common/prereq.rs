@@ -24,6 +24,9 @@ pub enum Prereq {
     Python3,
     /// Debian's `prometheus-node-exporter`, whose textfile collector parses metrics.
     NodeExporter,
+    /// `TUNNELCTL_TEST_ROUTER_DIST`: the folder `packaging/router-package.sh` wrote the
+    /// router archives and .ipk files into (`.ci/run` builds them first).
+    RouterPackages,
 }
 
 impl Prereq {
@@ -38,6 +41,7 @@ impl Prereq {
             Prereq::AptGet => "apt-get",
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
+            Prereq::RouterPackages => "router packages",
         }
     }
 
@@ -66,6 +70,15 @@ impl Prereq {
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
             ),
+            Prereq::RouterPackages => match std::env::var("TUNNELCTL_TEST_ROUTER_DIST") {
+                Ok(dir) if Path::new(&dir).is_dir() => None,
+                Ok(dir) => Some(format!("TUNNELCTL_TEST_ROUTER_DIST={dir} is no folder")),
+                Err(_) => Some(
+                    "TUNNELCTL_TEST_ROUTER_DIST is not set (bash packaging/router-package.sh \
+                     TARGET prints the folder to set it to)"
+                        .to_string(),
+                ),
+            },
         }
     }
 }
