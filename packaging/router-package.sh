@@ -89,9 +89,11 @@ Install (as root):
   mkdir -p /etc/tunnelctl && cp tunnels.yaml.example /etc/tunnelctl/tunnels.yaml
   vi /etc/tunnelctl/tunnels.yaml               # your server, key, forwards
   tunnelctl check && tunnelctl doctor NAME
-  tunnelctl install NAME --target busybox       # an entry in /etc/inittab
+  tunnelctl install NAME --target TARGET        # tunnelctl install --help lists them
 
-The man pages are in man/ (OpenWrt has no man; read them elsewhere with man -l).
+On OpenWrt pick the procd target where this version lists one: OpenWrt's init is
+procd, and the inittab and busybox targets were never tried under it. The man pages are in man/ (OpenWrt has
+no man; read them elsewhere with man -l).
 What was proven, and how: the project's README, "On a router".
 EOF
 tarball=$out_dir/$name.tar.gz
