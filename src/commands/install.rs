@@ -49,7 +49,7 @@ pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
         dry_run: args.dry_run,
         no_start: args.no_start,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Lenient;
     let items: Vec<(&str, &render::Rendered)> = rendered.iter().map(|(n, r)| (*n, r)).collect();
     if let Err(message) = installer.install_all(target, &items, &mut out) {
         let _ = out.flush();
@@ -74,7 +74,7 @@ pub fn run_uninstall(args: UninstallArgs) -> Result<ExitCode, Error> {
         dry_run: false,
         no_start: false,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Lenient;
     match installer.uninstall(&args.name, target, &paths, &id, &mut out) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(message) => {

@@ -31,7 +31,7 @@ pub fn run(cx: &Context, args: MetricsArgs) -> Result<ExitCode, Error> {
         .unwrap_or(0);
     for row in &rows {
         if let Some(problem) = &row.problem {
-            eprintln!("tunnelctl metrics {}: {problem}", row.name);
+            crate::errln!("tunnelctl metrics {}: {problem}", row.name);
         }
     }
     let text = exposition(&rows, now);

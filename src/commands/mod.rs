@@ -104,7 +104,7 @@ impl Context {
             }
         })?;
         for warning in &config.warnings {
-            eprintln!("{warning}");
+            crate::errln!("{warning}");
         }
         Ok(self.config.get_or_init(|| config))
     }
@@ -150,11 +150,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             if let Some(details) = &e.details {
-                eprintln!("{details}");
+                crate::errln!("{details}");
             }
             match &e.subject {
-                Some(subject) => eprintln!("tunnelctl {command} {subject}: {}", e.message),
-                None => eprintln!("tunnelctl {command}: {}", e.message),
+                Some(subject) => crate::errln!("tunnelctl {command} {subject}: {}", e.message),
+                None => crate::errln!("tunnelctl {command}: {}", e.message),
             }
             ExitCode::from(e.code)
         }

@@ -9,7 +9,7 @@
 //! the tunnel's state directory (holding `state`) when NAME is given or DIR/state
 //! exists; otherwise each subdirectory of DIR holding a `state` file is one tunnel.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,17 +51,13 @@ pub fn run(cx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
             let verbose = args.verbose || args.name.is_some();
             out.push_str(&status::table(&rows, now, colour, verbose));
         }
-        let mut stdout = std::io::stdout().lock();
-        if stdout
-            .write_all(out.as_bytes())
-            .and_then(|_| stdout.flush())
-            .is_err()
-        {
-            return Ok(ExitCode::SUCCESS); // reader went away (| head)
-        }
+        crate::out!("{out}");
         // The worst tunnel decides: down over degraded over up.
         let worst = rows.iter().map(Row::verdict).max().unwrap_or(Verdict::Up);
         code = ExitCode::from(worst.exit_code());
+        if crate::output::stdout_closed() {
+            break; // the reader went away (| head): nothing more to watch for
+        }
     }
     Ok(code)
 }
