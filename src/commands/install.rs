@@ -63,9 +63,10 @@ pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
 }
 
 /// Works from the name alone, so a tunnel already gone from the config can be removed.
-pub fn run_uninstall(args: UninstallArgs) -> Result<ExitCode, Error> {
+pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Error> {
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let target = target_for(args.target, &root);
+    cx.known_name(&args.name, target, &root)?;
     let id = crate::config::inittab_id(&args.name);
     let paths = render::installed_paths(&args.name, target, &home_dir(), &id);
     let installer = Installer {

@@ -137,3 +137,112 @@ fn install_with_closed_output_starts_the_unit() {
     assert_eq!(props["UnitFileState"], "enabled", "{props:?}");
     assert!(Path::new(&rig.manager.unit_dir().join("tunnel-itest.service")).is_file());
 }
+
+/// Every file under `dir` with its bytes (what "nothing written" is checked against).
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+                all.push((p, Vec::new()));
+            } else {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                all.push((p, bytes));
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+/// One answer to a misspelled name, whichever command gets it: exit 2, the
+/// did-you-mean, nothing written.
+#[test]
+fn every_command_refuses_a_misspelled_name_alike() {
+    let dir = common::temp_dir("typo");
+    let config = dir.path().join("tunnels.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let root = dir.path().join("root");
+    let tunnelctl = |args: &[&str]| {
+        let mut c = Command::new(TUNNELCTL);
+        c.arg("-c").arg(&config).args(args).env("HOME", dir.path());
+        c.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        run_bounded(c, Duration::from_secs(30))
+    };
+    let r = root.to_str().unwrap();
+    let out = tunnelctl(&[
+        "install",
+        "alpha",
+        "--target",
+        "inittab",
+        "--watchdog",
+        WATCHDOG,
+        "--root",
+        r,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let before = snapshot(&root);
+    let commands: &[&[&str]] = &[
+        &["status", "alpah", "--target", "inittab"],
+        &["status", "alpah", "--target", "inittab", "--json"],
+        &["metrics", "alpah", "--target", "inittab"],
+        &["logs", "alpah", "--target", "inittab"],
+        &["uninstall", "alpah", "--target", "inittab", "--root", r],
+        &["install", "alpah", "--target", "inittab", "--root", r],
+        &["render", "alpah", "--target", "inittab"],
+        &["doctor", "alpah"],
+        &["trust", "alpah"],
+    ];
+    for args in commands {
+        let out = tunnelctl(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(err.contains("did you mean `alpha`?"), "{args:?}: {err}");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: printed {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(snapshot(&root), before, "{args:?} wrote something");
+    }
+    // The real name still goes through (uninstall of what is installed).
+    let out = tunnelctl(&["uninstall", "alpha", "--target", "inittab", "--root", r]);
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(snapshot(&root), before);
+}
+
+/// `--state-dir DIR` without a name: the tunnel is called what its state file says,
+/// in `status` and in the Prometheus labels, not after the folder.
+#[test]
+fn a_state_dir_is_labelled_by_the_tunnel_it_holds() {
+    let dir = common::temp_dir("statename");
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    let state = tunnelctl::state::State {
+        name: "office".into(),
+        ..Default::default()
+    };
+    std::fs::write(state_dir.join("state"), state.to_text()).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(TUNNELCTL);
+        c.args(args)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .env("HOME", dir.path());
+        run_bounded(c, Duration::from_secs(30))
+    };
+    let out = run(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["tunnels"][0]["name"], "office", "{doc}");
+    assert_eq!(doc["tunnels"][0]["state"], "stopped", "{doc}");
+    let out = run(&["metrics"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tunnelctl_tunnel_up{tunnel=\"office\"} 0"),
+        "{text}"
+    );
+    assert!(!text.contains("tunnel=\"state\""), "{text}");
+}
