@@ -25,6 +25,7 @@ pub mod home;
 pub mod install;
 pub mod known_hosts;
 pub mod locations;
+pub mod output;
 pub mod progress;
 pub mod render;
 pub mod ssh_command;

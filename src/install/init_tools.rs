@@ -62,7 +62,7 @@ impl Installer {
             let unit = crate::escape::unit_name(name);
             // Type=notify: systemctl waits for READY=1, i.e. the first proof that
             // every forward works, which can take long when the server is away.
-            eprintln!(
+            crate::errln!(
                 "starting {unit}: waits until every forward is proven (Ctrl-C stops \
                  waiting, not the tunnel; `tunnelctl status {name}` shows progress)"
             );
@@ -218,11 +218,16 @@ fn restart_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(
 /// Runs an init tool for install or uninstall (`status` and `reconnect` ask systemctl
 /// themselves). Prints the command so the user sees what happened to their system.
 pub fn run_tool(argv: &[String]) -> Result<(), String> {
-    eprintln!("+ {}", argv.join(" "));
-    let status = Command::new(&argv[0])
+    crate::errln!("+ {}", argv.join(" "));
+    // Captured, then relayed: a closed stdout or stderr must not kill the tool by
+    // SIGPIPE half-way (systemctl prints "Created symlink" before it starts the unit).
+    let output = Command::new(&argv[0])
         .args(&argv[1..])
-        .status()
+        .stdin(std::process::Stdio::inherit())
+        .output()
         .map_err(|e| format!("could not run {}: {e}", argv[0]))?;
+    crate::output::relay(&output.stdout, &output.stderr);
+    let status = output.status;
     if status.success() {
         Ok(())
     } else {

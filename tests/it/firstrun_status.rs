@@ -269,8 +269,15 @@ fn logs_shows_and_follows_the_inittab_log_file() {
     let _ = follow.wait();
     assert!(followed, "logs -f did not show the appended line: {seen:?}");
 
+    // A name neither configured nor ever run here is refused as every command refuses it.
     let out = without_config(&["logs", "no-such-tunnel-here", "--target", "inittab"]);
-    assert_exit_1_saying(&out, &out.stderr, "no log at /var/log/tunnelctl/");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no tunnel named `no-such-tunnel-here` is installed here (inittab)"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

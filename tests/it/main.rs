@@ -14,6 +14,7 @@ mod firstrun_support;
 mod testkit;
 
 mod check;
+mod everyday;
 mod firstrun_demo;
 mod firstrun_doctor;
 mod firstrun_status;
