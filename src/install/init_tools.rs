@@ -116,10 +116,19 @@ impl Installer {
             return Ok(());
         }
         match target {
-            Target::Systemd | Target::SystemdUser => run_tool(&with(
-                &systemctl(target),
-                &["disable", "--now", &crate::escape::unit_name(name)],
-            )),
+            Target::Systemd | Target::SystemdUser => {
+                let unit = crate::escape::unit_name(name);
+                run_tool(&with(&systemctl(target), &["disable", "--now", &unit]))?;
+                // StateDirectory= outlives the service (its state file saying "stopped");
+                // the tunnel is going away, so is its state. systemd before 243 has no
+                // `clean`: then the folder stays, which is no reason to fail uninstall.
+                if let Err(e) =
+                    run_tool(&with(&systemctl(target), &["clean", "--what=state", &unit]))
+                {
+                    eprintln!("note: {e}; the tunnel's state folder stays");
+                }
+                Ok(())
+            }
             Target::Launchd | Target::LaunchdAgent => {
                 let uid = nix::unistd::getuid().as_raw();
                 let gui = target == Target::LaunchdAgent && launchd_gui_session(uid);

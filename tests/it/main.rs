@@ -24,6 +24,7 @@ mod fuzz;
 mod golden;
 mod hostile;
 mod init_busybox;
+mod init_driven;
 mod init_harnesses;
 mod init_systemd_system;
 mod init_systemd_user;
