@@ -24,6 +24,8 @@ pub enum Prereq {
     Python3,
     /// Debian's `prometheus-node-exporter`, whose textfile collector parses metrics.
     NodeExporter,
+    /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
+    Ip,
     /// `TUNNELCTL_TEST_ROUTER_DIST`: the folder `packaging/router-package.sh` wrote the
     /// router archives and .ipk files into (`.ci/run` builds them first).
     RouterPackages,
@@ -41,6 +43,7 @@ impl Prereq {
             Prereq::AptGet => "apt-get",
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
+            Prereq::Ip => "ip",
             Prereq::RouterPackages => "router packages",
         }
     }
@@ -70,6 +73,12 @@ impl Prereq {
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
             ),
+            // Only PATH: `nsenter … ip` finds it there or not at all.
+            Prereq::Ip => {
+                let path = std::env::var("PATH").unwrap_or_default();
+                (!path.split(':').any(|d| Path::new(d).join("ip").is_file()))
+                    .then(|| "ip is not on PATH (install iproute2)".to_string())
+            }
             Prereq::RouterPackages => match std::env::var("TUNNELCTL_TEST_ROUTER_DIST") {
                 Ok(dir) if Path::new(&dir).is_dir() => None,
                 Ok(dir) => Some(format!("TUNNELCTL_TEST_ROUTER_DIST={dir} is no folder")),
