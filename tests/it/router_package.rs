@@ -318,3 +318,58 @@ fn each_archive_holds_both_binaries_man_pages_example_and_readme() {
         );
     }
 }
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging")
+        .join(name)
+}
+
+#[test]
+fn an_unknown_target_is_refused_with_the_known_ones() {
+    for name in ["cross-build.sh", "router-package.sh"] {
+        let out = Command::new("bash")
+            .arg(script(name))
+            .arg("sparc-unknown-linux-gnu")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("unknown target sparc-unknown-linux-gnu"),
+            "{name}: {err}"
+        );
+        for known in [
+            "mipsel-unknown-linux-musl",
+            "mips-unknown-linux-gnu",
+            "armv7-unknown-linux-musleabihf",
+            "aarch64-unknown-linux-musl",
+        ] {
+            assert!(err.contains(known), "{name} does not list {known}: {err}");
+        }
+        assert!(out.stdout.is_empty(), "{name}: no folder on stdout");
+    }
+}
+
+#[test]
+fn a_missing_cross_gcc_names_its_debian_package() {
+    // A PATH with the tools the script checks before the compiler, and no cross gcc.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["dirname", "apt-get", "dpkg-deb", "rustc", "cargo"] {
+        let real = common::prereq::which(tool).unwrap_or_else(|| panic!("{tool} not found"));
+        std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
+    }
+    let out = Command::new("/bin/bash")
+        .arg(script("cross-build.sh"))
+        .arg("aarch64-unknown-linux-musl")
+        .env("PATH", bin.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("aarch64-linux-gnu-gcc is missing")
+            && err.contains("Debian package gcc-aarch64-linux-gnu"),
+        "{err}"
+    );
+}
