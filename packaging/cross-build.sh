@@ -159,6 +159,9 @@ fi
 linker=$support/cc
 {
     echo '#!/bin/sh'
+    # rustc's spec for mips-unknown-linux-gnu asks gcc for lld, which is not here (and
+    # -C linker-flavor does not take that back): the cross gcc's own ld links.
+    echo 'for a in "$@"; do shift; [ "$a" = -fuse-ld=lld ] || set -- "$@" "$a"; done'
     printf 'exec %q' "$gcc"
     [[ ${#specs[@]} -eq 0 ]] || printf ' %q' "${specs[@]}"
     printf ' "$@"'
