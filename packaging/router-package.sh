@@ -33,9 +33,9 @@ ipk_arch=''
 case "$target" in
     mipsel-unknown-linux-musl) qemu=qemu-mipsel ipk_arch=mipsel_24kc
         fits="mipsel_24kc (ramips: mt7620, mt7621, mt76x8; other little-endian MIPS32r2 boards)" ;;
-    mips-unknown-linux-gnu) qemu=qemu-mips
+    mips-unknown-linux-gnu) qemu=qemu-mips ipk_arch=''
         fits="mips_24kc (ath79 and other big-endian MIPS32r2 boards; glibc linked statically, see below)" ;;
-    armv7-unknown-linux-musleabihf) qemu=qemu-arm
+    armv7-unknown-linux-musleabihf) qemu=qemu-arm ipk_arch=''
         fits="arm_cortex-a7_neon-vfpv4 (ipq40xx, bcm2709 / Raspberry Pi 2), and other ARMv7 with a hardware FPU: arm_cortex-a9_vfpv3-d16 (mvebu), arm_cortex-a15_neon-vfpv4" ;;
     aarch64-unknown-linux-musl) qemu=qemu-aarch64 ipk_arch=aarch64_cortex-a53
         fits="aarch64_cortex-a53 (mediatek/filogic, mvebu/cortexa53, bcm27xx/bcm2710 / Raspberry Pi 3), aarch64_cortex-a72 (bcm2711 / Raspberry Pi 4), aarch64_generic" ;;

@@ -85,7 +85,10 @@ fn control_fields(text: &str) -> BTreeMap<String, String> {
             let key = last
                 .as_ref()
                 .unwrap_or_else(|| panic!("continuation first: {line:?}"));
-            fields.get_mut(key).map(|v: &mut String| v.push_str(line));
+            if let Some(value) = fields.get_mut(key) {
+                let value: &mut String = value;
+                value.push_str(line);
+            }
             continue;
         }
         let (key, value) = line
