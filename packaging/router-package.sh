@@ -117,7 +117,8 @@ Architecture: $ipk_arch
 Installed-Size: $installed_size
 Description: Keep SSH tunnels alive with the init system you already run.
  tunnelctl declares SSH tunnels in /etc/tunnelctl/tunnels.yaml and installs each as
- an inittab entry running tunnel-watchdog, which proves every forward carries data.
+ a service of the init system running tunnel-watchdog, which proves every forward
+ carries data.
  Installing this package starts nothing.
 EOF
     echo 2.0 >"$ipk/debian-binary"
