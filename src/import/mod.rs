@@ -179,7 +179,9 @@ pub fn is_tunnel_program(word: &str) -> bool {
 pub fn tunnel_commands(words: &[String]) -> Result<Vec<shell::Command>, ImportError> {
     let script = match words {
         [one] if one.contains(char::is_whitespace) => Some(one.clone()),
-        [sh, c, script, ..] if matches!(program_name(sh), "sh" | "bash" | "dash" | "ash") && c == "-c" => {
+        [sh, c, script, ..]
+            if matches!(program_name(sh), "sh" | "bash" | "dash" | "ash") && c == "-c" =>
+        {
             Some(script.clone())
         }
         _ => None,

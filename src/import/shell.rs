@@ -84,10 +84,7 @@ fn simple_command(mut words: Vec<(String, bool, String)>) -> Option<Command> {
         return None;
     }
     let mut env = Vec::new();
-    loop {
-        let Some((w, _, _)) = words.first() else {
-            break;
-        };
+    while let Some((w, _, _)) = words.first() {
         if let Some((name, value)) = assignment(w) {
             env.push((name, value));
             words.remove(0);
@@ -285,7 +282,14 @@ mod tests {
         assert_eq!(c[0].env, [("AUTOSSH_POLL".into(), "30".into())]);
         assert_eq!(
             c[0].words,
-            ["autossh", "-o", "ServerAliveInterval 180", "a b c", "x\"y", "$HOST"]
+            [
+                "autossh",
+                "-o",
+                "ServerAliveInterval 180",
+                "a b c",
+                "x\"y",
+                "$HOST"
+            ]
         );
         assert_eq!(c[0].expanded, ["$HOST"]);
         assert!(commands("echo 'x").is_err());

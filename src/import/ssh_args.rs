@@ -4,7 +4,7 @@
 //! word is the remote command. autossh's own `-M`, `-f` and `AUTOSSH_*` are understood
 //! and dropped with a note. Pure.
 
-use super::{Found, ForwardSpec, ImportError, Sourced, derive_name, display_command};
+use super::{ForwardSpec, Found, ImportError, Sourced, derive_name, display_command};
 
 /// ssh's flags that take an argument (OpenSSH 9's getopt string).
 const WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOopQRSWw";
@@ -18,7 +18,11 @@ connection and restarts ssh when a round fails, so no monitor port is needed";
 /// Reads `argv` (its first word is ssh or autossh, with or without a directory) with
 /// the environment `env` it runs with (only `AUTOSSH_*` matters). `source` names where
 /// it was found, for messages.
-pub fn parse(argv: &[String], env: &[(String, String)], source: &str) -> Result<Found, ImportError> {
+pub fn parse(
+    argv: &[String],
+    env: &[(String, String)],
+    source: &str,
+) -> Result<Found, ImportError> {
     let program = argv.first().map(String::as_str).unwrap_or("");
     let autossh = super::program_name(program) == "autossh";
     let mut found = Found {
@@ -72,7 +76,11 @@ pub fn parse(argv: &[String], env: &[(String, String)], source: &str) -> Result<
             format!("autossh restarted ssh when it exited; {WATCHDOG_PROBES}"),
         );
     }
-    let host = found.host.as_ref().map(|h| h.value.clone()).unwrap_or_default();
+    let host = found
+        .host
+        .as_ref()
+        .map(|h| h.value.clone())
+        .unwrap_or_default();
     found.name = derive_name(&host);
     Ok(found)
 }
@@ -97,13 +105,17 @@ fn autossh_env_note(key: &str) -> String {
             "no pid file: the init system runs the watchdog (`tunnelctl status`)".to_string()
         }
         "AUTOSSH_PATH" => "the service runs `ssh` from its PATH".to_string(),
-        _ => "autossh's setting has no counterpart; the watchdog supervises ssh itself"
-            .to_string(),
+        _ => "autossh's setting has no counterpart; the watchdog supervises ssh itself".to_string(),
     }
 }
 
 /// One word of bundled flags starting at `argv[i]`; returns the index of the next word.
-fn flags(argv: &[String], i: usize, autossh: bool, found: &mut Found) -> Result<usize, ImportError> {
+fn flags(
+    argv: &[String],
+    i: usize,
+    autossh: bool,
+    found: &mut Found,
+) -> Result<usize, ImportError> {
     let word = &argv[i];
     let chars: Vec<char> = word[1..].chars().collect();
     let mut next = i + 1;
@@ -164,12 +176,18 @@ fn flag(c: char, autossh: bool, found: &mut Found) -> Result<(), ImportError> {
             "agent forwarding is refused for safety (the server could use your keys); the \
              tunnel needs none",
         ),
-        'X' | 'Y' => found.note(part, "X11 forwarding is refused for safety; a tunnel needs none"),
+        'X' | 'Y' => found.note(
+            part,
+            "X11 forwarding is refused for safety; a tunnel needs none",
+        ),
         'q' => found.note(
             part,
             "quiet mode would hide ssh's errors, which the watchdog reads to explain failures",
         ),
-        'v' => found.note(part, "the watchdog logs ssh's errors; no verbose output is kept"),
+        'v' => found.note(
+            part,
+            "the watchdog logs ssh's errors; no verbose output is kept",
+        ),
         'M' => found.note(
             part,
             "tunnel-watchdog runs ssh as the control master of its own socket",
@@ -339,7 +357,7 @@ pub fn option(found: &mut Found, key: &str, value: &str, part: &str) {
             "turning host-key checking off is refused for safety; tunnelctl always checks \
              it: pin the server's key once with `tunnelctl trust NAME`",
         ),
-        "stricthostkeychecking" => {} // tunnelctl sets yes
+        "stricthostkeychecking" => {}              // tunnelctl sets yes
         "batchmode" | "exitonforwardfailure" => {} // tunnelctl always sets both to yes
         "controlmaster" | "controlpath" | "controlpersist" => found.note(
             part,
@@ -367,8 +385,13 @@ pub fn option(found: &mut Found, key: &str, value: &str, part: &str) {
              `jump:` for a bastion host",
         ),
         "proxycommand" => {}
-        "localcommand" | "permitlocalcommand" | "knownhostscommand" | "pkcs11provider"
-        | "securitykeyprovider" | "globalknownhostsfile" | "hostkeyalias" => found.note(
+        "localcommand"
+        | "permitlocalcommand"
+        | "knownhostscommand"
+        | "pkcs11provider"
+        | "securitykeyprovider"
+        | "globalknownhostsfile"
+        | "hostkeyalias" => found.note(
             part,
             "refused for safety (it runs or loads code, or trusts host keys from elsewhere); \
              add it under `ssh_options:` with `allow_insecure_options: true` only if you \
@@ -456,7 +479,11 @@ pub fn parse_forward(flag: char, spec: &str) -> Result<ForwardSpec, String> {
     }
     let bind = |b: &str| -> Option<String> {
         // An empty bind address means every interface, as `*` does.
-        Some(if b.is_empty() { "*".to_string() } else { b.to_string() })
+        Some(if b.is_empty() {
+            "*".to_string()
+        } else {
+            b.to_string()
+        })
     };
     let endpoint = |host: &str, port: &str| {
         if host.contains(':') {

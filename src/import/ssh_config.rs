@@ -130,7 +130,10 @@ pub fn tunnels(text: &str, path: &str, only: Option<&str>) -> Vec<Found> {
                 continue;
             }
             if key.eq_ignore_ascii_case("include") {
-                found.note(part, "included files are not read; copy what applies by hand");
+                found.note(
+                    part,
+                    "included files are not read; copy what applies by hand",
+                );
                 continue;
             }
             let value = words(value).join(" ");

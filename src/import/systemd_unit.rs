@@ -72,7 +72,8 @@ pub fn service(files: &[(String, String)], spec: &Specifiers) -> Result<Service,
                 "Environment" if value.is_empty() => service.environment.clear(),
                 "Environment" => {
                     for word in words(value).map_err(|m| ImportError::new(line, m))? {
-                        let word = specifiers(&word, spec).map_err(|m| ImportError::new(line, m))?;
+                        let word =
+                            specifiers(&word, spec).map_err(|m| ImportError::new(line, m))?;
                         if let Some((k, v)) = word.split_once('=') {
                             service.environment.push((k.to_string(), v.to_string()));
                         }
@@ -134,7 +135,9 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
     for (i, line) in text.lines().enumerate() {
         let (start, mut joined) = pending.take().unwrap_or((i + 1, String::new()));
         // Comment lines inside a continuation are skipped, as systemd does.
-        if !joined.is_empty() && (line.trim_start().starts_with('#') || line.trim_start().starts_with(';')) {
+        if !joined.is_empty()
+            && (line.trim_start().starts_with('#') || line.trim_start().starts_with(';'))
+        {
             pending = Some((start, joined));
             continue;
         }
@@ -263,7 +266,9 @@ pub fn specifiers(word: &str, spec: &Specifiers) -> Result<String, String> {
             continue;
         }
         let Some(s) = chars.next() else {
-            return Err(format!("`{word}` ends with a lone `%` (write `%%` for a `%`)"));
+            return Err(format!(
+                "`{word}` ends with a lone `%` (write `%%` for a `%`)"
+            ));
         };
         let value = match s {
             '%' => "%".to_string(),
@@ -275,7 +280,15 @@ pub fn specifiers(word: &str, spec: &Specifiers) -> Result<String, String> {
             'I' => unescape(instance),
             'j' => prefix.rsplit('-').next().unwrap_or(prefix).to_string(),
             'J' => unescape(prefix.rsplit('-').next().unwrap_or(prefix)),
-            'f' => format!("/{}", unescape(if instance.is_empty() { prefix } else { instance }).trim_start_matches('/')),
+            'f' => format!(
+                "/{}",
+                unescape(if instance.is_empty() {
+                    prefix
+                } else {
+                    instance
+                })
+                .trim_start_matches('/')
+            ),
             'h' => spec.home.clone(),
             'u' => spec.user.clone(),
             'U' => spec.uid.clone(),
@@ -347,7 +360,12 @@ pub fn environment_file(text: &str) -> Vec<(String, String)> {
 /// unset variable is an error naming it (systemd would make it empty, which is never
 /// what a tunnel meant).
 pub fn expand(words: &[String], env: &[(String, String)]) -> Result<Vec<String>, ImportError> {
-    let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let is_name = |s: &str| {
         !s.is_empty()
             && !s.starts_with(|c: char| c.is_ascii_digit())
@@ -419,14 +437,25 @@ mod tests {
                     ExecStart=/usr/bin/ssh -NT -o ServerAliveInterval=60 -o ExitOnForwardFailure=yes \\\n  \
                     -L ${LOCAL_ADDR}:${LOCAL_PORT}:localhost:${REMOTE_PORT} ${TARGET}\n";
         let s = service(
-            &[("/etc/systemd/system/secure-tunnel@.service".into(), unit.into())],
+            &[(
+                "/etc/systemd/system/secure-tunnel@.service".into(),
+                unit.into(),
+            )],
             &spec("secure-tunnel@jump.service"),
         )
         .unwrap();
-        assert_eq!(s.environment_files, [("/etc/default/secure-tunnel@jump".into(), false)]);
-        assert_eq!(s.exec_start_at, "/etc/systemd/system/secure-tunnel@.service line 7");
+        assert_eq!(
+            s.environment_files,
+            [("/etc/default/secure-tunnel@jump".into(), false)]
+        );
+        assert_eq!(
+            s.exec_start_at,
+            "/etc/systemd/system/secure-tunnel@.service line 7"
+        );
         let mut env = s.environment.clone();
-        env.extend(environment_file("TARGET=jump\nLOCAL_PORT=8080\n# c\nREMOTE_PORT='80'\n"));
+        env.extend(environment_file(
+            "TARGET=jump\nLOCAL_PORT=8080\n# c\nREMOTE_PORT='80'\n",
+        ));
         let argv = expand(&s.exec_start, &env).unwrap();
         assert_eq!(argv[6], "-L");
         assert_eq!(argv[7], "localhost:8080:localhost:80");
@@ -443,7 +472,10 @@ mod tests {
         );
         assert!(words("\"x").is_err());
         let s = spec("t@a\\x2db.service");
-        assert_eq!(specifiers("%i %I %p %n %%i", &s).unwrap(), "a\\x2db a-b t t@a\\x2db.service %i");
+        assert_eq!(
+            specifiers("%i %I %p %n %%i", &s).unwrap(),
+            "a\\x2db a-b t t@a\\x2db.service %i"
+        );
         assert!(specifiers("%z", &s).is_err());
         let s = service(
             &[("u".into(), "[Service]\nExecStart=@/usr/bin/ssh my-ssh -N h\nExecStart=\nExecStart=-/usr/bin/autossh -M 0 h\n".into())],
@@ -451,7 +483,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.exec_start, ["/usr/bin/autossh", "-M", "0", "h"]);
-        let s = service(&[("u".into(), "[Service]\nExecStart=@/usr/bin/ssh my-ssh -N h\n".into())], &spec("u.service")).unwrap();
+        let s = service(
+            &[(
+                "u".into(),
+                "[Service]\nExecStart=@/usr/bin/ssh my-ssh -N h\n".into(),
+            )],
+            &spec("u.service"),
+        )
+        .unwrap();
         assert_eq!(s.exec_start, ["/usr/bin/ssh", "-N", "h"]);
     }
 }

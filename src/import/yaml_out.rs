@@ -3,9 +3,10 @@
 //! configuration check refuses is reported against the source). Also the entry added
 //! to an existing file with every other byte kept, or a new file with a header. Pure.
 
-use super::{Found, ForwardSpec};
+use super::{ForwardSpec, Found};
 
-/// YAML lines and, for each, the source part it came from ("" for comments and keys).
+/// YAML lines and, for each, where in the source it came from (`SOURCE: `PART``; ""
+/// for comments and keys).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Entry {
     pub lines: Vec<String>,
@@ -16,6 +17,11 @@ impl Entry {
     fn push(&mut self, line: String, part: &str) {
         self.lines.push(line);
         self.parts.push(part.to_string());
+    }
+
+    fn push_from(&mut self, line: String, found: &Found, part: &str) {
+        self.lines.push(line);
+        self.parts.push(format!("{}: `{part}`", found.source));
     }
 
     pub fn text(&self) -> String {
@@ -31,7 +37,8 @@ pub fn scalar(value: &str) -> String {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_./~@+-".contains(c))
         && !value.starts_with(['-', '.', '~', '@'])
-        && (value.bytes().all(|b| b.is_ascii_digit()) || !value.starts_with(|c: char| c.is_ascii_digit()))
+        && (value.bytes().all(|b| b.is_ascii_digit())
+            || !value.starts_with(|c: char| c.is_ascii_digit()))
         && !matches!(
             value.to_ascii_lowercase().as_str(),
             "yes" | "no" | "true" | "false" | "on" | "off" | "y" | "n" | "null"
@@ -73,9 +80,17 @@ pub fn entry(found: &Found, indent: usize, step: usize) -> Entry {
     let pad = " ".repeat(indent + step);
     let pad2 = " ".repeat(indent + 2 * step);
     let mut e = Entry::default();
-    e.push(format!("{key_pad}{}:", scalar(&found.name)), "the tunnel's name");
+    e.lines.push(format!("{key_pad}{}:", scalar(&found.name)));
+    e.parts.push(format!(
+        "{}: the tunnel's name `{}` (choose another with --name)",
+        found.source, found.name
+    ));
     e.push(
-        format!("{pad}# imported from {}: {}", comment(&found.source), comment(&found.command)),
+        format!(
+            "{pad}# imported from {}: {}",
+            comment(&found.source),
+            comment(&found.command)
+        ),
         "",
     );
     if !found.notes.is_empty() {
@@ -89,7 +104,7 @@ pub fn entry(found: &Found, indent: usize, step: usize) -> Entry {
     }
     let field = |e: &mut Entry, key: &str, v: &Option<super::Sourced>| {
         if let Some(v) = v {
-            e.push(format!("{pad}{key}: {}", scalar(&v.value)), &v.part);
+            e.push_from(format!("{pad}{key}: {}", scalar(&v.value)), found, &v.part);
         }
     };
     field(&mut e, "host", &found.host);
@@ -106,7 +121,7 @@ pub fn entry(found: &Found, indent: usize, step: usize) -> Entry {
             ("count", &found.keepalive_count),
         ] {
             if let Some(v) = v {
-                e.push(format!("{pad2}{key}: {}", scalar(&v.value)), &v.part);
+                e.push_from(format!("{pad2}{key}: {}", scalar(&v.value)), found, &v.part);
             }
         }
     }
@@ -120,18 +135,22 @@ pub fn entry(found: &Found, indent: usize, step: usize) -> Entry {
             ForwardSpec::Remote { bind, port, to } => ("remote", bind, port, Some(to)),
             ForwardSpec::Dynamic { bind, port } => ("dynamic", bind, port, None),
         };
-        e.push(format!("{pad2}- {kind}: {}", scalar(port)), part);
+        e.push_from(format!("{pad2}- {kind}: {}", scalar(port)), found, part);
         if let Some(to) = to {
-            e.push(format!("{item}to: {}", scalar(to)), part);
+            e.push_from(format!("{item}to: {}", scalar(to)), found, part);
         }
         if let Some(bind) = bind {
-            e.push(format!("{item}bind: {}", scalar(bind)), part);
+            e.push_from(format!("{item}bind: {}", scalar(bind)), found, part);
         }
     }
     if !found.ssh_options.is_empty() {
         e.push(format!("{pad}ssh_options:"), "");
         for (key, v) in &found.ssh_options {
-            e.push(format!("{pad2}{}: {}", scalar(key), scalar(&v.value)), &v.part);
+            e.push_from(
+                format!("{pad2}{}: {}", scalar(key), scalar(&v.value)),
+                found,
+                &v.part,
+            );
         }
     }
     e
@@ -282,11 +301,15 @@ mod tests {
     fn entry_loads_and_maps_lines() {
         let (text, parts) = new_file(&[found("server")]);
         assert_eq!(text.lines().count(), parts.len());
-        let c = crate::config::load_str(&text, std::path::Path::new("t"), std::path::Path::new("/h"))
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let c =
+            crate::config::load_str(&text, std::path::Path::new("t"), std::path::Path::new("/h"))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(c.tunnels[0].name, "server");
-        let at = text.lines().position(|l| l.contains("remote: 1234")).unwrap();
-        assert_eq!(parts[at], "-R 1234:localhost:22");
+        let at = text
+            .lines()
+            .position(|l| l.contains("remote: 1234"))
+            .unwrap();
+        assert_eq!(parts[at], "the command line: `-R 1234:localhost:22`");
     }
 
     #[test]
@@ -297,7 +320,10 @@ mod tests {
         assert!(text.starts_with("# mine\ndefaults:\n  user: bob # why\n\ntunnels:\n    a:   # keep\n        host: h\n        forwards: [{dynamic: 1}]\n    # trailing comment\n\n    server:\n        # imported"), "{text}");
         assert!(text.ends_with("\n\n# about the end\nextra: 1\n"), "{text}");
         let (text, _) = add("defaults: {}\n", &[found("s")]).unwrap();
-        assert!(text.starts_with("defaults: {}\n\ntunnels:\n  s:\n"), "{text}");
+        assert!(
+            text.starts_with("defaults: {}\n\ntunnels:\n  s:\n"),
+            "{text}"
+        );
         assert!(add("tunnels: {a: {}}\n", &[found("s")]).is_err());
     }
 }

@@ -22,6 +22,7 @@ mod fixture_sshd;
 mod fuzz;
 mod golden;
 mod hostile;
+mod import_roundtrip;
 mod init_busybox;
 mod init_harnesses;
 mod init_systemd_system;
