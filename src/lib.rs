@@ -26,11 +26,15 @@ pub mod import;
 pub mod install;
 pub mod known_hosts;
 pub mod locations;
+pub mod output;
 pub mod progress;
 pub mod render;
 pub mod ssh_command;
 pub mod status;
 pub mod target;
+
+#[cfg(test)]
+mod test_prereq;
 
 #[cfg(test)]
 mod tests {
