@@ -33,6 +33,9 @@ pub mod status;
 pub mod target;
 
 #[cfg(test)]
+mod test_prereq;
+
+#[cfg(test)]
 mod tests {
     use std::path::Path;
 
