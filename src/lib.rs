@@ -21,6 +21,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod doctor;
 pub mod escape;
+pub mod handover;
 pub mod home;
 pub mod import;
 pub mod install;

@@ -167,7 +167,7 @@ impl Installer {
 }
 
 /// `systemctl`, with `--user` for a per-user target.
-fn systemctl(target: Target) -> Vec<String> {
+pub fn systemctl(target: Target) -> Vec<String> {
     let mut base = vec!["systemctl".to_string()];
     if target == Target::SystemdUser {
         base.push("--user".into());
@@ -176,7 +176,7 @@ fn systemctl(target: Target) -> Vec<String> {
 }
 
 /// Has init read /etc/inittab again: `telinit q` for sysvinit, SIGHUP to BusyBox init.
-fn reread_inittab(target: Target) -> Result<(), String> {
+pub fn reread_inittab(target: Target) -> Result<(), String> {
     if target == Target::Inittab {
         run_tool(&["telinit".into(), "q".into()]).map_err(|e| reload_failed(&e, "telinit q"))
     } else {

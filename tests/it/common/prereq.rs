@@ -26,6 +26,8 @@ pub enum Prereq {
     NodeExporter,
     /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
     Ip,
+    /// `/usr/bin/autossh`, the keeper the handover tests replace.
+    Autossh,
 }
 
 impl Prereq {
@@ -41,6 +43,7 @@ impl Prereq {
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
             Prereq::Ip => "ip",
+            Prereq::Autossh => "autossh",
         }
     }
 
@@ -65,6 +68,7 @@ impl Prereq {
             Prereq::Unshare => need(&["unshare", "nsenter"], "util-linux"),
             Prereq::AptGet => need(&["apt-get", "dpkg"], "apt and dpkg"),
             Prereq::Python3 => need(&["python3"], "python3"),
+            Prereq::Autossh => need(&["/usr/bin/autossh"], "autossh"),
             Prereq::NodeExporter => need(
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
