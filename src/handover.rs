@@ -81,9 +81,7 @@ impl Old {
     /// Stops the old service; its ports are free when this returns Ok.
     pub fn stop(&self, name: &str) -> Result<(), String> {
         match self {
-            Old::Unit { target, unit, .. } => {
-                run_tool(&with(&systemctl(*target), &["stop", unit]))
-            }
+            Old::Unit { target, unit, .. } => run_tool(&with(&systemctl(*target), &["stop", unit])),
             Old::InittabLine { target, line } => {
                 let before = running_line(line);
                 edit_inittab(line, &format!("{}{line}", marker(name)))?;
@@ -103,14 +101,21 @@ impl Old {
     }
 
     /// After a proven handover: a unit that was enabled is disabled, so the next boot
-    /// does not start both.
+    /// does not start both; a unit whose program exited non-zero on SIGTERM (autossh
+    /// does) is not left shown as failed.
     pub fn retire(&self) -> Result<(), String> {
         match self {
             Old::Unit {
                 target,
                 unit,
-                enabled: true,
-            } => run_tool(&with(&systemctl(*target), &["disable", unit])),
+                enabled,
+            } => {
+                let _ = run_tool(&with(&systemctl(*target), &["reset-failed", unit]));
+                if *enabled {
+                    run_tool(&with(&systemctl(*target), &["disable", unit]))?;
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -182,7 +187,10 @@ impl Old {
     pub fn from_record(text: &str) -> Result<Old, String> {
         let mut one = std::collections::BTreeMap::new();
         let (mut argv, mut env) = (Vec::new(), Vec::new());
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let (k, v) = line
                 .split_once('=')
                 .ok_or_else(|| format!("not key=value: {line:?}"))?;
@@ -276,8 +284,12 @@ pub fn write_record(name: &str, old: &Old) -> Result<(), String> {
         .create(&dir)
         .map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let d = crate::safe_fs::open_abs(&dir, None, crate::safe_fs::Trust::Private)?;
-    d.write_file(std::ffi::OsStr::new(name), old.to_record(name).as_bytes(), 0o600)
-        .map_err(|(_, e)| e)
+    d.write_file(
+        std::ffi::OsStr::new(name),
+        old.to_record(name).as_bytes(),
+        0o600,
+    )
+    .map_err(|(_, e)| e)
 }
 
 pub fn read_record(name: &str) -> Result<Old, String> {
@@ -432,9 +444,7 @@ pub fn wait_proven(name: &str, target: Target, bound: Duration) -> Result<Durati
             Target::Systemd | Target::SystemdUser => {
                 let unit = crate::escape::unit_name(name);
                 let mut argv = systemctl(target);
-                argv.extend(
-                    ["show", "-p", "ActiveState,SubState", &unit].map(String::from),
-                );
+                argv.extend(["show", "-p", "ActiveState,SubState", &unit].map(String::from));
                 if let Ok(out) = std::process::Command::new(&argv[0])
                     .args(&argv[1..])
                     .output()

@@ -89,7 +89,7 @@ pub fn run(cx: &Context, args: ImportArgs) -> Result<ExitCode, Error> {
             );
         }
     }
-    if !args.write {
+    if !args.write && !args.replace {
         let mut out = String::from("tunnels:\n");
         for (i, f) in found.iter().enumerate() {
             if i > 0 {
@@ -225,7 +225,8 @@ fn replace(
         before.restore(path);
         Error::failed(format!("{name}: {e}; nothing was stopped"))
     };
-    let rendered = crate::render::render(tunnel, target, &options).map_err(|e| abort(e.to_string()))?;
+    let rendered =
+        crate::render::render(tunnel, target, &options).map_err(|e| abort(e.to_string()))?;
     let mut out = crate::output::Lenient;
     installer(true)
         .install_all(target, &[(name, &rendered)], &mut out)
@@ -252,11 +253,13 @@ fn replace(
             )),
         }
     };
-    handover::write_record(name, &old).map_err(|e| take_back(format!("recording the old service: {e}")))?;
+    handover::write_record(name, &old)
+        .map_err(|e| take_back(format!("recording the old service: {e}")))?;
     let switch = std::time::Instant::now();
     old.stop(name)
         .map_err(|e| take_back(format!("stopping {}: {e}", old.describe())))?;
-    handover::start_new(name, target, &old).map_err(|e| take_back(format!("starting {name}: {e}")))?;
+    handover::start_new(name, target, &old)
+        .map_err(|e| take_back(format!("starting {name}: {e}")))?;
     match handover::wait_proven(name, target, bound) {
         Ok(_) => {
             if let Err(e) = old.retire() {
@@ -334,7 +337,12 @@ fn undo(name: &str, args: &ImportArgs) -> Result<ExitCode, Error> {
     let mut out = crate::output::Lenient;
     installer
         .uninstall(name, target, &paths, &id, &mut out)
-        .map_err(|e| Error::failed(format!("{name}: {e}; {} was not started again", old.describe())))?;
+        .map_err(|e| {
+            Error::failed(format!(
+                "{name}: {e}; {} was not started again",
+                old.describe()
+            ))
+        })?;
     handover::stop_leftover_watchdog(name, target);
     old.restore(name)
         .map_err(|e| Error::failed(format!("starting {} again: {e}", old.describe())))?;

@@ -129,7 +129,13 @@ impl UserRig {
     fn start(test: &str) -> Option<UserRig> {
         if !require(
             test,
-            &[Prereq::Root, Prereq::Unshare, Prereq::SystemdUser, Prereq::Sshd, Prereq::Autossh],
+            &[
+                Prereq::Root,
+                Prereq::Unshare,
+                Prereq::SystemdUser,
+                Prereq::Sshd,
+                Prereq::Autossh,
+            ],
         ) {
             return None;
         }
@@ -145,8 +151,12 @@ impl UserRig {
         std::fs::write(manager.unit_dir().join(OLD_UNIT), unit).unwrap();
         manager.systemctl_ok(&["daemon-reload"]);
         manager.systemctl_ok(&["enable", "--now", OLD_UNIT]);
-        wait_roundtrip(rport, Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("the autossh unit's -R port never answered: {e}\n{}", manager.log()));
+        wait_roundtrip(rport, Duration::from_secs(30)).unwrap_or_else(|e| {
+            panic!(
+                "the autossh unit's -R port never answered: {e}\n{}",
+                manager.log()
+            )
+        });
         Some(UserRig {
             manager,
             echo,
@@ -177,21 +187,41 @@ impl UserRig {
 
 #[test]
 fn autossh_unit_is_handed_over_and_back_under_systemd_user() {
-    let Some(rig) = UserRig::start("autossh_unit_is_handed_over_and_back_under_systemd_user") else {
+    let Some(rig) = UserRig::start("autossh_unit_is_handed_over_and_back_under_systemd_user")
+    else {
         return;
     };
     let watch = PortWatch::start(rig.rport);
     let out = rig.tunnelctl(&[
-        "import", "--systemd", OLD_UNIT, "-t", "systemd-user", "--replace", "--name", NAME,
-        "--handover-timeout", "60s",
+        "import",
+        "--systemd",
+        OLD_UNIT,
+        "-t",
+        "systemd-user",
+        "--replace",
+        "--name",
+        NAME,
+        "--handover-timeout",
+        "60s",
     ]);
-    assert!(out.status.success(), "{}\n{}", text(&out), rig.manager.log());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("handed over"), "{}", text(&out));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        rig.manager.log()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("handed over"),
+        "{}",
+        text(&out)
+    );
     // The port answers through tunnelctl's tunnel now, for a while.
     wait_roundtrip(rig.rport, Duration::from_secs(10)).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let (gap, ok, failed) = watch.finish();
-    eprintln!("handover systemd-user: longest time without an answer on the -R port: {gap:?} ({ok} answered, {failed} failed probes)");
+    eprintln!(
+        "handover systemd-user: longest time without an answer on the -R port: {gap:?} ({ok} answered, {failed} failed probes)"
+    );
     assert_eq!(rig.state(OLD_UNIT), ("inactive".into(), "disabled".into()));
     assert_eq!(rig.state("tunnel-home.service").0, "active");
     // The switch itself, not the bound: the old session is closed cleanly, so the
@@ -217,7 +247,16 @@ fn failed_handover_starts_the_old_unit_again() {
     };
     // Imported and written first (as a user reviewing it would), then broken: a key
     // the server does not accept.
-    let out = rig.tunnelctl(&["import", "--systemd", OLD_UNIT, "-t", "systemd-user", "--write", "--name", NAME]);
+    let out = rig.tunnelctl(&[
+        "import",
+        "--systemd",
+        OLD_UNIT,
+        "-t",
+        "systemd-user",
+        "--write",
+        "--name",
+        NAME,
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     point_identity_at(&rig.config(), &wrong_key(rig.manager.home()));
     let config_before = std::fs::read(rig.config()).unwrap();
@@ -226,24 +265,38 @@ fn failed_handover_starts_the_old_unit_again() {
     let watch = PortWatch::start(rig.rport);
     let started = Instant::now();
     let out = rig.tunnelctl(&[
-        "import", "--systemd", OLD_UNIT, "-t", "systemd-user", "--replace", "--name", NAME,
-        "--handover-timeout", "8s",
+        "import",
+        "--systemd",
+        OLD_UNIT,
+        "-t",
+        "systemd-user",
+        "--replace",
+        "--name",
+        NAME,
+        "--handover-timeout",
+        "8s",
     ]);
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("was not proven within 8s") && stderr.contains("unit old-tunnel.service runs again as it was"),
+        stderr.contains("was not proven within 8s")
+            && stderr.contains("unit old-tunnel.service runs again as it was"),
         "{}",
         text(&out)
     );
     wait_roundtrip(rig.rport, Duration::from_secs(30)).unwrap();
     let (gap, ok, failed) = watch.finish();
-    eprintln!("failed handover systemd-user: took {took:?}; longest gap {gap:?} ({ok} answered, {failed} failed)");
+    eprintln!(
+        "failed handover systemd-user: took {took:?}; longest gap {gap:?} ({ok} answered, {failed} failed)"
+    );
     assert_eq!(rig.state(OLD_UNIT), ("active".into(), "enabled".into()));
     assert!(!rig.manager.unit_dir().join("tunnel-home.service").exists());
     assert_eq!(std::fs::read(rig.config()).unwrap(), config_before);
-    assert_eq!(std::fs::read(rig.manager.unit_dir().join(OLD_UNIT)).unwrap(), unit_before);
+    assert_eq!(
+        std::fs::read(rig.manager.unit_dir().join(OLD_UNIT)).unwrap(),
+        unit_before
+    );
     // Nothing to undo.
     let out = rig.tunnelctl(&["import", "--undo", NAME]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -261,7 +314,16 @@ struct InitRig {
 
 impl InitRig {
     fn start(test: &str) -> Option<InitRig> {
-        if !require(test, &[Prereq::Root, Prereq::Unshare, Prereq::Busybox, Prereq::Sshd, Prereq::Autossh]) {
+        if !require(
+            test,
+            &[
+                Prereq::Root,
+                Prereq::Unshare,
+                Prereq::Busybox,
+                Prereq::Sshd,
+                Prereq::Autossh,
+            ],
+        ) {
             return None;
         }
         let sshd = Sshd::start_default(test)?;
@@ -276,8 +338,12 @@ impl InitRig {
         )
         .unwrap();
         let init = InittabInit::start(Flavor::Busybox, root.path());
-        wait_roundtrip(rport, Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("the inittab autossh's -R port never answered: {e}\n{}", init.console()));
+        wait_roundtrip(rport, Duration::from_secs(30)).unwrap_or_else(|e| {
+            panic!(
+                "the inittab autossh's -R port never answered: {e}\n{}",
+                init.console()
+            )
+        });
         Some(InitRig {
             init,
             _echo: echo,
@@ -315,19 +381,47 @@ fn busybox_inittab_line_is_handed_over_and_back() {
     let watchdog = crate::common::tunnel_env::inittab_watchdog();
     let watch = PortWatch::start(rig.rport);
     let out = rig.tunnelctl(&[
-        "import", "--scan", "inittab", "-t", "busybox", "--replace", "--name", NAME, "--watchdog", watchdog,
-        "--handover-timeout", "60s",
+        "import",
+        "--scan",
+        "inittab",
+        "-t",
+        "busybox",
+        "--replace",
+        "--name",
+        NAME,
+        "--watchdog",
+        watchdog,
+        "--handover-timeout",
+        "60s",
     ]);
-    assert!(out.status.success(), "{}\n{}", text(&out), rig.init.console());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        rig.init.console()
+    );
     wait_roundtrip(rig.rport, Duration::from_secs(10)).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let (gap, ok, failed) = watch.finish();
-    eprintln!("handover busybox: longest time without an answer on the -R port: {gap:?} ({ok} answered, {failed} failed probes)");
+    eprintln!(
+        "handover busybox: longest time without an answer on the -R port: {gap:?} ({ok} answered, {failed} failed probes)"
+    );
     assert!(gap < Duration::from_secs(20), "gap {gap:?}");
     let after = rig.inittab();
-    assert!(after.contains(&format!("#tunnelctl-replaced:{NAME}:{}\n", rig.line)), "{after}");
-    assert!(rig.init.pids_matching("/usr/bin/autossh").is_empty(), "the old autossh still runs");
-    assert_eq!(rig.init.pids_matching("tunnel-watchdog").len(), 1, "{:?}", rig.init.processes());
+    assert!(
+        after.contains(&format!("#tunnelctl-replaced:{NAME}:{}\n", rig.line)),
+        "{after}"
+    );
+    assert!(
+        rig.init.pids_matching("/usr/bin/autossh").is_empty(),
+        "the old autossh still runs"
+    );
+    assert_eq!(
+        rig.init.pids_matching("tunnel-watchdog").len(),
+        1,
+        "{:?}",
+        rig.init.processes()
+    );
 
     let out = rig.tunnelctl(&["import", "--undo", NAME]);
     assert!(out.status.success(), "{}", text(&out));
@@ -335,7 +429,10 @@ fn busybox_inittab_line_is_handed_over_and_back() {
     // Byte for byte as it was.
     assert_eq!(rig.inittab(), before);
     assert!(
-        crate::common::wait_until(Duration::from_secs(15), || rig.init.pids_matching("tunnel-watchdog").is_empty()),
+        crate::common::wait_until(Duration::from_secs(15), || rig
+            .init
+            .pids_matching("tunnel-watchdog")
+            .is_empty()),
         "{:?}",
         rig.init.processes()
     );
@@ -350,17 +447,38 @@ fn failed_busybox_handover_restores_the_line() {
     let watchdog = crate::common::tunnel_env::inittab_watchdog();
     let out = rig.tunnelctl(&["import", "--scan", "inittab", "--write", "--name", NAME]);
     assert!(out.status.success(), "{}", text(&out));
-    point_identity_at(&rig.sshd.dir().join("tunnels.yaml"), &wrong_key(rig.root.path()));
+    point_identity_at(
+        &rig.sshd.dir().join("tunnels.yaml"),
+        &wrong_key(rig.root.path()),
+    );
     let watch = PortWatch::start(rig.rport);
     let out = rig.tunnelctl(&[
-        "import", "--scan", "inittab", "-t", "busybox", "--replace", "--name", NAME, "--watchdog", watchdog,
-        "--handover-timeout", "8s",
+        "import",
+        "--scan",
+        "inittab",
+        "-t",
+        "busybox",
+        "--replace",
+        "--name",
+        NAME,
+        "--watchdog",
+        watchdog,
+        "--handover-timeout",
+        "8s",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("runs again as it was"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("runs again as it was"),
+        "{}",
+        text(&out)
+    );
     wait_roundtrip(rig.rport, Duration::from_secs(30)).unwrap();
     let (gap, ok, failed) = watch.finish();
     eprintln!("failed handover busybox: longest gap {gap:?} ({ok} answered, {failed} failed)");
     assert_eq!(rig.inittab(), before);
-    assert!(rig.init.pids_matching("tunnel-watchdog").is_empty(), "{:?}", rig.init.processes());
+    assert!(
+        rig.init.pids_matching("tunnel-watchdog").is_empty(),
+        "{:?}",
+        rig.init.processes()
+    );
 }
