@@ -120,24 +120,6 @@ pub fn credential_path(path: &str) -> Result<String, String> {
     Ok(unit_text(path))
 }
 
-/// One entry of a space-separated path list such as `ReadWritePaths=`, its `prefix`
-/// (`-`: a missing path is no error) included: specifiers disarmed, and the whole entry
-/// double-quoted (`\\` and `\"` escaped) when it holds whitespace, a quote or a
-/// backslash, which the list would otherwise split at or take as quoting.
-pub fn path_list_entry(prefix: &str, path: &str) -> Result<String, String> {
-    let entry = format!("{prefix}{}", credential_path(path)?);
-    if !entry
-        .chars()
-        .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
-    {
-        return Ok(entry);
-    }
-    Ok(format!(
-        "\"{}\"",
-        entry.replace('\\', "\\\\").replace('"', "\\\"")
-    ))
-}
-
 /// Characters that make sysvinit and BusyBox init hand the process field to `/bin/sh -c`.
 pub const INITTAB_SHELL_CHARS: &str = "~`!$^&*()=|\\{}[];\"'<>?";
 
@@ -174,22 +156,6 @@ pub fn inittab_process_problem(process: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_path_list_entry_is_one_word_for_systemd() {
-        assert_eq!(path_list_entry("-", "/srv/m").unwrap(), "-/srv/m");
-        assert_eq!(path_list_entry("-", "/srv/50%").unwrap(), "-/srv/50%%");
-        assert_eq!(
-            path_list_entry("-", "/srv/metrics dir").unwrap(),
-            "\"-/srv/metrics dir\""
-        );
-        assert_eq!(
-            path_list_entry("-", r#"/a"b\c'd"#).unwrap(),
-            r#""-/a\"b\\c'd""#
-        );
-        assert!(path_list_entry("-", "relative").is_err());
-        assert!(path_list_entry("-", "/a/../b").is_err());
-    }
 
     #[test]
     fn plain_words_stay_bare() {
