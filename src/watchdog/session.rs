@@ -696,7 +696,6 @@ impl<'a> Session<'a> {
                 ));
             }
             w.set_phase(phase, &reason);
-            w.readiness.ready(&status);
         } else {
             if w.state.phase != phase {
                 match phase {
@@ -710,7 +709,6 @@ impl<'a> Session<'a> {
                 }
                 w.set_phase(phase, &reason);
             }
-            w.readiness.alive(&status);
         }
         if w.state.consecutive_failures > 0 && since.elapsed() > w.o.backoff_max {
             log::info(format_args!(
@@ -721,6 +719,13 @@ impl<'a> Session<'a> {
             w.state.last_error.clear();
         }
         w.save_after_probe(&before);
+        // After the state file: once the supervisor hears "ready", `tunnelctl status`
+        // already says so.
+        if w.readiness.is_ready() {
+            w.readiness.alive(&status);
+        } else {
+            w.readiness.ready(&status);
+        }
     }
 }
 

@@ -117,9 +117,10 @@ mod tests {
     use std::io::Read;
     use std::os::fd::{AsRawFd, IntoRawFd};
 
-    /// A pipe whose write end is handed over by number, as a supervisor does.
+    /// A pipe whose write end is handed over by number, as a supervisor does
+    /// (close-on-exec, so no child another test spawns holds it open).
     fn pipe() -> (std::fs::File, i32) {
-        let (read, write) = nix::unistd::pipe().unwrap();
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         (read.into(), write.into_raw_fd())
     }
 
