@@ -62,7 +62,7 @@ impl Installer {
             let unit = crate::escape::unit_name(name);
             // Type=notify: systemctl waits for READY=1, i.e. the first proof that
             // every forward works, which can take long when the server is away.
-            eprintln!(
+            crate::errln!(
                 "starting {unit}: waits until every forward is proven (Ctrl-C stops \
                  waiting, not the tunnel; `tunnelctl status {name}` shows progress)"
             );
@@ -116,10 +116,19 @@ impl Installer {
             return Ok(());
         }
         match target {
-            Target::Systemd | Target::SystemdUser => run_tool(&with(
-                &systemctl(target),
-                &["disable", "--now", &crate::escape::unit_name(name)],
-            )),
+            Target::Systemd | Target::SystemdUser => {
+                let unit = crate::escape::unit_name(name);
+                run_tool(&with(&systemctl(target), &["disable", "--now", &unit]))?;
+                // StateDirectory= outlives the service (its state file saying "stopped");
+                // the tunnel is going away, so is its state. systemd before 243 has no
+                // `clean`: then the folder stays, which is no reason to fail uninstall.
+                if let Err(e) =
+                    run_tool(&with(&systemctl(target), &["clean", "--what=state", &unit]))
+                {
+                    eprintln!("note: {e}; the tunnel's state folder stays");
+                }
+                Ok(())
+            }
             Target::Launchd | Target::LaunchdAgent => {
                 let uid = nix::unistd::getuid().as_raw();
                 let gui = target == Target::LaunchdAgent && launchd_gui_session(uid);
@@ -209,11 +218,16 @@ fn restart_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(
 /// Runs an init tool for install or uninstall (`status` and `reconnect` ask systemctl
 /// themselves). Prints the command so the user sees what happened to their system.
 pub fn run_tool(argv: &[String]) -> Result<(), String> {
-    eprintln!("+ {}", argv.join(" "));
-    let status = Command::new(&argv[0])
+    crate::errln!("+ {}", argv.join(" "));
+    // Captured, then relayed: a closed stdout or stderr must not kill the tool by
+    // SIGPIPE half-way (systemctl prints "Created symlink" before it starts the unit).
+    let output = Command::new(&argv[0])
         .args(&argv[1..])
-        .status()
+        .stdin(std::process::Stdio::inherit())
+        .output()
         .map_err(|e| format!("could not run {}: {e}", argv[0]))?;
+    crate::output::relay(&output.stdout, &output.stderr);
+    let status = output.status;
     if status.success() {
         Ok(())
     } else {

@@ -26,6 +26,8 @@ pub enum Prereq {
     NodeExporter,
     /// Debian's `s6`: `s6-svscan`, `s6-svwait`, `s6-svstat`, `s6-svc`, `s6-svscanctl`.
     S6,
+    /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
+    Ip,
 }
 
 impl Prereq {
@@ -41,6 +43,7 @@ impl Prereq {
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
             Prereq::S6 => "s6",
+            Prereq::Ip => "ip",
         }
     }
 
@@ -79,6 +82,12 @@ impl Prereq {
                 ],
                 "s6",
             ),
+            // Only PATH: `nsenter … ip` finds it there or not at all.
+            Prereq::Ip => {
+                let path = std::env::var("PATH").unwrap_or_default();
+                (!path.split(':').any(|d| Path::new(d).join("ip").is_file()))
+                    .then(|| "ip is not on PATH (install iproute2)".to_string())
+            }
         }
     }
 }
