@@ -147,7 +147,7 @@ impl Context {
 /// Whether something of tunnel `name` is still on this machine for `target`: a file
 /// install writes, its `/etc/inittab` entry, its log file, or (on the real root) a
 /// watchdog state file.
-fn left_behind(name: &str, target: Target, root: &Path) -> bool {
+pub(crate) fn left_behind(name: &str, target: Target, root: &Path) -> bool {
     let home = crate::home::home_dir();
     let id = config::inittab_id(name);
     let on_root = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
