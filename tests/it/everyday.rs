@@ -345,3 +345,35 @@ find "$r/etc" -mindepth 1 -not -name inittab >>"$r/after-uninstall"
     let inittab = std::fs::read_to_string(r.join("etc/inittab")).unwrap_or_default();
     assert!(!inittab.contains("t36z"), "{inittab}");
 }
+
+/// `install --dry-run --root EMPTY` shows every target's files (an inittab from
+/// nothing) and leaves the folder empty.
+#[test]
+fn dry_run_into_an_empty_root_shows_everything_and_writes_nothing() {
+    let dir = common::temp_dir("dryempty");
+    let config = dir.path().join("tunnels.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let root = dir.path().join("empty");
+    std::fs::create_dir(&root).unwrap();
+    for target in tunnelctl::target::Target::ALL {
+        let mut c = Command::new(TUNNELCTL);
+        c.arg("-c")
+            .arg(&config)
+            .args(["install", "alpha", "--dry-run", "--watchdog", WATCHDOG]);
+        c.args(["--target", target.as_str(), "--root"])
+            .arg(&root)
+            .env("HOME", dir.path());
+        let out = run_bounded(c, Duration::from_secs(30));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{target}: {out:?}");
+        assert!(text.contains("would install"), "{target}: {text}");
+        if matches!(target.as_str(), "inittab" | "busybox") {
+            assert!(text.contains("+++ /etc/inittab"), "{target}: {text}");
+        }
+        assert_eq!(
+            std::fs::read_dir(&root).unwrap().count(),
+            0,
+            "{target} wrote into the root"
+        );
+    }
+}
