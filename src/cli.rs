@@ -111,6 +111,9 @@ pub struct ListArgs {
     /// Look for installed files under DIR instead of /
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Machine-readable output: {"schema": 1, "tunnels": [{"name", "destination", "forwards", "installed": [{"target", "state"}]}]}
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
