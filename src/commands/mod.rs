@@ -16,6 +16,7 @@ use crate::target::Target;
 pub mod check;
 pub mod doctor;
 pub mod generate;
+pub mod import;
 pub mod install;
 pub mod list;
 pub mod logs;
@@ -110,6 +111,11 @@ impl Context {
         Ok(self.config.get_or_init(|| config))
     }
 
+    /// `--config`, when given.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
     /// The tunnel `name` from the configuration.
     pub fn tunnel(&self, name: &str) -> Result<&Tunnel, Error> {
         self.config()?.tunnel(name).map_err(Error::usage)
@@ -194,6 +200,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Doctor(_) => "doctor",
         Command::Logs(_) => "logs",
         Command::Reconnect(_) => "reconnect",
+        Command::Import(_) => "import",
         Command::Generate(_) => "generate",
     };
     let cx = Context::new(command, cli.config.as_deref());
@@ -205,6 +212,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Uninstall(args) => install::run_uninstall(&cx, args),
         Command::Logs(args) => logs::run(&cx, args),
         Command::Reconnect(args) => reconnect::run(args),
+        Command::Import(args) => import::run(&cx, args),
         Command::List(args) => list::run(&cx, args),
         Command::Status(args) => status::run(&cx, args),
         Command::Metrics(args) => metrics::run(&cx, args),

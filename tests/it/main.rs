@@ -23,6 +23,7 @@ mod fixture_sshd;
 mod fuzz;
 mod golden;
 mod hostile;
+mod import_roundtrip;
 mod init_busybox;
 mod init_driven;
 mod init_harnesses;
