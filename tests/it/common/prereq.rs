@@ -24,6 +24,8 @@ pub enum Prereq {
     Python3,
     /// Debian's `prometheus-node-exporter`, whose textfile collector parses metrics.
     NodeExporter,
+    /// Debian's `s6`: `s6-svscan`, `s6-svwait`, `s6-svstat`, `s6-svc`, `s6-svscanctl`.
+    S6,
     /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
     Ip,
     /// `/usr/bin/autossh`, the keeper the handover tests replace.
@@ -42,6 +44,7 @@ impl Prereq {
             Prereq::AptGet => "apt-get",
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
+            Prereq::S6 => "s6",
             Prereq::Ip => "ip",
             Prereq::Autossh => "autossh",
         }
@@ -72,6 +75,16 @@ impl Prereq {
             Prereq::NodeExporter => need(
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
+            ),
+            Prereq::S6 => need(
+                &[
+                    "s6-svscan",
+                    "s6-svwait",
+                    "s6-svstat",
+                    "s6-svc",
+                    "s6-svscanctl",
+                ],
+                "s6",
             ),
             // Only PATH: `nsenter … ip` finds it there or not at all.
             Prereq::Ip => {
