@@ -14,6 +14,7 @@ mod firstrun_support;
 mod testkit;
 
 mod check;
+mod dropbear;
 mod everyday;
 mod firstrun_demo;
 mod firstrun_doctor;
