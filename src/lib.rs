@@ -15,6 +15,7 @@ pub mod state;
 pub mod watchdog;
 
 // Everything below is the `tunnelctl` side: the watchdog binary uses none of it.
+pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -10,7 +10,7 @@ use crate::install::Installer;
 use crate::render::{self, RenderOptions};
 use crate::target::Target;
 
-fn target_for(explicit: Option<Target>, root: &Path) -> Target {
+pub(super) fn target_for(explicit: Option<Target>, root: &Path) -> Target {
     explicit.unwrap_or_else(|| Target::detect(root, !nix::unistd::geteuid().is_root()))
 }
 
@@ -87,7 +87,7 @@ pub fn run_uninstall(args: UninstallArgs) -> Result<ExitCode, Error> {
 /// A system service runs the watchdog as root: the default one (found beside this
 /// tunnelctl) must be root's and writable by nobody else, in directories that are too,
 /// or whoever can write it runs code as root at the next start.
-fn trusted_watchdog(path: &Path) -> Result<(), String> {
+pub(super) fn trusted_watchdog(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("the watchdog {}: {e}; pass --watchdog PATH", path.display()))?;
