@@ -57,7 +57,11 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {}
+pub struct CheckArgs {
+    /// Check these tunnels files instead, together: one per host, or a directory of them (HOST.yaml); a remote port two files claim on one server is an error
+    #[arg(value_name = "FILE|DIR")]
+    pub paths: Vec<PathBuf>,
+}
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {

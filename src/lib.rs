@@ -22,6 +22,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod doctor;
 pub mod escape;
+pub mod fleet;
 pub mod home;
 pub mod install;
 pub mod known_hosts;
