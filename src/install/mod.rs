@@ -264,7 +264,14 @@ impl Installer {
         // The args files before the inittab lines that name them, so init never starts
         // a watchdog whose arguments are not there yet.
         self.write_files(&mut dirs, target, items, &changes)?;
-        inittab.write(target, items)?;
+        if let Err(e) = inittab.write(target, items) {
+            // Each tunnel stays either as it was or as rendered, never half: the files
+            // just written (args files) are taken back.
+            return Err(match undo_files(&dirs, &changes) {
+                None => format!("{e} (its files were put back as they were)"),
+                Some(also) => format!("{e}; putting its files back failed too: {also}"),
+            });
+        }
         let outcomes = report(out, target, items, &plans, false)?;
         self.activate_changed(target, items, &plans, out)?;
         Ok(outcomes)
@@ -563,6 +570,26 @@ fn commit_staged(
         dir.commit(temp, &change.name)?;
     }
     Ok(())
+}
+
+/// Puts back what [`Installer::write_files`] replaced: new files removed first (that
+/// frees space), then old contents written again. Returns what could not be put back.
+fn undo_files(dirs: &Dirs, changes: &[FileChange]) -> Option<String> {
+    let changed = || changes.iter().filter(|c| c.changed());
+    let mut failed = Vec::new();
+    for change in changed().filter(|c| c.old.is_none()) {
+        if let Err(e) = dirs.0[&change.dir].remove(&change.name) {
+            failed.push(e);
+        }
+    }
+    for change in changed() {
+        if let Some(old) = &change.old
+            && let Err((_, e)) = dirs.0[&change.dir].write_file(&change.name, old, change.mode)
+        {
+            failed.push(e);
+        }
+    }
+    (!failed.is_empty()).then(|| failed.join("; "))
 }
 
 /// fsyncs each directory that got a file, once: the renames in it are durable.
