@@ -5,11 +5,10 @@
 //! atomic, a failure recorded and the rest still done. The plan's types and its account
 //! are in `src/apply.rs`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::install::{target_for, trusted_watchdog};
+use super::install::{choose_target, trusted_watchdog};
 use super::render::default_watchdog;
 use super::{Context, Error};
 use crate::apply::{Action, Failure, Report, Step, prune_guard};
@@ -23,14 +22,11 @@ use crate::target::Target;
 pub fn run(cx: &Context, args: ApplyArgs) -> Result<ExitCode, Error> {
     match converge(cx, &args) {
         Ok(report) => {
-            let mut out = std::io::stdout().lock();
-            let text = if args.json {
-                format!("{}\n", report.json())
+            if args.json {
+                crate::outln!("{}", report.json());
             } else {
-                report.human()
-            };
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
+                crate::out!("{}", report.human());
+            }
             if report.failed().count() > 0 {
                 let failures: Vec<String> = report
                     .failed()
@@ -65,7 +61,7 @@ pub fn run(cx: &Context, args: ApplyArgs) -> Result<ExitCode, Error> {
                     "message": e.message,
                     "details": e.details,
                 });
-                println!("{object}");
+                crate::outln!("{object}");
             }
             // 2 means "changed" to an engine that asked for detailed exit codes.
             if args.detailed_exitcode {
@@ -88,7 +84,7 @@ struct Wanted<'a> {
 fn converge(cx: &Context, args: &ApplyArgs) -> Result<Report, Error> {
     let config = cx.config()?;
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let target = target_for(args.target, &root);
+    let target = choose_target(args.target, args.root.is_some(), &root, !args.dry_run)?;
     let options = RenderOptions {
         watchdog: args.watchdog.clone().unwrap_or_else(default_watchdog),
         home: home_dir(),
@@ -285,6 +281,6 @@ fn pass_on_notes(said: &[u8], name: &str, target: Target) {
         if line.starts_with(&ours) || line.starts_with("removed ") {
             continue;
         }
-        eprintln!("{line}");
+        crate::errln!("{line}");
     }
 }

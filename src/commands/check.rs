@@ -14,9 +14,9 @@ pub fn run(cx: &Context, args: CheckArgs) -> Result<ExitCode, Error> {
     }
     let cfg = cx.config()?;
     for t in &cfg.tunnels {
-        println!("{}", summary(t));
+        crate::outln!("{}", summary(t));
     }
-    println!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
+    crate::outln!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -41,14 +41,14 @@ fn fleet(paths: &[PathBuf]) -> Result<ExitCode, Error> {
         match crate::config::load_host_file(file) {
             Ok(config) => loaded.push((file.clone(), config.remote_listeners)),
             Err(e) => {
-                eprintln!("{e}");
+                crate::errln!("{e}");
                 broken += 1;
             }
         }
     }
     let found = crate::fleet::clashes(&loaded);
     for clash in &found {
-        eprintln!("{}", clash.message());
+        crate::errln!("{}", clash.message());
     }
     if broken > 0 || !found.is_empty() {
         let mut problems = Vec::new();
@@ -63,7 +63,7 @@ fn fleet(paths: &[PathBuf]) -> Result<ExitCode, Error> {
         }
         return Err(Error::usage(problems.join("; ")));
     }
-    println!(
+    crate::outln!(
         "{} file(s) OK, no remote port claimed twice on one server",
         files.len()
     );

@@ -31,7 +31,7 @@ mod values;
 mod yaml;
 
 pub use forwards::RemoteListener;
-pub use locate::{locate, locate_in};
+pub use locate::{locate, locate_for_writing, locate_in};
 pub use schema::KEYS;
 use yaml::Loc;
 

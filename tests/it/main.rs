@@ -15,6 +15,7 @@ mod testkit;
 
 mod apply;
 mod check;
+mod everyday;
 mod firstrun_demo;
 mod firstrun_doctor;
 mod firstrun_status;
@@ -23,7 +24,9 @@ mod fixture_sshd;
 mod fuzz;
 mod golden;
 mod hostile;
+mod import_roundtrip;
 mod init_busybox;
+mod init_driven;
 mod init_harnesses;
 mod init_systemd_system;
 mod init_systemd_user;
