@@ -41,6 +41,7 @@ mod watchdog_netevents;
 mod watchdog_orphans;
 mod watchdog_paths;
 mod watchdog_probe;
+mod watchdog_readiness;
 
 /// `autotests = false` (Cargo.toml) means a test file nobody lists is never compiled:
 /// every `tests/it/*.rs` must have its `mod` line here, and no test file may sit
