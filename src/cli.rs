@@ -147,6 +147,9 @@ pub struct ListArgs {
     /// Look for installed files under DIR instead of /
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Machine-readable output: {"schema": 1, "tunnels": [{"name", "destination", "forwards", "installed": [{"target", "state"}]}]}
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +210,15 @@ pub struct LogsArgs {
     /// Keep printing new lines
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// How many of the last lines to show
+    #[arg(long, short = 'n', default_value_t = 200, value_name = "N")]
+    pub lines: u32,
+    /// Only lines from this long ago on (a duration: 30m, 2h), or from a time (2026-12-06 04:00:00; UTC in log files, local time in the journal)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Read the logs of the system whose files are under DIR (its journal, or its log files)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Init system (default: detected)
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,

@@ -354,6 +354,20 @@ impl Installer {
         if plan.entries.is_empty() {
             return Ok(plan);
         }
+        if self.dry_run
+            && fs::symlink_metadata(self.host(inittab_dir))
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
+            // No /etc yet (an empty --root): the diff starts from no inittab.
+            let (new, entry_state) = plan.merged(&[], target, items)?;
+            plan.entry_state = entry_state;
+            plan.change = Some(InittabChange {
+                old: Vec::new(),
+                new,
+                existed: false,
+            });
+            return Ok(plan);
+        }
         let etc = self.open_dir(inittab_dir, !self.dry_run, safe_fs::Trust::Install)?;
         etc.check_destination(inittab_name)
             .map_err(|(r, why)| refusal_message(r, &why, items[0].0, target, Path::new(INITTAB)))?;
