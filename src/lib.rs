@@ -16,12 +16,14 @@ pub mod state;
 pub mod watchdog;
 
 // Everything below is the `tunnelctl` side: the watchdog binary uses none of it.
+pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diagnostic;
 pub mod doctor;
 pub mod escape;
+pub mod fleet;
 pub mod home;
 pub mod import;
 pub mod install;
