@@ -15,6 +15,7 @@ mod testkit;
 
 mod check;
 mod everyday;
+mod everyday_lifecycle;
 mod firstrun_demo;
 mod firstrun_doctor;
 mod firstrun_status;
