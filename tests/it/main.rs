@@ -17,6 +17,7 @@ mod apply;
 mod check;
 mod dropbear;
 mod everyday;
+mod everyday_lifecycle;
 mod firstrun_demo;
 mod firstrun_doctor;
 mod firstrun_status;
