@@ -28,6 +28,8 @@ pub enum Prereq {
     S6,
     /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
     Ip,
+    /// Debian's `ansible-core` (`ansible-playbook`) and `ansible-lint`.
+    Ansible,
 }
 
 impl Prereq {
@@ -44,6 +46,7 @@ impl Prereq {
             Prereq::NodeExporter => "prometheus-node-exporter",
             Prereq::S6 => "s6",
             Prereq::Ip => "ip",
+            Prereq::Ansible => "ansible",
         }
     }
 
@@ -68,6 +71,8 @@ impl Prereq {
             Prereq::Unshare => need(&["unshare", "nsenter"], "util-linux"),
             Prereq::AptGet => need(&["apt-get", "dpkg"], "apt and dpkg"),
             Prereq::Python3 => need(&["python3"], "python3"),
+            Prereq::Ansible => need(&["ansible-playbook"], "ansible-core")
+                .or_else(|| need(&["ansible-lint"], "ansible-lint")),
             Prereq::NodeExporter => need(
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
