@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod model;
 pub mod procinfo;
 pub mod safe_fs;
+pub mod ssh_client;
 pub mod ssh_g;
 pub mod ssh_path;
 pub mod ssh_stderr;

@@ -16,8 +16,32 @@ pub fn run(cx: &Context, args: CheckArgs) -> Result<ExitCode, Error> {
     for t in &cfg.tunnels {
         crate::outln!("{}", summary(t));
     }
+    check_ssh_client()?;
     crate::outln!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration may be right and still no tunnel work: `ssh` here must be
+/// OpenSSH's client. A missing `ssh` is only a warning (a configuration can be checked
+/// on a machine that will not run it).
+fn check_ssh_client() -> Result<(), Error> {
+    let program = crate::ssh_command::SSH_PROGRAM;
+    match crate::ssh_client::identify(program, std::time::Duration::from_secs(5)) {
+        Ok(client) => match client.refusal(program) {
+            Some(why) => Err(Error::failed(format!(
+                "{why}; the tunnels above cannot run on this machine until you {}",
+                crate::ssh_client::FIX
+            ))),
+            None => Ok(()),
+        },
+        Err(e) => {
+            crate::errln!(
+                "tunnelctl check: warning: {e}; the tunnels need OpenSSH's client as `ssh` \
+                 on this machine's PATH"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Several host files (or directories of them) checked each on its own (without the
