@@ -156,6 +156,9 @@ pub struct ListArgs {
     /// Machine-readable output: {"schema": 1, "tunnels": [{"name", "destination", "forwards", "installed": [{"target", "state"}]}]}
     #[arg(long)]
     pub json: bool,
+    /// Only the names, one per line (what shell completion offers)
+    #[arg(long, conflicts_with = "json")]
+    pub names: bool,
 }
 
 #[derive(Debug, Args)]
