@@ -13,6 +13,7 @@ mod firstrun_support;
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
+mod ansible;
 mod apply;
 mod check;
 mod dropbear;

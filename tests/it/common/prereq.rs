@@ -32,6 +32,8 @@ pub enum Prereq {
     Ip,
     /// `/usr/bin/autossh`, the keeper the handover tests replace.
     Autossh,
+    /// Debian's `ansible-core` (`ansible-playbook`) and `ansible-lint`.
+    Ansible,
 }
 
 impl Prereq {
@@ -50,6 +52,7 @@ impl Prereq {
             Prereq::Dropbear => "dropbear-bin",
             Prereq::Ip => "ip",
             Prereq::Autossh => "autossh",
+            Prereq::Ansible => "ansible",
         }
     }
 
@@ -75,6 +78,8 @@ impl Prereq {
             Prereq::AptGet => need(&["apt-get", "dpkg"], "apt and dpkg"),
             Prereq::Python3 => need(&["python3"], "python3"),
             Prereq::Autossh => need(&["/usr/bin/autossh"], "autossh"),
+            Prereq::Ansible => need(&["ansible-playbook"], "ansible-core")
+                .or_else(|| need(&["ansible-lint"], "ansible-lint")),
             Prereq::NodeExporter => need(
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
