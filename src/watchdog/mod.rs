@@ -40,7 +40,7 @@ use crate::state::State;
 use args::{Options, Parsed};
 use notify::Notifier;
 use signals::Signals;
-pub use statedir::{MAX_STATE_FILE, resolve_state_dir};
+pub use statedir::{MAX_STATE_FILE, metrics_dir, resolve_state_dir};
 use statedir::{name_problem, read_state};
 use supervisor::Watchdog;
 

@@ -242,7 +242,7 @@ impl<'a> Session<'a> {
     fn pending_event(&mut self) -> Option<Event> {
         // Not an event of the session: --on-change runs are started, reaped and killed
         // here, after every wake-up (SIGCHLD wakes the poll), never inside a handler.
-        self.w.hook.poll();
+        self.w.hook.poll(Some(self.ssh.pid));
         self.ssh.drain_stderr();
         if let Some(status) = self.ssh.try_exit() {
             return Some(Event::SshExited(status));
