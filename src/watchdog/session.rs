@@ -368,7 +368,6 @@ impl<'a> Session<'a> {
             // Nothing to judge against: a round says whether the tunnel still works.
             (None, _) => Reaction::ProbeNow,
         };
-        let n = batch.len();
         match reaction {
             Reaction::Nothing => Continue(()), // not this tunnel's business: no log, no write
             Reaction::ProbeNow => {
@@ -380,7 +379,10 @@ impl<'a> Session<'a> {
                 self.record(
                     "network",
                     "probed",
-                    &format!("network changed ({n} event(s) on the tunnel's path): {what}"),
+                    &format!(
+                        "network changed ({}): {what}",
+                        netevents::describe_batch(self.facts.as_ref(), &batch)
+                    ),
                 );
                 Continue(())
             }
