@@ -230,7 +230,14 @@ mod tests {
             "\"-/srv/a /etc\""
         );
         assert_eq!(path_list_entry("", "/srv/100%").unwrap(), "/srv/100%%");
-        for bad in ["/srv/a\" /etc", "/srv/a' /etc", "/srv/a\\ /etc", "/a\nb", "srv", "/a/../b"] {
+        for bad in [
+            "/srv/a\" /etc",
+            "/srv/a' /etc",
+            "/srv/a\\ /etc",
+            "/a\nb",
+            "srv",
+            "/a/../b",
+        ] {
             assert!(path_list_entry("-", bad).is_err(), "{bad:?}");
         }
     }

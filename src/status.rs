@@ -580,7 +580,10 @@ mod tests {
         assert!(!t.contains('\x1b') && !t.contains('\x07'), "{t:?}");
         assert!(t.contains("ssh: \\x1b]0;pwned\\x07\\x1b[2J gone"), "{t}");
         // JSON escapes them its own way: the raw text stays there.
-        assert_eq!(json(&row, 1100)["last_error"], "ssh: \x1b]0;pwned\x07\x1b[2J gone");
+        assert_eq!(
+            json(&row, 1100)["last_error"],
+            "ssh: \x1b]0;pwned\x07\x1b[2J gone"
+        );
     }
 
     fn degraded_row() -> Row {

@@ -114,7 +114,8 @@ impl Cx {
                 .map(|l| l.value)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             allow_insecure_options: allow,
-            metrics_file: metrics_file.map(|l| PathBuf::from(l.value.to_string_lossy().replace("{name}", name))),
+            metrics_file: metrics_file
+                .map(|l| PathBuf::from(l.value.to_string_lossy().replace("{name}", name))),
             on_change: t
                 .on_change
                 .clone()

@@ -74,7 +74,10 @@ pub(super) fn write_metrics(path: &Path, name: &str, state: &State) {
     match result {
         Ok(()) if last.is_some() => {
             *last = None;
-            log::info(format_args!("metrics file {} written again", path.display()));
+            log::info(format_args!(
+                "metrics file {} written again",
+                path.display()
+            ));
         }
         Ok(()) => {}
         Err(e) if last.as_deref() != Some(e.as_str()) => {

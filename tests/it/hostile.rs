@@ -391,8 +391,16 @@ fn metrics_folders_with_spaces_stay_one_writable_path() {
             "{metrics:?}: verify:\n{stderr}"
         );
         manager.load(&unit, "tunnel-t.service");
-        let shown = manager.systemctl(&["show", "-p", "ReadWritePaths", "--value", "tunnel-t.service"]);
-        let shown = String::from_utf8_lossy(&shown.stdout).trim_end().to_string();
+        let shown = manager.systemctl(&[
+            "show",
+            "-p",
+            "ReadWritePaths",
+            "--value",
+            "tunnel-t.service",
+        ]);
+        let shown = String::from_utf8_lossy(&shown.stdout)
+            .trim_end()
+            .to_string();
         eprintln!("{metrics:?}: ReadWritePaths as systemd read it: {shown:?}");
         assert_eq!(shown, expected, "{metrics:?}");
     }

@@ -31,7 +31,12 @@ impl TempUser {
     fn new(tag: &str) -> TempUser {
         let name = format!("tctl-{tag}-{}", std::process::id());
         let out = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin"])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
             .arg(&name)
             .output()
             .expect("useradd");
@@ -265,7 +270,15 @@ fn in_private_tmp(fake_tmp: &Path, program: &[&str]) -> std::process::Output {
         .arg("sh")
         .arg(fake_tmp)
         // The caller's runtime directories would change where the fallback goes.
-        .args(["env", "-u", "XDG_RUNTIME_DIR", "-u", "STATE_DIRECTORY", "-u", "RUNTIME_DIRECTORY"])
+        .args([
+            "env",
+            "-u",
+            "XDG_RUNTIME_DIR",
+            "-u",
+            "STATE_DIRECTORY",
+            "-u",
+            "RUNTIME_DIRECTORY",
+        ])
         .args(program)
         .stdin(Stdio::null());
     common::user_manager::run_bounded(cmd, Duration::from_secs(30))
@@ -337,7 +350,10 @@ fn a_control_folder_made_first_in_tmp_by_another_user_stops_no_root_watchdog() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains(&format!("/tmp/tunnelctl-{} is owned by uid 65534", user.uid)),
+        err.contains(&format!(
+            "/tmp/tunnelctl-{} is owned by uid 65534",
+            user.uid
+        )),
         "{err}"
     );
     assert!(

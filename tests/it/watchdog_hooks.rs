@@ -124,13 +124,17 @@ fn a_hooks_background_and_setsid_children_end_with_it_under_systemd_user() {
         sleepers("30112"),
         rig.manager.log()
     );
-    eprintln!("systemd-user: the command's leftovers gone {:?} after we saw `up`", t.elapsed());
+    eprintln!(
+        "systemd-user: the command's leftovers gone {:?} after we saw `up`",
+        t.elapsed()
+    );
     // A reconnect: two more runs (connecting, up), the unit running all along.
     let before = runs(&runs_file).len();
     rig.manager
         .systemctl_ok(&["kill", "-s", "HUP", "--kill-who=main", UNIT]);
     assert!(
-        wait_until(Duration::from_secs(15), || runs(&runs_file).len() >= before + 2),
+        wait_until(Duration::from_secs(15), || runs(&runs_file).len()
+            >= before + 2),
         "{:?}",
         runs(&runs_file)
     );
@@ -152,10 +156,7 @@ fn a_hooks_background_and_setsid_children_end_with_it_under_systemd_user() {
 fn a_hooks_background_child_ends_with_it_under_busybox_init() {
     let test = "a_hooks_background_child_ends_with_it_under_busybox_init";
     let _sweep = Sweep(&["30121"]);
-    if !require(
-        test,
-        &[Flavor::Busybox.prereqs(), &[Prereq::Sshd]].concat(),
-    ) {
+    if !require(test, &[Flavor::Busybox.prereqs(), &[Prereq::Sshd]].concat()) {
         return;
     }
     let Some(sshd) = Sshd::start_default(test) else {
@@ -198,18 +199,25 @@ fn a_hooks_background_child_ends_with_it_under_busybox_init() {
     );
     let t = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(5), || init.pids_matching("sleep 30121").is_empty()),
+        wait_until(Duration::from_secs(5), || init
+            .pids_matching("sleep 30121")
+            .is_empty()),
         "`sleep &` outlived the command: {:?}\n{}",
         init.pids_matching("sleep 30121"),
         report(&init)
     );
-    eprintln!("busybox: the command's `sleep &` gone {:?} after we saw `up`", t.elapsed());
+    eprintln!(
+        "busybox: the command's `sleep &` gone {:?} after we saw `up`",
+        t.elapsed()
+    );
     // Nothing was left for init to inherit: every process in the namespace is init's
     // watchdog, its ssh, or nothing of ours.
     let strays: Vec<(i32, String)> = init
         .processes()
         .into_iter()
-        .filter(|(_, c)| !c.contains("tunnel-watchdog") && !c.starts_with("ssh") && !c.contains("/ssh"))
+        .filter(|(_, c)| {
+            !c.contains("tunnel-watchdog") && !c.starts_with("ssh") && !c.contains("/ssh")
+        })
         .collect();
     assert!(strays.is_empty(), "{strays:?}\n{}", report(&init));
     drop(init);

@@ -231,9 +231,9 @@ pub fn describe_batch(facts: Option<&ConnFacts>, events: &[NetEvent]) -> String 
     let lost = events.contains(&NetEvent::Lost);
     let n = events.iter().filter(|e| **e != NetEvent::Lost).count();
     match facts {
-        _ if lost => format!(
-            "{n} event(s) and more than could be kept; any may concern the tunnel's path"
-        ),
+        _ if lost => {
+            format!("{n} event(s) and more than could be kept; any may concern the tunnel's path")
+        }
         None => format!("{n} event(s); the tunnel's path is not known yet"),
         Some(facts) => {
             let on_path = events.iter().filter(|e| concerns(facts, e)).count();
