@@ -22,14 +22,19 @@ pub mod diagnostic;
 pub mod doctor;
 pub mod escape;
 pub mod home;
+pub mod import;
 pub mod install;
 pub mod known_hosts;
 pub mod locations;
+pub mod output;
 pub mod progress;
 pub mod render;
 pub mod ssh_command;
 pub mod status;
 pub mod target;
+
+#[cfg(test)]
+mod test_prereq;
 
 #[cfg(test)]
 mod tests {

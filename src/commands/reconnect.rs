@@ -31,7 +31,7 @@ pub fn run(args: ReconnectArgs) -> Result<ExitCode, Error> {
         cmd.args(["kill", "--kill-whom=main", "-s", "USR1", "--", &unit]);
         return match cmd.stdin(Stdio::null()).output() {
             Ok(out) if out.status.success() => {
-                println!(
+                crate::outln!(
                     "{name}: asked systemd to send SIGUSR1 to {unit}'s watchdog: it reconnects now"
                 );
                 Ok(ExitCode::SUCCESS)
@@ -52,7 +52,7 @@ pub fn run(args: ReconnectArgs) -> Result<ExitCode, Error> {
         None => state_dir_candidates(target, name, &home, uid, &env),
     };
     let pid = signal_watchdog(&dirs).map_err(|why| Error::failed(why).about(name))?;
-    println!(
+    crate::outln!(
         "{name}: sent SIGUSR1 to tunnel-watchdog (pid {pid}): it drops its back-off and reconnects now"
     );
     Ok(ExitCode::SUCCESS)

@@ -62,7 +62,7 @@ impl Installer {
             let unit = crate::escape::unit_name(name);
             // Type=notify: systemctl waits for READY=1, i.e. the first proof that
             // every forward works, which can take long when the server is away.
-            eprintln!(
+            crate::errln!(
                 "starting {unit}: waits until every forward is proven (Ctrl-C stops \
                  waiting, not the tunnel; `tunnelctl status {name}` shows progress)"
             );
@@ -116,10 +116,19 @@ impl Installer {
             return Ok(());
         }
         match target {
-            Target::Systemd | Target::SystemdUser => run_tool(&with(
-                &systemctl(target),
-                &["disable", "--now", &crate::escape::unit_name(name)],
-            )),
+            Target::Systemd | Target::SystemdUser => {
+                let unit = crate::escape::unit_name(name);
+                run_tool(&with(&systemctl(target), &["disable", "--now", &unit]))?;
+                // StateDirectory= outlives the service (its state file saying "stopped");
+                // the tunnel is going away, so is its state. systemd before 243 has no
+                // `clean`: then the folder stays, which is no reason to fail uninstall.
+                if let Err(e) =
+                    run_tool(&with(&systemctl(target), &["clean", "--what=state", &unit]))
+                {
+                    eprintln!("note: {e}; the tunnel's state folder stays");
+                }
+                Ok(())
+            }
             Target::Launchd | Target::LaunchdAgent => {
                 let uid = nix::unistd::getuid().as_raw();
                 let gui = target == Target::LaunchdAgent && launchd_gui_session(uid);
@@ -209,14 +218,148 @@ fn restart_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(
 /// Runs an init tool for install or uninstall (`status` and `reconnect` ask systemctl
 /// themselves). Prints the command so the user sees what happened to their system.
 pub fn run_tool(argv: &[String]) -> Result<(), String> {
-    eprintln!("+ {}", argv.join(" "));
-    let status = Command::new(&argv[0])
+    crate::errln!("+ {}", argv.join(" "));
+    // Captured, then relayed: a closed stdout or stderr must not kill the tool by
+    // SIGPIPE half-way (systemctl prints "Created symlink" before it starts the unit).
+    let output = Command::new(&argv[0])
         .args(&argv[1..])
-        .status()
+        .stdin(std::process::Stdio::inherit())
+        .output()
         .map_err(|e| format!("could not run {}: {e}", argv[0]))?;
+    crate::output::relay(&output.stdout, &output.stderr);
+    let status = output.status;
     if status.success() {
         Ok(())
     } else {
         Err(format!("`{}` failed ({status})", argv.join(" ")))
+    }
+}
+
+/// Whether `target`'s init runs on this machine and its tools reach it, so that install
+/// can start what it writes and uninstall stop it. Err says what was found instead.
+pub fn check_reachable(target: Target) -> Result<(), String> {
+    let found = Pid1::read();
+    match target {
+        Target::Systemd | Target::SystemdUser if systemd_running() => Ok(()),
+        Target::Systemd | Target::SystemdUser => Err(format!(
+            "systemd is not running here (no /run/systemd/system); {}",
+            found.describe()
+        )),
+        Target::Busybox if found.is_busybox() => Ok(()),
+        Target::Busybox => Err(format!("BusyBox init is not PID 1: {}", found.describe())),
+        Target::Inittab if found.is_busybox() || found.is_systemd() => {
+            Err(format!("SysV init is not PID 1: {}", found.describe()))
+        }
+        Target::Inittab => telinit_answers().map_err(|why| format!("{why}; {}", found.describe())),
+        Target::Launchd | Target::LaunchdAgent => Ok(()),
+    }
+}
+
+/// The init this machine runs, found by what runs as PID 1 (not by what is installed: a
+/// container or chroot of a systemd distribution has systemd's files but no systemd).
+/// Err describes what was found, for a refusal that offers `--target` and `--root`.
+pub fn running_init(user: bool) -> Result<Target, String> {
+    if cfg!(target_os = "macos") {
+        return Ok(if user {
+            Target::LaunchdAgent
+        } else {
+            Target::Launchd
+        });
+    }
+    if systemd_running() {
+        return Ok(if user {
+            Target::SystemdUser
+        } else {
+            Target::Systemd
+        });
+    }
+    let found = Pid1::read();
+    if found.is_busybox() {
+        return Ok(Target::Busybox);
+    }
+    match check_reachable(Target::Inittab) {
+        Ok(()) => Ok(Target::Inittab),
+        Err(_) => {
+            let mut what = vec![found.describe()];
+            if let Some(systemd) = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"]
+                .into_iter()
+                .find(|p| Path::new(p).exists())
+            {
+                what.push(format!(
+                    "systemd is installed ({systemd}) but not running (no /run/systemd/system)"
+                ));
+            }
+            if let Err(why) = telinit_answers() {
+                what.push(why);
+            }
+            Err(what.join("; "))
+        }
+    }
+}
+
+/// systemd creates this directory when it boots the machine (sd_booted(3)).
+fn systemd_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// SysV's `telinit` on PATH: on a systemd distribution it is a link to systemctl, which
+/// cannot tell SysV init anything.
+fn telinit_answers() -> Result<(), String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(telinit) = std::env::split_paths(&path)
+        .map(|d| d.join("telinit"))
+        .find(|p| p.is_file())
+    else {
+        return Err("no telinit on PATH".into());
+    };
+    let real = fs::canonicalize(&telinit).unwrap_or_else(|_| telinit.clone());
+    if real.file_name().is_some_and(|n| n == "systemctl") {
+        return Err(format!(
+            "{} is systemd's (→ {}), not SysV init's",
+            telinit.display(),
+            real.display()
+        ));
+    }
+    Ok(())
+}
+
+/// What runs as PID 1, as /proc says.
+struct Pid1 {
+    exe: Option<PathBuf>,
+    comm: String,
+}
+
+impl Pid1 {
+    fn read() -> Pid1 {
+        Pid1 {
+            exe: fs::read_link("/proc/1/exe").ok(),
+            comm: fs::read_to_string("/proc/1/comm")
+                .map(|c| c.trim().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn exe_name(&self) -> String {
+        self.exe
+            .as_ref()
+            .and_then(|e| e.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn is_busybox(&self) -> bool {
+        self.exe_name().starts_with("busybox")
+    }
+
+    fn is_systemd(&self) -> bool {
+        self.exe_name() == "systemd"
+    }
+
+    fn describe(&self) -> String {
+        match (&self.exe, self.comm.as_str()) {
+            (Some(exe), comm) => format!("PID 1 is `{comm}` ({})", exe.display()),
+            (None, "") => "PID 1 cannot be seen (no /proc)".into(),
+            (None, comm) => format!("PID 1 is `{comm}`"),
+        }
     }
 }

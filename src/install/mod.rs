@@ -23,7 +23,7 @@ mod inittab_text;
 mod launchctl;
 mod uninstall;
 pub use diff::*;
-pub use init_tools::run_tool;
+pub use init_tools::{check_reachable, run_tool, running_init};
 pub use inittab_text::*;
 pub use launchctl::*;
 

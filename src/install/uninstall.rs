@@ -1,7 +1,8 @@
 //! Uninstall: the service stopped, then what install wrote removed, the init system told.
 //!
 //! What uninstall removes: the files install wrote for the tunnel, our marker and entry
-//! line in `/etc/inittab`, and afterwards directories that are empty *and* lie inside a
+//! line in `/etc/inittab`, a systemd unit's state folder (`StateDirectory=`, through
+//! `systemctl clean`), and afterwards directories that are empty *and* lie inside a
 //! directory named `tunnelctl` (`/etc/tunnelctl/run`, `/var/log/tunnelctl`, …). Standard
 //! directories such as `/etc/systemd/system` are never removed, even when install
 //! created them under an empty `--root`.
@@ -32,15 +33,19 @@ impl Installer {
         }
         // Stop first, while the init system still knows the service.
         self.stop_service(name, target)?;
+        let mut reload = Ok(());
         if has_entry && let Some(etc) = &etc {
             remove_inittab_entry(etc, name, target, inittab_id, out)?;
-            self.reload_inittab_after_removal(target, out)?;
+            // Said after the files are gone: an init that cannot be told must not leave
+            // half a tunnel for a second run.
+            reload = self.reload_inittab_after_removal(target, out);
         }
         self.remove_files(&mut dirs, &files, out)?;
         for dir in log_dirs(target, paths) {
             self.remove_empty_tunnelctl_dirs(Some(&dir));
         }
         self.forget_removed_units(target)?;
+        reload?;
         Ok(Outcome::Removed)
     }
 

@@ -14,6 +14,7 @@ mod firstrun_support;
 mod testkit;
 
 mod check;
+mod everyday;
 mod firstrun_demo;
 mod firstrun_doctor;
 mod firstrun_status;
@@ -22,7 +23,9 @@ mod fixture_sshd;
 mod fuzz;
 mod golden;
 mod hostile;
+mod import_roundtrip;
 mod init_busybox;
+mod init_driven;
 mod init_harnesses;
 mod init_systemd_system;
 mod init_systemd_user;
@@ -39,6 +42,7 @@ mod watchdog_netevents;
 mod watchdog_orphans;
 mod watchdog_paths;
 mod watchdog_probe;
+mod watchdog_readiness;
 
 /// `autotests = false` (Cargo.toml) means a test file nobody lists is never compiled:
 /// every `tests/it/*.rs` must have its `mod` line here, and no test file may sit
