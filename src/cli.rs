@@ -51,6 +51,12 @@ pub enum Command {
     Logs(LogsArgs),
     /// Reconnect a tunnel now, without waiting for its back-off
     Reconnect(ReconnectArgs),
+    /// Start an installed tunnel through its init system
+    Start(LifecycleArgs),
+    /// Stop an installed tunnel through its init system (inittab/BusyBox: its entry is commented out until `start`)
+    Stop(LifecycleArgs),
+    /// Restart an installed tunnel's watchdog through its init system
+    Restart(LifecycleArgs),
     /// Turn a tunnel you already run (ssh or autossh command, systemd unit, inittab line, ssh_config Host) into tunnels.yaml
     #[command(
         after_help = "Examples:\n  tunnelctl import -- autossh -M 20000 -f -N server -R 1234:localhost:22 -C\n  tunnelctl import --write -- ssh -N -R 1234:localhost:22 me@server\n  tunnelctl import --systemd secure-tunnel@alpha.service\n  tunnelctl import --scan inittab\n  tunnelctl import --ssh-config ~/.ssh/config"
@@ -150,6 +156,9 @@ pub struct ListArgs {
     /// Machine-readable output: {"schema": 1, "tunnels": [{"name", "destination", "forwards", "installed": [{"target", "state"}]}]}
     #[arg(long)]
     pub json: bool,
+    /// Only the names, one per line (what shell completion offers)
+    #[arg(long, conflicts_with = "json")]
+    pub names: bool,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +229,19 @@ pub struct LogsArgs {
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+}
+
+#[derive(Debug, Args)]
+pub struct LifecycleArgs {
+    /// Tunnel name
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Every tunnel of the configuration that is installed for the target
+    #[arg(long)]
+    pub all: bool,
+    /// Init system (default: the one running here)
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
 }

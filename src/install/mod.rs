@@ -24,7 +24,7 @@ mod inventory;
 mod launchctl;
 mod uninstall;
 pub use diff::*;
-pub use init_tools::{check_reachable, run_tool, running_init};
+pub use init_tools::{Lifecycle, check_reachable, run_tool, running_init};
 pub use inittab_text::*;
 pub use inventory::APPLY_LOCK;
 pub use launchctl::*;
