@@ -27,6 +27,7 @@ mod fixture_sshd;
 mod fuzz;
 mod golden;
 mod hostile;
+mod import_handover;
 mod import_roundtrip;
 mod init_busybox;
 mod init_driven;
