@@ -388,6 +388,29 @@ Every value goes through the checks of a hand-written file; a refused one is rep
             " picks another). With no configuration yet, the file is created where check looks for it, with a comment header.",
         ),
     ]),
+    Para,
+    Text(&[
+        (B, "--replace"),
+        (
+            R,
+            " hands a running tunnel over without leaving the machine unreachable: tunnelctl's service is installed without starting, the old one stopped (the unit, the inittab line commented out with a #tunnelctl-replaced:NAME: marker, or the process named by ",
+        ),
+        (B, "--pid"),
+        (
+            R,
+            "), the new one started and waited for until proven; if it is not proven within ",
+        ),
+        (B, "--handover-timeout"),
+        (
+            R,
+            ", it is stopped and removed and the old service started again exactly as it was. ",
+        ),
+        (B, "--undo NAME"),
+        (
+            R,
+            " later removes tunnelctl's tunnel and brings the old service back.",
+        ),
+    ]),
     Heading("MANY MACHINES"),
     Text(&[
         (B, "tunnelctl apply"),
