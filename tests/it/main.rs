@@ -41,6 +41,8 @@ mod metrics_node_exporter;
 mod packaging;
 mod watchdog;
 mod watchdog_cli;
+mod watchdog_foreign_folders;
+mod watchdog_hooks;
 mod watchdog_netevents;
 mod watchdog_orphans;
 mod watchdog_paths;
