@@ -35,6 +35,8 @@ pub enum Command {
     Install(InstallArgs),
     /// Stop a tunnel's service and remove exactly what install wrote
     Uninstall(UninstallArgs),
+    /// Make the machine match the configuration: install new tunnels, update changed ones, remove those gone from it
+    Apply(ApplyArgs),
     /// List the tunnels in the configuration and where each is installed
     List(ListArgs),
     /// Show each tunnel's state as the watchdog and the init system see it
@@ -49,6 +51,12 @@ pub enum Command {
     Logs(LogsArgs),
     /// Reconnect a tunnel now, without waiting for its back-off
     Reconnect(ReconnectArgs),
+    /// Start an installed tunnel through its init system
+    Start(LifecycleArgs),
+    /// Stop an installed tunnel through its init system (inittab/BusyBox: its entry is commented out until `start`)
+    Stop(LifecycleArgs),
+    /// Restart an installed tunnel's watchdog through its init system
+    Restart(LifecycleArgs),
     /// Turn a tunnel you already run (ssh or autossh command, systemd unit, inittab line, ssh_config Host) into tunnels.yaml
     #[command(
         after_help = "Examples:\n  tunnelctl import -- autossh -M 20000 -f -N server -R 1234:localhost:22 -C\n  tunnelctl import --write -- ssh -N -R 1234:localhost:22 me@server\n  tunnelctl import --systemd secure-tunnel@alpha.service\n  tunnelctl import --scan inittab\n  tunnelctl import --ssh-config ~/.ssh/config"
@@ -60,7 +68,11 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {}
+pub struct CheckArgs {
+    /// Check these tunnels files instead, together: one per host, or a directory of them (HOST.yaml); a remote port two files claim on one server is an error
+    #[arg(value_name = "FILE|DIR")]
+    pub paths: Vec<PathBuf>,
+}
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
@@ -112,6 +124,31 @@ pub struct UninstallArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+    /// Work under DIR instead of / and run no init tool (per-user targets: DIR/$HOME/…)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Compute the same plan and diff, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object (changed, per-tunnel actions, the diff) instead of one line per tunnel
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 2 when something changed (or would), 0 when nothing did, 1 on failure
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Allow removing more than half of the installed tunnels
+    #[arg(long)]
+    pub prune_many: bool,
+    /// Path of tunnel-watchdog written into the services (default: next to tunnelctl, else /usr/bin/tunnel-watchdog)
+    #[arg(long, value_name = "PATH")]
+    pub watchdog: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     /// Look for installed files under DIR instead of /
     #[arg(long, value_name = "DIR")]
@@ -119,6 +156,9 @@ pub struct ListArgs {
     /// Machine-readable output: {"schema": 1, "tunnels": [{"name", "destination", "forwards", "installed": [{"target", "state"}]}]}
     #[arg(long)]
     pub json: bool,
+    /// Only the names, one per line (what shell completion offers)
+    #[arg(long, conflicts_with = "json")]
+    pub names: bool,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +229,19 @@ pub struct LogsArgs {
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+}
+
+#[derive(Debug, Args)]
+pub struct LifecycleArgs {
+    /// Tunnel name
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Every tunnel of the configuration that is installed for the target
+    #[arg(long)]
+    pub all: bool,
+    /// Init system (default: the one running here)
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
 }

@@ -20,12 +20,23 @@ const NO_INIT_CHOICES: &str = "choose the init that will run the files with --ta
 /// would be started (no `--root`, `--no-start` or `--dry-run`) its init must answer:
 /// nothing is written for an init that cannot read it.
 fn target_for(args: &InstallArgs, root: &Path) -> Result<Target, Error> {
-    let user = !nix::unistd::geteuid().is_root();
-    if args.root.is_some() {
-        return Ok(args.target.unwrap_or_else(|| Target::detect(root, user)));
-    }
     let starts = !args.no_start && !args.dry_run;
-    match args.target {
+    choose_target(args.target, args.root.is_some(), root, starts)
+}
+
+/// [`target_for`]'s rule, also `apply`'s: `explicit` is `--target`, `under_root` whether
+/// `--root` was given, `starts` whether the services will be started.
+pub(super) fn choose_target(
+    explicit: Option<Target>,
+    under_root: bool,
+    root: &Path,
+    starts: bool,
+) -> Result<Target, Error> {
+    let user = !nix::unistd::geteuid().is_root();
+    if under_root {
+        return Ok(explicit.unwrap_or_else(|| Target::detect(root, user)));
+    }
+    match explicit {
         Some(target) if starts => crate::install::check_reachable(target)
             .map(|()| target)
             .map_err(|found| {
@@ -169,7 +180,7 @@ pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Erro
 /// A system service runs the watchdog as root: the default one (found beside this
 /// tunnelctl) must be root's and writable by nobody else, in directories that are too,
 /// or whoever can write it runs code as root at the next start.
-fn trusted_watchdog(path: &Path) -> Result<(), String> {
+pub(super) fn trusted_watchdog(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("the watchdog {}: {e}; pass --watchdog PATH", path.display()))?;

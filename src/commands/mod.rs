@@ -13,11 +13,13 @@ use crate::config::{self, Config};
 use crate::model::Tunnel;
 use crate::target::Target;
 
+pub mod apply;
 pub mod check;
 pub mod doctor;
 pub mod generate;
 pub mod import;
 pub mod install;
+pub mod lifecycle;
 pub mod list;
 pub mod logs;
 pub mod metrics;
@@ -193,6 +195,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(_) => "render",
         Command::Install(_) => "install",
         Command::Uninstall(_) => "uninstall",
+        Command::Apply(_) => "apply",
         Command::List(_) => "list",
         Command::Status(_) => "status",
         Command::Metrics(_) => "metrics",
@@ -200,6 +203,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Doctor(_) => "doctor",
         Command::Logs(_) => "logs",
         Command::Reconnect(_) => "reconnect",
+        Command::Start(_) => "start",
+        Command::Stop(_) => "stop",
+        Command::Restart(_) => "restart",
         Command::Import(_) => "import",
         Command::Generate(_) => "generate",
     };
@@ -208,10 +214,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(&cx, args),
         Command::Render(args) => render::run(&cx, args),
         Command::Install(args) => install::run(&cx, args),
+        Command::Apply(args) => apply::run(&cx, args),
         // These work from the name alone, so a tunnel gone from the config still can.
         Command::Uninstall(args) => install::run_uninstall(&cx, args),
         Command::Logs(args) => logs::run(&cx, args),
         Command::Reconnect(args) => reconnect::run(args),
+        Command::Start(args) => lifecycle::run(&cx, args, crate::install::Lifecycle::Start),
+        Command::Stop(args) => lifecycle::run(&cx, args, crate::install::Lifecycle::Stop),
+        Command::Restart(args) => lifecycle::run(&cx, args, crate::install::Lifecycle::Restart),
         Command::Import(args) => import::run(&cx, args),
         Command::List(args) => list::run(&cx, args),
         Command::Status(args) => status::run(&cx, args),

@@ -166,6 +166,156 @@ impl Installer {
     }
 }
 
+/// `tunnelctl start|stop|restart`: what each does to an installed tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Start => "start",
+            Lifecycle::Stop => "stop",
+            Lifecycle::Restart => "restart",
+        }
+    }
+
+    /// The word of the report: `started`, `stopped`, `restarted`.
+    pub fn done(self) -> &'static str {
+        match self {
+            Lifecycle::Start => "started",
+            Lifecycle::Stop => "stopped",
+            Lifecycle::Restart => "restarted",
+        }
+    }
+}
+
+impl Installer {
+    /// Starts, stops or restarts an installed tunnel through the target's own tools.
+    /// systemd: `systemctl [--user] start|stop|restart UNIT` (enablement untouched).
+    /// launchd: `bootstrap` / `bootout` / `kickstart -k`. inittab and BusyBox have no
+    /// stop but the entry itself: stop puts a `#` before the entry's line and has init
+    /// reread the file (so init no longer respawns it, also after a reboot), then asks a
+    /// watchdog still running to exit; start takes the `#` away and has init reread;
+    /// restart asks the watchdog to exit, and init respawns it.
+    pub fn lifecycle(
+        &self,
+        name: &str,
+        target: Target,
+        verb: Lifecycle,
+        out: &mut dyn Write,
+    ) -> Result<(), String> {
+        let unit = crate::escape::unit_name(name);
+        match target {
+            Target::Systemd | Target::SystemdUser => {
+                run_tool(&with(&systemctl(target), &[verb.as_str(), &unit]))
+            }
+            Target::Launchd | Target::LaunchdAgent => {
+                let uid = nix::unistd::getuid().as_raw();
+                let gui = target == Target::LaunchdAgent && launchd_gui_session(uid);
+                let domain = launchd_domain(target, uid, gui);
+                let label = launchd::label(name);
+                match verb {
+                    Lifecycle::Start => {
+                        let home = crate::home::home_dir();
+                        let id = crate::config::inittab_id(name);
+                        let plist = crate::render::installed_paths(name, target, &home, &id)
+                            .first()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default();
+                        run_launchd(&launchd_install_steps(&domain, &label, &plist, true))
+                    }
+                    Lifecycle::Stop => run_launchd(&launchd_uninstall_steps(&domain, &label)),
+                    Lifecycle::Restart => run_tool(&[
+                        "launchctl".into(),
+                        "kickstart".into(),
+                        "-k".into(),
+                        format!("{domain}/{label}"),
+                    ]),
+                }
+            }
+            Target::Inittab | Target::Busybox => {
+                let id = crate::config::inittab_id(name);
+                match verb {
+                    Lifecycle::Stop => {
+                        self.switch_inittab_entry(name, target, &id, false)?;
+                        reread_inittab(target)?;
+                        stop_watchdog(name, target, out)
+                    }
+                    Lifecycle::Start => {
+                        if self.switch_inittab_entry(name, target, &id, true)? {
+                            reread_inittab(target)?;
+                        }
+                        Ok(())
+                    }
+                    Lifecycle::Restart if self.switch_inittab_entry(name, target, &id, true)? => {
+                        // It was stopped: starting it is the restart.
+                        reread_inittab(target)
+                    }
+                    Lifecycle::Restart => restart_watchdog(name, target, out),
+                }
+            }
+        }
+    }
+
+    /// Switches our /etc/inittab entry for `id` on or off under the inittab lock; true
+    /// when the file changed.
+    fn switch_inittab_entry(
+        &self,
+        name: &str,
+        target: Target,
+        id: &str,
+        on: bool,
+    ) -> Result<bool, String> {
+        let (dir, file) = safe_fs::split(Path::new(INITTAB))?;
+        let etc = self.open_dir(dir, false, safe_fs::Trust::Install)?;
+        let _lock = etc.lock(OsStr::new(INITTAB_LOCK))?;
+        etc.clean_stale_temps();
+        let Some(old) = etc.read_optional(file, MAX_READ)? else {
+            return Err(format!(
+                "{INITTAB} does not exist: `{name}` is not installed"
+            ));
+        };
+        if find_entry(&old, id).is_none() {
+            return Err(format!(
+                "{INITTAB} has no entry for `{name}`: it is not installed"
+            ));
+        }
+        match inittab_entry_switched(&old, id, on) {
+            Some(new) => {
+                etc.write_file(file, &new, 0o644).map_err(|(r, why)| {
+                    refusal_message(r, &why, name, target, Path::new(INITTAB))
+                })?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// After stop switched the entry off and init reread the file: a watchdog init did not
+/// stop itself (BusyBox without FEATURE_KILL_REMOVED) is asked to exit; nothing
+/// respawns it now.
+fn stop_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(), String> {
+    let home = crate::home::home_dir();
+    let uid = nix::unistd::getuid().as_raw();
+    let env = |k: &str| std::env::var(k).ok();
+    let dirs = crate::locations::state_dir_candidates(target, name, &home, uid, &env);
+    let row = crate::status::read_row(name, Some(target), &dirs);
+    if let (Some(state), true) = (&row.state, row.running) {
+        let pid = nix::unistd::Pid::from_raw(state.pid as i32);
+        match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(format!("cannot stop the watchdog (pid {pid}): {e}")),
+        }
+        writeln!(out, "{name}: asked the watchdog (pid {pid}) to exit").map_err(io_err)?;
+    }
+    Ok(())
+}
+
 /// `systemctl`, with `--user` for a per-user target.
 fn systemctl(target: Target) -> Vec<String> {
     let mut base = vec!["systemctl".to_string()];

@@ -13,8 +13,11 @@ mod firstrun_support;
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
+mod apply;
 mod check;
+mod dropbear;
 mod everyday;
+mod everyday_lifecycle;
 mod firstrun_demo;
 mod firstrun_doctor;
 mod firstrun_status;
