@@ -359,7 +359,15 @@ fn running_line(line: &str) -> Vec<i32> {
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| parent(pid) == Some(1))
-        .filter(|&pid| crate::procinfo::argv(pid as u32).is_some_and(|a| a == words))
+        // Debian's /usr/bin/autossh is a script that execs /usr/lib/autossh/autossh:
+        // the program is compared by name, the arguments exactly.
+        .filter(|&pid| {
+            crate::procinfo::argv(pid as u32).is_some_and(|a| {
+                a.len() == words.len()
+                    && crate::import::program_name(&a[0]) == crate::import::program_name(&words[0])
+                    && a[1..] == words[1..]
+            })
+        })
         .collect()
 }
 

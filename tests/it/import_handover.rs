@@ -258,6 +258,19 @@ fn failed_handover_starts_the_old_unit_again() {
         NAME,
     ]);
     assert!(out.status.success(), "{}", text(&out));
+    // doctor sees the autossh holding the -R port and names the command that hands
+    // its unit over.
+    let out = rig.tunnelctl(&["doctor", NAME, "--timeout", "10s"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("other keeper")
+            && said.contains("autossh -M 0 -N")
+            && said.contains(&format!(
+                "tunnelctl import --systemd {OLD_UNIT} -t systemd-user --replace --name {NAME}"
+            )),
+        "{}",
+        text(&out)
+    );
     point_identity_at(&rig.config(), &wrong_key(rig.manager.home()));
     let config_before = std::fs::read(rig.config()).unwrap();
     let unit_before = std::fs::read(rig.manager.unit_dir().join(OLD_UNIT)).unwrap();
