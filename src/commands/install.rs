@@ -10,14 +10,97 @@ use crate::install::Installer;
 use crate::render::{self, RenderOptions};
 use crate::target::Target;
 
-fn target_for(explicit: Option<Target>, root: &Path) -> Target {
-    explicit.unwrap_or_else(|| Target::detect(root, !nix::unistd::geteuid().is_root()))
+/// The choices a refusal offers when no init can be reached.
+const NO_INIT_CHOICES: &str = "choose the init that will run the files with --target \
+     (systemd, systemd-user, inittab, busybox; add --no-start to write them without starting), \
+     or stage them under a folder with --root DIR";
+
+/// The target install writes for: under `--root` the one named or the one the tree at
+/// root looks like; otherwise the one named, or the init running here. Where the files
+/// would be started (no `--root`, `--no-start` or `--dry-run`) its init must answer:
+/// nothing is written for an init that cannot read it.
+fn target_for(args: &InstallArgs, root: &Path) -> Result<Target, Error> {
+    let starts = !args.no_start && !args.dry_run;
+    choose_target(args.target, args.root.is_some(), root, starts)
+}
+
+/// [`target_for`]'s rule, also `apply`'s: `explicit` is `--target`, `under_root` whether
+/// `--root` was given, `starts` whether the services will be started.
+pub(super) fn choose_target(
+    explicit: Option<Target>,
+    under_root: bool,
+    root: &Path,
+    starts: bool,
+) -> Result<Target, Error> {
+    let user = !nix::unistd::geteuid().is_root();
+    if under_root {
+        return Ok(explicit.unwrap_or_else(|| Target::detect(root, user)));
+    }
+    match explicit {
+        Some(target) if starts => crate::install::check_reachable(target)
+            .map(|()| target)
+            .map_err(|found| {
+                Error::usage(format!(
+                    "cannot start the {target} service here: {found}. To write the files anyway, add --no-start; or {NO_INIT_CHOICES}"
+                ))
+            }),
+        Some(target) => Ok(target),
+        None => crate::install::running_init(user).map_err(|found| {
+            Error::usage(format!(
+                "no init system tunnelctl can use is running here: {found}. Nothing was written; {NO_INIT_CHOICES}"
+            ))
+        }),
+    }
+}
+
+/// uninstall's target: the one named, the init running here, or (where none runs: a
+/// container, an init gone) the one the tunnel's files are installed for.
+fn uninstall_target(args: &UninstallArgs, root: &Path) -> Result<Target, Error> {
+    let user = !nix::unistd::geteuid().is_root();
+    if let Some(target) = args.target {
+        return Ok(target);
+    }
+    if args.root.is_some() {
+        return Ok(Target::detect(root, user));
+    }
+    crate::install::running_init(user).or_else(|found| {
+        let mut installed: Vec<Target> = Target::ALL
+            .into_iter()
+            .filter(|&t| super::left_behind(&args.name, t, root))
+            .collect();
+        // inittab and busybox share the args file and /etc/inittab: the entry's form
+        // (`ID:…` or `::…`) tells which it is.
+        if installed == [Target::Inittab, Target::Busybox] {
+            let inittab = std::fs::read(root.join("etc/inittab")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&inittab);
+            let marker =
+                crate::render::inittab::marker_prefix(&crate::config::inittab_id(&args.name));
+            let mut lines = text.lines().skip_while(|l| !l.starts_with(&marker));
+            let busybox = lines.nth(1).is_some_and(|l| l.starts_with("::"));
+            installed = vec![if busybox {
+                Target::Busybox
+            } else {
+                Target::Inittab
+            }];
+        }
+        match installed[..] {
+            [target] => Ok(target),
+            _ => Err(Error::usage(format!(
+                "no init system tunnelctl can use is running here ({found}), and {}: pass --target",
+                if installed.is_empty() {
+                    format!("`{}` is installed for none", args.name)
+                } else {
+                    format!("`{}` is installed for several", args.name)
+                }
+            ))),
+        }
+    })
 }
 
 pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
     let config = cx.config()?;
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let target = target_for(args.target, &root);
+    let target = target_for(&args, &root)?;
     let tunnels: Vec<_> = if args.all {
         config.tunnels.iter().collect()
     } else {
@@ -65,13 +148,22 @@ pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
 /// Works from the name alone, so a tunnel already gone from the config can be removed.
 pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Error> {
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let target = target_for(args.target, &root);
+    let target = uninstall_target(&args, &root)?;
     cx.known_name(&args.name, target, &root)?;
     let id = crate::config::inittab_id(&args.name);
     let paths = render::installed_paths(&args.name, target, &home_dir(), &id);
+    // An init that is gone cannot stop anything: the files still go, in this one run.
+    let reachable = args.root.is_none()
+        && match crate::install::check_reachable(target) {
+            Ok(()) => true,
+            Err(found) => {
+                crate::errln!("note: {found}; removing the files without telling the init");
+                false
+            }
+        };
     let installer = Installer {
         root,
-        run_tools: args.root.is_none(),
+        run_tools: reachable,
         dry_run: false,
         no_start: false,
     };
@@ -88,7 +180,7 @@ pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Erro
 /// A system service runs the watchdog as root: the default one (found beside this
 /// tunnelctl) must be root's and writable by nobody else, in directories that are too,
 /// or whoever can write it runs code as root at the next start.
-fn trusted_watchdog(path: &Path) -> Result<(), String> {
+pub(super) fn trusted_watchdog(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("the watchdog {}: {e}; pass --watchdog PATH", path.display()))?;

@@ -13,10 +13,13 @@ use crate::config::{self, Config};
 use crate::model::Tunnel;
 use crate::target::Target;
 
+pub mod apply;
 pub mod check;
 pub mod doctor;
 pub mod generate;
+pub mod import;
 pub mod install;
+pub mod lifecycle;
 pub mod list;
 pub mod logs;
 pub mod metrics;
@@ -110,6 +113,11 @@ impl Context {
         Ok(self.config.get_or_init(|| config))
     }
 
+    /// `--config`, when given.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
     /// The tunnel `name` from the configuration.
     pub fn tunnel(&self, name: &str) -> Result<&Tunnel, Error> {
         self.config()?.tunnel(name).map_err(Error::usage)
@@ -147,7 +155,7 @@ impl Context {
 /// Whether something of tunnel `name` is still on this machine for `target`: a file
 /// install writes, its `/etc/inittab` entry, its log file, or (on the real root) a
 /// watchdog state file.
-fn left_behind(name: &str, target: Target, root: &Path) -> bool {
+pub(crate) fn left_behind(name: &str, target: Target, root: &Path) -> bool {
     let home = crate::home::home_dir();
     let id = config::inittab_id(name);
     let on_root = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
@@ -187,6 +195,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(_) => "render",
         Command::Install(_) => "install",
         Command::Uninstall(_) => "uninstall",
+        Command::Apply(_) => "apply",
         Command::List(_) => "list",
         Command::Status(_) => "status",
         Command::Metrics(_) => "metrics",
@@ -194,6 +203,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Doctor(_) => "doctor",
         Command::Logs(_) => "logs",
         Command::Reconnect(_) => "reconnect",
+        Command::Start(_) => "start",
+        Command::Stop(_) => "stop",
+        Command::Restart(_) => "restart",
+        Command::Import(_) => "import",
         Command::Generate(_) => "generate",
     };
     let cx = Context::new(command, cli.config.as_deref());
@@ -201,10 +214,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(&cx, args),
         Command::Render(args) => render::run(&cx, args),
         Command::Install(args) => install::run(&cx, args),
+        Command::Apply(args) => apply::run(&cx, args),
         // These work from the name alone, so a tunnel gone from the config still can.
         Command::Uninstall(args) => install::run_uninstall(&cx, args),
         Command::Logs(args) => logs::run(&cx, args),
         Command::Reconnect(args) => reconnect::run(args),
+        Command::Start(args) => lifecycle::run(&cx, args, crate::install::Lifecycle::Start),
+        Command::Stop(args) => lifecycle::run(&cx, args, crate::install::Lifecycle::Stop),
+        Command::Restart(args) => lifecycle::run(&cx, args, crate::install::Lifecycle::Restart),
+        Command::Import(args) => import::run(&cx, args),
         Command::List(args) => list::run(&cx, args),
         Command::Status(args) => status::run(&cx, args),
         Command::Metrics(args) => metrics::run(&cx, args),

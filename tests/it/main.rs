@@ -13,8 +13,12 @@ mod firstrun_support;
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
+mod ansible;
+mod apply;
 mod check;
+mod dropbear;
 mod everyday;
+mod everyday_lifecycle;
 mod firstrun_demo;
 mod firstrun_doctor;
 mod firstrun_status;
@@ -23,6 +27,8 @@ mod fixture_sshd;
 mod fuzz;
 mod golden;
 mod hostile;
+mod import_handover;
+mod import_roundtrip;
 mod init_busybox;
 mod init_driven;
 mod init_harnesses;
@@ -36,10 +42,13 @@ mod packaging;
 mod router_package;
 mod watchdog;
 mod watchdog_cli;
+mod watchdog_foreign_folders;
+mod watchdog_hooks;
 mod watchdog_netevents;
 mod watchdog_orphans;
 mod watchdog_paths;
 mod watchdog_probe;
+mod watchdog_readiness;
 
 /// `autotests = false` (Cargo.toml) means a test file nobody lists is never compiled:
 /// every `tests/it/*.rs` must have its `mod` line here, and no test file may sit

@@ -295,8 +295,14 @@ fn ready_only_after_remote_and_local_forwards_carry_data() {
             wd.log()
         );
     }
-    // Idle for a few rounds, then measure.
-    std::thread::sleep(Duration::from_secs(3));
+    // Idle for a while (three more WATCHDOG=1 pings), then measure.
+    let pings = notify.count_with("WATCHDOG=1");
+    assert!(
+        wait_until(Duration::from_secs(15), || notify.count_with("WATCHDOG=1")
+            >= pings + 3),
+        "fewer than three more pings in 15 s; log:\n{}",
+        wd.log()
+    );
     let rss = vm_rss_kib(wd.pid());
     let fds = std::fs::read_dir(format!("/proc/{}/fd", wd.pid()))
         .unwrap()
@@ -434,12 +440,9 @@ fn server_killed_and_back_follows_the_backoff_sequence() {
         seq.iter().map(|s| s.0).collect::<Vec<_>>(),
         [1000, 2000, 4000]
     );
+    // Run 0 did not wait: its own log says so, and it logged no back-off (the three
+    // above are runs 1 and 2 and the run that found the server back).
     back.assert_logged("reconnecting at once: the tunnel was up");
-    assert!(
-        runs[0].1 < Duration::from_millis(850),
-        "run 0 waited: {:?}",
-        runs[0].1
-    );
     let runs = &runs[1..];
     for (nominal, wait) in &seq {
         let (lo, hi) = (*nominal as f64 * 0.85, *nominal as f64 * 1.15);
@@ -753,13 +756,22 @@ fn a_target_that_goes_down_degrades_the_tunnel_without_a_restart_and_recovers_at
         "a second login"
     );
 
-    // Back: up within one probe interval (1 s) plus the round.
+    // Back: the next probe round (1 s interval) finds it, through the same ssh. The
+    // bound is the feature (recovery shows within one interval); the margin is for a
+    // loaded machine, and the proof that no reconnect did it is the unchanged ssh.
     target.up();
     let took = wd
         .wait_state(Duration::from_secs(5), "up")
         .unwrap_or_else(|| panic!("never up again; log:\n{}", wd.log()));
     eprintln!("target back: up after {took:?}");
-    assert!(took < Duration::from_millis(1600), "up after {took:?}");
+    assert!(took < Duration::from_secs(3), "up after {took:?}");
+    assert_eq!(
+        wd.ssh_pid(),
+        Some(ssh),
+        "ssh was replaced; log:\n{}",
+        wd.log()
+    );
+    assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
     assert_eq!(
         wd.state().matches("forward=up ").count(),
         2,
@@ -1141,6 +1153,28 @@ fn passing_rounds_do_not_rewrite_the_state_file_every_time() {
 }
 
 /// The lines an `--on-change` command appended (`OLD NEW` per run).
+/// The hook runs a test recorded in `file` (lines of pids, the shell first: the leader
+/// of the run's process group): on drop each group is SIGKILLed, so a failed check
+/// leaves no `sleep 1000` behind.
+struct KillHookGroups(PathBuf);
+
+impl Drop for KillHookGroups {
+    fn drop(&mut self) {
+        for line in hook_lines(&self.0) {
+            for (i, pid) in line
+                .split(' ')
+                .filter_map(|p| p.parse::<i32>().ok())
+                .enumerate()
+            {
+                if i == 0 {
+                    let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 fn hook_lines(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file)
         .unwrap_or_default()
@@ -1251,6 +1285,7 @@ fn a_hanging_on_change_is_killed_at_its_bound_and_the_tunnel_is_unaffected() {
     };
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
+    let _hooks = KillHookGroups(pids.clone());
     let notify = NotifyReceiver::path();
     let target = TcpTarget::start(Some(BANNER));
     let mut spec = WdSpec::new(&sshd, dir.path())
@@ -1321,14 +1356,72 @@ fn a_hanging_on_change_is_killed_at_its_bound_and_the_tunnel_is_unaffected() {
         "second run lived {second_lived:?}"
     );
     assert_eq!(wd.state_value("state").as_deref(), Some("up"));
+    // One round a second went on: a ping for every whole second of the window but one
+    // (the window is 2 s or more, depending on when the first hook was seen).
+    let expected = (window.as_secs() as usize).saturating_sub(1).max(1);
     assert!(
-        pings >= 3,
-        "{pings} WATCHDOG=1 in {window:?} while hooks hung"
+        pings >= expected,
+        "{pings} WATCHDOG=1 in {window:?} while hooks hung (at least {expected})"
     );
     assert_eq!(wd.state_value("restarts").as_deref(), Some("1"));
-    drop(wd);
-    for p in second {
-        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+}
+
+/// Stopping never waits on a hook: with a command that hangs running and changes
+/// queued behind it (10 s bound each, which once held SIGTERM for 20-30 s), the watchdog
+/// exits within its own stop bound: ssh's grace (2 s) plus the hooks' shared 3 s. The
+/// margin is for this loaded machine; systemd's TimeoutStopSec= is 15 s.
+#[test]
+fn sigterm_with_a_hanging_hook_queued_exits_within_the_stop_bound() {
+    let Some(sshd) = Sshd::start_default("on_change_stop_bound") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let target = TcpTarget::start(Some(BANNER));
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    for word in [
+        "--on-change-timeout",
+        "10s",
+        "--on-change",
+        "/bin/sh",
+        "--on-change",
+        "-c",
+        "--on-change",
+        "echo $$ >> \"$0\"; exec sleep 30131",
+        "--on-change",
+    ] {
+        spec.options.push(word.into());
+    }
+    spec.options.push(pids.display().to_string());
+    let mut wd = spec.spawn();
+    wd.expect_up(Duration::from_secs(15));
+    // The first run (stopped -> connecting) hangs; connecting -> up waits behind it.
+    assert!(
+        wait_until(Duration::from_secs(3), || !hook_lines(&pids).is_empty()),
+        "the hook never ran: {}",
+        wd.log()
+    );
+    let t = Instant::now();
+    kill(Pid::from_raw(wd.pid()), Signal::SIGTERM).unwrap();
+    let code = wd.wait_exit(Duration::from_secs(30));
+    let took = t.elapsed();
+    eprintln!("SIGTERM with a hanging hook and 2 changes queued: exited after {took:?}");
+    assert_eq!(code, Some(0), "{}", wd.log());
+    assert!(
+        took <= Duration::from_secs(2 + 3 + 3),
+        "exit took {took:?}; log:\n{}",
+        wd.log()
+    );
+    let log = wd.log();
+    assert!(log.contains("not reported, only the latest"), "{log}");
+    // Whatever ran is gone with the watchdog.
+    for line in hook_lines(&pids) {
+        let pid: i32 = line.parse().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(2), || gone(pid)),
+            "hook {pid} outlived the watchdog"
+        );
     }
 }
 

@@ -24,11 +24,22 @@ pub enum Prereq {
     Python3,
     /// Debian's `prometheus-node-exporter`, whose textfile collector parses metrics.
     NodeExporter,
+    /// Debian's `s6`: `s6-svscan`, `s6-svwait`, `s6-svstat`, `s6-svc`, `s6-svscanctl`.
+    S6,
+    /// Debian's `dropbear-bin`: Dropbear's ssh client, `dbclient`.
+    Dropbear,
     /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
     Ip,
+<<<<<<< HEAD
     /// `TUNNELCTL_TEST_ROUTER_DIST`: the folder `packaging/router-package.sh` wrote the
     /// router archives and .ipk files into (`.ci/run` builds them first).
     RouterPackages,
+=======
+    /// `/usr/bin/autossh`, the keeper the handover tests replace.
+    Autossh,
+    /// Debian's `ansible-core` (`ansible-playbook`) and `ansible-lint`.
+    Ansible,
+>>>>>>> main
 }
 
 impl Prereq {
@@ -43,8 +54,15 @@ impl Prereq {
             Prereq::AptGet => "apt-get",
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
+            Prereq::S6 => "s6",
+            Prereq::Dropbear => "dropbear-bin",
             Prereq::Ip => "ip",
+<<<<<<< HEAD
             Prereq::RouterPackages => "router packages",
+=======
+            Prereq::Autossh => "autossh",
+            Prereq::Ansible => "ansible",
+>>>>>>> main
         }
     }
 
@@ -69,10 +87,24 @@ impl Prereq {
             Prereq::Unshare => need(&["unshare", "nsenter"], "util-linux"),
             Prereq::AptGet => need(&["apt-get", "dpkg"], "apt and dpkg"),
             Prereq::Python3 => need(&["python3"], "python3"),
+            Prereq::Autossh => need(&["/usr/bin/autossh"], "autossh"),
+            Prereq::Ansible => need(&["ansible-playbook"], "ansible-core")
+                .or_else(|| need(&["ansible-lint"], "ansible-lint")),
             Prereq::NodeExporter => need(
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
             ),
+            Prereq::S6 => need(
+                &[
+                    "s6-svscan",
+                    "s6-svwait",
+                    "s6-svstat",
+                    "s6-svc",
+                    "s6-svscanctl",
+                ],
+                "s6",
+            ),
+            Prereq::Dropbear => need(&["dbclient"], "dropbear-bin"),
             // Only PATH: `nsenter … ip` finds it there or not at all.
             Prereq::Ip => {
                 let path = std::env::var("PATH").unwrap_or_default();
