@@ -30,16 +30,13 @@ pub enum Prereq {
     Dropbear,
     /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
     Ip,
-<<<<<<< HEAD
-    /// `TUNNELCTL_TEST_ROUTER_DIST`: the folder `packaging/router-package.sh` wrote the
-    /// router archives and .ipk files into (`.ci/run` builds them first).
-    RouterPackages,
-=======
     /// `/usr/bin/autossh`, the keeper the handover tests replace.
     Autossh,
     /// Debian's `ansible-core` (`ansible-playbook`) and `ansible-lint`.
     Ansible,
->>>>>>> main
+    /// `TUNNELCTL_TEST_ROUTER_DIST`: the folder `packaging/router-package.sh` wrote the
+    /// router archives and .ipk files into (`.ci/run` builds them first).
+    RouterPackages,
 }
 
 impl Prereq {
@@ -57,12 +54,9 @@ impl Prereq {
             Prereq::S6 => "s6",
             Prereq::Dropbear => "dropbear-bin",
             Prereq::Ip => "ip",
-<<<<<<< HEAD
-            Prereq::RouterPackages => "router packages",
-=======
             Prereq::Autossh => "autossh",
             Prereq::Ansible => "ansible",
->>>>>>> main
+            Prereq::RouterPackages => "router packages",
         }
     }
 
