@@ -259,7 +259,7 @@ pub struct ReconnectArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["command", "systemd", "scan", "ssh_config"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["command", "systemd", "scan", "ssh_config", "undo"])))]
 pub struct ImportArgs {
     /// The ssh or autossh command line, after `--` (a shell loop may be given as one quoted word)
     #[arg(last = true, value_name = "COMMAND")]
@@ -286,8 +286,23 @@ pub struct ImportArgs {
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
     /// Read units, /etc/inittab and environment files under DIR instead of / (per-user units: DIR/$HOME/…)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["replace", "undo"])]
     pub root: Option<PathBuf>,
+    /// Hand the running tunnel over: install tunnelctl's without starting, stop the old service (unit, inittab line, or --pid), start the new one; if it is not proven in time, the old one runs again as it was
+    #[arg(long, conflicts_with = "ssh_config")]
+    pub replace: bool,
+    /// With --replace and a command line: the running ssh or autossh process to stop
+    #[arg(long, value_name = "PID", requires = "replace")]
+    pub pid: Option<i32>,
+    /// How long the new tunnel has to prove itself during --replace
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub handover_timeout: String,
+    /// Path of tunnel-watchdog written into the service with --replace (default: next to tunnelctl, else /usr/bin/tunnel-watchdog)
+    #[arg(long, value_name = "PATH")]
+    pub watchdog: Option<PathBuf>,
+    /// Undo a --replace: uninstall tunnelctl's tunnel NAME and start the service it replaced again
+    #[arg(long, value_name = "NAME")]
+    pub undo: Option<String>,
 }
 
 /// Where `import --scan` looks.

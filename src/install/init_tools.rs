@@ -317,7 +317,7 @@ fn stop_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(), 
 }
 
 /// `systemctl`, with `--user` for a per-user target.
-fn systemctl(target: Target) -> Vec<String> {
+pub fn systemctl(target: Target) -> Vec<String> {
     let mut base = vec!["systemctl".to_string()];
     if target == Target::SystemdUser {
         base.push("--user".into());
@@ -326,7 +326,7 @@ fn systemctl(target: Target) -> Vec<String> {
 }
 
 /// Has init read /etc/inittab again: `telinit q` for sysvinit, SIGHUP to BusyBox init.
-fn reread_inittab(target: Target) -> Result<(), String> {
+pub fn reread_inittab(target: Target) -> Result<(), String> {
     if target == Target::Inittab {
         run_tool(&["telinit".into(), "q".into()]).map_err(|e| reload_failed(&e, "telinit q"))
     } else {

@@ -24,7 +24,9 @@ mod inventory;
 mod launchctl;
 mod uninstall;
 pub use diff::*;
-pub use init_tools::{Lifecycle, check_reachable, run_tool, running_init};
+pub use init_tools::{
+    Lifecycle, check_reachable, reread_inittab, run_tool, running_init, systemctl,
+};
 pub use inittab_text::*;
 pub use inventory::APPLY_LOCK;
 pub use launchctl::*;

@@ -96,10 +96,10 @@ pub fn render(
     // ProtectSystem=strict: the --metrics-file's directory must be writable (`-`: a
     // missing directory does not stop the unit; the watchdog logs the failed write).
     let metrics_dir = match tunnel.metrics_file.as_ref().and_then(|f| f.parent()) {
-        Some(dir) => Some(format!(
-            "-{}",
-            escape::credential_path(super::path_str(dir, "metrics_file")?)?
-        )),
+        Some(dir) => Some(escape::path_list_entry(
+            "-",
+            super::path_str(dir, "metrics_file")?,
+        )?),
         None => None,
     };
     context.insert("metrics_dir", &metrics_dir);

@@ -13,6 +13,7 @@ mod firstrun_support;
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
+mod ansible;
 mod apply;
 mod check;
 mod dropbear;
@@ -26,6 +27,7 @@ mod fixture_sshd;
 mod fuzz;
 mod golden;
 mod hostile;
+mod import_handover;
 mod import_roundtrip;
 mod init_busybox;
 mod init_driven;
@@ -39,6 +41,8 @@ mod metrics_node_exporter;
 mod packaging;
 mod watchdog;
 mod watchdog_cli;
+mod watchdog_foreign_folders;
+mod watchdog_hooks;
 mod watchdog_netevents;
 mod watchdog_orphans;
 mod watchdog_paths;
