@@ -166,6 +166,56 @@ mod tests {
     }
 
     #[test]
+    fn jitter_is_linear_across_the_band() {
+        let n = Duration::from_secs(10);
+        assert_eq!(with_jitter(n, 0.5), n);
+        assert_eq!(with_jitter(n, 0.25), Duration::from_millis(9250));
+        assert_eq!(with_jitter(n, 0.75), Duration::from_millis(10750));
+        // Out of [0, 1): clamped to the band's edges.
+        assert_eq!(with_jitter(n, -3.0), Duration::from_millis(8500));
+        assert_eq!(with_jitter(n, 7.0), Duration::from_millis(11500));
+    }
+
+    /// What keeps a crowd of watchdogs that failed together from reconnecting in the same
+    /// instant: their seeds differ and spread over the whole band. 200 uniform draws all
+    /// in one quarter would happen once in 10^25 runs.
+    #[test]
+    fn jitter_seeds_spread_over_the_band() {
+        let n = Duration::from_secs(10);
+        let waits: Vec<Duration> = (0..200).map(|_| with_jitter(n, jitter_seed())).collect();
+        let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(*lo < Duration::from_millis(9250), "lowest wait {lo:?}");
+        assert!(*hi > Duration::from_millis(10750), "highest wait {hi:?}");
+        let mut distinct = waits.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 190, "{} distinct of 200", distinct.len());
+    }
+
+    /// `proven_after` above `max` (a probe interval longer than the back-off cap): being
+    /// up longer than `max` still starts a new row, being up exactly `max` does not.
+    #[test]
+    fn up_longer_than_max_starts_a_new_row_at_the_boundary() {
+        let (i, m) = (Duration::from_secs(2), Duration::from_secs(300));
+        let proven = Duration::from_secs(600);
+        let up = |secs| {
+            after_failure(
+                3,
+                false,
+                Some(Duration::from_secs(secs)),
+                false,
+                proven,
+                i,
+                m,
+            )
+        };
+        assert_eq!(up(300), (4, false));
+        assert_eq!(up(301), (1, true));
+        assert_eq!(up(600), (1, true));
+        assert_eq!(after_failure(3, true, None, false, proven, i, m), (4, true));
+    }
+
+    #[test]
     fn jitter_stays_in_band() {
         let n = Duration::from_secs(10);
         assert_eq!(with_jitter(n, 0.0), Duration::from_millis(8500));
