@@ -87,8 +87,13 @@ pub fn jitter_seed() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    // splitmix64 of clock ⊕ pid
-    let mut z = nanos ^ (u64::from(std::process::id()) << 32);
+    seed_from(nanos, std::process::id())
+}
+
+/// The seed of process `pid` at `nanos` since the epoch, in [0, 1): splitmix64 of
+/// clock ⊕ pid, so two watchdogs started in the same instant still differ.
+fn seed_from(nanos: u64, pid: u32) -> f64 {
+    let mut z = nanos ^ (u64::from(pid) << 32);
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -190,6 +195,38 @@ mod tests {
         distinct.sort();
         distinct.dedup();
         assert!(distinct.len() > 190, "{} distinct of 200", distinct.len());
+    }
+
+    /// Watchdogs started in the same nanosecond (a crowd after a reboot) get different
+    /// seeds from their pids, whatever the clock's bits; and one process's seeds differ
+    /// from one instant to the next.
+    #[test]
+    fn seeds_differ_between_pids_and_instants() {
+        for nanos in [
+            0,
+            u64::MAX,
+            0x0000_ffff_ffff_0000,
+            1_796_532_745_000_000_000,
+        ] {
+            let seeds: Vec<u64> = (1..=64)
+                .map(|pid| seed_from(nanos, pid).to_bits())
+                .collect();
+            let mut distinct = seeds.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 64, "at {nanos:#x}: {seeds:?}");
+            assert!(
+                seeds
+                    .iter()
+                    .all(|&s| (0.0..1.0).contains(&f64::from_bits(s)))
+            );
+        }
+        assert_ne!(seed_from(1, 7).to_bits(), seed_from(2, 7).to_bits());
+        // The splitmix64 finaliser, pinned: its first output for the state 0.
+        assert_eq!(
+            seed_from(0, 0),
+            (0xe220_a839_7b1d_cdaf_u64 >> 11) as f64 / (1u64 << 53) as f64
+        );
     }
 
     /// `proven_after` above `max` (a probe interval longer than the back-off cap): being
