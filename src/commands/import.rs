@@ -19,7 +19,7 @@ use crate::target::Target;
 
 pub fn run(cx: &Context, args: ImportArgs) -> Result<ExitCode, Error> {
     if let Some(name) = &args.undo {
-        return undo(name, &args);
+        return undo(name);
     }
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let home = home_dir();
@@ -240,7 +240,7 @@ fn replace(
         }
         handover::stop_leftover_watchdog(name, target);
         let restored = old.restore(name);
-        handover::remove_record(name);
+        handover::remove_record(name, target);
         before.restore(path);
         match restored {
             Ok(()) => Error::failed(format!(
@@ -253,7 +253,7 @@ fn replace(
             )),
         }
     };
-    handover::write_record(name, &old)
+    handover::write_record(name, &old, target)
         .map_err(|e| take_back(format!("recording the old service: {e}")))?;
     let switch = std::time::Instant::now();
     old.stop(name)
@@ -319,12 +319,8 @@ fn old_service(args: &ImportArgs, f: &Found, target: Target) -> Result<handover:
 }
 
 /// `--undo NAME`: tunnelctl's tunnel uninstalled, what it replaced started again.
-fn undo(name: &str, args: &ImportArgs) -> Result<ExitCode, Error> {
-    let old = handover::read_record(name).map_err(Error::usage)?;
-    let target = match &old {
-        handover::Old::Unit { target, .. } | handover::Old::InittabLine { target, .. } => *target,
-        handover::Old::Process { .. } => target(args.target, Path::new("/")),
-    };
+fn undo(name: &str) -> Result<ExitCode, Error> {
+    let (old, target) = handover::read_record(name).map_err(Error::usage)?;
     let home = home_dir();
     let id = config::inittab_id(name);
     let paths = crate::render::installed_paths(name, target, &home, &id);
@@ -346,7 +342,7 @@ fn undo(name: &str, args: &ImportArgs) -> Result<ExitCode, Error> {
     handover::stop_leftover_watchdog(name, target);
     old.restore(name)
         .map_err(|e| Error::failed(format!("starting {} again: {e}", old.describe())))?;
-    handover::remove_record(name);
+    handover::remove_record(name, target);
     println!(
         "undone: tunnelctl's {name} is uninstalled and {} runs again (the tunnel stays in the configuration)",
         old.describe()
