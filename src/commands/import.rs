@@ -498,7 +498,11 @@ fn gather(args: &ImportArgs, root: &Path, home: &Path) -> Result<Vec<Found>, Err
             for unit in units::scan(target, root, home) {
                 match from_unit(&unit, target, root, home) {
                     Ok(found) => out.extend(found),
-                    Err(e) if e.code == 2 && e.message.contains("does not run ssh") => {}
+                    // Units that run something else are not this command's business,
+                    // even when systemd itself would not accept them.
+                    Err(e)
+                        if e.message.contains("does not run ssh") || !e.message.contains("ssh") => {
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -530,6 +534,15 @@ fn from_unit(unit: &str, target: Target, root: &Path, home: &Path) -> Result<Vec
     let service = systemd_unit::service(&files, &spec)
         .map_err(|e| Error::usage(format!("unit {name}: {e}")))?;
     let source = format!("unit {name} ({})", service.exec_start_at);
+    // Decided before the environment is expanded: a unit that runs something else may
+    // name variables its (missing) environment file would set, which is not our error.
+    let mentions_ssh = service.exec_start.iter().any(|w| {
+        w.split(|c: char| c.is_whitespace() || "/;&|'\"".contains(c))
+            .any(|t| t == "ssh" || t == "autossh")
+    });
+    if !mentions_ssh {
+        return Err(Error::usage(format!("{name} does not run ssh or autossh")));
+    }
     let mut env = service.environment.clone();
     for (file, optional) in &service.environment_files {
         match std::fs::read_to_string(under(root, Path::new(file))) {

@@ -183,10 +183,57 @@ pub(super) const TUNNELCTL: &[Block] = &[
             ),
             (
                 "inittab, busybox",
-                "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args",
+                "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args (ID: the 4-character inittab id, t and 3 base-36 characters, shown in the marker line)",
             ),
         ],
     ),
+    Para,
+    Text(&[(
+        R,
+        "Where a running tunnel keeps its state (the watchdog's state file and control socket) and its log, per target:",
+    )]),
+    Entries(
+        B,
+        I,
+        &[
+            (
+                "systemd",
+                "state /var/lib/tunnelctl/NAME (/var/lib/private/tunnelctl/NAME under DynamicUser=); log: the journal, journalctl -u tunnel-NAME.service",
+            ),
+            (
+                "systemd-user",
+                "state $XDG_STATE_HOME/tunnelctl/NAME (systemd 253 and later; ~/.local/state) or $XDG_CONFIG_HOME/tunnelctl/NAME (systemd 252; ~/.config); log: journalctl --user-unit tunnel-NAME.service",
+            ),
+            (
+                "launchd",
+                "state /var/run/tunnelctl/NAME; log /var/log/tunnelctl/NAME.log",
+            ),
+            (
+                "launchd-agent",
+                "state ~/Library/Application Support/tunnelctl/NAME; log ~/Library/Logs/tunnelctl/NAME.log",
+            ),
+            (
+                "inittab, busybox",
+                "state /run/tunnelctl/NAME; log /var/log/tunnelctl/ID.log (by inittab id, rotated at 1 MiB)",
+            ),
+            (
+                "by hand",
+                "state $STATE_DIRECTORY, $RUNTIME_DIRECTORY, else /run/tunnelctl/NAME (root), $XDG_RUNTIME_DIR/tunnelctl/NAME or /tmp/tunnelctl-UID/NAME; log: stderr (see tunnel-watchdog(1))",
+            ),
+        ],
+    ),
+    Para,
+    Text(&[
+        (B, "tunnelctl stop"),
+        (
+            R,
+            " on inittab and BusyBox comments the entry out (a # before its line) and has init reread /etc/inittab, so init no longer respawns it, also after a reboot; ",
+        ),
+        (B, "start"),
+        (R, " takes the # away, "),
+        (B, "install"),
+        (R, " writes the entry back as it should be."),
+    ]),
     Heading("EXIT STATUS"),
     Entries(
         B,
@@ -633,6 +680,11 @@ leading lines that start with # are comments. ",
             ),
         ],
     ),
+    Para,
+    Text(&[(
+        R,
+        "Run by hand, the watchdog is its own only supervisor: it reconnects ssh for as long as it runs, but when it exits (a configuration error, a signal, a failure it reports with its exit status) nothing starts it again. Keep it under an init system (tunnelctl install), or in a restart loop: while :; do tunnel-watchdog --args-file FILE; sleep 5; done.",
+    )]),
     SeeAlso(&[
         ("tunnelctl", "1"),
         ("tunnels.yaml", "5"),
