@@ -24,12 +24,10 @@ pub mod escape;
 pub mod home;
 pub mod install;
 pub mod known_hosts;
-pub mod locations;
 pub mod progress;
-pub mod render;
 pub mod ssh_command;
 pub mod status;
-pub mod target;
+pub mod targets;
 
 #[cfg(test)]
 mod tests {

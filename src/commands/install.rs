@@ -7,11 +7,16 @@ use super::{Context, Error};
 use crate::cli::{InstallArgs, UninstallArgs};
 use crate::home::home_dir;
 use crate::install::Installer;
-use crate::render::{self, RenderOptions};
-use crate::target::Target;
+use crate::targets::{self as render, RenderOptions, Target};
 
+/// `--target`, else what the machine at `root` runs, said on stderr with why: a guess
+/// the person did not make is never silent.
 fn target_for(explicit: Option<Target>, root: &Path) -> Target {
-    explicit.unwrap_or_else(|| Target::detect(root, !nix::unistd::geteuid().is_root()))
+    let (target, why) = crate::targets::choose(explicit, root);
+    if let Some(why) = why {
+        eprintln!("target {target} (detected: {why}; --target chooses another)");
+    }
+    target
 }
 
 pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
@@ -28,10 +33,7 @@ pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
         home: home_dir(),
     };
     if args.watchdog.is_none()
-        && matches!(
-            target,
-            Target::Systemd | Target::Launchd | Target::Inittab | Target::Busybox
-        )
+        && !target.system().per_user()
         && let Err(why) = trusted_watchdog(&options.watchdog)
     {
         return Err(Error::usage(why));
@@ -66,8 +68,6 @@ pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
 pub fn run_uninstall(args: UninstallArgs) -> Result<ExitCode, Error> {
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let target = target_for(args.target, &root);
-    let id = crate::config::inittab_id(&args.name);
-    let paths = render::installed_paths(&args.name, target, &home_dir(), &id);
     let installer = Installer {
         root,
         run_tools: args.root.is_none(),
@@ -75,7 +75,7 @@ pub fn run_uninstall(args: UninstallArgs) -> Result<ExitCode, Error> {
         no_start: false,
     };
     let mut out = std::io::stdout().lock();
-    match installer.uninstall(&args.name, target, &paths, &id, &mut out) {
+    match installer.uninstall(&args.name, target, &home_dir(), &mut out) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(message) => {
             let _ = out.flush();

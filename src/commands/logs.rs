@@ -9,7 +9,7 @@ use std::process::{Command, ExitCode};
 use super::Error;
 use crate::cli::LogsArgs;
 use crate::home::home_dir;
-use crate::locations::{LogSource, default_target, log_source};
+use crate::targets::LogSource;
 
 /// Lines shown before following or when not following.
 const LINES: &str = "200";
@@ -49,8 +49,8 @@ pub fn log_command(source: &LogSource, follow: bool) -> Vec<String> {
 }
 
 pub fn run(args: LogsArgs) -> Result<ExitCode, Error> {
-    let target = args.target.unwrap_or_else(default_target);
-    let source = log_source(target, &args.name, &home_dir());
+    let (target, _) = crate::targets::choose(args.target, std::path::Path::new("/"));
+    let source = target.system().log(&args.name, &home_dir());
     if let LogSource::File(path) = &source
         && !path.exists()
     {

@@ -1,196 +1,88 @@
-//! Telling the init system: install's reload and start (or restart), uninstall's stop and
-//! reload, each through [`run_tool`]. None of it runs under `--root` (`run_tools` is false).
+//! The one runner of what a target asks of its init system ([`Step`]s: install's reload
+//! and start or restart, uninstall's stop and reload). Nothing here runs under `--root`
+//! (`run_tools` is false).
 
 use super::*;
+use crate::targets::{Activation, Step};
 
 impl Installer {
-    /// Tells the init system; never reached under `--root`. `items`: (name, rendered, fresh).
+    /// Tells the init system; never reached under `--root`.
     pub(super) fn activate(
         &self,
         target: Target,
-        items: &[(&str, &Rendered, bool)],
+        items: &[Activation],
         out: &mut dyn Write,
     ) -> Result<(), String> {
-        if !self.run_tools {
-            return Ok(());
-        }
-        match target {
-            Target::Systemd | Target::SystemdUser => self.start_units(target, items),
-            Target::Launchd | Target::LaunchdAgent => self.bootstrap_jobs(target, items, out),
-            Target::Inittab => {
-                if !self.no_start {
-                    reread_inittab(target)?;
-                }
-                // sysvinit keeps a running entry whose line did not change: the watchdog of
-                // an updated tunnel is asked to exit, and init respawns it with the new
-                // args file (the inittab was never without the entry).
-                for &(name, _, fresh) in items {
-                    if !fresh {
-                        restart_watchdog(name, target, out)?;
-                    }
-                }
-                Ok(())
-            }
-            Target::Busybox => {
-                if !self.no_start {
-                    reread_inittab(target)?;
-                }
-                for &(name, _, fresh) in items {
-                    if !fresh {
-                        writeln!(
-                            out,
-                            "note: BusyBox init keeps the running watchdog with its old arguments until it exits; \
-                             `tunnelctl reconnect {name}` or a reboot picks up the new ones"
-                        )
-                        .map_err(io_err)?;
-                    }
-                }
-                Ok(())
-            }
-        }
+        self.run_steps(target, &target.system().activate(items, self.no_start), out)
     }
 
-    /// `daemon-reload`, then (unless `--no-start`) each unit enabled and started, or
-    /// restarted when it was installed before.
-    fn start_units(&self, target: Target, items: &[(&str, &Rendered, bool)]) -> Result<(), String> {
-        let base = systemctl(target);
-        run_tool(&with(&base, &["daemon-reload"]))?;
-        if self.no_start {
-            return Ok(());
-        }
-        for &(name, _, fresh) in items {
-            let unit = crate::escape::unit_name(name);
-            // Type=notify: systemctl waits for READY=1, i.e. the first proof that
-            // every forward works, which can take long when the server is away.
-            eprintln!(
-                "starting {unit}: waits until every forward is proven (Ctrl-C stops \
-                 waiting, not the tunnel; `tunnelctl status {name}` shows progress)"
-            );
-            if fresh {
-                run_tool(&with(&base, &["enable", "--now", &unit]))?;
-            } else {
-                run_tool(&with(&base, &["enable", &unit]))?;
-                run_tool(&with(&base, &["restart", &unit]))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Unless `--no-start`: each job bootstrapped into its domain (booted out first when
-    /// it was installed before), with a note when an agent cannot go into `gui/UID`.
-    fn bootstrap_jobs(
+    /// Runs `steps` in order; the first failure ends them.
+    pub(super) fn run_steps(
         &self,
         target: Target,
-        items: &[(&str, &Rendered, bool)],
+        steps: &[Step],
         out: &mut dyn Write,
     ) -> Result<(), String> {
-        if self.no_start {
-            return Ok(());
-        }
-        let uid = nix::unistd::getuid().as_raw();
-        let gui = target == Target::LaunchdAgent && launchd_gui_session(uid);
-        let domain = launchd_domain(target, uid, gui);
-        if target == Target::LaunchdAgent && !gui {
-            writeln!(out, "{}", no_gui_note(uid)).map_err(io_err)?;
-        }
-        for &(name, rendered, fresh) in items {
-            let plist = rendered
-                .files
-                .first()
-                .map(|f| f.path.display().to_string())
-                .unwrap_or_default();
-            run_launchd(&launchd_install_steps(
-                &domain,
-                &launchd::label(name),
-                &plist,
-                fresh,
-            ))?;
-        }
-        Ok(())
-    }
-
-    /// Uninstall's first step: the service stopped and disabled (systemd) or booted out
-    /// (launchd). An inittab entry stops when init rereads the file without it.
-    pub(super) fn stop_service(&self, name: &str, target: Target) -> Result<(), String> {
         if !self.run_tools {
             return Ok(());
         }
-        match target {
-            Target::Systemd | Target::SystemdUser => run_tool(&with(
-                &systemctl(target),
-                &["disable", "--now", &crate::escape::unit_name(name)],
-            )),
-            Target::Launchd | Target::LaunchdAgent => {
-                let uid = nix::unistd::getuid().as_raw();
-                let gui = target == Target::LaunchdAgent && launchd_gui_session(uid);
-                let domain = launchd_domain(target, uid, gui);
-                run_launchd(&launchd_uninstall_steps(&domain, &launchd::label(name)))
+        for step in steps {
+            match step {
+                Step::Run(argv) => run_tool(argv)?,
+                Step::MayFail(argv) => {
+                    let _ = run_tool(argv);
+                }
+                Step::Reload(argv) => run_tool(argv).map_err(|e| reload_failed(&e, argv))?,
+                Step::WaitGone {
+                    probe,
+                    timeout,
+                    still,
+                } => wait_gone(probe, *timeout, still)?,
+                Step::RestartWatchdog(name) => restart_watchdog(name, target, out)?,
+                Step::Note(line) => writeln!(out, "{line}").map_err(io_err)?,
+                Step::Progress(line) => eprintln!("{line}"),
             }
-            Target::Inittab | Target::Busybox => Ok(()),
-        }
-    }
-
-    /// After uninstall took our entry out of /etc/inittab: init rereads it.
-    pub(super) fn reload_inittab_after_removal(
-        &self,
-        target: Target,
-        out: &mut dyn Write,
-    ) -> Result<(), String> {
-        if !self.run_tools {
-            return Ok(());
-        }
-        reread_inittab(target)?;
-        // sysvinit stops processes whose entry vanished; BusyBox may not.
-        if target == Target::Busybox {
-            writeln!(out, "note: unless BusyBox was built with FEATURE_KILL_REMOVED the watchdog keeps running until reboot")
-                .map_err(io_err)?;
-        }
-        Ok(())
-    }
-
-    /// After uninstall removed a unit file: systemd forgets the unit.
-    pub(super) fn forget_removed_units(&self, target: Target) -> Result<(), String> {
-        if self.run_tools && matches!(target, Target::Systemd | Target::SystemdUser) {
-            run_tool(&with(&systemctl(target), &["daemon-reload"]))?;
         }
         Ok(())
     }
 }
 
-/// `systemctl`, with `--user` for a per-user target.
-fn systemctl(target: Target) -> Vec<String> {
-    let mut base = vec!["systemctl".to_string()];
-    if target == Target::SystemdUser {
-        base.push("--user".into());
-    }
-    base
-}
-
-/// Has init read /etc/inittab again: `telinit q` for sysvinit, SIGHUP to BusyBox init.
-fn reread_inittab(target: Target) -> Result<(), String> {
-    if target == Target::Inittab {
-        run_tool(&["telinit".into(), "q".into()]).map_err(|e| reload_failed(&e, "telinit q"))
-    } else {
-        run_tool(&["kill".into(), "-HUP".into(), "1".into()])
-            .map_err(|e| reload_failed(&e, "kill -HUP 1"))
-    }
-}
-
-fn reload_failed(error: &str, command: &str) -> String {
+fn reload_failed(error: &str, argv: &[String]) -> String {
     format!(
-        "{INITTAB} is already updated, but {error}: init has not read it yet. Run `{command}` \
-         once init can be reached (or reboot)"
+        "{INITTAB} is already updated, but {error}: init has not read it yet. Run `{}` \
+         once init can be reached (or reboot)",
+        argv.join(" ")
     )
 }
 
-/// Asks the running watchdog of an updated inittab tunnel to exit (SIGTERM), so init
-/// respawns it with the new args file. Only a live tunnel-watchdog found through its
+/// Runs `probe` until it fails (the thing is gone), 100 ms apart, at most `timeout`.
+fn wait_gone(probe: &[String], timeout: Duration, still: &str) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let gone = || {
+        !Command::new(&probe[0])
+            .args(&probe[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    while !gone() {
+        if Instant::now() >= deadline {
+            return Err(still.to_string());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Asks the running watchdog of an updated tunnel to exit (SIGTERM), so its supervisor
+/// respawns it with the new arguments. Only a live tunnel-watchdog found through its
 /// checked state file is signalled.
 fn restart_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(), String> {
     let home = crate::home::home_dir();
     let uid = nix::unistd::getuid().as_raw();
     let env = |k: &str| std::env::var(k).ok();
-    let dirs = crate::locations::state_dir_candidates(target, name, &home, uid, &env);
+    let dirs = crate::targets::state_dirs(target, name, &home, uid, &env);
     let row = crate::status::read_row(name, Some(target), &dirs);
     match (&row.state, row.running) {
         (Some(state), true) => {
@@ -206,8 +98,8 @@ fn restart_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(
     }
 }
 
-/// Runs an init tool for install or uninstall (`status` and `reconnect` ask systemctl
-/// themselves). Prints the command so the user sees what happened to their system.
+/// Runs an init tool for install or uninstall (`status` and `reconnect` ask the target's
+/// tool themselves). Prints the command so the user sees what happened to their system.
 pub fn run_tool(argv: &[String]) -> Result<(), String> {
     eprintln!("+ {}", argv.join(" "));
     let status = Command::new(&argv[0])

@@ -5,7 +5,7 @@
 
 use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
 
-use Block::{Entries, Entry, Example, Heading, Para, SeeAlso, Text};
+use Block::{Entries, Entry, Example, Heading, Para, SeeAlso, TargetDetection, TargetFiles, Text};
 use Face::{B, I, R};
 
 /// roff's fonts: `\fR` roman, `\fB` bold, `\fI` italic.
@@ -34,6 +34,10 @@ pub(super) enum Block {
     Example(&'static str, &'static str),
     /// The `SEE ALSO` section: each page as `name(section)`.
     SeeAlso(&'static [(&'static str, &'static str)]),
+    /// Where install writes, as each target says (`.TP` entries: names bold, paths italic).
+    TargetFiles,
+    /// How install picks a target without `--target`, as each target says.
+    TargetDetection,
 }
 
 /// The blocks as roff requests.
@@ -70,6 +74,20 @@ pub(super) fn write(r: &mut Roff, blocks: &[Block]) {
                 r.control("RE", []);
             }
             SeeAlso(pages) => see_also(r, pages),
+            TargetFiles => {
+                for (names, files) in crate::targets::files_summaries() {
+                    r.control("TP", []);
+                    r.text([bold(names)]);
+                    r.text([italic(files)]);
+                }
+            }
+            TargetDetection => {
+                r.text([
+                    roman("Without "),
+                    bold("--target"),
+                    roman(crate::targets::detection_sentence()),
+                ]);
+            }
         }
     }
 }
@@ -115,17 +133,7 @@ pub(super) const TARGETS_INTRO: &[Block] = &[
 ];
 
 /// After the list of targets.
-pub(super) const TARGETS_DETECTION: &[Block] = &[
-    Para,
-    Text(&[
-        (R, "Without "),
-        (B, "--target"),
-        (
-            R,
-            ", install detects the init system: /run/systemd/system means systemd, macOS means launchd, a BusyBox /sbin/init means busybox, anything else inittab.",
-        ),
-    ]),
-];
+pub(super) const TARGETS_DETECTION: &[Block] = &[Para, TargetDetection];
 
 /// Before the commands' subsections.
 pub(super) const COMMANDS_INTRO: &[Block] = &[
@@ -170,23 +178,7 @@ pub(super) const TUNNELCTL: &[Block] = &[
     ),
     Para,
     Text(&[(R, "Where install writes, per target:")]),
-    Entries(
-        B,
-        I,
-        &[
-            ("systemd", "/etc/systemd/system/tunnel-NAME.service"),
-            ("systemd-user", "~/.config/systemd/user/tunnel-NAME.service"),
-            ("launchd", "/Library/LaunchDaemons/org.tunnelctl.NAME.plist"),
-            (
-                "launchd-agent",
-                "~/Library/LaunchAgents/org.tunnelctl.NAME.plist",
-            ),
-            (
-                "inittab, busybox",
-                "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args",
-            ),
-        ],
-    ),
+    TargetFiles,
     Heading("EXIT STATUS"),
     Entries(
         B,

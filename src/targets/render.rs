@@ -1,16 +1,13 @@
-//! One renderer per target. Everything here is pure: a [`Tunnel`] and a [`Target`] in,
-//! file contents and their install paths out. `install.rs` does the writing.
+//! What every renderer shares. Everything here is pure: a [`Tunnel`] and a [`Target`] in,
+//! file contents and their install paths out (each target's module renders its own);
+//! `install` does the writing.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::Target;
 use crate::duration::format_duration;
 use crate::model::Tunnel;
-use crate::target::Target;
-
-pub mod inittab;
-pub mod launchd;
-pub mod systemd;
 
 /// What the renderer needs besides the tunnel.
 #[derive(Clone, Debug)]
@@ -47,6 +44,8 @@ pub struct RenderedFile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InittabEntry {
     pub id: String,
+    /// The line starts with the id (SysV), so no other line may start with it.
+    pub id_field: bool,
     pub marker: String,
     pub line: String,
 }
@@ -101,12 +100,7 @@ pub fn render(
         message,
     };
     check_common(tunnel, options).map_err(fail)?;
-    match target {
-        Target::Systemd | Target::SystemdUser => systemd::render(tunnel, target, options),
-        Target::Launchd | Target::LaunchdAgent => launchd::render(tunnel, target, options),
-        Target::Inittab | Target::Busybox => inittab::render(tunnel, target, options),
-    }
-    .map_err(fail)
+    target.system().render(tunnel, options).map_err(fail)
 }
 
 /// The tunnel's ssh command line as the service runs it, naming the key and
@@ -211,29 +205,13 @@ pub fn watchdog_args(
     args
 }
 
-/// Where a target keeps a tunnel's files, computed from the name alone so `uninstall` and
-/// `list` work even after the tunnel left the config. Must agree with the renderers (a
-/// test checks it).
-pub fn installed_paths(name: &str, target: Target, home: &Path, inittab_id: &str) -> Vec<PathBuf> {
-    match target {
-        Target::Systemd => {
-            vec![Path::new("/etc/systemd/system").join(crate::escape::unit_name(name))]
-        }
-        Target::SystemdUser => vec![
-            home.join(".config/systemd/user")
-                .join(crate::escape::unit_name(name)),
-        ],
-        Target::Launchd => {
-            vec![
-                Path::new("/Library/LaunchDaemons").join(format!("{}.plist", launchd::label(name))),
-            ]
-        }
-        Target::LaunchdAgent => {
-            vec![
-                home.join("Library/LaunchAgents")
-                    .join(format!("{}.plist", launchd::label(name))),
-            ]
-        }
-        Target::Inittab | Target::Busybox => vec![PathBuf::from(inittab::args_path(inittab_id))],
-    }
+/// Renders a built-in template with autoescaping off: service files are not HTML, and
+/// every value was escaped for its format before it reached the context.
+pub(crate) fn render_template(template: &str, context: &tera::Context) -> Result<String, String> {
+    let mut tera = tera::Tera::new();
+    tera.autoescape_on(Vec::<&str>::new());
+    tera.add_raw_template("unit", template)
+        .map_err(|e| format!("built-in template: {e}"))?;
+    tera.render("unit", context)
+        .map_err(|e| format!("built-in template: {e}"))
 }
