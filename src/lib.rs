@@ -24,10 +24,14 @@ pub mod escape;
 pub mod home;
 pub mod install;
 pub mod known_hosts;
+pub mod output;
 pub mod progress;
 pub mod ssh_command;
 pub mod status;
 pub mod targets;
+
+#[cfg(test)]
+mod test_prereq;
 
 #[cfg(test)]
 mod tests {

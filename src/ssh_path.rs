@@ -105,8 +105,11 @@ mod tests {
     /// and UserKnownHostsFile after token expansion.
     #[test]
     fn ssh_reads_back_the_exact_path() {
-        if !std::path::Path::new("/usr/bin/ssh").exists() {
-            eprintln!("SKIPPED ssh_reads_back_the_exact_path: no /usr/bin/ssh");
+        let test = "ssh_reads_back_the_exact_path";
+        if !crate::test_prereq::require(
+            test,
+            crate::test_prereq::program("/usr/bin/ssh", "openssh-client"),
+        ) {
             return;
         }
         let paths = [

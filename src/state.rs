@@ -6,6 +6,7 @@
 //!
 //! | key | meaning |
 //! |---|---|
+//! | `name` | the tunnel's name (`--name`), so a reader given only the folder labels it right (absent: an older writer) |
 //! | `state` | `connecting`, `up`, `degraded` (up, but a forward's target refuses), `backing-off`, `failed` or `stopped` |
 //! | `state_since` | unix seconds when `state` last changed (0: unknown) |
 //! | `pid` | the watchdog's pid |
@@ -73,6 +74,8 @@ impl fmt::Display for Phase {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
+    /// The tunnel's name as the watchdog was given it (empty: an older writer).
+    pub name: String,
     pub phase: Phase,
     pub pid: u32,
     pub ssh_pid: u32,
@@ -200,8 +203,9 @@ impl State {
     pub fn to_text(&self) -> String {
         // A value is one line: newlines (never expected) are flattened, not trusted.
         let last_error = self.last_error.replace(['\n', '\r'], " ");
+        let name = self.name.replace(['\n', '\r'], " ");
         format!(
-            "state={}\npid={}\nssh_pid={}\nconnected_since={}\nlast_probe_ok={}\nlast_probe_ms={}\n\
+            "name={name}\nstate={}\npid={}\nssh_pid={}\nconnected_since={}\nlast_probe_ok={}\nlast_probe_ms={}\n\
              consecutive_failures={}\nrestarts={}\nlast_error={}\nbackoff_until={}\nproven={}\n\
              no_greeting={}\nstate_since={}\nreconnects={}\n{}{}",
             self.phase,
@@ -254,6 +258,7 @@ impl State {
     /// Unknown keys are ignored (a newer writer).
     fn set(&mut self, key: &str, value: &str) -> Result<(), &'static str> {
         match key {
+            "name" => self.name = value.to_string(),
             "state" => {
                 self.phase = Phase::parse(value)
                     .ok_or("connecting, up, degraded, backing-off, failed or stopped")?
@@ -376,6 +381,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let state = State {
+            name: "home @ office".into(),
             phase: Phase::BackingOff,
             pid: 10,
             ssh_pid: 11,

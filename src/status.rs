@@ -26,19 +26,53 @@ pub struct Row {
 }
 
 impl Row {
-    /// The one-word state shown: the watchdog's phase while it runs; otherwise what is
-    /// known (`stopped`, `not running`, systemd's state).
+    /// The phase every command reports (`status`, its JSON, `metrics`): the watchdog's
+    /// own while it runs; `stopped` otherwise, whatever its last state file said (a file
+    /// left by a killed watchdog must not keep a tunnel up).
+    pub fn phase(&self) -> Phase {
+        match &self.state {
+            Some(s) if self.running => s.phase,
+            _ => Phase::Stopped,
+        }
+    }
+
+    /// The one-word state shown: [`Row::phase`].
     pub fn state_word(&self) -> String {
-        match (&self.state, self.running) {
-            (Some(s), true) => s.phase.to_string(),
-            (Some(s), false) if s.phase == Phase::Stopped => "stopped".into(),
-            (Some(_), false) => "not running".into(),
-            (None, _) => match &self.init {
-                Some(i) if !i.active_state.is_empty() => {
-                    format!("{}/{}", i.active_state, i.sub_state)
+        self.phase().to_string()
+    }
+
+    /// The state as reported: the file's, with [`Row::phase`], and every forward
+    /// `unproven` when the watchdog is not running (nobody is proving it).
+    pub fn reported_state(&self) -> State {
+        let mut state = self.state.clone().unwrap_or_default();
+        state.phase = self.phase();
+        if !self.running {
+            for f in &mut state.forwards {
+                f.health = ForwardHealth::Unproven;
+            }
+        }
+        state
+    }
+
+    /// Why a stopped tunnel is stopped, when its state file does not say it stopped
+    /// cleanly: its watchdog died, or it never ran (and what systemd says then).
+    fn stop_note(&self) -> Option<String> {
+        if self.running {
+            return None;
+        }
+        match &self.state {
+            Some(s) if s.phase != Phase::Stopped => Some(format!(
+                "the watchdog (pid {}) is gone without stopping; it last said {}",
+                s.pid, s.phase
+            )),
+            Some(_) => None,
+            None => {
+                let mut note = self.problem.clone().unwrap_or_default();
+                if let Some(i) = self.init.as_ref().filter(|i| !i.active_state.is_empty()) {
+                    note = format!("systemd: {}/{}; {note}", i.active_state, i.sub_state);
                 }
-                _ => "unknown".into(),
-            },
+                Some(note)
+            }
         }
     }
 
@@ -225,7 +259,13 @@ pub fn cells(row: &Row, now: u64) -> [String; 7] {
                 restarts.push_str(&format!(" (+{} by systemd)", i.n_restarts));
             }
             let down = row.targets_down();
-            let error = if row.running && s.phase == Phase::Degraded && !down.is_empty() {
+            let error = if let Some(note) = row.stop_note() {
+                if s.last_error.is_empty() {
+                    note
+                } else {
+                    format!("{note}: {}", s.last_error)
+                }
+            } else if row.running && s.phase == Phase::Degraded && !down.is_empty() {
                 // Which target is down is the one thing to know about a degraded tunnel.
                 let named: Vec<String> = down
                     .iter()
@@ -246,7 +286,7 @@ pub fn cells(row: &Row, now: u64) -> [String; 7] {
             "-".into(),
             "-".into(),
             "-".into(),
-            row.problem.clone().unwrap_or_else(|| "-".into()),
+            row.stop_note().unwrap_or_else(|| "-".into()),
         ),
     };
     [row.name.clone(), target, state, up, probe, restarts, error]
@@ -325,17 +365,23 @@ fn forward_lines(row: &Row, now: u64, colour: bool) -> String {
         .forwards
         .iter()
         .map(|f| {
-            let since = if f.since == 0 {
-                "-".to_string()
-            } else {
-                format!("since {}", ago(now, f.since))
+            // Nobody proves the forwards of a watchdog that is not running: the tunnel's
+            // word stands for them, their last health is history.
+            let (health, since) = match (row.running, f.since) {
+                (true, 0) => (f.health.to_string(), "-".to_string()),
+                (true, t) => (f.health.to_string(), format!("since {}", ago(now, t))),
+                (false, 0) => (row.state_word(), format!("was {}", f.health)),
+                (false, t) => (
+                    row.state_word(),
+                    format!("was {} {}", f.health, ago(now, t)),
+                ),
             };
             let latency = if f.latency_ms == 0 {
                 "-".to_string()
             } else {
                 format!("{} ms", f.latency_ms)
             };
-            [f.spec.clone(), f.health.to_string(), since, latency]
+            [f.spec.clone(), health, since, latency]
         })
         .collect();
     let mut widths = [0usize; 4];
@@ -350,6 +396,7 @@ fn forward_lines(row: &Row, now: u64, colour: bool) -> String {
         for (i, c) in cells.iter().enumerate() {
             let pad = " ".repeat(widths[i] - c.chars().count());
             let code = match f.health {
+                _ if !row.running => "2",
                 ForwardHealth::Up => "32",
                 ForwardHealth::TargetDown => "35",
                 ForwardHealth::Unproven => "33",
@@ -392,14 +439,17 @@ pub fn last_event_line(e: &crate::state::LastEvent, now: u64) -> String {
 /// The JSON value of one row (pure). Times are unix seconds; 0 means never.
 pub fn json(row: &Row, now: u64) -> serde_json::Value {
     let s = row.state.clone().unwrap_or_default();
+    let reported = row.reported_state();
     let forwards: Vec<serde_json::Value> = s
         .forwards
         .iter()
-        .map(|f| {
+        .zip(&reported.forwards)
+        .map(|(f, r)| {
             serde_json::json!({
                 "spec": f.spec,
                 "target": forward_target(&f.spec),
-                "health": f.health.as_str(),
+                "health": r.health.as_str(),
+                "last_health": f.health.as_str(),
                 "since": f.since,
                 "latency_ms": f.latency_ms,
             })
@@ -434,7 +484,7 @@ pub fn json(row: &Row, now: u64) -> serde_json::Value {
             "n_restarts": i.n_restarts,
             "status_text": i.status_text,
         })),
-        "problem": row.problem,
+        "problem": row.stop_note().or_else(|| row.problem.clone()),
     })
 }
 
@@ -468,6 +518,60 @@ mod tests {
         }
     }
 
+    /// A watchdog gone (or stopped) proves nothing: every command says `stopped`, and
+    /// no forward under it reads `up`; its last health stays visible as history.
+    #[test]
+    fn a_stopped_tunnel_shows_no_forward_up() {
+        let mut row = up_row();
+        row.state.as_mut().unwrap().forwards = vec![ForwardState {
+            spec: "-R 1234:localhost:22".into(),
+            health: ForwardHealth::Up,
+            since: 1090,
+            latency_ms: 3,
+        }];
+        let live = table(std::slice::from_ref(&row), 1100, false, true);
+        assert!(
+            live.lines()
+                .any(|l| l.trim_start().starts_with("-R 1234:localhost:22  up")),
+            "{live}"
+        );
+        for phase in [Phase::Up, Phase::Stopped] {
+            row.running = false;
+            row.state.as_mut().unwrap().phase = phase;
+            let text = table(std::slice::from_ref(&row), 1100, false, true);
+            let forward = text
+                .lines()
+                .find(|l| l.contains("-R 1234"))
+                .unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(
+                forward.split_whitespace().collect::<Vec<_>>(),
+                [
+                    "-R",
+                    "1234:localhost:22",
+                    "stopped",
+                    "was",
+                    "up",
+                    "10s",
+                    "ago",
+                    "3",
+                    "ms"
+                ],
+                "{text}"
+            );
+            assert_eq!(cells(&row, 1100)[2], "stopped");
+            let json = json(&row, 1100);
+            assert_eq!(json["state"], "stopped");
+            assert_eq!(json["forwards"][0]["health"], "unproven");
+            assert_eq!(json["forwards"][0]["last_health"], "up");
+            assert_eq!(row.reported_state().phase, Phase::Stopped);
+        }
+        // No state file at all: stopped too (what `metrics` exports), not `unknown`.
+        row.state = None;
+        row.problem = Some("no state file".into());
+        assert_eq!(cells(&row, 1100)[2], "stopped");
+        assert_eq!(cells(&row, 1100)[6], "no state file");
+    }
+
     #[test]
     fn cells_read_like_a_person_would_say_it() {
         let c = cells(&up_row(), 1100);
@@ -477,7 +581,7 @@ mod tests {
         assert_eq!(c[5], "3");
         let mut dead = up_row();
         dead.running = false;
-        assert_eq!(cells(&dead, 1100)[2], "not running");
+        assert_eq!(cells(&dead, 1100)[2], "stopped");
         assert_eq!(cells(&dead, 1100)[3], "-");
         let mut waiting = up_row();
         let s = waiting.state.as_mut().unwrap();

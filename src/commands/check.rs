@@ -10,9 +10,9 @@ use crate::ssh_command::forward_spec;
 pub fn run(cx: &Context, _args: CheckArgs) -> Result<ExitCode, Error> {
     let cfg = cx.config()?;
     for t in &cfg.tunnels {
-        println!("{}", summary(t));
+        crate::outln!("{}", summary(t));
     }
-    println!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
+    crate::outln!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
     Ok(ExitCode::SUCCESS)
 }
 

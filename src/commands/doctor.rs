@@ -22,19 +22,19 @@ pub fn run(cx: &Context, args: DoctorArgs) -> Result<ExitCode, Error> {
     progress.clear();
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    println!(
+    crate::outln!(
         "tunnelctl doctor {}: ran the tunnel's ssh command once, with -v added, for at most {}:\n  {}",
         tunnel.name,
         crate::duration::format_duration(timeout),
         argv.join(" ")
     );
-    print!("{}", doctor::render(&checks, colour));
+    crate::out!("{}", doctor::render(&checks, colour));
     let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
     if failed == 0 {
-        println!("{}: the tunnel works.", tunnel.name);
+        crate::outln!("{}: the tunnel works.", tunnel.name);
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
+        crate::outln!(
             "{}: the tunnel cannot work: {failed} problem{} (FAIL above).",
             tunnel.name,
             if failed == 1 { "" } else { "s" }

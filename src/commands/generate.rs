@@ -36,7 +36,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode, Error> {
     };
     let paths = written.map_err(|err| Error::failed(format!("{}: {err}", args.dir.display())))?;
     for path in paths {
-        println!("{}", path.display());
+        crate::outln!("{}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,7 +51,7 @@ pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
         dry_run: args.dry_run,
         no_start: args.no_start,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Lenient;
     let items: Vec<(&str, &render::Rendered)> = rendered.iter().map(|(n, r)| (*n, r)).collect();
     if let Err(message) = installer.install_all(target, &items, &mut out) {
         let _ = out.flush();
@@ -65,16 +65,17 @@ pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
 }
 
 /// Works from the name alone, so a tunnel already gone from the config can be removed.
-pub fn run_uninstall(args: UninstallArgs) -> Result<ExitCode, Error> {
+pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Error> {
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let target = target_for(args.target, &root);
+    cx.known_name(&args.name, target, &root)?;
     let installer = Installer {
         root,
         run_tools: args.root.is_none(),
         dry_run: false,
         no_start: false,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Lenient;
     match installer.uninstall(&args.name, target, &home_dir(), &mut out) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(message) => {

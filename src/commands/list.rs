@@ -46,7 +46,7 @@ pub fn run(cx: &Context, args: ListArgs) -> Result<ExitCode, Error> {
         } else {
             places.join(", ")
         };
-        println!(
+        crate::outln!(
             "{}\t{}\t{}\t{}",
             tunnel.name,
             destination(tunnel),

@@ -6,7 +6,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
-use super::Error;
+use super::{Context, Error};
 use crate::cli::LogsArgs;
 use crate::home::home_dir;
 use crate::targets::LogSource;
@@ -48,14 +48,15 @@ pub fn log_command(source: &LogSource, follow: bool) -> Vec<String> {
     argv
 }
 
-pub fn run(args: LogsArgs) -> Result<ExitCode, Error> {
+pub fn run(cx: &Context, args: LogsArgs) -> Result<ExitCode, Error> {
     let (target, _) = crate::targets::choose(args.target, std::path::Path::new("/"));
+    cx.known_name(&args.name, target, std::path::Path::new("/"))?;
     let source = target.system().log(&args.name, &home_dir());
     if let LogSource::File(path) = &source
         && !path.exists()
     {
         return Err(Error::failed(format!(
-            "no log at {} yet: the tunnel has not run as a {target} service on this machine \
+            "no log at {} yet: the tunnel has not run here under {target} \
              (install it with `tunnelctl install {} --target {target}`, or pass --target)",
             path.display(),
             args.name

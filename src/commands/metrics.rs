@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::{Context, Error};
 use crate::cli::MetricsArgs;
 use crate::metrics::{self, Tunnel};
-use crate::state::{ForwardHealth, Phase, State};
+use crate::state::State;
 use crate::status::Row;
 
 pub fn run(cx: &Context, args: MetricsArgs) -> Result<ExitCode, Error> {
@@ -31,7 +31,7 @@ pub fn run(cx: &Context, args: MetricsArgs) -> Result<ExitCode, Error> {
         .unwrap_or(0);
     for row in &rows {
         if let Some(problem) = &row.problem {
-            eprintln!("tunnelctl metrics {}: {problem}", row.name);
+            crate::errln!("tunnelctl metrics {}: {problem}", row.name);
         }
     }
     let text = exposition(&rows, now);
@@ -58,22 +58,15 @@ pub fn exposition(rows: &[Row], now: u64) -> String {
     metrics::render(&tunnels)
 }
 
-/// The state as exported: the file's, unless its watchdog is gone (see the module doc).
+/// The state as exported: the one `status` reports too ([`Row::reported_state`]).
 fn exported_state(row: &Row) -> State {
-    let mut state = row.state.clone().unwrap_or_default();
-    if !row.running {
-        state.phase = Phase::Stopped;
-        for f in &mut state.forwards {
-            f.health = ForwardHealth::Unproven;
-        }
-    }
-    state
+    row.reported_state()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::ForwardState;
+    use crate::state::{ForwardHealth, ForwardState, Phase};
 
     fn row(name: &str, state: Option<State>, running: bool) -> Row {
         Row {

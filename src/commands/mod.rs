@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
 use crate::model::Tunnel;
+use crate::targets::{LogSource, Target};
 
 pub mod check;
 pub mod doctor;
@@ -104,7 +105,7 @@ impl Context {
             }
         })?;
         for warning in &config.warnings {
-            eprintln!("{warning}");
+            crate::errln!("{warning}");
         }
         Ok(self.config.get_or_init(|| config))
     }
@@ -113,6 +114,70 @@ impl Context {
     pub fn tunnel(&self, name: &str) -> Result<&Tunnel, Error> {
         self.config()?.tunnel(name).map_err(Error::usage)
     }
+
+    /// The one check of a name given to a command that works from the name alone
+    /// (`status`, `metrics`, `logs`, `uninstall`, `start`, `stop`, `restart`): a tunnel
+    /// of the configuration, or one that left it but is still installed for `target`
+    /// under `root` or has a state file here. Anything else is a typo: exit 2 with the
+    /// did-you-mean of every other command, before anything is done.
+    pub fn known_name(&self, name: &str, target: Target, root: &Path) -> Result<(), Error> {
+        let config = self.config();
+        if let Ok(config) = config
+            && config.tunnels.iter().any(|t| t.name == name)
+        {
+            return Ok(());
+        }
+        if left_behind(name, target, root) {
+            return Ok(());
+        }
+        match config {
+            Ok(config) => Err(Error::usage(format!(
+                "{}; nor is a tunnel of that name installed here ({target})",
+                config.tunnel(name).err().unwrap_or_default()
+            ))),
+            Err(e) => Err(Error::usage(format!(
+                "no tunnel named `{name}` is installed here ({target}), and the configuration \
+                 that would name it cannot be read: {}",
+                e.message
+            ))),
+        }
+    }
+}
+
+/// Whether something of tunnel `name` is still on this machine for `target`: a file
+/// install writes, its `/etc/inittab` entry, its log file, or (on the real root) a
+/// watchdog state file.
+fn left_behind(name: &str, target: Target, root: &Path) -> bool {
+    let home = crate::home::home_dir();
+    let system = target.system();
+    let on_root = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    let files = system.installed_paths(name, &home);
+    if files.iter().any(|f| on_root(f).symlink_metadata().is_ok()) {
+        return true;
+    }
+    let marker = crate::targets::inittab::marker_prefix(&config::inittab_id(name));
+    if system.uses_inittab()
+        && std::fs::read(on_root(Path::new(crate::install::INITTAB))).is_ok_and(|t| {
+            String::from_utf8_lossy(&t)
+                .lines()
+                .any(|l| l.starts_with(&marker))
+        })
+    {
+        return true;
+    }
+    if let LogSource::File(log) = system.log(name, &home)
+        && on_root(&log).is_file()
+    {
+        return true;
+    }
+    if root != Path::new("/") {
+        return false;
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    let env = |k: &str| std::env::var(k).ok();
+    crate::targets::state_dirs(target, name, &home, uid, &env)
+        .iter()
+        .any(|d| d.join("state").is_file())
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -136,8 +201,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render::run(&cx, args),
         Command::Install(args) => install::run(&cx, args),
         // These work from the name alone, so a tunnel gone from the config still can.
-        Command::Uninstall(args) => install::run_uninstall(args),
-        Command::Logs(args) => logs::run(args),
+        Command::Uninstall(args) => install::run_uninstall(&cx, args),
+        Command::Logs(args) => logs::run(&cx, args),
         Command::Reconnect(args) => reconnect::run(args),
         Command::List(args) => list::run(&cx, args),
         Command::Status(args) => status::run(&cx, args),
@@ -150,11 +215,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             if let Some(details) = &e.details {
-                eprintln!("{details}");
+                crate::errln!("{details}");
             }
             match &e.subject {
-                Some(subject) => eprintln!("tunnelctl {command} {subject}: {}", e.message),
-                None => eprintln!("tunnelctl {command}: {}", e.message),
+                Some(subject) => crate::errln!("tunnelctl {command} {subject}: {}", e.message),
+                None => crate::errln!("tunnelctl {command}: {}", e.message),
             }
             ExitCode::from(e.code)
         }

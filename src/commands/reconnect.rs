@@ -29,7 +29,7 @@ pub fn run(args: ReconnectArgs) -> Result<ExitCode, Error> {
             .output()
         {
             Ok(out) if out.status.success() => {
-                println!("{}", ask.done);
+                crate::outln!("{}", ask.done);
                 Ok(ExitCode::SUCCESS)
             }
             Ok(out) => Err(Error::failed(format!(
@@ -49,7 +49,7 @@ pub fn run(args: ReconnectArgs) -> Result<ExitCode, Error> {
         None => crate::targets::state_dirs(target, name, &home, uid, &env),
     };
     let pid = signal_watchdog(&dirs).map_err(|why| Error::failed(why).about(name))?;
-    println!(
+    crate::outln!(
         "{name}: sent SIGUSR1 to tunnel-watchdog (pid {pid}): it drops its back-off and reconnects now"
     );
     Ok(ExitCode::SUCCESS)

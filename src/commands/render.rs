@@ -14,7 +14,7 @@ pub fn run(cx: &Context, args: RenderArgs) -> Result<ExitCode, Error> {
     };
     let rendered =
         render::render(tunnel, args.target, &options).map_err(|e| Error::usage(e.to_string()))?;
-    print!("{}", printable(&rendered));
+    crate::out!("{}", printable(&rendered));
     Ok(ExitCode::SUCCESS)
 }
 

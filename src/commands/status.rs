@@ -9,7 +9,7 @@
 //! the tunnel's state directory (holding `state`) when NAME is given or DIR/state
 //! exists; otherwise each subdirectory of DIR holding a `state` file is one tunnel.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,17 +50,13 @@ pub fn run(cx: &Context, args: StatusArgs) -> Result<ExitCode, Error> {
             let verbose = args.verbose || args.name.is_some();
             out.push_str(&status::table(&rows, now, colour, verbose));
         }
-        let mut stdout = std::io::stdout().lock();
-        if stdout
-            .write_all(out.as_bytes())
-            .and_then(|_| stdout.flush())
-            .is_err()
-        {
-            return Ok(ExitCode::SUCCESS); // reader went away (| head)
-        }
+        crate::out!("{out}");
         // The worst tunnel decides: down over degraded over up.
         let worst = rows.iter().map(Row::verdict).max().unwrap_or(Verdict::Up);
         code = ExitCode::from(worst.exit_code());
+        if crate::output::stdout_closed() {
+            break; // the reader went away (| head): nothing more to watch for
+        }
     }
     Ok(code)
 }
@@ -89,7 +85,7 @@ pub fn rows(
     let (target, _) = crate::targets::choose(target, Path::new("/"));
     let names: Vec<String> = match name {
         Some(name) => {
-            // The tunnel may have left the config and still run: only warn then.
+            cx.known_name(name, target, Path::new("/"))?;
             vec![name.to_string()]
         }
         None => cx
@@ -114,14 +110,25 @@ pub fn rows(
 }
 
 fn from_state_dir(dir: &Path, name: Option<&str>, target: Option<Target>) -> Vec<Row> {
-    let dir_name = || {
+    // Without a name, the tunnel is called what its state file says (the watchdog's
+    // `--name`), not after the folder (`state`, or a unit's StateDirectory=).
+    let read = |label: String, dir: &Path| {
+        let mut row = status::read_row(&label, target, &[dir.to_path_buf()]);
+        if name.is_none()
+            && let Some(s) = row.state.as_ref().filter(|s| !s.name.is_empty())
+        {
+            row.name = s.name.clone();
+        }
+        row
+    };
+    let dir_name = |dir: &Path| {
         dir.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| dir.display().to_string())
     };
     if name.is_some() || dir.join("state").exists() {
-        let name = name.map(String::from).unwrap_or_else(dir_name);
-        return vec![status::read_row(&name, target, &[dir.to_path_buf()])];
+        let label = name.map(String::from).unwrap_or_else(|| dir_name(dir));
+        return vec![read(label, dir)];
     }
     let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| {
@@ -134,16 +141,7 @@ fn from_state_dir(dir: &Path, name: Option<&str>, target: Option<Target>) -> Vec
         .unwrap_or_default();
     subdirs.sort();
     if subdirs.is_empty() {
-        return vec![status::read_row(&dir_name(), target, &[dir.to_path_buf()])];
+        return vec![read(dir_name(dir), dir)];
     }
-    subdirs
-        .iter()
-        .map(|d| {
-            status::read_row(
-                &d.file_name().unwrap_or_default().to_string_lossy(),
-                target,
-                std::slice::from_ref(d),
-            )
-        })
-        .collect()
+    subdirs.iter().map(|d| read(dir_name(d), d)).collect()
 }

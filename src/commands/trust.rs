@@ -16,7 +16,7 @@ pub fn run(cx: &Context, args: TrustArgs) -> Result<ExitCode, Error> {
     let tunnel = cx.tunnel(&args.name)?;
     let interactive = std::io::stdin().is_terminal();
     let confirm = |question: &str| -> bool {
-        print!("{question} [y/N] ");
+        crate::out!("{question} [y/N] ");
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -51,7 +51,7 @@ pub fn trust(
 
     let (offered, how) = known_hosts::fetch_keys(&view, tunnel.connect_timeout)?;
     let prints = known_hosts::fingerprints(&offered)?;
-    println!(
+    crate::outln!(
         "Host key{} of {} ({} port {}), {how}:",
         if offered.len() == 1 { "" } else { "s" },
         tunnel.name,
@@ -59,7 +59,7 @@ pub fn trust(
         view.port
     );
     for line in &prints {
-        println!("  {line}");
+        crate::outln!("  {line}");
     }
 
     // ssh reads every user and global file; a conflicting key in any of them fails it.
@@ -79,7 +79,7 @@ pub fn trust(
     where_pinned.dedup();
     match known_hosts::compare(&pinned, &offered) {
         Pinned::Same => {
-            println!(
+            crate::outln!(
                 "{name} is already trusted in {}: nothing to do.",
                 where_pinned.join(", ")
             );
@@ -120,6 +120,6 @@ pub fn trust(
         }
     }
     known_hosts::pin(&file, &name, &offered)?;
-    println!("Pinned {name} in {}.", file.display());
+    crate::outln!("Pinned {name} in {}.", file.display());
     Ok(())
 }

@@ -19,20 +19,116 @@ pub(super) fn parse(text: &str) -> Result<Option<Node>, Diagnostic> {
     serde_saphyr::from_str_with_options::<Option<Node>>(text, options).map_err(|e| {
         let at = e.location().map(|l| Loc::of(&l)).unwrap_or_default();
         let message = e.without_snippet().to_string();
-        // The library's text may repeat the position; keep the first line only.
-        let message = message.lines().next().unwrap_or("invalid YAML").to_string();
-        let d = Diagnostic::new(
-            at.line,
-            at.column,
-            at.width,
-            format!("invalid YAML: {message}"),
-        );
-        if message.contains("tab") {
-            d.with_hint("indent with spaces; YAML does not allow tabs there")
-        } else {
-            d
-        }
+        // The library's text may repeat the position (not always the right one): keep
+        // the first line, without it.
+        let message = message.lines().next().unwrap_or("invalid YAML");
+        let message = match message.rfind(" at line ") {
+            Some(i) if message[i..].contains(", column ") => &message[..i],
+            _ => message,
+        };
+        explain(text, at, message)
     })
+}
+
+/// The parser's error as a diagnostic, moved to the place the mistake is for the two
+/// commonest ones: a tab in the indentation (the parser points at where it gave up,
+/// often the end of the line before), and a line indented more or less than the keys
+/// it should line up with.
+fn explain(text: &str, at: Loc, message: &str) -> Diagnostic {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent_of = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    // Where a line's key starts: after the indentation and any `- ` of a list item.
+    let key_column = |l: &str| {
+        let mut rest = l.trim_start_matches(' ');
+        while let Some(r) = rest.strip_prefix("- ") {
+            rest = r.trim_start_matches(' ');
+        }
+        l.len() - rest.len()
+    };
+    if message.contains("tab") {
+        // The first tab in a line's indentation from the reported line on (the report
+        // may be one line early); else the first tab at or after it.
+        let from = at.line.saturating_sub(1);
+        let in_indent = lines.iter().enumerate().skip(from).find_map(|(i, l)| {
+            let lead = &l[..l.len() - l.trim_start_matches([' ', '\t']).len()];
+            lead.find('\t').map(|c| (i, c))
+        });
+        let anywhere = || {
+            lines
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find_map(|(i, l)| l.find('\t').map(|c| (i, c)))
+        };
+        if let Some((i, byte)) = in_indent.or_else(anywhere) {
+            let column = lines[i][..byte].chars().count() + 1;
+            return Diagnostic::new(
+                i + 1,
+                column,
+                1,
+                "invalid YAML: a tab in the indentation",
+            )
+            .with_hint("YAML indents with spaces only: replace the tab with spaces, as many as the lines around it use");
+        }
+    }
+    let d = Diagnostic::new(
+        at.line,
+        at.column,
+        at.width,
+        format!("invalid YAML: {message}"),
+    );
+    let indentation_error = message.contains("mapping values are not allowed")
+        || message.contains("did not find expected key");
+    let Some(line) = lines
+        .get(at.line.wrapping_sub(1))
+        .filter(|_| indentation_error)
+    else {
+        return d;
+    };
+    // The lines above that say something (not blank, not comments).
+    let above: Vec<(usize, &str)> = lines[..at.line - 1]
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(i, l)| (i + 1, *l))
+        .collect();
+    let Some(&(prev_no, prev)) = above.last() else {
+        return d;
+    };
+    let (n, m) = (indent_of(line), key_column(prev));
+    let key = line.trim();
+    let key = key.split(':').next().unwrap_or(key);
+    let d = Diagnostic::new(
+        at.line,
+        n + 1,
+        key.chars().count().max(1),
+        d.message.clone(),
+    );
+    if n > m && !prev.trim_end().ends_with(':') {
+        return d.with_hint(format!(
+            "`{key}` is indented {n} spaces, {} more than `{}` on line {prev_no}, which already has a value: \
+             to be a key of the same mapping it must line up with it ({m} spaces)",
+            n - m,
+            prev.trim()
+        ));
+    }
+    // Shallower (or deeper under a `key:`) than anything it could belong to: name the
+    // columns the keys above start at.
+    let mut levels: Vec<usize> = above
+        .iter()
+        .flat_map(|(_, l)| [indent_of(l), key_column(l)])
+        .collect();
+    levels.sort_unstable();
+    levels.dedup();
+    if levels.contains(&n) {
+        return d;
+    }
+    let levels: Vec<String> = levels.iter().map(usize::to_string).collect();
+    d.with_hint(format!(
+        "`{key}` is indented {n} spaces, which lines up with no key above (they are indented {}): \
+         YAML nests by indentation, so line it up with the keys it belongs with",
+        levels.join(", ")
+    ))
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -173,5 +269,49 @@ impl Node {
             Value::Bool(b) => Some(if *b { "yes" } else { "no" }.to_string()),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    /// (line, column, hint) of the error `text` gets.
+    fn error_at(text: &str) -> (usize, usize, String) {
+        let d = parse(text).expect_err("should not parse");
+        (d.line, d.column, d.hint.clone().unwrap_or_default())
+    }
+
+    #[test]
+    fn a_tab_is_pointed_at_where_it_is() {
+        // The parser gives up at the end of line 3 ("found a tab at line 3, column 11").
+        let (line, column, hint) = error_at("tunnels:\n  a:\n    host: x\n\tport: 22\n");
+        assert_eq!((line, column), (4, 1));
+        assert!(hint.contains("spaces only"), "{hint}");
+        let (line, column, _) = error_at("tunnels:\n  a:\n  \thost: x\n");
+        assert_eq!((line, column), (3, 3));
+        let (line, column, _) =
+            error_at("tunnels:\n  a:\n    host: x\n    forwards:\n\t- local: 1\n");
+        assert_eq!((line, column), (5, 1));
+    }
+
+    #[test]
+    fn a_line_indented_one_space_too_far_or_short_gets_a_hint() {
+        let (line, column, hint) = error_at("tunnels:\n  a:\n    host: x\n     port: 22\n");
+        assert_eq!((line, column), (4, 6));
+        assert!(
+            hint.contains("`port` is indented 5 spaces, 1 more than `host: x` on line 3")
+                && hint.contains("(4 spaces)"),
+            "{hint}"
+        );
+        // Under a list item the keys line up after the `- `.
+        let (line, column, hint) = error_at(
+            "tunnels:\n  a:\n    host: x\n    forwards:\n      - local: 1\n         to: a:1\n",
+        );
+        assert_eq!((line, column), (6, 10));
+        assert!(hint.contains("(8 spaces)"), "{hint}");
+        let (line, column, hint) = error_at("tunnels:\n  a:\n    host: x\n   port: 22\n");
+        assert_eq!((line, column), (4, 4));
+        assert!(hint.contains("lines up with no key above"), "{hint}");
     }
 }

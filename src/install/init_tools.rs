@@ -32,6 +32,11 @@ impl Installer {
                 Step::MayFail(argv) => {
                     let _ = run_tool(argv);
                 }
+                Step::Try { argv, otherwise } => {
+                    if let Err(e) = run_tool(argv) {
+                        crate::errln!("note: {e}; {otherwise}");
+                    }
+                }
                 Step::Reload(argv) => run_tool(argv).map_err(|e| reload_failed(&e, argv))?,
                 Step::WaitGone {
                     probe,
@@ -40,7 +45,7 @@ impl Installer {
                 } => wait_gone(probe, *timeout, still)?,
                 Step::RestartWatchdog(name) => restart_watchdog(name, target, out)?,
                 Step::Note(line) => writeln!(out, "{line}").map_err(io_err)?,
-                Step::Progress(line) => eprintln!("{line}"),
+                Step::Progress(line) => crate::errln!("{line}"),
             }
         }
         Ok(())
@@ -98,14 +103,19 @@ fn restart_watchdog(name: &str, target: Target, out: &mut dyn Write) -> Result<(
     }
 }
 
-/// Runs an init tool for install or uninstall (`status` and `reconnect` ask the target's
-/// tool themselves). Prints the command so the user sees what happened to their system.
+/// Runs an init tool for install or uninstall (`status` and `reconnect` ask the
+/// target's tool themselves). Prints the command so the user sees what happened to their system.
 pub fn run_tool(argv: &[String]) -> Result<(), String> {
-    eprintln!("+ {}", argv.join(" "));
-    let status = Command::new(&argv[0])
+    crate::errln!("+ {}", argv.join(" "));
+    // Captured, then relayed: a closed stdout or stderr must not kill the tool by
+    // SIGPIPE half-way (systemctl prints "Created symlink" before it starts the unit).
+    let output = Command::new(&argv[0])
         .args(&argv[1..])
-        .status()
+        .stdin(std::process::Stdio::inherit())
+        .output()
         .map_err(|e| format!("could not run {}: {e}", argv[0]))?;
+    crate::output::relay(&output.stdout, &output.stderr);
+    let status = output.status;
     if status.success() {
         Ok(())
     } else {

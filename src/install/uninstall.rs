@@ -1,7 +1,8 @@
 //! Uninstall: the service stopped, then what install wrote removed, the init system told.
 //!
 //! What uninstall removes: the files install wrote for the tunnel, our marker and entry
-//! line in `/etc/inittab`, and afterwards directories that are empty *and* lie inside a
+//! line in `/etc/inittab`, a systemd unit's state folder (`StateDirectory=`, through
+//! `systemctl clean`), and afterwards directories that are empty *and* lie inside a
 //! directory named `tunnelctl` (`/etc/tunnelctl/run`, `/var/log/tunnelctl`, …). Standard
 //! directories such as `/etc/systemd/system` are never removed, even when install
 //! created them under an empty `--root`.

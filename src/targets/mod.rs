@@ -159,6 +159,11 @@ pub enum Step {
     Run(Vec<String>),
     /// Run it; a failure is fine (the service may not be loaded).
     MayFail(Vec<String>),
+    /// Run it; a failure is no reason to fail, but is said, with what it leaves.
+    Try {
+        argv: Vec<String>,
+        otherwise: String,
+    },
     /// Run it so init reads the files already in place; a failure says they are.
     Reload(Vec<String>),
     /// Run `probe` every 100 ms until it fails, at most `timeout`; else fail with `still`.

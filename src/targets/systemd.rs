@@ -259,11 +259,17 @@ impl InitSystem for Systemd {
     }
 
     fn stop(&self, name: &str) -> Vec<Step> {
-        vec![Step::Run(self.systemctl(&[
-            "disable",
-            "--now",
-            &escape::unit_name(name),
-        ]))]
+        let unit = escape::unit_name(name);
+        vec![
+            Step::Run(self.systemctl(&["disable", "--now", &unit])),
+            // StateDirectory= outlives the service (its state file saying "stopped"); the
+            // tunnel is going away, so is its state. systemd before 243 has no `clean`:
+            // then the folder stays, which is no reason to fail uninstall.
+            Step::Try {
+                argv: self.systemctl(&["clean", "--what=state", &unit]),
+                otherwise: "the tunnel's state folder stays".into(),
+            },
+        ]
     }
 
     fn forget(&self, _: &str) -> Vec<Step> {
@@ -393,14 +399,19 @@ mod tests {
             SYSTEM.activate(&items, true),
             [Step::Run(argv(&["systemctl", "daemon-reload"]))]
         );
+        let stop = SYSTEM.stop("a b");
         assert_eq!(
-            SYSTEM.stop("a b"),
-            [Step::Run(argv(&[
+            stop[0],
+            Step::Run(argv(&[
                 "systemctl",
                 "disable",
                 "--now",
                 "tunnel-a\\x20b.service"
-            ]))]
+            ]))
+        );
+        assert!(
+            matches!(&stop[1], Step::Try { argv, .. } if argv[1] == "clean"),
+            "{stop:?}"
         );
         assert!(
             USER.masked_fix("t")

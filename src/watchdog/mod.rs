@@ -173,6 +173,7 @@ pub fn run(o: Options) -> u8 {
     kill_leftover_ssh(&state, &ctl);
     state.pid = std::process::id();
     state.ssh_pid = 0;
+    state.name = o.name.clone();
     let hook = hook::Hook::new(o.on_change.clone(), o.name.clone(), o.on_change_timeout);
     let mut w = Watchdog {
         hook,

@@ -409,7 +409,10 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        if !std::path::Path::new("/usr/bin/ssh").exists() {
+        if !crate::test_prereq::require(
+            "ssh_g_of_a_real_client_gives_host_and_port",
+            crate::test_prereq::program("/usr/bin/ssh", "openssh-client"),
+        ) {
             return;
         }
         assert_eq!(

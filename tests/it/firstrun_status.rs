@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::child::StopOnDrop;
+use common::child::{GroupKillOnDrop, StopOnDrop};
+use common::prereq::{Prereq, require};
 use common::sshd::Sshd;
 use common::wait_until;
 use common::watchdog_cmd::start_remote_forward_watchdog;
@@ -198,29 +199,49 @@ fn status_lists_every_tunnel_of_the_config() {
     );
 }
 
-/// A log file at the inittab target's path for a throwaway tunnel name, removed on drop.
-struct LogFile(std::path::PathBuf);
+/// A log file at the inittab target's path for a throwaway tunnel name, removed on drop
+/// with its folder when the test made that folder.
+struct LogFile {
+    path: std::path::PathBuf,
+    made_dir: bool,
+}
+
+impl LogFile {
+    fn create(path: &Path, text: &str) -> LogFile {
+        let dir = path.parent().unwrap();
+        let made_dir = !dir.exists();
+        std::fs::create_dir_all(dir).unwrap();
+        let guard = LogFile {
+            path: path.to_path_buf(),
+            made_dir,
+        };
+        std::fs::write(path, text).unwrap();
+        guard
+    }
+}
 
 impl Drop for LogFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(&self.path);
+        if self.made_dir {
+            let _ = std::fs::remove_dir(self.path.parent().unwrap());
+        }
     }
 }
 
 #[test]
 fn logs_shows_and_follows_the_inittab_log_file() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIPPED logs_shows_and_follows_the_inittab_log_file: writes under /var/log/tunnelctl (needs root)"
-        );
+    // Root: it writes under /var/log/tunnelctl.
+    if !require(
+        "logs_shows_and_follows_the_inittab_log_file",
+        &[Prereq::Root],
+    ) {
         return;
     }
     let name = format!("logs-test-{}", std::process::id());
     let id = tunnelctl::config::inittab_id(&name);
     let path = Path::new("/var/log/tunnelctl").join(format!("{id}.log"));
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, "first line\nsecond line\n").unwrap();
-    let _guard = LogFile(path.clone());
+    let _guard = LogFile::create(&path, "first line\nsecond line\n");
 
     let out = without_config(&["logs", &name, "--target", "inittab"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -229,13 +250,13 @@ fn logs_shows_and_follows_the_inittab_log_file() {
         "first line\nsecond line\n"
     );
 
-    // -f: a line appended later shows up.
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_tunnelctl"))
-        .args(["logs", &name, "--target", "busybox", "-f"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = follow.stdout.take().unwrap();
+    // -f: a line appended later shows up. Its `tail -F` goes with its process group.
+    let mut follow = GroupKillOnDrop::spawn(
+        Command::new(env!("CARGO_BIN_EXE_tunnelctl"))
+            .args(["logs", &name, "--target", "busybox", "-f"])
+            .stdout(Stdio::piped()),
+    );
+    let stdout = follow.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -265,12 +286,18 @@ fn logs_shows_and_follows_the_inittab_log_file() {
         .unwrap()
         .unwrap();
     let followed = read_until("third line", &mut seen);
-    let _ = follow.kill();
-    let _ = follow.wait();
+    drop(follow);
     assert!(followed, "logs -f did not show the appended line: {seen:?}");
 
+    // A name neither configured nor ever run here is refused as every command refuses it.
     let out = without_config(&["logs", "no-such-tunnel-here", "--target", "inittab"]);
-    assert_exit_1_saying(&out, &out.stderr, "no log at /var/log/tunnelctl/");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no tunnel named `no-such-tunnel-here` is installed here (inittab)"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod firstrun_support;
 mod testkit;
 
 mod check;
+mod everyday;
 mod firstrun_demo;
 mod firstrun_doctor;
 mod firstrun_status;
@@ -23,6 +24,7 @@ mod fuzz;
 mod golden;
 mod hostile;
 mod init_busybox;
+mod init_driven;
 mod init_harnesses;
 mod init_systemd_system;
 mod init_systemd_user;

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::prereq::{Prereq, require};
 use common::sshd::{Sshd, SshdOptions};
 use common::tunnel_env::{EchoServer, free_port, in_netns, roundtrip};
 use common::wait_until;
@@ -130,9 +131,10 @@ struct Lab {
 }
 
 fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
-    common::missing_prerequisites()
-        .map(|why| eprintln!("skipping {test}: {why}"))
-        .map_or(Some(()), |_| None)?;
+    let prereqs = [Prereq::Root, Prereq::Unshare, Prereq::Ip, Prereq::Sshd];
+    if !require(test, &prereqs) {
+        return None;
+    }
     let client = Holder::new();
     let server = Holder::new();
     let spid = server.pid().to_string();

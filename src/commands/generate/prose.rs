@@ -251,7 +251,7 @@ pub(super) const TUNNELCTL: &[Block] = &[
             ),
             (
                 "state",
-                "The watchdog's state while it runs (connecting, up, degraded, backing-off, failed), else stopped, not running, or systemd's ACTIVE/SUB when there is no state file.",
+                "The watchdog's state while it runs (connecting, up, degraded, backing-off, failed), else stopped: the same word metrics exports. Why a tunnel is stopped (its watchdog died, it never ran, what systemd says) is in problem and the table's LAST ERROR.",
             ),
             (
                 "health",
@@ -288,7 +288,7 @@ pub(super) const TUNNELCTL: &[Block] = &[
             ),
             (
                 "forwards",
-                "One object per forward, in ssh's order: spec (as ssh was given it, e.g. -L 127.0.0.1:8080:intranet:80), target (intranet:80, or null for -D), health (up, target-down, port-held, unproven or failed), since (its last change), latency_ms (its last probe, 0: none).",
+                "One object per forward, in ssh's order: spec (as ssh was given it, e.g. -L 127.0.0.1:8080:intranet:80), target (intranet:80, or null for -D), health (up, target-down, port-held, unproven or failed; unproven whenever the watchdog is not running, as in metrics), last_health (the health the state file last recorded), since (its last change), latency_ms (its last probe, 0: none).",
             ),
             (
                 "init",

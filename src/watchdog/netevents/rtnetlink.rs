@@ -515,12 +515,15 @@ mod tests {
     }
 
     /// The real socket: an address added in a private network namespace is seen, and a
-    /// lookup answers. Needs root and `unshare`; skipped (with a message) otherwise.
+    /// lookup answers. Needs root, `unshare` and `ip` (the prerequisite rule).
     #[cfg(target_os = "linux")]
     #[test]
     fn live_socket_in_a_private_namespace() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root for a network namespace");
+        use crate::test_prereq::{on_path, require, root};
+        let missing = root("a network namespace needs it")
+            .or_else(|| on_path("unshare", "util-linux"))
+            .or_else(|| on_path("ip", "iproute2"));
+        if !require("live_socket_in_a_private_namespace", missing) {
             return;
         }
         // The whole test runs in a child process inside its own network namespace, so

@@ -1,7 +1,7 @@
 //! Child processes a test started: stopped and reaped when the test ends (also by a
 //! panic), always by their own pid, waited for with a bound, and checked for success.
 
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -14,6 +14,36 @@ pub struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A child in a process group of its own: on drop the whole group is SIGKILLed (what
+/// the child started goes too: `tail -F` under `logs -f`, a hook's `sleep`, an ssh) and
+/// the child reaped.
+pub struct GroupKillOnDrop(pub Child);
+
+impl GroupKillOnDrop {
+    /// Spawns `cmd` as the leader of a new process group.
+    pub fn spawn(cmd: &mut Command) -> GroupKillOnDrop {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        GroupKillOnDrop(child)
+    }
+
+    /// The process group (the child's pid).
+    pub fn pgid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for GroupKillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(self.pgid()), Signal::SIGKILL);
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

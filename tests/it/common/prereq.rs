@@ -24,6 +24,8 @@ pub enum Prereq {
     Python3,
     /// Debian's `prometheus-node-exporter`, whose textfile collector parses metrics.
     NodeExporter,
+    /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
+    Ip,
 }
 
 impl Prereq {
@@ -38,6 +40,7 @@ impl Prereq {
             Prereq::AptGet => "apt-get",
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
+            Prereq::Ip => "ip",
         }
     }
 
@@ -66,6 +69,12 @@ impl Prereq {
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
             ),
+            // Only PATH: `nsenter … ip` finds it there or not at all.
+            Prereq::Ip => {
+                let path = std::env::var("PATH").unwrap_or_default();
+                (!path.split(':').any(|d| Path::new(d).join("ip").is_file()))
+                    .then(|| "ip is not on PATH (install iproute2)".to_string())
+            }
         }
     }
 }

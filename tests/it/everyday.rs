@@ -1,0 +1,248 @@
+//! The everyday commands tell the truth: a closed stdout or stderr changes nothing that
+//! is written or started.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common;
+use common::tunnel_env::{Server, TUNNELCTL, Timing, WATCHDOG, free_port, write_config};
+use common::user_manager::run_bounded;
+use common::user_unit::UserUnitRig;
+
+/// The write end of a pipe whose read end is already closed: every write fails with
+/// EPIPE, as `| head -1` does once head has its line (deterministic, no race with head).
+fn closed_pipe() -> OwnedFd {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    write
+}
+
+/// Gives `cmd` a closed stdout, and a closed stderr too when `both` (`2>&1 | head -1`).
+fn with_closed_output(cmd: &mut Command, both: bool) {
+    let out = closed_pipe();
+    let err = if both {
+        Stdio::from(out.try_clone().expect("dup"))
+    } else {
+        Stdio::piped()
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(err);
+}
+
+const CONFIG: &str = "tunnels:
+  alpha:
+    host: 127.0.0.1
+    forwards:
+      - local: 18080
+        to: localhost:80
+";
+
+/// `--root`: every file written, whichever stream is closed, and no panic (101).
+#[test]
+fn install_with_closed_output_writes_everything() {
+    let dir = common::temp_dir("closedpipe");
+    let config = dir.path().join("tunnels.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    for (i, both) in [false, true].into_iter().enumerate() {
+        let root = dir.path().join(format!("root{i}"));
+        let mut cmd = Command::new(TUNNELCTL);
+        cmd.arg("-c").arg(&config).args([
+            "install",
+            "alpha",
+            "--target",
+            "inittab",
+            "--watchdog",
+            WATCHDOG,
+            "--root",
+        ]);
+        cmd.arg(&root).env("HOME", dir.path());
+        with_closed_output(&mut cmd, both);
+        let out = cmd.output().expect("run tunnelctl");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "install with a closed {} ended with {:?}",
+            if both { "stdout and stderr" } else { "stdout" },
+            out.status
+        );
+        let inittab = std::fs::read_to_string(root.join("etc/inittab")).expect("inittab written");
+        let args = root.join(format!(
+            "etc/tunnelctl/run/{}.args",
+            tunnelctl::config::inittab_id("alpha")
+        ));
+        assert!(inittab.contains(WATCHDOG) && args.is_file(), "{inittab}");
+        // And `list` agrees it is installed as rendered.
+        let list = run_bounded(
+            {
+                let mut c = Command::new(TUNNELCTL);
+                c.arg("-c").arg(&config).args(["list", "--root"]).arg(&root);
+                c.env("HOME", dir.path());
+                c
+            },
+            Duration::from_secs(30),
+        );
+        let list = String::from_utf8_lossy(&list.stdout);
+        assert!(list.contains("inittab: installed"), "{list}");
+    }
+}
+
+/// The real thing: `install` under a running `systemd --user` with stdout and stderr
+/// closed leaves the unit enabled and started (systemctl's own output, which it writes
+/// before starting, must not kill it either).
+#[test]
+fn install_with_closed_output_starts_the_unit() {
+    let Some(rig) = UserUnitRig::start("install_with_closed_output_starts_the_unit", "closed")
+    else {
+        return;
+    };
+    let home = rig.manager.home();
+    let (key, known_hosts) = (rig.sshd.client_key(), rig.sshd.known_hosts());
+    let server = Server {
+        port: rig.sshd.port(),
+        identity: &key,
+        known_hosts: &known_hosts,
+    };
+    let config = write_config(
+        home,
+        "itest",
+        &server,
+        free_port(),
+        rig.echo.port(),
+        &Timing::default(),
+    );
+    let mut cmd = rig.manager.command(TUNNELCTL);
+    cmd.arg("-c").arg(&config).args([
+        "install",
+        "itest",
+        "--target",
+        "systemd-user",
+        "--watchdog",
+        WATCHDOG,
+    ]);
+    with_closed_output(&mut cmd, true);
+    let status = cmd.status().expect("run tunnelctl");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "install ended with {status:?}; manager log:\n{}",
+        rig.manager.log()
+    );
+    let props = rig
+        .manager
+        .show("tunnel-itest.service", &["ActiveState", "UnitFileState"]);
+    assert_eq!(props["ActiveState"], "active", "{props:?}");
+    assert_eq!(props["UnitFileState"], "enabled", "{props:?}");
+    assert!(Path::new(&rig.manager.unit_dir().join("tunnel-itest.service")).is_file());
+}
+
+/// Every file under `dir` with its bytes (what "nothing written" is checked against).
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+                all.push((p, Vec::new()));
+            } else {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                all.push((p, bytes));
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+/// One answer to a misspelled name, whichever command gets it: exit 2, the
+/// did-you-mean, nothing written.
+#[test]
+fn every_command_refuses_a_misspelled_name_alike() {
+    let dir = common::temp_dir("typo");
+    let config = dir.path().join("tunnels.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let root = dir.path().join("root");
+    let tunnelctl = |args: &[&str]| {
+        let mut c = Command::new(TUNNELCTL);
+        c.arg("-c").arg(&config).args(args).env("HOME", dir.path());
+        c.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        run_bounded(c, Duration::from_secs(30))
+    };
+    let r = root.to_str().unwrap();
+    let out = tunnelctl(&[
+        "install",
+        "alpha",
+        "--target",
+        "inittab",
+        "--watchdog",
+        WATCHDOG,
+        "--root",
+        r,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let before = snapshot(&root);
+    let commands: &[&[&str]] = &[
+        &["status", "alpah", "--target", "inittab"],
+        &["status", "alpah", "--target", "inittab", "--json"],
+        &["metrics", "alpah", "--target", "inittab"],
+        &["logs", "alpah", "--target", "inittab"],
+        &["uninstall", "alpah", "--target", "inittab", "--root", r],
+        &["install", "alpah", "--target", "inittab", "--root", r],
+        &["render", "alpah", "--target", "inittab"],
+        &["doctor", "alpah"],
+        &["trust", "alpah"],
+    ];
+    for args in commands {
+        let out = tunnelctl(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(err.contains("did you mean `alpha`?"), "{args:?}: {err}");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: printed {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(snapshot(&root), before, "{args:?} wrote something");
+    }
+    // The real name still goes through (uninstall of what is installed).
+    let out = tunnelctl(&["uninstall", "alpha", "--target", "inittab", "--root", r]);
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(snapshot(&root), before);
+}
+
+/// `--state-dir DIR` without a name: the tunnel is called what its state file says,
+/// in `status` and in the Prometheus labels, not after the folder.
+#[test]
+fn a_state_dir_is_labelled_by_the_tunnel_it_holds() {
+    let dir = common::temp_dir("statename");
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    let state = tunnelctl::state::State {
+        name: "office".into(),
+        ..Default::default()
+    };
+    std::fs::write(state_dir.join("state"), state.to_text()).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(TUNNELCTL);
+        c.args(args)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .env("HOME", dir.path());
+        run_bounded(c, Duration::from_secs(30))
+    };
+    let out = run(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["tunnels"][0]["name"], "office", "{doc}");
+    assert_eq!(doc["tunnels"][0]["state"], "stopped", "{doc}");
+    let out = run(&["metrics"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tunnelctl_tunnel_up{tunnel=\"office\"} 0"),
+        "{text}"
+    );
+    assert!(!text.contains("tunnel=\"state\""), "{text}");
+}
