@@ -49,6 +49,11 @@ pub enum Command {
     Logs(LogsArgs),
     /// Reconnect a tunnel now, without waiting for its back-off
     Reconnect(ReconnectArgs),
+    /// Turn a tunnel you already run (ssh or autossh command, systemd unit, inittab line, ssh_config Host) into tunnels.yaml
+    #[command(
+        after_help = "Examples:\n  tunnelctl import -- autossh -M 20000 -f -N server -R 1234:localhost:22 -C\n  tunnelctl import --write -- ssh -N -R 1234:localhost:22 me@server\n  tunnelctl import --systemd secure-tunnel@alpha.service\n  tunnelctl import --scan inittab\n  tunnelctl import --ssh-config ~/.ssh/config"
+    )]
+    Import(ImportArgs),
     /// Write the man pages or shell completions into DIR (for packagers)
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -186,6 +191,47 @@ pub struct ReconnectArgs {
     /// Read state from DIR instead of the target's default state directory
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["command", "systemd", "scan", "ssh_config"])))]
+pub struct ImportArgs {
+    /// The ssh or autossh command line, after `--` (a shell loop may be given as one quoted word)
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Import the tunnel a systemd unit runs: NAME.service, TEMPLATE@INSTANCE.service, or a unit file's path
+    #[arg(long, value_name = "UNIT")]
+    pub systemd: Option<String>,
+    /// Import every tunnel that systemd units (those of --target) or /etc/inittab respawn lines run
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub scan: Option<ScanWhere>,
+    /// Import the Host blocks with LocalForward, RemoteForward or DynamicForward from FILE (default: ~/.ssh/config)
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "~/.ssh/config")]
+    pub ssh_config: Option<String>,
+    /// Only this Host alias of --ssh-config
+    #[arg(long, value_name = "ALIAS", requires = "ssh_config")]
+    pub host: Option<String>,
+    /// The tunnel's name (default: derived from the host, unit or inittab id); one tunnel only
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Add the tunnels to the configuration file, keeping its comments (created, with a header, when there is none)
+    #[arg(long)]
+    pub write: bool,
+    /// Init system whose units --systemd and --scan systemd read (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+    /// Read units, /etc/inittab and environment files under DIR instead of / (per-user units: DIR/$HOME/…)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+/// Where `import --scan` looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScanWhere {
+    /// Units whose ExecStart= runs ssh or autossh (template instances included)
+    Systemd,
+    /// /etc/inittab respawn lines (SysV or BusyBox) that run ssh or autossh
+    Inittab,
 }
 
 #[derive(Debug, Args)]

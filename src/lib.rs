@@ -22,6 +22,7 @@ pub mod diagnostic;
 pub mod doctor;
 pub mod escape;
 pub mod home;
+pub mod import;
 pub mod install;
 pub mod known_hosts;
 pub mod output;

@@ -9,20 +9,102 @@ use crate::home::home_dir;
 use crate::install::Installer;
 use crate::targets::{self as render, RenderOptions, Target};
 
-/// `--target`, else what the machine at `root` runs, said on stderr with why: a guess
-/// the person did not make is never silent.
-fn target_for(explicit: Option<Target>, root: &Path) -> Target {
+/// The choices a refusal offers when no init can be reached.
+const NO_INIT_CHOICES: &str = "choose the init that will run the files with --target \
+     (systemd, systemd-user, inittab, busybox; add --no-start to write them without starting), \
+     or stage them under a folder with --root DIR";
+
+/// Whether `target`'s init runs here and its tools reach it; Err says what was found.
+fn check_reachable(target: Target) -> Result<(), String> {
+    target.system().reachable(&crate::targets::Pid1::read())
+}
+
+/// `--target`, else the target the tree at `root` looks like, said on stderr with why:
+/// a guess the person did not make is never silent.
+fn detected_under(explicit: Option<Target>, root: &Path) -> Target {
     let (target, why) = crate::targets::choose(explicit, root);
     if let Some(why) = why {
-        eprintln!("target {target} (detected: {why}; --target chooses another)");
+        crate::errln!("target {target} (detected: {why}; --target chooses another)");
     }
     target
+}
+
+/// The target install writes for: under `--root` the one named or the one the tree at
+/// root looks like; otherwise the one named, or the init running here. Where the files
+/// would be started (no `--root`, `--no-start` or `--dry-run`) its init must answer:
+/// nothing is written for an init that cannot read it.
+fn target_for(args: &InstallArgs, root: &Path) -> Result<Target, Error> {
+    let user = !nix::unistd::geteuid().is_root();
+    if args.root.is_some() {
+        return Ok(detected_under(args.target, root));
+    }
+    let starts = !args.no_start && !args.dry_run;
+    match args.target {
+        Some(target) if starts => check_reachable(target)
+            .map(|()| target)
+            .map_err(|found| {
+                Error::usage(format!(
+                    "cannot start the {target} service here: {found}. To write the files anyway, add --no-start; or {NO_INIT_CHOICES}"
+                ))
+            }),
+        Some(target) => Ok(target),
+        None => crate::targets::running_init(user).map_err(|found| {
+            Error::usage(format!(
+                "no init system tunnelctl can use is running here: {found}. Nothing was written; {NO_INIT_CHOICES}"
+            ))
+        }),
+    }
+}
+
+/// uninstall's target: the one named, the init running here, or (where none runs: a
+/// container, an init gone) the one the tunnel's files are installed for.
+fn uninstall_target(args: &UninstallArgs, root: &Path) -> Result<Target, Error> {
+    let user = !nix::unistd::geteuid().is_root();
+    if let Some(target) = args.target {
+        return Ok(target);
+    }
+    if args.root.is_some() {
+        return Ok(detected_under(None, root));
+    }
+    crate::targets::running_init(user).or_else(|found| {
+        let mut installed: Vec<Target> = Target::ALL
+            .into_iter()
+            .filter(|&t| super::left_behind(&args.name, t, root))
+            .collect();
+        // Targets that share files (inittab and busybox: the args file and
+        // /etc/inittab) are told apart by the form of the entry (`ID:…` or `::…`).
+        if installed.len() > 1 {
+            let id = crate::config::inittab_id(&args.name);
+            let inittab = std::fs::read(root.join("etc/inittab")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&inittab);
+            let marker = crate::targets::inittab::marker_prefix(&id);
+            let mut lines = text.lines().skip_while(|l| !l.starts_with(&marker));
+            if let Some(line) = lines.nth(1) {
+                installed.retain(|t| {
+                    t.system()
+                        .inittab_line_start(&id)
+                        .is_some_and(|start| line.starts_with(&start))
+                });
+            }
+        }
+        match installed[..] {
+            [target] => Ok(target),
+            _ => Err(Error::usage(format!(
+                "no init system tunnelctl can use is running here ({found}), and {}: pass --target",
+                if installed.is_empty() {
+                    format!("`{}` is installed for none", args.name)
+                } else {
+                    format!("`{}` is installed for several", args.name)
+                }
+            ))),
+        }
+    })
 }
 
 pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
     let config = cx.config()?;
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let target = target_for(args.target, &root);
+    let target = target_for(&args, &root)?;
     let tunnels: Vec<_> = if args.all {
         config.tunnels.iter().collect()
     } else {
@@ -67,11 +149,20 @@ pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
 /// Works from the name alone, so a tunnel already gone from the config can be removed.
 pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Error> {
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let target = target_for(args.target, &root);
+    let target = uninstall_target(&args, &root)?;
     cx.known_name(&args.name, target, &root)?;
+    // An init that is gone cannot stop anything: the files still go, in this one run.
+    let reachable = args.root.is_none()
+        && match check_reachable(target) {
+            Ok(()) => true,
+            Err(found) => {
+                crate::errln!("note: {found}; removing the files without telling the init");
+                false
+            }
+        };
     let installer = Installer {
         root,
-        run_tools: args.root.is_none(),
+        run_tools: reachable,
         dry_run: false,
         no_start: false,
     };

@@ -16,6 +16,7 @@ use crate::targets::{LogSource, Target};
 pub mod check;
 pub mod doctor;
 pub mod generate;
+pub mod import;
 pub mod install;
 pub mod list;
 pub mod logs;
@@ -110,6 +111,11 @@ impl Context {
         Ok(self.config.get_or_init(|| config))
     }
 
+    /// `--config`, when given.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
     /// The tunnel `name` from the configuration.
     pub fn tunnel(&self, name: &str) -> Result<&Tunnel, Error> {
         self.config()?.tunnel(name).map_err(Error::usage)
@@ -147,7 +153,7 @@ impl Context {
 /// Whether something of tunnel `name` is still on this machine for `target`: a file
 /// install writes, its `/etc/inittab` entry, its log file, or (on the real root) a
 /// watchdog state file.
-fn left_behind(name: &str, target: Target, root: &Path) -> bool {
+pub(crate) fn left_behind(name: &str, target: Target, root: &Path) -> bool {
     let home = crate::home::home_dir();
     let system = target.system();
     let on_root = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
@@ -193,6 +199,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Doctor(_) => "doctor",
         Command::Logs(_) => "logs",
         Command::Reconnect(_) => "reconnect",
+        Command::Import(_) => "import",
         Command::Generate(_) => "generate",
     };
     let cx = Context::new(command, cli.config.as_deref());
@@ -204,6 +211,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Uninstall(args) => install::run_uninstall(&cx, args),
         Command::Logs(args) => logs::run(&cx, args),
         Command::Reconnect(args) => reconnect::run(args),
+        Command::Import(args) => import::run(&cx, args),
         Command::List(args) => list::run(&cx, args),
         Command::Status(args) => status::run(&cx, args),
         Command::Metrics(args) => metrics::run(&cx, args),

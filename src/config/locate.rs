@@ -18,6 +18,19 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
     })
 }
 
+/// The file [`locate`] would read, whether or not it exists: where `import --write`
+/// creates the configuration when there is none.
+pub fn locate_for_writing(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    let env = std::env::var_os("TUNNELCTL_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let is_root = nix::unistd::geteuid().is_root();
+    locate_in(explicit, env.as_deref(), home.as_deref(), is_root, |_| true)
+}
+
 /// [`locate`] with its inputs passed in, for tests.
 pub fn locate_in(
     explicit: Option<&Path>,

@@ -30,7 +30,7 @@ mod ssh_options;
 mod values;
 mod yaml;
 
-pub use locate::{locate, locate_in};
+pub use locate::{locate, locate_for_writing, locate_in};
 pub use schema::KEYS;
 use yaml::Loc;
 

@@ -42,6 +42,8 @@ impl Installer {
         for dir in system.made_dirs(home) {
             self.remove_empty_tunnelctl_dirs(Some(&dir));
         }
+        // Told after the files are gone: an init that cannot be told (a failed reload)
+        // must not leave half a tunnel for a second run.
         self.run_steps(target, &system.forget(name), out)?;
         Ok(Outcome::Removed)
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::render::{path_str, service_ssh_argv};
 use super::{
-    Activation, CredentialPaths, InitInfo, InitSystem, InittabEntry, LogSource, Reconnect,
+    Activation, CredentialPaths, InitInfo, InitSystem, InittabEntry, LogSource, Pid1, Reconnect,
     RenderOptions, Rendered, RenderedFile, SYSTEM_LOG_DIR, Step, argv, watchdog_args,
 };
 use crate::escape;
@@ -115,9 +115,18 @@ impl InitSystem for Inittab {
         false
     }
 
+    /// BusyBox when PID 1 is BusyBox (a namespace's own init too) or `/sbin/init` is.
     fn detect(&self, root: &Path, _: bool) -> Option<String> {
+        if !self.busybox {
+            return None;
+        }
+        let pid1 = root.join("proc/1/exe");
         let init = root.join("sbin/init");
-        (self.busybox && is_busybox(&init)).then(|| format!("{} is BusyBox", init.display()))
+        if is_busybox(&pid1) {
+            Some("PID 1 is BusyBox".into())
+        } else {
+            is_busybox(&init).then(|| format!("{} is BusyBox", init.display()))
+        }
     }
 
     fn detection_rule(&self) -> Option<&'static str> {
@@ -126,6 +135,21 @@ impl InitSystem for Inittab {
 
     fn files_summary(&self) -> &'static str {
         "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args"
+    }
+
+    fn reachable(&self, pid1: &Pid1) -> Result<(), String> {
+        let busybox = pid1.exe_name().starts_with("busybox");
+        match (self.busybox, busybox) {
+            (true, true) => Ok(()),
+            (true, false) => Err(format!("BusyBox init is not PID 1: {}", pid1.describe())),
+            (false, true) => Err(format!("SysV init is not PID 1: {}", pid1.describe())),
+            (false, false) if pid1.exe_name() == "systemd" => {
+                Err(format!("SysV init is not PID 1: {}", pid1.describe()))
+            }
+            (false, false) => {
+                telinit_answers().map_err(|why| format!("{why}; {}", pid1.describe()))
+            }
+        }
     }
 
     fn render(&self, tunnel: &Tunnel, options: &RenderOptions) -> Result<Rendered, String> {
@@ -140,8 +164,12 @@ impl InitSystem for Inittab {
         vec![LOG_DIR.into()]
     }
 
-    fn uses_inittab(&self) -> bool {
-        true
+    fn inittab_line_start(&self, id: &str) -> Option<String> {
+        Some(if self.busybox {
+            "::".to_string()
+        } else {
+            format!("{id}:")
+        })
     }
 
     fn state_dirs(&self, name: &str, _: &Path, _: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
@@ -199,6 +227,27 @@ impl InitSystem for Inittab {
     fn masked_fix(&self, _: &str) -> Option<String> {
         None
     }
+}
+
+/// SysV's `telinit` on PATH: on a systemd distribution it is a link to systemctl, which
+/// cannot tell SysV init anything.
+pub fn telinit_answers() -> Result<(), String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(telinit) = std::env::split_paths(&path)
+        .map(|d| d.join("telinit"))
+        .find(|p| p.is_file())
+    else {
+        return Err("no telinit on PATH".into());
+    };
+    let real = std::fs::canonicalize(&telinit).unwrap_or_else(|_| telinit.clone());
+    if real.file_name().is_some_and(|n| n == "systemctl") {
+        return Err(format!(
+            "{} is systemd's (→ {}), not SysV init's",
+            telinit.display(),
+            real.display()
+        ));
+    }
+    Ok(())
 }
 
 /// BusyBox installs /sbin/init as a symlink to the busybox binary.

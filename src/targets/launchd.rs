@@ -9,7 +9,7 @@ use plist::{Dictionary, Value};
 
 use super::render::{path_str, service_ssh_argv};
 use super::{
-    Activation, CredentialPaths, InitInfo, InitSystem, LogSource, Reconnect, RenderOptions,
+    Activation, CredentialPaths, InitInfo, InitSystem, LogSource, Pid1, Reconnect, RenderOptions,
     Rendered, RenderedFile, SYSTEM_LOG_DIR, Step, argv, watchdog_args,
 };
 use crate::model::Tunnel;
@@ -142,6 +142,11 @@ impl InitSystem for Launchd {
         }
     }
 
+    /// launchd is always there on a Mac.
+    fn reachable(&self, _: &Pid1) -> Result<(), String> {
+        Ok(())
+    }
+
     fn render(&self, tunnel: &Tunnel, options: &RenderOptions) -> Result<Rendered, String> {
         render(tunnel, self, options)
     }
@@ -154,8 +159,8 @@ impl InitSystem for Launchd {
         vec![self.log_dir(home)]
     }
 
-    fn uses_inittab(&self) -> bool {
-        false
+    fn inittab_line_start(&self, _: &str) -> Option<String> {
+        None
     }
 
     fn state_dirs(

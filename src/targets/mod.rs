@@ -94,6 +94,11 @@ pub trait InitSystem: Sync {
     /// The man page's words for where install writes.
     fn files_summary(&self) -> &'static str;
 
+    /// Whether this target's init runs on this machine and its tools reach it (`pid1`:
+    /// what runs as PID 1), so install can start what it writes and uninstall stop it.
+    /// Err says what was found instead. Reads the machine.
+    fn reachable(&self, pid1: &Pid1) -> Result<(), String>;
+
     /// The service file(s) of `tunnel`; the common checks were made by [`render`].
     fn render(&self, tunnel: &Tunnel, options: &RenderOptions) -> Result<Rendered, String>;
 
@@ -106,7 +111,13 @@ pub trait InitSystem: Sync {
     fn made_dirs(&self, home: &Path) -> Vec<PathBuf>;
 
     /// Whether the tunnel's entry is a line in /etc/inittab.
-    fn uses_inittab(&self) -> bool;
+    fn uses_inittab(&self) -> bool {
+        self.inittab_line_start("").is_some()
+    }
+
+    /// How this target's /etc/inittab line for inittab id `id` starts (`ID:` for SysV,
+    /// `::` for BusyBox), or None when it keeps no line there.
+    fn inittab_line_start(&self, id: &str) -> Option<String>;
 
     /// The state directories the target's service uses, most specific first (without the
     /// by-hand default [`state_dirs`] adds).
@@ -211,6 +222,75 @@ pub enum LogSource {
         user: bool,
     },
     File(PathBuf),
+}
+
+/// The init this machine runs, found by what runs as PID 1 (not by what is installed: a
+/// container or chroot of a systemd distribution has systemd's files but no systemd):
+/// the first target of [`Target::ALL`] recognised at `/` whose init answers, else inittab
+/// when SysV init does. Err describes what was found, for a refusal that offers
+/// `--target` and `--root`.
+pub fn running_init(user: bool) -> Result<Target, String> {
+    let pid1 = Pid1::read();
+    let root = Path::new("/");
+    if let Some(target) = Target::ALL
+        .into_iter()
+        .find(|t| t.system().detect(root, user).is_some() && t.system().reachable(&pid1).is_ok())
+    {
+        return Ok(target);
+    }
+    match Target::Inittab.system().reachable(&pid1) {
+        Ok(()) => Ok(Target::Inittab),
+        Err(_) => {
+            let mut what = vec![pid1.describe()];
+            if let Some(systemd) = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"]
+                .into_iter()
+                .find(|p| Path::new(p).exists())
+            {
+                what.push(format!(
+                    "systemd is installed ({systemd}) but not running (no /run/systemd/system)"
+                ));
+            }
+            if let Err(why) = inittab::telinit_answers() {
+                what.push(why);
+            }
+            Err(what.join("; "))
+        }
+    }
+}
+
+/// What runs as PID 1, as /proc says.
+#[derive(Clone, Debug, Default)]
+pub struct Pid1 {
+    pub exe: Option<PathBuf>,
+    pub comm: String,
+}
+
+impl Pid1 {
+    pub fn read() -> Pid1 {
+        Pid1 {
+            exe: std::fs::read_link("/proc/1/exe").ok(),
+            comm: std::fs::read_to_string("/proc/1/comm")
+                .map(|c| c.trim().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The file name of PID 1's executable ("" when it cannot be seen).
+    pub fn exe_name(&self) -> String {
+        self.exe
+            .as_ref()
+            .and_then(|e| e.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn describe(&self) -> String {
+        match (&self.exe, self.comm.as_str()) {
+            (Some(exe), comm) => format!("PID 1 is `{comm}` ({})", exe.display()),
+            (None, "") => "PID 1 cannot be seen (no /proc)".into(),
+            (None, comm) => format!("PID 1 is `{comm}`"),
+        }
+    }
 }
 
 /// The target to use: `explicit`, else the one the machine at `root` runs (the user

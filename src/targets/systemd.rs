@@ -9,7 +9,7 @@ use tera::Context;
 
 use super::render::{path_str, render_template, service_ssh_argv};
 use super::{
-    Activation, CredentialPaths, InitInfo, InitSystem, LogSource, Reconnect, RenderOptions,
+    Activation, CredentialPaths, InitInfo, InitSystem, LogSource, Pid1, Reconnect, RenderOptions,
     Rendered, RenderedFile, Step, argv, watchdog_args,
 };
 use crate::duration::ceil_secs;
@@ -25,9 +25,30 @@ pub struct Systemd {
     user: bool,
 }
 
-/// Whether systemd runs the machine at `root`: the one test, as sd_booted(3) makes it.
+/// Whether systemd runs the machine at `root`: the one test, as sd_booted(3) makes it
+/// (systemd creates this directory when it boots the machine).
 pub fn running(root: &Path) -> bool {
     root.join("run/systemd/system").is_dir()
+}
+
+/// Where systemd looks for units (of the user manager when `user`), most important
+/// first: `import` reads existing units from there.
+pub fn unit_search_path(user: bool, home: &Path) -> Vec<PathBuf> {
+    if user {
+        vec![
+            home.join(".config/systemd/user"),
+            PathBuf::from("/etc/systemd/user"),
+            PathBuf::from("/usr/lib/systemd/user"),
+        ]
+    } else {
+        vec![
+            PathBuf::from("/etc/systemd/system"),
+            PathBuf::from("/run/systemd/system"),
+            PathBuf::from("/usr/local/lib/systemd/system"),
+            PathBuf::from("/lib/systemd/system"),
+            PathBuf::from("/usr/lib/systemd/system"),
+        ]
+    }
 }
 
 const SYSTEM_TEMPLATE: &str = include_str!("../../units/systemd.service.tera");
@@ -175,6 +196,17 @@ impl InitSystem for Systemd {
         }
     }
 
+    fn reachable(&self, pid1: &Pid1) -> Result<(), String> {
+        if running(Path::new("/")) {
+            Ok(())
+        } else {
+            Err(format!(
+                "systemd is not running here (no /run/systemd/system); {}",
+                pid1.describe()
+            ))
+        }
+    }
+
     fn render(&self, tunnel: &Tunnel, options: &RenderOptions) -> Result<Rendered, String> {
         render(tunnel, self.user, options)
     }
@@ -192,8 +224,8 @@ impl InitSystem for Systemd {
         Vec::new()
     }
 
-    fn uses_inittab(&self) -> bool {
-        false
+    fn inittab_line_start(&self, _: &str) -> Option<String> {
+        None
     }
 
     fn state_dirs(

@@ -3,7 +3,7 @@
 //! One process, one thread, no async runtime: the main loop sleeps in `poll` on a
 //! signal self-pipe and ssh's stderr pipe between probe rounds.
 //!
-//! Here: `main` and `run` (options, state dir, control path, notifier, signals, the
+//! Here: `main` and `run` (options, state dir, control path, readiness, signals, the
 //! leftover ssh of a killed watchdog). Then `supervisor.rs`: back-off, connect, and
 //! what a connection's outcome means; `session.rs`: one connection as states × events
 //! (new event sources go there); `signals.rs`: the self-pipe; `statedir.rs`: where the
@@ -18,10 +18,10 @@ mod hook;
 pub mod log;
 pub mod mux;
 pub mod netevents;
-pub mod notify;
 pub mod probe;
 pub mod process;
 pub mod reachability;
+pub mod readiness;
 pub mod rtt;
 mod session;
 mod signals;
@@ -39,7 +39,7 @@ use crate::duration::format_human;
 use crate::state::State;
 use crate::state::resolve_state_dir;
 use args::{Options, Parsed};
-use notify::Notifier;
+use readiness::Readiness;
 use signals::Signals;
 use statedir::{name_problem, read_state};
 use supervisor::Watchdog;
@@ -49,7 +49,7 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PERMANENT: u8 = 3;
 
-/// How often a back-off refreshes STATUS= (and EXTEND_TIMEOUT_USEC before READY=1).
+/// How often a back-off refreshes the supervisor's status (and, before ready, its start timeout).
 pub const BACKOFF_REFRESH: Duration = Duration::from_secs(5);
 
 /// After a failed probe round, the confirming round follows after this pause instead of a
@@ -122,6 +122,16 @@ pub fn run(o: Options) -> u8 {
         log::error(&problem);
         return EXIT_USAGE;
     }
+    // The supervisor's fd is taken first: checked, and kept from ssh, before anything
+    // could be spawned.
+    let readiness =
+        match Readiness::open(&o.readiness, o.procd_watchdog, o.ubus_socket.clone(), &env) {
+            Ok(r) => r,
+            Err(readiness::Unusable(why)) => {
+                log::error(&why);
+                return EXIT_USAGE;
+            }
+        };
     // Environmental from here on (a read-only or hijacked directory, a full disk): exit 1,
     // so the init system retries; 2 is for a command line that cannot work.
     let state_dir = match process::make_private_dir(&state_dir) {
@@ -142,26 +152,17 @@ pub fn run(o: Options) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let notifier = match Notifier::from_env_value(env("NOTIFY_SOCKET").as_deref()) {
-        Ok(n) => n,
-        Err(e) => {
-            log::warn(format_args!("{e}; not notifying the init system"));
-            Notifier::disabled()
+    let interval = match readiness.max_probe_interval() {
+        Some((max, why)) if o.probe_interval > max => {
+            log::info(format_args!(
+                "probing every {} instead of {}: {why}",
+                format_human(max),
+                format_human(o.probe_interval),
+            ));
+            max
         }
+        _ => o.probe_interval,
     };
-    let watchdog = notify::watchdog_interval(
-        env("WATCHDOG_USEC").as_deref(),
-        env("WATCHDOG_PID").as_deref(),
-    );
-    let interval = notify::effective_interval(o.probe_interval, watchdog);
-    if interval != o.probe_interval {
-        log::info(format_args!(
-            "probing every {} instead of {}: systemd's WatchdogSec is {} and wants two pings per period",
-            format_human(interval),
-            format_human(o.probe_interval),
-            format_human(watchdog.unwrap_or_default())
-        ));
-    }
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -180,12 +181,11 @@ pub fn run(o: Options) -> u8 {
         o,
         state_dir,
         ctl,
-        notifier,
+        readiness,
         signals,
         events: events::Events::open(),
         state,
         interval,
-        ready_sent: false,
         saved_at: std::cell::Cell::new(Instant::now()),
     };
     let code = w.run();

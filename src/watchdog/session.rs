@@ -15,7 +15,7 @@
 //! | `ControlSocketAppeared` | next step in 300 ms    |                          |                          |
 //! | `ConnectTimedOut`       | end: failed            |                          |                          |
 //! | `HeldPortAskDue`        |                        | ask; all granted: probe  |                          |
-//! | `ProbeRoundDue`         |                        |                          | round: READY/WATCHDOG=1  |
+//! | `ProbeRoundDue`         |                        |                          | round: ready / alive     |
 //! | `ClockGap`              | nothing to do          | ask now                  | round now, back-off reset|
 //! | `NetworkChanged`        | nothing to do          | reconnect / ask now      | reconnect / round now    |
 //!
@@ -28,13 +28,17 @@
 //! Degraded is not a stage: while probing, a round where a forward's target refuses
 //! (`ForwardProbe::TargetDown`, a `-L` open refusal the server explains as "connect
 //! failed") still passes — the transport and the forward work, and no reconnect can
-//! fix someone else's server — so the tunnel is `degraded`: READY=1/WATCHDOG=1 go on,
-//! STATUS= names the target, and every round re-checks it, so the first good round
+//! fix someone else's server — so the tunnel is `degraded`: ready/alive go on, the
+//! status names the target, and every round re-checks it, so the first good round
 //! makes it `up` again. Only a failed round (ssh, a time-out, a missing `-R` listener,
 //! a local listener) counts towards `probe_failures`.
 //!
 //! Events are looked for in the table's order, so a stop request wins over an ssh that
 //! died with it (systemd signals the whole cgroup), and ssh's exit over what it said.
+//!
+//! Not events of the session, done after every wake-up in every state: the
+//! `--on-change` runs (`hook`) and the supervisor's keepalive (`readiness`: procd's
+//! ping), whose due times bound the sleep.
 
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::process::ExitStatus;
@@ -232,6 +236,10 @@ impl<'a> Session<'a> {
             if let Some(kill_at) = self.w.hook.deadline() {
                 wake = wake.min(kill_at);
             }
+            // procd's watchdog ping, when that is the readiness.
+            if let Some(ping_at) = self.w.readiness.keepalive_due() {
+                wake = wake.min(ping_at);
+            }
             let sleep = wake.saturating_duration_since(Instant::now());
             let w = &mut *self.w;
             request = w.events.wait(&w.signals, sleep, self.ssh.stderr_fd());
@@ -243,6 +251,8 @@ impl<'a> Session<'a> {
         // Not an event of the session: --on-change runs are started, reaped and killed
         // here, after every wake-up (SIGCHLD wakes the poll), never inside a handler.
         self.w.hook.poll();
+        // Likewise the supervisor's keepalive (procd's ping), when one is due.
+        self.w.readiness.keepalive();
         self.ssh.drain_stderr();
         if let Some(status) = self.ssh.try_exit() {
             return Some(Event::SshExited(status));
@@ -442,8 +452,8 @@ impl<'a> Session<'a> {
             return Break(failed(reason, None));
         } else {
             self.next_step = Instant::now() + PORT_HELD_ASK_EVERY;
-            self.w.notify_status(&format!(
-                "STATUS=waiting for the server to release a remote port ({refusal})"
+            self.w.readiness.alive(&format!(
+                "waiting for the server to release a remote port ({refusal})"
             ));
         }
         Continue(())
@@ -596,11 +606,11 @@ impl<'a> Session<'a> {
                         "probes wait behind traffic (the server keeps sending, {reason}): slow, not dead"
                     ));
                 }
-                // The server talks and this process does its job: keep systemd's
-                // watchdog (WatchdogSec=) fed, or it would kill a busy tunnel.
-                self.w.notify_status(
-                    "STATUS=up, probes slow behind traffic (the server keeps sending)",
-                );
+                // The server talks and this process does its job: keep the
+                // supervisor's watchdog fed, or it would kill a busy tunnel.
+                self.w
+                    .readiness
+                    .alive("up, probes slow behind traffic (the server keeps sending)");
                 self.suspect_since = None;
                 self.prober.set_timeout(self.rounds.round_timeout());
                 self.next_step = round_start + self.w.interval;
@@ -621,7 +631,7 @@ impl<'a> Session<'a> {
         Continue(())
     }
 
-    /// A good round: READY=1 the first time, else WATCHDOG=1; the state file; the
+    /// A good round: "ready" the first time, else "alive"; the state file; the
     /// back-off reset once the tunnel has been up longer than `backoff_max`. `down`:
     /// the forwards whose target refuses (the tunnel is degraded).
     fn on_round_passed(&mut self, round_start: Instant, ok: probe::RoundOk, down: Vec<String>) {
@@ -657,27 +667,23 @@ impl<'a> Session<'a> {
         let w = &mut *self.w;
         let (phase, status) = if down.is_empty() {
             let status = format!(
-                "STATUS=up {}, probe {} ms",
+                "up {}, probe {} ms",
                 format_human(since.elapsed()),
                 ok.latency.as_millis() as u64
             );
             (Phase::Up, status)
         } else {
-            (
-                Phase::Degraded,
-                format!("STATUS=degraded: {}", down.join("; ")),
-            )
+            (Phase::Degraded, format!("degraded: {}", down.join("; ")))
         };
         let reason = if down.is_empty() {
             "every forward carries data".to_string()
         } else {
             down.join("; ")
         };
-        if !w.ready_sent {
-            // READY=1 once the transport and every forward channel are proven, even
+        if !w.readiness.is_ready() {
+            // Ready once the transport and every forward channel are proven, even
             // with a target down: the tunnel does what it can, and a start must not
             // wait for someone else's server (docs/design.md).
-            w.ready_sent = true;
             log::info(format_args!(
                 "{}: {} forward(s) proven end to end in {} ms",
                 phase,
@@ -690,7 +696,6 @@ impl<'a> Session<'a> {
                 ));
             }
             w.set_phase(phase, &reason);
-            w.notify(&["READY=1", &status, "WATCHDOG=1"]);
         } else {
             if w.state.phase != phase {
                 match phase {
@@ -704,7 +709,6 @@ impl<'a> Session<'a> {
                 }
                 w.set_phase(phase, &reason);
             }
-            w.notify_status(&status);
         }
         if w.state.consecutive_failures > 0 && since.elapsed() > w.o.backoff_max {
             log::info(format_args!(
@@ -715,6 +719,13 @@ impl<'a> Session<'a> {
             w.state.last_error.clear();
         }
         w.save_after_probe(&before);
+        // After the state file: once the supervisor hears "ready", `tunnelctl status`
+        // already says so.
+        if w.readiness.is_ready() {
+            w.readiness.alive(&status);
+        } else {
+            w.readiness.ready(&status);
+        }
     }
 }
 

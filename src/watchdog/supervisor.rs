@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::args::{self, Options, SshForward};
 use super::events::{self, Events};
-use super::notify::Notifier;
 use super::process::{self, SshChild};
 use super::session::Session;
 use super::signals::{Request, Signals};
@@ -26,13 +25,13 @@ pub(super) struct Watchdog {
     pub(super) hook: super::hook::Hook,
     pub(super) state_dir: crate::safe_fs::Dir,
     pub(super) ctl: PathBuf,
-    pub(super) notifier: Notifier,
+    /// What the supervisor is told (`--readiness`).
+    pub(super) readiness: super::readiness::Readiness,
     pub(super) signals: Signals,
     /// Network changes and clock gaps, in the same poll as the signals.
     pub(super) events: Events,
     pub(super) state: State,
     pub(super) interval: Duration,
-    pub(super) ready_sent: bool,
     /// When the state file was last written (see `save_after_probe`).
     pub(super) saved_at: std::cell::Cell<Instant>,
 }
@@ -60,23 +59,6 @@ pub(super) enum Outcome {
 }
 
 impl Watchdog {
-    pub(super) fn notify(&self, lines: &[&str]) {
-        if let Err(e) = self.notifier.send(lines) {
-            log::warn(&e);
-        }
-    }
-
-    /// A STATUS= line, with WATCHDOG=1 once READY=1 was sent: from then on systemd's
-    /// watchdog (WatchdogSec=) expects pings, and a status update is this process
-    /// doing its job, not a hang. Before READY=1 there is nothing to feed.
-    pub(super) fn notify_status(&self, status: &str) {
-        if self.ready_sent {
-            self.notify(&["WATCHDOG=1", status]);
-        } else {
-            self.notify(&[status]);
-        }
-    }
-
     pub(super) fn save(&self) {
         write_state(&self.state_dir, &self.state);
         self.saved_at.set(Instant::now());
@@ -229,7 +211,7 @@ impl Watchdog {
                     self.state.last_error = reason.clone();
                     self.save();
                     log::error(format_args!("tunnel failed: {reason}"));
-                    self.notify(&["STOPPING=1", &format!("STATUS=failed: {reason}")]);
+                    self.readiness.stopping(Some(&format!("failed: {reason}")));
                     return if permanent {
                         EXIT_PERMANENT
                     } else {
@@ -260,7 +242,7 @@ impl Watchdog {
     fn back_off(&mut self) -> Option<u8> {
         // No wait (`None`): connect at once.
         let mut wait = self.begin_back_off()?;
-        // Bounded by `wait.until`; STATUS= refreshed every few seconds with the time left.
+        // Bounded by `wait.until`; the status refreshed every few seconds with the time left.
         while let Some(left) = wait.left() {
             match self.back_off_wake(&mut wait, left) {
                 Waited::KeepWaiting => {}
@@ -334,7 +316,7 @@ impl Watchdog {
         latest
     }
 
-    /// One wake-up of a back-off with `left` to go: STATUS=, then sleep until a signal,
+    /// One wake-up of a back-off with `left` to go: the status, then sleep until a signal,
     /// a clock gap, a network change or the next greeting check.
     fn back_off_wake(&mut self, wait: &mut BackOff, left: Duration) -> Waited {
         self.announce_wait(left, &wait.status(left));
@@ -343,12 +325,16 @@ impl Watchdog {
         if let Some(kill_at) = self.hook.deadline() {
             sleep = sleep.min(kill_at.saturating_duration_since(Instant::now()));
         }
+        self.readiness.keepalive();
+        if let Some(ping_at) = self.readiness.keepalive_due() {
+            sleep = sleep.min(ping_at.saturating_duration_since(Instant::now()));
+        }
         if wait.greeting.is_some() {
             sleep = sleep.min(wait.next_check.saturating_duration_since(Instant::now()));
         }
         match self.events.wait(&self.signals, sleep, None) {
             Some(Request::Stop) => {
-                self.notify(&["STOPPING=1"]);
+                self.readiness.stopping(None);
                 return Waited::Exit(self.stopped());
             }
             Some(Request::Reconnect) => {
@@ -408,7 +394,7 @@ impl Watchdog {
     }
 
     /// The greeting check when one is due: whether the server greets again.
-    fn server_greets_again(&self, wait: &mut BackOff) -> bool {
+    fn server_greets_again(&mut self, wait: &mut BackOff) -> bool {
         let Some((host, port, family)) = &wait.greeting else {
             return false;
         };
@@ -428,7 +414,8 @@ impl Watchdog {
             "server reachable again: reconnecting ({host} port {port} answered with its SSH greeting after {})",
             format_human(wait.started.elapsed())
         ));
-        self.notify(&["STATUS=server reachable again: reconnecting"]);
+        self.readiness
+            .status("server reachable again: reconnecting");
         true
     }
 
@@ -440,23 +427,15 @@ impl Watchdog {
         });
     }
 
-    /// STATUS= for a wait of `left`; before READY=1 also EXTEND_TIMEOUT_USEC, since
-    /// systemd still waits for the start (Type=notify): it moves the start timeout to now
-    /// plus what is left, one connect-and-probe budget and a margin, and is sent again at
-    /// every refresh, so a hung watchdog still times out.
-    fn announce_wait(&self, left: Duration, status: &str) {
-        if self.ready_sent {
-            // Waiting is this process's job, not a hang: keep systemd's watchdog fed.
-            self.notify_status(status);
-        } else {
-            let budget = left
-                .saturating_add(self.connect_budget())
-                .saturating_add(Duration::from_secs(5));
-            self.notify(&[
-                &format!("EXTEND_TIMEOUT_USEC={}", budget.as_micros() as u64),
-                status,
-            ]);
-        }
+    /// The status for a wait of `left`. Before the tunnel was first proven the
+    /// supervisor may still wait for the start: the budget is what is left, one
+    /// connect-and-probe budget and a margin (sent again at every refresh, so a hung
+    /// watchdog still times out).
+    fn announce_wait(&mut self, left: Duration, status: &str) {
+        let budget = left
+            .saturating_add(self.connect_budget())
+            .saturating_add(Duration::from_secs(5));
+        self.readiness.waiting(budget, status);
     }
 
     /// Where to check for the server's greeting during a back-off: only after a failure
@@ -548,10 +527,11 @@ impl Watchdog {
             "connecting (attempt {attempt}): ssh pid {}",
             ssh.pid
         ));
-        self.notify(&[&format!("STATUS=connecting (attempt {attempt})")]);
+        self.readiness
+            .status(&format!("connecting (attempt {attempt})"));
         let (outcome, up_for) = Session::new(self, &mut ssh, held).run();
         if matches!(outcome, Outcome::Stopped) {
-            self.notify(&["STOPPING=1", "STATUS=stopping"]);
+            self.readiness.stopping(Some("stopping"));
         }
         ssh.terminate(KILL_GRACE);
         let _ = std::fs::remove_file(&self.ctl);
@@ -564,7 +544,7 @@ type GreetingTarget = (String, u16, reachability::Family);
 
 /// A back-off in progress (see `Watchdog::back_off`).
 struct BackOff {
-    /// Why: the last error, for the log and STATUS=.
+    /// Why: the last error, for the log and the supervisor's status.
     reason: String,
     started: Instant,
     until: Instant,
@@ -584,8 +564,8 @@ impl BackOff {
 
     fn status(&self, left: Duration) -> String {
         match &self.greeting {
-            Some(_) => format!("STATUS=waiting for the server to answer: {}", self.reason),
-            None => format!("STATUS=backing off {}: {}", format_human(left), self.reason),
+            Some(_) => format!("waiting for the server to answer: {}", self.reason),
+            None => format!("backing off {}: {}", format_human(left), self.reason),
         }
     }
 }

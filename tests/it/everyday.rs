@@ -246,3 +246,102 @@ fn a_state_dir_is_labelled_by_the_tunnel_it_holds() {
     );
     assert!(!text.contains("tunnel=\"state\""), "{text}");
 }
+
+/// A mount and pid namespace where systemd is installed (this machine's files) but not
+/// running (a tmpfs over /run, a shell as PID 1) and `telinit` is systemd's: a container
+/// of a systemd distribution. /etc and /var are overlays whose upper folders show every
+/// write. `install NAME` refuses and writes nothing; files staged for SysV with
+/// `--no-start` are removed by one `uninstall NAME`, which finds their target by itself.
+#[test]
+fn install_refuses_where_no_init_runs_and_uninstall_finishes_in_one_run() {
+    use common::prereq::{Prereq, require};
+    if !require(
+        "install_refuses_where_no_init_runs_and_uninstall_finishes_in_one_run",
+        &[Prereq::Root, Prereq::Unshare, Prereq::SystemdUser],
+    ) {
+        return;
+    }
+    let dir = common::temp_dir("noinit");
+    let r = dir.path();
+    for d in ["etc", "var", "w/etc", "w/var"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    let config = r.join("tunnels.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let script = r#"set -u
+r=$1; t=$2; c=$3; w=$4
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$r/etc,workdir=$r/w/etc" /etc || exit 97
+mount -t overlay overlay -o "lowerdir=/var,upperdir=$r/var,workdir=$r/w/var" /var || exit 97
+mount -t tmpfs tmpfs /run || exit 97
+"$t" -c "$c" install alpha --watchdog "$w" >"$r/install.out" 2>&1; echo "install=$?" >>"$r/codes"
+find "$r/etc" "$r/var" -mindepth 1 >"$r/after-install"
+"$t" -c "$c" install alpha --target inittab --no-start --watchdog "$w" >"$r/staged.out" 2>&1; echo "staged=$?" >>"$r/codes"
+find "$r/etc" "$r/var" -mindepth 1 >"$r/after-staged"
+"$t" -c "$c" uninstall alpha >"$r/uninstall.out" 2>&1; echo "uninstall=$?" >>"$r/codes"
+find "$r/etc" "$r/var" -mindepth 1 -not -name inittab -type f >"$r/after-uninstall"
+find "$r/etc" -mindepth 1 -not -name inittab >>"$r/after-uninstall"
+"#;
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "-p",
+        "-f",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(r)
+    .arg(TUNNELCTL)
+    .arg(&config)
+    .arg(WATCHDOG)
+    .env("HOME", r)
+    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "namespace set-up failed: {out:?}");
+    let read = |f: &str| std::fs::read_to_string(r.join(f)).unwrap_or_default();
+    assert_eq!(
+        read("codes"),
+        "install=2\nstaged=0\nuninstall=0\n",
+        "{}{}{}",
+        read("install.out"),
+        read("staged.out"),
+        read("uninstall.out")
+    );
+    let refusal = read("install.out");
+    for said in [
+        "no init system tunnelctl can use is running here",
+        "PID 1 is `sh`",
+        "systemd is installed",
+        "but not running",
+        "--target",
+        "--root DIR",
+    ] {
+        assert!(refusal.contains(said), "no {said:?} in: {refusal}");
+    }
+    assert_eq!(
+        read("after-install"),
+        "",
+        "install wrote although it refused"
+    );
+    assert!(
+        read("after-staged").contains("t36z.args"),
+        "{}",
+        read("after-staged")
+    );
+    let uninstall = read("uninstall.out");
+    assert!(
+        uninstall.contains("removed the t36z entry from /etc/inittab"),
+        "{uninstall}"
+    );
+    assert_eq!(
+        read("after-uninstall"),
+        "",
+        "left behind after one uninstall: {uninstall}"
+    );
+    let inittab = std::fs::read_to_string(r.join("etc/inittab")).unwrap_or_default();
+    assert!(!inittab.contains("t36z"), "{inittab}");
+}

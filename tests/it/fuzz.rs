@@ -29,7 +29,8 @@ use tunnelctl::state::State;
 use tunnelctl::status;
 use tunnelctl::targets::Target;
 use tunnelctl::targets::{self as render, RenderOptions};
-use tunnelctl::watchdog::{args, backoff, notify};
+use tunnelctl::watchdog::readiness::sd_notify as notify;
+use tunnelctl::watchdog::{args, backoff};
 
 // ---------------------------------------------------------------------------
 // Unbounded allocation: more than this live at once fails the allocation, which aborts
@@ -499,7 +500,7 @@ fn random_tunnel(rng: &mut Rng) -> Tunnel {
 }
 
 /// The arithmetic the watchdog does with its options (src/watchdog/mod.rs, backoff.rs,
-/// probe.rs, notify.rs), with the values its parser accepted.
+/// probe.rs, readiness/sd_notify.rs), with the values its parser accepted.
 fn watchdog_arithmetic(o: &args::Options) {
     let now = Instant::now();
     let watchdog = notify::watchdog_interval(Some("18446744073709551615"), None);

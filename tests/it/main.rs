@@ -23,6 +23,7 @@ mod fixture_sshd;
 mod fuzz;
 mod golden;
 mod hostile;
+mod import_roundtrip;
 mod init_busybox;
 mod init_driven;
 mod init_harnesses;
@@ -39,6 +40,7 @@ mod watchdog_netevents;
 mod watchdog_orphans;
 mod watchdog_paths;
 mod watchdog_probe;
+mod watchdog_readiness;
 
 /// `autotests = false` (Cargo.toml) means a test file nobody lists is never compiled:
 /// every `tests/it/*.rs` must have its `mod` line here, and no test file may sit

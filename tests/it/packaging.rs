@@ -128,6 +128,7 @@ fn tunnelctl_page_has_every_command_and_hides_generate() {
         "doctor",
         "logs",
         "reconnect",
+        "import",
     ] {
         assert!(
             page.contains(&format!(".SS \"tunnelctl {cmd}\"")),

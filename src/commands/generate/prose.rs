@@ -333,7 +333,66 @@ For node_exporter's textfile collector, write it to a temporary name and rename 
         (B, "--metrics-file"),
         (R, "."),
     ]),
+    Heading("IMPORTING"),
+    Text(&[
+        (B, "tunnelctl import"),
+        (
+            R,
+            " reads a tunnel you already run and prints it as a tunnels.yaml entry: an ssh or autossh command line after ",
+        ),
+        (B, "--"),
+        (
+            R,
+            " (every -L/-R/-D form, -p, -l, user@host, -i, -J, -o Key=Value or \"Key Value\", -C; a ",
+        ),
+        (I, "while true; do ssh ...; done"),
+        (R, " loop given as one word), a systemd unit's ExecStart= ("),
+        (B, "--systemd"),
+        (
+            R,
+            "; systemd's quoting, specifiers, Environment= and EnvironmentFile=, template instances), /etc/inittab respawn lines (",
+        ),
+        (B, "--scan inittab"),
+        (
+            R,
+            "; SysV or BusyBox, through /bin/sh -c when the line has shell characters as init does) or ssh_config Host blocks with forwards (",
+        ),
+        (B, "--ssh-config"),
+        (R, ")."),
+    ]),
+    Para,
+    Text(&[(
+        R,
+        "What cannot be carried over is listed as a comment beside the tunnel and on standard error, with why and what tunnelctl does instead: a remote command (a tunnel runs none), -f (the watchdog must stay ssh's parent), autossh's -M and AUTOSSH_* settings (the watchdog probes every forward itself), and options refused for safety such as StrictHostKeyChecking=no (pin the key with tunnelctl trust). \
+Every value goes through the checks of a hand-written file; a refused one is reported against the part of the command or file it came from, and nothing is written.",
+    )]),
+    Para,
+    Text(&[
+        (R, "With "),
+        (B, "--write"),
+        (
+            R,
+            " the entries are added at the end of the configuration's tunnels: mapping, every other byte kept; a name already there is refused (",
+        ),
+        (B, "--name"),
+        (
+            R,
+            " picks another). With no configuration yet, the file is created where check looks for it, with a comment header.",
+        ),
+    ]),
     Heading("EXAMPLES"),
+    Example(
+        "Start from the ssh command you already type:",
+        "tunnelctl import --write -- ssh -N -R 1234:localhost:22 me@server",
+    ),
+    Example(
+        "See what an autossh line becomes, and what is not carried over:",
+        "tunnelctl import -- autossh -M 20000 -f -N server -R 1234:localhost:22 -C",
+    ),
+    Example(
+        "Every tunnel that systemd units or /etc/inittab run:",
+        "tunnelctl import --scan systemd; tunnelctl import --scan inittab",
+    ),
     Example("Check the configuration:", "tunnelctl check"),
     Example(
         "See the systemd unit for a tunnel:",

@@ -7,6 +7,8 @@ use std::time::Duration;
 use crate::duration::{MAX_COUNT, format_duration, parse_bounded};
 use crate::model::{Backoff, Probe};
 
+use super::readiness::{Spec, check_pairing, parse_spec};
+
 /// One option of the watchdog. [`OPTIONS`] is the one list: the parser accepts exactly
 /// these, and `--help` ([`usage`]) and the man page (`tunnelctl generate man`) are
 /// written from it.
@@ -100,6 +102,30 @@ pub const OPTIONS: &[OptionDoc] = &[
         help: "an --on-change run still going after this is killed with its process group",
     },
     OptionDoc {
+        long: "readiness",
+        value: "HOW",
+        default: || "sd-notify".into(),
+        help: "how the supervisor learns the tunnel is proven: sd-notify (datagrams to \
+               $NOTIFY_SOCKET when it is set), s6-fd:N (a newline on fd N, then fd N closed: \
+               s6's notification-fd), openrc-fd:N (a ready line on fd N, then closed: \
+               OpenRC's notify=fd:N), procd:SERVICE/INSTANCE (procd's instance watchdog, \
+               pinged over ubus; needs --procd-watchdog), none (exit codes only)",
+    },
+    OptionDoc {
+        long: "procd-watchdog",
+        value: "DUR",
+        default: String::new,
+        help: "with --readiness procd:…, the TIMEOUT of `procd_set_param watchdog 1 TIMEOUT` \
+               (procd passes the daemon no variable); pinged every third of it; at least 15s \
+               and 3 × --probe-timeout",
+    },
+    OptionDoc {
+        long: "ubus-socket",
+        value: "PATH",
+        default: || "/var/run/ubus/ubus.sock, else /var/run/ubus.sock".into(),
+        help: "ubusd's socket, for --readiness procd:…",
+    },
+    OptionDoc {
         long: "args-file",
         value: "FILE",
         default: String::new,
@@ -118,8 +144,8 @@ usage: tunnel-watchdog [OPTIONS] -- ssh [SSH ARGS...] HOST
        tunnel-watchdog --args-file FILE
 
 Runs ssh as a child, proves every forward (-L, -R, -D) carries data end to end, and
-tells the init system (sd_notify READY=1/WATCHDOG=1/STATUS= under systemd; the exit
-code elsewhere).
+tells the init system (--readiness: sd_notify under systemd, s6's or OpenRC's
+notification fd, procd's watchdog; the exit code everywhere).
 
 options (durations: 500ms, 15s, 5m, 1h):
 ",
@@ -274,6 +300,12 @@ pub struct Options {
     /// The `--on-change` command's argv (empty: none).
     pub on_change: Vec<String>,
     pub on_change_timeout: Duration,
+    /// `--readiness`: how the supervisor is told.
+    pub readiness: Spec,
+    /// `--procd-watchdog`: procd's instance watchdog timeout.
+    pub procd_watchdog: Option<Duration>,
+    /// `--ubus-socket`.
+    pub ubus_socket: Option<PathBuf>,
     /// The ssh command line as given (program first), without the watchdog's additions.
     pub ssh: Vec<String>,
     pub forwards: Vec<SshForward>,
@@ -369,6 +401,9 @@ fn default_options() -> Options {
         metrics_file: None,
         on_change: Vec::new(),
         on_change_timeout: ON_CHANGE_TIMEOUT,
+        readiness: Spec::default(),
+        procd_watchdog: None,
+        ubus_socket: None,
         ssh: Vec::new(),
         forwards: Vec::new(),
     }
@@ -415,6 +450,9 @@ fn set_option(o: &mut Options, key: &str, value: String) -> Result<(), String> {
         "--metrics-file" => o.metrics_file = Some(PathBuf::from(value)),
         "--on-change" => o.on_change.push(value),
         "--on-change-timeout" => o.on_change_timeout = duration(&value)?,
+        "--readiness" => o.readiness = parse_spec(&value)?,
+        "--procd-watchdog" => o.procd_watchdog = Some(duration(&value)?),
+        "--ubus-socket" => o.ubus_socket = Some(PathBuf::from(value)),
         "--args-file" => return Err("--args-file must be the only argument".into()),
         _ => return Err(unknown_option(key)),
     }
@@ -447,6 +485,10 @@ fn finish(mut o: Options) -> Result<Options, String> {
     }
     if o.backoff_initial.is_zero() || o.backoff_max < o.backoff_initial {
         return Err("--backoff-initial must be greater than 0 and at most --backoff-max".into());
+    }
+    check_pairing(&o.readiness, o.procd_watchdog, o.probe_timeout)?;
+    if o.ubus_socket.is_some() && !matches!(o.readiness, Spec::Procd { .. }) {
+        return Err("--ubus-socket goes only with --readiness procd:…".into());
     }
     let (forwards, host) = scan_ssh_args(&o.ssh[1..])?;
     o.forwards = forwards;

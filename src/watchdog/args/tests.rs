@@ -44,14 +44,25 @@ fn run(v: &[&str]) -> Options {
 fn the_option_table_drives_parser_and_help() {
     let help = usage();
     for o in OPTIONS.iter().filter(|o| o.long != "args-file") {
-        let sample = match o.value {
-            "DUR" => "7s",
-            "N" => "3",
+        let sample = match (o.long, o.value) {
+            ("readiness", _) => "none",
+            ("procd-watchdog", _) => "30s",
+            (_, "DUR") => "7s",
+            (_, "N") => "3",
             _ => "/x",
         };
         let arg = format!("--{}={sample}", o.long);
+        // The procd options go together.
+        let with = match o.long {
+            "procd-watchdog" | "ubus-socket" => {
+                vec!["--readiness=procd:t/i", "--procd-watchdog=30s"]
+            }
+            _ => vec![],
+        };
+        let mut argv = with;
+        argv.extend([arg.as_str(), "--", "ssh", "h"]);
         assert!(
-            parse(&s(&[&arg, "--", "ssh", "h"]), &no_file).is_ok(),
+            parse(&s(&argv), &no_file).is_ok(),
             "{arg} is in the table but the parser refuses it"
         );
         assert!(
@@ -237,5 +248,45 @@ fn args_file_and_usage_errors() {
     ] {
         let err = parse(&s(bad), &no_file).unwrap_err();
         assert!(err.contains(says), "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn readiness_options_parse_and_go_together() {
+    let o = run(&["--", "ssh", "h"]);
+    assert_eq!(o.readiness, crate::watchdog::readiness::Spec::SdNotify);
+    let o = run(&["--readiness", "s6-fd:3", "--", "ssh", "h"]);
+    assert_eq!(o.readiness, crate::watchdog::readiness::Spec::S6Fd(3));
+    let o = run(&[
+        "--readiness",
+        "procd:tunnel-a/main",
+        "--procd-watchdog",
+        "30s",
+        "--ubus-socket",
+        "/tmp/u.sock",
+        "--",
+        "ssh",
+        "h",
+    ]);
+    assert_eq!(o.procd_watchdog, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(
+        o.ubus_socket.as_deref(),
+        Some(std::path::Path::new("/tmp/u.sock"))
+    );
+    for (argv, words) in [
+        (&["--readiness", "procd:a/b"][..], "needs --procd-watchdog"),
+        (&["--readiness", "procd:ab"][..], "one `/`"),
+        (&["--readiness", "s6-fd:1"][..], "stdin, stdout or stderr"),
+        (
+            &["--procd-watchdog", "30s"][..],
+            "only with --readiness procd",
+        ),
+        (&["--ubus-socket", "/x"][..], "only with --readiness procd"),
+        (&["--readiness", "upstart"][..], "unknown protocol"),
+    ] {
+        let mut all: Vec<&str> = argv.to_vec();
+        all.extend(["--", "ssh", "h"]);
+        let e = parse(&s(&all), &no_file).unwrap_err();
+        assert!(e.contains(words), "{argv:?}: {e}");
     }
 }

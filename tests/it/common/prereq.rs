@@ -24,6 +24,8 @@ pub enum Prereq {
     Python3,
     /// Debian's `prometheus-node-exporter`, whose textfile collector parses metrics.
     NodeExporter,
+    /// Debian's `s6`: `s6-svscan`, `s6-svwait`, `s6-svstat`, `s6-svc`, `s6-svscanctl`.
+    S6,
     /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
     Ip,
 }
@@ -40,6 +42,7 @@ impl Prereq {
             Prereq::AptGet => "apt-get",
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
+            Prereq::S6 => "s6",
             Prereq::Ip => "ip",
         }
     }
@@ -68,6 +71,16 @@ impl Prereq {
             Prereq::NodeExporter => need(
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
+            ),
+            Prereq::S6 => need(
+                &[
+                    "s6-svscan",
+                    "s6-svwait",
+                    "s6-svstat",
+                    "s6-svc",
+                    "s6-svscanctl",
+                ],
+                "s6",
             ),
             // Only PATH: `nsenter … ip` finds it there or not at all.
             Prereq::Ip => {
