@@ -35,6 +35,8 @@ pub enum Command {
     Install(InstallArgs),
     /// Stop a tunnel's service and remove exactly what install wrote
     Uninstall(UninstallArgs),
+    /// Make the machine match the configuration: install new tunnels, update changed ones, remove those gone from it
+    Apply(ApplyArgs),
     /// List the tunnels in the configuration and where each is installed
     List(ListArgs),
     /// Show each tunnel's state as the watchdog and the init system see it
@@ -60,7 +62,11 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {}
+pub struct CheckArgs {
+    /// Check these tunnels files instead, together: one per host, or a directory of them (HOST.yaml); a remote port two files claim on one server is an error
+    #[arg(value_name = "FILE|DIR")]
+    pub paths: Vec<PathBuf>,
+}
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
@@ -112,10 +118,38 @@ pub struct UninstallArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Init system (default: detected)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+    /// Work under DIR instead of / and run no init tool (per-user targets: DIR/$HOME/…)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Compute the same plan and diff, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object (changed, per-tunnel actions, the diff) instead of one line per tunnel
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 2 when something changed (or would), 0 when nothing did, 1 on failure
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Allow removing more than half of the installed tunnels
+    #[arg(long)]
+    pub prune_many: bool,
+    /// Path of tunnel-watchdog written into the services (default: next to tunnelctl, else /usr/bin/tunnel-watchdog)
+    #[arg(long, value_name = "PATH")]
+    pub watchdog: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     /// Look for installed files under DIR instead of /
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Machine-readable output: {"schema": 1, "tunnels": [{"name", "destination", "forwards", "installed": [{"target", "state"}]}]}
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +210,15 @@ pub struct LogsArgs {
     /// Keep printing new lines
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// How many of the last lines to show
+    #[arg(long, short = 'n', default_value_t = 200, value_name = "N")]
+    pub lines: u32,
+    /// Only lines from this long ago on (a duration: 30m, 2h), or from a time (2026-12-06 04:00:00; UTC in log files, local time in the journal)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Read the logs of the system whose files are under DIR (its journal, or its log files)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Init system (default: detected)
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod model;
 pub mod procinfo;
 pub mod safe_fs;
+pub mod ssh_client;
 pub mod ssh_g;
 pub mod ssh_path;
 pub mod ssh_stderr;
@@ -15,12 +16,14 @@ pub mod state;
 pub mod watchdog;
 
 // Everything below is the `tunnelctl` side: the watchdog binary uses none of it.
+pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diagnostic;
 pub mod doctor;
 pub mod escape;
+pub mod fleet;
 pub mod home;
 pub mod import;
 pub mod install;

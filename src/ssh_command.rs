@@ -33,9 +33,13 @@ fn has_option(tunnel: &Tunnel, name: &str) -> bool {
         .any(|k| k.eq_ignore_ascii_case(name))
 }
 
+/// The program every tunnel runs (found on `PATH`), and the one `check` and `doctor`
+/// ask `-V`.
+pub const SSH_PROGRAM: &str = "ssh";
+
 /// The full ssh command line, starting with `"ssh"` and ending with `--`, HOST.
 pub fn ssh_argv(tunnel: &Tunnel, overrides: &PathOverrides) -> Vec<String> {
-    let mut argv: Vec<String> = vec!["ssh".into(), "-N".into(), "-T".into()];
+    let mut argv: Vec<String> = vec![SSH_PROGRAM.into(), "-N".into(), "-T".into()];
     let option = |argv: &mut Vec<String>, text: String| {
         argv.push("-o".into());
         argv.push(text);

@@ -1,5 +1,6 @@
 //! `tunnelctl check`: validate the configuration, write nothing.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{Context, Error};
@@ -7,12 +8,89 @@ use crate::cli::CheckArgs;
 use crate::model::Forward;
 use crate::ssh_command::forward_spec;
 
-pub fn run(cx: &Context, _args: CheckArgs) -> Result<ExitCode, Error> {
+pub fn run(cx: &Context, args: CheckArgs) -> Result<ExitCode, Error> {
+    if !args.paths.is_empty() {
+        return fleet(&args.paths);
+    }
     let cfg = cx.config()?;
     for t in &cfg.tunnels {
         crate::outln!("{}", summary(t));
     }
+    check_ssh_client()?;
     crate::outln!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration may be right and still no tunnel work: `ssh` here must be
+/// OpenSSH's client. A missing `ssh` is only a warning (a configuration can be checked
+/// on a machine that will not run it).
+fn check_ssh_client() -> Result<(), Error> {
+    let program = crate::ssh_command::SSH_PROGRAM;
+    match crate::ssh_client::identify(program, std::time::Duration::from_secs(5)) {
+        Ok(client) => match client.refusal(program) {
+            Some(why) => Err(Error::failed(format!(
+                "{why}; the tunnels above cannot run on this machine until you {}",
+                crate::ssh_client::FIX
+            ))),
+            None => Ok(()),
+        },
+        Err(e) => {
+            crate::errln!(
+                "tunnelctl check: warning: {e}; the tunnels need OpenSSH's client as `ssh` \
+                 on this machine's PATH"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Several host files (or directories of them) checked each on its own (without the
+/// identity and known_hosts files, which are on the hosts), then together for remote
+/// listeners claimed twice.
+fn fleet(paths: &[PathBuf]) -> Result<ExitCode, Error> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(crate::fleet::host_files(path).map_err(Error::usage)?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    // One file named twice (`check hosts/ hosts/a.yaml`) is one host, not a clash.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(f.canonicalize().unwrap_or_else(|_| f.clone())));
+    let mut loaded = Vec::new();
+    let mut broken = 0;
+    for file in &files {
+        match crate::config::load_host_file(file) {
+            Ok(config) => loaded.push((file.clone(), config.remote_listeners)),
+            Err(e) => {
+                crate::errln!("{e}");
+                broken += 1;
+            }
+        }
+    }
+    let found = crate::fleet::clashes(&loaded);
+    for clash in &found {
+        crate::errln!("{}", clash.message());
+    }
+    if broken > 0 || !found.is_empty() {
+        let mut problems = Vec::new();
+        if broken > 0 {
+            problems.push(format!("{broken} of {} files have problems", files.len()));
+        }
+        if !found.is_empty() {
+            problems.push(format!(
+                "{} remote port(s) claimed by two files on one server",
+                found.len()
+            ));
+        }
+        return Err(Error::usage(problems.join("; ")));
+    }
+    crate::outln!(
+        "{} file(s) OK, no remote port claimed twice on one server",
+        files.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

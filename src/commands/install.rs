@@ -34,12 +34,23 @@ fn detected_under(explicit: Option<Target>, root: &Path) -> Target {
 /// would be started (no `--root`, `--no-start` or `--dry-run`) its init must answer:
 /// nothing is written for an init that cannot read it.
 fn target_for(args: &InstallArgs, root: &Path) -> Result<Target, Error> {
-    let user = !nix::unistd::geteuid().is_root();
-    if args.root.is_some() {
-        return Ok(detected_under(args.target, root));
-    }
     let starts = !args.no_start && !args.dry_run;
-    match args.target {
+    choose_target(args.target, args.root.is_some(), root, starts)
+}
+
+/// [`target_for`]'s rule, also `apply`'s: `explicit` is `--target`, `under_root` whether
+/// `--root` was given, `starts` whether the services will be started.
+pub(super) fn choose_target(
+    explicit: Option<Target>,
+    under_root: bool,
+    root: &Path,
+    starts: bool,
+) -> Result<Target, Error> {
+    let user = !nix::unistd::geteuid().is_root();
+    if under_root {
+        return Ok(detected_under(explicit, root));
+    }
+    match explicit {
         Some(target) if starts => check_reachable(target)
             .map(|()| target)
             .map_err(|found| {
@@ -179,7 +190,7 @@ pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Erro
 /// A system service runs the watchdog as root: the default one (found beside this
 /// tunnelctl) must be root's and writable by nobody else, in directories that are too,
 /// or whoever can write it runs code as root at the next start.
-fn trusted_watchdog(path: &Path) -> Result<(), String> {
+pub(super) fn trusted_watchdog(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("the watchdog {}: {e}; pass --watchdog PATH", path.display()))?;

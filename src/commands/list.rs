@@ -26,8 +26,9 @@ pub fn run(cx: &Context, args: ListArgs) -> Result<ExitCode, Error> {
     candidates.push(PathBuf::from("/usr/local/bin/tunnel-watchdog"));
     candidates.dedup();
     let home = home_dir();
+    let mut rows = Vec::new();
     for tunnel in &config.tunnels {
-        let places: Vec<String> = Target::ALL
+        let places: Vec<(Target, &'static str)> = Target::ALL
             .into_iter()
             .filter_map(|target| {
                 let states = candidates.iter().filter_map(|watchdog| {
@@ -38,23 +39,76 @@ pub fn run(cx: &Context, args: ListArgs) -> Result<ExitCode, Error> {
                     state(&installer, tunnel, target, &options)
                 });
                 // "installed" beats "differs"
-                states.max().map(|s| format!("{target}: {s}"))
+                states.max().map(|s| (target, s))
             })
             .collect();
-        let places = if places.is_empty() {
-            "not installed".to_string()
-        } else {
-            places.join(", ")
-        };
-        crate::outln!(
-            "{}\t{}\t{}\t{}",
-            tunnel.name,
-            destination(tunnel),
-            forwards(tunnel),
-            places
-        );
+        rows.push((tunnel, places));
     }
+    if args.json {
+        let tunnels: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(t, places)| {
+                serde_json::json!({
+                    "name": t.name,
+                    "destination": destination(t),
+                    "forwards": t.forwards.iter().map(|f| {
+                        let (flag, spec) = crate::ssh_command::forward_spec(f);
+                        format!("{flag} {spec}")
+                    }).collect::<Vec<_>>(),
+                    "installed": places.iter().map(|(target, state)| serde_json::json!({
+                        "target": target.as_str(),
+                        "state": state,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({ "schema": 1, "tunnels": tunnels });
+        crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let table: Vec<[String; 4]> = rows
+        .iter()
+        .map(|(t, places)| {
+            let places = if places.is_empty() {
+                "not installed".to_string()
+            } else {
+                places
+                    .iter()
+                    .map(|(target, s)| format!("{target}: {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            [t.name.clone(), destination(t), forwards(t), places]
+        })
+        .collect();
+    crate::out!("{}", aligned(&HEADERS, &table));
     Ok(ExitCode::SUCCESS)
+}
+
+const HEADERS: [&str; 4] = ["NAME", "DESTINATION", "FORWARDS", "INSTALLED"];
+
+/// Columns padded to their widest cell, two spaces apart, the header first (pure).
+fn aligned(headers: &[&str; 4], rows: &[[String; 4]]) -> String {
+    let mut widths = headers.map(|h| h.chars().count());
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = headers.map(String::from);
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, c) in row.iter().enumerate() {
+            line.push_str(c);
+            if i + 1 < row.len() {
+                line.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn destination(t: &Tunnel) -> String {

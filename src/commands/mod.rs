@@ -13,6 +13,7 @@ use crate::config::{self, Config};
 use crate::model::Tunnel;
 use crate::targets::{LogSource, Target};
 
+pub mod apply;
 pub mod check;
 pub mod doctor;
 pub mod generate;
@@ -192,6 +193,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(_) => "render",
         Command::Install(_) => "install",
         Command::Uninstall(_) => "uninstall",
+        Command::Apply(_) => "apply",
         Command::List(_) => "list",
         Command::Status(_) => "status",
         Command::Metrics(_) => "metrics",
@@ -207,6 +209,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(&cx, args),
         Command::Render(args) => render::run(&cx, args),
         Command::Install(args) => install::run(&cx, args),
+        Command::Apply(args) => apply::run(&cx, args),
         // These work from the name alone, so a tunnel gone from the config still can.
         Command::Uninstall(args) => install::run_uninstall(&cx, args),
         Command::Logs(args) => logs::run(&cx, args),

@@ -17,6 +17,30 @@ pub(super) struct LocatedForward {
     pub(super) at: Loc,
 }
 
+/// A `-R` listener as written in a file: the clash check across a fleet's files
+/// compares these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteListener {
+    pub tunnel: String,
+    /// `host:port` of the ssh server, the host lowercased.
+    pub server: String,
+    /// The bind address on the server (`localhost` when the forward names none).
+    pub bind: String,
+    pub port: u16,
+    /// Where the port is written.
+    pub line: usize,
+    pub column: usize,
+}
+
+impl RemoteListener {
+    /// Whether both would listen on one address and port of one server.
+    pub fn clashes_with(&self, other: &RemoteListener) -> bool {
+        self.server == other.server
+            && self.port == other.port
+            && binds_overlap(&self.bind, &other.bind)
+    }
+}
+
 /// A listener already taken: (bind address, tunnel name, where its port is written).
 type Listener<'a> = (String, &'a str, Loc);
 
@@ -263,6 +287,14 @@ impl Cx {
                         let server =
                             format!("{}:{}", host.to_ascii_lowercase(), ssh_port.unwrap_or(22));
                         let bind = bind.clone().unwrap_or_else(|| "localhost".into());
+                        self.remote_listeners.push(RemoteListener {
+                            tunnel: name.clone(),
+                            server: server.clone(),
+                            bind: bind.clone(),
+                            port: *port,
+                            line: lf.at.line,
+                            column: lf.at.column,
+                        });
                         let taken = remote.entry((server, *port)).or_default();
                         if let Some((b, other, at)) =
                             taken.iter().find(|(b, ..)| binds_overlap(b, &bind))

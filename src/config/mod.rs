@@ -30,6 +30,7 @@ mod ssh_options;
 mod values;
 mod yaml;
 
+pub use forwards::RemoteListener;
 pub use locate::{locate, locate_for_writing, locate_in};
 pub use schema::KEYS;
 use yaml::Loc;
@@ -45,6 +46,9 @@ pub struct Config {
     pub tunnels: Vec<Tunnel>,
     /// Rendered `FILE:LINE:COL: warning: …` lines (with snippet), for stderr.
     pub warnings: Vec<String>,
+    /// Every `-R` listener with where its port is written, for the clash check across
+    /// the files of a fleet (`check DIR`).
+    pub remote_listeners: Vec<RemoteListener>,
 }
 
 impl Config {
@@ -107,15 +111,40 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates `text` (named `path` in messages). Only side effect: it stats
 /// identity and known_hosts files.
 pub fn load_str(text: &str, path: &Path, home: &Path) -> Result<Config, ConfigError> {
+    load_text(text, path, home, true)
+}
+
+/// One host's file of a fleet, checked where it is not installed (a controller's copy):
+/// everything but the identity and known_hosts files, which live on the host.
+pub fn load_host_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_path_buf(),
+        source: String::new(),
+        diagnostics: vec![Diagnostic::whole_file(format!(
+            "cannot read the configuration: {e}"
+        ))],
+    })?;
+    load_text(&text, path, &crate::home::home_dir(), false)
+}
+
+fn load_text(
+    text: &str,
+    path: &Path,
+    home: &Path,
+    local_files: bool,
+) -> Result<Config, ConfigError> {
     let mut cx = Cx {
         diagnostics: Vec::new(),
         warnings: Vec::new(),
         home: home.to_path_buf(),
+        local_files,
+        remote_listeners: Vec::new(),
     };
     let tunnels = cx.document(text);
     let Cx {
         mut diagnostics,
         warnings,
+        remote_listeners,
         ..
     } = cx;
     dedup(&mut diagnostics);
@@ -137,6 +166,7 @@ pub fn load_str(text: &str, path: &Path, home: &Path) -> Result<Config, ConfigEr
             .iter()
             .map(|w| w.render_in(path, &lines, true))
             .collect(),
+        remote_listeners,
     })
 }
 
@@ -175,6 +205,9 @@ struct Cx {
     diagnostics: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     home: PathBuf,
+    /// Whether the identity and known_hosts files are checked (they are on this machine).
+    local_files: bool,
+    remote_listeners: Vec<RemoteListener>,
 }
 
 impl Cx {

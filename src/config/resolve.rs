@@ -72,10 +72,13 @@ impl Cx {
         let backoff = self.backoff(name, name_at, t, d);
         let allow = allow_insecure.as_ref().is_some_and(|l| l.value);
 
-        if let Some(identity) = &identity {
+        if let Some(identity) = &identity
+            && self.local_files
+        {
             self.identity_file(identity);
         }
         if let Some(kh) = &known_hosts
+            && self.local_files
             && !kh.value.exists()
         {
             self.warn(

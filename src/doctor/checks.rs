@@ -2,33 +2,29 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use super::finding::{Finding, Verdict};
 use crate::known_hosts::{self, SshView};
 use crate::model::Tunnel;
 
-/// `ssh -V`: present, and which version.
+/// `ssh -V`: present, OpenSSH (Dropbear's client cannot carry a probed tunnel), and
+/// which version.
 pub fn check_ssh(program: &str) -> Finding {
-    match Command::new(program)
-        .arg("-V")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stderr);
-            let version = text.lines().next().unwrap_or("").trim().to_string();
-            if version.starts_with("OpenSSH") {
-                Finding::new(Verdict::Ok, "ssh", version)
-            } else {
-                Finding::new(
-                    Verdict::Warn,
-                    "ssh",
-                    format!("`{program} -V` says {version:?}; tunnelctl is tested with OpenSSH"),
-                )
-            }
-        }
-        Err(e) => Finding::new(Verdict::Fail, "ssh", format!("cannot run `{program}`: {e}"))
+    use crate::ssh_client::{self, Client};
+    match ssh_client::identify(program, std::time::Duration::from_secs(5)) {
+        Ok(Client::OpenSsh(version)) => Finding::new(Verdict::Ok, "ssh", version),
+        Ok(client @ Client::Dropbear(_)) => Finding::new(
+            Verdict::Fail,
+            "ssh",
+            client.refusal(program).unwrap_or_default(),
+        )
+        .fix(ssh_client::FIX),
+        Ok(Client::Other(version)) => Finding::new(
+            Verdict::Warn,
+            "ssh",
+            format!("`{program} -V` says {version:?}; tunnelctl is tested with OpenSSH"),
+        ),
+        Err(e) => Finding::new(Verdict::Fail, "ssh", e)
             .fix("install the OpenSSH client: `apt-get install openssh-client`"),
     }
 }

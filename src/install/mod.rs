@@ -19,10 +19,12 @@ pub const INITTAB: &str = "/etc/inittab";
 mod diff;
 mod init_tools;
 mod inittab_text;
+mod inventory;
 mod uninstall;
 pub use diff::*;
 pub use init_tools::run_tool;
 pub use inittab_text::*;
+pub use inventory::APPLY_LOCK;
 
 #[derive(Clone, Debug)]
 pub struct Installer {
@@ -73,6 +75,16 @@ impl FileChange {
     fn changed(&self) -> bool {
         self.old.as_deref() != Some(&self.new[..])
     }
+}
+
+/// What installing some tunnels would change, planned and checked exactly as
+/// [`Installer::install_all`] does before it writes (nothing is written).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preview {
+    /// Per tunnel, in the order given: (nothing of it is there yet, something of it changes).
+    pub tunnels: Vec<(bool, bool)>,
+    /// The unified diff of every file that would be written, /etc/inittab last.
+    pub diff: String,
 }
 
 /// What one `install` plans for one tunnel.
@@ -249,10 +261,36 @@ impl Installer {
         // The args files before the inittab lines that name them, so init never starts
         // a watchdog whose arguments are not there yet.
         self.write_files(&mut dirs, target, items, &changes)?;
-        inittab.write(target, items)?;
+        if let Err(e) = inittab.write(target, items) {
+            // Each tunnel stays either as it was or as rendered, never half: the files
+            // just written (args files) are taken back.
+            return Err(match undo_files(&dirs, &changes) {
+                None => format!("{e} (its files were put back as they were)"),
+                Some(also) => format!("{e}; putting its files back failed too: {also}"),
+            });
+        }
         let outcomes = report(out, target, items, &plans, false)?;
         self.activate_changed(target, items, &plans, out)?;
         Ok(outcomes)
+    }
+
+    /// What [`Installer::install_all`] would do, without doing it: the same plan, the
+    /// same refusals (a masked unit, an untrusted directory), nothing written or created.
+    pub fn preview(&self, target: Target, items: &[(&str, &Rendered)]) -> Result<Preview, String> {
+        let dry = Installer {
+            dry_run: true,
+            ..self.clone()
+        };
+        let mut dirs = Dirs::for_target(target);
+        let changes = dry.plan_files(&mut dirs, target, items)?;
+        let inittab = dry.plan_inittab(target, items)?;
+        let plans = tunnel_plans(items.len(), &changes, &inittab.entry_state);
+        let mut diff = Vec::new();
+        show_diffs(&mut diff, &changes, inittab.change.as_ref())?;
+        Ok(Preview {
+            tunnels: plans.iter().map(|p| (p.fresh, p.changed)).collect(),
+            diff: String::from_utf8_lossy(&diff).into_owned(),
+        })
     }
 
     /// Every file the tunnels render, with what is there now. Refuses a destination
@@ -311,6 +349,20 @@ impl Installer {
             entry_state: vec![(false, false); items.len()],
         };
         if plan.entries.is_empty() {
+            return Ok(plan);
+        }
+        if self.dry_run
+            && fs::symlink_metadata(self.host(inittab_dir))
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
+            // No /etc yet (an empty --root): the diff starts from no inittab.
+            let (new, entry_state) = plan.merged(&[], items)?;
+            plan.entry_state = entry_state;
+            plan.change = Some(InittabChange {
+                old: Vec::new(),
+                new,
+                existed: false,
+            });
             return Ok(plan);
         }
         let etc = self.open_dir(inittab_dir, !self.dry_run, safe_fs::Trust::Install)?;
@@ -533,6 +585,26 @@ fn commit_staged(
         dir.commit(temp, &change.name)?;
     }
     Ok(())
+}
+
+/// Puts back what [`Installer::write_files`] replaced: new files removed first (that
+/// frees space), then old contents written again. Returns what could not be put back.
+fn undo_files(dirs: &Dirs, changes: &[FileChange]) -> Option<String> {
+    let changed = || changes.iter().filter(|c| c.changed());
+    let mut failed = Vec::new();
+    for change in changed().filter(|c| c.old.is_none()) {
+        if let Err(e) = dirs.0[&change.dir].remove(&change.name) {
+            failed.push(e);
+        }
+    }
+    for change in changed() {
+        if let Some(old) = &change.old
+            && let Err((_, e)) = dirs.0[&change.dir].write_file(&change.name, old, change.mode)
+        {
+            failed.push(e);
+        }
+    }
+    (!failed.is_empty()).then(|| failed.join("; "))
 }
 
 /// fsyncs each directory that got a file, once: the renames in it are durable.

@@ -48,6 +48,45 @@ impl Installer {
         Ok(Outcome::Removed)
     }
 
+    /// What [`Installer::uninstall`] would remove, as a diff (each file and our inittab
+    /// entry going away); None when nothing of the tunnel is there. Writes nothing.
+    pub fn preview_removal(
+        &self,
+        target: Target,
+        paths: &[PathBuf],
+        inittab_id: &str,
+    ) -> Result<Option<String>, String> {
+        let dry = Installer {
+            dry_run: true,
+            ..self.clone()
+        };
+        let mut dirs = Dirs::for_target(target);
+        let files = dry.files_to_remove(&mut dirs, paths, &mut io::sink())?;
+        let mut diff = Vec::new();
+        for file in &files {
+            let (dir, file_name) = safe_fs::split(file)?;
+            let old = match dry.existing_dir(&mut dirs, dir)? {
+                Some(d) => d.read_optional(file_name, MAX_READ)?.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            write_removal_diff(&mut diff, file, &old)?;
+        }
+        let etc = dry.inittab_dir_of(&mut dirs, target)?;
+        let mut has_entry = false;
+        if let Some(etc) = &etc {
+            let (_, inittab_name) = safe_fs::split(Path::new(INITTAB))?;
+            let old = etc.read_optional(inittab_name, MAX_READ)?;
+            if let Some(without) = old.as_deref().and_then(|b| inittab_without(b, inittab_id)) {
+                has_entry = true;
+                write_diff(&mut diff, Path::new(INITTAB), old.as_deref(), &without)?;
+            }
+        }
+        if files.is_empty() && !has_entry {
+            return Ok(None);
+        }
+        Ok(Some(String::from_utf8_lossy(&diff).into_owned()))
+    }
+
     /// The paths install wrote that are there now. A link in their place (a mask) is the
     /// admin's, not ours: left alone, and said so.
     fn files_to_remove(
@@ -131,6 +170,13 @@ fn has_inittab_entry(etc: Option<&safe_fs::Dir>, id: &str) -> Result<bool, Strin
         .read_optional(inittab_name, MAX_READ)?
         .and_then(|bytes| inittab_without(&bytes, id))
         .is_some())
+}
+
+/// A file going away: every line removed, to /dev/null.
+fn write_removal_diff(out: &mut dyn Write, path: &Path, old: &[u8]) -> Result<(), String> {
+    let shown = path.display().to_string();
+    let text = unified_diff(&shown, "/dev/null", &String::from_utf8_lossy(old), "");
+    out.write_all(text.as_bytes()).map_err(io_err)
 }
 
 /// What a dry-run uninstall would remove.

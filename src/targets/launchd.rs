@@ -155,6 +155,19 @@ impl InitSystem for Launchd {
         vec![self.plist_dir(home).join(format!("{}.plist", label(name)))]
     }
 
+    fn file_tunnel(&self, file: &str) -> Option<String> {
+        let name = file
+            .strip_prefix("org.tunnelctl.")?
+            .strip_suffix(".plist")?;
+        (!name.is_empty()).then(|| name.to_string())
+    }
+
+    /// A plist whose `Label` is ours for the name.
+    fn is_ours(&self, contents: &[u8], name: &str) -> bool {
+        plist::from_bytes::<Dictionary>(contents)
+            .is_ok_and(|d| d.get("Label").and_then(Value::as_string) == Some(label(name).as_str()))
+    }
+
     fn made_dirs(&self, home: &Path) -> Vec<PathBuf> {
         vec![self.log_dir(home)]
     }

@@ -106,6 +106,15 @@ pub trait InitSystem: Sync {
     /// after the tunnel left the config). Must agree with `render` (a test checks it).
     fn installed_paths(&self, name: &str, home: &Path) -> Vec<PathBuf>;
 
+    /// The tunnel a service file of this name would be for (`tunnel-ESCAPED.service`,
+    /// `org.tunnelctl.NAME.plist`), or None (a target whose entries are not files of
+    /// their own name).
+    fn file_tunnel(&self, file: &str) -> Option<String>;
+
+    /// Whether a service file's content is what tunnelctl writes for `name` (its marker):
+    /// a file that merely looks similar is never counted as ours, nor removed.
+    fn is_ours(&self, contents: &[u8], name: &str) -> bool;
+
     /// Directories the rendering asks install to create (log directories), removed by
     /// uninstall when empty.
     fn made_dirs(&self, home: &Path) -> Vec<PathBuf>;

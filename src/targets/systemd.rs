@@ -220,6 +220,15 @@ impl InitSystem for Systemd {
         vec![dir.join(escape::unit_name(name))]
     }
 
+    fn file_tunnel(&self, file: &str) -> Option<String> {
+        unescape_unit(file.strip_prefix("tunnel-")?.strip_suffix(".service")?)
+    }
+
+    /// A unit starts with our generated-by line.
+    fn is_ours(&self, contents: &[u8], _: &str) -> bool {
+        contents.starts_with(super::render::GENERATED.as_bytes())
+    }
+
     fn made_dirs(&self, _: &Path) -> Vec<PathBuf> {
         Vec::new()
     }
@@ -357,6 +366,27 @@ impl InitSystem for Systemd {
     }
 }
 
+/// `\xNN` back to bytes (the inverse of `escape::unit_name`'s escaping).
+fn unescape_unit(escaped: &str) -> Option<String> {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            let hex = escaped.get(i + 2..i + 4)?;
+            if bytes.get(i + 1) != Some(&b'x') {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|n| !n.is_empty())
+}
+
 pub fn parse_show(text: &str) -> InitInfo {
     let mut info = InitInfo::default();
     for line in text.lines() {
@@ -389,6 +419,16 @@ mod tests {
             timeout_start_sec(&Tunnel::new("t", "h", vec![])),
             300 + 15 + 30 + 10
         );
+    }
+
+    #[test]
+    fn unit_names_unescape_to_the_tunnel() {
+        for name in ["web", "a b", "ü-x", "x.y:z", "back\\slash"] {
+            let unit = escape::unit_name(name);
+            assert_eq!(SYSTEM.file_tunnel(&unit).as_deref(), Some(name), "{unit}");
+        }
+        assert_eq!(SYSTEM.file_tunnel("tunnel-x.service.bak"), None);
+        assert_eq!(SYSTEM.file_tunnel("tunnel-\\x4.service"), None);
     }
 
     #[test]

@@ -186,6 +186,7 @@ pub fn run(o: Options) -> u8 {
         events: events::Events::open(),
         state,
         interval,
+        client_checked: false,
         saved_at: std::cell::Cell::new(Instant::now()),
     };
     let code = w.run();

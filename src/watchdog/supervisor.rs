@@ -32,6 +32,8 @@ pub(super) struct Watchdog {
     pub(super) events: Events,
     pub(super) state: State,
     pub(super) interval: Duration,
+    /// `ssh -V` was asked (once per process, before the first ssh starts).
+    pub(super) client_checked: bool,
     /// When the state file was last written (see `save_after_probe`).
     pub(super) saved_at: std::cell::Cell<Instant>,
 }
@@ -494,6 +496,9 @@ impl Watchdog {
         ssh_args: &[String],
         held: &[SshForward],
     ) -> (Outcome, Option<Duration>) {
+        if let Some(refusal) = self.refuse_client() {
+            return (refusal, None);
+        }
         // A socket left by a killed ssh would make the new one refuse to listen.
         let _ = std::fs::remove_file(&self.ctl);
         let argv = process::with_control_master(ssh_args, &self.ctl);
@@ -536,6 +541,29 @@ impl Watchdog {
         ssh.terminate(KILL_GRACE);
         let _ = std::fs::remove_file(&self.ctl);
         (outcome, up_for)
+    }
+}
+
+impl Watchdog {
+    /// Before the first ssh of this process: an `ssh` that is Dropbear's client could
+    /// never be probed (no control socket) and would loop. It fails as a permanent
+    /// error: exit 3 with the back-off at its max, so the next start waits
+    /// `--backoff-max` before asking again instead of being restarted in a tight loop,
+    /// and a tunnel comes up on its own once OpenSSH is installed. A `-V` that cannot
+    /// be run or read decides nothing: starting ssh will say more.
+    fn refuse_client(&mut self) -> Option<Outcome> {
+        if std::mem::replace(&mut self.client_checked, true) {
+            return None;
+        }
+        let program = self.o.ssh.first()?;
+        let client = crate::ssh_client::identify(program, Duration::from_secs(5)).ok()?;
+        let why = client.refusal(program)?;
+        Some(Outcome::Failed {
+            reason: format!("{why}; {}", crate::ssh_client::FIX),
+            permanent: true,
+            no_greeting: false,
+            port_held: None,
+        })
     }
 }
 

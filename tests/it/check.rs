@@ -831,3 +831,85 @@ fn paths_with_dollar_brace_are_refused_and_percent_is_accepted() {
     ));
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// `check DIR`: one host file per box. Each box's own check passes, but two boxes claim
+/// remote port 1234 on one bastion: the clash is reported with both files and lines, and
+/// only that one (another server, another port, another bind address do not clash).
+/// The boxes' identity files need not exist here (they are on the boxes).
+#[test]
+fn a_fleet_directory_reports_a_remote_port_claimed_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = |file: &str, server: &str, forwards: &str| {
+        fs::write(
+            dir.path().join(file),
+            format!(
+                "tunnels:\n  home:\n    host: {server}\n    identity: /etc/tunnelctl/box_key\n    forwards:\n{forwards}"
+            ),
+        )
+        .unwrap();
+    };
+    host(
+        "alpha.yaml",
+        "bastion.example.org",
+        "      - remote: 1234\n        to: localhost:22\n",
+    );
+    host(
+        "beta.yaml",
+        "other.example.org",
+        "      - remote: 1234\n        to: localhost:22\n",
+    );
+    host(
+        "gamma.yaml",
+        "Bastion.example.org",
+        "      - remote: 1235\n        to: localhost:22\n      - remote: 1234\n        bind: 10.0.0.1\n        to: localhost:80\n      - remote: 1234\n        to: localhost:8080\n",
+    );
+    let run = |args: &[&Path]| {
+        let out = Command::cargo_bin("tunnelctl")
+            .unwrap()
+            .arg("check")
+            .args(args)
+            .env_remove("TUNNELCTL_CONFIG")
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let r = run(&[dir.path()]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let clashes: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("also claimed"))
+        .collect();
+    assert_eq!(clashes.len(), 1, "{}", r.stderr);
+    let (alpha, gamma) = (dir.path().join("alpha.yaml"), dir.path().join("gamma.yaml"));
+    assert!(
+        clashes[0].starts_with(&format!(
+            "{}:11:17: remote port 1234 on bastion.example.org:22",
+            gamma.display()
+        )) && clashes[0].contains(&format!("also claimed by {}:6:17", alpha.display())),
+        "{}",
+        clashes[0]
+    );
+
+    // Every file alone (and the two that do not clash together) passes.
+    for file in ["alpha.yaml", "beta.yaml", "gamma.yaml"] {
+        assert_eq!(run(&[&dir.path().join(file)]).code, 0, "{file}");
+    }
+    assert_eq!(run(&[&alpha, &dir.path().join("beta.yaml")]).code, 0);
+
+    // A directory that holds something else is an error naming it.
+    fs::write(dir.path().join("README.md"), "hosts\n").unwrap();
+    fs::create_dir(dir.path().join("old")).unwrap();
+    let r = run(&[dir.path()]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("holds 2 that are not a tunnels file: README.md, old"),
+        "{}",
+        r.stderr
+    );
+}

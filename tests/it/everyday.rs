@@ -345,3 +345,109 @@ find "$r/etc" -mindepth 1 -not -name inittab >>"$r/after-uninstall"
     let inittab = std::fs::read_to_string(r.join("etc/inittab")).unwrap_or_default();
     assert!(!inittab.contains("t36z"), "{inittab}");
 }
+
+/// `install --dry-run --root EMPTY` shows every target's files (an inittab from
+/// nothing) and leaves the folder empty.
+#[test]
+fn dry_run_into_an_empty_root_shows_everything_and_writes_nothing() {
+    let dir = common::temp_dir("dryempty");
+    let config = dir.path().join("tunnels.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let root = dir.path().join("empty");
+    std::fs::create_dir(&root).unwrap();
+    for target in tunnelctl::targets::Target::ALL {
+        let mut c = Command::new(TUNNELCTL);
+        c.arg("-c")
+            .arg(&config)
+            .args(["install", "alpha", "--dry-run", "--watchdog", WATCHDOG]);
+        c.args(["--target", target.as_str(), "--root"])
+            .arg(&root)
+            .env("HOME", dir.path());
+        let out = run_bounded(c, Duration::from_secs(30));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{target}: {out:?}");
+        assert!(text.contains("would install"), "{target}: {text}");
+        if matches!(target.as_str(), "inittab" | "busybox") {
+            assert!(text.contains("+++ /etc/inittab"), "{target}: {text}");
+        }
+        assert_eq!(
+            std::fs::read_dir(&root).unwrap().count(),
+            0,
+            "{target} wrote into the root"
+        );
+    }
+}
+
+/// `logs -n N`, `--since` and `--root` on an inittab tunnel's log file, and the
+/// journalctl line they make for systemd.
+#[test]
+fn logs_takes_lines_since_and_root() {
+    use tunnelctl::commands::logs::{LogQuery, log_command, since};
+    let dir = common::temp_dir("logsq");
+    let config = dir.path().join("tunnels.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let root = dir.path().join("root");
+    let log = root.join(format!(
+        "var/log/tunnelctl/{}.log",
+        tunnelctl::config::inittab_id("alpha")
+    ));
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(
+        &log,
+        "2020-12-06T03:59:59Z info alpha: one\n\
+         2020-12-06T04:00:00Z info alpha: two\n\
+         2020-12-06T04:00:01Z warn alpha: three\n\
+         2020-12-06T04:00:02Z info alpha: four\n",
+    )
+    .unwrap();
+    let logs = |args: &[&str]| {
+        let mut c = Command::new(TUNNELCTL);
+        c.arg("-c")
+            .arg(&config)
+            .args(["logs", "alpha", "--target", "inittab", "--root"]);
+        c.arg(&root).args(args).env("HOME", dir.path());
+        let out = run_bounded(c, Duration::from_secs(30));
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(logs(&["-n", "2"]), ["three", "four"]);
+    assert_eq!(
+        logs(&["--since", "2020-12-06 04:00:00"]),
+        ["two", "three", "four"]
+    );
+    assert_eq!(logs(&["--since", "2020-12-06T04:00", "-n", "1"]), ["four"]);
+    assert_eq!(
+        logs(&["--since", "1h"]),
+        Vec::<String>::new(),
+        "those lines are older"
+    );
+    let journal = log_command(
+        &tunnelctl::targets::LogSource::Journal {
+            unit: "tunnel-alpha.service".into(),
+            user: true,
+        },
+        &LogQuery {
+            follow: false,
+            lines: 5,
+            since: Some(since("30m", 10_000).unwrap().0),
+            root: Some("/mnt/other".into()),
+        },
+    );
+    assert_eq!(
+        journal,
+        [
+            "journalctl",
+            "--no-pager",
+            "-n",
+            "5",
+            "--root=/mnt/other",
+            "--since=-1800s",
+            "--user-unit",
+            "tunnel-alpha.service"
+        ]
+    );
+    assert!(since("yesterday-ish", 0).is_err());
+}

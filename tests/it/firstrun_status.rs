@@ -303,14 +303,21 @@ fn logs_shows_and_follows_the_inittab_log_file() {
 #[test]
 fn logs_reads_the_journal_for_systemd_units() {
     // journalctl is the tool; its argv is what this command decides.
-    use tunnelctl::commands::logs::log_command;
+    use tunnelctl::commands::logs::{LogQuery, log_command};
     use tunnelctl::targets::LogSource;
     let system = LogSource::Journal {
         unit: "tunnel-a.service".into(),
         user: false,
     };
     assert_eq!(
-        log_command(&system, true),
+        log_command(
+            &system,
+            &LogQuery {
+                follow: true,
+                lines: 200,
+                ..LogQuery::default()
+            }
+        ),
         [
             "journalctl",
             "--no-pager",
@@ -326,7 +333,13 @@ fn logs_reads_the_journal_for_systemd_units() {
         user: true,
     };
     assert_eq!(
-        log_command(&user, false),
+        log_command(
+            &user,
+            &LogQuery {
+                lines: 200,
+                ..LogQuery::default()
+            }
+        ),
         [
             "journalctl",
             "--no-pager",

@@ -319,7 +319,7 @@ fn list_says_where_each_tunnel_is_installed() {
     assert_eq!(f.install("web", Target::Busybox, &[]).0, 0);
     let (code, out, err) = f.run(&["list"]);
     assert_eq!(code, 0, "{err}");
-    let web = out.lines().find(|l| l.starts_with("web\t")).unwrap();
+    let web = out.lines().find(|l| l.starts_with("web ")).unwrap();
     assert!(
         web.contains("alice@web.example.org") && web.contains("-R 8022:localhost:22"),
         "{web}"
@@ -329,11 +329,11 @@ fn list_says_where_each_tunnel_is_installed() {
         "{web}"
     );
     assert!(!web.contains("inittab:"), "{web}");
-    let db = out.lines().find(|l| l.starts_with("db\t")).unwrap();
+    let db = out.lines().find(|l| l.starts_with("db ")).unwrap();
     assert!(db.ends_with("not installed"), "{db}");
     f.set_config(&CONFIG.replace("remote: 8022", "remote: 8023"));
     let (_, out, _) = f.run(&["list"]);
-    let web = out.lines().find(|l| l.starts_with("web\t")).unwrap();
+    let web = out.lines().find(|l| l.starts_with("web ")).unwrap();
     assert!(
         web.contains("systemd: differs") && web.contains("busybox: differs"),
         "{web}"

@@ -13,7 +13,9 @@ mod firstrun_support;
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
+mod apply;
 mod check;
+mod dropbear;
 mod everyday;
 mod firstrun_demo;
 mod firstrun_doctor;

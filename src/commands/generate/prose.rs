@@ -461,7 +461,7 @@ leading lines that start with # are comments. ",
             ),
             (
                 "3",
-                "ssh failed permanently for now (authentication, host key): restart, but the persisted back-off is at its maximum.",
+                "ssh failed permanently for now (authentication, host key, or `ssh` is Dropbear's client, not OpenSSH): restart, but the persisted back-off is at its maximum, so the next start waits it out first.",
             ),
         ],
     ),

@@ -177,7 +177,8 @@ options (durations: 500ms, 15s, 5m, 1h):
 
 signals: SIGHUP/SIGUSR1 reconnect now (skip the back-off); SIGTERM/SIGINT stop.
 exit codes: 0 stopped; 1 tunnel failed (restart me); 2 usage error;
-            3 authentication or host key refused (restart, the back-off is at its max).
+            3 authentication or host key refused, or `ssh` is not OpenSSH (Dropbear):
+              restart, the back-off is at its max.
 ",
     );
     out

@@ -156,6 +156,12 @@ fn verb<D: Driven>(rig: &D, cmd: &str, timeout: Duration) -> Output {
 /// status, reconnect cutting a back-off short, uninstall leaving nothing running and
 /// nothing behind.
 pub fn install_reconnect_uninstall<D: Driven>(rig: &mut D) {
+    install_reconnect_uninstall_checking(rig, |_| {});
+}
+
+/// [`install_reconnect_uninstall`], with `while_up` run once the tunnel is installed and
+/// `status` says it is up (checks of a feature that needs a running tunnel).
+pub fn install_reconnect_uninstall_checking<D: Driven>(rig: &mut D, while_up: impl FnOnce(&D)) {
     let label = rig.label();
     let before = rig.snapshot();
     assert!(
@@ -239,6 +245,7 @@ pub fn install_reconnect_uninstall<D: Driven>(rig: &mut D) {
             .unwrap_or_else(|| panic!("no state_file in {up}")),
     );
 
+    while_up(rig);
     reconnect_during_back_off(rig);
 
     // uninstall: stopped, removed, the init told; nothing runs, nothing is left.

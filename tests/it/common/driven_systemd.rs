@@ -255,6 +255,22 @@ impl DrivenContainer {
         })
     }
 
+    /// Runs `program args` inside the container, asserting success.
+    pub fn run_ok(&self, program: &str, args: &[&str]) {
+        let out = self.container.run(program, args);
+        super::commands::stdout_of_success(&out, &format!("{program} {args:?} in the container"));
+    }
+
+    /// The unit's main process (the watchdog) as a host pid.
+    pub fn main_pid(&self) -> i32 {
+        let inner: i32 = self.container.show(UNIT, &["MainPID"])["MainPID"]
+            .parse()
+            .unwrap();
+        assert!(inner > 0, "{UNIT} has no main process");
+        super::nspawn::host_pid(self.container.pid(), inner)
+            .unwrap_or_else(|| panic!("no host pid for container pid {inner}"))
+    }
+
     /// A path inside the container as the host reaches it.
     pub fn host_path(&self, path: &Path) -> PathBuf {
         Path::new(&format!("/proc/{}/root", self.container.pid()))

@@ -26,6 +26,8 @@ pub enum Prereq {
     NodeExporter,
     /// Debian's `s6`: `s6-svscan`, `s6-svwait`, `s6-svstat`, `s6-svc`, `s6-svscanctl`.
     S6,
+    /// Debian's `dropbear-bin`: Dropbear's ssh client, `dbclient`.
+    Dropbear,
     /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
     Ip,
 }
@@ -43,6 +45,7 @@ impl Prereq {
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
             Prereq::S6 => "s6",
+            Prereq::Dropbear => "dropbear-bin",
             Prereq::Ip => "ip",
         }
     }
@@ -82,6 +85,7 @@ impl Prereq {
                 ],
                 "s6",
             ),
+            Prereq::Dropbear => need(&["dbclient"], "dropbear-bin"),
             // Only PATH: `nsenter … ip` finds it there or not at all.
             Prereq::Ip => {
                 let path = std::env::var("PATH").unwrap_or_default();
