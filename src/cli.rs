@@ -51,6 +51,12 @@ pub enum Command {
     Logs(LogsArgs),
     /// Reconnect a tunnel now, without waiting for its back-off
     Reconnect(ReconnectArgs),
+    /// Start an installed tunnel through its init system
+    Start(LifecycleArgs),
+    /// Stop an installed tunnel through its init system (inittab/BusyBox: its entry is commented out until `start`)
+    Stop(LifecycleArgs),
+    /// Restart an installed tunnel's watchdog through its init system
+    Restart(LifecycleArgs),
     /// Turn a tunnel you already run (ssh or autossh command, systemd unit, inittab line, ssh_config Host) into tunnels.yaml
     #[command(
         after_help = "Examples:\n  tunnelctl import -- autossh -M 20000 -f -N server -R 1234:localhost:22 -C\n  tunnelctl import --write -- ssh -N -R 1234:localhost:22 me@server\n  tunnelctl import --systemd secure-tunnel@alpha.service\n  tunnelctl import --scan inittab\n  tunnelctl import --ssh-config ~/.ssh/config"
@@ -150,6 +156,9 @@ pub struct ListArgs {
     /// Machine-readable output: {"schema": 1, "tunnels": [{"name", "destination", "forwards", "installed": [{"target", "state"}]}]}
     #[arg(long)]
     pub json: bool,
+    /// Only the names, one per line (what shell completion offers)
+    #[arg(long, conflicts_with = "json")]
+    pub names: bool,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +234,19 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct LifecycleArgs {
+    /// Tunnel name
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Every tunnel of the configuration that is installed for the target
+    #[arg(long)]
+    pub all: bool,
+    /// Init system (default: the one running here)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<Target>,
+}
+
+#[derive(Debug, Args)]
 pub struct ReconnectArgs {
     /// Tunnel name
     pub name: String,
@@ -237,7 +259,7 @@ pub struct ReconnectArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["command", "systemd", "scan", "ssh_config"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["command", "systemd", "scan", "ssh_config", "undo"])))]
 pub struct ImportArgs {
     /// The ssh or autossh command line, after `--` (a shell loop may be given as one quoted word)
     #[arg(last = true, value_name = "COMMAND")]
@@ -264,8 +286,23 @@ pub struct ImportArgs {
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
     /// Read units, /etc/inittab and environment files under DIR instead of / (per-user units: DIR/$HOME/…)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["replace", "undo"])]
     pub root: Option<PathBuf>,
+    /// Hand the running tunnel over: install tunnelctl's without starting, stop the old service (unit, inittab line, or --pid), start the new one; if it is not proven in time, the old one runs again as it was
+    #[arg(long, conflicts_with = "ssh_config")]
+    pub replace: bool,
+    /// With --replace and a command line: the running ssh or autossh process to stop
+    #[arg(long, value_name = "PID", requires = "replace")]
+    pub pid: Option<i32>,
+    /// How long the new tunnel has to prove itself during --replace
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub handover_timeout: String,
+    /// Path of tunnel-watchdog written into the service with --replace (default: next to tunnelctl, else /usr/bin/tunnel-watchdog)
+    #[arg(long, value_name = "PATH")]
+    pub watchdog: Option<PathBuf>,
+    /// Undo a --replace: uninstall tunnelctl's tunnel NAME and start the service it replaced again
+    #[arg(long, value_name = "NAME")]
+    pub undo: Option<String>,
 }
 
 /// Where `import --scan` looks.

@@ -120,6 +120,27 @@ pub fn credential_path(path: &str) -> Result<String, String> {
     Ok(unit_text(path))
 }
 
+/// One entry of a space-separated path list (`ReadWritePaths=`, `ReadOnlyPaths=`):
+/// `prefix` (`-`: a missing path is no error) and `path`, as systemd reads back exactly
+/// one path. systemd splits such a value into words and unquotes each, so a path with
+/// whitespace is double-quoted as a whole (`"-/srv/a b"`); quotes and backslashes, which
+/// the unquoting would eat or turn into another path, are refused, as is anything
+/// `LoadCredential=`'s paths refuse.
+pub fn path_list_entry(prefix: &str, path: &str) -> Result<String, String> {
+    let path = credential_path(path)?;
+    if let Some(c) = path.chars().find(|c| "\\\"'".contains(*c)) {
+        return Err(format!(
+            "`{path}` contains {c:?}, which systemd's path lists (ReadWritePaths=) cannot hold; \
+             use a path without quotes or backslashes"
+        ));
+    }
+    if path.chars().any(char::is_whitespace) {
+        Ok(format!("\"{prefix}{path}\""))
+    } else {
+        Ok(format!("{prefix}{path}"))
+    }
+}
+
 /// Characters that make sysvinit and BusyBox init hand the process field to `/bin/sh -c`.
 pub const INITTAB_SHELL_CHARS: &str = "~`!$^&*()=|\\{}[];\"'<>?";
 
@@ -199,6 +220,26 @@ mod tests {
         assert_eq!(unit_name("x.y"), "tunnel-x.y.service");
         assert_eq!(unit_name(".x"), "tunnel-\\x2ex.service");
         assert_eq!(unit_name("a\\b"), "tunnel-a\\x5cb.service");
+    }
+
+    #[test]
+    fn path_list_entries_stay_one_path() {
+        assert_eq!(path_list_entry("-", "/srv/m").unwrap(), "-/srv/m");
+        assert_eq!(
+            path_list_entry("-", "/srv/a /etc").unwrap(),
+            "\"-/srv/a /etc\""
+        );
+        assert_eq!(path_list_entry("", "/srv/100%").unwrap(), "/srv/100%%");
+        for bad in [
+            "/srv/a\" /etc",
+            "/srv/a' /etc",
+            "/srv/a\\ /etc",
+            "/a\nb",
+            "srv",
+            "/a/../b",
+        ] {
+            assert!(path_list_entry("-", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

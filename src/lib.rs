@@ -24,6 +24,7 @@ pub mod diagnostic;
 pub mod doctor;
 pub mod escape;
 pub mod fleet;
+pub mod handover;
 pub mod home;
 pub mod import;
 pub mod install;

@@ -292,6 +292,23 @@ impl State {
 
 const A_NUMBER: &str = "a number";
 
+/// `text` with every control character written `\xNN` (`\u{NNNN}` past U+00FF): for
+/// human output and log lines, where ssh's words must not drive the terminal.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c as u32 {
+            _ if !c.is_control() => out.push(c),
+            n @ 0..=0xff => out.push_str(&format!("\\x{n:02x}")),
+            n => out.push_str(&format!("\\u{{{n:04x}}}")),
+        }
+    }
+    out
+}
+
 fn number(value: &str) -> Result<u64, &'static str> {
     value.parse().map_err(|_| A_NUMBER)
 }
@@ -353,6 +370,13 @@ pub fn read_state_file(dir: &Path) -> Result<Option<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(printable("plain: café"), "plain: café");
+        assert_eq!(printable("a\x1b[2Jb\x07"), "a\\x1b[2Jb\\x07");
+        assert_eq!(printable("tab\there\u{9b}"), "tab\\x09here\\x9b");
+    }
 
     #[test]
     fn every_last_event_round_trips() {

@@ -289,6 +289,8 @@ pub fn cells(row: &Row, now: u64) -> [String; 7] {
             row.stop_note().unwrap_or_else(|| "-".into()),
         ),
     };
+    // ssh's stderr reaches last_error: a terminal escape in it is shown, not obeyed.
+    let error = crate::state::printable(&error);
     [row.name.clone(), target, state, up, probe, restarts, error]
 }
 
@@ -623,6 +625,22 @@ mod tests {
             )
             .n_restarts,
             2
+        );
+    }
+
+    #[test]
+    fn control_characters_from_ssh_are_shown_escaped_in_the_table() {
+        let mut row = up_row();
+        let s = row.state.as_mut().unwrap();
+        s.phase = Phase::Failed;
+        s.last_error = "ssh: \x1b]0;pwned\x07\x1b[2J gone".into();
+        let t = table(&[row.clone()], 1100, false, false);
+        assert!(!t.contains('\x1b') && !t.contains('\x07'), "{t:?}");
+        assert!(t.contains("ssh: \\x1b]0;pwned\\x07\\x1b[2J gone"), "{t}");
+        // JSON escapes them its own way: the raw text stays there.
+        assert_eq!(
+            json(&row, 1100)["last_error"],
+            "ssh: \x1b]0;pwned\x07\x1b[2J gone"
         );
     }
 

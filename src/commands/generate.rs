@@ -58,14 +58,142 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// Writes `tunnelctl.bash`, `_tunnelctl` and `tunnelctl.fish` into `dir`.
+/// Writes `tunnelctl.bash`, `_tunnelctl` and `tunnelctl.fish` into `dir`: clap's
+/// scripts, with tunnel names added where a command takes one (`tunnelctl list --names`
+/// asked at completion time, honouring `-c FILE` in bash and zsh). No crate feature is
+/// needed for that: clap_complete's dynamic engine is still `unstable-dynamic` (and
+/// would add two crates).
 pub fn write_completions(dir: &Path) -> io::Result<Vec<PathBuf>> {
     fs::create_dir_all(dir)?;
     let mut cmd = public_command();
+    let names = NameCompletion::of(&mut cmd);
     [Shell::Bash, Shell::Zsh, Shell::Fish]
         .into_iter()
-        .map(|shell| clap_complete::generate_to(shell, &mut cmd, "tunnelctl", dir))
+        .map(|shell| {
+            let path = clap_complete::generate_to(shell, &mut cmd, "tunnelctl", dir)?;
+            let text = fs::read_to_string(&path)?;
+            fs::write(&path, names.add_to(shell, &text))?;
+            Ok(path)
+        })
         .collect()
+}
+
+/// Which commands take a tunnel name, and which options take a value (so a word after
+/// one is not a name), read from the clap definitions.
+struct NameCompletion {
+    commands: Vec<String>,
+    valued_options: Vec<String>,
+}
+
+impl NameCompletion {
+    fn of(cmd: &mut Command) -> NameCompletion {
+        cmd.build();
+        let mut commands = Vec::new();
+        let mut valued = std::collections::BTreeSet::new();
+        let all_args = cmd
+            .get_arguments()
+            .chain(cmd.get_subcommands().flat_map(|s| s.get_arguments()));
+        for arg in all_args {
+            if arg.get_action().takes_values() && !arg.is_positional() {
+                valued.extend(arg.get_long().map(|l| format!("--{l}")));
+                valued.extend(arg.get_short().map(|s| format!("-{s}")));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_positionals().any(|a| a.get_id() == "name") {
+                commands.push(sub.get_name().to_string());
+            }
+        }
+        NameCompletion {
+            commands,
+            valued_options: valued.into_iter().collect(),
+        }
+    }
+
+    /// `text` (clap's script for `shell`) with tunnel names offered (pure).
+    fn add_to(&self, shell: Shell, text: &str) -> String {
+        let commands = self.commands.join("|");
+        let valued = self.valued_options.join("|");
+        match shell {
+            Shell::Bash => {
+                // clap's function keeps its work under another name; `_tunnelctl`, the
+                // one registered, offers names first.
+                let clap = text.replacen("_tunnelctl() {", "_tunnelctl_clap() {", 1);
+                let (body, registration) = match clap.rfind("\nif [[ \"${BASH_VERSINFO") {
+                    Some(at) => clap.split_at(at),
+                    None => (clap.as_str(), ""),
+                };
+                format!(
+                    r#"{body}
+# Tunnel names (from `tunnelctl list --names`) for the commands that take one.
+_tunnelctl() {{
+    local i cmd="" seen=0 config=()
+    case "${{COMP_WORDS[COMP_CWORD-1]}}" in
+        {valued}) _tunnelctl_clap "$@"; return ;;
+    esac
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${{COMP_WORDS[i]}}" in
+            -c|--config) config=(--config "${{COMP_WORDS[i+1]}}"); ((i++)) ;;
+            --config=*) config=("${{COMP_WORDS[i]}}") ;;
+            {valued}) ((i++)) ;;
+            -*) ;;
+            *) if [[ -z $cmd ]]; then cmd=${{COMP_WORDS[i]}}; else seen=1; fi ;;
+        esac
+    done
+    local cur=${{COMP_WORDS[COMP_CWORD]}}
+    case "$cmd" in
+        {commands})
+            if [[ $seen -eq 0 && $cur != -* ]]; then
+                COMPREPLY=($(compgen -W "$(tunnelctl "${{config[@]}}" list --names 2>/dev/null)" -- "$cur"))
+                [[ ${{#COMPREPLY[@]}} -gt 0 ]] && return 0
+            fi ;;
+    esac
+    _tunnelctl_clap "$@"
+}}
+{registration}"#
+                )
+            }
+            Shell::Zsh => {
+                let mut out = String::new();
+                for line in text.lines() {
+                    let is_name = (line.starts_with("':name -- ")
+                        || line.starts_with("'::name -- "))
+                        && line.contains(":_default'");
+                    if is_name {
+                        out.push_str(&line.replacen(":_default'", ":_tunnelctl_names'", 1));
+                    } else {
+                        out.push_str(line);
+                    }
+                    out.push('\n');
+                }
+                let function = r#"(( $+functions[_tunnelctl_names] )) ||
+_tunnelctl_names() {
+    local -a names config
+    local i=${words[(I)(-c|--config)]}
+    (( i )) && config=(--config "${words[i+1]}")
+    names=(${(f)"$(_call_program names tunnelctl $config list --names 2>/dev/null)"})
+    _describe -t names 'tunnel' names
+}
+
+"#;
+                match out.rfind("if [ \"$funcstack[1]\"") {
+                    Some(at) => format!("{}{function}{}", &out[..at], &out[at..]),
+                    None => out + function,
+                }
+            }
+            Shell::Fish => {
+                let mut out = text.to_string();
+                out.push_str("# Tunnel names (from `tunnelctl list --names`) for the commands that take one.\n");
+                for command in &self.commands {
+                    out.push_str(&format!(
+                        "complete -c tunnelctl -n \"__fish_tunnelctl_using_subcommand {command}\" -f -a \"(tunnelctl list --names 2>/dev/null)\" -d tunnel\n"
+                    ));
+                }
+                out
+            }
+            _ => text.to_string(),
+        }
+    }
 }
 
 /// tunnelctl's command without its hidden subcommands: clap_complete would offer them.

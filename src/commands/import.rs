@@ -12,11 +12,15 @@ use std::process::ExitCode;
 use super::{Context, Error};
 use crate::cli::{ImportArgs, ScanWhere};
 use crate::config;
+use crate::handover;
 use crate::home::home_dir;
 use crate::import::{self, Found, ImportError, inittab, ssh_config, systemd_unit, yaml_out};
 use crate::targets::Target;
 
 pub fn run(cx: &Context, args: ImportArgs) -> Result<ExitCode, Error> {
+    if let Some(name) = &args.undo {
+        return undo(name, &args);
+    }
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let home = home_dir();
     let mut found = gather(&args, &root, &home)?;
@@ -35,7 +39,13 @@ pub fn run(cx: &Context, args: ImportArgs) -> Result<ExitCode, Error> {
                          nothing was written",
                 )
             })
-            .or_else(|e| if args.write { Err(e) } else { Ok(Vec::new()) })?,
+            .or_else(|e| {
+                if args.write || args.replace {
+                    Err(e)
+                } else {
+                    Ok(Vec::new())
+                }
+            })?,
         None => Vec::new(),
     };
     if let Some(name) = &args.name {
@@ -63,7 +73,9 @@ pub fn run(cx: &Context, args: ImportArgs) -> Result<ExitCode, Error> {
             if args.write {
                 return Err(Error::usage(format!("{message} (nothing was written)")));
             }
-            eprintln!("tunnelctl import: {message}");
+            if !args.replace {
+                eprintln!("tunnelctl import: {message}");
+            }
         }
     }
     // Each tunnel checked alone first, so a problem is reported against its source.
@@ -77,7 +89,7 @@ pub fn run(cx: &Context, args: ImportArgs) -> Result<ExitCode, Error> {
             );
         }
     }
-    if !args.write {
+    if !args.write && !args.replace {
         let mut out = String::from("tunnels:\n");
         for (i, f) in found.iter().enumerate() {
             if i > 0 {
@@ -88,27 +100,252 @@ pub fn run(cx: &Context, args: ImportArgs) -> Result<ExitCode, Error> {
         print!("{out}");
         return Ok(ExitCode::SUCCESS);
     }
+    if args.replace {
+        return replace(&args, &found, &path, existing, &taken, &alone);
+    }
+    write(&path, existing, &found, &alone, &home)?;
+    println!(
+        "next: tunnelctl trust {0}; tunnelctl doctor {0}; tunnelctl install {0}",
+        found[0].name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Adds `found` to the configuration at `path` (its text `existing`), or creates it
+/// with `alone` (the new file's text).
+fn write(
+    path: &Path,
+    existing: Option<String>,
+    found: &[Found],
+    alone: &str,
+    home: &Path,
+) -> Result<(), Error> {
     let names: Vec<&str> = found.iter().map(|f| f.name.as_str()).collect();
     match existing {
         Some(text) => {
-            let (merged, parts) = yaml_out::add(&text, &found).map_err(|why| {
+            let (merged, parts) = yaml_out::add(&text, found).map_err(|why| {
                 Error::usage(format!(
                     "cannot add to {}: {why}; nothing was written",
                     path.display()
                 ))
             })?;
-            checked(&merged, &parts, &path, &home)?;
-            replace_file(&path, merged.as_bytes()).map_err(Error::failed)?;
+            checked(&merged, &parts, path, home)?;
+            replace_file(path, merged.as_bytes()).map_err(Error::failed)?;
             println!("added {} to {}", names.join(", "), path.display());
         }
         None => {
-            create_file(&path, alone.as_bytes()).map_err(Error::failed)?;
+            create_file(path, alone.as_bytes()).map_err(Error::failed)?;
             println!("created {} with {}", path.display(), names.join(", "));
         }
     }
+    Ok(())
+}
+
+/// The configuration as it was before `--replace` wrote it: its bytes, or none.
+enum Before {
+    Untouched,
+    Bytes(String),
+    Absent,
+}
+
+impl Before {
+    fn restore(&self, path: &Path) {
+        let result = match self {
+            Before::Untouched => Ok(()),
+            Before::Bytes(text) => replace_file(path, text.as_bytes()),
+            Before::Absent => std::fs::remove_file(path).map_err(|e| e.to_string()),
+        };
+        if let Err(e) = result {
+            eprintln!("tunnelctl import: restoring {}: {e}", path.display());
+        }
+    }
+}
+
+/// `--replace`: see `crate::handover`.
+fn replace(
+    args: &ImportArgs,
+    found: &[Found],
+    path: &Path,
+    existing: Option<String>,
+    taken: &[String],
+    alone: &str,
+) -> Result<ExitCode, Error> {
+    let [f] = found else {
+        return Err(Error::usage(format!(
+            "--replace hands over one tunnel, but {} were found; pick one with --systemd UNIT (or --pid)",
+            found.len()
+        )));
+    };
+    let home = home_dir();
+    let root = PathBuf::from("/");
+    let target = target(args.target, &root);
+    let bound = crate::duration::parse_duration(&args.handover_timeout)
+        .map_err(|e| Error::usage(format!("--handover-timeout: {e}")))?;
+    let old = old_service(args, f, target)?;
+    let name = f.name.as_str();
+    // A tunnel of that name already in the configuration (imported and reviewed
+    // before) is the one handed over to; else the import is added now.
+    let before = if taken.iter().any(|t| t == name) {
+        println!("using tunnel `{name}` as it is in {}", path.display());
+        Before::Untouched
+    } else {
+        let before = match &existing {
+            Some(text) => Before::Bytes(text.clone()),
+            None => Before::Absent,
+        };
+        write(path, existing, found, alone, &home)?;
+        before
+    };
+    let config = config::load(path).map_err(|e| Error {
+        details: Some(e.to_string()),
+        ..Error::usage("the configuration does not pass the check")
+    });
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            before.restore(path);
+            return Err(e);
+        }
+    };
+    let tunnel = config.tunnel(name).map_err(Error::usage)?;
+    let options = crate::targets::RenderOptions {
+        watchdog: args
+            .watchdog
+            .clone()
+            .unwrap_or_else(super::render::default_watchdog),
+        home: home.clone(),
+    };
+    let installer = |no_start| crate::install::Installer {
+        root: root.clone(),
+        run_tools: true,
+        dry_run: false,
+        no_start,
+    };
+    let abort = |e: String| {
+        before.restore(path);
+        Error::failed(format!("{name}: {e}; nothing was stopped"))
+    };
+    let rendered =
+        crate::targets::render(tunnel, target, &options).map_err(|e| abort(e.to_string()))?;
+    let mut out = crate::output::Lenient;
+    installer(true)
+        .install_all(target, &[(name, &rendered)], &mut out)
+        .map_err(abort)?;
+    let take_back = |why: String| -> Error {
+        let mut out = crate::output::Lenient;
+        if let Err(e) = installer(false).uninstall(name, target, &home, &mut out) {
+            eprintln!("tunnelctl import: removing tunnelctl's {name}: {e}");
+        }
+        handover::stop_leftover_watchdog(name, target);
+        let restored = old.restore(name);
+        handover::remove_record(name);
+        before.restore(path);
+        match restored {
+            Ok(()) => Error::failed(format!(
+                "{why}; tunnelctl's {name} was stopped and removed, and {} runs again as it was",
+                old.describe()
+            )),
+            Err(e) => Error::failed(format!(
+                "{why}; tunnelctl's {name} was removed, but starting {} again failed: {e}",
+                old.describe()
+            )),
+        }
+    };
+    handover::write_record(name, &old)
+        .map_err(|e| take_back(format!("recording the old service: {e}")))?;
+    let switch = std::time::Instant::now();
+    old.stop(name)
+        .map_err(|e| take_back(format!("stopping {}: {e}", old.describe())))?;
+    handover::start_new(name, target, &old)
+        .map_err(|e| take_back(format!("starting {name}: {e}")))?;
+    match handover::wait_proven(name, target, bound) {
+        Ok(_) => {
+            if let Err(e) = old.retire() {
+                eprintln!("tunnelctl import: {e}");
+            }
+            println!(
+                "handed over: {} stopped, tunnelctl's {name} proven {:.1} s later; undo with `tunnelctl import --undo {name}`",
+                old.describe(),
+                switch.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(last) => Err(take_back(format!(
+            "tunnelctl's {name} was not proven within {} (last seen: {last})",
+            args.handover_timeout
+        ))),
+    }
+}
+
+/// The service `--replace` stops: the unit of --systemd, the inittab line, or --pid.
+fn old_service(args: &ImportArgs, f: &Found, target: Target) -> Result<handover::Old, Error> {
+    if let Some(unit) = &args.systemd {
+        let unit = units::unit_name(unit);
+        let argv =
+            crate::targets::systemd::systemctl(target.system().per_user(), &["is-enabled", &unit]);
+        let enabled = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "enabled");
+        return Ok(handover::Old::Unit {
+            target,
+            unit,
+            enabled,
+        });
+    }
+    if let Some(line) = &f.inittab_line {
+        return Ok(handover::Old::InittabLine {
+            target,
+            line: line.clone(),
+        });
+    }
+    let Some(pid) = args.pid else {
+        return Err(Error::usage(
+            "--replace needs to know what runs the tunnel now: name the running ssh or autossh with --pid PID",
+        ));
+    };
+    let old = handover::Old::process(pid).map_err(Error::usage)?;
+    if let handover::Old::Process { argv, .. } = &old
+        && !argv.first().is_some_and(|p| import::is_tunnel_program(p))
+    {
+        return Err(Error::usage(format!(
+            "process {pid} runs `{}`, not ssh or autossh; nothing was changed",
+            argv.join(" ")
+        )));
+    }
+    Ok(old)
+}
+
+/// `--undo NAME`: tunnelctl's tunnel uninstalled, what it replaced started again.
+fn undo(name: &str, args: &ImportArgs) -> Result<ExitCode, Error> {
+    let old = handover::read_record(name).map_err(Error::usage)?;
+    let target = match &old {
+        handover::Old::Unit { target, .. } | handover::Old::InittabLine { target, .. } => *target,
+        handover::Old::Process { .. } => target(args.target, Path::new("/")),
+    };
+    let home = home_dir();
+    let installer = crate::install::Installer {
+        root: PathBuf::from("/"),
+        run_tools: true,
+        dry_run: false,
+        no_start: false,
+    };
+    let mut out = crate::output::Lenient;
+    installer
+        .uninstall(name, target, &home, &mut out)
+        .map_err(|e| {
+            Error::failed(format!(
+                "{name}: {e}; {} was not started again",
+                old.describe()
+            ))
+        })?;
+    handover::stop_leftover_watchdog(name, target);
+    old.restore(name)
+        .map_err(|e| Error::failed(format!("starting {} again: {e}", old.describe())))?;
+    handover::remove_record(name);
     println!(
-        "next: tunnelctl trust {0}; tunnelctl doctor {0}; tunnelctl install {0}",
-        names[0]
+        "undone: tunnelctl's {name} is uninstalled and {} runs again (the tunnel stays in the configuration)",
+        old.describe()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -360,6 +597,7 @@ fn from_inittab(root: &Path) -> Result<Vec<Found>, Error> {
             if !entry.id.is_empty() {
                 f.name = import::derive_name(&entry.id);
             }
+            f.inittab_line = Some(entry.text.clone());
             out.push(f);
         }
     }

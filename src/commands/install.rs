@@ -14,11 +14,6 @@ const NO_INIT_CHOICES: &str = "choose the init that will run the files with --ta
      (systemd, systemd-user, inittab, busybox; add --no-start to write them without starting), \
      or stage them under a folder with --root DIR";
 
-/// Whether `target`'s init runs here and its tools reach it; Err says what was found.
-fn check_reachable(target: Target) -> Result<(), String> {
-    target.system().reachable(&crate::targets::Pid1::read())
-}
-
 /// `--target`, else the target the tree at `root` looks like, said on stderr with why:
 /// a guess the person did not make is never silent.
 fn detected_under(explicit: Option<Target>, root: &Path) -> Target {
@@ -51,7 +46,7 @@ pub(super) fn choose_target(
         return Ok(detected_under(explicit, root));
     }
     match explicit {
-        Some(target) if starts => check_reachable(target)
+        Some(target) if starts => crate::targets::check_reachable(target)
             .map(|()| target)
             .map_err(|found| {
                 Error::usage(format!(
@@ -164,7 +159,7 @@ pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Erro
     cx.known_name(&args.name, target, &root)?;
     // An init that is gone cannot stop anything: the files still go, in this one run.
     let reachable = args.root.is_none()
-        && match check_reachable(target) {
+        && match crate::targets::check_reachable(target) {
             Ok(()) => true,
             Err(found) => {
                 crate::errln!("note: {found}; removing the files without telling the init");

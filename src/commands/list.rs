@@ -11,6 +11,12 @@ use crate::targets::{self as render, RenderOptions, Target};
 
 pub fn run(cx: &Context, args: ListArgs) -> Result<ExitCode, Error> {
     let config = cx.config()?;
+    if args.names {
+        for tunnel in &config.tunnels {
+            crate::outln!("{}", tunnel.name);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let installer = Installer {
         root: args.root.unwrap_or_else(|| PathBuf::from("/")),
         run_tools: false,

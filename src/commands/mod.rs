@@ -19,6 +19,7 @@ pub mod doctor;
 pub mod generate;
 pub mod import;
 pub mod install;
+pub mod lifecycle;
 pub mod list;
 pub mod logs;
 pub mod metrics;
@@ -201,6 +202,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Doctor(_) => "doctor",
         Command::Logs(_) => "logs",
         Command::Reconnect(_) => "reconnect",
+        Command::Start(_) => "start",
+        Command::Stop(_) => "stop",
+        Command::Restart(_) => "restart",
         Command::Import(_) => "import",
         Command::Generate(_) => "generate",
     };
@@ -214,6 +218,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Uninstall(args) => install::run_uninstall(&cx, args),
         Command::Logs(args) => logs::run(&cx, args),
         Command::Reconnect(args) => reconnect::run(args),
+        Command::Start(args) => lifecycle::run(&cx, args, crate::targets::Lifecycle::Start),
+        Command::Stop(args) => lifecycle::run(&cx, args, crate::targets::Lifecycle::Stop),
+        Command::Restart(args) => lifecycle::run(&cx, args, crate::targets::Lifecycle::Restart),
         Command::Import(args) => import::run(&cx, args),
         Command::List(args) => list::run(&cx, args),
         Command::Status(args) => status::run(&cx, args),

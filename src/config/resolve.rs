@@ -91,6 +91,11 @@ impl Cx {
             );
         }
 
+        let metrics_file = t.metrics_file.clone().or_else(|| d.metrics_file.clone());
+        if let Some(file) = &metrics_file {
+            self.metrics_folders(name, file);
+        }
+
         let ssh_options = self.ssh_options_policy(name, t, d, allow);
 
         let host = t.host.clone()?;
@@ -112,10 +117,7 @@ impl Cx {
                 .map(|l| l.value)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             allow_insecure_options: allow,
-            metrics_file: t
-                .metrics_file
-                .clone()
-                .or_else(|| d.metrics_file.clone())
+            metrics_file: metrics_file
                 .map(|l| PathBuf::from(l.value.to_string_lossy().replace("{name}", name))),
             on_change: t
                 .on_change
@@ -124,6 +126,28 @@ impl Cx {
                 .map(|l| l.value)
                 .unwrap_or_default(),
         })
+    }
+
+    /// The metrics file's folders must be trusted by whoever checks (root for a root
+    /// watchdog): the watchdog refuses to write through a folder another user could
+    /// swap, so say it now. A folder that does not exist yet is not refused here.
+    fn metrics_folders(&mut self, name: &str, file: &Located<PathBuf>) {
+        let path = PathBuf::from(file.value.to_string_lossy().replace("{name}", name));
+        let Some(dir) = path.parent() else {
+            return;
+        };
+        if !dir.exists() {
+            return;
+        }
+        if let Err(e) = crate::watchdog::metrics_dir(&path) {
+            self.error(
+                file.at,
+                format!("`metrics_file` {}: {e}", path.display()),
+                "put the metrics file in a folder whose every folder above is owned by root \
+                 (or the watchdog's user) and writable by nobody else, e.g. a root-owned \
+                 /var/lib/node-exporter-textfile given to node_exporter as --collector.textfile.directory",
+            );
+        }
     }
 
     /// `backoff`, merged; `initial` may not exceed `max`.

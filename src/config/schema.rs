@@ -411,7 +411,7 @@ impl Cx {
                                     "`metrics_file` {:?} does not end in `.prom`; node_exporter's textfile collector would never read it",
                                     l.value
                                 ),
-                                "name it like `/var/lib/prometheus/node-exporter/tunnel-{name}.prom`",
+                                "name it like `/var/lib/tunnelctl-metrics/tunnel-{name}.prom`",
                             );
                         }
                         ok

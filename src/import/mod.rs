@@ -84,6 +84,9 @@ pub struct Found {
     pub keepalive_count: Option<Sourced>,
     pub connect_timeout: Option<Sourced>,
     pub notes: Vec<Note>,
+    /// For a tunnel found in /etc/inittab: its line as it is there (what a handover
+    /// comments out and restores).
+    pub inittab_line: Option<String>,
 }
 
 impl Found {

@@ -236,4 +236,31 @@ pub fn inittab_without(existing: &[u8], id: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The inittab with our entry for `id` switched off (a `#` before its line: init no
+/// longer runs it) or on again; None when there is no entry or it already is so.
+pub fn inittab_entry_switched(existing: &[u8], id: &str, on: bool) -> Option<Vec<u8>> {
+    let (at, n) = find_entry(existing, id)?;
+    if n < 2 {
+        return None;
+    }
+    let lines = split_lines(existing);
+    let line = lines[at + 1];
+    let switched: Vec<u8> = match (on, line.strip_prefix(b"#")) {
+        (true, Some(rest)) => rest.to_vec(),
+        (false, None) => [b"#", line].concat(),
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(existing.len() + 1);
+    for (i, l) in lines.iter().enumerate() {
+        out.extend_from_slice(if i == at + 1 { &switched } else { l });
+    }
+    Some(out)
+}
+
+/// Whether our entry for `id` is switched off (see [`inittab_entry_switched`]).
+pub fn inittab_entry_off(existing: &[u8], id: &str) -> bool {
+    find_entry(existing, id)
+        .is_some_and(|(at, n)| n == 2 && split_lines(existing)[at + 1].starts_with(b"#"))
+}
+
 // ---------------------------------------------------------------- unified diff

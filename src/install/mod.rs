@@ -22,7 +22,7 @@ mod inittab_text;
 mod inventory;
 mod uninstall;
 pub use diff::*;
-pub use init_tools::run_tool;
+pub use init_tools::{run_steps, run_tool};
 pub use inittab_text::*;
 pub use inventory::APPLY_LOCK;
 

@@ -20,6 +20,30 @@ fn parse_stat(stat: &str) -> Option<ProcInfo> {
     Some(ProcInfo { name, state })
 }
 
+/// The children of `parent` (pid, zombie), from every `/proc/PID/stat` we can see.
+pub fn children(parent: u32) -> Vec<(u32, bool)> {
+    let Ok(listing) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    listing
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (ppid, zombie) = parent_of(&stat)?;
+            (ppid == parent).then_some((pid, zombie))
+        })
+        .collect()
+}
+
+/// `PID (COMM) STATE PPID ...` → PPID and whether STATE is a zombie.
+fn parent_of(stat: &str) -> Option<(u32, bool)> {
+    let mut rest = stat[stat.rfind(')')? + 1..].split_ascii_whitespace();
+    let state = rest.next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((ppid, state == "Z" || state == "X"))
+}
+
 /// `/proc/PID/cmdline`: the arguments, each NUL-terminated. Empty for a zombie (and a
 /// kernel thread), which has no argv.
 pub fn argv(pid: i32) -> Option<Vec<String>> {
@@ -53,5 +77,8 @@ mod tests {
         assert_eq!(parse_stat("8 (ssh) t 1").unwrap().state, RunState::Stopped);
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("9 (ssh)"), None);
+        assert_eq!(parent_of("7 (a) b (c) S 42 7 7"), Some((42, false)));
+        assert_eq!(parent_of("8 (sleep) Z 1 8"), Some((1, true)));
+        assert_eq!(parent_of("8 (sleep)"), None);
     }
 }

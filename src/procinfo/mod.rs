@@ -48,6 +48,12 @@ pub fn inspect(pid: u32) -> Option<ProcInfo> {
     os::inspect(pid)
 }
 
+/// The children of `parent`: pid, and whether it is a zombie (exited, not reaped).
+#[cfg(target_os = "linux")]
+pub fn children(parent: u32) -> Vec<(u32, bool)> {
+    os::children(parent)
+}
+
 /// Exists and has not exited (a zombie is gone, even though its pid is taken).
 pub fn is_alive(pid: u32) -> bool {
     inspect(pid).is_some_and(|p| p.state != RunState::Zombie)

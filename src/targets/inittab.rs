@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::render::{path_str, service_ssh_argv};
 use super::{
-    Activation, CredentialPaths, InitInfo, InitSystem, InittabEntry, LogSource, Pid1, Reconnect,
-    RenderOptions, Rendered, RenderedFile, SYSTEM_LOG_DIR, Step, argv, watchdog_args,
+    Activation, CredentialPaths, InitInfo, InitSystem, InittabEntry, Lifecycle, LogSource, Pid1,
+    Reconnect, RenderOptions, Rendered, RenderedFile, SYSTEM_LOG_DIR, Step, argv, watchdog_args,
 };
 use crate::escape;
 use crate::model::Tunnel;
@@ -110,7 +110,7 @@ fn render(tunnel: &Tunnel, busybox: bool, options: &RenderOptions) -> Result<Ren
 
 impl Inittab {
     /// Has init read /etc/inittab again: `telinit q` for sysvinit, SIGHUP to BusyBox init.
-    fn reread(&self) -> Step {
+    pub fn reread(&self) -> Step {
         Step::Reload(if self.busybox {
             argv(&["kill", "-HUP", "1"])
         } else {
@@ -233,6 +233,39 @@ impl InitSystem for Inittab {
             steps.push(Step::Note("note: unless BusyBox was built with FEATURE_KILL_REMOVED the watchdog keeps running until reboot".into()));
         }
         steps
+    }
+
+    /// No stop but the entry itself: stop puts a `#` before the entry's line and has
+    /// init reread the file (so init no longer respawns it, also after a reboot), then
+    /// asks a watchdog still running to exit; start takes the `#` away and has init
+    /// reread; restart asks the watchdog to exit, and init respawns it.
+    fn lifecycle(&self, name: &str, verb: Lifecycle, _: &Path) -> Result<Vec<Step>, String> {
+        let switch =
+            |on: bool, if_changed: Vec<Step>, if_same: Vec<Step>| Step::SwitchInittabEntry {
+                name: name.to_string(),
+                on,
+                if_changed,
+                if_same,
+            };
+        Ok(match verb {
+            Lifecycle::Stop => vec![
+                switch(false, Vec::new(), Vec::new()),
+                self.reread(),
+                Step::StopWatchdog(name.to_string()),
+            ],
+            Lifecycle::Start => vec![switch(true, vec![self.reread()], Vec::new())],
+            // Stopped: starting it is the restart.
+            Lifecycle::Restart => vec![switch(
+                true,
+                vec![self.reread()],
+                vec![Step::RestartWatchdog(name.to_string())],
+            )],
+        })
+    }
+
+    /// Init starts the entry when it rereads the file.
+    fn start_installed(&self, _: &str) -> Result<Vec<Step>, String> {
+        Ok(vec![self.reread()])
     }
 
     fn reconnect(&self, _: &str) -> Option<Reconnect> {

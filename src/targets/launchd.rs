@@ -9,8 +9,8 @@ use plist::{Dictionary, Value};
 
 use super::render::{path_str, service_ssh_argv};
 use super::{
-    Activation, CredentialPaths, InitInfo, InitSystem, LogSource, Pid1, Reconnect, RenderOptions,
-    Rendered, RenderedFile, SYSTEM_LOG_DIR, Step, argv, watchdog_args,
+    Activation, CredentialPaths, InitInfo, InitSystem, Lifecycle, LogSource, Pid1, Reconnect,
+    RenderOptions, Rendered, RenderedFile, SYSTEM_LOG_DIR, Step, argv, watchdog_args,
 };
 use crate::model::Tunnel;
 
@@ -220,6 +220,29 @@ impl InitSystem for Launchd {
 
     fn forget(&self, _: &str) -> Vec<Step> {
         Vec::new()
+    }
+
+    /// `bootstrap` / `bootout` / `kickstart -k`.
+    fn lifecycle(&self, name: &str, verb: Lifecycle, home: &Path) -> Result<Vec<Step>, String> {
+        let (domain, _) = self.domain();
+        let label = label(name);
+        Ok(match verb {
+            Lifecycle::Start => {
+                let plist = self.installed_paths(name, home)[0].display().to_string();
+                launchd_install_steps(&domain, &label, &plist, true)
+            }
+            Lifecycle::Stop => launchd_uninstall_steps(&domain, &label),
+            Lifecycle::Restart => vec![Step::Run(argv(&[
+                "launchctl",
+                "kickstart",
+                "-k",
+                &format!("{domain}/{label}"),
+            ]))],
+        })
+    }
+
+    fn start_installed(&self, _: &str) -> Result<Vec<Step>, String> {
+        Err("a handover to launchd is not supported yet".into())
     }
 
     fn reconnect(&self, _: &str) -> Option<Reconnect> {

@@ -150,6 +150,14 @@ pub trait InitSystem: Sync {
     /// system forget the service.
     fn forget(&self, name: &str) -> Vec<Step>;
 
+    /// `tunnelctl start|stop|restart` of an installed tunnel, with the init system's own
+    /// tools; Err when the target cannot.
+    fn lifecycle(&self, name: &str, verb: Lifecycle, home: &Path) -> Result<Vec<Step>, String>;
+
+    /// Starting a tunnel installed with `--no-start` without waiting for it (`import`'s
+    /// handover); Err when the target cannot.
+    fn start_installed(&self, name: &str) -> Result<Vec<Step>, String>;
+
     /// How the supervisor delivers SIGUSR1 to the watchdog (never to ssh), when it can;
     /// None: `reconnect` signals the pid from the state file.
     fn reconnect(&self, name: &str) -> Option<Reconnect>;
@@ -160,6 +168,33 @@ pub trait InitSystem: Sync {
     /// The fix for a service file that is masked (a link to /dev/null), when the target
     /// has masking.
     fn masked_fix(&self, name: &str) -> Option<String>;
+}
+
+/// `tunnelctl start|stop|restart`: what each does to an installed tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Start => "start",
+            Lifecycle::Stop => "stop",
+            Lifecycle::Restart => "restart",
+        }
+    }
+
+    /// The word of the report: `started`, `stopped`, `restarted`.
+    pub fn done(self) -> &'static str {
+        match self {
+            Lifecycle::Start => "started",
+            Lifecycle::Stop => "stopped",
+            Lifecycle::Restart => "restarted",
+        }
+    }
 }
 
 /// One tunnel install just wrote.
@@ -195,6 +230,17 @@ pub enum Step {
     /// Ask the tunnel's running watchdog (found through its checked state file) to exit,
     /// so its supervisor starts it again with the new arguments.
     RestartWatchdog(String),
+    /// Ask the tunnel's running watchdog to exit where nothing respawns it (its entry is
+    /// switched off): stopped for good.
+    StopWatchdog(String),
+    /// Switch the tunnel's /etc/inittab entry on or off (a `#` before its line) under the
+    /// inittab lock, then run `if_changed` or `if_same`.
+    SwitchInittabEntry {
+        name: String,
+        on: bool,
+        if_changed: Vec<Step>,
+        if_same: Vec<Step>,
+    },
     /// A line for the person, on standard output.
     Note(String),
     /// A line on standard error before a step that may take long.
@@ -265,6 +311,11 @@ pub fn running_init(user: bool) -> Result<Target, String> {
             Err(what.join("; "))
         }
     }
+}
+
+/// Whether `target`'s init runs here and its tools reach it; Err says what was found.
+pub fn check_reachable(target: Target) -> Result<(), String> {
+    target.system().reachable(&Pid1::read())
 }
 
 /// What runs as PID 1, as /proc says.

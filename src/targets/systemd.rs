@@ -9,8 +9,8 @@ use tera::Context;
 
 use super::render::{path_str, render_template, service_ssh_argv};
 use super::{
-    Activation, CredentialPaths, InitInfo, InitSystem, LogSource, Pid1, Reconnect, RenderOptions,
-    Rendered, RenderedFile, Step, argv, watchdog_args,
+    Activation, CredentialPaths, InitInfo, InitSystem, Lifecycle, LogSource, Pid1, Reconnect,
+    RenderOptions, Rendered, RenderedFile, Step, argv, watchdog_args,
 };
 use crate::duration::ceil_secs;
 use crate::escape;
@@ -129,10 +129,10 @@ fn render(tunnel: &Tunnel, user: bool, options: &RenderOptions) -> Result<Render
     // ProtectSystem=strict: the --metrics-file's directory must be writable (`-`: a
     // missing directory does not stop the unit; the watchdog logs the failed write).
     let metrics_dir = match tunnel.metrics_file.as_ref().and_then(|f| f.parent()) {
-        Some(dir) => Some(format!(
-            "-{}",
-            escape::credential_path(path_str(dir, "metrics_file")?)?
-        )),
+        Some(dir) => Some(escape::path_list_entry(
+            "-",
+            path_str(dir, "metrics_file")?,
+        )?),
         None => None,
     };
     context.insert("metrics_dir", &metrics_dir);
@@ -161,13 +161,18 @@ fn render(tunnel: &Tunnel, user: bool, options: &RenderOptions) -> Result<Render
 impl Systemd {
     /// `systemctl`, with `--user` for the user flavour, then `more`.
     fn systemctl(&self, more: &[&str]) -> Vec<String> {
-        let mut words = vec!["systemctl"];
-        if self.user {
-            words.push("--user");
-        }
-        words.extend(more);
-        argv(&words)
+        systemctl(self.user, more)
     }
+}
+
+/// `systemctl`, with `--user` for the user manager, then `more`.
+pub fn systemctl(user: bool, more: &[&str]) -> Vec<String> {
+    let mut words = vec!["systemctl"];
+    if user {
+        words.push("--user");
+    }
+    words.extend(more);
+    argv(&words)
 }
 
 impl InitSystem for Systemd {
@@ -315,6 +320,21 @@ impl InitSystem for Systemd {
 
     fn forget(&self, _: &str) -> Vec<Step> {
         vec![Step::Run(self.systemctl(&["daemon-reload"]))]
+    }
+
+    /// `systemctl [--user] start|stop|restart UNIT` (enablement untouched).
+    fn lifecycle(&self, name: &str, verb: Lifecycle, _: &Path) -> Result<Vec<Step>, String> {
+        Ok(vec![Step::Run(
+            self.systemctl(&[verb.as_str(), &escape::unit_name(name)]),
+        )])
+    }
+
+    fn start_installed(&self, name: &str) -> Result<Vec<Step>, String> {
+        let unit = escape::unit_name(name);
+        Ok(vec![
+            Step::Run(self.systemctl(&["enable", &unit])),
+            Step::Run(self.systemctl(&["start", "--no-block", &unit])),
+        ])
     }
 
     /// The manager delivers the signal to the unit's main process: the watchdog.

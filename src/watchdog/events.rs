@@ -183,6 +183,10 @@ fn established_with_inode<'a>(line: &'a str, inodes: &[u64]) -> Option<(&'a str,
 #[cfg(any(target_os = "linux", test))]
 fn hex_addr(field: &str) -> Option<(IpAddr, u16)> {
     let (addr, port) = field.split_once(':')?;
+    // Sliced by position below: only ASCII (hex digits) has one byte per character.
+    if !addr.is_ascii() {
+        return None;
+    }
     let port = u16::from_str_radix(port, 16).ok()?;
     let word = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::to_ne_bytes);
     let ip = match addr.len() {
@@ -225,6 +229,21 @@ mod tests {
             "a listener is no connection"
         );
         assert_eq!(find_connection(text.as_bytes(), &[9]), None);
+    }
+
+    #[test]
+    fn odd_address_fields_are_refused_not_a_panic() {
+        // 32 bytes, with a two-byte character across the first word's end.
+        let field = format!("{}\u{e9}{}:0016", "0".repeat(7), "0".repeat(23));
+        assert_eq!(field.split(':').next().unwrap().len(), 32);
+        assert_eq!(hex_addr(&field), None);
+        assert_eq!(hex_addr("0100007\u{e9}:0016"), None);
+        if cfg!(target_endian = "little") {
+            assert_eq!(
+                hex_addr("0100007F:0016"),
+                Some(("127.0.0.1".parse().unwrap(), 22))
+            );
+        }
     }
 
     #[test]

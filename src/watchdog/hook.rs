@@ -5,8 +5,15 @@
 //!
 //! The command gets `TUNNELCTL_TUNNEL`, `TUNNELCTL_OLD_STATE`, `TUNNELCTL_NEW_STATE` and
 //! `TUNNELCTL_REASON` in its environment, no stdin/stdout/stderr, and its own process
-//! group, killed (SIGKILL) when it outlives its bound. Changes that happen while one
-//! runs wait in a queue (bounded: a command that always hangs cannot grow memory).
+//! group, killed (SIGKILL) when it outlives its bound and again once it has exited, so a
+//! `sleep &` it left behind goes with it. Changes that happen while one runs wait in a
+//! queue (bounded: a command that always hangs cannot grow memory).
+//!
+//! What leaves the group (`setsid`, a double fork) is caught on Linux by making the
+//! watchdog a child subreaper while a command is configured: every orphan of the
+//! command's process tree is re-parented to the watchdog instead of init, and the loop
+//! kills (SIGKILL) and reaps every child it did not start itself, without blocking. This
+//! works the same under every init (systemd's cgroup only ends them when the unit stops).
 
 use std::collections::VecDeque;
 use std::os::unix::process::CommandExt;
@@ -23,10 +30,25 @@ use crate::state::Phase;
 /// waiting change is dropped (and said so).
 const MAX_QUEUED: usize = 64;
 
+/// When the watchdog exits, the running command and the latest waiting change share this
+/// much time, whatever `--on-change-timeout` says: stopping or restarting the tunnel
+/// must not wait on a command (init holds the respawn, systemd SIGKILLs at
+/// TimeoutStopSec=).
+pub const EXIT_BOUND: Duration = Duration::from_secs(3);
+
 struct Change {
     old: Phase,
     new: Phase,
     reason: String,
+}
+
+struct Run {
+    child: Child,
+    started: Instant,
+    old: Phase,
+    new: Phase,
+    /// SIGKILLed at its bound; reaped by a later poll.
+    killed: bool,
 }
 
 pub(super) struct Hook {
@@ -34,17 +56,24 @@ pub(super) struct Hook {
     tunnel: String,
     timeout: Duration,
     queue: VecDeque<Change>,
-    running: Option<(Child, Instant, Phase, Phase)>,
+    running: Option<Run>,
+    /// A run ended (or ssh was replaced): children we did not start may be ours now,
+    /// to kill and reap at each poll until none is left.
+    sweeping: bool,
 }
 
 impl Hook {
     pub(super) fn new(argv: Vec<String>, tunnel: String, timeout: Duration) -> Hook {
+        if !argv.is_empty() {
+            become_subreaper();
+        }
         Hook {
             argv,
             tunnel,
             timeout,
             queue: VecDeque::new(),
             running: None,
+            sweeping: false,
         }
     }
 
@@ -53,6 +82,8 @@ impl Hook {
         if self.argv.is_empty() {
             return;
         }
+        // A change often follows ssh's exit, whose helpers (ProxyCommand) may now be ours.
+        self.sweeping = true;
         if self.queue.len() >= MAX_QUEUED {
             let dropped = self.queue.pop_front();
             if let Some(c) = dropped {
@@ -69,11 +100,20 @@ impl Hook {
         });
     }
 
-    /// Reaps a finished run, kills one past its bound, starts the next. Never blocks
-    /// (beyond reaping a child just killed with SIGKILL).
-    pub(super) fn poll(&mut self) {
+    /// Reaps a finished run, kills one past its bound, starts the next, and kills and
+    /// reaps what runs left behind. Never blocks. `ssh`: the ssh child the caller still
+    /// owns (and reaps itself).
+    pub(super) fn poll(&mut self, ssh: Option<u32>) {
+        self.step(None);
+        if self.sweeping {
+            self.sweep(ssh);
+        }
+    }
+
+    /// One pass: `kill_at` overrides the run's own bound (the exit's shared bound).
+    fn step(&mut self, kill_at: Option<Instant>) {
         // Bounded: each pass starts a run (and returns) or drops a change that could not start.
-        while self.reap() {
+        while self.reap(kill_at) {
             let Some(change) = self.queue.pop_front() else {
                 return;
             };
@@ -94,7 +134,13 @@ impl Hook {
                 .process_group(0);
             match command.spawn() {
                 Ok(child) => {
-                    self.running = Some((child, Instant::now(), change.old, change.new));
+                    self.running = Some(Run {
+                        child,
+                        started: Instant::now(),
+                        old: change.old,
+                        new: change.new,
+                        killed: false,
+                    });
                     return;
                 }
                 Err(e) => log::warn(format_args!(
@@ -106,48 +152,145 @@ impl Hook {
     }
 
     /// `true` when nothing runs (any more).
-    fn reap(&mut self) -> bool {
-        let Some((child, started, old, new)) = &mut self.running else {
+    fn reap(&mut self, kill_at: Option<Instant>) -> bool {
+        let Some(run) = &mut self.running else {
             return true;
         };
-        let what = format!("on-change {} for {old} -> {new}", self.argv[0]);
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => {}
-            Ok(Some(status)) => log::warn(format_args!("{what} failed: {status}")),
-            Ok(None) if started.elapsed() >= self.timeout => {
-                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                let _ = child.wait();
-                log::warn(format_args!(
-                    "{what} still ran after {}: killed (its process group)",
-                    crate::duration::format_human(self.timeout)
-                ));
+        let what = format!("on-change {} for {} -> {}", self.argv[0], run.old, run.new);
+        let group = Pid::from_raw(run.child.id() as i32);
+        // Looked at without reaping: while the run is an unreaped zombie its pid (the
+        // group's id) cannot be reused, so the group kill below reaches only its group.
+        if !exited(group) {
+            let bound = kill_at.unwrap_or(run.started + self.timeout);
+            if run.killed || Instant::now() < bound {
+                return false;
             }
+            let _ = killpg(group, Signal::SIGKILL);
+            run.killed = true;
+            log::warn(format_args!(
+                "{what} still ran after {}: killed (its process group)",
+                crate::duration::format_human(run.started.elapsed())
+            ));
+            return false;
+        }
+        // What it started in the background (`sleep &`) goes with it.
+        let _ = killpg(group, Signal::SIGKILL);
+        match run.child.try_wait() {
+            Ok(Some(status)) if status.success() || run.killed => {}
+            Ok(Some(status)) => log::warn(format_args!("{what} failed: {status}")),
             Ok(None) => return false,
             Err(e) => log::warn(format_args!("{what}: {e}")),
         }
         self.running = None;
+        self.sweeping = true;
         true
     }
 
-    /// When the running command must be killed (the loop's sleep ends by then).
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        self.running
-            .as_ref()
-            .map(|(_, started, ..)| *started + self.timeout)
+    /// Kills and reaps every child of ours that we did not start (the running command
+    /// and `ssh` aside): orphans re-parented to us as subreaper. A killed one is reaped
+    /// by a later poll (its SIGCHLD wakes the loop); sweeping stops once none is left.
+    fn sweep(&mut self, ssh: Option<u32>) {
+        let running = self.running.as_ref().map(|r| r.child.id());
+        let adopted: Vec<(u32, bool)> = children()
+            .into_iter()
+            .filter(|(pid, _)| Some(*pid) != ssh && Some(*pid) != running)
+            .collect();
+        let mut killed = Vec::new();
+        for &(pid, zombie) in &adopted {
+            let pid = Pid::from_raw(pid as i32);
+            if zombie {
+                let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            } else if nix::sys::signal::kill(pid, Signal::SIGKILL).is_ok() {
+                killed.push(pid.to_string());
+            }
+        }
+        if !killed.is_empty() {
+            log::warn(format_args!(
+                "on-change: killed what {} left running after it exited (pid {})",
+                self.argv[0],
+                killed.join(", ")
+            ));
+        }
+        self.sweeping = !adopted.is_empty();
     }
 
-    /// Before the watchdog exits: every waiting change still gets its run, each within
-    /// its bound, so "failed" and "stopped" are told too.
+    /// When the running command must be killed (the loop's sleep ends by then); while
+    /// leftovers are being swept, soon, in case their SIGCHLD came before we looked.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let run = self.running.as_ref().map(|r| r.started + self.timeout);
+        let sweep = self
+            .sweeping
+            .then(|| Instant::now() + Duration::from_millis(100));
+        run.into_iter().chain(sweep).min()
+    }
+
+    /// Before the watchdog exits: the running command and the latest waiting change (the
+    /// others are skipped, said so) share [`EXIT_BOUND`]; whatever still runs then is
+    /// killed, and what the runs left behind is killed and reaped.
     pub(super) fn finish(&mut self) {
-        let runs = self.queue.len() as u32 + 1;
-        let end = Instant::now() + self.timeout.saturating_mul(runs) + Duration::from_secs(1);
-        // Bounded by `end`: every run is killed at its own bound.
-        while Instant::now() < end {
-            self.poll();
-            if self.running.is_none() && self.queue.is_empty() {
-                return;
-            }
+        if self.argv.is_empty() {
+            return;
+        }
+        if self.queue.len() > 1 {
+            let skipped = self.queue.len() - 1;
+            let first_old = self.queue.front().map(|c| c.old);
+            let mut latest = self.queue.pop_back().expect("more than one");
+            latest.old = first_old.unwrap_or(latest.old);
+            self.queue.clear();
+            self.queue.push_back(latest);
+            log::warn(format_args!(
+                "on-change: stopping; {skipped} waiting change(s) not reported, only the latest"
+            ));
+        }
+        let end = Instant::now() + EXIT_BOUND.min(self.timeout.max(Duration::from_millis(100)));
+        // Bounded by `end`, then by the reaping bound below.
+        while Instant::now() < end && (self.running.is_some() || !self.queue.is_empty()) {
+            self.step(Some(end));
             std::thread::sleep(Duration::from_millis(20));
         }
+        if let Some(c) = self.queue.pop_front() {
+            log::warn(format_args!(
+                "on-change: stopping; no time left to report {} -> {}",
+                c.old, c.new
+            ));
+        }
+        let reap_by = Instant::now() + Duration::from_millis(500);
+        loop {
+            self.step(Some(Instant::now()));
+            self.sweep(None);
+            if (self.running.is_none() && !self.sweeping) || Instant::now() >= reap_by {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+}
+
+/// Whether `pid`, a child of ours, has exited; it stays unreaped.
+fn exited(pid: Pid) -> bool {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(pid), flags) {
+        Ok(WaitStatus::StillAlive) => false,
+        // ECHILD: reaped already (or never ours): nothing is left to wait for.
+        Ok(_) | Err(_) => true,
+    }
+}
+
+/// Orphans of a command's process tree come to us rather than to init (Linux).
+fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        log::warn(format_args!(
+            "on-change: cannot become a child subreaper ({e}); what a command starts with setsid may outlive it"
+        ));
+    }
+}
+
+/// Our children: pid and whether it is a zombie.
+fn children() -> Vec<(u32, bool)> {
+    #[cfg(target_os = "linux")]
+    return crate::procinfo::children(std::process::id());
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
 }

@@ -67,8 +67,9 @@ fn stderr_is_journal(stream: Option<&str>) -> bool {
 
 /// The text of one line (pure; `now` in unix seconds).
 pub fn format_line(journald: bool, level: Level, prefix: &str, message: &str, now: u64) -> String {
-    // One event, one line: ssh and peers may hand us text with newlines.
-    let message = message.replace(['\n', '\r'], " ");
+    // One event, one line: ssh and peers may hand us text with newlines; other control
+    // characters (a terminal escape in ssh's stderr) are shown, not sent to a terminal.
+    let message = crate::state::printable(&message.replace(['\n', '\r'], " "));
     if journald {
         format!("<{}>{prefix}: {message}\n", level.priority())
     } else {
@@ -145,7 +146,8 @@ pub fn log(level: Level, message: &dyn std::fmt::Display) {
 
 /// Opens the log file for appending without following a link (a link planted there
 /// would make a root watchdog append to any file), and only if it is a regular file of
-/// ours. A new file is 0640.
+/// ours with no other name: a hard link to a root file is refused too (where
+/// `fs.protected_hardlinks` is 0, anyone may make one). A new file is 0640.
 pub fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
@@ -155,6 +157,12 @@ pub fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)?;
     let meta = file.metadata()?;
+    if meta.is_file() && meta.nlink() > 1 {
+        return Err(std::io::Error::other(format!(
+            "it has {} names (a hard link); the log file must have one: remove it",
+            meta.nlink()
+        )));
+    }
     if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
         return Err(std::io::Error::other(format!(
             "not a regular file owned by uid {} (owner uid {}); remove it",
@@ -193,6 +201,10 @@ mod tests {
             format_line(false, Level::Warning, "t", "slow", 1_700_000_000),
             "2023-11-14T22:13:20Z warning t: slow\n"
         );
+        assert_eq!(
+            format_line(false, Level::Error, "t", "ssh: \x1b]0;owned\x07 x\ty", 0),
+            "1970-01-01T00:00:00Z error t: ssh: \\x1b]0;owned\\x07 x\\x09y\n"
+        );
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert!(!stderr_is_journal(Some("1:2")) && !stderr_is_journal(None));
     }
@@ -211,6 +223,12 @@ mod tests {
         );
         assert_eq!(std::fs::read(&victim).unwrap(), b"");
         assert!(open_log(&dir.path().join("new.log")).is_ok());
+        // A hard link to a file of ours (root's, for a root watchdog) is refused too.
+        let hard = dir.path().join("hard.log");
+        std::fs::hard_link(&victim, &hard).unwrap();
+        let err = open_log(&hard).unwrap_err().to_string();
+        assert!(err.contains("hard link"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"");
     }
 
     #[test]

@@ -41,6 +41,7 @@ use crate::state::resolve_state_dir;
 use args::{Options, Parsed};
 use readiness::Readiness;
 use signals::Signals;
+pub use statedir::metrics_dir;
 use statedir::{name_problem, read_state};
 use supervisor::Watchdog;
 
@@ -137,7 +138,14 @@ pub fn run(o: Options) -> u8 {
     let state_dir = match process::make_private_dir(&state_dir) {
         Ok(dir) => dir,
         Err(e) => {
-            log::error(format_args!("state directory: {e}"));
+            // The default under /tmp can be made first by another user, who cannot be
+            // made to give it up by us: name the ways around it.
+            let around = if o.state_dir.is_none() && state_dir.starts_with("/tmp") {
+                "; or pass --state-dir DIR, set XDG_RUNTIME_DIR, or have root remove it"
+            } else {
+                ""
+            };
+            log::error(format_args!("state directory: {e}{around}"));
             return EXIT_FAILED;
         }
     };

@@ -47,23 +47,43 @@ pub fn control_path_option(control_path: &Path) -> String {
 }
 
 /// `STATE_DIR/ctl`, or when that is too long for a unix socket, `BASE/tunnelctl-UID/HASH`
-/// with BASE = `$XDG_RUNTIME_DIR` or `/tmp` (the directory is created 0700 and must be
-/// ours, as must every directory above it; see `make_private_dir`).
+/// (the directory is created 0700 and must be ours, as must every directory above it;
+/// see `make_private_dir`). BASE is root's `/run` (`/var/run` where there is no `/run`),
+/// where nobody else can make that directory first; else `$XDG_RUNTIME_DIR`, else
+/// `/tmp`, where another user can, which is then refused naming the way out.
 pub fn control_path(state_dir: &Path, runtime_dir: Option<&Path>) -> Result<PathBuf, String> {
     let direct = state_dir.join("ctl");
     if direct.as_os_str().len() <= MAX_CONTROL_PATH {
         return Ok(direct);
     }
     let uid = nix::unistd::getuid();
-    let base = runtime_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let base = fallback_base(uid.is_root(), runtime_dir, Path::new("/run").is_dir());
     let dir = base.join(format!("tunnelctl-{uid}"));
-    make_private_dir(&dir)?;
+    make_private_dir(&dir).map_err(|e| {
+        format!(
+            "{} is {} bytes, too long for a unix socket, so the socket goes in {}; but {e}. \
+             Fix: a --state-dir of at most {} bytes, or set XDG_RUNTIME_DIR, or have root remove {}",
+            direct.display(),
+            direct.as_os_str().len(),
+            dir.display(),
+            MAX_CONTROL_PATH - "/ctl".len(),
+            dir.display()
+        )
+    })?;
     Ok(dir.join(format!(
         "{:016x}",
         fnv1a(state_dir.as_os_str().as_encoded_bytes())
     )))
+}
+
+/// Where the control socket's fallback directory goes (see `control_path`).
+fn fallback_base(root: bool, runtime_dir: Option<&Path>, have_run: bool) -> PathBuf {
+    match (root, runtime_dir) {
+        (true, _) if have_run => PathBuf::from("/run"),
+        (true, _) => PathBuf::from("/var/run"),
+        (false, Some(dir)) => dir.to_path_buf(),
+        (false, None) => PathBuf::from("/tmp"),
+    }
 }
 
 /// Opens the private directory `dir`, creating what is missing mode 0700, and checks

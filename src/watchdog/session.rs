@@ -250,7 +250,7 @@ impl<'a> Session<'a> {
     fn pending_event(&mut self) -> Option<Event> {
         // Not an event of the session: --on-change runs are started, reaped and killed
         // here, after every wake-up (SIGCHLD wakes the poll), never inside a handler.
-        self.w.hook.poll();
+        self.w.hook.poll(Some(self.ssh.pid));
         // Likewise the supervisor's keepalive (procd's ping), when one is due.
         self.w.readiness.keepalive();
         self.ssh.drain_stderr();
@@ -378,7 +378,6 @@ impl<'a> Session<'a> {
             // Nothing to judge against: a round says whether the tunnel still works.
             (None, _) => Reaction::ProbeNow,
         };
-        let n = batch.len();
         match reaction {
             Reaction::Nothing => Continue(()), // not this tunnel's business: no log, no write
             Reaction::ProbeNow => {
@@ -390,7 +389,10 @@ impl<'a> Session<'a> {
                 self.record(
                     "network",
                     "probed",
-                    &format!("network changed ({n} event(s) on the tunnel's path): {what}"),
+                    &format!(
+                        "network changed ({}): {what}",
+                        netevents::describe_batch(self.facts.as_ref(), &batch)
+                    ),
                 );
                 Continue(())
             }

@@ -21,56 +21,64 @@ pub(super) fn write_state(dir: &crate::safe_fs::Dir, state: &State) {
 }
 
 /// The Prometheus text file for node_exporter's textfile collector (`--metrics-file`):
-/// replaced atomically (a temp file in the same directory, then rename), no link
-/// followed, mode 0644 so the exporter's user can read it.
+/// replaced atomically (a temp file in the same folder, then rename), mode 0644 so the
+/// exporter's user can read it. Its folder is opened afresh for every write, the way
+/// every path root trusts is opened ([`metrics_dir`]): a folder swapped for a link while
+/// the watchdog runs is refused, never followed. A refusal is logged when it first
+/// happens (and again when its reason changes), not at every write.
 pub(super) fn write_metrics(path: &Path, name: &str, state: &State) {
     let text = crate::metrics::render(&[crate::metrics::Tunnel {
         name,
         state,
         now: log::now_secs(),
     }]);
-    if let Err(e) = write_public_atomically(path, text.as_bytes()) {
-        log::warn(format_args!(
-            "cannot write the metrics file {}: {e}",
-            path.display()
-        ));
+    let result = metrics_dir(path).and_then(|(dir, file)| {
+        dir.stage(file, text.as_bytes(), 0o644, false)
+            .and_then(|temp| dir.commit(&temp, file))
+    });
+    let mut last = METRICS_REFUSAL.lock().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(()) if last.is_some() => {
+            *last = None;
+            log::info(format_args!(
+                "metrics file {} written again",
+                path.display()
+            ));
+        }
+        Ok(()) => {}
+        Err(e) if last.as_deref() != Some(e.as_str()) => {
+            log::warn(format_args!(
+                "not writing the metrics file {}: {e}",
+                path.display()
+            ));
+            *last = Some(e);
+        }
+        Err(_) => {}
     }
 }
 
-fn write_public_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
-    // Not `*.prom`: the collector must never read a half-written file.
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&temp);
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&temp)?;
-        // The umask may have narrowed the mode.
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.write_all(bytes)?;
-        // rename(2) replaces a link at `path` itself, never what it points to.
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+/// The last reason the metrics file was not written (logged once).
+static METRICS_REFUSAL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The folder of a metrics file, opened from `/` without following a link another user
+/// made, every folder owned by root or us and writable by nobody else (root's sticky
+/// `/tmp` aside; `safe_fs::Trust::Private`), and the file's name in it. Nothing is
+/// created. `tunnelctl check` runs the same test on the configured path.
+pub fn metrics_dir(path: &Path) -> Result<(crate::safe_fs::Dir, &std::ffi::OsStr), String> {
+    if !path.is_absolute() {
+        return Err(format!(
+            "{} is not an absolute path; give the metrics file as /DIR/NAME.prom",
+            path.display()
+        ));
     }
-    result
+    let (dir, file) = crate::safe_fs::split(path)?;
+    let dir = crate::safe_fs::open_abs(dir, None, crate::safe_fs::Trust::Private).map_err(|e| {
+        format!(
+            "{e}; or choose a metrics file whose folders are all root's (or the watchdog user's): \
+             a root watchdog would otherwise write wherever that folder's owner points it"
+        )
+    })?;
+    Ok((dir, file))
 }
 
 pub(super) fn read_state(dir: &crate::safe_fs::Dir) -> State {

@@ -323,7 +323,7 @@ impl Watchdog {
     fn back_off_wake(&mut self, wait: &mut BackOff, left: Duration) -> Waited {
         self.announce_wait(left, &wait.status(left));
         let mut sleep = left.min(BACKOFF_REFRESH);
-        self.hook.poll();
+        self.hook.poll(None);
         if let Some(kill_at) = self.hook.deadline() {
             sleep = sleep.min(kill_at.saturating_duration_since(Instant::now()));
         }

@@ -602,3 +602,48 @@ fn apply_under_systemd_user_restarts_only_what_changed() {
     );
     common::tunnel_env::wait_roundtrip(p1, Duration::from_secs(20)).unwrap();
 }
+
+/// Two `apply` runs on one machine take turns: while another holds the lock beside the
+/// service files, apply waits and writes nothing; once it is released, it goes on.
+#[test]
+fn apply_waits_for_another_apply() {
+    let rig = Rig::new(Target::Systemd);
+    rig.set(&config(&[("a", 7001)]));
+    let unit_dir = rig.root.path().join("etc/systemd/system");
+    fs::create_dir_all(&unit_dir).unwrap();
+    let lock_path = unit_dir.join(tunnelctl::install::APPLY_LOCK);
+    let held = nix::fcntl::Flock::lock(
+        fs::File::create(&lock_path).unwrap(),
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tunnelctl"))
+        .env_clear()
+        .env("HOME", &rig.home)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg("-c")
+        .arg(rig.config_path())
+        .args([
+            "apply",
+            "--target",
+            "systemd",
+            "--watchdog",
+            WATCHDOG,
+            "--root",
+        ])
+        .arg(rig.root.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the lock is held: still running, nothing written (a bounded look).
+    let waited = wait_until(Duration::from_millis(1500), || {
+        child.try_wait().unwrap().is_some() || rig.files("a")[0].exists()
+    });
+    let blocked = !waited;
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert!(blocked, "apply did not wait for the lock");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a (systemd): added\n");
+    assert!(rig.files("a")[0].is_file());
+}

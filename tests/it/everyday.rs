@@ -451,3 +451,53 @@ fn logs_takes_lines_since_and_root() {
     );
     assert!(since("yesterday-ish", 0).is_err());
 }
+
+/// bash completes tunnel names (asked of `tunnelctl list --names` at completion time,
+/// with the `-c FILE` already typed) where a command takes one, and nothing else there.
+#[test]
+fn bash_completes_tunnel_names() {
+    let dir = common::temp_dir("complete");
+    let config = dir.path().join("tunnels.yaml");
+    std::fs::write(&config, format!("{CONFIG}  beta:\n    host: 127.0.0.1\n    forwards:\n      - local: 18081\n        to: localhost:81\n")).unwrap();
+    let scripts = dir.path().join("completions");
+    let out = run_bounded(
+        {
+            let mut c = Command::new(TUNNELCTL);
+            c.args(["generate", "completions"]).arg(&scripts);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let bin = std::path::Path::new(TUNNELCTL).parent().unwrap();
+    let complete = |line: &str| {
+        let script = r#"source "$1"; line=$2
+read -ra COMP_WORDS <<<"$line"; [[ $line == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMP_LINE=$line; COMP_POINT=${#line}; COMPREPLY=()
+_tunnelctl tunnelctl "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}""#;
+        let mut c = Command::new("bash");
+        c.args(["-c", script, "bash"])
+            .arg(scripts.join("tunnelctl.bash"))
+            .arg(line.replace("CONFIG", config.to_str().unwrap()))
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("HOME", dir.path())
+            .env_remove("TUNNELCTL_CONFIG");
+        let out = run_bounded(c, Duration::from_secs(30));
+        assert!(out.status.success(), "{line}: {out:?}");
+        let mut words: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        words.sort();
+        words
+    };
+    assert_eq!(complete("tunnelctl -c CONFIG status "), ["alpha", "beta"]);
+    assert_eq!(complete("tunnelctl -c CONFIG stop b"), ["beta"]);
+    assert_eq!(complete("tunnelctl --config CONFIG logs -f a"), ["alpha"]);
+    // A value, not a name, after an option that takes one; nothing after the name.
+    assert!(complete("tunnelctl -c CONFIG logs --target ").contains(&"busybox".to_string()));
+    assert!(!complete("tunnelctl -c CONFIG logs alpha ").contains(&"beta".to_string()));
+    // Commands keep completing as before.
+    assert!(complete("tunnelctl st").contains(&"status".to_string()));
+}

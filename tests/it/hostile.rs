@@ -338,6 +338,74 @@ fn odd_watchdog_paths_are_refused_with_a_reason() {
     }
 }
 
+/// `metrics_file`'s folder reaches `ReadWritePaths=`, a list systemd splits at spaces:
+/// a folder with a space must stay one path (`/srv/a /etc` once made `/etc` writable
+/// under ProtectSystem=strict), and what the list cannot carry is refused, naming why.
+#[test]
+fn metrics_folders_with_spaces_stay_one_writable_path() {
+    let env = Env::new();
+    let manager = UserManager::start();
+    for (metrics, read_back) in [
+        // `show` quotes an entry that holds a space; two entries would be `-/srv/a /etc`.
+        ("/srv/a /etc/t.prom", Ok("\"-/srv/a /etc\"")),
+        ("/srv/50% off/x/t.prom", Ok("\"-/srv/50% off/x\"")),
+        ("/srv/plain/t.prom", Ok("-/srv/plain")),
+        ("/srv/a\" /etc/t.prom", Err("quotes or backslashes")),
+        ("/srv/a' /etc/t.prom", Err("quotes or backslashes")),
+        ("/srv/a\\ /etc/t.prom", Err("quotes or backslashes")),
+    ] {
+        let yaml = format!(
+            "tunnels:\n  t:\n    host: h.example.org\n    metrics_file: '{}'\n    forwards:\n      - dynamic: 1080\n",
+            metrics.replace('\'', "''")
+        );
+        let config = env.write_config(&yaml);
+        let root = tempfile::tempdir().unwrap();
+        let out = env.tunnelctl(
+            &config,
+            &[
+                "install",
+                "t",
+                "--target",
+                "systemd",
+                "--watchdog",
+                "/bin/true",
+                "--root",
+                root.path().to_str().unwrap(),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let expected = match read_back {
+            Err(says) => {
+                assert_eq!(out.status.code(), Some(2), "{metrics:?}: {err}");
+                assert!(err.contains(says), "{metrics:?}: {err}");
+                assert!(is_empty_dir(root.path()), "{metrics:?}: refused but wrote");
+                continue;
+            }
+            Ok(expected) => expected,
+        };
+        assert!(out.status.success(), "{metrics:?}: {err}");
+        let unit = root.path().join("etc/systemd/system/tunnel-t.service");
+        let (ok, stderr) = systemd_verify(&unit);
+        assert!(
+            ok && !stderr.contains("tunnel-t.service"),
+            "{metrics:?}: verify:\n{stderr}"
+        );
+        manager.load(&unit, "tunnel-t.service");
+        let shown = manager.systemctl(&[
+            "show",
+            "-p",
+            "ReadWritePaths",
+            "--value",
+            "tunnel-t.service",
+        ]);
+        let shown = String::from_utf8_lossy(&shown.stdout)
+            .trim_end()
+            .to_string();
+        eprintln!("{metrics:?}: ReadWritePaths as systemd read it: {shown:?}");
+        assert_eq!(shown, expected, "{metrics:?}");
+    }
+}
+
 /// A private `systemd --user` in its own mount namespace (tmpfs on /run, so it believes it
 /// runs under systemd and its sockets stay private). Killed on drop.
 /// The shared, cgroup-confined `systemd --user` (tests/it/common/user_manager.rs), with the

@@ -1291,6 +1291,65 @@ fn a_hanging_on_change_is_killed_at_its_bound_and_the_tunnel_is_unaffected() {
     }
 }
 
+/// Stopping never waits on a hook: with a command that hangs running and changes
+/// queued behind it (10 s bound each, which once held SIGTERM for 20-30 s), the watchdog
+/// exits within its own stop bound: ssh's grace (2 s) plus the hooks' shared 3 s. The
+/// margin is for this loaded machine; systemd's TimeoutStopSec= is 15 s.
+#[test]
+fn sigterm_with_a_hanging_hook_queued_exits_within_the_stop_bound() {
+    let Some(sshd) = Sshd::start_default("on_change_stop_bound") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let target = TcpTarget::start(Some(BANNER));
+    let mut spec = WdSpec::new(&sshd, dir.path())
+        .forward("-R", format!("{}:127.0.0.1:{}", free_port(), target.port));
+    for word in [
+        "--on-change-timeout",
+        "10s",
+        "--on-change",
+        "/bin/sh",
+        "--on-change",
+        "-c",
+        "--on-change",
+        "echo $$ >> \"$0\"; exec sleep 30131",
+        "--on-change",
+    ] {
+        spec.options.push(word.into());
+    }
+    spec.options.push(pids.display().to_string());
+    let mut wd = spec.spawn();
+    wd.expect_up(Duration::from_secs(15));
+    // The first run (stopped -> connecting) hangs; connecting -> up waits behind it.
+    assert!(
+        wait_until(Duration::from_secs(3), || !hook_lines(&pids).is_empty()),
+        "the hook never ran: {}",
+        wd.log()
+    );
+    let t = Instant::now();
+    kill(Pid::from_raw(wd.pid()), Signal::SIGTERM).unwrap();
+    let code = wd.wait_exit(Duration::from_secs(30));
+    let took = t.elapsed();
+    eprintln!("SIGTERM with a hanging hook and 2 changes queued: exited after {took:?}");
+    assert_eq!(code, Some(0), "{}", wd.log());
+    assert!(
+        took <= Duration::from_secs(2 + 3 + 3),
+        "exit took {took:?}; log:\n{}",
+        wd.log()
+    );
+    let log = wd.log();
+    assert!(log.contains("not reported, only the latest"), "{log}");
+    // Whatever ran is gone with the watchdog.
+    for line in hook_lines(&pids) {
+        let pid: i32 = line.parse().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(2), || gone(pid)),
+            "hook {pid} outlived the watchdog"
+        );
+    }
+}
+
 /// The ControlPath ssh was started with (from its argv).
 fn control_path_of(ssh: i32) -> PathBuf {
     let cmdline = std::fs::read(format!("/proc/{ssh}/cmdline")).unwrap();

@@ -362,6 +362,36 @@ fn another_interfaces_address_brings_no_reconnect() {
     );
 }
 
+/// A burst too big to keep (1,000 addresses on another interface, each with its local
+/// route: over 256 messages within the 200 ms settle time) makes the watchdog probe, as
+/// anything may have changed; the log must not call those events the tunnel's.
+#[test]
+fn a_lost_burst_is_not_called_the_tunnels_path() {
+    let Some(lab) = lab("netev-burst", &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let batch = dir.path().join("burst.ip");
+    // 1,000: over 256 within 200 ms even when `ip` runs slowly on a loaded machine.
+    let lines: String = (0..1000)
+        .map(|i| format!("addr add 10.90.{}.{}/32 dev other0\n", i / 250, i % 250 + 1))
+        .collect();
+    std::fs::write(&batch, lines).unwrap();
+    lab.client.ip(&["-batch", batch.to_str().unwrap()]);
+    let probed = wait_until(Duration::from_secs(10), || {
+        lab.watchdog.log().contains("network changed (")
+    });
+    let log = lab.watchdog.log();
+    assert!(probed, "no reaction to a lost burst: {log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("network changed ("))
+        .unwrap();
+    eprintln!("burst: {line}");
+    assert!(!line.contains("on the tunnel's path)"), "{line}");
+    assert!(line.contains("more than could be kept"), "{line}");
+}
+
 /// The wiring of the clock-gap check: a watchdog frozen (SIGSTOP) longer than the gap
 /// threshold sees, at its next wake-up, that it woke late, probes and says so.
 #[test]

@@ -84,7 +84,8 @@ pub const OPTIONS: &[OptionDoc] = &[
         default: String::new,
         help: "also write the state as Prometheus text (for node_exporter's textfile \
                collector) to FILE, replaced atomically whenever the state file changes; \
-               mode 0644",
+               mode 0644; every folder above it must be root's or ours and writable by \
+               nobody else (else nothing is written, and the log says why)",
     },
     OptionDoc {
         long: "on-change",
@@ -99,7 +100,9 @@ pub const OPTIONS: &[OptionDoc] = &[
         long: "on-change-timeout",
         value: "DUR",
         default: || format_duration(ON_CHANGE_TIMEOUT),
-        help: "an --on-change run still going after this is killed with its process group",
+        help: "an --on-change run still going after this is killed with its process group \
+               (which is killed when it exits, too); at exit, the running one and the \
+               latest waiting change share 3s",
     },
     OptionDoc {
         long: "readiness",

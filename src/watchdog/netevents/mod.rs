@@ -224,6 +224,24 @@ pub fn concerns(facts: &ConnFacts, ev: &NetEvent) -> bool {
     }
 }
 
+/// What a batch that made the watchdog probe was, for the log: how many of its events
+/// concern the tunnel, or that messages were lost (then any may have), or that nothing
+/// is known of the tunnel's path yet.
+pub fn describe_batch(facts: Option<&ConnFacts>, events: &[NetEvent]) -> String {
+    let lost = events.contains(&NetEvent::Lost);
+    let n = events.iter().filter(|e| **e != NetEvent::Lost).count();
+    match facts {
+        _ if lost => {
+            format!("{n} event(s) and more than could be kept; any may concern the tunnel's path")
+        }
+        None => format!("{n} event(s); the tunnel's path is not known yet"),
+        Some(facts) => {
+            let on_path = events.iter().filter(|e| concerns(facts, e)).count();
+            format!("{on_path} of {n} event(s) on the tunnel's path")
+        }
+    }
+}
+
 /// The one reaction to a batch of events. `lookup` (the route to the server now) is
 /// called only when some event concerns the tunnel, so unrelated events cost nothing
 /// beyond their parsing.

@@ -30,6 +30,10 @@ pub enum Prereq {
     Dropbear,
     /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
     Ip,
+    /// `/usr/bin/autossh`, the keeper the handover tests replace.
+    Autossh,
+    /// Debian's `ansible-core` (`ansible-playbook`) and `ansible-lint`.
+    Ansible,
 }
 
 impl Prereq {
@@ -47,6 +51,8 @@ impl Prereq {
             Prereq::S6 => "s6",
             Prereq::Dropbear => "dropbear-bin",
             Prereq::Ip => "ip",
+            Prereq::Autossh => "autossh",
+            Prereq::Ansible => "ansible",
         }
     }
 
@@ -71,6 +77,9 @@ impl Prereq {
             Prereq::Unshare => need(&["unshare", "nsenter"], "util-linux"),
             Prereq::AptGet => need(&["apt-get", "dpkg"], "apt and dpkg"),
             Prereq::Python3 => need(&["python3"], "python3"),
+            Prereq::Autossh => need(&["/usr/bin/autossh"], "autossh"),
+            Prereq::Ansible => need(&["ansible-playbook"], "ansible-core")
+                .or_else(|| need(&["ansible-lint"], "ansible-lint")),
             Prereq::NodeExporter => need(
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
