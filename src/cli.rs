@@ -282,7 +282,7 @@ pub struct ImportArgs {
     /// Add the tunnels to the configuration file, keeping its comments (created, with a header, when there is none)
     #[arg(long)]
     pub write: bool,
-    /// Init system whose units --systemd and --scan systemd read (default: detected)
+    /// Init system: whose units --systemd and --scan systemd read, and which --replace installs for (default: detected)
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
     /// Read units, /etc/inittab and environment files under DIR instead of / (per-user units: DIR/$HOME/…)

@@ -4,8 +4,9 @@
 //! installed without starting; the old service is stopped (its `-R` ports are then free);
 //! the new one is started and must be proven (READY=1, or `up` in its state file) within
 //! a bound; if it is not, it is stopped and removed and the old service started again as
-//! it was. A record of the old service (`replaced/NAME` in tunnelctl's state folder)
-//! lets `import --undo NAME` bring it back later.
+//! it was. A record of the old service and of the target the new one was installed for
+//! (`replaced/NAME` under /var/lib/tunnelctl, or the user's state folder for a per-user
+//! target) lets `import --undo NAME` bring it back later.
 //!
 //! The old service's init-specific steps (which tool stops, starts and tells) are here;
 //! install's own runner (`run_tool`, `run_steps`) and the targets' answers.
@@ -203,6 +204,7 @@ impl Old {
             match k {
                 "arg" => argv.push(v),
                 "env" => env.push(v),
+                "installed_target" => {}
                 _ => {
                     one.insert(k.to_string(), v);
                 }
@@ -266,9 +268,10 @@ fn reread(target: Target) -> Result<(), String> {
     run_steps(target, &target.system().start_installed("")?)
 }
 
-/// Where the records of replaced services are kept.
-pub fn records_dir() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
+/// Where the records of replaced services are kept: a per-user target's in the user's
+/// state folder, a system target's in /var/lib/tunnelctl.
+fn records_dir(target: Target) -> PathBuf {
+    if !matches!(target, Target::SystemdUser | Target::LaunchdAgent) {
         return PathBuf::from("/var/lib/tunnelctl/replaced");
     }
     let state = std::env::var("XDG_STATE_HOME")
@@ -279,36 +282,53 @@ pub fn records_dir() -> PathBuf {
     state.join("tunnelctl/replaced")
 }
 
-pub fn write_record(name: &str, old: &Old) -> Result<(), String> {
+/// Records `old` and the target tunnelctl's tunnel `name` was installed for.
+pub fn write_record(name: &str, old: &Old, target: Target) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = records_dir();
+    let dir = records_dir(target);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
         .map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let d = crate::safe_fs::open_abs(&dir, None, crate::safe_fs::Trust::Private)?;
-    d.write_file(
-        std::ffi::OsStr::new(name),
-        old.to_record(name).as_bytes(),
-        0o600,
-    )
-    .map_err(|(_, e)| e)
+    let text = format!(
+        "{}installed_target={}\n",
+        old.to_record(name),
+        target.as_str()
+    );
+    d.write_file(std::ffi::OsStr::new(name), text.as_bytes(), 0o600)
+        .map_err(|(_, e)| e)
 }
 
-pub fn read_record(name: &str) -> Result<Old, String> {
-    let path = records_dir().join(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!(
-            "no record of what `{name}` replaced ({}: {e}); only a handover made with `import --replace` can be undone",
-            path.display()
-        )
-    })?;
-    Old::from_record(&text).map_err(|e| format!("{}: {e}", path.display()))
+/// What `name` replaced, and the target tunnelctl's tunnel was installed for.
+pub fn read_record(name: &str) -> Result<(Old, Target), String> {
+    let dirs = [
+        records_dir(Target::SystemdUser),
+        records_dir(Target::Systemd),
+    ];
+    let Some((path, text)) = dirs
+        .iter()
+        .map(|d| d.join(name))
+        .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+    else {
+        return Err(format!(
+            "no record of what `{name}` replaced (looked in {} and {}); only a handover made with `import --replace` can be undone",
+            dirs[0].display(),
+            dirs[1].display()
+        ));
+    };
+    let target = text
+        .lines()
+        .find_map(|l| l.strip_prefix("installed_target="))
+        .and_then(|t| Target::ALL.into_iter().find(|x| x.as_str() == t))
+        .ok_or_else(|| format!("{}: no installed_target", path.display()))?;
+    let old = Old::from_record(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((old, target))
 }
 
-pub fn remove_record(name: &str) {
-    let _ = std::fs::remove_file(records_dir().join(name));
+pub fn remove_record(name: &str, target: Target) {
+    let _ = std::fs::remove_file(records_dir(target).join(name));
 }
 
 /// /etc/inittab with the one line `from` replaced by `to`, every other byte kept;
@@ -363,7 +383,15 @@ fn running_line(line: &str) -> Vec<i32> {
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| parent(pid) == Some(1))
-        .filter(|&pid| crate::procinfo::argv(pid as u32).is_some_and(|a| a == words))
+        // Debian's /usr/bin/autossh is a script that execs /usr/lib/autossh/autossh:
+        // the program is compared by name, the arguments exactly.
+        .filter(|&pid| {
+            crate::procinfo::argv(pid as u32).is_some_and(|a| {
+                a.len() == words.len()
+                    && crate::import::program_name(&a[0]) == crate::import::program_name(&words[0])
+                    && a[1..] == words[1..]
+            })
+        })
         .collect()
 }
 

@@ -19,7 +19,7 @@ use crate::targets::Target;
 
 pub fn run(cx: &Context, args: ImportArgs) -> Result<ExitCode, Error> {
     if let Some(name) = &args.undo {
-        return undo(name, &args);
+        return undo(name);
     }
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let home = home_dir();
@@ -238,7 +238,7 @@ fn replace(
         }
         handover::stop_leftover_watchdog(name, target);
         let restored = old.restore(name);
-        handover::remove_record(name);
+        handover::remove_record(name, target);
         before.restore(path);
         match restored {
             Ok(()) => Error::failed(format!(
@@ -251,7 +251,7 @@ fn replace(
             )),
         }
     };
-    handover::write_record(name, &old)
+    handover::write_record(name, &old, target)
         .map_err(|e| take_back(format!("recording the old service: {e}")))?;
     let switch = std::time::Instant::now();
     old.stop(name)
@@ -317,12 +317,8 @@ fn old_service(args: &ImportArgs, f: &Found, target: Target) -> Result<handover:
 }
 
 /// `--undo NAME`: tunnelctl's tunnel uninstalled, what it replaced started again.
-fn undo(name: &str, args: &ImportArgs) -> Result<ExitCode, Error> {
-    let old = handover::read_record(name).map_err(Error::usage)?;
-    let target = match &old {
-        handover::Old::Unit { target, .. } | handover::Old::InittabLine { target, .. } => *target,
-        handover::Old::Process { .. } => target(args.target, Path::new("/")),
-    };
+fn undo(name: &str) -> Result<ExitCode, Error> {
+    let (old, target) = handover::read_record(name).map_err(Error::usage)?;
     let home = home_dir();
     let installer = crate::install::Installer {
         root: PathBuf::from("/"),
@@ -342,7 +338,7 @@ fn undo(name: &str, args: &ImportArgs) -> Result<ExitCode, Error> {
     handover::stop_leftover_watchdog(name, target);
     old.restore(name)
         .map_err(|e| Error::failed(format!("starting {} again: {e}", old.describe())))?;
-    handover::remove_record(name);
+    handover::remove_record(name, target);
     println!(
         "undone: tunnelctl's {name} is uninstalled and {} runs again (the tunnel stays in the configuration)",
         old.describe()
@@ -498,7 +494,11 @@ fn gather(args: &ImportArgs, root: &Path, home: &Path) -> Result<Vec<Found>, Err
             for unit in units::scan(target, root, home) {
                 match from_unit(&unit, target, root, home) {
                     Ok(found) => out.extend(found),
-                    Err(e) if e.code == 2 && e.message.contains("does not run ssh") => {}
+                    // Units that run something else are not this command's business,
+                    // even when systemd itself would not accept them.
+                    Err(e)
+                        if e.message.contains("does not run ssh") || !e.message.contains("ssh") => {
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -530,6 +530,15 @@ fn from_unit(unit: &str, target: Target, root: &Path, home: &Path) -> Result<Vec
     let service = systemd_unit::service(&files, &spec)
         .map_err(|e| Error::usage(format!("unit {name}: {e}")))?;
     let source = format!("unit {name} ({})", service.exec_start_at);
+    // Decided before the environment is expanded: a unit that runs something else may
+    // name variables its (missing) environment file would set, which is not our error.
+    let mentions_ssh = service.exec_start.iter().any(|w| {
+        w.split(|c: char| c.is_whitespace() || "/;&|'\"".contains(c))
+            .any(|t| t == "ssh" || t == "autossh")
+    });
+    if !mentions_ssh {
+        return Err(Error::usage(format!("{name} does not run ssh or autossh")));
+    }
     let mut env = service.environment.clone();
     for (file, optional) in &service.environment_files {
         match std::fs::read_to_string(under(root, Path::new(file))) {

@@ -19,6 +19,7 @@
 //! port 0 (any free port): accepted means the port itself is taken.
 //!
 //! The parts, in the order a diagnosis uses them: `checks.rs` (before ssh runs),
+//! `holders.rs` (another ssh or autossh already holding one of the forwards),
 //! `run.rs` (running ssh once), `ssh_log.rs` (reading its `-v` log), `verdicts.rs`
 //! (the run as findings), `finding.rs` (what a finding is and how it is printed).
 
@@ -31,6 +32,7 @@ use crate::ssh_command::{PathOverrides, ssh_argv};
 
 mod checks;
 mod finding;
+mod holders;
 mod run;
 mod ssh_log;
 mod verdicts;
@@ -64,6 +66,7 @@ pub fn diagnose(
     };
     checks.push(check_identity(tunnel.identity.as_deref(), Some(&view)));
     checks.push(check_pinned(tunnel, &view));
+    checks.extend(holders::check_holders(tunnel));
     let run = match run_ssh(&argv, &tunnel.forwards, timeout, progress) {
         Ok(r) => r,
         Err(e) => {

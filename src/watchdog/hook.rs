@@ -267,6 +267,7 @@ impl Hook {
 }
 
 /// Whether `pid`, a child of ours, has exited; it stays unreaped.
+#[cfg(target_os = "linux")]
 fn exited(pid: Pid) -> bool {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
@@ -275,6 +276,25 @@ fn exited(pid: Pid) -> bool {
         // ECHILD: reaped already (or never ours): nothing is left to wait for.
         Ok(_) | Err(_) => true,
     }
+}
+
+/// Whether `pid`, a child of ours, has exited; it stays unreaped (nix has no waitid here).
+#[cfg(not(target_os = "linux"))]
+fn exited(pid: Pid) -> bool {
+    use nix::libc;
+    // SAFETY: an all-zero siginfo_t is valid; waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: plain system call on our own child, with a valid out-pointer.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid.as_raw() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // Still running: 0 and no pid filled in. ECHILD: nothing left to wait for.
+    r != 0 || info.si_pid != 0
 }
 
 /// Orphans of a command's process tree come to us rather than to init (Linux).

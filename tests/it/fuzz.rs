@@ -443,6 +443,11 @@ fn fuzz_config_parser() {
         "fuzz config parser: {accepted} of {ran} inputs accepted"
     );
     assert!(ran > 0);
+    // Mutations that the parser always refuses would test its error path only.
+    assert!(
+        accepted > 0,
+        "none of {ran} mutated configs was accepted: the seeds or mutations are broken"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -654,23 +659,17 @@ fn mutate_watchdog(rng: &mut Rng, seeds: &[Vec<String>]) -> WatchdogInput {
 
 #[test]
 fn fuzz_watchdog_arguments_and_args_file() {
-    let cfg = config::load_str(
-        &std::fs::read_to_string(repo().join("tests/golden/full-example/tunnels.yaml")).unwrap(),
-        Path::new("t.yaml"),
-        Path::new("/nonexistent-home"),
-    );
-    let tunnels = match cfg {
-        Ok(c) => c.tunnels,
-        // The golden config names key files that do not exist here: use tunnels of our own.
-        Err(_) => vec![Tunnel::new(
-            "t",
-            "h",
-            vec![Forward::Dynamic {
-                bind: "127.0.0.1".into(),
-                port: 1080,
-            }],
-        )],
-    };
+    // Seeds: the golden configs that hold every kind of argument (-L, -R, -D, a jump
+    // host, an on-change hook, a metrics file), loaded for real with the golden home
+    // whose key files they name.
+    let home = crate::common::golden_home();
+    let mut tunnels = Vec::new();
+    for case in ["full-example", "jump-host", "health-hooks"] {
+        let path = repo().join(format!("tests/golden/{case}/tunnels.yaml"));
+        let cfg = config::load_str(&std::fs::read_to_string(&path).unwrap(), &path, &home)
+            .unwrap_or_else(|e| panic!("the fuzz seed {case} does not load: {e}"));
+        tunnels.extend(cfg.tunnels);
+    }
     let seeds: Vec<Vec<String>> = tunnels
         .iter()
         .map(|t| {
@@ -678,6 +677,13 @@ fn fuzz_watchdog_arguments_and_args_file() {
             render::watchdog_args(t, Some("/run/tunnelctl/t"), Some("/var/log/t.log"), ssh)
         })
         .collect();
+    let words: Vec<&str> = seeds.iter().flatten().map(String::as_str).collect();
+    for kind in ["-L", "-R", "-D", "-J", "--on-change", "--metrics-file"] {
+        assert!(
+            words.contains(&kind),
+            "no seed holds {kind}: the fuzz would never mutate it"
+        );
+    }
     fuzz(
         "watchdog arguments",
         0.5,

@@ -11,6 +11,7 @@
 
 use crate::common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,46 @@ struct Case {
     yaml: String,
     /// Targets expected to refuse to render (exit 2); the others must render.
     refused_by: &'static [Target],
+    /// What the real ssh must read from the executed words (see [`ssh_reads`]), written
+    /// from the YAML by hand, not from the renderer: (ssh -G, HOME, the credentials
+    /// folder where the system unit hands the files over, label).
+    expect: fn(&BTreeMap<String, String>, &Path, Option<&str>, &str),
+}
+
+/// What the real ssh makes of the ssh words in a watchdog argv (after `-- ssh`):
+/// `ssh -G -F /dev/null` (no config file, no connection), option → value(s), repeated
+/// options joined with `|`.
+fn ssh_reads(argv: &[String]) -> BTreeMap<String, String> {
+    let at = argv
+        .windows(2)
+        .position(|w| w[0] == "--" && w[1] == "ssh")
+        .unwrap_or_else(|| panic!("no `-- ssh` in {argv:?}"));
+    let out = Command::new("ssh")
+        .arg("-G")
+        .args(["-F", "/dev/null"])
+        .args(&argv[at + 2..])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    common::commands::stdout_of_success(&out, &format!("ssh -G {:?}", &argv[at + 2..]));
+    let mut map = BTreeMap::<String, String>::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+        map.entry(k.to_string())
+            .and_modify(|old| *old = format!("{old}|{v}"))
+            .or_insert_with(|| v.to_string());
+    }
+    map
+}
+
+/// `ssh -G`'s `key` is `want`.
+#[track_caller]
+fn reads(g: &BTreeMap<String, String>, key: &str, want: &str, label: &str) {
+    assert_eq!(
+        g.get(key).map(String::as_str),
+        Some(want),
+        "{label}: ssh -G reads {key} otherwise"
+    );
 }
 
 fn accepted_cases() -> Vec<Case> {
@@ -51,20 +92,76 @@ fn accepted_cases() -> Vec<Case> {
             label: "specials in name, paths and ssh option values",
             yaml: String::from(
                 "tunnels:\n  \"50%$off;café_x@y+z=1\":\n    host: h.example.org\n    identity: '~/.ssh/key \"q\" $x \\b ;é'\n    \
-                 known_hosts: '~/.ssh/kh\"q\"$x\\b;é'\n    ssh_options: { SetEnv: 'A=\"b c\" $HOME %d \\x ; ''q''', Compression: \"yes\" }\n    \
+                 known_hosts: '~/.ssh/kh\"q\"$x\\b;é'\n    ssh_options: { SetEnv: 'A=\"b c $HOME %d \\x ; ''q''\"', Compression: \"yes\" }\n    \
                  forwards:\n      - remote: 1234\n        to: localhost:22\n",
             ),
             refused_by: &[],
+            expect: |g, home, creds, label| {
+                let home = home.display();
+                reads(g, "hostname", "h.example.org", label);
+                reads(g, "compression", "yes", label);
+                reads(g, "remoteforward", "1234 [localhost]:22", label);
+                reads(g, "setenv", r#"A=b c $HOME %d \x ; 'q'"#, label);
+                match creds {
+                    // The credential files exist only while the unit runs; ssh -G drops
+                    // an -i it cannot find, so only the known_hosts path is read back.
+                    Some(creds) => reads(
+                        g,
+                        "userknownhostsfile",
+                        &format!("{creds}/known_hosts"),
+                        label,
+                    ),
+                    None => {
+                        reads(
+                            g,
+                            "identityfile",
+                            &format!(r#"{home}/.ssh/key "q" $x \b ;é"#),
+                            label,
+                        );
+                        reads(
+                            g,
+                            "userknownhostsfile",
+                            &format!(r#"{home}/.ssh/kh"q"$x\b;é"#),
+                            label,
+                        );
+                    }
+                }
+            },
         },
         Case {
             label: "a name that is a lone semicolon, very long values",
             yaml: format!(
-                "tunnels:\n  \";\":\n    host: {host}\n    identity: ~/.ssh/{long_dir}/id\n    ssh_options: {{ SetEnv: 'V={value}' }}\n    \
+                "tunnels:\n  \";\":\n    host: {host}\n    identity: ~/.ssh/{long_dir}/id\n    ssh_options: {{ SetEnv: 'V=\"{value}\"' }}\n    \
                  forwards:\n      - local: 8080\n        to: {host}:80\n",
                 host = format!("{}.example.org", "h".repeat(200)),
                 value = "$%\\\"''; ".repeat(150),
             ),
             refused_by: &[],
+            expect: |g, home, creds, label| {
+                let host = format!("{}.example.org", "h".repeat(200));
+                reads(g, "hostname", &host, label);
+                reads(
+                    g,
+                    "localforward",
+                    &format!("[127.0.0.1]:8080 [{host}]:80"),
+                    label,
+                );
+                let setenv = format!("V={}", "$%\"'; ".repeat(150));
+                assert_eq!(
+                    g.get("setenv").map(|v| v.trim_end()),
+                    Some(setenv.trim_end()),
+                    "{label}: ssh -G reads setenv otherwise"
+                );
+                if creds.is_none() {
+                    let dir = format!("{}/{}", "d".repeat(120), "e".repeat(100));
+                    reads(
+                        g,
+                        "identityfile",
+                        &format!("{}/.ssh/{dir}/id", home.display()),
+                        label,
+                    );
+                }
+            },
         },
     ]
 }
@@ -237,6 +334,7 @@ fn accepted_hostile_configs_read_back_exactly() {
                     let intended = render::watchdog_args(tunnel, None, None, plain_ssh);
                     let argv = manager.run_and_dump(&installed, dump_dir.path());
                     assert_eq!(argv, intended, "{}: systemd exec'd other words", case.label);
+                    (case.expect)(&ssh_reads(&argv), env.home.path(), None, case.label);
                 }
                 Target::Systemd => {
                     let (ok, stderr) = systemd_verify(&installed);
@@ -260,17 +358,27 @@ fn accepted_hostile_configs_read_back_exactly() {
                                 .map(|_| format!("{creds}/known_hosts")),
                         },
                     );
-                    let mut intended = vec![watchdog.to_string()];
-                    intended.extend(render::watchdog_args(tunnel, None, None, ssh));
-                    // `show` prints the words before variable expansion, which turns `$$`
-                    // into `$` at exec time (the systemd-user dump above proves that part).
-                    let shown = manager.exec_start_of(&installed);
+                    let intended = render::watchdog_args(tunnel, None, None, ssh);
+                    // The system unit's own ExecStart= line, run by the user manager in a
+                    // unit of the same name (its %d is then that unit's credentials
+                    // folder): the argv dumper takes the words as systemd exec'd them.
+                    let line = fs::read_to_string(&installed)
+                        .unwrap()
+                        .lines()
+                        .find(|l| l.starts_with("ExecStart="))
+                        .unwrap()
+                        .to_string();
+                    let probe_dir = tempfile::tempdir().unwrap();
+                    let probe = probe_dir.path().join(unit);
+                    fs::write(&probe, format!("[Service]\n{line}\n")).unwrap();
+                    let argv = manager.run_and_dump(&probe, dump_dir.path());
                     assert_eq!(
-                        shown,
-                        intended.join(" ").replace('$', "$$"),
+                        argv, intended,
                         "{}: the system unit's ExecStart",
                         case.label
                     );
+                    let read = ssh_reads(&argv);
+                    (case.expect)(&read, env.home.path(), Some(&creds), case.label);
                 }
                 Target::Launchd | Target::LaunchdAgent => {
                     let state = launchd_state_dir(target, env.home.path(), &tunnel.name);
@@ -279,6 +387,7 @@ fn accepted_hostile_configs_read_back_exactly() {
                     let value = plist::Value::from_file(&installed).unwrap();
                     let argv = plist_program_arguments(value.as_dictionary().unwrap());
                     assert_eq!(argv, intended, "{}: plist crate", case.label);
+                    (case.expect)(&ssh_reads(&argv), env.home.path(), None, case.label);
                     assert_eq!(
                         python_program_arguments(&installed),
                         intended,
@@ -294,6 +403,7 @@ fn accepted_hostile_configs_read_back_exactly() {
                     let intended = inittab_watchdog_args(tunnel, plain_ssh);
                     let read = args_file_words(&installed);
                     assert_eq!(read, intended, "{}: args file", case.label);
+                    (case.expect)(&ssh_reads(&read), env.home.path(), None, case.label);
                 }
             }
         }
@@ -462,21 +572,6 @@ impl UserManager {
         let mut words: Vec<String> = text.split('\0').map(str::to_string).collect();
         assert_eq!(words.pop().as_deref(), Some(""), "dump ends with NUL");
         words
-    }
-
-    /// The ExecStart argv as the manager parsed it (`argv[]=` words joined by spaces),
-    /// with specifiers such as `%d` expanded.
-    fn exec_start_of(&self, unit_file: &Path) -> String {
-        let name = unit_file.file_name().unwrap().to_str().unwrap().to_string();
-        self.load(unit_file, &name);
-        let out = self.systemctl(&["show", "-p", "ExecStart", "--value", &name]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let start = text
-            .find("argv[]=")
-            .unwrap_or_else(|| panic!("no argv in {text:?}"))
-            + "argv[]=".len();
-        let end = text[start..].find(" ; ignore_errors=").unwrap() + start;
-        text[start..end].to_string()
     }
 }
 

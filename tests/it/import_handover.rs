@@ -258,6 +258,19 @@ fn failed_handover_starts_the_old_unit_again() {
         NAME,
     ]);
     assert!(out.status.success(), "{}", text(&out));
+    // doctor sees the autossh holding the -R port and names the command that hands
+    // its unit over.
+    let out = rig.tunnelctl(&["doctor", NAME, "--timeout", "10s"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("other keeper")
+            && said.contains("autossh -M 0 -N")
+            && said.contains(&format!(
+                "tunnelctl import --systemd {OLD_UNIT} -t systemd-user --replace --name {NAME}"
+            )),
+        "{}",
+        text(&out)
+    );
     point_identity_at(&rig.config(), &wrong_key(rig.manager.home()));
     let config_before = std::fs::read(rig.config()).unwrap();
     let unit_before = std::fs::read(rig.manager.unit_dir().join(OLD_UNIT)).unwrap();
@@ -481,4 +494,124 @@ fn failed_busybox_handover_restores_the_line() {
         "{:?}",
         rig.init.processes()
     );
+}
+
+/// Pids of processes whose command line holds `needle` (host pid namespace).
+fn pids_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn autossh_process_is_handed_over_by_pid_and_back() {
+    let test = "autossh_process_is_handed_over_by_pid_and_back";
+    if !require(
+        test,
+        &[
+            Prereq::Root,
+            Prereq::Unshare,
+            Prereq::SystemdUser,
+            Prereq::Sshd,
+            Prereq::Autossh,
+        ],
+    ) {
+        return;
+    }
+    let Some(sshd) = Sshd::start_default(test) else {
+        return;
+    };
+    let echo = EchoServer::start();
+    let manager = UserManager::start_with_home_prefix("handover-pid");
+    let rport = free_port();
+    let command = autossh_command(&sshd, rport, echo.port());
+    let argv: Vec<&str> = command.split(' ').collect();
+    // Started by hand, as from a shell or rc.local.
+    use std::os::unix::process::CommandExt;
+    let mut old = Command::new(argv[0])
+        .args(&argv[1..])
+        .env("AUTOSSH_GATETIME", "0")
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let old_pid = old.id() as i32;
+    wait_roundtrip(rport, Duration::from_secs(30)).unwrap();
+    let watch = PortWatch::start(rport);
+    let config = manager.home().join("tunnels.yaml");
+    let mut cmd = manager.command(env!("CARGO_BIN_EXE_tunnelctl"));
+    cmd.arg("--config")
+        .arg(&config)
+        .args([
+            "import",
+            "-t",
+            "systemd-user",
+            "--replace",
+            "--name",
+            NAME,
+            "--pid",
+            &old_pid.to_string(),
+            "--",
+        ])
+        .args(&argv)
+        .env("XDG_STATE_HOME", manager.home().join(".local/state"));
+    let out = run_bounded(cmd, Duration::from_secs(120));
+    assert!(out.status.success(), "{}\n{}", text(&out), manager.log());
+    let _ = old.wait();
+    wait_roundtrip(rport, Duration::from_secs(10)).unwrap();
+    let (gap, ok, failed) = watch.finish();
+    eprintln!("handover --pid: longest gap {gap:?} ({ok} answered, {failed} failed)");
+    assert!(gap < Duration::from_secs(20), "gap {gap:?}");
+
+    let marker = format!("-R {rport}:127.0.0.1");
+    let mut cmd = manager.command(env!("CARGO_BIN_EXE_tunnelctl"));
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["import", "--undo", NAME])
+        .env("XDG_STATE_HOME", manager.home().join(".local/state"));
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out));
+    wait_roundtrip(rport, Duration::from_secs(30)).unwrap();
+    // The autossh started again (with its argv and environment) is not our child: found
+    // by its command line, stopped by pid.
+    let again: Vec<i32> = pids_with(&marker)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "autossh")
+        })
+        .collect();
+    assert_eq!(again.len(), 1, "{again:?}");
+    let environ = std::fs::read(format!("/proc/{}/environ", again[0])).unwrap();
+    assert!(String::from_utf8_lossy(&environ).contains("AUTOSSH_GATETIME=0"));
+    for p in again {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let gone = crate::common::wait_until(Duration::from_secs(10), || pids_with(&marker).is_empty());
+    let left: Vec<(i32, String)> = pids_with(&marker)
+        .into_iter()
+        .map(|p| {
+            (
+                p,
+                std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default(),
+            )
+        })
+        .collect();
+    for (p, _) in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(gone, "left running: {left:?}");
 }

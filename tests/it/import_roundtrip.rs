@@ -288,6 +288,13 @@ fn secure_tunnel_template_unit_with_its_environment_file() {
     );
     let baseline = ssh_g(h, "/dev/null", &words(&["alpha.example.org"]));
     assert_equivalent(&original, &rendered, &baseline, &[]);
+    // A unit that runs something else, with a variable its missing file would set, is
+    // not the scan's business.
+    fs::write(
+        units.join("other.service"),
+        "[Service]\nEnvironmentFile=-/etc/default/other\nExecStart=/usr/sbin/other $OPTIONS %z\n",
+    )
+    .unwrap();
     // The scan finds the same instance through its .wants link.
     let r = run(
         h,

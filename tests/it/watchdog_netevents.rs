@@ -122,6 +122,8 @@ impl Drop for Watchdog {
 struct Lab {
     // Field order is drop order: the watchdog first, the namespaces last.
     watchdog: Watchdog,
+    /// The watchdog's sd_notify datagrams: one WATCHDOG=1 per passing round's status.
+    notify: common::NotifyReceiver,
     _echo: EchoServer,
     _sshd: Sshd,
     _tmp: tempfile::TempDir,
@@ -191,6 +193,8 @@ fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
         "1s",
     ])
     .args(extra_watchdog_args);
+    let notify = common::NotifyReceiver::path();
+    cmd.env("NOTIFY_SOCKET", notify.env_value());
     state_log_and_ssh(&mut cmd, &state_dir, &log, sshd.ssh_base_args())
         .args([
             "-N",
@@ -220,6 +224,7 @@ fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
     assert!(up, "the tunnel never came up; log:\n{}", watchdog.log());
     Some(Lab {
         watchdog,
+        notify,
         _echo: echo,
         _sshd: sshd,
         _tmp: tmp,
@@ -440,8 +445,15 @@ fn a_frozen_server_session_is_caught_within_interval_plus_3_s() {
         .and_then(|s| s.session)
         .expect("the server session");
     let old_ssh = lab.watchdog.ssh_pid();
-    // Let a few rounds pass, so the timeout has samples to adapt to.
-    std::thread::sleep(Duration::from_secs(6));
+    // Two more passing rounds, so the timeout has samples to adapt to.
+    let pings = lab.notify.count_with("WATCHDOG=1");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            lab.notify.count_with("WATCHDOG=1") >= pings + 2
+        }),
+        "fewer than two probe rounds in 20 s; log:\n{}",
+        lab.watchdog.log()
+    );
     let frozen_at = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(session),

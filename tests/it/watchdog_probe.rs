@@ -1,12 +1,15 @@
-//! The probe code in-process against a real ssh with a control socket: 1,000 rounds
-//! (alive check + an end-to-end channel per forward) must not grow our open fds or
-//! memory, nor the ssh client's fds. Also checks our mux client against OpenSSH 9.2.
+//! The probe code against a real ssh with a control socket: 1,000 rounds (alive check +
+//! an end-to-end channel per forward) must not grow the prober's open fds or memory, nor
+//! the ssh client's fds. The rounds run in a process of their own (this test binary run
+//! again for one ignored test), so no other test thread's fds or memory count. Also
+//! checks our mux client against OpenSSH 9.2.
 
 use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::child::GroupKillOnDrop;
 use common::sshd::{Sshd, free_port};
 use common::target::TcpTarget;
 use common::wait_until;
@@ -28,6 +31,24 @@ fn vm_rss_kib(pid: &str) -> u64 {
         .unwrap()
 }
 
+/// The forwards of the leak check, from the ports the outer test hands over.
+fn leak_check_forwards(rport: u16, lport: u16, target: u16) -> Vec<SshForward> {
+    vec![
+        SshForward::Remote {
+            bind: None,
+            port: rport,
+            host: "127.0.0.1".into(),
+            host_port: target,
+        },
+        SshForward::Local {
+            bind: "127.0.0.1".into(),
+            port: lport,
+            host: "127.0.0.1".into(),
+            host_port: target,
+        },
+    ]
+}
+
 #[test]
 fn a_thousand_probe_rounds_leak_nothing() {
     let Some(sshd) = Sshd::start_default("a_thousand_probe_rounds") else {
@@ -37,76 +58,124 @@ fn a_thousand_probe_rounds_leak_nothing() {
     let ctl = dir.path().join("ctl");
     let target = TcpTarget::start(Some(b"SSH-2.0-target\r\n"));
     let (rport, lport) = (free_port(), free_port());
-    let mut ssh = Command::new("ssh")
-        .args(["-o", "ControlMaster=yes", "-o"])
-        .arg(format!("ControlPath={}", ctl.display()))
-        .args(["-o", "ControlPersist=no"])
-        .args(sshd.ssh_base_args())
-        .args(["-N", "-R", &format!("{rport}:127.0.0.1:{}", target.port)])
-        .args([
-            "-L",
-            &format!("127.0.0.1:{lport}:127.0.0.1:{}", target.port),
-        ])
-        .arg(sshd.host())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ssh_pid = ssh.id().to_string();
+    let ssh = GroupKillOnDrop::spawn(
+        Command::new("ssh")
+            .args(["-o", "ControlMaster=yes", "-o"])
+            .arg(format!("ControlPath={}", ctl.display()))
+            .args(["-o", "ControlPersist=no"])
+            .args(sshd.ssh_base_args())
+            .args(["-N", "-R", &format!("{rport}:127.0.0.1:{}", target.port)])
+            .args([
+                "-L",
+                &format!("127.0.0.1:{lport}:127.0.0.1:{}", target.port),
+            ])
+            .arg(sshd.host())
+            .stdin(Stdio::null()),
+    );
+    let ssh_pid = ssh.0.id().to_string();
     assert!(
         wait_until(Duration::from_secs(10), || ctl.exists()),
         "no control socket"
     );
-    let forwards = vec![
-        SshForward::Remote {
-            bind: None,
-            port: rport,
-            host: "127.0.0.1".into(),
-            host_port: target.port,
-        },
-        SshForward::Local {
-            bind: "127.0.0.1".into(),
-            port: lport,
-            host: "127.0.0.1".into(),
-            host_port: target.port,
-        },
-    ];
-    let mut prober = Prober::new(ctl.clone(), forwards, Duration::from_secs(2));
     // The -R request may still be in flight right after the socket appears.
+    let mut prober = Prober::new(
+        ctl.clone(),
+        leak_check_forwards(rport, lport, target.port),
+        Duration::from_secs(2),
+    );
     assert!(
         wait_until(Duration::from_secs(5), || prober.round().is_ok()),
         "first round never passed"
     );
+    drop(prober);
+    let ssh_fds0 = fd_count(&ssh_pid);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "watchdog_probe::probe_rounds_in_a_process_of_their_own",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TUNNELCTL_PROBE_CTL", &ctl)
+        .env(
+            "TUNNELCTL_PROBE_PORTS",
+            format!("{rport},{lport},{},{ssh_pid}", target.port),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "the probe rounds in their own process:\n{text}"
+    );
+    eprintln!(
+        "{}",
+        text.lines()
+            .find_map(|l| l.find("1000 probe rounds").map(|at| &l[at..]))
+            .unwrap_or("")
+    );
+    // ssh closes a channel's fds when our side has gone; give it a moment.
+    let mut ssh_fds1 = 0;
+    let settled = wait_until(Duration::from_secs(5), || {
+        ssh_fds1 = fd_count(&ssh_pid);
+        ssh_fds1 <= ssh_fds0 + 2
+    });
+    assert!(settled, "ssh's fds grew {ssh_fds0} -> {ssh_fds1}");
+}
+
+/// The 1,000 rounds, run by [`a_thousand_probe_rounds_leak_nothing`] in a process of
+/// their own: this process's fds and resident memory before and after.
+#[test]
+#[ignore = "run by a_thousand_probe_rounds_leak_nothing in a process of its own"]
+fn probe_rounds_in_a_process_of_their_own() {
+    let ctl = std::path::PathBuf::from(std::env::var_os("TUNNELCTL_PROBE_CTL").unwrap());
+    let ports: Vec<u32> = std::env::var("TUNNELCTL_PROBE_PORTS")
+        .unwrap()
+        .split(',')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let [rport, lport, target, ssh_pid] = ports[..] else {
+        panic!("TUNNELCTL_PROBE_PORTS: {ports:?}");
+    };
+    let (rport, lport, target) = (rport as u16, lport as u16, target as u16);
+    let mut prober = Prober::new(
+        ctl,
+        leak_check_forwards(rport, lport, target),
+        Duration::from_secs(2),
+    );
     for _ in 0..20 {
         prober.round().unwrap();
     }
-    let (fds0, rss0, ssh_fds0) = (fd_count("self"), vm_rss_kib("self"), fd_count(&ssh_pid));
+    let fds0 = fd_count("self");
     let started = Instant::now();
     let mut worst = Duration::ZERO;
+    // Resident memory every 100 rounds: the allocator settles within the first two
+    // hundred (seen: +0.3 to +0.5 MiB, then flat), after which a leak of even 100 bytes a
+    // round would show over the last 700.
+    let mut rss = Vec::new();
     for i in 0..1000 {
         let ok = prober.round().unwrap_or_else(|e| panic!("round {i}: {e}"));
         worst = worst.max(ok.latency);
-        assert_eq!(
-            ok.ssh_pid.to_string(),
-            ssh_pid,
-            "alive answer names the ssh we run"
-        );
+        assert_eq!(ok.ssh_pid, ssh_pid, "alive answer names the ssh we run");
+        if i % 100 == 99 {
+            rss.push(vm_rss_kib("self"));
+        }
     }
     let took = started.elapsed();
-    // ssh closes a channel's fds when our side has gone; give it a moment.
-    let settled = wait_until(Duration::from_secs(5), || {
-        fd_count(&ssh_pid) <= ssh_fds0 + 2
-    });
-    let (fds1, rss1, ssh_fds1) = (fd_count("self"), vm_rss_kib("self"), fd_count(&ssh_pid));
-    eprintln!(
-        "1000 probe rounds (alive + -R + -L each) in {took:?} ({:?}/round, worst latency {worst:?}); \
-         our fds {fds0} -> {fds1}, our VmRSS {rss0} -> {rss1} KiB, ssh fds {ssh_fds0} -> {ssh_fds1}",
+    let fds1 = fd_count("self");
+    println!(
+        "1000 probe rounds (alive + -R + -L each) in {took:?} ({:?}/round, worst latency \
+         {worst:?}); the prober's fds {fds0} -> {fds1}, its VmRSS every 100 rounds {rss:?} KiB",
         took / 1000
     );
-    assert!(fds1 <= fds0 + 2, "our fds grew {fds0} -> {fds1}");
-    assert!(rss1 <= rss0 + 1024, "our VmRSS grew {rss0} -> {rss1} KiB");
-    assert!(settled, "ssh's fds grew {ssh_fds0} -> {ssh_fds1}");
-    let _ = ssh.kill();
-    let _ = ssh.wait();
+    assert!(fds1 <= fds0, "the prober's fds grew {fds0} -> {fds1}");
+    assert!(
+        rss[9] <= rss[2] + 64,
+        "the prober's VmRSS grew from round 300 to 1000: {rss:?} KiB"
+    );
 }
 
 #[test]
@@ -116,14 +185,15 @@ fn missing_local_listener_fails_and_a_frozen_ssh_times_out() {
     };
     let dir = tempfile::tempdir().unwrap();
     let ctl = dir.path().join("ctl");
-    let mut ssh = Command::new("ssh")
-        .args(["-o", "ControlMaster=yes", "-o"])
-        .arg(format!("ControlPath={}", ctl.display()))
-        .args(sshd.ssh_base_args())
-        .args(["-N", sshd.host()])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed with its group on drop, also when a check fails while it is stopped.
+    let ssh = GroupKillOnDrop::spawn(
+        Command::new("ssh")
+            .args(["-o", "ControlMaster=yes", "-o"])
+            .arg(format!("ControlPath={}", ctl.display()))
+            .args(sshd.ssh_base_args())
+            .args(["-N", sshd.host()])
+            .stdin(Stdio::null()),
+    );
     assert!(wait_until(Duration::from_secs(10), || ctl.exists()));
     // The target answers through the server, but nothing listens on our side.
     let target = TcpTarget::start(Some(b"SSH-2.0-target\r\n"));
@@ -168,17 +238,19 @@ fn missing_local_listener_fails_and_a_frozen_ssh_times_out() {
     let mut alive = Prober::new(ctl, Vec::new(), Duration::from_millis(500));
     assert!(alive.round().is_ok());
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(ssh.id() as i32),
+        nix::unistd::Pid::from_raw(ssh.0.id() as i32),
         nix::sys::signal::Signal::SIGSTOP,
     )
     .unwrap();
+    // The bound is the feature: a frozen ssh costs the round its 500 ms timeout, not
+    // more (margin for a loaded machine), and not less (it was waited for).
     let t = Instant::now();
     let err = alive.round().unwrap_err();
+    let took = t.elapsed();
+    assert!(err.contains("alive check"), "{err}");
     assert!(
-        err.contains("alive check") && t.elapsed() < Duration::from_millis(900),
-        "{err} after {:?}",
-        t.elapsed()
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        "{err} after {took:?}"
     );
-    let _ = ssh.kill();
-    let _ = ssh.wait();
+    drop(ssh);
 }

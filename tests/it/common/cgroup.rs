@@ -18,6 +18,8 @@ pub struct TestCgroup {
     relative: PathBuf,
     /// Mount points of every cgroup (v1) and cgroup2 hierarchy.
     hierarchies: Vec<PathBuf>,
+    /// PID 1's cgroup when this one was made: a manager that escaped moves it.
+    pid1_before: String,
 }
 
 /// Mount points of the cgroup hierarchies, from `/proc/self/mountinfo`.
@@ -71,6 +73,7 @@ impl TestCgroup {
         TestCgroup {
             relative,
             hierarchies,
+            pid1_before: pid1_cgroup(),
         }
     }
 
@@ -119,8 +122,9 @@ impl TestCgroup {
     }
 
     /// SIGKILLs everything inside (repeatedly: a manager may fork while dying), waits
-    /// until it is empty, and removes the directories. Returns the pids that survived.
-    pub fn kill_all(&self, timeout: Duration) -> Vec<i32> {
+    /// until it is empty, and removes the directories. Returns what was left: pids that
+    /// survived, or the directories that could not be removed.
+    pub fn kill_all(&self, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let pids = self.pids();
@@ -128,7 +132,7 @@ impl TestCgroup {
                 break;
             }
             if Instant::now() >= deadline {
-                return pids;
+                return pids.iter().map(|p| format!("pid {p}")).collect();
             }
             for pid in pids {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -136,6 +140,7 @@ impl TestCgroup {
             std::thread::sleep(Duration::from_millis(20));
         }
         // Zombies still count until reaped; rmdir fails with EBUSY until then.
+        let mut left = Vec::new();
         for h in &self.hierarchies {
             let top = h.join(&self.relative);
             let removed = super::wait_until(Duration::from_secs(5), || {
@@ -143,10 +148,10 @@ impl TestCgroup {
                 !top.exists()
             });
             if !removed {
-                eprintln!("warning: could not remove cgroup {}", top.display());
+                left.push(format!("cgroup {}", top.display()));
             }
         }
-        Vec::new()
+        left
     }
 }
 
@@ -162,21 +167,24 @@ pub fn pid1_cgroup() -> String {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        // A manager that escaped its cgroup would have moved the machine's processes
-        // (PID 1 first) into `init.scope`: say so loudly, it breaks the host's accounting.
-        if pid1_cgroup().ends_with("/init.scope") {
-            eprintln!(
-                "WARNING: PID 1 is now in {}: some systemd manager migrated the host's processes",
-                pid1_cgroup()
-            );
-        }
         let left = self.kill_all(Duration::from_secs(10));
-        if !left.is_empty() && !std::thread::panicking() {
-            panic!(
-                "processes {left:?} survived SIGKILL in cgroup {}",
-                self.relative.display()
-            );
+        if std::thread::panicking() {
+            return;
         }
+        // A manager that escaped its cgroup moves the machine's processes (PID 1 first)
+        // into `init.scope`: it breaks the host's accounting, and the test must say so.
+        let pid1_now = pid1_cgroup();
+        assert_eq!(
+            pid1_now,
+            self.pid1_before,
+            "PID 1 moved to another cgroup while {} existed: a systemd manager migrated the host's processes",
+            self.relative.display()
+        );
+        assert!(
+            left.is_empty(),
+            "left behind by cgroup {}: {left:?}",
+            self.relative.display()
+        );
     }
 }
 

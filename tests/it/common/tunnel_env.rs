@@ -317,11 +317,15 @@ pub fn children_running(pid: i32, exe: &str) -> Vec<i32> {
     found
 }
 
-/// Waits (bounded) for the ssh client the watchdog `watchdog_pid` runs.
+/// Waits (bounded) for the ssh client the watchdog `watchdog_pid` runs: the one with
+/// the watchdog's control socket, not the short `ssh -V` it asks before its first ssh.
 pub fn wait_ssh_child(watchdog_pid: i32, timeout: Duration) -> Option<i32> {
     let mut found = None;
     super::wait_until(timeout, || {
-        found = children_running(watchdog_pid, SSH).first().copied();
+        found = children_running(watchdog_pid, SSH).into_iter().find(|&p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|argv| argv.split(|&b| b == 0).any(|a| a == b"ControlMaster=yes"))
+        });
         found.is_some()
     });
     found
