@@ -271,7 +271,7 @@ fn reread(target: Target) -> Result<(), String> {
 /// Where the records of replaced services are kept: a per-user target's in the user's
 /// state folder, a system target's in /var/lib/tunnelctl.
 fn records_dir(target: Target) -> PathBuf {
-    if !matches!(target, Target::SystemdUser | Target::LaunchdAgent) {
+    if !target.system().per_user() {
         return PathBuf::from("/var/lib/tunnelctl/replaced");
     }
     let state = std::env::var("XDG_STATE_HOME")
