@@ -58,7 +58,14 @@ source "$repo/demo/throwaway-sshd.sh"
 if [[ -n "${TUNNELCTL_BIN_DIR:-}" ]]; then
     bin=$TUNNELCTL_BIN_DIR
 else
-    command -v cargo >/dev/null || die "cargo is missing: install Rust (https://rustup.rs) or set TUNNELCTL_BIN_DIR"
+    # The oldest Rust that builds tunnelctl is the one Cargo.toml names (rust-version).
+    need_rust=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$repo/Cargo.toml")
+    get_rust="curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal && . \"\$HOME/.cargo/env\" (Debian 12's own cargo is 1.63 and Debian 13's 1.85: too old), or set TUNNELCTL_BIN_DIR to prebuilt binaries"
+    command -v cargo >/dev/null || die "cargo is missing: tunnelctl needs Rust $need_rust or newer; get it with: $get_rust"
+    command -v cc >/dev/null || die "cc is missing: Rust links with it; sudo apt-get install build-essential"
+    have_rust=$(rustc --version 2>/dev/null | awk '{print $2}')
+    printf '%s\n%s\n' "$need_rust" "${have_rust:-0}" | sort -V -C \
+        || die "Rust ${have_rust:-?} is too old: tunnelctl needs $need_rust or newer; get it with: $get_rust"
     say "Building tunnelctl (cargo build)"
     (cd "$repo" && cargo build --quiet --bins) || die "cargo build failed"
     # shellcheck source=packaging/cargo-target-dir.sh

@@ -179,6 +179,101 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_plain_character_stays_bare_and_every_control_is_escaped() {
+        assert_eq!(exec_word("a_b@c+d=e:f,g./h-9"), "a_b@c+d=e:f,g./h-9");
+        assert_eq!(exec_word("a$b%c"), "a$$b%%c");
+        assert_eq!(exec_word(" "), "\" \"");
+        assert_eq!(exec_word("a\u{1f}b"), "\"a\\x1fb\"");
+        assert_eq!(exec_word("a\u{7f}b"), "\"a\\x7fb\"");
+        assert_eq!(exec_word("a b"), "\"a b\"");
+        assert_eq!(
+            exec_line(&["a".into(), "b c".into(), ";".into()]),
+            "a \"b c\" \\;"
+        );
+    }
+
+    #[test]
+    fn unit_names_keep_what_systemd_escape_keeps() {
+        assert_eq!(unit_name("a:b_c-D9"), "tunnel-a:b_c-D9.service");
+        assert_eq!(unit_name("a/b"), "tunnel-a\\x2fb.service");
+        assert_eq!(unit_name("a..b."), "tunnel-a..b..service");
+    }
+
+    #[test]
+    fn state_directories_refuse_what_systemd_would_split_or_unquote() {
+        assert_eq!(unit_directory("tunnelctl/work").unwrap(), "tunnelctl/work");
+        assert_eq!(unit_directory("tunnelctl/50%").unwrap(), "tunnelctl/50%%");
+        for bad in [
+            "tunnelctl/a b",
+            "tunnelctl/a\tb",
+            "tunnelctl/a\\b",
+            "tunnelctl/a\"b",
+            "tunnelctl/a'b",
+            "tunnelctl/a:b",
+            "tunnelctl/a\u{1}b",
+            "tunnelctl//a",
+            "/tunnelctl/a",
+            "tunnelctl/a/",
+            "tunnelctl/./a",
+            "tunnelctl/../a",
+            "",
+        ] {
+            assert!(unit_directory(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn credential_paths_are_absolute_normalized_and_plain() {
+        assert_eq!(credential_path("/etc/k 1").unwrap(), "/etc/k 1");
+        assert_eq!(credential_path("/etc/50%").unwrap(), "/etc/50%%");
+        assert_eq!(credential_path("/etc/a.b/..c").unwrap(), "/etc/a.b/..c");
+        for bad in [
+            "etc/k",
+            "/etc//k",
+            "/etc/k/",
+            "/",
+            "/etc/./k",
+            "/etc/../k",
+            "/etc/k ",
+            "/etc/k\n",
+            "/etc/\u{7f}k",
+        ] {
+            assert!(credential_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn inittab_commands_at_the_boundaries() {
+        let at_max = format!("/{}", "w".repeat(INITTAB_PROCESS_MAX - 1));
+        assert_eq!(inittab_process_problem(&at_max), None);
+        let over = format!("{at_max}x");
+        assert!(
+            inittab_process_problem(&over).is_some_and(|m| m.contains("128 bytes")),
+            "{over}"
+        );
+        for c in INITTAB_SHELL_CHARS.chars() {
+            let process = format!("/usr/bin/w{c}x");
+            assert!(
+                inittab_process_problem(&process).is_some_and(|m| m.contains("/bin/sh")),
+                "{process}"
+            );
+        }
+        for c in ['#', ':', '\t', '\u{7f}'] {
+            let process = format!("/usr/bin/w{c}x");
+            assert!(
+                inittab_process_problem(&process).is_some_and(|m| m.contains("misread")),
+                "{process:?}"
+            );
+        }
+        assert_eq!(
+            inittab_process_problem(
+                "/usr/bin/tunnel-watchdog --args-file /etc/tunnelctl/run/t1.args"
+            ),
+            None
+        );
+    }
+
+    #[test]
     fn plain_words_stay_bare() {
         assert_eq!(
             exec_word("/usr/bin/tunnel-watchdog"),

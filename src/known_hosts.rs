@@ -176,6 +176,21 @@ pub fn pinned_keys(file: &Path, name: &str) -> Result<Vec<HostKey>, String> {
     Ok(parse_keys(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// Why a TCP connection to host:port fails now (`Connection refused`), if it does;
+/// bounded to 2 s per address.
+fn connect_error(host: &str, port: u16) -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let addrs = (host, port).to_socket_addrs().ok()?;
+    let mut last = None;
+    for addr in addrs.take(4) {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(_) => return None,
+            Err(e) => last = Some(format!("{addr}: {e}")),
+        }
+    }
+    last
+}
+
 /// Fetches the server's host keys. Directly with `ssh-keyscan`; through a jump host or
 /// proxy command (which ssh-keyscan cannot use) by letting ssh itself connect with
 /// `StrictHostKeyChecking=accept-new` into a throwaway known_hosts file and with every
@@ -186,6 +201,7 @@ pub fn fetch_keys(view: &SshView, timeout: Duration) -> Result<(Vec<HostKey>, St
     let secs = timeout.as_secs().max(1).to_string();
     match &view.proxy {
         None => {
+            let started = std::time::Instant::now();
             let out = Command::new("ssh-keyscan")
                 .args([
                     "-T",
@@ -201,15 +217,30 @@ pub fn fetch_keys(view: &SshView, timeout: Duration) -> Result<(Vec<HostKey>, St
             let keys = parse_keys(&String::from_utf8_lossy(&out.stdout));
             if keys.is_empty() {
                 let said = String::from_utf8_lossy(&out.stderr);
-                let said: Vec<&str> = said.lines().filter(|l| !l.starts_with('#')).collect();
+                let mut said: Vec<String> = said
+                    .lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .map(String::from)
+                    .collect();
+                // ssh-keyscan says nothing about a refused connection: a quick answer is
+                // one, and one connect (bounded by what is left of the time) tells which.
+                let quick = started.elapsed() < timeout;
+                if said.is_empty() && quick {
+                    said.extend(connect_error(&view.hostname, view.port));
+                }
+                let when = if quick {
+                    String::new()
+                } else {
+                    format!(" within {secs}s")
+                };
                 return Err(format!(
-                    "no host key received from {} port {} within {secs}s: is an SSH server listening there?{}",
+                    "no host key received from {} port {}{when}: is an SSH server listening there?{}",
                     view.hostname,
                     view.port,
                     if said.is_empty() {
                         String::new()
                     } else {
-                        format!(" (ssh-keyscan: {})", said.join("; "))
+                        format!(" ({})", said.join("; "))
                     }
                 ));
             }

@@ -108,6 +108,10 @@ impl Context {
             }
         })?;
         for warning in &config.warnings {
+            // `trust` is what such a warning tells the user to run: not said again.
+            if self.command == "trust" && warning.contains("`tunnelctl trust ") {
+                continue;
+            }
             crate::errln!("{warning}");
         }
         Ok(self.config.get_or_init(|| config))

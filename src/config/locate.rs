@@ -77,7 +77,9 @@ pub fn locate_in(
     } else {
         Err(format!(
             "no configuration found; tried --config (not given), $TUNNELCTL_CONFIG (not set), {}. \
-             Create it (see examples/tunnels.yaml) or pass --config FILE",
+             Create it from the ssh command you use (`tunnelctl import --write -- ssh -N -R 1234:localhost:22 me@server`), \
+             or from the commented example (the package's /usr/share/doc/tunnelctl/examples/tunnels.yaml, \
+             or examples/tunnels.yaml in the source), or pass --config FILE",
             candidate.display()
         ))
     }

@@ -143,7 +143,11 @@ impl InitSystem for Inittab {
     }
 
     fn files_summary(&self) -> &'static str {
-        "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args"
+        "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args (ID: the 4-character inittab id, t and 3 base-36 characters, shown in the marker line)"
+    }
+
+    fn state_and_log_summary(&self) -> &'static str {
+        "state /run/tunnelctl/NAME; log /var/log/tunnelctl/ID.log (by inittab id, rotated at 1 MiB)"
     }
 
     fn reachable(&self, pid1: &Pid1) -> Result<(), String> {

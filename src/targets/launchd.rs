@@ -142,6 +142,14 @@ impl InitSystem for Launchd {
         }
     }
 
+    fn state_and_log_summary(&self) -> &'static str {
+        if self.agent {
+            "state ~/Library/Application Support/tunnelctl/NAME; log ~/Library/Logs/tunnelctl/NAME.log"
+        } else {
+            "state /var/run/tunnelctl/NAME; log /var/log/tunnelctl/NAME.log"
+        }
+    }
+
     /// launchd is always there on a Mac.
     fn reachable(&self, _: &Pid1) -> Result<(), String> {
         Ok(())

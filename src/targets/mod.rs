@@ -94,6 +94,9 @@ pub trait InitSystem: Sync {
     /// The man page's words for where install writes.
     fn files_summary(&self) -> &'static str;
 
+    /// The man page's words for where a running tunnel keeps its state and its log.
+    fn state_and_log_summary(&self) -> &'static str;
+
     /// Whether this target's init runs on this machine and its tools reach it (`pid1`:
     /// what runs as PID 1), so install can start what it writes and uninstall stop it.
     /// Err says what was found instead. Reads the machine.
@@ -387,11 +390,25 @@ pub fn detection_sentence() -> String {
     )
 }
 
+/// Where a watchdog started by hand keeps its state and log (the man page's last line
+/// after the targets' own).
+pub const BY_HAND_STATE_AND_LOG: &str = "state $STATE_DIRECTORY, $RUNTIME_DIRECTORY, else /run/tunnelctl/NAME (root), $XDG_RUNTIME_DIR/tunnelctl/NAME or /tmp/tunnelctl-UID/NAME; log: stderr (see tunnel-watchdog(1))";
+
 /// The man page's list of where install writes: targets with the same words share a line.
 pub fn files_summaries() -> Vec<(String, &'static str)> {
+    summaries(|s| s.files_summary())
+}
+
+/// The man page's list of where a running tunnel keeps its state and log.
+pub fn state_and_log_summaries() -> Vec<(String, &'static str)> {
+    summaries(|s| s.state_and_log_summary())
+}
+
+/// Each target's words, targets with the same words next to each other on one line.
+fn summaries(words_of: impl Fn(&dyn InitSystem) -> &'static str) -> Vec<(String, &'static str)> {
     let mut out: Vec<(String, &'static str)> = Vec::new();
     for t in Target::ALL {
-        let words = t.system().files_summary();
+        let words = words_of(t.system());
         match out.last_mut() {
             Some((names, last)) if *last == words => {
                 names.push_str(", ");

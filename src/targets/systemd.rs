@@ -201,6 +201,14 @@ impl InitSystem for Systemd {
         }
     }
 
+    fn state_and_log_summary(&self) -> &'static str {
+        if self.user {
+            "state $XDG_STATE_HOME/tunnelctl/NAME (systemd 253 and later; ~/.local/state) or $XDG_CONFIG_HOME/tunnelctl/NAME (systemd 252; ~/.config); log: journalctl --user-unit tunnel-NAME.service"
+        } else {
+            "state /var/lib/tunnelctl/NAME (/var/lib/private/tunnelctl/NAME under DynamicUser=); log: the journal, journalctl -u tunnel-NAME.service"
+        }
+    }
+
     fn reachable(&self, pid1: &Pid1) -> Result<(), String> {
         if running(Path::new("/")) {
             Ok(())

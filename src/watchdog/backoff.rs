@@ -87,8 +87,13 @@ pub fn jitter_seed() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    // splitmix64 of clock ⊕ pid
-    let mut z = nanos ^ (u64::from(std::process::id()) << 32);
+    seed_from(nanos, std::process::id())
+}
+
+/// The seed of process `pid` at `nanos` since the epoch, in [0, 1): splitmix64 of
+/// clock ⊕ pid, so two watchdogs started in the same instant still differ.
+fn seed_from(nanos: u64, pid: u32) -> f64 {
+    let mut z = nanos ^ (u64::from(pid) << 32);
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -163,6 +168,88 @@ mod tests {
         let row = after_failure(0, true, Some(Duration::from_secs(600)), true, i, i, m);
         assert_eq!(row, (9, false));
         assert_eq!(wait_before_connect(row.0, row.1, i, m), m);
+    }
+
+    #[test]
+    fn jitter_is_linear_across_the_band() {
+        let n = Duration::from_secs(10);
+        assert_eq!(with_jitter(n, 0.5), n);
+        assert_eq!(with_jitter(n, 0.25), Duration::from_millis(9250));
+        assert_eq!(with_jitter(n, 0.75), Duration::from_millis(10750));
+        // Out of [0, 1): clamped to the band's edges.
+        assert_eq!(with_jitter(n, -3.0), Duration::from_millis(8500));
+        assert_eq!(with_jitter(n, 7.0), Duration::from_millis(11500));
+    }
+
+    /// What keeps a crowd of watchdogs that failed together from reconnecting in the same
+    /// instant: their seeds differ and spread over the whole band. 200 uniform draws all
+    /// in one quarter would happen once in 10^25 runs.
+    #[test]
+    fn jitter_seeds_spread_over_the_band() {
+        let n = Duration::from_secs(10);
+        let waits: Vec<Duration> = (0..200).map(|_| with_jitter(n, jitter_seed())).collect();
+        let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(*lo < Duration::from_millis(9250), "lowest wait {lo:?}");
+        assert!(*hi > Duration::from_millis(10750), "highest wait {hi:?}");
+        let mut distinct = waits.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 190, "{} distinct of 200", distinct.len());
+    }
+
+    /// Watchdogs started in the same nanosecond (a crowd after a reboot) get different
+    /// seeds from their pids, whatever the clock's bits; and one process's seeds differ
+    /// from one instant to the next.
+    #[test]
+    fn seeds_differ_between_pids_and_instants() {
+        for nanos in [
+            0,
+            u64::MAX,
+            0x0000_ffff_ffff_0000,
+            1_796_532_745_000_000_000,
+        ] {
+            let seeds: Vec<u64> = (1..=64)
+                .map(|pid| seed_from(nanos, pid).to_bits())
+                .collect();
+            let mut distinct = seeds.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 64, "at {nanos:#x}: {seeds:?}");
+            assert!(
+                seeds
+                    .iter()
+                    .all(|&s| (0.0..1.0).contains(&f64::from_bits(s)))
+            );
+        }
+        assert_ne!(seed_from(1, 7).to_bits(), seed_from(2, 7).to_bits());
+        // The splitmix64 finaliser, pinned: its first output for the state 0.
+        assert_eq!(
+            seed_from(0, 0),
+            (0xe220_a839_7b1d_cdaf_u64 >> 11) as f64 / (1u64 << 53) as f64
+        );
+    }
+
+    /// `proven_after` above `max` (a probe interval longer than the back-off cap): being
+    /// up longer than `max` still starts a new row, being up exactly `max` does not.
+    #[test]
+    fn up_longer_than_max_starts_a_new_row_at_the_boundary() {
+        let (i, m) = (Duration::from_secs(2), Duration::from_secs(300));
+        let proven = Duration::from_secs(600);
+        let up = |secs| {
+            after_failure(
+                3,
+                false,
+                Some(Duration::from_secs(secs)),
+                false,
+                proven,
+                i,
+                m,
+            )
+        };
+        assert_eq!(up(300), (4, false));
+        assert_eq!(up(301), (1, true));
+        assert_eq!(up(600), (1, true));
+        assert_eq!(after_failure(3, true, None, false, proven, i, m), (4, true));
     }
 
     #[test]

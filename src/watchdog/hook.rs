@@ -60,6 +60,8 @@ pub(super) struct Hook {
     /// A run ended (or ssh was replaced): children we did not start may be ours now,
     /// to kill and reap at each poll until none is left.
     sweeping: bool,
+    /// Leftovers already killed and logged, not yet reaped (logged once each).
+    signalled: Vec<u32>,
 }
 
 impl Hook {
@@ -74,6 +76,7 @@ impl Hook {
             queue: VecDeque::new(),
             running: None,
             sweeping: false,
+            signalled: Vec::new(),
         }
     }
 
@@ -188,7 +191,8 @@ impl Hook {
 
     /// Kills and reaps every child of ours that we did not start (the running command
     /// and `ssh` aside): orphans re-parented to us as subreaper. A killed one is reaped
-    /// by a later poll (its SIGCHLD wakes the loop); sweeping stops once none is left.
+    /// by a later poll (its SIGCHLD wakes the loop); sweeping stops once a pass finds
+    /// nothing to kill or reap.
     fn sweep(&mut self, ssh: Option<u32>) {
         let running = self.running.as_ref().map(|r| r.child.id());
         let adopted: Vec<(u32, bool)> = children()
@@ -196,22 +200,32 @@ impl Hook {
             .filter(|(pid, _)| Some(*pid) != ssh && Some(*pid) != running)
             .collect();
         let mut killed = Vec::new();
+        let mut reaped = false;
         for &(pid, zombie) in &adopted {
             let pid = Pid::from_raw(pid as i32);
             if zombie {
                 let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+                reaped = true;
             } else if nix::sys::signal::kill(pid, Signal::SIGKILL).is_ok() {
-                killed.push(pid.to_string());
+                killed.push(pid.as_raw() as u32);
             }
         }
-        if !killed.is_empty() {
+        let new: Vec<String> = killed
+            .iter()
+            .filter(|p| !self.signalled.contains(p))
+            .map(u32::to_string)
+            .collect();
+        if !new.is_empty() {
             log::warn(format_args!(
                 "on-change: killed what {} left running after it exited (pid {})",
                 self.argv[0],
-                killed.join(", ")
+                new.join(", ")
             ));
         }
-        self.sweeping = !adopted.is_empty();
+        // Only while there is progress: one we cannot kill (a setuid program) must not
+        // keep the loop waking; its exit is reaped at the next sweep.
+        self.sweeping = reaped || !killed.is_empty();
+        self.signalled = killed;
     }
 
     /// When the running command must be killed (the loop's sleep ends by then); while

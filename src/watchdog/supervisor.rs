@@ -154,7 +154,30 @@ impl Watchdog {
             {
                 return code;
             }
-            match self.connect_and_watch(&ssh_args, &held) {
+            let result = self.connect_and_watch(&ssh_args, &held);
+            // A -R port the server still holds (the old session): at once, without it.
+            if let (
+                Outcome::Failed {
+                    reason,
+                    port_held: Some(port),
+                    ..
+                },
+                None,
+            ) = &result
+                && let Some((rest, forward)) = args::without_remote_forward(&ssh_args, *port)
+            {
+                log::warn(format_args!(
+                    "{reason}; reconnecting at once without {} and asking the server for it every {} through ssh's control socket",
+                    forward.describe(),
+                    format_human(PORT_HELD_ASK_EVERY)
+                ));
+                self.state.last_error = reason.clone();
+                self.count_reconnect();
+                ssh_args = rest;
+                held.push(forward);
+                continue;
+            }
+            match result {
                 (outcome @ (Outcome::Reconnect | Outcome::NetworkChanged), _) => {
                     // Not a failure of the tunnel: the failure row starts afresh, and
                     // the held -R forwards are asked for again by the new connection.
@@ -169,25 +192,6 @@ impl Watchdog {
                     continue;
                 }
                 (Outcome::Stopped, _) => return self.stopped(),
-                (
-                    Outcome::Failed {
-                        reason,
-                        port_held: Some(port),
-                        ..
-                    },
-                    None,
-                ) if let Some((rest, forward)) = args::without_remote_forward(&ssh_args, port) => {
-                    log::warn(format_args!(
-                        "{reason}; reconnecting at once without {} and asking the server for it every {} through ssh's control socket",
-                        forward.describe(),
-                        format_human(PORT_HELD_ASK_EVERY)
-                    ));
-                    self.state.last_error = reason;
-                    self.count_reconnect();
-                    ssh_args = rest;
-                    held.push(forward);
-                    continue;
-                }
                 (
                     Outcome::Failed {
                         reason,

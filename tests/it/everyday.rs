@@ -501,3 +501,31 @@ printf '%s\n' "${COMPREPLY[@]}""#;
     // Commands keep completing as before.
     assert!(complete("tunnelctl st").contains(&"status".to_string()));
 }
+
+/// `trust` against a port nothing listens on says so at once (not "within 15s"), and
+/// does not tell the user to run the command they are running.
+#[test]
+fn trust_says_connection_refused_and_no_hint_to_itself() {
+    let dir = common::temp_dir("trustref");
+    let port = free_port();
+    let config = dir.path().join("tunnels.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "tunnels:\n  alpha:\n    host: 127.0.0.1\n    port: {port}\n    known_hosts: {}\n    forwards:\n      - local: 18080\n        to: localhost:80\n",
+            dir.path().join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new(TUNNELCTL);
+    c.arg("-c")
+        .arg(&config)
+        .args(["trust", "alpha", "--yes"])
+        .env("HOME", dir.path());
+    let out = run_bounded(c, Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(!err.contains("within 15s"), "{err}");
+    assert!(!err.contains("run `tunnelctl trust"), "{err}");
+}

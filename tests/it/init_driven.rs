@@ -1,6 +1,6 @@
 //! tunnelctl itself drives each real init: `install NAME` starts the tunnel (no
 //! `--no-start`, no `--root`), `status` reads it, `reconnect` cuts a back-off short,
-//! `uninstall NAME` stops it and leaves nothing running and nothing behind. One scenario
+//! `stop`/`start`/`restart` go through the init, `uninstall NAME` stops it and leaves nothing running and nothing behind. One scenario
 //! ([`common::driven::install_reconnect_uninstall`]), one rig per init.
 
 use crate::common;

@@ -5,7 +5,10 @@
 
 use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
 
-use Block::{Entries, Entry, Example, Heading, Para, SeeAlso, TargetDetection, TargetFiles, Text};
+use Block::{
+    Entries, Entry, Example, Heading, Para, SeeAlso, TargetDetection, TargetFiles,
+    TargetStateAndLog, Text,
+};
 use Face::{B, I, R};
 
 /// roff's fonts: `\fR` roman, `\fB` bold, `\fI` italic.
@@ -38,6 +41,9 @@ pub(super) enum Block {
     TargetFiles,
     /// How install picks a target without `--target`, as each target says.
     TargetDetection,
+    /// Where a running tunnel keeps its state and log, as each target says, then a
+    /// watchdog started by hand.
+    TargetStateAndLog,
 }
 
 /// The blocks as roff requests.
@@ -80,6 +86,18 @@ pub(super) fn write(r: &mut Roff, blocks: &[Block]) {
                     r.text([bold(names)]);
                     r.text([italic(files)]);
                 }
+            }
+            TargetStateAndLog => {
+                for (names, words) in crate::targets::state_and_log_summaries() {
+                    r.control("TP", []);
+                    r.text([bold(names)]);
+                    r.text([italic(words)]);
+                }
+                entry(
+                    r,
+                    &[(B, "by hand")],
+                    &[(I, crate::targets::BY_HAND_STATE_AND_LOG)],
+                );
             }
             TargetDetection => {
                 r.text([
@@ -179,6 +197,24 @@ pub(super) const TUNNELCTL: &[Block] = &[
     Para,
     Text(&[(R, "Where install writes, per target:")]),
     TargetFiles,
+    Para,
+    Text(&[(
+        R,
+        "Where a running tunnel keeps its state (the watchdog's state file and control socket) and its log, per target:",
+    )]),
+    TargetStateAndLog,
+    Para,
+    Text(&[
+        (B, "tunnelctl stop"),
+        (
+            R,
+            " on inittab and BusyBox comments the entry out (a # before its line) and has init reread /etc/inittab, so init no longer respawns it, also after a reboot; ",
+        ),
+        (B, "start"),
+        (R, " takes the # away, "),
+        (B, "install"),
+        (R, " writes the entry back as it should be."),
+    ]),
     Heading("EXIT STATUS"),
     Entries(
         B,
@@ -625,6 +661,11 @@ leading lines that start with # are comments. ",
             ),
         ],
     ),
+    Para,
+    Text(&[(
+        R,
+        "Run by hand, the watchdog is its own only supervisor: it reconnects ssh for as long as it runs, but when it exits (a configuration error, a signal, a failure it reports with its exit status) nothing starts it again. Keep it under an init system (tunnelctl install), or in a restart loop: while :; do tunnel-watchdog --args-file FILE; sleep 5; done.",
+    )]),
     SeeAlso(&[
         ("tunnelctl", "1"),
         ("tunnels.yaml", "5"),

@@ -428,6 +428,32 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_described_by_what_concerns_the_tunnel() {
+        let ours = NetEvent::AddrAdded {
+            ifindex: 3,
+            addr: v4("192.168.1.30"),
+        };
+        let other = NetEvent::AddrAdded {
+            ifindex: 9,
+            addr: v4("10.9.0.1"),
+        };
+        let batch = [ours, other.clone(), other.clone()];
+        assert_eq!(
+            describe_batch(Some(&facts()), &batch),
+            "1 of 3 event(s) on the tunnel's path"
+        );
+        let mut flood = vec![other; 256];
+        flood.push(NetEvent::Lost);
+        let said = describe_batch(Some(&facts()), &flood);
+        assert!(said.starts_with("256 event(s) and more"), "{said}");
+        assert!(!said.contains("on the tunnel's path"), "{said}");
+        assert_eq!(
+            describe_batch(None, &flood[..2]),
+            "2 event(s); the tunnel's path is not known yet"
+        );
+    }
+
+    #[test]
     fn relevant_change_with_the_same_route_probes() {
         // A second address on our interface: the route to the server stays.
         let ev = [NetEvent::AddrAdded {

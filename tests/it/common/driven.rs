@@ -1,6 +1,6 @@
 //! tunnelctl itself driving a real init system: `install NAME` (it writes the service,
-//! tells the init and starts it), `status`, `reconnect` while the tunnel backs off, and
-//! `uninstall NAME` (it stops, removes, tells the init) — each run where a user of that
+//! tells the init and starts it), `status`, `reconnect` while the tunnel backs off,
+//! `stop`/`start`/`restart`, and `uninstall NAME` (it stops, removes, tells the init) — each run where a user of that
 //! init runs it, with no `--no-start` and no `--root`.
 //!
 //! An init is reached through [`Driven`] (one implementation per init system:
@@ -247,6 +247,7 @@ pub fn install_reconnect_uninstall_checking<D: Driven>(rig: &mut D, while_up: im
 
     while_up(rig);
     reconnect_during_back_off(rig);
+    stop_start_restart(rig);
 
     // uninstall: stopped, removed, the init told; nothing runs, nothing is left.
     let out = verb(rig, "uninstall", Duration::from_secs(60));
@@ -363,4 +364,85 @@ fn reconnect_during_back_off<D: Driven>(rig: &mut D) {
             )
         });
     eprintln!("{label}: server back -> data after {:?}", back.elapsed());
+}
+
+/// The watchdogs running now (host pids).
+fn watchdogs<D: Driven>(rig: &D) -> Vec<i32> {
+    rig.tunnel_processes()
+        .into_iter()
+        .filter(|(_, c)| c.contains("tunnel-watchdog"))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// `stop`: nothing runs and the forward is dead; `start`: the tunnel carries data
+/// again; `restart`: another watchdog carries it. Each through the init, by tunnelctl.
+fn stop_start_restart<D: Driven>(rig: &mut D) {
+    let label = rig.label();
+    let run = |rig: &D, verb_name: &str| {
+        let out = verb(rig, verb_name, Duration::from_secs(90));
+        assert!(
+            out.status.success(),
+            "{label}: tunnelctl {verb_name} {NAME}: {}\n{}",
+            out_text(&out),
+            rig.report()
+        );
+    };
+    run(rig, "stop");
+    let mut left = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            left = rig.tunnel_processes();
+            left.is_empty()
+        }),
+        "{label}: still running after stop: {left:?}\n{}",
+        rig.report()
+    );
+    assert!(
+        !rig.init_says_running(),
+        "{label}: the init runs it after stop"
+    );
+    assert!(
+        rig.wait_roundtrip(Duration::ZERO).is_err(),
+        "{label}: the forward carries data after stop"
+    );
+    run(rig, "start");
+    rig.wait_roundtrip(Duration::from_secs(30))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{label}: not carrying data after start: {e}\n{}",
+                rig.report()
+            )
+        });
+    assert!(
+        rig.init_says_running(),
+        "{label}: the init does not run it after start"
+    );
+    let mut before = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            before = watchdogs(rig);
+            before.len() == 1
+        }),
+        "{label}: watchdogs after start: {before:?}\n{}",
+        rig.report()
+    );
+    run(rig, "restart");
+    let mut after = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            after = watchdogs(rig);
+            after.len() == 1 && after != before
+        }),
+        "{label}: no new watchdog after restart: {before:?} -> {after:?}\n{}",
+        rig.report()
+    );
+    rig.wait_roundtrip(Duration::from_secs(30))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{label}: not carrying data after restart: {e}\n{}",
+                rig.report()
+            )
+        });
+    eprintln!("{label}: stop, start and restart by tunnelctl: watchdog {before:?} -> {after:?}");
 }
