@@ -29,13 +29,11 @@ pub mod home;
 pub mod import;
 pub mod install;
 pub mod known_hosts;
-pub mod locations;
 pub mod output;
 pub mod progress;
-pub mod render;
 pub mod ssh_command;
 pub mod status;
-pub mod target;
+pub mod targets;
 
 #[cfg(test)]
 mod test_prereq;

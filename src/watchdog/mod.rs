@@ -37,10 +37,11 @@ use nix::sys::signal::Signal;
 
 use crate::duration::format_human;
 use crate::state::State;
+use crate::state::resolve_state_dir;
 use args::{Options, Parsed};
 use readiness::Readiness;
 use signals::Signals;
-pub use statedir::{MAX_STATE_FILE, metrics_dir, resolve_state_dir};
+pub use statedir::metrics_dir;
 use statedir::{name_problem, read_state};
 use supervisor::Watchdog;
 

@@ -337,7 +337,7 @@ fn logs_shows_and_follows_the_inittab_log_file() {
 fn logs_reads_the_journal_for_systemd_units() {
     // journalctl is the tool; its argv is what this command decides.
     use tunnelctl::commands::logs::{LogQuery, log_command};
-    use tunnelctl::locations::LogSource;
+    use tunnelctl::targets::LogSource;
     let system = LogSource::Journal {
         unit: "tunnel-a.service".into(),
         user: false,

@@ -19,9 +19,9 @@ use common::readback::{
 use common::systemd_analyze::exposure;
 use common::*;
 use tunnelctl::config::Config;
-use tunnelctl::render::{self, RenderOptions};
 use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
-use tunnelctl::target::Target;
+use tunnelctl::targets::Target;
+use tunnelctl::targets::{self as render, RenderOptions};
 
 const WATCHDOG: &str = "/usr/bin/tunnel-watchdog";
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::*;
-use tunnelctl::target::Target;
+use tunnelctl::targets::Target;
 
 const WATCHDOG: &str = "/usr/bin/tunnel-watchdog";
 
