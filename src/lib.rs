@@ -43,7 +43,7 @@ mod tests {
     use std::path::Path;
 
     /// Every `.rs` file under src/ is named in docs/design.md's module table, itself or
-    /// through a folder row (`src/render/` counts for the files under it).
+    /// through a folder row (`src/procinfo/` counts for the files under it).
     #[test]
     fn design_md_names_every_module() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

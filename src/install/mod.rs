@@ -190,9 +190,9 @@ impl Installer {
         trust: safe_fs::Trust,
     ) -> Result<safe_fs::Dir, String> {
         if create && !self.root.exists() {
-            // A new --root: the caller's own directory, made as asked.
-            fs::create_dir_all(&self.root)
-                .map_err(|e| format!("creating {}: {e}", self.root.display()))?;
+            // A new --root: the caller's own directory, made 0755 like every other
+            // directory install makes (not what the umask leaves).
+            create_dirs_0755(&self.root)?;
         }
         safe_fs::open_dir(&self.root, &relative(dir), create.then_some(0o755), trust)
     }
@@ -474,6 +474,23 @@ impl Installer {
         }
         Ok(())
     }
+}
+
+/// `dir` and its missing parents, each made mode 0755 whatever the umask.
+fn create_dirs_0755(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| fs::symlink_metadata(d).is_err()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        fs::create_dir(d)
+            .and_then(|()| fs::set_permissions(d, fs::Permissions::from_mode(0o755)))
+            .map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    Ok(())
 }
 
 fn relative(path: &Path) -> PathBuf {
