@@ -143,6 +143,10 @@ pub trait InitSystem: Sync {
     /// Where the tunnel's log lines go.
     fn log(&self, name: &str, home: &Path) -> LogSource;
 
+    /// Why this tunnel's back-off can trip the supervisor's own restart limit (which
+    /// would stop restarting it), or None: the watchdog's pacing must stay under it.
+    fn restart_limit_problem(&self, tunnel: &Tunnel) -> Option<String>;
+
     /// After install wrote the files of `items`: what makes the init system (re)start them.
     fn activate(&self, items: &[Activation], no_start: bool) -> Vec<Step>;
 
