@@ -3,6 +3,8 @@
 # macOS (launchd) and the musl routers (inittab/BusyBox), with warnings denied.
 #
 #   bash packaging/check-targets.sh [--targets T1,T2,...]
+#   bash packaging/check-targets.sh --print-toolchain   # prepare (or reuse) the toolchain
+#                                                       # copy below, print its path, stop
 #
 # Default targets: aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-musl
 # armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl.
@@ -31,12 +33,14 @@ source "$repo/packaging/cargo-target-dir.sh"
 
 targets=(aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-musl
     armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl)
+print_toolchain=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
+        --print-toolchain) print_toolchain=1; shift ;;
         --targets) [[ -n ${2:-} ]] || { echo "check-targets: --targets needs a comma-separated list" >&2; exit 2; }
             IFS=, read -r -a targets <<<"$2"; shift 2 ;;
         --targets=*) IFS=, read -r -a targets <<<"${1#--targets=}"; shift ;;
-        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "check-targets: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -121,6 +125,10 @@ else
 fi
 [[ $("$toolchain/bin/rustc" --print sysroot) == "$toolchain" ]] ||
     fail "$toolchain/bin/rustc does not use its own sysroot; remove $toolchain and run again"
+if [[ $print_toolchain -eq 1 ]]; then
+    echo "$toolchain"
+    exit 0
+fi
 
 # ------------------------------------------------ the checks
 results=() failed=0

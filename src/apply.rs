@@ -4,7 +4,7 @@
 //! computes and carries out the plan is `commands/apply.rs`; the files and init tools
 //! are install's.
 
-use crate::target::Target;
+use crate::targets::Target;
 
 /// What `apply` does to one tunnel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::target::Target;
+use crate::targets::Target;
 
 #[derive(Debug, Parser)]
 #[command(

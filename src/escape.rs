@@ -174,6 +174,31 @@ pub fn inittab_process_problem(process: &str) -> Option<String> {
     None
 }
 
+/// One word for a POSIX shell script (`run` scripts, init.d scripts): the value in
+/// single quotes, each `'` written `'\''`, so `$`, backquotes, `\`, `"`, globs and
+/// blanks are plain characters. A control character (a newline would end the command)
+/// is refused: a script is one command per line, and nothing from the config may start
+/// another. The one function every value that reaches a shell script goes through.
+pub fn sh_word(value: &str) -> Result<String, String> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{value:?} contains the control character {c:?}, which a shell script cannot carry safely; remove it"
+        ));
+    }
+    Ok(format!("'{}'", value.replace('\'', "'\\''")))
+}
+
+/// [`sh_word`] for a word a command takes as an operand (a path, a name): one starting
+/// with `-` would be read as an option, so it is refused too.
+pub fn sh_operand(value: &str) -> Result<String, String> {
+    if value.starts_with('-') {
+        return Err(format!(
+            "{value:?} starts with `-`, which the command would read as an option; use a path or name that does not"
+        ));
+    }
+    sh_word(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +380,53 @@ mod tests {
                 .unwrap()
                 .contains("127")
         );
+    }
+
+    /// Every hostile value comes back from `sh -c 'printf %s WORD'` byte for byte: the
+    /// shell sees one word and expands nothing in it.
+    #[test]
+    fn sh_words_are_read_back_exactly_by_sh() {
+        let hostile = [
+            "plain",
+            "",
+            "it's",
+            "''",
+            "'\\''",
+            "$HOME",
+            "${IFS}x",
+            "$(touch /tmp/pwned-by-tunnelctl)",
+            "`id`",
+            "a\"b\\c",
+            "two  words and  spaces",
+            "*",
+            "; rm -rf /",
+            "x & y | z > w",
+            "ü€",
+            "#not a comment",
+            "~root",
+        ];
+        for value in hostile {
+            let word = sh_word(value).unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {word}"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{value:?} as {word}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), value, "{word}");
+        }
+        assert!(!std::path::Path::new("/tmp/pwned-by-tunnelctl").exists());
+    }
+
+    #[test]
+    fn sh_words_refuse_newlines_and_operands_refuse_options() {
+        for bad in ["a\nb", "a\rb", "\0", "x\u{1b}[2J"] {
+            assert!(sh_word(bad).is_err(), "{bad:?}");
+        }
+        assert!(sh_operand("-rf").unwrap_err().contains("option"));
+        assert!(sh_operand("--help").is_err());
+        assert_eq!(sh_operand("a-b").unwrap(), "'a-b'");
+        assert_eq!(sh_word("-x").unwrap(), "'-x'");
+        assert_eq!(sh_word("it's").unwrap(), "'it'\\''s'");
     }
 }

@@ -8,15 +8,15 @@
 //! (`replaced/NAME` under /var/lib/tunnelctl, or the user's state folder for a per-user
 //! target) lets `import --undo NAME` bring it back later.
 //!
-//! The init-specific steps (which tool stops, starts and tells) are all here, calling
-//! install's own tools (`run_tool`, `systemctl`, `reread_inittab`).
+//! The old service's init-specific steps (which tool stops, starts and tells) are here;
+//! install's own runner (`run_tool`, `run_steps`) and the targets' answers.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::install::{INITTAB, reread_inittab, run_tool, systemctl};
+use crate::install::{INITTAB, run_steps, run_tool};
 use crate::state::{Phase, State};
-use crate::target::Target;
+use crate::targets::{Target, systemd::systemctl};
 
 /// The service that ran the tunnel before.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,11 +82,13 @@ impl Old {
     /// Stops the old service; its ports are free when this returns Ok.
     pub fn stop(&self, name: &str) -> Result<(), String> {
         match self {
-            Old::Unit { target, unit, .. } => run_tool(&with(&systemctl(*target), &["stop", unit])),
+            Old::Unit { target, unit, .. } => {
+                run_tool(&systemctl(target.system().per_user(), &["stop", unit]))
+            }
             Old::InittabLine { target, line } => {
                 let before = running_line(line);
                 edit_inittab(line, &format!("{}{line}", marker(name)))?;
-                reread_inittab(*target)?;
+                reread(*target)?;
                 // sysvinit stops what a removed line ran; BusyBox (unless built with
                 // FEATURE_KILL_REMOVED) does not: those are stopped here, by pid.
                 for pid in before {
@@ -111,9 +113,12 @@ impl Old {
                 unit,
                 enabled,
             } => {
-                let _ = run_tool(&with(&systemctl(*target), &["reset-failed", unit]));
+                let _ = run_tool(&systemctl(
+                    target.system().per_user(),
+                    &["reset-failed", unit],
+                ));
                 if *enabled {
-                    run_tool(&with(&systemctl(*target), &["disable", unit]))?;
+                    run_tool(&systemctl(target.system().per_user(), &["disable", unit]))?;
                 }
                 Ok(())
             }
@@ -131,13 +136,13 @@ impl Old {
                 enabled,
             } => {
                 if *enabled {
-                    run_tool(&with(&systemctl(*target), &["enable", unit]))?;
+                    run_tool(&systemctl(target.system().per_user(), &["enable", unit]))?;
                 }
-                run_tool(&with(&systemctl(*target), &["start", unit]))
+                run_tool(&systemctl(target.system().per_user(), &["start", unit]))
             }
             Old::InittabLine { target, line } => {
                 edit_inittab(&format!("{}{line}", marker(name)), line)?;
-                reread_inittab(*target)
+                reread(*target)
             }
             Old::Process { argv, env, cwd, .. } => spawn_detached(argv, env, cwd),
         }
@@ -258,16 +263,15 @@ fn unescape(v: &str) -> String {
     out
 }
 
-fn with(base: &[String], args: &[&str]) -> Vec<String> {
-    let mut v = base.to_vec();
-    v.extend(args.iter().map(|s| s.to_string()));
-    v
+/// Has the init of an inittab target read /etc/inittab again.
+fn reread(target: Target) -> Result<(), String> {
+    run_steps(target, &target.system().start_installed("")?)
 }
 
 /// Where the records of replaced services are kept: a per-user target's in the user's
 /// state folder, a system target's in /var/lib/tunnelctl.
 fn records_dir(target: Target) -> PathBuf {
-    if !matches!(target, Target::SystemdUser | Target::LaunchdAgent) {
+    if !target.system().per_user() {
         return PathBuf::from("/var/lib/tunnelctl/replaced");
     }
     let state = std::env::var("XDG_STATE_HOME")
@@ -446,20 +450,10 @@ fn spawn_detached(argv: &[String], env: &[String], cwd: &str) -> Result<(), Stri
 /// Starts tunnelctl's service for `name` (installed with `--no-start`). Inittab
 /// targets were started by the reread that stopped the old line, or are now.
 pub fn start_new(name: &str, target: Target, old: &Old) -> Result<(), String> {
-    match target {
-        Target::Systemd | Target::SystemdUser => {
-            let unit = crate::escape::unit_name(name);
-            run_tool(&with(&systemctl(target), &["enable", &unit]))?;
-            run_tool(&with(&systemctl(target), &["start", "--no-block", &unit]))
-        }
-        Target::Inittab | Target::Busybox => match old {
-            Old::InittabLine { .. } => Ok(()),
-            _ => reread_inittab(target),
-        },
-        Target::Launchd | Target::LaunchdAgent => {
-            Err("a handover to launchd is not supported yet".into())
-        }
+    if target.system().uses_inittab() && matches!(old, Old::InittabLine { .. }) {
+        return Ok(());
     }
+    run_steps(target, &target.system().start_installed(name)?)
 }
 
 /// Waits until tunnelctl's tunnel is proven: its unit active (READY=1 sent), or its
@@ -468,30 +462,18 @@ pub fn wait_proven(name: &str, target: Target, bound: Duration) -> Result<Durati
     let start = Instant::now();
     let mut last = String::from("nothing yet");
     loop {
-        match target {
-            Target::Systemd | Target::SystemdUser => {
-                let unit = crate::escape::unit_name(name);
-                let mut argv = systemctl(target);
-                argv.extend(["show", "-p", "ActiveState,SubState", &unit].map(String::from));
-                if let Ok(out) = std::process::Command::new(&argv[0])
-                    .args(&argv[1..])
-                    .output()
-                {
-                    let text = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
-                    if text.contains("ActiveState=active ") {
-                        return Ok(start.elapsed());
-                    }
-                    last = text.trim().to_string();
-                }
+        // The supervisor's word where it has one (an active unit has sent READY=1),
+        // else the state file's.
+        if let Some(info) = target.system().supervisor_view(name) {
+            if info.active_state == "active" {
+                return Ok(start.elapsed());
             }
-            _ => {
-                if let Some(state) = state_of(name, target) {
-                    if matches!(state.phase, Phase::Up | Phase::Degraded) {
-                        return Ok(start.elapsed());
-                    }
-                    last = format!("state {}: {}", state.phase.as_str(), state.last_error);
-                }
+            last = format!("{}/{}", info.active_state, info.sub_state);
+        } else if let Some(state) = state_of(name, target) {
+            if matches!(state.phase, Phase::Up | Phase::Degraded) {
+                return Ok(start.elapsed());
             }
+            last = format!("state {}: {}", state.phase.as_str(), state.last_error);
         }
         if start.elapsed() >= bound {
             return Err(last);
@@ -504,18 +486,16 @@ fn state_of(name: &str, target: Target) -> Option<State> {
     let home = crate::home::home_dir();
     let uid = nix::unistd::geteuid().as_raw();
     let env = |k: &str| std::env::var(k).ok();
-    crate::locations::state_dir_candidates(target, name, &home, uid, &env)
+    crate::targets::state_dirs(target, name, &home, uid, &env)
         .into_iter()
         .find_map(|dir| std::fs::read_to_string(dir.join("state")).ok())
         .and_then(|text| State::from_text(&text).ok())
 }
 
-/// A BusyBox init keeps a removed line's process: the new tunnel's watchdog is stopped
-/// by its pid (from its state file) after uninstall took its line out.
+/// An init may keep a removed entry's process (BusyBox without FEATURE_KILL_REMOVED):
+/// the new tunnel's watchdog, if still running after uninstall, is stopped by its pid
+/// (from its state file, confirmed by its argv).
 pub fn stop_leftover_watchdog(name: &str, target: Target) {
-    if target != Target::Busybox {
-        return;
-    }
     if let Some(state) = state_of(name, target)
         && state.pid > 0
         && crate::procinfo::argv(state.pid).is_some_and(|a| {

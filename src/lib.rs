@@ -29,13 +29,11 @@ pub mod home;
 pub mod import;
 pub mod install;
 pub mod known_hosts;
-pub mod locations;
 pub mod output;
 pub mod progress;
-pub mod render;
 pub mod ssh_command;
 pub mod status;
-pub mod target;
+pub mod targets;
 
 #[cfg(test)]
 mod test_prereq;
@@ -45,7 +43,7 @@ mod tests {
     use std::path::Path;
 
     /// Every `.rs` file under src/ is named in docs/design.md's module table, itself or
-    /// through a folder row (`src/render/` counts for the files under it).
+    /// through a folder row (`src/procinfo/` counts for the files under it).
     #[test]
     fn design_md_names_every_module() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

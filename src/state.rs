@@ -1,6 +1,8 @@
 //! The watchdog's state file, `STATE_DIR/state`: one `key=value` per line, written by
 //! `tunnel-watchdog` (replaced atomically: temp file + rename) and read by
-//! `tunnelctl status`. Pure: text in, text out.
+//! `tunnelctl status` and `reconnect`; where it lives by default ([`resolve_state_dir`])
+//! and how the commands read it ([`read_state_file`]). The format is pure: text in,
+//! text out.
 //!
 //! | key | meaning |
 //! |---|---|
@@ -25,6 +27,7 @@
 //! Unknown keys are ignored and missing keys keep their defaults, so the format can grow.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Phase {
@@ -323,6 +326,47 @@ fn flag(value: &str) -> Result<bool, &'static str> {
     }
 }
 
+/// `--state-dir`, else `$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY` (first entry), else a
+/// per-user default (docs/design.md).
+pub fn resolve_state_dir(
+    option: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    is_root: bool,
+    uid: u32,
+) -> PathBuf {
+    if let Some(dir) = option {
+        return dir.to_path_buf();
+    }
+    for key in ["STATE_DIRECTORY", "RUNTIME_DIRECTORY"] {
+        if let Some(first) = env(key)
+            .as_deref()
+            .and_then(|v| v.split(':').next())
+            .filter(|v| !v.is_empty())
+        {
+            return PathBuf::from(first);
+        }
+    }
+    let name = name.replace('/', "_");
+    if is_root {
+        return PathBuf::from("/run/tunnelctl").join(name);
+    }
+    match env("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("tunnelctl").join(name),
+        None => PathBuf::from(format!("/tmp/tunnelctl-{uid}")).join(name),
+    }
+}
+
+/// The state file is small; anything bigger is not ours.
+pub const MAX_STATE_FILE: u64 = 64 * 1024;
+
+/// `DIR/state` read as `status` and `reconnect` may trust it: bounded, never through a
+/// link, owned by the caller, root, or the directory's owner when root made that
+/// directory (`safe_fs::read_trusted`). None when there is no such file.
+pub fn read_state_file(dir: &Path) -> Result<Option<Vec<u8>>, String> {
+    crate::safe_fs::read_trusted(&dir.join("state"), MAX_STATE_FILE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +478,36 @@ mod tests {
         }
         .to_text();
         assert!(flat.contains("last_error=a b\n"));
+    }
+
+    #[test]
+    fn state_dir_follows_the_design_order() {
+        let env = |k: &str| match k {
+            "RUNTIME_DIRECTORY" => Some("/run/tunnelctl/a:/run/other".to_string()),
+            "XDG_RUNTIME_DIR" => Some("/run/user/1000".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            resolve_state_dir(Some(Path::new("/x")), &env, "a", true, 0),
+            PathBuf::from("/x")
+        );
+        assert_eq!(
+            resolve_state_dir(None, &env, "a", true, 0),
+            PathBuf::from("/run/tunnelctl/a")
+        );
+        let none = |_: &str| None;
+        assert_eq!(
+            resolve_state_dir(None, &none, "a/b", true, 0),
+            PathBuf::from("/run/tunnelctl/a_b")
+        );
+        assert_eq!(
+            resolve_state_dir(None, &none, "a", false, 1000),
+            PathBuf::from("/tmp/tunnelctl-1000/a")
+        );
+        let user = |k: &str| (k == "XDG_RUNTIME_DIR").then(|| "/run/user/1000".to_string());
+        assert_eq!(
+            resolve_state_dir(None, &user, "a", false, 1000),
+            PathBuf::from("/run/user/1000/tunnelctl/a")
+        );
     }
 }

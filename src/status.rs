@@ -1,22 +1,15 @@
 //! `tunnelctl status`: one row per tunnel from the watchdog's state file and, under
-//! systemd, what the manager says. Reading is at the edges (`read_row`, `systemd_info`);
-//! the table and the JSON are pure functions of the rows and the current time.
+//! systemd, what the manager says. Reading is at the edges (`read_row`, the target's
+//! `supervisor_view`); the table and the JSON are pure functions of the rows and the
+//! current time.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
 use crate::duration::format_human;
 use crate::state::{ForwardHealth, ForwardState, Phase, State};
-use crate::target::Target;
+use crate::targets::Target;
 
-/// What systemd says about the unit (`systemctl show`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InitInfo {
-    pub active_state: String,
-    pub sub_state: String,
-    pub n_restarts: u64,
-    pub status_text: String,
-}
+pub use crate::targets::InitInfo;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Row {
@@ -187,7 +180,7 @@ pub fn read_row(name: &str, target: Option<Target>, dirs: &[PathBuf]) -> Row {
     let mut problems = Vec::new();
     for dir in dirs {
         let file = dir.join("state");
-        match crate::safe_fs::read_trusted(&file, crate::watchdog::MAX_STATE_FILE) {
+        match crate::state::read_state_file(dir) {
             Ok(Some(bytes)) => {
                 match State::from_text(&String::from_utf8_lossy(&bytes)) {
                     Ok(state) => {
@@ -222,47 +215,6 @@ pub fn read_row(name: &str, target: Option<Target>, dirs: &[PathBuf]) -> Row {
 /// exactly that name), not a zombie (exited, not yet reaped: gone, though its pid is taken).
 pub fn watchdog_alive(pid: u32) -> bool {
     crate::procinfo::is_alive_named(pid, "tunnel-watchdog")
-}
-
-/// `systemctl [--user] show -p …` for the unit, or None when there is no systemd to ask.
-pub fn systemd_info(unit: &str, user: bool) -> Option<InitInfo> {
-    if !Path::new("/run/systemd/system").is_dir() {
-        return None;
-    }
-    let mut cmd = Command::new("systemctl");
-    if user {
-        cmd.arg("--user");
-    }
-    let out = cmd
-        .args([
-            "show",
-            "-p",
-            "ActiveState,SubState,NRestarts,StatusText",
-            "--",
-            unit,
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    Some(parse_show(&String::from_utf8_lossy(&out.stdout)))
-}
-
-pub fn parse_show(text: &str) -> InitInfo {
-    let mut info = InitInfo::default();
-    for line in text.lines() {
-        match line.split_once('=') {
-            Some(("ActiveState", v)) => info.active_state = v.into(),
-            Some(("SubState", v)) => info.sub_state = v.into(),
-            Some(("NRestarts", v)) => info.n_restarts = v.parse().unwrap_or(0),
-            Some(("StatusText", v)) => info.status_text = v.into(),
-            _ => {}
-        }
-    }
-    info
 }
 
 fn ago(now: u64, then: u64) -> String {
@@ -668,8 +620,10 @@ mod tests {
         assert_eq!(j["up_seconds"], 100);
         assert_eq!(j["state"], "up");
         assert_eq!(
-            parse_show("ActiveState=active\nSubState=running\nNRestarts=2\nStatusText=up 3s\n")
-                .n_restarts,
+            crate::targets::systemd::parse_show(
+                "ActiveState=active\nSubState=running\nNRestarts=2\nStatusText=up 3s\n"
+            )
+            .n_restarts,
             2
         );
     }

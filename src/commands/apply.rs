@@ -16,8 +16,7 @@ use crate::cli::ApplyArgs;
 use crate::config::inittab_id;
 use crate::home::home_dir;
 use crate::install::Installer;
-use crate::render::{self, RenderOptions, Rendered, installed_paths};
-use crate::target::Target;
+use crate::targets::{self as render, RenderOptions, Rendered, Target};
 
 pub fn run(cx: &Context, args: ApplyArgs) -> Result<ExitCode, Error> {
     match converge(cx, &args) {
@@ -90,10 +89,7 @@ fn converge(cx: &Context, args: &ApplyArgs) -> Result<Report, Error> {
         home: home_dir(),
     };
     if args.watchdog.is_none()
-        && matches!(
-            target,
-            Target::Systemd | Target::Launchd | Target::Inittab | Target::Busybox
-        )
+        && !target.system().per_user()
         && let Err(why) = trusted_watchdog(&options.watchdog)
     {
         return Err(Error::usage(why));
@@ -184,7 +180,7 @@ fn plan<'a>(
         .map_err(Error::failed)?;
     let mut wanted = Vec::new();
     for (name, r) in rendered {
-        let paths = installed_paths(name, target, home, &inittab_id(name));
+        let paths = target.system().installed_paths(name, home);
         installer
             .all_ours(name, target, &paths)
             .map_err(|why| Error::failed(format!("{name}: {why}")))?;
@@ -213,7 +209,7 @@ fn plan<'a>(
     let mut removing = Vec::new();
     for name in gone {
         let id = inittab_id(name);
-        let paths = installed_paths(name, target, home, &id);
+        let paths = target.system().installed_paths(name, home);
         installer
             .all_ours(name, target, &paths)
             .map_err(|why| Error::failed(format!("{name}: {why}")))?;
@@ -248,10 +244,8 @@ fn install(
 
 /// Stops and removes one tunnel through uninstall's own path.
 fn remove(installer: &Installer, target: Target, home: &Path, name: &str) -> Result<(), Failure> {
-    let id = inittab_id(name);
-    let paths = installed_paths(name, target, home, &id);
     let mut said = Vec::new();
-    let result = installer.uninstall(name, target, &paths, &id, &mut said);
+    let result = installer.uninstall(name, target, home, &mut said);
     pass_on_notes(&said, name, target);
     result.map(drop).map_err(|error| Failure {
         error,

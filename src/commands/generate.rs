@@ -18,7 +18,7 @@ use clap_mangen::roff::{Roff, bold, roman};
 
 use super::Error;
 use crate::cli::{Cli, GenerateArgs, GenerateWhat};
-use crate::target::Target;
+use crate::targets::Target;
 use crate::watchdog::args;
 
 mod prose;

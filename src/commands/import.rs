@@ -15,7 +15,7 @@ use crate::config;
 use crate::handover;
 use crate::home::home_dir;
 use crate::import::{self, Found, ImportError, inittab, ssh_config, systemd_unit, yaml_out};
-use crate::target::Target;
+use crate::targets::Target;
 
 pub fn run(cx: &Context, args: ImportArgs) -> Result<ExitCode, Error> {
     if let Some(name) = &args.undo {
@@ -208,7 +208,7 @@ fn replace(
         }
     };
     let tunnel = config.tunnel(name).map_err(Error::usage)?;
-    let options = crate::render::RenderOptions {
+    let options = crate::targets::RenderOptions {
         watchdog: args
             .watchdog
             .clone()
@@ -226,16 +226,14 @@ fn replace(
         Error::failed(format!("{name}: {e}; nothing was stopped"))
     };
     let rendered =
-        crate::render::render(tunnel, target, &options).map_err(|e| abort(e.to_string()))?;
+        crate::targets::render(tunnel, target, &options).map_err(|e| abort(e.to_string()))?;
     let mut out = crate::output::Lenient;
     installer(true)
         .install_all(target, &[(name, &rendered)], &mut out)
         .map_err(abort)?;
-    let id = config::inittab_id(name);
-    let paths = crate::render::installed_paths(name, target, &home, &id);
     let take_back = |why: String| -> Error {
         let mut out = crate::output::Lenient;
-        if let Err(e) = installer(false).uninstall(name, target, &paths, &id, &mut out) {
+        if let Err(e) = installer(false).uninstall(name, target, &home, &mut out) {
             eprintln!("tunnelctl import: removing tunnelctl's {name}: {e}");
         }
         handover::stop_leftover_watchdog(name, target);
@@ -283,8 +281,8 @@ fn replace(
 fn old_service(args: &ImportArgs, f: &Found, target: Target) -> Result<handover::Old, Error> {
     if let Some(unit) = &args.systemd {
         let unit = units::unit_name(unit);
-        let mut argv = crate::install::systemctl(target);
-        argv.extend(["is-enabled".to_string(), unit.clone()]);
+        let argv =
+            crate::targets::systemd::systemctl(target.system().per_user(), &["is-enabled", &unit]);
         let enabled = std::process::Command::new(&argv[0])
             .args(&argv[1..])
             .output()
@@ -322,8 +320,6 @@ fn old_service(args: &ImportArgs, f: &Found, target: Target) -> Result<handover:
 fn undo(name: &str) -> Result<ExitCode, Error> {
     let (old, target) = handover::read_record(name).map_err(Error::usage)?;
     let home = home_dir();
-    let id = config::inittab_id(name);
-    let paths = crate::render::installed_paths(name, target, &home, &id);
     let installer = crate::install::Installer {
         root: PathBuf::from("/"),
         run_tools: true,
@@ -332,7 +328,7 @@ fn undo(name: &str) -> Result<ExitCode, Error> {
     };
     let mut out = crate::output::Lenient;
     installer
-        .uninstall(name, target, &paths, &id, &mut out)
+        .uninstall(name, target, &home, &mut out)
         .map_err(|e| {
             Error::failed(format!(
                 "{name}: {e}; {} was not started again",
@@ -514,7 +510,7 @@ fn gather(args: &ImportArgs, root: &Path, home: &Path) -> Result<Vec<Found>, Err
 }
 
 fn target(explicit: Option<Target>, root: &Path) -> Target {
-    explicit.unwrap_or_else(|| Target::detect(root, !nix::unistd::geteuid().is_root()))
+    crate::targets::choose(explicit, root).0
 }
 
 /// `path` under `root` (a test's temporary root, or `/`).
@@ -637,7 +633,7 @@ mod units {
 
     use super::{Error, under};
     use crate::import::systemd_unit::Specifiers;
-    use crate::target::Target;
+    use crate::targets::Target;
 
     /// `NAME` as a unit name (`.service` added when it has no suffix).
     pub(super) fn unit_name(unit: &str) -> String {
@@ -651,21 +647,10 @@ mod units {
 
     /// The unit directories of a target, most important first.
     fn dirs(target: Target, root: &Path, home: &Path) -> Vec<PathBuf> {
-        let paths: Vec<PathBuf> = match target {
-            Target::SystemdUser => vec![
-                home.join(".config/systemd/user"),
-                PathBuf::from("/etc/systemd/user"),
-                PathBuf::from("/usr/lib/systemd/user"),
-            ],
-            _ => vec![
-                PathBuf::from("/etc/systemd/system"),
-                PathBuf::from("/run/systemd/system"),
-                PathBuf::from("/usr/local/lib/systemd/system"),
-                PathBuf::from("/lib/systemd/system"),
-                PathBuf::from("/usr/lib/systemd/system"),
-            ],
-        };
-        paths.iter().map(|p| under(root, p)).collect()
+        crate::targets::systemd::unit_search_path(target.system().per_user(), home)
+            .iter()
+            .map(|p| under(root, p))
+            .collect()
     }
 
     /// The unit file (the instance's own, else its template's) and its drop-ins.
@@ -762,7 +747,7 @@ mod units {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_default();
-        let user_manager = target == Target::SystemdUser;
+        let user_manager = target.system().per_user();
         Specifiers {
             unit: unit.to_string(),
             home: home.display().to_string(),

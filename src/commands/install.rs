@@ -7,13 +7,22 @@ use super::{Context, Error};
 use crate::cli::{InstallArgs, UninstallArgs};
 use crate::home::home_dir;
 use crate::install::Installer;
-use crate::render::{self, RenderOptions};
-use crate::target::Target;
+use crate::targets::{self as render, RenderOptions, Target};
 
 /// The choices a refusal offers when no init can be reached.
 const NO_INIT_CHOICES: &str = "choose the init that will run the files with --target \
      (systemd, systemd-user, inittab, busybox; add --no-start to write them without starting), \
      or stage them under a folder with --root DIR";
+
+/// `--target`, else the target the tree at `root` looks like, said on stderr with why:
+/// a guess the person did not make is never silent.
+fn detected_under(explicit: Option<Target>, root: &Path) -> Target {
+    let (target, why) = crate::targets::choose(explicit, root);
+    if let Some(why) = why {
+        crate::errln!("target {target} (detected: {why}; --target chooses another)");
+    }
+    target
+}
 
 /// The target install writes for: under `--root` the one named or the one the tree at
 /// root looks like; otherwise the one named, or the init running here. Where the files
@@ -34,10 +43,10 @@ pub(super) fn choose_target(
 ) -> Result<Target, Error> {
     let user = !nix::unistd::geteuid().is_root();
     if under_root {
-        return Ok(explicit.unwrap_or_else(|| Target::detect(root, user)));
+        return Ok(detected_under(explicit, root));
     }
     match explicit {
-        Some(target) if starts => crate::install::check_reachable(target)
+        Some(target) if starts => crate::targets::check_reachable(target)
             .map(|()| target)
             .map_err(|found| {
                 Error::usage(format!(
@@ -45,11 +54,16 @@ pub(super) fn choose_target(
                 ))
             }),
         Some(target) => Ok(target),
-        None => crate::install::running_init(user).map_err(|found| {
-            Error::usage(format!(
+        None => match crate::targets::running_init_and_why(user) {
+            Ok((target, why)) => {
+                // A guess the person did not make is never silent.
+                crate::errln!("target {target} (running here: {why}; --target chooses another)");
+                Ok(target)
+            }
+            Err(found) => Err(Error::usage(format!(
                 "no init system tunnelctl can use is running here: {found}. Nothing was written; {NO_INIT_CHOICES}"
-            ))
-        }),
+            ))),
+        },
     }
 }
 
@@ -61,27 +75,28 @@ fn uninstall_target(args: &UninstallArgs, root: &Path) -> Result<Target, Error> 
         return Ok(target);
     }
     if args.root.is_some() {
-        return Ok(Target::detect(root, user));
+        return Ok(detected_under(None, root));
     }
-    crate::install::running_init(user).or_else(|found| {
+    crate::targets::running_init(user).or_else(|found| {
         let mut installed: Vec<Target> = Target::ALL
             .into_iter()
             .filter(|&t| super::left_behind(&args.name, t, root))
             .collect();
-        // inittab and busybox share the args file and /etc/inittab: the entry's form
-        // (`ID:…` or `::…`) tells which it is.
-        if installed == [Target::Inittab, Target::Busybox] {
+        // Targets that share files (inittab and busybox: the args file and
+        // /etc/inittab) are told apart by the form of the entry (`ID:…` or `::…`).
+        if installed.len() > 1 {
+            let id = crate::config::inittab_id(&args.name);
             let inittab = std::fs::read(root.join("etc/inittab")).unwrap_or_default();
             let text = String::from_utf8_lossy(&inittab);
-            let marker =
-                crate::render::inittab::marker_prefix(&crate::config::inittab_id(&args.name));
+            let marker = crate::targets::inittab::marker_prefix(&id);
             let mut lines = text.lines().skip_while(|l| !l.starts_with(&marker));
-            let busybox = lines.nth(1).is_some_and(|l| l.starts_with("::"));
-            installed = vec![if busybox {
-                Target::Busybox
-            } else {
-                Target::Inittab
-            }];
+            if let Some(line) = lines.nth(1) {
+                installed.retain(|t| {
+                    t.system()
+                        .inittab_line_start(&id)
+                        .is_some_and(|start| line.starts_with(&start))
+                });
+            }
         }
         match installed[..] {
             [target] => Ok(target),
@@ -111,10 +126,7 @@ pub fn run(cx: &Context, args: InstallArgs) -> Result<ExitCode, Error> {
         home: home_dir(),
     };
     if args.watchdog.is_none()
-        && matches!(
-            target,
-            Target::Systemd | Target::Launchd | Target::Inittab | Target::Busybox
-        )
+        && !target.system().per_user()
         && let Err(why) = trusted_watchdog(&options.watchdog)
     {
         return Err(Error::usage(why));
@@ -150,11 +162,9 @@ pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Erro
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let target = uninstall_target(&args, &root)?;
     cx.known_name(&args.name, target, &root)?;
-    let id = crate::config::inittab_id(&args.name);
-    let paths = render::installed_paths(&args.name, target, &home_dir(), &id);
     // An init that is gone cannot stop anything: the files still go, in this one run.
     let reachable = args.root.is_none()
-        && match crate::install::check_reachable(target) {
+        && match crate::targets::check_reachable(target) {
             Ok(()) => true,
             Err(found) => {
                 crate::errln!("note: {found}; removing the files without telling the init");
@@ -168,7 +178,7 @@ pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Erro
         no_start: false,
     };
     let mut out = crate::output::Lenient;
-    match installer.uninstall(&args.name, target, &paths, &id, &mut out) {
+    match installer.uninstall(&args.name, target, &home_dir(), &mut out) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(message) => {
             let _ = out.flush();

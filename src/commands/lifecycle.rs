@@ -6,19 +6,20 @@ use std::process::ExitCode;
 
 use super::{Context, Error};
 use crate::cli::LifecycleArgs;
-use crate::install::{Installer, Lifecycle};
+use crate::install::Installer;
+use crate::targets::Lifecycle;
 
 pub fn run(cx: &Context, args: LifecycleArgs, verb: Lifecycle) -> Result<ExitCode, Error> {
     let user = !nix::unistd::geteuid().is_root();
     let target = match args.target {
         Some(t) => t,
-        None => crate::install::running_init(user).map_err(|found| {
+        None => crate::targets::running_init(user).map_err(|found| {
             Error::usage(format!(
                 "no init system tunnelctl can use is running here: {found}"
             ))
         })?,
     };
-    crate::install::check_reachable(target).map_err(|found| {
+    crate::targets::check_reachable(target).map_err(|found| {
         Error::usage(format!(
             "cannot {} a {target} service here: {found}",
             verb.as_str()

@@ -7,8 +7,7 @@ use crate::cli::ListArgs;
 use crate::home::home_dir;
 use crate::install::{INITTAB, Installer};
 use crate::model::Tunnel;
-use crate::render::{self, RenderOptions};
-use crate::target::Target;
+use crate::targets::{self as render, RenderOptions, Target};
 
 pub fn run(cx: &Context, args: ListArgs) -> Result<ExitCode, Error> {
     let config = cx.config()?;
@@ -36,8 +35,8 @@ pub fn run(cx: &Context, args: ListArgs) -> Result<ExitCode, Error> {
     let mut rows = Vec::new();
     for tunnel in &config.tunnels {
         let places: Vec<(Target, &'static str)> = Target::ALL
-            .iter()
-            .filter_map(|&target| {
+            .into_iter()
+            .filter_map(|target| {
                 let states = candidates.iter().filter_map(|watchdog| {
                     let options = RenderOptions {
                         watchdog: watchdog.clone(),
@@ -150,13 +149,13 @@ fn state(
         let inittab = std::fs::read(installer.host(Path::new(INITTAB))).unwrap_or_default();
         let text = String::from_utf8_lossy(&inittab);
         let lines: Vec<&str> = text.lines().collect();
-        let prefix = crate::render::inittab::marker_prefix(&entry.id);
+        let prefix = crate::targets::inittab::marker_prefix(&entry.id);
         let at = lines.iter().position(|l| l.starts_with(&prefix))?;
         let line = lines.get(at + 1).copied().unwrap_or_default();
-        let form = if target == Target::Busybox {
-            "::".to_string()
-        } else {
+        let form = if entry.id_field {
             format!("{}:", entry.id)
+        } else {
+            "::".to_string()
         };
         if !line.starts_with(&form) {
             return None;

@@ -13,7 +13,7 @@ use std::process::{Command, ExitCode};
 use super::{Context, Error};
 use crate::cli::LogsArgs;
 use crate::home::home_dir;
-use crate::locations::{LogSource, default_target, log_source};
+use crate::targets::LogSource;
 
 /// What to show of a log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -89,15 +89,15 @@ pub fn log_command(source: &LogSource, q: &LogQuery) -> Vec<String> {
 }
 
 pub fn run(cx: &Context, args: LogsArgs) -> Result<ExitCode, Error> {
-    let target = args.target.unwrap_or_else(default_target);
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let (target, _) = crate::targets::choose(args.target, &root);
     cx.known_name(&args.name, target, &root)?;
     let now = crate::watchdog::log::now_secs();
     let since = match &args.since {
         Some(text) => Some(since(text, now).map_err(Error::usage)?),
         None => None,
     };
-    let mut source = log_source(target, &args.name, &home_dir());
+    let mut source = target.system().log(&args.name, &home_dir());
     if let LogSource::File(path) = &mut source {
         *path = root.join(path.strip_prefix("/").unwrap_or(path));
         if !path.exists() {

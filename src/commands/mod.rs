@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
 use crate::model::Tunnel;
-use crate::target::Target;
+use crate::targets::{LogSource, Target};
 
 pub mod apply;
 pub mod check;
@@ -161,14 +161,14 @@ impl Context {
 /// watchdog state file.
 pub(crate) fn left_behind(name: &str, target: Target, root: &Path) -> bool {
     let home = crate::home::home_dir();
-    let id = config::inittab_id(name);
+    let system = target.system();
     let on_root = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
-    let files = crate::render::installed_paths(name, target, &home, &id);
+    let files = system.installed_paths(name, &home);
     if files.iter().any(|f| on_root(f).symlink_metadata().is_ok()) {
         return true;
     }
-    let marker = crate::render::inittab::marker_prefix(&id);
-    if matches!(target, Target::Inittab | Target::Busybox)
+    let marker = crate::targets::inittab::marker_prefix(&config::inittab_id(name));
+    if system.uses_inittab()
         && std::fs::read(on_root(Path::new(crate::install::INITTAB))).is_ok_and(|t| {
             String::from_utf8_lossy(&t)
                 .lines()
@@ -177,8 +177,7 @@ pub(crate) fn left_behind(name: &str, target: Target, root: &Path) -> bool {
     {
         return true;
     }
-    if let crate::locations::LogSource::File(log) =
-        crate::locations::log_source(target, name, &home)
+    if let LogSource::File(log) = system.log(name, &home)
         && on_root(&log).is_file()
     {
         return true;
@@ -188,7 +187,7 @@ pub(crate) fn left_behind(name: &str, target: Target, root: &Path) -> bool {
     }
     let uid = nix::unistd::getuid().as_raw();
     let env = |k: &str| std::env::var(k).ok();
-    crate::locations::state_dir_candidates(target, name, &home, uid, &env)
+    crate::targets::state_dirs(target, name, &home, uid, &env)
         .iter()
         .any(|d| d.join("state").is_file())
 }
@@ -223,9 +222,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Uninstall(args) => install::run_uninstall(&cx, args),
         Command::Logs(args) => logs::run(&cx, args),
         Command::Reconnect(args) => reconnect::run(args),
-        Command::Start(args) => lifecycle::run(&cx, args, crate::install::Lifecycle::Start),
-        Command::Stop(args) => lifecycle::run(&cx, args, crate::install::Lifecycle::Stop),
-        Command::Restart(args) => lifecycle::run(&cx, args, crate::install::Lifecycle::Restart),
+        Command::Start(args) => lifecycle::run(&cx, args, crate::targets::Lifecycle::Start),
+        Command::Stop(args) => lifecycle::run(&cx, args, crate::targets::Lifecycle::Stop),
+        Command::Restart(args) => lifecycle::run(&cx, args, crate::targets::Lifecycle::Restart),
         Command::Import(args) => import::run(&cx, args),
         Command::List(args) => list::run(&cx, args),
         Command::Status(args) => status::run(&cx, args),

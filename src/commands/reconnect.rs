@@ -1,7 +1,8 @@
 //! `tunnelctl reconnect NAME`: make the watchdog drop its back-off and reconnect now.
-//! Under systemd the manager delivers the signal to the unit's main process (the
-//! watchdog, never ssh); elsewhere the pid comes from the watchdog's state file and is
-//! checked to be a live tunnel-watchdog first, so a recycled pid is never signalled.
+//! Where the target's supervisor can deliver the signal to the service's main process
+//! (the watchdog, never ssh) it does (`InitSystem::reconnect`); elsewhere the pid comes
+//! from the watchdog's state file and is checked to be a live tunnel-watchdog first, so
+//! a recycled pid is never signalled.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -12,44 +13,40 @@ use nix::unistd::Pid;
 use super::Error;
 use crate::cli::ReconnectArgs;
 use crate::home::home_dir;
-use crate::locations::{LogSource, default_target, log_source, state_dir_candidates};
 use crate::state::{Phase, State};
 use crate::status::watchdog_alive;
 
 pub fn run(args: ReconnectArgs) -> Result<ExitCode, Error> {
     let name = &args.name;
-    let target = args.target.unwrap_or_else(default_target);
+    let (target, _) = crate::targets::choose(args.target, Path::new("/"));
     let home = home_dir();
     if args.state_dir.is_none()
-        && let LogSource::Journal { unit, user } = log_source(target, name, &home)
-        && Path::new("/run/systemd/system").is_dir()
+        && let Some(ask) = target.system().reconnect(name)
     {
-        let mut cmd = Command::new("systemctl");
-        if user {
-            cmd.arg("--user");
-        }
-        cmd.args(["kill", "--kill-whom=main", "-s", "USR1", "--", &unit]);
-        return match cmd.stdin(Stdio::null()).output() {
+        return match Command::new(&ask.argv[0])
+            .args(&ask.argv[1..])
+            .stdin(Stdio::null())
+            .output()
+        {
             Ok(out) if out.status.success() => {
-                crate::outln!(
-                    "{name}: asked systemd to send SIGUSR1 to {unit}'s watchdog: it reconnects now"
-                );
+                crate::outln!("{}", ask.done);
                 Ok(ExitCode::SUCCESS)
             }
             Ok(out) => Err(Error::failed(format!(
-                "{unit} is not running ({}); start it with `systemctl{} start {unit}`",
+                "{} is not running ({}); start it with `{}`",
+                ask.service,
                 String::from_utf8_lossy(&out.stderr).trim(),
-                if user { " --user" } else { "" }
+                ask.start
             ))
             .about(name)),
-            Err(e) => Err(Error::failed(format!("cannot run systemctl: {e}")).about(name)),
+            Err(e) => Err(Error::failed(format!("cannot run {}: {e}", ask.argv[0])).about(name)),
         };
     }
     let uid = nix::unistd::getuid().as_raw();
     let env = |k: &str| std::env::var(k).ok();
     let dirs: Vec<PathBuf> = match &args.state_dir {
         Some(dir) => vec![dir.clone()],
-        None => state_dir_candidates(target, name, &home, uid, &env),
+        None => crate::targets::state_dirs(target, name, &home, uid, &env),
     };
     let pid = signal_watchdog(&dirs).map_err(|why| Error::failed(why).about(name))?;
     crate::outln!(
@@ -64,7 +61,7 @@ pub fn signal_watchdog(dirs: &[PathBuf]) -> Result<u32, String> {
         let file = dir.join("state");
         // Bounded, never through a link, and only a file of a trusted owner: the pid in
         // it gets a signal.
-        let text = match crate::safe_fs::read_trusted(&file, crate::watchdog::MAX_STATE_FILE)? {
+        let text = match crate::state::read_state_file(dir)? {
             Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             None => continue,
         };

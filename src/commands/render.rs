@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use super::{Context, Error};
 use crate::cli::RenderArgs;
 use crate::home::home_dir;
-use crate::render::{self, RenderOptions, Rendered};
+use crate::targets::{self as render, RenderOptions, Rendered};
 
 pub fn run(cx: &Context, args: RenderArgs) -> Result<ExitCode, Error> {
     let tunnel = cx.tunnel(&args.name)?;

@@ -17,9 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::{Context, Error};
 use crate::cli::StatusArgs;
 use crate::home::home_dir;
-use crate::locations::{LogSource, default_target, log_source, state_dir_candidates};
 use crate::status::{self, Row, Verdict};
-use crate::target::Target;
+use crate::targets::Target;
 
 /// `--watch` refreshes this often, for at most this many rounds (an hour).
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -83,7 +82,7 @@ pub fn rows(
     if let Some(dir) = state_dir {
         return Ok(from_state_dir(dir, name, target));
     }
-    let target = target.unwrap_or_else(default_target);
+    let (target, _) = crate::targets::choose(target, Path::new("/"));
     let names: Vec<String> = match name {
         Some(name) => {
             cx.known_name(name, target, Path::new("/"))?;
@@ -102,11 +101,9 @@ pub fn rows(
     Ok(names
         .iter()
         .map(|name| {
-            let dirs = state_dir_candidates(target, name, &home, uid, &env);
+            let dirs = crate::targets::state_dirs(target, name, &home, uid, &env);
             let mut row = status::read_row(name, Some(target), &dirs);
-            if let LogSource::Journal { unit, user } = log_source(target, name, &home) {
-                row.init = status::systemd_info(&unit, user);
-            }
+            row.init = target.system().supervisor_view(name);
             row
         })
         .collect())

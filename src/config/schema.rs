@@ -488,7 +488,7 @@ mod tests {
         );
         assert_eq!(a.on_change, ["/usr/bin/logger", "-t", "tunnel"]);
         assert_eq!(b.on_change, ["/bin/true"]);
-        let args = crate::render::watchdog_options(a, None, None);
+        let args = crate::targets::watchdog_options(a, None, None);
         let tail: Vec<&str> = args
             .iter()
             .map(String::as_str)
@@ -509,7 +509,7 @@ mod tests {
         );
         // Unset: nothing rendered (golden outputs stay as they were).
         let plain = load("tunnels:\n  a:\n    host: h\n    forwards: [{dynamic: 1}]\n").unwrap();
-        let args = crate::render::watchdog_options(&plain.tunnels[0], None, None);
+        let args = crate::targets::watchdog_options(&plain.tunnels[0], None, None);
         assert!(
             !args
                 .iter()

@@ -2,6 +2,7 @@
 //! other byte as it was (pure).
 
 use super::*;
+use crate::targets::inittab;
 
 /// Splits into lines that keep their terminators, so joining them gives the input back.
 pub(super) fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
@@ -97,18 +98,13 @@ pub(super) fn put_entry_over(out: &mut Vec<u8>, entry: &InittabEntry, last_old: 
 /// The inittab with our entry for `name` in place: replaced where it was, else appended.
 /// Every other byte stays as it was. Refuses when a line not written by us uses our id
 /// (SysV), or our id's marker names another tunnel.
-pub fn inittab_with(
-    existing: &[u8],
-    entry: &InittabEntry,
-    name: &str,
-    target: Target,
-) -> Result<Vec<u8>, String> {
+pub fn inittab_with(existing: &[u8], entry: &InittabEntry, name: &str) -> Result<Vec<u8>, String> {
     let lines = split_lines(existing);
     let found = find_entry(existing, &entry.id);
     if let Some((at, _)) = found {
         check_marker_owner(lines[at], &entry.id, name)?;
     }
-    if target == Target::Inittab {
+    if entry.id_field {
         let ours: Vec<usize> = found
             .map(|(at, n)| (at..at + n).collect())
             .unwrap_or_default();
@@ -142,6 +138,9 @@ pub fn inittab_with(
     Ok(out)
 }
 
+/// Per entry: (it was there before, its lines change).
+pub type EntryStates = Vec<(bool, bool)>;
+
 /// The inittab with every entry in place (`(entry, tunnel name)`), the same bytes as
 /// applying [`inittab_with`] for each in turn, in one pass over the file (a thousand
 /// tunnels once meant a thousand rewrites). Also says, per entry, whether it was there
@@ -149,8 +148,7 @@ pub fn inittab_with(
 pub fn inittab_with_all(
     existing: &[u8],
     entries: &[(&InittabEntry, &str)],
-    target: Target,
-) -> Result<(Vec<u8>, Vec<(bool, bool)>), String> {
+) -> Result<(Vec<u8>, EntryStates), String> {
     use std::collections::HashMap;
     let lines = split_lines(existing);
     // Our markers by id, and the ids other (non-comment) lines start with.
@@ -181,7 +179,7 @@ pub fn inittab_with_all(
         if let Some((at, _)) = found {
             check_marker_owner(lines[at], &entry.id, name)?;
         }
-        if target == Target::Inittab
+        if entry.id_field
             && let Some(users) = used_ids.get(entry.id.as_bytes())
             && let Some(&i) = users
                 .iter()

@@ -11,9 +11,8 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::render::{InittabEntry, Rendered, inittab, launchd};
 use crate::safe_fs;
-use crate::target::Target;
+use crate::targets::{Activation, InittabEntry, Rendered, Target};
 
 pub const INITTAB: &str = "/etc/inittab";
 
@@ -21,15 +20,11 @@ mod diff;
 mod init_tools;
 mod inittab_text;
 mod inventory;
-mod launchctl;
 mod uninstall;
 pub use diff::*;
-pub use init_tools::{
-    Lifecycle, check_reachable, reread_inittab, run_tool, running_init, systemctl,
-};
+pub use init_tools::{run_steps, run_tool};
 pub use inittab_text::*;
 pub use inventory::APPLY_LOCK;
-pub use launchctl::*;
 
 #[derive(Clone, Debug)]
 pub struct Installer {
@@ -122,12 +117,11 @@ impl InittabPlan<'_> {
     fn merged(
         &self,
         old: &[u8],
-        target: Target,
         items: &[(&str, &Rendered)],
-    ) -> Result<(Vec<u8>, Vec<(bool, bool)>), String> {
+    ) -> Result<(Vec<u8>, EntryStates), String> {
         let named: Vec<(&InittabEntry, &str)> =
             self.entries.iter().map(|&(i, e)| (e, items[i].0)).collect();
-        let (new, states) = inittab_with_all(old, &named, target)?;
+        let (new, states) = inittab_with_all(old, &named)?;
         let mut entry_state = vec![(false, false); items.len()];
         for (&(i, _), st) in self.entries.iter().zip(states) {
             entry_state[i] = st;
@@ -148,7 +142,7 @@ impl InittabPlan<'_> {
         let old = etc
             .read_optional(inittab_name, MAX_READ)?
             .unwrap_or_default();
-        let (new, _) = self.merged(&old, target, items)?;
+        let (new, _) = self.merged(&old, items)?;
         if new != old {
             etc.write_file(inittab_name, &new, 0o644)
                 .map_err(|(r, why)| {
@@ -171,9 +165,10 @@ impl Dirs {
     /// others. A per-user target's files are run by that user's manager, so its home may
     /// lie in root's sticky /tmp (tests do).
     fn for_target(target: Target) -> Dirs {
-        let trust = match target {
-            Target::SystemdUser | Target::LaunchdAgent => safe_fs::Trust::Private,
-            _ => safe_fs::Trust::Install,
+        let trust = if target.system().per_user() {
+            safe_fs::Trust::Private
+        } else {
+            safe_fs::Trust::Install
         };
         Dirs(std::collections::HashMap::new(), trust)
     }
@@ -195,9 +190,9 @@ impl Installer {
         trust: safe_fs::Trust,
     ) -> Result<safe_fs::Dir, String> {
         if create && !self.root.exists() {
-            // A new --root: the caller's own directory, made as asked.
-            fs::create_dir_all(&self.root)
-                .map_err(|e| format!("creating {}: {e}", self.root.display()))?;
+            // A new --root: the caller's own directory, made 0755 like every other
+            // directory install makes (not what the umask leaves).
+            create_dirs_0755(&self.root)?;
         }
         safe_fs::open_dir(&self.root, &relative(dir), create.then_some(0o755), trust)
     }
@@ -361,7 +356,7 @@ impl Installer {
                 .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
         {
             // No /etc yet (an empty --root): the diff starts from no inittab.
-            let (new, entry_state) = plan.merged(&[], target, items)?;
+            let (new, entry_state) = plan.merged(&[], items)?;
             plan.entry_state = entry_state;
             plan.change = Some(InittabChange {
                 old: Vec::new(),
@@ -375,7 +370,7 @@ impl Installer {
             .map_err(|(r, why)| refusal_message(r, &why, items[0].0, target, Path::new(INITTAB)))?;
         let existed = etc.read_optional(inittab_name, MAX_READ)?;
         let old = existed.clone().unwrap_or_default();
-        let (new, entry_state) = plan.merged(&old, target, items)?;
+        let (new, entry_state) = plan.merged(&old, items)?;
         plan.entry_state = entry_state;
         if existed.as_deref() != Some(&new[..]) {
             plan.change = Some(InittabChange {
@@ -464,17 +459,38 @@ impl Installer {
         plans: &[TunnelPlan],
         out: &mut dyn Write,
     ) -> Result<(), String> {
-        let activate: Vec<(&str, &Rendered, bool)> = items
+        let activate: Vec<Activation> = items
             .iter()
             .zip(plans)
             .filter(|(_, p)| p.changed)
-            .map(|((n, r), p)| (*n, *r, p.fresh))
+            .map(|((name, rendered), p)| Activation {
+                name,
+                rendered,
+                fresh: p.fresh,
+            })
             .collect();
         if !activate.is_empty() {
             self.activate(target, &activate, out)?;
         }
         Ok(())
     }
+}
+
+/// `dir` and its missing parents, each made mode 0755 whatever the umask.
+fn create_dirs_0755(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| fs::symlink_metadata(d).is_err()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        fs::create_dir(d)
+            .and_then(|()| fs::set_permissions(d, fs::Permissions::from_mode(0o755)))
+            .map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    Ok(())
 }
 
 fn relative(path: &Path) -> PathBuf {
@@ -652,27 +668,19 @@ fn refusal_message(
     target: Target,
     shown: &Path,
 ) -> String {
-    match refusal {
-        safe_fs::Refusal::Masked if matches!(target, Target::Systemd | Target::SystemdUser) => {
-            format!(
-                "{} is masked (a symlink to /dev/null): tunnelctl leaves a masked unit alone. \
-             To install it, unmask it first: `systemctl{} unmask {}`",
-                shown.display(),
-                if target == Target::SystemdUser {
-                    " --user"
-                } else {
-                    ""
-                },
-                crate::escape::unit_name(name)
-            )
-        }
-        safe_fs::Refusal::Masked | safe_fs::Refusal::Symlink(_) => format!(
+    let masked_fix = target.system().masked_fix(name);
+    match (refusal, masked_fix) {
+        (safe_fs::Refusal::Masked, Some(fix)) => format!(
+            "{} is masked (a symlink to /dev/null): tunnelctl leaves a masked unit alone. {fix}",
+            shown.display(),
+        ),
+        (safe_fs::Refusal::Masked | safe_fs::Refusal::Symlink(_), _) => format!(
             "{why}; tunnelctl writes only regular files and never through a link (the link's \
              target would get root's content, or keep its owner). Fix: remove the link \
              (`rm {}`) and install again",
             shown.display()
         ),
-        safe_fs::Refusal::NotRegular | safe_fs::Refusal::Io => why.to_string(),
+        (safe_fs::Refusal::NotRegular | safe_fs::Refusal::Io, _) => why.to_string(),
     }
 }
 

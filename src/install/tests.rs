@@ -1,10 +1,12 @@
-//! Install's own tests: the inittab text edits, diffs and launchd steps.
+//! Install's own tests: the inittab text edits and diffs.
 
 use super::*;
+use crate::targets::inittab;
 
 fn entry() -> InittabEntry {
     InittabEntry {
         id: "tabc".into(),
+        id_field: true,
         marker: inittab::marker("tabc", "web"),
         line: "tabc:2345:respawn:/usr/bin/tunnel-watchdog --args-file /etc/tunnelctl/run/tabc.args"
             .into(),
@@ -19,14 +21,11 @@ fn inittab_round_trips_byte_for_byte() {
         b"id:2:initdefault:\r\n1:2345:respawn:/sbin/getty 38400 tty1",
         b"# only a comment without newline",
     ] {
-        let with = inittab_with(original, &entry(), "web", Target::Inittab).unwrap();
+        let with = inittab_with(original, &entry(), "web").unwrap();
         assert!(with.starts_with(original));
         assert!(String::from_utf8_lossy(&with).contains(&entry().line));
         // Installing again changes nothing.
-        assert_eq!(
-            inittab_with(&with, &entry(), "web", Target::Inittab).unwrap(),
-            with
-        );
+        assert_eq!(inittab_with(&with, &entry(), "web").unwrap(), with);
         assert_eq!(
             inittab_without(&with, "tabc").unwrap(),
             original,
@@ -40,6 +39,7 @@ fn inittab_round_trips_byte_for_byte() {
 fn inittab_with_all_is_inittab_with_in_turn() {
     let e = |id: &str, name: &str, process: &str| InittabEntry {
         id: id.into(),
+        id_field: true,
         marker: inittab::marker(id, name),
         line: format!("{id}:2345:respawn:{process} --args-file /etc/tunnelctl/run/{id}.args"),
     };
@@ -47,7 +47,7 @@ fn inittab_with_all_is_inittab_with_in_turn() {
     let b = e("tbbb", "b", "/w");
     let b2 = e("tbbb", "b", "/w2");
     let c = e("tccc", "c", "/w");
-    let with_b = inittab_with(b"x:1:y\r\n", &b, "b", Target::Inittab).unwrap();
+    let with_b = inittab_with(b"x:1:y\r\n", &b, "b").unwrap();
     for original in [&b""[..], b"id:2:initdefault:\n", b"no newline", &with_b[..]] {
         for set in [
             vec![(&a, "a")],
@@ -56,9 +56,9 @@ fn inittab_with_all_is_inittab_with_in_turn() {
         ] {
             let mut expected = original.to_vec();
             for (entry, name) in &set {
-                expected = inittab_with(&expected, entry, name, Target::Inittab).unwrap();
+                expected = inittab_with(&expected, entry, name).unwrap();
             }
-            let (all, states) = inittab_with_all(original, &set, Target::Inittab).unwrap();
+            let (all, states) = inittab_with_all(original, &set).unwrap();
             assert_eq!(
                 String::from_utf8_lossy(&all),
                 String::from_utf8_lossy(&expected)
@@ -70,19 +70,14 @@ fn inittab_with_all_is_inittab_with_in_turn() {
             }
         }
     }
-    let (_, states) = inittab_with_all(&with_b, &[(&b, "b")], Target::Inittab).unwrap();
+    let (_, states) = inittab_with_all(&with_b, &[(&b, "b")]).unwrap();
     assert_eq!(states, vec![(true, false)]);
-    let err = inittab_with_all(b"", &[(&a, "a"), (&a, "x")], Target::Inittab).unwrap_err();
+    let err = inittab_with_all(b"", &[(&a, "a"), (&a, "x")]).unwrap_err();
     assert!(err.contains("`a`"), "{err}");
-    let err = inittab_with_all(
-        b"taaa:2345:respawn:/bin/other\n",
-        &[(&a, "a")],
-        Target::Inittab,
-    )
-    .unwrap_err();
+    let err = inittab_with_all(b"taaa:2345:respawn:/bin/other\n", &[(&a, "a")]).unwrap_err();
     assert!(err.contains("line 1"), "{err}");
     assert!(
-        inittab_with_all(&with_b, &[(&b, "other")], Target::Inittab)
+        inittab_with_all(&with_b, &[(&b, "other")])
             .unwrap_err()
             .contains("`b`")
     );
@@ -94,65 +89,14 @@ fn inittab_replaces_in_place_and_refuses_foreign_ids() {
         "a:1:x\n{}\ntabc:2345:respawn:/old --args-file /etc/tunnelctl/run/tabc.args\nz:3:y\n",
         inittab::marker("tabc", "web")
     );
-    let new = inittab_with(old.as_bytes(), &entry(), "web", Target::Inittab).unwrap();
+    let new = inittab_with(old.as_bytes(), &entry(), "web").unwrap();
     let new = String::from_utf8(new).unwrap();
     assert!(new.starts_with("a:1:x\n# tunnelctl:tabc web"));
     assert!(new.ends_with("tunnel-watchdog --args-file /etc/tunnelctl/run/tabc.args\nz:3:y\n"));
-    let err = inittab_with(
-        b"tabc:2345:respawn:/bin/other\n",
-        &entry(),
-        "web",
-        Target::Inittab,
-    )
-    .unwrap_err();
+    let err = inittab_with(b"tabc:2345:respawn:/bin/other\n", &entry(), "web").unwrap_err();
     assert!(err.contains("line 1"), "{err}");
-    let err = inittab_with(old.as_bytes(), &entry(), "api", Target::Inittab).unwrap_err();
+    let err = inittab_with(old.as_bytes(), &entry(), "api").unwrap_err();
     assert!(err.contains("`web`"), "{err}");
-}
-
-#[test]
-fn launchd_sequences_never_kickstart_a_job_just_bootstrapped() {
-    use LaunchdStep::*;
-    let argv = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let plist = "/Library/LaunchDaemons/org.tunnelctl.t.plist";
-    // Fresh: bootstrap alone (RunAtLoad starts the job).
-    assert_eq!(
-        launchd_install_steps("system", "org.tunnelctl.t", plist, true),
-        vec![Run(argv(&["launchctl", "bootstrap", "system", plist]))]
-    );
-    // Reinstall: the old job out, waited for (bounded), then bootstrap; no kickstart.
-    let steps = launchd_install_steps("system", "org.tunnelctl.t", plist, false);
-    assert_eq!(
-        steps,
-        vec![
-            MayFail(argv(&["launchctl", "bootout", "system/org.tunnelctl.t"])),
-            WaitGone {
-                service: "system/org.tunnelctl.t".into(),
-                timeout: LAUNCHD_GONE_TIMEOUT
-            },
-            Run(argv(&["launchctl", "bootstrap", "system", plist])),
-        ]
-    );
-    assert!(LAUNCHD_GONE_TIMEOUT <= Duration::from_secs(30));
-    for fresh in [true, false] {
-        let all = launchd_install_steps("gui/501", "l", "p", fresh);
-        assert!(!format!("{all:?}").contains("kickstart"), "{all:?}");
-    }
-    assert_eq!(
-        launchd_uninstall_steps("user/501", "l"),
-        vec![
-            MayFail(argv(&["launchctl", "bootout", "user/501/l"])),
-            WaitGone {
-                service: "user/501/l".into(),
-                timeout: LAUNCHD_GONE_TIMEOUT
-            },
-        ]
-    );
-    // Agents: gui/UID with a GUI login, user/UID without (over ssh); daemons: system.
-    assert_eq!(launchd_domain(Target::LaunchdAgent, 501, true), "gui/501");
-    assert_eq!(launchd_domain(Target::LaunchdAgent, 501, false), "user/501");
-    assert_eq!(launchd_domain(Target::Launchd, 0, false), "system");
-    assert!(no_gui_note(501).contains("user/501") && no_gui_note(501).contains("install` again"));
 }
 
 #[test]

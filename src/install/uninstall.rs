@@ -15,10 +15,12 @@ impl Installer {
         &self,
         name: &str,
         target: Target,
-        paths: &[PathBuf],
-        inittab_id: &str,
+        home: &Path,
         out: &mut dyn Write,
     ) -> Result<Outcome, String> {
+        let system = target.system();
+        let paths = &system.installed_paths(name, home);
+        let inittab_id = &crate::config::inittab_id(name);
         let mut dirs = Dirs::for_target(target);
         let files = self.files_to_remove(&mut dirs, paths, out)?;
         let etc = self.inittab_dir_of(&mut dirs, target)?;
@@ -32,20 +34,17 @@ impl Installer {
             return Ok(Outcome::WouldChange);
         }
         // Stop first, while the init system still knows the service.
-        self.stop_service(name, target)?;
-        let mut reload = Ok(());
+        self.run_steps(target, &system.stop(name), out)?;
         if has_entry && let Some(etc) = &etc {
             remove_inittab_entry(etc, name, target, inittab_id, out)?;
-            // Said after the files are gone: an init that cannot be told must not leave
-            // half a tunnel for a second run.
-            reload = self.reload_inittab_after_removal(target, out);
         }
         self.remove_files(&mut dirs, &files, out)?;
-        for dir in log_dirs(target, paths) {
+        for dir in system.made_dirs(home) {
             self.remove_empty_tunnelctl_dirs(Some(&dir));
         }
-        self.forget_removed_units(target)?;
-        reload?;
+        // Told after the files are gone: an init that cannot be told (a failed reload)
+        // must not leave half a tunnel for a second run.
+        self.run_steps(target, &system.forget(name), out)?;
         Ok(Outcome::Removed)
     }
 
@@ -120,7 +119,7 @@ impl Installer {
         dirs: &mut Dirs,
         target: Target,
     ) -> Result<Option<safe_fs::Dir>, String> {
-        if !matches!(target, Target::Inittab | Target::Busybox) {
+        if !target.system().uses_inittab() {
             return Ok(None);
         }
         let (inittab_dir, _) = safe_fs::split(Path::new(INITTAB))?;
@@ -215,19 +214,4 @@ fn remove_inittab_entry(
     }
     drop(lock);
     writeln!(out, "removed the {inittab_id} entry from {INITTAB}").map_err(io_err)
-}
-
-/// Log directories a target's rendering asks install to create (launchd, inittab).
-fn log_dirs(target: Target, paths: &[PathBuf]) -> Vec<PathBuf> {
-    match target {
-        Target::Launchd => vec!["/var/log/tunnelctl".into()],
-        // …/Library/LaunchAgents/x.plist → …/Library/Logs/tunnelctl
-        Target::LaunchdAgent => paths
-            .first()
-            .and_then(|p| p.parent()?.parent())
-            .map(|library| vec![library.join("Logs/tunnelctl")])
-            .unwrap_or_default(),
-        Target::Inittab | Target::Busybox => vec![inittab::LOG_DIR.into()],
-        _ => Vec::new(),
-    }
 }

@@ -179,6 +179,21 @@ fn established_with_inode<'a>(line: &'a str, inodes: &[u64]) -> Option<(&'a str,
     (st == "01" && inodes.contains(&inode)).then_some((local, remote))
 }
 
+/// `ip` with each 4-byte word reversed: an address of /proc/net/tcp read in the other
+/// byte order, turned back (see `session::learn_facts`).
+pub(super) fn word_swapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::from(u32::from(v4).swap_bytes().to_be_bytes()),
+        IpAddr::V6(v6) => {
+            let mut b = v6.octets();
+            for word in b.chunks_mut(4) {
+                word.reverse();
+            }
+            IpAddr::from(b)
+        }
+    }
+}
+
 /// `0100007F:0016` (IPv4) or 32 hex digits (IPv6, four host-order words) and a port.
 #[cfg(any(target_os = "linux", test))]
 fn hex_addr(field: &str) -> Option<(IpAddr, u16)> {
@@ -206,6 +221,19 @@ fn hex_addr(field: &str) -> Option<(IpAddr, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_swapped_turns_each_word_back() {
+        let v4: IpAddr = "10.213.1.2".parse().unwrap();
+        assert_eq!(word_swapped(v4), "2.1.213.10".parse::<IpAddr>().unwrap());
+        assert_eq!(word_swapped(word_swapped(v4)), v4);
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            word_swapped(v6),
+            "b80d:120::100:0".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(word_swapped(word_swapped(v6)), v6);
+    }
 
     #[test]
     fn finds_ssh_connection_in_proc_net_tcp() {

@@ -37,10 +37,11 @@ use nix::sys::signal::Signal;
 
 use crate::duration::format_human;
 use crate::state::State;
+use crate::state::resolve_state_dir;
 use args::{Options, Parsed};
 use readiness::Readiness;
 use signals::Signals;
-pub use statedir::{MAX_STATE_FILE, metrics_dir, resolve_state_dir};
+pub use statedir::metrics_dir;
 use statedir::{name_problem, read_state};
 use supervisor::Watchdog;
 
@@ -108,6 +109,11 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(o: Options) -> u8 {
+    // `status` and `reconnect` know a live watchdog by its kernel name; started under
+    // another one (a renamed copy, an emulator running a router's build) it would read
+    // as not running.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_name(c"tunnel-watchdog");
     let env = |k: &str| std::env::var(k).ok();
     let uid = nix::unistd::getuid();
     let state_dir = resolve_state_dir(

@@ -328,8 +328,12 @@ impl<'a> Session<'a> {
         self.socket_seen = Some(now);
         self.next_step = now + FIRST_STEP_AFTER_SOCKET;
         let conn = events::ssh_connection(self.ssh.pid);
-        self.server = conn.map(|(_, server)| server);
-        self.facts = conn.and_then(|(local, server)| learn_facts(local, server));
+        let learnt = conn.and_then(|(local, server)| learn_facts(local, server));
+        self.server = learnt
+            .as_ref()
+            .map(|(_, server)| *server)
+            .or(conn.map(|(_, server)| server));
+        self.facts = learnt.map(|(facts, _)| facts);
         Continue(())
     }
 
@@ -741,14 +745,42 @@ fn failed(reason: String, port_held: Option<u16>) -> Outcome {
 }
 
 /// ssh's local and server address (what its socket really uses) and the route to the
-/// server now: what a network change is judged against.
-fn learn_facts(local: std::net::IpAddr, server: std::net::SocketAddr) -> Option<ConnFacts> {
-    match netevents::lookup_route(server.ip(), Instant::now() + netevents::LOOKUP_DEADLINE) {
-        netevents::RouteNow::Via(route) => Some(ConnFacts {
+/// server now: what a network change is judged against; with the server's address as
+/// finally read.
+///
+/// /proc/net/tcp writes each address as a number in the byte order of the kernel: ours
+/// on a real machine, the other one under a user-mode emulator of the other byte order
+/// (QEMU running a big-endian build on x86), where both addresses read reversed. The
+/// route to a reversed server names another source; when the route to the pair turned
+/// back names its local address, that pair is the true one. (With BindAddress the route's
+/// source differs anyway; the second lookup then finds nothing either.)
+fn learn_facts(
+    local: std::net::IpAddr,
+    server: std::net::SocketAddr,
+) -> Option<(ConnFacts, std::net::SocketAddr)> {
+    let route_to =
+        |ip| match netevents::lookup_route(ip, Instant::now() + netevents::LOOKUP_DEADLINE) {
+            netevents::RouteNow::Via(route) => Some(route),
+            netevents::RouteNow::NoRoute | netevents::RouteNow::Unknown => None,
+        };
+    let facts = |local, server: std::net::SocketAddr, route| {
+        let facts = ConnFacts {
             server: server.ip(),
             local: Some(local),
             route,
-        }),
-        netevents::RouteNow::NoRoute | netevents::RouteNow::Unknown => None,
+        };
+        (facts, server)
+    };
+    let route = route_to(server.ip());
+    if route.as_ref().is_none_or(|r| r.prefsrc != Some(local)) {
+        let (local2, server2) = (
+            events::word_swapped(local),
+            events::word_swapped(server.ip()),
+        );
+        if let Some(route2) = route_to(server2).filter(|r| r.prefsrc == Some(local2)) {
+            let server2 = std::net::SocketAddr::new(server2, server.port());
+            return Some(facts(local2, server2, route2));
+        }
     }
+    route.map(|route| facts(local, server, route))
 }

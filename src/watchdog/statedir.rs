@@ -1,44 +1,10 @@
-//! The state dir and the state file in it: where `tunnelctl status` reads what the
-//! watchdog last wrote.
+//! The watchdog's side of the state dir: the state file written and read through the
+//! directory's descriptor, and the refusal of names that would put it elsewhere.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::log;
-use crate::state::State;
-
-/// `--state-dir`, else `$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY` (first entry), else a
-/// per-user default (docs/design.md).
-pub fn resolve_state_dir(
-    option: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-    is_root: bool,
-    uid: u32,
-) -> PathBuf {
-    if let Some(dir) = option {
-        return dir.to_path_buf();
-    }
-    for key in ["STATE_DIRECTORY", "RUNTIME_DIRECTORY"] {
-        if let Some(first) = env(key)
-            .as_deref()
-            .and_then(|v| v.split(':').next())
-            .filter(|v| !v.is_empty())
-        {
-            return PathBuf::from(first);
-        }
-    }
-    let name = name.replace('/', "_");
-    if is_root {
-        return PathBuf::from("/run/tunnelctl").join(name);
-    }
-    match env("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("tunnelctl").join(name),
-        None => PathBuf::from(format!("/tmp/tunnelctl-{uid}")).join(name),
-    }
-}
-
-/// The state file is small; anything bigger is not ours.
-pub const MAX_STATE_FILE: u64 = 64 * 1024;
+use crate::state::{MAX_STATE_FILE, State};
 
 /// Written relative to the state directory's descriptor, opened and checked once at
 /// start: a directory renamed or replaced by a link while we run is never followed.
@@ -137,40 +103,4 @@ pub(super) fn read_state(dir: &crate::safe_fs::Dir) -> State {
 pub fn name_problem(name: &str) -> Option<String> {
     (name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0'))
         .then(|| format!("--name `{name}`: a tunnel name cannot be empty, `.` or `..`, or contain `/`; use the name from tunnels.yaml"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_dir_follows_the_design_order() {
-        let env = |k: &str| match k {
-            "RUNTIME_DIRECTORY" => Some("/run/tunnelctl/a:/run/other".to_string()),
-            "XDG_RUNTIME_DIR" => Some("/run/user/1000".to_string()),
-            _ => None,
-        };
-        assert_eq!(
-            resolve_state_dir(Some(Path::new("/x")), &env, "a", true, 0),
-            PathBuf::from("/x")
-        );
-        assert_eq!(
-            resolve_state_dir(None, &env, "a", true, 0),
-            PathBuf::from("/run/tunnelctl/a")
-        );
-        let none = |_: &str| None;
-        assert_eq!(
-            resolve_state_dir(None, &none, "a/b", true, 0),
-            PathBuf::from("/run/tunnelctl/a_b")
-        );
-        assert_eq!(
-            resolve_state_dir(None, &none, "a", false, 1000),
-            PathBuf::from("/tmp/tunnelctl-1000/a")
-        );
-        let user = |k: &str| (k == "XDG_RUNTIME_DIR").then(|| "/run/user/1000".to_string());
-        assert_eq!(
-            resolve_state_dir(None, &user, "a", false, 1000),
-            PathBuf::from("/run/user/1000/tunnelctl/a")
-        );
-    }
 }

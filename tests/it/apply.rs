@@ -16,8 +16,7 @@ use std::time::Duration;
 use common::prereq::{Prereq, require};
 use common::*;
 use tunnelctl::config::inittab_id;
-use tunnelctl::render::installed_paths;
-use tunnelctl::target::Target;
+use tunnelctl::targets::Target;
 
 const WATCHDOG: &str = "/usr/bin/tunnel-watchdog";
 
@@ -112,7 +111,9 @@ impl Rig {
 
     /// The tunnel's files on the host (under the root).
     fn files(&self, name: &str) -> Vec<PathBuf> {
-        installed_paths(name, self.target, &self.home, &inittab_id(name))
+        self.target
+            .system()
+            .installed_paths(name, &self.home)
             .iter()
             .map(|p| self.root.path().join(p.strip_prefix("/").unwrap()))
             .collect()
@@ -126,12 +127,10 @@ impl Rig {
     /// marker in /etc/inittab.
     fn installed(&self, name: &str) -> bool {
         let files = self.files(name).iter().all(|f| f.is_file());
-        let entry = match self.target {
-            Target::Inittab | Target::Busybox => self
+        let entry = !self.target.system().uses_inittab()
+            || self
                 .inittab()
-                .contains(&format!("# tunnelctl:{} {name} ", inittab_id(name))),
-            _ => true,
-        };
+                .contains(&format!("# tunnelctl:{} {name} ", inittab_id(name)));
         files && entry
     }
 }
@@ -264,7 +263,7 @@ fn apply_converges_every_target() {
             "{t}"
         );
         assert!(copy.is_file(), "{t}: the .bak copy was removed");
-        if matches!(target, Target::Inittab | Target::Busybox) {
+        if target.system().uses_inittab() {
             assert!(
                 rig.inittab()
                     .starts_with(std::str::from_utf8(INITTAB).unwrap()),
@@ -302,7 +301,7 @@ fn apply_converges_every_target() {
             "# written by hand\n",
             "{t}"
         );
-        if matches!(target, Target::Inittab | Target::Busybox) {
+        if target.system().uses_inittab() {
             let inittab = rig.inittab();
             assert!(
                 inittab.starts_with(std::str::from_utf8(INITTAB).unwrap()),
@@ -391,11 +390,7 @@ fn a_failure_halfway_leaves_each_tunnel_old_or_new() {
         // Spare inodes once the first apply is done: a file target needs one per new
         // tunnel (a changed one borrows one for its temp file and gives it back); an
         // inittab target two more while it rewrites /etc/inittab under its lock.
-        let spare = if matches!(target, Target::Inittab | Target::Busybox) {
-            3
-        } else {
-            1
-        };
+        let spare = if target.system().uses_inittab() { 3 } else { 1 };
         let apply = |cfg: &Path| {
             format!(
                 "'{}' -c '{}' apply --target {t} --watchdog {WATCHDOG} --root \"$R\"",
@@ -436,7 +431,9 @@ fn a_failure_halfway_leaves_each_tunnel_old_or_new() {
         let mut states = Vec::new();
         for name in ["a", "b", "c", "d"] {
             let files = |root: &Path| -> Vec<Option<Vec<u8>>> {
-                installed_paths(name, target, &rig.home, &inittab_id(name))
+                target
+                    .system()
+                    .installed_paths(name, &rig.home)
                     .iter()
                     .map(|p| fs::read(root.join(p.strip_prefix("/").unwrap())).ok())
                     .collect()

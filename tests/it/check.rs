@@ -687,7 +687,7 @@ fn the_largest_values_check_accepts_render_for_every_target() {
     );
     let (_dir, path, run) = check(&yaml);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    for target in tunnelctl::target::Target::ALL {
+    for target in tunnelctl::targets::Target::ALL {
         let run = tunnelctl(
             &path,
             &[
@@ -700,7 +700,7 @@ fn the_largest_values_check_accepts_render_for_every_target() {
             ],
         );
         assert_eq!(run.code, 0, "{target}: {}", run.stderr);
-        if matches!(target, tunnelctl::target::Target::Systemd) {
+        if matches!(target, tunnelctl::targets::Target::Systemd) {
             // 596h × 1000 + 2147483s + 596h: well inside systemd's u64 microseconds.
             assert!(
                 run.stdout.contains("WatchdogSec=2149893083s"),

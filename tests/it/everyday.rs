@@ -355,7 +355,7 @@ fn dry_run_into_an_empty_root_shows_everything_and_writes_nothing() {
     std::fs::write(&config, CONFIG).unwrap();
     let root = dir.path().join("empty");
     std::fs::create_dir(&root).unwrap();
-    for target in tunnelctl::target::Target::ALL {
+    for target in tunnelctl::targets::Target::ALL {
         let mut c = Command::new(TUNNELCTL);
         c.arg("-c")
             .arg(&config)
@@ -425,7 +425,7 @@ fn logs_takes_lines_since_and_root() {
         "those lines are older"
     );
     let journal = log_command(
-        &tunnelctl::locations::LogSource::Journal {
+        &tunnelctl::targets::LogSource::Journal {
             unit: "tunnel-alpha.service".into(),
             user: true,
         },

@@ -13,7 +13,7 @@ use common::child::{GroupKillOnDrop, StopOnDrop};
 use common::prereq::{Prereq, require};
 use common::sshd::Sshd;
 use common::wait_until;
-use common::watchdog_cmd::start_remote_forward_watchdog;
+use common::watchdog_cmd::{foreign_tunnelctl, start_remote_forward_watchdog};
 use firstrun_support::*;
 
 fn start_watchdog(sshd: &Sshd, state_dir: &Path, remote_port: u16) -> StopOnDrop {
@@ -37,18 +37,51 @@ fn assert_exit_1_saying(out: &Output, written: &[u8], says: &str) {
     );
 }
 
+fn parse_status_json(out: &Output) -> serde_json::Value {
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)));
+    assert_eq!(value["schema"], 1, "{value}");
+    value["tunnels"][0].clone()
+}
+
+/// `status st --json` by this build's tunnelctl. When the test run names a foreign one
+/// (`TUNNELCTL_TEST_TUNNELCTL_BIN`, an emulated CPU), it must read the same state file
+/// the same way: its answer equals ours, taken between two equal answers of ours (a
+/// state change or a second tick in between makes the round start again, at most 10).
 fn status_json(state_dir: &Path) -> serde_json::Value {
-    let out = without_config(&[
+    let args = [
         "status",
         "st",
         "--json",
         "--state-dir",
         state_dir.to_str().unwrap(),
-    ]);
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
-    assert_eq!(value["schema"], 1, "{value}");
-    value["tunnels"][0].clone()
+    ];
+    let ours = || parse_status_json(&without_config(&args));
+    let Some(_) = foreign_tunnelctl() else {
+        return ours();
+    };
+    let mut rounds = Vec::new();
+    for _ in 0..10 {
+        let before = ours();
+        let out = foreign_tunnelctl()
+            .unwrap()
+            .args(["--config", "/nonexistent.yaml"])
+            .args(args)
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap();
+        let theirs = parse_status_json(&out);
+        let after = ours();
+        if before == after {
+            assert_eq!(
+                theirs, before,
+                "the foreign tunnelctl reads the state file otherwise"
+            );
+            return after;
+        }
+        rounds.push((before, after));
+    }
+    panic!("the status never held still for one foreign read: {rounds:?}");
 }
 
 /// `status st --state-dir DIR`'s exit code: 0 up, 1 down, 3 degraded.
@@ -304,7 +337,7 @@ fn logs_shows_and_follows_the_inittab_log_file() {
 fn logs_reads_the_journal_for_systemd_units() {
     // journalctl is the tool; its argv is what this command decides.
     use tunnelctl::commands::logs::{LogQuery, log_command};
-    use tunnelctl::locations::LogSource;
+    use tunnelctl::targets::LogSource;
     let system = LogSource::Journal {
         unit: "tunnel-a.service".into(),
         user: false,

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use tunnelctl::config;
 use tunnelctl::duration::{MAX_COUNT, MAX_DURATION, format_duration};
 use tunnelctl::model::{Endpoint, Forward, Tunnel};
-use tunnelctl::render::{self, RenderOptions};
 use tunnelctl::state::State;
 use tunnelctl::status;
-use tunnelctl::target::Target;
+use tunnelctl::targets::Target;
+use tunnelctl::targets::{self as render, RenderOptions};
 use tunnelctl::watchdog::readiness::sd_notify as notify;
 use tunnelctl::watchdog::{args, backoff};
 

@@ -19,9 +19,9 @@ use common::readback::{
 use common::systemd_analyze::exposure;
 use common::*;
 use tunnelctl::config::Config;
-use tunnelctl::render::{self, RenderOptions};
 use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
-use tunnelctl::target::Target;
+use tunnelctl::targets::Target;
+use tunnelctl::targets::{self as render, RenderOptions};
 
 const WATCHDOG: &str = "/usr/bin/tunnel-watchdog";
 
@@ -337,4 +337,41 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
+}
+
+/// Every rendered shell script (a run script, an init.d script: a file whose first line
+/// names a shell) parses: `sh -n` accepts it. Values reach them only through
+/// `escape::sh_word`.
+#[test]
+fn every_rendered_shell_script_parses() {
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")];
+    let mut checked = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = fs::read(&path).unwrap();
+            let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+            let shells: [&[u8]; 3] = [b"#!/bin/sh", b"#!/sbin/openrc-run", b"#!/usr/bin/env sh"];
+            if !shells.iter().any(|s| first.starts_with(s)) {
+                continue;
+            }
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "sh -n {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    eprintln!("sh -n accepted {checked} rendered shell scripts");
 }

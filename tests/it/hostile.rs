@@ -22,9 +22,9 @@ use common::readback::{
     args_file_words, assert_plain_inittab_process, inittab_watchdog_args, launchd_state_dir,
     plist_program_arguments, python_program_arguments, systemd_verify,
 };
-use tunnelctl::render::{self, RenderOptions};
 use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
-use tunnelctl::target::Target;
+use tunnelctl::targets::Target;
+use tunnelctl::targets::{self as render, RenderOptions};
 
 /// Key file names with quotes, `$`, `%`-free (ssh would expand `%`), backslashes, `;`,
 /// spaces, non-ASCII; and one deep in a very long directory.

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::*;
-use tunnelctl::target::Target;
+use tunnelctl::targets::Target;
 
 const WATCHDOG: &str = "/usr/bin/tunnel-watchdog";
 
@@ -338,4 +338,51 @@ fn list_says_where_each_tunnel_is_installed() {
         web.contains("systemd: differs") && web.contains("busybox: differs"),
         "{web}"
     );
+}
+
+/// A `--root` that does not exist yet is made 0755 (and its missing parents), whatever
+/// the umask: `umask 000` once gave 0777.
+#[test]
+fn a_new_root_is_made_0755_whatever_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let f = Fixture::new();
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("new/root");
+    for umask in [0o000, 0o077] {
+        let _ = fs::remove_dir_all(parent.path().join("new"));
+        // std's Command: the child's umask is set between fork and exec.
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tunnelctl"));
+        cmd.env_clear()
+            .env("HOME", &f.home)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .arg("-c")
+            .arg(f.config.path().join("tunnels.yaml"))
+            .args([
+                "install",
+                "web",
+                "--target",
+                "inittab",
+                "--watchdog",
+                WATCHDOG,
+                "--root",
+            ])
+            .arg(&root);
+        // SAFETY: umask is async-signal-safe; nothing else runs in the child before exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for dir in [parent.path().join("new"), root.clone()] {
+            let mode = fs::metadata(&dir).unwrap().mode() & 0o7777;
+            assert_eq!(mode, 0o755, "{} under umask {umask:03o}", dir.display());
+        }
+    }
 }

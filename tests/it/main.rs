@@ -39,6 +39,7 @@ mod install;
 mod launchd_plist;
 mod metrics_node_exporter;
 mod packaging;
+mod router_package;
 mod watchdog;
 mod watchdog_cli;
 mod watchdog_foreign_folders;

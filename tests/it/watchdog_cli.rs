@@ -17,7 +17,7 @@ use common::target::TcpTarget;
 use common::{NotifyReceiver, wait_until};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use tunnelctl::target::Target;
+use tunnelctl::targets::Target;
 
 fn bin() -> String {
     std::env::var("TUNNEL_WATCHDOG_BIN")
@@ -93,7 +93,7 @@ fn busybox_args_file_runs_a_real_tunnel_with_socks_probe_and_long_state_dir() {
         .iter()
         .find(|t| t.name == "cli-test")
         .expect("tunnel");
-    let options = tunnelctl::render::RenderOptions {
+    let options = tunnelctl::targets::RenderOptions {
         // An inittab line cannot hold a path with a space (a build dir may have one).
         watchdog: if bin().contains(char::is_whitespace) {
             common::tunnel_env::inittab_watchdog().into()
@@ -102,7 +102,7 @@ fn busybox_args_file_runs_a_real_tunnel_with_socks_probe_and_long_state_dir() {
         },
         home: dir.path().to_path_buf(),
     };
-    let rendered = tunnelctl::render::render(tunnel, Target::Busybox, &options).unwrap();
+    let rendered = tunnelctl::targets::render(tunnel, Target::Busybox, &options).unwrap();
     let args = rendered
         .files
         .iter()

@@ -261,6 +261,54 @@ fn a_metrics_folder_swapped_while_the_watchdog_runs_is_never_written_through() {
     assert_eq!(refusals, 1, "{log}");
 }
 
+/// `check` (as root, for a root watchdog) refuses the same path before anything is
+/// installed, at the line of `metrics_file`, naming the folder's owner; a folder that is
+/// root's all the way passes.
+#[test]
+fn check_refuses_a_metrics_file_below_another_users_folder() {
+    let test = "check_refuses_a_metrics_file_below_another_users_folder";
+    if !require(test, &[Prereq::Root]) {
+        return;
+    }
+    let user = TempUser::new("check");
+    let layout = Layout::new(&user);
+    let home = tempfile::tempdir().unwrap();
+    let trusted = mkdir(&layout.top.path().join("trusted"), 0o755);
+    for (dir, refused) in [(layout.prom.join("node-exporter"), true), (trusted, false)] {
+        let config = home.path().join("tunnels.yaml");
+        fs::write(
+            &config,
+            format!(
+                "tunnels:\n  t:\n    host: h.example.org\n    metrics_file: {}/tunnel-{{name}}.prom\n    forwards:\n      - dynamic: 1080\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let out = common::tunnelctl(home.path())
+            .arg("-c")
+            .arg(&config)
+            .arg("check")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !refused {
+            assert!(out.status.success(), "{err}");
+            continue;
+        }
+        assert!(!out.status.success(), "check passed: {err}");
+        assert!(
+            err.contains(&format!("{}:4:", config.display()))
+                && err.contains(&format!(
+                    "{} is owned by uid {} ({})",
+                    layout.prom.display(),
+                    user.uid,
+                    user.name
+                )),
+            "{err}"
+        );
+    }
+}
+
 /// `unshare -m`: FAKE_TMP bound on /tmp and a tmpfs on /run, then `PROGRAM ARGS` (as
 /// `setpriv` makes it): nothing of the machine's /tmp or /run is touched.
 fn in_private_tmp(fake_tmp: &Path, program: &[&str]) -> std::process::Output {

@@ -18,7 +18,7 @@ use common::prereq::{Prereq, require};
 use common::sshd::{Sshd, SshdOptions};
 use common::tunnel_env::{EchoServer, free_port, in_netns, roundtrip};
 use common::wait_until;
-use common::watchdog_cmd::state_log_and_ssh;
+use common::watchdog_cmd::{state_log_and_ssh, watchdog_command};
 
 /// The bound for `-L` after a new address (2 s), plus a margin for this
 /// 2-core machine loaded by other builds and tests (ssh's start and handshake alone
@@ -179,7 +179,7 @@ fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
     let state_dir = tmp.path().join("state");
     std::fs::create_dir(&state_dir).unwrap();
     let log = tmp.path().join("watchdog.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog"));
+    let mut cmd = watchdog_command();
     cmd.args([
         "--name",
         "netev",

@@ -5,7 +5,10 @@
 
 use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
 
-use Block::{Entries, Entry, Example, Heading, Para, SeeAlso, Text};
+use Block::{
+    Entries, Entry, Example, Heading, Para, SeeAlso, TargetDetection, TargetFiles,
+    TargetStateAndLog, Text,
+};
 use Face::{B, I, R};
 
 /// roff's fonts: `\fR` roman, `\fB` bold, `\fI` italic.
@@ -34,6 +37,13 @@ pub(super) enum Block {
     Example(&'static str, &'static str),
     /// The `SEE ALSO` section: each page as `name(section)`.
     SeeAlso(&'static [(&'static str, &'static str)]),
+    /// Where install writes, as each target says (`.TP` entries: names bold, paths italic).
+    TargetFiles,
+    /// How install picks a target without `--target`, as each target says.
+    TargetDetection,
+    /// Where a running tunnel keeps its state and log, as each target says, then a
+    /// watchdog started by hand.
+    TargetStateAndLog,
 }
 
 /// The blocks as roff requests.
@@ -70,6 +80,32 @@ pub(super) fn write(r: &mut Roff, blocks: &[Block]) {
                 r.control("RE", []);
             }
             SeeAlso(pages) => see_also(r, pages),
+            TargetFiles => {
+                for (names, files) in crate::targets::files_summaries() {
+                    r.control("TP", []);
+                    r.text([bold(names)]);
+                    r.text([italic(files)]);
+                }
+            }
+            TargetStateAndLog => {
+                for (names, words) in crate::targets::state_and_log_summaries() {
+                    r.control("TP", []);
+                    r.text([bold(names)]);
+                    r.text([italic(words)]);
+                }
+                entry(
+                    r,
+                    &[(B, "by hand")],
+                    &[(I, crate::targets::BY_HAND_STATE_AND_LOG)],
+                );
+            }
+            TargetDetection => {
+                r.text([
+                    roman("Without "),
+                    bold("--target"),
+                    roman(crate::targets::detection_sentence()),
+                ]);
+            }
         }
     }
 }
@@ -115,17 +151,7 @@ pub(super) const TARGETS_INTRO: &[Block] = &[
 ];
 
 /// After the list of targets.
-pub(super) const TARGETS_DETECTION: &[Block] = &[
-    Para,
-    Text(&[
-        (R, "Without "),
-        (B, "--target"),
-        (
-            R,
-            ", install detects the init system: /run/systemd/system means systemd, macOS means launchd, a BusyBox /sbin/init means busybox, anything else inittab.",
-        ),
-    ]),
-];
+pub(super) const TARGETS_DETECTION: &[Block] = &[Para, TargetDetection];
 
 /// Before the commands' subsections.
 pub(super) const COMMANDS_INTRO: &[Block] = &[
@@ -170,58 +196,13 @@ pub(super) const TUNNELCTL: &[Block] = &[
     ),
     Para,
     Text(&[(R, "Where install writes, per target:")]),
-    Entries(
-        B,
-        I,
-        &[
-            ("systemd", "/etc/systemd/system/tunnel-NAME.service"),
-            ("systemd-user", "~/.config/systemd/user/tunnel-NAME.service"),
-            ("launchd", "/Library/LaunchDaemons/org.tunnelctl.NAME.plist"),
-            (
-                "launchd-agent",
-                "~/Library/LaunchAgents/org.tunnelctl.NAME.plist",
-            ),
-            (
-                "inittab, busybox",
-                "a marked line in /etc/inittab and /etc/tunnelctl/run/ID.args (ID: the 4-character inittab id, t and 3 base-36 characters, shown in the marker line)",
-            ),
-        ],
-    ),
+    TargetFiles,
     Para,
     Text(&[(
         R,
         "Where a running tunnel keeps its state (the watchdog's state file and control socket) and its log, per target:",
     )]),
-    Entries(
-        B,
-        I,
-        &[
-            (
-                "systemd",
-                "state /var/lib/tunnelctl/NAME (/var/lib/private/tunnelctl/NAME under DynamicUser=); log: the journal, journalctl -u tunnel-NAME.service",
-            ),
-            (
-                "systemd-user",
-                "state $XDG_STATE_HOME/tunnelctl/NAME (systemd 253 and later; ~/.local/state) or $XDG_CONFIG_HOME/tunnelctl/NAME (systemd 252; ~/.config); log: journalctl --user-unit tunnel-NAME.service",
-            ),
-            (
-                "launchd",
-                "state /var/run/tunnelctl/NAME; log /var/log/tunnelctl/NAME.log",
-            ),
-            (
-                "launchd-agent",
-                "state ~/Library/Application Support/tunnelctl/NAME; log ~/Library/Logs/tunnelctl/NAME.log",
-            ),
-            (
-                "inittab, busybox",
-                "state /run/tunnelctl/NAME; log /var/log/tunnelctl/ID.log (by inittab id, rotated at 1 MiB)",
-            ),
-            (
-                "by hand",
-                "state $STATE_DIRECTORY, $RUNTIME_DIRECTORY, else /run/tunnelctl/NAME (root), $XDG_RUNTIME_DIR/tunnelctl/NAME or /tmp/tunnelctl-UID/NAME; log: stderr (see tunnel-watchdog(1))",
-            ),
-        ],
-    ),
+    TargetStateAndLog,
     Para,
     Text(&[
         (B, "tunnelctl stop"),

@@ -34,6 +34,9 @@ pub enum Prereq {
     Autossh,
     /// Debian's `ansible-core` (`ansible-playbook`) and `ansible-lint`.
     Ansible,
+    /// `TUNNELCTL_TEST_ROUTER_DIST`: the folder `packaging/router-package.sh` wrote the
+    /// router archives and .ipk files into (`.ci/run` builds them first).
+    RouterPackages,
 }
 
 impl Prereq {
@@ -53,6 +56,7 @@ impl Prereq {
             Prereq::Ip => "ip",
             Prereq::Autossh => "autossh",
             Prereq::Ansible => "ansible",
+            Prereq::RouterPackages => "router packages",
         }
     }
 
@@ -101,6 +105,15 @@ impl Prereq {
                 (!path.split(':').any(|d| Path::new(d).join("ip").is_file()))
                     .then(|| "ip is not on PATH (install iproute2)".to_string())
             }
+            Prereq::RouterPackages => match std::env::var("TUNNELCTL_TEST_ROUTER_DIST") {
+                Ok(dir) if Path::new(&dir).is_dir() => None,
+                Ok(dir) => Some(format!("TUNNELCTL_TEST_ROUTER_DIST={dir} is no folder")),
+                Err(_) => Some(
+                    "TUNNELCTL_TEST_ROUTER_DIST is not set (bash packaging/router-package.sh \
+                     TARGET prints the folder to set it to)"
+                        .to_string(),
+                ),
+            },
         }
     }
 }

@@ -9,8 +9,8 @@ use std::process::Command;
 use super::commands::stdout_of_success;
 
 use tunnelctl::model::Tunnel;
-use tunnelctl::render;
-use tunnelctl::target::Target;
+use tunnelctl::targets as render;
+use tunnelctl::targets::Target;
 
 /// `systemd-analyze verify --man=no UNIT`: whether it passed, and what it printed on stderr.
 pub fn systemd_verify(unit: &Path) -> (bool, String) {

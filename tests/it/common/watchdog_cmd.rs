@@ -1,5 +1,6 @@
-//! tunnel-watchdog command lines the tests start against the fixture sshd: the tail
-//! every such line ends with, and a small watchdog holding one `-R` forward.
+//! tunnel-watchdog command lines the tests start against the fixture sshd: the program
+//! (this build's, or a foreign build run by an emulator), the tail every such line ends
+//! with, and a small watchdog holding one `-R` forward.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -7,6 +8,50 @@ use std::process::{Command, Stdio};
 
 use super::child::StopOnDrop;
 use super::sshd::Sshd;
+
+/// The words of `TUNNELCTL_TEST_WATCHDOG_WRAPPER` (an emulator and its options, such as
+/// `qemu-mipsel -cpu 24Kc`), when set: the watchdog tests that honour it then run a
+/// foreign build (`TUNNEL_WATCHDOG_BIN`) on an emulated CPU, against the same sshd.
+pub fn wrapper() -> Vec<String> {
+    std::env::var("TUNNELCTL_TEST_WATCHDOG_WRAPPER")
+        .map(|w| w.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// True when the watchdog runs under an emulator: its process is the emulator's (name,
+/// memory), not tunnel-watchdog's.
+pub fn emulated() -> bool {
+    !wrapper().is_empty()
+}
+
+/// `program` run through the wrapper, if any.
+fn wrapped(program: &str) -> Command {
+    let words = wrapper();
+    match words.split_first() {
+        Some((emulator, options)) => {
+            let mut cmd = Command::new(emulator);
+            cmd.args(options).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// The tunnel-watchdog under test: `TUNNEL_WATCHDOG_BIN` (default: this build's), through
+/// the wrapper.
+pub fn watchdog_command() -> Command {
+    let bin = std::env::var("TUNNEL_WATCHDOG_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tunnel-watchdog").to_string());
+    wrapped(&bin)
+}
+
+/// The foreign tunnelctl built with that watchdog (`TUNNELCTL_TEST_TUNNELCTL_BIN`),
+/// through the wrapper, when the test run names one: it reads the state file the
+/// emulated watchdog wrote, as the host's tunnelctl does.
+pub fn foreign_tunnelctl() -> Option<Command> {
+    let bin = std::env::var("TUNNELCTL_TEST_TUNNELCTL_BIN").ok()?;
+    Some(wrapped(&bin))
+}
 
 /// Appends `--state-dir STATE --log-file LOG -- ssh SSH_ARGS…` to a watchdog command
 /// (its own options come before; ssh's, after `SSH_ARGS`, may follow).
@@ -48,7 +93,7 @@ pub fn start_remote_forward_watchdog(
     log: &Path,
     remote_port: u16,
 ) -> StopOnDrop {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tunnel-watchdog"));
+    let mut cmd = watchdog_command();
     cmd.args(["--name", name, "--probe-interval", "1s"]).args([
         "--probe-timeout",
         "1s",
