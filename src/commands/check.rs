@@ -16,6 +16,18 @@ pub fn run(cx: &Context, args: CheckArgs) -> Result<ExitCode, Error> {
     for t in &cfg.tunnels {
         crate::outln!("{}", summary(t));
     }
+    // A supervisor that gives up on a tunnel restarting quickly (SysV's "respawning too
+    // fast") would undo the watchdog's pacing: said for every target it concerns.
+    for t in &cfg.tunnels {
+        for target in crate::targets::Target::ALL {
+            if let Some(why) = target.system().restart_limit_problem(t) {
+                crate::errln!(
+                    "tunnelctl check: warning: tunnel `{}` installed for {target}: {why}",
+                    t.name
+                );
+            }
+        }
+    }
     check_ssh_client()?;
     crate::outln!("{}: {} tunnel(s) OK", cfg.path.display(), cfg.tunnels.len());
     Ok(ExitCode::SUCCESS)

@@ -54,11 +54,16 @@ pub(super) fn choose_target(
                 ))
             }),
         Some(target) => Ok(target),
-        None => crate::targets::running_init(user).map_err(|found| {
-            Error::usage(format!(
+        None => match crate::targets::running_init_and_why(user) {
+            Ok((target, why)) => {
+                // A guess the person did not make is never silent.
+                crate::errln!("target {target} (running here: {why}; --target chooses another)");
+                Ok(target)
+            }
+            Err(found) => Err(Error::usage(format!(
                 "no init system tunnelctl can use is running here: {found}. Nothing was written; {NO_INIT_CHOICES}"
-            ))
-        }),
+            ))),
+        },
     }
 }
 

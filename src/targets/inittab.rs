@@ -199,6 +199,28 @@ impl InitSystem for Inittab {
         vec![Path::new("/run/tunnelctl").join(name)]
     }
 
+    /// sysvinit disables an entry respawned 10 times within 120 s for 5 minutes
+    /// ("respawning too fast"); BusyBox init has no such limit. The watchdog exits after
+    /// a failed connection and waits out its persisted back-off when init starts it
+    /// again: ten quick failures are spaced by the first nine waits.
+    fn restart_limit_problem(&self, tunnel: &Tunnel) -> Option<String> {
+        if self.busybox {
+            return None;
+        }
+        let spacing = spawn_spacing(tunnel.backoff.initial, tunnel.backoff.max);
+        (spacing < SYSV_RESPAWN_WINDOW).then(|| {
+            format!(
+                "with backoff initial {} and max {}, ten failed starts in a row take {}, \
+                 and SysV init stops respawning an entry for 5 minutes after 10 respawns \
+                 within {}: raise backoff.max (30s is enough)",
+                crate::duration::format_duration(tunnel.backoff.initial),
+                crate::duration::format_duration(tunnel.backoff.max),
+                crate::duration::format_human(spacing),
+                crate::duration::format_duration(SYSV_RESPAWN_WINDOW),
+            )
+        })
+    }
+
     fn log(&self, name: &str, _: &Path) -> LogSource {
         LogSource::File(Path::new(LOG_DIR).join(format!("{}.log", crate::config::inittab_id(name))))
     }
@@ -285,6 +307,21 @@ impl InitSystem for Inittab {
     }
 }
 
+/// sysvinit's "respawning too fast" window: 10 respawns within it disable the entry.
+const SYSV_RESPAWN_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The least time ten starts in a row take when each fails at once: the first nine
+/// back-off waits (initial, doubling, capped at max).
+fn spawn_spacing(initial: std::time::Duration, max: std::time::Duration) -> std::time::Duration {
+    let mut wait = initial;
+    let mut total = std::time::Duration::ZERO;
+    for _ in 0..9 {
+        total = total.saturating_add(wait.min(max));
+        wait = wait.saturating_mul(2);
+    }
+    total
+}
+
 /// SysV's `telinit` on PATH: on a systemd distribution it is a link to systemctl, which
 /// cannot tell SysV init anything.
 pub fn telinit_answers() -> Result<(), String> {
@@ -319,6 +356,25 @@ fn is_busybox(init: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_backoff_max_trips_sysv_respawn_limit_and_the_default_does_not() {
+        use std::time::Duration;
+        let mut t = Tunnel::new("t", "h", vec![]);
+        assert_eq!(SYSV.restart_limit_problem(&t), None, "defaults 2s/5m");
+        t.backoff.max = Duration::from_secs(5);
+        // 2 + 4 + 7 × 5 = 41 s < 120 s
+        assert_eq!(
+            spawn_spacing(t.backoff.initial, t.backoff.max),
+            Duration::from_secs(41)
+        );
+        let why = SYSV.restart_limit_problem(&t).unwrap();
+        assert!(why.contains("raise backoff.max"), "{why}");
+        assert_eq!(BUSYBOX.restart_limit_problem(&t), None);
+        t.backoff.max = Duration::from_secs(30);
+        // 2 + 4 + 8 + 16 + 5 × 30 = 180 s
+        assert_eq!(SYSV.restart_limit_problem(&t), None);
+    }
 
     #[test]
     fn init_rereads_inittab_and_an_updated_sysv_watchdog_is_restarted() {

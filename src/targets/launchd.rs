@@ -193,6 +193,11 @@ impl InitSystem for Launchd {
         vec![self.state_dir(name, home)]
     }
 
+    /// None: launchd only spaces starts (ThrottleInterval), it never gives up.
+    fn restart_limit_problem(&self, _: &Tunnel) -> Option<String> {
+        None
+    }
+
     fn log(&self, name: &str, home: &Path) -> LogSource {
         LogSource::File(self.log_dir(home).join(format!("{name}.log")))
     }

@@ -143,6 +143,10 @@ pub trait InitSystem: Sync {
     /// Where the tunnel's log lines go.
     fn log(&self, name: &str, home: &Path) -> LogSource;
 
+    /// Why this tunnel's back-off can trip the supervisor's own restart limit (which
+    /// would stop restarting it), or None: the watchdog's pacing must stay under it.
+    fn restart_limit_problem(&self, tunnel: &Tunnel) -> Option<String>;
+
     /// After install wrote the files of `items`: what makes the init system (re)start them.
     fn activate(&self, items: &[Activation], no_start: bool) -> Vec<Step>;
 
@@ -288,16 +292,24 @@ pub enum LogSource {
 /// when SysV init does. Err describes what was found, for a refusal that offers
 /// `--target` and `--root`.
 pub fn running_init(user: bool) -> Result<Target, String> {
+    running_init_and_why(user).map(|(target, _)| target)
+}
+
+/// [`running_init`], with why that target was recognised.
+pub fn running_init_and_why(user: bool) -> Result<(Target, String), String> {
     let pid1 = Pid1::read();
     let root = Path::new("/");
-    if let Some(target) = Target::ALL
-        .into_iter()
-        .find(|t| t.system().detect(root, user).is_some() && t.system().reachable(&pid1).is_ok())
-    {
-        return Ok(target);
+    if let Some(found) = Target::ALL.into_iter().find_map(|t| {
+        let why = t.system().detect(root, user)?;
+        t.system().reachable(&pid1).is_ok().then_some((t, why))
+    }) {
+        return Ok(found);
     }
     match Target::Inittab.system().reachable(&pid1) {
-        Ok(()) => Ok(Target::Inittab),
+        Ok(()) => Ok((
+            Target::Inittab,
+            "SysV init answers (telinit is SysV's)".to_string(),
+        )),
         Err(_) => {
             let mut what = vec![pid1.describe()];
             if let Some(systemd) = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"]

@@ -279,6 +279,11 @@ impl InitSystem for Systemd {
         ]
     }
 
+    /// None: the units set StartLimitIntervalSec=0, so systemd never stops restarting.
+    fn restart_limit_problem(&self, _: &Tunnel) -> Option<String> {
+        None
+    }
+
     fn log(&self, name: &str, _: &Path) -> LogSource {
         LogSource::Journal {
             unit: escape::unit_name(name),

@@ -913,3 +913,23 @@ fn a_fleet_directory_reports_a_remote_port_claimed_twice() {
         r.stderr
     );
 }
+
+/// A back-off that lets ten failed starts happen within 120 s trips SysV init's
+/// "respawning too fast": check says so (a warning, exit 0); the defaults do not.
+#[test]
+fn a_backoff_that_trips_sysv_respawn_limit_is_warned_about() {
+    let (_dir, _path, run) = check(
+        "tunnels:\n  a:\n    host: h\n    backoff: { initial: 2s, max: 5s }\n    forwards: [{dynamic: 1080}]\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("tunnel `a` installed for inittab")
+            && run.stderr.contains("raise backoff.max")
+            && !run.stderr.contains("for busybox"),
+        "{}",
+        run.stderr
+    );
+    let (_dir, _path, run) =
+        check("tunnels:\n  a:\n    host: h\n    forwards: [{dynamic: 1080}]\n");
+    assert!(!run.stderr.contains("raise backoff.max"), "{}", run.stderr);
+}
