@@ -16,6 +16,7 @@ use crate::model::Tunnel;
 pub mod inittab;
 pub mod launchd;
 pub mod render;
+pub mod s6;
 pub mod systemd;
 
 pub use render::{
@@ -65,6 +66,8 @@ targets! {
     Launchd => "launchd", launchd::DAEMON;
     /// launchd LaunchAgent (~/Library/LaunchAgents)
     LaunchdAgent => "launchd-agent", launchd::AGENT;
+    /// s6: a service directory in /etc/s6/sv linked into the scan directory
+    S6 => "s6", s6::S6;
     /// SysV init: a respawn line in /etc/inittab
     Inittab => "inittab", inittab::SYSV;
     /// BusyBox init: a ::respawn: line in /etc/inittab

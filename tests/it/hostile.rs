@@ -395,6 +395,15 @@ fn accepted_hostile_configs_read_back_exactly() {
                         case.label
                     );
                 }
+                Target::S6 => {
+                    let state = format!("/run/tunnelctl/{}", tunnel.name);
+                    let mut intended: Vec<String> =
+                        vec![watchdog.into(), "--readiness".into(), "s6-fd:3".into()];
+                    intended.extend(render::watchdog_args(tunnel, Some(&state), None, plain_ssh));
+                    let read = run_script_words(&installed);
+                    assert_eq!(read, intended, "{}: s6 run script", case.label);
+                    (case.expect)(&ssh_reads(&read[3..]), env.home.path(), None, case.label);
+                }
                 Target::Inittab | Target::Busybox => {
                     let inittab = fs::read_to_string(root.path().join("etc/inittab")).unwrap();
                     let line = inittab.lines().nth(1).unwrap();
@@ -408,6 +417,31 @@ fn accepted_hostile_configs_read_back_exactly() {
             }
         }
     }
+}
+
+/// The words a run script's last `exec` hands over, as `sh` reads them: the script with
+/// that `exec` made a `printf` of each word.
+fn run_script_words(script: &Path) -> Vec<String> {
+    let text = fs::read_to_string(script).unwrap();
+    let at = text.rfind("\nexec ").expect("an exec line") + 1;
+    let probe = format!("{}printf '%s\\0' {}", &text[..at], &text[at + 5..]);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(probe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut words: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(words.pop().as_deref(), Some(""));
+    words
 }
 
 /// The systemd renderer refuses a watchdog path that is not absolute, and the inittab
