@@ -327,7 +327,7 @@ impl InitSystem for S6Supervision {
     fn reconnect(&self, name: &str) -> Option<Reconnect> {
         let svc = linked(&scan_dir(), name);
         Some(Reconnect {
-            argv: argv(&["s6-svc", "-s", "SIGUSR1", &svc]),
+            argv: argv(&["s6-svc", "-1", &svc]),
             done: format!("{name}: asked s6 to send SIGUSR1 to the watchdog: it reconnects now"),
             start: format!("s6-svc -u {svc}"),
             service: svc,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::driven::{Driven, install_reconnect_uninstall, install_reconnect_uninstall_checking};
 use common::driven_inittab::DrivenInittab;
+use common::driven_s6::DrivenS6;
 use common::driven_systemd::{DrivenContainer, DrivenUserManager};
 use common::inittab_init::Flavor;
 use common::wait_until;
@@ -88,4 +89,82 @@ fn a_system_unit_writes_its_metrics_file_as_its_dynamic_user() {
         assert_ne!(uid, 0, "the watchdog runs as root");
         assert_eq!(owner, uid, "the metrics file is not the dynamic user's");
     });
+}
+
+/// s6 as the namespace's PID 1 (`s6-svscan` on /run/service, no `--target`: detection
+/// finds it): install returns once `s6-svwait -U` saw the watchdog's readiness newline,
+/// data flows through `-L` and `-R`; a frozen ssh client (SIGSTOP) is detected and
+/// replaced by a new one that carries data again; then the common scenario (status,
+/// reconnect, stop/start/restart through s6-svc, uninstall leaving nothing behind).
+#[test]
+fn tunnelctl_drives_s6() {
+    let Some(mut rig) = DrivenS6::start("tunnelctl_drives_s6") else {
+        return;
+    };
+    install_reconnect_uninstall_checking(&mut rig, |rig| {
+        let svstat = rig.svstat();
+        assert!(
+            svstat.starts_with("up ") && svstat.contains("ready"),
+            "s6-svstat after install: {svstat}\n{}",
+            rig.report()
+        );
+        common::tunnel_env::wait_roundtrip(rig.rport, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("-R carries no data: {e}\n{}", rig.report()));
+        frozen_client_is_replaced(rig);
+        common::tunnel_env::wait_roundtrip(rig.rport, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("-R not back: {e}\n{}", rig.report()));
+    });
+}
+
+/// SIGSTOP to the watchdog's ssh: the probes time out, the watchdog gives up on it, and a
+/// new ssh carries data. Prints how long each part took.
+fn frozen_client_is_replaced(rig: &impl Driven) {
+    let label = rig.label();
+    let watchdog = rig
+        .tunnel_processes()
+        .into_iter()
+        .find(|(_, c)| c.contains("tunnel-watchdog"))
+        .map(|(p, _)| p)
+        .unwrap_or_else(|| panic!("{label}: no watchdog\n{}", rig.report()));
+    let old = common::tunnel_env::wait_ssh_child(watchdog, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{label}: no ssh under the watchdog\n{}", rig.report()));
+    let frozen = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    // The watchdog may replace ssh itself or exit and be started again by s6 (then it
+    // waits its persisted back-off first): either way, a new ssh client of the tunnel.
+    let mut new = None;
+    let replaced = wait_until(Duration::from_secs(90), || {
+        new = rig
+            .tunnel_processes()
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|&p| p != old)
+            .find(|&p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|argv| argv.split(|&b| b == 0).any(|a| a == b"ControlMaster=yes"))
+            });
+        new.is_some()
+    });
+    // Whatever happened, the frozen process must not outlive the test.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(
+        replaced,
+        "{label}: the frozen ssh {old} was never replaced\n{}",
+        rig.report()
+    );
+    let new_at = frozen.elapsed();
+    rig.wait_roundtrip(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{label}: new ssh carries no data: {e}\n{}", rig.report()));
+    eprintln!(
+        "{label}: frozen ssh {old} -> new ssh {} after {new_at:?}, data after {:?}",
+        new.unwrap(),
+        frozen.elapsed()
+    );
 }
