@@ -16,6 +16,7 @@ use crate::model::Tunnel;
 pub mod inittab;
 pub mod launchd;
 pub mod render;
+pub mod runit;
 pub mod s6;
 pub mod systemd;
 
@@ -66,8 +67,10 @@ targets! {
     Launchd => "launchd", launchd::DAEMON;
     /// launchd LaunchAgent (~/Library/LaunchAgents)
     LaunchdAgent => "launchd-agent", launchd::AGENT;
-    /// s6: a service directory in /etc/s6/sv linked into the scan directory
+    /// s6: a service directory in /etc/tunnelctl/s6 linked into /run/service
     S6 => "s6", s6::S6;
+    /// runit: a service directory in /etc/tunnelctl/sv linked into /etc/service
+    Runit => "runit", runit::RUNIT;
     /// SysV init: a respawn line in /etc/inittab
     Inittab => "inittab", inittab::SYSV;
     /// BusyBox init: a ::respawn: line in /etc/inittab

@@ -395,13 +395,18 @@ fn accepted_hostile_configs_read_back_exactly() {
                         case.label
                     );
                 }
-                Target::S6 => {
+                Target::S6 | Target::Runit => {
                     let state = format!("/run/tunnelctl/{}", tunnel.name);
+                    let readiness = if target == Target::S6 {
+                        "s6-fd:3"
+                    } else {
+                        "none"
+                    };
                     let mut intended: Vec<String> =
-                        vec![watchdog.into(), "--readiness".into(), "s6-fd:3".into()];
+                        vec![watchdog.into(), "--readiness".into(), readiness.into()];
                     intended.extend(render::watchdog_args(tunnel, Some(&state), None, plain_ssh));
                     let read = run_script_words(&installed);
-                    assert_eq!(read, intended, "{}: s6 run script", case.label);
+                    assert_eq!(read, intended, "{} {target}: run script", case.label);
                     (case.expect)(&ssh_reads(&read[3..]), env.home.path(), None, case.label);
                 }
                 Target::Inittab | Target::Busybox => {
