@@ -234,7 +234,8 @@ impl InitSystem for Runit {
         false
     }
 
-    /// runit when PID 1 is runit, or runit's /run/runit (its stopit/reboot files) is there.
+    /// runit when PID 1 is runit, or runit-init's /run/runit (its stopit/reboot files) is
+    /// there (Debian's runit package alone, without runit-init, makes neither).
     fn detect(&self, root: &Path, user: bool) -> Option<String> {
         if user {
             return None;
@@ -243,7 +244,7 @@ impl InitSystem for Runit {
         if comm.trim() == "runit" {
             return Some("PID 1 is runit".into());
         }
-        ["run/runit/stopit", "etc/runit/stopit", "run/runit"]
+        ["run/runit/stopit", "run/runit"]
             .into_iter()
             .map(|p| root.join(p))
             .find(|p| p.exists())
@@ -262,11 +263,12 @@ impl InitSystem for Runit {
         "state /run/tunnelctl/NAME; log /var/log/tunnelctl/runit-NAME/current (svlogd)"
     }
 
-    /// The directory runsvdir watches exists and is a directory, and `sv` is there.
+    /// The directory runsvdir watches is a directory (Debian makes /etc/service a link
+    /// to one).
     fn reachable(&self, _: &Pid1) -> Result<(), String> {
         let scan = scan_dir();
         let how = format!("name another with {SCAN_DIR_ENV}=DIR");
-        match std::fs::symlink_metadata(&scan) {
+        match std::fs::metadata(&scan) {
             Err(_) => Err(format!(
                 "runit's service directory {} does not exist ({how})",
                 scan.display()

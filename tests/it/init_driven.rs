@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::driven::{Driven, install_reconnect_uninstall, install_reconnect_uninstall_checking};
 use common::driven_inittab::DrivenInittab;
-use common::driven_s6::DrivenS6;
+use common::driven_supervision::{DrivenSupervision, Suite};
 use common::driven_systemd::{DrivenContainer, DrivenUserManager};
 use common::inittab_init::Flavor;
 use common::wait_until;
@@ -98,7 +98,7 @@ fn a_system_unit_writes_its_metrics_file_as_its_dynamic_user() {
 /// reconnect, stop/start/restart through s6-svc, uninstall leaving nothing behind).
 #[test]
 fn tunnelctl_drives_s6() {
-    let Some(mut rig) = DrivenS6::start("tunnelctl_drives_s6") else {
+    let Some(mut rig) = DrivenSupervision::start("tunnelctl_drives_s6", Suite::S6) else {
         return;
     };
     install_reconnect_uninstall_checking(&mut rig, |rig| {
@@ -106,6 +106,39 @@ fn tunnelctl_drives_s6() {
         assert!(
             svstat.starts_with("up ") && svstat.contains("ready"),
             "s6-svstat after install: {svstat}\n{}",
+            rig.report()
+        );
+        common::tunnel_env::wait_roundtrip(rig.rport, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("-R carries no data: {e}\n{}", rig.report()));
+        frozen_client_is_replaced(rig);
+        common::tunnel_env::wait_roundtrip(rig.rport, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("-R not back: {e}\n{}", rig.report()));
+    });
+}
+
+/// runit's runsvdir on a directory of its own (in its own namespace; runit-init never
+/// involved), named to tunnelctl by TUNNELCTL_RUNIT_SERVICE_DIR:
+/// install returns once `sv start` saw ./check pass (the state file says up for the pid
+/// runsv runs), data flows through `-L` and `-R`; a frozen ssh client is replaced; then
+/// the common scenario (status, reconnect, stop/start/restart through sv, uninstall
+/// leaving nothing behind).
+#[test]
+fn tunnelctl_drives_runit() {
+    let Some(mut rig) = DrivenSupervision::start("tunnelctl_drives_runit", Suite::Runit) else {
+        return;
+    };
+    install_reconnect_uninstall_checking(&mut rig, |rig| {
+        let status = rig.svstat();
+        assert!(
+            status.starts_with("run: "),
+            "sv status after install: {status}\n{}",
+            rig.report()
+        );
+        let check = rig.inside_run(&["sv", "check", "/run/runit-service/tunnel-itest"]);
+        assert!(
+            check.status.success(),
+            "sv check: {}\n{}",
+            common::commands::out_text(&check),
             rig.report()
         );
         common::tunnel_env::wait_roundtrip(rig.rport, Duration::from_secs(10))

@@ -13,7 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod driven;
 pub mod driven_inittab;
-pub mod driven_s6;
+pub mod driven_supervision;
 pub mod driven_systemd;
 pub mod inittab_init;
 pub mod inittab_tunnel;

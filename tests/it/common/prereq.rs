@@ -26,6 +26,8 @@ pub enum Prereq {
     NodeExporter,
     /// Debian's `s6`: `s6-svscan`, `s6-svwait`, `s6-svstat`, `s6-svc`, `s6-svscanctl`.
     S6,
+    /// Debian's `runit` (never `runit-init`): `runsvdir`, `runsv`, `sv`, `svlogd`.
+    Runit,
     /// Debian's `dropbear-bin`: Dropbear's ssh client, `dbclient`.
     Dropbear,
     /// iproute2's `ip` on `PATH` (run by name inside network namespaces).
@@ -52,6 +54,7 @@ impl Prereq {
             Prereq::Python3 => "python3",
             Prereq::NodeExporter => "prometheus-node-exporter",
             Prereq::S6 => "s6",
+            Prereq::Runit => "runit",
             Prereq::Dropbear => "dropbear-bin",
             Prereq::Ip => "ip",
             Prereq::Autossh => "autossh",
@@ -88,6 +91,7 @@ impl Prereq {
                 &["/usr/bin/prometheus-node-exporter"],
                 "prometheus-node-exporter",
             ),
+            Prereq::Runit => need(&["runsvdir", "runsv", "sv", "svlogd"], "runit"),
             Prereq::S6 => need(
                 &[
                     "s6-svscan",

@@ -1,7 +1,8 @@
-//! [`Driven`] for s6: Debian's `s6-svscan` watches `/run/service` as the first process
-//! of its own mount and pid namespaces (so detection sees PID 1 `s6-svscan`), with /etc
-//! and /var as overlays whose upper folders hold every write, and tunnelctl runs inside
-//! them. Dropping the rig kills that first process, and with it everything s6 started.
+//! [`Driven`] for the supervision suites: Debian's `s6-svscan` watching `/run/service`
+//! (so detection sees PID 1 `s6-svscan`), or runit's `runsvdir` watching a directory of
+//! its own named by `TUNNELCTL_RUNIT_SERVICE_DIR` (never runit-init), as the first process of its own mount and pid namespaces, with
+//! /etc and /var as overlays whose upper folders hold every write; tunnelctl runs inside
+//! them. Dropping the rig kills that first process, and with it everything it started.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,12 +16,41 @@ use super::sshd::Sshd;
 use super::tunnel_env::{EchoServer, Server, TUNNELCTL, free_port, wait_roundtrip, write_config};
 use super::user_manager::run_bounded;
 
-/// The scan directory inside the namespace (the default tunnelctl assumes).
-const SCAN: &str = "/run/service";
+/// Which supervisor watches which directory (tunnelctl's default for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    S6,
+    Runit,
+}
+
+impl Suite {
+    fn scan(self) -> &'static str {
+        match self {
+            Suite::S6 => "/run/service",
+            // Not /etc/service: Debian's links to the host's own runit services.
+            Suite::Runit => "/run/runit-service",
+        }
+    }
+
+    fn scanner(self) -> &'static str {
+        match self {
+            Suite::S6 => "/usr/bin/s6-svscan",
+            Suite::Runit => "/usr/bin/runsvdir",
+        }
+    }
+
+    fn prereq(self) -> Prereq {
+        match self {
+            Suite::S6 => Prereq::S6,
+            Suite::Runit => Prereq::Runit,
+        }
+    }
+}
 
 /// Field order is drop order: the namespace (and every process in it) first.
-pub struct DrivenS6 {
+pub struct DrivenSupervision {
     scanner: Scanner,
+    suite: Suite,
     sshd: Sshd,
     _echo: EchoServer,
     lport: u16,
@@ -50,10 +80,10 @@ impl Drop for Scanner {
     }
 }
 
-impl DrivenS6 {
+impl DrivenSupervision {
     /// `None`: skipped (prerequisites).
-    pub fn start(test: &str) -> Option<DrivenS6> {
-        if !require(test, &[Prereq::Root, Prereq::S6, Prereq::Sshd]) {
+    pub fn start(test: &str, suite: Suite) -> Option<DrivenSupervision> {
+        if !require(test, &[Prereq::Root, suite.prereq(), Prereq::Sshd]) {
             return None;
         }
         let sshd = Sshd::start_default(test)?;
@@ -96,13 +126,15 @@ impl DrivenS6 {
              mount -t overlay overlay -o \"lowerdir=/var,upperdir=$r/var,workdir=$r/.overlay-work/var\" /var; \
              mount --bind \"$r/run\" /run; \
              mount -t proc proc /proc; \
-             mkdir -p /run/service; \
-             exec s6-svscan /run/service";
+             mkdir -p \"$2\"; \
+             exec \"$3\" \"$2\"";
         let log = std::fs::File::create(root.path().join("svscan.log")).unwrap();
         let unshare = Command::new("unshare")
             .args(["-m", "-p", "-f", "--propagation", "private", "--"])
             .args(["sh", "-c", script, "sh"])
             .arg(root.path())
+            .arg(suite.scan())
+            .arg(suite.scanner())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -112,27 +144,30 @@ impl DrivenS6 {
         let mut scanner = Scanner { unshare, pid: 0 };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(pid) = super::nspawn::find_child_exe(unshare_pid, "/usr/bin/s6-svscan") {
+            if let Some(pid) = super::nspawn::find_child_exe(unshare_pid, suite.scanner()) {
                 scanner.pid = pid;
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "s6-svscan did not start within 10 s: {}",
+                "{} did not start within 10 s: {}",
+                suite.scanner(),
                 std::fs::read_to_string(root.path().join("svscan.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Its control fifo: s6-svscan watches the directory from here on.
+        // s6-svscan's control fifo: it watches the directory from here on.
         assert!(
-            super::wait_until(Duration::from_secs(10), || root
-                .path()
-                .join("run/service/.s6-svscan/control")
-                .exists()),
-            "s6-svscan never set up {SCAN}"
+            suite == Suite::Runit
+                || super::wait_until(Duration::from_secs(10), || root
+                    .path()
+                    .join("run/service/.s6-svscan/control")
+                    .exists()),
+            "s6-svscan never set up /run/service"
         );
-        Some(DrivenS6 {
+        Some(DrivenSupervision {
             scanner,
+            suite,
             sshd,
             _echo: echo,
             lport,
@@ -176,21 +211,32 @@ impl DrivenS6 {
             .join(path.strip_prefix("/").unwrap_or(path))
     }
 
-    /// `s6-svstat` of the tunnel's service, as s6 says it.
+    /// `s6-svstat` / `sv status` of the tunnel's service, as the supervisor says it.
     pub fn svstat(&self) -> String {
-        let out = self.inside_run(&["s6-svstat", &format!("{SCAN}/tunnel-{NAME}")]);
+        let service = format!("{}/tunnel-{NAME}", self.suite.scan());
+        let out = match self.suite {
+            Suite::S6 => self.inside_run(&["s6-svstat", &service]),
+            Suite::Runit => self.inside_run(&["sv", "status", &service]),
+        };
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
 
-impl Driven for DrivenS6 {
+impl Driven for DrivenSupervision {
     fn label(&self) -> &'static str {
-        "s6"
+        match self.suite {
+            Suite::S6 => "s6",
+            Suite::Runit => "runit",
+        }
     }
 
-    /// None: detection must find s6 by itself (PID 1 of the namespace is s6-svscan).
+    /// s6: none, detection must find it by itself (PID 1 of the namespace is
+    /// s6-svscan). runit: PID 1 is runsvdir, not runit, so nothing says runit is in charge.
     fn target_args(&self) -> Vec<String> {
-        Vec::new()
+        match self.suite {
+            Suite::S6 => Vec::new(),
+            Suite::Runit => vec!["--target".into(), "runit".into()],
+        }
     }
 
     fn config(&self) -> PathBuf {
@@ -204,10 +250,14 @@ impl Driven for DrivenS6 {
             .args(["-m", "-p", "--", TUNNELCTL])
             .args(args)
             .stdin(Stdio::null());
+        if self.suite == Suite::Runit {
+            cmd.env("TUNNELCTL_RUNIT_SERVICE_DIR", self.suite.scan());
+        }
         run_bounded(cmd, timeout)
     }
 
-    /// install returns after `s6-svwait -U`: the watchdog said ready, every forward proven.
+    /// install returns after `s6-svwait -U` (the watchdog said ready) or `sv start`
+    /// (./check found the state file up): every forward proven.
     fn install_waits_for_ready(&self) -> bool {
         true
     }
@@ -217,7 +267,11 @@ impl Driven for DrivenS6 {
     }
 
     fn init_says_running(&self) -> bool {
-        self.svstat().starts_with("up ")
+        let status = self.svstat();
+        match self.suite {
+            Suite::S6 => status.starts_with("up "),
+            Suite::Runit => status.starts_with("run: "),
+        }
     }
 
     fn tunnel_processes(&self) -> Vec<(i32, String)> {
@@ -237,13 +291,13 @@ impl Driven for DrivenS6 {
         std::fs::read_to_string(self.inside(path)).unwrap_or_default()
     }
 
-    /// s6-log's `current`.
+    /// s6-log's or svlogd's `current`.
     fn watchdog_log(&self) -> Option<String> {
         Some(
             std::fs::read_to_string(
                 self.root
                     .path()
-                    .join(format!("var/log/tunnelctl/s6-{NAME}/current")),
+                    .join(format!("var/log/tunnelctl/{}-{NAME}/current", self.label())),
             )
             .unwrap_or_default(),
         )
@@ -259,7 +313,7 @@ impl Driven for DrivenS6 {
 
     fn report(&self) -> String {
         format!(
-            "svstat: {}\nprocesses: {:?}\nscanner log:\n{}\nwatchdog log:\n{}",
+            "supervisor: {}\nprocesses: {:?}\nscanner log:\n{}\nwatchdog log:\n{}",
             self.svstat(),
             self.processes(),
             std::fs::read_to_string(self.root.path().join("svscan.log")).unwrap_or_default(),
