@@ -201,3 +201,51 @@ fn frozen_client_is_replaced(rig: &impl Driven) {
         frozen.elapsed()
     );
 }
+
+/// A scan directory (s6) or service directory (runit) that is missing or not a directory
+/// stops install before anything is written, with the variable that names another.
+#[test]
+fn a_missing_or_plain_file_scan_directory_is_refused_before_writing() {
+    let dir = common::temp_dir("scan-refused");
+    let config = dir.path().join("tunnels.yaml");
+    std::fs::write(
+        &config,
+        "tunnels:\n  scanrefused:\n    host: h.example.org\n    forwards:\n      - dynamic: 1080\n",
+    )
+    .unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let missing = dir.path().join("missing");
+    for (target, var, written) in [
+        (
+            "s6",
+            "TUNNELCTL_S6_SCAN_DIR",
+            "/etc/tunnelctl/s6/tunnel-scanrefused",
+        ),
+        (
+            "runit",
+            "TUNNELCTL_RUNIT_SERVICE_DIR",
+            "/etc/tunnelctl/sv/tunnel-scanrefused",
+        ),
+    ] {
+        for (scan, says) in [(&missing, "does not exist"), (&file, "is not a directory")] {
+            let out = std::process::Command::new(common::tunnel_env::TUNNELCTL)
+                .arg("-c")
+                .arg(&config)
+                .args(["install", "scanrefused", "--target", target])
+                .env(var, scan)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{target} {scan:?}: {err}");
+            assert!(
+                err.contains(says) && err.contains(var) && err.contains(&*scan.to_string_lossy()),
+                "{target} {scan:?}: {err}"
+            );
+            assert!(
+                !Path::new(written).exists(),
+                "{target}: {written} was written"
+            );
+        }
+    }
+}
