@@ -15,6 +15,7 @@ use crate::model::Tunnel;
 
 pub mod inittab;
 pub mod launchd;
+pub mod openrc;
 pub mod render;
 pub mod systemd;
 
@@ -65,6 +66,8 @@ targets! {
     Launchd => "launchd", launchd::DAEMON;
     /// launchd LaunchAgent (~/Library/LaunchAgents)
     LaunchdAgent => "launchd-agent", launchd::AGENT;
+    /// OpenRC: /etc/init.d/tunnel-NAME run by supervise-daemon
+    Openrc => "openrc", openrc::OPENRC;
     /// SysV init: a respawn line in /etc/inittab
     Inittab => "inittab", inittab::SYSV;
     /// BusyBox init: a ::respawn: line in /etc/inittab

@@ -265,6 +265,26 @@ fn plists_read_back_the_intended_argv() {
     }
 }
 
+/// OpenRC: the init script, sourced as openrc-run sources it and eval'd as
+/// supervise-daemon.sh evals it, starts exactly the intended argv, with the readiness fd
+/// only where supervise-daemon knows `--notify`; respawn never gives up.
+#[test]
+fn openrc_scripts_start_the_intended_argv() {
+    let home = golden_home();
+    for (case, config, _, expected_dir) in expected_trees(&home, &[Target::Openrc]) {
+        for tunnel in &config.tunnels {
+            let script = expected_dir.join(format!("etc/init.d/tunnel-{}", tunnel.name));
+            common::initd::assert_openrc_script(
+                &script,
+                tunnel,
+                WATCHDOG,
+                ssh_argv(tunnel, &PathOverrides::default()),
+                &case.display().to_string(),
+            );
+        }
+    }
+}
+
 /// inittab/busybox: the line is short and shell-free, names our args file, and the args
 /// file holds exactly the intended arguments one per line.
 #[test]

@@ -71,6 +71,8 @@ impl Fixture {
         let home_in_root = root.path().join(home.strip_prefix("/").unwrap());
         for dir in [
             "etc/systemd/system",
+            // OpenRC and OpenWrt: init scripts.
+            "etc/init.d",
             "Library/LaunchDaemons",
             "var/log",
             "var/run",
