@@ -16,6 +16,7 @@ use crate::model::Tunnel;
 pub mod inittab;
 pub mod launchd;
 pub mod openrc;
+pub mod procd;
 pub mod render;
 pub mod systemd;
 
@@ -68,6 +69,8 @@ targets! {
     LaunchdAgent => "launchd-agent", launchd::AGENT;
     /// OpenRC: /etc/init.d/tunnel-NAME run by supervise-daemon
     Openrc => "openrc", openrc::OPENRC;
+    /// OpenWrt's procd: /etc/init.d/tunnel-NAME with USE_PROCD=1
+    Procd => "procd", procd::PROCD;
     /// SysV init: a respawn line in /etc/inittab
     Inittab => "inittab", inittab::SYSV;
     /// BusyBox init: a ::respawn: line in /etc/inittab

@@ -160,3 +160,164 @@ pub fn assert_openrc_script(
         "{label}: argv under OpenRC with notify="
     );
 }
+
+/// One call of a `procd_*` function, as a procd init script made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcdCall {
+    pub function: String,
+    pub args: Vec<String>,
+}
+
+/// Sources the rc.common script `script` as `/etc/rc.common` does (`USE_PROCD=1`, then
+/// `start_service`), with procd.sh's functions replaced by recorders that also check
+/// each call against procd.sh's contract: an instance is open for every parameter and
+/// closed once; the parameter type is one procd.sh knows; booleans are 0/1, integers
+/// are integers, single values are one word; `respawn` is three integers
+/// (threshold, timeout, retry); `watchdog` is a mode 0–2 and a timeout in seconds;
+/// `command` starts with an absolute path. A breach fails the sourcing.
+pub fn procd_calls(script: &Path) -> Vec<ProcdCall> {
+    procd_calls_or_breach(script).unwrap_or_else(|e| panic!("{}: {e}", script.display()))
+}
+
+/// [`procd_calls`], or what the recorders found wrong.
+pub fn procd_calls_or_breach(script: &Path) -> Result<Vec<ProcdCall>, String> {
+    let program = r#"
+set -eu
+breach() { echo "procd contract: $*" >&2; exit 97; }
+record() { printf '%s\0' "$@"; printf '\n\0'; }
+is_int() { case "$1" in ''|*[!0-9]*) return 1;; esac; }
+open=0
+procd_open_instance() {
+	[ "$#" -le 1 ] || breach "procd_open_instance takes at most a name, got $#"
+	[ "$open" = 0 ] || breach "procd_open_instance inside an open instance"
+	open=1
+	record procd_open_instance "$@"
+}
+procd_close_instance() {
+	[ "$#" = 0 ] || breach "procd_close_instance takes nothing"
+	[ "$open" = 1 ] || breach "procd_close_instance without an open instance"
+	open=0
+	record procd_close_instance
+}
+check_param() {
+	[ "$open" = 1 ] || breach "$1 outside an instance"
+	fn=$1; type=$2; shift 2
+	case "$type" in
+	command)
+		[ "$#" -ge 1 ] || breach "command without words"
+		case "$1" in /*) ;; *) breach "command does not start with an absolute path: $1";; esac ;;
+	respawn)
+		[ "$#" = 3 ] || breach "respawn takes threshold timeout retry, got $#"
+		for v in "$@"; do is_int "$v" || breach "respawn value $v is not an integer"; done ;;
+	watchdog)
+		[ "$#" = 2 ] || breach "watchdog takes mode and timeout, got $#"
+		case "$1" in 0|1|2) ;; *) breach "watchdog mode $1";; esac
+		is_int "$2" || breach "watchdog timeout $2 is not an integer" ;;
+	netdev|file|watch|env|data|limits|error)
+		[ "$#" -ge 1 ] || breach "$type without values" ;;
+	stdout|stderr|no_new_privs)
+		[ "$#" = 1 ] || breach "$type takes one boolean"
+		case "$1" in 0|1) ;; *) breach "$type $1 is not 0 or 1";; esac ;;
+	nice|term_timeout)
+		[ "$#" = 1 ] && is_int "${1#-}" || breach "$type takes one integer" ;;
+	reload_signal|pidfile|user|group|seccomp|capabilities|facility|extroot|overlaydir|tmpoverlaysize|vrf)
+		[ "$#" = 1 ] || breach "$type takes one value" ;;
+	*) breach "procd.sh knows no parameter $type" ;;
+	esac
+	[ "$fn" = procd_set_param ] || case "$type" in
+		env|data|limits|command|netdev|file|respawn|watch|watchdog|error) ;;
+		*) breach "procd_append_param cannot append to $type" ;;
+	esac
+}
+procd_set_param() { check_param procd_set_param "$@"; record procd_set_param "$@"; }
+procd_append_param() { check_param procd_append_param "$@"; record procd_append_param "$@"; }
+. "$SCRIPT"
+[ "$USE_PROCD" = 1 ] || breach "USE_PROCD is not 1"
+is_int "$START" && is_int "$STOP" || breach "START/STOP are not numbers"
+start_service
+[ "$open" = 0 ] || breach "an instance left open"
+"#;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(program)
+        .env("SCRIPT", script)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let words: Vec<String> = out
+        .stdout
+        .split(|&b| b == 0)
+        .map(|w| String::from_utf8(w.to_vec()).unwrap())
+        .collect();
+    let mut calls = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    for word in words {
+        if word == "\n" {
+            let function = current.remove(0);
+            calls.push(ProcdCall {
+                function,
+                args: std::mem::take(&mut current),
+            });
+        } else {
+            current.push(word);
+        }
+    }
+    assert_eq!(current, [String::new()], "trailing bytes");
+    Ok(calls)
+}
+
+/// Checks a procd script of `tunnel`: one instance named `tunnel` whose command is the
+/// intended argv, respawn that never halts, stdout/stderr to logd, and procd's watchdog
+/// with the timeout the watchdog is told.
+pub fn assert_procd_script(
+    script: &Path,
+    tunnel: &tunnelctl::model::Tunnel,
+    watchdog: &str,
+    ssh: Vec<String>,
+    label: &str,
+) {
+    let calls = procd_calls(script);
+    let call = |f: &str, args: &[&str]| ProcdCall {
+        function: f.to_string(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+    };
+    let id = tunnelctl::config::inittab_id(&tunnel.name);
+    let timeout = tunnelctl::targets::procd::watchdog_timeout(tunnel);
+    let mut command = vec!["command".to_string(), watchdog.to_string()];
+    command.extend(tunnelctl::targets::watchdog_options(
+        tunnel,
+        Some(&format!("/var/run/tunnelctl/{}", tunnel.name)),
+        Some(&format!("/var/log/tunnelctl/{id}.log")),
+    ));
+    command.extend([
+        "--readiness".to_string(),
+        format!("procd:tunnel-{}/tunnel", tunnel.name),
+        "--procd-watchdog".to_string(),
+        tunnelctl::duration::format_duration(timeout),
+        "--".to_string(),
+    ]);
+    command.extend(ssh);
+    let secs = timeout.as_secs().to_string();
+    assert_eq!(
+        calls,
+        [
+            call("procd_open_instance", &["tunnel"]),
+            ProcdCall {
+                function: "procd_set_param".into(),
+                args: command
+            },
+            call("procd_set_param", &["respawn", "3600", "5", "0"]),
+            call("procd_set_param", &["stdout", "1"]),
+            call("procd_set_param", &["stderr", "1"]),
+            call("procd_set_param", &["watchdog", "1", &secs]),
+            call("procd_close_instance", &[]),
+        ],
+        "{label}"
+    );
+    assert!(
+        timeout.as_secs() >= 15 && timeout >= tunnel.probe.timeout * 3,
+        "{label}: the watchdog's rule"
+    );
+}
