@@ -538,6 +538,34 @@ mod tests {
     }
 
     #[test]
+    fn detection_finds_openrc_and_procd_under_a_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("run/openrc")).unwrap();
+        // Alpine: BusyBox's init runs OpenRC, which is in charge of the services.
+        std::fs::create_dir_all(root.path().join("sbin")).unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", root.path().join("sbin/init")).unwrap();
+        let (t, why) = detect(root.path(), false);
+        assert_eq!(t, Target::Openrc, "{why}");
+        assert!(why.contains("run/openrc"), "{why}");
+
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/openwrt_release"), "").unwrap();
+        let (t, why) = detect(root.path(), false);
+        assert_eq!(t, Target::Procd, "{why}");
+        assert!(why.contains("openwrt_release"), "{why}");
+        assert_eq!(
+            choose(Some(Target::Inittab), root.path()),
+            (Target::Inittab, None)
+        );
+
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc/1")).unwrap();
+        std::fs::write(root.path().join("proc/1/comm"), "procd\n").unwrap();
+        assert_eq!(detect(root.path(), false).0, Target::Procd);
+    }
+
+    #[test]
     fn every_target_is_listed_once_with_its_value() {
         for t in Target::ALL {
             let value = clap::ValueEnum::to_possible_value(&t).unwrap();
