@@ -140,6 +140,9 @@ pidfile=/run/supervise-tunnel.pid
 start_pre
 . "$OPENRC/lib/rc/sh/supervise-daemon.sh"
 supervise_start
+# The supervisor writes its pidfile after it forked: wait for it, 10 s at most.
+i=0
+while [ ! -s "$pidfile" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 cat "$pidfile"
 "#;
     let mut cmd = Command::new("unshare");
@@ -153,7 +156,13 @@ cat "$pidfile"
         "starting through supervise-daemon.sh failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pid: i32 = stdout.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "no supervise-daemon pid: {stdout:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     let _supervisor = Supervisor { pid };
     let started = Instant::now();
     let inside = |p: &str| PathBuf::from(format!("/proc/{pid}/root{p}"));
