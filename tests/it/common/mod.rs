@@ -14,6 +14,7 @@ pub mod commands;
 pub mod driven;
 pub mod driven_inittab;
 pub mod driven_systemd;
+pub mod initd;
 pub mod inittab_init;
 pub mod inittab_tunnel;
 pub mod nspawn;
