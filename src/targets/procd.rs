@@ -261,6 +261,22 @@ mod tests {
         assert!(at < words.iter().position(|w| w == "--").unwrap());
     }
 
+    /// The watchdog's own parser takes the rendered command: `--procd-watchdog` meets
+    /// its rule for fast and slow probes alike.
+    #[test]
+    fn the_watchdog_accepts_the_command() {
+        let mut t = Tunnel::new("t", "h", vec![]);
+        for secs in [1, 5, 10, 20, 60] {
+            t.probe.timeout = Duration::from_secs(secs);
+            let words = command(&t, "/usr/bin/tunnel-watchdog");
+            let parsed = crate::watchdog::args::parse(&words[1..], &|_| Err("no file".into()));
+            assert!(
+                matches!(parsed, Ok(crate::watchdog::args::Parsed::Run(_))),
+                "probe timeout {secs}s: {parsed:?}"
+            );
+        }
+    }
+
     #[test]
     fn init_script_verbs_start_restart_and_remove() {
         let rendered = Rendered {
