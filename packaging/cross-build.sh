@@ -92,6 +92,9 @@ grep -q "^\[profile\.$profile\]" Cargo.toml || [[ $profile == release || $profil
 
 target_dir=$(cargo_target_dir "$repo")
 work=$target_dir/cross
+# The musl specs file and RUSTFLAGS name folders under it, and neither can quote a space.
+[[ $work != *[[:space:]]* ]] ||
+    fail "the build folder '$work' has whitespace in its path, which gcc's specs file and RUSTFLAGS cannot hold; set CARGO_TARGET_DIR to a folder without spaces"
 mkdir -p "$work"
 started=$SECONDS
 

@@ -371,6 +371,27 @@ pub fn read_state_file(dir: &Path) -> Result<Option<Vec<u8>>, String> {
 mod tests {
     use super::*;
 
+    /// Every word the watchdog writes reads back as the same value.
+    #[test]
+    fn every_phase_and_forward_health_reads_back() {
+        use ForwardHealth as F;
+        for p in [
+            Phase::Connecting,
+            Phase::Up,
+            Phase::Degraded,
+            Phase::BackingOff,
+            Phase::Failed,
+            Phase::Stopped,
+        ] {
+            assert_eq!(Phase::parse(p.as_str()), Some(p));
+        }
+        for h in [F::Up, F::TargetDown, F::PortHeld, F::Unproven, F::Failed] {
+            assert_eq!(F::parse(h.as_str()), Some(h));
+        }
+        assert_eq!(Phase::parse("sleeping"), None);
+        assert_eq!(F::parse("sleeping"), None);
+    }
+
     #[test]
     fn printable_escapes_control_characters_only() {
         assert_eq!(printable("plain: café"), "plain: café");

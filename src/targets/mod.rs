@@ -15,6 +15,8 @@ use crate::model::Tunnel;
 
 pub mod inittab;
 pub mod launchd;
+pub mod openrc;
+pub mod procd;
 pub mod render;
 pub mod runit;
 pub mod s6;
@@ -67,6 +69,10 @@ targets! {
     Launchd => "launchd", launchd::DAEMON;
     /// launchd LaunchAgent (~/Library/LaunchAgents)
     LaunchdAgent => "launchd-agent", launchd::AGENT;
+    /// OpenRC: /etc/init.d/tunnel-NAME run by supervise-daemon
+    Openrc => "openrc", openrc::OPENRC;
+    /// OpenWrt's procd: /etc/init.d/tunnel-NAME with USE_PROCD=1
+    Procd => "procd", procd::PROCD;
     /// s6: a service directory in /etc/tunnelctl/s6 linked into /run/service
     S6 => "s6", s6::S6;
     /// runit: a service directory in /etc/tunnelctl/sv linked into /etc/service
@@ -535,6 +541,34 @@ mod tests {
             choose(Some(Target::Busybox), root.path()),
             (Target::Busybox, None)
         );
+    }
+
+    #[test]
+    fn detection_finds_openrc_and_procd_under_a_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("run/openrc")).unwrap();
+        // Alpine: BusyBox's init runs OpenRC, which is in charge of the services.
+        std::fs::create_dir_all(root.path().join("sbin")).unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", root.path().join("sbin/init")).unwrap();
+        let (t, why) = detect(root.path(), false);
+        assert_eq!(t, Target::Openrc, "{why}");
+        assert!(why.contains("run/openrc"), "{why}");
+
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/openwrt_release"), "").unwrap();
+        let (t, why) = detect(root.path(), false);
+        assert_eq!(t, Target::Procd, "{why}");
+        assert!(why.contains("openwrt_release"), "{why}");
+        assert_eq!(
+            choose(Some(Target::Inittab), root.path()),
+            (Target::Inittab, None)
+        );
+
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc/1")).unwrap();
+        std::fs::write(root.path().join("proc/1/comm"), "procd\n").unwrap();
+        assert_eq!(detect(root.path(), false).0, Target::Procd);
     }
 
     #[test]

@@ -265,6 +265,90 @@ fn plists_read_back_the_intended_argv() {
     }
 }
 
+/// OpenRC: the init script, sourced as openrc-run sources it and eval'd as
+/// supervise-daemon.sh evals it, starts exactly the intended argv, with the readiness fd
+/// only where supervise-daemon knows `--notify`; respawn never gives up.
+#[test]
+fn openrc_scripts_start_the_intended_argv() {
+    let home = golden_home();
+    for (case, config, _, expected_dir) in expected_trees(&home, &[Target::Openrc]) {
+        for tunnel in &config.tunnels {
+            let script = expected_dir.join(format!("etc/init.d/tunnel-{}", tunnel.name));
+            common::initd::assert_openrc_script(
+                &script,
+                tunnel,
+                WATCHDOG,
+                ssh_argv(tunnel, &PathOverrides::default()),
+                &case.display().to_string(),
+            );
+        }
+    }
+}
+
+/// procd: the init script, sourced as /etc/rc.common sources it with recorders of
+/// procd.sh's functions, opens one instance whose command is exactly the intended argv,
+/// never halts its respawn, and arms procd's watchdog with the watchdog's own timeout.
+#[test]
+fn procd_scripts_make_the_intended_calls() {
+    let home = golden_home();
+    for (case, config, _, expected_dir) in expected_trees(&home, &[Target::Procd]) {
+        for tunnel in &config.tunnels {
+            let script = expected_dir.join(format!("etc/init.d/tunnel-{}", tunnel.name));
+            common::initd::assert_procd_script(
+                &script,
+                tunnel,
+                WATCHDOG,
+                ssh_argv(tunnel, &PathOverrides::default()),
+                &case.display().to_string(),
+            );
+        }
+    }
+}
+
+/// The procd recorders refuse what procd.sh's contract does not allow.
+#[test]
+fn procd_recorders_catch_breaches_of_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("tunnel-x");
+    let with = |body: &str| {
+        fs::write(
+            &script,
+            format!("#!/bin/sh /etc/rc.common\nUSE_PROCD=1\nSTART=95\nSTOP=10\nstart_service() {{\n{body}\n}}\n"),
+        )
+        .unwrap();
+        common::initd::procd_calls_or_breach(&script)
+    };
+    let good = "procd_open_instance tunnel\nprocd_set_param command /bin/true\nprocd_set_param respawn 3600 5 0\nprocd_close_instance";
+    assert_eq!(with(good).unwrap().len(), 4);
+    for (body, says) in [
+        ("procd_set_param command /bin/true", "outside an instance"),
+        (
+            "procd_open_instance t\nprocd_set_param respawn 3600 5\nprocd_close_instance",
+            "respawn",
+        ),
+        (
+            "procd_open_instance t\nprocd_set_param stdout yes\nprocd_close_instance",
+            "stdout",
+        ),
+        (
+            "procd_open_instance t\nprocd_set_param watchdog 1 30s\nprocd_close_instance",
+            "watchdog timeout",
+        ),
+        (
+            "procd_open_instance t\nprocd_set_param restart 1\nprocd_close_instance",
+            "no parameter restart",
+        ),
+        (
+            "procd_open_instance t\nprocd_set_param command true\nprocd_close_instance",
+            "absolute",
+        ),
+        ("procd_open_instance t", "left open"),
+    ] {
+        let err = with(body).unwrap_err();
+        assert!(err.contains(says), "{body}: {err}");
+    }
+}
+
 /// inittab/busybox: the line is short and shell-free, names our args file, and the args
 /// file holds exactly the intended arguments one per line.
 #[test]

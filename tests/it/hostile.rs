@@ -395,6 +395,29 @@ fn accepted_hostile_configs_read_back_exactly() {
                         case.label
                     );
                 }
+                Target::Openrc => {
+                    common::initd::assert_openrc_script(
+                        &installed,
+                        tunnel,
+                        watchdog,
+                        plain_ssh.clone(),
+                        case.label,
+                    );
+                    let read = common::initd::openrc_start(&installed, false).argv;
+                    (case.expect)(&ssh_reads(&read[1..]), env.home.path(), None, case.label);
+                }
+                Target::Procd => {
+                    common::initd::assert_procd_script(
+                        &installed,
+                        tunnel,
+                        watchdog,
+                        plain_ssh.clone(),
+                        case.label,
+                    );
+                    let calls = common::initd::procd_calls(&installed);
+                    let read = &calls[1].args[2..];
+                    (case.expect)(&ssh_reads(read), env.home.path(), None, case.label);
+                }
                 Target::S6 | Target::Runit => {
                     let state = format!("/run/tunnelctl/{}", tunnel.name);
                     let readiness = if target == Target::S6 {

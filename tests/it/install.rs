@@ -71,6 +71,8 @@ impl Fixture {
         let home_in_root = root.path().join(home.strip_prefix("/").unwrap());
         for dir in [
             "etc/systemd/system",
+            // OpenRC and OpenWrt: init scripts.
+            "etc/init.d",
             "Library/LaunchDaemons",
             "var/log",
             "var/run",
@@ -384,5 +386,35 @@ fn a_new_root_is_made_0755_whatever_the_umask() {
             let mode = fs::metadata(&dir).unwrap().mode() & 0o7777;
             assert_eq!(mode, 0o755, "{} under umask {umask:03o}", dir.display());
         }
+    }
+}
+
+/// Without --target, install picks procd on an OpenWrt root and OpenRC where /run/openrc
+/// exists, says which and why, and writes that target's init script; --target wins.
+#[test]
+fn install_detects_procd_and_openrc_and_says_why() {
+    for (marker, target, why) in [
+        ("etc/openwrt_release", "procd", "openwrt_release"),
+        ("run/openrc", "openrc", "/run/openrc"),
+    ] {
+        let f = Fixture::new();
+        let path = f.root.path().join(marker);
+        if target == "openrc" {
+            fs::create_dir_all(&path).unwrap();
+        } else {
+            fs::write(&path, "DISTRIB_ID='OpenWrt'\n").unwrap();
+        }
+        let (code, out, err) = f.run(&["install", "web", "--watchdog", WATCHDOG]);
+        assert_eq!(code, 0, "{target}: {out}{err}");
+        assert!(
+            err.contains(&format!("target {target} (detected: ")) && err.contains(why),
+            "{target}: {err}"
+        );
+        let script = f.root.path().join("etc/init.d/tunnel-web");
+        assert_eq!(fs::metadata(&script).unwrap().mode() & 0o7777, 0o755);
+        let (code, out, err) = f.install("db", Target::Inittab, &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(!err.contains("detected"), "{err}");
+        assert!(!f.root.path().join("etc/init.d/tunnel-db").exists());
     }
 }

@@ -32,6 +32,7 @@ mod import_roundtrip;
 mod init_busybox;
 mod init_driven;
 mod init_harnesses;
+mod init_openrc;
 mod init_systemd_system;
 mod init_systemd_user;
 mod init_sysv;

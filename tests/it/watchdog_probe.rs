@@ -117,11 +117,14 @@ fn a_thousand_probe_rounds_leak_nothing() {
             .find_map(|l| l.find("1000 probe rounds").map(|at| &l[at..]))
             .unwrap_or("")
     );
-    // ssh closes a channel's fds when our side has gone; give it a moment.
+    // ssh keeps the sockets of the last round's channels half-closed until the fixture
+    // target closes its side, so each count may include up to one round's worth (the -R
+    // and -L channels: six sockets; seen 8, 10, 11 and 12 at the start, 12 at the end).
+    // A leak of one fd per round would show as a thousand.
     let mut ssh_fds1 = 0;
     let settled = wait_until(Duration::from_secs(5), || {
         ssh_fds1 = fd_count(&ssh_pid);
-        ssh_fds1 <= ssh_fds0 + 2
+        ssh_fds1 <= ssh_fds0 + 6
     });
     assert!(settled, "ssh's fds grew {ssh_fds0} -> {ssh_fds1}");
 }

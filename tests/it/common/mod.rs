@@ -15,6 +15,7 @@ pub mod driven;
 pub mod driven_inittab;
 pub mod driven_supervision;
 pub mod driven_systemd;
+pub mod initd;
 pub mod inittab_init;
 pub mod inittab_tunnel;
 pub mod nspawn;
