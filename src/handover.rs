@@ -464,16 +464,22 @@ pub fn wait_proven(name: &str, target: Target, bound: Duration) -> Result<Durati
     loop {
         // The supervisor's word where it has one (an active unit has sent READY=1),
         // else the state file's.
-        if let Some(info) = target.system().supervisor_view(name) {
+        // Supervisors other than systemd (s6, runit) say running, not proven: their
+        // tunnel is proven when its state file says so.
+        let view = target.system().supervisor_view(name);
+        if let Some(info) = &view {
             if info.active_state == "active" {
                 return Ok(start.elapsed());
             }
             last = format!("{}/{}", info.active_state, info.sub_state);
-        } else if let Some(state) = state_of(name, target) {
+        }
+        if let Some(state) = state_of(name, target) {
             if matches!(state.phase, Phase::Up | Phase::Degraded) {
                 return Ok(start.elapsed());
             }
-            last = format!("state {}: {}", state.phase.as_str(), state.last_error);
+            if view.is_none() {
+                last = format!("state {}: {}", state.phase.as_str(), state.last_error);
+            }
         }
         if start.elapsed() >= bound {
             return Err(last);

@@ -69,7 +69,15 @@ impl Row {
             None => {
                 let mut note = self.problem.clone().unwrap_or_default();
                 if let Some(i) = self.init.as_ref().filter(|i| !i.active_state.is_empty()) {
-                    note = format!("systemd: {}/{}; {note}", i.active_state, i.sub_state);
+                    // The supervisor's own words, named after it (systemd's state/substate,
+                    // s6-svstat's up/ready, sv's run/down).
+                    let who = self.target.map_or("supervisor", |t| t.as_str());
+                    let who = if who.starts_with("systemd") {
+                        "systemd"
+                    } else {
+                        who
+                    };
+                    note = format!("{who}: {}/{}; {note}", i.active_state, i.sub_state);
                 }
                 Some(note)
             }
