@@ -22,14 +22,16 @@
 # cross builds' own target directory (normal builds are not disturbed). Prints the time
 # of each target. Exit 1 if any target fails.
 #
-# Environment: CHECK_TARGETS_MIRROR=URI (default: the URI of /etc/apt's Debian source,
-# else http://deb.debian.org/debian), CHECK_TARGETS_SUITE (default trixie-backports).
+# Environment: CHECK_TARGETS_MIRROR=URI (default: the mirror of /etc/apt's Debian source,
+# packaging/debian-mirror.sh), CHECK_TARGETS_SUITE (default trixie-backports).
 # Needs apt-get, dpkg-deb, cargo, rustc; about 45 MB downloaded once, 70 MB unpacked.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 # shellcheck source=packaging/cargo-target-dir.sh
 source "$repo/packaging/cargo-target-dir.sh"
+# shellcheck source=packaging/debian-mirror.sh
+source "$repo/packaging/debian-mirror.sh"
 
 targets=(aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-musl
     armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl)
@@ -66,9 +68,7 @@ prepare_toolchain() {
     local apt_dir=$work/apt mirror suite arch versions debver deb unpacked started
     started=$SECONDS
     suite=${CHECK_TARGETS_SUITE:-trixie-backports}
-    mirror=${CHECK_TARGETS_MIRROR:-$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' \
-        /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v -- -security | head -n1)}
-    mirror=${mirror:-http://deb.debian.org/debian}
+    mirror=$(debian_mirror) || exit 1
     arch=$(dpkg --print-architecture)
     mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/etc"
     echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" \

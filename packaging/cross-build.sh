@@ -39,6 +39,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 # shellcheck source=packaging/cargo-target-dir.sh
 source "$repo/packaging/cargo-target-dir.sh"
+# shellcheck source=packaging/debian-mirror.sh
+source "$repo/packaging/debian-mirror.sh"
 
 fail() { echo "cross-build: $*" >&2; exit 1; }
 usage() { sed -n '2,37p' "$0"; }
@@ -112,9 +114,7 @@ if [[ $libc == musl ]]; then
     sysroot=$work/musl-$deb_arch
     if [[ ! -f $sysroot/.ready ]]; then
         apt_dir=$work/apt
-        mirror=${CHECK_TARGETS_MIRROR:-$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' \
-            /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v -- -security | head -n1)}
-        mirror=${mirror:-http://deb.debian.org/debian}
+        mirror=$(debian_mirror) || exit 1
         mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/etc"
         echo "deb [arch=armhf,mipsel,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main" \
             >"$apt_dir/etc/sources.list"
