@@ -61,7 +61,7 @@ impl Installer {
         home: &Path,
         f: impl FnOnce() -> T,
     ) -> Result<T, String> {
-        let dir = service_dir(target, home);
+        let dir = service_dir(target, home)?;
         let opened = self.open_dir(&dir, true, Dirs::for_target(target).1)?;
         let _lock = opened.lock(OsStr::new(APPLY_LOCK))?;
         Ok(f())
@@ -69,7 +69,7 @@ impl Installer {
 
     /// Units or plists whose file name is ours and whose content names the same tunnel.
     fn service_file_tunnels(&self, target: Target, home: &Path) -> Result<Vec<String>, String> {
-        let dir = service_dir(target, home);
+        let dir = service_dir(target, home)?;
         let mut dirs = Dirs::for_target(target);
         let Some(opened) = self.existing_dir(&mut dirs, &dir)? else {
             return Ok(Vec::new());
@@ -143,7 +143,20 @@ impl Installer {
 }
 
 /// The directory that holds the target's service files (units, plists, args files).
-fn service_dir(target: Target, home: &Path) -> PathBuf {
-    let probe = target.system().installed_paths("x", home);
-    probe[0].parent().unwrap_or(Path::new("/")).to_path_buf()
+/// A target that gives each tunnel a folder of its own (s6, runit) has no such
+/// directory: its tunnels cannot be listed this way yet, so `apply` refuses it before
+/// anything is read or written, rather than missing the tunnels it should remove.
+fn service_dir(target: Target, home: &Path) -> Result<PathBuf, String> {
+    let dir = |name: &str| {
+        let paths = target.system().installed_paths(name, home);
+        paths[0].parent().unwrap_or(Path::new("/")).to_path_buf()
+    };
+    let shared = dir("x");
+    if shared != dir("y") {
+        return Err(format!(
+            "apply cannot yet find the tunnels installed for --target {target} (a folder per \
+             tunnel); install, uninstall, start and stop them by name instead"
+        ));
+    }
+    Ok(shared)
 }

@@ -256,7 +256,7 @@ impl InitSystem for Runit {
     }
 
     fn files_summary(&self) -> &'static str {
-        "/etc/tunnelctl/sv/tunnel-NAME/{run,check,log/run}, linked into the directory runsvdir watches ($TUNNELCTL_RUNIT_SERVICE_DIR, else /var/service where it exists, else /etc/service)"
+        "/etc/tunnelctl/sv/tunnel-NAME/ (run, check, log/run), linked into the directory runsvdir watches ($TUNNELCTL_RUNIT_SERVICE_DIR, else /var/service where it exists, else /etc/service)"
     }
 
     fn state_and_log_summary(&self) -> &'static str {

@@ -217,7 +217,7 @@ impl InitSystem for S6Supervision {
     }
 
     fn files_summary(&self) -> &'static str {
-        "/etc/tunnelctl/s6/tunnel-NAME/{run,notification-fd,log/run}, linked into the scan directory ($TUNNELCTL_S6_SCAN_DIR, else /run/service)"
+        "/etc/tunnelctl/s6/tunnel-NAME/ (run, notification-fd, log/run), linked into the scan directory ($TUNNELCTL_S6_SCAN_DIR, else /run/service)"
     }
 
     fn state_and_log_summary(&self) -> &'static str {

@@ -135,6 +135,40 @@ impl Rig {
     }
 }
 
+/// s6 and runit give each tunnel a folder of its own, which apply cannot list yet.
+fn folder_per_tunnel(target: Target) -> bool {
+    let dir = |name| {
+        let system = target.system();
+        let paths = system.installed_paths(name, Path::new("/home/x"));
+        paths[0].parent().unwrap().to_path_buf()
+    };
+    dir("x") != dir("y")
+}
+
+#[test]
+fn apply_refuses_a_folder_per_tunnel_target_and_writes_nothing() {
+    let refused: Vec<Target> = Target::ALL
+        .into_iter()
+        .filter(|&t| folder_per_tunnel(t))
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "s6 and runit give each tunnel a folder"
+    );
+    for target in refused {
+        let rig = Rig::new(target);
+        rig.set(&config(&[("a", 7001)]));
+        let before = snapshot(rig.root.path());
+        let (code, out, err) = rig.apply(&[]);
+        assert_ne!(code, 0, "{target}: {out}{err}");
+        assert!(
+            err.contains("apply cannot yet find the tunnels installed"),
+            "{target}: {err}"
+        );
+        assert_eq!(snapshot(rig.root.path()), before, "{target}: apply wrote");
+    }
+}
+
 fn lines(out: &str) -> Vec<&str> {
     out.lines().collect()
 }
@@ -144,6 +178,10 @@ fn apply_converges_every_target() {
     for target in Target::ALL {
         let rig = Rig::new(target);
         let t = target.as_str();
+        if folder_per_tunnel(target) {
+            // Refused before anything is written (its own test below).
+            continue;
+        }
 
         // Add three.
         rig.set(&config(&[("a", 7001), ("b", 7002), ("c", 7003)]));
@@ -164,6 +202,8 @@ fn apply_converges_every_target() {
 
         // A file that only looks like ours, and a copy of ours under another name.
         let foreign = rig.files("zz")[0].clone();
+        // A target with a folder per tunnel (s6, runit) needs the folder first.
+        fs::create_dir_all(foreign.parent().unwrap()).unwrap();
         fs::write(&foreign, "# written by hand\n").unwrap();
         let copy = PathBuf::from(format!("{}.bak", rig.files("a")[0].display()));
         fs::copy(&rig.files("a")[0], &copy).unwrap();
@@ -367,6 +407,9 @@ fn a_failure_halfway_leaves_each_tunnel_old_or_new() {
     let old = config(&[("a", 7001), ("b", 7002)]);
     let new = config(&[("a", 7011), ("b", 7002), ("c", 7003), ("d", 7004)]);
     for target in Target::ALL {
+        if folder_per_tunnel(target) {
+            continue;
+        }
         let t = target.as_str();
         // The trees to compare with: old and new applied where nothing fails.
         let expect = |text: &str| {
