@@ -13,6 +13,22 @@ fn entry() -> InittabEntry {
     }
 }
 
+/// An empty inittab (or one ending in a newline) gets our entry as its own lines, ending
+/// with a newline; only after a last line without one is a newline put first.
+#[test]
+fn an_entry_is_whole_lines_after_an_empty_or_terminated_inittab() {
+    let text = format!("{}\n{}\n", entry().marker, entry().line);
+    assert_eq!(inittab_with(b"", &entry(), "web").unwrap(), text.as_bytes());
+    assert_eq!(
+        inittab_with(b"id:2:initdefault:\n", &entry(), "web").unwrap(),
+        format!("id:2:initdefault:\n{text}").as_bytes()
+    );
+    assert_eq!(
+        inittab_with(b"id:2:initdefault:", &entry(), "web").unwrap(),
+        format!("id:2:initdefault:\n{}\n{}", entry().marker, entry().line).as_bytes()
+    );
+}
+
 #[test]
 fn inittab_round_trips_byte_for_byte() {
     for original in [
