@@ -29,6 +29,22 @@ fn an_entry_is_whole_lines_after_an_empty_or_terminated_inittab() {
     );
 }
 
+/// A replaced entry keeps the line ending of the last line it replaces: here the file's
+/// last line, which has none.
+#[test]
+fn a_replaced_entry_keeps_the_ending_of_its_last_line() {
+    let old = entry();
+    let installed = inittab_with(b"id:2:initdefault:\n", &old, "web").unwrap();
+    let existing = installed.strip_suffix(b"\n").unwrap();
+    let mut new = entry();
+    new.line.push_str(" --new");
+    let (out, _) = inittab_with_all(existing, &[(&new, "web")]).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("id:2:initdefault:\n{}\n{}", new.marker, new.line)
+    );
+}
+
 #[test]
 fn inittab_round_trips_byte_for_byte() {
     for original in [
