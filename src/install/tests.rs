@@ -45,6 +45,40 @@ fn a_replaced_entry_keeps_the_ending_of_its_last_line() {
     );
 }
 
+/// `stop` comments our entry's line out, `start` takes the `#` away again; every other
+/// byte stays, and asking for the state it already has (or of another id) is None.
+#[test]
+fn an_entry_switched_off_and_on_again() {
+    let e = entry();
+    let mut existing = inittab_with(b"id:2:initdefault:\n", &e, "web").unwrap();
+    existing.extend_from_slice(b"x:3:once:/bin/true\n");
+    assert!(!inittab_entry_off(&existing, "tabc"));
+    let off = inittab_entry_switched(&existing, "tabc", false).unwrap();
+    assert_eq!(
+        String::from_utf8(off.clone()).unwrap(),
+        format!(
+            "id:2:initdefault:\n{}\n#{}\nx:3:once:/bin/true\n",
+            e.marker, e.line
+        )
+    );
+    assert!(inittab_entry_off(&off, "tabc"));
+    assert_eq!(inittab_entry_switched(&off, "tabc", false), None);
+    assert_eq!(inittab_entry_switched(&existing, "tabc", true), None);
+    assert_eq!(
+        inittab_entry_switched(&off, "tabc", true).unwrap(),
+        existing
+    );
+    assert_eq!(inittab_entry_switched(&existing, "tzzz", false), None);
+    assert!(!inittab_entry_off(&existing, "tzzz"));
+    // A marker whose line is gone: nothing to switch, and not "off".
+    let marker_only = format!("id:2:initdefault:\n{}\n", e.marker);
+    assert_eq!(
+        inittab_entry_switched(marker_only.as_bytes(), "tabc", false),
+        None
+    );
+    assert!(!inittab_entry_off(marker_only.as_bytes(), "tabc"));
+}
+
 #[test]
 fn inittab_round_trips_byte_for_byte() {
     for original in [
