@@ -307,6 +307,7 @@ mod tests {
         }
         // web's state_since is unknown: no sample rather than a made-up duration.
         assert!(!text.contains("tunnelctl_state_seconds{tunnel=\"web\"}"));
+        assert!(!text.contains("tunnelctl_state_since_timestamp_seconds{tunnel=\"web\"}"));
         // Each family: one HELP and one TYPE, before all its samples, never interleaved.
         let mut seen = Vec::new();
         let mut current = "";
