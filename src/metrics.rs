@@ -237,6 +237,13 @@ fn escape_help(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_text_escapes_backslash_and_newline_only() {
+        assert_eq!(escape_help(r#"a\b"c"#), r#"a\\b"c"#);
+        assert_eq!(escape_help("one\ntwo"), "one\\ntwo");
+        assert_eq!(escape_help("plain"), "plain");
+    }
     use crate::state::ForwardState;
 
     fn sample() -> State {
