@@ -237,6 +237,13 @@ fn escape_help(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_text_escapes_backslash_and_newline_only() {
+        assert_eq!(escape_help(r#"a\b"c"#), r#"a\\b"c"#);
+        assert_eq!(escape_help("one\ntwo"), "one\\ntwo");
+        assert_eq!(escape_help("plain"), "plain");
+    }
     use crate::state::ForwardState;
 
     fn sample() -> State {
@@ -307,6 +314,7 @@ mod tests {
         }
         // web's state_since is unknown: no sample rather than a made-up duration.
         assert!(!text.contains("tunnelctl_state_seconds{tunnel=\"web\"}"));
+        assert!(!text.contains("tunnelctl_state_since_timestamp_seconds{tunnel=\"web\"}"));
         // Each family: one HELP and one TYPE, before all its samples, never interleaved.
         let mut seen = Vec::new();
         let mut current = "";

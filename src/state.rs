@@ -371,6 +371,41 @@ pub fn read_state_file(dir: &Path) -> Result<Option<Vec<u8>>, String> {
 mod tests {
     use super::*;
 
+    /// Blank lines and comments are skipped, not errors.
+    #[test]
+    fn blank_lines_and_comments_are_skipped() {
+        let state = State::from_text("# written by hand\n\nstate=up\n\n# end\n").unwrap();
+        assert_eq!(state.phase, Phase::Up);
+    }
+
+    /// An empty `$STATE_DIRECTORY` (set but blank) is no folder: the next source counts.
+    #[test]
+    fn an_empty_state_directory_variable_is_skipped() {
+        let env = |k: &str| match k {
+            "STATE_DIRECTORY" => Some(String::new()),
+            "RUNTIME_DIRECTORY" => Some("/run/t:/run/u".into()),
+            _ => None,
+        };
+        assert_eq!(
+            resolve_state_dir(None, &env, "a", true, 0),
+            PathBuf::from("/run/t")
+        );
+    }
+
+    /// The reader takes a state file of a few KiB and refuses one past 64 KiB.
+    #[test]
+    fn the_state_file_reader_is_bounded_at_64_kib() {
+        assert_eq!(MAX_STATE_FILE, 65536);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state"), "state=up\n".repeat(400)).unwrap();
+        let read = read_state_file(dir.path()).unwrap().unwrap();
+        assert_eq!(read.len(), 3600);
+        std::fs::write(dir.path().join("state"), vec![b'#'; 70_000]).unwrap();
+        assert!(read_state_file(dir.path()).is_err());
+        std::fs::remove_file(dir.path().join("state")).unwrap();
+        assert_eq!(read_state_file(dir.path()).unwrap(), None);
+    }
+
     /// Every word the watchdog writes reads back as the same value.
     #[test]
     fn every_phase_and_forward_health_reads_back() {

@@ -445,6 +445,57 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    /// The escaped unit name's length, as the real escaper writes it.
+    #[test]
+    fn unit_name_length_is_the_escaped_length() {
+        for name in [
+            "a",
+            "work-tunnel",
+            "a:b_c.d-9",
+            "café",
+            "a b",
+            "x\u{1f}",
+            "é".repeat(30).as_str(),
+        ] {
+            assert_eq!(
+                unit_name_len(name),
+                crate::escape::unit_name(name).len(),
+                "{name:?}"
+            );
+        }
+    }
+
+    /// Every rule of a tunnel name, at its boundary.
+    #[test]
+    fn tunnel_names_at_their_boundaries() {
+        let config = |name: &str| {
+            load(&format!(
+                "tunnels:\n  {name:?}:\n    host: h\n    forwards: [{{dynamic: 1}}]\n"
+            ))
+            .map(|c| c.tunnels[0].name.clone())
+            .map_err(|e| format!("{e:?}"))
+        };
+        let refused = |name: &str, why: &str| {
+            let err = config(name).expect_err(name);
+            assert!(err.contains(why), "{name:?}: {err}");
+        };
+        assert_eq!(config(&"n".repeat(64)).unwrap(), "n".repeat(64));
+        refused(&"n".repeat(65), "65 characters long");
+        refused("", "may not be empty");
+        refused("a/b", "contains `/`");
+        refused("a b", "whitespace or a control character");
+        refused("a\tb", "whitespace or a control character");
+        refused("-a", "starts with `-`");
+        refused(".a", "starts with `.`");
+        for bad in ["a\\b", "a'b", "a:b", "a\"b"] {
+            refused(bad, "StateDirectory=");
+        }
+        // 30 two-byte characters escape to exactly 255 characters; 31 to 263.
+        assert!(config(&"é".repeat(30)).is_ok());
+        refused(&"é".repeat(31), "longer than systemd's 255 characters");
+        assert_eq!(config("a.b-c_d").unwrap(), "a.b-c_d");
+    }
+
     #[test]
     fn tilde_expands_against_home() {
         let c = load("tunnels:\n  a:\n    host: h\n    known_hosts: ~/.ssh/kh\n    forwards: [{dynamic: 1}]\n").unwrap();

@@ -13,6 +13,72 @@ fn entry() -> InittabEntry {
     }
 }
 
+/// An empty inittab (or one ending in a newline) gets our entry as its own lines, ending
+/// with a newline; only after a last line without one is a newline put first.
+#[test]
+fn an_entry_is_whole_lines_after_an_empty_or_terminated_inittab() {
+    let text = format!("{}\n{}\n", entry().marker, entry().line);
+    assert_eq!(inittab_with(b"", &entry(), "web").unwrap(), text.as_bytes());
+    assert_eq!(
+        inittab_with(b"id:2:initdefault:\n", &entry(), "web").unwrap(),
+        format!("id:2:initdefault:\n{text}").as_bytes()
+    );
+    assert_eq!(
+        inittab_with(b"id:2:initdefault:", &entry(), "web").unwrap(),
+        format!("id:2:initdefault:\n{}\n{}", entry().marker, entry().line).as_bytes()
+    );
+}
+
+/// A replaced entry keeps the line ending of the last line it replaces: here the file's
+/// last line, which has none.
+#[test]
+fn a_replaced_entry_keeps_the_ending_of_its_last_line() {
+    let old = entry();
+    let installed = inittab_with(b"id:2:initdefault:\n", &old, "web").unwrap();
+    let existing = installed.strip_suffix(b"\n").unwrap();
+    let mut new = entry();
+    new.line.push_str(" --new");
+    let (out, _) = inittab_with_all(existing, &[(&new, "web")]).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("id:2:initdefault:\n{}\n{}", new.marker, new.line)
+    );
+}
+
+/// `stop` comments our entry's line out, `start` takes the `#` away again; every other
+/// byte stays, and asking for the state it already has (or of another id) is None.
+#[test]
+fn an_entry_switched_off_and_on_again() {
+    let e = entry();
+    let mut existing = inittab_with(b"id:2:initdefault:\n", &e, "web").unwrap();
+    existing.extend_from_slice(b"x:3:once:/bin/true\n");
+    assert!(!inittab_entry_off(&existing, "tabc"));
+    let off = inittab_entry_switched(&existing, "tabc", false).unwrap();
+    assert_eq!(
+        String::from_utf8(off.clone()).unwrap(),
+        format!(
+            "id:2:initdefault:\n{}\n#{}\nx:3:once:/bin/true\n",
+            e.marker, e.line
+        )
+    );
+    assert!(inittab_entry_off(&off, "tabc"));
+    assert_eq!(inittab_entry_switched(&off, "tabc", false), None);
+    assert_eq!(inittab_entry_switched(&existing, "tabc", true), None);
+    assert_eq!(
+        inittab_entry_switched(&off, "tabc", true).unwrap(),
+        existing
+    );
+    assert_eq!(inittab_entry_switched(&existing, "tzzz", false), None);
+    assert!(!inittab_entry_off(&existing, "tzzz"));
+    // A marker whose line is gone: nothing to switch, and not "off".
+    let marker_only = format!("id:2:initdefault:\n{}\n", e.marker);
+    assert_eq!(
+        inittab_entry_switched(marker_only.as_bytes(), "tabc", false),
+        None
+    );
+    assert!(!inittab_entry_off(marker_only.as_bytes(), "tabc"));
+}
+
 #[test]
 fn inittab_round_trips_byte_for_byte() {
     for original in [
