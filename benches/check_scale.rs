@@ -1,4 +1,4 @@
-//! `tunnelctl check` at scale (issue 12): 40,000 bad tunnels, each with two problems of
+//! `tunnelctl check` at scale: 40,000 bad tunnels, each with two problems of
 //! its own (a port out of range, no forwards), then 20,000 tunnels that each
 //! listen on a port of their own and share a refused option from `defaults` (found once
 //! per tunnel, reported once). The first

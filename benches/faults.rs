@@ -1,4 +1,4 @@
-//! Fault bench (issue 5): how fast tunnelctl, autossh (two ways) and a plain
+//! Fault bench: how fast tunnelctl, autossh (two ways) and a plain
 //! respawn loop bring an SSH tunnel back after ten kinds of fault, and what
 //! they cost while idle. Needs root (namespaces, nftables, a user manager).
 //!

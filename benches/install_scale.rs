@@ -1,4 +1,4 @@
-//! `install --all --root DIR` of 1,000 tunnels, systemd and inittab (issue 12: 7.4 s and
+//! `install --all --root DIR` of 1,000 tunnels, systemd and inittab (before batching: 7.4 s and
 //! 30 s before batching). Not a test: prints the times.
 //!
 //!     cargo bench --bench install_scale [-- --tunnelctl PATH] [--count N]

@@ -43,7 +43,7 @@ const PHASES: [Phase; 6] = [
     Phase::Stopped,
 ];
 
-/// The hook for the last network event: 0 until the state file records one (issue 14's
+/// The hook for the last network event: 0 until the state file records one (the state file's
 /// `last_event`); then return its unix seconds here.
 fn last_network_event(_state: &State) -> u64 {
     0

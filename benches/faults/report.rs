@@ -433,7 +433,7 @@ impl Report<'_> {
         }
     }
 
-    /// Tool A against the targets of issue 5 (and issue 14's for faults 8 to 10).
+    /// Tool A against the targets set for each fault.
     fn targets_section(&self, s: &mut String) {
         let _ = writeln!(s, "\n## Tool A against the targets of issue 5\n");
         for line in self.target_verdicts() {

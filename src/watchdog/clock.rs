@@ -1,4 +1,4 @@
-//! Wake from sleep, or from any long freeze of the watchdog (issue 14, point 2).
+//! Wake from sleep, or from any long freeze of the watchdog, so a tunnel that only looks alive after a wake is checked at once.
 //!
 //! After every wake-up from `poll`, the loop compares how long it was away on two
 //! clocks with how long it asked to sleep:

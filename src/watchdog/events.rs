@@ -1,4 +1,4 @@
-//! The watchdog's event sources beside signals and ssh's stderr (issue 14): the
+//! The watchdog's event sources beside signals and ssh's stderr: the
 //! network-change socket (`netevents`) as one more fd in the same poll, the burst
 //! coalescing, and the clock-gap check after every wake-up (`clock`). One per
 //! watchdog process, shared by the back-off wait and every session.

@@ -20,7 +20,7 @@
 //! Cost: a round writes every request first (alive check, channel requests with their
 //! fds) and then sleeps in one `poll` over every answer it still waits for, so ssh
 //! handles them in one pass and the round wakes a few times, not once per message
-//! (issue 5's idle CPU; `benches/idle-cpu.sh` measures it).
+//! (the idle CPU it costs; `benches/idle-cpu.sh` measures it).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

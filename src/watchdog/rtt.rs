@@ -1,4 +1,4 @@
-//! Adaptive probe timeout (issue 14, point 3): suspect a silent tunnel after a time
+//! Adaptive probe timeout: suspect a silent tunnel after a time
 //! learnt from its own round trips, and confirm without a blind second full timeout.
 //!
 //! # The estimator (RFC 6298, section 2)

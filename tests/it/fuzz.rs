@@ -1,4 +1,4 @@
-//! Fuzz and property tests (issue 12), run by CI for a bounded time: the config parser
+//! Fuzz and property tests, run by CI for a bounded time: the config parser
 //! on mutated YAML (the example and golden configs as seeds), render of every target for
 //! random durations and counts within what `check` accepts, the watchdog's argument and
 //! args-file parser, and the state-file reader with what `status` shows of it.

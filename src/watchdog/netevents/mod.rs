@@ -1,4 +1,4 @@
-//! Network-change events for the watchdog's poll loop (issue 14, point 1): the kernel
+//! Network-change events for the watchdog's poll loop: the kernel
 //! announces an address, route or link change at once, so the watchdog need not wait
 //! for a probe or ssh's ServerAlive to time out.
 //!
