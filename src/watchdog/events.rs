@@ -1,7 +1,7 @@
 //! The watchdog's event sources beside signals and ssh's stderr: the
 //! network-change socket (`netevents`) as one more fd in the same poll, the burst
 //! coalescing, and the clock-gap check after every wake-up (`clock`). One per
-//! watchdog process, shared by the back-off wait and every session.
+//! watchdog process, read by the session's one loop.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::BorrowedFd;
@@ -99,6 +99,12 @@ impl Events {
     /// The burst of network events, once it has settled.
     pub(super) fn take_batch(&mut self) -> Option<Vec<NetEvent>> {
         self.burst.take_due(Instant::now())
+    }
+
+    /// Whatever network events arrived, settled or not: for a wait that any change
+    /// may end (no route), where settling would only add its delay.
+    pub(super) fn take_batch_now(&mut self) -> Option<Vec<NetEvent>> {
+        self.burst.take_due(Instant::now() + netevents::SETTLE)
     }
 }
 

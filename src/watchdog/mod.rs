@@ -12,6 +12,7 @@
 pub mod args;
 pub mod backoff;
 pub mod clock;
+mod connection;
 mod events;
 pub mod heard;
 mod hook;
@@ -28,6 +29,7 @@ mod signals;
 pub mod ssh_errors;
 mod statedir;
 mod supervisor;
+mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

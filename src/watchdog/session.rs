@@ -1,25 +1,34 @@
-//! One ssh connection, from spawn to its outcome, as states × events (after
-//! s6-supervise): a [`Session`] holds what lives as long as the connection,
-//! [`Session::next_event`] sleeps until something happens, and [`Session::handle`]
-//! gives each [`Event`] to its one method, which goes on or ends the session with an
-//! [`Outcome`] for the supervisor (back-off, reconnect, stop).
+//! The watchdog's one event loop, from its start to its exit, as states × events
+//! (after s6-supervise): [`Session::next_event`] sleeps until something happens, and
+//! [`Session::handle`] gives each [`Event`] to its one method, whatever the stage. No
+//! other loop waits for signals, clock gaps or network changes.
 //!
-//! The state ([`Stage`]) follows from the fields: no control socket yet
-//! (`socket_seen`), held `-R` forwards not granted yet (`missing`), or probing.
+//! The stage follows from the fields: no ssh runs (`Waiting`: a back-off, no route,
+//! a busy server; see `wait.rs`), or a connection (`connection.rs`) waits for its
+//! control socket, asks for held `-R` forwards, or probes.
 //!
-//! | event                   | WaitingForSocket       | AskingForHeldPorts       | Probing                  |
-//! |-------------------------|------------------------|--------------------------|--------------------------|
-//! | `Signal`                | end: stop or reconnect | same                     | same                     |
-//! | `SshExited`             | end: failed (stderr)   | same                     | same                     |
-//! | `SshStderr`             | end: failed (forward)  | same                     | same                     |
-//! | `ControlSocketAppeared` | next step in 300 ms    |                          |                          |
-//! | `ConnectTimedOut`       | end: failed            |                          |                          |
-//! | `HeldPortAskDue`        |                        | ask; all granted: probe  |                          |
-//! | `ProbeRoundDue`         |                        |                          | round: ready / alive     |
-//! | `ClockGap`              | nothing to do          | ask now                  | round now, back-off reset|
-//! | `NetworkChanged`        | nothing to do          | reconnect / ask now      | reconnect / round now    |
+//! | event                   | Waiting                      | WaitingForSocket       | AskingForHeldPorts     | Probing                   |
+//! |-------------------------|------------------------------|------------------------|------------------------|---------------------------|
+//! | `Signal`                | stop: exit; reconnect: go    | end: stop or reconnect | same                   | same                      |
+//! | `SshExited`             |                              | end: failed (stderr)   | same                   | same                      |
+//! | `SshStderr`             |                              | end: failed (forward)  | same                   | same                      |
+//! | `ControlSocketAppeared` |                              | next step in 300 ms    |                        |                           |
+//! | `ConnectTimedOut`       |                              | end: failed            |                        |                           |
+//! | `HeldPortAskDue`        |                              |                        | ask; all granted: probe|                           |
+//! | `ProbeRoundDue`         |                              |                        |                        | round: ready / alive      |
+//! | `WaitOver`              | connect                      |                        |                        |                           |
+//! | `CheckDue`              | greets / route: connect      |                        |                        |                           |
+//! | `ClockGap`              | connect, back-off reset      | nothing to do          | ask now                | round now, back-off reset |
+//! | `NetworkChanged`        | may bring back: connect/check| nothing to do          | reconnect / ask now    | reconnect / round now     |
 //!
-//! An ask ends the session after `PORT_HELD_ASKS` of them, a round after
+//! A connection that ends ([`Outcome`]) leads to the next stage in one place
+//! (`Session::after`): a stop exits; a reconnect, a network change or a held port
+//! connects at once (without a route: waits for one, counting nothing); a busy server
+//! waits a short random pause; a failure of a tunnel that was proven connects again at
+//! once, here, without an exit; any other failure exits for the init system to
+//! restart, and the next watchdog backs off (`backoff`).
+//!
+//! An ask ends a connection after `PORT_HELD_ASKS` of them, a round after
 //! `probe_failures` failed rounds in a row. A round's time-out adapts to the measured
 //! round trips (`rtt::Rounds`): a round unanswered after it is a suspicion, confirmed
 //! at once by another round whose verdict also asks whether the server sent anything
@@ -36,33 +45,32 @@
 //! Events are looked for in the table's order, so a stop request wins over an ssh that
 //! died with it (systemd signals the whole cgroup), and ssh's exit over what it said.
 //!
-//! Not events of the session, done after every wake-up in every state: the
-//! `--on-change` runs (`hook`) and the supervisor's keepalive (`readiness`: procd's
-//! ping), whose due times bound the sleep.
+//! Not events of the session, done after every wake-up in every stage: the
+//! `--on-change` runs (`hook`), the supervisor's keepalive (`readiness`: procd's
+//! ping) and, while waiting, the status refresh, whose due times bound the sleep.
 
+use std::net::IpAddr;
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use super::args::SshForward;
+use super::args::{self, SshForward};
 use super::clock::Gap;
-use super::netevents::{self, ConnFacts, NetEvent, Reaction};
-use super::process::SshChild;
+use super::connection::{Conn, Stage};
+use super::netevents::{self, NetEvent, RouteNow};
+use super::process::{self, SshChild};
 use super::signals::Request;
 use super::ssh_errors::SshError;
 use super::supervisor::{Outcome, Watchdog};
-use super::{CONFIRM_PAUSE, PORT_HELD_ASK_EVERY, PORT_HELD_ASKS, events, heard, log, probe, rtt};
+use super::wait::{self, Check, Kind, Wait};
+use super::{
+    EXIT_FAILED, EXIT_PERMANENT, KILL_GRACE, PORT_HELD_ASK_EVERY, backoff, events, log,
+    reachability,
+};
 use crate::duration::format_human;
-use crate::state::{ForwardHealth, LastEvent, Phase};
+use crate::state::Phase;
 
-/// ssh creates its control socket without telling anyone: look this often.
-const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
-
-/// ssh sends its `-R` requests as the control socket appears; the server gets this
-/// long to answer them before the first ask or probe round.
-const FIRST_STEP_AFTER_SOCKET: Duration = Duration::from_millis(300);
-
-/// What can happen to a session, in the order [`Session::next_event`] looks for it.
+/// What can happen, in the order [`Session::next_event`] looks for it.
 #[derive(Debug)]
 pub(super) enum Event {
     /// SIGTERM/SIGINT (stop) or SIGHUP/SIGUSR1 (reconnect now).
@@ -80,6 +88,10 @@ pub(super) enum Event {
     HeldPortAskDue,
     /// Time for a probe round.
     ProbeRoundDue,
+    /// A wait ran out: connect.
+    WaitOver,
+    /// A wait's check is due (the server's greeting, a route to it).
+    CheckDue,
     /// A wake-up came much later than asked: the machine slept or the process was
     /// frozen (`clock`).
     ClockGap(Gap),
@@ -88,135 +100,90 @@ pub(super) enum Event {
     // Extension point: the next event sources each add a variant here, a check in
     // `pending_event` (or, for a file descriptor, a place in `Events::wait`'s poll
     // beside ssh's stderr and the network socket), and one arm in `handle` with its
-    // method below. A per-forward degraded state is one more `Stage` (or a field the
-    // probe handlers keep), with its row in the table above; not a second loop.
+    // method below, deciding for every stage. Not a second loop.
 }
 
-/// The session's state, derived from its fields.
+/// The stage of the whole session: waiting, or one of the connection's.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Stage {
-    /// ssh runs; its control socket is not there yet.
-    WaitingForSocket,
-    /// The control socket is there; some held `-R` forwards are not granted yet, and
-    /// no probe round runs until they are.
-    AskingForHeldPorts,
-    /// Every forward is in place: probe rounds.
-    Probing,
+enum Now {
+    Waiting(Kind),
+    Connected(Stage),
 }
 
 pub(super) struct Session<'a> {
     w: &'a mut Watchdog,
-    ssh: &'a mut SshChild,
-    prober: probe::Prober,
-    spawned: Instant,
-    socket_seen: Option<Instant>,
-    /// When the stage's next step is due: the next ask for held ports, or the next
-    /// probe round.
-    next_step: Instant,
-    /// Probe rounds failed in a row.
-    failed_rounds: u32,
-    /// The first and the last good round of this connection.
-    up_since: Option<Instant>,
-    last_ok: Option<Instant>,
-    /// Held `-R` forwards not granted yet.
-    missing: Vec<SshForward>,
-    /// Asks for the held forwards so far.
-    asks: u32,
-    /// The adaptive probe timing of this connection.
-    rounds: rtt::Rounds,
-    /// When the first unanswered round of the current suspicion began.
-    suspect_since: Option<Instant>,
-    /// Slow verdicts were logged (once per run of them).
-    slow_said: bool,
-    /// A clock gap was seen and no round passed since: the connection's state is
-    /// unknown, so one timed-out round is enough to reconnect.
-    after_gap: bool,
-    /// ssh's connection and its route, learnt when the control socket appears (None:
-    /// not yet, or no direct TCP connection: network events then only probe).
-    facts: Option<ConnFacts>,
-    /// The server's address and port as ssh's socket has them.
-    server: Option<std::net::SocketAddr>,
+    /// The ssh arguments of the next attempt, and the -R forwards taken out of them
+    /// because the server held their ports: asked for through the control socket.
+    ssh_args: Vec<String>,
+    held: Vec<SshForward>,
+    /// Exactly one of these is set: a connection runs, or a wait before the next.
+    conn: Option<Conn>,
+    wait: Option<Wait>,
+    /// The server's address as the last connection had it: what "is there a route"
+    /// asks about (None: no connection yet, or none that was direct TCP).
+    server_ip: Option<IpAddr>,
+    /// Where ssh connects as `ssh -G` says, looked up once (outer None: not yet).
+    destination: Option<Option<wait::Destination>>,
 }
 
 impl<'a> Session<'a> {
-    pub(super) fn new(w: &'a mut Watchdog, ssh: &'a mut SshChild, held: &[SshForward]) -> Self {
-        let prober = probe::Prober::new(w.ctl.clone(), w.o.forwards.clone(), w.o.probe_timeout);
-        let spawned = Instant::now();
-        // A new connection: nothing proven on it yet; held -R ports are port-held.
-        for (index, forward) in w.o.forwards.clone().iter().enumerate() {
-            let health = if held.contains(forward) {
-                ForwardHealth::PortHeld
-            } else {
-                ForwardHealth::Unproven
-            };
-            w.set_forward(index, health, 0);
-        }
-        let rounds = rtt::Rounds::new(w.o.probe_timeout, w.o.probe_failures);
+    pub(super) fn new(w: &'a mut Watchdog) -> Self {
+        let ssh_args = w.o.ssh.clone();
         Session {
             w,
-            ssh,
-            prober,
-            spawned,
-            socket_seen: None,
-            next_step: spawned,
-            failed_rounds: 0,
-            up_since: None,
-            last_ok: None,
-            missing: held.to_vec(),
-            asks: 0,
-            rounds,
-            suspect_since: None,
-            slow_said: false,
-            after_gap: false,
-            facts: None,
-            server: None,
+            ssh_args,
+            held: Vec::new(),
+            conn: None,
+            wait: None,
+            server_ip: None,
+            destination: None,
         }
     }
 
-    /// Runs the session to its end. Also returns how long the connection was up: first
-    /// to last good round.
-    pub(super) fn run(&mut self) -> (Outcome, Option<Duration>) {
-        // Bounded: next_event sleeps until a step is due, and the steps end the session
-        // after the connect budget, PORT_HELD_ASKS asks or probe_failures failed rounds,
-        // or when ssh exits.
+    /// Runs until the watchdog exits; returns its exit code.
+    pub(super) fn run(&mut self) -> u8 {
+        if let Break(code) = self.first_step() {
+            return code;
+        }
+        // Bounded: next_event sleeps until a step is due; each connection ends after its
+        // connect budget, PORT_HELD_ASKS asks or probe_failures failed rounds, or when
+        // ssh exits, and each wait ends on its own or by an event.
         loop {
             let event = self.next_event();
-            if let Break(outcome) = self.handle(event) {
-                return (outcome, self.up_for());
+            if let Break(code) = self.handle(event) {
+                return code;
             }
         }
     }
 
     /// The dispatch: one method per event.
-    fn handle(&mut self, event: Event) -> ControlFlow<Outcome> {
+    fn handle(&mut self, event: Event) -> ControlFlow<u8> {
         match event {
             Event::Signal(request) => self.on_signal(request),
-            Event::SshExited(status) => self.on_ssh_exited(status),
-            Event::SshStderr(error) => self.on_ssh_stderr(error),
-            Event::ControlSocketAppeared => self.on_control_socket(),
-            Event::ConnectTimedOut => self.on_connect_timed_out(),
-            Event::HeldPortAskDue => self.on_held_port_ask_due(),
-            Event::ProbeRoundDue => self.on_probe_round_due(),
+            Event::SshExited(status) => self.on_conn(|c, _| c.on_ssh_exited(status)),
+            Event::SshStderr(error) => self.on_conn(|c, _| c.on_ssh_stderr(error)),
+            Event::ControlSocketAppeared => self.on_conn(|c, _| c.on_control_socket()),
+            Event::ConnectTimedOut => self.on_conn(|c, w| c.on_connect_timed_out(w)),
+            Event::HeldPortAskDue => self.on_conn(|c, w| c.on_held_port_ask_due(w)),
+            Event::ProbeRoundDue => self.on_conn(|c, w| c.on_probe_round_due(w)),
+            Event::WaitOver => self.connect(),
+            Event::CheckDue => self.on_check_due(),
             Event::ClockGap(gap) => self.on_clock_gap(gap),
             Event::NetworkChanged(batch) => self.on_network_changed(batch),
         }
     }
 
-    fn up_for(&self) -> Option<Duration> {
-        Some(self.last_ok?.saturating_duration_since(self.up_since?))
-    }
-
-    fn stage(&self) -> Stage {
-        match (self.socket_seen, self.missing.is_empty()) {
-            (None, _) => Stage::WaitingForSocket,
-            (Some(_), false) => Stage::AskingForHeldPorts,
-            (Some(_), true) => Stage::Probing,
+    fn now(&self) -> Now {
+        match (&self.conn, &self.wait) {
+            (Some(c), _) => Now::Connected(c.stage()),
+            (None, Some(w)) => Now::Waiting(w.kind),
+            (None, None) => Now::Waiting(Kind::BackOff),
         }
     }
 
-    /// Sleeps until an event; signals first. No periodic wake-up while a step is not
-    /// due: ssh's exit arrives as SIGCHLD on the self-pipe and its messages on the
-    /// stderr pipe, both in this poll (one wake-up per probe round).
+    /// Sleeps until an event; signals first. No periodic wake-up while nothing is due:
+    /// ssh's exit arrives as SIGCHLD on the self-pipe and its messages on the stderr
+    /// pipe, both in this poll (one wake-up per probe round).
     fn next_event(&mut self) -> Event {
         let mut request = self.w.signals.take();
         // Bounded: each pass returns an event or sleeps until the stage's next step
@@ -228,9 +195,10 @@ impl<'a> Session<'a> {
             if let Some(event) = self.pending_event() {
                 return event;
             }
-            let mut wake = match self.stage() {
-                Stage::WaitingForSocket => Instant::now() + SOCKET_LOOK_EVERY,
-                Stage::AskingForHeldPorts | Stage::Probing => self.next_step,
+            let mut wake = match (&self.conn, &self.wait) {
+                (Some(c), _) => c.wake_at(),
+                (None, Some(w)) => w.wake_at(),
+                (None, None) => Instant::now(),
             };
             // An --on-change run past its bound is killed on time.
             if let Some(kill_at) = self.w.hook.deadline() {
@@ -241,8 +209,9 @@ impl<'a> Session<'a> {
                 wake = wake.min(ping_at);
             }
             let sleep = wake.saturating_duration_since(Instant::now());
+            let ssh = self.conn.as_ref().and_then(|c| c.ssh.stderr_fd());
             let w = &mut *self.w;
-            request = w.events.wait(&w.signals, sleep, self.ssh.stderr_fd());
+            request = w.events.wait(&w.signals, sleep, ssh);
         }
     }
 
@@ -250,537 +219,501 @@ impl<'a> Session<'a> {
     fn pending_event(&mut self) -> Option<Event> {
         // Not an event of the session: --on-change runs are started, reaped and killed
         // here, after every wake-up (SIGCHLD wakes the poll), never inside a handler.
-        self.w.hook.poll(Some(self.ssh.pid));
+        self.w.hook.poll(self.conn.as_ref().map(|c| c.ssh.pid));
         // Likewise the supervisor's keepalive (procd's ping), when one is due.
         self.w.readiness.keepalive();
-        self.ssh.drain_stderr();
-        if let Some(status) = self.ssh.try_exit() {
-            return Some(Event::SshExited(status));
+        if let Some(wait) = self.wait.as_mut()
+            && Instant::now() >= wait.next_refresh
+        {
+            wait.refreshed();
+            let status = wait.status();
+            let left = wait.left();
+            self.w.announce_wait(left, &status);
         }
-        if let Some(error) = self.ssh.report.errors.iter().find(|e| {
-            matches!(
-                e,
-                SshError::RemotePortRefused { .. } | SshError::LocalPortBusy { .. }
-            )
-        }) {
-            return Some(Event::SshStderr(error.clone()));
+        if let Some(event) = self.conn.as_mut().and_then(Conn::ssh_event) {
+            return Some(event);
         }
         if let Some(gap) = self.w.events.take_gap() {
             return Some(Event::ClockGap(gap));
         }
-        if let Some(batch) = self.w.events.take_batch() {
+        // Without a route every change may be the one that brings it back: no settling.
+        let batch = match self.now() {
+            Now::Waiting(Kind::NoRoute) => self.w.events.take_batch_now(),
+            _ => self.w.events.take_batch(),
+        };
+        if let Some(batch) = batch {
             return Some(Event::NetworkChanged(batch));
         }
-        let now = Instant::now();
-        match self.stage() {
-            Stage::WaitingForSocket if self.w.ctl.exists() => Some(Event::ControlSocketAppeared),
-            Stage::WaitingForSocket if now - self.spawned > self.w.connect_budget() => {
-                Some(Event::ConnectTimedOut)
-            }
-            Stage::AskingForHeldPorts if now >= self.next_step => Some(Event::HeldPortAskDue),
-            Stage::Probing if now >= self.next_step => Some(Event::ProbeRoundDue),
-            Stage::WaitingForSocket | Stage::AskingForHeldPorts | Stage::Probing => None,
+        if let Some(conn) = &self.conn {
+            return conn.step_event(self.w);
+        }
+        let wait = self.wait.as_ref()?;
+        if wait.over() {
+            Some(Event::WaitOver)
+        } else if wait.check_due() {
+            Some(Event::CheckDue)
+        } else {
+            None
         }
     }
 
-    fn on_signal(&mut self, request: Request) -> ControlFlow<Outcome> {
-        Break(match request {
-            Request::Stop => Outcome::Stopped,
-            Request::Reconnect => Outcome::Reconnect,
-        })
+    /// A connection's event for its handler; the connection's end for [`Session::after`].
+    fn on_conn(
+        &mut self,
+        handler: impl FnOnce(&mut Conn, &mut Watchdog) -> ControlFlow<Outcome>,
+    ) -> ControlFlow<u8> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Continue(());
+        };
+        match handler(conn, self.w) {
+            Continue(()) => Continue(()),
+            Break(outcome) => self.end_connection(outcome),
+        }
     }
 
-    fn on_ssh_exited(&mut self, status: ExitStatus) -> ControlFlow<Outcome> {
-        self.ssh.settle_stderr(Duration::from_secs(1));
-        let report = &self.ssh.report;
-        let permanent = report.errors.iter().any(|e| e.is_permanent());
-        let no_greeting =
-            !report.errors.is_empty() && report.errors.iter().all(|e| e.is_no_greeting());
-        let port_held = report.errors.iter().find_map(|e| match e {
-            SshError::RemotePortRefused { port } => Some(*port),
-            _ => None,
-        });
-        let reason = match report.errors.first() {
-            Some(e) => e.explain(),
-            None if !report.last_line.is_empty() => {
-                format!("ssh exited ({status}): {}", report.last_line)
+    fn on_signal(&mut self, request: Request) -> ControlFlow<u8> {
+        if self.conn.is_some() {
+            return self.end_connection(match request {
+                Request::Stop => Outcome::Stopped,
+                Request::Reconnect => Outcome::Reconnect,
+            });
+        }
+        match request {
+            Request::Stop => {
+                self.w.readiness.stopping(None);
+                Break(self.w.stopped())
             }
-            None => format!("ssh exited ({status})"),
-        };
-        Break(Outcome::Failed {
-            reason,
-            permanent,
-            no_greeting,
-            port_held,
-        })
+            Request::Reconnect => {
+                let left = self.wait.as_ref().and_then(Wait::left);
+                log::info(format_args!(
+                    "{} cut short{} (SIGHUP/SIGUSR1): reconnecting now",
+                    self.wait_name(),
+                    left.map_or(String::new(), |l| format!(" with {} left", format_human(l)))
+                ));
+                self.connect()
+            }
+        }
     }
 
-    fn on_ssh_stderr(&mut self, error: SshError) -> ControlFlow<Outcome> {
-        let port_held = match error {
-            SshError::RemotePortRefused { port } => Some(port),
-            _ => None,
-        };
-        Break(failed(error.explain(), port_held))
+    fn wait_name(&self) -> &'static str {
+        match self.wait.as_ref().map(|w| w.kind) {
+            Some(Kind::NoRoute) => "wait for a route",
+            Some(Kind::ServerBusy) => "pause for the busy server",
+            Some(Kind::Spread) | Some(Kind::LoginSlot) => "short wait",
+            Some(Kind::BackOff) | None => "back-off",
+        }
     }
 
-    fn on_control_socket(&mut self) -> ControlFlow<Outcome> {
-        let now = Instant::now();
-        self.socket_seen = Some(now);
-        self.next_step = now + FIRST_STEP_AFTER_SOCKET;
-        let conn = events::ssh_connection(self.ssh.pid);
-        let learnt = conn.and_then(|(local, server)| learn_facts(local, server));
-        self.server = learnt
-            .as_ref()
-            .map(|(_, server)| *server)
-            .or(conn.map(|(_, server)| server));
-        self.facts = learnt.map(|(facts, _)| facts);
-        Continue(())
-    }
-
-    /// Records the reaction in the state file and says it in one log line.
-    fn record(&mut self, kind: &'static str, action: &'static str, line: &str) {
-        log::info(line);
-        self.w.state.last_event = Some(LastEvent {
-            kind,
-            at: log::now_secs(),
-            action,
-        });
-        self.w.save();
-    }
-
-    /// After a sleep or freeze nothing is known: prove the tunnel now, and forget the
-    /// failures from before (they say nothing about the network the machine woke in).
-    fn on_clock_gap(&mut self, gap: Gap) -> ControlFlow<Outcome> {
+    /// After a sleep or freeze nothing is known: forget the failures from before (they
+    /// say nothing about the network the machine woke in), and prove the tunnel now,
+    /// or connect now.
+    fn on_clock_gap(&mut self, gap: Gap) -> ControlFlow<u8> {
         self.w.state.consecutive_failures = 0;
-        let action = match self.stage() {
-            Stage::WaitingForSocket => "nothing-to-do",
-            Stage::AskingForHeldPorts | Stage::Probing => {
-                self.next_step = Instant::now();
-                self.after_gap = true;
-                "probed"
-            }
-        };
-        let line = match action {
-            "probed" => gap.describe(),
-            _ => format!(
-                "{} (ssh is still connecting: nothing to do)",
-                gap.describe()
+        if let Some(conn) = self.conn.as_mut() {
+            let _ = conn.on_clock_gap(self.w, gap);
+            return Continue(());
+        }
+        self.w.record(
+            "wake",
+            "reconnected",
+            &format!(
+                "{}; back-off reset, reconnecting now",
+                gap.describe().trim_end_matches(": probing now")
             ),
-        };
-        self.record("wake", action, &line);
-        Continue(())
+        );
+        self.connect()
     }
 
-    fn on_network_changed(&mut self, batch: Vec<NetEvent>) -> ControlFlow<Outcome> {
-        let reaction = match (&self.facts, self.stage()) {
-            // ssh is still connecting: it connects on the network as it is now, or
-            // its connect budget runs out.
-            (_, Stage::WaitingForSocket) => Reaction::Nothing,
-            (Some(facts), _) => netevents::decide(facts, &batch, || {
-                netevents::lookup_route(facts.server, Instant::now() + netevents::LOOKUP_DEADLINE)
-            }),
-            // Nothing to judge against: a round says whether the tunnel still works.
-            (None, _) => Reaction::ProbeNow,
+    fn on_network_changed(&mut self, batch: Vec<NetEvent>) -> ControlFlow<u8> {
+        if let Some(conn) = self.conn.as_mut() {
+            return match conn.on_network_changed(self.w, batch) {
+                Continue(()) => Continue(()),
+                Break(outcome) => self.end_connection(outcome),
+            };
+        }
+        let Some(wait) = self.wait.as_mut() else {
+            return Continue(());
         };
-        match reaction {
-            Reaction::Nothing => Continue(()), // not this tunnel's business: no log, no write
-            Reaction::ProbeNow => {
-                self.next_step = Instant::now();
-                let what = match self.stage() {
-                    Stage::AskingForHeldPorts => "asking for the held forwards now",
-                    _ => "probing now",
+        match (wait.kind, &wait.check) {
+            // Removals cannot bring the server back; a short wait ends soon anyway.
+            _ if !events::may_bring_back(&batch) => Continue(()),
+            (Kind::ServerBusy | Kind::Spread | Kind::LoginSlot, _) => Continue(()),
+            (Kind::NoRoute, _) | (Kind::BackOff, Some(_)) => {
+                // Checked at once: a route is one question to the kernel, a greeting
+                // one TCP connect.
+                wait.next_check = Instant::now();
+                let what = match wait.kind {
+                    Kind::NoRoute => "looking for a route to the server now",
+                    _ => "checking now whether the server greets",
                 };
-                self.record(
+                self.w.record(
                     "network",
                     "probed",
-                    &format!(
-                        "network changed ({}): {what}",
-                        netevents::describe_batch(self.facts.as_ref(), &batch)
-                    ),
+                    &format!("network changed ({} event(s)): {what}", batch.len()),
                 );
-                Continue(())
+                self.on_check_due()
             }
-            Reaction::Reconnect => {
-                let why = match &self.facts {
-                    Some(f) if batch.iter().any(|e| matches!(e, NetEvent::AddrRemoved { addr, .. } if Some(*addr) == f.local)) => {
-                        format!("ssh's local address {} is gone", f.local.map_or(String::new(), |a| a.to_string()))
-                    }
-                    _ => "the route to the server changed".to_string(),
-                };
-                self.record(
+            (Kind::BackOff, None) => {
+                let left = wait.left().unwrap_or_default();
+                self.w.record(
                     "network",
                     "reconnected",
-                    &format!("network changed: {why}; reconnecting now, without back-off"),
+                    &format!(
+                        "network changed ({} event(s)): back-off cut short with {} left, reconnecting now",
+                        batch.len(),
+                        format_human(left)
+                    ),
                 );
-                Break(Outcome::NetworkChanged)
+                self.connect()
             }
         }
     }
 
-    fn on_connect_timed_out(&mut self) -> ControlFlow<Outcome> {
-        let budget = format_human(self.w.connect_budget());
-        Break(failed(format!("ssh did not connect within {budget}"), None))
-    }
-
-    /// One ask for each held forward not granted yet, through the control socket.
-    fn on_held_port_ask_due(&mut self) -> ControlFlow<Outcome> {
-        self.asks += 1;
-        let asks = self.asks;
-        let mut refusal = String::new();
-        let mut granted = Vec::new();
-        self.missing
-            .retain(|forward| match self.w.ask_for_forward(forward) {
-                Ok(()) => {
-                    log::info(format_args!(
-                        "the server granted {} at ask {asks}",
-                        forward.describe()
-                    ));
-                    granted.push(forward.clone());
-                    false
-                }
-                Err(why) => {
-                    refusal = format!("{}: {why}", forward.describe());
-                    true
-                }
-            });
-        for forward in granted {
-            if let Some(index) = self.w.o.forwards.iter().position(|f| *f == forward) {
-                self.w.set_forward(index, ForwardHealth::Unproven, 0);
-            }
-        }
-        if self.missing.is_empty() {
-            self.next_step = Instant::now();
-        } else if asks >= PORT_HELD_ASKS {
-            let reason = format!(
-                "the server still refuses {refusal} after {asks} asks over {}: another process may hold the port",
-                format_human(self.spawned.elapsed())
-            );
-            return Break(failed(reason, None));
-        } else {
-            self.next_step = Instant::now() + PORT_HELD_ASK_EVERY;
-            self.w.readiness.alive(&format!(
-                "waiting for the server to release a remote port ({refusal})"
-            ));
-        }
-        Continue(())
-    }
-
-    fn on_probe_round_due(&mut self) -> ControlFlow<Outcome> {
-        let round_start = Instant::now();
-        // What ssh logged up to now belongs to earlier rounds.
-        self.ssh.drain_stderr();
-        self.ssh.report.open_failures.clear();
-        let round = self.prober.round();
-        // ssh logs an open failure before it answers the channel request.
-        self.ssh.drain_stderr();
-        match round.and_then(|ok| self.judge(ok)) {
-            Ok((ok, down)) => {
-                // The first round of a connection pays one-time costs (sshd's first
-                // channel, the target's first accept: ~1 s seen here against a few ms
-                // later); as RTO's first sample it would keep the time-out near 3 s
-                // for minutes (SRTT forgets by ⅞ per round).
-                if self.up_since.is_none() {
-                    self.rounds.alive();
-                } else {
-                    self.rounds.answered(ok.latency);
-                }
-                (self.suspect_since, self.slow_said, self.after_gap) = (None, false, false);
-                self.prober.set_timeout(self.rounds.round_timeout());
-                self.on_round_passed(round_start, ok, down)
-            }
-            Err(error) if self.prober.timed_out => {
-                return self.on_round_timed_out(round_start, error.reason);
-            }
-            Err(error) => {
-                if let Some(index) = error.forward {
-                    self.w.set_forward(index, ForwardHealth::Failed, 0);
-                    self.w.save();
-                }
-                let reason = error.reason;
-                self.failed_rounds += 1;
-                let failed_rounds = self.failed_rounds;
-                log::warn(format_args!(
-                    "probe failed ({failed_rounds}/{}): {reason}",
-                    self.w.o.probe_failures
-                ));
-                if failed_rounds >= self.w.o.probe_failures {
-                    let reason =
-                        format!("{failed_rounds} probe rounds failed in a row, last: {reason}");
-                    return Break(failed(reason, None));
-                }
-            }
-        }
-        // Only a good round waits the interval; a failed one is confirmed (or cleared)
-        // after a short pause, so detection does not take failures × interval (and
-        // never takes longer than with the full interval).
-        self.next_step = if self.failed_rounds == 0 {
-            round_start + self.w.interval
-        } else {
-            (round_start + self.w.interval).min(Instant::now() + CONFIRM_PAUSE)
+    /// A wait's check: the server's greeting, or a route to it.
+    fn on_check_due(&mut self) -> ControlFlow<u8> {
+        let Some(wait) = self.wait.as_mut() else {
+            return Continue(());
         };
-        Continue(())
-    }
-
-    /// Each forward's health from a round that passed the transport checks; a `-L` open
-    /// refusal is the target's (degraded) unless ssh logged that the server forbids the
-    /// forward (a failure). Returns the round and the down targets' descriptions.
-    fn judge(
-        &mut self,
-        ok: probe::RoundOk,
-    ) -> Result<(probe::RoundOk, Vec<String>), probe::RoundError> {
-        let reasons = std::mem::take(&mut self.ssh.report.open_failures);
-        let mut down = Vec::new();
-        for (index, (forward, found)) in self.w.o.forwards.iter().zip(&ok.forwards).enumerate() {
-            let target = match forward {
-                super::args::SshForward::Local {
-                    host, host_port, ..
+        // Checks start CHECK_EVERY apart even when one waits out its time-out (a
+        // black-holed path): a fresh SYN each second, not one per time-out.
+        wait.next_check = Instant::now() + reachability::CHECK_EVERY;
+        match wait.check {
+            Some(Check::Route(ip)) => match route_to(ip) {
+                RouteNow::NoRoute => Continue(()),
+                found => {
+                    let how = match found {
+                        RouteNow::Via(_) => "the server has a route again",
+                        _ => "the route lookup gives no answer",
+                    };
+                    log::info(format_args!(
+                        "{how} ({ip}, after {}): connecting",
+                        format_human(wait.started.elapsed())
+                    ));
+                    self.connect()
                 }
-                | super::args::SshForward::Remote {
-                    host, host_port, ..
-                } => format!("{host}:{host_port}"),
-                _ => String::new(),
-            };
-            match found {
-                probe::ForwardProbe::OpenRefused { .. } => {
-                    if let Some(why) = reasons.iter().find(|r| !r.starts_with("connect failed")) {
-                        return Err(probe::RoundError {
-                            reason: format!(
-                                "{}: the server refused the channel: {why}",
-                                forward.describe()
-                            ),
-                            forward: Some(index),
-                        });
-                    }
-                    let why = reasons
-                        .iter()
-                        .find_map(|r| r.strip_prefix("connect failed: "))
-                        .filter(|r| !r.contains("refused"))
-                        .map(|r| format!("target unreachable from the server ({target}: {r})"))
-                        .unwrap_or_else(|| format!("target refuses ({target})"));
-                    down.push(format!("{}: {why}", forward.describe()));
+            },
+            Some(Check::Greeting(_)) => {
+                let addrs = wait.server_addresses();
+                let timeout = wait.left().map_or(reachability::CHECK_TIMEOUT, |left| {
+                    reachability::CHECK_TIMEOUT.min(left)
+                });
+                if !reachability::server_greets(&addrs, timeout) {
+                    return Continue(());
                 }
-                probe::ForwardProbe::TargetDown { .. } => {
-                    down.push(format!("{}: target refuses ({target})", forward.describe()));
-                }
-                probe::ForwardProbe::Up { .. } | probe::ForwardProbe::Unprobed => {}
-            }
-        }
-        Ok((ok, down))
-    }
-
-    /// A round with no answer within its (adaptive) time-out: suspect, slow or dead,
-    /// as `rtt::Rounds` rules from whether the server was heard meanwhile.
-    fn on_round_timed_out(&mut self, round_start: Instant, reason: String) -> ControlFlow<Outcome> {
-        let since = *self.suspect_since.get_or_insert(round_start);
-        let heard = match self.server {
-            Some(server) => {
-                #[cfg(target_os = "linux")]
-                let last = heard::since_last_data(
-                    server,
-                    self.ssh.pid,
-                    Instant::now() + netevents::LOOKUP_DEADLINE,
-                );
-                #[cfg(not(target_os = "linux"))]
-                let last: Option<Duration> = {
-                    let _ = server;
-                    None
+                let Some(Check::Greeting((host, port, _))) = &wait.check else {
+                    return Continue(());
                 };
-                heard::judge(last, since.elapsed())
-            }
-            None => rtt::Heard::Unknown,
-        };
-        let verdict = if self.after_gap {
-            // After a sleep or freeze a silent round is reason enough: the flow may be
-            // gone (NAT, the server's session), and a reconnect is cheap.
-            rtt::Verdict::Dead
-        } else {
-            self.rounds.unanswered(heard)
-        };
-        match verdict {
-            rtt::Verdict::Confirm(next) => {
-                log::warn(format_args!(
-                    "probe unanswered ({reason}); confirming at once with a {} round (server heard: {heard:?})",
-                    format_human(next)
+                let spread = first_attempt_spread(backoff::jitter_seed());
+                log::info(format_args!(
+                    "server reachable again: {host} port {port} answered with its SSH greeting after {}; connecting in {} (spread so a crowd of tunnels does not log in at once)",
+                    format_human(wait.started.elapsed()),
+                    format_human(spread)
                 ));
-                self.prober.set_timeout(next);
-                self.next_step = Instant::now();
-            }
-            rtt::Verdict::Slow => {
-                if !self.slow_said {
-                    self.slow_said = true;
-                    log::info(format_args!(
-                        "probes wait behind traffic (the server keeps sending, {reason}): slow, not dead"
-                    ));
-                }
-                // The server talks and this process does its job: keep the
-                // supervisor's watchdog fed, or it would kill a busy tunnel.
                 self.w
                     .readiness
-                    .alive("up, probes slow behind traffic (the server keeps sending)");
-                self.suspect_since = None;
-                self.prober.set_timeout(self.rounds.round_timeout());
-                self.next_step = round_start + self.w.interval;
+                    .status("server reachable again: reconnecting");
+                self.enter_wait(Wait::new(
+                    Kind::Spread,
+                    "the server greets again".into(),
+                    Some(spread),
+                ));
+                Continue(())
             }
-            rtt::Verdict::Dead => {
-                let why = if self.after_gap {
-                    "after a sleep or freeze"
-                } else {
-                    "the server silent meanwhile"
-                };
-                let reason = format!(
-                    "no answer to the probes for {} ({why}), last: {reason}",
-                    format_human(since.elapsed())
-                );
-                return Break(failed(reason, None));
-            }
+            None => Continue(()),
         }
+    }
+
+    /// The first stage: connect, or back off after the failures of earlier watchdogs
+    /// (the state file's row).
+    fn first_step(&mut self) -> ControlFlow<u8> {
+        let n = self.w.state.consecutive_failures;
+        let nominal = backoff::wait_before_connect(
+            n,
+            self.w.state.proven,
+            self.w.o.backoff_initial,
+            self.w.o.backoff_max,
+        );
+        if nominal.is_zero() {
+            if n > 0 {
+                log::info(format_args!(
+                    "reconnecting at once: the tunnel was up before it failed ({n} failure(s) in a row)"
+                ));
+            }
+            return self.connect();
+        }
+        let length = backoff::with_jitter(nominal, backoff::jitter_seed());
+        let reason = if self.w.state.last_error.is_empty() {
+            "earlier attempts failed".to_string()
+        } else {
+            self.w.state.last_error.clone()
+        };
+        log::warn(format_args!(
+            "backing off {} before connecting (wait_ms={} nominal_ms={}, {n} failures in a row): {reason}",
+            format_human(length),
+            length.as_millis() as u64,
+            nominal.as_millis() as u64
+        ));
+        let mut wait = Wait::new(Kind::BackOff, reason, Some(length));
+        if let Some(target) = self.greeting_target() {
+            // Another ssh would fail as the last did until the server greets: the wait
+            // lasts until a check sees the greeting, however short the back-off; ssh
+            // still starts once `backoff_max` ran out too, in case the check cannot
+            // see what ssh sees.
+            let latest = length.max(self.w.o.backoff_max);
+            log::info(format_args!(
+                "waiting for the server to greet: checking {} port {} every {}, ssh starts when it answers (at the latest in {})",
+                target.0,
+                target.1,
+                format_human(reachability::CHECK_EVERY),
+                format_human(latest)
+            ));
+            wait = Wait::new(Kind::BackOff, wait.reason, Some(latest))
+                .checking(Check::Greeting(target));
+        }
+        self.enter_wait(wait);
         Continue(())
     }
 
-    /// A good round: "ready" the first time, else "alive"; the state file; the
-    /// back-off reset once the tunnel has been up longer than `backoff_max`. `down`:
-    /// the forwards whose target refuses (the tunnel is degraded).
-    fn on_round_passed(&mut self, round_start: Instant, ok: probe::RoundOk, down: Vec<String>) {
-        let w = &mut *self.w;
-        self.failed_rounds = 0;
-        let before = w.state.clone();
-        if self.up_since.is_none() {
-            // First proof for this ssh connection (also after a SIGUSR1 reconnect):
-            // "up since" starts here.
-            w.state.connected_since = log::now_secs();
+    /// No ssh runs until `wait` is over: the state file and the supervisor say so.
+    fn enter_wait(&mut self, wait: Wait) {
+        self.w.set_phase(Phase::BackingOff, &wait.reason);
+        self.w.state.backoff_until = wait
+            .left()
+            .map_or(0, |left| log::now_secs() + left.as_secs());
+        self.w.state.ssh_pid = 0;
+        self.w.save();
+        self.wait = Some(wait);
+    }
+
+    /// Starts ssh, unless the server has no route from here (then waits for one).
+    fn connect(&mut self) -> ControlFlow<u8> {
+        self.wait = None;
+        self.w.state.backoff_until = 0;
+        if let Some(refusal) = self.w.refuse_client() {
+            return self.after(refusal, None);
         }
-        let since = *self.up_since.get_or_insert(round_start);
-        self.last_ok = Some(round_start);
-        w.state.last_probe_ok = log::now_secs();
-        w.state.last_probe_ms = ok.latency.as_millis() as u64;
-        for (index, found) in ok.forwards.iter().enumerate() {
-            // 1 ms at least: 0 means "no probe yet" in the state file.
-            let ms = |d: &Duration| (d.as_millis() as u64).max(1);
-            let (health, latency) = match found {
-                probe::ForwardProbe::Up { latency } => (ForwardHealth::Up, ms(latency)),
-                probe::ForwardProbe::TargetDown { latency }
-                | probe::ForwardProbe::OpenRefused { latency } => {
-                    (ForwardHealth::TargetDown, ms(latency))
+        if let Some(ip) = self.server_ip
+            && route_to(ip) == RouteNow::NoRoute
+        {
+            return self.wait_for_route(ip);
+        }
+        // A socket left by a killed ssh would make the new one refuse to listen.
+        let _ = std::fs::remove_file(&self.w.ctl);
+        let argv = process::with_control_master(&self.ssh_args, &self.w.ctl);
+        self.w.state.restarts += 1;
+        self.w.set_phase(Phase::Connecting, "starting ssh");
+        let attempt = self.w.state.consecutive_failures + 1;
+        let mut ssh = match SshChild::spawn(&argv) {
+            Ok(s) => s,
+            Err(e) => return self.after(failed(e), None),
+        };
+        ssh.asked_ports = self
+            .held
+            .iter()
+            .filter_map(|f| match f {
+                SshForward::Remote { port, .. } => Some(*port),
+                _ => None,
+            })
+            .collect();
+        self.w.state.ssh_pid = ssh.pid;
+        self.w.save();
+        log::info(format_args!(
+            "connecting (attempt {attempt}): ssh pid {}",
+            ssh.pid
+        ));
+        self.w
+            .readiness
+            .status(&format!("connecting (attempt {attempt})"));
+        self.conn = Some(Conn::new(self.w, ssh, &self.held));
+        Continue(())
+    }
+
+    /// Without a route ssh could only fail ("Network is unreachable") and count a
+    /// failure: nothing starts until a network event or a check finds a route.
+    fn wait_for_route(&mut self, ip: IpAddr) -> ControlFlow<u8> {
+        log::info(format_args!(
+            "no route to the server ({ip}): not starting ssh until the network brings one (checking every {} and at every network change)",
+            format_human(reachability::CHECK_EVERY)
+        ));
+        self.enter_wait(
+            Wait::new(Kind::NoRoute, format!("no route to {ip}"), None).checking(Check::Route(ip)),
+        );
+        Continue(())
+    }
+
+    /// The connection is over: ssh ends, and the outcome decides what comes next.
+    fn end_connection(&mut self, outcome: Outcome) -> ControlFlow<u8> {
+        let Some(mut conn) = self.conn.take() else {
+            return Continue(());
+        };
+        if matches!(outcome, Outcome::Stopped) {
+            self.w.readiness.stopping(Some("stopping"));
+        }
+        conn.ssh.terminate(KILL_GRACE);
+        let _ = std::fs::remove_file(&self.w.ctl);
+        if let Some(facts) = &conn.facts {
+            self.server_ip = Some(facts.server);
+        }
+        self.after(outcome, conn.up_for())
+    }
+
+    /// What a connection's outcome leads to. `up_for`: how long it was up (first to last
+    /// good round).
+    fn after(&mut self, outcome: Outcome, up_for: Option<Duration>) -> ControlFlow<u8> {
+        match outcome {
+            Outcome::Stopped => Break(self.w.stopped()),
+            Outcome::Reconnect | Outcome::NetworkChanged => {
+                // Not a failure of the tunnel: the failure row starts afresh, and the
+                // held -R forwards are asked for again by the new connection.
+                self.w.state.consecutive_failures = 0;
+                (self.ssh_args, self.held) = (self.w.o.ssh.clone(), Vec::new());
+                if matches!(outcome, Outcome::Reconnect) {
+                    // SIGHUP/SIGUSR1: counted; the new connection proves itself again.
+                    self.w.count_reconnect();
+                    self.w.state.proven = false;
+                    log::info("reconnecting now (SIGHUP/SIGUSR1)");
                 }
-                probe::ForwardProbe::Unprobed => (ForwardHealth::Unproven, 0),
-            };
-            w.set_forward(index, health, latency);
-        }
-        if down.is_empty() {
-            // The next time a target goes down, ssh's words about it are news again.
-            self.ssh.report.channel_lines.clear();
-        }
-        let w = &mut *self.w;
-        let (phase, status) = if down.is_empty() {
-            let status = format!(
-                "up {}, probe {} ms",
-                format_human(since.elapsed()),
-                ok.latency.as_millis() as u64
-            );
-            (Phase::Up, status)
-        } else {
-            (Phase::Degraded, format!("degraded: {}", down.join("; ")))
-        };
-        let reason = if down.is_empty() {
-            "every forward carries data".to_string()
-        } else {
-            down.join("; ")
-        };
-        if !w.readiness.is_ready() {
-            // Ready once the transport and every forward channel are proven, even
-            // with a target down: the tunnel does what it can, and a start must not
-            // wait for someone else's server (docs/design.md).
-            log::info(format_args!(
-                "{}: {} forward(s) proven end to end in {} ms",
-                phase,
-                w.o.forwards.len(),
-                ok.latency.as_millis() as u64
-            ));
-            if phase == Phase::Degraded {
+                self.connect()
+            }
+            Outcome::Failed {
+                reason,
+                port_held: Some(port),
+                ..
+            } if up_for.is_none()
+                && let Some((rest, forward)) =
+                    args::without_remote_forward(&self.ssh_args, port) =>
+            {
+                // A -R port the server still holds (the old session): at once, without it.
                 log::warn(format_args!(
-                    "degraded: {reason}; not restarting ssh, a reconnect cannot help a target that refuses"
+                    "{reason}; reconnecting at once without {} and asking the server for it every {} through ssh's control socket",
+                    forward.describe(),
+                    format_human(PORT_HELD_ASK_EVERY)
                 ));
+                self.w.state.last_error = reason;
+                self.w.count_reconnect();
+                self.ssh_args = rest;
+                self.held.push(forward);
+                self.connect()
             }
-            w.set_phase(phase, &reason);
-        } else {
-            if w.state.phase != phase {
-                match phase {
-                    Phase::Degraded => log::warn(format_args!(
-                        "degraded: {reason}; not restarting ssh, a reconnect cannot help a target that refuses"
-                    )),
-                    _ if w.state.phase == Phase::Degraded => {
-                        log::info("every target answers again: up")
-                    }
-                    _ => log::info("probes pass again"),
-                }
-                w.set_phase(phase, &reason);
+            Outcome::Failed {
+                reason,
+                unreachable: true,
+                ..
+            } if let Some(ip) = self.server_ip
+                && route_to(ip) == RouteNow::NoRoute =>
+            {
+                // Not the tunnel's failure: the network is gone. Counted as nothing.
+                log::warn(format_args!("ssh failed: {reason}"));
+                self.w.state.last_error = reason;
+                self.wait_for_route(ip)
             }
+            Outcome::Failed {
+                reason,
+                permanent,
+                no_greeting,
+                ..
+            } => self.failed(reason, permanent, no_greeting, up_for),
         }
-        if w.state.consecutive_failures > 0 && since.elapsed() > w.o.backoff_max {
-            log::info(format_args!(
-                "up longer than {}: back-off reset",
-                format_human(w.o.backoff_max)
+    }
+
+    /// A failure: the row in the state file; again at once after a proven tunnel,
+    /// else an exit (the init system restarts the watchdog, which backs off).
+    fn failed(
+        &mut self,
+        reason: String,
+        permanent: bool,
+        no_greeting: bool,
+        up_for: Option<Duration>,
+    ) -> ControlFlow<u8> {
+        let w = &mut *self.w;
+        (w.state.consecutive_failures, w.state.proven) = backoff::after_failure(
+            w.state.consecutive_failures,
+            w.state.proven,
+            up_for,
+            permanent,
+            backoff::proven_after(w.interval, w.o.backoff_initial),
+            w.o.backoff_initial,
+            w.o.backoff_max,
+        );
+        w.state.no_greeting = no_greeting;
+        w.state.ssh_pid = 0;
+        w.state.connected_since = 0;
+        w.state.last_error = reason.clone();
+        (self.ssh_args, self.held) = (w.o.ssh.clone(), Vec::new());
+        let wait = backoff::wait_before_connect(
+            w.state.consecutive_failures,
+            w.state.proven,
+            w.o.backoff_initial,
+            w.o.backoff_max,
+        );
+        if !permanent && wait.is_zero() {
+            // The tunnel was proven: its first retry is free, and it is made here,
+            // without the exit and the init system's restart delay.
+            log::warn(format_args!(
+                "tunnel failed: {reason}; it was up before, reconnecting at once"
             ));
-            w.state.consecutive_failures = 0;
-            w.state.last_error.clear();
+            w.set_phase(Phase::Failed, &reason);
+            w.save();
+            self.w.readiness.status(&format!("reconnecting: {reason}"));
+            return self.connect();
         }
-        w.save_after_probe(&before);
-        // After the state file: once the supervisor hears "ready", `tunnelctl status`
-        // already says so.
-        if w.readiness.is_ready() {
-            w.readiness.alive(&status);
+        w.set_phase(Phase::Failed, &reason);
+        w.save();
+        log::error(format_args!("tunnel failed: {reason}"));
+        w.readiness.stopping(Some(&format!("failed: {reason}")));
+        Break(if permanent {
+            EXIT_PERMANENT
         } else {
-            w.readiness.ready(&status);
+            EXIT_FAILED
+        })
+    }
+
+    /// Where to check for the server's greeting during a back-off: only after a failure
+    /// where ssh got none (after auth, probe or forward failures the server greets and a
+    /// retry would not fare better for it), and only where a TCP connect from here takes
+    /// ssh's path.
+    fn greeting_target(&mut self) -> Option<wait::Destination> {
+        if !self.w.state.no_greeting {
+            return None;
         }
+        if self.destination.is_none() {
+            self.destination = Some(destination(&self.w.o.ssh));
+        }
+        self.destination.clone().flatten()
     }
 }
 
-fn failed(reason: String, port_held: Option<u16>) -> Outcome {
+/// The route to `ip` now.
+fn route_to(ip: IpAddr) -> RouteNow {
+    netevents::lookup_route(ip, Instant::now() + netevents::LOOKUP_DEADLINE)
+}
+
+/// Where ssh connects (`ssh -G`), or None with the reason logged.
+fn destination(ssh: &[String]) -> Option<wait::Destination> {
+    let why = match reachability::resolve(ssh) {
+        Ok(reachability::Destination::Direct { host, port, family }) => {
+            return Some((host, port, family));
+        }
+        Ok(reachability::Destination::Unsuitable(why)) => why.to_string(),
+        Err(e) => e,
+    };
+    log::info(format_args!(
+        "not checking whether the server answers during the back-off: {why}"
+    ));
+    None
+}
+
+fn failed(reason: String) -> Outcome {
     Outcome::Failed {
         reason,
         permanent: false,
         no_greeting: false,
-        port_held,
+        unreachable: false,
+        port_held: None,
     }
 }
 
-/// ssh's local and server address (what its socket really uses) and the route to the
-/// server now: what a network change is judged against; with the server's address as
-/// finally read.
-///
-/// /proc/net/tcp writes each address as a number in the byte order of the kernel: ours
-/// on a real machine, the other one under a user-mode emulator of the other byte order
-/// (QEMU running a big-endian build on x86), where both addresses read reversed. The
-/// route to a reversed server names another source; when the route to the pair turned
-/// back names its local address, that pair is the true one. (With BindAddress the route's
-/// source differs anyway; the second lookup then finds nothing either.)
-fn learn_facts(
-    local: std::net::IpAddr,
-    server: std::net::SocketAddr,
-) -> Option<(ConnFacts, std::net::SocketAddr)> {
-    let route_to =
-        |ip| match netevents::lookup_route(ip, Instant::now() + netevents::LOOKUP_DEADLINE) {
-            netevents::RouteNow::Via(route) => Some(route),
-            netevents::RouteNow::NoRoute | netevents::RouteNow::Unknown => None,
-        };
-    let facts = |local, server: std::net::SocketAddr, route| {
-        let facts = ConnFacts {
-            server: server.ip(),
-            local: Some(local),
-            route,
-        };
-        (facts, server)
-    };
-    let route = route_to(server.ip());
-    if route.as_ref().is_none_or(|r| r.prefsrc != Some(local)) {
-        let (local2, server2) = (
-            events::word_swapped(local),
-            events::word_swapped(server.ip()),
-        );
-        if let Some(route2) = route_to(server2).filter(|r| r.prefsrc == Some(local2)) {
-            let server2 = std::net::SocketAddr::new(server2, server.port());
-            return Some(facts(local2, server2, route2));
-        }
-    }
-    route.map(|route| facts(local, server, route))
+// Until the crowd's timing lands in `backoff`.
+fn first_attempt_spread(seed: f64) -> Duration {
+    Duration::from_secs(1).mul_f64(seed.clamp(0.0, 1.0))
 }
