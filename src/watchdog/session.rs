@@ -405,9 +405,9 @@ impl<'a> Session<'a> {
                 };
                 let spread = first_attempt_spread(backoff::jitter_seed());
                 log::info(format_args!(
-                    "server reachable again: {host} port {port} answered with its SSH greeting after {}; connecting in {} (spread so a crowd of tunnels does not log in at once)",
-                    format_human(wait.started.elapsed()),
-                    format_human(spread)
+                    "server reachable again: reconnecting in {} ({host} port {port} answered with its SSH greeting after {}; the random delay keeps a crowd of tunnels from logging in at once)",
+                    format_human(spread),
+                    format_human(wait.started.elapsed())
                 ));
                 self.w
                     .readiness
