@@ -29,6 +29,32 @@ const SERVER_IP: &str = "10.77.0.1";
 const OLD_CLIENT: &str = "10.77.0.2";
 const NEW_CLIENT: &str = "10.79.0.2";
 
+/// The lab's addresses in one family: the server's and the old client's share a subnet
+/// (`subnet` bits), the new client's is a host address (`host` bits).
+struct Net {
+    server: &'static str,
+    old_client: &'static str,
+    new_client: &'static str,
+    subnet: u8,
+    host: u8,
+}
+
+const V4: Net = Net {
+    server: SERVER_IP,
+    old_client: OLD_CLIENT,
+    new_client: NEW_CLIENT,
+    subnet: 24,
+    host: 32,
+};
+
+const V6: Net = Net {
+    server: "fd77::1",
+    old_client: "fd77::2",
+    new_client: "fd79::2",
+    subnet: 64,
+    host: 128,
+};
+
 /// A process holding a fresh network namespace; killed (by pid) on drop.
 struct Holder(Child);
 
@@ -133,6 +159,10 @@ struct Lab {
 }
 
 fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
+    lab_on(test, extra_watchdog_args, &V4)
+}
+
+fn lab_on(test: &str, extra_watchdog_args: &[&str], net: &Net) -> Option<Lab> {
     let prereqs = [Prereq::Root, Prereq::Unshare, Prereq::Ip, Prereq::Sshd];
     if !require(test, &prereqs) {
         return None;
@@ -145,7 +175,15 @@ fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
     client.ip(&[
         "link", "add", "vc", "type", "veth", "peer", "name", "vs", "netns", &spid,
     ]);
-    client.ip(&["addr", "add", &format!("{OLD_CLIENT}/24"), "dev", "vc"]);
+    // nodad: an IPv6 address is usable at once (no duplicate detection in a lab).
+    client.ip(&[
+        "addr",
+        "add",
+        &format!("{}/{}", net.old_client, net.subnet),
+        "dev",
+        "vc",
+        "nodad",
+    ]);
     client.ip(&["link", "set", "vc", "up"]);
     // The unrelated interface of the second test (a veth pair: no dummy module here).
     client.ip(&[
@@ -153,15 +191,23 @@ fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
     ]);
     client.ip(&["link", "set", "other1", "up"]);
     client.ip(&["link", "set", "other0", "up"]);
-    server.ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", "vs"]);
+    server.ip(&[
+        "addr",
+        "add",
+        &format!("{}/{}", net.server, net.subnet),
+        "dev",
+        "vs",
+        "nodad",
+    ]);
     server.ip(&["link", "set", "vs", "up"]);
 
     let name = test.to_string();
+    let server_ip = net.server;
     let sshd = in_netns(server.pid(), move || {
         Sshd::start_with(
             &name,
             SshdOptions {
-                extra_config: vec![format!("ListenAddress {SERVER_IP}")],
+                extra_config: vec![format!("ListenAddress {server_ip}")],
                 ..SshdOptions::default()
             },
         )
@@ -207,7 +253,7 @@ fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
             "ConnectTimeout=5",
             "-L",
             &format!("{lport}:127.0.0.1:{echo_port}"),
-            SERVER_IP,
+            net.server,
         ])
         .stdin(Stdio::null());
     let child = in_netns(client.pid(), move || cmd.spawn().expect("tunnel-watchdog"));
@@ -340,14 +386,28 @@ const AFTER_GAP_BOUND: Duration = Duration::from_millis(500 + 1500);
 
 #[test]
 fn an_address_gap_starts_nothing_and_connects_when_the_address_comes() {
-    let Some(lab) = lab("netev-gap", &[]) else {
+    address_gap("netev-addrgap4", &V4);
+}
+
+#[test]
+fn an_ipv6_address_gap_starts_nothing_and_connects_when_the_address_comes() {
+    address_gap("netev-addrgap6", &V6);
+}
+
+fn address_gap(test: &str, net: &Net) {
+    let Some(lab) = lab_on(test, &[], net) else {
         return;
     };
     let old_ssh = lab.watchdog.ssh_pid();
     assert!(old_ssh > 0);
     // The old address goes, and with it the only route to the server.
-    lab.client
-        .ip(&["addr", "del", &format!("{OLD_CLIENT}/24"), "dev", "vc"]);
+    lab.client.ip(&[
+        "addr",
+        "del",
+        &format!("{}/{}", net.old_client, net.subnet),
+        "dev",
+        "vc",
+    ]);
     let waiting = wait_until(Duration::from_secs(5), || {
         lab.watchdog.log().contains("no route to the server")
     });
@@ -355,18 +415,29 @@ fn an_address_gap_starts_nothing_and_connects_when_the_address_comes() {
     // The gap itself (DHCP's half second), a fault of the scenario, not a poll.
     std::thread::sleep(Duration::from_millis(500));
     let attempts_in_gap = lab.watchdog.log().matches("connecting (attempt").count();
-    lab.server
-        .ip(&["route", "add", &format!("{NEW_CLIENT}/32"), "dev", "vs"]);
-    lab.client
-        .ip(&["addr", "add", &format!("{NEW_CLIENT}/32"), "dev", "vc"]);
+    lab.server.ip(&[
+        "route",
+        "add",
+        &format!("{}/{}", net.new_client, net.host),
+        "dev",
+        "vs",
+    ]);
+    lab.client.ip(&[
+        "addr",
+        "add",
+        &format!("{}/{}", net.new_client, net.host),
+        "dev",
+        "vc",
+        "nodad",
+    ]);
     lab.client.ip(&[
         "route",
         "add",
-        &format!("{SERVER_IP}/32"),
+        &format!("{}/{}", net.server, net.host),
         "dev",
         "vc",
         "src",
-        NEW_CLIENT,
+        net.new_client,
     ]);
     let usable = Instant::now();
     let back = wait_roundtrip_in(lab.client.pid(), lab.lport, Duration::from_secs(10))
