@@ -778,11 +778,12 @@ fn a_target_that_goes_down_degrades_the_tunnel_without_a_restart_and_recovers_at
         "{}",
         wd.state()
     );
+    // The state file is written before the supervisor is told: poll for the datagram.
     assert!(
-        notify
+        wait_until(Duration::from_secs(5), || notify
             .statuses()
             .last()
-            .is_some_and(|s| s.starts_with("up ")),
+            .is_some_and(|s| s.starts_with("up "))),
         "{:?}",
         notify.statuses()
     );
