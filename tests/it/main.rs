@@ -42,6 +42,7 @@ mod metrics_node_exporter;
 mod packaging;
 mod router_package;
 mod watchdog;
+mod watchdog_busy;
 mod watchdog_cli;
 mod watchdog_foreign_folders;
 mod watchdog_hooks;
