@@ -3,7 +3,10 @@
 //! a *proven* tunnel failed (it had passed probes for at least [`proven_after`]) gets its
 //! first retry free: `n` is then counted one lower, so the waits go 0, initial,
 //! 2·initial, … A tunnel that flaps (fails before it is proven) never starts a new row,
-//! so it keeps backing off. Pure, apart from [`jitter_seed`].
+//! so it keeps backing off. A server that turns a login away as busy is no failure: it
+//! gets a short flat random wait ([`busy_retry`]), and the first attempt after a server
+//! greets again is spread over a second ([`first_attempt_spread`]). Pure, apart from
+//! [`jitter_seed`].
 
 use std::time::Duration;
 
