@@ -40,6 +40,7 @@ mod install;
 mod launchd_plist;
 mod metrics_node_exporter;
 mod packaging;
+mod remote_half_bound;
 mod router_package;
 mod watchdog;
 mod watchdog_busy;
