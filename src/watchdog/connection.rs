@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::args::SshForward;
 use super::clock::Gap;
+use super::login_slot::LoginSlot;
 use super::netevents::{self, ConnFacts, NetEvent, Reaction};
 use super::process::SshChild;
 use super::session::Event;
@@ -72,6 +73,9 @@ pub(super) struct Conn {
     pub(super) facts: Option<ConnFacts>,
     /// The server's address and port as ssh's socket has them.
     server: Option<std::net::SocketAddr>,
+    /// Held while ssh logs in, so a crowd of watchdogs on this machine does not log in
+    /// to one server at once (`login_slot`); given back once the control socket is there.
+    pub(super) login_slot: Option<LoginSlot>,
 }
 
 impl Conn {
@@ -105,6 +109,7 @@ impl Conn {
             after_gap: false,
             facts: None,
             server: None,
+            login_slot: None,
         }
     }
 
@@ -183,11 +188,13 @@ impl Conn {
             .errors
             .iter()
             .any(|e| matches!(e, SshError::Unreachable));
+        let server_busy = !permanent && report.errors.iter().any(|e| e.is_server_busy());
         Break(Outcome::Failed {
             reason,
             permanent,
             no_greeting,
             unreachable,
+            server_busy,
             port_held,
         })
     }
@@ -203,6 +210,8 @@ impl Conn {
     pub(super) fn on_control_socket(&mut self) -> ControlFlow<Outcome> {
         let now = Instant::now();
         self.socket_seen = Some(now);
+        // Logged in: the next watchdog of a crowd may log in now.
+        self.login_slot = None;
         self.next_step = now + FIRST_STEP_AFTER_SOCKET;
         let conn = events::ssh_connection(self.ssh.pid);
         let learnt = conn.and_then(|(local, server)| learn_facts(local, server));
@@ -619,6 +628,7 @@ fn failed(reason: String, port_held: Option<u16>) -> Outcome {
         permanent: false,
         no_greeting: false,
         unreachable: false,
+        server_busy: false,
         port_held,
     }
 }

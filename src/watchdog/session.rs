@@ -57,6 +57,7 @@ use std::time::{Duration, Instant};
 use super::args::{self, SshForward};
 use super::clock::Gap;
 use super::connection::{Conn, Stage};
+use super::login_slot::{self, LoginSlot, Taken};
 use super::netevents::{self, NetEvent, RouteNow};
 use super::process::{self, SshChild};
 use super::signals::Request;
@@ -122,9 +123,27 @@ pub(super) struct Session<'a> {
     /// The server's address as the last connection had it: what "is there a route"
     /// asks about (None: no connection yet, or none that was direct TCP).
     server_ip: Option<IpAddr>,
-    /// Where ssh connects as `ssh -G` says, looked up once (outer None: not yet).
-    destination: Option<Option<wait::Destination>>,
+    /// Where ssh connects as `ssh -G` says, or why a check from here would not follow
+    /// ssh's path; looked up once, before it is first needed (None: not yet).
+    destination: Option<Result<wait::Destination, String>>,
+    /// Logins the server turned away in a row (see `BUSY_IN_A_ROW`).
+    busy_in_a_row: u32,
+    /// Since when every login slot to the server is held by others (see `SLOT_WAIT_MAX`).
+    slots_busy_since: Option<Instant>,
 }
+
+/// A server that turns this many logins in a row away is treated as failing after all
+/// (the normal back-off and exit): a proxy that closes every connection is no crowd.
+const BUSY_IN_A_ROW: u32 = 10;
+
+/// How long a watchdog waits for a login slot before it logs in without one: other
+/// local users can hold the names, and no tunnel may stay down for them.
+const SLOT_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// A look for a free login slot comes after a random pause in this band: long enough
+/// for a login on a LAN, short next to one over a WAN.
+const SLOT_LOOK_AGAIN: (Duration, Duration) =
+    (Duration::from_millis(50), Duration::from_millis(250));
 
 impl<'a> Session<'a> {
     pub(super) fn new(w: &'a mut Watchdog) -> Self {
@@ -137,6 +156,8 @@ impl<'a> Session<'a> {
             wait: None,
             server_ip: None,
             destination: None,
+            busy_in_a_row: 0,
+            slots_busy_since: None,
         }
     }
 
@@ -403,7 +424,7 @@ impl<'a> Session<'a> {
                 let Some(Check::Greeting((host, port, _))) = &wait.check else {
                     return Continue(());
                 };
-                let spread = first_attempt_spread(backoff::jitter_seed());
+                let spread = backoff::first_attempt_spread(backoff::jitter_seed());
                 log::info(format_args!(
                     "server reachable again: reconnecting in {} ({host} port {port} answered with its SSH greeting after {}; the random delay keeps a crowd of tunnels from logging in at once)",
                     format_human(spread),
@@ -476,12 +497,17 @@ impl<'a> Session<'a> {
 
     /// No ssh runs until `wait` is over: the state file and the supervisor say so.
     fn enter_wait(&mut self, wait: Wait) {
+        // A look for a login slot comes every few hundred milliseconds while a crowd
+        // logs in: the state file (flash, on a router) is written for the first only.
+        let again = wait.kind == Kind::LoginSlot && self.w.state.phase == Phase::BackingOff;
         self.w.set_phase(Phase::BackingOff, &wait.reason);
         self.w.state.backoff_until = wait
             .left()
             .map_or(0, |left| log::now_secs() + left.as_secs());
         self.w.state.ssh_pid = 0;
-        self.w.save();
+        if !again {
+            self.w.save();
+        }
         self.wait = Some(wait);
     }
 
@@ -497,6 +523,9 @@ impl<'a> Session<'a> {
         {
             return self.wait_for_route(ip);
         }
+        let Ok(slot) = self.take_login_slot() else {
+            return Continue(());
+        };
         // A socket left by a killed ssh would make the new one refuse to listen.
         let _ = std::fs::remove_file(&self.w.ctl);
         let argv = process::with_control_master(&self.ssh_args, &self.w.ctl);
@@ -524,7 +553,9 @@ impl<'a> Session<'a> {
         self.w
             .readiness
             .status(&format!("connecting (attempt {attempt})"));
-        self.conn = Some(Conn::new(self.w, ssh, &self.held));
+        let mut conn = Conn::new(self.w, ssh, &self.held);
+        conn.login_slot = slot;
+        self.conn = Some(conn);
         Continue(())
     }
 
@@ -560,6 +591,15 @@ impl<'a> Session<'a> {
     /// What a connection's outcome leads to. `up_for`: how long it was up (first to last
     /// good round).
     fn after(&mut self, outcome: Outcome, up_for: Option<Duration>) -> ControlFlow<u8> {
+        if !matches!(
+            outcome,
+            Outcome::Failed {
+                server_busy: true,
+                ..
+            }
+        ) {
+            self.busy_in_a_row = 0;
+        }
         match outcome {
             Outcome::Stopped => Break(self.w.stopped()),
             Outcome::Reconnect | Outcome::NetworkChanged => {
@@ -594,6 +634,24 @@ impl<'a> Session<'a> {
                 self.ssh_args = rest;
                 self.held.push(forward);
                 self.connect()
+            }
+            Outcome::Failed {
+                reason,
+                server_busy: true,
+                ..
+            } if self.busy_in_a_row < BUSY_IN_A_ROW => {
+                // A crowd logging in at once (a bastion back after a restart): the server
+                // is there, so neither a failure nor a back-off, but a short random pause.
+                self.busy_in_a_row += 1;
+                let pause = backoff::busy_retry(backoff::jitter_seed());
+                log::warn(format_args!(
+                    "{reason} (turned away {} time(s) in a row; trying again in {})",
+                    self.busy_in_a_row,
+                    format_human(pause)
+                ));
+                self.w.state.last_error = reason.clone();
+                self.enter_wait(Wait::new(Kind::ServerBusy, reason, Some(pause)));
+                Continue(())
             }
             Outcome::Failed {
                 reason,
@@ -676,10 +734,63 @@ impl<'a> Session<'a> {
         if !self.w.state.no_greeting {
             return None;
         }
-        if self.destination.is_none() {
-            self.destination = Some(destination(&self.w.o.ssh));
+        match self.destination() {
+            Ok(target) => Some(target),
+            Err(why) => {
+                log::info(format_args!(
+                    "not checking whether the server answers during the back-off: {why}"
+                ));
+                None
+            }
         }
-        self.destination.clone().flatten()
+    }
+
+    /// Where ssh connects (`ssh -G`, run once per watchdog), or why a TCP connect from
+    /// here would not take ssh's path (a proxy, a bound source).
+    fn destination(&mut self) -> Result<wait::Destination, String> {
+        self.destination
+            .get_or_insert_with(|| match reachability::resolve(&self.w.o.ssh) {
+                Ok(reachability::Destination::Direct { host, port, family }) => {
+                    Ok((host, port, family))
+                }
+                Ok(reachability::Destination::Unsuitable(why)) => Err(why.to_string()),
+                Err(e) => Err(e),
+            })
+            .clone()
+    }
+
+    /// A login slot to the server, or why ssh does not start yet (`Err`: a short wait
+    /// was entered). Without slots (not Linux, a sandbox, ProxyJump) there is no wait.
+    fn take_login_slot(&mut self) -> Result<Option<LoginSlot>, ()> {
+        let Ok((host, port, _)) = self.destination() else {
+            return Ok(None);
+        };
+        match login_slot::try_take(&format!("{host}:{port}")) {
+            Taken::Slot(slot) => {
+                self.slots_busy_since = None;
+                Ok(Some(slot))
+            }
+            Taken::Unsupported => Ok(None),
+            Taken::AllBusy => {
+                let since = *self.slots_busy_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SLOT_WAIT_MAX {
+                    log::warn(format_args!(
+                        "every login slot to {host} port {port} is still held by other processes after {}: logging in without one",
+                        format_human(since.elapsed())
+                    ));
+                    self.slots_busy_since = None;
+                    return Ok(None);
+                }
+                let (low, high) = SLOT_LOOK_AGAIN;
+                let pause = low + (high - low).mul_f64(backoff::jitter_seed());
+                self.enter_wait(Wait::new(
+                    Kind::LoginSlot,
+                    format!("other tunnels are logging in to {host} port {port}"),
+                    Some(pause),
+                ));
+                Err(())
+            }
+        }
     }
 }
 
@@ -688,32 +799,13 @@ fn route_to(ip: IpAddr) -> RouteNow {
     netevents::lookup_route(ip, Instant::now() + netevents::LOOKUP_DEADLINE)
 }
 
-/// Where ssh connects (`ssh -G`), or None with the reason logged.
-fn destination(ssh: &[String]) -> Option<wait::Destination> {
-    let why = match reachability::resolve(ssh) {
-        Ok(reachability::Destination::Direct { host, port, family }) => {
-            return Some((host, port, family));
-        }
-        Ok(reachability::Destination::Unsuitable(why)) => why.to_string(),
-        Err(e) => e,
-    };
-    log::info(format_args!(
-        "not checking whether the server answers during the back-off: {why}"
-    ));
-    None
-}
-
 fn failed(reason: String) -> Outcome {
     Outcome::Failed {
         reason,
         permanent: false,
         no_greeting: false,
         unreachable: false,
+        server_busy: false,
         port_held: None,
     }
-}
-
-// Until the crowd's timing lands in `backoff`.
-fn first_attempt_spread(seed: f64) -> Duration {
-    Duration::from_secs(1).mul_f64(seed.clamp(0.0, 1.0))
 }

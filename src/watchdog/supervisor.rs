@@ -52,6 +52,9 @@ pub(super) enum Outcome {
         /// ssh said the network is unreachable (no route): judged against the route
         /// now, it is a wait for the network rather than a failure.
         unreachable: bool,
+        /// The server closed the connection before the login (sshd's MaxStartups while
+        /// a crowd logs in): a short random pause, not a failure.
+        server_busy: bool,
         /// The server refused this `-R` port: most likely still held by the old session.
         port_held: Option<u16>,
     },
@@ -218,6 +221,7 @@ impl Watchdog {
             permanent: true,
             no_greeting: false,
             unreachable: false,
+            server_busy: false,
             port_held: None,
         })
     }

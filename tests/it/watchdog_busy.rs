@@ -13,6 +13,8 @@ use tunnelctl::watchdog::ssh_errors::{SshError, classify};
 
 use crate::common::child::{KillOnDrop, wait_exit};
 use crate::common::sshd::{Sshd, SshdOptions, free_port};
+use crate::common::wait_until;
+use crate::common::watchdog_cmd::start_remote_forward_watchdog;
 
 /// Runs a real `ssh … true` (BatchMode, bounded) and returns its exit code and stderr.
 fn ssh_true(args: &[String], host: &str) -> (Option<i32>, String) {
@@ -31,6 +33,30 @@ fn ssh_true(args: &[String], host: &str) -> (Option<i32>, String) {
         let _ = child.0.stderr.take().unwrap().read_to_string(&mut stderr);
     }
     (code, stderr)
+}
+
+/// One unauthenticated connection that sends nothing, held until sshd has greeted it
+/// (then sshd has accepted it and counts it among its startups).
+fn hold_a_startup(sshd: &Sshd) -> TcpStream {
+    let mut held = TcpStream::connect((sshd.host(), sshd.port())).expect("connect to sshd");
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut greeting = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 256];
+    while greeting.len() < 4 && Instant::now() < deadline {
+        match held.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => greeting.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(
+        greeting.starts_with(b"SSH-"),
+        "sshd did not greet the held connection: {:?}\n{}",
+        String::from_utf8_lossy(&greeting),
+        sshd.log()
+    );
+    held
 }
 
 fn errors_of(stderr: &str) -> Vec<SshError> {
@@ -52,26 +78,7 @@ fn a_login_dropped_by_max_startups_reads_as_a_busy_server() {
     let (code, stderr) = ssh_true(&args, sshd.host());
     assert_eq!(code, Some(0), "a plain login failed: {stderr}");
 
-    // One unauthenticated connection that sends nothing, held until sshd has greeted it
-    // (then sshd has accepted it and counts it among its startups).
-    let mut held = TcpStream::connect((sshd.host(), sshd.port())).expect("connect to sshd");
-    held.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut greeting = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 256];
-    while greeting.len() < 4 && Instant::now() < deadline {
-        match held.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => greeting.extend_from_slice(&buf[..n]),
-        }
-    }
-    assert!(
-        greeting.starts_with(b"SSH-"),
-        "sshd did not greet the held connection: {:?}\n{}",
-        String::from_utf8_lossy(&greeting),
-        sshd.log()
-    );
+    let held = hold_a_startup(&sshd);
 
     let (code, stderr) = ssh_true(&args, sshd.host());
     assert_eq!(code, Some(255), "ssh was not turned away:\n{stderr}");
@@ -101,4 +108,90 @@ fn a_login_dropped_by_max_startups_reads_as_a_busy_server() {
     assert_eq!(code, Some(255), "{stderr}");
     let errors = errors_of(&stderr);
     assert_eq!(errors, [SshError::ConnectionRefused], "{stderr}");
+}
+
+#[test]
+fn a_watchdog_turned_away_pauses_briefly_counts_nothing_and_logs_in_later() {
+    let options = SshdOptions {
+        extra_config: vec!["MaxStartups 1:100:1".into()],
+        ..SshdOptions::default()
+    };
+    let Some(sshd) = Sshd::start_with("a_watchdog_turned_away", options) else {
+        return;
+    };
+    // A login first: it works, and the rig's own readiness connection is gone by then.
+    let (code, stderr) = ssh_true(&sshd.ssh_base_args(), sshd.host());
+    assert_eq!(code, Some(0), "a plain login failed: {stderr}");
+    let held = hold_a_startup(&sshd);
+    let dir = tempfile::tempdir().unwrap();
+    let (state, log) = (dir.path().join("state"), dir.path().join("log"));
+    let mut wd = start_remote_forward_watchdog(&sshd, "busy", &state, &log, free_port());
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Turned away twice: each time a short pause, no failure counted, no exit.
+    assert!(
+        wait_until(Duration::from_secs(20), || read_log()
+            .contains("turned away 2 time(s) in a row")),
+        "{}",
+        read_log()
+    );
+    assert!(wd.0.try_wait().unwrap().is_none(), "exited: {}", read_log());
+    let text = std::fs::read_to_string(state.join("state")).unwrap_or_default();
+    assert!(text.contains("consecutive_failures=0\n"), "{text}");
+    assert!(!read_log().contains("backing off"), "{}", read_log());
+    // The crowd is gone: the next try logs in.
+    drop(held);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            std::fs::read_to_string(state.join("state")).is_ok_and(|t| t.contains("\nstate=up\n"))
+        }),
+        "{}",
+        read_log()
+    );
+}
+
+#[test]
+fn a_watchdog_waits_for_a_login_slot_then_logs_in() {
+    use tunnelctl::watchdog::login_slot::{SLOTS, Taken, try_take};
+    let Some(sshd) = Sshd::start_default("a_watchdog_waits_for_a_login_slot") else {
+        return;
+    };
+    // Every slot to this server taken, as by a crowd of other watchdogs logging in.
+    let destination = format!("{}:{}", sshd.host(), sshd.port());
+    let mut held = Vec::new();
+    for _ in 0..SLOTS {
+        match try_take(&destination) {
+            Taken::Slot(slot) => held.push(slot),
+            other => panic!("slot {} of {SLOTS}: {other:?}", held.len()),
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (state, log) = (dir.path().join("state"), dir.path().join("log"));
+    let _wd = start_remote_forward_watchdog(&sshd, "slots", &state, &log, free_port());
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let up =
+        || std::fs::read_to_string(state.join("state")).is_ok_and(|t| t.contains("\nstate=up\n"));
+    // It waits (no ssh) while the slots are held...
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(
+            state.join("state")
+        )
+        .is_ok_and(
+            |t| t.contains("last_error=") && t.contains("state=backing-off")
+        )),
+        "{}",
+        read_log()
+    );
+    assert!(
+        !read_log().contains("connecting (attempt"),
+        "{}",
+        read_log()
+    );
+    // ...and logs in once one is free.
+    held.pop();
+    assert!(wait_until(Duration::from_secs(10), up), "{}", read_log());
+    assert!(
+        !read_log().contains("logging in without one"),
+        "{}",
+        read_log()
+    );
 }
