@@ -214,7 +214,7 @@ impl Conn {
         self.login_slot = None;
         self.next_step = now + FIRST_STEP_AFTER_SOCKET;
         let conn = events::ssh_connection(self.ssh.pid);
-        let learnt = conn.and_then(|(local, server)| learn_facts(local, server));
+        let learnt = conn.and_then(|(local, server)| learn_facts(local.ip(), server));
         self.server = learnt
             .as_ref()
             .map(|(_, server)| *server)

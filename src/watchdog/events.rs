@@ -119,11 +119,11 @@ pub(super) fn may_bring_back(batch: &[NetEvent]) -> bool {
     })
 }
 
-/// The local and remote address of ssh's TCP connection (IPv4 or IPv6, established),
+/// The local and remote address and port of ssh's TCP connection (IPv4 or IPv6, established),
 /// from /proc/PID/net/tcp{,6} and ssh's socket inodes: the addresses it really uses,
 /// also with BindAddress. None without a direct TCP connection (ProxyCommand) or off
 /// Linux.
-pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(IpAddr, SocketAddr)> {
+pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(SocketAddr, SocketAddr)> {
     #[cfg(target_os = "linux")]
     {
         let inodes = super::heard::socket_inodes(ssh_pid);
@@ -156,7 +156,7 @@ pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(IpAddr, SocketAddr)> {
 pub(super) fn find_connection(
     mut table: impl std::io::BufRead,
     inodes: &[u64],
-) -> Option<(IpAddr, SocketAddr)> {
+) -> Option<(SocketAddr, SocketAddr)> {
     let mut line = String::new();
     // The header line first, then at most 100,000 sockets.
     for _ in 0..=100_000 {
@@ -167,9 +167,12 @@ pub(super) fn find_connection(
         let Some((local, remote)) = established_with_inode(&line, inodes) else {
             continue;
         };
-        let (local, _) = hex_addr(local)?;
+        let (local, local_port) = hex_addr(local)?;
         let (remote, port) = hex_addr(remote)?;
-        return Some((local, SocketAddr::new(remote, port)));
+        return Some((
+            SocketAddr::new(local, local_port),
+            SocketAddr::new(remote, port),
+        ));
     }
     None
 }
@@ -252,7 +255,7 @@ mod tests {
             assert_eq!(
                 found,
                 Some((
-                    "10.213.1.2".parse().unwrap(),
+                    "10.213.1.2:41410".parse().unwrap(),
                     "10.213.1.1:22".parse().unwrap()
                 ))
             );

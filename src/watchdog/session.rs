@@ -268,7 +268,10 @@ impl<'a> Session<'a> {
         if let Some(conn) = &self.conn {
             return conn.step_event(self.w);
         }
-        let wait = self.wait.as_ref()?;
+        // Neither a connection nor a wait (no handler leaves it so): connect.
+        let Some(wait) = self.wait.as_ref() else {
+            return Some(Event::WaitOver);
+        };
         if wait.over() {
             Some(Event::WaitOver)
         } else if wait.check_due() {
@@ -518,7 +521,7 @@ impl<'a> Session<'a> {
         if let Some(refusal) = self.w.refuse_client() {
             return self.after(refusal, None);
         }
-        if let Some(ip) = self.server_ip
+        if let Some(ip) = self.route_target()
             && route_to(ip) == RouteNow::NoRoute
         {
             return self.wait_for_route(ip);
@@ -657,7 +660,7 @@ impl<'a> Session<'a> {
                 reason,
                 unreachable: true,
                 ..
-            } if let Some(ip) = self.server_ip
+            } if let Some(ip) = self.route_target()
                 && route_to(ip) == RouteNow::NoRoute =>
             {
                 // Not the tunnel's failure: the network is gone. Counted as nothing.
@@ -757,6 +760,20 @@ impl<'a> Session<'a> {
                 Err(e) => Err(e),
             })
             .clone()
+    }
+
+    /// The server's address to ask the kernel for a route to: the last connection's, or
+    /// the destination when it is an address (a name is not looked up for this: without
+    /// a route there may be no DNS either).
+    fn route_target(&mut self) -> Option<IpAddr> {
+        if self.server_ip.is_some() {
+            return self.server_ip;
+        }
+        let (host, _, _) = self.destination().ok()?;
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
     }
 
     /// A login slot to the server, or why ssh does not start yet (`Err`: a short wait

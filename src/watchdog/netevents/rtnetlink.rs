@@ -234,8 +234,9 @@ pub fn parse_route_reply(buf: &[u8], seq: u32) -> Option<RouteNow> {
             RTM_NEWROUTE => {
                 let family = *msg.payload.first()?;
                 let route_type = *msg.payload.get(7)?;
-                // RTN_UNICAST 1; unreachable (7), blackhole (6), prohibit (8): no way out.
-                if route_type != 1 {
+                // Blackhole (6), unreachable (7), prohibit (8): no way out. Unicast (1)
+                // and local (2: an address of this machine, loopback included) are ways.
+                if matches!(route_type, 6..=8) {
                     return Some(RouteNow::NoRoute);
                 }
                 return Some(RouteNow::Via(
@@ -512,6 +513,18 @@ mod tests {
             parse_route_reply(&vector("getroute_unreachable"), 1),
             Some(RouteNow::NoRoute)
         );
+    }
+
+    /// A server on this machine (loopback, or one of its own addresses) has a route:
+    /// the kernel answers with a local route, not a unicast one.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_local_address_has_a_route() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        match lookup_route(v4("127.0.0.1"), deadline) {
+            RouteNow::Via(route) => assert!(route.oif.is_some(), "{route:?}"),
+            other => panic!("127.0.0.1: {other:?}"),
+        }
     }
 
     /// The real socket: an address added in a private network namespace is seen, and a
