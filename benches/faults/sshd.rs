@@ -69,6 +69,9 @@ const BENCH_LINES: &str = "PubkeyAuthentication yes\n\
                            ClientAliveInterval 5\n\
                            ClientAliveCountMax 2\n";
 
+/// OpenSSH's MaxStartups when sshd_config says nothing (sshd_config(5)), as `sshd -T` prints it.
+const DEFAULT_MAX_STARTUPS: &str = "10:30:100";
+
 impl Sshd {
     /// One daemon on every port, with room for every tool's connection attempts at once
     /// (MaxStartups 100:30:200): on faults 1 to 10 the tools must not throttle each other.
@@ -110,6 +113,26 @@ impl Sshd {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // What sshd itself says it will use: the figures mean nothing with another limit.
+        for d in &daemons {
+            let effective = procs::run_ok(
+                Command::new(testkit::SSHD)
+                    .arg("-T")
+                    .arg("-f")
+                    .arg(&d.config),
+                Duration::from_secs(10),
+            )?;
+            let limit = effective
+                .lines()
+                .find_map(|l| l.strip_prefix("maxstartups "))
+                .unwrap_or("(not shown)");
+            if limit.trim() != DEFAULT_MAX_STARTUPS {
+                return Err(format!(
+                    "{}: sshd would use MaxStartups {limit}, not OpenSSH's default {DEFAULT_MAX_STARTUPS}",
+                    d.config.display()
+                ));
+            }
+        }
         Ok(Sshd {
             ports: ports.to_vec(),
             daemons,
