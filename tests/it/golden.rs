@@ -3,7 +3,10 @@
 //! equal `tests/golden/<case>/expected/<target>/` byte for byte. `UPDATE_GOLDEN=1`
 //! rewrites the expected trees. On top: `systemd-analyze verify` and `security` on every
 //! unit, plists read back by two parsers, inittab lines and args files checked against
-//! the rules init applies.
+//! the rules init applies. What each format hands to the watchdog is read back as its
+//! consumer reads it and checked against [`intents`], written by hand from the cases'
+//! YAML (the ssh part through the real `ssh -G`), so a renderer bug cannot pass by being
+//! both the expectation and the result.
 
 use crate::common;
 
@@ -12,14 +15,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::commands::stdout_of_success;
+use common::initd::{ProcdCall, openrc_start, procd_calls};
 use common::readback::{
-    args_file_words, assert_plain_inittab_process, inittab_watchdog_args, launchd_state_dir,
-    plist_program_arguments, python_program_arguments, systemd_verify,
+    args_file_words, assert_plain_inittab_process, launchd_state_dir, plist_program_arguments,
+    python_program_arguments, run_script_words, ssh_reads, systemd_verify,
 };
 use common::systemd_analyze::exposure;
 use common::*;
 use tunnelctl::config::Config;
-use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
 use tunnelctl::targets::Target;
 use tunnelctl::targets::{self as render, RenderOptions};
 
@@ -211,11 +214,13 @@ fn systemd_analyze_accepts_every_unit() {
     eprintln!("exposure scores: {scores:?}");
 }
 
-/// launchd: both the `plist` crate and Python's plistlib read back exactly the intended
-/// ProgramArguments, and the keys launchd needs are there.
+/// launchd: both the `plist` crate and Python's plistlib read back the same
+/// ProgramArguments, the intended words (see [`assert_intended`]), and the keys launchd
+/// needs are there.
 #[test]
 fn plists_read_back_the_intended_argv() {
     let home = golden_home();
+    let oracle = Oracle::new();
     for (_case, config, target, expected_dir) in
         expected_trees(&home, &[Target::Launchd, Target::LaunchdAgent])
     {
@@ -227,22 +232,12 @@ fn plists_read_back_the_intended_argv() {
             let rendered = render::render(tunnel, target, &options).unwrap();
             let file = &rendered.files[0];
             let on_disk = expected_dir.join(file.path.strip_prefix("/").unwrap());
-            let state = launchd_state_dir(target, &home, &tunnel.name);
-            let mut intended = vec![WATCHDOG.to_string()];
-            intended.extend(render::watchdog_args(
-                tunnel,
-                Some(&state),
-                None,
-                ssh_argv(tunnel, &PathOverrides::default()),
-            ));
+            let label = format!("{target} {}", on_disk.display());
             let value = plist::Value::from_file(&on_disk).unwrap();
             let dict = value.as_dictionary().unwrap();
-            assert_eq!(
-                plist_program_arguments(dict),
-                intended,
-                "{}",
-                on_disk.display()
-            );
+            let argv = plist_program_arguments(dict);
+            let state = launchd_state_dir(target, &home, &tunnel.name);
+            oracle.assert_intended(&tunnel.name, &argv, &[("--state-dir", &state)], &label);
             assert_eq!(
                 dict["Label"].as_string(),
                 Some(format!("org.tunnelctl.{}", tunnel.name).as_str())
@@ -257,49 +252,145 @@ fn plists_read_back_the_intended_argv() {
             );
             assert_eq!(
                 python_program_arguments(&on_disk),
-                intended,
-                "{}",
-                on_disk.display()
+                argv,
+                "{label}: plistlib"
             );
         }
     }
 }
 
 /// OpenRC: the init script, sourced as openrc-run sources it and eval'd as
-/// supervise-daemon.sh evals it, starts exactly the intended argv, with the readiness fd
-/// only where supervise-daemon knows `--notify`; respawn never gives up.
+/// supervise-daemon.sh evals it, starts the intended words, with the readiness fd only
+/// where supervise-daemon knows `--notify`; respawn never gives up; the early log sits
+/// next to the watchdog's own.
 #[test]
 fn openrc_scripts_start_the_intended_argv() {
     let home = golden_home();
+    let oracle = Oracle::new();
     for (case, config, _, expected_dir) in expected_trees(&home, &[Target::Openrc]) {
         for tunnel in &config.tunnels {
-            let script = expected_dir.join(format!("etc/init.d/tunnel-{}", tunnel.name));
-            common::initd::assert_openrc_script(
-                &script,
-                tunnel,
-                WATCHDOG,
-                ssh_argv(tunnel, &PathOverrides::default()),
-                &case.display().to_string(),
+            let name = &tunnel.name;
+            let label = format!("{} openrc {name}", case.display());
+            let script = expected_dir.join(format!("etc/init.d/tunnel-{name}"));
+            let id = tunnelctl::config::inittab_id(name);
+            let state = format!("/run/tunnelctl/{name}");
+            let log = format!("/var/log/tunnelctl/{id}.log");
+            let old = openrc_start(&script, false);
+            oracle.assert_intended(
+                name,
+                &old.argv,
+                &[("--state-dir", &state), ("--log-file", &log)],
+                &format!("{label} without notify="),
+            );
+            assert_eq!(old.notify, "", "{label}");
+            assert_eq!(old.supervisor, "supervise-daemon", "{label}");
+            assert_eq!(
+                [&old.respawn_max, &old.respawn_delay, &old.respawn_period],
+                ["0", "1", "60"],
+                "{label}: respawn_max 0 never gives up"
+            );
+            let early = format!("/var/log/tunnelctl/{id}.err");
+            assert_eq!(
+                [&old.output_log, &old.error_log],
+                [&early, &early],
+                "{label}"
+            );
+            let new = openrc_start(&script, true);
+            assert_eq!(new.notify, "fd:4", "{label}");
+            oracle.assert_intended(
+                name,
+                &new.argv,
+                &[
+                    ("--state-dir", &state),
+                    ("--log-file", &log),
+                    ("--readiness", "openrc-fd:4"),
+                ],
+                &format!("{label} with notify="),
             );
         }
     }
 }
 
 /// procd: the init script, sourced as /etc/rc.common sources it with recorders of
-/// procd.sh's functions, opens one instance whose command is exactly the intended argv,
-/// never halts its respawn, and arms procd's watchdog with the watchdog's own timeout.
+/// procd.sh's functions, opens one instance whose command is the intended words, never
+/// halts its respawn, logs to logd, and arms procd's watchdog with the timeout the
+/// watchdog is told (30 s for every case: none has a probe timeout above 10 s).
 #[test]
 fn procd_scripts_make_the_intended_calls() {
     let home = golden_home();
+    let oracle = Oracle::new();
+    let call = |f: &str, args: &[&str]| ProcdCall {
+        function: f.to_string(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+    };
     for (case, config, _, expected_dir) in expected_trees(&home, &[Target::Procd]) {
         for tunnel in &config.tunnels {
-            let script = expected_dir.join(format!("etc/init.d/tunnel-{}", tunnel.name));
-            common::initd::assert_procd_script(
-                &script,
-                tunnel,
-                WATCHDOG,
-                ssh_argv(tunnel, &PathOverrides::default()),
-                &case.display().to_string(),
+            let name = &tunnel.name;
+            let label = format!("{} procd {name}", case.display());
+            let script = expected_dir.join(format!("etc/init.d/tunnel-{name}"));
+            let mut calls = procd_calls(&script);
+            assert_eq!(calls.len(), 7, "{label}: {calls:?}");
+            let command = calls.remove(1);
+            assert_eq!(
+                calls,
+                [
+                    call("procd_open_instance", &["tunnel"]),
+                    call("procd_set_param", &["respawn", "3600", "5", "0"]),
+                    call("procd_set_param", &["stdout", "1"]),
+                    call("procd_set_param", &["stderr", "1"]),
+                    call("procd_set_param", &["watchdog", "1", "30"]),
+                    call("procd_close_instance", &[]),
+                ],
+                "{label}"
+            );
+            assert_eq!(
+                (command.function.as_str(), command.args[0].as_str()),
+                ("procd_set_param", "command"),
+                "{label}"
+            );
+            let id = tunnelctl::config::inittab_id(name);
+            oracle.assert_intended(
+                name,
+                &command.args[1..],
+                &[
+                    ("--state-dir", &format!("/var/run/tunnelctl/{name}")),
+                    ("--log-file", &format!("/var/log/tunnelctl/{id}.log")),
+                    ("--readiness", &format!("procd:tunnel-{name}/tunnel")),
+                    ("--procd-watchdog", "30s"),
+                ],
+                &label,
+            );
+        }
+    }
+}
+
+/// s6 and runit: the run script's last `exec`, as `sh` reads it, starts the intended
+/// words, with s6's readiness fd (its `notification-fd` file says 3) and none for runit.
+#[test]
+fn run_scripts_exec_the_intended_argv() {
+    let home = golden_home();
+    let oracle = Oracle::new();
+    for (case, config, target, expected_dir) in expected_trees(&home, &[Target::S6, Target::Runit])
+    {
+        for tunnel in &config.tunnels {
+            let name = &tunnel.name;
+            let (dir, readiness) = match target {
+                Target::S6 => (format!("etc/tunnelctl/s6/tunnel-{name}"), "s6-fd:3"),
+                _ => (format!("etc/tunnelctl/sv/tunnel-{name}"), "none"),
+            };
+            if target == Target::S6 {
+                let fd = fs::read_to_string(expected_dir.join(&dir).join("notification-fd"));
+                assert_eq!(fd.unwrap().trim(), "3", "{name}");
+            }
+            let argv = run_script_words(&expected_dir.join(&dir).join("run"));
+            oracle.assert_intended(
+                name,
+                &argv,
+                &[
+                    ("--readiness", readiness),
+                    ("--state-dir", &format!("/run/tunnelctl/{name}")),
+                ],
+                &format!("{} {target} {name}", case.display()),
             );
         }
     }
@@ -350,10 +441,11 @@ fn procd_recorders_catch_breaches_of_the_contract() {
 }
 
 /// inittab/busybox: the line is short and shell-free, names our args file, and the args
-/// file holds exactly the intended arguments one per line.
+/// file holds the intended words one per line.
 #[test]
 fn inittab_lines_are_plain_and_args_files_exact() {
     let home = golden_home();
+    let oracle = Oracle::new();
     for (case, config, target, expected_dir) in
         expected_trees(&home, &[Target::Inittab, Target::Busybox])
     {
@@ -376,10 +468,19 @@ fn inittab_lines_are_plain_and_args_files_exact() {
                 format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args")
             );
 
-            let read = args_file_words(&expected_dir.join(format!("etc/tunnelctl/run/{id}.args")));
-            let intended =
-                inittab_watchdog_args(tunnel, ssh_argv(tunnel, &PathOverrides::default()));
-            assert_eq!(read, intended, "{}", case.display());
+            let mut argv = vec![WATCHDOG.to_string()];
+            argv.extend(args_file_words(
+                &expected_dir.join(format!("etc/tunnelctl/run/{id}.args")),
+            ));
+            oracle.assert_intended(
+                &tunnel.name,
+                &argv,
+                &[
+                    ("--state-dir", &format!("/run/tunnelctl/{}", tunnel.name)),
+                    ("--log-file", &format!("/var/log/tunnelctl/{id}.log")),
+                ],
+                &format!("{} {target}", case.display()),
+            );
         }
     }
 }
@@ -458,4 +559,271 @@ fn every_rendered_shell_script_parses() {
         }
     }
     eprintln!("sh -n accepted {checked} rendered shell scripts");
+}
+
+/// What one golden tunnel must make the watchdog and ssh do, written by hand from its
+/// case's tunnels.yaml and the documented defaults, never from the renderer.
+struct Intent {
+    name: &'static str,
+    /// The watchdog's own options beyond `--name` and the default probe and back-off
+    /// (an option given here replaces the default of that name; the others are added).
+    watchdog: &'static [(&'static str, &'static str)],
+    /// What `ssh -G` reads where it is not ssh's own default or [`EVERY_SSH`]: lower-case
+    /// keys, repeated options joined by `|`, `~/` for the golden home.
+    ssh: &'static [(&'static str, &'static str)],
+}
+
+/// Probe 10s/5s/2 and back-off 2s doubling to 5m, unless the tunnel says otherwise.
+const DEFAULT_WATCHDOG: [(&str, &str); 5] = [
+    ("--probe-interval", "10s"),
+    ("--probe-timeout", "5s"),
+    ("--probe-failures", "2"),
+    ("--backoff-initial", "2s"),
+    ("--backoff-max", "5m"),
+];
+
+/// Every tunnel's ssh: no remote command and no tty, never a prompt, a forward that
+/// fails fails the connection, host keys checked strictly, keepalive 15 s × 3 and a
+/// 15 s connect timeout unless the tunnel says otherwise.
+const EVERY_SSH: [(&str, &str); 8] = [
+    ("sessiontype", "none"),
+    ("requesttty", "false"),
+    ("batchmode", "yes"),
+    ("exitonforwardfailure", "yes"),
+    ("stricthostkeychecking", "true"),
+    ("serveraliveinterval", "15"),
+    ("serveralivecountmax", "3"),
+    ("connecttimeout", "15"),
+];
+
+/// One per tunnel of `tests/golden/*/tunnels.yaml`.
+fn intents() -> Vec<Intent> {
+    vec![
+        // full-example
+        Intent {
+            name: "work-tunnel",
+            watchdog: &[],
+            ssh: &[
+                ("hostname", "public.example.org"),
+                ("user", "alice"),
+                ("port", "22"),
+                ("identityfile", "~/.ssh/id_ed25519"),
+                ("identitiesonly", "yes"),
+                ("userknownhostsfile", "~/.ssh/known_hosts"),
+                // ssh stops updating host keys once UserKnownHostsFile is set.
+                ("updatehostkeys", "false"),
+                ("proxyjump", "bastion.example.org"),
+                ("compression", "yes"),
+                ("remoteforward", "1234 [localhost]:22"),
+                ("localforward", "[127.0.0.1]:8080 [intranet]:80"),
+                ("dynamicforward", "[127.0.0.1]:1080"),
+            ],
+        },
+        // health-hooks
+        Intent {
+            name: "db",
+            watchdog: &[
+                (
+                    "--metrics-file",
+                    "/var/lib/tunnelctl-metrics/tunnel-db.prom",
+                ),
+                ("--on-change", "/bin/sh"),
+                ("--on-change", "-c"),
+                (
+                    "--on-change",
+                    r#"echo "$TUNNELCTL_TUNNEL is $TUNNELCTL_NEW_STATE (100% sure)" | logger -t "tunnel hook""#,
+                ),
+            ],
+            ssh: &[
+                ("hostname", "db.example.org"),
+                ("localforward", "[127.0.0.1]:5432 [localhost]:5432"),
+            ],
+        },
+        Intent {
+            name: "metrics-only",
+            watchdog: &[("--metrics-file", "/srv/metrics/relay.prom")],
+            ssh: &[
+                ("hostname", "relay.example.org"),
+                ("remoteforward", "2222 [localhost]:22"),
+            ],
+        },
+        // identity-known-hosts
+        Intent {
+            name: "backup",
+            watchdog: &[],
+            ssh: &[
+                ("hostname", "192.0.2.10"),
+                ("port", "2022"),
+                ("identityfile", "~/.ssh/backup key"),
+                ("identitiesonly", "yes"),
+                ("userknownhostsfile", "~/.ssh/known_hosts.d/backup$hosts"),
+                // ssh stops updating host keys once UserKnownHostsFile is set.
+                ("updatehostkeys", "false"),
+                ("remoteforward", "[127.0.0.1]:8873 [localhost]:873"),
+            ],
+        },
+        // jump-host
+        Intent {
+            name: "deep",
+            watchdog: &[],
+            ssh: &[
+                ("hostname", "inner.example.com"),
+                ("user", "deploy"),
+                ("proxyjump", "hop1@edge.example.com:2200,hop2.example.com"),
+                ("serveraliveinterval", "5"),
+                ("serveralivecountmax", "2"),
+                ("connecttimeout", "30"),
+                ("localforward", "[127.0.0.1]:9000 [app.inner]:9000"),
+            ],
+        },
+        // local-dynamic-bind
+        Intent {
+            name: "office-proxy",
+            watchdog: &[
+                ("--probe-interval", "1500ms"),
+                ("--probe-timeout", "700ms"),
+                ("--probe-failures", "3"),
+                ("--backoff-initial", "500ms"),
+                ("--backoff-max", "90s"),
+            ],
+            ssh: &[
+                ("hostname", "gw.example.net"),
+                ("user", "ops"),
+                (
+                    "localforward",
+                    "[0.0.0.0]:5432 [db.internal]:5432|[127.0.0.1]:6379 [fd00::5]:6379",
+                ),
+                ("dynamicforward", "[::1]:1080"),
+            ],
+        },
+        // minimal-reverse
+        Intent {
+            name: "home",
+            watchdog: &[],
+            ssh: &[
+                ("hostname", "relay.example.org"),
+                ("remoteforward", "2222 [localhost]:22"),
+            ],
+        },
+        // odd-names
+        Intent {
+            name: "café_db",
+            watchdog: &[],
+            ssh: &[
+                ("hostname", "db.example.org"),
+                ("localforward", "[127.0.0.1]:15432 [localhost]:5432"),
+            ],
+        },
+        Intent {
+            name: "100%$cost@x+y=z",
+            watchdog: &[],
+            ssh: &[
+                ("hostname", "cost.example.org"),
+                ("remoteforward", "9100 [localhost]:9100"),
+            ],
+        },
+        Intent {
+            name: "a.b~c,d!e",
+            watchdog: &[],
+            ssh: &[
+                ("hostname", "weird.example.org"),
+                ("dynamicforward", "[127.0.0.1]:1081"),
+            ],
+        },
+    ]
+}
+
+/// Checks read-back argvs against [`intents`].
+struct Oracle {
+    intents: Vec<Intent>,
+    home: PathBuf,
+}
+
+impl Oracle {
+    /// Also checks that every golden tunnel has its intent, and no intent is left over.
+    fn new() -> Oracle {
+        let home = golden_home();
+        let intents = intents();
+        let mut written: Vec<&str> = intents.iter().map(|i| i.name).collect();
+        let mut golden: Vec<String> = cases()
+            .iter()
+            .flat_map(|case| load(&case.join("tunnels.yaml"), &home).tunnels)
+            .map(|t| t.name)
+            .collect();
+        written.sort_unstable();
+        golden.sort_unstable();
+        assert_eq!(
+            written, golden,
+            "every golden tunnel needs its intent written by hand in golden.rs"
+        );
+        Oracle { intents, home }
+    }
+
+    /// `argv` (the watchdog's path first) is what tunnel `name` intends: the watchdog
+    /// path, then its options as (flag, value) pairs, in any order but with repeated
+    /// flags in order, equal to the intent's plus `per_target` (state folder, log,
+    /// readiness); then `-- ssh` and words from which `ssh -G -F /dev/null` reads
+    /// exactly what `ssh -G -F /dev/null HOST` reads with the intent's settings on top.
+    #[track_caller]
+    fn assert_intended(
+        &self,
+        name: &str,
+        argv: &[String],
+        per_target: &[(&str, &str)],
+        label: &str,
+    ) {
+        let intent = self
+            .intents
+            .iter()
+            .find(|i| i.name == name)
+            .unwrap_or_else(|| panic!("{label}: no intent for {name:?}"));
+        assert_eq!(
+            argv.first().map(String::as_str),
+            Some(WATCHDOG),
+            "{label}: {argv:?}"
+        );
+        let at = argv
+            .windows(2)
+            .position(|w| w[0] == "--" && w[1] == "ssh")
+            .unwrap_or_else(|| panic!("{label}: no `-- ssh` in {argv:?}"));
+        let options = &argv[1..at];
+        assert!(options.len().is_multiple_of(2), "{label}: {options:?}");
+        let mut got: Vec<(&str, &str)> = options
+            .chunks(2)
+            .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+            .collect();
+        let mut want = vec![("--name", name)];
+        for (flag, value) in DEFAULT_WATCHDOG {
+            if !intent.watchdog.iter().any(|(f, _)| *f == flag) {
+                want.push((flag, value));
+            }
+        }
+        want.extend(intent.watchdog.iter().copied());
+        want.extend(per_target.iter().copied());
+        // Stable: repeated flags (`--on-change`) keep their order.
+        got.sort_by_key(|(flag, _)| *flag);
+        want.sort_by_key(|(flag, _)| *flag);
+        assert_eq!(got, want, "{label}: the watchdog's options");
+
+        let host = intent
+            .ssh
+            .iter()
+            .find(|(k, _)| *k == "hostname")
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{name}: an intent names its host"));
+        let bare = ["--".to_string(), "ssh".to_string(), host.to_string()];
+        let mut want = ssh_reads(&bare);
+        let home = format!("{}/", self.home.display());
+        for (key, value) in EVERY_SSH.iter().chain(intent.ssh) {
+            want.insert(key.to_string(), value.replacen("~/", &home, 1));
+        }
+        let got = ssh_reads(&argv[at..]);
+        for key in want.keys().chain(got.keys()) {
+            assert_eq!(
+                got.get(key),
+                want.get(key),
+                "{label}: ssh -G reads `{key}` otherwise"
+            );
+        }
+    }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::readback::{
     args_file_words, assert_plain_inittab_process, inittab_watchdog_args, launchd_state_dir,
-    plist_program_arguments, python_program_arguments, systemd_verify,
+    plist_program_arguments, python_program_arguments, run_script_words, ssh_reads, systemd_verify,
 };
 use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
 use tunnelctl::targets::Target;
@@ -47,32 +47,6 @@ struct Case {
     /// from the YAML by hand, not from the renderer: (ssh -G, HOME, the credentials
     /// folder where the system unit hands the files over, label).
     expect: fn(&BTreeMap<String, String>, &Path, Option<&str>, &str),
-}
-
-/// What the real ssh makes of the ssh words in a watchdog argv (after `-- ssh`):
-/// `ssh -G -F /dev/null` (no config file, no connection), option → value(s), repeated
-/// options joined with `|`.
-fn ssh_reads(argv: &[String]) -> BTreeMap<String, String> {
-    let at = argv
-        .windows(2)
-        .position(|w| w[0] == "--" && w[1] == "ssh")
-        .unwrap_or_else(|| panic!("no `-- ssh` in {argv:?}"));
-    let out = Command::new("ssh")
-        .arg("-G")
-        .args(["-F", "/dev/null"])
-        .args(&argv[at + 2..])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    common::commands::stdout_of_success(&out, &format!("ssh -G {:?}", &argv[at + 2..]));
-    let mut map = BTreeMap::<String, String>::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
-        map.entry(k.to_string())
-            .and_modify(|old| *old = format!("{old}|{v}"))
-            .or_insert_with(|| v.to_string());
-    }
-    map
 }
 
 /// `ssh -G`'s `key` is `want`.
@@ -445,31 +419,6 @@ fn accepted_hostile_configs_read_back_exactly() {
             }
         }
     }
-}
-
-/// The words a run script's last `exec` hands over, as `sh` reads them: the script with
-/// that `exec` made a `printf` of each word.
-fn run_script_words(script: &Path) -> Vec<String> {
-    let text = fs::read_to_string(script).unwrap();
-    let at = text.rfind("\nexec ").expect("an exec line") + 1;
-    let probe = format!("{}printf '%s\\0' {}", &text[..at], &text[at + 5..]);
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(probe)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut words: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .split('\0')
-        .map(str::to_string)
-        .collect();
-    assert_eq!(words.pop().as_deref(), Some(""));
-    words
 }
 
 /// The systemd renderer refuses a watchdog path that is not absolute, and the inittab

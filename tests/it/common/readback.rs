@@ -1,8 +1,10 @@
 //! Reading rendered files back as their consumers do, for the golden and hostile-value
 //! tests: `systemd-analyze verify` on a unit, a plist's ProgramArguments through the
 //! `plist` crate and through Python's plistlib, init's rules for an inittab process
-//! field, and the arguments an args file holds.
+//! field, the arguments an args file holds, the words a run script execs, and what the
+//! real ssh reads from an argv (`ssh -G`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -99,4 +101,51 @@ pub fn args_file_words(path: &Path) -> Vec<String> {
         .skip_while(|l| l.starts_with('#'))
         .map(str::to_string)
         .collect()
+}
+
+/// What the real ssh makes of the ssh words in a watchdog argv (after `-- ssh`):
+/// `ssh -G -F /dev/null` (no config file, no connection), option → value(s), repeated
+/// options joined with `|`.
+pub fn ssh_reads(argv: &[String]) -> BTreeMap<String, String> {
+    let at = argv
+        .windows(2)
+        .position(|w| w[0] == "--" && w[1] == "ssh")
+        .unwrap_or_else(|| panic!("no `-- ssh` in {argv:?}"));
+    let out = Command::new("ssh")
+        .arg("-G")
+        .args(["-F", "/dev/null"])
+        .args(&argv[at + 2..])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    stdout_of_success(&out, &format!("ssh -G {:?}", &argv[at + 2..]));
+    let mut map = BTreeMap::<String, String>::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+        map.entry(k.to_string())
+            .and_modify(|old| *old = format!("{old}|{v}"))
+            .or_insert_with(|| v.to_string());
+    }
+    map
+}
+
+/// The words a run script's last `exec` hands over, as `sh` reads them: the script with
+/// that `exec` made a `printf` of each word.
+pub fn run_script_words(script: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(script).unwrap();
+    let at = text.rfind("\nexec ").expect("an exec line") + 1;
+    let probe = format!("{}printf '%s\\0' {}", &text[..at], &text[at + 5..]);
+    let out = Command::new("sh").arg("-c").arg(probe).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut words: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(words.pop().as_deref(), Some(""));
+    words
 }
