@@ -15,10 +15,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::commands::stdout_of_success;
-use common::initd::{ProcdCall, openrc_start, procd_calls};
 use common::readback::{
-    args_file_words, assert_plain_inittab_process, launchd_state_dir, plist_program_arguments,
-    python_program_arguments, run_script_words, ssh_reads, systemd_verify,
+    Intent, args_file_words, assert_plain_inittab_process, launchd_state_dir,
+    plist_program_arguments, python_program_arguments, run_script_words, systemd_verify,
 };
 use common::systemd_analyze::exposure;
 use common::*;
@@ -260,9 +259,8 @@ fn plists_read_back_the_intended_argv() {
 }
 
 /// OpenRC: the init script, sourced as openrc-run sources it and eval'd as
-/// supervise-daemon.sh evals it, starts the intended words, with the readiness fd only
-/// where supervise-daemon knows `--notify`; respawn never gives up; the early log sits
-/// next to the watchdog's own.
+/// supervise-daemon.sh evals it, starts the intended words (see
+/// [`common::initd::assert_openrc_script`]).
 #[test]
 fn openrc_scripts_start_the_intended_argv() {
     let home = golden_home();
@@ -270,95 +268,33 @@ fn openrc_scripts_start_the_intended_argv() {
     for (case, config, _, expected_dir) in expected_trees(&home, &[Target::Openrc]) {
         for tunnel in &config.tunnels {
             let name = &tunnel.name;
-            let label = format!("{} openrc {name}", case.display());
-            let script = expected_dir.join(format!("etc/init.d/tunnel-{name}"));
-            let id = tunnelctl::config::inittab_id(name);
-            let state = format!("/run/tunnelctl/{name}");
-            let log = format!("/var/log/tunnelctl/{id}.log");
-            let old = openrc_start(&script, false);
-            oracle.assert_intended(
-                name,
-                &old.argv,
-                &[("--state-dir", &state), ("--log-file", &log)],
-                &format!("{label} without notify="),
-            );
-            assert_eq!(old.notify, "", "{label}");
-            assert_eq!(old.supervisor, "supervise-daemon", "{label}");
-            assert_eq!(
-                [&old.respawn_max, &old.respawn_delay, &old.respawn_period],
-                ["0", "1", "60"],
-                "{label}: respawn_max 0 never gives up"
-            );
-            let early = format!("/var/log/tunnelctl/{id}.err");
-            assert_eq!(
-                [&old.output_log, &old.error_log],
-                [&early, &early],
-                "{label}"
-            );
-            let new = openrc_start(&script, true);
-            assert_eq!(new.notify, "fd:4", "{label}");
-            oracle.assert_intended(
-                name,
-                &new.argv,
-                &[
-                    ("--state-dir", &state),
-                    ("--log-file", &log),
-                    ("--readiness", "openrc-fd:4"),
-                ],
-                &format!("{label} with notify="),
+            common::initd::assert_openrc_script(
+                &expected_dir.join(format!("etc/init.d/tunnel-{name}")),
+                oracle.intent(name),
+                WATCHDOG,
+                &format!("{} openrc {name}", case.display()),
             );
         }
     }
 }
 
 /// procd: the init script, sourced as /etc/rc.common sources it with recorders of
-/// procd.sh's functions, opens one instance whose command is the intended words, never
-/// halts its respawn, logs to logd, and arms procd's watchdog with the timeout the
-/// watchdog is told (30 s for every case: none has a probe timeout above 10 s).
+/// procd.sh's functions, makes the intended calls (see
+/// [`common::initd::assert_procd_script`]); procd's watchdog is 30 s for every case, as
+/// none has a probe timeout above 10 s.
 #[test]
 fn procd_scripts_make_the_intended_calls() {
     let home = golden_home();
     let oracle = Oracle::new();
-    let call = |f: &str, args: &[&str]| ProcdCall {
-        function: f.to_string(),
-        args: args.iter().map(|a| a.to_string()).collect(),
-    };
     for (case, config, _, expected_dir) in expected_trees(&home, &[Target::Procd]) {
         for tunnel in &config.tunnels {
             let name = &tunnel.name;
-            let label = format!("{} procd {name}", case.display());
-            let script = expected_dir.join(format!("etc/init.d/tunnel-{name}"));
-            let mut calls = procd_calls(&script);
-            assert_eq!(calls.len(), 7, "{label}: {calls:?}");
-            let command = calls.remove(1);
-            assert_eq!(
-                calls,
-                [
-                    call("procd_open_instance", &["tunnel"]),
-                    call("procd_set_param", &["respawn", "3600", "5", "0"]),
-                    call("procd_set_param", &["stdout", "1"]),
-                    call("procd_set_param", &["stderr", "1"]),
-                    call("procd_set_param", &["watchdog", "1", "30"]),
-                    call("procd_close_instance", &[]),
-                ],
-                "{label}"
-            );
-            assert_eq!(
-                (command.function.as_str(), command.args[0].as_str()),
-                ("procd_set_param", "command"),
-                "{label}"
-            );
-            let id = tunnelctl::config::inittab_id(name);
-            oracle.assert_intended(
-                name,
-                &command.args[1..],
-                &[
-                    ("--state-dir", &format!("/var/run/tunnelctl/{name}")),
-                    ("--log-file", &format!("/var/log/tunnelctl/{id}.log")),
-                    ("--readiness", &format!("procd:tunnel-{name}/tunnel")),
-                    ("--procd-watchdog", "30s"),
-                ],
-                &label,
+            common::initd::assert_procd_script(
+                &expected_dir.join(format!("etc/init.d/tunnel-{name}")),
+                oracle.intent(name),
+                WATCHDOG,
+                30,
+                &format!("{} procd {name}", case.display()),
             );
         }
     }
@@ -561,49 +497,15 @@ fn every_rendered_shell_script_parses() {
     eprintln!("sh -n accepted {checked} rendered shell scripts");
 }
 
-/// What one golden tunnel must make the watchdog and ssh do, written by hand from its
-/// case's tunnels.yaml and the documented defaults, never from the renderer.
-struct Intent {
-    name: &'static str,
-    /// The watchdog's own options beyond `--name` and the default probe and back-off
-    /// (an option given here replaces the default of that name; the others are added).
-    watchdog: &'static [(&'static str, &'static str)],
-    /// What `ssh -G` reads where it is not ssh's own default or [`EVERY_SSH`]: lower-case
-    /// keys, repeated options joined by `|`, `~/` for the golden home.
-    ssh: &'static [(&'static str, &'static str)],
-}
-
-/// Probe 10s/5s/2 and back-off 2s doubling to 5m, unless the tunnel says otherwise.
-const DEFAULT_WATCHDOG: [(&str, &str); 5] = [
-    ("--probe-interval", "10s"),
-    ("--probe-timeout", "5s"),
-    ("--probe-failures", "2"),
-    ("--backoff-initial", "2s"),
-    ("--backoff-max", "5m"),
-];
-
-/// Every tunnel's ssh: no remote command and no tty, never a prompt, a forward that
-/// fails fails the connection, host keys checked strictly, keepalive 15 s × 3 and a
-/// 15 s connect timeout unless the tunnel says otherwise.
-const EVERY_SSH: [(&str, &str); 8] = [
-    ("sessiontype", "none"),
-    ("requesttty", "false"),
-    ("batchmode", "yes"),
-    ("exitonforwardfailure", "yes"),
-    ("stricthostkeychecking", "true"),
-    ("serveraliveinterval", "15"),
-    ("serveralivecountmax", "3"),
-    ("connecttimeout", "15"),
-];
-
 /// One per tunnel of `tests/golden/*/tunnels.yaml`.
 fn intents() -> Vec<Intent> {
+    // `~/` stands for the golden home.
     vec![
         // full-example
-        Intent {
-            name: "work-tunnel",
-            watchdog: &[],
-            ssh: &[
+        Intent::new(
+            "work-tunnel",
+            &[],
+            &[
                 ("hostname", "public.example.org"),
                 ("user", "alice"),
                 ("port", "22"),
@@ -618,11 +520,11 @@ fn intents() -> Vec<Intent> {
                 ("localforward", "[127.0.0.1]:8080 [intranet]:80"),
                 ("dynamicforward", "[127.0.0.1]:1080"),
             ],
-        },
+        ),
         // health-hooks
-        Intent {
-            name: "db",
-            watchdog: &[
+        Intent::new(
+            "db",
+            &[
                 (
                     "--metrics-file",
                     "/var/lib/tunnelctl-metrics/tunnel-db.prom",
@@ -634,24 +536,24 @@ fn intents() -> Vec<Intent> {
                     r#"echo "$TUNNELCTL_TUNNEL is $TUNNELCTL_NEW_STATE (100% sure)" | logger -t "tunnel hook""#,
                 ),
             ],
-            ssh: &[
+            &[
                 ("hostname", "db.example.org"),
                 ("localforward", "[127.0.0.1]:5432 [localhost]:5432"),
             ],
-        },
-        Intent {
-            name: "metrics-only",
-            watchdog: &[("--metrics-file", "/srv/metrics/relay.prom")],
-            ssh: &[
+        ),
+        Intent::new(
+            "metrics-only",
+            &[("--metrics-file", "/srv/metrics/relay.prom")],
+            &[
                 ("hostname", "relay.example.org"),
                 ("remoteforward", "2222 [localhost]:22"),
             ],
-        },
+        ),
         // identity-known-hosts
-        Intent {
-            name: "backup",
-            watchdog: &[],
-            ssh: &[
+        Intent::new(
+            "backup",
+            &[],
+            &[
                 ("hostname", "192.0.2.10"),
                 ("port", "2022"),
                 ("identityfile", "~/.ssh/backup key"),
@@ -661,12 +563,12 @@ fn intents() -> Vec<Intent> {
                 ("updatehostkeys", "false"),
                 ("remoteforward", "[127.0.0.1]:8873 [localhost]:873"),
             ],
-        },
+        ),
         // jump-host
-        Intent {
-            name: "deep",
-            watchdog: &[],
-            ssh: &[
+        Intent::new(
+            "deep",
+            &[],
+            &[
                 ("hostname", "inner.example.com"),
                 ("user", "deploy"),
                 ("proxyjump", "hop1@edge.example.com:2200,hop2.example.com"),
@@ -675,18 +577,18 @@ fn intents() -> Vec<Intent> {
                 ("connecttimeout", "30"),
                 ("localforward", "[127.0.0.1]:9000 [app.inner]:9000"),
             ],
-        },
+        ),
         // local-dynamic-bind
-        Intent {
-            name: "office-proxy",
-            watchdog: &[
+        Intent::new(
+            "office-proxy",
+            &[
                 ("--probe-interval", "1500ms"),
                 ("--probe-timeout", "700ms"),
                 ("--probe-failures", "3"),
                 ("--backoff-initial", "500ms"),
                 ("--backoff-max", "90s"),
             ],
-            ssh: &[
+            &[
                 ("hostname", "gw.example.net"),
                 ("user", "ops"),
                 (
@@ -695,56 +597,61 @@ fn intents() -> Vec<Intent> {
                 ),
                 ("dynamicforward", "[::1]:1080"),
             ],
-        },
+        ),
         // minimal-reverse
-        Intent {
-            name: "home",
-            watchdog: &[],
-            ssh: &[
+        Intent::new(
+            "home",
+            &[],
+            &[
                 ("hostname", "relay.example.org"),
                 ("remoteforward", "2222 [localhost]:22"),
             ],
-        },
+        ),
         // odd-names
-        Intent {
-            name: "café_db",
-            watchdog: &[],
-            ssh: &[
+        Intent::new(
+            "café_db",
+            &[],
+            &[
                 ("hostname", "db.example.org"),
                 ("localforward", "[127.0.0.1]:15432 [localhost]:5432"),
             ],
-        },
-        Intent {
-            name: "100%$cost@x+y=z",
-            watchdog: &[],
-            ssh: &[
+        ),
+        Intent::new(
+            "100%$cost@x+y=z",
+            &[],
+            &[
                 ("hostname", "cost.example.org"),
                 ("remoteforward", "9100 [localhost]:9100"),
             ],
-        },
-        Intent {
-            name: "a.b~c,d!e",
-            watchdog: &[],
-            ssh: &[
+        ),
+        Intent::new(
+            "a.b~c,d!e",
+            &[],
+            &[
                 ("hostname", "weird.example.org"),
                 ("dynamicforward", "[127.0.0.1]:1081"),
             ],
-        },
+        ),
     ]
 }
 
 /// Checks read-back argvs against [`intents`].
 struct Oracle {
     intents: Vec<Intent>,
-    home: PathBuf,
 }
 
 impl Oracle {
     /// Also checks that every golden tunnel has its intent, and no intent is left over.
     fn new() -> Oracle {
         let home = golden_home();
-        let intents = intents();
-        let mut written: Vec<&str> = intents.iter().map(|i| i.name).collect();
+        let home_dir = format!("{}/", home.display());
+        let mut intents = intents();
+        for intent in &mut intents {
+            for (_, value) in &mut intent.ssh {
+                *value = value.replacen("~/", &home_dir, 1);
+            }
+        }
+        let mut written: Vec<&str> = intents.iter().map(|i| i.name.as_str()).collect();
         let mut golden: Vec<String> = cases()
             .iter()
             .flat_map(|case| load(&case.join("tunnels.yaml"), &home).tunnels)
@@ -756,14 +663,17 @@ impl Oracle {
             written, golden,
             "every golden tunnel needs its intent written by hand in golden.rs"
         );
-        Oracle { intents, home }
+        Oracle { intents }
     }
 
-    /// `argv` (the watchdog's path first) is what tunnel `name` intends: the watchdog
-    /// path, then its options as (flag, value) pairs, in any order but with repeated
-    /// flags in order, equal to the intent's plus `per_target` (state folder, log,
-    /// readiness); then `-- ssh` and words from which `ssh -G -F /dev/null` reads
-    /// exactly what `ssh -G -F /dev/null HOST` reads with the intent's settings on top.
+    fn intent(&self, name: &str) -> &Intent {
+        self.intents
+            .iter()
+            .find(|i| i.name == name)
+            .unwrap_or_else(|| panic!("no intent for {name:?}"))
+    }
+
+    /// See [`Intent::assert_argv`].
     #[track_caller]
     fn assert_intended(
         &self,
@@ -772,58 +682,7 @@ impl Oracle {
         per_target: &[(&str, &str)],
         label: &str,
     ) {
-        let intent = self
-            .intents
-            .iter()
-            .find(|i| i.name == name)
-            .unwrap_or_else(|| panic!("{label}: no intent for {name:?}"));
-        assert_eq!(
-            argv.first().map(String::as_str),
-            Some(WATCHDOG),
-            "{label}: {argv:?}"
-        );
-        let at = argv
-            .windows(2)
-            .position(|w| w[0] == "--" && w[1] == "ssh")
-            .unwrap_or_else(|| panic!("{label}: no `-- ssh` in {argv:?}"));
-        let options = &argv[1..at];
-        assert!(options.len().is_multiple_of(2), "{label}: {options:?}");
-        let mut got: Vec<(&str, &str)> = options
-            .chunks(2)
-            .map(|pair| (pair[0].as_str(), pair[1].as_str()))
-            .collect();
-        let mut want = vec![("--name", name)];
-        for (flag, value) in DEFAULT_WATCHDOG {
-            if !intent.watchdog.iter().any(|(f, _)| *f == flag) {
-                want.push((flag, value));
-            }
-        }
-        want.extend(intent.watchdog.iter().copied());
-        want.extend(per_target.iter().copied());
-        // Stable: repeated flags (`--on-change`) keep their order.
-        got.sort_by_key(|(flag, _)| *flag);
-        want.sort_by_key(|(flag, _)| *flag);
-        assert_eq!(got, want, "{label}: the watchdog's options");
-
-        let host = intent
-            .ssh
-            .iter()
-            .find(|(k, _)| *k == "hostname")
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("{name}: an intent names its host"));
-        let bare = ["--".to_string(), "ssh".to_string(), host.to_string()];
-        let mut want = ssh_reads(&bare);
-        let home = format!("{}/", self.home.display());
-        for (key, value) in EVERY_SSH.iter().chain(intent.ssh) {
-            want.insert(key.to_string(), value.replacen("~/", &home, 1));
-        }
-        let got = ssh_reads(&argv[at..]);
-        for key in want.keys().chain(got.keys()) {
-            assert_eq!(
-                got.get(key),
-                want.get(key),
-                "{label}: ssh -G reads `{key}` otherwise"
-            );
-        }
+        self.intent(name)
+            .assert_argv(argv, WATCHDOG, per_target, label);
     }
 }
