@@ -9,8 +9,14 @@
 //! local forward counts as up only once ssh has also said `Entering interactive
 //! session.`, which it says after every local listener is set up. The tunnel's own
 //! `ExitOnForwardFailure=yes` makes ssh exit on the first refusal. Parsing the log keeps
-//! doctor to one ssh run (no control socket or extra ports); the cost is that those
-//! debug strings are OpenSSH's, checked against 9.2 by the tests.
+//! doctor to one ssh run (no extra ports); the cost is that those debug strings are
+//! OpenSSH's, checked against 9.2 by the tests.
+//!
+//! An accepted remote forward on the server's default loopback can still be half
+//! bound (another program holds the server's 127.0.0.1:PORT, sshd bound only
+//! [::1]:PORT): the run's control socket opens a channel to each address on the server,
+//! and the watchdog's own test (`watchdog::probe::remote_listener`) says which came
+//! back to us.
 //!
 //! A refused remote forward has two causes the client cannot tell apart from the reply
 //! alone: the port is taken on the server (often by a dead session of this very tunnel)

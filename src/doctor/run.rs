@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::ssh_log::SshLog;
 use crate::model::Forward;
 use crate::progress::Progress;
+use crate::watchdog::probe::{Listener, remote_listener};
 
 /// The ssh child in its own process group; the group is killed on drop, also on panic.
 struct Running {
@@ -49,6 +50,9 @@ pub struct Run {
     pub exited: Option<i32>,
     pub timed_out: bool,
     pub local_probes: Vec<(u16, LocalProbe)>,
+    /// Per remote forward on the server's default loopback: who answers on its
+    /// 127.0.0.1 and its [::1] (a half-bound port is ours on one only).
+    pub remote_listeners: Vec<(u16, Listener, Listener)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +77,8 @@ pub fn run_ssh(
     timeout: Duration,
     progress: &mut Progress,
 ) -> Result<Run, String> {
-    let (mut running, rx) = spawn_verbose(argv)?;
+    let control = ControlDir::new()?;
+    let (mut running, rx) = spawn_verbose(argv, &control.socket())?;
     let mut run = Run::default();
     let eof = read_until_ready(&mut run, &rx, forwards, timeout, progress);
     if eof || running.child.try_wait().ok().flatten().is_some() {
@@ -93,17 +98,80 @@ pub fn run_ssh(
                 run.local_probes.push((*port, probe));
             }
         }
+        for forward in forwards {
+            if let Forward::Remote { bind, port, .. } = forward
+                && *port != 0
+                && matches!(bind.as_deref(), None | Some("" | "localhost"))
+                && run.log.remote_ok.contains(port)
+            {
+                progress.message(&format!("asking who answers on the server's port {port}"));
+                let ask = |host: &str| {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    let quiet = Duration::from_secs(1);
+                    remote_listener(
+                        &control.socket(),
+                        host,
+                        *port,
+                        running.child.id(),
+                        quiet,
+                        deadline,
+                    )
+                };
+                let (v4, v6) = (ask("127.0.0.1"), ask("::1"));
+                run.remote_listeners.push((*port, v4, v6));
+            }
+        }
     }
     running.stop();
     feed_pending(&rx, &mut run.log);
     Ok(run)
 }
 
-/// Starts `argv` with `-v` in its own process group; its stderr lines arrive on the
-/// receiver.
-fn spawn_verbose(argv: &[String]) -> Result<(Running, mpsc::Receiver<String>), String> {
+/// A private folder (0700) for the run's control socket, through which doctor asks the
+/// server who answers on a remote forward's port; removed with what ssh left in it.
+struct ControlDir(std::path::PathBuf);
+
+impl ControlDir {
+    fn new() -> Result<ControlDir, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("tunnelctl-doctor-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(ControlDir(dir))
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.0.join("ctl")
+    }
+}
+
+impl Drop for ControlDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Starts `argv` with `-v` and a control socket at `control` in its own process group;
+/// its stderr lines arrive on the receiver.
+fn spawn_verbose(
+    argv: &[String],
+    control: &std::path::Path,
+) -> Result<(Running, mpsc::Receiver<String>), String> {
     let mut cmd = Command::new(&argv[0]);
+    // Before the tunnel's own options: ssh keeps the first value it reads.
     cmd.arg("-v")
+        .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-o"])
+        .arg(crate::ssh_path::path_option(
+            "ControlPath",
+            &control.display().to_string(),
+        ))
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

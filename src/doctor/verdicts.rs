@@ -189,7 +189,17 @@ fn remote_forward(
     port_zero_ok: &dyn Fn(u16) -> Option<bool>,
 ) -> Finding {
     let log = &run.log;
-    if log.remote_ok.contains(&port) {
+    let half_bound = run
+        .remote_listeners
+        .iter()
+        .find(|(p, ..)| *p == port)
+        .and_then(|&(_, v4, v6)| crate::watchdog::probe::half_bound(port, v4, v6));
+    if let Some(what) = half_bound {
+        Finding::new(Verdict::Fail, subject, what).fix(format!(
+            "{}: `ss -ltnp 'sport = :{port}'` on the server names it; a user of the server who dials `localhost` may reach it instead of this tunnel",
+            crate::watchdog::probe::HALF_BOUND_FIX
+        ))
+    } else if log.remote_ok.contains(&port) {
         Finding::new(
             Verdict::Ok,
             subject,

@@ -17,6 +17,16 @@
 //! a time-out, a `-R` channel the server cannot open (nothing listens on its port: the
 //! listener is missing), a local listener that does not accept.
 //!
+//! A `-R` on the server's default loopback can be half bound: when another program
+//! holds the server's 127.0.0.1:PORT, sshd binds only [::1]:PORT (or the other way
+//! round) and still reports success, and everyone on the server who dials
+//! 127.0.0.1:PORT reaches that program. The channel check alone cannot see it (the
+//! other program answers too), so once per ssh connection [`remote_listener`] asks,
+//! for each loopback address, whether a channel to it comes back to us: with the
+//! channel open, ssh (our child) holds a new socket, its connection to the forward's
+//! target. One address ours and the other not fails every round of that connection
+//! (see [`Prober::round`]).
+//!
 //! Cost: a round writes every request first (alive check, channel requests with their
 //! fds) and then sleeps in one `poll` over every answer it still waits for, so ssh
 //! handles them in one pass and the round wakes a few times, not once per message
@@ -43,6 +53,10 @@ const ALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The port `server_round_trip` asks the server for: tcpmux, closed almost everywhere.
 const SERVER_PROBE_PORT: u16 = 1;
+
+/// Rounds of one connection that may ask who holds a `-R` port before giving up
+/// (when a target that refuses or a missing address leaves nothing to compare).
+const OWNER_TRIES: u8 = 3;
 
 #[derive(Debug, Clone)]
 pub struct RoundOk {
@@ -101,9 +115,33 @@ pub struct Prober {
     forwards: Vec<SshForward>,
     timeout: Duration,
     alive: Option<MuxConn>,
+    /// Who holds each `-R` port on the server's loopback, for the current ssh.
+    owners: Owners,
     /// The last round failed by running out of time (not by a refusal or an end of
     /// file): the adaptive timeout's confirming rule decides what that means.
     pub timed_out: bool,
+}
+
+/// [`remote_listener`]'s answer for one of the server's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// A channel to it came back through our `-R`.
+    Ours,
+    /// Something accepted the channel, and it did not come back to us.
+    Other,
+    /// The server could not open a channel to it: nothing listens there.
+    Absent,
+    /// Cannot be told (the channel closed before any data, no /proc, an error).
+    Unknown,
+}
+
+/// The half-bound verdict of one ssh connection (recognised by its pid).
+#[derive(Default)]
+struct Owners {
+    ssh_pid: u32,
+    tries: u8,
+    decided: bool,
+    half_bound: Option<RoundError>,
 }
 
 /// What a check still waits for.
@@ -190,6 +228,7 @@ impl Prober {
             forwards,
             timeout,
             alive: None,
+            owners: Owners::default(),
             timed_out: false,
         }
     }
@@ -246,11 +285,67 @@ impl Prober {
                 };
             }
         }
+        if let Some(error) = self.half_bound(ssh_pid) {
+            return Err(error);
+        }
         Ok(RoundOk {
             latency,
             ssh_pid,
             forwards,
         })
+    }
+
+    /// A `-R` on the server's default loopback that is ours on one address and another
+    /// program's on the other. Asked once per ssh connection (the bind is decided when
+    /// ssh connects, and nobody can take the address from a listener that holds it),
+    /// again in the next rounds only while it cannot be told; the verdict lasts until
+    /// ssh is replaced.
+    fn half_bound(&mut self, ssh_pid: u32) -> Option<RoundError> {
+        if self.owners.ssh_pid != ssh_pid {
+            self.owners = Owners {
+                ssh_pid,
+                ..Owners::default()
+            };
+        }
+        if self.owners.half_bound.is_some() || self.owners.decided {
+            return self.owners.half_bound.clone();
+        }
+        if self.owners.tries >= OWNER_TRIES {
+            return None;
+        }
+        self.owners.tries += 1;
+        let mut decided = true;
+        for (index, forward) in self.forwards.iter().enumerate() {
+            let SshForward::Remote { bind, port, .. } = forward else {
+                continue;
+            };
+            if !matches!(bind.as_deref(), None | Some("" | "localhost")) {
+                continue;
+            }
+            let ask = |host: &str| {
+                let deadline = Instant::now() + self.timeout;
+                remote_listener(
+                    &self.ctl,
+                    host,
+                    *port,
+                    ssh_pid,
+                    self.quiet_window(),
+                    deadline,
+                )
+            };
+            let (v4, v6) = (ask("127.0.0.1"), ask("::1"));
+            if let Some(reason) = half_bound(*port, v4, v6) {
+                let error = RoundError {
+                    reason: format!("{}: {reason}; {HALF_BOUND_FIX}", forward.describe()),
+                    forward: Some(index),
+                };
+                self.owners.half_bound = Some(error.clone());
+                return Some(error);
+            }
+            decided &= v4 != Listener::Unknown && v6 != Listener::Unknown;
+        }
+        self.owners.decided = decided;
+        None
     }
 
     /// The alive check never leaves this machine: ssh answers it from its own event
@@ -700,6 +795,107 @@ fn read_first_bytes(
     }
 }
 
+/// What to do about a half-bound `-R` port.
+pub const HALF_BOUND_FIX: &str = "stop that program or choose another port";
+
+/// The finding for a `-R` port that is ours on one of the server's loopback addresses
+/// and another program's on the other; None for anything else.
+pub fn half_bound(port: u16, v4: Listener, v6: Listener) -> Option<String> {
+    let (theirs, ours) = match (v4, v6) {
+        (Listener::Other, Listener::Ours) => (format!("127.0.0.1:{port}"), format!("[::1]:{port}")),
+        (Listener::Ours, Listener::Other) => (format!("[::1]:{port}"), format!("127.0.0.1:{port}")),
+        _ => return None,
+    };
+    Some(format!(
+        "the server's {theirs} belongs to another program (sshd could bind only {ours})"
+    ))
+}
+
+/// Whether a channel through ssh's control socket `ctl` to the server's `host:port`
+/// comes back through our `-R` (ssh, pid `ssh_pid`, then holds a new socket: its
+/// connection to the forward's target) or reaches another listener. The channel waits
+/// for the far end's first bytes or `quiet`; all of it is bounded by `deadline`.
+/// Linux only (ssh's sockets from /proc); elsewhere `Unknown`.
+pub fn remote_listener(
+    ctl: &std::path::Path,
+    host: &str,
+    port: u16,
+    ssh_pid: u32,
+    quiet: Duration,
+    deadline: Instant,
+) -> Listener {
+    let Ok(mut conn) = MuxConn::connect(ctl) else {
+        return Listener::Unknown;
+    };
+    // One answer first: ssh has accepted this connection, so its end of it is among
+    // the sockets counted before the channel.
+    let alive = conn
+        .request_alive_check()
+        .and_then(|id| mux::alive_reply(&conn.recv(deadline)?, id));
+    if alive.ok() != Some(ssh_pid) {
+        return Listener::Unknown;
+    }
+    let Some(before) = ssh_sockets(ssh_pid) else {
+        return Listener::Unknown;
+    };
+    let Ok((mut ours, theirs)) = UnixStream::pair() else {
+        return Listener::Unknown;
+    };
+    // ssh holds the end we pass it: a new socket of ssh's that is not the target's.
+    let Ok(passed) = nix::sys::stat::fstat(&theirs) else {
+        return Listener::Unknown;
+    };
+    if conn.request_stdio_fwd(host, port, &theirs).is_err() {
+        return Listener::Unknown;
+    }
+    drop(theirs);
+    match conn
+        .recv(deadline)
+        .map(|r| mux::stdio_fwd_reply(&r, host, port))
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.starts_with("ssh refused a channel") => return Listener::Absent,
+        _ => return Listener::Unknown,
+    }
+    let until = (Instant::now() + quiet).min(deadline);
+    let left = until.saturating_duration_since(Instant::now());
+    let mut fds = [PollFd::new(ours.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(
+        &mut fds,
+        PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+    );
+    if matches!(ready, Ok(n) if n > 0) {
+        // A target that refuses leaves no socket behind to see: no verdict.
+        let mut buf = [0u8; 256];
+        if !matches!(ours.read(&mut buf), Ok(n) if n > 0) {
+            return Listener::Unknown;
+        }
+    }
+    let Some(after) = ssh_sockets(ssh_pid) else {
+        return Listener::Unknown;
+    };
+    // `ino_t` is 32 bits on some 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    let passed = passed.st_ino as u64;
+    if after.iter().any(|i| *i != passed && !before.contains(i)) {
+        Listener::Ours
+    } else {
+        Listener::Other
+    }
+}
+
+/// The socket inodes ssh holds; None where that cannot be read.
+#[cfg(target_os = "linux")]
+fn ssh_sockets(pid: u32) -> Option<Vec<u64>> {
+    let inodes = super::heard::socket_inodes(pid);
+    (!inodes.is_empty()).then_some(inodes)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ssh_sockets(_pid: u32) -> Option<Vec<u64>> {
+    None
+}
+
 /// How a channel that closed before any data is reported (and recognised).
 const EOF_BEFORE_DATA: &str = "the channel closed before the target sent anything";
 
@@ -717,4 +913,37 @@ fn connect_tcp(host: &str, port: u16, deadline: Instant) -> std::io::Result<TcpS
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
     TcpStream::connect_timeout(&addr, left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_bound_only_when_one_address_is_ours_and_the_other_someone_elses() {
+        use Listener::*;
+        assert_eq!(
+            half_bound(8022, Other, Ours).as_deref(),
+            Some(
+                "the server's 127.0.0.1:8022 belongs to another program (sshd could bind only [::1]:8022)"
+            )
+        );
+        assert_eq!(
+            half_bound(8022, Ours, Other).as_deref(),
+            Some(
+                "the server's [::1]:8022 belongs to another program (sshd could bind only 127.0.0.1:8022)"
+            )
+        );
+        for (v4, v6) in [
+            (Ours, Ours),
+            (Ours, Absent),
+            (Absent, Ours),
+            (Other, Other),
+            (Other, Unknown),
+            (Unknown, Ours),
+            (Other, Absent),
+        ] {
+            assert_eq!(half_bound(8022, v4, v6), None, "{v4:?} {v6:?}");
+        }
+    }
 }

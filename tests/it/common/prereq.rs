@@ -39,6 +39,9 @@ pub enum Prereq {
     /// `TUNNELCTL_TEST_ROUTER_DIST`: the folder `packaging/router-package.sh` wrote the
     /// router archives and .ipk files into (`.ci/run` builds them first).
     RouterPackages,
+    /// A usable IPv6 loopback: a socket can listen on `[::1]` (the server side of a
+    /// half-bound remote forward).
+    Ipv6Loopback,
 }
 
 impl Prereq {
@@ -60,6 +63,7 @@ impl Prereq {
             Prereq::Autossh => "autossh",
             Prereq::Ansible => "ansible",
             Prereq::RouterPackages => "router packages",
+            Prereq::Ipv6Loopback => "IPv6 loopback",
         }
     }
 
@@ -109,6 +113,9 @@ impl Prereq {
                 (!path.split(':').any(|d| Path::new(d).join("ip").is_file()))
                     .then(|| "ip is not on PATH (install iproute2)".to_string())
             }
+            Prereq::Ipv6Loopback => std::net::TcpListener::bind("[::1]:0")
+                .err()
+                .map(|e| format!("cannot listen on [::1] ({e}): enable IPv6 on lo")),
             Prereq::RouterPackages => match std::env::var("TUNNELCTL_TEST_ROUTER_DIST") {
                 Ok(dir) if Path::new(&dir).is_dir() => None,
                 Ok(dir) => Some(format!("TUNNELCTL_TEST_ROUTER_DIST={dir} is no folder")),
