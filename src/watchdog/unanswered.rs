@@ -162,7 +162,9 @@ pub fn parse_reply(
             continue;
         }
         let wqueue = u32_at(head, WQUEUE_AT)?;
-        let (_, info) = attrs(rest).into_iter().find(|(k, _)| *k == INET_DIAG_INFO)?;
+        let (_, info) = attrs(rest)
+            .into_iter()
+            .find(|(k, _)| *k == INET_DIAG_INFO)?;
         let ms = |at| u32_at(info, at).map(|v| Duration::from_millis(u64::from(v)));
         return Some(TcpTimes {
             since_sent: ms(LAST_DATA_SENT_AT)?,
@@ -353,8 +355,14 @@ mod tests {
         assert_eq!(&m[16..20], &[2, 6, 2, 0]);
         let id = &m[24..];
         assert_eq!(&id[0..4], &[0x9c, 0x41, 0, 22]); // 40001, 22, network order
-        assert_eq!(&id[4..20], &[192, 168, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(&id[20..36], &[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            &id[4..20],
+            &[192, 168, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            &id[20..36],
+            &[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(u32_of(id, 36), 0);
         assert_eq!(&id[40..48], &[0xff; 8]);
     }
@@ -510,7 +518,11 @@ mod tests {
         let (local, server) = addrs();
         let full = reply(5, local, server, sample());
         for cut in 0..full.len() {
-            assert_eq!(parse_reply(&full[..cut], 5, local, server), None, "cut {cut}");
+            assert_eq!(
+                parse_reply(&full[..cut], 5, local, server),
+                None,
+                "cut {cut}"
+            );
         }
         // The header's length kept while the bytes are cut, and every length byte
         // of the attributes broken in turn.
@@ -548,11 +560,7 @@ mod tests {
         use std::time::Instant;
 
         // Polls `read` until `ok` holds for what it gives, for at most 5 s.
-        fn until(
-            sensor: &mut Sensor,
-            what: &str,
-            ok: impl Fn(&TcpTimes) -> bool,
-        ) -> TcpTimes {
+        fn until(sensor: &mut Sensor, what: &str, ok: impl Fn(&TcpTimes) -> bool) -> TcpTimes {
             let deadline = Instant::now() + Duration::from_secs(5);
             let mut last = None;
             for _ in 0..5000 {
