@@ -55,9 +55,9 @@ const NLM_F_REQUEST: u16 = 0x1;
 /// INET_DIAG_NOCOOKIE: match by address and ports alone.
 const NO_COOKIE: [u32; 2] = [!0, !0];
 const SEQ_AT: usize = 8;
-/// Room for one reply: `inet_diag_msg`, `tcp_info` (about 250 bytes in today's
-/// kernels) and the few attributes the kernel always adds.
-const REPLY_BUF: usize = 2048;
+/// Room for one reply, with plenty to spare: 408 bytes on Linux 6.x (`inet_diag_msg`,
+/// a 280-byte `tcp_info` and the few attributes the kernel always adds).
+const REPLY_BUF: usize = 4096;
 
 /// The longest a [`Sensor::read`] waits for a reply the kernel did not queue at once
 /// (it always has so far: the lookup runs inside the `sendto`).
@@ -210,7 +210,8 @@ impl Sensor {
         self.request[SEQ_AT..SEQ_AT + 4].copy_from_slice(&self.seq.to_ne_bytes());
         let (seq, local, server) = (self.seq, self.local, self.server);
         self.socket.ask(&self.request, &mut self.buf, |reply| {
-            let mine = messages(reply).iter().any(|m| m.seq == seq);
+            // The reply to one request is one message: its header says whose it is.
+            let mine = u32_at(reply, SEQ_AT) == Some(seq);
             mine.then(|| parse_reply(reply, seq, local, server))
         })?
     }
