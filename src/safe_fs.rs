@@ -400,6 +400,20 @@ impl Dir {
         self.sync().map_err(|e| (Refusal::Io, e))
     }
 
+    /// Creates `name` as an empty file with `mode`, or leaves it when it is there. No
+    /// staging: an empty file is whole the moment it exists, so a killed run leaves no
+    /// temp file. Never follows a link in its place.
+    pub fn create_empty(&self, name: &OsStr, mode: u32) -> Result<(), String> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+        let mode = Mode::from_bits_truncate(mode as nix::libc::mode_t);
+        match openat(&self.fd, name, flags | OFlag::O_CLOEXEC, mode) {
+            // Explicitly, whatever the umask left.
+            Ok(fd) => fchmod(&fd, mode).map_err(|e| failed("", &self.path.join(name), e)),
+            Err(Errno::EEXIST) => Ok(()),
+            Err(e) => Err(failed("creating ", &self.path.join(name), e)),
+        }
+    }
+
     /// Removes `name` (a file or a link; never what a link points to).
     pub fn remove(&self, name: &OsStr) -> Result<bool, String> {
         match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {

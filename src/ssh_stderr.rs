@@ -59,10 +59,21 @@ pub enum Said<'a> {
     Unreachable,
     /// `… Connection timed out` (`Operation timed out` on macOS and the BSDs)
     ConnectionTimedOut,
+    /// `kex_exchange_identification: Connection closed by remote host` or `…: read:
+    /// Connection reset by peer`: the connection was closed before the server's SSH
+    /// greeting (sshd's `MaxStartups` drop, a load balancer, or, through ProxyJump, a
+    /// target the jump host could not reach). OpenSSH 7.x clients say
+    /// `ssh_exchange_identification: …` (`older_client`) and print nothing after it;
+    /// newer ones follow with `Connection closed by …` / `Connection reset by …`.
+    ClosedBeforeGreeting { older_client: bool },
     /// Another `ssh: …` or `kex_exchange_identification: …` line: connecting failed.
     ConnectFailed,
-    /// `Connection closed by ADDR port P` (a failure only before the connection is up).
-    ConnectionClosed,
+    /// `Connection closed by ADDR port P` / `Connection reset by ADDR port P`: the server
+    /// ended the connection before the session began (during the greeting, the key
+    /// exchange or the login; a live session's end reads `Connection to HOST closed by
+    /// remote host.`). `proxied`: ADDR is `UNKNOWN`, ssh talked through a ProxyJump or
+    /// ProxyCommand, so the closing was the proxy's, not the server's.
+    ConnectionClosed { proxied: bool },
 }
 
 /// What `line` says, or `None` for chatter. Debug lines (`debug1: …`) say only the
@@ -182,11 +193,23 @@ pub fn classify(line: &str) -> Option<Said<'_>> {
     if l.contains("Connection timed out") || l.contains("Operation timed out") {
         return Some(Said::ConnectionTimedOut);
     }
+    let older_client = l.starts_with("ssh_exchange_identification:");
+    if (older_client || l.starts_with("kex_exchange_identification:"))
+        && (l.ends_with("Connection closed by remote host")
+            || l.ends_with("Connection reset by peer"))
+    {
+        return Some(Said::ClosedBeforeGreeting { older_client });
+    }
     if l.starts_with("ssh: ") || l.starts_with("kex_exchange_identification:") {
         return Some(Said::ConnectFailed);
     }
-    if l.starts_with("Connection closed by") {
-        return Some(Said::ConnectionClosed);
+    if let Some(by) = l
+        .strip_prefix("Connection closed by ")
+        .or_else(|| l.strip_prefix("Connection reset by "))
+    {
+        return Some(Said::ConnectionClosed {
+            proxied: by.starts_with("UNKNOWN "),
+        });
     }
     None
 }
@@ -303,13 +326,45 @@ mod tests {
                 "ssh: connect to host 192.0.2.1 port 22: Network is unreachable",
                 Said::Unreachable,
             ),
+            // sshd's MaxStartups drop, seen here (the first two lines are the greeting's,
+            // the third the one that follows either of them).
             (
                 "kex_exchange_identification: read: Connection reset by peer",
-                Said::ConnectFailed,
+                Said::ClosedBeforeGreeting {
+                    older_client: false,
+                },
+            ),
+            (
+                "kex_exchange_identification: Connection closed by remote host",
+                Said::ClosedBeforeGreeting {
+                    older_client: false,
+                },
+            ),
+            (
+                "Connection reset by 127.0.0.1 port 2222",
+                Said::ConnectionClosed { proxied: false },
             ),
             (
                 "Connection closed by 127.0.0.1 port 2222",
-                Said::ConnectionClosed,
+                Said::ConnectionClosed { proxied: false },
+            ),
+            // ProxyJump to a target the jump host cannot reach, seen here.
+            (
+                "Connection closed by UNKNOWN port 65535",
+                Said::ConnectionClosed { proxied: true },
+            ),
+            // OpenSSH 7.x clients (sshconnect.c's ssh_exchange_identification).
+            (
+                "ssh_exchange_identification: read: Connection reset by peer",
+                Said::ClosedBeforeGreeting { older_client: true },
+            ),
+            (
+                "ssh_exchange_identification: Connection closed by remote host",
+                Said::ClosedBeforeGreeting { older_client: true },
+            ),
+            (
+                "kex_exchange_identification: banner line contains invalid characters",
+                Said::ConnectFailed,
             ),
             (
                 "bind [127.0.0.1]:8080: Address already in use",
@@ -344,6 +399,7 @@ mod tests {
             "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts.",
             "debug1: connect to address 10.255.255.1 port 22: Connection timed out",
             "debug1: Reading configuration data /etc/ssh/ssh_config",
+            "debug1: kex_exchange_identification: banner line 0: Exceeded MaxStartups",
         ] {
             assert_eq!(classify(line), None, "{line}");
         }

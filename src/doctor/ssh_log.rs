@@ -63,14 +63,15 @@ impl SshLog {
             | Said::BannerTimedOut
             | Said::Unreachable
             | Said::ConnectionTimedOut
+            | Said::ClosedBeforeGreeting { .. }
             | Said::ConnectFailed => {
                 self.connect_error
                     .get_or_insert_with(|| l.trim_start_matches("ssh: ").to_string());
             }
-            Said::ConnectionClosed if !self.connected => {
+            Said::ConnectionClosed { .. } if !self.connected => {
                 self.connect_error.get_or_insert_with(|| l.to_string());
             }
-            Said::ConnectionClosed => {}
+            Said::ConnectionClosed { .. } => {}
             Said::ForwardingDisabled => self.forwarding_disabled = true,
             Said::RemoteForwardOk { port } => self.remote_ok.push(port),
             Said::RemoteForwardFailed { port } => {

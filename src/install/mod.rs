@@ -16,6 +16,12 @@ use crate::targets::{Activation, InittabEntry, Rendered, Target};
 
 pub const INITTAB: &str = "/etc/inittab";
 
+/// The empty file install leaves in the outermost `tunnelctl` directory it creates
+/// (`/var/log/tunnelctl`, or `/etc/tunnelctl/run` when `/etc/tunnelctl` was there):
+/// uninstall removes an empty directory only inside one that holds it, and never one
+/// made by someone else (an empty `/var/log/tunnelctl` the admin made before install).
+pub const MADE_DIR_MARKER: &str = ".made-by-tunnelctl";
+
 mod diff;
 mod init_tools;
 mod inittab_text;
@@ -220,11 +226,39 @@ impl Installer {
 
     fn created_dir<'a>(&self, dirs: &'a mut Dirs, dir: &Path) -> Result<&'a safe_fs::Dir, String> {
         if !dirs.0.contains_key(dir) {
+            let made = self.first_missing_tunnelctl_dir(dir);
             let opened = self.open_dir(dir, true, dirs.1)?;
             opened.clean_stale_temps();
+            if let Some(made) = made {
+                self.open_dir(&made, false, dirs.1)?
+                    .create_empty(OsStr::new(MADE_DIR_MARKER), 0o644)?;
+            }
             dirs.0.insert(dir.to_path_buf(), opened);
         }
         Ok(&dirs.0[dir])
+    }
+
+    /// The outermost of `dir` and its parents that is not there yet and lies inside a
+    /// `tunnelctl` directory: install marks it as made by it ([`MADE_DIR_MARKER`]), and
+    /// with it every folder it goes on to make inside.
+    /// None when an existing parent already holds the marker: one per tree is enough.
+    fn first_missing_tunnelctl_dir(&self, dir: &Path) -> Option<PathBuf> {
+        let mut missing = None;
+        for d in dir
+            .ancestors()
+            .take_while(|d| d.components().any(|c| c.as_os_str() == "tunnelctl"))
+        {
+            match fs::symlink_metadata(self.host(d)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => missing = Some(d),
+                _ if fs::symlink_metadata(self.host(d).join(MADE_DIR_MARKER))
+                    .is_ok_and(|m| m.is_file()) =>
+                {
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        missing.map(Path::to_path_buf)
     }
 
     /// Installs (or updates) one rendered tunnel. Diffs go to `out`.

@@ -2,10 +2,12 @@
 //!
 //! What uninstall removes: the files install wrote for the tunnel, our marker and entry
 //! line in `/etc/inittab`, a systemd unit's state folder (`StateDirectory=`, through
-//! `systemctl clean`), and afterwards directories that are empty *and* lie inside a
-//! directory named `tunnelctl` (`/etc/tunnelctl/run`, `/var/log/tunnelctl`, …). Standard
-//! directories such as `/etc/systemd/system` are never removed, even when install
-//! created them under an empty `--root`.
+//! `systemctl clean`), and afterwards directories that lie inside a directory named
+//! `tunnelctl` (`/etc/tunnelctl/run`, `/var/log/tunnelctl`, …), were created by install
+//! (its marker, `MADE_DIR_MARKER`, is in the outermost of them) and hold nothing else:
+//! one that was there before install stays, empty or not. Standard directories such as
+//! `/etc/systemd/system` are never removed, even when install created them under an
+//! empty `--root`.
 
 use super::*;
 
@@ -145,12 +147,14 @@ impl Installer {
         Ok(())
     }
 
-    /// Removes `dir` and its parents while they are empty and inside a `tunnelctl` directory.
+    /// Removes `dir` and its parents while they are inside a `tunnelctl` directory,
+    /// were made by install (see [`MADE_DIR_MARKER`]) and hold nothing but its marker.
     fn remove_empty_tunnelctl_dirs(&self, mut dir: Option<&Path>) {
         while let Some(d) = dir {
-            if !d.components().any(|c| c.as_os_str() == "tunnelctl") {
+            if !inside_tunnelctl(d) || !self.made_and_empty(d) {
                 break;
             }
+            let _ = fs::remove_file(self.host(d).join(MADE_DIR_MARKER));
             // remove_dir fails on a non-empty directory, which is exactly the stop we want.
             if fs::remove_dir(self.host(d)).is_err() {
                 break;
@@ -158,6 +162,31 @@ impl Installer {
             dir = d.parent();
         }
     }
+
+    /// A real directory (not a link), empty but for install's marker, inside the
+    /// outermost `tunnelctl` directory install made (the one with the marker).
+    fn made_and_empty(&self, dir: &Path) -> bool {
+        let host = self.host(dir);
+        if !fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
+            return false;
+        }
+        let Ok(entries) = fs::read_dir(&host) else {
+            return false;
+        };
+        let names: Vec<_> = entries.take(2).flatten().map(|e| e.file_name()).collect();
+        if !(names.is_empty() || names == [MADE_DIR_MARKER]) {
+            return false;
+        }
+        dir.ancestors()
+            .take_while(|a| inside_tunnelctl(a))
+            .any(|a| {
+                fs::symlink_metadata(self.host(a).join(MADE_DIR_MARKER)).is_ok_and(|m| m.is_file())
+            })
+    }
+}
+
+fn inside_tunnelctl(dir: &Path) -> bool {
+    dir.components().any(|c| c.as_os_str() == "tunnelctl")
 }
 
 /// Whether /etc/inittab (in `etc`, when given) has our entry for `id`.

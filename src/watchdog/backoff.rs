@@ -3,7 +3,10 @@
 //! a *proven* tunnel failed (it had passed probes for at least [`proven_after`]) gets its
 //! first retry free: `n` is then counted one lower, so the waits go 0, initial,
 //! 2·initial, … A tunnel that flaps (fails before it is proven) never starts a new row,
-//! so it keeps backing off. Pure, apart from [`jitter_seed`].
+//! so it keeps backing off. A server that turns a login away as busy is no failure: it
+//! gets a short flat random wait ([`busy_retry`]), and the first attempt after a server
+//! greets again is spread over a second ([`first_attempt_spread`]). Pure, apart from
+//! [`jitter_seed`].
 
 use std::time::Duration;
 
@@ -27,6 +30,34 @@ pub fn nominal(failures: u32, initial: Duration, max: Duration) -> Duration {
 pub fn with_jitter(nominal: Duration, unit: f64) -> Duration {
     let factor = 1.0 + JITTER * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
     nominal.mul_f64(factor)
+}
+
+/// The band of the wait before retrying a server that turned a login away as busy
+/// (`SshError::ServerBusy`): flat, not exponential, and not a failure, since the server is
+/// there. sshd frees a `MaxStartups` place once a login completes (a key exchange and a
+/// publickey login take well under a second); a crowd spread over 2 s arrives a few at a
+/// time instead of at once, and no watchdog waits much longer than autossh's immediate
+/// retry. The 0.5 s floor keeps a proxy or load balancer that turns every connection away
+/// from being hammered more than twice a second.
+pub const BUSY_RETRY: (Duration, Duration) =
+    (Duration::from_millis(500), Duration::from_millis(2500));
+
+/// The wait before retrying a busy server; `unit` in [0, 1) picks where in
+/// [`BUSY_RETRY`] it lands, uniformly (out of range: clamped to the band's edges).
+pub fn busy_retry(unit: f64) -> Duration {
+    let (low, high) = BUSY_RETRY;
+    low + (high - low).mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// The widest wait between the server's greeting coming back and ssh starting.
+pub const FIRST_ATTEMPT_SPREAD: Duration = Duration::from_secs(1);
+
+/// The wait between the greeting check seeing the server again and ssh starting; `unit`
+/// in [0, 1) picks it uniformly in [0, [`FIRST_ATTEMPT_SPREAD`]). Every watchdog of a
+/// crowd sees the banner within the same second (they check once a second); spread over
+/// a second, they do not all open their key exchange in the same millisecond.
+pub fn first_attempt_spread(unit: f64) -> Duration {
+    FIRST_ATTEMPT_SPREAD.mul_f64(unit.clamp(0.0, 1.0))
 }
 
 /// The wait before the next connect, given the persisted row of failures.
@@ -250,6 +281,47 @@ mod tests {
         assert_eq!(up(301), (1, true));
         assert_eq!(up(600), (1, true));
         assert_eq!(after_failure(3, true, None, false, proven, i, m), (4, true));
+    }
+
+    /// Linear across 0.5–2.5 s: the edges, the middle and the quarters pinned (a constant,
+    /// a missing offset or a wrong sign each miss one of them).
+    #[test]
+    fn a_busy_retry_is_uniform_in_its_band() {
+        let ms = |unit| busy_retry(unit).as_millis();
+        assert_eq!(
+            [ms(0.0), ms(0.25), ms(0.5), ms(0.75), ms(1.0)],
+            [500, 1000, 1500, 2000, 2500]
+        );
+        assert_eq!((ms(-2.0), ms(9.0)), (500, 2500));
+    }
+
+    #[test]
+    fn the_first_attempt_spreads_over_one_second() {
+        let ms = |unit| first_attempt_spread(unit).as_millis();
+        assert_eq!(
+            [ms(0.0), ms(0.25), ms(0.5), ms(0.75), ms(1.0)],
+            [0, 250, 500, 750, 1000]
+        );
+        assert_eq!((ms(-1.0), ms(3.0)), (0, 1000));
+    }
+
+    /// What keeps a crowd apart: the seeds of 200 draws reach both ends of each band and
+    /// hardly ever coincide to the millisecond (all 200 in one quarter: once in 10^25).
+    #[test]
+    fn busy_retries_and_first_attempts_of_a_crowd_spread_over_their_bands() {
+        let seeds: Vec<f64> = (0..200).map(|_| jitter_seed()).collect();
+        for (wait, low, high) in [
+            (busy_retry as fn(f64) -> Duration, 1000, 2000),
+            (first_attempt_spread, 250, 750),
+        ] {
+            let ms: Vec<u128> = seeds.iter().map(|&s| wait(s).as_millis()).collect();
+            let (lo, hi) = (ms.iter().min().unwrap(), ms.iter().max().unwrap());
+            assert!(*lo < low && *hi > high, "{lo}..{hi} ms");
+            let mut distinct = ms.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert!(distinct.len() > 100, "{} distinct of 200", distinct.len());
+        }
     }
 
     #[test]

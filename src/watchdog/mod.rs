@@ -16,6 +16,7 @@ mod events;
 pub mod heard;
 mod hook;
 pub mod log;
+pub mod login_slot;
 pub mod mux;
 pub mod netevents;
 pub mod probe;

@@ -28,6 +28,11 @@ pub enum SshError {
     /// TCP connected but the server sent no SSH banner in time: something listens there
     /// that is not (or not yet) a working sshd.
     BannerTimedOut,
+    /// The port answered, then the server closed the connection before the login (before
+    /// or during its greeting or the key exchange): sshd's `MaxStartups` or
+    /// `PerSourceMaxStartups` dropping unauthenticated connections, a load balancer, or
+    /// an sshd that is restarting. The server is there; it is busy.
+    ServerBusy,
 }
 
 impl SshError {
@@ -53,6 +58,12 @@ impl SshError {
         )
     }
 
+    /// The server is there but turned this login away (see [`SshError::ServerBusy`]): retry
+    /// after a short random delay, not the exponential back-off of a server that is down.
+    pub fn is_server_busy(&self) -> bool {
+        matches!(self, SshError::ServerBusy)
+    }
+
     /// One line for a human: what happened and what to do about it.
     pub fn explain(&self) -> String {
         match self {
@@ -69,6 +80,7 @@ impl SshError {
             SshError::ConnectionTimedOut => "connecting to the server timed out: network or firewall problem".into(),
             SshError::Unreachable => "the server's network is unreachable from here (no route): check the network connection".into(),
             SshError::BannerTimedOut => "the server accepted the connection but sent no SSH banner in time: is sshd overloaded, or is something else listening on that port?".into(),
+            SshError::ServerBusy => "the server closed the connection before the login: it is busy (too many logins at once, sshd's MaxStartups) or restarting; retrying in a moment".into(),
         }
     }
 }
@@ -88,6 +100,11 @@ pub fn classify(line: &str) -> Option<SshError> {
         Said::ConnectionTimedOut => SshError::ConnectionTimedOut,
         Said::Unreachable => SshError::Unreachable,
         Said::BannerTimedOut => SshError::BannerTimedOut,
+        // Newer clients follow the greeting's line with `Connection closed by ADDR port P`,
+        // which alone tells the server's closing from a proxy's (ProxyJump to a target
+        // that is down reads the same greeting line, then `… by UNKNOWN port 65535`).
+        Said::ClosedBeforeGreeting { older_client: true }
+        | Said::ConnectionClosed { proxied: false } => SshError::ServerBusy,
         _ => return None,
     })
 }
@@ -157,6 +174,27 @@ mod tests {
                 "Could not request local forwarding.",
                 SshError::LocalPortBusy { port: None },
             ),
+            // sshd's MaxStartups drop (tests/it/watchdog_busy.rs sees them for real).
+            (
+                "Connection closed by 127.0.0.1 port 2222",
+                SshError::ServerBusy,
+            ),
+            (
+                "Connection reset by 127.0.0.1 port 2222",
+                SshError::ServerBusy,
+            ),
+            (
+                "Connection reset by 2001:db8::1 port 22",
+                SshError::ServerBusy,
+            ),
+            (
+                "ssh_exchange_identification: Connection closed by remote host",
+                SshError::ServerBusy,
+            ),
+            (
+                "ssh_exchange_identification: read: Connection reset by peer",
+                SshError::ServerBusy,
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(classify(line).as_ref(), Some(want), "{line}");
@@ -191,5 +229,51 @@ mod tests {
         );
         assert!(!SshError::AuthRefused.is_no_greeting());
         assert!(!SshError::RemotePortRefused { port: 1 }.is_no_greeting());
+    }
+
+    /// Busy is its own class: the server greeted or at least accepted, so it is neither
+    /// "no greeting" (which waits for a greeting check) nor permanent; and nothing else
+    /// is busy.
+    #[test]
+    fn a_busy_server_is_neither_down_nor_permanent() {
+        let busy = SshError::ServerBusy;
+        assert!(busy.is_server_busy());
+        assert!(!busy.is_no_greeting() && !busy.is_permanent());
+        let text = busy.explain();
+        assert!(
+            text.contains("MaxStartups") && text.contains("retrying"),
+            "{text}"
+        );
+        for other in [
+            SshError::AuthRefused,
+            SshError::HostKeyChanged,
+            SshError::HostKeyUnknown,
+            SshError::RemotePortRefused { port: 1 },
+            SshError::LocalPortBusy { port: None },
+            SshError::ResolveFailed,
+            SshError::ConnectionRefused,
+            SshError::ConnectionTimedOut,
+            SshError::Unreachable,
+            SshError::BannerTimedOut,
+        ] {
+            assert!(!other.is_server_busy(), "{other:?}");
+        }
+    }
+
+    /// The greeting's own line says nothing yet on newer clients: through ProxyJump a
+    /// target that is down reads the same, and only the next line (`… by UNKNOWN port
+    /// 65535`) tells. A live session's end is not a busy server either.
+    #[test]
+    fn a_proxy_closing_or_a_session_ending_is_not_a_busy_server() {
+        for line in [
+            "kex_exchange_identification: Connection closed by remote host",
+            "kex_exchange_identification: read: Connection reset by peer",
+            "Connection closed by UNKNOWN port 65535",
+            "Connection to 127.0.0.1 closed by remote host.",
+            "Read from remote host 127.0.0.1: Connection reset by peer",
+            "debug1: kex_exchange_identification: banner line 0: Exceeded MaxStartups",
+        ] {
+            assert_eq!(classify(line), None, "{line}");
+        }
     }
 }

@@ -165,6 +165,56 @@ fn install_then_uninstall_leaves_the_tree_as_it_was() {
     }
 }
 
+/// The `tunnelctl` directories there were made by someone else, before install (an
+/// admin's empty /var/log/tunnelctl, /etc/tunnelctl/run…): uninstall leaves each of them
+/// as it found it, for every target, and marks none of them as its own.
+#[test]
+fn uninstall_keeps_the_empty_tunnelctl_folders_that_were_there_before_install() {
+    for target in Target::ALL {
+        // Which tunnelctl folders does install make on this target?
+        let scout = Fixture::new();
+        let before = snapshot(scout.root.path());
+        assert_eq!(scout.install("web", target, &[]).0, 0, "{target}");
+        let made: Vec<String> = snapshot(scout.root.path())
+            .into_iter()
+            .filter(|(path, (mode, _))| {
+                mode & 0o170000 == 0o040000
+                    && !before.contains_key(path)
+                    && path.split('/').any(|c| c == "tunnelctl")
+            })
+            .map(|(path, _)| path)
+            .collect();
+        if made.is_empty() {
+            continue;
+        }
+        let f = Fixture::new();
+        for dir in &made {
+            fs::create_dir_all(f.root.path().join(dir)).unwrap();
+            fs::set_permissions(
+                f.root.path().join(dir),
+                std::os::unix::fs::PermissionsExt::from_mode(0o750),
+            )
+            .unwrap();
+        }
+        let before = snapshot(f.root.path());
+        let (code, out, err) = f.install("web", target, &[]);
+        assert_eq!(code, 0, "{target}: {out}{err}");
+        for dir in &made {
+            assert!(
+                !f.root.path().join(dir).join(".made-by-tunnelctl").exists(),
+                "{target}: install marked {dir}, which it did not make"
+            );
+        }
+        let (code, out, err) = f.run(&["uninstall", "web", "--target", target.as_str()]);
+        assert_eq!(code, 0, "{target}: {out}{err}");
+        assert_eq!(
+            snapshot(f.root.path()),
+            before,
+            "{target}: uninstall took away folders it did not make ({made:?})"
+        );
+    }
+}
+
 #[test]
 fn uninstall_keeps_an_inittab_entry_installed_in_the_middle_and_other_edits() {
     // Install, then someone appends a line after ours: uninstall removes only our two lines.

@@ -43,6 +43,7 @@ mod packaging;
 mod remote_half_bound;
 mod router_package;
 mod watchdog;
+mod watchdog_busy;
 mod watchdog_cli;
 mod watchdog_foreign_folders;
 mod watchdog_hooks;

@@ -75,6 +75,24 @@ fn doctor_says_the_servers_ipv4_loopback_port_belongs_to_another_program() {
     );
 }
 
+/// The other way round: the program holds [::1]:PORT, sshd binds 127.0.0.1 only.
+#[test]
+fn doctor_says_the_servers_ipv6_loopback_port_belongs_to_another_program() {
+    let test = "doctor_says_the_servers_ipv6_loopback_port_belongs_to_another_program";
+    let Some((sshd, port)) = rig(test) else {
+        return;
+    };
+    let _squatter = TcpListener::bind(("::1", port)).unwrap();
+    let (code, out) = doctor(&sshd, port);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "the server's [::1]:{port} belongs to another program (sshd could bind only 127.0.0.1:{port})"
+        )),
+        "{out}"
+    );
+}
+
 #[test]
 fn doctor_passes_the_same_forward_without_the_other_program() {
     let test = "doctor_passes_the_same_forward_without_the_other_program";
