@@ -29,6 +29,7 @@ mod signals;
 pub mod ssh_errors;
 mod statedir;
 mod supervisor;
+pub mod unanswered;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
