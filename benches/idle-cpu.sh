@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idle CPU of tunnel-watchdog per probe round (issue 5: "idle CPU no higher than
-# autossh -M port at the same poll interval").
+# Idle CPU of tunnel-watchdog per probe round (the target: no higher than autossh with a
+# monitor port at the same poll interval).
 #
 #   bash benches/idle-cpu.sh [--rounds N] [--interval DUR] [--forwards LR|L|R|D]
 #                            [--tool plain|strace|perf|callgrind]

@@ -46,8 +46,10 @@ for module in "${modules[@]}"; do
     out="$out_root/$name"
     rm -rf "$out"
     status=0
+    # --lib for the build as well as the test run: each mutant then rebuilds only the
+    # library's test binary, not the integration tests and binaries it does not run.
     cargo mutants --file "$module" --timeout "${MUTANTS_TIMEOUT:-120}" \
-        --output "$out" --no-shuffle -- --lib || status=$?
+        --output "$out" --no-shuffle --cargo-arg=--lib || status=$?
     # 0: all caught; 2: some missed; 3: some timed out (a timeout counts as caught).
     case $status in 0 | 2 | 3) ;; *) echo "mutants.sh: cargo mutants failed on $module ($status)" >&2; exit "$status" ;; esac
     dir="$out/mutants.out"

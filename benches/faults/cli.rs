@@ -4,16 +4,24 @@
 use crate::faults::Fault;
 use crate::tools::Tool;
 
+/// Fault 11's tunnels per tool: twice sshd's default MaxStartups start (10), so that a
+/// reconnect all at once meets its random early drop.
+pub const CROWD: u16 = 20;
+/// The smoke's crowd: still past MaxStartups' start, at a fraction of the processes.
+const CROWD_QUICK: u16 = 12;
+
 pub const USAGE: &str = "\
 usage: cargo bench --bench faults -- [--quick] [--tools A,B,C,D] [--faults 1,2,...]
                                      [--trials N] [--footprint-minutes M] [--deadline SECS]
+                                     [--crowd N]
 
   --quick                one trial, footprint over 1 minute (CI smoke; at most 4 minutes)
   --tools LIST           tools to run: A tunnelctl, B autossh -M 0, C autossh -M port, D sh loop
-  --faults LIST          faults 1-10 (see docs/fault-bench.md)
+  --faults LIST          faults 1-11 (see docs/fault-bench.md)
   --trials N             trials per fault (default 5, quick 1)
   --footprint-minutes M  idle minutes for the footprint lane (default 10, quick 1; 0 = skip)
   --deadline SECS        a tool not recovered this long after the fault counts as failed (default 120)
+  --crowd N              fault 11: tunnels per tool to the one sshd (default 20, quick 12)
   --save-docs            also write docs/fault-bench.md and docs/fault-bench.svg
                          (done automatically by a full run: all tools, all faults, 5 trials, 10 minutes)
 ";
@@ -26,6 +34,8 @@ pub struct Options {
     pub trials: u32,
     pub footprint_minutes: f64,
     pub deadline_secs: u64,
+    /// Fault 11: how many tunnels each tool runs to the one sshd.
+    pub crowd: u16,
     pub save_docs: bool,
 }
 
@@ -38,6 +48,7 @@ impl Options {
             && self.trials == 5
             && self.footprint_minutes >= 10.0
             && self.deadline_secs == 120
+            && self.crowd == CROWD
     }
 }
 
@@ -49,6 +60,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
     let mut footprint = None;
     let mut deadline = 120;
     let mut save_docs = false;
+    let mut crowd = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         // `--key=value` and `--key value` both work.
@@ -98,6 +110,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
                     return Err(format!("--deadline: {deadline} is outside 10..=600"));
                 }
             }
+            "--crowd" => {
+                let v = value("--crowd")?;
+                let n: u16 = v
+                    .parse()
+                    .map_err(|_| format!("--crowd: `{v}` is not a whole number"))?;
+                if !(1..=crate::tools::CROWD_MAX).contains(&n) {
+                    return Err(format!(
+                        "--crowd: {n} is outside 1..={}",
+                        crate::tools::CROWD_MAX
+                    ));
+                }
+                crowd = Some(n);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -109,6 +134,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
         trials: trials.unwrap_or(if quick { 1 } else { 5 }),
         footprint_minutes: footprint.unwrap_or(if quick { 1.0 } else { 10.0 }),
         deadline_secs: deadline,
+        crowd: crowd.unwrap_or(if quick { CROWD_QUICK } else { CROWD }),
         save_docs,
     })
 }
@@ -136,7 +162,7 @@ fn parse_faults(list: &str) -> Result<Vec<Fault>, String> {
             .parse::<u8>()
             .ok()
             .and_then(Fault::from_number)
-            .ok_or_else(|| format!("--faults: unknown fault `{part}` (use 1 to 10)"))?;
+            .ok_or_else(|| format!("--faults: unknown fault `{part}` (use 1 to 11)"))?;
         if !out.contains(&fault) {
             out.push(fault);
         }

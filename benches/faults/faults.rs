@@ -1,8 +1,9 @@
-//! The ten faults: how each is injected into one lane, what it holds while the
+//! The eleven faults: how each is injected into one lane, what it holds while the
 //! tools recover, and how it is undone.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -24,6 +25,7 @@ pub enum Fault {
     AddressChanged = 8,
     Sleep = 9,
     SlowUplink = 10,
+    Crowd = 11,
 }
 
 /// Fault 3: how long the path drops everything.
@@ -38,9 +40,11 @@ const SESSION_FREEZE_MAX: Duration = Duration::from_secs(60);
 const FORGET_TIMEOUT_SECS: u32 = 1;
 /// Fault 9: how long the path is black-holed and the tools' units frozen.
 pub const SLEEP: Duration = Duration::from_secs(60);
+/// Fault 11: how long sshd (listener and sessions) stays away, as a bastion that restarts.
+pub const CROWD_DOWN: Duration = Duration::from_secs(3);
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 11] = [
         Fault::ClientFrozen,
         Fault::SessionFrozen,
         Fault::BlackHole,
@@ -51,6 +55,7 @@ impl Fault {
         Fault::AddressChanged,
         Fault::Sleep,
         Fault::SlowUplink,
+        Fault::Crowd,
     ];
 
     pub fn from_number(n: u8) -> Option<Fault> {
@@ -73,13 +78,14 @@ impl Fault {
             Fault::AddressChanged => "client's address replaced",
             Fault::Sleep => "machine sleeps 60 s (freeze + black hole)",
             Fault::SlowUplink => "saturated 1 Mbit/s uplink, 60 s upload",
+            Fault::Crowd => "a crowd of tunnels, sshd restarted (MaxStartups 10:30:100)",
         }
     }
 
     /// What the measured time counts from.
     pub fn clock_starts(self) -> &'static str {
         match self {
-            Fault::BlackHole | Fault::SshdDown | Fault::SilentServer => "heal",
+            Fault::BlackHole | Fault::SshdDown | Fault::SilentServer | Fault::Crowd => "heal",
             Fault::ConntrackForgets => "first use after the flow was forgotten",
             Fault::AddressChanged => "the new address being usable",
             Fault::Sleep => "the thaw",
@@ -120,6 +126,9 @@ impl Fault {
             Fault::SlowUplink => {
                 "The client side's uplink is rate-limited (`tc qdisc add dev vsL root tbf rate 1mbit burst 32kbit latency 2s`: a 250 KB queue) and one bulk upload per tool runs through its `-L` forward for 60 s (the four uploads share the link, as four users of one uplink would). Nothing is broken: a restart here is a false alarm that kills the user's upload. Counted per tool: ssh processes started, unit restarts, connections to sshd, uploads cut, and the latency of an end-to-end check through `-L` every 2 s (timeout 20 s) — what any probe through the tunnel sees. The clock starts when the upload ends and the limit is removed."
             }
+            Fault::Crowd => {
+                "Many tunnels from one box to one bastion: every tool runs a crowd of tunnels (`--crowd`, 20 by default), each its own unit with its own `-L` and `-R`, to an sshd of its own with OpenSSH's default `MaxStartups 10:30:100` (past 10 unauthenticated connections sshd drops new ones at random, 30 % at first, all at 100), one sshd per tool so that the tools' crowds do not throttle each other. The sshd is restarted with its sessions: SIGKILL to the daemon and every session (clients see the connection reset), 3 s with nothing listening, then sshd is started again, and every tunnel of the crowd reconnects at once. The time is until **every** forward of **every** tunnel of the tool carries data; counted besides from the tool's sshd log (LogLevel VERBOSE) between the fault and the end of the trial: connections sshd dropped past MaxStartups (`drop connection #N … past MaxStartups`) and logins (`Accepted publickey`). The clock starts when sshd listens again."
+            }
         }
     }
 }
@@ -147,6 +156,8 @@ pub struct Injected {
     frozen: Option<crate::freeze::Frozen>,
     /// Fault 10: what each tool did during the upload.
     pub slow: BTreeMap<Tool, crate::slowlink::SlowStats>,
+    /// Fault 11: each tool's sshd log and its length at the fault (what follows is the trial's).
+    crowd_logs: Vec<(Tool, PathBuf, u64)>,
 }
 
 impl Injected {
@@ -164,6 +175,7 @@ impl Injected {
             moved: false,
             frozen: None,
             slow: BTreeMap::new(),
+            crowd_logs: Vec::new(),
         }
     }
 }
@@ -185,6 +197,43 @@ impl Injected {
             .iter()
             .find(|(t, _, _)| *t == tool)
             .map(|(_, _, gone)| *gone)
+    }
+}
+
+/// Fault 11: what each tool's sshd logged since the fault.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SshdCounts {
+    /// Connections dropped past MaxStartups.
+    pub drops: usize,
+    /// Successful authentications.
+    pub logins: usize,
+}
+
+/// Counts sshd's log lines: a drop past MaxStartups (logged at VERBOSE, the first of a
+/// throttling period at INFO, in the same words) and an accepted login.
+pub fn sshd_counts(log: &str) -> SshdCounts {
+    let mut c = SshdCounts::default();
+    for line in log.lines() {
+        if line.contains("drop connection #") && line.contains("past MaxStartups") {
+            c.drops += 1;
+        } else if line.contains("Accepted publickey for ") {
+            c.logins += 1;
+        }
+    }
+    c
+}
+
+impl Injected {
+    /// Fault 11: per tool, what its sshd logged from the fault until now.
+    pub fn sshd_counts(&self) -> BTreeMap<Tool, SshdCounts> {
+        self.crowd_logs
+            .iter()
+            .map(|(tool, log, from)| {
+                let text = std::fs::read(log).unwrap_or_default();
+                let from = (*from as usize).min(text.len());
+                (*tool, sshd_counts(&String::from_utf8_lossy(&text[from..])))
+            })
+            .collect()
     }
 }
 
@@ -249,7 +298,8 @@ fn sshd_addrs(lane: &Lane) -> Vec<SocketAddr> {
 /// the heal; `reference` is the heal.
 pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
     let mut inj = Injected::new(fault);
-    let tools: Vec<Tool> = lane.instances.iter().map(|i| i.tool).collect();
+    let mut tools: Vec<Tool> = lane.instances.iter().map(|i| i.tool).collect();
+    tools.dedup();
     if matches!(
         fault,
         Fault::ClientFrozen
@@ -409,6 +459,27 @@ pub fn inject(lane: &Lane, fault: Fault) -> Result<Injected, String> {
                 return Err(e);
             }
             healed?;
+            if !held {
+                return Err("interrupted".into());
+            }
+        }
+        Fault::Crowd => {
+            {
+                let sshd = lane.sshd.lock().unwrap();
+                inj.crowd_logs = tools
+                    .iter()
+                    .filter_map(|&t| {
+                        let log = sshd.log_for(crate::tools::ssh_port(t))?.to_path_buf();
+                        let len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+                        Some((t, log, len))
+                    })
+                    .collect();
+            }
+            inj.fault_at = Instant::now();
+            lane.sshd.lock().unwrap().kill_all(&lane.server);
+            let held = stop::sleep(CROWD_DOWN);
+            lane.sshd.lock().unwrap().start(&lane.server)?;
+            inj.reference = Instant::now();
             if !held {
                 return Err("interrupted".into());
             }

@@ -57,10 +57,45 @@ pub struct TrialResult {
     pub local_secs: Option<f64>,
     /// Fault 10: what the tool did during the upload.
     pub slow: Option<crate::slowlink::SlowStats>,
+    /// Fault 11: the tool's crowd of tunnels.
+    pub crowd: Option<CrowdStats>,
+    /// Merged over the tool's instances (one, or a crowd on fault 11).
     pub stop: StopOutcome,
     pub note: String,
     /// About the whole lane's injection in this trial (the same for every tool).
     pub lane_note: String,
+}
+
+/// Fault 11: one tool's crowd of tunnels in one trial. The trial's `recovery_secs` is the
+/// slowest tunnel's (every forward of every tunnel carries data).
+#[derive(Clone, Debug, Default)]
+pub struct CrowdStats {
+    pub tunnels: usize,
+    /// Seconds from the heal until each tunnel's forwards carried data (those that did).
+    pub tunnel_secs: Vec<f64>,
+    /// Connections the tool's sshd dropped past MaxStartups, from the fault to the trial's end.
+    pub drops: usize,
+    /// Logins (successful authentications) in the tool's sshd log over the same span.
+    pub logins: usize,
+}
+
+/// Per tool in `instances` (in their order), the indices of its instances.
+fn by_tool(instances: &[Instance]) -> Vec<(Tool, Vec<usize>)> {
+    let mut out: Vec<(Tool, Vec<usize>)> = Vec::new();
+    for (k, inst) in instances.iter().enumerate() {
+        match out.iter_mut().find(|(t, _)| *t == inst.tool) {
+            Some((_, ks)) => ks.push(k),
+            None => out.push((inst.tool, vec![k])),
+        }
+    }
+    out
+}
+
+/// The slowest of the tool's instances, or None if one of them never made it.
+fn slowest(times: &[Option<Duration>], ks: &[usize]) -> Option<Duration> {
+    ks.iter()
+        .map(|&k| times[k])
+        .try_fold(Duration::ZERO, |acc, t| Some(acc.max(t?)))
 }
 
 impl Lane {
@@ -173,6 +208,7 @@ impl Lane {
                 .collect();
             faults::see_old_sessions_go(self, &mut inj, &recovered_tools, Duration::from_secs(2));
             let slow = std::mem::take(&mut inj.slow);
+            let crowd_counts = inj.sshd_counts();
             let attempts = firewall::attempts(&self.server);
             let notes = inj.notes.clone();
             let old_sessions: Vec<Option<Option<f64>>> = self
@@ -191,30 +227,54 @@ impl Lane {
                 .into_iter()
                 .chain(self.wait_server_sessions_gone())
                 .collect();
-            for ((k, inst), stop) in self.instances.iter().enumerate().zip(stops) {
-                let until = recovered[k]
+            for (tool, ks) in by_tool(&self.instances) {
+                let first = &self.instances[ks[0]];
+                let recovery = slowest(&recovered, &ks);
+                let until = recovery
                     .map(|d| reference + d)
                     .unwrap_or(reference + deadline);
-                let times = attempt_times(&attempts, inst, fault_at, until);
-                let mut note: Vec<String> = notes.get(&inst.tool).cloned().into_iter().collect();
-                if old_sessions[k] == Some(None) {
+                let times = attempt_times(&attempts, first, fault_at, until);
+                let healthy_before = ks.iter().all(|&k| healthy[k]);
+                let mut note: Vec<String> = notes.get(&tool).cloned().into_iter().collect();
+                if ks.iter().any(|&k| old_sessions[k] == Some(None)) {
                     note.push("the old server session was still there when the trial ended".into());
                 }
-                if !healthy[k] {
-                    note.push("not healthy before the fault: trial not counted".into());
+                if !healthy_before {
+                    let sick = ks.iter().filter(|&&k| !healthy[k]).count();
+                    note.push(if ks.len() == 1 {
+                        "not healthy before the fault: trial not counted".into()
+                    } else {
+                        format!(
+                            "{sick} of {} tunnels not healthy before the fault: trial not counted",
+                            ks.len()
+                        )
+                    });
                 }
+                let crowd = (fault == Fault::Crowd).then(|| {
+                    let counts = crowd_counts.get(&tool).copied().unwrap_or_default();
+                    CrowdStats {
+                        tunnels: ks.len(),
+                        tunnel_secs: ks
+                            .iter()
+                            .filter_map(|&k| recovered[k].map(|d| d.as_secs_f64()))
+                            .collect(),
+                        drops: counts.drops,
+                        logins: counts.logins,
+                    }
+                });
                 results.push(TrialResult {
                     fault,
-                    tool: inst.tool,
+                    tool,
                     trial,
-                    healthy_before: healthy[k],
-                    recovery_secs: recovered[k].map(|d| d.as_secs_f64()),
+                    healthy_before,
+                    recovery_secs: recovery.map(|d| d.as_secs_f64()),
                     attempts: times.len(),
                     attempt_times: times,
-                    old_session_secs: old_sessions[k].flatten(),
-                    local_secs: local[k].map(|d| d.as_secs_f64()),
-                    slow: slow.get(&inst.tool).cloned(),
-                    stop,
+                    old_session_secs: old_sessions[ks[0]].flatten(),
+                    local_secs: slowest(&local, &ks).map(|d| d.as_secs_f64()),
+                    slow: slow.get(&tool).cloned(),
+                    crowd,
+                    stop: merge_stops(ks.iter().map(|&k| &stops[k])),
                     note: note.join("; "),
                     lane_note: lane_note.join("; "),
                 });
@@ -342,9 +402,9 @@ impl Lane {
     /// persisted state file while the unit is stopped. Without this, trial N would start
     /// with the back-off left by trial N-1.
     fn reset_a_state(&self, inst: &Instance) {
-        let name = crate::tools::a_name(inst.lane);
+        let name = &inst.a_name;
         for base in [&self.mgr.config_home, &self.mgr.state_home] {
-            let _ = std::fs::remove_file(base.join("tunnelctl").join(&name).join("state"));
+            let _ = std::fs::remove_file(base.join("tunnelctl").join(name).join("state"));
         }
     }
 
@@ -368,6 +428,22 @@ impl Lane {
         self.log("footprint done");
         out
     }
+}
+
+/// One stop outcome for a tool's instances: the longest stop, and everything left.
+fn merge_stops<'a>(stops: impl Iterator<Item = &'a StopOutcome>) -> StopOutcome {
+    stops.fold(
+        StopOutcome {
+            stopped: true,
+            ..StopOutcome::default()
+        },
+        |mut acc, s| {
+            acc.stop_secs = acc.stop_secs.max(s.stop_secs);
+            acc.stopped &= s.stopped;
+            acc.leftovers.extend(s.leftovers.iter().cloned());
+            acc
+        },
+    )
 }
 
 /// When each of the tool's connection attempts started, in seconds after the fault,

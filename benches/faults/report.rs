@@ -208,6 +208,7 @@ impl Report<'_> {
         self.old_session_section(&mut s, &tools);
         self.address_change_section(&mut s, &tools);
         self.slow_uplink_section(&mut s, &tools);
+        self.crowd_section(&mut s, &tools);
         self.leftovers_section(&mut s, &tools);
         self.footprint_section(&mut s);
         if tools.contains(&Tool::A) {
@@ -291,7 +292,7 @@ impl Report<'_> {
         let _ = writeln!(s, "## Time to recover\n");
         let _ = writeln!(
             s,
-            "Seconds from the fault (from the heal for 3, 4 and 7; from the first use after the flow was forgotten for 5; \
+            "Seconds from the fault (from the heal for 3, 4, 7 and 11; from the first use after the flow was forgotten for 5; \
              from the new address for 8; from the thaw for 9; from the end of the upload for 10) \
              until **both** forwards carry data again (median, max, recovered/trials). \
              \"never\" = not within {} s.\n",
@@ -435,7 +436,7 @@ impl Report<'_> {
 
     /// Tool A against the targets set for each fault.
     fn targets_section(&self, s: &mut String) {
-        let _ = writeln!(s, "\n## Tool A against the targets of issue 5\n");
+        let _ = writeln!(s, "\n## Tool A against its targets\n");
         for line in self.target_verdicts() {
             let _ = writeln!(s, "- {line}");
         }
@@ -601,6 +602,115 @@ impl Report<'_> {
         });
     }
 
+    /// The trials of `tool` on fault 11 that count and carry the crowd's figures.
+    fn crowd_trials(&self, tool: Tool) -> Vec<&crate::lane::CrowdStats> {
+        self.counted(Fault::Crowd, tool)
+            .filter_map(|r| r.crowd.as_ref())
+            .collect()
+    }
+
+    /// Fault 11: a crowd of tunnels per tool against one sshd with the default MaxStartups.
+    fn crowd_section(&self, s: &mut String, tools: &[Tool]) {
+        let f = Fault::Crowd;
+        if !self.opts.faults.contains(&f) {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "\n## Fault 11: {} tunnels per tool, sshd restarted\n",
+            self.opts.crowd
+        );
+        let _ = writeln!(
+            s,
+            "Seconds from sshd's return until the first tunnel, the median tunnel (over every tunnel of every counted \
+             trial) and every tunnel carried data on both forwards (median and max over the trials); then per trial, \
+             median (max): connections sshd dropped past `MaxStartups 10:30:100`, logins (successful \
+             authentications, from sshd's log) and connections to sshd (SYNs).\n"
+        );
+        type Pick = fn(&Report, Tool) -> String;
+        fn per_trial(v: Vec<f64>) -> String {
+            let mut v = v;
+            match median_max(&mut v) {
+                Some((m, x)) => format!("{m:.0} ({x:.0})"),
+                None => "—".into(),
+            }
+        }
+        let rows: [(&str, Pick); 6] = [
+            ("first tunnel up", |r, t| {
+                let mut v: Vec<f64> = r
+                    .crowd_trials(t)
+                    .iter()
+                    .filter_map(|c| c.tunnel_secs.iter().copied().reduce(f64::min))
+                    .collect();
+                match median_max(&mut v) {
+                    Some((m, x)) => format!("{m:.1} s (max {x:.1})"),
+                    None => "—".into(),
+                }
+            }),
+            ("median tunnel up", |r, t| {
+                let mut v: Vec<f64> = r
+                    .crowd_trials(t)
+                    .iter()
+                    .flat_map(|c| c.tunnel_secs.iter().copied())
+                    .collect();
+                match median(&mut v) {
+                    Some(m) => format!("{m:.1} s"),
+                    None => "—".into(),
+                }
+            }),
+            ("every tunnel up", |r, t| r.recovery_text(Fault::Crowd, t)),
+            ("dropped by sshd", |r, t| {
+                per_trial(r.crowd_trials(t).iter().map(|c| c.drops as f64).collect())
+            }),
+            ("logins", |r, t| {
+                per_trial(r.crowd_trials(t).iter().map(|c| c.logins as f64).collect())
+            }),
+            ("connections to sshd", |r, t| {
+                per_trial(
+                    r.counted(Fault::Crowd, t)
+                        .map(|x| x.attempts as f64)
+                        .collect(),
+                )
+            }),
+        ];
+        measure_table(s, tools, &rows, |pick, t| {
+            if self.available(t) {
+                pick(self, t)
+            } else {
+                "—".into()
+            }
+        });
+    }
+
+    /// Fault 11: what each tool cost the server, beside its time (compared above).
+    fn crowd_figures(&self, out: &mut Vec<String>) {
+        if !self.opts.faults.contains(&Fault::Crowd) {
+            return;
+        }
+        let figures: Vec<String> = self
+            .tools()
+            .into_iter()
+            .filter_map(|t| {
+                let cs = self.crowd_trials(t);
+                let mut drops: Vec<f64> = cs.iter().map(|c| c.drops as f64).collect();
+                let mut logins: Vec<f64> = cs.iter().map(|c| c.logins as f64).collect();
+                Some(format!(
+                    "{} {:.0} dropped, {:.0} logins",
+                    t.letter(),
+                    median(&mut drops)?,
+                    median(&mut logins)?
+                ))
+            })
+            .collect();
+        if !figures.is_empty() {
+            out.push(format!(
+                "fault 11 ({} tunnels per tool), per trial, median: {}.",
+                self.opts.crowd,
+                figures.join("; ")
+            ));
+        }
+    }
+
     /// Plain statements about tool A against each target; "MET" / "NOT MET".
     pub fn target_verdicts(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -613,10 +723,11 @@ impl Report<'_> {
         self.median_against_peers(&mut out, &peers);
         self.stale_listener_after_floor(&mut out);
         self.frozen_within_bound(&mut out);
-        // Issue 14's targets for faults 8, 9, 10.
+        // Faults 8, 9 and 10 have targets of their own.
         self.address_change_targets(&mut out, &peers);
         self.sleep_target(&mut out);
         self.slow_uplink_target(&mut out);
+        self.crowd_figures(&mut out);
         self.nothing_left_behind(&mut out);
         self.backoff_spacing(&mut out);
         self.footprint_targets(&mut out);
@@ -897,7 +1008,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "  \"options\": {{\"quick\": {}, \"tools\": {}, \"faults\": [{}], \"trials\": {}, \"footprint_minutes\": {}, \"deadline_secs\": {}}},",
+            "  \"options\": {{\"quick\": {}, \"tools\": {}, \"faults\": [{}], \"trials\": {}, \"footprint_minutes\": {}, \"deadline_secs\": {}, \"crowd\": {}}},",
             self.opts.quick,
             q(&self
                 .opts
@@ -913,7 +1024,8 @@ impl Report<'_> {
                 .join(", "),
             self.opts.trials,
             self.opts.footprint_minutes,
-            self.opts.deadline_secs
+            self.opts.deadline_secs,
+            self.opts.crowd
         );
         let _ = writeln!(s, "  \"wall_secs\": {:.1},", self.wall_secs);
         let _ = writeln!(
@@ -939,7 +1051,7 @@ impl Report<'_> {
             .iter()
             .map(|r| {
                 format!(
-                    "    {{\"fault\": {}, \"tool\": \"{}\", \"trial\": {}, \"healthy_before\": {}, \"recovery_secs\": {}, \"attempts\": {}, \"attempt_times\": [{}], \"old_session_secs\": {}, \"local_secs\": {}, \"slow\": {}, \"stop_secs\": {:.2}, \"stopped\": {}, \"leftovers\": [{}], \"note\": {}, \"lane_note\": {}}}",
+                    "    {{\"fault\": {}, \"tool\": \"{}\", \"trial\": {}, \"healthy_before\": {}, \"recovery_secs\": {}, \"attempts\": {}, \"attempt_times\": [{}], \"old_session_secs\": {}, \"local_secs\": {}, \"slow\": {}, \"crowd\": {}, \"stop_secs\": {:.2}, \"stopped\": {}, \"leftovers\": [{}], \"note\": {}, \"lane_note\": {}}}",
                     r.fault.number(),
                     r.tool.letter(),
                     r.trial,
@@ -953,6 +1065,11 @@ impl Report<'_> {
                         "{{\"ssh_started\": {}, \"unit_restarts\": {}, \"uploads_cut\": {}, \"bytes\": {}, \"checks_failed\": {}, \"check_secs\": [{}]}}",
                         x.ssh_started, x.unit_restarts, x.uploads_cut, x.bytes, x.checks_failed,
                         x.check_secs.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
+                    )).unwrap_or("null".into()),
+                    r.crowd.as_ref().map(|c| format!(
+                        "{{\"tunnels\": {}, \"drops\": {}, \"logins\": {}, \"tunnel_secs\": [{}]}}",
+                        c.tunnels, c.drops, c.logins,
+                        c.tunnel_secs.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(", ")
                     )).unwrap_or("null".into()),
                     r.stop.stop_secs,
                     r.stop.stopped,
@@ -1127,6 +1244,7 @@ fn short_title(f: Fault) -> &'static str {
         Fault::AddressChanged => "new address",
         Fault::Sleep => "sleep 60 s",
         Fault::SlowUplink => "slow uplink",
+        Fault::Crowd => "crowd, sshd restart",
     }
 }
 
@@ -1202,6 +1320,9 @@ fn args_line(o: &Options) -> String {
         " --trials {} --footprint-minutes {}",
         o.trials, o.footprint_minutes
     ));
+    if o.faults.contains(&Fault::Crowd) {
+        a.push_str(&format!(" --crowd {}", o.crowd));
+    }
     if a == " --" { String::new() } else { a }
 }
 
@@ -1257,22 +1378,26 @@ const READING: &str = "
   a second: the server counts from the last traffic it heard on the old connection, so it depends on where the
   fault fell between the tool's keepalives or probes; the fault 6 line under the targets counts from each tool's
   own floor.
-- **Faults 8 to 10 (issue 14).** On fault 8 no tool hears of the change from the network: the old flow's packets go
-  nowhere, so every tool waits for its own timeout (A's probe rounds, ssh's ServerAlive for the others); the kernel
-  announced the change at once (rtnetlink), which is what the watchdog's network-event module is for
-  (src/watchdog/netevents/, not yet wired into its loop when this was measured). On fault 9 a freeze keeps
+- **Faults 8 to 10.** On fault 8 the old flow's packets go nowhere and the server hears nothing: B, C and D wait
+  for their own timeouts (ssh's ServerAlive, C's monitor loop), while A hears the change from the kernel (rtnetlink,
+  src/watchdog/netevents/) and reconnects at once. On fault 9 a freeze keeps
   CLOCK_MONOTONIC running, so every timer is overdue at the thaw and fires at once: this measures recovery after a
   freeze, not the late wake of timers after a real suspend (see the clock-gap decision, src/watchdog/clock.rs). On
   fault 10 a probe through the tunnel waits behind the upload in ssh's send buffer and the shaper's queue; a fixed
   probe timeout shorter than that queue is a false alarm (src/watchdog/rtt.rs adapts the timeout to the measured
   round trip).
+- **Fault 11.** A bastion that restarts sees every tunnel of every box come back in the same second. sshd lets 10
+  unauthenticated connections in at once and drops new ones at random beyond that (30 % at first, all at 100), so a
+  crowd that reconnects at once loses most of its first attempts; what counts then is how soon and how spread out
+  each tool tries again, and how many more connections (drops, logins) it costs the server.
 ";
 
 const METHOD: &str = "
 Topology. One client network namespace and, per fault, one server namespace (a *lane*), joined by a veth pair
 (10.213.L.2/30 client, 10.213.L.1/30 server). Each server namespace runs its own sshd (throwaway ed25519 keys,
 `ClientAliveInterval 5`, `ClientAliveCountMax 2`, `AllowTcpForwarding yes`, `StrictModes no`, one port per tool,
-2201–2204) and its own nftables table: a stateful firewall (conntrack, established timeout 20 s, loose pickup off,
+2201–2204, `MaxStartups 100:30:200` so that no tool's reconnects are throttled by another's; fault 11 runs one sshd per
+tool with the default MaxStartups instead) and its own nftables table: a stateful firewall (conntrack, established timeout 20 s, loose pickup off,
 invalid packets dropped), the hooks the faults use, and a set that records every SYN (client address, client port,
 server port), which counts connection attempts per tool even while sshd is down or the path is black-holed.
 A line server that speaks first and echoes a line listens on 127.0.0.1:9000 in every server namespace (the local

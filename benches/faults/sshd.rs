@@ -46,14 +46,35 @@ impl Keys {
     }
 }
 
+/// The lane's sshd: one daemon listening on every tool's port, or (fault 11) one
+/// daemon per tool's port, so that each tool's crowd meets MaxStartups on its own.
 pub struct Sshd {
-    pub config: PathBuf,
-    pub log: PathBuf,
     pub ports: Vec<u16>,
+    daemons: Vec<Daemon>,
+}
+
+struct Daemon {
+    config: PathBuf,
+    log: PathBuf,
+    ports: Vec<u16>,
     child: Option<Child>,
 }
 
+/// What every lane's sshd adds to the shared lines (testkit::sshd_config): keepalives of
+/// its own, so that a session whose client is gone is dropped.
+const BENCH_LINES: &str = "PubkeyAuthentication yes\n\
+                           X11Forwarding no\n\
+                           PrintMotd no\n\
+                           UseDNS no\n\
+                           ClientAliveInterval 5\n\
+                           ClientAliveCountMax 2\n";
+
+/// OpenSSH's MaxStartups when sshd_config says nothing (sshd_config(5)), as `sshd -T` prints it.
+const DEFAULT_MAX_STARTUPS: &str = "10:30:100";
+
 impl Sshd {
+    /// One daemon on every port, with room for every tool's connection attempts at once
+    /// (MaxStartups 100:30:200): on faults 1 to 10 the tools must not throttle each other.
     pub fn new(
         dir: &Path,
         lane: u8,
@@ -61,51 +82,77 @@ impl Sshd {
         ports: &[u16],
         keys: &Keys,
     ) -> Result<Sshd, String> {
-        let config = dir.join(format!("sshd-{lane}.conf"));
-        let log = dir.join(format!("sshd-{lane}.log"));
-        // The shared lines (testkit::sshd_config), then what the bench adds: keepalives
-        // of its own and room for every tool's connection attempts at once.
-        let text = testkit::sshd_config(
-            address,
-            ports,
-            &keys.host_key,
-            &keys.authorized_keys,
-            "PubkeyAuthentication yes\n\
-             X11Forwarding no\n\
-             PrintMotd no\n\
-             UseDNS no\n\
-             ClientAliveInterval 5\n\
-             ClientAliveCountMax 2\n\
-             MaxStartups 100:30:200\n",
-        );
-        std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
-        testkit::sshd_privsep_dir()?;
-        procs::run_ok(
-            Command::new(testkit::SSHD).arg("-t").arg("-f").arg(&config),
-            Duration::from_secs(10),
-        )
-        .map_err(|e| format!("sshd rejects {}: {e}", config.display()))?;
+        let extra = format!("{BENCH_LINES}MaxStartups 100:30:200\n");
+        let daemon = Daemon::new(dir, &format!("sshd-{lane}"), address, ports, keys, &extra)?;
         Ok(Sshd {
-            config,
-            log,
             ports: ports.to_vec(),
-            child: None,
+            daemons: vec![daemon],
         })
     }
 
-    /// Starts the daemon in `ns` and waits until every port listens.
+    /// Fault 11: one daemon per port, each with OpenSSH's default MaxStartups (10:30:100:
+    /// no MaxStartups line), each logging to its own file (`sshd-LANE-PORT.log`), so that its
+    /// drops and logins are the one tool's.
+    pub fn crowd(
+        dir: &Path,
+        lane: u8,
+        address: &str,
+        ports: &[u16],
+        keys: &Keys,
+    ) -> Result<Sshd, String> {
+        let daemons = ports
+            .iter()
+            .map(|&p| {
+                Daemon::new(
+                    dir,
+                    &format!("sshd-{lane}-{p}"),
+                    address,
+                    &[p],
+                    keys,
+                    BENCH_LINES,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // What sshd itself says it will use: the figures mean nothing with another limit.
+        for d in &daemons {
+            let effective = procs::run_ok(
+                Command::new(testkit::SSHD)
+                    .arg("-T")
+                    .arg("-f")
+                    .arg(&d.config),
+                Duration::from_secs(10),
+            )?;
+            let limit = effective
+                .lines()
+                .find_map(|l| l.strip_prefix("maxstartups "))
+                .unwrap_or("(not shown)");
+            if limit.trim() != DEFAULT_MAX_STARTUPS {
+                return Err(format!(
+                    "{}: sshd would use MaxStartups {limit}, not OpenSSH's default {DEFAULT_MAX_STARTUPS}",
+                    d.config.display()
+                ));
+            }
+        }
+        Ok(Sshd {
+            ports: ports.to_vec(),
+            daemons,
+        })
+    }
+
+    /// The log of the daemon that listens on `port`.
+    pub fn log_for(&self, port: u16) -> Option<&Path> {
+        self.daemons
+            .iter()
+            .find(|d| d.ports.contains(&port))
+            .map(|d| d.log.as_path())
+    }
+
+    /// Starts every daemon in `ns` (all at once: on fault 11 no tool's sshd may come back
+    /// before another's) and waits until every port listens.
     pub fn start(&mut self, ns: &Netns) -> Result<(), String> {
-        let mut cmd = ns.command(testkit::SSHD);
-        cmd.arg("-D")
-            .arg("-f")
-            .arg(&self.config)
-            .arg("-E")
-            .arg(&self.log);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().map_err(|e| format!("sshd: {e}"))?;
-        self.child = Some(child);
+        for d in &mut self.daemons {
+            d.spawn(ns)?;
+        }
         let ports = self.ports.clone();
         let ok = stop::poll(Duration::from_secs(10), Duration::from_millis(20), || {
             let table = sockets::tcp_table(ns);
@@ -120,27 +167,84 @@ impl Sshd {
         });
         match ok {
             Some(()) => Ok(()),
-            None => Err(format!(
-                "sshd in {} did not listen on {:?} within 10 s (log: {})",
-                ns.name,
-                self.ports,
-                self.log.display()
-            )),
+            None => {
+                let logs: Vec<String> = self
+                    .daemons
+                    .iter()
+                    .map(|d| d.log.display().to_string())
+                    .collect();
+                Err(format!(
+                    "sshd in {} did not listen on {:?} within 10 s (log: {})",
+                    ns.name,
+                    self.ports,
+                    logs.join(", ")
+                ))
+            }
         }
     }
 
-    /// Kills the listening daemon only: established sessions are separate processes and live on.
+    /// Kills the listening daemons only: established sessions are separate processes and live on.
     pub fn kill_listener(&mut self) {
+        for d in &mut self.daemons {
+            d.kill();
+        }
+    }
+
+    /// Kills the daemons and every session (every sshd process in the namespace).
+    pub fn kill_all(&mut self, ns: &Netns) {
+        self.kill_listener();
+        kill_sessions(ns);
+    }
+}
+
+impl Daemon {
+    fn new(
+        dir: &Path,
+        stem: &str,
+        address: &str,
+        ports: &[u16],
+        keys: &Keys,
+        extra: &str,
+    ) -> Result<Daemon, String> {
+        let config = dir.join(format!("{stem}.conf"));
+        let log = dir.join(format!("{stem}.log"));
+        let text =
+            testkit::sshd_config(address, ports, &keys.host_key, &keys.authorized_keys, extra);
+        std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        testkit::sshd_privsep_dir()?;
+        procs::run_ok(
+            Command::new(testkit::SSHD).arg("-t").arg("-f").arg(&config),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| format!("sshd rejects {}: {e}", config.display()))?;
+        Ok(Daemon {
+            config,
+            log,
+            ports: ports.to_vec(),
+            child: None,
+        })
+    }
+
+    fn spawn(&mut self, ns: &Netns) -> Result<(), String> {
+        let mut cmd = ns.command(testkit::SSHD);
+        cmd.arg("-D")
+            .arg("-f")
+            .arg(&self.config)
+            .arg("-E")
+            .arg(&self.log);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| format!("sshd: {e}"))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-
-    /// Kills the daemon and every session (every sshd process in the namespace).
-    pub fn kill_all(&mut self, ns: &Netns) {
-        self.kill_listener();
-        kill_sessions(ns);
     }
 }
 
@@ -158,8 +262,8 @@ pub fn kill_sessions(ns: &Netns) {
     }
 }
 
-impl Drop for Sshd {
+impl Drop for Daemon {
     fn drop(&mut self) {
-        self.kill_listener();
+        self.kill();
     }
 }

@@ -99,6 +99,8 @@ pub struct Instance {
     pub remote_port: u16,
     /// C only: autossh's monitor port (and +1).
     pub monitor_port: u16,
+    /// A's tunnel name (tunnels.yaml, the unit's name and its state folder).
+    pub a_name: String,
 }
 
 impl Instance {
@@ -115,6 +117,31 @@ impl Instance {
             local_port: 20000 + lane as u16 * 10 + tool.index(),
             remote_port: 3000 + tool.index(),
             monitor_port: 21000 + lane as u16 * 10,
+            a_name: a_name(lane),
+        }
+    }
+
+    /// Member `k` (0-based, below `CROWD_MAX`) of the tool's crowd on fault 11's lane:
+    /// ports of their own, above every single instance's (local 20000 + lane × 10 + tool,
+    /// monitor 21000 + lane × 10), and remote ports only that lane's server uses.
+    pub fn crowd_member(tool: Tool, lane: u8, k: u16) -> Instance {
+        let name = format!("tcb-a{lane}-{k:02}");
+        let unit = match tool {
+            Tool::A => format!("tunnel-{name}.service"),
+            _ => format!(
+                "tcb-{}{lane}-{k:02}.service",
+                tool.letter().to_ascii_lowercase()
+            ),
+        };
+        Instance {
+            tool,
+            lane,
+            unit,
+            ssh_port: ssh_port(tool),
+            local_port: 22000 + tool.index() * 100 + k,
+            remote_port: 3000 + tool.index() * 100 + k,
+            monitor_port: 24000 + 2 * k,
+            a_name: name,
         }
     }
 
@@ -127,6 +154,9 @@ impl Instance {
 pub fn a_name(lane: u8) -> String {
     format!("tcb-a{lane}")
 }
+
+/// Fault 11: the most tunnels per tool (the crowd's ports are numbered within 100).
+pub const CROWD_MAX: u16 = 100;
 
 fn ssh_args(inst: &Instance, keys: &Keys) -> Vec<String> {
     let mut v: Vec<String> = vec!["-N".into()];
@@ -226,7 +256,7 @@ pub fn a_config_entry(inst: &Instance, keys: &Keys) -> String {
          \x20       to: 127.0.0.1:{SERVER_TARGET_PORT}\n\
          \x20     - remote: {rp}\n\
          \x20       to: 127.0.0.1:{CLIENT_TARGET_PORT}\n",
-        name = a_name(inst.lane),
+        name = inst.a_name,
         host = server_ip(inst.lane),
         port = inst.ssh_port,
         key = keys.client_key.display(),
@@ -260,18 +290,12 @@ pub fn tunnelctl_bins() -> Result<TunnelctlBins, String> {
 }
 
 /// `tunnelctl render NAME --target systemd-user --watchdog PATH`.
-pub fn render_a(bins: &TunnelctlBins, config: &Path, lane: u8) -> Result<String, String> {
+pub fn render_a(bins: &TunnelctlBins, config: &Path, name: &str) -> Result<String, String> {
     let out = procs::run_ok(
         Command::new(&bins.tunnelctl)
             .arg("--config")
             .arg(config)
-            .args([
-                "render",
-                &a_name(lane),
-                "--target",
-                "systemd-user",
-                "--watchdog",
-            ])
+            .args(["render", name, "--target", "systemd-user", "--watchdog"])
             .arg(&bins.watchdog),
         Duration::from_secs(20),
     )?;

@@ -444,6 +444,7 @@ mod tests {
     use super::super::test_util::load;
     use super::*;
     use std::path::Path;
+    use std::time::Duration;
 
     /// The escaped unit name's length, as the real escaper writes it.
     #[test]
@@ -543,6 +544,285 @@ mod tests {
         ] {
             assert_eq!(unclean_char(ok), None, "{ok:?}");
         }
+    }
+
+    /// Tunnel `a` with `lines` (at the tunnel's indentation) first, from line 3, then a
+    /// forward and, unless `lines` set one, `host: h`. Refused: each problem as
+    /// (line, message, hint).
+    fn tunnel(lines: &[&str]) -> Result<crate::model::Tunnel, Vec<(usize, String, String)>> {
+        let mut text = String::from("tunnels:\n  a:\n");
+        for line in lines {
+            text.push_str(&format!("    {line}\n"));
+        }
+        text.push_str("    forwards: [{dynamic: 1}]\n");
+        if !lines.iter().any(|l| l.starts_with("host:")) {
+            text.push_str("    host: h\n");
+        }
+        match load(&text) {
+            Ok(mut c) => Ok(c.tunnels.remove(0)),
+            Err(e) => Err(e
+                .diagnostics
+                .into_iter()
+                .map(|d| (d.line, d.message, d.hint.unwrap_or_default()))
+                .collect()),
+        }
+    }
+
+    /// `line` is refused with one problem, on line 3, whose message holds `message`
+    /// and whose hint holds `hint`.
+    fn refused(line: &str, message: &str, hint: &str) {
+        let problems = tunnel(&[line]).expect_err(line);
+        let [(at, got, got_hint)] = &problems[..] else {
+            panic!("{line:?}: one problem expected, got {problems:?}");
+        };
+        assert_eq!(*at, 3, "{line:?}: {got}");
+        assert!(got.contains(message), "{line:?}: {got:?} lacks {message:?}");
+        assert!(
+            got_hint.contains(hint),
+            "{line:?}: hint {got_hint:?} lacks {hint:?}"
+        );
+    }
+
+    /// Strings are taken as written, numbers as their text, anything else refused.
+    #[test]
+    fn host_user_and_jump_values() {
+        let t = tunnel(&[
+            "host: h.example-1_x",
+            "user: alice.b-c_d",
+            "jump: bob@bastion.example:2222,[::1]:22,hop2",
+        ])
+        .unwrap();
+        assert_eq!(t.host, "h.example-1_x");
+        assert_eq!(t.user.as_deref(), Some("alice.b-c_d"));
+        assert_eq!(
+            t.jump.as_deref(),
+            Some("bob@bastion.example:2222,[::1]:22,hop2")
+        );
+        assert_eq!(tunnel(&["host: 10"]).unwrap().host, "10");
+        assert_eq!(tunnel(&["host: 1.5"]).unwrap().host, "1.5");
+        assert_eq!(tunnel(&["host: \"::1\""]).unwrap().host, "::1");
+        refused("host: [a]", "`host` must be a string, found a list", "");
+        refused(
+            "user: {a: 1}",
+            "`user` must be a string, found a mapping",
+            "",
+        );
+    }
+
+    #[test]
+    fn host_user_and_jump_refusals_say_what_is_wrong() {
+        let host_hint = "a host is a name such as `server.example.org` or an IP address";
+        refused(
+            r#"host: "a\tb""#,
+            "contains a control character",
+            "one printable line",
+        );
+        refused(
+            r#"host: "a\u202Eb""#,
+            "contains U+202E",
+            "bidirectional control",
+        );
+        refused(
+            "host: \"h!\"",
+            "`host` \"h!\" contains `!`; only letters, digits, `.`, `-` and `_` are allowed in a host name",
+            host_hint,
+        );
+        refused("host: \"-oX\"", "starts with `-`", host_hint);
+        refused("host: \"\"", "`host` \"\" is empty", host_hint);
+        refused(
+            "host: alice@h",
+            "contains `@`",
+            "put the user in its own key: `user: alice`",
+        );
+        refused(
+            "host: h:2222",
+            "contains `:`",
+            "put the port in its own key: `port: 2222`",
+        );
+        refused(
+            r#"user: "a\nb""#,
+            "`user` \"a\\nb\" contains a control character",
+            "",
+        );
+        refused(
+            "user: a@b",
+            "`user` \"a@b\" contains `@`; only letters, digits, `.`, `-` and `_` are allowed",
+            "use the login name only",
+        );
+        refused(
+            "user: a b",
+            "contains whitespace",
+            "use the login name only",
+        );
+        refused(
+            r#"jump: "h\u0007""#,
+            "`jump` \"h\\u{7}\" contains a control character",
+            "",
+        );
+        let jump_hint = "write `[user@]host[:port]`";
+        refused("jump: \"h!\"", "host `h!` contains `!`", jump_hint);
+        refused(
+            "jump: \"a b@h\"",
+            "user `a b` contains whitespace",
+            jump_hint,
+        );
+        refused(
+            "jump: h:0",
+            "port `0` is not a number from 1 to 65535",
+            jump_hint,
+        );
+        refused("jump: h:65536", "port `65536` is not a number", jump_hint);
+        refused("jump: \"[::1\"", "has an unclosed `[`", jump_hint);
+        refused("jump: \"[h]\"", "`h` is not an IPv6 address", jump_hint);
+        refused("jump: \"[::1]x\"", "unexpected `x` after `]`", jump_hint);
+        refused("jump: \"\"", "is empty", jump_hint);
+    }
+
+    #[test]
+    fn ports_at_their_boundaries() {
+        assert_eq!(tunnel(&["port: 1"]).unwrap().port, Some(1));
+        assert_eq!(tunnel(&["port: 2222"]).unwrap().port, Some(2222));
+        assert_eq!(tunnel(&["port: 65535"]).unwrap().port, Some(65535));
+        let hint = "use a TCP port number from 1 to 65535";
+        refused("port: 0", "port 0 is outside 1-65535", hint);
+        refused("port: 65536", "port 65536 is outside 1-65535", hint);
+        refused("port: -22", "port -22 is outside 1-65535", hint);
+        refused(
+            "port: \"22\"",
+            "a port must be a number from 1 to 65535, found a string `22`",
+            "without quotes",
+        );
+        refused("port: [22]", "found a list", "without quotes");
+    }
+
+    #[test]
+    fn counts_at_their_boundaries() {
+        let count = |n: &str| tunnel(&[&format!("keepalive: {{count: {n}}}")]);
+        assert_eq!(count("1").unwrap().keepalive.count, 1);
+        assert_eq!(count("7").unwrap().keepalive.count, 7);
+        assert_eq!(count("1000").unwrap().keepalive.count, 1000);
+        let must = "it must be a whole number from 1 to 1000";
+        refused(
+            "keepalive: {count: 0}",
+            &format!("`0` is not a valid count; {must}"),
+            "for example `3`",
+        );
+        refused(
+            "keepalive: {count: 1001}",
+            "`1001` is not a valid count",
+            "",
+        );
+        refused("keepalive: {count: x}", "`x` is not a valid count", "");
+        refused(
+            "keepalive: {count: [1]}",
+            "`a list` is not a valid count",
+            "",
+        );
+        assert_eq!(
+            tunnel(&["probe: {failures: 1000}"]).unwrap().probe.failures,
+            1000
+        );
+        refused("probe: {failures: 1001}", "`1001` is not a valid count", "");
+    }
+
+    #[test]
+    fn durations_at_their_boundaries() {
+        let interval = |d: &str| tunnel(&[&format!("keepalive: {{interval: {d}}}")]);
+        assert_eq!(
+            interval("30s").unwrap().keepalive.interval,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            interval("1ms").unwrap().keepalive.interval,
+            Duration::from_millis(1)
+        );
+        // The largest accepted, and one second more.
+        assert_eq!(
+            interval("2147483s").unwrap().keepalive.interval,
+            MAX_DURATION
+        );
+        refused(
+            "keepalive: {interval: 2147484s}",
+            "duration `2147484s` is longer than 2147483s",
+            "use at most `596h`",
+        );
+        refused(
+            "keepalive: {interval: 0s}",
+            "duration `0s` must be longer than zero",
+            "for example `500ms` or `15s`",
+        );
+        // A bare number is read as text, so its missing unit is what is reported.
+        refused(
+            "keepalive: {interval: 30}",
+            "bad duration: ",
+            "a whole number and a unit",
+        );
+        refused(
+            "keepalive: {interval: 1.5}",
+            "bad duration: ",
+            "a whole number and a unit",
+        );
+        refused(
+            "keepalive: {interval: soon}",
+            "bad duration: ",
+            "a whole number and a unit",
+        );
+        refused(
+            "keepalive: {interval: [1s]}",
+            "expected a duration such as `15s`, found a list",
+            "",
+        );
+    }
+
+    #[test]
+    fn paths_expand_and_refuse_what_ssh_would_misread() {
+        // A bare `~` is YAML for nothing, so the tilde alone is quoted. (known_hosts and
+        // metrics_file: a missing identity file is refused further on.)
+        let t = tunnel(&["known_hosts: \"~\"", "metrics_file: /m/a.prom"]).unwrap();
+        assert_eq!(t.known_hosts.as_deref(), Some(Path::new("/home/u")));
+        assert_eq!(t.metrics_file.as_deref(), Some(Path::new("/m/a.prom")));
+        let t = tunnel(&["known_hosts: ~/kh"]).unwrap();
+        assert_eq!(t.known_hosts.as_deref(), Some(Path::new("/home/u/kh")));
+        // Only UserKnownHostsFile is split at whitespace by ssh.
+        let t = tunnel(&["metrics_file: /a b/m.prom"]).unwrap();
+        assert_eq!(t.metrics_file.as_deref(), Some(Path::new("/a b/m.prom")));
+        refused(
+            "known_hosts: /a b/kh",
+            "`known_hosts` \"/a b/kh\" contains whitespace; ssh would read it as several files",
+            "use a path without spaces",
+        );
+        refused(
+            "identity: /a/${HOME}/k",
+            "`identity` \"/a/${HOME}/k\" contains `${`, which ssh expands",
+            "rename the file or directory",
+        );
+        refused(
+            "identity: ~bob/k",
+            "`identity` \"~bob/k\": only `~/` (your own home) is expanded",
+            "write the absolute path",
+        );
+        refused(
+            "identity: k",
+            "`identity` \"k\" is relative",
+            "write an absolute path or one starting with `~/`",
+        );
+        refused(
+            r#"identity: "/k\u0000""#,
+            "contains a control character",
+            "",
+        );
+        refused("identity: 5", "`identity` \"5\" is relative", "");
+        refused(
+            "identity: [a]",
+            "`identity` must be a string, found a list",
+            "",
+        );
+    }
+
+    #[test]
+    fn env_expansion_is_found() {
+        assert!(env_expansion("/a/${X}").is_some_and(|m| m.contains("environment variable")));
+        assert_eq!(env_expansion("/a/$X/{y}"), None);
     }
 
     #[test]

@@ -129,18 +129,21 @@ impl Reader<'_> {
 /// A non-blocking connect: a frozen ssh whose listen backlog is full answers
 /// `WouldBlock` here instead of hanging the watchdog.
 fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
-    // Flags by fcntl, not SOCK_NONBLOCK | SOCK_CLOEXEC, which Apple lacks; the watchdog
-    // has one thread, so nothing can fork between socket() and fcntl.
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    )?;
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SOCKET_FLAGS, None)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     super::process::set_cloexec_nonblocking(&fd)?;
     connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
     Ok(UnixStream::from(fd))
 }
+
+/// Linux sets both flags in `socket` itself: every round makes new control connections,
+/// and three `fcntl` calls each were a tenth of an idle round's system calls.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub const SOCKET_FLAGS: SockFlag = SockFlag::SOCK_NONBLOCK.union(SockFlag::SOCK_CLOEXEC);
+/// Apple lacks SOCK_NONBLOCK and SOCK_CLOEXEC: the flags come by `fcntl` after `socket`
+/// (the watchdog has one thread, so nothing can fork in between).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub const SOCKET_FLAGS: SockFlag = SockFlag::empty();
 
 /// A request that cannot be queued at once means ssh stopped reading.
 fn not_reading(e: io::Error) -> io::Error {
@@ -390,6 +393,19 @@ pub fn stdio_fwd_reply(reply: &[u8], host: &str, port: u16) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_connections_are_non_blocking_and_close_on_exec() {
+        use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let conn = MuxConn::connect(&path).unwrap();
+        let fl = OFlag::from_bits_truncate(fcntl(conn.fd(), FcntlArg::F_GETFL).unwrap());
+        let fd = FdFlag::from_bits_truncate(fcntl(conn.fd(), FcntlArg::F_GETFD).unwrap());
+        assert!(fl.contains(OFlag::O_NONBLOCK));
+        assert!(fd.contains(FdFlag::FD_CLOEXEC));
+    }
 
     #[test]
     fn frames_like_openssh_buffers() {

@@ -427,7 +427,7 @@ impl Prober {
         for (index, forward) in self.forwards.iter().enumerate() {
             if let SshForward::Local { bind, port, .. } = forward {
                 let dial = dial_host(Some(bind));
-                connect_tcp(&dial, *port, deadline).map_err(|e| RoundError {
+                listener_accepts(&dial, *port, deadline).map_err(|e| RoundError {
                     reason: format!("{}: local listener {dial}:{port}: {e}", forward.describe()),
                     forward: Some(index),
                 })?;
@@ -498,6 +498,7 @@ impl Prober {
     fn wait(&mut self, checks: &mut [Pending]) -> Result<(u32, Instant), RoundError> {
         let mut ssh_pid = 0;
         let mut answered = Instant::now();
+        let mut alive_read_early = false;
         // Bounded: every pass reads something, or the clock runs towards a deadline.
         loop {
             let now = Instant::now();
@@ -547,6 +548,24 @@ impl Prober {
             let others = checks
                 .iter()
                 .any(|c| !matches!(c.step, Step::Done | Step::Alive { .. }));
+            // By then its answer has almost always arrived: one read takes it, where a
+            // `poll` first would cost a system call more every round.
+            if !others && !alive_read_early {
+                alive_read_early = true;
+                let mut early = None;
+                for check in checks.iter_mut() {
+                    if matches!(check.step, Step::Alive { .. })
+                        && let Moved::Answered(Some(pid)) =
+                            self.step_on(check).map_err(RoundError::ssh)?
+                    {
+                        early = Some(pid);
+                    }
+                }
+                if let Some(pid) = early {
+                    ssh_pid = pid;
+                    continue;
+                }
+            }
             let waiting: Vec<usize> = (0..checks.len())
                 .filter(|&i| match checks[i].step {
                     Step::Done => false,
@@ -899,6 +918,71 @@ fn ssh_sockets(_pid: u32) -> Option<Vec<u64>> {
 /// How a channel that closed before any data is reported (and recognised).
 const EOF_BEFORE_DATA: &str = "the channel closed before the target sent anything";
 
+/// Whether a local listener accepts by `deadline`: the handshake completes (then the
+/// connection is closed unused). The socket is non-blocking from `socket` on (Linux),
+/// and one `poll` waits for the handshake: `TcpStream::connect_timeout` switches the
+/// socket to non-blocking and back, two more system calls every round.
+fn listener_accepts(host: &str, port: u16, deadline: Instant) -> std::io::Result<()> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{AddressFamily, SockType, SockaddrIn, SockaddrIn6, connect, socket};
+    use std::os::fd::AsRawFd;
+
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "probe timeout");
+    if deadline <= Instant::now() {
+        return Err(timed_out());
+    }
+    // Not ToSocketAddrs: no getaddrinfo in the watchdog (see `addresses`).
+    let addr = super::reachability::addresses(host, port, deadline)
+        .into_iter()
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, mux::SOCKET_FLAGS, None)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    super::process::set_cloexec_nonblocking(&fd)?;
+    let connected = match addr {
+        std::net::SocketAddr::V4(a) => connect(fd.as_raw_fd(), &SockaddrIn::from(a)),
+        std::net::SocketAddr::V6(a) => connect(fd.as_raw_fd(), &SockaddrIn6::from(a)),
+    };
+    match connected {
+        Ok(()) => return Ok(()),
+        Err(Errno::EINPROGRESS | Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Bounded: each pass sleeps towards the deadline or returns.
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let failed = fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+        if !failed {
+            return Ok(());
+        }
+        let code = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::SocketError)?;
+        return Err(if code == 0 {
+            std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed")
+        } else {
+            std::io::Error::from_raw_os_error(code)
+        });
+    }
+}
+
 fn connect_tcp(host: &str, port: u16, deadline: Instant) -> std::io::Result<TcpStream> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
@@ -918,6 +1002,25 @@ fn connect_tcp(host: &str, port: u16, deadline: Instant) -> std::io::Result<TcpS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listener_that_accepts_passes_and_a_closed_port_is_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        listener_accepts("127.0.0.1", port, deadline).unwrap();
+        drop(listener);
+        let err = listener_accepts("127.0.0.1", port, deadline).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    }
+
+    #[test]
+    fn a_listener_check_past_its_deadline_times_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = listener_accepts("127.0.0.1", port, Instant::now()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    }
 
     #[test]
     fn half_bound_only_when_one_address_is_ours_and_the_other_someone_elses() {

@@ -3,7 +3,10 @@
 //! equal `tests/golden/<case>/expected/<target>/` byte for byte. `UPDATE_GOLDEN=1`
 //! rewrites the expected trees. On top: `systemd-analyze verify` and `security` on every
 //! unit, plists read back by two parsers, inittab lines and args files checked against
-//! the rules init applies.
+//! the rules init applies. What each format hands to the watchdog is read back as its
+//! consumer reads it and checked against [`intents`], written by hand from the cases'
+//! YAML (the ssh part through the real `ssh -G`), so a renderer bug cannot pass by being
+//! both the expectation and the result.
 
 use crate::common;
 
@@ -13,13 +16,12 @@ use std::path::{Path, PathBuf};
 
 use common::commands::stdout_of_success;
 use common::readback::{
-    args_file_words, assert_plain_inittab_process, inittab_watchdog_args, launchd_state_dir,
-    plist_program_arguments, python_program_arguments, systemd_verify,
+    Intent, args_file_words, assert_plain_inittab_process, launchd_state_dir,
+    plist_program_arguments, python_program_arguments, run_script_words, systemd_verify,
 };
 use common::systemd_analyze::exposure;
 use common::*;
 use tunnelctl::config::Config;
-use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
 use tunnelctl::targets::Target;
 use tunnelctl::targets::{self as render, RenderOptions};
 
@@ -211,11 +213,13 @@ fn systemd_analyze_accepts_every_unit() {
     eprintln!("exposure scores: {scores:?}");
 }
 
-/// launchd: both the `plist` crate and Python's plistlib read back exactly the intended
-/// ProgramArguments, and the keys launchd needs are there.
+/// launchd: both the `plist` crate and Python's plistlib read back the same
+/// ProgramArguments, the intended words (see [`assert_intended`]), and the keys launchd
+/// needs are there.
 #[test]
 fn plists_read_back_the_intended_argv() {
     let home = golden_home();
+    let oracle = Oracle::new();
     for (_case, config, target, expected_dir) in
         expected_trees(&home, &[Target::Launchd, Target::LaunchdAgent])
     {
@@ -227,22 +231,12 @@ fn plists_read_back_the_intended_argv() {
             let rendered = render::render(tunnel, target, &options).unwrap();
             let file = &rendered.files[0];
             let on_disk = expected_dir.join(file.path.strip_prefix("/").unwrap());
-            let state = launchd_state_dir(target, &home, &tunnel.name);
-            let mut intended = vec![WATCHDOG.to_string()];
-            intended.extend(render::watchdog_args(
-                tunnel,
-                Some(&state),
-                None,
-                ssh_argv(tunnel, &PathOverrides::default()),
-            ));
+            let label = format!("{target} {}", on_disk.display());
             let value = plist::Value::from_file(&on_disk).unwrap();
             let dict = value.as_dictionary().unwrap();
-            assert_eq!(
-                plist_program_arguments(dict),
-                intended,
-                "{}",
-                on_disk.display()
-            );
+            let argv = plist_program_arguments(dict);
+            let state = launchd_state_dir(target, &home, &tunnel.name);
+            oracle.assert_intended(&tunnel.name, &argv, &[("--state-dir", &state)], &label);
             assert_eq!(
                 dict["Label"].as_string(),
                 Some(format!("org.tunnelctl.{}", tunnel.name).as_str())
@@ -257,49 +251,82 @@ fn plists_read_back_the_intended_argv() {
             );
             assert_eq!(
                 python_program_arguments(&on_disk),
-                intended,
-                "{}",
-                on_disk.display()
+                argv,
+                "{label}: plistlib"
             );
         }
     }
 }
 
 /// OpenRC: the init script, sourced as openrc-run sources it and eval'd as
-/// supervise-daemon.sh evals it, starts exactly the intended argv, with the readiness fd
-/// only where supervise-daemon knows `--notify`; respawn never gives up.
+/// supervise-daemon.sh evals it, starts the intended words (see
+/// [`common::initd::assert_openrc_script`]).
 #[test]
 fn openrc_scripts_start_the_intended_argv() {
     let home = golden_home();
+    let oracle = Oracle::new();
     for (case, config, _, expected_dir) in expected_trees(&home, &[Target::Openrc]) {
         for tunnel in &config.tunnels {
-            let script = expected_dir.join(format!("etc/init.d/tunnel-{}", tunnel.name));
+            let name = &tunnel.name;
             common::initd::assert_openrc_script(
-                &script,
-                tunnel,
+                &expected_dir.join(format!("etc/init.d/tunnel-{name}")),
+                oracle.intent(name),
                 WATCHDOG,
-                ssh_argv(tunnel, &PathOverrides::default()),
-                &case.display().to_string(),
+                &format!("{} openrc {name}", case.display()),
             );
         }
     }
 }
 
 /// procd: the init script, sourced as /etc/rc.common sources it with recorders of
-/// procd.sh's functions, opens one instance whose command is exactly the intended argv,
-/// never halts its respawn, and arms procd's watchdog with the watchdog's own timeout.
+/// procd.sh's functions, makes the intended calls (see
+/// [`common::initd::assert_procd_script`]); procd's watchdog is 30 s for every case, as
+/// none has a probe timeout above 10 s.
 #[test]
 fn procd_scripts_make_the_intended_calls() {
     let home = golden_home();
+    let oracle = Oracle::new();
     for (case, config, _, expected_dir) in expected_trees(&home, &[Target::Procd]) {
         for tunnel in &config.tunnels {
-            let script = expected_dir.join(format!("etc/init.d/tunnel-{}", tunnel.name));
+            let name = &tunnel.name;
             common::initd::assert_procd_script(
-                &script,
-                tunnel,
+                &expected_dir.join(format!("etc/init.d/tunnel-{name}")),
+                oracle.intent(name),
                 WATCHDOG,
-                ssh_argv(tunnel, &PathOverrides::default()),
-                &case.display().to_string(),
+                30,
+                &format!("{} procd {name}", case.display()),
+            );
+        }
+    }
+}
+
+/// s6 and runit: the run script's last `exec`, as `sh` reads it, starts the intended
+/// words, with s6's readiness fd (its `notification-fd` file says 3) and none for runit.
+#[test]
+fn run_scripts_exec_the_intended_argv() {
+    let home = golden_home();
+    let oracle = Oracle::new();
+    for (case, config, target, expected_dir) in expected_trees(&home, &[Target::S6, Target::Runit])
+    {
+        for tunnel in &config.tunnels {
+            let name = &tunnel.name;
+            let (dir, readiness) = match target {
+                Target::S6 => (format!("etc/tunnelctl/s6/tunnel-{name}"), "s6-fd:3"),
+                _ => (format!("etc/tunnelctl/sv/tunnel-{name}"), "none"),
+            };
+            if target == Target::S6 {
+                let fd = fs::read_to_string(expected_dir.join(&dir).join("notification-fd"));
+                assert_eq!(fd.unwrap().trim(), "3", "{name}");
+            }
+            let argv = run_script_words(&expected_dir.join(&dir).join("run"));
+            oracle.assert_intended(
+                name,
+                &argv,
+                &[
+                    ("--readiness", readiness),
+                    ("--state-dir", &format!("/run/tunnelctl/{name}")),
+                ],
+                &format!("{} {target} {name}", case.display()),
             );
         }
     }
@@ -350,10 +377,11 @@ fn procd_recorders_catch_breaches_of_the_contract() {
 }
 
 /// inittab/busybox: the line is short and shell-free, names our args file, and the args
-/// file holds exactly the intended arguments one per line.
+/// file holds the intended words one per line.
 #[test]
 fn inittab_lines_are_plain_and_args_files_exact() {
     let home = golden_home();
+    let oracle = Oracle::new();
     for (case, config, target, expected_dir) in
         expected_trees(&home, &[Target::Inittab, Target::Busybox])
     {
@@ -376,10 +404,19 @@ fn inittab_lines_are_plain_and_args_files_exact() {
                 format!("{WATCHDOG} --args-file /etc/tunnelctl/run/{id}.args")
             );
 
-            let read = args_file_words(&expected_dir.join(format!("etc/tunnelctl/run/{id}.args")));
-            let intended =
-                inittab_watchdog_args(tunnel, ssh_argv(tunnel, &PathOverrides::default()));
-            assert_eq!(read, intended, "{}", case.display());
+            let mut argv = vec![WATCHDOG.to_string()];
+            argv.extend(args_file_words(
+                &expected_dir.join(format!("etc/tunnelctl/run/{id}.args")),
+            ));
+            oracle.assert_intended(
+                &tunnel.name,
+                &argv,
+                &[
+                    ("--state-dir", &format!("/run/tunnelctl/{}", tunnel.name)),
+                    ("--log-file", &format!("/var/log/tunnelctl/{id}.log")),
+                ],
+                &format!("{} {target}", case.display()),
+            );
         }
     }
 }
@@ -458,4 +495,194 @@ fn every_rendered_shell_script_parses() {
         }
     }
     eprintln!("sh -n accepted {checked} rendered shell scripts");
+}
+
+/// One per tunnel of `tests/golden/*/tunnels.yaml`.
+fn intents() -> Vec<Intent> {
+    // `~/` stands for the golden home.
+    vec![
+        // full-example
+        Intent::new(
+            "work-tunnel",
+            &[],
+            &[
+                ("hostname", "public.example.org"),
+                ("user", "alice"),
+                ("port", "22"),
+                ("identityfile", "~/.ssh/id_ed25519"),
+                ("identitiesonly", "yes"),
+                ("userknownhostsfile", "~/.ssh/known_hosts"),
+                // ssh stops updating host keys once UserKnownHostsFile is set.
+                ("updatehostkeys", "false"),
+                ("proxyjump", "bastion.example.org"),
+                ("compression", "yes"),
+                ("remoteforward", "1234 [localhost]:22"),
+                ("localforward", "[127.0.0.1]:8080 [intranet]:80"),
+                ("dynamicforward", "[127.0.0.1]:1080"),
+            ],
+        ),
+        // health-hooks
+        Intent::new(
+            "db",
+            &[
+                (
+                    "--metrics-file",
+                    "/var/lib/tunnelctl-metrics/tunnel-db.prom",
+                ),
+                ("--on-change", "/bin/sh"),
+                ("--on-change", "-c"),
+                (
+                    "--on-change",
+                    r#"echo "$TUNNELCTL_TUNNEL is $TUNNELCTL_NEW_STATE (100% sure)" | logger -t "tunnel hook""#,
+                ),
+            ],
+            &[
+                ("hostname", "db.example.org"),
+                ("localforward", "[127.0.0.1]:5432 [localhost]:5432"),
+            ],
+        ),
+        Intent::new(
+            "metrics-only",
+            &[("--metrics-file", "/srv/metrics/relay.prom")],
+            &[
+                ("hostname", "relay.example.org"),
+                ("remoteforward", "2222 [localhost]:22"),
+            ],
+        ),
+        // identity-known-hosts
+        Intent::new(
+            "backup",
+            &[],
+            &[
+                ("hostname", "192.0.2.10"),
+                ("port", "2022"),
+                ("identityfile", "~/.ssh/backup key"),
+                ("identitiesonly", "yes"),
+                ("userknownhostsfile", "~/.ssh/known_hosts.d/backup$hosts"),
+                // ssh stops updating host keys once UserKnownHostsFile is set.
+                ("updatehostkeys", "false"),
+                ("remoteforward", "[127.0.0.1]:8873 [localhost]:873"),
+            ],
+        ),
+        // jump-host
+        Intent::new(
+            "deep",
+            &[],
+            &[
+                ("hostname", "inner.example.com"),
+                ("user", "deploy"),
+                ("proxyjump", "hop1@edge.example.com:2200,hop2.example.com"),
+                ("serveraliveinterval", "5"),
+                ("serveralivecountmax", "2"),
+                ("connecttimeout", "30"),
+                ("localforward", "[127.0.0.1]:9000 [app.inner]:9000"),
+            ],
+        ),
+        // local-dynamic-bind
+        Intent::new(
+            "office-proxy",
+            &[
+                ("--probe-interval", "1500ms"),
+                ("--probe-timeout", "700ms"),
+                ("--probe-failures", "3"),
+                ("--backoff-initial", "500ms"),
+                ("--backoff-max", "90s"),
+            ],
+            &[
+                ("hostname", "gw.example.net"),
+                ("user", "ops"),
+                (
+                    "localforward",
+                    "[0.0.0.0]:5432 [db.internal]:5432|[127.0.0.1]:6379 [fd00::5]:6379",
+                ),
+                ("dynamicforward", "[::1]:1080"),
+            ],
+        ),
+        // minimal-reverse
+        Intent::new(
+            "home",
+            &[],
+            &[
+                ("hostname", "relay.example.org"),
+                ("remoteforward", "2222 [localhost]:22"),
+            ],
+        ),
+        // odd-names
+        Intent::new(
+            "café_db",
+            &[],
+            &[
+                ("hostname", "db.example.org"),
+                ("localforward", "[127.0.0.1]:15432 [localhost]:5432"),
+            ],
+        ),
+        Intent::new(
+            "100%$cost@x+y=z",
+            &[],
+            &[
+                ("hostname", "cost.example.org"),
+                ("remoteforward", "9100 [localhost]:9100"),
+            ],
+        ),
+        Intent::new(
+            "a.b~c,d!e",
+            &[],
+            &[
+                ("hostname", "weird.example.org"),
+                ("dynamicforward", "[127.0.0.1]:1081"),
+            ],
+        ),
+    ]
+}
+
+/// Checks read-back argvs against [`intents`].
+struct Oracle {
+    intents: Vec<Intent>,
+}
+
+impl Oracle {
+    /// Also checks that every golden tunnel has its intent, and no intent is left over.
+    fn new() -> Oracle {
+        let home = golden_home();
+        let home_dir = format!("{}/", home.display());
+        let mut intents = intents();
+        for intent in &mut intents {
+            for (_, value) in &mut intent.ssh {
+                *value = value.replacen("~/", &home_dir, 1);
+            }
+        }
+        let mut written: Vec<&str> = intents.iter().map(|i| i.name.as_str()).collect();
+        let mut golden: Vec<String> = cases()
+            .iter()
+            .flat_map(|case| load(&case.join("tunnels.yaml"), &home).tunnels)
+            .map(|t| t.name)
+            .collect();
+        written.sort_unstable();
+        golden.sort_unstable();
+        assert_eq!(
+            written, golden,
+            "every golden tunnel needs its intent written by hand in golden.rs"
+        );
+        Oracle { intents }
+    }
+
+    fn intent(&self, name: &str) -> &Intent {
+        self.intents
+            .iter()
+            .find(|i| i.name == name)
+            .unwrap_or_else(|| panic!("no intent for {name:?}"))
+    }
+
+    /// See [`Intent::assert_argv`].
+    #[track_caller]
+    fn assert_intended(
+        &self,
+        name: &str,
+        argv: &[String],
+        per_target: &[(&str, &str)],
+        label: &str,
+    ) {
+        self.intent(name)
+            .assert_argv(argv, WATCHDOG, per_target, label);
+    }
 }

@@ -11,7 +11,6 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,10 +18,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::readback::{
-    args_file_words, assert_plain_inittab_process, inittab_watchdog_args, launchd_state_dir,
-    plist_program_arguments, python_program_arguments, systemd_verify,
+    Intent, args_file_words, assert_plain_inittab_process, launchd_state_dir,
+    plist_program_arguments, python_program_arguments, run_script_words, systemd_verify,
 };
-use tunnelctl::ssh_command::{PathOverrides, ssh_argv};
 use tunnelctl::targets::Target;
 use tunnelctl::targets::{self as render, RenderOptions};
 
@@ -43,46 +41,10 @@ struct Case {
     yaml: String,
     /// Targets expected to refuse to render (exit 2); the others must render.
     refused_by: &'static [Target],
-    /// What the real ssh must read from the executed words (see [`ssh_reads`]), written
-    /// from the YAML by hand, not from the renderer: (ssh -G, HOME, the credentials
-    /// folder where the system unit hands the files over, label).
-    expect: fn(&BTreeMap<String, String>, &Path, Option<&str>, &str),
-}
-
-/// What the real ssh makes of the ssh words in a watchdog argv (after `-- ssh`):
-/// `ssh -G -F /dev/null` (no config file, no connection), option → value(s), repeated
-/// options joined with `|`.
-fn ssh_reads(argv: &[String]) -> BTreeMap<String, String> {
-    let at = argv
-        .windows(2)
-        .position(|w| w[0] == "--" && w[1] == "ssh")
-        .unwrap_or_else(|| panic!("no `-- ssh` in {argv:?}"));
-    let out = Command::new("ssh")
-        .arg("-G")
-        .args(["-F", "/dev/null"])
-        .args(&argv[at + 2..])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    common::commands::stdout_of_success(&out, &format!("ssh -G {:?}", &argv[at + 2..]));
-    let mut map = BTreeMap::<String, String>::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
-        map.entry(k.to_string())
-            .and_modify(|old| *old = format!("{old}|{v}"))
-            .or_insert_with(|| v.to_string());
-    }
-    map
-}
-
-/// `ssh -G`'s `key` is `want`.
-#[track_caller]
-fn reads(g: &BTreeMap<String, String>, key: &str, want: &str, label: &str) {
-    assert_eq!(
-        g.get(key).map(String::as_str),
-        Some(want),
-        "{label}: ssh -G reads {key} otherwise"
-    );
+    /// What the tunnel intends (see [`Intent::assert_argv`]), written from the YAML by
+    /// hand, not from the renderer: given HOME and, for the system unit, the credentials
+    /// folder where it hands the key files over.
+    intent: fn(&Path, Option<&str>) -> Intent,
 }
 
 fn accepted_cases() -> Vec<Case> {
@@ -96,36 +58,31 @@ fn accepted_cases() -> Vec<Case> {
                  forwards:\n      - remote: 1234\n        to: localhost:22\n",
             ),
             refused_by: &[],
-            expect: |g, home, creds, label| {
+            intent: |home, creds| {
                 let home = home.display();
-                reads(g, "hostname", "h.example.org", label);
-                reads(g, "compression", "yes", label);
-                reads(g, "remoteforward", "1234 [localhost]:22", label);
-                reads(g, "setenv", r#"A=b c $HOME %d \x ; 'q'"#, label);
-                match creds {
-                    // The credential files exist only while the unit runs; ssh -G drops
-                    // an -i it cannot find, so only the known_hosts path is read back.
-                    Some(creds) => reads(
-                        g,
-                        "userknownhostsfile",
-                        &format!("{creds}/known_hosts"),
-                        label,
+                let (identity, known_hosts) = match creds {
+                    // The credential files exist only while the unit runs, and ssh -G
+                    // drops an -i it cannot find: there ssh's default identities remain.
+                    Some(creds) => (None, format!("{creds}/known_hosts")),
+                    None => (
+                        Some(format!(r#"{home}/.ssh/key "q" $x \b ;é"#)),
+                        format!(r#"{home}/.ssh/kh"q"$x\b;é"#),
                     ),
-                    None => {
-                        reads(
-                            g,
-                            "identityfile",
-                            &format!(r#"{home}/.ssh/key "q" $x \b ;é"#),
-                            label,
-                        );
-                        reads(
-                            g,
-                            "userknownhostsfile",
-                            &format!(r#"{home}/.ssh/kh"q"$x\b;é"#),
-                            label,
-                        );
-                    }
+                };
+                let mut ssh = vec![
+                    ("hostname", "h.example.org"),
+                    ("compression", "yes"),
+                    ("remoteforward", "1234 [localhost]:22"),
+                    ("setenv", r#"A=b c $HOME %d \x ; 'q'"#),
+                    ("identitiesonly", "yes"),
+                    ("userknownhostsfile", &known_hosts),
+                    // ssh stops updating host keys once UserKnownHostsFile is set.
+                    ("updatehostkeys", "false"),
+                ];
+                if let Some(identity) = &identity {
+                    ssh.push(("identityfile", identity));
                 }
+                Intent::new("50%$off;café_x@y+z=1", &[], &ssh)
             },
         },
         Case {
@@ -137,30 +94,26 @@ fn accepted_cases() -> Vec<Case> {
                 value = "$%\\\"''; ".repeat(150),
             ),
             refused_by: &[],
-            expect: |g, home, creds, label| {
+            intent: |home, creds| {
                 let host = format!("{}.example.org", "h".repeat(200));
-                reads(g, "hostname", &host, label);
-                reads(
-                    g,
-                    "localforward",
-                    &format!("[127.0.0.1]:8080 [{host}]:80"),
-                    label,
-                );
+                let forward = format!("[127.0.0.1]:8080 [{host}]:80");
                 let setenv = format!("V={}", "$%\"'; ".repeat(150));
-                assert_eq!(
-                    g.get("setenv").map(|v| v.trim_end()),
-                    Some(setenv.trim_end()),
-                    "{label}: ssh -G reads setenv otherwise"
+                let identity = format!(
+                    "{}/.ssh/{}/{}/id",
+                    home.display(),
+                    "d".repeat(120),
+                    "e".repeat(100)
                 );
+                let mut ssh = vec![
+                    ("hostname", host.as_str()),
+                    ("localforward", &forward),
+                    ("setenv", &setenv),
+                    ("identitiesonly", "yes"),
+                ];
                 if creds.is_none() {
-                    let dir = format!("{}/{}", "d".repeat(120), "e".repeat(100));
-                    reads(
-                        g,
-                        "identityfile",
-                        &format!("{}/.ssh/{dir}/id", home.display()),
-                        label,
-                    );
+                    ssh.push(("identityfile", &identity));
                 }
+                Intent::new(";", &[], &ssh)
             },
         },
     ]
@@ -328,37 +281,21 @@ fn accepted_hostile_configs_read_back_exactly() {
             let installed = root
                 .path()
                 .join(rendered.files[0].path.strip_prefix("/").unwrap());
-            let plain_ssh = ssh_argv(tunnel, &PathOverrides::default());
+            let home = env.home.path();
+            let intent = (case.intent)(home, None);
+            let label = format!("{} {target}", case.label);
             match target {
                 Target::SystemdUser => {
-                    let intended = render::watchdog_args(tunnel, None, None, plain_ssh);
-                    let argv = manager.run_and_dump(&installed, dump_dir.path());
-                    assert_eq!(argv, intended, "{}: systemd exec'd other words", case.label);
-                    (case.expect)(&ssh_reads(&argv), env.home.path(), None, case.label);
+                    // The dumper ran, so the program was ours; it dumps the rest.
+                    let mut argv = vec![watchdog.to_string()];
+                    argv.extend(manager.run_and_dump(&installed, dump_dir.path()));
+                    intent.assert_argv(&argv, watchdog, &[], &label);
                 }
                 Target::Systemd => {
                     let (ok, stderr) = systemd_verify(&installed);
                     let unit = installed.file_name().unwrap().to_str().unwrap();
-                    assert!(
-                        ok && !stderr.contains(unit),
-                        "{}: verify:\n{stderr}",
-                        case.label
-                    );
+                    assert!(ok && !stderr.contains(unit), "{label}: verify:\n{stderr}");
                     let creds = format!("/run/user/0/credentials/{unit}");
-                    let ssh = ssh_argv(
-                        tunnel,
-                        &PathOverrides {
-                            identity: tunnel
-                                .identity
-                                .as_ref()
-                                .map(|_| format!("{creds}/identity")),
-                            known_hosts: tunnel
-                                .known_hosts
-                                .as_ref()
-                                .map(|_| format!("{creds}/known_hosts")),
-                        },
-                    );
-                    let intended = render::watchdog_args(tunnel, None, None, ssh);
                     // The system unit's own ExecStart= line, run by the user manager in a
                     // unit of the same name (its %d is then that unit's credentials
                     // folder): the argv dumper takes the words as systemd exec'd them.
@@ -371,105 +308,69 @@ fn accepted_hostile_configs_read_back_exactly() {
                     let probe_dir = tempfile::tempdir().unwrap();
                     let probe = probe_dir.path().join(unit);
                     fs::write(&probe, format!("[Service]\n{line}\n")).unwrap();
-                    let argv = manager.run_and_dump(&probe, dump_dir.path());
-                    assert_eq!(
-                        argv, intended,
-                        "{}: the system unit's ExecStart",
-                        case.label
+                    let mut argv = vec![watchdog.to_string()];
+                    argv.extend(manager.run_and_dump(&probe, dump_dir.path()));
+                    (case.intent)(home, Some(&creds)).assert_argv(
+                        &argv,
+                        watchdog,
+                        &[],
+                        &format!("{label}: the system unit's ExecStart"),
                     );
-                    let read = ssh_reads(&argv);
-                    (case.expect)(&read, env.home.path(), Some(&creds), case.label);
                 }
                 Target::Launchd | Target::LaunchdAgent => {
-                    let state = launchd_state_dir(target, env.home.path(), &tunnel.name);
-                    let mut intended = vec![watchdog.to_string()];
-                    intended.extend(render::watchdog_args(tunnel, Some(&state), None, plain_ssh));
+                    let state = launchd_state_dir(target, home, &tunnel.name);
                     let value = plist::Value::from_file(&installed).unwrap();
                     let argv = plist_program_arguments(value.as_dictionary().unwrap());
-                    assert_eq!(argv, intended, "{}: plist crate", case.label);
-                    (case.expect)(&ssh_reads(&argv), env.home.path(), None, case.label);
+                    intent.assert_argv(&argv, watchdog, &[("--state-dir", &state)], &label);
                     assert_eq!(
                         python_program_arguments(&installed),
-                        intended,
-                        "{}: plistlib",
-                        case.label
+                        argv,
+                        "{label}: plistlib reads otherwise than the plist crate"
                     );
                 }
                 Target::Openrc => {
-                    common::initd::assert_openrc_script(
-                        &installed,
-                        tunnel,
-                        watchdog,
-                        plain_ssh.clone(),
-                        case.label,
-                    );
-                    let read = common::initd::openrc_start(&installed, false).argv;
-                    (case.expect)(&ssh_reads(&read[1..]), env.home.path(), None, case.label);
+                    common::initd::assert_openrc_script(&installed, &intent, watchdog, &label);
                 }
                 Target::Procd => {
-                    common::initd::assert_procd_script(
-                        &installed,
-                        tunnel,
-                        watchdog,
-                        plain_ssh.clone(),
-                        case.label,
-                    );
-                    let calls = common::initd::procd_calls(&installed);
-                    let read = &calls[1].args[2..];
-                    (case.expect)(&ssh_reads(read), env.home.path(), None, case.label);
+                    // procd's watchdog: 3 × the default 5 s probe timeout, at least 30 s.
+                    common::initd::assert_procd_script(&installed, &intent, watchdog, 30, &label);
                 }
                 Target::S6 | Target::Runit => {
-                    let state = format!("/run/tunnelctl/{}", tunnel.name);
                     let readiness = if target == Target::S6 {
                         "s6-fd:3"
                     } else {
                         "none"
                     };
-                    let mut intended: Vec<String> =
-                        vec![watchdog.into(), "--readiness".into(), readiness.into()];
-                    intended.extend(render::watchdog_args(tunnel, Some(&state), None, plain_ssh));
-                    let read = run_script_words(&installed);
-                    assert_eq!(read, intended, "{} {target}: run script", case.label);
-                    (case.expect)(&ssh_reads(&read[3..]), env.home.path(), None, case.label);
+                    let state = format!("/run/tunnelctl/{}", tunnel.name);
+                    let argv = run_script_words(&installed);
+                    intent.assert_argv(
+                        &argv,
+                        watchdog,
+                        &[("--readiness", readiness), ("--state-dir", &state)],
+                        &format!("{label}: run script"),
+                    );
                 }
                 Target::Inittab | Target::Busybox => {
                     let inittab = fs::read_to_string(root.path().join("etc/inittab")).unwrap();
                     let line = inittab.lines().nth(1).unwrap();
                     let process = line.splitn(4, ':').nth(3).unwrap();
                     assert_plain_inittab_process(process, line);
-                    let intended = inittab_watchdog_args(tunnel, plain_ssh);
-                    let read = args_file_words(&installed);
-                    assert_eq!(read, intended, "{}: args file", case.label);
-                    (case.expect)(&ssh_reads(&read), env.home.path(), None, case.label);
+                    let id = tunnelctl::config::inittab_id(&tunnel.name);
+                    let mut argv = vec![watchdog.to_string()];
+                    argv.extend(args_file_words(&installed));
+                    intent.assert_argv(
+                        &argv,
+                        watchdog,
+                        &[
+                            ("--state-dir", &format!("/run/tunnelctl/{}", tunnel.name)),
+                            ("--log-file", &format!("/var/log/tunnelctl/{id}.log")),
+                        ],
+                        &format!("{label}: args file"),
+                    );
                 }
             }
         }
     }
-}
-
-/// The words a run script's last `exec` hands over, as `sh` reads them: the script with
-/// that `exec` made a `printf` of each word.
-fn run_script_words(script: &Path) -> Vec<String> {
-    let text = fs::read_to_string(script).unwrap();
-    let at = text.rfind("\nexec ").expect("an exec line") + 1;
-    let probe = format!("{}printf '%s\\0' {}", &text[..at], &text[at + 5..]);
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(probe)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut words: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .split('\0')
-        .map(str::to_string)
-        .collect();
-    assert_eq!(words.pop().as_deref(), Some(""));
-    words
 }
 
 /// The systemd renderer refuses a watchdog path that is not absolute, and the inittab

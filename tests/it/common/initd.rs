@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use super::readback::Intent;
+
 /// What starting an openrc-run script would ask supervise-daemon for.
 #[derive(Debug, PartialEq, Eq)]
 pub struct OpenRcStart {
@@ -105,59 +107,48 @@ eval record "$command" -- $command_args
     }
 }
 
-/// Checks an OpenRC script of `tunnel` against what it must start: the intended argv
-/// (its readiness option only where supervise-daemon knows `--notify`), the respawn
-/// settings that never give up, and the early log next to the watchdog's own.
-pub fn assert_openrc_script(
-    script: &Path,
-    tunnel: &tunnelctl::model::Tunnel,
-    watchdog: &str,
-    ssh: Vec<String>,
-    label: &str,
-) {
-    let id = tunnelctl::config::inittab_id(&tunnel.name);
-    let mut intended = vec![watchdog.to_string()];
-    intended.extend(super::readback::inittab_watchdog_args(tunnel, ssh));
+/// Checks an OpenRC script against what it must start: `intent`'s words (see
+/// [`Intent::assert_argv`]) with its state folder and log, the readiness option only
+/// where supervise-daemon knows `--notify`, the respawn settings that never give up, and
+/// the early log next to the watchdog's own.
+pub fn assert_openrc_script(script: &Path, intent: &Intent, watchdog: &str, label: &str) {
+    let name = &intent.name;
+    let id = tunnelctl::config::inittab_id(name);
+    let state = format!("/run/tunnelctl/{name}");
+    let log = format!("/var/log/tunnelctl/{id}.log");
     let old = openrc_start(script, false);
-    assert_eq!(
-        old.argv, intended,
-        "{label}: argv under OpenRC without notify="
+    intent.assert_argv(
+        &old.argv,
+        watchdog,
+        &[("--state-dir", &state), ("--log-file", &log)],
+        &format!("{label}: OpenRC without notify="),
     );
     assert_eq!(old.notify, "", "{label}");
     assert_eq!(old.supervisor, "supervise-daemon", "{label}");
     assert_eq!(
-        (
-            old.respawn_max.as_str(),
-            old.respawn_delay.as_str(),
-            old.respawn_period.as_str()
-        ),
-        ("0", "1", "60"),
+        [&old.respawn_max, &old.respawn_delay, &old.respawn_period],
+        ["0", "1", "60"],
         "{label}: respawn_max 0 never gives up"
     );
     // Also eval'd by supervise-daemon.sh: a plain path by construction (the inittab id).
     let early = format!("/var/log/tunnelctl/{id}.err");
     assert_eq!(
-        (&old.output_log, &old.error_log),
-        (&early, &early),
+        [&old.output_log, &old.error_log],
+        [&early, &early],
         "{label}"
     );
 
     let new = openrc_start(script, true);
     assert_eq!(new.notify, "fd:4", "{label}");
-    let options = tunnelctl::targets::watchdog_options(
-        tunnel,
-        Some(&format!("/run/tunnelctl/{}", tunnel.name)),
-        Some(&format!("/var/log/tunnelctl/{id}.log")),
-    );
-    let mut with_readiness = intended.clone();
-    let at = 1 + options.len();
-    with_readiness.splice(
-        at..at,
-        ["--readiness".to_string(), "openrc-fd:4".to_string()],
-    );
-    assert_eq!(
-        new.argv, with_readiness,
-        "{label}: argv under OpenRC with notify="
+    intent.assert_argv(
+        &new.argv,
+        watchdog,
+        &[
+            ("--state-dir", &state),
+            ("--log-file", &log),
+            ("--readiness", "openrc-fd:4"),
+        ],
+        &format!("{label}: OpenRC with notify="),
     );
 }
 
@@ -268,46 +259,29 @@ start_service
     Ok(calls)
 }
 
-/// Checks a procd script of `tunnel`: one instance named `tunnel` whose command is the
-/// intended argv, respawn that never halts, stdout/stderr to logd, and procd's watchdog
-/// with the timeout the watchdog is told.
+/// Checks a procd script: one instance named `tunnel` whose command is `intent`'s words
+/// (see [`Intent::assert_argv`]) with its state folder, log and procd readiness, respawn
+/// that never halts, stdout/stderr to logd, and procd's watchdog armed with
+/// `watchdog_secs`, the timeout the watchdog is told.
 pub fn assert_procd_script(
     script: &Path,
-    tunnel: &tunnelctl::model::Tunnel,
+    intent: &Intent,
     watchdog: &str,
-    ssh: Vec<String>,
+    watchdog_secs: u32,
     label: &str,
 ) {
-    let calls = procd_calls(script);
     let call = |f: &str, args: &[&str]| ProcdCall {
         function: f.to_string(),
         args: args.iter().map(|a| a.to_string()).collect(),
     };
-    let id = tunnelctl::config::inittab_id(&tunnel.name);
-    let timeout = tunnelctl::targets::procd::watchdog_timeout(tunnel);
-    let mut command = vec!["command".to_string(), watchdog.to_string()];
-    command.extend(tunnelctl::targets::watchdog_options(
-        tunnel,
-        Some(&format!("/var/run/tunnelctl/{}", tunnel.name)),
-        Some(&format!("/var/log/tunnelctl/{id}.log")),
-    ));
-    command.extend([
-        "--readiness".to_string(),
-        format!("procd:tunnel-{}/tunnel", tunnel.name),
-        "--procd-watchdog".to_string(),
-        tunnelctl::duration::format_duration(timeout),
-        "--".to_string(),
-    ]);
-    command.extend(ssh);
-    let secs = timeout.as_secs().to_string();
+    let mut calls = procd_calls(script);
+    assert_eq!(calls.len(), 7, "{label}: {calls:?}");
+    let command = calls.remove(1);
+    let secs = watchdog_secs.to_string();
     assert_eq!(
         calls,
         [
             call("procd_open_instance", &["tunnel"]),
-            ProcdCall {
-                function: "procd_set_param".into(),
-                args: command
-            },
             call("procd_set_param", &["respawn", "3600", "5", "0"]),
             call("procd_set_param", &["stdout", "1"]),
             call("procd_set_param", &["stderr", "1"]),
@@ -316,8 +290,22 @@ pub fn assert_procd_script(
         ],
         "{label}"
     );
-    assert!(
-        timeout.as_secs() >= 15 && timeout >= tunnel.probe.timeout * 3,
-        "{label}: the watchdog's rule"
+    assert_eq!(
+        (command.function.as_str(), command.args[0].as_str()),
+        ("procd_set_param", "command"),
+        "{label}"
+    );
+    let name = &intent.name;
+    let id = tunnelctl::config::inittab_id(name);
+    intent.assert_argv(
+        &command.args[1..],
+        watchdog,
+        &[
+            ("--state-dir", &format!("/var/run/tunnelctl/{name}")),
+            ("--log-file", &format!("/var/log/tunnelctl/{id}.log")),
+            ("--readiness", &format!("procd:tunnel-{name}/tunnel")),
+            ("--procd-watchdog", &format!("{secs}s")),
+        ],
+        label,
     );
 }
