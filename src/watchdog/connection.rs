@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 use super::args::SshForward;
 use super::clock::Gap;
 use super::login_slot::LoginSlot;
-use super::unanswered;
-use std::net::SocketAddr;
 use super::netevents::{self, ConnFacts, NetEvent, Reaction};
 use super::process::SshChild;
 use super::session::Event;
 use super::ssh_errors::SshError;
 use super::supervisor::{Outcome, Watchdog};
+use super::unanswered;
 use super::{CONFIRM_PAUSE, PORT_HELD_ASK_EVERY, PORT_HELD_ASKS, events, heard, log, probe, rtt};
 use crate::duration::format_human;
 use crate::state::{ForwardHealth, Phase};
+use std::net::SocketAddr;
 
 /// ssh creates its control socket without telling anyone: look this often.
 const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
@@ -148,7 +148,9 @@ impl Conn {
         match self.stage() {
             Stage::WaitingForSocket => Instant::now() + SOCKET_LOOK_EVERY,
             Stage::AskingForHeldPorts => self.next_step,
-            Stage::Probing => self.next_look.map_or(self.next_step, |t| t.min(self.next_step)),
+            Stage::Probing => self
+                .next_look
+                .map_or(self.next_step, |t| t.min(self.next_step)),
         }
     }
 
@@ -209,7 +211,11 @@ impl Conn {
             .errors
             .iter()
             .any(|e| matches!(e, SshError::Unreachable));
-        let server_busy = !permanent && report.errors.iter().any(|e| e.is_server_busy());
+        // Busy only when the server closed before its greeting was through (sshd's
+        // MaxStartups): one that greets and then hangs up is broken, and backs off.
+        let server_busy = !permanent
+            && report.closed_before_greeting
+            && report.errors.iter().any(|e| e.is_server_busy());
         Break(Outcome::Failed {
             reason,
             permanent,
@@ -243,9 +249,9 @@ impl Conn {
         // The sensor asks for the connection as the kernel has it: the local address
         // as learnt (turned back under an emulator of the other byte order).
         self.sensor = match (&learnt, conn) {
-            (Some((facts, server)), Some((local, _))) => facts
-                .local
-                .and_then(|ip| unanswered::Sensor::open(SocketAddr::new(ip, local.port()), *server)),
+            (Some((facts, server)), Some((local, _))) => facts.local.and_then(|ip| {
+                unanswered::Sensor::open(SocketAddr::new(ip, local.port()), *server)
+            }),
             _ => None,
         };
         self.facts = learnt.map(|(facts, _)| facts);

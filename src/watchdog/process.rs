@@ -123,6 +123,10 @@ pub struct StderrReport {
     /// target that stays down makes ssh say the same every probe round, logged once
     /// until the session forgets them (every target answers again). Bounded.
     pub channel_lines: Vec<String>,
+    /// ssh said the server closed the connection before or during its greeting
+    /// (`kex_exchange_identification: …`): what sshd's MaxStartups drop looks like, as
+    /// opposed to a server that greets and then hangs up (broken, not busy).
+    pub closed_before_greeting: bool,
 }
 
 /// A line longer than this is logged in pieces, so a runaway stderr cannot grow memory.
@@ -218,11 +222,17 @@ impl SshChild {
             return;
         }
         let r = &mut self.report;
-        if let Some(crate::ssh_stderr::Said::OpenFailed { reason }) =
-            crate::ssh_stderr::classify(&line)
+        let said = crate::ssh_stderr::classify(&line);
+        if let Some(crate::ssh_stderr::Said::OpenFailed { reason }) = &said
             && r.open_failures.len() < 16
         {
             r.open_failures.push(reason.to_string());
+        }
+        if matches!(
+            said,
+            Some(crate::ssh_stderr::Said::ClosedBeforeGreeting { .. })
+        ) {
+            r.closed_before_greeting = true;
         }
         match classify(&line) {
             Some(SshError::RemotePortRefused { port }) if self.asked_ports.contains(&port) => {}
