@@ -26,7 +26,11 @@ pub const MAX_CONTROL_PATH: usize = 104 - 17 - 1;
 pub const PRIVATE_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
 /// The ssh argv with the control-socket options right after the program name.
-pub fn with_control_master(ssh: &[String], control_path: &Path) -> Vec<String> {
+pub fn with_control_master(
+    ssh: &[String],
+    control_path: &Path,
+    keepalive_count: Option<u32>,
+) -> Vec<String> {
     let mut argv = vec![ssh[0].clone()];
     argv.extend([
         "-o".to_string(),
@@ -36,8 +40,41 @@ pub fn with_control_master(ssh: &[String], control_path: &Path) -> Vec<String> {
         "-o".to_string(),
         "ControlPersist=no".to_string(),
     ]);
+    if let Some(count) = keepalive_count {
+        argv.extend(["-o".to_string(), format!("ServerAliveCountMax={count}")]);
+    }
     argv.extend(ssh[1..].iter().cloned());
     argv
+}
+
+/// The argv with `-o ServerAliveCountMax=K` first (ssh keeps the first value it reads)
+/// when ssh's own keepalive would give up sooner than `patience`: under the watchdog the
+/// probes decide when the server is dead, and they tell a saturated uplink (the server
+/// still acknowledging, every keepalive queued behind megabytes) from a dead server,
+/// which ssh's count cannot: it would cut the upload. ssh's interval stays, for NAT and
+/// the server's ClientAlive. `None` when ssh's own count already lasts (or no
+/// `ServerAliveInterval` is set: ssh then sends none).
+pub fn keepalive_count_for(ssh: &[String], patience: Duration) -> Option<u32> {
+    let value = |key: &str| {
+        ssh.iter()
+            .zip(ssh.iter().skip(1))
+            .filter(|(flag, _)| *flag == "-o")
+            .find_map(|(_, kv)| {
+                let (k, v) = kv.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case(key)
+                    .then(|| v.trim().to_string())
+            })
+    };
+    let interval: u64 = value("ServerAliveInterval")?
+        .parse()
+        .ok()
+        .filter(|&i| i > 0)?;
+    let count: u64 = value("ServerAliveCountMax")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(3);
+    let needed = patience.as_secs().div_ceil(interval).max(1);
+    (count < needed).then(|| u32::try_from(needed).unwrap_or(u32::MAX))
 }
 
 /// `ControlPath=PATH` as ssh reads back exactly PATH (spaces quoted, `%` as `%%`); also
@@ -407,12 +444,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ssh_keepalive_lasts_as_long_as_the_watchdogs_patience() {
+        let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let two_min = Duration::from_secs(120);
+        // 5 s × 2 gives up after 15 s: raised to 24 (120 s / 5 s).
+        let ssh = words("ssh -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -N h");
+        assert_eq!(keepalive_count_for(&ssh, two_min), Some(24));
+        // An uneven division rounds up; the default count is 3.
+        let ssh = words("ssh -o serveraliveinterval=7 h");
+        assert_eq!(keepalive_count_for(&ssh, two_min), Some(18));
+        // Already patient enough (exactly, and more), or no keepalive at all: as it is.
+        let ssh = words("ssh -o ServerAliveInterval=5 -o ServerAliveCountMax=24 h");
+        assert_eq!(keepalive_count_for(&ssh, two_min), None);
+        let ssh = words("ssh -o ServerAliveInterval=60 -o ServerAliveCountMax=3 h");
+        assert_eq!(keepalive_count_for(&ssh, two_min), None);
+        assert_eq!(keepalive_count_for(&words("ssh -N h"), two_min), None);
+        let ssh = words("ssh -o ServerAliveInterval=0 h");
+        assert_eq!(keepalive_count_for(&ssh, two_min), None);
+        // Placed first, where ssh takes it over the tunnel's own later value.
+        let ssh = words("ssh -o ServerAliveInterval=5 -o ServerAliveCountMax=2 h");
+        let argv = with_control_master(&ssh, Path::new("/run/x/ctl"), Some(24));
+        let at = argv
+            .iter()
+            .position(|w| w == "ServerAliveCountMax=24")
+            .unwrap();
+        let theirs = argv
+            .iter()
+            .position(|w| w == "ServerAliveCountMax=2")
+            .unwrap();
+        assert!(at < theirs, "{argv:?}");
+    }
+
+    #[test]
     fn adds_control_options_after_the_program() {
         let ssh: Vec<String> = ["ssh", "-N", "host"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let argv = with_control_master(&ssh, Path::new("/run/t/ctl"));
+        let argv = with_control_master(&ssh, Path::new("/run/t/ctl"), None);
         assert_eq!(argv[0], "ssh");
         assert_eq!(
             &argv[1..7],
@@ -429,6 +498,7 @@ mod tests {
         let argv = with_control_master(
             &ssh,
             Path::new("/Users/a/Library/Application Support/t/a%db/ctl"),
+            None,
         );
         assert_eq!(
             argv[4],

@@ -535,7 +535,11 @@ impl<'a> Session<'a> {
         };
         // A socket left by a killed ssh would make the new one refuse to listen.
         let _ = std::fs::remove_file(&self.w.ctl);
-        let argv = process::with_control_master(&self.ssh_args, &self.w.ctl);
+        let argv = process::with_control_master(
+            &self.ssh_args,
+            &self.w.ctl,
+            process::keepalive_count_for(&self.ssh_args, self.w.slow_patience()),
+        );
         self.w.state.restarts += 1;
         self.w.set_phase(Phase::Connecting, "starting ssh");
         let attempt = self.w.state.consecutive_failures + 1;

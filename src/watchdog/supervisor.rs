@@ -195,6 +195,14 @@ impl Watchdog {
         conn.open_remote_forward(bind.as_deref(), *port, host, *host_port, deadline)
     }
 
+    /// How long the probes let a server that is heard but does not answer (the uplink
+    /// saturated) count as slow, not dead: ssh's own keepalive may not give up sooner.
+    pub(super) fn slow_patience(&self) -> Duration {
+        self.interval
+            .saturating_mul(super::rtt::SLOW_ROUNDS)
+            .saturating_add(self.o.probe_timeout)
+    }
+
     /// How long ssh may take from start to a first good probe round.
     pub(super) fn connect_budget(&self) -> Duration {
         // Saturating, though the parser's bounds keep it far from overflow.
