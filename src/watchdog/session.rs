@@ -146,7 +146,7 @@ const SLOT_WAIT_MAX: Duration = Duration::from_secs(10);
 /// A look for a free login slot comes after a random pause in this band: long enough
 /// for a login on a LAN, short next to one over a WAN.
 const SLOT_LOOK_AGAIN: (Duration, Duration) =
-    (Duration::from_millis(50), Duration::from_millis(250));
+    (Duration::from_millis(20), Duration::from_millis(120));
 
 impl<'a> Session<'a> {
     pub(super) fn new(w: &'a mut Watchdog) -> Self {
