@@ -19,11 +19,9 @@ use super::process::SshChild;
 use super::session::Event;
 use super::ssh_errors::SshError;
 use super::supervisor::{Outcome, Watchdog};
-use super::unanswered;
 use super::{CONFIRM_PAUSE, PORT_HELD_ASK_EVERY, PORT_HELD_ASKS, events, heard, log, probe, rtt};
 use crate::duration::format_human;
 use crate::state::{ForwardHealth, Phase};
-use std::net::SocketAddr;
 
 /// ssh creates its control socket without telling anyone: look this often.
 const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
@@ -31,15 +29,6 @@ const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
 /// ssh sends its `-R` requests as the control socket appears; the server gets this
 /// long to answer them before the first ask or probe round.
 const FIRST_STEP_AFTER_SOCKET: Duration = Duration::from_millis(300);
-
-/// Between probe rounds, while ssh has sent data lately, the kernel is asked this often
-/// whether the server answered it (`unanswered`): a frozen server session shows there
-/// before the next round would meet it.
-const LOOK_EVERY: Duration = Duration::from_secs(1);
-
-/// Looks go on while ssh sent data within this; an idle tunnel is not looked at
-/// between rounds (no wake-up, no cost).
-const TRAFFIC_WITHIN: Duration = Duration::from_secs(3);
 
 /// A running connection's stage, derived from its fields.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -87,10 +76,6 @@ pub(super) struct Conn {
     /// Held while ssh logs in, so a crowd of watchdogs on this machine does not log in
     /// to one server at once (`login_slot`); given back once the control socket is there.
     pub(super) login_slot: Option<LoginSlot>,
-    /// The kernel's view of ssh's TCP connection (None: not Linux, no direct TCP).
-    sensor: Option<unanswered::Sensor>,
-    /// When the sensor is read next between rounds (None: not while the tunnel idles).
-    next_look: Option<Instant>,
 }
 
 impl Conn {
@@ -125,8 +110,6 @@ impl Conn {
             facts: None,
             server: None,
             login_slot: None,
-            sensor: None,
-            next_look: None,
         }
     }
 
@@ -147,10 +130,7 @@ impl Conn {
     pub(super) fn wake_at(&self) -> Instant {
         match self.stage() {
             Stage::WaitingForSocket => Instant::now() + SOCKET_LOOK_EVERY,
-            Stage::AskingForHeldPorts => self.next_step,
-            Stage::Probing => self
-                .next_look
-                .map_or(self.next_step, |t| t.min(self.next_step)),
+            Stage::AskingForHeldPorts | Stage::Probing => self.next_step,
         }
     }
 
@@ -183,9 +163,6 @@ impl Conn {
             }
             Stage::AskingForHeldPorts if now >= self.next_step => Some(Event::HeldPortAskDue),
             Stage::Probing if now >= self.next_step => Some(Event::ProbeRoundDue),
-            Stage::Probing if self.next_look.is_some_and(|t| now >= t) => {
-                Some(Event::TrafficLookDue)
-            }
             Stage::WaitingForSocket | Stage::AskingForHeldPorts | Stage::Probing => None,
         }
     }
@@ -246,14 +223,6 @@ impl Conn {
             .as_ref()
             .map(|(_, server)| *server)
             .or(conn.map(|(_, server)| server));
-        // The sensor asks for the connection as the kernel has it: the local address
-        // as learnt (turned back under an emulator of the other byte order).
-        self.sensor = match (&learnt, conn) {
-            (Some((facts, server)), Some((local, _))) => facts.local.and_then(|ip| {
-                unanswered::Sensor::open(SocketAddr::new(ip, local.port()), *server)
-            }),
-            _ => None,
-        };
         self.facts = learnt.map(|(facts, _)| facts);
         Continue(())
     }
@@ -431,45 +400,6 @@ impl Conn {
         } else {
             (round_start + w.interval).min(Instant::now() + CONFIRM_PAUSE)
         };
-        self.arm_looks();
-        Continue(())
-    }
-
-    /// After a round: look between rounds only while ssh sends (one read now decides).
-    fn arm_looks(&mut self) {
-        let recent = self
-            .sensor
-            .as_mut()
-            .and_then(unanswered::Sensor::read)
-            .is_some_and(|t| unanswered::traffic_recent(&t, TRAFFIC_WITHIN));
-        self.next_look = recent.then(|| Instant::now() + LOOK_EVERY);
-    }
-
-    /// A look between rounds: data ssh sent that the server has not answered within
-    /// the round time-out (the RTO learnt from this connection's rounds) brings the
-    /// next round forward; it judges as any round does, so a slow server costs one
-    /// early round, never a restart.
-    pub(super) fn on_traffic_look_due(&mut self) -> ControlFlow<Outcome> {
-        let Some(times) = self.sensor.as_mut().and_then(unanswered::Sensor::read) else {
-            self.next_look = None;
-            return Continue(());
-        };
-        let bound = self.rounds.round_timeout();
-        match unanswered::unanswered_for(&times) {
-            Some(silent) if silent >= bound && self.failed_rounds == 0 => {
-                log::info(format_args!(
-                    "the server has not answered data sent {} ago (bound {}): probing now",
-                    format_human(silent),
-                    format_human(bound)
-                ));
-                self.next_step = Instant::now();
-                self.next_look = None;
-            }
-            _ if unanswered::traffic_recent(&times, TRAFFIC_WITHIN) => {
-                self.next_look = Some(Instant::now() + LOOK_EVERY);
-            }
-            _ => self.next_look = None,
-        }
         Continue(())
     }
 

@@ -30,7 +30,6 @@ mod signals;
 pub mod ssh_errors;
 mod statedir;
 mod supervisor;
-pub mod unanswered;
 mod wait;
 
 use std::path::{Path, PathBuf};

@@ -16,7 +16,6 @@
 //! | `ConnectTimedOut`       |                              | end: failed            |                        |                           |
 //! | `HeldPortAskDue`        |                              |                        | ask; all granted: probe|                           |
 //! | `ProbeRoundDue`         |                              |                        |                        | round: ready / alive      |
-//! | `TrafficLookDue`        |                              |                        |                        | unanswered data: round now|
 //! | `WaitOver`              | connect                      |                        |                        |                           |
 //! | `CheckDue`              | greets / route: connect      |                        |                        |                           |
 //! | `ClockGap`              | connect, back-off reset      | nothing to do          | ask now                | round now, back-off reset |
@@ -90,8 +89,6 @@ pub(super) enum Event {
     HeldPortAskDue,
     /// Time for a probe round.
     ProbeRoundDue,
-    /// Time to ask the kernel whether the server answered what ssh sent (`unanswered`).
-    TrafficLookDue,
     /// A wait ran out: connect.
     WaitOver,
     /// A wait's check is due (the server's greeting, a route to it).
@@ -190,7 +187,6 @@ impl<'a> Session<'a> {
             Event::ConnectTimedOut => self.on_conn(|c, w| c.on_connect_timed_out(w)),
             Event::HeldPortAskDue => self.on_conn(|c, w| c.on_held_port_ask_due(w)),
             Event::ProbeRoundDue => self.on_conn(|c, w| c.on_probe_round_due(w)),
-            Event::TrafficLookDue => self.on_conn(|c, _| c.on_traffic_look_due()),
             Event::WaitOver => self.connect(),
             Event::CheckDue => self.on_check_due(),
             Event::ClockGap(gap) => self.on_clock_gap(gap),
