@@ -30,6 +30,11 @@ const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
 /// long to answer them before the first ask or probe round.
 const FIRST_STEP_AFTER_SOCKET: Duration = Duration::from_millis(300);
 
+/// How long the "was the server heard" question may take. An unknown answer counts as
+/// silence on the confirming round (a restart), and on a busy machine the dump of every
+/// TCP socket takes a few hundred milliseconds; asked only when a round went unanswered.
+const HEARD_DEADLINE: Duration = Duration::from_secs(1);
+
 /// A running connection's stage, derived from its fields.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Stage {
@@ -211,7 +216,11 @@ impl Conn {
         Break(failed(error.explain(), port_held))
     }
 
-    pub(super) fn on_control_socket(&mut self) -> ControlFlow<Outcome> {
+    pub(super) fn on_control_socket(&mut self, w: &mut Watchdog) -> ControlFlow<Outcome> {
+        if w.readiness.is_ready() {
+            // Logged in again: progress, and the first round comes within a timeout.
+            w.readiness.alive("logged in, proving the forwards");
+        }
         let now = Instant::now();
         self.socket_seen = Some(now);
         // Logged in: the next watchdog of a crowd may log in now.
@@ -463,11 +472,8 @@ impl Conn {
         let heard = match self.server {
             Some(server) => {
                 #[cfg(target_os = "linux")]
-                let last = heard::since_last_data(
-                    server,
-                    self.ssh.pid,
-                    Instant::now() + netevents::LOOKUP_DEADLINE,
-                );
+                let last =
+                    heard::since_last_data(server, self.ssh.pid, Instant::now() + HEARD_DEADLINE);
                 #[cfg(not(target_os = "linux"))]
                 let last: Option<Duration> = {
                     let _ = server;

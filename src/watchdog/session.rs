@@ -183,7 +183,7 @@ impl<'a> Session<'a> {
             Event::Signal(request) => self.on_signal(request),
             Event::SshExited(status) => self.on_conn(|c, _| c.on_ssh_exited(status)),
             Event::SshStderr(error) => self.on_conn(|c, _| c.on_ssh_stderr(error)),
-            Event::ControlSocketAppeared => self.on_conn(|c, _| c.on_control_socket()),
+            Event::ControlSocketAppeared => self.on_conn(|c, w| c.on_control_socket(w)),
             Event::ConnectTimedOut => self.on_conn(|c, w| c.on_connect_timed_out(w)),
             Event::HeldPortAskDue => self.on_conn(|c, w| c.on_held_port_ask_due(w)),
             Event::ProbeRoundDue => self.on_conn(|c, w| c.on_probe_round_due(w)),
@@ -557,9 +557,15 @@ impl<'a> Session<'a> {
             "connecting (attempt {attempt}): ssh pid {}",
             ssh.pid
         ));
-        self.w
-            .readiness
-            .status(&format!("connecting (attempt {attempt})"));
+        let status = format!("connecting (attempt {attempt})");
+        if self.w.readiness.is_ready() {
+            // Reconnecting inside this watchdog: the supervisor's watchdog timer
+            // (WatchdogSec=, longer than one connect budget) is fed here and once more
+            // when ssh is logged in, so a slow connect is not taken for a hang.
+            self.w.readiness.alive(&status);
+        } else {
+            self.w.readiness.status(&status);
+        }
         let mut conn = Conn::new(self.w, ssh, &self.held);
         conn.login_slot = slot;
         self.conn = Some(conn);
