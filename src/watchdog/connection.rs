@@ -33,6 +33,7 @@ const FIRST_STEP_AFTER_SOCKET: Duration = Duration::from_millis(300);
 /// How long the "was the server heard" question may take. An unknown answer counts as
 /// silence on the confirming round (a restart), and on a busy machine the dump of every
 /// TCP socket takes a few hundred milliseconds; asked only when a round went unanswered.
+#[cfg(target_os = "linux")]
 const HEARD_DEADLINE: Duration = Duration::from_secs(1);
 
 /// A running connection's stage, derived from its fields.

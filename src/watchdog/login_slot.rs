@@ -60,6 +60,7 @@ pub fn try_take(destination: &str) -> Taken {
 /// `tunnelctl-login/HASH/k` (the abstract name, without its leading NUL): FNV-1a 64 of the
 /// destination, stable across builds and versions (std's hasher promises neither), so
 /// watchdogs of different releases on one machine share the slots.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn slot_name(destination: &str, k: u32) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in destination.bytes().map(|b| b.to_ascii_lowercase()) {
