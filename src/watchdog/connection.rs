@@ -77,8 +77,8 @@ pub(super) struct Conn {
     /// ssh's connection and its route, learnt when the control socket appears (None:
     /// not yet, or no direct TCP connection: network events then only probe).
     pub(super) facts: Option<ConnFacts>,
-    /// The server's address and port as ssh's socket has them.
-    server: Option<std::net::SocketAddr>,
+    /// ssh's TCP connection as the kernel has it: ssh's address and port, the server's.
+    tcp: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
     /// Held while ssh logs in, so a crowd of watchdogs on this machine does not log in
     /// to one server at once (`login_slot`); given back once the control socket is there.
     pub(super) login_slot: Option<LoginSlot>,
@@ -114,7 +114,7 @@ impl Conn {
             slow_said: false,
             after_gap: false,
             facts: None,
-            server: None,
+            tcp: None,
             login_slot: None,
         }
     }
@@ -228,11 +228,8 @@ impl Conn {
         self.login_slot = None;
         self.next_step = now + FIRST_STEP_AFTER_SOCKET;
         let conn = events::ssh_connection(self.ssh.pid);
-        let learnt = conn.and_then(|(local, server)| learn_facts(local.ip(), server));
-        self.server = learnt
-            .as_ref()
-            .map(|(_, server)| *server)
-            .or(conn.map(|(_, server)| server));
+        let learnt = conn.and_then(|(local, server)| learn_facts(local, server));
+        self.tcp = learnt.as_ref().map(|(_, tcp)| *tcp).or(conn);
         self.facts = learnt.map(|(facts, _)| facts);
         Continue(())
     }
@@ -470,17 +467,16 @@ impl Conn {
         reason: String,
     ) -> ControlFlow<Outcome> {
         let since = *self.suspect_since.get_or_insert(round_start);
-        let heard = match self.server {
-            Some(server) => {
+        let heard = match self.tcp {
+            Some((local, server)) => {
                 #[cfg(target_os = "linux")]
-                let last =
-                    heard::since_last_data(server, self.ssh.pid, Instant::now() + HEARD_DEADLINE);
+                let reading = heard::read(local, server, Instant::now() + HEARD_DEADLINE);
                 #[cfg(not(target_os = "linux"))]
-                let last: Option<Duration> = {
-                    let _ = server;
+                let reading = {
+                    let _ = (local, server);
                     None
                 };
-                heard::judge(last, since.elapsed())
+                heard::judge(reading, since.elapsed())
             }
             None => rtt::Heard::Unknown,
         };
@@ -655,30 +651,32 @@ fn failed(reason: String, port_held: Option<u16>) -> Outcome {
 /// back names its local address, that pair is the true one. (With BindAddress the route's
 /// source differs anyway; the second lookup then finds nothing either.)
 fn learn_facts(
-    local: std::net::IpAddr,
+    local: std::net::SocketAddr,
     server: std::net::SocketAddr,
-) -> Option<(ConnFacts, std::net::SocketAddr)> {
+) -> Option<(ConnFacts, (std::net::SocketAddr, std::net::SocketAddr))> {
+    use std::net::SocketAddr;
     let route_to =
         |ip| match netevents::lookup_route(ip, Instant::now() + netevents::LOOKUP_DEADLINE) {
             netevents::RouteNow::Via(route) => Some(route),
             netevents::RouteNow::NoRoute | netevents::RouteNow::Unknown => None,
         };
-    let facts = |local, server: std::net::SocketAddr, route| {
+    let facts = |local: SocketAddr, server: SocketAddr, route| {
         let facts = ConnFacts {
             server: server.ip(),
-            local: Some(local),
+            local: Some(local.ip()),
             route,
         };
-        (facts, server)
+        (facts, (local, server))
     };
     let route = route_to(server.ip());
-    if route.as_ref().is_none_or(|r| r.prefsrc != Some(local)) {
+    if route.as_ref().is_none_or(|r| r.prefsrc != Some(local.ip())) {
         let (local2, server2) = (
-            events::word_swapped(local),
+            events::word_swapped(local.ip()),
             events::word_swapped(server.ip()),
         );
         if let Some(route2) = route_to(server2).filter(|r| r.prefsrc == Some(local2)) {
-            let server2 = std::net::SocketAddr::new(server2, server.port());
+            let local2 = SocketAddr::new(local2, local.port());
+            let server2 = SocketAddr::new(server2, server.port());
             return Some(facts(local2, server2, route2));
         }
     }

@@ -189,7 +189,7 @@ fn established_with_inode<'a>(line: &'a str, inodes: &[u64]) -> Option<(&'a str,
 }
 
 /// `ip` with each 4-byte word reversed: an address of /proc/net/tcp read in the other
-/// byte order, turned back (see `session::learn_facts`).
+/// byte order, turned back (see `connection::learn_facts`).
 pub(super) fn word_swapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::from(u32::from(v4).swap_bytes().to_be_bytes()),

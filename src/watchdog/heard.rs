@@ -1,42 +1,65 @@
-//! "Has the server said anything lately?" for the adaptive probe timeout's
-//! confirming rule (`rtt::Heard`), read from the kernel without touching ssh.
+//! "Has the server said anything lately, and has it got what we sent?" for the
+//! adaptive probe timeout's confirming rule (`rtt::Heard`), read from the kernel
+//! without touching ssh.
 //!
-//! Linux: one `NETLINK_SOCK_DIAG` dump of established TCP sockets (what `ss -ti`
-//! reads; no privilege needed), keeping the socket whose inode is one of ssh's
-//! (from /proc/PID/fd of the watchdog's own child) and whose peer is the server,
-//! and its `tcp_info.tcpi_last_data_recv`: milliseconds since the last segment that
-//! carried data arrived. Data, not bare ACKs: a frozen sshd's kernel still
-//! acknowledges, but only a running sshd sends window adjustments or keepalive replies.
-//! One exception: while ssh has more than [`BUSY_QUEUE`] bytes on their way to the
-//! server (`idiag_wqueue`), the server's ACKs count too (`tcpi_last_ack_recv`): the
-//! probes then queue behind the user's data, and the link is moving.
+//! Linux: one `NETLINK_SOCK_DIAG` request for ssh's connection by its exact 4-tuple
+//! (no `NLM_F_DUMP`: the kernel looks the one socket up, inside the `sendto`, and
+//! queues one reply; no privilege needed), then one `recv`. From its `tcp_info`:
+//! - `tcpi_last_data_recv`: milliseconds since the last segment from the server that
+//!   carried data. Data, not bare ACKs: a frozen sshd's kernel still acknowledges, but
+//!   only a running sshd sends window adjustments or keepalive replies. One exception:
+//!   while ssh has more than [`BUSY_QUEUE`] bytes on their way to the server
+//!   (`idiag_wqueue`), the server's ACKs count too (`tcpi_last_ack_recv`): the probes
+//!   then queue behind the user's data, and the link is moving.
+//! - `tcpi_last_data_sent` and what is still unacknowledged (`tcpi_unacked`,
+//!   `idiag_wqueue`): whether ssh sent the probes' requests and the server's machine
+//!   acknowledged all of them. Then a silence is the server's sshd itself (frozen,
+//!   wedged), not a slow or lossy path, and one more round-trip timeout confirms it.
 //!
-//! Layouts (linux/inet_diag.h, linux/tcp.h):
-//! - request `inet_diag_req_v2` (56): u8 family, u8 protocol, u8 ext, u8 pad, u32 states,
-//!   `inet_diag_sockid` (48: be16 sport, be16 dport, be32 src[4], be32 dst[4], u32 if,
-//!   u32 cookie[2]).
-//! - reply `inet_diag_msg` (72): u8 family, state, timer, retrans, sockid (48), u32
-//!   expires, rqueue, wqueue, uid, inode; then rtattrs, INET_DIAG_INFO (2) = `tcp_info`,
-//!   whose u32 `tcpi_last_data_recv` is at byte 52 (8 bytes of u8 fields, then u32 rto,
-//!   ato, snd_mss, rcv_mss, unacked, sacked, lost, retrans, fackets, last_data_sent,
-//!   last_ack_sent, last_data_recv).
+//! Layouts (linux/inet_diag.h, linux/tcp.h), host byte order except the socket id's
+//! ports and addresses (network order):
+//! - request: `nlmsghdr` (16), then `inet_diag_req_v2` (56): u8 family, u8 protocol,
+//!   u8 ext, u8 pad, u32 states, `inet_diag_sockid` (48: be16 sport, be16 dport,
+//!   be32 src[4], be32 dst[4], u32 if, u32 cookie[2]). `src` is our side.
+//! - reply: `nlmsghdr`, `inet_diag_msg` (72: u8 family, state, timer, retrans, sockid
+//!   (48), u32 expires, rqueue, wqueue, uid, inode), then attributes; INET_DIAG_INFO is
+//!   `tcp_info`: 8 bytes of u8 fields, then u32 rto (8), ato, snd_mss, rcv_mss,
+//!   unacked (24), sacked, lost, retrans, fackets, last_data_sent (44), last_ack_sent,
+//!   last_data_recv (52), last_ack_recv (56), ...
+//! - an error (ENOENT: no such connection any more): `NLMSG_ERROR`.
 //!
 //! Elsewhere (macOS) there is no source yet: callers get `Heard::Unknown`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::netevents::rtnetlink::{NLMSG_HDRLEN, messages};
+use super::netevents::rtnetlink::{NLMSG_ERROR, NLMSG_HDRLEN, attrs, messages};
+use super::rtt::Heard;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const IPPROTO_TCP: u8 = 6;
-const TCP_ESTABLISHED_BIT: u32 = 1 << 1;
 const INET_DIAG_INFO: u16 = 2;
+/// `inet_diag_msg`, before the attributes.
 const DIAG_MSG_LEN: usize = 72;
-const LAST_DATA_RECV_AT: usize = 52;
-const LAST_ACK_RECV_AT: usize = 56;
+/// `inet_diag_req_v2`.
+const DIAG_REQ_LEN: usize = 56;
+/// One whole request: header and `inet_diag_req_v2`.
+const REQUEST_LEN: usize = NLMSG_HDRLEN + DIAG_REQ_LEN;
+const NLM_F_REQUEST: u16 = 0x1;
+/// INET_DIAG_NOCOOKIE: match by addresses and ports alone.
+const NO_COOKIE: u32 = !0;
+const SEQ_AT: usize = 8;
 /// `idiag_wqueue`: bytes ssh wrote that the server has not acknowledged yet.
 const WQUEUE_AT: usize = 60;
+/// In `tcp_info`.
+const UNACKED_AT: usize = 24;
+const LAST_DATA_SENT_AT: usize = 44;
+const LAST_DATA_RECV_AT: usize = 52;
+const LAST_ACK_RECV_AT: usize = 56;
+/// Room for one reply, with plenty to spare: 408 bytes on Linux 6.x.
+#[cfg(target_os = "linux")]
+const REPLY_BUF: usize = 4096;
+
 /// A backlog this large towards the server means the probes queue behind the user's
 /// data (a bulk upload on a slow uplink, fault 10): then an acknowledgement of that
 /// data counts as hearing the server too. Over a 1 Mbit/s uplink the server's SSH
@@ -46,78 +69,161 @@ const WQUEUE_AT: usize = 60;
 /// fills, at most `rtt::SLOW_ROUNDS` rounds.
 pub const BUSY_QUEUE: u32 = 64 * 1024;
 
-/// The dump request for every established TCP socket of `family`'s kind.
-pub fn request(server: IpAddr, seq: u32) -> Vec<u8> {
-    let family: u8 = if server.is_ipv4() { 2 } else { 10 };
-    let len = NLMSG_HDRLEN + 56;
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    m.extend_from_slice(&(0x1u16 | 0x300).to_ne_bytes()); // NLM_F_REQUEST | NLM_F_DUMP
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[family, IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), 0]);
-    m.extend_from_slice(&TCP_ESTABLISHED_BIT.to_ne_bytes());
-    m.resize(len, 0); // the socket id: zero, the kernel dumps them all
-    m
+/// What the kernel says of ssh's connection to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reading {
+    /// Since the server last sent data (behind a [`BUSY_QUEUE`] backlog: or an ACK).
+    pub since_heard: Duration,
+    /// Since ssh last sent data (a retransmission counts).
+    pub since_sent: Duration,
+    /// Nothing ssh wrote waits for the server's acknowledgement: its machine has it all.
+    pub delivered: bool,
 }
 
-/// From one reply datagram: `tcpi_last_data_recv` of the socket whose inode is in
-/// `inodes` and whose peer is `server` (or `tcpi_last_ack_recv`, if sooner, while
-/// more than [`BUSY_QUEUE`] bytes wait for the server's acknowledgement). Also says
-/// whether the dump is done.
-pub fn parse_reply(buf: &[u8], server: SocketAddr, inodes: &[u64]) -> (Option<Duration>, bool) {
-    let mut found = None;
-    let mut done = false;
+/// The exact-match request for the TCP connection from `local` to `server`, or None
+/// when their families differ. `seq` identifies the reply.
+pub fn request(local: SocketAddr, server: SocketAddr, seq: u32) -> Option<[u8; REQUEST_LEN]> {
+    let family: u8 = match (local.ip(), server.ip()) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => 2,
+        (IpAddr::V6(_), IpAddr::V6(_)) => 10,
+        _ => return None,
+    };
+    let mut m = [0u8; REQUEST_LEN];
+    m[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
+    m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    // No NLM_F_DUMP: the kernel looks the one socket up instead of walking them all.
+    m[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    m[SEQ_AT..SEQ_AT + 4].copy_from_slice(&seq.to_ne_bytes());
+    let r = &mut m[NLMSG_HDRLEN..];
+    r[0..4].copy_from_slice(&[family, IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), 0]);
+    // Ignored by the exact lookup; every state, so nothing depends on it.
+    r[4..8].copy_from_slice(&(!0u32).to_ne_bytes());
+    let id = &mut r[8..];
+    id[0..2].copy_from_slice(&local.port().to_be_bytes());
+    id[2..4].copy_from_slice(&server.port().to_be_bytes());
+    put_ip(&mut id[4..20], local.ip());
+    put_ip(&mut id[20..36], server.ip());
+    // A link-local server is reached through one interface, and ssh's socket is bound
+    // to it: the lookup must name it too.
+    let ifindex = match server {
+        SocketAddr::V6(s) => s.scope_id(),
+        SocketAddr::V4(_) => 0,
+    };
+    id[36..40].copy_from_slice(&ifindex.to_ne_bytes());
+    id[40..44].copy_from_slice(&NO_COOKIE.to_ne_bytes());
+    id[44..48].copy_from_slice(&NO_COOKIE.to_ne_bytes());
+    Some(m)
+}
+
+/// An address as the socket id holds it: network order, IPv4 in the first word.
+fn put_ip(to: &mut [u8], ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => to[0..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => to[0..16].copy_from_slice(&v6.octets()),
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The reading in one reply datagram to request `seq` for the connection from `local`
+/// to `server`; None for an error (`NLMSG_ERROR`: ENOENT when the connection is
+/// gone), another request's reply, another socket, or a reply without `tcp_info`
+/// (a connection in TIME_WAIT has none).
+pub fn parse_reply(
+    buf: &[u8],
+    seq: u32,
+    local: SocketAddr,
+    server: SocketAddr,
+) -> Option<Reading> {
     for msg in messages(buf) {
-        match msg.kind {
-            3 | 2 => done = true, // NLMSG_DONE, NLMSG_ERROR
-            SOCK_DIAG_BY_FAMILY => {
-                let p = msg.payload;
-                if p.len() < DIAG_MSG_LEN {
-                    continue;
+        if msg.seq != seq {
+            continue;
+        }
+        if msg.kind == NLMSG_ERROR {
+            return None;
+        }
+        if msg.kind != SOCK_DIAG_BY_FAMILY {
+            continue;
+        }
+        let p = msg.payload;
+        let (Some(head), Some(rest)) = (p.get(..DIAG_MSG_LEN), p.get(DIAG_MSG_LEN..)) else {
+            continue;
+        };
+        let sport = u16::from_be_bytes([head[4], head[5]]);
+        let dport = u16::from_be_bytes([head[6], head[7]]);
+        if sport != local.port() || dport != server.port() {
+            continue;
+        }
+        let wqueue = u32_at(head, WQUEUE_AT)?;
+        let (_, info) = attrs(rest)
+            .into_iter()
+            .find(|(k, _)| *k == INET_DIAG_INFO)?;
+        let ms = |at| u32_at(info, at).map(|v| Duration::from_millis(u64::from(v)));
+        let mut since_heard = ms(LAST_DATA_RECV_AT)?;
+        if wqueue >= BUSY_QUEUE {
+            since_heard = since_heard.min(ms(LAST_ACK_RECV_AT)?);
+        }
+        return Some(Reading {
+            since_heard,
+            since_sent: ms(LAST_DATA_SENT_AT)?,
+            delivered: wqueue == 0 && u32_at(info, UNACKED_AT)? == 0,
+        });
+    }
+    None
+}
+
+/// The kernel's reading of ssh's connection from `local` to `server`; None when it
+/// cannot be told (no such connection, no sock_diag, no reply by `deadline`).
+#[cfg(target_os = "linux")]
+pub fn read(
+    local: SocketAddr,
+    server: SocketAddr,
+    deadline: std::time::Instant,
+) -> Option<Reading> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket,
+    };
+    use std::os::fd::{AsFd, AsRawFd};
+
+    const SEQ: u32 = 1;
+    let request = request(local, server, SEQ)?;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )
+    .ok()?;
+    send(fd.as_raw_fd(), &request, MsgFlags::empty()).ok()?;
+    let mut buf = [0u8; REPLY_BUF];
+    // The kernel answers inside the `send`, so the reply is read first and only
+    // waiting is bounded by the deadline: on a starved machine the steps before the
+    // read can take longer than the whole deadline, and an answer thrown away then
+    // was a silent server to the caller. Bounded: one reply, or an error.
+    for _ in 0..8 {
+        match recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => return parse_reply(&buf[..n], SEQ, local, server),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                if ms == 0 {
+                    return None;
                 }
-                let dport = u16::from_be_bytes([p[6], p[7]]);
-                let dst: Option<IpAddr> = match p[0] {
-                    2 => Some(IpAddr::from(
-                        <[u8; 4]>::try_from(&p[24..28]).unwrap_or_default(),
-                    )),
-                    10 => <[u8; 16]>::try_from(&p[24..40]).ok().map(IpAddr::from),
-                    _ => None,
-                };
-                let inode = u64::from(u32::from_ne_bytes(p[68..72].try_into().unwrap_or_default()));
-                let wqueue =
-                    u32::from_ne_bytes(p[WQUEUE_AT..WQUEUE_AT + 4].try_into().unwrap_or_default());
-                if dport != server.port() || dst != Some(server.ip()) || !inodes.contains(&inode) {
-                    continue;
-                }
-                let mut a = &p[DIAG_MSG_LEN..];
-                while a.len() >= 4 {
-                    let alen = u16::from_ne_bytes([a[0], a[1]]) as usize;
-                    let kind = u16::from_ne_bytes([a[2], a[3]]);
-                    if alen < 4 || alen > a.len() {
-                        break;
-                    }
-                    if kind == INET_DIAG_INFO
-                        && let Some(v) = a.get(4 + LAST_DATA_RECV_AT..4 + LAST_DATA_RECV_AT + 4)
-                    {
-                        let ms = u32::from_ne_bytes(v.try_into().unwrap_or_default());
-                        let mut heard = Duration::from_millis(u64::from(ms));
-                        if wqueue >= BUSY_QUEUE
-                            && let Some(v) = a.get(4 + LAST_ACK_RECV_AT..4 + LAST_ACK_RECV_AT + 4)
-                        {
-                            let ack = u32::from_ne_bytes(v.try_into().unwrap_or_default());
-                            heard = heard.min(Duration::from_millis(u64::from(ack)));
-                        }
-                        found = Some(heard);
-                    }
-                    a = &a[((alen + 3) & !3).min(a.len())..];
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                if let Err(e) = poll(&mut fds, PollTimeout::from(ms))
+                    && e != nix::errno::Errno::EINTR
+                {
+                    return None;
                 }
             }
-            _ => {}
+            Err(_) => return None,
         }
     }
-    (found, done)
+    None
 }
 
 /// The socket inodes a process holds (its /proc/PID/fd links `socket:[N]`).
@@ -136,192 +242,195 @@ pub fn socket_inodes(pid: u32) -> Vec<u64> {
         .collect()
 }
 
-/// How long since ssh's connection to `server` last received data; None when it
-/// cannot be told (no such socket, no sock_diag, past the deadline).
-#[cfg(target_os = "linux")]
-pub fn since_last_data(
-    server: SocketAddr,
-    ssh_pid: u32,
-    deadline: std::time::Instant,
-) -> Option<Duration> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    use nix::sys::socket::{
-        AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket,
-    };
-    use std::os::fd::{AsFd, AsRawFd};
-
-    let inodes = socket_inodes(ssh_pid);
-    if inodes.is_empty() {
-        return None;
-    }
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )
-    .ok()?;
-    send(fd.as_raw_fd(), &request(server.ip(), 1), MsgFlags::empty()).ok()?;
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut found = None;
-    // The kernel writes the dump as it is asked for it (in `send`, then in each `recv`),
-    // so what it has is read first, and only waiting is bounded by the deadline: on a
-    // starved machine the steps before the first read can take longer than the whole
-    // deadline, and an answer thrown away then was a silent server to the caller.
-    // Bounded: a dump of a few thousand sockets takes a few dozen datagrams.
-    for _ in 0..1024 {
-        let n = match recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EAGAIN) => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-                if ms == 0 {
-                    return None;
-                }
-                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::from(ms)) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => return None,
-                }
-            }
-            Err(_) => return None,
-        };
-        let (f, done) = parse_reply(&buf[..n], server, &inodes);
-        found = found.or(f);
-        if done {
-            return found;
-        }
-    }
-    found
-}
-
-/// The verdict for `rtt::Rounds::unanswered`: heard within `window` (the time since
-/// the suspect round began)?
-pub fn judge(since_last_data: Option<Duration>, window: Duration) -> super::rtt::Heard {
-    match since_last_data {
-        Some(d) if d <= window => super::rtt::Heard::Yes,
-        Some(_) => super::rtt::Heard::No,
-        None => super::rtt::Heard::Unknown,
+/// The verdict for `rtt::Rounds::unanswered`, `window` being the time since the
+/// suspect round began: the server sent something within it; or ssh sent within it,
+/// the server's machine acknowledged all of it, and its sshd said nothing (the
+/// session itself is stuck); or neither.
+pub fn judge(reading: Option<Reading>, window: Duration) -> Heard {
+    match reading {
+        None => Heard::Unknown,
+        Some(r) if r.since_heard <= window => Heard::Yes,
+        Some(r) if r.delivered && r.since_sent <= window => Heard::Unanswered,
+        Some(_) => Heard::No,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchdog::rtt::Heard;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    fn reading(heard: u64, sent: u64, delivered: bool) -> Reading {
+        Reading {
+            since_heard: MS(heard),
+            since_sent: MS(sent),
+            delivered,
+        }
+    }
 
     #[test]
     fn judge_maps_the_window() {
         let w = Duration::from_secs(3);
-        assert_eq!(judge(Some(Duration::from_millis(200)), w), Heard::Yes);
-        assert_eq!(judge(Some(Duration::from_secs(4)), w), Heard::No);
+        assert_eq!(judge(Some(reading(200, 100, true)), w), Heard::Yes);
+        // Sent within the window, all of it acknowledged, nothing back: the session.
+        assert_eq!(judge(Some(reading(4000, 2900, true)), w), Heard::Unanswered);
+        // Still waiting for acknowledgements: the path, not the session, may be slow.
+        assert_eq!(judge(Some(reading(4000, 2900, false)), w), Heard::No);
+        // Nothing sent since the round began: the server was not asked.
+        assert_eq!(judge(Some(reading(9000, 4000, true)), w), Heard::No);
         assert_eq!(judge(None, w), Heard::Unknown);
     }
 
     #[test]
     fn request_layout() {
-        let m = request("10.0.0.1".parse().unwrap(), 9);
+        let local: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.1:22".parse().unwrap();
+        let m = request(local, server, 9).unwrap();
         assert_eq!(m.len(), 72);
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(u16::from_ne_bytes([m[6], m[7]]), NLM_F_REQUEST, "no dump");
+        assert_eq!(u32_at(&m, SEQ_AT), Some(9));
         assert_eq!(&m[16..20], &[2, 6, 2, 0]);
-        assert_eq!(u32::from_ne_bytes(m[20..24].try_into().unwrap()), 2);
+        assert_eq!(&m[24..26], &40000u16.to_be_bytes());
+        assert_eq!(&m[26..28], &22u16.to_be_bytes());
+        assert_eq!(&m[28..32], &[10, 0, 0, 2]);
+        assert_eq!(&m[44..48], &[10, 0, 0, 1]);
+        assert_eq!(&m[64..72], &[0xff; 8], "no cookie");
+        let v6: SocketAddr = "[::1]:22".parse().unwrap();
+        assert_eq!(request(local, v6, 1), None, "mixed families");
+        assert_eq!(request("[::1]:40000".parse().unwrap(), v6, 1).unwrap()[16], 10);
     }
 
-    #[test]
-    fn garbage_replies_do_not_panic() {
-        let server: SocketAddr = "10.0.0.1:22".parse().unwrap();
-        assert_eq!(parse_reply(&[], server, &[1]), (None, false));
-        let mut m = [0u8; 16 + 72 + 8];
-        let len = m.len() as u32;
-        m[0..4].copy_from_slice(&len.to_ne_bytes());
-        m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-        m[16 + 72] = 255; // attribute longer than the message
-        for cut in 0..m.len() {
-            let _ = parse_reply(&m[..cut], server, &[0]);
-        }
-    }
-
-    /// One reply message for a socket to `server` with inode 7: `wqueue` bytes unacked,
-    /// data last received `data_ms` ago and an ACK `ack_ms` ago.
-    fn reply(server: SocketAddr, wqueue: u32, data_ms: u32, ack_ms: u32) -> Vec<u8> {
+    /// One reply message for the connection `local` → `server`: `wqueue` bytes
+    /// unacknowledged, `unacked` segments in flight, data last sent `sent_ms` ago, last
+    /// received `data_ms` ago and an ACK `ack_ms` ago.
+    fn reply(
+        seq: u32,
+        (local, server): (SocketAddr, SocketAddr),
+        (wqueue, unacked): (u32, u32),
+        (sent_ms, data_ms, ack_ms): (u32, u32, u32),
+    ) -> Vec<u8> {
         let info_len = 64;
         let len = 16 + DIAG_MSG_LEN + 4 + info_len;
         let mut m = vec![0u8; len];
         m[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
         m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        m[SEQ_AT..SEQ_AT + 4].copy_from_slice(&seq.to_ne_bytes());
         let p = &mut m[16..];
         p[0] = 2;
+        p[4..6].copy_from_slice(&local.port().to_be_bytes());
         p[6..8].copy_from_slice(&server.port().to_be_bytes());
-        let IpAddr::V4(ip) = server.ip() else {
-            unreachable!()
-        };
-        p[24..28].copy_from_slice(&ip.octets());
         p[WQUEUE_AT..WQUEUE_AT + 4].copy_from_slice(&wqueue.to_ne_bytes());
-        p[68..72].copy_from_slice(&7u32.to_ne_bytes());
         let a = &mut p[DIAG_MSG_LEN..];
         a[0..2].copy_from_slice(&((4 + info_len) as u16).to_ne_bytes());
         a[2..4].copy_from_slice(&INET_DIAG_INFO.to_ne_bytes());
-        a[4 + LAST_DATA_RECV_AT..4 + LAST_DATA_RECV_AT + 4].copy_from_slice(&data_ms.to_ne_bytes());
-        a[4 + LAST_ACK_RECV_AT..4 + LAST_ACK_RECV_AT + 4].copy_from_slice(&ack_ms.to_ne_bytes());
+        let info = &mut a[4..];
+        for (at, v) in [
+            (UNACKED_AT, unacked),
+            (LAST_DATA_SENT_AT, sent_ms),
+            (LAST_DATA_RECV_AT, data_ms),
+            (LAST_ACK_RECV_AT, ack_ms),
+        ] {
+            info[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        }
         m
+    }
+
+    fn pair() -> (SocketAddr, SocketAddr) {
+        ("10.0.0.2:40000".parse().unwrap(), "10.0.0.1:22".parse().unwrap())
     }
 
     #[test]
     fn acks_count_only_behind_a_backlog() {
-        let server: SocketAddr = "10.0.0.1:22".parse().unwrap();
-        let ms = Duration::from_millis;
+        let (l, s) = pair();
         // Idle link (a frozen sshd's kernel still ACKs): only data counts.
-        assert_eq!(
-            parse_reply(&reply(server, 100, 9000, 5), server, &[7]).0,
-            Some(ms(9000))
-        );
+        let r = parse_reply(&reply(1, pair(), (100, 1), (10, 9000, 5)), 1, l, s).unwrap();
+        assert_eq!(r, reading(9000, 10, false));
         // A bulk upload queued behind the slow uplink: the server's ACKs count.
         let busy = BUSY_QUEUE + 1;
-        assert_eq!(
-            parse_reply(&reply(server, busy, 9000, 5), server, &[7]).0,
-            Some(ms(5))
-        );
-        assert_eq!(
-            parse_reply(&reply(server, busy, 3, 500), server, &[7]).0,
-            Some(ms(3))
-        );
-        assert_eq!(
-            parse_reply(&reply(server, busy, 3, 5), server, &[8]).0,
-            None
-        );
+        let r = parse_reply(&reply(1, pair(), (busy, 9), (0, 9000, 5)), 1, l, s).unwrap();
+        assert_eq!(r.since_heard, MS(5));
+        let r = parse_reply(&reply(1, pair(), (busy, 9), (0, 3, 500)), 1, l, s).unwrap();
+        assert_eq!(r.since_heard, MS(3));
+        // Everything acknowledged.
+        let r = parse_reply(&reply(1, pair(), (0, 0), (700, 9000, 690)), 1, l, s).unwrap();
+        assert_eq!(r, reading(9000, 700, true));
     }
 
-    /// A real connection on loopback: data the peer sends shows as a small
-    /// last_data_recv; silence lets it grow.
+    #[test]
+    fn another_requests_reply_or_socket_or_an_error_is_not_taken() {
+        let (l, s) = pair();
+        let good = reply(2, pair(), (0, 0), (1, 2, 3));
+        assert!(parse_reply(&good, 2, l, s).is_some());
+        assert_eq!(parse_reply(&good, 3, l, s), None, "another request's reply");
+        let other = ("10.0.0.2:40001".parse().unwrap(), s);
+        assert_eq!(
+            parse_reply(&reply(2, other, (0, 0), (1, 2, 3)), 2, l, s),
+            None,
+            "another socket"
+        );
+        let mut error = vec![0u8; 36];
+        error[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        error[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        error[SEQ_AT..SEQ_AT + 4].copy_from_slice(&2u32.to_ne_bytes());
+        assert_eq!(parse_reply(&error, 2, l, s), None);
+    }
+
+    #[test]
+    fn garbage_replies_do_not_panic() {
+        let (l, s) = pair();
+        assert_eq!(parse_reply(&[], 1, l, s), None);
+        let mut m = reply(1, pair(), (0, 0), (1, 2, 3));
+        for cut in 0..m.len() {
+            let _ = parse_reply(&m[..cut], 1, l, s);
+        }
+        m[16 + DIAG_MSG_LEN] = 255; // attribute longer than the message
+        let _ = parse_reply(&m, 1, l, s);
+    }
+
+    /// A real connection on loopback, asked by its 4-tuple: data the peer sends shows
+    /// as a small `since_heard`, silence lets it grow; what we send and the peer's
+    /// kernel acknowledges is delivered, and unanswered until the peer writes.
     #[cfg(target_os = "linux")]
     #[test]
-    fn live_last_data_recv_on_loopback() {
+    fn live_reading_on_loopback() {
         use std::io::{Read, Write};
         use std::time::Instant;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let server = l.local_addr().unwrap();
         let mut c = std::net::TcpStream::connect(server).unwrap();
+        let local = c.local_addr().unwrap();
         let (mut s, _) = l.accept().unwrap();
+        let ask = || read(local, server, Instant::now() + Duration::from_secs(2));
         s.write_all(b"hello").unwrap();
         let mut b = [0u8; 5];
         c.read_exact(&mut b).unwrap();
-        let me = std::process::id();
-        let d = since_last_data(server, me, Instant::now() + Duration::from_secs(2));
-        let d = d.expect("our own socket is found");
-        assert!(d < Duration::from_millis(500), "{d:?}");
-        std::thread::sleep(Duration::from_millis(700));
-        let d = since_last_data(server, me, Instant::now() + Duration::from_secs(2)).unwrap();
-        assert!(d >= Duration::from_millis(600), "{d:?}");
-        // Data sent by us does not count as heard.
+        let r = ask().expect("our own connection is found");
+        assert!(r.since_heard < MS(500), "{r:?}");
+        std::thread::sleep(MS(700));
+        let r = ask().unwrap();
+        assert!(r.since_heard >= MS(600), "{r:?}");
+        // Data sent by us does not count as heard; once the peer's kernel has
+        // acknowledged it, it is delivered and unanswered.
         c.write_all(b"x").unwrap();
-        let d = since_last_data(server, me, Instant::now() + Duration::from_secs(2)).unwrap();
-        assert!(d >= Duration::from_millis(600), "{d:?}");
-        // Another process's inodes: nothing found.
-        assert_eq!(
-            since_last_data(server, 1, Instant::now() + Duration::from_secs(2)),
-            None
-        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let r = loop {
+            let r = ask().unwrap();
+            if r.delivered || Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(MS(5));
+        };
+        assert!(r.since_heard >= MS(600) && r.delivered, "{r:?}");
+        assert_eq!(judge(Some(r), MS(500)), Heard::Unanswered);
+        // The peer answers: heard.
+        s.write_all(b"y").unwrap();
+        c.read_exact(&mut b[..1]).unwrap();
+        assert_eq!(judge(ask(), MS(500)), Heard::Yes);
+        // A connection that does not exist: the kernel's error, nothing read.
+        let nobody: SocketAddr = ([127, 0, 0, 1], 1).into();
+        assert_eq!(read(nobody, server, Instant::now() + Duration::from_secs(2)), None);
     }
 
     /// The deadline bounds waiting for the kernel, not the work before the first read:
@@ -330,18 +439,13 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn an_answer_already_written_is_read_past_the_deadline() {
-        use std::io::{Read, Write};
         use std::time::Instant;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let server = l.local_addr().unwrap();
-        let mut c = std::net::TcpStream::connect(server).unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        s.write_all(b"hello").unwrap();
-        let mut b = [0u8; 5];
-        c.read_exact(&mut b).unwrap();
+        let c = std::net::TcpStream::connect(server).unwrap();
+        let _s = l.accept().unwrap();
         let past = Instant::now();
-        std::thread::sleep(Duration::from_millis(5));
-        let d = since_last_data(server, std::process::id(), past);
-        assert!(d.expect("answered although late") < Duration::from_secs(2));
+        std::thread::sleep(MS(5));
+        assert!(read(c.local_addr().unwrap(), server, past).is_some());
     }
 }

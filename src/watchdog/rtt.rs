@@ -27,17 +27,21 @@
 //!   a silent round counts as failed after all;
 //! - no answer, the server silent: a failure. The confirming round's deadline is 2·RTO
 //!   (RFC 6298 5.5's back-off), capped by the configured timeout; each further round
-//!   needed by `probe.failures` doubles again.
+//!   needed by `probe.failures` doubles again. When the suspect round's requests left
+//!   ssh and the server's machine acknowledged all of them ([`Heard::Unanswered`]),
+//!   nothing waits in the path: the session itself is silent, and the confirming
+//!   round is one RTO, not doubled.
 //! - Heard unknown (no source for it on this platform): the confirming round gets the
 //!   full configured timeout. Still not blind: suspicion came after RTO, not after a
 //!   whole timeout, and the first probe's late answer still rescues the round.
 //!
 //! Fault 2 (the server's session frozen) with the bench's probe 5 s / 5 s / 2 on a
-//! loopback-fast path: RTO = 1 s, suspect 1 s after the round starts, dead 2 s later:
-//! 3 s after the round began, against 10.2 s with two full timeouts; the round starts
-//! on average half an interval after the fault, so about 2.5 + 3 s + the reconnect,
-//! within autossh+monitor's 7.3 s. Without the Heard source: 1 + 5 = 6 s after the
-//! round began. The tests below replay both faults on an injected clock.
+//! loopback-fast path: RTO = 1 s, suspect 1 s after the round starts; the frozen
+//! sshd's kernel has acknowledged the requests, so dead 1 s later: 2 s after the round
+//! began, against 10.2 s with two full timeouts; the round starts on average half an
+//! interval after the fault, so about 2.5 + 2 s + the reconnect. Without the Heard
+//! source: 1 + 5 = 6 s after the round began. The tests below replay the faults on an
+//! injected clock.
 
 //!
 //! # Wiring sketch (for the loop in `watchdog/mod.rs`)
@@ -47,7 +51,7 @@
 //! // the first round's channels open until the configured timeout (late answers count)
 //! on answer(rtt)   => rounds.answered(rtt)
 //! on deadline      => let heard = heard::judge(
-//!                         heard::since_last_data(server, ssh_pid, now + 200 ms),
+//!                         heard::read(ssh_local, server, now + 1 s),
 //!                         now - suspect_round_started);
 //!                     match rounds.unanswered(heard) {
 //!                         Verdict::Confirm(d) => start a confirming round, deadline now + d,
@@ -120,6 +124,10 @@ impl Estimator {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Heard {
     Yes,
+    /// Nothing, although ssh sent the probes' requests and the server's machine
+    /// acknowledged all of it: its sshd has them and says nothing (stuck), where a
+    /// slow or lossy path would still have them in flight.
+    Unanswered,
     No,
     Unknown,
 }
@@ -188,6 +196,9 @@ impl Rounds {
         let cap = self.est.cap;
         let next = match heard {
             Heard::Unknown => cap,
+            // Nothing is in flight, so the path is not what is slow: backing off would
+            // only wait longer for a session that has had its requests for a whole RTO.
+            Heard::Unanswered => self.est.rto(),
             // RFC 6298 5.5: back off by doubling, per further round.
             _ => self
                 .est
@@ -240,15 +251,14 @@ mod tests {
     }
 
     /// Replays a probe schedule on an injected clock: `latency(t)` is how long a probe
-    /// started at t needs (None: never answered), `heard(t)` whether the server sent
-    /// anything around t. Returns the time ssh is declared dead, if it is.
+    /// started at t needs (None: never answered), `heard(t)` what the kernel says of
+    /// the server at t. Returns the time ssh is declared dead, if it is.
     fn replay(
         rounds: &mut Rounds,
         interval: f64,
         until: f64,
         latency: impl Fn(f64) -> Option<f64>,
-        heard: impl Fn(f64) -> bool,
-        has_heard: bool,
+        heard: impl Fn(f64) -> Heard,
     ) -> Option<f64> {
         let timeout = rounds.est.cap.as_secs_f64();
         let mut t = 0.0;
@@ -272,14 +282,7 @@ mod tests {
                     rounds.answered(secs(rtt));
                     break;
                 }
-                let h = if !has_heard {
-                    Heard::Unknown
-                } else if heard(by) {
-                    Heard::Yes
-                } else {
-                    Heard::No
-                };
-                match rounds.unanswered(h) {
+                match rounds.unanswered(heard(by)) {
                     Verdict::Dead => return Some(by),
                     Verdict::Slow => break,
                     Verdict::Confirm(next) => {
@@ -294,22 +297,29 @@ mod tests {
     }
 
     #[test]
-    fn fault_2_frozen_session_is_caught_in_3_s_from_the_round() {
+    fn fault_2_frozen_session_is_caught_in_2_s_from_the_round() {
         // Loopback-fast until the session freezes at t = 100 s (just before a round).
-        let mut r = Rounds::new(secs(5.0), 2);
+        // Its kernel still acknowledges the probes' requests: unanswered.
         let frozen_at = 100.0 - 0.01;
         let lat = |t: f64| (t < frozen_at).then_some(0.003);
-        let dead = replay(&mut r, 5.0, 200.0, lat, |t| t < frozen_at, true).expect("dead");
+        let after_freeze = |silence: Heard| move |t: f64| if t < frozen_at { Heard::Yes } else { silence };
+        let mut r = Rounds::new(secs(5.0), 2);
+        let dead = replay(&mut r, 5.0, 200.0, lat, after_freeze(Heard::Unanswered)).expect("dead");
         let after = dead - 100.0;
         assert!(
-            (2.9..=3.1).contains(&after),
+            (1.9..=2.1).contains(&after),
             "declared dead {after:.2} s after the round began"
         );
+        // Requests still unacknowledged (a path that drops them): the confirming round
+        // backs off to 2·RTO.
+        let mut r = Rounds::new(secs(5.0), 2);
+        let dead = replay(&mut r, 5.0, 200.0, lat, after_freeze(Heard::No)).expect("dead");
+        assert!(((dead - 100.0) - 3.0).abs() < 0.1, "{dead}");
         // Without a "heard" source: suspicion after RTO, one full timeout to confirm.
         let mut r = Rounds::new(secs(5.0), 2);
-        let dead = replay(&mut r, 5.0, 200.0, lat, |_| false, false).expect("dead");
+        let dead = replay(&mut r, 5.0, 200.0, lat, |_| Heard::Unknown).expect("dead");
         assert!(((dead - 100.0) - 6.0).abs() < 0.1, "{dead}");
-        // Both beat two blind full timeouts (10 s after the round began, + the 200 ms pause).
+        // All beat two blind full timeouts (10 s after the round began, + the 200 ms pause).
     }
 
     #[test]
@@ -319,7 +329,7 @@ mod tests {
         // window adjustments.
         let mut r = Rounds::new(secs(5.0), 2);
         let lat = |t: f64| Some(if t < 100.0 { 0.003 } else { 6.0 + (t % 7.0) });
-        let dead = replay(&mut r, 5.0, 160.0, lat, |_| true, true);
+        let dead = replay(&mut r, 5.0, 160.0, lat, |_| Heard::Yes);
         assert_eq!(dead, None, "false restart under a saturated uplink");
     }
 
@@ -328,7 +338,7 @@ mod tests {
         // The server keeps talking, but no probe ever passes: after SLOW_ROUNDS it counts.
         let mut r = Rounds::new(secs(5.0), 2);
         r.answered(secs(0.01));
-        let dead = replay(&mut r, 5.0, 1000.0, |_| None, |_| true, true).expect("dead at last");
+        let dead = replay(&mut r, 5.0, 1000.0, |_| None, |_| Heard::Yes).expect("dead at last");
         let limit = f64::from(SLOW_ROUNDS) * 5.0;
         assert!(dead > limit && dead < limit + 10.0, "{dead}");
     }
@@ -342,7 +352,7 @@ mod tests {
             r.answered(3 * MS);
         }
         assert_eq!(r.round_timeout(), FLOOR);
-        let dead = replay(&mut r, 5.0, 200.0, |_| Some(2.5), |_| false, true);
+        let dead = replay(&mut r, 5.0, 200.0, |_| Some(2.5), |_| Heard::No);
         assert_eq!(dead, None);
         assert!(r.round_timeout() > secs(2.5), "{:?}", r.round_timeout());
     }
@@ -355,6 +365,12 @@ mod tests {
         assert_eq!(r.unanswered(Heard::No), Verdict::Confirm(secs(4.0)));
         assert_eq!(r.unanswered(Heard::No), Verdict::Confirm(secs(8.0)));
         assert_eq!(r.unanswered(Heard::No), Verdict::Dead);
+        // Unanswered with nothing in flight: each confirming round is one RTO.
+        let mut r = Rounds::new(secs(8.0), 3);
+        r.answered(2 * MS);
+        assert_eq!(r.unanswered(Heard::Unanswered), Verdict::Confirm(secs(1.0)));
+        assert_eq!(r.unanswered(Heard::Unanswered), Verdict::Confirm(secs(1.0)));
+        assert_eq!(r.unanswered(Heard::Unanswered), Verdict::Dead);
         // One failure configured: the first silence is the verdict.
         let mut one = Rounds::new(secs(5.0), 1);
         assert_eq!(one.unanswered(Heard::Unknown), Verdict::Dead);
