@@ -21,6 +21,25 @@ use crate::{firewall, procs, sockets, stop};
 
 /// Time every tool stays up, healthy, before the next fault.
 const SETTLE: Duration = Duration::from_secs(10);
+/// On top of [`SETTLE`], a random part of this: the tools check every 5 s (A's probe
+/// interval, C's AUTOSSH_POLL, ssh's ServerAliveInterval), and a fault struck a fixed
+/// time after they came up would fall at the same place of every tool's check cycle in
+/// every trial, so a trial's result would say where that place is rather than how the
+/// tool copes. The same moment for every tool of the lane.
+const PHASE_SPREAD: Duration = Duration::from_secs(5);
+
+/// A random part of [`PHASE_SPREAD`] (splitmix64 of the clock: no crate for one number).
+fn random_phase() -> Duration {
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    PHASE_SPREAD.mul_f64((x >> 11) as f64 / (1u64 << 53) as f64)
+}
 /// Between trials, how long the server may keep a tool's session after its unit stopped
 /// before the bench kills it. ClientAliveInterval 5 s × 2 drops a session whose client
 /// is gone in about 30 s on this OpenSSH, when nothing connects to its forwards.
@@ -167,11 +186,16 @@ impl Lane {
             // A fault strikes a tunnel that has been up for a while, not one that came up a
             // moment ago (tunnel-watchdog treats a tunnel that has not yet proven itself for
             // one probe interval more cautiously, as a real deployment would never see).
-            if !stop::sleep(SETTLE) {
+            let phase = random_phase();
+            if !stop::sleep(SETTLE + phase) {
                 break;
             }
             let _ = firewall::flush_attempts(&self.server);
-            self.log(&format!("trial {trial}/{trials}: {}", fault.title()));
+            self.log(&format!(
+                "trial {trial}/{trials}: {} ({:.1} s past the settle time)",
+                fault.title(),
+                phase.as_secs_f64()
+            ));
             let mut inj = match faults::inject(self, fault) {
                 Ok(i) => i,
                 Err(e) => {

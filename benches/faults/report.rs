@@ -1354,9 +1354,10 @@ const READING: &str = "
   loop every AUTOSSH_POLL = 5 s and restarts ssh after one failed poll, but it cannot get rid of a stopped ssh (it sends
   SIGTERM and waits). A proves both forwards every `probe.interval` (5 s). A round's time-out adapts to the measured
   round trips (RFC 6298: SRTT + 4·RTTVAR, at least 1 s, at most `probe.timeout`); a round unanswered by then is
-  confirmed at once by a second round of twice that, and ssh is killed only if the server sent nothing meanwhile
-  (ssh's TCP socket, `tcpi_last_data_recv` through sock_diag): a silent forward costs about interval/2 + 3 s on a fast
-  path. Probes that wait behind the user's traffic while the server keeps sending are slow, not dead (fault 10). A
+  confirmed at once by a second round of twice that (of the same length when the server's machine has acknowledged
+  every request and only its sshd is silent, `tcpi_unacked`), and ssh is killed only if the server sent nothing
+  meanwhile (ssh's TCP socket, `tcpi_last_data_recv` through sock_diag): a frozen server session costs about
+  interval/2 + 2 s on a fast path. Probes that wait behind the user's traffic while the server keeps sending are slow, not dead (fault 10). A
   refused forward costs much less. A also listens to the kernel's network changes (rtnetlink): when ssh's local
   address goes or the route to the server changes it reconnects at once (fault 8); another change brings a probe
   round now; and a wake-up much later than asked (a sleep or freeze, fault 9) brings a probe round at once, where one
@@ -1364,8 +1365,8 @@ const READING: &str = "
 - **Reconnect pacing.** After a failure A's watchdog exits and systemd restarts it after RestartSec=1 s. A tunnel that
   had proven itself gets its first retry without waiting; later failures wait 2 s, 4 s, … (±15 % jitter, at most
   5 min). After a failure where ssh got no SSH greeting (refused, unreachable, connect or banner time-out) A starts
-  no ssh until the server greets: once a second it connects, sends an identification line and waits for `SSH-`
-  (these checks are among the connections counted above). A `-R` port the server refuses is asked for again every
+  no ssh until the server greets: once a second (four times a second while the port refuses) it connects, sends an
+  identification line and waits for `SSH-` (these checks are among the connections counted above). A `-R` port the server refuses is asked for again every
   500 ms over one new connection (through ssh's control socket), for up to a minute, while the other forwards work. See docs/design.md. autossh retries at once and slows down
   on its own schedule; the loop retries every 5 s. The loop's 5 s rhythm divides the 20 s and 30 s hold times of
   faults 4 and 7, so its retries tend to fall just after the heal: part of its figures there is phase luck. The
@@ -1432,12 +1433,14 @@ the notes say when a session outlived the stop): a session whose client vanished
 address its connection used is gone once the move is undone) lives until ClientAlive drops it, holding the tool's
 remote port, and the checks through that port would keep it alive, as above. So every trial starts alike for every
 tool: no session of its own left on the server, its unit just started. The units are started again; the next trial
-starts 10 s after every tool is healthy (a tool not healthy within 60 s is restarted once; a trial where a tool was
-not healthy does not count for it). While A's unit is stopped between trials the bench deletes the watchdog's
+starts 10 s and a random part of 5 s after every tool is healthy, the same moment for every tool (every tool checks
+every 5 s: struck a fixed time after they came up, the fault would fall at the same place of each tool's check cycle
+in every trial); a tool not healthy within 60 s is restarted once, and a trial where a tool was not healthy does not
+count for it. While A's unit is stopped between trials the bench deletes the watchdog's
 state file, which carries its count of consecutive failures: the watchdog itself forgets that count after
 `backoff.max` (5 min) of uptime, and trials stand for independent faults, not for one fault after another.
-Connection attempts are SYNs to the tool's sshd port: for A they include the checks, one a second while it waits,
-of whether the server greets again.
+Connection attempts are SYNs to the tool's sshd port: for A they include the checks, one a second while it waits
+(four a second while the port refuses them), of whether the server greets again.
 
 Footprint. The unit's main process is sampled every second for RSS (VmRSS) and CPU (its time on a CPU from
 /proc/PID/schedstat in nanoseconds, and cutime+cstime in 10 ms ticks of its reaped children); ssh processes are counted from the unit's cgroup every 200 ms (a process living less than

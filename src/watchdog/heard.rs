@@ -131,12 +131,7 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 /// to `server`; None for an error (`NLMSG_ERROR`: ENOENT when the connection is
 /// gone), another request's reply, another socket, or a reply without `tcp_info`
 /// (a connection in TIME_WAIT has none).
-pub fn parse_reply(
-    buf: &[u8],
-    seq: u32,
-    local: SocketAddr,
-    server: SocketAddr,
-) -> Option<Reading> {
+pub fn parse_reply(buf: &[u8], seq: u32, local: SocketAddr, server: SocketAddr) -> Option<Reading> {
     for msg in messages(buf) {
         if msg.seq != seq {
             continue;
@@ -299,7 +294,10 @@ mod tests {
         assert_eq!(&m[64..72], &[0xff; 8], "no cookie");
         let v6: SocketAddr = "[::1]:22".parse().unwrap();
         assert_eq!(request(local, v6, 1), None, "mixed families");
-        assert_eq!(request("[::1]:40000".parse().unwrap(), v6, 1).unwrap()[16], 10);
+        assert_eq!(
+            request("[::1]:40000".parse().unwrap(), v6, 1).unwrap()[16],
+            10
+        );
     }
 
     /// One reply message for the connection `local` → `server`: `wqueue` bytes
@@ -338,7 +336,10 @@ mod tests {
     }
 
     fn pair() -> (SocketAddr, SocketAddr) {
-        ("10.0.0.2:40000".parse().unwrap(), "10.0.0.1:22".parse().unwrap())
+        (
+            "10.0.0.2:40000".parse().unwrap(),
+            "10.0.0.1:22".parse().unwrap(),
+        )
     }
 
     #[test]
@@ -430,7 +431,10 @@ mod tests {
         assert_eq!(judge(ask(), MS(500)), Heard::Yes);
         // A connection that does not exist: the kernel's error, nothing read.
         let nobody: SocketAddr = ([127, 0, 0, 1], 1).into();
-        assert_eq!(read(nobody, server, Instant::now() + Duration::from_secs(2)), None);
+        assert_eq!(
+            read(nobody, server, Instant::now() + Duration::from_secs(2)),
+            None
+        );
     }
 
     /// The deadline bounds waiting for the kernel, not the work before the first read:

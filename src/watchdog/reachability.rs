@@ -21,9 +21,26 @@ pub const RESOLVE_AGAIN_WHEN_EMPTY: Duration = Duration::from_secs(5);
 /// Upper bound of one TCP check, and of `ssh -G`.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How often a back-off tries the check: at most one TCP connect a second. A refused one
-/// costs the server a RST from its kernel; sshd sees only the one that succeeds.
+/// How often a back-off tries the check: at most one TCP connect a second. sshd sees only
+/// the one that succeeds.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// After a check that every address refused, the next comes this soon: a refused connect
+/// costs the server's kernel one RST and sshd nothing, and a restarting server (a bastion
+/// that a crowd of tunnels waits for) is then seen within this of listening again.
+pub const CHECK_AFTER_REFUSED: Duration = Duration::from_millis(250);
+
+/// What one greeting check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Greeting {
+    /// The server's `SSH-` line came.
+    Greets,
+    /// Every address refused the connection: nothing listens there (yet).
+    Refused,
+    /// Anything else: no answer in time, no address, a reset after the accept, or a
+    /// listener that does not speak SSH.
+    None,
+}
 
 /// What we send first, as ssh does: a multiplexer in front of sshd (sslh and the like)
 /// picks the protocol from the client's first bytes and may stay silent until then.
@@ -130,19 +147,32 @@ fn run_bounded(command: &mut Command, deadline: Instant) -> Result<String, Strin
 /// our identification line, and the server's `SSH-` line, then close. A bare TCP accept
 /// is not enough: a middlebox or a wedged server that accepts and never speaks would let
 /// ssh walk into ConnectTimeout after ConnectTimeout.
-pub fn server_greets(addrs: &[SocketAddr], timeout: Duration) -> bool {
+pub fn server_greets(addrs: &[SocketAddr], timeout: Duration) -> Greeting {
     let deadline = Instant::now() + timeout;
+    let mut refused = 0;
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        if let Ok(stream) = TcpStream::connect_timeout(addr, left) {
+        match TcpStream::connect_timeout(addr, left) {
             // One connection is enough to judge: the server answered TCP here.
-            return greets(stream, deadline);
+            Ok(stream) => {
+                return if greets(stream, deadline) {
+                    Greeting::Greets
+                } else {
+                    Greeting::None
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+            Err(_) => {}
         }
     }
-    false
+    if refused > 0 && refused == addrs.len() {
+        Greeting::Refused
+    } else {
+        Greeting::None
+    }
 }
 
 /// The addresses ssh would try for `host:port` under its `AddressFamily`.
@@ -501,7 +531,10 @@ mod tests {
         });
         let deadline = Instant::now() + Duration::from_secs(2);
         let addrs = addresses_for("127.0.0.1", port, Family::Any, deadline);
-        assert!(server_greets(&addrs, Duration::from_secs(2)));
+        assert_eq!(
+            server_greets(&addrs, Duration::from_secs(2)),
+            Greeting::Greets
+        );
         assert_eq!(&server.join().unwrap(), b"SSH-2.0-");
         assert!(
             addresses_for("127.0.0.1", port, Family::V6, deadline).is_empty(),
@@ -512,12 +545,20 @@ mod tests {
         let port = silent.local_addr().unwrap().port();
         let addrs = addresses_for("127.0.0.1", port, Family::Any, deadline);
         let started = Instant::now();
-        assert!(!server_greets(&addrs, Duration::from_millis(300)));
+        assert_eq!(
+            server_greets(&addrs, Duration::from_millis(300)),
+            Greeting::None
+        );
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "the deadline bounds the read"
         );
         drop(silent);
-        assert!(!server_greets(&addrs, Duration::from_secs(1)));
+        // Nothing listens: refused, which the back-off checks again sooner.
+        assert_eq!(
+            server_greets(&addrs, Duration::from_secs(1)),
+            Greeting::Refused
+        );
+        assert_eq!(server_greets(&[], Duration::from_secs(1)), Greeting::None);
     }
 }

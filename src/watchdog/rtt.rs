@@ -302,7 +302,8 @@ mod tests {
         // Its kernel still acknowledges the probes' requests: unanswered.
         let frozen_at = 100.0 - 0.01;
         let lat = |t: f64| (t < frozen_at).then_some(0.003);
-        let after_freeze = |silence: Heard| move |t: f64| if t < frozen_at { Heard::Yes } else { silence };
+        let after_freeze =
+            |silence: Heard| move |t: f64| if t < frozen_at { Heard::Yes } else { silence };
         let mut r = Rounds::new(secs(5.0), 2);
         let dead = replay(&mut r, 5.0, 200.0, lat, after_freeze(Heard::Unanswered)).expect("dead");
         let after = dead - 100.0;

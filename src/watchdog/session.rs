@@ -60,6 +60,7 @@ use super::connection::{Conn, Stage};
 use super::login_slot::{self, LoginSlot, Taken};
 use super::netevents::{self, NetEvent, RouteNow};
 use super::process::{self, SshChild};
+use super::reachability::Greeting;
 use super::signals::Request;
 use super::ssh_errors::SshError;
 use super::supervisor::{Outcome, Watchdog};
@@ -421,8 +422,13 @@ impl<'a> Session<'a> {
                 let timeout = wait.left().map_or(reachability::CHECK_TIMEOUT, |left| {
                     reachability::CHECK_TIMEOUT.min(left)
                 });
-                if !reachability::server_greets(&addrs, timeout) {
-                    return Continue(());
+                match reachability::server_greets(&addrs, timeout) {
+                    Greeting::Greets => {}
+                    Greeting::Refused => {
+                        wait.next_check = Instant::now() + reachability::CHECK_AFTER_REFUSED;
+                        return Continue(());
+                    }
+                    Greeting::None => return Continue(()),
                 }
                 let Some(Check::Greeting((host, port, _))) = &wait.check else {
                     return Continue(());
