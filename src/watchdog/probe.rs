@@ -15,7 +15,8 @@
 //! round still passes and the session calls the tunnel degraded. A round fails
 //! ([`RoundError`]) only when ssh or the forward itself does not work: the alive check,
 //! a time-out, a `-R` channel the server cannot open (nothing listens on its port: the
-//! listener is missing), a local listener that does not accept.
+//! listener is missing), a local listener that does not accept (checked in a
+//! connection's first round, after a failed one and every [`LISTENERS_EVERY`] rounds).
 //!
 //! A `-R` on the server's default loopback can be half bound: when another program
 //! holds the server's 127.0.0.1:PORT, sshd binds only [::1]:PORT (or the other way
@@ -120,7 +121,16 @@ pub struct Prober {
     /// The last round failed by running out of time (not by a refusal or an end of
     /// file): the adaptive timeout's confirming rule decides what that means.
     pub timed_out: bool,
+    /// Rounds until ssh's `-L` listeners are checked again (0: this round).
+    listeners_in: u32,
 }
+
+/// ssh never closes a `-L` listener while it runs, so one check per connection proves
+/// it, and each check is a loopback TCP handshake (both ends' state machine run in
+/// this process's system call, and ssh opens and closes a channel for it): a
+/// round checks them first, after a failed round, and then every this many rounds
+/// (a minute at 5 s), not every round.
+const LISTENERS_EVERY: u32 = 12;
 
 /// [`remote_listener`]'s answer for one of the server's addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +240,7 @@ impl Prober {
             alive: None,
             owners: Owners::default(),
             timed_out: false,
+            listeners_in: 0,
         }
     }
 
@@ -244,6 +255,14 @@ impl Prober {
 
     /// Runs one round. `Err` is a one-line reason and the forward it concerns.
     pub fn round(&mut self) -> Result<RoundOk, RoundError> {
+        let round = self.round_of_checks();
+        if round.is_err() {
+            self.listeners_in = 0;
+        }
+        round
+    }
+
+    fn round_of_checks(&mut self) -> Result<RoundOk, RoundError> {
         self.timed_out = false;
         let start = Instant::now();
         let deadline = start + self.timeout;
@@ -267,7 +286,11 @@ impl Prober {
         }
         let (ssh_pid, answered) = self.wait(&mut checks)?;
         let latency = answered.saturating_duration_since(start);
-        self.local_listeners(deadline)?;
+        if self.listeners_in == 0 {
+            self.local_listeners(deadline)?;
+            self.listeners_in = LISTENERS_EVERY;
+        }
+        self.listeners_in -= 1;
         let mut forwards = vec![ForwardProbe::Unprobed; self.forwards.len()];
         for check in &checks {
             if let Kind::Forward { index, .. } = check.what {
