@@ -27,8 +27,11 @@ use crate::state::{ForwardHealth, Phase};
 const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// ssh sends its `-R` requests as the control socket appears; the server gets this
-/// long to answer them before the first ask or probe round.
-const FIRST_STEP_AFTER_SOCKET: Duration = Duration::from_millis(300);
+/// long to answer them before the first ask or probe round: four of the connection's
+/// round trips (the kernel's measure) and a margin for a busy server, within these
+/// bounds; the longest when the round trip cannot be told.
+const FIRST_STEP_AFTER_SOCKET: (Duration, Duration) =
+    (Duration::from_millis(50), Duration::from_millis(300));
 
 /// How long the "was the server heard" question may take. An unknown answer counts as
 /// silence on the confirming round (a restart), and on a busy machine the dump of every
@@ -226,12 +229,25 @@ impl Conn {
         self.socket_seen = Some(now);
         // Logged in: the next watchdog of a crowd may log in now.
         self.login_slot = None;
-        self.next_step = now + FIRST_STEP_AFTER_SOCKET;
         let conn = events::ssh_connection(self.ssh.pid);
         let learnt = conn.and_then(|(local, server)| learn_facts(local, server));
         self.tcp = learnt.as_ref().map(|(_, tcp)| *tcp).or(conn);
         self.facts = learnt.map(|(facts, _)| facts);
+        self.next_step = now + self.first_step_delay();
         Continue(())
+    }
+
+    /// How long after login the first ask or probe round comes (see
+    /// [`FIRST_STEP_AFTER_SOCKET`]).
+    fn first_step_delay(&self) -> Duration {
+        let (least, most) = FIRST_STEP_AFTER_SOCKET;
+        #[cfg(target_os = "linux")]
+        if let Some((local, server)) = self.tcp
+            && let Some(reading) = heard::read(local, server, Instant::now() + HEARD_DEADLINE)
+        {
+            return (reading.rtt * 4 + least).min(most);
+        }
+        most
     }
 
     /// After a sleep or freeze nothing is known: prove the tunnel now, and forget the

@@ -11,6 +11,7 @@
 //!   while ssh has more than [`BUSY_QUEUE`] bytes on their way to the server
 //!   (`idiag_wqueue`), the server's ACKs count too (`tcpi_last_ack_recv`): the probes
 //!   then queue behind the user's data, and the link is moving.
+//! - `tcpi_rtt`: how long the server's answers take, for the first step after login.
 //! - `tcpi_last_data_sent` and what is still unacknowledged (`tcpi_unacked`,
 //!   `idiag_wqueue`): whether ssh sent the probes' requests and the server's machine
 //!   acknowledged all of them. Then a silence is the server's sshd itself (frozen,
@@ -25,7 +26,7 @@
 //!   (48), u32 expires, rqueue, wqueue, uid, inode), then attributes; INET_DIAG_INFO is
 //!   `tcp_info`: 8 bytes of u8 fields, then u32 rto (8), ato, snd_mss, rcv_mss,
 //!   unacked (24), sacked, lost, retrans, fackets, last_data_sent (44), last_ack_sent,
-//!   last_data_recv (52), last_ack_recv (56), ...
+//!   last_data_recv (52), last_ack_recv (56), pmtu, rcv_ssthresh, rtt (68, µs), ...
 //! - an error (ENOENT: no such connection any more): `NLMSG_ERROR`.
 //!
 //! Elsewhere (macOS) there is no source yet: callers get `Heard::Unknown`.
@@ -56,6 +57,8 @@ const UNACKED_AT: usize = 24;
 const LAST_DATA_SENT_AT: usize = 44;
 const LAST_DATA_RECV_AT: usize = 52;
 const LAST_ACK_RECV_AT: usize = 56;
+/// `tcpi_rtt`, the kernel's smoothed round-trip time, in microseconds.
+const RTT_AT: usize = 68;
 /// Room for one reply, with plenty to spare: 408 bytes on Linux 6.x.
 #[cfg(target_os = "linux")]
 const REPLY_BUF: usize = 4096;
@@ -78,6 +81,8 @@ pub struct Reading {
     pub since_sent: Duration,
     /// Nothing ssh wrote waits for the server's acknowledgement: its machine has it all.
     pub delivered: bool,
+    /// The kernel's smoothed round-trip time to the server.
+    pub rtt: Duration,
 }
 
 /// The exact-match request for the TCP connection from `local` to `server`, or None
@@ -164,6 +169,7 @@ pub fn parse_reply(buf: &[u8], seq: u32, local: SocketAddr, server: SocketAddr) 
             since_heard,
             since_sent: ms(LAST_DATA_SENT_AT)?,
             delivered: wqueue == 0 && u32_at(info, UNACKED_AT)? == 0,
+            rtt: Duration::from_micros(u64::from(u32_at(info, RTT_AT)?)),
         });
     }
     None
@@ -261,6 +267,7 @@ mod tests {
             since_heard: MS(heard),
             since_sent: MS(sent),
             delivered,
+            rtt: Duration::from_micros(250),
         }
     }
 
@@ -309,7 +316,7 @@ mod tests {
         (wqueue, unacked): (u32, u32),
         (sent_ms, data_ms, ack_ms): (u32, u32, u32),
     ) -> Vec<u8> {
-        let info_len = 64;
+        let info_len = 72;
         let len = 16 + DIAG_MSG_LEN + 4 + info_len;
         let mut m = vec![0u8; len];
         m[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
@@ -329,6 +336,7 @@ mod tests {
             (LAST_DATA_SENT_AT, sent_ms),
             (LAST_DATA_RECV_AT, data_ms),
             (LAST_ACK_RECV_AT, ack_ms),
+            (RTT_AT, 250),
         ] {
             info[at..at + 4].copy_from_slice(&v.to_ne_bytes());
         }
@@ -409,6 +417,7 @@ mod tests {
         c.read_exact(&mut b).unwrap();
         let r = ask().expect("our own connection is found");
         assert!(r.since_heard < MS(500), "{r:?}");
+        assert!(r.rtt > Duration::ZERO && r.rtt < MS(200), "loopback: {r:?}");
         std::thread::sleep(MS(700));
         let r = ask().unwrap();
         assert!(r.since_heard >= MS(600), "{r:?}");

@@ -12,7 +12,7 @@
 //! | `Signal`                | stop: exit; reconnect: go    | end: stop or reconnect | same                   | same                      |
 //! | `SshExited`             |                              | end: failed (stderr)   | same                   | same                      |
 //! | `SshStderr`             |                              | end: failed (forward)  | same                   | same                      |
-//! | `ControlSocketAppeared` |                              | next step in 300 ms    |                        |                           |
+//! | `ControlSocketAppeared` |                              | next step in 4 RTT+50ms|                        |                           |
 //! | `ConnectTimedOut`       |                              | end: failed            |                        |                           |
 //! | `HeldPortAskDue`        |                              |                        | ask; all granted: probe|                           |
 //! | `ProbeRoundDue`         |                              |                        |                        | round: ready / alive      |
