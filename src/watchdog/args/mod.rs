@@ -552,6 +552,43 @@ pub fn args_file_lines(text: &str) -> Vec<String> {
 /// ssh options that take an argument (OpenSSH 9.2 getopt string).
 const SSH_OPTS_WITH_ARG: &str = "bceilmopBDEFIJLOPQRSwW";
 
+/// ssh's options that take a value, with their values, in the order ssh's getopt reads
+/// them from `args` (the arguments after the program): glued (`-oKEY=V`), separate
+/// (`-o KEY=V`) or at the end of grouped flags (`-No KEY=V`). Like ssh, options after
+/// the host are read too, up to the first other word (the remote command) or `--`.
+/// `None` when an option lacks its value (ssh would refuse to start).
+pub fn ssh_option_values(args: &[String]) -> Option<Vec<(char, String)>> {
+    let mut values = Vec::new();
+    let mut host_seen = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        if arg == "--" || !arg.starts_with('-') || arg == "-" {
+            if host_seen || arg == "--" {
+                break;
+            }
+            host_seen = true;
+            i += 1;
+            continue;
+        }
+        for (at, flag) in arg.char_indices().skip(1) {
+            if SSH_OPTS_WITH_ARG.contains(flag) {
+                let rest = &arg[at + flag.len_utf8()..];
+                let value = if rest.is_empty() {
+                    i += 1;
+                    args.get(i)?.clone()
+                } else {
+                    rest.to_string()
+                };
+                values.push((flag, value));
+                break;
+            }
+        }
+        i += 1;
+    }
+    Some(values)
+}
+
 /// Reads ssh's own options like ssh's getopt does, collecting `-L`/`-R`/`-D` forwards,
 /// and returns the host (the first non-option argument).
 pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<SshForward>, Option<String>), String> {
