@@ -77,8 +77,8 @@ pub fn keepalive_count_for(ssh: &[String], patience: Duration) -> Option<u32> {
 
 /// One `-o` argument as ssh's config-line parser splits it: the keyword (lower-cased;
 /// ssh's keywords are case-insensitive), ended by whitespace, `=` or a quote, then
-/// whitespace and at most one `=`, then the first value word (quotes and `\` escapes
-/// as ssh reads them). `None` for a comment, no value, or an unclosed quote.
+/// whitespace and at most one `=`, then the first value word (`ssh_path::config_words`).
+/// `None` for a comment, no value, or an unclosed quote.
 fn ssh_option_line(line: &str) -> Option<(String, String)> {
     let line = line.trim_start_matches([' ', '\t']);
     let (keyword, rest) = if let Some(quoted) = line.strip_prefix('"') {
@@ -92,31 +92,11 @@ fn ssh_option_line(line: &str) -> Option<(String, String)> {
     }
     let rest = rest.trim_start_matches([' ', '\t']);
     let rest = rest.strip_prefix('=').unwrap_or(rest);
-    let value = first_word(rest.trim_start_matches([' ', '\t']))?;
+    let value = crate::ssh_path::config_words(rest)?
+        .words
+        .into_iter()
+        .next()?;
     Some((keyword.to_ascii_lowercase(), value))
-}
-
-/// The first word of a config value as ssh's `argv_split` reads it: `"…"` and `'…'`
-/// quote, `\` escapes a quote, a backslash or (unquoted) a space.
-fn first_word(text: &str) -> Option<String> {
-    let mut word = String::new();
-    let mut quote = None;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quote) {
-            ('\\', _)
-                if matches!(chars.peek(), Some('\'' | '"' | '\\'))
-                    || (quote.is_none() && chars.peek() == Some(&' ')) =>
-            {
-                word.extend(chars.next());
-            }
-            (' ' | '\t', None) => break,
-            ('"' | '\'', None) => quote = Some(c),
-            (c, Some(q)) if c == q => quote = None,
-            (c, _) => word.push(c),
-        }
-    }
-    (quote.is_none() && !word.is_empty()).then_some(word)
 }
 
 /// A time as ssh's `convtime` reads it (`ServerAliveInterval`): seconds, or numbers each
