@@ -33,7 +33,7 @@ pub enum Command {
     Render(RenderArgs),
     /// Install a tunnel's service and start it through the init system
     Install(InstallArgs),
-    /// Stop a tunnel's service and remove exactly what install wrote
+    /// Stop a tunnel's service and remove exactly what install wrote (and the metrics file its watchdog wrote)
     Uninstall(UninstallArgs),
     /// Make the machine match the configuration: install new tunnels, update changed ones, remove those gone from it
     Apply(ApplyArgs),
