@@ -117,7 +117,7 @@ fn tunnelctl_drives_s6() {
 }
 
 /// runit's runsvdir on a directory of its own (in its own namespace; runit-init never
-/// involved), named to tunnelctl by TUNNELCTL_RUNIT_SERVICE_DIR:
+/// involved), named to tunnelctl by `--runit-service-dir`:
 /// install returns once `sv start` saw ./check pass (the state file says up for the pid
 /// runsv runs), data flows through `-L` and `-R`; a frozen ssh client is replaced; then
 /// the common scenario (status, reconnect, stop/start/restart through sv, uninstall
@@ -203,7 +203,8 @@ fn frozen_client_is_replaced(rig: &impl Driven) {
 }
 
 /// A scan directory (s6) or service directory (runit) that is missing or not a directory
-/// stops install before anything is written, with the variable that names another.
+/// stops install before anything is written, with the option that names another; the
+/// environment variable that named it before still does, with a deprecation warning.
 #[test]
 fn a_missing_or_plain_file_scan_directory_is_refused_before_writing() {
     let dir = common::temp_dir("scan-refused");
@@ -216,30 +217,47 @@ fn a_missing_or_plain_file_scan_directory_is_refused_before_writing() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
     let missing = dir.path().join("missing");
-    for (target, var, written) in [
+    for (target, option, var, written) in [
         (
             "s6",
+            "--s6-scan-dir",
             "TUNNELCTL_S6_SCAN_DIR",
             "/etc/tunnelctl/s6/tunnel-scanrefused",
         ),
         (
             "runit",
+            "--runit-service-dir",
             "TUNNELCTL_RUNIT_SERVICE_DIR",
             "/etc/tunnelctl/sv/tunnel-scanrefused",
         ),
     ] {
-        for (scan, says) in [(&missing, "does not exist"), (&file, "is not a directory")] {
-            let out = std::process::Command::new(common::tunnel_env::TUNNELCTL)
-                .arg("-c")
+        for (scan, says, by_env) in [
+            (&missing, "does not exist", false),
+            (&file, "is not a directory", false),
+            (&missing, "does not exist", true),
+        ] {
+            let mut cmd = std::process::Command::new(common::tunnel_env::TUNNELCTL);
+            cmd.arg("-c")
                 .arg(&config)
                 .args(["install", "scanrefused", "--target", target])
-                .env(var, scan)
-                .output()
-                .unwrap();
+                .env_remove(var);
+            if by_env {
+                cmd.env(var, scan);
+            } else {
+                cmd.arg(option).arg(scan);
+            }
+            let out = cmd.output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{target} {scan:?}: {err}");
             assert!(
-                err.contains(says) && err.contains(var) && err.contains(&*scan.to_string_lossy()),
+                err.contains(says)
+                    && err.contains(&format!("{option} DIR"))
+                    && err.contains(&*scan.to_string_lossy()),
+                "{target} {scan:?}: {err}"
+            );
+            assert_eq!(
+                err.contains(&format!("${var} is deprecated")),
+                by_env,
                 "{target} {scan:?}: {err}"
             );
             assert!(
