@@ -122,8 +122,8 @@ pub trait InitSystem: Sync {
     fn installed_paths(&self, name: &str, home: &Path) -> Vec<PathBuf>;
 
     /// The tunnel a service file of this name would be for (`tunnel-ESCAPED.service`,
-    /// `org.tunnelctl.NAME.plist`), or None (a target whose entries are not files of
-    /// their own name).
+    /// `org.tunnelctl.NAME.plist`), or the service folder of this name (s6's and runit's
+    /// `tunnel-NAME`), or None (inittab, whose entries are not files of their own name).
     fn file_tunnel(&self, file: &str) -> Option<String>;
 
     /// Whether a service file's content is what tunnelctl writes for `name` (its marker):

@@ -296,9 +296,12 @@ impl InitSystem for Runit {
         vec![dir.join("run"), dir.join("check"), dir.join("log/run")]
     }
 
-    /// Service directories are found by their path, not by a file of their own name.
-    fn file_tunnel(&self, _: &str) -> Option<String> {
-        None
+    /// The service directory `tunnel-NAME` (its `run` says whose it is).
+    fn file_tunnel(&self, folder: &str) -> Option<String> {
+        folder
+            .strip_prefix("tunnel-")
+            .filter(|name| !name.is_empty())
+            .map(String::from)
     }
 
     fn is_ours(&self, contents: &[u8], name: &str) -> bool {
