@@ -554,20 +554,27 @@ const SSH_OPTS_WITH_ARG: &str = "bceilmopBDEFIJLOPQRSwW";
 
 /// ssh's options that take a value, with their values, in the order ssh's getopt reads
 /// them from `args` (the arguments after the program): glued (`-oKEY=V`), separate
-/// (`-o KEY=V`) or at the end of grouped flags (`-No KEY=V`). Like ssh, options after
-/// the host are read too, up to the first other word (the remote command) or `--`.
-/// `None` when an option lacks its value (ssh would refuse to start).
-pub fn ssh_option_values(args: &[String]) -> Option<Vec<(char, String)>> {
+/// (`-o KEY=V`) or at the end of grouped flags (`-No KEY=V`); and the host (the first
+/// other word). Like ssh, options after the host are read too, up to the next other word
+/// (the remote command) or `--`. An option without its value is an error (ssh would
+/// refuse to start).
+pub fn ssh_option_values(args: &[String]) -> Result<(Vec<(char, String)>, Option<String>), String> {
     let mut values = Vec::new();
-    let mut host_seen = false;
+    let mut host: Option<String> = None;
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
-        if arg == "--" || !arg.starts_with('-') || arg == "-" {
-            if host_seen || arg == "--" {
+        if arg == "--" {
+            if host.is_none() {
+                host = args.get(i + 1).cloned();
+            }
+            break;
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            if host.is_some() {
                 break;
             }
-            host_seen = true;
+            host = Some(arg.clone());
             i += 1;
             continue;
         }
@@ -576,7 +583,9 @@ pub fn ssh_option_values(args: &[String]) -> Option<Vec<(char, String)>> {
                 let rest = &arg[at + flag.len_utf8()..];
                 let value = if rest.is_empty() {
                     i += 1;
-                    args.get(i)?.clone()
+                    args.get(i)
+                        .cloned()
+                        .ok_or_else(|| format!("ssh option -{flag} needs a value"))?
                 } else {
                     rest.to_string()
                 };
@@ -586,46 +595,20 @@ pub fn ssh_option_values(args: &[String]) -> Option<Vec<(char, String)>> {
         }
         i += 1;
     }
-    Some(values)
+    Ok((values, host))
 }
 
-/// Reads ssh's own options like ssh's getopt does, collecting `-L`/`-R`/`-D` forwards,
-/// and returns the host (the first non-option argument).
+/// Reads ssh's own options like ssh's getopt does (also those after the host, which ssh
+/// reads too), collecting `-L`/`-R`/`-D` forwards, and returns the host.
 pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<SshForward>, Option<String>), String> {
+    let (values, host) = ssh_option_values(args)?;
     let mut forwards = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        if arg == "--" {
-            return Ok((forwards, args.get(i + 1).cloned()));
+    for (flag, value) in values {
+        if matches!(flag, 'L' | 'R' | 'D') {
+            forwards.push(parse_forward(flag, &value)?);
         }
-        if !arg.starts_with('-') || arg == "-" {
-            return Ok((forwards, Some(arg.clone())));
-        }
-        let chars: Vec<char> = arg[1..].chars().collect();
-        let mut j = 0;
-        while j < chars.len() {
-            let flag = chars[j];
-            if SSH_OPTS_WITH_ARG.contains(flag) {
-                let rest: String = chars[j + 1..].iter().collect();
-                let value = if rest.is_empty() {
-                    i += 1;
-                    args.get(i)
-                        .cloned()
-                        .ok_or_else(|| format!("ssh option -{flag} needs a value"))?
-                } else {
-                    rest
-                };
-                if matches!(flag, 'L' | 'R' | 'D') {
-                    forwards.push(parse_forward(flag, &value)?);
-                }
-                break;
-            }
-            j += 1;
-        }
-        i += 1;
     }
-    Ok((forwards, None))
+    Ok((forwards, host))
 }
 
 /// The ssh arguments (program first) without the `-R` forward that listens on `port`,
