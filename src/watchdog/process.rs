@@ -60,7 +60,7 @@ pub fn with_control_master(
 /// keywords with `-o`, which ssh puts before any config file.
 pub fn keepalive_count_for(ssh: &[String], patience: Duration) -> Option<u32> {
     let (mut interval, mut count) = (None, None);
-    for (flag, line) in super::args::ssh_option_values(ssh.get(1..)?).ok()?.0 {
+    for (flag, line) in super::args::ssh_option_values(ssh.get(1..)?).ok()?.values {
         let Some((keyword, value)) = (flag == 'o').then(|| ssh_option_line(&line)).flatten() else {
             continue;
         };

@@ -558,7 +558,7 @@ const SSH_OPTS_WITH_ARG: &str = "bceilmopBDEFIJLOPQRSwW";
 /// other word). Like ssh, options after the host are read too, up to the next other word
 /// (the remote command) or `--`. An option without its value is an error (ssh would
 /// refuse to start).
-pub fn ssh_option_values(args: &[String]) -> Result<(Vec<(char, String)>, Option<String>), String> {
+pub fn ssh_option_values(args: &[String]) -> Result<SshOptions, String> {
     let mut values = Vec::new();
     let mut host: Option<String> = None;
     let mut i = 0;
@@ -595,13 +595,19 @@ pub fn ssh_option_values(args: &[String]) -> Result<(Vec<(char, String)>, Option
         }
         i += 1;
     }
-    Ok((values, host))
+    Ok(SshOptions { values, host })
+}
+
+/// What [`ssh_option_values`] read: each option that takes a value, with it, and the host.
+pub struct SshOptions {
+    pub values: Vec<(char, String)>,
+    pub host: Option<String>,
 }
 
 /// Reads ssh's own options like ssh's getopt does (also those after the host, which ssh
 /// reads too), collecting `-L`/`-R`/`-D` forwards, and returns the host.
 pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<SshForward>, Option<String>), String> {
-    let (values, host) = ssh_option_values(args)?;
+    let SshOptions { values, host } = ssh_option_values(args)?;
     let mut forwards = Vec::new();
     for (flag, value) in values {
         if matches!(flag, 'L' | 'R' | 'D') {
