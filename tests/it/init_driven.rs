@@ -9,7 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::driven::{Driven, install_reconnect_uninstall, install_reconnect_uninstall_checking};
+use common::driven::{
+    Driven, NAME, install_reconnect_uninstall, install_reconnect_uninstall_checking,
+};
 use common::driven_inittab::DrivenInittab;
 use common::driven_supervision::{DrivenSupervision, Suite};
 use common::driven_systemd::{DrivenContainer, DrivenUserManager};
@@ -265,5 +267,72 @@ fn a_missing_or_plain_file_scan_directory_is_refused_before_writing() {
                 "{target}: {written} was written"
             );
         }
+    }
+}
+
+/// `apply` under a real s6 and a real runit: the tunnel of the file installed and
+/// carrying data; renamed in the file, apply stops and removes the old one (its folder
+/// gone) before the new one takes the same ports and carries data; uninstall ends it.
+#[test]
+fn apply_drives_s6_and_runit() {
+    let test = "apply_drives_s6_and_runit";
+    for suite in [Suite::S6, Suite::Runit] {
+        let Some(rig) = DrivenSupervision::start(test, suite) else {
+            return;
+        };
+        let label = rig.label();
+        let folder = |name: &str| match suite {
+            Suite::S6 => format!("/etc/tunnelctl/s6/tunnel-{name}"),
+            Suite::Runit => format!("/etc/tunnelctl/sv/tunnel-{name}"),
+        };
+        let run = |config: &Path, verb: &[&str]| {
+            let config = config.display().to_string();
+            let mut args = vec!["-c", config.as_str()];
+            args.extend(verb);
+            let target = rig.target_args();
+            args.extend(target.iter().map(String::as_str));
+            let out = rig.tunnelctl(&args, Duration::from_secs(150));
+            assert!(
+                out.status.success(),
+                "{label}: tunnelctl {verb:?}: {}\n{}",
+                common::commands::out_text(&out),
+                rig.report()
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let out = run(&rig.config(), &["apply"]);
+        assert!(
+            out.contains(&format!("{NAME} ({label}): added")),
+            "{label}: {out}"
+        );
+        rig.wait_roundtrip(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{label}: no data after apply: {e}\n{}", rig.report()));
+
+        let renamed = rig.config().with_file_name("renamed.yaml");
+        let text = std::fs::read_to_string(rig.config()).unwrap();
+        let from = format!("\n  {NAME}:\n");
+        assert!(text.contains(&from), "{label}: {text}");
+        std::fs::write(&renamed, text.replace(&from, "\n  renamed:\n")).unwrap();
+        let out = run(&renamed, &["apply", "--prune-many"]);
+        assert!(
+            out.contains(&format!("{NAME} ({label}): removed"))
+                && out.contains(&format!("renamed ({label}): added")),
+            "{label}: {out}"
+        );
+        assert!(!rig.exists(Path::new(&folder(NAME))), "{label}: {out}");
+        assert!(rig.exists(Path::new(&folder("renamed"))), "{label}: {out}");
+        rig.wait_roundtrip(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{label}: no data after the rename: {e}\n{}", rig.report()));
+
+        run(&renamed, &["uninstall", "renamed"]);
+        assert!(!rig.exists(Path::new(&folder("renamed"))), "{label}");
+        assert!(
+            wait_until(Duration::from_secs(20), || rig
+                .tunnel_processes()
+                .is_empty()),
+            "{label}: left running: {:?}\n{}",
+            rig.tunnel_processes(),
+            rig.report()
+        );
     }
 }
