@@ -75,6 +75,19 @@ impl Cx {
                 self.error(value.at, format!("ssh option `{}` {what}", key.text), fix);
                 continue;
             }
+            // Seen with ssh -v against a real sshd: with -N no session channel opens,
+            // and ssh sends SetEnv and SendEnv variables only on one.
+            if key.text.eq_ignore_ascii_case("SetEnv") || key.text.eq_ignore_ascii_case("SendEnv") {
+                self.warn(
+                    key.at,
+                    format!(
+                        "ssh option `{}` has no effect here: ssh sends environment variables \
+                         only with a session, and a tunnel opens none (ssh -N)",
+                        key.text
+                    ),
+                    "remove it; nothing on the server sees it",
+                );
+            }
             out.push((key.text.clone(), text, key.at, value.at));
         }
         out

@@ -318,7 +318,8 @@ fn refused_ssh_options() {
 
 /// `check` refuses a `SetEnv` value exactly when ssh (`ssh -G`, this machine's) refuses
 /// it, so the tunnel would never start, or drops part of it without a word; whatever it
-/// lets through reaches ssh as every variable written.
+/// lets through reaches ssh as every variable written (with a warning that ssh -N sends
+/// none of them).
 #[test]
 fn setenv_values_are_checked_as_ssh_reads_them() {
     // (value, the variables ssh takes from it or None when it refuses, check passes)
@@ -365,6 +366,13 @@ fn setenv_values_are_checked_as_ssh_reads_them() {
         }
         let (_d, _p, run) = check(&yaml);
         assert_eq!(run.code, 0, "SetEnv {value:?}: {}", run.stderr);
+        // Taken, but said to do nothing: ssh -N opens no session to send it on.
+        assert!(
+            run.stderr
+                .contains(":7:7: warning: ssh option `SetEnv` has no effect here"),
+            "{}",
+            run.stderr
+        );
         let cfg = config::load_str(&yaml, Path::new("t.yaml"), Path::new("/nonexistent")).unwrap();
         let resolved = ssh_g(&ssh_argv(&cfg.tunnels[0], &PathOverrides::default()));
         assert_eq!(
