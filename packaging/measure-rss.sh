@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idle resident memory of tunnel-watchdog while its tunnel is up (issue 5's target:
-# under 2 MiB), and which mappings it is made of.
+# Idle resident memory of tunnel-watchdog while its tunnel is up (the target is under
+# 2 MiB, for routers), and which mappings it is made of.
 #   bash packaging/measure-rss.sh [WATCHDOG] [IDLE_SECONDS]
 # WATCHDOG defaults to TARGET/release/tunnel-watchdog (TARGET: cargo's target directory,
 # so CARGO_TARGET_DIR counts; build it first); IDLE_SECONDS

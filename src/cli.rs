@@ -33,7 +33,7 @@ pub enum Command {
     Render(RenderArgs),
     /// Install a tunnel's service and start it through the init system
     Install(InstallArgs),
-    /// Stop a tunnel's service and remove exactly what install wrote
+    /// Stop a tunnel's service and remove exactly what install wrote (and the metrics file its watchdog wrote)
     Uninstall(UninstallArgs),
     /// Make the machine match the configuration: install new tunnels, update changed ones, remove those gone from it
     Apply(ApplyArgs),
@@ -65,6 +65,35 @@ pub enum Command {
     /// Write the man pages or shell completions into DIR (for packagers)
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+/// Where s6 and runit supervise services: the folder install links a tunnel's service
+/// into, and where every other command finds it. Defined once, flattened into each
+/// command that installs, starts, stops or asks those supervisors.
+#[derive(Clone, Debug, Default, Args)]
+pub struct SupervisionArgs {
+    /// s6 target: the scan directory s6-svscan watches (default: /run/service)
+    #[arg(long, value_name = "DIR")]
+    pub s6_scan_dir: Option<PathBuf>,
+    /// runit target: the directory runsvdir watches (default: /var/service where it exists, else /etc/service)
+    #[arg(long, value_name = "DIR")]
+    pub runit_service_dir: Option<PathBuf>,
+}
+
+impl Command {
+    /// The supervision folders this command was given, when it takes them.
+    pub fn supervision(&self) -> Option<&SupervisionArgs> {
+        match self {
+            Command::Install(a) => Some(&a.supervision),
+            Command::Uninstall(a) => Some(&a.supervision),
+            Command::Apply(a) => Some(&a.supervision),
+            Command::Status(a) => Some(&a.supervision),
+            Command::Reconnect(a) => Some(&a.supervision),
+            Command::Start(a) | Command::Stop(a) | Command::Restart(a) => Some(&a.supervision),
+            Command::Import(a) => Some(&a.supervision),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +138,8 @@ pub struct InstallArgs {
     /// Path of tunnel-watchdog written into the service (default: next to tunnelctl, else /usr/bin/tunnel-watchdog)
     #[arg(long, value_name = "PATH")]
     pub watchdog: Option<PathBuf>,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +152,8 @@ pub struct UninstallArgs {
     /// Remove under DIR instead of / and run no init tool (per-user targets: DIR/$HOME/…)
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +179,8 @@ pub struct ApplyArgs {
     /// Path of tunnel-watchdog written into the services (default: next to tunnelctl, else /usr/bin/tunnel-watchdog)
     #[arg(long, value_name = "PATH")]
     pub watchdog: Option<PathBuf>,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +215,8 @@ pub struct StatusArgs {
     /// Read state from DIR instead of the target's default state directory
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +281,8 @@ pub struct LifecycleArgs {
     /// Init system (default: the one running here)
     #[arg(long, short = 't', value_enum)]
     pub target: Option<Target>,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +295,8 @@ pub struct ReconnectArgs {
     /// Read state from DIR instead of the target's default state directory
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -303,6 +344,8 @@ pub struct ImportArgs {
     /// Undo a --replace: uninstall tunnelctl's tunnel NAME and start the service it replaced again
     #[arg(long, value_name = "NAME")]
     pub undo: Option<String>,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
 }
 
 /// Where `import --scan` looks.

@@ -52,11 +52,11 @@ fn last_network_event(_state: &State) -> u64 {
 /// Where a family's samples come from.
 enum Samples {
     /// One sample per tunnel (none where the value is `None`).
-    PerTunnel(fn(&Tunnel<'_>) -> Option<String>),
-    /// One sample per tunnel and state: 1 for the current one, 0 for the others.
-    PerState,
+    Tunnel(fn(&Tunnel<'_>) -> Option<String>),
+    /// One sample per tunnel and phase: 1 for the current one, 0 for the others.
+    PhaseFlags,
     /// One sample per forward of every tunnel (none where the value is `None`).
-    PerForward(fn(&ForwardState) -> Option<String>),
+    Forward(fn(&ForwardState) -> Option<String>),
 }
 
 /// One metric family: what its HELP and TYPE lines say, and its samples.
@@ -73,7 +73,7 @@ const FAMILIES: [Family; 12] = [
         name: "tunnelctl_tunnel_up",
         kind: "gauge",
         help: "1 when the tunnel carries its forwards (state up or degraded), else 0.",
-        samples: Samples::PerTunnel(|t| {
+        samples: Samples::Tunnel(|t| {
             Some(flag(matches!(t.state.phase, Phase::Up | Phase::Degraded)))
         }),
     },
@@ -81,43 +81,43 @@ const FAMILIES: [Family; 12] = [
         name: "tunnelctl_tunnel_degraded",
         kind: "gauge",
         help: "1 when the tunnel is up but a forward's target refuses connections, else 0.",
-        samples: Samples::PerTunnel(|t| Some(flag(t.state.phase == Phase::Degraded))),
+        samples: Samples::Tunnel(|t| Some(flag(t.state.phase == Phase::Degraded))),
     },
     Family {
         name: "tunnelctl_tunnel_state",
         kind: "gauge",
         help: "The watchdog's state: 1 for the current one.",
-        samples: Samples::PerState,
+        samples: Samples::PhaseFlags,
     },
     Family {
         name: "tunnelctl_forward_up",
         kind: "gauge",
         help: "1 when the forward's last probe carried data, else 0.",
-        samples: Samples::PerForward(|f| Some(flag(f.health == ForwardHealth::Up))),
+        samples: Samples::Forward(|f| Some(flag(f.health == ForwardHealth::Up))),
     },
     Family {
         name: "tunnelctl_forward_probe_latency_seconds",
         kind: "gauge",
         help: "How long the forward's last probe took.",
-        samples: Samples::PerForward(|f| (f.latency_ms > 0).then(|| seconds_from_ms(f.latency_ms))),
+        samples: Samples::Forward(|f| (f.latency_ms > 0).then(|| seconds_from_ms(f.latency_ms))),
     },
     Family {
         name: "tunnelctl_restarts_total",
         kind: "counter",
         help: "ssh starts by this watchdog.",
-        samples: Samples::PerTunnel(|t| Some(t.state.restarts.to_string())),
+        samples: Samples::Tunnel(|t| Some(t.state.restarts.to_string())),
     },
     Family {
         name: "tunnelctl_reconnects_total",
         kind: "counter",
         help: "Reconnects without a watchdog restart (a signal, a network change, a held -R port).",
-        samples: Samples::PerTunnel(|t| Some(t.state.reconnects.to_string())),
+        samples: Samples::Tunnel(|t| Some(t.state.reconnects.to_string())),
     },
     Family {
         name: "tunnelctl_state_seconds",
         kind: "gauge",
         help: "Seconds in the current state.",
-        samples: Samples::PerTunnel(|t| {
+        samples: Samples::Tunnel(|t| {
             (t.state.state_since > 0).then(|| t.now.saturating_sub(t.state.state_since).to_string())
         }),
     },
@@ -125,7 +125,7 @@ const FAMILIES: [Family; 12] = [
         name: "tunnelctl_state_since_timestamp_seconds",
         kind: "gauge",
         help: "Unix time the current state began.",
-        samples: Samples::PerTunnel(|t| {
+        samples: Samples::Tunnel(|t| {
             (t.state.state_since > 0).then(|| t.state.state_since.to_string())
         }),
     },
@@ -133,19 +133,19 @@ const FAMILIES: [Family; 12] = [
         name: "tunnelctl_backoff_remaining_seconds",
         kind: "gauge",
         help: "Seconds until the next connection attempt (0: none pending).",
-        samples: Samples::PerTunnel(|t| Some(backoff_remaining(t).to_string())),
+        samples: Samples::Tunnel(|t| Some(backoff_remaining(t).to_string())),
     },
     Family {
         name: "tunnelctl_last_probe_ok_timestamp_seconds",
         kind: "gauge",
         help: "Unix time of the last good probe round (0: none); stale means a stuck or killed watchdog.",
-        samples: Samples::PerTunnel(|t| Some(t.state.last_probe_ok.to_string())),
+        samples: Samples::Tunnel(|t| Some(t.state.last_probe_ok.to_string())),
     },
     Family {
         name: "tunnelctl_last_network_event_timestamp_seconds",
         kind: "gauge",
         help: "Unix time of the last network change the watchdog reacted to (0: none).",
-        samples: Samples::PerTunnel(|t| Some(last_network_event(t.state).to_string())),
+        samples: Samples::Tunnel(|t| Some(last_network_event(t.state).to_string())),
     },
 ];
 
@@ -170,19 +170,19 @@ impl Family {
         for t in tunnels {
             let tunnel = escape_label(t.name);
             match &self.samples {
-                Samples::PerTunnel(value) => {
+                Samples::Tunnel(value) => {
                     if let Some(v) = value(t) {
                         let _ = writeln!(out, "{name}{{tunnel=\"{tunnel}\"}} {v}");
                     }
                 }
-                Samples::PerState => {
+                Samples::PhaseFlags => {
                     for phase in PHASES {
                         let v = flag(t.state.phase == phase);
                         let _ =
                             writeln!(out, "{name}{{tunnel=\"{tunnel}\",state=\"{phase}\"}} {v}");
                     }
                 }
-                Samples::PerForward(value) => {
+                Samples::Forward(value) => {
                     for f in &t.state.forwards {
                         if let Some(v) = value(f) {
                             let forward = escape_label(&f.spec);

@@ -67,18 +67,18 @@ mod tests {
              identityfile ~/.ssh/id_ed25519\nidentityfile /etc/k\n\
              userknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\nnonsense\n",
         );
-        assert_eq!(g.hostname.as_deref(), Some("example.org"));
+        assert_eq!(g.hostname, Some("example.org"));
         assert_eq!(g.port, Some(2222));
-        assert_eq!(g.user.as_deref(), Some("bob"));
+        assert_eq!(g.user, Some("bob"));
         assert_eq!(g.host_key_alias, None);
         assert_eq!(g.proxy_jump, None);
-        assert_eq!(g.proxy_command.as_deref(), Some("nc %h %p"));
+        assert_eq!(g.proxy_command, Some("nc %h %p"));
         assert_eq!(g.identity_files, ["~/.ssh/id_ed25519", "/etc/k"]);
         assert_eq!(
             g.user_known_hosts,
             ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"]
         );
-        assert_eq!(g.address_family.as_deref(), Some("inet6"));
+        assert_eq!(g.address_family, Some("inet6"));
         assert_eq!(parse_ssh_g("port x\n").port, None);
     }
 }

@@ -57,6 +57,61 @@ pub fn path_option(key: &str, path: &str) -> String {
     format!("{key}={}", option_value(&escape_tokens(path)))
 }
 
+/// A config value split into words as ssh's config-line parser (`argv_split`) does: at
+/// spaces and tabs; `"…"` and `'…'` quote; `\` escapes a quote, a backslash or (outside
+/// quotes) a space, and is kept before anything else; a `#` that starts a word starts a
+/// comment, which ssh ignores with the rest of the line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConfigWords {
+    pub words: Vec<String>,
+    /// What ssh ignores, from the `#` on.
+    pub comment: Option<String>,
+}
+
+/// `text` read as ssh reads a config value (see [`ConfigWords`]); `None` when a quote is
+/// not closed (ssh refuses the line: "invalid quotes").
+pub fn config_words(text: &str) -> Option<ConfigWords> {
+    let mut out = ConfigWords::default();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t']);
+        if rest.is_empty() {
+            return Some(out);
+        }
+        if rest.starts_with('#') {
+            out.comment = Some(rest.to_string());
+            return Some(out);
+        }
+        let mut word = String::new();
+        let mut quote = None;
+        let mut chars = rest.char_indices().peekable();
+        let mut end = rest.len();
+        while let Some((at, c)) = chars.next() {
+            let next = chars.peek().map(|&(_, n)| n);
+            match (c, quote) {
+                ('\\', _)
+                    if matches!(next, Some('\'' | '"' | '\\'))
+                        || (quote.is_none() && next == Some(' ')) =>
+                {
+                    word.extend(chars.next().map(|(_, n)| n));
+                }
+                (' ' | '\t', None) => {
+                    end = at;
+                    break;
+                }
+                ('"' | '\'', None) => quote = Some(c),
+                (c, Some(q)) if c == q => quote = None,
+                (c, _) => word.push(c),
+            }
+        }
+        if quote.is_some() {
+            return None;
+        }
+        out.words.push(word);
+        rest = &rest[end..];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +199,38 @@ mod tests {
             };
             assert_eq!(value("controlpath "), path);
             assert_eq!(value("userknownhostsfile "), path);
+        }
+    }
+
+    #[test]
+    fn config_words_are_read_as_ssh_reads_them() {
+        let words = |s: &str| config_words(s).map(|w| w.words);
+        assert_eq!(words("a  b\tc").unwrap(), ["a", "b", "c"]);
+        assert_eq!(words("\"a b\" 'c d'").unwrap(), ["a b", "c d"]);
+        assert_eq!(words("A=\"x y\"z").unwrap(), ["A=x yz"]);
+        assert_eq!(
+            words(r#"a\ b c\"d e\\f g\h"#).unwrap(),
+            ["a b", "c\"d", "e\\f", "g\\h"]
+        );
+        assert_eq!(words("\"\" x").unwrap(), ["", "x"]);
+        assert_eq!(words("").unwrap(), Vec::<String>::new());
+        assert_eq!(words("\"a b"), None);
+        assert_eq!(words("a 'b"), None);
+        let commented = config_words("a#b c #d e").unwrap();
+        assert_eq!(commented.words, ["a#b", "c"]);
+        assert_eq!(commented.comment.as_deref(), Some("#d e"));
+        assert_eq!(config_words("\"#x\"").unwrap().words, ["#x"]);
+        // What option_value writes is read back as the one word it was.
+        for value in [
+            "/a b/c",
+            "it's",
+            "q\"uote",
+            "back\\slash\\",
+            "#lead",
+            "plain",
+            "tab\tx",
+        ] {
+            assert_eq!(words(&option_value(value)).unwrap(), [value], "{value:?}");
         }
     }
 }

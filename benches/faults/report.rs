@@ -298,9 +298,7 @@ impl Report<'_> {
              \"never\" = not within {} s.\n",
             self.opts.deadline_secs
         );
-        fault_table(s, &self.opts.faults, &tools, |f, t| {
-            self.recovery_text(f, t)
-        });
+        fault_table(s, &self.opts.faults, tools, |f, t| self.recovery_text(f, t));
         let _ = writeln!(
             s,
             "\n![Median time to recover per fault and tool](recovery.svg)"
@@ -314,7 +312,7 @@ impl Report<'_> {
             s,
             "TCP connections the tool opened to sshd from the fault until it recovered (or the deadline): distinct SYNs counted by nftables on the server, median (max).\n"
         );
-        fault_table(s, &self.opts.faults, &tools, |f, t| {
+        fault_table(s, &self.opts.faults, tools, |f, t| {
             let c = self.cell(f, t);
             match c.attempts_median {
                 Some(m) if self.available(t) => format!("{m:.0} ({})", c.attempts_max),
@@ -345,7 +343,7 @@ impl Report<'_> {
                  sets the floor for every tool. It exits early only when the client side closes the connection in a way the server \
                  hears (a killed ssh, on fault 1); otherwise its `ClientAliveInterval 5` × `ClientAliveCountMax 2` decides.\n"
             );
-            fault_table(s, &watched, &tools, |f, t| {
+            fault_table(s, &watched, tools, |f, t| {
                 let mut v: Vec<f64> = self
                     .counted(f, t)
                     .filter_map(|r| r.old_session_secs)
@@ -368,7 +366,7 @@ impl Report<'_> {
             s,
             "Summed over all trials (the unit is stopped and started again after each trial).\n"
         );
-        fault_table(s, &self.opts.faults, &tools, |f, t| {
+        fault_table(s, &self.opts.faults, tools, |f, t| {
             if self.available(t) {
                 self.cell(f, t).leftovers.to_string()
             } else {

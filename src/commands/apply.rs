@@ -127,7 +127,8 @@ fn converge(cx: &Context, args: &ApplyArgs) -> Result<Report, Error> {
             // Removals first: a tunnel renamed in the file frees its ports before its
             // successor asks for them.
             for (name, diff) in removing {
-                let failure = remove(&installer, target, home, &name).err();
+                let metrics_file = config.metrics_file_of(&name);
+                let failure = remove(&installer, target, home, &name, metrics_file).err();
                 steps.push(Step {
                     name,
                     action: Action::Removed,
@@ -242,10 +243,23 @@ fn install(
     })
 }
 
-/// Stops and removes one tunnel through uninstall's own path.
-fn remove(installer: &Installer, target: Target, home: &Path, name: &str) -> Result<(), Failure> {
+/// Stops and removes one tunnel through uninstall's own path, and the metrics file
+/// the configuration's default names for it.
+fn remove(
+    installer: &Installer,
+    target: Target,
+    home: &Path,
+    name: &str,
+    metrics_file: Option<PathBuf>,
+) -> Result<(), Failure> {
     let mut said = Vec::new();
-    let result = installer.uninstall(name, target, home, &mut said);
+    let result =
+        installer
+            .uninstall(name, target, home, &mut said)
+            .and_then(|_| match &metrics_file {
+                Some(file) => installer.remove_metrics_file(file, &mut said),
+                None => Ok(()),
+            });
     pass_on_notes(&said, name, target);
     result.map(drop).map_err(|error| Failure {
         error,

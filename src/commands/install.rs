@@ -6,7 +6,7 @@ use super::render::default_watchdog;
 use super::{Context, Error};
 use crate::cli::{InstallArgs, UninstallArgs};
 use crate::home::home_dir;
-use crate::install::Installer;
+use crate::install::{Installer, Outcome};
 use crate::targets::{self as render, RenderOptions, Target};
 
 /// The choices a refusal offers when no init can be reached.
@@ -178,8 +178,19 @@ pub fn run_uninstall(cx: &Context, args: UninstallArgs) -> Result<ExitCode, Erro
         no_start: false,
     };
     let mut out = crate::output::Lenient;
-    match installer.uninstall(&args.name, target, &home_dir(), &mut out) {
-        Ok(_) => Ok(ExitCode::SUCCESS),
+    let removed = installer
+        .uninstall(&args.name, target, &home_dir(), &mut out)
+        .and_then(|outcome| match (outcome, cx.config()) {
+            // The configuration names the metrics file; without it (unreadable) the
+            // service still goes, the file stays.
+            (Outcome::Removed, Ok(config)) => match config.metrics_file_of(&args.name) {
+                Some(file) => installer.remove_metrics_file(&file, &mut out),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        });
+    match removed {
+        Ok(()) => Ok(ExitCode::SUCCESS),
         Err(message) => {
             let _ = out.flush();
             Err(Error::failed(format!("{}: {message}", args.name)))

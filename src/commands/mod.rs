@@ -212,6 +212,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Import(_) => "import",
         Command::Generate(_) => "generate",
     };
+    if let Some(dirs) = cli.command.supervision() {
+        crate::targets::set_supervision_dirs(crate::targets::SupervisionDirs {
+            s6_scan: dirs.s6_scan_dir.clone(),
+            runit_service: dirs.runit_service_dir.clone(),
+        });
+    }
     let cx = Context::new(command, cli.config.as_deref());
     let result = match cli.command {
         Command::Check(args) => check::run(&cx, args),

@@ -49,9 +49,25 @@ pub struct Config {
     /// Every `-R` listener with where its port is written, for the clash check across
     /// the files of a fleet (`check DIR`).
     pub remote_listeners: Vec<RemoteListener>,
+    /// `defaults: metrics_file:` as written, `{name}` not yet replaced.
+    pub default_metrics_file: Option<PathBuf>,
 }
 
 impl Config {
+    /// The metrics file tunnelctl's naming gives tunnel `name`: its own `metrics_file`
+    /// while it is in the configuration; for a tunnel that has left it, the default's
+    /// path when that has `{name}` in it (a fixed default path is some other tunnel's
+    /// now). `None` when neither names one.
+    pub fn metrics_file_of(&self, name: &str) -> Option<PathBuf> {
+        if let Some(t) = self.tunnels.iter().find(|t| t.name == name) {
+            return t.metrics_file.clone();
+        }
+        let template = self.default_metrics_file.as_ref()?.to_str()?;
+        template
+            .contains("{name}")
+            .then(|| PathBuf::from(template.replace("{name}", name)))
+    }
+
     /// The tunnel called `name`, or a message with a did-you-mean and every name.
     pub fn tunnel(&self, name: &str) -> Result<&Tunnel, String> {
         if let Some(t) = self.tunnels.iter().find(|t| t.name == name) {
@@ -139,12 +155,14 @@ fn load_text(
         home: home.to_path_buf(),
         local_files,
         remote_listeners: Vec::new(),
+        default_metrics_file: None,
     };
     let tunnels = cx.document(text);
     let Cx {
         mut diagnostics,
         warnings,
         remote_listeners,
+        default_metrics_file,
         ..
     } = cx;
     dedup(&mut diagnostics);
@@ -167,6 +185,7 @@ fn load_text(
             .map(|w| w.render_in(path, &lines, true))
             .collect(),
         remote_listeners,
+        default_metrics_file,
     })
 }
 
@@ -208,6 +227,8 @@ struct Cx {
     /// Whether the identity and known_hosts files are checked (they are on this machine).
     local_files: bool,
     remote_listeners: Vec<RemoteListener>,
+    /// `defaults: metrics_file:` as written (for `Config::metrics_file_of`).
+    default_metrics_file: Option<PathBuf>,
 }
 
 impl Cx {

@@ -106,6 +106,7 @@ impl Cx {
             Some((_, node)) => self.partial(node, true),
             None => Partial::default(),
         };
+        self.default_metrics_file = defaults.metrics_file.as_ref().map(|l| l.value.clone());
         let Some(entries) = self.tunnel_entries(&root, top.get("tunnels").copied()) else {
             return Vec::new();
         };

@@ -69,6 +69,25 @@ impl Cx {
                 );
                 continue;
             }
+            if key.text.eq_ignore_ascii_case("SetEnv")
+                && let Some((what, fix)) = setenv_problem(&text)
+            {
+                self.error(value.at, format!("ssh option `{}` {what}", key.text), fix);
+                continue;
+            }
+            // Seen with ssh -v against a real sshd: with -N no session channel opens,
+            // and ssh sends SetEnv and SendEnv variables only on one.
+            if key.text.eq_ignore_ascii_case("SetEnv") || key.text.eq_ignore_ascii_case("SendEnv") {
+                self.warn(
+                    key.at,
+                    format!(
+                        "ssh option `{}` has no effect here: ssh sends environment variables \
+                         only with a session, and a tunnel opens none (ssh -N)",
+                        key.text
+                    ),
+                    "remove it; nothing on the server sees it",
+                );
+            }
             out.push((key.text.clone(), text, key.at, value.at));
         }
         out
@@ -118,6 +137,64 @@ impl Cx {
         }
         ssh_options
     }
+}
+
+/// What ssh would make of a `SetEnv` value, read as its config parser reads it
+/// (`ssh_path::config_words`, checked against `ssh -G` of OpenSSH 9.2): a word without
+/// `=` (also an empty `""`) or an unclosed quote, which ssh refuses so the tunnel never
+/// starts; or a part ssh drops without a word (a `#` that starts a word begins a
+/// comment; a repeated name keeps only its first value). `None` when ssh takes every
+/// `NAME=VALUE` as written. (ssh also takes an empty name, `=x`, so it passes here.)
+fn setenv_problem(value: &str) -> Option<(String, &'static str)> {
+    let quoting = "several variables are separated by spaces (`A=1 B=2`); a value with \
+                   spaces or `#` goes in double quotes (`NAME=\"a b\"`: in YAML \
+                   `SetEnv: 'NAME=\"a b\"'`)";
+    let Some(parsed) = crate::ssh_path::config_words(value) else {
+        return Some((
+            format!(
+                "value {value:?} has a quote that is not closed: ssh refuses the option \
+                 (\"invalid quotes\") and the tunnel would never start"
+            ),
+            quoting,
+        ));
+    };
+    if let Some(word) = parsed.words.iter().find(|w| !w.contains('=')) {
+        return Some((
+            format!(
+                "value {value:?}: {word:?} is not NAME=VALUE; ssh refuses the option \
+                 (\"Invalid SetEnv\") and the tunnel would never start"
+            ),
+            quoting,
+        ));
+    }
+    if let Some(comment) = parsed.comment {
+        return Some((
+            format!(
+                "value {value:?}: ssh would ignore {comment:?}, as a word starting with `#` \
+                 begins a comment"
+            ),
+            quoting,
+        ));
+    }
+    if parsed.words.is_empty() {
+        return Some((
+            format!("value {value:?} sets no variable"),
+            "write NAME=VALUE",
+        ));
+    }
+    let name = |w: &str| w.split('=').next().unwrap_or("").to_string();
+    for (i, word) in parsed.words.iter().enumerate() {
+        if let Some(first) = parsed.words[..i].iter().find(|w| name(w) == name(word)) {
+            return Some((
+                format!(
+                    "value {value:?} sets `{}` twice: ssh would send only the first, {first:?}",
+                    name(word)
+                ),
+                "keep one of them",
+            ));
+        }
+    }
+    None
 }
 
 enum OptionVerdict {
@@ -258,5 +335,45 @@ fn classify_option(key: &str, value: &str) -> OptionVerdict {
             "remove it",
         ),
         _ => OptionVerdict::Allowed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::setenv_problem;
+
+    #[test]
+    fn setenv_values_are_held_to_what_ssh_takes() {
+        for ok in [
+            "A=1",
+            "A=1 B=2",
+            "A=1\tB=2",
+            "A=",
+            "A=b=c",
+            "\"A=a b\"",
+            "A=\"a b\" B='c d'",
+            "A=a\\ b",
+            "A=x#y",
+            "A=\"#x\"",
+            "=x",
+            "1X=a-b",
+        ] {
+            assert_eq!(setenv_problem(ok), None, "{ok:?}");
+        }
+        for (bad, why) in [
+            ("A", "\"A\" is not NAME=VALUE"),
+            ("A=a b", "\"b\" is not NAME=VALUE"),
+            ("A=1 \"\"", "\"\" is not NAME=VALUE"),
+            ("A B=c", "\"A\" is not NAME=VALUE"),
+            ("\"A=1", "not closed"),
+            ("A='1", "not closed"),
+            ("A=1 #B=2", "ssh would ignore \"#B=2\""),
+            ("#A=1", "ssh would ignore \"#A=1\""),
+            ("A=1 A=2", "sets `A` twice"),
+            ("   ", "sets no variable"),
+        ] {
+            let (what, _) = setenv_problem(bad).unwrap_or_else(|| panic!("{bad:?} passed"));
+            assert!(what.contains(why), "{bad:?}: {what}");
+        }
     }
 }

@@ -80,6 +80,8 @@ impl Installer {
             Err(e) => return Err(format!("reading {}: {e}", dir.display())),
         };
         let mut names = Vec::new();
+        // Each tunnel's own folder, for the targets that give it one.
+        let mut folders = Dirs::for_target(target);
         for entry in listing {
             let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
             let file_name = entry.file_name();
@@ -87,18 +89,34 @@ impl Installer {
             let Some(name) = file_name.to_str().and_then(|f| system.file_tunnel(f)) else {
                 continue;
             };
-            // The name must map back to exactly this file (no other spelling of it).
-            if system.installed_paths(&name, home) != [dir.join(&file_name)] {
-                continue;
-            }
-            // A link (a mask) or anything not a regular file is not ours.
-            if opened.check_destination(&file_name).is_err() {
-                continue;
-            }
-            let Some(bytes) = opened.read_optional(&file_name, MAX_READ)? else {
+            // The name must map back to exactly this file (no other spelling of it), or
+            // for a folder per tunnel (s6, runit) to this folder, whose first file (`run`)
+            // says whose it is.
+            let paths = system.installed_paths(&name, home);
+            let entry = dir.join(&file_name);
+            let bytes = if paths == [entry.clone()] {
+                // A link (a mask) or anything not a regular file is not ours.
+                if opened.check_destination(&file_name).is_err() {
+                    continue;
+                }
+                opened.read_optional(&file_name, MAX_READ)?
+            } else if paths[0].parent() == Some(entry.as_path()) {
+                // A link in the folder's place is not ours either.
+                if !fs::symlink_metadata(self.host(&entry)).is_ok_and(|m| m.is_dir()) {
+                    continue;
+                }
+                let (folder, first) = safe_fs::split(&paths[0])?;
+                let Some(folder) = self.existing_dir(&mut folders, folder)? else {
+                    continue;
+                };
+                if folder.check_destination(first).is_err() {
+                    continue;
+                }
+                folder.read_optional(first, MAX_READ)?
+            } else {
                 continue;
             };
-            if system.is_ours(&bytes, &name) {
+            if bytes.is_some_and(|b| system.is_ours(&b, &name)) {
                 names.push(name);
             }
         }
@@ -142,21 +160,23 @@ impl Installer {
     }
 }
 
-/// The directory that holds the target's service files (units, plists, args files).
-/// A target that gives each tunnel a folder of its own (s6, runit) has no such
-/// directory: its tunnels cannot be listed this way yet, so `apply` refuses it before
-/// anything is read or written, rather than missing the tunnels it should remove.
+/// The directory that holds the target's service files (units, plists, args files), or
+/// for a target that gives each tunnel a folder of its own (s6, runit) the directory
+/// that holds those folders.
 fn service_dir(target: Target, home: &Path) -> Result<PathBuf, String> {
     let dir = |name: &str| {
         let paths = target.system().installed_paths(name, home);
         paths[0].parent().unwrap_or(Path::new("/")).to_path_buf()
     };
-    let shared = dir("x");
-    if shared != dir("y") {
-        return Err(format!(
-            "apply cannot yet find the tunnels installed for --target {target} (a folder per \
-             tunnel); install, uninstall, start and stop them by name instead"
-        ));
+    let (x, y) = (dir("x"), dir("y"));
+    if x == y {
+        return Ok(x);
     }
-    Ok(shared)
+    match (x.parent(), y.parent()) {
+        (Some(a), Some(b)) if a == b => Ok(a.to_path_buf()),
+        _ => Err(format!(
+            "apply cannot find the tunnels installed for --target {target}: their files share \
+             no folder; install, uninstall, start and stop them by name instead"
+        )),
+    }
 }

@@ -50,6 +50,35 @@ impl Installer {
         Ok(Outcome::Removed)
     }
 
+    /// Removes the tunnel's metrics file, the one the watchdog kept writing, once the
+    /// tunnel is uninstalled (node_exporter would otherwise report a stopped tunnel for
+    /// ever). `path` is the file tunnelctl's naming gives the tunnel
+    /// (`Config::metrics_file_of`); it goes only when it is a regular file there, its
+    /// folder reached without following a link another user made (as the watchdog
+    /// writes it); a link or anything else in its place is left alone, and said so.
+    pub fn remove_metrics_file(&self, path: &Path, out: &mut dyn Write) -> Result<(), String> {
+        let (dir, file_name) = safe_fs::split(path)?;
+        if !fs::symlink_metadata(self.host(dir)).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        let opened = self.open_dir(dir, false, safe_fs::Trust::Private)?;
+        match opened.check_destination(file_name) {
+            Ok(()) if opened.lstat(file_name)?.is_some() => {
+                if self.dry_run {
+                    return writeln!(out, "would remove {}", path.display()).map_err(io_err);
+                }
+                opened.remove(file_name)?;
+                writeln!(out, "removed {}", path.display()).map_err(io_err)
+            }
+            Ok(()) => Ok(()),
+            Err((_, why)) => writeln!(
+                out,
+                "left alone: {why} (the tunnel's metrics file would be a regular file)"
+            )
+            .map_err(io_err),
+        }
+    }
+
     /// What [`Installer::uninstall`] would remove, as a diff (each file and our inittab
     /// entry going away); None when nothing of the tunnel is there. Writes nothing.
     pub fn preview_removal(

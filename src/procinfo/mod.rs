@@ -117,7 +117,7 @@ mod tests {
         let mut b = argc.to_ne_bytes().to_vec();
         b.extend_from_slice(exec.as_bytes());
         b.push(0);
-        while b.len() % 8 != 0 {
+        while !b.len().is_multiple_of(8) {
             b.push(0);
         }
         for s in args.iter().chain(env).chain(&["ptr_munge=", "main_stack="]) {

@@ -122,8 +122,8 @@ pub trait InitSystem: Sync {
     fn installed_paths(&self, name: &str, home: &Path) -> Vec<PathBuf>;
 
     /// The tunnel a service file of this name would be for (`tunnel-ESCAPED.service`,
-    /// `org.tunnelctl.NAME.plist`), or None (a target whose entries are not files of
-    /// their own name).
+    /// `org.tunnelctl.NAME.plist`), or the service folder of this name (s6's and runit's
+    /// `tunnel-NAME`), or None (inittab, whose entries are not files of their own name).
     fn file_tunnel(&self, file: &str) -> Option<String>;
 
     /// Whether a service file's content is what tunnelctl writes for `name` (its marker):
@@ -470,6 +470,45 @@ pub fn state_dirs(
         dirs.push(by_hand);
     }
     dirs
+}
+
+/// Where s6 and runit supervise services on this machine, as the command line says
+/// (`--s6-scan-dir`, `--runit-service-dir`): the folder install links a tunnel's service
+/// into, and where the other commands find it. `None`: the target's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SupervisionDirs {
+    pub s6_scan: Option<PathBuf>,
+    pub runit_service: Option<PathBuf>,
+}
+
+static SUPERVISION_DIRS: std::sync::OnceLock<SupervisionDirs> = std::sync::OnceLock::new();
+
+/// Said once per process by the command, from its command line, before any target is
+/// asked: the folders belong to the machine, not to one tunnel or one call, so they are
+/// not passed through every step of every target. A second call changes nothing.
+pub fn set_supervision_dirs(dirs: SupervisionDirs) {
+    let _ = SUPERVISION_DIRS.set(dirs);
+}
+
+fn supervision_dirs() -> &'static SupervisionDirs {
+    SUPERVISION_DIRS.get_or_init(SupervisionDirs::default)
+}
+
+/// The folder named by the deprecated environment variable `var`, when it names one and
+/// no `option` was given; says once that `option` replaces it.
+fn deprecated_env_dir(
+    var: &str,
+    option: &str,
+    warned: &std::sync::atomic::AtomicBool,
+) -> Option<PathBuf> {
+    let dir = std::env::var_os(var).filter(|v| !v.is_empty())?;
+    if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        crate::errln!(
+            "tunnelctl: warning: ${var} is deprecated and will be ignored in a later release; pass {option} {} instead",
+            Path::new(&dir).display()
+        );
+    }
+    Some(PathBuf::from(dir))
 }
 
 /// `words` as an argv.

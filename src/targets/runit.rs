@@ -1,8 +1,9 @@
 //! runit: a service directory `/etc/tunnelctl/sv/tunnel-NAME` (`run` execs the watchdog;
 //! `check` says the tunnel is proven, so `sv start` waits for that; `log/run` pipes its
 //! lines to `svlogd`), linked into the directory `runsvdir` watches:
-//! `$TUNNELCTL_RUNIT_SERVICE_DIR`, else `/var/service` where it exists (Void), else
-//! `/etc/service`. It lives in tunnelctl's own folder rather than `/etc/sv` so that
+//! `--runit-service-dir DIR`, else `/var/service` where it exists (Void), else
+//! `/etc/service` (Debian); `$TUNNELCTL_RUNIT_SERVICE_DIR`, which named it before, is
+//! still read (with a deprecation warning) when the option is not given. It lives in tunnelctl's own folder rather than `/etc/sv` so that
 //! uninstall leaves no empty directory behind.
 
 use std::path::{Path, PathBuf};
@@ -25,7 +26,9 @@ pub struct Runit;
 
 /// Where service directories live, outside the directory runsvdir watches (linked into it).
 pub const SERVICE_ROOT: &str = "/etc/tunnelctl/sv";
-/// The environment variable naming the directory runsvdir watches.
+/// The option naming the directory runsvdir watches (`cli::SupervisionArgs`).
+pub const SCAN_DIR_OPTION: &str = "--runit-service-dir";
+/// The environment variable that named it before the option (deprecated).
 pub const SCAN_DIR_ENV: &str = "TUNNELCTL_RUNIT_SERVICE_DIR";
 /// How long install waits for the tunnel to be proven (`sv -w`), in seconds.
 const READY_TIMEOUT_S: u32 = 90;
@@ -45,11 +48,14 @@ fn log_dir(name: &str) -> PathBuf {
     Path::new(SYSTEM_LOG_DIR).join(format!("runit-{name}"))
 }
 
-/// The directory runsvdir watches (read from the environment and the machine: the edge).
+/// The directory runsvdir watches: `--runit-service-dir`, else the deprecated variable,
+/// else the default (which looks at the machine: the edge).
 pub fn scan_dir() -> PathBuf {
-    std::env::var_os(SCAN_DIR_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    super::supervision_dirs()
+        .runit_service
+        .clone()
+        .or_else(|| super::deprecated_env_dir(SCAN_DIR_ENV, SCAN_DIR_OPTION, &WARNED))
         .unwrap_or_else(|| {
             if Path::new("/var/service").is_dir() {
                 PathBuf::from("/var/service")
@@ -256,7 +262,7 @@ impl InitSystem for Runit {
     }
 
     fn files_summary(&self) -> &'static str {
-        "/etc/tunnelctl/sv/tunnel-NAME/ (run, check, log/run), linked into the directory runsvdir watches ($TUNNELCTL_RUNIT_SERVICE_DIR, else /var/service where it exists, else /etc/service)"
+        "/etc/tunnelctl/sv/tunnel-NAME/ (run, check, log/run), linked into the directory runsvdir watches (--runit-service-dir, else /var/service where it exists, else /etc/service)"
     }
 
     fn state_and_log_summary(&self) -> &'static str {
@@ -267,7 +273,7 @@ impl InitSystem for Runit {
     /// to one).
     fn reachable(&self, _: &Pid1) -> Result<(), String> {
         let scan = scan_dir();
-        let how = format!("name another with {SCAN_DIR_ENV}=DIR");
+        let how = format!("name another with {SCAN_DIR_OPTION} DIR");
         match std::fs::metadata(&scan) {
             Err(_) => Err(format!(
                 "runit's service directory {} does not exist ({how})",
@@ -290,9 +296,12 @@ impl InitSystem for Runit {
         vec![dir.join("run"), dir.join("check"), dir.join("log/run")]
     }
 
-    /// Service directories are found by their path, not by a file of their own name.
-    fn file_tunnel(&self, _: &str) -> Option<String> {
-        None
+    /// The service directory `tunnel-NAME` (its `run` says whose it is).
+    fn file_tunnel(&self, folder: &str) -> Option<String> {
+        folder
+            .strip_prefix("tunnel-")
+            .filter(|name| !name.is_empty())
+            .map(String::from)
     }
 
     fn is_ours(&self, contents: &[u8], name: &str) -> bool {

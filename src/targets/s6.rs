@@ -1,8 +1,9 @@
 //! s6: a service directory `/etc/tunnelctl/s6/tunnel-NAME` (`run` execs the watchdog,
 //! which says ready on fd 3 as `notification-fd` asks; `log/run` pipes its lines to
 //! `s6-log`), linked into the scan directory that `s6-svscan` watches with `s6-svlink`.
-//! The scan directory is `$TUNNELCTL_S6_SCAN_DIR`, else `/run/service` (s6-linux-init's
-//! and s6-overlay's). The service directory lives in tunnelctl's own folder rather than
+//! The scan directory is `--s6-scan-dir DIR`, else `/run/service` (s6-linux-init's and
+//! s6-overlay's); `$TUNNELCTL_S6_SCAN_DIR`, which named it before, is still read (with a
+//! deprecation warning) when the option is not given. The service directory lives in tunnelctl's own folder rather than
 //! `/etc/s6/sv` so that uninstall leaves no empty directory behind.
 
 use std::path::{Path, PathBuf};
@@ -25,9 +26,11 @@ pub struct S6Supervision;
 
 /// Where service directories live, outside the scan directory (linked into it).
 pub const SERVICE_ROOT: &str = "/etc/tunnelctl/s6";
-/// The scan directory when `$TUNNELCTL_S6_SCAN_DIR` names none.
+/// The scan directory when `--s6-scan-dir` names none.
 pub const DEFAULT_SCAN_DIR: &str = "/run/service";
-/// The environment variable naming another scan directory.
+/// The option naming another scan directory (`cli::SupervisionArgs`).
+pub const SCAN_DIR_OPTION: &str = "--s6-scan-dir";
+/// The environment variable that named it before the option (deprecated).
 pub const SCAN_DIR_ENV: &str = "TUNNELCTL_S6_SCAN_DIR";
 /// The fd the watchdog writes its readiness newline to (`notification-fd`).
 const NOTIFICATION_FD: u32 = 3;
@@ -47,11 +50,14 @@ fn log_dir(name: &str) -> PathBuf {
     Path::new(SYSTEM_LOG_DIR).join(format!("s6-{name}"))
 }
 
-/// The scan directory this process works with (read from the environment: the edge).
+/// The scan directory this process works with: `--s6-scan-dir`, else the deprecated
+/// variable, else the default.
 pub fn scan_dir() -> PathBuf {
-    std::env::var_os(SCAN_DIR_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    super::supervision_dirs()
+        .s6_scan
+        .clone()
+        .or_else(|| super::deprecated_env_dir(SCAN_DIR_ENV, SCAN_DIR_OPTION, &WARNED))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SCAN_DIR))
 }
 
@@ -217,7 +223,7 @@ impl InitSystem for S6Supervision {
     }
 
     fn files_summary(&self) -> &'static str {
-        "/etc/tunnelctl/s6/tunnel-NAME/ (run, notification-fd, log/run), linked into the scan directory ($TUNNELCTL_S6_SCAN_DIR, else /run/service)"
+        "/etc/tunnelctl/s6/tunnel-NAME/ (run, notification-fd, log/run), linked into the scan directory (--s6-scan-dir, else /run/service)"
     }
 
     fn state_and_log_summary(&self) -> &'static str {
@@ -227,7 +233,7 @@ impl InitSystem for S6Supervision {
     /// The scan directory is a directory that an `s6-svscan` watches.
     fn reachable(&self, _: &Pid1) -> Result<(), String> {
         let scan = scan_dir();
-        let how = format!("name another with {SCAN_DIR_ENV}=DIR");
+        let how = format!("name another with {SCAN_DIR_OPTION} DIR");
         match std::fs::symlink_metadata(&scan) {
             Err(_) => Err(format!(
                 "the s6 scan directory {} does not exist ({how})",
@@ -259,9 +265,12 @@ impl InitSystem for S6Supervision {
         ]
     }
 
-    /// Service directories are found by their path, not by a file of their own name.
-    fn file_tunnel(&self, _: &str) -> Option<String> {
-        None
+    /// The service directory `tunnel-NAME` (its `run` says whose it is).
+    fn file_tunnel(&self, folder: &str) -> Option<String> {
+        folder
+            .strip_prefix("tunnel-")
+            .filter(|name| !name.is_empty())
+            .map(String::from)
     }
 
     fn is_ours(&self, contents: &[u8], name: &str) -> bool {

@@ -54,27 +54,84 @@ pub fn with_control_master(
 /// which ssh's count cannot: it would cut the upload. ssh's interval stays, for NAT and
 /// the server's ClientAlive. `None` when ssh's own count already lasts (or no
 /// `ServerAliveInterval` is set: ssh then sends none).
+///
+/// Only the command line is read (every `-o` form ssh accepts, the first value of a
+/// keyword winning as in ssh), not ssh_config: tunnelctl's services always name both
+/// keywords with `-o`, which ssh puts before any config file.
 pub fn keepalive_count_for(ssh: &[String], patience: Duration) -> Option<u32> {
-    let value = |key: &str| {
-        ssh.iter()
-            .zip(ssh.iter().skip(1))
-            .filter(|(flag, _)| *flag == "-o")
-            .find_map(|(_, kv)| {
-                let (k, v) = kv.split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case(key)
-                    .then(|| v.trim().to_string())
-            })
-    };
-    let interval: u64 = value("ServerAliveInterval")?
-        .parse()
-        .ok()
-        .filter(|&i| i > 0)?;
-    let count: u64 = value("ServerAliveCountMax")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(3);
+    let (mut interval, mut count) = (None, None);
+    for (flag, line) in super::args::ssh_option_values(ssh.get(1..)?).ok()?.values {
+        let Some((keyword, value)) = (flag == 'o').then(|| ssh_option_line(&line)).flatten() else {
+            continue;
+        };
+        match keyword.as_str() {
+            "serveraliveinterval" if interval.is_none() => interval = Some(ssh_seconds(&value)?),
+            "serveralivecountmax" if count.is_none() => count = Some(ssh_integer(&value)?),
+            _ => {}
+        }
+    }
+    let interval = interval.filter(|&i| i > 0)?;
     let needed = patience.as_secs().div_ceil(interval).max(1);
-    (count < needed).then(|| u32::try_from(needed).unwrap_or(u32::MAX))
+    (count.unwrap_or(3) < needed).then(|| u32::try_from(needed).unwrap_or(u32::MAX))
+}
+
+/// One `-o` argument as ssh's config-line parser splits it: the keyword (lower-cased;
+/// ssh's keywords are case-insensitive), ended by whitespace, `=` or a quote, then
+/// whitespace and at most one `=`, then the first value word (`ssh_path::config_words`).
+/// `None` for a comment, no value, or an unclosed quote.
+fn ssh_option_line(line: &str) -> Option<(String, String)> {
+    let line = line.trim_start_matches([' ', '\t']);
+    let (keyword, rest) = if let Some(quoted) = line.strip_prefix('"') {
+        quoted.split_once('"')?
+    } else {
+        let end = line.find([' ', '\t', '=', '"']).unwrap_or(line.len());
+        line.split_at(end)
+    };
+    if keyword.is_empty() || keyword.starts_with('#') {
+        return None;
+    }
+    let rest = rest.trim_start_matches([' ', '\t']);
+    let rest = rest.strip_prefix('=').unwrap_or(rest);
+    let value = crate::ssh_path::config_words(rest)?
+        .words
+        .into_iter()
+        .next()?;
+    Some((keyword.to_ascii_lowercase(), value))
+}
+
+/// A time as ssh's `convtime` reads it (`ServerAliveInterval`): seconds, or numbers each
+/// with a unit `s`, `m`, `h`, `d`, `w` (either case), summed: `90`, `1m30s`.
+fn ssh_seconds(text: &str) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.strip_prefix('+').unwrap_or(rest);
+        let end = digits
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(digits.len());
+        let number: u64 = digits[..end].parse().ok()?;
+        let mut tail = digits[end..].chars();
+        let unit = match tail.next() {
+            None => 1,
+            Some('s' | 'S') => 1,
+            Some('m' | 'M') => 60,
+            Some('h' | 'H') => 3600,
+            Some('d' | 'D') => 86_400,
+            Some('w' | 'W') => 604_800,
+            Some(_) => return None,
+        };
+        total = total.checked_add(number.checked_mul(unit)?)?;
+        rest = tail.as_str();
+    }
+    (total <= i32::MAX as u64 && !text.is_empty()).then_some(total)
+}
+
+/// A count as ssh reads it (`ServerAliveCountMax`): a decimal number up to `INT_MAX`,
+/// leading zeros and a `+` allowed.
+fn ssh_integer(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    let n: u64 = digits.parse().ok().filter(|_| !digits.starts_with('+'))?;
+    (n <= i32::MAX as u64).then_some(n)
 }
 
 /// `ControlPath=PATH` as ssh reads back exactly PATH (spaces quoted, `%` as `%%`); also
@@ -473,6 +530,146 @@ mod tests {
             .position(|w| w == "ServerAliveCountMax=2")
             .unwrap();
         assert!(at < theirs, "{argv:?}");
+    }
+
+    /// Each form ssh itself accepts for `-o` (checked against `ssh -G` with OpenSSH 9.2).
+    #[test]
+    fn the_keepalive_floor_reads_every_form_of_o() {
+        let two_min = Duration::from_secs(120);
+        let floor = |args: &[&str]| {
+            let argv: Vec<String> = ["ssh"].iter().chain(args).map(|s| s.to_string()).collect();
+            keepalive_count_for(&argv, two_min)
+        };
+        // 5 s, the default count 3: raised to 24.
+        for form in [
+            &["-o", "ServerAliveInterval=5", "h"][..],
+            &["-oServerAliveInterval=5", "h"],
+            &["-o", "ServerAliveInterval 5", "h"],
+            &["-o", "ServerAliveInterval\t5", "h"],
+            &["-o", "ServerAliveInterval = 5", "h"],
+            &["-o", "  serveraliveinterval=5", "h"],
+            &["-o", "SERVERALIVEINTERVAL=\"5\"", "h"],
+            &["-o", "\"ServerAliveInterval\" 5", "h"],
+            &["-o", "ServerAliveInterval=5s", "h"],
+            &["-No", "ServerAliveInterval=5", "h"],
+            &["-NToServerAliveInterval=5", "h"],
+            &["-i", "-o", "h", "-o", "ServerAliveInterval=5"],
+            &["h", "-o", "ServerAliveInterval=5"],
+        ] {
+            assert_eq!(floor(form), Some(24), "{form:?}");
+        }
+        // The count in the same forms.
+        for form in [
+            &["-oServerAliveInterval=5", "-oserverAliveCountMax=2", "h"][..],
+            &[
+                "-o",
+                "ServerAliveInterval 5",
+                "-o",
+                "ServerAliveCountMax 2",
+                "h",
+            ],
+            &[
+                "-o",
+                "ServerAliveInterval=5",
+                "-o",
+                "ServerAliveCountMax = +02",
+                "h",
+            ],
+        ] {
+            assert_eq!(floor(form), Some(24), "{form:?}");
+        }
+        for form in [
+            &[
+                "-o",
+                "ServerAliveInterval 5",
+                "-o",
+                "ServerAliveCountMax 24",
+                "h",
+            ][..],
+            &["-oServerAliveInterval=5", "-oSERVERALIVECOUNTMAX=30", "h"],
+        ] {
+            assert_eq!(floor(form), None, "patient enough already: {form:?}");
+        }
+        // Times as ssh reads them: 1m = 60 s, 2 rounds needed > 1 given.
+        assert_eq!(
+            floor(&[
+                "-o",
+                "ServerAliveInterval=1m",
+                "-o",
+                "ServerAliveCountMax=1",
+                "h"
+            ]),
+            Some(2)
+        );
+        assert_eq!(
+            floor(&[
+                "-o",
+                "ServerAliveInterval 1m30s",
+                "-o",
+                "ServerAliveCountMax 1",
+                "h"
+            ]),
+            Some(2)
+        );
+        // The first value of a keyword wins, as in ssh.
+        assert_eq!(
+            floor(&[
+                "-o",
+                "ServerAliveInterval=5",
+                "-o",
+                "ServerAliveInterval=60",
+                "h"
+            ]),
+            Some(24)
+        );
+        assert_eq!(
+            floor(&[
+                "-o",
+                "ServerAliveInterval=60",
+                "-o",
+                "ServerAliveInterval=5",
+                "h"
+            ]),
+            None
+        );
+        // Not options: the value of another flag, a remote command's words, after `--`.
+        assert_eq!(floor(&["-i", "-oServerAliveInterval=5", "h"]), None);
+        assert_eq!(floor(&["h", "cmd", "-o", "ServerAliveInterval=5"]), None);
+        assert_eq!(floor(&["h", "--", "-o", "ServerAliveInterval=5"]), None);
+        assert_eq!(floor(&["--", "h", "-o", "ServerAliveInterval=5"]), None);
+        // Values ssh refuses (it would not start): no floor is made up.
+        assert_eq!(floor(&["-o", "ServerAliveInterval=5x", "h"]), None);
+        assert_eq!(floor(&["-o", "ServerAliveInterval=\"5", "h"]), None);
+        assert_eq!(
+            floor(&[
+                "-o",
+                "ServerAliveInterval=5",
+                "-o",
+                "ServerAliveCountMax=0x10",
+                "h"
+            ]),
+            None
+        );
+        assert_eq!(floor(&["-o"]), None);
+    }
+
+    #[test]
+    fn ssh_option_words_split_as_ssh_does() {
+        let line = |s| ssh_option_line(s).map(|(k, v)| format!("{k}|{v}"));
+        assert_eq!(line("User \"a b\"").as_deref(), Some("user|a b"));
+        assert_eq!(line("User a\\ b").as_deref(), Some("user|a b"));
+        assert_eq!(line("User 'it''s'").as_deref(), Some("user|its"));
+        assert_eq!(line("User="), None);
+        assert_eq!(line("#User a"), None);
+        assert_eq!(line(""), None);
+        assert_eq!(ssh_seconds("1h2m3S"), Some(3723));
+        assert_eq!(ssh_seconds("1W"), Some(604_800));
+        assert_eq!(ssh_seconds(""), None);
+        assert_eq!(ssh_seconds("m"), None);
+        assert_eq!(ssh_seconds("99999999999"), None);
+        assert_eq!(ssh_integer("007"), Some(7));
+        assert_eq!(ssh_integer("++7"), None);
+        assert_eq!(ssh_integer("-1"), None);
     }
 
     #[test]

@@ -316,6 +316,73 @@ fn refused_ssh_options() {
     );
 }
 
+/// `check` refuses a `SetEnv` value exactly when ssh (`ssh -G`, this machine's) refuses
+/// it, so the tunnel would never start, or drops part of it without a word; whatever it
+/// lets through reaches ssh as every variable written (with a warning that ssh -N sends
+/// none of them).
+#[test]
+fn setenv_values_are_checked_as_ssh_reads_them() {
+    // (value, the variables ssh takes from it or None when it refuses, check passes)
+    let cases: &[(&str, Option<&[&str]>, bool)] = &[
+        ("A=1 B=2", Some(&["A=1", "B=2"]), true),
+        ("A=\"x y\" B=", Some(&["A=x y", "B="]), true),
+        ("\"A=x y\"", Some(&["A=x y"]), true),
+        ("A=x#y", Some(&["A=x#y"]), true),
+        ("A=b=c", Some(&["A=b=c"]), true),
+        ("=x", Some(&["=x"]), true),
+        ("A=a b", None, false),
+        ("A", None, false),
+        ("A B=c", None, false),
+        ("\"A=1", None, false),
+        ("A=1 \"\"", None, false),
+        ("   ", None, false),
+        ("A=1 #B=2", Some(&["A=1"]), false),
+        ("A=1 A=2", Some(&["A=1"]), false),
+    ];
+    for &(value, ssh_takes, passes) in cases {
+        let direct = ["ssh", "-o", &format!("SetEnv={value}"), "h"].map(String::from);
+        let out = ssh_g_output(&direct);
+        let taken = out.status.success().then(|| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.strip_prefix("setenv ").map(String::from))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            taken.as_deref(),
+            ssh_takes
+                .map(|t| t.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .as_deref(),
+            "what ssh makes of SetEnv {value:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let yaml = format!(
+            "tunnels:\n  a:\n{OK_TUNNEL}    ssh_options:\n      SetEnv: '{}'\n",
+            value.replace('\'', "''")
+        );
+        if !passes {
+            expect_error(&yaml, 7, 15, &["ssh option `SetEnv` value"]);
+            continue;
+        }
+        let (_d, _p, run) = check(&yaml);
+        assert_eq!(run.code, 0, "SetEnv {value:?}: {}", run.stderr);
+        // Taken, but said to do nothing: ssh -N opens no session to send it on.
+        assert!(
+            run.stderr
+                .contains(":7:7: warning: ssh option `SetEnv` has no effect here"),
+            "{}",
+            run.stderr
+        );
+        let cfg = config::load_str(&yaml, Path::new("t.yaml"), Path::new("/nonexistent")).unwrap();
+        let resolved = ssh_g(&ssh_argv(&cfg.tunnels[0], &PathOverrides::default()));
+        assert_eq!(
+            resolved.get("setenv").map(String::as_str),
+            Some(ssh_takes.unwrap().join("|").as_str()),
+            "SetEnv {value:?} as tunnelctl hands it to ssh"
+        );
+    }
+}
+
 #[test]
 fn insecure_options_pass_with_a_warning_when_allowed() {
     let (_d, _p, run) = check(&format!(

@@ -9,7 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::driven::{Driven, install_reconnect_uninstall, install_reconnect_uninstall_checking};
+use common::driven::{
+    Driven, NAME, install_reconnect_uninstall, install_reconnect_uninstall_checking,
+};
 use common::driven_inittab::DrivenInittab;
 use common::driven_supervision::{DrivenSupervision, Suite};
 use common::driven_systemd::{DrivenContainer, DrivenUserManager};
@@ -117,7 +119,7 @@ fn tunnelctl_drives_s6() {
 }
 
 /// runit's runsvdir on a directory of its own (in its own namespace; runit-init never
-/// involved), named to tunnelctl by TUNNELCTL_RUNIT_SERVICE_DIR:
+/// involved), named to tunnelctl by `--runit-service-dir`:
 /// install returns once `sv start` saw ./check pass (the state file says up for the pid
 /// runsv runs), data flows through `-L` and `-R`; a frozen ssh client is replaced; then
 /// the common scenario (status, reconnect, stop/start/restart through sv, uninstall
@@ -203,7 +205,8 @@ fn frozen_client_is_replaced(rig: &impl Driven) {
 }
 
 /// A scan directory (s6) or service directory (runit) that is missing or not a directory
-/// stops install before anything is written, with the variable that names another.
+/// stops install before anything is written, with the option that names another; the
+/// environment variable that named it before still does, with a deprecation warning.
 #[test]
 fn a_missing_or_plain_file_scan_directory_is_refused_before_writing() {
     let dir = common::temp_dir("scan-refused");
@@ -216,30 +219,47 @@ fn a_missing_or_plain_file_scan_directory_is_refused_before_writing() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
     let missing = dir.path().join("missing");
-    for (target, var, written) in [
+    for (target, option, var, written) in [
         (
             "s6",
+            "--s6-scan-dir",
             "TUNNELCTL_S6_SCAN_DIR",
             "/etc/tunnelctl/s6/tunnel-scanrefused",
         ),
         (
             "runit",
+            "--runit-service-dir",
             "TUNNELCTL_RUNIT_SERVICE_DIR",
             "/etc/tunnelctl/sv/tunnel-scanrefused",
         ),
     ] {
-        for (scan, says) in [(&missing, "does not exist"), (&file, "is not a directory")] {
-            let out = std::process::Command::new(common::tunnel_env::TUNNELCTL)
-                .arg("-c")
+        for (scan, says, by_env) in [
+            (&missing, "does not exist", false),
+            (&file, "is not a directory", false),
+            (&missing, "does not exist", true),
+        ] {
+            let mut cmd = std::process::Command::new(common::tunnel_env::TUNNELCTL);
+            cmd.arg("-c")
                 .arg(&config)
                 .args(["install", "scanrefused", "--target", target])
-                .env(var, scan)
-                .output()
-                .unwrap();
+                .env_remove(var);
+            if by_env {
+                cmd.env(var, scan);
+            } else {
+                cmd.arg(option).arg(scan);
+            }
+            let out = cmd.output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{target} {scan:?}: {err}");
             assert!(
-                err.contains(says) && err.contains(var) && err.contains(&*scan.to_string_lossy()),
+                err.contains(says)
+                    && err.contains(&format!("{option} DIR"))
+                    && err.contains(&*scan.to_string_lossy()),
+                "{target} {scan:?}: {err}"
+            );
+            assert_eq!(
+                err.contains(&format!("${var} is deprecated")),
+                by_env,
                 "{target} {scan:?}: {err}"
             );
             assert!(
@@ -247,5 +267,72 @@ fn a_missing_or_plain_file_scan_directory_is_refused_before_writing() {
                 "{target}: {written} was written"
             );
         }
+    }
+}
+
+/// `apply` under a real s6 and a real runit: the tunnel of the file installed and
+/// carrying data; renamed in the file, apply stops and removes the old one (its folder
+/// gone) before the new one takes the same ports and carries data; uninstall ends it.
+#[test]
+fn apply_drives_s6_and_runit() {
+    let test = "apply_drives_s6_and_runit";
+    for suite in [Suite::S6, Suite::Runit] {
+        let Some(rig) = DrivenSupervision::start(test, suite) else {
+            return;
+        };
+        let label = rig.label();
+        let folder = |name: &str| match suite {
+            Suite::S6 => format!("/etc/tunnelctl/s6/tunnel-{name}"),
+            Suite::Runit => format!("/etc/tunnelctl/sv/tunnel-{name}"),
+        };
+        let run = |config: &Path, verb: &[&str]| {
+            let config = config.display().to_string();
+            let mut args = vec!["-c", config.as_str()];
+            args.extend(verb);
+            let target = rig.target_args();
+            args.extend(target.iter().map(String::as_str));
+            let out = rig.tunnelctl(&args, Duration::from_secs(150));
+            assert!(
+                out.status.success(),
+                "{label}: tunnelctl {verb:?}: {}\n{}",
+                common::commands::out_text(&out),
+                rig.report()
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let out = run(&rig.config(), &["apply"]);
+        assert!(
+            out.contains(&format!("{NAME} ({label}): added")),
+            "{label}: {out}"
+        );
+        rig.wait_roundtrip(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{label}: no data after apply: {e}\n{}", rig.report()));
+
+        let renamed = rig.config().with_file_name("renamed.yaml");
+        let text = std::fs::read_to_string(rig.config()).unwrap();
+        let from = format!("\n  {NAME}:\n");
+        assert!(text.contains(&from), "{label}: {text}");
+        std::fs::write(&renamed, text.replace(&from, "\n  renamed:\n")).unwrap();
+        let out = run(&renamed, &["apply", "--prune-many"]);
+        assert!(
+            out.contains(&format!("{NAME} ({label}): removed"))
+                && out.contains(&format!("renamed ({label}): added")),
+            "{label}: {out}"
+        );
+        assert!(!rig.exists(Path::new(&folder(NAME))), "{label}: {out}");
+        assert!(rig.exists(Path::new(&folder("renamed"))), "{label}: {out}");
+        rig.wait_roundtrip(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{label}: no data after the rename: {e}\n{}", rig.report()));
+
+        run(&renamed, &["uninstall", "renamed"]);
+        assert!(!rig.exists(Path::new(&folder("renamed"))), "{label}");
+        assert!(
+            wait_until(Duration::from_secs(20), || rig
+                .tunnel_processes()
+                .is_empty()),
+            "{label}: left running: {:?}\n{}",
+            rig.tunnel_processes(),
+            rig.report()
+        );
     }
 }

@@ -165,6 +165,106 @@ fn install_then_uninstall_leaves_the_tree_as_it_was() {
     }
 }
 
+/// uninstall (and apply, for a tunnel that left the file) removes the metrics file the
+/// watchdog wrote, at the path the configuration names for that tunnel, when it is a
+/// regular file; a link there is left alone (and what it points to), and no other file of
+/// the folder is touched.
+#[test]
+fn uninstall_removes_the_tunnels_metrics_file_and_nothing_else() {
+    let config = |tunnels: &[&str]| {
+        let mut text = "defaults:\n  metrics_file: /var/lib/metrics/tunnel-{name}.prom\ntunnels:\n"
+            .to_string();
+        for (port, name) in (1090..).zip(tunnels) {
+            text.push_str(&format!(
+                "  {name}:\n    host: {name}.example.org\n    forwards:\n      - dynamic: {port}\n"
+            ));
+        }
+        text.push_str("  own:\n    host: o.example.org\n    metrics_file: /var/lib/metrics/mine.prom\n    forwards:\n      - dynamic: 1081\n");
+        text
+    };
+    for target in [Target::Systemd, Target::Inittab] {
+        let f = Fixture::new();
+        f.set_config(&config(&["web", "db", "gone"]));
+        for name in ["web", "db", "gone", "own"] {
+            let (code, out, err) = f.install(name, target, &[]);
+            assert_eq!(code, 0, "{target}: {out}{err}");
+        }
+        let metrics = f.root.path().join("var/lib/metrics");
+        fs::create_dir_all(&metrics).unwrap();
+        let elsewhere = f.root.path().join("elsewhere.prom");
+        fs::write(&elsewhere, "kept\n").unwrap();
+        for file in [
+            "tunnel-web.prom",
+            "tunnel-gone.prom",
+            "mine.prom",
+            "tunnel-other.prom",
+            "node.prom",
+        ] {
+            fs::write(metrics.join(file), "tunnel_up 1\n").unwrap();
+        }
+        std::os::unix::fs::symlink(&elsewhere, metrics.join("tunnel-db.prom")).unwrap();
+
+        for (name, removed) in [("web", true), ("own", true), ("db", false)] {
+            let (code, out, err) = f.run(&["uninstall", name, "--target", target.as_str()]);
+            assert_eq!(code, 0, "{target} {name}: {out}{err}");
+            let file = if name == "own" {
+                "mine.prom".to_string()
+            } else {
+                format!("tunnel-{name}.prom")
+            };
+            assert_eq!(
+                out.contains(&format!("removed /var/lib/metrics/{file}")),
+                removed,
+                "{target} {name}: {out}"
+            );
+            if !removed {
+                assert!(
+                    out.contains("left alone") && out.contains("symlink"),
+                    "{out}"
+                );
+            }
+        }
+        // `gone` left the configuration: apply removes it and the default's file for it.
+        f.set_config(&config(&[]));
+        let (code, out, err) = f.run(&[
+            "apply",
+            "--target",
+            target.as_str(),
+            "--watchdog",
+            WATCHDOG,
+            "--prune-many",
+        ]);
+        assert_eq!(code, 0, "{target} apply: {out}{err}");
+        let mut left: Vec<String> = fs::read_dir(&metrics)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["node.prom", "tunnel-db.prom", "tunnel-other.prom"],
+            "{target}"
+        );
+        assert!(
+            fs::symlink_metadata(metrics.join("tunnel-db.prom"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "kept\n");
+        // Not installed: nothing is removed, whatever the folder holds.
+        f.set_config(&config(&["web"]));
+        fs::write(metrics.join("tunnel-web.prom"), "x\n").unwrap();
+        let (code, out, _) = f.run(&["uninstall", "web", "--target", target.as_str()]);
+        assert_eq!(code, 0);
+        assert!(
+            out.contains("not installed") && !out.contains("removed"),
+            "{out}"
+        );
+        assert!(metrics.join("tunnel-web.prom").exists());
+    }
+}
+
 /// The `tunnelctl` directories there were made by someone else, before install (an
 /// admin's empty /var/log/tunnelctl, /etc/tunnelctl/run…): uninstall leaves each of them
 /// as it found it, for every target, and marks none of them as its own.

@@ -652,7 +652,7 @@ fn a_target_down_at_start_is_degraded_not_dead() {
     );
     assert_eq!(wd.state_value("state").as_deref(), Some("degraded"));
     assert!(
-        wd.state().contains(&format!("forward=target-down ")),
+        wd.state().contains("forward=target-down "),
         "{}",
         wd.state()
     );

@@ -552,43 +552,69 @@ pub fn args_file_lines(text: &str) -> Vec<String> {
 /// ssh options that take an argument (OpenSSH 9.2 getopt string).
 const SSH_OPTS_WITH_ARG: &str = "bceilmopBDEFIJLOPQRSwW";
 
-/// Reads ssh's own options like ssh's getopt does, collecting `-L`/`-R`/`-D` forwards,
-/// and returns the host (the first non-option argument).
-pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<SshForward>, Option<String>), String> {
-    let mut forwards = Vec::new();
+/// ssh's options that take a value, with their values, in the order ssh's getopt reads
+/// them from `args` (the arguments after the program): glued (`-oKEY=V`), separate
+/// (`-o KEY=V`) or at the end of grouped flags (`-No KEY=V`); and the host (the first
+/// other word). Like ssh, options after the host are read too, up to the next other word
+/// (the remote command) or `--`. An option without its value is an error (ssh would
+/// refuse to start).
+pub fn ssh_option_values(args: &[String]) -> Result<SshOptions, String> {
+    let mut values = Vec::new();
+    let mut host: Option<String> = None;
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
         if arg == "--" {
-            return Ok((forwards, args.get(i + 1).cloned()));
+            if host.is_none() {
+                host = args.get(i + 1).cloned();
+            }
+            break;
         }
         if !arg.starts_with('-') || arg == "-" {
-            return Ok((forwards, Some(arg.clone())));
+            if host.is_some() {
+                break;
+            }
+            host = Some(arg.clone());
+            i += 1;
+            continue;
         }
-        let chars: Vec<char> = arg[1..].chars().collect();
-        let mut j = 0;
-        while j < chars.len() {
-            let flag = chars[j];
+        for (at, flag) in arg.char_indices().skip(1) {
             if SSH_OPTS_WITH_ARG.contains(flag) {
-                let rest: String = chars[j + 1..].iter().collect();
+                let rest = &arg[at + flag.len_utf8()..];
                 let value = if rest.is_empty() {
                     i += 1;
                     args.get(i)
                         .cloned()
                         .ok_or_else(|| format!("ssh option -{flag} needs a value"))?
                 } else {
-                    rest
+                    rest.to_string()
                 };
-                if matches!(flag, 'L' | 'R' | 'D') {
-                    forwards.push(parse_forward(flag, &value)?);
-                }
+                values.push((flag, value));
                 break;
             }
-            j += 1;
         }
         i += 1;
     }
-    Ok((forwards, None))
+    Ok(SshOptions { values, host })
+}
+
+/// What [`ssh_option_values`] read: each option that takes a value, with it, and the host.
+pub struct SshOptions {
+    pub values: Vec<(char, String)>,
+    pub host: Option<String>,
+}
+
+/// Reads ssh's own options like ssh's getopt does (also those after the host, which ssh
+/// reads too), collecting `-L`/`-R`/`-D` forwards, and returns the host.
+pub fn scan_ssh_args(args: &[String]) -> Result<(Vec<SshForward>, Option<String>), String> {
+    let SshOptions { values, host } = ssh_option_values(args)?;
+    let mut forwards = Vec::new();
+    for (flag, value) in values {
+        if matches!(flag, 'L' | 'R' | 'D') {
+            forwards.push(parse_forward(flag, &value)?);
+        }
+    }
+    Ok((forwards, host))
 }
 
 /// The ssh arguments (program first) without the `-R` forward that listens on `port`,

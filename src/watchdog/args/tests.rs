@@ -150,7 +150,17 @@ fn reads_every_forward_form() {
     ]))
     .unwrap();
     assert_eq!(host.as_deref(), Some("user@example"));
-    assert_eq!(f.len(), 7, "{f:?}"); // the -L after the host is a remote command word
+    // The -L after the host is ssh's too (it reads options after the host, as
+    // `ssh -G user@example -L 1:2:3` shows), up to the remote command or `--`.
+    assert_eq!(f.len(), 8, "{f:?}");
+    for args in [
+        &["h", "cmd", "-L", "1:2:3"][..],
+        &["h", "--", "-L", "1:2:3"],
+    ] {
+        let (f, host) = scan_ssh_args(&s(args)).unwrap();
+        assert!(f.is_empty(), "{args:?}: {f:?}");
+        assert_eq!(host.as_deref(), Some("h"));
+    }
     assert_eq!(
         f[0],
         SshForward::Local {

@@ -59,12 +59,12 @@ use std::time::{Duration, Instant};
 pub use source::Source;
 
 /// A host-order u16 at `at` in a message (both parsers' messages are host-order).
-pub(crate) fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
 /// A host-order u32 at `at` in a message.
-pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 

@@ -40,8 +40,8 @@ pub const RTMGRP_IPV6_ROUTE: u32 = 0x400;
 pub const GROUPS: u32 =
     RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
 
-pub const AF_INET: u8 = 2;
-pub const AF_INET6: u8 = 10;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const RTA_DST: u16 = 1;
@@ -85,9 +85,8 @@ pub fn messages(mut buf: &[u8]) -> Vec<Message<'_>> {
     out
 }
 
-/// The (type, payload) attributes after a fixed-size family header (rtnetlink's and
-/// sock_diag's are framed alike).
-pub fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+/// The (type, payload) attributes after a fixed-size family header.
+fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
     while b.len() >= 4 {
         let (Some(len), Some(kind)) = (u16_at(b, 0), u16_at(b, 2)) else {

@@ -1,6 +1,6 @@
 //! [`Driven`] for the supervision suites: Debian's `s6-svscan` watching `/run/service`
 //! (so detection sees PID 1 `s6-svscan`), or runit's `runsvdir` watching a directory of
-//! its own named by `TUNNELCTL_RUNIT_SERVICE_DIR` (never runit-init), as the first process of its own mount and pid namespaces, with
+//! its own named by `--runit-service-dir` (never runit-init), as the first process of its own mount and pid namespaces, with
 //! /etc and /var as overlays whose upper folders hold every write; tunnelctl runs inside
 //! them. Dropping the rig kills that first process, and with it everything it started.
 
@@ -235,7 +235,12 @@ impl Driven for DrivenSupervision {
     fn target_args(&self) -> Vec<String> {
         match self.suite {
             Suite::S6 => Vec::new(),
-            Suite::Runit => vec!["--target".into(), "runit".into()],
+            Suite::Runit => vec![
+                "--target".into(),
+                "runit".into(),
+                "--runit-service-dir".into(),
+                self.suite.scan().into(),
+            ],
         }
     }
 
@@ -250,9 +255,6 @@ impl Driven for DrivenSupervision {
             .args(["-m", "-p", "--", TUNNELCTL])
             .args(args)
             .stdin(Stdio::null());
-        if self.suite == Suite::Runit {
-            cmd.env("TUNNELCTL_RUNIT_SERVICE_DIR", self.suite.scan());
-        }
         run_bounded(cmd, timeout)
     }
 
