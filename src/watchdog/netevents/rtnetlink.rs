@@ -85,8 +85,9 @@ pub fn messages(mut buf: &[u8]) -> Vec<Message<'_>> {
     out
 }
 
-/// The (type, payload) attributes after a fixed-size family header.
-fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+/// The (type, payload) attributes after a fixed-size family header (rtnetlink's, and
+/// sock_diag's, which `heard` reads, are framed alike).
+pub fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
     while b.len() >= 4 {
         let (Some(len), Some(kind)) = (u16_at(b, 0), u16_at(b, 2)) else {
