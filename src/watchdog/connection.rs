@@ -241,13 +241,22 @@ impl Conn {
     /// [`FIRST_STEP_AFTER_SOCKET`]).
     fn first_step_delay(&self) -> Duration {
         let (least, most) = FIRST_STEP_AFTER_SOCKET;
-        #[cfg(target_os = "linux")]
-        if let Some((local, server)) = self.tcp
-            && let Some(reading) = heard::read(local, server, Instant::now() + HEARD_DEADLINE)
-        {
-            return (reading.rtt * 4 + least).min(most);
+        match self.tcp_reading() {
+            Some(reading) => (reading.rtt * 4 + least).min(most),
+            None => most,
         }
-        most
+    }
+
+    /// What the kernel says of ssh's connection now (None: not known here).
+    fn tcp_reading(&self) -> Option<heard::Reading> {
+        let (local, server) = self.tcp?;
+        #[cfg(target_os = "linux")]
+        return heard::read(local, server, Instant::now() + HEARD_DEADLINE);
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (local, server);
+            None
+        }
     }
 
     /// After a sleep or freeze nothing is known: prove the tunnel now, and forget the
@@ -483,19 +492,7 @@ impl Conn {
         reason: String,
     ) -> ControlFlow<Outcome> {
         let since = *self.suspect_since.get_or_insert(round_start);
-        let heard = match self.tcp {
-            Some((local, server)) => {
-                #[cfg(target_os = "linux")]
-                let reading = heard::read(local, server, Instant::now() + HEARD_DEADLINE);
-                #[cfg(not(target_os = "linux"))]
-                let reading = {
-                    let _ = (local, server);
-                    None
-                };
-                heard::judge(reading, since.elapsed())
-            }
-            None => rtt::Heard::Unknown,
-        };
+        let heard = heard::judge(self.tcp_reading(), since.elapsed());
         let verdict = if self.after_gap {
             // After a sleep or freeze a silent round is reason enough: the flow may be
             // gone (NAT, the server's session), and a reconnect is cheap.
