@@ -1,9 +1,9 @@
 //! The one vocabulary of the OpenSSH client's stderr: what a line says, in ssh's own
-//! words (OpenSSH 9.2p1; sshconnect.c, sshconnect2.c, channels.c, clientloop.c). Both
-//! readers use it: `doctor` (which runs ssh with `-v` and follows its progress) and the
-//! watchdog (which names the failure and picks a back-off, `watchdog::ssh_errors`). A
-//! new wording is taught here, once. Pure, and free of config/render, so the watchdog
-//! binary can link it.
+//! words (OpenSSH 9.2p1; sshconnect.c, sshconnect2.c, channels.c, clientloop.c), read
+//! in order by a [`Reading`]. Both readers use it: `doctor` (which runs ssh with `-v`
+//! and follows its progress) and the watchdog (which names the failure and picks a
+//! back-off, `watchdog::ssh_errors`), so they agree on what a run said. A new wording is
+//! taught here, once. Pure, and free of config/render, so the watchdog binary can link it.
 
 /// What one stderr line of ssh says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,10 +62,16 @@ pub enum Said<'a> {
     /// `kex_exchange_identification: Connection closed by remote host` or `…: read:
     /// Connection reset by peer`: the connection was closed before the server's SSH
     /// greeting (sshd's `MaxStartups` drop, a load balancer, or, through ProxyJump, a
-    /// target the jump host could not reach). OpenSSH 7.x clients say
-    /// `ssh_exchange_identification: …` (`older_client`) and print nothing after it;
-    /// newer ones follow with `Connection closed by …` / `Connection reset by …`.
-    ClosedBeforeGreeting { older_client: bool },
+    /// target the jump host could not reach); the next line tells which
+    /// ([`Said::TurnedAway`]). OpenSSH 7.x clients say `ssh_exchange_identification: …`
+    /// and print nothing after it: a [`Reading`] says `TurnedAway` for that line itself.
+    ClosedBeforeGreeting,
+    /// The server itself closed the connection before its SSH greeting, as sshd does past
+    /// `MaxStartups`: the server is there and busy. Only a [`Reading`] says it, for
+    /// [`Said::ConnectionClosed`] (not proxied) after [`Said::ClosedBeforeGreeting`], or
+    /// for an OpenSSH 7.x client's `ssh_exchange_identification: …` line. A server that
+    /// greets and then hangs up is not turned away: it reads as `ConnectionClosed`.
+    TurnedAway,
     /// Another `ssh: …` or `kex_exchange_identification: …` line: connecting failed.
     ConnectFailed,
     /// `Connection closed by ADDR port P` / `Connection reset by ADDR port P`: the server
@@ -76,12 +82,42 @@ pub enum Said<'a> {
     ConnectionClosed { proxied: bool },
 }
 
-/// What `line` says, or `None` for chatter. Debug lines (`debug1: …`) say only the
-/// progress steps marked (-v) above, never a failure.
+/// One ssh run's stderr, read line by line in order: what each line says, given the
+/// lines before it. Only the busy server needs the order: sshd's `MaxStartups` drop reads
+/// as the greeting's line, then `Connection closed by ADDR port P` (OpenSSH 9.2), while
+/// the closing line alone is a server that greeted and then hung up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// A [`Said::ClosedBeforeGreeting`] line was read.
+    closed_before_greeting: bool,
+}
+
+impl Reading {
+    /// What `line` says after the lines read before it, or `None` for chatter.
+    pub fn read<'a>(&mut self, line: &'a str) -> Option<Said<'a>> {
+        let l = line.trim_end();
+        if l.starts_with("ssh_exchange_identification:") && closes_before_greeting(l) {
+            return Some(Said::TurnedAway);
+        }
+        let said = classify(l)?;
+        match said {
+            Said::ClosedBeforeGreeting => self.closed_before_greeting = true,
+            Said::ConnectionClosed { proxied: false } if self.closed_before_greeting => {
+                return Some(Said::TurnedAway);
+            }
+            _ => {}
+        }
+        Some(said)
+    }
+}
+
+/// What `line` says on its own, or `None` for chatter ([`Reading::read`] adds what the
+/// lines before it tell). Debug lines (`debug1: …`) say only the progress steps marked
+/// (-v) above, never a failure.
 ///
 /// Long on purpose: OpenSSH's wordings as one ordered list, one test per wording (the
 /// order matters where one wording contains another), so a new wording goes in one place.
-pub fn classify(line: &str) -> Option<Said<'_>> {
+fn classify(line: &str) -> Option<Said<'_>> {
     let l = line.trim_end();
     if l.contains("Connection established.") {
         return Some(Said::Connected);
@@ -193,12 +229,8 @@ pub fn classify(line: &str) -> Option<Said<'_>> {
     if l.contains("Connection timed out") || l.contains("Operation timed out") {
         return Some(Said::ConnectionTimedOut);
     }
-    let older_client = l.starts_with("ssh_exchange_identification:");
-    if (older_client || l.starts_with("kex_exchange_identification:"))
-        && (l.ends_with("Connection closed by remote host")
-            || l.ends_with("Connection reset by peer"))
-    {
-        return Some(Said::ClosedBeforeGreeting { older_client });
+    if l.starts_with("kex_exchange_identification:") && closes_before_greeting(l) {
+        return Some(Said::ClosedBeforeGreeting);
     }
     if l.starts_with("ssh: ") || l.starts_with("kex_exchange_identification:") {
         return Some(Said::ConnectFailed);
@@ -212,6 +244,12 @@ pub fn classify(line: &str) -> Option<Said<'_>> {
         });
     }
     None
+}
+
+/// The end of a greeting's line (`kex_exchange_identification: …`) when the connection
+/// was closed or reset there.
+fn closes_before_greeting(line: &str) -> bool {
+    line.ends_with("Connection closed by remote host") || line.ends_with("Connection reset by peer")
 }
 
 /// The port of `…MARKER 127.0.0.1:1234, connect localhost:22`.
@@ -327,18 +365,14 @@ mod tests {
                 Said::Unreachable,
             ),
             // sshd's MaxStartups drop, seen here (the first two lines are the greeting's,
-            // the third the one that follows either of them).
+            // the third the one that follows either of them: `Reading` pairs them).
             (
                 "kex_exchange_identification: read: Connection reset by peer",
-                Said::ClosedBeforeGreeting {
-                    older_client: false,
-                },
+                Said::ClosedBeforeGreeting,
             ),
             (
                 "kex_exchange_identification: Connection closed by remote host",
-                Said::ClosedBeforeGreeting {
-                    older_client: false,
-                },
+                Said::ClosedBeforeGreeting,
             ),
             (
                 "Connection reset by 127.0.0.1 port 2222",
@@ -352,15 +386,6 @@ mod tests {
             (
                 "Connection closed by UNKNOWN port 65535",
                 Said::ConnectionClosed { proxied: true },
-            ),
-            // OpenSSH 7.x clients (sshconnect.c's ssh_exchange_identification).
-            (
-                "ssh_exchange_identification: read: Connection reset by peer",
-                Said::ClosedBeforeGreeting { older_client: true },
-            ),
-            (
-                "ssh_exchange_identification: Connection closed by remote host",
-                Said::ClosedBeforeGreeting { older_client: true },
             ),
             (
                 "kex_exchange_identification: banner line contains invalid characters",
@@ -402,6 +427,68 @@ mod tests {
             "debug1: kex_exchange_identification: banner line 0: Exceeded MaxStartups",
         ] {
             assert_eq!(classify(line), None, "{line}");
+        }
+    }
+
+    /// Turned away is the pair (the greeting's line, then the server's closing), or an
+    /// older client's greeting line alone; the closing line alone, or a proxy's, is not.
+    #[test]
+    fn a_reading_says_turned_away_only_for_the_server_closing_before_its_greeting() {
+        let read = |lines: &[&'static str]| -> Vec<Said<'static>> {
+            let mut reading = Reading::default();
+            lines.iter().filter_map(|l| reading.read(l)).collect()
+        };
+        for closing in [
+            "Connection reset by 127.0.0.1 port 2222",
+            "Connection closed by 127.0.0.1 port 2222",
+        ] {
+            for greeting in [
+                "kex_exchange_identification: read: Connection reset by peer",
+                "kex_exchange_identification: Connection closed by remote host",
+            ] {
+                let said = read(&["debug1: Connection established.", greeting, closing]);
+                assert_eq!(
+                    said,
+                    [
+                        Said::Connected,
+                        Said::ClosedBeforeGreeting,
+                        Said::TurnedAway
+                    ]
+                );
+            }
+            // A server that greets, then hangs up (during the key exchange or the login).
+            let said = read(&[
+                "debug1: Connection established.",
+                "debug1: Remote protocol version 2.0, remote software version OpenSSH_9.2p1",
+                closing,
+            ]);
+            assert_eq!(
+                said,
+                [
+                    Said::Connected,
+                    Said::Banner,
+                    Said::ConnectionClosed { proxied: false }
+                ]
+            );
+        }
+        // ProxyJump to a target the jump host cannot reach, seen here.
+        let said = read(&[
+            "kex_exchange_identification: Connection closed by remote host",
+            "Connection closed by UNKNOWN port 65535",
+        ]);
+        assert_eq!(
+            said,
+            [
+                Said::ClosedBeforeGreeting,
+                Said::ConnectionClosed { proxied: true }
+            ]
+        );
+        // OpenSSH 7.x clients (sshconnect.c's ssh_exchange_identification) say nothing after.
+        for line in [
+            "ssh_exchange_identification: read: Connection reset by peer",
+            "ssh_exchange_identification: Connection closed by remote host",
+        ] {
+            assert_eq!(read(&[line]), [Said::TurnedAway], "{line}");
         }
     }
 }

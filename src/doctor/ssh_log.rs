@@ -1,7 +1,7 @@
 //! `SshLog`: what one ssh run said, read line by line from its `-v` stderr.
 
 use crate::model::Forward;
-use crate::ssh_stderr::{self, Said};
+use crate::ssh_stderr::{Reading, Said};
 
 /// What one ssh run said, distilled from its `-v` stderr (pure parsing).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,13 +31,18 @@ pub struct SshLog {
     pub main_loop: bool,
     pub local_bind_failed: Vec<String>,
     pub open_failed: Vec<String>,
+    /// The server itself closed the connection before its greeting ([`Said::TurnedAway`]):
+    /// busy, as the watchdog reads the same lines (it retries in a moment).
+    pub server_busy: bool,
+    /// What the lines so far said: the next line's meaning may depend on them.
+    reading: Reading,
 }
 
 impl SshLog {
-    /// Takes in one stderr line of `ssh -v` (the wording is [`crate::ssh_stderr`]'s).
+    /// Takes in the next stderr line of `ssh -v` (the wording is [`crate::ssh_stderr`]'s).
     pub fn feed(&mut self, line: &str) {
         let l = line.trim_end();
-        let Some(said) = ssh_stderr::classify(l) else {
+        let Some(said) = self.reading.read(l) else {
             return;
         };
         match said {
@@ -63,10 +68,14 @@ impl SshLog {
             | Said::BannerTimedOut
             | Said::Unreachable
             | Said::ConnectionTimedOut
-            | Said::ClosedBeforeGreeting { .. }
+            | Said::ClosedBeforeGreeting
             | Said::ConnectFailed => {
                 self.connect_error
                     .get_or_insert_with(|| l.trim_start_matches("ssh: ").to_string());
+            }
+            Said::TurnedAway => {
+                self.server_busy = true;
+                self.connect_error.get_or_insert_with(|| l.to_string());
             }
             Said::ConnectionClosed { .. } if !self.connected => {
                 self.connect_error.get_or_insert_with(|| l.to_string());
@@ -165,5 +174,65 @@ mod tests {
         }
         log.feed("debug1: Entering interactive session.");
         assert!(log.ready(&forwards));
+    }
+
+    /// Doctor and the watchdog read the same lines the same way: busy is the server
+    /// closing before its greeting (sshd's MaxStartups), never a server that greets and
+    /// then hangs up, nor a proxy's closing.
+    #[test]
+    fn doctor_reads_a_busy_server_as_the_watchdog_does() {
+        use crate::watchdog::ssh_errors::errors_in;
+        let connected = "debug1: Connection established.";
+        let banner = "debug1: Remote protocol version 2.0, remote software version OpenSSH_9.2p1";
+        let transcripts: &[(&[&str], bool)] = &[
+            // A server that greets, then hangs up.
+            (
+                &[
+                    connected,
+                    banner,
+                    "Connection closed by 127.0.0.1 port 2222",
+                ],
+                false,
+            ),
+            (
+                &[connected, banner, "Connection reset by 127.0.0.1 port 2222"],
+                false,
+            ),
+            // sshd's MaxStartups drop.
+            (
+                &[
+                    connected,
+                    "kex_exchange_identification: read: Connection reset by peer",
+                    "Connection reset by 127.0.0.1 port 2222",
+                ],
+                true,
+            ),
+            // ProxyJump to a target that is down.
+            (
+                &[
+                    connected,
+                    "kex_exchange_identification: Connection closed by remote host",
+                    "Connection closed by UNKNOWN port 65535",
+                ],
+                false,
+            ),
+            (
+                &["ssh_exchange_identification: Connection closed by remote host"],
+                true,
+            ),
+        ];
+        for (lines, busy) in transcripts {
+            let mut log = SshLog::default();
+            for line in *lines {
+                log.feed(line);
+            }
+            let watchdog = errors_in(&lines.join("\n"));
+            assert_eq!(log.server_busy, *busy, "doctor: {lines:?}");
+            assert_eq!(
+                watchdog.iter().any(|e| e.is_server_busy()),
+                *busy,
+                "watchdog: {lines:?} {watchdog:?}"
+            );
+        }
     }
 }

@@ -46,6 +46,12 @@ pub fn verdicts(
 /// stopped ssh before it could log in.
 fn reach_server(name: &str, view: &SshView, run: &Run, place: &str) -> Result<Finding, Finding> {
     let log = &run.log;
+    if log.server_busy {
+        return Err(
+            Finding::new(Verdict::Fail, "server", format!("{place} turned the login away before its greeting: it is busy (too many logins at once, sshd's MaxStartups) or restarting"))
+                .fix("run doctor again in a moment (the watchdog retries by itself); if it keeps happening, raise MaxStartups in the server's sshd_config"),
+        );
+    }
     if let Some(err) = &log.connect_error {
         return Err(
             Finding::new(Verdict::Fail, "server", format!("cannot reach {place}: {err}"))

@@ -197,11 +197,7 @@ impl Conn {
             .errors
             .iter()
             .any(|e| matches!(e, SshError::Unreachable));
-        // Busy only when the server closed before its greeting was through (sshd's
-        // MaxStartups): one that greets and then hangs up is broken, and backs off.
-        let server_busy = !permanent
-            && report.closed_before_greeting
-            && report.errors.iter().any(|e| e.is_server_busy());
+        let server_busy = !permanent && report.errors.iter().any(|e| e.is_server_busy());
         Break(Outcome::Failed {
             reason,
             permanent,

@@ -15,7 +15,8 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use super::log;
-use super::ssh_errors::{SshError, classify};
+use super::ssh_errors::{SshError, error_of};
+use crate::ssh_stderr::{Reading, Said};
 
 /// sun_path holds 108 bytes on Linux (104 on BSDs); ssh first binds `PATH.XXXXXXXXXXXXXXXX`
 /// (17 more bytes) and then links it into place, so the usable length is smaller.
@@ -217,10 +218,6 @@ pub struct StderrReport {
     /// target that stays down makes ssh say the same every probe round, logged once
     /// until the session forgets them (every target answers again). Bounded.
     pub channel_lines: Vec<String>,
-    /// ssh said the server closed the connection before or during its greeting
-    /// (`kex_exchange_identification: …`): what sshd's MaxStartups drop looks like, as
-    /// opposed to a server that greets and then hangs up (broken, not busy).
-    pub closed_before_greeting: bool,
 }
 
 /// A line longer than this is logged in pieces, so a runaway stderr cannot grow memory.
@@ -237,6 +234,8 @@ pub struct SshChild {
     /// loop (it is in the loop's poll set): no reader thread, no thread stack.
     stderr: Option<ChildStderr>,
     partial: Vec<u8>,
+    /// What the lines so far said: the next line's meaning may depend on them.
+    reading: Reading,
     exited: Option<ExitStatus>,
     /// `-R` ports the watchdog asks for through the control socket: ssh logs each
     /// refusal, which the watchdog reports itself (once, not twice a second).
@@ -267,6 +266,7 @@ impl SshChild {
             report: StderrReport::default(),
             stderr: Some(stderr),
             partial: Vec::new(),
+            reading: Reading::default(),
             asked_ports: Vec::new(),
             exited: None,
         })
@@ -316,19 +316,13 @@ impl SshChild {
             return;
         }
         let r = &mut self.report;
-        let said = crate::ssh_stderr::classify(&line);
-        if let Some(crate::ssh_stderr::Said::OpenFailed { reason }) = &said
+        let said = self.reading.read(&line);
+        if let Some(Said::OpenFailed { reason }) = &said
             && r.open_failures.len() < 16
         {
             r.open_failures.push(reason.to_string());
         }
-        if matches!(
-            said,
-            Some(crate::ssh_stderr::Said::ClosedBeforeGreeting { .. })
-        ) {
-            r.closed_before_greeting = true;
-        }
-        match classify(&line) {
+        match said.as_ref().and_then(error_of) {
             Some(SshError::RemotePortRefused { port }) if self.asked_ports.contains(&port) => {}
             Some(error) => {
                 log::error(format_args!("ssh: {line} — {}", error.explain()));
@@ -337,8 +331,7 @@ impl SshChild {
                 }
             }
             None => {
-                let channel = crate::ssh_stderr::classify(&line)
-                    .is_some_and(|said| matches!(said, crate::ssh_stderr::Said::OpenFailed { .. }))
+                let channel = matches!(said, Some(Said::OpenFailed { .. }))
                     || (line.starts_with("connect_to ") && line.ends_with("failed."));
                 if channel {
                     // `channel 3: …` and `channel 4: …` are the same news.

@@ -1,7 +1,7 @@
 //! The failures the ssh client's stderr explains, so the watchdog can report them
 //! plainly and choose a back-off (permanent errors wait the maximum).
 
-use crate::ssh_stderr::Said;
+use crate::ssh_stderr::{Reading, Said};
 
 /// What went wrong, as far as ssh's own words tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,10 +28,11 @@ pub enum SshError {
     /// TCP connected but the server sent no SSH banner in time: something listens there
     /// that is not (or not yet) a working sshd.
     BannerTimedOut,
-    /// The port answered, then the server closed the connection before the login (before
-    /// or during its greeting or the key exchange): sshd's `MaxStartups` or
-    /// `PerSourceMaxStartups` dropping unauthenticated connections, a load balancer, or
-    /// an sshd that is restarting. The server is there; it is busy.
+    /// The port answered, then the server itself closed the connection before its SSH
+    /// greeting ([`Said::TurnedAway`]): sshd's `MaxStartups` or `PerSourceMaxStartups`
+    /// dropping unauthenticated connections, a load balancer, or an sshd that is
+    /// restarting. The server is there; it is busy. (One that greets and then hangs up
+    /// is broken, not busy: no `SshError` at all.)
     ServerBusy,
 }
 
@@ -85,10 +86,11 @@ impl SshError {
     }
 }
 
-/// The failure one stderr line of ssh explains, or `None` for lines that explain
-/// nothing (the wording is [`crate::ssh_stderr`]'s).
-pub fn classify(line: &str) -> Option<SshError> {
-    Some(match crate::ssh_stderr::classify(line)? {
+/// The failure what one stderr line said explains, or `None` for what explains nothing.
+/// `said` is a [`Reading`]'s, which knows the lines before it (the wording and the busy
+/// server's pair of lines are [`crate::ssh_stderr`]'s).
+pub fn error_of(said: &Said<'_>) -> Option<SshError> {
+    Some(match *said {
         Said::AuthRefused => SshError::AuthRefused,
         Said::HostKeyChanged => SshError::HostKeyChanged,
         Said::HostKeyUnknown | Said::HostKeyVerificationFailed => SshError::HostKeyUnknown,
@@ -100,13 +102,22 @@ pub fn classify(line: &str) -> Option<SshError> {
         Said::ConnectionTimedOut => SshError::ConnectionTimedOut,
         Said::Unreachable => SshError::Unreachable,
         Said::BannerTimedOut => SshError::BannerTimedOut,
-        // Newer clients follow the greeting's line with `Connection closed by ADDR port P`,
-        // which alone tells the server's closing from a proxy's (ProxyJump to a target
-        // that is down reads the same greeting line, then `… by UNKNOWN port 65535`).
-        Said::ClosedBeforeGreeting { older_client: true }
-        | Said::ConnectionClosed { proxied: false } => SshError::ServerBusy,
+        Said::TurnedAway => SshError::ServerBusy,
         _ => return None,
     })
+}
+
+/// The failures a whole stderr of one ssh run explains, in order and each once (the
+/// watchdog reads it line by line as it comes, with the same [`Reading`]).
+pub fn errors_in(stderr: &str) -> Vec<SshError> {
+    let mut reading = Reading::default();
+    let mut errors = Vec::new();
+    for error in stderr.lines().filter_map(|l| error_of(&reading.read(l)?)) {
+        if !errors.contains(&error) {
+            errors.push(error);
+        }
+    }
+    errors
 }
 
 #[cfg(test)]
@@ -174,19 +185,21 @@ mod tests {
                 "Could not request local forwarding.",
                 SshError::LocalPortBusy { port: None },
             ),
-            // sshd's MaxStartups drop (tests/it/watchdog_busy.rs sees them for real).
+            // sshd's MaxStartups drop, the greeting's line then the server's closing
+            // (tests/it/watchdog_busy.rs sees them for real).
             (
-                "Connection closed by 127.0.0.1 port 2222",
+                "kex_exchange_identification: Connection closed by remote host\nConnection closed by 127.0.0.1 port 2222",
                 SshError::ServerBusy,
             ),
             (
-                "Connection reset by 127.0.0.1 port 2222",
+                "kex_exchange_identification: read: Connection reset by peer\nConnection reset by 127.0.0.1 port 2222",
                 SshError::ServerBusy,
             ),
             (
-                "Connection reset by 2001:db8::1 port 22",
+                "kex_exchange_identification: read: Connection reset by peer\nConnection reset by 2001:db8::1 port 22",
                 SshError::ServerBusy,
             ),
+            // OpenSSH 7.x clients say the greeting's line alone.
             (
                 "ssh_exchange_identification: Connection closed by remote host",
                 SshError::ServerBusy,
@@ -196,22 +209,22 @@ mod tests {
                 SshError::ServerBusy,
             ),
         ];
-        for (line, want) in cases {
-            assert_eq!(classify(line).as_ref(), Some(want), "{line}");
+        for (lines, want) in cases {
+            assert_eq!(errors_in(lines), std::slice::from_ref(want), "{lines}");
         }
     }
 
     #[test]
     fn ignores_chatter_and_explains_with_a_fix() {
-        assert_eq!(
-            classify(
+        assert!(
+            errors_in(
                 "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts."
-            ),
-            None
+            )
+            .is_empty()
         );
-        assert_eq!(
-            classify("Authenticated to 127.0.0.1 ([127.0.0.1]:2222) using \"publickey\"."),
-            None
+        assert!(
+            errors_in("Authenticated to 127.0.0.1 ([127.0.0.1]:2222) using \"publickey\".")
+                .is_empty()
         );
         let text = SshError::RemotePortRefused { port: 1234 }.explain();
         assert!(
@@ -262,18 +275,24 @@ mod tests {
 
     /// The greeting's own line says nothing yet on newer clients: through ProxyJump a
     /// target that is down reads the same, and only the next line (`… by UNKNOWN port
-    /// 65535`) tells. A live session's end is not a busy server either.
+    /// 65535`) tells. A live session's end is not a busy server either, nor a server
+    /// that greets and then hangs up (its closing line without the greeting's).
     #[test]
     fn a_proxy_closing_or_a_session_ending_is_not_a_busy_server() {
-        for line in [
+        for lines in [
             "kex_exchange_identification: Connection closed by remote host",
             "kex_exchange_identification: read: Connection reset by peer",
             "Connection closed by UNKNOWN port 65535",
+            "kex_exchange_identification: Connection closed by remote host\nConnection closed by UNKNOWN port 65535",
             "Connection to 127.0.0.1 closed by remote host.",
             "Read from remote host 127.0.0.1: Connection reset by peer",
             "debug1: kex_exchange_identification: banner line 0: Exceeded MaxStartups",
+            "Connection closed by 127.0.0.1 port 2222",
+            "Connection reset by 127.0.0.1 port 2222",
+            "debug1: Remote protocol version 2.0, remote software version OpenSSH_9.2p1\nConnection closed by 127.0.0.1 port 2222",
         ] {
-            assert_eq!(classify(line), None, "{line}");
+            let errors = errors_in(lines);
+            assert!(errors.is_empty(), "{lines}: {errors:?}");
         }
     }
 }

@@ -2,14 +2,16 @@
 //! unauthenticated connection held open, sshd drops every further connection before its
 //! greeting, as the default `MaxStartups 10:30:100` does to a crowd that reconnects at
 //! once. The watchdog's reading of ssh's stderr must call that busy (a short retry), not
-//! down (the exponential back-off and the wait for a greeting).
+//! down (the exponential back-off and the wait for a greeting), and doctor's the same; a
+//! server that greets and then hangs up is broken, not busy, for both.
 
-use std::io::Read;
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tunnelctl::watchdog::ssh_errors::{SshError, classify};
+use tunnelctl::doctor::SshLog;
+use tunnelctl::watchdog::ssh_errors::{SshError, errors_in};
 
 use crate::common::child::{KillOnDrop, wait_exit};
 use crate::common::sshd::{Sshd, SshdOptions, free_port};
@@ -79,8 +81,13 @@ fn login_works(sshd: &Sshd) {
     assert!(ok, "a plain login failed: {last}\n{}", sshd.log());
 }
 
-fn errors_of(stderr: &str) -> Vec<SshError> {
-    stderr.lines().filter_map(classify).collect()
+/// Doctor's reading of the same stderr: busy or not.
+fn doctor_says_busy(stderr: &str) -> bool {
+    let mut log = SshLog::default();
+    for line in stderr.lines() {
+        log.feed(line);
+    }
+    log.server_busy
 }
 
 #[test]
@@ -101,7 +108,7 @@ fn a_login_dropped_by_max_startups_reads_as_a_busy_server() {
 
     let (code, stderr) = ssh_true(&args, sshd.host());
     assert_eq!(code, Some(255), "ssh was not turned away:\n{stderr}");
-    let errors = errors_of(&stderr);
+    let errors = errors_in(&stderr);
     assert!(
         errors.iter().any(SshError::is_server_busy),
         "no line read as a busy server: {errors:?}\n{stderr}"
@@ -112,6 +119,7 @@ fn a_login_dropped_by_max_startups_reads_as_a_busy_server() {
             .any(|e| e.is_no_greeting() || e.is_permanent()),
         "a busy server read as down or as permanent: {errors:?}\n{stderr}"
     );
+    assert!(doctor_says_busy(&stderr), "doctor disagrees:\n{stderr}");
     assert!(
         sshd.log().contains("past MaxStartups"),
         "sshd did not say it dropped the login:\n{}",
@@ -125,8 +133,67 @@ fn a_login_dropped_by_max_startups_reads_as_a_busy_server() {
     down[at] = free_port().to_string();
     let (code, stderr) = ssh_true(&down, sshd.host());
     assert_eq!(code, Some(255), "{stderr}");
-    let errors = errors_of(&stderr);
+    let errors = errors_in(&stderr);
     assert_eq!(errors, [SshError::ConnectionRefused], "{stderr}");
+    assert!(!doctor_says_busy(&stderr), "{stderr}");
+}
+
+/// A server that sends its SSH greeting and then closes: ssh says `Connection closed by
+/// ADDR port P` as after a MaxStartups drop, but without the greeting's line before it.
+/// Broken, not busy: the watchdog backs off, and doctor agrees.
+#[test]
+fn a_server_that_greets_then_hangs_up_is_not_busy() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind on loopback");
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        // One connection, bounded: ssh connects once (or the test failed already).
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2p1\r\n");
+                    // Let ssh read the greeting and send its own before the close.
+                    std::thread::sleep(Duration::from_millis(200));
+                    return;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    let args: Vec<String> = [
+        "-F",
+        "/dev/null",
+        "-o",
+        &format!("UserKnownHostsFile={}", known_hosts.display()),
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        &port.to_string(),
+        "-l",
+        "root",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (code, stderr) = ssh_true(&args, "127.0.0.1");
+    server.join().unwrap();
+    assert_eq!(code, Some(255), "{stderr}");
+    assert!(
+        stderr.contains(&format!("by 127.0.0.1 port {port}")),
+        "ssh did not say the server closed: {stderr}"
+    );
+    let errors = errors_in(&stderr);
+    assert!(
+        !errors.iter().any(SshError::is_server_busy),
+        "a server that greeted read as busy: {errors:?}\n{stderr}"
+    );
+    assert!(!doctor_says_busy(&stderr), "doctor: busy\n{stderr}");
 }
 
 #[test]
