@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use super::args::{self, SshForward};
 use super::clock::Gap;
-use super::connection::{Conn, Stage};
+use super::connection::Conn;
 use super::login_slot::{self, LoginSlot, Taken};
 use super::netevents::{self, NetEvent, RouteNow};
 use super::process::{self, SshChild};
@@ -103,13 +103,6 @@ pub(super) enum Event {
     // `pending_event` (or, for a file descriptor, a place in `Events::wait`'s poll
     // beside ssh's stderr and the network socket), and one arm in `handle` with its
     // method below, deciding for every stage. Not a second loop.
-}
-
-/// The stage of the whole session: waiting, or one of the connection's.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Now {
-    Waiting(Kind),
-    Connected(Stage),
 }
 
 pub(super) struct Session<'a> {
@@ -195,12 +188,9 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn now(&self) -> Now {
-        match (&self.conn, &self.wait) {
-            (Some(c), _) => Now::Connected(c.stage()),
-            (None, Some(w)) => Now::Waiting(w.kind),
-            (None, None) => Now::Waiting(Kind::BackOff),
-        }
+    /// No ssh runs, and what ends the wait is a route to the server.
+    fn waiting_for_route(&self) -> bool {
+        self.conn.is_none() && self.wait.as_ref().is_some_and(|w| w.kind == Kind::NoRoute)
     }
 
     /// Sleeps until an event; signals first. No periodic wake-up while nothing is due:
@@ -259,9 +249,10 @@ impl<'a> Session<'a> {
             return Some(Event::ClockGap(gap));
         }
         // Without a route every change may be the one that brings it back: no settling.
-        let batch = match self.now() {
-            Now::Waiting(Kind::NoRoute) => self.w.events.take_batch_now(),
-            _ => self.w.events.take_batch(),
+        let batch = if self.waiting_for_route() {
+            self.w.events.take_batch_now()
+        } else {
+            self.w.events.take_batch()
         };
         if let Some(batch) = batch {
             return Some(Event::NetworkChanged(batch));
