@@ -4,9 +4,9 @@
 //! signal self-pipe and ssh's stderr pipe between probe rounds.
 //!
 //! Here: `main` and `run` (options, state dir, control path, readiness, signals, the
-//! leftover ssh of a killed watchdog). Then `supervisor.rs`: back-off, connect, and
-//! what a connection's outcome means; `session.rs`: one connection as states × events
-//! (new event sources go there); `signals.rs`: the self-pipe; `statedir.rs`: where the
+//! leftover ssh of a killed watchdog). Then `supervisor.rs`: the state shared across
+//! connections; `session.rs`: the one loop as states × events (new event sources go
+//! there); `next.rs`: what a connection's outcome leads to; `signals.rs`: the self-pipe; `statedir.rs`: where the
 //! state file lives, and reading and writing it.
 
 pub mod args;
@@ -20,6 +20,7 @@ pub mod log;
 pub mod login_slot;
 pub mod mux;
 pub mod netevents;
+mod next;
 pub mod probe;
 pub mod process;
 pub mod reachability;

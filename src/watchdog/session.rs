@@ -21,12 +21,13 @@
 //! | `ClockGap`              | connect, back-off reset      | nothing to do          | ask now                | round now, back-off reset |
 //! | `NetworkChanged`        | may bring back: connect/check| nothing to do          | reconnect / ask now    | reconnect / round now     |
 //!
-//! A connection that ends ([`Outcome`]) leads to the next stage in one place
-//! (`Session::after`): a stop exits; a reconnect, a network change or a held port
-//! connects at once (without a route: waits for one, counting nothing); a busy server
-//! waits a short random pause; a failure of a tunnel that was proven connects again at
-//! once, here, without an exit; any other failure exits for the init system to
-//! restart, and the next watchdog backs off (`backoff`).
+//! A connection that ends ([`Outcome`]) leads to the next stage in one place,
+//! `Session::after` in `next.rs` (beside what only the outcome decisions use): a stop
+//! exits; a reconnect, a network change or a held port connects at once (without a
+//! route: waits for one, counting nothing); a busy server waits a short random pause; a
+//! failure of a tunnel that was proven connects again at once, here, without an exit;
+//! any other failure exits for the init system to restart, and the next watchdog backs
+//! off (`backoff`).
 //!
 //! An ask ends a connection after `PORT_HELD_ASKS` of them, a round after
 //! `probe_failures` failed rounds in a row. A round's time-out adapts to the measured
@@ -52,12 +53,11 @@
 use std::net::IpAddr;
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::args::{self, SshForward};
+use super::args::SshForward;
 use super::clock::Gap;
 use super::connection::Conn;
-use super::login_slot::{self, LoginSlot, Taken};
 use super::netevents::{self, NetEvent, RouteNow};
 use super::process::{self, SshChild};
 use super::reachability::Greeting;
@@ -65,10 +65,7 @@ use super::signals::Request;
 use super::ssh_errors::SshError;
 use super::supervisor::{Outcome, Watchdog};
 use super::wait::{self, Check, Kind, Wait};
-use super::{
-    EXIT_FAILED, EXIT_PERMANENT, KILL_GRACE, PORT_HELD_ASK_EVERY, backoff, events, log,
-    reachability,
-};
+use super::{KILL_GRACE, backoff, events, log, reachability};
 use crate::duration::format_human;
 use crate::state::Phase;
 
@@ -106,38 +103,26 @@ pub(super) enum Event {
 }
 
 pub(super) struct Session<'a> {
-    w: &'a mut Watchdog,
+    pub(super) w: &'a mut Watchdog,
     /// The ssh arguments of the next attempt, and the -R forwards taken out of them
     /// because the server held their ports: asked for through the control socket.
-    ssh_args: Vec<String>,
-    held: Vec<SshForward>,
+    pub(super) ssh_args: Vec<String>,
+    pub(super) held: Vec<SshForward>,
     /// Exactly one of these is set: a connection runs, or a wait before the next.
     conn: Option<Conn>,
     wait: Option<Wait>,
     /// The server's address as the last connection had it: what "is there a route"
     /// asks about (None: no connection yet, or none that was direct TCP).
-    server_ip: Option<IpAddr>,
+    pub(super) server_ip: Option<IpAddr>,
     /// Where ssh connects as `ssh -G` says, or why a check from here would not follow
     /// ssh's path; looked up once, before it is first needed (None: not yet).
-    destination: Option<Result<wait::Destination, String>>,
-    /// Logins the server turned away in a row (see `BUSY_IN_A_ROW`).
-    busy_in_a_row: u32,
-    /// Since when every login slot to the server is held by others (see `SLOT_WAIT_MAX`).
-    slots_busy_since: Option<Instant>,
+    pub(super) destination: Option<Result<wait::Destination, String>>,
+    /// Logins the server turned away in a row (see `next::BUSY_IN_A_ROW`).
+    pub(super) busy_in_a_row: u32,
+    /// Since when every login slot to the server is held by others (see
+    /// `next::SLOT_WAIT_MAX`).
+    pub(super) slots_busy_since: Option<Instant>,
 }
-
-/// A server that turns this many logins in a row away is treated as failing after all
-/// (the normal back-off and exit): a proxy that closes every connection is no crowd.
-const BUSY_IN_A_ROW: u32 = 10;
-
-/// How long a watchdog waits for a login slot before it logs in without one: other
-/// local users can hold the names, and no tunnel may stay down for them.
-const SLOT_WAIT_MAX: Duration = Duration::from_secs(10);
-
-/// A look for a free login slot comes after a random pause in this band: long enough
-/// for a login on a LAN, short next to one over a WAN.
-const SLOT_LOOK_AGAIN: (Duration, Duration) =
-    (Duration::from_millis(20), Duration::from_millis(120));
 
 impl<'a> Session<'a> {
     pub(super) fn new(w: &'a mut Watchdog) -> Self {
@@ -496,7 +481,7 @@ impl<'a> Session<'a> {
     }
 
     /// No ssh runs until `wait` is over: the state file and the supervisor say so.
-    fn enter_wait(&mut self, wait: Wait) {
+    pub(super) fn enter_wait(&mut self, wait: Wait) {
         // A look for a login slot comes every few hundred milliseconds while a crowd
         // logs in: the state file (flash, on a router) is written for the first only.
         let again = wait.kind == Kind::LoginSlot && self.w.state.phase == Phase::BackingOff;
@@ -512,7 +497,7 @@ impl<'a> Session<'a> {
     }
 
     /// Starts ssh, unless the server has no route from here (then waits for one).
-    fn connect(&mut self) -> ControlFlow<u8> {
+    pub(super) fn connect(&mut self) -> ControlFlow<u8> {
         self.wait = None;
         self.w.state.backoff_until = 0;
         if let Some(refusal) = self.w.refuse_client() {
@@ -569,19 +554,6 @@ impl<'a> Session<'a> {
         Continue(())
     }
 
-    /// Without a route ssh could only fail ("Network is unreachable") and count a
-    /// failure: nothing starts until a network event or a check finds a route.
-    fn wait_for_route(&mut self, ip: IpAddr) -> ControlFlow<u8> {
-        log::info(format_args!(
-            "no route to the server ({ip}): not starting ssh until the network brings one (checking every {} and at every network change)",
-            format_human(reachability::CHECK_EVERY)
-        ));
-        self.enter_wait(
-            Wait::new(Kind::NoRoute, format!("no route to {ip}"), None).checking(Check::Route(ip)),
-        );
-        Continue(())
-    }
-
     /// The connection is over: ssh ends, and the outcome decides what comes next.
     fn end_connection(&mut self, outcome: Outcome) -> ControlFlow<u8> {
         let Some(mut conn) = self.conn.take() else {
@@ -596,144 +568,6 @@ impl<'a> Session<'a> {
             self.server_ip = Some(facts.server);
         }
         self.after(outcome, conn.up_for())
-    }
-
-    /// What a connection's outcome leads to. `up_for`: how long it was up (first to last
-    /// good round).
-    fn after(&mut self, outcome: Outcome, up_for: Option<Duration>) -> ControlFlow<u8> {
-        if !matches!(
-            outcome,
-            Outcome::Failed {
-                server_busy: true,
-                ..
-            }
-        ) {
-            self.busy_in_a_row = 0;
-        }
-        match outcome {
-            Outcome::Stopped => Break(self.w.stopped()),
-            Outcome::Reconnect | Outcome::NetworkChanged => {
-                // Not a failure of the tunnel: the failure row starts afresh, and the
-                // held -R forwards are asked for again by the new connection.
-                self.w.state.consecutive_failures = 0;
-                (self.ssh_args, self.held) = (self.w.o.ssh.clone(), Vec::new());
-                if matches!(outcome, Outcome::Reconnect) {
-                    // SIGHUP/SIGUSR1: counted; the new connection proves itself again.
-                    self.w.count_reconnect();
-                    self.w.state.proven = false;
-                    log::info("reconnecting now (SIGHUP/SIGUSR1)");
-                }
-                self.connect()
-            }
-            Outcome::Failed {
-                reason,
-                port_held: Some(port),
-                ..
-            } if up_for.is_none()
-                && let Some((rest, forward)) =
-                    args::without_remote_forward(&self.ssh_args, port) =>
-            {
-                // A -R port the server still holds (the old session): at once, without it.
-                log::warn(format_args!(
-                    "{reason}; reconnecting at once without {} and asking the server for it every {} through ssh's control socket",
-                    forward.describe(),
-                    format_human(PORT_HELD_ASK_EVERY)
-                ));
-                self.w.state.last_error = reason;
-                self.w.count_reconnect();
-                self.ssh_args = rest;
-                self.held.push(forward);
-                self.connect()
-            }
-            Outcome::Failed {
-                reason,
-                server_busy: true,
-                ..
-            } if self.busy_in_a_row < BUSY_IN_A_ROW => {
-                // A crowd logging in at once (a bastion back after a restart): the server
-                // is there, so neither a failure nor a back-off, but a short random pause.
-                self.busy_in_a_row += 1;
-                let pause = backoff::busy_retry(backoff::jitter_seed());
-                log::warn(format_args!(
-                    "{reason} (turned away {} time(s) in a row; trying again in {})",
-                    self.busy_in_a_row,
-                    format_human(pause)
-                ));
-                self.w.state.last_error = reason.clone();
-                self.enter_wait(Wait::new(Kind::ServerBusy, reason, Some(pause)));
-                Continue(())
-            }
-            Outcome::Failed {
-                reason,
-                unreachable: true,
-                ..
-            } if let Some(ip) = self.route_target()
-                && route_to(ip) == RouteNow::NoRoute =>
-            {
-                // Not the tunnel's failure: the network is gone. Counted as nothing.
-                log::warn(format_args!("ssh failed: {reason}"));
-                self.w.state.last_error = reason;
-                self.wait_for_route(ip)
-            }
-            Outcome::Failed {
-                reason,
-                permanent,
-                no_greeting,
-                ..
-            } => self.failed(reason, permanent, no_greeting, up_for),
-        }
-    }
-
-    /// A failure: the row in the state file; again at once after a proven tunnel,
-    /// else an exit (the init system restarts the watchdog, which backs off).
-    fn failed(
-        &mut self,
-        reason: String,
-        permanent: bool,
-        no_greeting: bool,
-        up_for: Option<Duration>,
-    ) -> ControlFlow<u8> {
-        let w = &mut *self.w;
-        (w.state.consecutive_failures, w.state.proven) = backoff::after_failure(
-            w.state.consecutive_failures,
-            w.state.proven,
-            up_for,
-            permanent,
-            backoff::proven_after(w.interval, w.o.backoff_initial),
-            w.o.backoff_initial,
-            w.o.backoff_max,
-        );
-        w.state.no_greeting = no_greeting;
-        w.state.ssh_pid = 0;
-        w.state.connected_since = 0;
-        w.state.last_error = reason.clone();
-        (self.ssh_args, self.held) = (w.o.ssh.clone(), Vec::new());
-        let wait = backoff::wait_before_connect(
-            w.state.consecutive_failures,
-            w.state.proven,
-            w.o.backoff_initial,
-            w.o.backoff_max,
-        );
-        if !permanent && wait.is_zero() {
-            // The tunnel was proven: its first retry is free, and it is made here,
-            // without the exit and the init system's restart delay.
-            log::warn(format_args!(
-                "tunnel failed: {reason}; it was up before, reconnecting at once"
-            ));
-            w.set_phase(Phase::Failed, &reason);
-            w.save();
-            self.w.readiness.status(&format!("reconnecting: {reason}"));
-            return self.connect();
-        }
-        w.set_phase(Phase::Failed, &reason);
-        w.save();
-        log::error(format_args!("tunnel failed: {reason}"));
-        w.readiness.stopping(Some(&format!("failed: {reason}")));
-        Break(if permanent {
-            EXIT_PERMANENT
-        } else {
-            EXIT_FAILED
-        })
     }
 
     /// Where to check for the server's greeting during a back-off: only after a failure
@@ -754,72 +588,10 @@ impl<'a> Session<'a> {
             }
         }
     }
-
-    /// Where ssh connects (`ssh -G`, run once per watchdog), or why a TCP connect from
-    /// here would not take ssh's path (a proxy, a bound source).
-    fn destination(&mut self) -> Result<wait::Destination, String> {
-        self.destination
-            .get_or_insert_with(|| match reachability::resolve(&self.w.o.ssh) {
-                Ok(reachability::Destination::Direct { host, port, family }) => {
-                    Ok((host, port, family))
-                }
-                Ok(reachability::Destination::Unsuitable(why)) => Err(why.to_string()),
-                Err(e) => Err(e),
-            })
-            .clone()
-    }
-
-    /// The server's address to ask the kernel for a route to: the last connection's, or
-    /// the destination when it is an address (a name is not looked up for this: without
-    /// a route there may be no DNS either).
-    fn route_target(&mut self) -> Option<IpAddr> {
-        if self.server_ip.is_some() {
-            return self.server_ip;
-        }
-        let (host, _, _) = self.destination().ok()?;
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()
-    }
-
-    /// A login slot to the server, or why ssh does not start yet (`Err`: a short wait
-    /// was entered). Without slots (not Linux, a sandbox, ProxyJump) there is no wait.
-    fn take_login_slot(&mut self) -> Result<Option<LoginSlot>, ()> {
-        let Ok((host, port, _)) = self.destination() else {
-            return Ok(None);
-        };
-        match login_slot::try_take(&format!("{host}:{port}")) {
-            Taken::Slot(slot) => {
-                self.slots_busy_since = None;
-                Ok(Some(slot))
-            }
-            Taken::Unsupported => Ok(None),
-            Taken::AllBusy => {
-                let since = *self.slots_busy_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= SLOT_WAIT_MAX {
-                    log::warn(format_args!(
-                        "every login slot to {host} port {port} is still held by other processes after {}: logging in without one",
-                        format_human(since.elapsed())
-                    ));
-                    self.slots_busy_since = None;
-                    return Ok(None);
-                }
-                let (low, high) = SLOT_LOOK_AGAIN;
-                let pause = low + (high - low).mul_f64(backoff::jitter_seed());
-                self.enter_wait(Wait::new(
-                    Kind::LoginSlot,
-                    format!("other tunnels are logging in to {host} port {port}"),
-                    Some(pause),
-                ));
-                Err(())
-            }
-        }
-    }
 }
 
 /// The route to `ip` now.
-fn route_to(ip: IpAddr) -> RouteNow {
+pub(super) fn route_to(ip: IpAddr) -> RouteNow {
     netevents::lookup_route(ip, Instant::now() + netevents::LOOKUP_DEADLINE)
 }
 
