@@ -213,7 +213,7 @@ impl Conn {
             SshError::RemotePortRefused { port } => Some(port),
             _ => None,
         };
-        Break(failed(error.explain(), port_held))
+        Break(Outcome::failure(error.explain(), port_held))
     }
 
     pub(super) fn on_control_socket(&mut self, w: &mut Watchdog) -> ControlFlow<Outcome> {
@@ -329,7 +329,10 @@ impl Conn {
 
     pub(super) fn on_connect_timed_out(&mut self, w: &mut Watchdog) -> ControlFlow<Outcome> {
         let budget = format_human(w.connect_budget());
-        Break(failed(format!("ssh did not connect within {budget}"), None))
+        Break(Outcome::failure(
+            format!("ssh did not connect within {budget}"),
+            None,
+        ))
     }
 
     /// One ask for each held forward not granted yet, through the control socket.
@@ -365,7 +368,7 @@ impl Conn {
                 "the server still refuses {refusal} after {asks} asks over {}: another process may hold the port",
                 format_human(self.spawned.elapsed())
             );
-            return Break(failed(reason, None));
+            return Break(Outcome::failure(reason, None));
         } else {
             self.next_step = Instant::now() + PORT_HELD_ASK_EVERY;
             w.readiness.alive(&format!(
@@ -416,7 +419,7 @@ impl Conn {
                 if failed_rounds >= w.o.probe_failures {
                     let reason =
                         format!("{failed_rounds} probe rounds failed in a row, last: {reason}");
-                    return Break(failed(reason, None));
+                    return Break(Outcome::failure(reason, None));
                 }
             }
         }
@@ -530,7 +533,7 @@ impl Conn {
                     "no answer to the probes for {} ({why}), last: {reason}",
                     format_human(since.elapsed())
                 );
-                return Break(failed(reason, None));
+                return Break(Outcome::failure(reason, None));
             }
         }
         Continue(())
@@ -635,17 +638,6 @@ impl Conn {
         } else {
             w.readiness.ready(&status);
         }
-    }
-}
-
-fn failed(reason: String, port_held: Option<u16>) -> Outcome {
-    Outcome::Failed {
-        reason,
-        permanent: false,
-        no_greeting: false,
-        unreachable: false,
-        server_busy: false,
-        port_held,
     }
 }
 

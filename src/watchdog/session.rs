@@ -523,7 +523,7 @@ impl<'a> Session<'a> {
         let attempt = self.w.state.consecutive_failures + 1;
         let mut ssh = match SshChild::spawn(&argv) {
             Ok(s) => s,
-            Err(e) => return self.after(failed(e), None),
+            Err(e) => return self.after(Outcome::failure(e, None), None),
         };
         ssh.asked_ports = self
             .held
@@ -593,15 +593,4 @@ impl<'a> Session<'a> {
 /// The route to `ip` now.
 pub(super) fn route_to(ip: IpAddr) -> RouteNow {
     netevents::lookup_route(ip, Instant::now() + netevents::LOOKUP_DEADLINE)
-}
-
-fn failed(reason: String) -> Outcome {
-    Outcome::Failed {
-        reason,
-        permanent: false,
-        no_greeting: false,
-        unreachable: false,
-        server_busy: false,
-        port_held: None,
-    }
 }

@@ -52,12 +52,27 @@ pub(super) enum Outcome {
         /// ssh said the network is unreachable (no route): judged against the route
         /// now, it is a wait for the network rather than a failure.
         unreachable: bool,
-        /// The server closed the connection before the login (sshd's MaxStartups while
-        /// a crowd logs in): a short random pause, not a failure.
+        /// The server closed the connection before its greeting (sshd's MaxStartups
+        /// while a crowd logs in): a short random pause, not a failure.
         server_busy: bool,
         /// The server refused this `-R` port: most likely still held by the old session.
         port_held: Option<u16>,
     },
+}
+
+impl Outcome {
+    /// A failure that ssh's stderr did not explain further: not permanent, the server
+    /// neither silent nor busy; `port_held` if it was the server refusing that `-R` port.
+    pub(super) fn failure(reason: String, port_held: Option<u16>) -> Outcome {
+        Outcome::Failed {
+            reason,
+            permanent: false,
+            no_greeting: false,
+            unreachable: false,
+            server_busy: false,
+            port_held,
+        }
+    }
 }
 
 impl Watchdog {
