@@ -285,26 +285,23 @@ mod tests {
         assert_eq!(after_failure(3, true, None, false, proven, i, m), (4, true));
     }
 
-    /// Linear across 0.5–2.5 s: the edges, the middle and the quarters pinned (a constant,
-    /// a missing offset or a wrong sign each miss one of them).
+    /// `wait` in ms at 0, ¼, ½, ¾ and 1 of its unit is `want`: the edges, the middle and
+    /// the quarters pinned (a constant, a missing offset or a wrong sign each miss one of
+    /// them); a seed outside the unit gets an edge.
+    fn assert_linear(wait: fn(f64) -> Duration, want: [u128; 5]) {
+        let ms = |unit| wait(unit).as_millis();
+        assert_eq!([ms(0.0), ms(0.25), ms(0.5), ms(0.75), ms(1.0)], want);
+        assert_eq!((ms(-2.0), ms(9.0)), (want[0], want[4]));
+    }
+
     #[test]
     fn a_busy_retry_is_uniform_in_its_band() {
-        let ms = |unit| busy_retry(unit).as_millis();
-        assert_eq!(
-            [ms(0.0), ms(0.25), ms(0.5), ms(0.75), ms(1.0)],
-            [500, 1000, 1500, 2000, 2500]
-        );
-        assert_eq!((ms(-2.0), ms(9.0)), (500, 2500));
+        assert_linear(busy_retry, [500, 1000, 1500, 2000, 2500]);
     }
 
     #[test]
     fn the_first_attempt_spreads_over_half_a_second() {
-        let ms = |unit| first_attempt_spread(unit).as_millis();
-        assert_eq!(
-            [ms(0.0), ms(0.25), ms(0.5), ms(0.75), ms(1.0)],
-            [0, 125, 250, 375, 500]
-        );
-        assert_eq!((ms(-1.0), ms(3.0)), (0, 500));
+        assert_linear(first_attempt_spread, [0, 125, 250, 375, 500]);
     }
 
     /// What keeps a crowd apart: the seeds of 200 draws reach both ends of each band and

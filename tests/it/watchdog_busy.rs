@@ -37,6 +37,16 @@ fn ssh_true(args: &[String], host: &str) -> (Option<i32>, String) {
     (code, stderr)
 }
 
+/// An sshd that turns every login away while one unauthenticated connection is open
+/// (see [`hold_a_startup`]).
+fn crowded_sshd(test: &str) -> Option<Sshd> {
+    let options = SshdOptions {
+        extra_config: vec!["MaxStartups 1:100:1".into()],
+        ..SshdOptions::default()
+    };
+    Sshd::start_with(test, options)
+}
+
 /// One unauthenticated connection that sends nothing, held until sshd has greeted it
 /// (then sshd has accepted it and counts it among its startups).
 fn hold_a_startup(sshd: &Sshd) -> TcpStream {
@@ -92,11 +102,7 @@ fn doctor_says_busy(stderr: &str) -> bool {
 
 #[test]
 fn a_login_dropped_by_max_startups_reads_as_a_busy_server() {
-    let options = SshdOptions {
-        extra_config: vec!["MaxStartups 1:100:1".into()],
-        ..SshdOptions::default()
-    };
-    let Some(sshd) = Sshd::start_with("a_login_dropped_by_max_startups", options) else {
+    let Some(sshd) = crowded_sshd("a_login_dropped_by_max_startups") else {
         return;
     };
     let args = sshd.ssh_base_args();
@@ -198,11 +204,7 @@ fn a_server_that_greets_then_hangs_up_is_not_busy() {
 
 #[test]
 fn a_watchdog_turned_away_pauses_briefly_counts_nothing_and_logs_in_later() {
-    let options = SshdOptions {
-        extra_config: vec!["MaxStartups 1:100:1".into()],
-        ..SshdOptions::default()
-    };
-    let Some(sshd) = Sshd::start_with("a_watchdog_turned_away", options) else {
+    let Some(sshd) = crowded_sshd("a_watchdog_turned_away") else {
         return;
     };
     login_works(&sshd);

@@ -158,6 +158,27 @@ struct Lab {
     lport: u16,
 }
 
+impl Lab {
+    /// The client's new address comes, as on another network (fault 8 of the fault
+    /// bench): the server's way back to it first, then the address (nodad: usable at
+    /// once, no duplicate detection in a lab) and the client's route to the server from it.
+    fn new_client_address(&self, net: &Net) {
+        let new_client = format!("{}/{}", net.new_client, net.host);
+        let server = format!("{}/{}", net.server, net.host);
+        self.server.ip(&["route", "add", &new_client, "dev", "vs"]);
+        self.client
+            .ip(&["addr", "add", &new_client, "dev", "vc", "nodad"]);
+        self.client
+            .ip(&["route", "add", &server, "dev", "vc", "src", net.new_client]);
+    }
+
+    /// The client's old address goes, and with it the route to the server on its subnet.
+    fn old_client_address_gone(&self, net: &Net) {
+        let old_client = format!("{}/{}", net.old_client, net.subnet);
+        self.client.ip(&["addr", "del", &old_client, "dev", "vc"]);
+    }
+}
+
 fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
     lab_on(test, extra_watchdog_args, &V4)
 }
@@ -303,21 +324,8 @@ fn a_new_client_address_brings_a_reconnect_within_the_bound() {
     assert!(old_ssh > 0);
     // As the fault bench's fault 8: the server's way back first, then the new address
     // and its route, then the old address goes.
-    lab.server
-        .ip(&["route", "add", &format!("{NEW_CLIENT}/32"), "dev", "vs"]);
-    lab.client
-        .ip(&["addr", "add", &format!("{NEW_CLIENT}/32"), "dev", "vc"]);
-    lab.client.ip(&[
-        "route",
-        "add",
-        &format!("{SERVER_IP}/32"),
-        "dev",
-        "vc",
-        "src",
-        NEW_CLIENT,
-    ]);
-    lab.client
-        .ip(&["addr", "del", &format!("{OLD_CLIENT}/24"), "dev", "vc"]);
+    lab.new_client_address(&V4);
+    lab.old_client_address_gone(&V4);
     let usable = Instant::now();
     // The old connection's packets still leave with the old source; the server's
     // answers to it go nowhere. Only a new connection works: wait for a new ssh, then
@@ -401,13 +409,7 @@ fn address_gap(test: &str, net: &Net) {
     let old_ssh = lab.watchdog.ssh_pid();
     assert!(old_ssh > 0);
     // The old address goes, and with it the only route to the server.
-    lab.client.ip(&[
-        "addr",
-        "del",
-        &format!("{}/{}", net.old_client, net.subnet),
-        "dev",
-        "vc",
-    ]);
+    lab.old_client_address_gone(net);
     let waiting = wait_until(Duration::from_secs(5), || {
         lab.watchdog.log().contains("no route to the server")
     });
@@ -415,30 +417,7 @@ fn address_gap(test: &str, net: &Net) {
     // The gap itself (DHCP's half second), a fault of the scenario, not a poll.
     std::thread::sleep(Duration::from_millis(500));
     let attempts_in_gap = lab.watchdog.log().matches("connecting (attempt").count();
-    lab.server.ip(&[
-        "route",
-        "add",
-        &format!("{}/{}", net.new_client, net.host),
-        "dev",
-        "vs",
-    ]);
-    lab.client.ip(&[
-        "addr",
-        "add",
-        &format!("{}/{}", net.new_client, net.host),
-        "dev",
-        "vc",
-        "nodad",
-    ]);
-    lab.client.ip(&[
-        "route",
-        "add",
-        &format!("{}/{}", net.server, net.host),
-        "dev",
-        "vc",
-        "src",
-        net.new_client,
-    ]);
+    lab.new_client_address(net);
     let usable = Instant::now();
     let back = wait_roundtrip_in(lab.client.pid(), lab.lport, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("-L never carried data again; log:\n{}", lab.watchdog.log()));
