@@ -375,9 +375,7 @@ impl<'a> Session<'a> {
         let Some(wait) = self.wait.as_mut() else {
             return Continue(());
         };
-        // Checks start CHECK_EVERY apart even when one waits out its time-out (a
-        // black-holed path): a fresh SYN each second, not one per time-out.
-        wait.next_check = Instant::now() + reachability::CHECK_EVERY;
+        wait.check_started();
         match wait.check {
             Some(Check::Route(ip)) => match route_to(ip) {
                 RouteNow::NoRoute => Continue(()),
@@ -398,13 +396,10 @@ impl<'a> Session<'a> {
                 let timeout = wait.left().map_or(reachability::CHECK_TIMEOUT, |left| {
                     reachability::CHECK_TIMEOUT.min(left)
                 });
-                match reachability::server_greets(&addrs, timeout) {
-                    Greeting::Greets => {}
-                    Greeting::Refused => {
-                        wait.next_check = Instant::now() + reachability::CHECK_AFTER_REFUSED;
-                        return Continue(());
-                    }
-                    Greeting::None => return Continue(()),
+                let found = reachability::server_greets(&addrs, timeout);
+                wait.greeting_found(found);
+                if found != Greeting::Greets {
+                    return Continue(());
                 }
                 let Some(Check::Greeting((host, port, _))) = &wait.check else {
                     return Continue(());
@@ -467,10 +462,11 @@ impl<'a> Session<'a> {
             // see what ssh sees.
             let latest = length.max(self.w.o.backoff_max);
             log::info(format_args!(
-                "waiting for the server to greet: checking {} port {} every {}, ssh starts when it answers (at the latest in {})",
+                "waiting for the server to greet: checking {} port {} every {} ({} while it refuses), ssh starts when it answers (at the latest in {})",
                 target.0,
                 target.1,
                 format_human(reachability::CHECK_EVERY),
+                format_human(reachability::CHECK_AFTER_REFUSED),
                 format_human(latest)
             ));
             wait = Wait::new(Kind::BackOff, wait.reason, Some(latest))

@@ -75,6 +75,21 @@ impl Wait {
         self
     }
 
+    /// A check starts: the next one comes [`reachability::CHECK_EVERY`] after this one's
+    /// start, even when this one waits out its time-out (a black-holed path): a fresh
+    /// SYN each second, not one per time-out.
+    pub(super) fn check_started(&mut self) {
+        self.next_check = Instant::now() + reachability::CHECK_EVERY;
+    }
+
+    /// What a greeting check found. A port that refused costs the server nothing to
+    /// ask again: the next check comes sooner.
+    pub(super) fn greeting_found(&mut self, found: reachability::Greeting) {
+        if found == reachability::Greeting::Refused {
+            self.next_check = Instant::now() + reachability::CHECK_AFTER_REFUSED;
+        }
+    }
+
     /// The time left; `None` for a wait without an end of its own.
     pub(super) fn left(&self) -> Option<Duration> {
         self.until
@@ -159,6 +174,24 @@ mod tests {
             "{}",
             w.status()
         );
+    }
+
+    #[test]
+    fn a_refused_check_comes_again_sooner_than_an_unanswered_one() {
+        let mut w = Wait::new(Kind::BackOff, "refused".into(), None).checking(Check::Greeting((
+            "h".into(),
+            22,
+            reachability::Family::Any,
+        )));
+        let started = Instant::now();
+        w.check_started();
+        w.greeting_found(reachability::Greeting::None);
+        assert!(w.next_check >= started + reachability::CHECK_EVERY);
+        w.check_started();
+        w.greeting_found(reachability::Greeting::Refused);
+        assert!(w.next_check < started + reachability::CHECK_EVERY / 2);
+        assert!(w.next_check >= started + reachability::CHECK_AFTER_REFUSED);
+        assert!(w.wake_at() <= w.next_check);
     }
 
     #[test]
