@@ -21,7 +21,7 @@
 //! ports and addresses (network order):
 //! - request: `nlmsghdr` (16), then `inet_diag_req_v2` (56): u8 family, u8 protocol,
 //!   u8 ext, u8 pad, u32 states, `inet_diag_sockid` (48: be16 sport, be16 dport,
-//!   be32 src[4], be32 dst[4], u32 if, u32 cookie[2]). `src` is our side.
+//!   `be32 src[4]`, `be32 dst[4]`, u32 if, `u32 cookie[2]`). `src` is our side.
 //! - reply: `nlmsghdr`, `inet_diag_msg` (72: u8 family, state, timer, retrans, sockid
 //!   (48), u32 expires, rqueue, wqueue, uid, inode), then attributes; INET_DIAG_INFO is
 //!   `tcp_info`: 8 bytes of u8 fields, then u32 rto (8), ato, snd_mss, rcv_mss,

@@ -42,24 +42,12 @@
 //! interval after the fault, so about 2.5 + 2 s + the reconnect. Without the Heard
 //! source: 1 + 5 = 6 s after the round began. The tests below replay the faults on an
 //! injected clock.
-
 //!
-//! # Wiring sketch (for the loop in `watchdog/mod.rs`)
-//! ```text
-//! let mut rounds = rtt::Rounds::new(opts.probe_timeout, opts.probe_failures); // per ssh
-//! // a round starts: its deadline is now + rounds.round_timeout(); the prober keeps
-//! // the first round's channels open until the configured timeout (late answers count)
-//! on answer(rtt)   => rounds.answered(rtt)
-//! on deadline      => let heard = heard::judge(
-//!                         heard::read(ssh_local, server, now + 1 s),
-//!                         now - suspect_round_started);
-//!                     match rounds.unanswered(heard) {
-//!                         Verdict::Confirm(d) => start a confirming round, deadline now + d,
-//!                         Verdict::Slow       => log once "probes slow behind traffic", wait
-//!                                                for the next interval,
-//!                         Verdict::Dead       => kill ssh (as after probe.failures today),
-//!                     }
-//! ```
+//! # Where it is wired
+//! One [`Rounds`] per ssh connection (`connection.rs`): a round's deadline is
+//! [`Rounds::round_timeout`]; a passed round gives [`Rounds::answered`]; a round past its
+//! deadline asks `heard::judge` and then [`Rounds::unanswered`], whose [`Verdict`] starts
+//! a confirming round, says "slow" or ends the connection.
 
 use std::time::Duration;
 

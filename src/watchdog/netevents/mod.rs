@@ -17,35 +17,17 @@
 //! read until the kernel has something to say, so an idle network costs no wake-up.
 //!
 //! # Which local address ssh uses
-//! ssh connects without binding (unless `BindAddress`/`BindInterface` is set), so the
-//! kernel gives its socket the source address of the route to the server at connect
-//! time: exactly the `prefsrc` a route lookup (`RTM_GETROUTE`) returns. The watchdog
-//! asks once, right after ssh is up, and keeps it as [`ConnFacts::local`] along with the
-//! route. Nothing is spawned and no other process's files are read. (Reading
-//! /proc/net/tcp for ssh's socket would also see a `BindAddress`, but needs ssh's
-//! socket inode from /proc/PID/fd and does not exist on macOS; with `BindAddress`
-//! the route's source can differ, and the decision then still sees an address
-//! removal on the route's interface, or a route change, and probes.)
+//! When ssh's control socket appears, the connection reads ssh's own TCP connection
+//! (`events::ssh_connection`: /proc/PID/net/tcp for the socket inodes ssh holds, so a
+//! `BindAddress` is seen too) and asks the kernel for the route to the server
+//! (`RTM_GETROUTE`); both become [`ConnFacts`]. Off Linux, or without a direct TCP
+//! connection (ProxyCommand), there are no facts and every change only brings a probe.
 //!
-//! # Wiring sketch (for the loop in `watchdog/mod.rs`)
-//! ```text
-//! let mut net = netevents::Source::open().ok();          // None: no events, as today
-//! let mut burst = netevents::Coalescer::new(netevents::SETTLE);
-//! // after ssh is up and the first probe passed (server_ip: the address ssh connected
-//! // to, e.g. from reachability's resolution):
-//! let facts = netevents::learn(server_ip, Instant::now() + netevents::LOOKUP_DEADLINE);
-//! // poll set: [signal pipe, ssh stderr, net.fd()]; timeout = min(next probe,
-//! //           burst.deadline())
-//! if net fd readable { burst.push(now, net.drain()) }     // reads everything pending
-//! if let Some(batch) = burst.take_due(now) {
-//!     let lookup = || netevents::lookup_route(server_ip, Instant::now() + LOOKUP_DEADLINE);
-//!     match facts.as_ref().map(|f| decide(f, &batch, lookup)) {
-//!         Some(Reaction::Reconnect) => kill ssh, restart without back-off
-//!         Some(Reaction::ProbeNow)  => next_probe = now
-//!         _ => {}                                           // Nothing: no log, no work
-//!     }
-//! }
-//! ```
+//! # Where it is wired
+//! The session (`session.rs`) polls [`Source`]'s fd with ssh's stderr and the signal
+//! pipe, drains it into the coalescer, and hands each settled batch to the stage's
+//! handler: while connected, `connection.rs` asks [`decide`] (reconnect, probe now, or
+//! nothing); while waiting, a batch that may bring the server back ends the wait.
 
 pub mod pfroute;
 pub mod rtnetlink;
