@@ -1363,7 +1363,7 @@ const READING: &str = "
 - **Reconnect pacing.** After a failure A's watchdog exits and systemd restarts it after RestartSec=1 s. A tunnel that
   had proven itself gets its first retry without waiting; later failures wait 2 s, 4 s, … (±15 % jitter, at most
   5 min). After a failure where ssh got no SSH greeting (refused, unreachable, connect or banner time-out) A starts
-  no ssh until the server greets: once a second (four times a second while the port refuses) it connects, sends an
+  no ssh until the server greets: once a second (four times a second while the port refuses, in the first 10 s) it connects, sends an
   identification line and waits for `SSH-` (these checks are among the connections counted above). A `-R` port the server refuses is asked for again every
   500 ms over one new connection (through ssh's control socket), for up to a minute, while the other forwards work. See docs/design.md. autossh retries at once and slows down
   on its own schedule; the loop retries every 5 s. The loop's 5 s rhythm divides the 20 s and 30 s hold times of
@@ -1438,7 +1438,7 @@ count for it. While A's unit is stopped between trials the bench deletes the wat
 state file, which carries its count of consecutive failures: the watchdog itself forgets that count after
 `backoff.max` (5 min) of uptime, and trials stand for independent faults, not for one fault after another.
 Connection attempts are SYNs to the tool's sshd port: for A they include the checks, one a second while it waits
-(four a second while the port refuses them), of whether the server greets again.
+(four a second while the port refuses them, in the first 10 s of a wait), of whether the server greets again.
 
 Footprint. The unit's main process is sampled every second for RSS (VmRSS) and CPU (its time on a CPU from
 /proc/PID/schedstat in nanoseconds, and cutime+cstime in 10 ms ticks of its reaped children); ssh processes are counted from the unit's cgroup every 200 ms (a process living less than

@@ -30,6 +30,11 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// that a crowd of tunnels waits for) is then seen within this of listening again.
 pub const CHECK_AFTER_REFUSED: Duration = Duration::from_millis(250);
 
+/// Only this long into a wait: a restarted sshd listens again within seconds, and a
+/// server down for longer gets the once-a-second check, so a fleet of tunnels facing a
+/// long outage does not send four connections a second each for minutes.
+pub const REFUSED_QUICKLY_FOR: Duration = Duration::from_secs(10);
+
 /// What one greeting check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Greeting {

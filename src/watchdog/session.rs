@@ -462,11 +462,12 @@ impl<'a> Session<'a> {
             // see what ssh sees.
             let latest = length.max(self.w.o.backoff_max);
             log::info(format_args!(
-                "waiting for the server to greet: checking {} port {} every {} ({} while it refuses), ssh starts when it answers (at the latest in {})",
+                "waiting for the server to greet: checking {} port {} every {} ({} while it refuses, for the first {}), ssh starts when it answers (at the latest in {})",
                 target.0,
                 target.1,
                 format_human(reachability::CHECK_EVERY),
                 format_human(reachability::CHECK_AFTER_REFUSED),
+                format_human(reachability::REFUSED_QUICKLY_FOR),
                 format_human(latest)
             ));
             wait = Wait::new(Kind::BackOff, wait.reason, Some(latest))

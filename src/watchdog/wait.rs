@@ -83,9 +83,11 @@ impl Wait {
     }
 
     /// What a greeting check found. A port that refused costs the server nothing to
-    /// ask again: the next check comes sooner.
+    /// ask again: in the first seconds of the wait the next check comes sooner.
     pub(super) fn greeting_found(&mut self, found: reachability::Greeting) {
-        if found == reachability::Greeting::Refused {
+        if found == reachability::Greeting::Refused
+            && self.started.elapsed() < reachability::REFUSED_QUICKLY_FOR
+        {
             self.next_check = Instant::now() + reachability::CHECK_AFTER_REFUSED;
         }
     }
@@ -192,6 +194,14 @@ mod tests {
         assert!(w.next_check < started + reachability::CHECK_EVERY / 2);
         assert!(w.next_check >= started + reachability::CHECK_AFTER_REFUSED);
         assert!(w.wake_at() <= w.next_check);
+        // A wait that has lasted past the first seconds: once a second again.
+        w.started = Instant::now()
+            .checked_sub(reachability::REFUSED_QUICKLY_FOR)
+            .expect("a monotonic clock older than ten seconds");
+        let late = Instant::now();
+        w.check_started();
+        w.greeting_found(reachability::Greeting::Refused);
+        assert!(w.next_check >= late + reachability::CHECK_EVERY);
     }
 
     #[test]
