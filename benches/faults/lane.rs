@@ -40,6 +40,7 @@ fn random_phase() -> Duration {
     x ^= x >> 31;
     PHASE_SPREAD.mul_f64((x >> 11) as f64 / (1u64 << 53) as f64)
 }
+
 /// Between trials, how long the server may keep a tool's session after its unit stopped
 /// before the bench kills it. ClientAliveInterval 5 s × 2 drops a session whose client
 /// is gone in about 30 s on this OpenSSH, when nothing connects to its forwards.

@@ -33,9 +33,10 @@ const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
 const FIRST_STEP_AFTER_SOCKET: (Duration, Duration) =
     (Duration::from_millis(50), Duration::from_millis(300));
 
-/// How long the "was the server heard" question may take. An unknown answer counts as
-/// silence on the confirming round (a restart), and on a busy machine the dump of every
-/// TCP socket takes a few hundred milliseconds; asked only when a round went unanswered.
+/// How long the kernel's reading of ssh's connection may take (asked when a round went
+/// unanswered, and once after login). The kernel answers the exact lookup inside the
+/// `send`, so this bounds only a starved machine's wait; an unknown answer counts as
+/// silence on the confirming round (a restart).
 #[cfg(target_os = "linux")]
 const HEARD_DEADLINE: Duration = Duration::from_secs(1);
 
