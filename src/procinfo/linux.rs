@@ -46,6 +46,21 @@ fn parent_of(stat: &str) -> Option<(u32, bool)> {
 
 /// `/proc/PID/cmdline`: the arguments, each NUL-terminated. Empty for a zombie (and a
 /// kernel thread), which has no argv.
+/// The socket inodes a process holds (its /proc/PID/fd links `socket:[N]`).
+pub fn socket_inodes(pid: u32) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .take(4096)
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?;
+            let s = link.to_str()?;
+            s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
 pub fn argv(pid: i32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     if raw.is_empty() {

@@ -54,6 +54,13 @@ pub fn children(parent: u32) -> Vec<(u32, bool)> {
     os::children(parent)
 }
 
+/// The socket inodes `pid` holds (empty when they cannot be read): which of the
+/// system's sockets are that process's, for the watchdog's look at ssh's connections.
+#[cfg(target_os = "linux")]
+pub fn socket_inodes(pid: u32) -> Vec<u64> {
+    os::socket_inodes(pid)
+}
+
 /// Exists and has not exited (a zombie is gone, even though its pid is taken).
 pub fn is_alive(pid: u32) -> bool {
     inspect(pid).is_some_and(|p| p.state != RunState::Zombie)

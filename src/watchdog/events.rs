@@ -126,7 +126,7 @@ pub(super) fn may_bring_back(batch: &[NetEvent]) -> bool {
 pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(SocketAddr, SocketAddr)> {
     #[cfg(target_os = "linux")]
     {
-        let inodes = super::heard::socket_inodes(ssh_pid);
+        let inodes = crate::procinfo::socket_inodes(ssh_pid);
         if inodes.is_empty() {
             return None;
         }

@@ -34,7 +34,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::netevents::rtnetlink::{NLMSG_ERROR, NLMSG_HDRLEN, attrs, messages};
+use super::netevents::rtnetlink::{AF_INET, AF_INET6, NLMSG_ERROR, NLMSG_HDRLEN, attrs, messages};
+use super::netevents::u32_at;
 use super::rtt::Heard;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -88,9 +89,9 @@ pub struct Reading {
 /// The exact-match request for the TCP connection from `local` to `server`, or None
 /// when their families differ. `seq` identifies the reply.
 pub fn request(local: SocketAddr, server: SocketAddr, seq: u32) -> Option<[u8; REQUEST_LEN]> {
-    let family: u8 = match (local.ip(), server.ip()) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => 2,
-        (IpAddr::V6(_), IpAddr::V6(_)) => 10,
+    let family = match (local.ip(), server.ip()) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => AF_INET,
+        (IpAddr::V6(_), IpAddr::V6(_)) => AF_INET6,
         _ => return None,
     };
     let mut m = [0u8; REQUEST_LEN];
@@ -126,10 +127,6 @@ fn put_ip(to: &mut [u8], ip: IpAddr) {
         IpAddr::V4(v4) => to[0..4].copy_from_slice(&v4.octets()),
         IpAddr::V6(v6) => to[0..16].copy_from_slice(&v6.octets()),
     }
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// The reading in one reply datagram to request `seq` for the connection from `local`
@@ -225,22 +222,6 @@ pub fn read(
         }
     }
     None
-}
-
-/// The socket inodes a process holds (its /proc/PID/fd links `socket:[N]`).
-#[cfg(target_os = "linux")]
-pub fn socket_inodes(pid: u32) -> Vec<u64> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .take(4096)
-        .filter_map(|e| {
-            let link = std::fs::read_link(e.path()).ok()?;
-            let s = link.to_str()?;
-            s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
-        .collect()
 }
 
 /// The verdict for `rtt::Rounds::unanswered`, `window` being the time since the

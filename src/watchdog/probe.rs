@@ -929,7 +929,7 @@ pub fn remote_listener(
 /// The socket inodes ssh holds; None where that cannot be read.
 #[cfg(target_os = "linux")]
 fn ssh_sockets(pid: u32) -> Option<Vec<u64>> {
-    let inodes = super::heard::socket_inodes(pid);
+    let inodes = crate::procinfo::socket_inodes(pid);
     (!inodes.is_empty()).then_some(inodes)
 }
 

@@ -44,7 +44,7 @@ pub enum Greeting {
     Refused,
     /// Anything else: no answer in time, no address, a reset after the accept, or a
     /// listener that does not speak SSH.
-    None,
+    NoGreeting,
 }
 
 /// What we send first, as ssh does: a multiplexer in front of sshd (sslh and the like)
@@ -166,7 +166,7 @@ pub fn server_greets(addrs: &[SocketAddr], timeout: Duration) -> Greeting {
                 return if greets(stream, deadline) {
                     Greeting::Greets
                 } else {
-                    Greeting::None
+                    Greeting::NoGreeting
                 };
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
@@ -176,7 +176,7 @@ pub fn server_greets(addrs: &[SocketAddr], timeout: Duration) -> Greeting {
     if refused > 0 && refused == addrs.len() {
         Greeting::Refused
     } else {
-        Greeting::None
+        Greeting::NoGreeting
     }
 }
 
@@ -552,7 +552,7 @@ mod tests {
         let started = Instant::now();
         assert_eq!(
             server_greets(&addrs, Duration::from_millis(300)),
-            Greeting::None
+            Greeting::NoGreeting
         );
         assert!(
             started.elapsed() < Duration::from_secs(1),
@@ -564,6 +564,9 @@ mod tests {
             server_greets(&addrs, Duration::from_secs(1)),
             Greeting::Refused
         );
-        assert_eq!(server_greets(&[], Duration::from_secs(1)), Greeting::None);
+        assert_eq!(
+            server_greets(&[], Duration::from_secs(1)),
+            Greeting::NoGreeting
+        );
     }
 }

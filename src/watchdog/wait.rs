@@ -187,7 +187,7 @@ mod tests {
         )));
         let started = Instant::now();
         w.check_started();
-        w.greeting_found(reachability::Greeting::None);
+        w.greeting_found(reachability::Greeting::NoGreeting);
         assert!(w.next_check >= started + reachability::CHECK_EVERY);
         w.check_started();
         w.greeting_found(reachability::Greeting::Refused);

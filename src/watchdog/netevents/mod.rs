@@ -46,7 +46,7 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// A host-order u32 at `at` in a message.
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 

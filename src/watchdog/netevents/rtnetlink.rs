@@ -40,8 +40,8 @@ pub const RTMGRP_IPV6_ROUTE: u32 = 0x400;
 pub const GROUPS: u32 =
     RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
 
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const RTA_DST: u16 = 1;
