@@ -224,6 +224,11 @@ pub fn read(
     None
 }
 
+/// The kernel keeps `tcp_info`'s times in jiffies (HZ 100 to 1000): a request ssh sent
+/// the moment the round began can read as a tick or two older than the round, which
+/// would make a frozen session's round look as if ssh had sent nothing.
+const TICK_SLACK: Duration = Duration::from_millis(20);
+
 /// The verdict for `rtt::Rounds::unanswered`, `window` being the time since the
 /// suspect round began: the server sent something within it; or ssh sent within it,
 /// the server's machine acknowledged all of it, and its sshd said nothing (the
@@ -232,7 +237,7 @@ pub fn judge(reading: Option<Reading>, window: Duration) -> Heard {
     match reading {
         None => Heard::Unknown,
         Some(r) if r.since_heard <= window => Heard::Yes,
-        Some(r) if r.delivered && r.since_sent <= window => Heard::Unanswered,
+        Some(r) if r.delivered && r.since_sent <= window + TICK_SLACK => Heard::Unanswered,
         Some(_) => Heard::No,
     }
 }
@@ -258,6 +263,8 @@ mod tests {
         assert_eq!(judge(Some(reading(200, 100, true)), w), Heard::Yes);
         // Sent within the window, all of it acknowledged, nothing back: the session.
         assert_eq!(judge(Some(reading(4000, 2900, true)), w), Heard::Unanswered);
+        // Sent as the round began, read a tick later by the kernel's clock.
+        assert_eq!(judge(Some(reading(4000, 3004, true)), w), Heard::Unanswered);
         // Still waiting for acknowledgements: the path, not the session, may be slow.
         assert_eq!(judge(Some(reading(4000, 2900, false)), w), Heard::No);
         // Nothing sent since the round began: the server was not asked.
