@@ -5,8 +5,11 @@
 //! Every probe round that passes gives a sample R (`probe::RoundOk::latency`: the time
 //! spent waiting for answers, quiet windows of silent targets excluded). First sample:
 //! SRTT = R, RTTVAR = R/2; then RTTVAR = ¾·RTTVAR + ¼·|SRTT − R|, SRTT = ⅞·SRTT + ⅛·R.
-//! RTO = SRTT + 4·RTTVAR, clamped between [`FLOOR`] (1 s, RFC 6298's minimum) and the
-//! configured `probe.timeout`. Before the first sample RTO is the configured timeout.
+//! RTO = SRTT + 4·RTTVAR, clamped between [`SUSPECT_FLOOR`] (½ s) and the configured
+//! `probe.timeout`. Before the first sample RTO is the configured timeout. RFC 6298's
+//! minimum of 1 s ([`FLOOR`]) guards against retransmitting too early; here RTO only
+//! starts suspicion (a confirming round), so half of it is enough, and the back-off of
+//! a path that may be slow still starts from the full second.
 //!
 //! # The confirming rule
 //! A round that has no answer after RTO is *suspect*, not failed. Its probe stays open
@@ -26,21 +29,22 @@
 //!   [`SLOW_ROUNDS`] slow verdicts in a row (two minutes at the bench's 5 s interval)
 //!   a silent round counts as failed after all;
 //! - no answer, the server silent: a failure. The confirming round's deadline is 2·RTO
-//!   (RFC 6298 5.5's back-off), capped by the configured timeout; each further round
-//!   needed by `probe.failures` doubles again. When the suspect round's requests left
-//!   ssh and the server's machine acknowledged all of them ([`Heard::Unanswered`]),
-//!   nothing waits in the path: the session itself is silent, and the confirming
-//!   round is one RTO, not doubled.
+//!   (RFC 6298 5.5's back-off, from an RTO of at least [`FLOOR`]), capped by the
+//!   configured timeout; each further round needed by `probe.failures` doubles again.
+//!   When the suspect round's requests left ssh and the server's machine acknowledged
+//!   all of them ([`Heard::Unanswered`]), nothing waits in the path: the session itself
+//!   is silent, and the confirming round is one RTO, not doubled: with the floors, a
+//!   second of silence from a server that has had every request.
 //! - Heard unknown (no source for it on this platform): the confirming round gets the
 //!   full configured timeout. Still not blind: suspicion came after RTO, not after a
 //!   whole timeout, and the first probe's late answer still rescues the round.
 //!
 //! Fault 2 (the server's session frozen) with the bench's probe 5 s / 5 s / 2 on a
-//! loopback-fast path: RTO = 1 s, suspect 1 s after the round starts; the frozen
-//! sshd's kernel has acknowledged the requests, so dead 1 s later: 2 s after the round
+//! loopback-fast path: RTO = ½ s, suspect ½ s after the round starts; the frozen
+//! sshd's kernel has acknowledged the requests, so dead ½ s later: 1 s after the round
 //! began, against 10.2 s with two full timeouts; the round starts on average half an
-//! interval after the fault, so about 2.5 + 2 s + the reconnect. Without the Heard
-//! source: 1 + 5 = 6 s after the round began. The tests below replay the faults on an
+//! interval after the fault, so about 2.5 + 1 s + the reconnect. Without the Heard
+//! source: ½ + 5 = 5.5 s after the round began. The tests below replay the faults on an
 //! injected clock.
 //!
 //! # Where it is wired
@@ -51,8 +55,12 @@
 
 use std::time::Duration;
 
-/// RFC 6298's lower bound for RTO.
+/// RFC 6298's lower bound for RTO: where the back-off of a confirming round starts
+/// when the path, not the session, may be what is slow.
 pub const FLOOR: Duration = Duration::from_secs(1);
+/// The lower bound of a round's own deadline (RTO here): past it the round is only
+/// suspect. A loopback or LAN round takes milliseconds.
+pub const SUSPECT_FLOOR: Duration = Duration::from_millis(500);
 /// RFC 6298's clock granularity term G: RTO = SRTT + max(G, 4·RTTVAR).
 const GRANULARITY: Duration = Duration::from_millis(10);
 /// How many slow verdicts in a row may stand in for "alive" before a silent round
@@ -74,7 +82,7 @@ impl Estimator {
         Estimator {
             srtt: None,
             rttvar: Duration::ZERO,
-            floor: FLOOR.min(cap),
+            floor: SUSPECT_FLOOR.min(cap),
             cap,
         }
     }
@@ -191,6 +199,7 @@ impl Rounds {
             _ => self
                 .est
                 .rto()
+                .max(FLOOR)
                 .saturating_mul(1 << self.failed.min(16))
                 .min(cap),
         };
@@ -227,7 +236,7 @@ mod tests {
         for _ in 0..50 {
             e.sample(2 * MS); // loopback
         }
-        assert_eq!(e.rto(), FLOOR);
+        assert_eq!(e.rto(), SUSPECT_FLOOR);
         for _ in 0..50 {
             e.sample(secs(30.0));
         }
@@ -285,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn fault_2_frozen_session_is_caught_in_2_s_from_the_round() {
+    fn fault_2_frozen_session_is_caught_in_1_s_from_the_round() {
         // Loopback-fast until the session freezes at t = 100 s (just before a round).
         // Its kernel still acknowledges the probes' requests: unanswered.
         let frozen_at = 100.0 - 0.01;
@@ -296,18 +305,18 @@ mod tests {
         let dead = replay(&mut r, 5.0, 200.0, lat, after_freeze(Heard::Unanswered)).expect("dead");
         let after = dead - 100.0;
         assert!(
-            (1.9..=2.1).contains(&after),
+            (0.9..=1.1).contains(&after),
             "declared dead {after:.2} s after the round began"
         );
         // Requests still unacknowledged (a path that drops them): the confirming round
-        // backs off to 2·RTO.
+        // backs off to 2·RTO, from RFC 6298's full second.
         let mut r = Rounds::new(secs(5.0), 2);
         let dead = replay(&mut r, 5.0, 200.0, lat, after_freeze(Heard::No)).expect("dead");
-        assert!(((dead - 100.0) - 3.0).abs() < 0.1, "{dead}");
+        assert!(((dead - 100.0) - 2.5).abs() < 0.1, "{dead}");
         // Without a "heard" source: suspicion after RTO, one full timeout to confirm.
         let mut r = Rounds::new(secs(5.0), 2);
         let dead = replay(&mut r, 5.0, 200.0, lat, |_| Heard::Unknown).expect("dead");
-        assert!(((dead - 100.0) - 6.0).abs() < 0.1, "{dead}");
+        assert!(((dead - 100.0) - 5.5).abs() < 0.1, "{dead}");
         // All beat two blind full timeouts (10 s after the round began, + the 200 ms pause).
     }
 
@@ -340,7 +349,7 @@ mod tests {
         for _ in 0..20 {
             r.answered(3 * MS);
         }
-        assert_eq!(r.round_timeout(), FLOOR);
+        assert_eq!(r.round_timeout(), SUSPECT_FLOOR);
         let dead = replay(&mut r, 5.0, 200.0, |_| Some(2.5), |_| Heard::No);
         assert_eq!(dead, None);
         assert!(r.round_timeout() > secs(2.5), "{:?}", r.round_timeout());
@@ -349,7 +358,7 @@ mod tests {
     #[test]
     fn more_failures_double_the_confirming_round() {
         let mut r = Rounds::new(secs(8.0), 4);
-        r.answered(2 * MS); // RTO = floor, 1 s
+        r.answered(2 * MS); // RTO = the suspect floor, ½ s; the back-off starts from 1 s
         assert_eq!(r.unanswered(Heard::No), Verdict::Confirm(secs(2.0)));
         assert_eq!(r.unanswered(Heard::No), Verdict::Confirm(secs(4.0)));
         assert_eq!(r.unanswered(Heard::No), Verdict::Confirm(secs(8.0)));
@@ -357,8 +366,8 @@ mod tests {
         // Unanswered with nothing in flight: each confirming round is one RTO.
         let mut r = Rounds::new(secs(8.0), 3);
         r.answered(2 * MS);
-        assert_eq!(r.unanswered(Heard::Unanswered), Verdict::Confirm(secs(1.0)));
-        assert_eq!(r.unanswered(Heard::Unanswered), Verdict::Confirm(secs(1.0)));
+        assert_eq!(r.unanswered(Heard::Unanswered), Verdict::Confirm(secs(0.5)));
+        assert_eq!(r.unanswered(Heard::Unanswered), Verdict::Confirm(secs(0.5)));
         assert_eq!(r.unanswered(Heard::Unanswered), Verdict::Dead);
         // One failure configured: the first silence is the verdict.
         let mut one = Rounds::new(secs(5.0), 1);
