@@ -477,7 +477,9 @@ impl Conn {
                 probe::ForwardProbe::TargetDown { .. } => {
                     down.push(format!("{}: target refuses ({target})", forward.describe()));
                 }
-                probe::ForwardProbe::Up { .. } | probe::ForwardProbe::Unprobed => {}
+                probe::ForwardProbe::Up { .. }
+                | probe::ForwardProbe::Unprobed
+                | probe::ForwardProbe::Resting => {}
             }
         }
         Ok((ok, down))
@@ -571,6 +573,8 @@ impl Conn {
                     (ForwardHealth::TargetDown, ms(latency))
                 }
                 probe::ForwardProbe::Unprobed => (ForwardHealth::Unproven, 0),
+                // What its last check found stands.
+                probe::ForwardProbe::Resting => continue,
             };
             w.set_forward(index, health, latency);
         }

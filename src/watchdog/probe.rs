@@ -1,5 +1,6 @@
-//! One probe round: is ssh alive (mux alive check), and does every forward carry data
-//! end to end? Bounded by the probe timeout as a whole. Uses one persistent control
+//! One probe round: is ssh alive (mux alive check), does the server session answer,
+//! and do the forwards carry data end to end (one in turn while all pass, see
+//! [`Prober::round`])? Bounded by the probe timeout as a whole. Uses one persistent control
 //! connection for alive checks and one short-lived control connection per forward
 //! channel (closed at the end of the round), so nothing accumulates.
 //!
@@ -83,6 +84,9 @@ pub enum ForwardProbe {
     OpenRefused { latency: Duration },
     /// Not probed: unix-socket forwards, server-allocated ports.
     Unprobed,
+    /// Not this round: every forward passed, so a round checks one of them in turn
+    /// (see [`Prober::round`]); what the last check found still stands.
+    Resting,
 }
 
 /// Why a round failed, and which forward's check failed (None: ssh itself).
@@ -123,6 +127,11 @@ pub struct Prober {
     pub timed_out: bool,
     /// Rounds until ssh's `-L` listeners are checked again (0: this round).
     listeners_in: u32,
+    /// The next round checks every forward: a connection's first round, after a
+    /// failed one, and while a forward's last check found anything but "up".
+    every_forward_next: bool,
+    /// In a round that checks one forward, the index to start looking from.
+    turn: usize,
 }
 
 /// ssh never closes a `-L` listener while it runs, so one check per connection proves
@@ -241,6 +250,8 @@ impl Prober {
             owners: Owners::default(),
             timed_out: false,
             listeners_in: 0,
+            every_forward_next: true,
+            turn: 0,
         }
     }
 
@@ -254,12 +265,49 @@ impl Prober {
     }
 
     /// Runs one round. `Err` is a one-line reason and the forward it concerns.
+    ///
+    /// Every round proves ssh (the alive check) and the server session (a channel
+    /// through it). While every forward passes, a round checks one forward, each in
+    /// turn: the transport is what fails in most faults, and one channel proves it as
+    /// well as several, where each further channel costs about as much as the rest of
+    /// the round (`benches/idle-cpu.sh`). A forward's own end (its target, its
+    /// listener) is then noticed within as many rounds as there are forwards. Any
+    /// failure or a forward found not up brings back rounds that check them all.
     pub fn round(&mut self) -> Result<RoundOk, RoundError> {
         let round = self.round_of_checks();
-        if round.is_err() {
-            self.listeners_in = 0;
+        match &round {
+            Ok(ok) => {
+                self.every_forward_next = ok.forwards.iter().any(|f| {
+                    !matches!(
+                        f,
+                        ForwardProbe::Up { .. } | ForwardProbe::Resting | ForwardProbe::Unprobed
+                    )
+                });
+            }
+            Err(_) => {
+                self.listeners_in = 0;
+                self.every_forward_next = true;
+            }
         }
         round
+    }
+
+    /// The forwards this round checks: all of them, or the next one in turn that can
+    /// be probed.
+    fn forwards_to_check(&mut self) -> Vec<usize> {
+        let all: Vec<usize> = (0..self.forwards.len())
+            .filter(|&i| !matches!(self.forwards[i], SshForward::Unprobed { .. }))
+            .collect();
+        if self.every_forward_next || self.listeners_in == 0 || all.len() <= 1 {
+            return all;
+        }
+        let next = all
+            .iter()
+            .copied()
+            .find(|&i| i >= self.turn)
+            .unwrap_or(all[0]);
+        self.turn = next + 1;
+        vec![next]
     }
 
     fn round_of_checks(&mut self) -> Result<RoundOk, RoundError> {
@@ -270,9 +318,10 @@ impl Prober {
             self.request_alive_check(start + self.alive_timeout())
                 .map_err(RoundError::ssh)?,
         ];
-        for (index, forward) in self.forwards.iter().enumerate() {
+        let chosen = self.forwards_to_check();
+        for &index in &chosen {
             let check = self
-                .open(index, forward, deadline)
+                .open(index, &self.forwards[index], deadline)
                 .map_err(|reason| RoundError {
                     reason,
                     forward: Some(index),
@@ -281,7 +330,7 @@ impl Prober {
                 checks.push(check);
             }
         }
-        if !self.forwards.iter().any(SshForward::crosses_server) {
+        if !chosen.iter().any(|&i| self.forwards[i].crosses_server()) {
             checks.push(self.server_round_trip(deadline).map_err(RoundError::ssh)?);
         }
         let (ssh_pid, answered) = self.wait(&mut checks)?;
@@ -291,7 +340,15 @@ impl Prober {
             self.listeners_in = LISTENERS_EVERY;
         }
         self.listeners_in -= 1;
-        let mut forwards = vec![ForwardProbe::Unprobed; self.forwards.len()];
+        let mut forwards: Vec<ForwardProbe> = (0..self.forwards.len())
+            .map(|i| {
+                if chosen.contains(&i) || matches!(self.forwards[i], SshForward::Unprobed { .. }) {
+                    ForwardProbe::Unprobed
+                } else {
+                    ForwardProbe::Resting
+                }
+            })
+            .collect();
         for check in &checks {
             if let Kind::Forward { index, .. } = check.what {
                 let took = check
@@ -1025,6 +1082,47 @@ fn connect_tcp(host: &str, port: u16, deadline: Instant) -> std::io::Result<TcpS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn while_every_forward_passes_a_round_checks_one_in_turn() {
+        let local = |port| SshForward::Local {
+            bind: "127.0.0.1".into(),
+            port,
+            host: "127.0.0.1".into(),
+            host_port: 22,
+        };
+        let unix = SshForward::Unprobed {
+            flag: 'L',
+            spec: "/run/a.sock:/run/b.sock".into(),
+            why: "unix socket",
+        };
+        let forwards = vec![local(1), unix, local(3), local(4)];
+        let mut p = Prober::new("/nonexistent".into(), forwards, Duration::from_secs(5));
+        // A connection's first round, and its listener round, check them all.
+        assert_eq!(p.forwards_to_check(), [0, 2, 3]);
+        p.every_forward_next = false;
+        assert_eq!(p.forwards_to_check(), [0, 2, 3], "listener round");
+        p.listeners_in = 5;
+        assert_eq!(p.forwards_to_check(), [0]);
+        assert_eq!(p.forwards_to_check(), [2], "the unprobed one is skipped");
+        assert_eq!(p.forwards_to_check(), [3]);
+        assert_eq!(p.forwards_to_check(), [0], "round again");
+        p.every_forward_next = true;
+        assert_eq!(
+            p.forwards_to_check(),
+            [0, 2, 3],
+            "after a failure or a forward down"
+        );
+        // One forward: always that one.
+        let mut one = Prober::new(
+            "/nonexistent".into(),
+            vec![local(1)],
+            Duration::from_secs(5),
+        );
+        (one.every_forward_next, one.listeners_in) = (false, 5);
+        assert_eq!(one.forwards_to_check(), [0]);
+        assert_eq!(one.forwards_to_check(), [0]);
+    }
 
     #[test]
     fn a_listener_that_accepts_passes_and_a_closed_port_is_refused() {

@@ -590,5 +590,8 @@ fn a_frozen_server_session_is_unanswered_and_caught_within_interval_plus_1_s() {
     // Its kernel acknowledged the probes' requests and its sshd said nothing: one RTO
     // confirms, not two.
     assert!(log.contains("server heard: Unanswered"), "{log}");
-    assert!(log.contains("confirming at once with a 500ms round"), "{log}");
+    assert!(
+        log.contains("confirming at once with a 500ms round"),
+        "{log}"
+    );
 }
