@@ -226,12 +226,17 @@ impl Conn {
         self.socket_seen = Some(now);
         // Logged in: the next watchdog of a crowd may log in now.
         self.login_slot = None;
+        self.learn_connection();
+        self.next_step = now + self.first_step_delay();
+        Continue(())
+    }
+
+    /// Which TCP connection is ssh's to the server, and what the routing table says of it.
+    fn learn_connection(&mut self) {
         let conn = events::ssh_connection(self.ssh.pid);
         let learnt = conn.and_then(|(local, server)| learn_facts(local, server));
         self.tcp = learnt.as_ref().map(|(_, tcp)| *tcp).or(conn);
         self.facts = learnt.map(|(facts, _)| facts);
-        self.next_step = now + self.first_step_delay();
-        Continue(())
     }
 
     /// How long after login the first ask or probe round comes (see
@@ -494,7 +499,14 @@ impl Conn {
         reason: String,
     ) -> ControlFlow<Outcome> {
         let since = *self.suspect_since.get_or_insert(round_start);
-        let heard = heard::judge(self.tcp_reading(), since.elapsed());
+        let mut reading = self.tcp_reading();
+        if reading.is_none() {
+            // The connection learnt at login may not have been the server's (or the
+            // kernel had none by that name): look again, once per silent round.
+            self.learn_connection();
+            reading = self.tcp_reading();
+        }
+        let heard = heard::judge(reading, since.elapsed());
         let verdict = if self.after_gap {
             // After a sleep or freeze a silent round is reason enough: the flow may be
             // gone (NAT, the server's session), and a reconnect is cheap.

@@ -119,10 +119,10 @@ pub(super) fn may_bring_back(batch: &[NetEvent]) -> bool {
     })
 }
 
-/// The local and remote address and port of ssh's TCP connection (IPv4 or IPv6, established),
-/// from /proc/PID/net/tcp{,6} and ssh's socket inodes: the addresses it really uses,
-/// also with BindAddress. None without a direct TCP connection (ProxyCommand) or off
-/// Linux.
+/// The local and remote address and port of ssh's TCP connection to the server (IPv4 or
+/// IPv6, established), from /proc/PID/net/tcp{,6} and ssh's socket inodes: the addresses
+/// it really uses, also with BindAddress. None without a direct TCP connection
+/// (ProxyCommand) or off Linux.
 pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(SocketAddr, SocketAddr)> {
     #[cfg(target_os = "linux")]
     {
@@ -130,18 +130,16 @@ pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(SocketAddr, SocketAddr)> {
         if inodes.is_empty() {
             return None;
         }
+        let mut sockets = SshSockets::default();
         for file in ["tcp", "tcp6"] {
             let Ok(table) = std::fs::File::open(format!("/proc/{ssh_pid}/net/{file}")) else {
                 continue;
             };
             // Read line by line: on a busy server the table is megabytes, and reading it
             // whole raised the watchdog's peak memory by as much.
-            let table = std::io::BufReader::with_capacity(4096, table);
-            if let Some(found) = find_connection(table, &inodes) {
-                return Some(found);
-            }
+            sockets.read(std::io::BufReader::with_capacity(4096, table), &inodes);
         }
-        None
+        sockets.server_connection()
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -150,42 +148,68 @@ pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(SocketAddr, SocketAddr)> {
     }
 }
 
-/// From /proc/net/tcp text: the established connection whose inode is one of `inodes`.
-/// Linux only (the tests parse captured text on any host).
+/// ssh's TCP sockets as /proc/net/tcp{,6} list them. Linux only (the tests parse
+/// captured text on any host).
 #[cfg(any(target_os = "linux", test))]
-pub(super) fn find_connection(
-    mut table: impl std::io::BufRead,
-    inodes: &[u64],
-) -> Option<(SocketAddr, SocketAddr)> {
-    let mut line = String::new();
-    // The header line first, then at most 100,000 sockets.
-    for _ in 0..=100_000 {
-        line.clear();
-        if !matches!(table.read_line(&mut line), Ok(n) if n > 0) {
-            return None;
-        }
-        let Some((local, remote)) = established_with_inode(&line, inodes) else {
-            continue;
-        };
-        let (local, local_port) = hex_addr(local)?;
-        let (remote, port) = hex_addr(remote)?;
-        return Some((
-            SocketAddr::new(local, local_port),
-            SocketAddr::new(remote, port),
-        ));
-    }
-    None
+#[derive(Default)]
+pub(super) struct SshSockets {
+    /// Ports ssh listens on (its `-L` and `-D` listeners).
+    listening: Vec<u16>,
+    /// Established connections: inode, local and remote address.
+    established: Vec<(u64, SocketAddr, SocketAddr)>,
 }
 
-/// The local and remote address fields of a /proc/net/tcp line that is an established
-/// connection with one of `inodes` (the header line has no such fields).
 #[cfg(any(target_os = "linux", test))]
-fn established_with_inode<'a>(line: &'a str, inodes: &[u64]) -> Option<(&'a str, &'a str)> {
-    // sl local rem st tx:rx tr:tm retrnsmt uid timeout inode
-    let mut fields = line.split_whitespace().skip(1);
-    let (local, remote, st) = (fields.next()?, fields.next()?, fields.next()?);
-    let inode: u64 = fields.nth(5)?.parse().ok()?;
-    (st == "01" && inodes.contains(&inode)).then_some((local, remote))
+impl SshSockets {
+    /// Takes ssh's sockets (those with one of `inodes`) from one table.
+    pub(super) fn read(&mut self, mut table: impl std::io::BufRead, inodes: &[u64]) {
+        let mut line = String::new();
+        // The header line first, then at most 100,000 sockets.
+        for _ in 0..=100_000 {
+            line.clear();
+            if !matches!(table.read_line(&mut line), Ok(n) if n > 0) {
+                return;
+            }
+            // sl local rem st tx:rx tr:tm retrnsmt uid timeout inode
+            let mut fields = line.split_whitespace().skip(1);
+            let (Some(local), Some(remote), Some(st)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let Some(inode) = fields.nth(5).and_then(|f| f.parse::<u64>().ok()) else {
+                continue;
+            };
+            if !inodes.contains(&inode) {
+                continue;
+            }
+            let (Some((lip, lport)), Some((rip, rport))) = (hex_addr(local), hex_addr(remote))
+            else {
+                continue;
+            };
+            match st {
+                "0A" => self.listening.push(lport),
+                "01" => self.established.push((
+                    inode,
+                    SocketAddr::new(lip, lport),
+                    SocketAddr::new(rip, rport),
+                )),
+                _ => {}
+            }
+        }
+    }
+
+    /// The connection to the server: not one a listener of ssh accepted (a client of a
+    /// `-L` or `-D` forward, already there when a tunnel reconnects under load), and of
+    /// the rest the lowest inode, usually the oldest (ssh connects to the server before
+    /// it opens anything for a `-R`).
+    pub(super) fn server_connection(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.established
+            .iter()
+            .filter(|(_, local, _)| !self.listening.contains(&local.port()))
+            .min_by_key(|(inode, _, _)| *inode)
+            .map(|&(_, local, remote)| (local, remote))
+    }
 }
 
 /// `ip` with each 4-byte word reversed: an address of /proc/net/tcp read in the other
@@ -246,26 +270,36 @@ mod tests {
 
     #[test]
     fn finds_ssh_connection_in_proc_net_tcp() {
-        // /proc/net/tcp as x86 writes it: ssh from 10.213.1.2 to 10.213.1.1:22.
+        // /proc/net/tcp as x86 writes it: ssh from 10.213.1.2 to 10.213.1.1:22, a -L
+        // listener on 127.0.0.1:8080 (inode 111) and a client it accepted there.
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n\
-   1: 0201D50A:A1C2 0101D50A:0016 01 00000000:00000000 02:000A7F6A 00000000     0        0 4242 2 0000000000000000 20 4 30 10 -1\n";
-        let found = find_connection(text.as_bytes(), &[7, 4242]);
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n\
+   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 99 1 0000000000000000 20 4 30 10 -1\n\
+   2: 0201D50A:A1C2 0101D50A:0016 01 00000000:00000000 02:000A7F6A 00000000     0        0 4242 2 0000000000000000 20 4 30 10 -1\n";
+        let found = |inodes: &[u64]| {
+            let mut sockets = SshSockets::default();
+            sockets.read(text.as_bytes(), inodes);
+            sockets.server_connection()
+        };
         if cfg!(target_endian = "little") {
+            let server = Some((
+                "10.213.1.2:41410".parse().unwrap(),
+                "10.213.1.1:22".parse().unwrap(),
+            ));
+            assert_eq!(found(&[7, 4242]), server);
+            // The accepted client has the lower inode, but its port is the listener's.
+            assert_eq!(found(&[111, 99, 4242]), server);
+            // Without its listener in ssh's inodes it is an ordinary connection.
             assert_eq!(
-                found,
+                found(&[99, 4242]),
                 Some((
-                    "10.213.1.2:41410".parse().unwrap(),
-                    "10.213.1.1:22".parse().unwrap()
+                    "127.0.0.1:8080".parse().unwrap(),
+                    "127.0.0.1:50000".parse().unwrap()
                 ))
             );
         }
-        assert_eq!(
-            find_connection(text.as_bytes(), &[111]),
-            None,
-            "a listener is no connection"
-        );
-        assert_eq!(find_connection(text.as_bytes(), &[9]), None);
+        assert_eq!(found(&[111]), None, "a listener is no connection");
+        assert_eq!(found(&[9]), None);
     }
 
     #[test]
