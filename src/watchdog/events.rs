@@ -153,8 +153,8 @@ pub(super) fn ssh_connection(ssh_pid: u32) -> Option<(SocketAddr, SocketAddr)> {
 #[cfg(any(target_os = "linux", test))]
 #[derive(Default)]
 pub(super) struct SshSockets {
-    /// Ports ssh listens on (its `-L` and `-D` listeners).
-    listening: Vec<u16>,
+    /// Where ssh listens (its `-L` and `-D` listeners).
+    listening: Vec<SocketAddr>,
     /// Established connections: inode, local and remote address.
     established: Vec<(u64, SocketAddr, SocketAddr)>,
 }
@@ -188,7 +188,7 @@ impl SshSockets {
                 continue;
             };
             match st {
-                "0A" => self.listening.push(lport),
+                "0A" => self.listening.push(SocketAddr::new(lip, lport)),
                 "01" => self.established.push((
                     inode,
                     SocketAddr::new(lip, lport),
@@ -204,9 +204,14 @@ impl SshSockets {
     /// the rest the lowest inode, usually the oldest (ssh connects to the server before
     /// it opens anything for a `-R`).
     pub(super) fn server_connection(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let accepted = |local: &SocketAddr| {
+            self.listening.iter().any(|l| {
+                l.port() == local.port() && (l.ip().is_unspecified() || l.ip() == local.ip())
+            })
+        };
         self.established
             .iter()
-            .filter(|(_, local, _)| !self.listening.contains(&local.port()))
+            .filter(|(_, local, _)| !accepted(local))
             .min_by_key(|(inode, _, _)| *inode)
             .map(|&(_, local, remote)| (local, remote))
     }
@@ -271,9 +276,13 @@ mod tests {
     #[test]
     fn finds_ssh_connection_in_proc_net_tcp() {
         // /proc/net/tcp as x86 writes it: ssh from 10.213.1.2 to 10.213.1.1:22, a -L
-        // listener on 127.0.0.1:8080 (inode 111) and a client it accepted there.
+        // listener on 127.0.0.1:8080 (inode 111) and a client it accepted there; the
+        // same listener on every address (113); one on 127.0.0.1:41410 (112), the
+        // server connection's port on another address.
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0\n\
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 113 1 0000000000000000 100 0 0 10 0\n\
+   0: 0100007F:A1C2 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 112 1 0000000000000000 100 0 0 10 0\n\
    1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 99 1 0000000000000000 20 4 30 10 -1\n\
    2: 0201D50A:A1C2 0101D50A:0016 01 00000000:00000000 02:000A7F6A 00000000     0        0 4242 2 0000000000000000 20 4 30 10 -1\n";
         let found = |inodes: &[u64]| {
@@ -289,6 +298,16 @@ mod tests {
             assert_eq!(found(&[7, 4242]), server);
             // The accepted client has the lower inode, but its port is the listener's.
             assert_eq!(found(&[111, 99, 4242]), server);
+            assert_eq!(
+                found(&[113, 99, 4242]),
+                server,
+                "a listener on every address"
+            );
+            assert_eq!(
+                found(&[112, 4242]),
+                server,
+                "a listener's port, another address"
+            );
             // Without its listener in ssh's inodes it is an ordinary connection.
             assert_eq!(
                 found(&[99, 4242]),

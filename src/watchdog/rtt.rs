@@ -34,7 +34,9 @@
 //!   When the suspect round's requests left ssh and the server's machine acknowledged
 //!   all of them ([`Heard::Unanswered`]), nothing waits in the path: the session itself
 //!   is silent, and the confirming round is one RTO, not doubled: with the floors, a
-//!   second of silence from a server that has had every request.
+//!   second of silence from a server that has had every request. Price: an sshd alive
+//!   but kept off the CPU (or blocked, say on a slow DNS lookup for a target) for over a
+//!   second with every request acknowledged is reconnected.
 //! - Heard unknown (no source for it on this platform): the confirming round gets the
 //!   full configured timeout. Still not blind: suspicion came after RTO, not after a
 //!   whole timeout, and the first probe's late answer still rescues the round.
