@@ -298,7 +298,7 @@ impl Prober {
         let all: Vec<usize> = (0..self.forwards.len())
             .filter(|&i| !matches!(self.forwards[i], SshForward::Unprobed { .. }))
             .collect();
-        if self.every_forward_next || self.listeners_in == 0 || all.len() <= 1 {
+        if self.every_forward_next || all.len() <= 1 {
             return all;
         }
         let next = all
@@ -1098,11 +1098,9 @@ mod tests {
         };
         let forwards = vec![local(1), unix, local(3), local(4)];
         let mut p = Prober::new("/nonexistent".into(), forwards, Duration::from_secs(5));
-        // A connection's first round, and its listener round, check them all.
+        // A connection's first round checks them all.
         assert_eq!(p.forwards_to_check(), [0, 2, 3]);
         p.every_forward_next = false;
-        assert_eq!(p.forwards_to_check(), [0, 2, 3], "listener round");
-        p.listeners_in = 5;
         assert_eq!(p.forwards_to_check(), [0]);
         assert_eq!(p.forwards_to_check(), [2], "the unprobed one is skipped");
         assert_eq!(p.forwards_to_check(), [3]);
@@ -1119,7 +1117,7 @@ mod tests {
             vec![local(1)],
             Duration::from_secs(5),
         );
-        (one.every_forward_next, one.listeners_in) = (false, 5);
+        one.every_forward_next = false;
         assert_eq!(one.forwards_to_check(), [0]);
         assert_eq!(one.forwards_to_check(), [0]);
     }
