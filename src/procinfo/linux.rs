@@ -44,8 +44,6 @@ fn parent_of(stat: &str) -> Option<(u32, bool)> {
     Some((ppid, state == "Z" || state == "X"))
 }
 
-/// `/proc/PID/cmdline`: the arguments, each NUL-terminated. Empty for a zombie (and a
-/// kernel thread), which has no argv.
 /// The socket inodes a process holds (its /proc/PID/fd links `socket:[N]`).
 pub fn socket_inodes(pid: u32) -> Vec<u64> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -61,6 +59,8 @@ pub fn socket_inodes(pid: u32) -> Vec<u64> {
         .collect()
 }
 
+/// `/proc/PID/cmdline`: the arguments, each NUL-terminated. Empty for a zombie (and a
+/// kernel thread), which has no argv.
 pub fn argv(pid: i32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     if raw.is_empty() {

@@ -132,6 +132,9 @@ pub struct Prober {
     every_forward_next: bool,
     /// In a round that checks one forward, the index to start looking from.
     turn: usize,
+    /// The forwards a round can check (not unix sockets, not server-allocated ports),
+    /// by index; the forwards never change.
+    probeable: Vec<usize>,
 }
 
 /// ssh never closes a `-L` listener while it runs, so one check per connection proves
@@ -242,6 +245,9 @@ enum Moved {
 
 impl Prober {
     pub fn new(ctl: PathBuf, forwards: Vec<SshForward>, timeout: Duration) -> Prober {
+        let probeable = (0..forwards.len())
+            .filter(|&i| !matches!(forwards[i], SshForward::Unprobed { .. }))
+            .collect();
         Prober {
             ctl,
             forwards,
@@ -252,6 +258,7 @@ impl Prober {
             listeners_in: 0,
             every_forward_next: true,
             turn: 0,
+            probeable,
         }
     }
 
@@ -295,11 +302,9 @@ impl Prober {
     /// The forwards this round checks: all of them, or the next one in turn that can
     /// be probed.
     fn forwards_to_check(&mut self) -> Vec<usize> {
-        let all: Vec<usize> = (0..self.forwards.len())
-            .filter(|&i| !matches!(self.forwards[i], SshForward::Unprobed { .. }))
-            .collect();
+        let all = &self.probeable;
         if self.every_forward_next || all.len() <= 1 {
-            return all;
+            return all.clone();
         }
         let next = all
             .iter()
@@ -342,10 +347,10 @@ impl Prober {
         self.listeners_in -= 1;
         let mut forwards: Vec<ForwardProbe> = (0..self.forwards.len())
             .map(|i| {
-                if chosen.contains(&i) || matches!(self.forwards[i], SshForward::Unprobed { .. }) {
-                    ForwardProbe::Unprobed
-                } else {
+                if self.probeable.contains(&i) && !chosen.contains(&i) {
                     ForwardProbe::Resting
+                } else {
+                    ForwardProbe::Unprobed
                 }
             })
             .collect();
