@@ -146,8 +146,7 @@ impl Conn {
 
     /// What ssh did: its exit first, then what it said (in the table's order).
     pub(super) fn ssh_event(&mut self) -> Option<Event> {
-        self.ssh.drain_stderr();
-        if let Some(status) = self.ssh.try_exit() {
+        if let Some(status) = self.ssh.news() {
             return Some(Event::SshExited(status));
         }
         self.ssh
@@ -386,12 +385,15 @@ impl Conn {
 
     pub(super) fn on_probe_round_due(&mut self, w: &mut Watchdog) -> ControlFlow<Outcome> {
         let round_start = Instant::now();
-        // What ssh logged up to now belongs to earlier rounds.
-        self.ssh.drain_stderr();
+        // What ssh logged up to now belongs to earlier rounds (the loop read it just
+        // before this event).
         self.ssh.report.open_failures.clear();
         let round = self.prober.round();
-        // ssh logs an open failure before it answers the channel request.
-        self.ssh.drain_stderr();
+        // ssh logs an open failure before it answers the channel request: a round
+        // with every forward up has none to read.
+        if !round.as_ref().is_ok_and(probe::RoundOk::every_forward_up) {
+            self.ssh.drain_stderr();
+        }
         match round.and_then(|ok| self.judge(w, ok)) {
             Ok((ok, down)) => {
                 // The first round of a connection pays one-time costs (sshd's first

@@ -61,34 +61,39 @@ impl Events {
     }
 
     /// Sleeps up to `timeout` (less if a burst is due sooner) in one poll over the
-    /// signal pipe, `ssh` (its stderr) and the network socket; then reads what the
-    /// network socket has (non-blocking: nothing when it was not readable) and checks
-    /// the clocks for a gap.
+    /// signal pipe, `ssh` (its stderr) and the network socket; then reads the network
+    /// socket if poll found it readable and checks the clocks for a gap. Returns the
+    /// most important signal and whether ssh's stderr is readable.
     pub(super) fn wait(
         &mut self,
         signals: &Signals,
         timeout: Duration,
         ssh: Option<BorrowedFd>,
-    ) -> Option<Request> {
+    ) -> (Option<Request>, bool) {
         let timeout = match self.burst.deadline() {
             Some(due) => timeout.min(due.saturating_duration_since(Instant::now())),
             None => timeout,
         };
         let before = self.clock.now();
         let mut fds: Vec<BorrowedFd> = Vec::with_capacity(2);
+        let has_ssh = ssh.is_some();
         fds.extend(ssh);
         fds.extend(self.source.as_ref().map(|s| s.fd()));
-        let request = signals.wait(timeout, &fds);
+        let mut ready = [false; 2];
+        let request = signals.wait(timeout, &fds, &mut ready);
         if let Some(gap) = clock::judge(before, self.clock.now(), timeout) {
             self.gap = Some(gap);
         }
-        if let Some(source) = self.source.as_mut() {
+        let network_ready = ready[usize::from(has_ssh)];
+        if let Some(source) = self.source.as_mut()
+            && network_ready
+        {
             let got = source.drain();
             if !got.is_empty() {
                 self.burst.push(Instant::now(), got);
             }
         }
-        request
+        (request, has_ssh && ready[0])
     }
 
     /// A clock gap seen since the last look.

@@ -70,6 +70,18 @@ pub struct RoundOk {
     pub forwards: Vec<ForwardProbe>,
 }
 
+impl RoundOk {
+    /// No forward was found down (those not checked this round count as up).
+    pub fn every_forward_up(&self) -> bool {
+        self.forwards.iter().all(|f| {
+            matches!(
+                f,
+                ForwardProbe::Up { .. } | ForwardProbe::Resting | ForwardProbe::Unprobed
+            )
+        })
+    }
+}
+
 /// What one forward's check found in a round that passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForwardProbe {
@@ -283,14 +295,7 @@ impl Prober {
     pub fn round(&mut self) -> Result<RoundOk, RoundError> {
         let round = self.round_of_checks();
         match &round {
-            Ok(ok) => {
-                self.every_forward_next = ok.forwards.iter().any(|f| {
-                    !matches!(
-                        f,
-                        ForwardProbe::Up { .. } | ForwardProbe::Resting | ForwardProbe::Unprobed
-                    )
-                });
-            }
+            Ok(ok) => self.every_forward_next = !ok.every_forward_up(),
             Err(_) => {
                 self.listeners_in = 0;
                 self.every_forward_next = true;

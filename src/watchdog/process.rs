@@ -237,6 +237,10 @@ pub struct SshChild {
     /// What the lines so far said: the next line's meaning may depend on them.
     reading: Reading,
     exited: Option<ExitStatus>,
+    /// The loop's poll found stderr readable and it has not been read since.
+    stderr_unread: bool,
+    /// A SIGCHLD came and nobody has looked whether it was ssh's.
+    exit_unchecked: bool,
     /// `-R` ports the watchdog asks for through the control socket: ssh logs each
     /// refusal, which the watchdog reports itself (once, not twice a second).
     pub asked_ports: Vec<u16>,
@@ -269,12 +273,38 @@ impl SshChild {
             reading: Reading::default(),
             asked_ports: Vec::new(),
             exited: None,
+            // A fresh child: look once before anything is known.
+            stderr_unread: true,
+            exit_unchecked: true,
         })
     }
 
     /// ssh's stderr for the caller's poll set, while it is open.
     pub fn stderr_fd(&self) -> Option<BorrowedFd<'_>> {
         self.stderr.as_ref().map(|s| s.as_fd())
+    }
+
+    /// The event loop's poll found stderr readable, or a SIGCHLD came: the next
+    /// [`SshChild::news`] reads it. The loop learns both from its one poll, so an idle
+    /// wake-up costs no read of an empty pipe and no wait for a child that is running.
+    pub fn stderr_readable(&mut self) {
+        self.stderr_unread = true;
+    }
+
+    pub fn child_signalled(&mut self) {
+        self.exit_unchecked = true;
+    }
+
+    /// Reads stderr if the loop found it readable, and ssh's exit if a SIGCHLD came
+    /// (or it was seen before).
+    pub fn news(&mut self) -> Option<ExitStatus> {
+        if std::mem::take(&mut self.stderr_unread) {
+            self.drain_stderr();
+        }
+        if std::mem::take(&mut self.exit_unchecked) {
+            self.try_exit();
+        }
+        self.exited
     }
 
     /// Reads what ssh has written to stderr so far (never blocks) and relogs whole lines.

@@ -208,7 +208,11 @@ impl<'a> Session<'a> {
             let sleep = wake.saturating_duration_since(Instant::now());
             let ssh = self.conn.as_ref().and_then(|c| c.ssh.stderr_fd());
             let w = &mut *self.w;
-            request = w.events.wait(&w.signals, sleep, ssh);
+            let ssh_said;
+            (request, ssh_said) = w.events.wait(&w.signals, sleep, ssh);
+            if ssh_said && let Some(c) = self.conn.as_mut() {
+                c.ssh.stderr_readable();
+            }
         }
     }
 
@@ -226,6 +230,11 @@ impl<'a> Session<'a> {
             let status = wait.status();
             let left = wait.left();
             self.w.announce_wait(left, &status);
+        }
+        if self.w.signals.take_child()
+            && let Some(c) = self.conn.as_mut()
+        {
+            c.ssh.child_signalled();
         }
         if let Some(event) = self.conn.as_mut().and_then(Conn::ssh_event) {
             return Some(event);
