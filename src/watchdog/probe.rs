@@ -147,6 +147,10 @@ pub struct Prober {
     /// The forwards a round can check (not unix sockets, not server-allocated ports),
     /// by index; the forwards never change.
     probeable: Vec<usize>,
+    /// By forward: its target spoke first in its last check. Such a check waits for the
+    /// target's bytes alone, which come after ssh's answer to the channel request and
+    /// prove it: one wake-up per check instead of two.
+    speaks_first: Vec<bool>,
 }
 
 /// ssh never closes a `-L` listener while it runs, so one check per connection proves
@@ -193,6 +197,10 @@ enum Step {
         host: String,
         port: u16,
         expect: Option<&'static [u8]>,
+        /// Until then only `ours` is polled, for the target's first bytes (a target
+        /// that spoke first last time); after it, ssh's answer is read as for any
+        /// target.
+        data_first_until: Option<Instant>,
     },
     /// The target's first bytes.
     Data {
@@ -262,6 +270,7 @@ impl Prober {
             .collect();
         Prober {
             ctl,
+            speaks_first: vec![false; forwards.len()],
             forwards,
             timeout,
             alive: None,
@@ -482,18 +491,24 @@ impl Prober {
         host: &str,
         port: u16,
         expect: Option<&'static [u8]>,
+        data_first: bool,
     ) -> Result<Step, String> {
         let mut conn = MuxConn::connect(&self.ctl).map_err(|e| format!("control socket: {e}"))?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
         conn.request_stdio_fwd(host, port, &theirs)
             .map_err(|e| format!("control socket: {e}"))?;
         drop(theirs); // ssh holds its own copies now; ours sees EOF when the channel closes
+        // Long enough for a target that answers at once on any usable path, short
+        // enough that a target gone quiet still passes by its quiet window within the
+        // round's deadline (half of it, at most 1 s, after this).
+        let data_first_until = data_first.then(|| Instant::now() + self.quiet_window() / 2);
         Ok(Step::Opening {
             conn,
             ours,
             host: host.to_string(),
             port,
             expect,
+            data_first_until,
         })
     }
 
@@ -503,7 +518,7 @@ impl Prober {
     /// session is alive; only silence until the deadline fails.
     fn server_round_trip(&self, deadline: Instant) -> Result<Pending, String> {
         let step = self
-            .request_channel("127.0.0.1", SERVER_PROBE_PORT, None)
+            .request_channel("127.0.0.1", SERVER_PROBE_PORT, None, false)
             .map_err(|e| format!("the server did not answer a channel request: {e}"))?;
         Ok(Pending::new(Kind::ServerRoundTrip, step, deadline))
     }
@@ -539,14 +554,20 @@ impl Prober {
             SshForward::Remote { .. } | SshForward::RemoteDynamic { .. } => 'R',
             _ => 'D',
         };
+        let data_first = self.speaks_first[index];
         let step = match forward {
             SshForward::Remote { bind, port, .. } => self
-                .request_channel(&dial_host(bind.as_deref()), *port, None)
+                .request_channel(&dial_host(bind.as_deref()), *port, None, data_first)
                 .map_err(fail)?,
             SshForward::RemoteDynamic { bind, port } => {
                 // The greeting waits in the channel until ssh takes over our socket.
                 let step = self
-                    .request_channel(&dial_host(bind.as_deref()), *port, Some(SOCKS_ACCEPT))
+                    .request_channel(
+                        &dial_host(bind.as_deref()),
+                        *port,
+                        Some(SOCKS_ACCEPT),
+                        data_first,
+                    )
                     .map_err(fail)?;
                 if let Step::Opening { ours, .. } = &step {
                     (&*ours)
@@ -560,7 +581,8 @@ impl Prober {
             } => {
                 // The target through the server here; our listener after the answers
                 // (see `local_listeners`).
-                self.request_channel(host, *host_port, None).map_err(fail)?
+                self.request_channel(host, *host_port, None, data_first)
+                    .map_err(fail)?
             }
             SshForward::Dynamic { bind, port } => {
                 let dial = dial_host(Some(bind));
@@ -601,6 +623,17 @@ impl Prober {
                     && now >= quiet
                 {
                     check.step = Step::Done;
+                    self.learn(check, false);
+                }
+                if let Step::Opening {
+                    data_first_until: ref mut until @ Some(t),
+                    ..
+                } = check.step
+                    && now >= t
+                {
+                    // Quiet this time: ssh's answer decides, as for a target that waits.
+                    *until = None;
+                    self.learn(check, false);
                 }
                 if matches!(check.step, Step::Done) {
                     continue;
@@ -623,6 +656,10 @@ impl Prober {
                 let until = match check.step {
                     Step::Data {
                         quiet_until: Some(quiet),
+                        ..
+                    }
+                    | Step::Opening {
+                        data_first_until: Some(quiet),
                         ..
                     } => quiet.min(check.deadline),
                     _ => check.deadline,
@@ -711,6 +748,14 @@ impl Prober {
     fn step_on(&mut self, check: &mut Pending) -> Result<Moved, String> {
         let quiet_window = self.quiet_window();
         let step = std::mem::replace(&mut check.step, Step::Done);
+        // Woken by the target's bytes: read them now, not after one more poll.
+        let data_waiting = matches!(
+            step,
+            Step::Opening {
+                data_first_until: Some(_),
+                ..
+            }
+        );
         let (step, moved) = match step {
             Step::Alive { mut conn, id } => {
                 match conn.try_recv().and_then(|reply| match reply {
@@ -733,10 +778,13 @@ impl Prober {
                 host,
                 port,
                 expect,
+                data_first_until: _,
             } => {
                 let server_round_trip = matches!(check.what, Kind::ServerRoundTrip);
                 let reply = conn.try_recv().map_err(|e| check.fail(e.to_string()))?;
                 match reply.map(|r| mux::stdio_fwd_reply(&r, &host, port)) {
+                    // Woken by the target's bytes (or the channel's end) before ssh's
+                    // answer could be read: it is on its way; wait for it.
                     None => (
                         Step::Opening {
                             conn,
@@ -744,6 +792,7 @@ impl Prober {
                             host,
                             port,
                             expect,
+                            data_first_until: None,
                         },
                         Moved::Waiting,
                     ),
@@ -799,6 +848,7 @@ impl Prober {
                         Moved::Down(|latency| ForwardProbe::TargetDown { latency }),
                     )
                 } else if read.map_err(|e| check.fail(e))? {
+                    self.learn(check, true);
                     (Step::Done, Moved::Answered(None))
                 } else {
                     (
@@ -815,7 +865,17 @@ impl Prober {
             Step::Done => (Step::Done, Moved::Waiting),
         };
         check.step = step;
+        if data_waiting && matches!(check.step, Step::Data { .. }) {
+            return self.step_on(check);
+        }
         Ok(moved)
+    }
+
+    /// Notes whether a forward's target spoke first (see `speaks_first`).
+    fn learn(&mut self, check: &Pending, spoke: bool) {
+        if let Some(index) = check.index() {
+            self.speaks_first[index] = spoke;
+        }
     }
 
     fn timed_out(&self, check: &Pending) -> String {
@@ -853,6 +913,11 @@ impl Pending {
 
     fn fd(&self) -> BorrowedFd<'_> {
         match &self.step {
+            Step::Opening {
+                ours,
+                data_first_until: Some(_),
+                ..
+            } => ours.as_fd(),
             Step::Alive { conn, .. } | Step::Opening { conn, .. } => conn.fd(),
             Step::Data { io, .. } => io.fd(),
             Step::Done => unreachable!("a finished check is not polled"),
