@@ -14,7 +14,7 @@ use common::sshd::{Sshd, free_port};
 use common::target::TcpTarget;
 use common::wait_until;
 use tunnelctl::watchdog::args::SshForward;
-use tunnelctl::watchdog::probe::Prober;
+use tunnelctl::watchdog::probe::{ForwardProbe, Prober};
 
 fn fd_count(pid: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -256,4 +256,75 @@ fn missing_local_listener_fails_and_a_frozen_ssh_times_out() {
         "{err} after {took:?}"
     );
     drop(ssh);
+}
+
+/// A check of a target that spoke first waits for its bytes alone. When the target
+/// turns quiet, the check goes back to ssh's answer and the quiet window, still inside
+/// the round's deadline, and remembers: the next round waits for ssh's answer at once.
+#[test]
+fn a_target_that_stops_speaking_first_still_passes_inside_the_deadline() {
+    let Some(sshd) = Sshd::start_default("target_turns_quiet") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("ctl");
+    let target = TcpTarget::start(Some(b"SSH-2.0-target\r\n"));
+    let rport = free_port();
+    let _ssh = GroupKillOnDrop::spawn(
+        Command::new("ssh")
+            .args(["-o", "ControlMaster=yes", "-o"])
+            .arg(format!("ControlPath={}", ctl.display()))
+            .args(sshd.ssh_base_args())
+            .args(["-N", "-R", &format!("{rport}:127.0.0.1:{}", target.port)])
+            .arg(sshd.host())
+            .stdin(Stdio::null()),
+    );
+    assert!(wait_until(Duration::from_secs(10), || ctl.exists()));
+    let forwards = vec![SshForward::Remote {
+        bind: None,
+        port: rport,
+        host: "127.0.0.1".into(),
+        host_port: target.port,
+    }];
+    // A 2 s deadline: a 1 s quiet window, bytes alone waited for up to 500 ms.
+    let mut prober = Prober::new(ctl, forwards, Duration::from_secs(2));
+    // The -R request may still be in flight right after the socket appears.
+    assert!(
+        wait_until(Duration::from_secs(5), || prober.round().is_ok()),
+        "first round never passed"
+    );
+    let mut timed_round = |what: &str| {
+        let t = Instant::now();
+        let round = prober.round();
+        let took = t.elapsed();
+        let ok = round.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            matches!(ok.forwards[..], [ForwardProbe::Up { .. }]),
+            "{what}: {:?}",
+            ok.forwards
+        );
+        took
+    };
+    let spoken = timed_round("a target that speaks first");
+    assert!(
+        spoken < Duration::from_secs(1),
+        "no quiet window: {spoken:?}"
+    );
+    target.hush(true);
+    let turned = timed_round("the first round after the target turned quiet");
+    assert!(
+        turned >= Duration::from_millis(1450) && turned < Duration::from_secs(2),
+        "500 ms for its bytes, then the 1 s quiet window: {turned:?}"
+    );
+    let quiet = timed_round("a target known to be quiet");
+    assert!(
+        quiet >= Duration::from_secs(1) && quiet < turned,
+        "the quiet window at once: {quiet:?} (the round before: {turned:?})"
+    );
+    target.hush(false);
+    let spoken = timed_round("the target speaking first again");
+    assert!(
+        spoken < Duration::from_secs(1),
+        "no quiet window: {spoken:?}"
+    );
 }

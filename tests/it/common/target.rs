@@ -12,6 +12,8 @@ pub struct TcpTarget {
     pub port: u16,
     connections: Arc<Mutex<Vec<Instant>>>,
     stop: Arc<AtomicBool>,
+    /// While set, new connections get no banner (a target that changed its ways).
+    hushed: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -34,15 +36,18 @@ impl TcpTarget {
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let hushed = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (connections, stop) = (connections.clone(), stop.clone());
+            let (connections, stop, hushed) = (connections.clone(), stop.clone(), hushed.clone());
             std::thread::spawn(move || {
                 let mut held = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((mut stream, _)) => {
                             connections.lock().unwrap().push(Instant::now());
-                            if let Some(b) = banner {
+                            if let Some(b) = banner
+                                && !hushed.load(Ordering::Relaxed)
+                            {
                                 let _ = stream.write_all(b);
                             }
                             if keep {
@@ -62,8 +67,14 @@ impl TcpTarget {
             port,
             connections,
             stop,
+            hushed,
             thread: Some(thread),
         }
+    }
+
+    /// From now on, connections get no banner (`false`: the banner again).
+    pub fn hush(&self, hushed: bool) {
+        self.hushed.store(hushed, Ordering::Relaxed);
     }
 
     pub fn connections(&self) -> Vec<Instant> {
