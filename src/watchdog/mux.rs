@@ -213,6 +213,24 @@ impl MuxConn {
         self.take_after_hello()
     }
 
+    /// Whether ssh has sent anything on this connection (its hello comes first, from
+    /// its main loop); reads what is waiting, never blocks.
+    pub fn heard_from(&mut self) -> bool {
+        if self.hello_seen || !self.received.is_empty() {
+            return true;
+        }
+        let mut buf = [0u8; 512];
+        match self.stream.read(&mut buf) {
+            // Its end of the connection, closed: an answer too.
+            Ok(0) => true,
+            Ok(n) => {
+                self.received.extend_from_slice(&buf[..n]);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// A buffered message, ssh's hello checked and skipped.
     fn take_after_hello(&mut self) -> io::Result<Option<Vec<u8>>> {
         if !self.hello_seen {

@@ -333,10 +333,17 @@ impl Prober {
         self.timed_out = false;
         let start = Instant::now();
         let deadline = start + self.timeout;
-        let mut checks = vec![
-            self.request_alive_check(start + self.alive_timeout())
-                .map_err(RoundError::ssh)?,
-        ];
+        // A round that rests on one forward has no alive check of its own: the
+        // channel's control connection stands in for it (ssh's hello on it comes from
+        // the same loop), and ssh's pid is the one the last full round learned.
+        let full = self.every_forward_next;
+        let mut checks = Vec::with_capacity(3);
+        if full {
+            checks.push(
+                self.request_alive_check(start + self.alive_timeout())
+                    .map_err(RoundError::ssh)?,
+            );
+        }
         let chosen = self.forwards_to_check();
         for &index in &chosen {
             let check = self
@@ -352,7 +359,8 @@ impl Prober {
         if !chosen.iter().any(|&i| self.forwards[i].crosses_server()) {
             checks.push(self.server_round_trip(deadline).map_err(RoundError::ssh)?);
         }
-        let (ssh_pid, answered) = self.wait(&mut checks)?;
+        let (alive_pid, answered) = self.wait(&mut checks)?;
+        let ssh_pid = if full { alive_pid } else { self.owners.ssh_pid };
         let latency = answered.saturating_duration_since(start);
         if self.listeners_in == 0 {
             self.local_listeners(deadline)?;
@@ -878,7 +886,16 @@ impl Prober {
         }
     }
 
-    fn timed_out(&self, check: &Pending) -> String {
+    fn timed_out(&self, check: &mut Pending) -> String {
+        if let Step::Opening { conn, .. } = &mut check.step
+            && !conn.heard_from()
+        {
+            // Not even ssh's hello: its loop is stuck, whatever the server does.
+            return format!(
+                "ssh did not answer on its control socket within {:?} (frozen or wedged)",
+                self.timeout
+            );
+        }
         match check.what {
             Kind::Alive => self.alive_error(std::io::ErrorKind::TimedOut.into()),
             _ => check.fail(format!("no answer within {:?}", self.timeout)),

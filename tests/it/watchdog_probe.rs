@@ -250,7 +250,9 @@ fn missing_local_listener_fails_and_a_frozen_ssh_times_out() {
     let t = Instant::now();
     let err = alive.round().unwrap_err();
     let took = t.elapsed();
-    assert!(err.contains("alive check"), "{err}");
+    // A round resting on the server round trip has no alive check of its own: ssh's
+    // silence on the channel's control connection says the same.
+    assert!(err.contains("frozen or wedged"), "{err}");
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
         "{err} after {took:?}"
