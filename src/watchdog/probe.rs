@@ -239,6 +239,9 @@ struct Pending {
     answered: Option<Instant>,
     /// A forward's finding when its far end refused (the check is done).
     down: Option<ForwardProbe>,
+    /// In a round without an alive check: by then ssh must have said its hello on
+    /// this check's control connection (the alive check's bound).
+    ssh_by: Option<Instant>,
 }
 
 enum Kind {
@@ -358,6 +361,14 @@ impl Prober {
         }
         if !chosen.iter().any(|&i| self.forwards[i].crosses_server()) {
             checks.push(self.server_round_trip(deadline).map_err(RoundError::ssh)?);
+        }
+        if !full {
+            let by = start + self.alive_timeout();
+            for check in checks.iter_mut() {
+                if matches!(check.step, Step::Opening { .. }) && by < check.deadline {
+                    check.ssh_by = Some(by);
+                }
+            }
         }
         let (alive_pid, answered) = self.wait(&mut checks)?;
         let ssh_pid = if full { alive_pid } else { self.owners.ssh_pid };
@@ -646,6 +657,20 @@ impl Prober {
                 if matches!(check.step, Step::Done) {
                     continue;
                 }
+                if let Some(by) = check.ssh_by
+                    && now >= by
+                {
+                    check.ssh_by = None;
+                    if let Step::Opening { conn, .. } = &mut check.step
+                        && !conn.heard_from()
+                    {
+                        self.timed_out = true;
+                        return Err(RoundError {
+                            reason: self.ssh_silent(self.alive_timeout()),
+                            forward: None,
+                        });
+                    }
+                }
                 if now >= check.deadline {
                     // Not polled while others were pending: its answer may be waiting.
                     if matches!(check.step, Step::Alive { .. })
@@ -672,6 +697,7 @@ impl Prober {
                     } => quiet.min(check.deadline),
                     _ => check.deadline,
                 };
+                let until = check.ssh_by.map_or(until, |by| by.min(until));
                 wake = Some(wake.map_or(until, |w| w.min(until)));
             }
             let Some(wake) = wake else {
@@ -879,6 +905,10 @@ impl Prober {
         Ok(moved)
     }
 
+    fn ssh_silent(&self, within: Duration) -> String {
+        format!("ssh did not answer on its control socket within {within:?} (frozen or wedged)")
+    }
+
     /// Notes whether a forward's target spoke first (see `speaks_first`).
     fn learn(&mut self, check: &Pending, spoke: bool) {
         if let Some(index) = check.index() {
@@ -891,10 +921,7 @@ impl Prober {
             && !conn.heard_from()
         {
             // Not even ssh's hello: its loop is stuck, whatever the server does.
-            return format!(
-                "ssh did not answer on its control socket within {:?} (frozen or wedged)",
-                self.timeout
-            );
+            return self.ssh_silent(self.timeout);
         }
         match check.what {
             Kind::Alive => self.alive_error(std::io::ErrorKind::TimedOut.into()),
@@ -911,6 +938,7 @@ impl Pending {
             deadline,
             answered: None,
             down: None,
+            ssh_by: None,
         }
     }
 
