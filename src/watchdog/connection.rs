@@ -509,6 +509,7 @@ impl Conn {
             reading = self.tcp_reading();
         }
         let heard = heard::judge(reading, since.elapsed());
+        let read = reading.map_or_else(String::new, |r| format!("; {r}"));
         let verdict = if self.after_gap {
             // After a sleep or freeze a silent round is reason enough: the flow may be
             // gone (NAT, the server's session), and a reconnect is cheap.
@@ -519,7 +520,7 @@ impl Conn {
         match verdict {
             rtt::Verdict::Confirm(next) => {
                 log::warn(format_args!(
-                    "probe unanswered ({reason}); confirming at once with a {} round (server heard: {heard:?})",
+                    "probe unanswered ({reason}); confirming at once with a {} round (server heard: {heard:?}{read})",
                     format_human(next)
                 ));
                 self.prober.set_timeout(next);
@@ -542,9 +543,9 @@ impl Conn {
             }
             rtt::Verdict::Dead => {
                 let why = if self.after_gap {
-                    "after a sleep or freeze"
+                    "after a sleep or freeze".to_string()
                 } else {
-                    "the server silent meanwhile"
+                    format!("the server silent meanwhile{read}")
                 };
                 let reason = format!(
                     "no answer to the probes for {} ({why}), last: {reason}",

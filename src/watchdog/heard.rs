@@ -84,6 +84,23 @@ pub struct Reading {
     pub delivered: bool,
     /// The kernel's smoothed round-trip time to the server.
     pub rtt: Duration,
+    /// Bytes ssh wrote that the server has not acknowledged (`idiag_wqueue`).
+    pub backlog: u32,
+    /// Since the server's machine last acknowledged anything.
+    pub since_ack: Duration,
+}
+
+impl std::fmt::Display for Reading {
+    /// For the log line of a silent round: what the verdict was made from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes unacknowledged, last data from the server {} ms ago, last ACK {} ms ago",
+            self.backlog,
+            self.since_heard.as_millis(),
+            self.since_ack.as_millis()
+        )
+    }
 }
 
 /// The exact-match request for the TCP connection from `local` to `server`, or None
@@ -159,14 +176,17 @@ pub fn parse_reply(buf: &[u8], seq: u32, local: SocketAddr, server: SocketAddr) 
             .find(|(k, _)| *k == INET_DIAG_INFO)?;
         let ms = |at| u32_at(info, at).map(|v| Duration::from_millis(u64::from(v)));
         let mut since_heard = ms(LAST_DATA_RECV_AT)?;
+        let since_ack = ms(LAST_ACK_RECV_AT)?;
         if wqueue >= BUSY_QUEUE {
-            since_heard = since_heard.min(ms(LAST_ACK_RECV_AT)?);
+            since_heard = since_heard.min(since_ack);
         }
         return Some(Reading {
             since_heard,
             since_sent: ms(LAST_DATA_SENT_AT)?,
             delivered: wqueue == 0 && u32_at(info, UNACKED_AT)? == 0,
             rtt: Duration::from_micros(u64::from(u32_at(info, RTT_AT)?)),
+            backlog: wqueue,
+            since_ack,
         });
     }
     None
@@ -254,6 +274,8 @@ mod tests {
             since_sent: MS(sent),
             delivered,
             rtt: Duration::from_micros(250),
+            backlog: 0,
+            since_ack: MS(heard),
         }
     }
 
@@ -343,7 +365,16 @@ mod tests {
         let (l, s) = pair();
         // Idle link (a frozen sshd's kernel still ACKs): only data counts.
         let r = parse_reply(&reply(1, pair(), (100, 1), (10, 9000, 5)), 1, l, s).unwrap();
-        assert_eq!(r, reading(9000, 10, false));
+        let expected = Reading {
+            backlog: 100,
+            since_ack: MS(5),
+            ..reading(9000, 10, false)
+        };
+        assert_eq!(r, expected);
+        assert_eq!(
+            r.to_string(),
+            "100 bytes unacknowledged, last data from the server 9000 ms ago, last ACK 5 ms ago"
+        );
         // A bulk upload queued behind the slow uplink: the server's ACKs count.
         let busy = BUSY_QUEUE + 1;
         let r = parse_reply(&reply(1, pair(), (busy, 9), (0, 9000, 5)), 1, l, s).unwrap();
@@ -352,7 +383,13 @@ mod tests {
         assert_eq!(r.since_heard, MS(3));
         // Everything acknowledged.
         let r = parse_reply(&reply(1, pair(), (0, 0), (700, 9000, 690)), 1, l, s).unwrap();
-        assert_eq!(r, reading(9000, 700, true));
+        assert_eq!(
+            r,
+            Reading {
+                since_ack: MS(690),
+                ..reading(9000, 700, true)
+            }
+        );
     }
 
     #[test]
