@@ -194,23 +194,33 @@ impl MuxConn {
         if let Some(message) = self.take_after_hello()? {
             return Ok(Some(message));
         }
+        self.read_once()?;
+        self.take_after_hello()
+    }
+
+    /// One non-blocking read into the buffer: whether anything came. ssh's end of the
+    /// connection is an error.
+    fn read_once(&mut self) -> io::Result<bool> {
         let mut buf = [0u8; 512];
         match self.stream.read(&mut buf) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "ssh closed its control connection",
-                ));
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "ssh closed its control connection",
+            )),
+            Ok(n) => {
+                self.received.extend_from_slice(&buf[..n]);
+                Ok(true)
             }
-            Ok(n) => self.received.extend_from_slice(&buf[..n]),
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e),
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
-        self.take_after_hello()
     }
 
     /// Whether ssh has sent anything on this connection (its hello comes first, from
@@ -219,15 +229,10 @@ impl MuxConn {
         if self.hello_seen || !self.received.is_empty() {
             return true;
         }
-        let mut buf = [0u8; 512];
-        match self.stream.read(&mut buf) {
+        match self.read_once() {
+            Ok(got) => got,
             // Its end of the connection, closed: an answer too.
-            Ok(0) => true,
-            Ok(n) => {
-                self.received.extend_from_slice(&buf[..n]);
-                true
-            }
-            Err(_) => false,
+            Err(e) => e.kind() == io::ErrorKind::UnexpectedEof,
         }
     }
 

@@ -284,13 +284,14 @@ impl SshChild {
         self.stderr.as_ref().map(|s| s.as_fd())
     }
 
-    /// The event loop's poll found stderr readable, or a SIGCHLD came: the next
-    /// [`SshChild::news`] reads it. The loop learns both from its one poll, so an idle
-    /// wake-up costs no read of an empty pipe and no wait for a child that is running.
+    /// The event loop's poll found stderr readable: the next [`SshChild::news`] reads
+    /// it. The loop learns this and a SIGCHLD from its one poll, so an idle wake-up
+    /// costs no read of an empty pipe and no wait for a child that is running.
     pub fn stderr_readable(&mut self) {
         self.stderr_unread = true;
     }
 
+    /// A SIGCHLD came: the next [`SshChild::news`] looks whether ssh exited.
     pub fn child_signalled(&mut self) {
         self.exit_unchecked = true;
     }

@@ -88,14 +88,15 @@ impl Signals {
         // On an error (EINTR: a signal came) every fd counts as ready: reading one that
         // is not costs a system call, missing one would lose an event.
         let polled = poll(&mut fds, timeout).is_ok();
-        let woke: Vec<bool> = fds
-            .iter()
-            .map(|f| !polled || f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        for (slot, &w) in ready.iter_mut().zip(&woke[1..]) {
-            *slot = w;
+        let woke = |f: &PollFd| !polled || f.revents().is_some_and(|r| !r.is_empty());
+        for (slot, f) in ready.iter_mut().zip(&fds[1..]) {
+            *slot = woke(f);
         }
-        if woke[0] { self.read_pipe() } else { None }
+        if woke(&fds[0]) {
+            self.read_pipe()
+        } else {
+            None
+        }
     }
 
     /// The most important signal since the last look, without waiting.
