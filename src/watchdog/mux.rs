@@ -6,8 +6,8 @@
 //! - `MUX_C_ALIVE_CHECK` (0x10000004, request id) → `MUX_S_ALIVE` (0x80000005, request
 //!   id, pid): answered by ssh's main loop, so a frozen ssh never answers;
 //! - `MUX_C_NEW_STDIO_FWD` (0x10000008, request id, reserved string, host string,
-//!   uint32 port), then two fds (stdin, stdout) each in its own `sendmsg` with
-//!   SCM_RIGHTS and one data byte, as OpenSSH's `mm_send_fd` does → `MUX_S_SESSION_OPENED`
+//!   uint32 port), then two fds (stdin, stdout) each in a message of its own with
+//!   SCM_RIGHTS and one data byte, as OpenSSH's `mm_send_fd` sends them → `MUX_S_SESSION_OPENED`
 //!   (0x80000006) or `MUX_S_FAILURE` (0x80000003) / `MUX_S_PERMISSION_DENIED`
 //!   (0x80000002). The channel lives as long as this control connection.
 //! - `MUX_C_OPEN_FWD` (0x10000006, request id, type 2 = remote, listen host string,
@@ -23,16 +23,14 @@
 //!
 //! Checked against OpenSSH 9.2p1 by the tests in `tests/it/watchdog_probe.rs`.
 
-use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg, socket,
-};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
 
 pub const MUX_MSG_HELLO: u32 = 0x0000_0001;
 pub const MUX_C_ALIVE_CHECK: u32 = 0x1000_0004;
@@ -175,6 +173,12 @@ impl MuxConn {
     }
 
     fn send(&mut self, payload: &Payload) -> io::Result<()> {
+        let bytes = self.framed_with_hello(payload);
+        self.stream.write_all(&bytes).map_err(not_reading)
+    }
+
+    /// `payload` framed, after our hello if this connection has not sent it yet.
+    fn framed_with_hello(&mut self, payload: &Payload) -> Vec<u8> {
         let mut bytes = Vec::new();
         if !self.hello_sent {
             bytes = Payload::default()
@@ -184,7 +188,7 @@ impl MuxConn {
             self.hello_sent = true;
         }
         bytes.extend_from_slice(&payload.framed());
-        self.stream.write_all(&bytes).map_err(not_reading)
+        bytes
     }
 
     /// The next message after ssh's hello, if it has fully arrived. Reads at most once
@@ -315,21 +319,107 @@ impl MuxConn {
             .string("")
             .string(host)
             .u32(u32::from(port));
-        self.send(&request)?;
-        for _ in 0..2 {
-            let raw = [fd.as_raw_fd()];
-            let cmsg = [ControlMessage::ScmRights(&raw)];
-            sendmsg::<()>(
-                self.stream.as_raw_fd(),
-                &[IoSlice::new(&[0u8])],
-                &cmsg,
-                MsgFlags::empty(),
-                None,
-            )
-            .map_err(|e| not_reading(e.into()))?;
-        }
-        Ok(())
+        let bytes = self.framed_with_hello(&request);
+        send_with_fds(&self.stream, &bytes, fd.as_raw_fd()).map_err(not_reading)
     }
+}
+
+/// `bytes`, then `fd` twice (the channel's stdin and stdout), each in a message of its
+/// own with SCM_RIGHTS and one data byte, as ssh's `mm_receive_fd` reads them.
+///
+/// One `sendmmsg` carries the three: the system calls are most of an idle probe
+/// round's CPU time, and this one replaces three. A new connection's send buffer holds
+/// these few bytes whole, so anything short of all three is an error.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_with_fds(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> io::Result<()> {
+    use nix::libc;
+
+    const FD_LEN: libc::c_uint = std::mem::size_of::<RawFd>() as libc::c_uint;
+    /// One `cmsghdr` and one fd, aligned as `cmsghdr` wants (for 32 and 64 bits).
+    #[repr(C, align(8))]
+    struct Control([u8; 32]);
+
+    let byte = [0u8];
+    let mut iov = [
+        libc::iovec {
+            iov_base: bytes.as_ptr().cast_mut().cast(),
+            iov_len: bytes.len(),
+        },
+        libc::iovec {
+            iov_base: byte.as_ptr().cast_mut().cast(),
+            iov_len: 1,
+        },
+    ];
+    let mut control = [Control([0; 32]), Control([0; 32])];
+    // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
+    let mut messages: [libc::mmsghdr; 3] = unsafe { std::mem::zeroed() };
+    messages[0].msg_hdr.msg_iov = &mut iov[0];
+    messages[0].msg_hdr.msg_iovlen = 1;
+    let want = [bytes.len(), 1, 1];
+    for (message, control) in messages[1..].iter_mut().zip(control.iter_mut()) {
+        let header = &mut message.msg_hdr;
+        // The kernel only reads the data byte: both messages may point at it.
+        header.msg_iov = &mut iov[1];
+        header.msg_iovlen = 1;
+        header.msg_control = control.0.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is arithmetic; CMSG_FIRSTHDR and CMSG_DATA point inside
+        // `control`, which is large and aligned enough for one header and one fd.
+        unsafe {
+            header.msg_controllen = libc::CMSG_SPACE(FD_LEN) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(header);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(FD_LEN) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        }
+    }
+    // SAFETY: `messages` and everything it points to outlive the call.
+    let sent = unsafe {
+        libc::sendmmsg(
+            stream.as_raw_fd(),
+            messages.as_mut_ptr(),
+            messages.len() as _,
+            libc::MSG_NOSIGNAL as _,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let whole = sent as usize == messages.len()
+        && messages
+            .iter()
+            .zip(want)
+            .all(|(m, len)| m.msg_len as usize == len);
+    if whole {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "ssh's control socket took only part of a channel request",
+        ))
+    }
+}
+
+/// `bytes`, then `fd` twice, each fd in its own `sendmsg` with one data byte, as
+/// OpenSSH's `mm_send_fd` does.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_with_fds(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::io::IoSlice;
+
+    (&*stream).write_all(bytes)?;
+    for _ in 0..2 {
+        let raw = [fd];
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[IoSlice::new(&[0u8])],
+            &cmsg,
+            MsgFlags::empty(),
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 impl MuxConn {
