@@ -653,7 +653,9 @@ impl Conn {
         w.save_after_probe(&before);
         // After the state file: once the supervisor hears "ready", `tunnelctl status`
         // already says so.
-        if w.readiness.is_ready() {
+        if w.readiness.is_ready() && phase == Phase::Up && before.phase == Phase::Up {
+            w.readiness.still_up(&status);
+        } else if w.readiness.is_ready() {
             w.readiness.alive(&status);
         } else {
             w.readiness.ready(&status);
