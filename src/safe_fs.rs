@@ -576,6 +576,11 @@ pub fn open_nofollow(path: &Path) -> Result<(OwnedFd, FileStat), std::io::Error>
 /// DynamicUser's /var/lib/private/…). A file in a directory another user made (a
 /// pre-created /tmp/tunnelctl-UID) is refused with the reason. None: no such file.
 pub fn read_trusted(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
+    Ok(read_trusted_modified(path, max)?.map(|(bytes, _)| bytes))
+}
+
+/// [`read_trusted`], with the file's modification time (unix seconds) as it was opened.
+pub fn read_trusted_modified(path: &Path, max: u64) -> Result<Option<(Vec<u8>, u64)>, String> {
     let (fd, st) = match open_nofollow(path) {
         Ok(x) => x,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -606,7 +611,8 @@ pub fn read_trusted(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
             describe_uid(st.st_uid)
         ));
     }
-    read_bounded_fd(fd, path, max).map(Some)
+    let modified = u64::try_from(st.st_mtime).unwrap_or(0);
+    read_bounded_fd(fd, path, max).map(|bytes| Some((bytes, modified)))
 }
 
 /// Splits an absolute path into its directory and file name.

@@ -189,9 +189,10 @@ pub fn read_row(name: &str, target: Option<Target>, dirs: &[PathBuf]) -> Row {
     for dir in dirs {
         let file = dir.join("state");
         match crate::state::read_state_file(dir) {
-            Ok(Some(bytes)) => {
+            Ok(Some((bytes, modified))) => {
                 match State::from_text(&String::from_utf8_lossy(&bytes)) {
                     Ok(state) => {
+                        let state = state.touched(modified);
                         row.running = watchdog_alive(state.pid);
                         row.state = Some(state);
                     }

@@ -62,7 +62,7 @@ pub fn signal_watchdog(dirs: &[PathBuf]) -> Result<u32, String> {
         // Bounded, never through a link, and only a file of a trusted owner: the pid in
         // it gets a signal.
         let text = match crate::state::read_state_file(dir)? {
-            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Some((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
             None => continue,
         };
         let state = State::from_text(&text).map_err(|e| format!("{}: {e}", file.display()))?;

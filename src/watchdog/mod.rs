@@ -205,6 +205,7 @@ pub fn run(o: Options) -> u8 {
         interval,
         client_checked: false,
         saved_at: std::cell::Cell::new(Instant::now()),
+        touched_at: std::cell::Cell::new(Instant::now()),
     };
     let code = w.run();
     w.hook.finish();

@@ -20,6 +20,23 @@ pub(super) fn write_state(dir: &crate::safe_fs::Dir, state: &State) {
     }
 }
 
+/// Sets the state file's modification time to now, through the directory's descriptor
+/// and never through a link: a round that moved only the probe figures says so this way
+/// (`State::touched`). False when there is no file to touch.
+pub(super) fn touch_state(dir: &crate::safe_fs::Dir) -> bool {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let now = TimeSpec::UTIME_NOW;
+    utimensat(
+        &dir.fd,
+        "state",
+        &now,
+        &now,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .is_ok()
+}
+
 /// The Prometheus text file for node_exporter's textfile collector (`--metrics-file`):
 /// replaced atomically (a temp file in the same folder, then rename), mode 0644 so the
 /// exporter's user can read it. Its folder is opened afresh for every write, the way
@@ -103,4 +120,42 @@ pub(super) fn read_state(dir: &crate::safe_fs::Dir) -> State {
 pub fn name_problem(name: &str) -> Option<String> {
     (name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0'))
         .then(|| format!("--name `{name}`: a tunnel name cannot be empty, `.` or `..`, or contain `/`; use the name from tunnels.yaml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A touch moves the file's mtime (what `status` reads as the last good round while
+    /// up) and leaves its words alone; no file, no touch.
+    #[test]
+    fn a_touch_moves_the_mtime_and_not_the_words() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = super::super::process::make_private_dir(&tmp.path().join("t")).unwrap();
+        assert!(!touch_state(&dir), "nothing to touch yet");
+        let state = State {
+            phase: crate::state::Phase::Up,
+            last_probe_ok: 1_000,
+            ..State::default()
+        };
+        write_state(&dir, &state);
+        let file = tmp.path().join("t/state");
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let before = std::fs::read(&file).unwrap();
+        assert!(touch_state(&dir));
+        let (bytes, modified) = crate::state::read_state_file(&tmp.path().join("t"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(bytes, before);
+        let read = State::from_text(&String::from_utf8_lossy(&bytes))
+            .unwrap()
+            .touched(modified);
+        assert!(read.last_probe_ok > 1_700_000_000, "{}", read.last_probe_ok);
+    }
 }

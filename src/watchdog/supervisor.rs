@@ -9,7 +9,7 @@ use super::args::{Options, SshForward};
 use super::events::Events;
 use super::session::Session;
 use super::signals::Signals;
-use super::statedir::write_state;
+use super::statedir::{touch_state, write_state};
 use super::{BACKOFF_REFRESH, EXIT_STOPPED, log, mux};
 use crate::state::{ForwardHealth, ForwardState, Phase, State};
 
@@ -30,12 +30,17 @@ pub(super) struct Watchdog {
     pub(super) client_checked: bool,
     /// When the state file was last written (see `save_after_probe`).
     pub(super) saved_at: std::cell::Cell<Instant>,
+    /// When the state file was last written or touched.
+    pub(super) touched_at: std::cell::Cell<Instant>,
 }
 
-/// A passing round that changed nothing but the probe time and latency rewrites the
-/// state file at most this often: under systemd it lives in StateDirectory=, on disk
-/// (flash, on a router), and `status` can live with a last-probe time a minute old.
-const PROBE_ONLY_SAVE_EVERY: Duration = Duration::from_secs(60);
+/// A passing round that changed nothing but the probe time and latency touches the
+/// state file at most this often (`status` and `metrics` can live with a last-probe
+/// time a minute old; `State::touched` says how they read it) ...
+const PROBE_ONLY_TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// ... and rewrites it, for the latencies, at most this often: a rewrite (temp file and
+/// rename) costs the CPU of about two idle rounds, a touch a tenth of that.
+const PROBE_ONLY_SAVE_EVERY: Duration = Duration::from_secs(300);
 
 pub(super) enum Outcome {
     Stopped,
@@ -79,6 +84,7 @@ impl Watchdog {
     pub(super) fn save(&self) {
         write_state(&self.state_dir, &self.state);
         self.saved_at.set(Instant::now());
+        self.touched_at.set(Instant::now());
         if let Some(path) = &self.o.metrics_file {
             super::statedir::write_metrics(path, &self.o.name, &self.state);
         }
@@ -153,6 +159,15 @@ impl Watchdog {
         };
         if probe_only != self.state || self.saved_at.get().elapsed() >= PROBE_ONLY_SAVE_EVERY {
             self.save();
+        } else if self.touched_at.get().elapsed() >= PROBE_ONLY_TOUCH_EVERY {
+            if !touch_state(&self.state_dir) {
+                return self.save();
+            }
+            self.touched_at.set(Instant::now());
+            // The metrics file has no such reading: its gauge is the news.
+            if let Some(path) = &self.o.metrics_file {
+                super::statedir::write_metrics(path, &self.o.name, &self.state);
+            }
         }
     }
 
