@@ -11,7 +11,8 @@
 //!   while ssh has more than [`BUSY_QUEUE`] bytes on their way to the server
 //!   (`idiag_wqueue`), the server's ACKs count too (`tcpi_last_ack_recv`): the probes
 //!   then queue behind the user's data, and the link is moving.
-//! - `tcpi_rtt`: how long the server's answers take, for the first step after login.
+//! - `tcpi_rtt`: how long the server's answers take, for the first step after login;
+//!   with `tcpi_rttvar`, when an ACK is due behind a backlog ([`Reading::ack_due`]).
 //! - `tcpi_last_data_sent` and what is still unacknowledged (`tcpi_unacked`,
 //!   `idiag_wqueue`): whether ssh sent the probes' requests and the server's machine
 //!   acknowledged all of them. Then a silence is the server's sshd itself (frozen,
@@ -26,7 +27,8 @@
 //!   (48), u32 expires, rqueue, wqueue, uid, inode), then attributes; INET_DIAG_INFO is
 //!   `tcp_info`: 8 bytes of u8 fields, then u32 rto (8), ato, snd_mss, rcv_mss,
 //!   unacked (24), sacked, lost, retrans, fackets, last_data_sent (44), last_ack_sent,
-//!   last_data_recv (52), last_ack_recv (56), pmtu, rcv_ssthresh, rtt (68, µs), ...
+//!   last_data_recv (52), last_ack_recv (56), pmtu, rcv_ssthresh, rtt (68, µs), rttvar
+//!   (72, µs), ...
 //! - an error (ENOENT: no such connection any more): `NLMSG_ERROR`.
 //!
 //! Elsewhere (macOS) there is no source yet: callers get `Heard::Unknown`.
@@ -60,6 +62,10 @@ const LAST_DATA_RECV_AT: usize = 52;
 const LAST_ACK_RECV_AT: usize = 56;
 /// `tcpi_rtt`, the kernel's smoothed round-trip time, in microseconds.
 const RTT_AT: usize = 68;
+/// `tcpi_rttvar`, its mean deviation, in microseconds.
+const RTTVAR_AT: usize = 72;
+/// Linux's `TCP_RTO_MIN`.
+const RTO_MIN: Duration = Duration::from_millis(200);
 /// Room for one reply, with plenty to spare: 408 bytes on Linux 6.x.
 #[cfg(target_os = "linux")]
 const REPLY_BUF: usize = 4096;
@@ -84,6 +90,8 @@ pub struct Reading {
     pub delivered: bool,
     /// The kernel's smoothed round-trip time to the server.
     pub rtt: Duration,
+    /// Its mean deviation.
+    pub rttvar: Duration,
     /// Bytes ssh wrote that the server has not acknowledged (`idiag_wqueue`).
     pub backlog: u32,
     /// Since the server's machine last acknowledged anything.
@@ -95,11 +103,22 @@ impl std::fmt::Display for Reading {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} bytes unacknowledged, last data from the server {} ms ago, last ACK {} ms ago",
+            "{} bytes unacknowledged, last data from the server {} ms ago, last ACK {} ms ago (due within {} ms)",
             self.backlog,
             self.since_heard.as_millis(),
-            self.since_ack.as_millis()
+            self.since_ack.as_millis(),
+            self.ack_due().as_millis()
         )
+    }
+}
+
+impl Reading {
+    /// The retransmission timeout the kernel's estimate gives (srtt + 4 × rttvar, at
+    /// least Linux's 200 ms), before any back-off: behind a backlog an ACK comes within
+    /// it on a path that moves, however slowly its queue drains. Not `tcpi_rto`, which
+    /// a dead path keeps doubling and so would stay ahead of the silence.
+    pub fn ack_due(&self) -> Duration {
+        (self.rtt + 4 * self.rttvar).max(RTO_MIN)
     }
 }
 
@@ -185,6 +204,7 @@ pub fn parse_reply(buf: &[u8], seq: u32, local: SocketAddr, server: SocketAddr) 
             since_sent: ms(LAST_DATA_SENT_AT)?,
             delivered: wqueue == 0 && u32_at(info, UNACKED_AT)? == 0,
             rtt: Duration::from_micros(u64::from(u32_at(info, RTT_AT)?)),
+            rttvar: Duration::from_micros(u64::from(u32_at(info, RTTVAR_AT)?)),
             backlog: wqueue,
             since_ack,
         });
@@ -250,13 +270,16 @@ pub fn read(
 const TICK_SLACK: Duration = Duration::from_millis(20);
 
 /// The verdict for `rtt::Rounds::unanswered`, `window` being the time since the
-/// suspect round began: the server sent something within it; or ssh sent within it,
-/// the server's machine acknowledged all of it, and its sshd said nothing (the
+/// suspect round began: the server sent something within it, or, behind a backlog, its
+/// machine acknowledged something within the path's own retransmission timeout (a
+/// saturated uplink's queue can hold ACKs back longer than a round); or ssh sent within
+/// it, the server's machine acknowledged all of it, and its sshd said nothing (the
 /// session itself is stuck); or neither.
 pub fn judge(reading: Option<Reading>, window: Duration) -> Heard {
     match reading {
         None => Heard::Unknown,
         Some(r) if r.since_heard <= window => Heard::Yes,
+        Some(r) if r.backlog >= BUSY_QUEUE && r.since_ack <= r.ack_due() => Heard::Yes,
         Some(r) if r.delivered && r.since_sent <= window + TICK_SLACK => Heard::Unanswered,
         Some(_) => Heard::No,
     }
@@ -274,6 +297,7 @@ mod tests {
             since_sent: MS(sent),
             delivered,
             rtt: Duration::from_micros(250),
+            rttvar: Duration::from_micros(100),
             backlog: 0,
             since_ack: MS(heard),
         }
@@ -291,6 +315,28 @@ mod tests {
         assert_eq!(judge(Some(reading(4000, 2900, false)), w), Heard::No);
         // Nothing sent since the round began: the server was not asked.
         assert_eq!(judge(Some(reading(9000, 4000, true)), w), Heard::No);
+        // Behind a backlog, an ACK older than the round but within the path's own
+        // retransmission timeout: a saturated uplink moving, not a silent server.
+        let w = MS(500);
+        let busy = |ack, rtt, rttvar| Reading {
+            backlog: BUSY_QUEUE + 1,
+            since_ack: MS(ack),
+            rtt: MS(rtt),
+            rttvar: MS(rttvar),
+            ..reading(9000, 10, false)
+        };
+        assert_eq!(judge(Some(busy(700, 1500, 200)), w), Heard::Yes);
+        assert_eq!(busy(700, 1500, 200).ack_due(), MS(2300));
+        // Past it: the path has stopped moving.
+        assert_eq!(judge(Some(busy(2400, 1500, 200)), w), Heard::No);
+        // The same ACK age with a small backlog is no news from the server.
+        let small = Reading {
+            backlog: 100,
+            ..busy(700, 1500, 200)
+        };
+        assert_eq!(judge(Some(small), w), Heard::No);
+        // On a fast path the floor is Linux's minimum RTO.
+        assert_eq!(busy(0, 1, 0).ack_due(), RTO_MIN);
         assert_eq!(judge(None, w), Heard::Unknown);
     }
 
@@ -326,7 +372,7 @@ mod tests {
         (wqueue, unacked): (u32, u32),
         (sent_ms, data_ms, ack_ms): (u32, u32, u32),
     ) -> Vec<u8> {
-        let info_len = 72;
+        let info_len = 76;
         let len = 16 + DIAG_MSG_LEN + 4 + info_len;
         let mut m = vec![0u8; len];
         m[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
@@ -347,6 +393,7 @@ mod tests {
             (LAST_DATA_RECV_AT, data_ms),
             (LAST_ACK_RECV_AT, ack_ms),
             (RTT_AT, 250),
+            (RTTVAR_AT, 100),
         ] {
             info[at..at + 4].copy_from_slice(&v.to_ne_bytes());
         }
@@ -373,7 +420,7 @@ mod tests {
         assert_eq!(r, expected);
         assert_eq!(
             r.to_string(),
-            "100 bytes unacknowledged, last data from the server 9000 ms ago, last ACK 5 ms ago"
+            "100 bytes unacknowledged, last data from the server 9000 ms ago, last ACK 5 ms ago (due within 200 ms)"
         );
         // A bulk upload queued behind the slow uplink: the server's ACKs count.
         let busy = BUSY_QUEUE + 1;
