@@ -75,8 +75,14 @@ fn remaining(deadline: Instant, what: &str) -> io::Result<std::time::Duration> {
 }
 
 /// Builds a payload from u32s and strings.
-#[derive(Default)]
 pub struct Payload(Vec<u8>);
+
+impl Default for Payload {
+    /// Room for any request we send (host names aside) without growing.
+    fn default() -> Payload {
+        Payload(Vec::with_capacity(64))
+    }
+}
 
 impl Payload {
     pub fn u32(mut self, v: u32) -> Self {
@@ -89,9 +95,15 @@ impl Payload {
         self
     }
     pub fn framed(&self) -> Vec<u8> {
-        let mut out = (self.0.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(&self.0);
+        let mut out = Vec::with_capacity(4 + self.0.len());
+        self.frame_into(&mut out);
         out
+    }
+
+    /// Appends the length-prefixed payload to `out`.
+    fn frame_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.0.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.0);
     }
 }
 
@@ -179,15 +191,15 @@ impl MuxConn {
 
     /// `payload` framed, after our hello if this connection has not sent it yet.
     fn framed_with_hello(&mut self, payload: &Payload) -> Vec<u8> {
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(16 + 4 + payload.0.len());
         if !self.hello_sent {
-            bytes = Payload::default()
+            Payload::default()
                 .u32(MUX_MSG_HELLO)
                 .u32(MUX_VERSION)
-                .framed();
+                .frame_into(&mut bytes);
             self.hello_sent = true;
         }
-        bytes.extend_from_slice(&payload.framed());
+        payload.frame_into(&mut bytes);
         bytes
     }
 

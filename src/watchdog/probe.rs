@@ -39,6 +39,7 @@ use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -151,6 +152,8 @@ pub struct Prober {
     /// target's bytes alone, which come after ssh's answer to the channel request and
     /// prove it: one wake-up per check instead of two.
     speaks_first: Vec<bool>,
+    /// By forward: how messages name it (`SshForward::describe`), made once.
+    described: Vec<Rc<str>>,
 }
 
 /// ssh never closes a `-L` listener while it runs, so one check per connection proves
@@ -250,7 +253,7 @@ enum Kind {
     /// target is what an open failure means (`-L`).
     Forward {
         index: usize,
-        what: String,
+        what: Rc<str>,
         flag: char,
     },
     /// `server_round_trip`: any answer from the server passes, a refusal too.
@@ -274,6 +277,7 @@ impl Prober {
         Prober {
             ctl,
             speaks_first: vec![false; forwards.len()],
+            described: forwards.iter().map(|f| Rc::from(f.describe())).collect(),
             forwards,
             timeout,
             alive: None,
@@ -566,7 +570,7 @@ impl Prober {
         forward: &SshForward,
         deadline: Instant,
     ) -> Result<Option<Pending>, String> {
-        let what = forward.describe();
+        let what = Rc::clone(&self.described[index]);
         let fail = |e: String| format!("{what}: {e}");
         let flag = match forward {
             SshForward::Local { .. } => 'L',

@@ -15,6 +15,8 @@ use crate::state::{ForwardHealth, ForwardState, Phase, State};
 
 pub(super) struct Watchdog {
     pub(super) o: Options,
+    /// `o.forwards` as the state file names them (`SshForward::describe`), made once.
+    pub(super) forward_specs: Vec<String>,
     /// The `--on-change` runs.
     pub(super) hook: super::hook::Hook,
     pub(super) state_dir: crate::safe_fs::Dir,
@@ -105,20 +107,15 @@ impl Watchdog {
     /// One forward's health after a probe (or a new connection); `since` moves only
     /// when the health changes.
     pub(super) fn set_forward(&mut self, index: usize, health: ForwardHealth, latency_ms: u64) {
-        let forwards = &self.o.forwards;
+        let specs = &self.forward_specs;
         let written = &self.state.forwards;
-        if written.len() != forwards.len()
-            || written
-                .iter()
-                .zip(forwards)
-                .any(|(f, o)| f.spec != o.describe())
-        {
+        if written.len() != specs.len() || written.iter().zip(specs).any(|(f, s)| f.spec != *s) {
             // Another configuration wrote the file: start the list afresh.
             let now = log::now_secs();
-            self.state.forwards = forwards
+            self.state.forwards = specs
                 .iter()
-                .map(|o| ForwardState {
-                    spec: o.describe(),
+                .map(|spec| ForwardState {
+                    spec: spec.clone(),
                     health: ForwardHealth::Unproven,
                     since: now,
                     latency_ms: 0,
@@ -145,18 +142,15 @@ impl Watchdog {
 
     /// Saves after a passing round unless only the probe time/latency moved and the
     /// file was written recently.
-    pub(super) fn save_after_probe(&self, before: &State) {
-        // A forward's latency is probe data too; its health and since are not.
-        let mut forwards = before.forwards.clone();
-        for (f, now) in forwards.iter_mut().zip(&self.state.forwards) {
+    pub(super) fn save_after_probe(&self, before: State) {
+        // `before` with this round's probe figures: equal to the state unless something
+        // else moved. A forward's latency is probe data too; its health and since are not.
+        let mut probe_only = before;
+        probe_only.last_probe_ok = self.state.last_probe_ok;
+        probe_only.last_probe_ms = self.state.last_probe_ms;
+        for (f, now) in probe_only.forwards.iter_mut().zip(&self.state.forwards) {
             f.latency_ms = now.latency_ms;
         }
-        let probe_only = State {
-            last_probe_ok: self.state.last_probe_ok,
-            last_probe_ms: self.state.last_probe_ms,
-            forwards,
-            ..before.clone()
-        };
         if probe_only != self.state || self.saved_at.get().elapsed() >= PROBE_ONLY_SAVE_EVERY {
             self.save();
         } else if self.touched_at.get().elapsed() >= PROBE_ONLY_TOUCH_EVERY {
