@@ -103,12 +103,16 @@ impl std::fmt::Display for Reading {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} bytes unacknowledged, last data from the server {} ms ago, last ACK {} ms ago (due within {} ms)",
+            "{} bytes unacknowledged, last data from the server {} ms ago, last ACK {} ms ago",
             self.backlog,
             self.since_heard.as_millis(),
-            self.since_ack.as_millis(),
-            self.ack_due().as_millis()
-        )
+            self.since_ack.as_millis()
+        )?;
+        // Only behind a backlog does the ACK's age decide anything.
+        if self.backlog >= BUSY_QUEUE {
+            write!(f, " (due within {} ms)", self.ack_due().as_millis())?;
+        }
+        Ok(())
     }
 }
 
@@ -327,6 +331,13 @@ mod tests {
         };
         assert_eq!(judge(Some(busy(700, 1500, 200)), w), Heard::Yes);
         assert_eq!(busy(700, 1500, 200).ack_due(), MS(2300));
+        assert!(
+            busy(700, 1500, 200)
+                .to_string()
+                .ends_with("last ACK 700 ms ago (due within 2300 ms)"),
+            "{}",
+            busy(700, 1500, 200)
+        );
         // Past it: the path has stopped moving.
         assert_eq!(judge(Some(busy(2400, 1500, 200)), w), Heard::No);
         // The same ACK age with a small backlog is no news from the server.
@@ -420,7 +431,7 @@ mod tests {
         assert_eq!(r, expected);
         assert_eq!(
             r.to_string(),
-            "100 bytes unacknowledged, last data from the server 9000 ms ago, last ACK 5 ms ago (due within 200 ms)"
+            "100 bytes unacknowledged, last data from the server 9000 ms ago, last ACK 5 ms ago"
         );
         // A bulk upload queued behind the slow uplink: the server's ACKs count.
         let busy = BUSY_QUEUE + 1;

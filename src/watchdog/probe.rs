@@ -996,8 +996,6 @@ impl Pending {
     }
 }
 
-/// Reads a target's first bytes: `Ok(true)` once they decide the check (any data, or
-/// the whole expected reply), `Ok(false)` to wait for more.
 /// Whether bytes were waiting on `s` (taken; never blocks). The end of the stream or
 /// nothing yet: false, and the next read finds the same; an error: false, and ssh's
 /// answer on the control connection says what happened.
@@ -1009,6 +1007,8 @@ fn has_bytes(s: &UnixStream) -> bool {
     )
 }
 
+/// Reads a target's first bytes: `Ok(true)` once they decide the check (any data, or
+/// the whole expected reply), `Ok(false)` to wait for more.
 fn read_first_bytes(
     io: &mut Io,
     expect: Option<&'static [u8]>,
