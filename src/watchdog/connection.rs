@@ -650,13 +650,10 @@ impl Conn {
             w.state.consecutive_failures = 0;
             w.state.last_error.clear();
         }
-        let phase_before = before.phase;
         w.save_after_probe(before);
         // After the state file: once the supervisor hears "ready", `tunnelctl status`
         // already says so.
-        if w.readiness.is_ready() && phase == Phase::Up && phase_before == Phase::Up {
-            w.readiness.still_up(&status);
-        } else if w.readiness.is_ready() {
+        if w.readiness.is_ready() {
             w.readiness.alive(&status);
         } else {
             w.readiness.ready(&status);

@@ -213,16 +213,6 @@ impl Readiness {
         warn_on(result);
     }
 
-    /// A passing round that changed nothing but the figures (uptime, latency): as
-    /// [`Readiness::alive`], sent only when the supervisor's watchdog is due a ping.
-    pub fn still_up(&mut self, status: &str) {
-        let result = match &mut self.backend {
-            Backend::SdNotify(n) if self.ready => n.still_up(status),
-            _ => return self.alive(status),
-        };
-        warn_on(result);
-    }
-
     /// A status alone (connecting, the server answers again).
     pub fn status(&mut self, status: &str) {
         let result = match &mut self.backend {

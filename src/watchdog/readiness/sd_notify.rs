@@ -6,7 +6,7 @@
 //! reason.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The line that says "ready". OpenRC's `notify=fd:N` reads the same line (it waits for
 /// a newline; the words are sd_notify's), so its backend writes this too.
@@ -17,8 +17,6 @@ pub const READY_LINE: &[u8] = b"READY=1\n";
 pub struct SdNotify {
     notifier: Notifier,
     watchdog: Option<Duration>,
-    /// When WATCHDOG=1 last went out.
-    pinged: Option<Instant>,
 }
 
 impl SdNotify {
@@ -36,11 +34,7 @@ impl SdNotify {
             env("WATCHDOG_USEC").as_deref(),
             env("WATCHDOG_PID").as_deref(),
         );
-        SdNotify {
-            notifier,
-            watchdog,
-            pinged: None,
-        }
+        SdNotify { notifier, watchdog }
     }
 
     /// Half of `WatchdogSec`, so two pings land in every period.
@@ -55,8 +49,7 @@ impl SdNotify {
         ))
     }
 
-    pub fn ready(&mut self, status: &str) -> Result<(), String> {
-        self.pinged = Some(Instant::now());
+    pub fn ready(&self, status: &str) -> Result<(), String> {
         self.notifier
             .send(&["READY=1", &status_line(status), "WATCHDOG=1"])
     }
@@ -64,22 +57,11 @@ impl SdNotify {
     /// A status with WATCHDOG=1 once READY=1 was sent: from then on systemd's watchdog
     /// (WatchdogSec=) expects pings, and a status update is this process doing its
     /// job, not a hang. Before READY=1 there is nothing to feed.
-    pub fn alive(&mut self, status: &str, ready: bool) -> Result<(), String> {
+    pub fn alive(&self, status: &str, ready: bool) -> Result<(), String> {
         if ready {
-            self.pinged = Some(Instant::now());
             self.notifier.send(&["WATCHDOG=1", &status_line(status)])
         } else {
             self.status(status)
-        }
-    }
-
-    /// [`SdNotify::alive`] after READY=1, but only when systemd's watchdog is due a
-    /// ping (see [`ping_due`]): for a round that changed nothing but the figures.
-    pub fn still_up(&mut self, status: &str) -> Result<(), String> {
-        if ping_due(self.watchdog, self.pinged, Instant::now()) {
-            self.alive(status, true)
-        } else {
-            Ok(())
         }
     }
 
@@ -102,19 +84,6 @@ impl SdNotify {
             Some(s) => self.notifier.send(&["STOPPING=1", &status_line(s)]),
             None => self.notifier.send(&["STOPPING=1"]),
         }
-    }
-}
-
-/// Whether a routine ping is due: always without `WatchdogSec` (the status is the news
-/// then) or before the first ping; else once a third of `WatchdogSec` has passed since
-/// the last. Rounds come at least every half period (`max_probe_interval`), so the
-/// longest gap between pings is a third plus a half of the period: each period still
-/// gets its ping, and an idle tunnel wakes systemd every other round instead of every
-/// round.
-fn ping_due(watchdog: Option<Duration>, pinged: Option<Instant>, now: Instant) -> bool {
-    match (watchdog, pinged) {
-        (Some(period), Some(at)) => now.saturating_duration_since(at) >= period / 3,
-        _ => true,
     }
 }
 
@@ -252,7 +221,7 @@ mod tests {
             "WATCHDOG_USEC" => Some("20000000".into()),
             _ => None,
         };
-        let mut n = SdNotify::from_env(&env);
+        let n = SdNotify::from_env(&env);
         let (w, why) = n.max_probe_interval().unwrap();
         assert_eq!(w, Duration::from_secs(10));
         assert!(why.contains("WatchdogSec is 20s"), "{why}");
@@ -273,8 +242,6 @@ mod tests {
         got.push(recv());
         n.alive("up 10s, probe 2 ms", true).unwrap();
         got.push(recv());
-        // Pinged just now: a routine round sends nothing; the next message is the stop.
-        n.still_up("up 15s, probe 2 ms").unwrap();
         n.stopping(Some("failed: x")).unwrap();
         got.push(recv());
         n.stopping(None).unwrap();
@@ -292,31 +259,6 @@ mod tests {
             ]
         );
         assert_eq!(READY_LINE, b"READY=1\n");
-    }
-
-    #[test]
-    fn a_routine_ping_is_due_a_third_of_the_period_after_the_last() {
-        let t = Instant::now();
-        let period = Some(Duration::from_secs(30));
-        let at = |s: u64| t + Duration::from_secs(s);
-        assert!(ping_due(period, None, t), "never pinged");
-        assert!(
-            ping_due(None, Some(t), t),
-            "no WatchdogSec: the status is sent"
-        );
-        assert!(!ping_due(period, Some(t), at(9)));
-        assert!(ping_due(period, Some(t), at(10)));
-        // Rounds at most half a period apart: the gap between pings stays below it.
-        let half = 15;
-        let mut last = 0;
-        let mut worst = 0;
-        for round in (0..600).step_by(half) {
-            if ping_due(period, Some(at(last)), at(round)) {
-                worst = worst.max(round - last);
-                last = round;
-            }
-        }
-        assert!(worst < 30, "{worst}");
     }
 
     #[test]
