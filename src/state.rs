@@ -234,8 +234,6 @@ impl State {
         )
     }
 
-    /// Parses the file; a line that is not `key=value` or a value that does not parse is
-    /// an error naming the line, so `status` can say which file is damaged.
     /// The state as of its file's modification time (unix seconds). Rounds that moved
     /// nothing but the probe figures touch the file (once a minute) instead of
     /// rewriting it (every few minutes): a rewrite costs the watchdog about the CPU of
@@ -248,6 +246,8 @@ impl State {
         self
     }
 
+    /// Parses the file; a line that is not `key=value` or a value that does not parse is
+    /// an error naming the line, so `status` can say which file is damaged.
     pub fn from_text(text: &str) -> Result<State, String> {
         let mut state = State::default();
         for (index, line) in text.lines().enumerate() {
