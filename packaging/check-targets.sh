@@ -2,12 +2,14 @@
 # Type-checks the library and both binaries for the platforms this machine cannot run:
 # macOS (launchd) and the musl routers (inittab/BusyBox), with warnings denied.
 #
-#   bash packaging/check-targets.sh [--targets T1,T2,...]
+#   bash packaging/check-targets.sh [--targets T1,T2,...] [--discard-builds]
 #   bash packaging/check-targets.sh --print-toolchain   # prepare (or reuse) the toolchain
 #                                                       # copy below, print its path, stop
 #
 # Default targets: aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-musl
-# armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl.
+# armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl. --discard-builds removes each
+# target's build (about 200 MB, mostly its std) once it is checked, so the disk holds one
+# at a time (CI does; a later run then rebuilds std, about 30 s per target).
 #
 # No standard library for these targets can be downloaded from Rust's servers here, so
 # it is built from source (`cargo check -Zbuild-std`, no foreign linker needed). The
@@ -35,14 +37,15 @@ source "$repo/packaging/debian-mirror.sh"
 
 targets=(aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-musl
     armv7-unknown-linux-musleabihf mipsel-unknown-linux-musl)
-print_toolchain=0
+print_toolchain=0 discard_builds=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --print-toolchain) print_toolchain=1; shift ;;
         --targets) [[ -n ${2:-} ]] || { echo "check-targets: --targets needs a comma-separated list" >&2; exit 2; }
             IFS=, read -r -a targets <<<"$2"; shift 2 ;;
         --targets=*) IFS=, read -r -a targets <<<"${1#--targets=}"; shift ;;
-        -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+        --discard-builds) discard_builds=1; shift ;;
+        -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "check-targets: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -137,12 +140,14 @@ for t in "${targets[@]}"; do
     t0=${EPOCHREALTIME/[.,]/}
     rc=0
     # RUSTFLAGS reaches our crates only (std and dependencies have their lints capped);
-    # a user's RUSTFLAGS (host CPU flags, say) would not fit a foreign target.
-    env -u CARGO_ENCODED_RUSTFLAGS RUSTFLAGS=-Dwarnings RUSTC_BOOTSTRAP=1 \
+    # a user's RUSTFLAGS (host CPU flags, say) would not fit a foreign target. A type
+    # check has no use for debug info, which is a third of std's build on disk.
+    env -u CARGO_ENCODED_RUSTFLAGS RUSTFLAGS=-Dwarnings RUSTC_BOOTSTRAP=1 CARGO_PROFILE_DEV_DEBUG=0 \
         RUSTC="$toolchain/bin/rustc" RUSTDOC="$toolchain/bin/rustdoc" \
         CARGO_TARGET_DIR="$work/build" \
         "$toolchain/bin/cargo" check --locked --quiet -Zbuild-std=std,panic_abort \
         --target "$t" --lib --bins || rc=$?
+    if [[ $discard_builds -eq 1 ]]; then rm -rf "${work:?}/build/$t"; fi
     us=$(( ${EPOCHREALTIME/[.,]/} - t0 ))
     secs=$(printf '%d.%d' $((us / 1000000)) $((us / 100000 % 10)))
     if [[ $rc -eq 0 ]]; then results+=("ok      $t  ${secs} s"); else results+=("FAILED  $t  ${secs} s"); failed=$((failed + 1)); fi
