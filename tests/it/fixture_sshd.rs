@@ -56,20 +56,35 @@ fn sshd_accepts_the_throwaway_key_and_restarts_on_the_same_port() {
     // unanswered and the client gives up, while the listener still serves new logins.
     // Taken before the spawn: the new session may appear before the next line runs.
     let before = sshd.session_pids();
-    let mut watched = Command::new("ssh")
-        .args(sshd.ssh_base_args())
-        .args([
-            "-N",
-            "-o",
-            "ServerAliveInterval=1",
-            "-o",
-            "ServerAliveCountMax=2",
-            sshd.host(),
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Frozen only once the client is logged in (LocalCommand runs then): a client still
+    // in its key exchange or authentication sends no keepalives and would wait forever.
+    let marks = tempfile::tempdir().unwrap();
+    let logged_in = marks.path().join("logged-in");
+    let mut watched = common::child::KillOnDrop(
+        Command::new("ssh")
+            .args(sshd.ssh_base_args())
+            .args([
+                "-N",
+                "-o",
+                "ServerAliveInterval=1",
+                "-o",
+                "ServerAliveCountMax=2",
+                "-o",
+                "PermitLocalCommand=yes",
+                "-o",
+                &format!("LocalCommand=touch {}", logged_in.display()),
+                sshd.host(),
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || logged_in.exists()),
+        "the second client did not log in; sshd log:\n{}",
+        sshd.log()
+    );
     let frozen = wait_until(Duration::from_secs(10), || {
         sshd.session_pids().len() == before.len() + 1
             && sshd.session_pids().iter().all(|s| s.session.is_some())
@@ -92,6 +107,7 @@ fn sshd_accepts_the_throwaway_key_and_restarts_on_the_same_port() {
     let started = std::time::Instant::now();
     assert!(
         wait_until(Duration::from_secs(10), || watched
+            .0
             .try_wait()
             .unwrap()
             .is_some()),
