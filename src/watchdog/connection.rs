@@ -90,7 +90,12 @@ pub(super) struct Conn {
 
 impl Conn {
     pub(super) fn new(w: &mut Watchdog, ssh: SshChild, held: &[SshForward]) -> Conn {
-        let prober = probe::Prober::new(w.ctl.clone(), w.o.forwards.clone(), w.o.probe_timeout);
+        let prober = probe::Prober::with_descriptions(
+            w.ctl.clone(),
+            w.o.forwards.clone(),
+            w.forward_specs.clone(),
+            w.o.probe_timeout,
+        );
         let spawned = Instant::now();
         // A new connection: nothing proven on it yet; held -R ports are port-held.
         for (index, forward) in w.o.forwards.clone().iter().enumerate() {

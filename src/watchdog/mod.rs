@@ -193,7 +193,7 @@ pub fn run(o: Options) -> u8 {
     state.ssh_pid = 0;
     state.name = o.name.clone();
     let hook = hook::Hook::new(o.on_change.clone(), o.name.clone(), o.on_change_timeout);
-    let forward_specs = o.forwards.iter().map(|f| f.describe()).collect();
+    let forward_specs = o.forwards.iter().map(|f| f.describe().into()).collect();
     let mut w = Watchdog {
         hook,
         o,

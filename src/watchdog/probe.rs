@@ -271,13 +271,26 @@ enum Moved {
 
 impl Prober {
     pub fn new(ctl: PathBuf, forwards: Vec<SshForward>, timeout: Duration) -> Prober {
+        let described = forwards.iter().map(|f| Rc::from(f.describe())).collect();
+        Prober::with_descriptions(ctl, forwards, described, timeout)
+    }
+
+    /// As [`Prober::new`], sharing descriptions already made: `described` holds each
+    /// forward's `SshForward::describe`, in the same order.
+    pub fn with_descriptions(
+        ctl: PathBuf,
+        forwards: Vec<SshForward>,
+        described: Vec<Rc<str>>,
+        timeout: Duration,
+    ) -> Prober {
+        debug_assert_eq!(forwards.len(), described.len());
         let probeable = (0..forwards.len())
             .filter(|&i| !matches!(forwards[i], SshForward::Unprobed { .. }))
             .collect();
         Prober {
             ctl,
             speaks_first: vec![false; forwards.len()],
-            described: forwards.iter().map(|f| Rc::from(f.describe())).collect(),
+            described,
             forwards,
             timeout,
             alive: None,

@@ -15,8 +15,9 @@ use crate::state::{ForwardHealth, ForwardState, Phase, State};
 
 pub(super) struct Watchdog {
     pub(super) o: Options,
-    /// `o.forwards` as the state file names them (`SshForward::describe`), made once.
-    pub(super) forward_specs: Vec<String>,
+    /// `o.forwards` as the state file and the probe's messages name them
+    /// (`SshForward::describe`), made once; each connection's prober shares them.
+    pub(super) forward_specs: Vec<std::rc::Rc<str>>,
     /// The `--on-change` runs.
     pub(super) hook: super::hook::Hook,
     pub(super) state_dir: crate::safe_fs::Dir,
@@ -109,13 +110,13 @@ impl Watchdog {
     pub(super) fn set_forward(&mut self, index: usize, health: ForwardHealth, latency_ms: u64) {
         let specs = &self.forward_specs;
         let written = &self.state.forwards;
-        if written.len() != specs.len() || written.iter().zip(specs).any(|(f, s)| f.spec != *s) {
+        if written.len() != specs.len() || written.iter().zip(specs).any(|(f, s)| *f.spec != **s) {
             // Another configuration wrote the file: start the list afresh.
             let now = log::now_secs();
             self.state.forwards = specs
                 .iter()
                 .map(|spec| ForwardState {
-                    spec: spec.clone(),
+                    spec: spec.to_string(),
                     health: ForwardHealth::Unproven,
                     since: now,
                     latency_ms: 0,
