@@ -54,9 +54,11 @@ pub fn unit_search_path(user: bool, home: &Path) -> Vec<PathBuf> {
 const SYSTEM_TEMPLATE: &str = include_str!("../../units/systemd.service.tera");
 const USER_TEMPLATE: &str = include_str!("../../units/systemd-user.service.tera");
 
-/// `WatchdogSec=`: longer than the watchdog needs to declare failure on its own
-/// (failures × interval + timeout, plus one interval of margin), and at least two probe
-/// intervals so a ping sent once per round arrives twice per period.
+/// `WatchdogSec=`: failures × interval + timeout, plus one interval of margin, and at
+/// least two probe intervals so a ping sent once per round arrives twice per period.
+/// The watchdog pings after every round's verdict (confirming rounds included), so the
+/// longest gap between pings is one interval and one round (at most the timeout),
+/// always inside this period.
 pub fn watchdog_sec(tunnel: &Tunnel) -> u64 {
     let p = &tunnel.probe;
     // Saturating: `check` bounds every term far below overflow; this keeps render total.

@@ -434,6 +434,10 @@ impl Conn {
                         format!("{failed_rounds} probe rounds failed in a row, last: {reason}");
                     return Break(Outcome::failure(reason, None));
                 }
+                w.readiness.alive(&format!(
+                    "probe failed ({failed_rounds}/{}), checking again",
+                    w.o.probe_failures
+                ));
             }
         }
         // Only a good round waits the interval; a failed one is confirmed (or cleared)
@@ -526,6 +530,16 @@ impl Conn {
             rtt::Verdict::Confirm(next) => {
                 log::warn(format_args!(
                     "probe unanswered ({reason}); confirming at once with a {} round (server heard: {heard:?}{read})",
+                    format_human(next)
+                ));
+                // A round ended and its verdict is taken: this process runs its loop, so
+                // the supervisor's watchdog is fed, as after any round. Its period
+                // (WatchdogSec=) covers one interval and one round; confirming rounds,
+                // each up to the probe timeout, come on top, and without this ping a
+                // timeout longer than the interval would let the supervisor kill a
+                // watchdog in the middle of confirming.
+                w.readiness.alive(&format!(
+                    "probe unanswered, confirming with a {} round",
                     format_human(next)
                 ));
                 self.prober.set_timeout(next);

@@ -372,6 +372,82 @@ fn frozen_server_session_is_detected_within_the_bound() {
     wd.assert_took_at_most(took, Duration::from_secs(4));
 }
 
+/// systemd's watchdog is fed while a silent round is being confirmed, not only after a
+/// passing round. With a probe timeout longer than the interval, the unit's period
+/// (`WatchdogSec=` = failures × interval + timeout + interval: 6 s here) is shorter than
+/// one interval and two rounds of the timeout (7 s): without a ping at the suspicion,
+/// systemd would kill the watchdog in the middle of confirming.
+#[test]
+fn a_confirming_round_keeps_the_supervisors_watchdog_fed() {
+    let Some(t) = Rig::start("confirming_round_feeds_watchdog") else {
+        return;
+    };
+    let notify = NotifyReceiver::path();
+    let mut spec = t.spec();
+    let (interval, timeout) = (Duration::from_secs(1), Duration::from_secs(3));
+    spec.options = [
+        "--probe-interval",
+        "1s",
+        "--probe-timeout",
+        "3s",
+        "--probe-failures",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    spec.notify = Some(&notify);
+    spec.env = vec![("WATCHDOG_USEC", "6000000".into())];
+    let mut wd = spec.spawn();
+    assert!(
+        notify
+            .wait_for(Duration::from_secs(15), "READY=1")
+            .is_some(),
+        "log:\n{}",
+        wd.log()
+    );
+    // Frozen right after the first round: the next round has no latency sample yet, so
+    // its deadline is the whole timeout, and so is the confirming round's.
+    let session = t
+        .sshd
+        .wait_for_session(Duration::from_secs(5))
+        .expect("session")
+        .session
+        .unwrap();
+    let (code, took) = wd.exit_after_freezing(session, Duration::from_secs(15));
+    let ended = Instant::now();
+    assert_eq!(code, Some(1), "log:\n{}", wd.log());
+    eprintln!("confirming round: watchdog exited after {took:?}");
+    let log = wd.log();
+    assert!(
+        log.contains("confirming at once with a 3s round"),
+        "the round was not confirmed with the timeout's length; log:\n{log}"
+    );
+    let messages = notify.messages();
+    let ready = messages.iter().position(|m| m.has("READY=1")).unwrap();
+    let mut pings: Vec<Instant> = messages[ready..]
+        .iter()
+        .filter(|m| m.has("WATCHDOG=1"))
+        .map(|m| m.at)
+        .collect();
+    pings.push(ended);
+    let longest = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    let bound = interval + timeout + Duration::from_millis(500);
+    assert!(
+        longest <= bound,
+        "{longest:?} without WATCHDOG=1 (bound {bound:?}, WatchdogSec 6 s); statuses {:?}; log:\n{log}",
+        notify.statuses()
+    );
+    assert!(
+        notify
+            .statuses()
+            .iter()
+            .any(|s| s.starts_with("probe unanswered, confirming")),
+        "{:?}",
+        notify.statuses()
+    );
+}
+
 /// Reads `nominal_ms=N wait_ms=M` from the back-off lines of a log.
 fn backoffs(log: &str) -> Vec<(u64, u64)> {
     log.lines()

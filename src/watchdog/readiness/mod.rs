@@ -203,7 +203,8 @@ impl Readiness {
         warn_on(result);
     }
 
-    /// The watchdog does its job (a probe round passed, a wait goes on), with a status.
+    /// The watchdog does its job (a probe round ended with a verdict, a wait goes on),
+    /// with a status.
     /// Before "ready" only the status goes out: there is no supervisor watchdog to feed.
     pub fn alive(&mut self, status: &str) {
         let result = match &mut self.backend {
