@@ -94,12 +94,6 @@ impl Payload {
         self.0.extend_from_slice(s.as_bytes());
         self
     }
-    pub fn framed(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + self.0.len());
-        self.frame_into(&mut out);
-        out
-    }
-
     /// Appends the length-prefixed payload to `out`.
     fn frame_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.0.len() as u32).to_be_bytes());
@@ -540,7 +534,8 @@ mod tests {
             .string("")
             .string("127.0.0.1")
             .u32(22);
-        let framed = p.framed();
+        let mut framed = Vec::new();
+        p.frame_into(&mut framed);
         assert_eq!(&framed[..4], &(framed.len() as u32 - 4).to_be_bytes());
         assert_eq!(&framed[4..8], &[0x10, 0, 0, 8]);
         let mut r = Reader(&framed[4..]);
