@@ -505,7 +505,7 @@ fn random_tunnel(rng: &mut Rng) -> Tunnel {
 }
 
 /// The arithmetic the watchdog does with its options (src/watchdog/mod.rs, backoff.rs,
-/// probe.rs, readiness/sd_notify.rs), with the values its parser accepted.
+/// probe/, readiness/sd_notify.rs), with the values its parser accepted.
 fn watchdog_arithmetic(o: &args::Options) {
     let now = Instant::now();
     let watchdog = notify::watchdog_interval(Some("18446744073709551615"), None);
