@@ -141,6 +141,13 @@ impl Wd {
         let code = self.wait_exit(timeout);
         (code, frozen.elapsed())
     }
+    /// The first READY=1 on `notify` (within 15 s), or fail with the log.
+    #[track_caller]
+    fn expect_ready(&self, notify: &NotifyReceiver) -> common::Notification {
+        notify
+            .wait_for(Duration::from_secs(15), "READY=1")
+            .unwrap_or_else(|| panic!("no READY=1; log:\n{}", self.log()))
+    }
     /// Fails, showing the log, if `took` is longer than `bound`.
     #[track_caller]
     fn assert_took_at_most(&self, took: Duration, bound: Duration) {
@@ -248,9 +255,7 @@ fn ready_only_after_remote_and_local_forwards_carry_data() {
         );
     spec.notify = Some(&notify);
     let wd = spec.spawn();
-    let ready = notify
-        .wait_for(Duration::from_secs(15), "READY=1")
-        .unwrap_or_else(|| panic!("no READY; log:\n{}", wd.log()));
+    let ready = wd.expect_ready(&notify);
     let before_ready: Vec<_> = t
         .target
         .connections()
@@ -399,13 +404,7 @@ fn a_confirming_round_keeps_the_supervisors_watchdog_fed() {
     spec.notify = Some(&notify);
     spec.env = vec![("WATCHDOG_USEC", "6000000".into())];
     let mut wd = spec.spawn();
-    assert!(
-        notify
-            .wait_for(Duration::from_secs(15), "READY=1")
-            .is_some(),
-        "log:\n{}",
-        wd.log()
-    );
+    wd.expect_ready(&notify);
     // Frozen right after the first round: the next round has no latency sample yet, so
     // its deadline is the whole timeout, and so is the confirming round's.
     let session = t
@@ -714,9 +713,7 @@ fn a_target_down_at_start_is_degraded_not_dead() {
     let mut wd = spec.spawn();
     // READY=1 once the transport and the forward channel are proven: a start does not
     // wait for someone else's server. STATUS= says it is degraded and why.
-    let ready = notify
-        .wait_for(Duration::from_secs(15), "READY=1")
-        .unwrap_or_else(|| panic!("no READY; log:\n{}", wd.log()));
+    let ready = wd.expect_ready(&notify);
     let status = ready.value("STATUS").unwrap_or_default().to_string();
     eprintln!(
         "target down at start: READY=1 after {:?}: {status}",
@@ -883,13 +880,7 @@ fn sigterm_stops_cleanly_with_abstract_notify_socket_and_clean_ssh_env() {
     spec.notify = Some(&notify);
     spec.env = vec![("WATCHDOG_USEC", "60000000".into())];
     let mut wd = spec.spawn();
-    assert!(
-        notify
-            .wait_for(Duration::from_secs(15), "READY=1")
-            .is_some(),
-        "log:\n{}",
-        wd.log()
-    );
+    wd.expect_ready(&notify);
     let ssh = wd.ssh_pid().unwrap();
     let environ = std::fs::read(format!("/proc/{ssh}/environ")).unwrap();
     let environ = String::from_utf8_lossy(&environ);
