@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::super::mux::{self, MuxConn};
 use super::{ForwardProbe, Prober, RoundError};
+use crate::watchdog::mux::{self, MuxConn};
 
 /// What a check still waits for.
 pub(super) enum Step {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::super::mux::{self, MuxConn};
+use crate::watchdog::mux::{self, MuxConn};
 
 /// [`remote_listener`]'s answer for one of the server's addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +149,7 @@ pub(super) fn listener_accepts(host: &str, port: u16, deadline: Instant) -> std:
         return Err(timed_out());
     }
     // Not ToSocketAddrs: no getaddrinfo in the watchdog (see `addresses`).
-    let addr = super::super::reachability::addresses(host, port, deadline)
+    let addr = crate::watchdog::reachability::addresses(host, port, deadline)
         .into_iter()
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
@@ -160,7 +160,7 @@ pub(super) fn listener_accepts(host: &str, port: u16, deadline: Instant) -> std:
     };
     let fd = socket(family, SockType::Stream, mux::SOCKET_FLAGS, None)?;
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    super::super::process::set_cloexec_nonblocking(&fd)?;
+    crate::watchdog::process::set_cloexec_nonblocking(&fd)?;
     let connected = match addr {
         std::net::SocketAddr::V4(a) => connect(fd.as_raw_fd(), &SockaddrIn::from(a)),
         std::net::SocketAddr::V6(a) => connect(fd.as_raw_fd(), &SockaddrIn6::from(a)),
@@ -209,7 +209,7 @@ pub(super) fn connect_tcp(host: &str, port: u16, deadline: Instant) -> std::io::
         ));
     }
     // Not ToSocketAddrs: no getaddrinfo in the watchdog (see `addresses`).
-    let addr = super::super::reachability::addresses(host, port, deadline)
+    let addr = crate::watchdog::reachability::addresses(host, port, deadline)
         .into_iter()
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
