@@ -229,3 +229,11 @@ fn kill_leftover_ssh(state: &State, ctl: &Path) {
         let _ = process::signal_ssh(state.ssh_pid, Signal::SIGKILL);
     }
 }
+
+/// `poll`'s time-out for `left`, in whole milliseconds rounded up: rounded down, poll
+/// returns up to a millisecond before what it waits for is due, and a loop around it
+/// spins through time-outs of 0 until it is.
+pub(crate) fn poll_timeout(left: std::time::Duration) -> nix::poll::PollTimeout {
+    nix::poll::PollTimeout::try_from(left.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(nix::poll::PollTimeout::MAX)
+}

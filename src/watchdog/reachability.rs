@@ -324,7 +324,7 @@ fn lookup_child_setup() {
     allow(dead_code)
 )]
 fn read_until(read: &std::os::fd::OwnedFd, deadline: Instant) -> Option<String> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::poll::{PollFd, PollFlags, poll};
     use std::os::fd::AsFd;
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
@@ -335,10 +335,7 @@ fn read_until(read: &std::os::fd::OwnedFd, deadline: Instant) -> Option<String> 
             return None;
         }
         let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
+        match poll(&mut fds, crate::watchdog::poll_timeout(left)) {
             Ok(0) => return None,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,

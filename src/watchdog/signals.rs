@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
@@ -80,7 +80,7 @@ impl Signals {
         also: &[BorrowedFd],
         ready: &mut [bool],
     ) -> Option<Request> {
-        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let timeout = super::poll_timeout(timeout);
         let mut fds: Vec<PollFd> = std::iter::once(self.read.as_fd())
             .chain(also.iter().copied())
             .map(|fd| PollFd::new(fd, PollFlags::POLLIN))

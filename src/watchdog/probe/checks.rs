@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 
 use super::{ForwardProbe, Prober, RoundError};
 use crate::watchdog::mux::{self, MuxConn};
@@ -214,8 +214,7 @@ impl Prober {
                 .iter()
                 .map(|&i| PollFd::new(checks[i].fd(), PollFlags::POLLIN))
                 .collect();
-            let timeout = PollTimeout::try_from(wake.saturating_duration_since(now))
-                .unwrap_or(PollTimeout::MAX);
+            let timeout = crate::watchdog::poll_timeout(wake.saturating_duration_since(now));
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(RoundError::ssh(format!("poll: {e}"))),

@@ -19,7 +19,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 
 use crate::watchdog::mux::{self, MuxConn};
 
@@ -100,10 +100,7 @@ pub fn remote_listener(
     let until = (Instant::now() + quiet).min(deadline);
     let left = until.saturating_duration_since(Instant::now());
     let mut fds = [PollFd::new(ours.as_fd(), PollFlags::POLLIN)];
-    let ready = poll(
-        &mut fds,
-        PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-    );
+    let ready = poll(&mut fds, crate::watchdog::poll_timeout(left));
     if matches!(ready, Ok(n) if n > 0) {
         // A target that refuses leaves no socket behind to see: no verdict.
         let mut buf = [0u8; 256];
@@ -177,10 +174,7 @@ pub(super) fn listener_accepts(host: &str, port: u16, deadline: Instant) -> std:
             return Err(timed_out());
         }
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
+        match poll(&mut fds, crate::watchdog::poll_timeout(left)) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => {}
             Err(e) => return Err(e.into()),
