@@ -40,6 +40,11 @@ const FIRST_STEP_AFTER_SOCKET: (Duration, Duration) =
 #[cfg(target_os = "linux")]
 const HEARD_DEADLINE: Duration = Duration::from_secs(1);
 
+/// While looks stand in for rounds (see [`Conn::look`]), a round that opens a channel
+/// through the forwards still comes after this many probe intervals: the forwards' own
+/// ends (a target, the server's `-R` listener) are proven that often.
+const ROUND_EVERY_INTERVALS: u32 = 6;
+
 /// A running connection's stage, derived from its fields.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Stage {
@@ -86,10 +91,25 @@ pub(super) struct Conn {
     /// Held while ssh logs in, so a crowd of watchdogs on this machine does not log in
     /// to one server at once (`login_slot`); given back once the control socket is there.
     pub(super) login_slot: Option<LoginSlot>,
+    /// ssh's `ServerAliveInterval`, when it is no longer than the probe interval: ssh's
+    /// keepalive then asks the server at least once per interval, and looks at its
+    /// outcome stand in for most rounds ([`Conn::look`]).
+    keepalive: Option<Duration>,
+    /// The next step is a look, not a round.
+    next_is_look: bool,
+    /// The kernel's readings of ssh's connection, through one socket kept open.
+    #[cfg(target_os = "linux")]
+    diag: Option<heard::Diag>,
 }
 
 impl Conn {
-    pub(super) fn new(w: &mut Watchdog, ssh: SshChild, held: &[SshForward]) -> Conn {
+    /// `keepalive`: ssh's `ServerAliveInterval`, if its arguments set one.
+    pub(super) fn new(
+        w: &mut Watchdog,
+        ssh: SshChild,
+        held: &[SshForward],
+        keepalive: Option<Duration>,
+    ) -> Conn {
         let prober = probe::Prober::with_descriptions(
             w.ctl.clone(),
             w.o.forwards.clone(),
@@ -125,6 +145,10 @@ impl Conn {
             facts: None,
             tcp: None,
             login_slot: None,
+            keepalive: keepalive.filter(|k| *k <= w.interval),
+            next_is_look: false,
+            #[cfg(target_os = "linux")]
+            diag: None,
         }
     }
 
@@ -245,7 +269,7 @@ impl Conn {
 
     /// How long after login the first ask or probe round comes (see
     /// [`FIRST_STEP_AFTER_SOCKET`]).
-    fn first_step_delay(&self) -> Duration {
+    fn first_step_delay(&mut self) -> Duration {
         let (least, most) = FIRST_STEP_AFTER_SOCKET;
         match self.tcp_reading() {
             Some(reading) => (reading.rtt * 4 + least).min(most),
@@ -254,10 +278,17 @@ impl Conn {
     }
 
     /// What the kernel says of ssh's connection now (None: not known here).
-    fn tcp_reading(&self) -> Option<heard::Reading> {
+    fn tcp_reading(&mut self) -> Option<heard::Reading> {
         let (local, server) = self.tcp?;
         #[cfg(target_os = "linux")]
-        return heard::read(local, server, Instant::now() + HEARD_DEADLINE);
+        {
+            if self.diag.is_none() {
+                self.diag = heard::Diag::open();
+            }
+            self.diag
+                .as_mut()?
+                .read(local, server, Instant::now() + HEARD_DEADLINE)
+        }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = (local, server);
@@ -272,6 +303,7 @@ impl Conn {
             Stage::WaitingForSocket => "nothing-to-do",
             Stage::AskingForHeldPorts | Stage::Probing => {
                 self.next_step = Instant::now();
+                self.next_is_look = false;
                 self.after_gap = true;
                 "probed"
             }
@@ -306,6 +338,7 @@ impl Conn {
             Reaction::Nothing => Continue(()), // not this tunnel's business: no log, no write
             Reaction::ProbeNow => {
                 self.next_step = Instant::now();
+                self.next_is_look = false;
                 let what = match self.stage() {
                     Stage::AskingForHeldPorts => "asking for the held forwards now",
                     _ => "probing now",
@@ -389,6 +422,13 @@ impl Conn {
     }
 
     pub(super) fn on_probe_round_due(&mut self, w: &mut Watchdog) -> ControlFlow<Outcome> {
+        if std::mem::take(&mut self.next_is_look)
+            && let Some(next) = self.look(w)
+        {
+            self.next_step = next;
+            self.next_is_look = true;
+            return Continue(());
+        }
         let round_start = Instant::now();
         // What ssh logged up to now belongs to earlier rounds (the loop read it just
         // before this event).
@@ -448,7 +488,49 @@ impl Conn {
         } else {
             (round_start + w.interval).min(Instant::now() + CONFIRM_PAUSE)
         };
+        self.next_is_look = self.failed_rounds == 0 && self.keepalive.is_some();
         Continue(())
+    }
+
+    /// Between rounds, while ssh's own keepalive asks the server at least once per probe
+    /// interval: one look at the kernel's reading of ssh's connection (one `send` and
+    /// one `recv`, no channel, nothing for ssh or the server to do) says whether the
+    /// server answered ssh lately and ssh reads what comes (`heard::look`). A round
+    /// proves the transport no better, and costs a channel through ssh and the server
+    /// and a connection to a target: this way a round comes every
+    /// [`ROUND_EVERY_INTERVALS`] intervals, and at once when a look finds anything a
+    /// keepalive cannot explain. A look comes just after ssh's keepalive has had time
+    /// for its answer, so a server that stops answering is found as soon as by a
+    /// round at the interval. Returns when to look again; None: a round now.
+    fn look(&mut self, w: &mut Watchdog) -> Option<Instant> {
+        let keepalive = self.keepalive?;
+        let round_due = self.last_ok? + w.interval * ROUND_EVERY_INTERVALS;
+        let now = Instant::now();
+        if now >= round_due || !self.prober.resting() {
+            return None;
+        }
+        let reading = self.tcp_reading()?;
+        let again_in = match heard::look(&reading, keepalive) {
+            heard::Look::Heard { again_in } => {
+                let before = w.state.clone();
+                w.state.last_probe_ok = log::now_secs();
+                w.save_after_probe(before);
+                let since = self.up_since.map_or(Duration::ZERO, |t| t.elapsed());
+                w.readiness.alive(&format!(
+                    "up {}, probe {} ms",
+                    format_human(since),
+                    w.state.last_probe_ms
+                ));
+                again_in
+            }
+            heard::Look::Wait { again_in } => again_in,
+            heard::Look::Suspect(why) => {
+                log::info(format_args!("{why}: proving the tunnel with a round now"));
+                self.prober.check_every_forward_next();
+                return None;
+            }
+        };
+        Some((now + again_in).min(round_due))
     }
 
     /// Each forward's health from a round that passed the transport checks; a `-L` open

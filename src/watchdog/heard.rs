@@ -53,6 +53,8 @@ const NLM_F_REQUEST: u16 = 0x1;
 /// INET_DIAG_NOCOOKIE: match by addresses and ports alone.
 const NO_COOKIE: u32 = !0;
 const SEQ_AT: usize = 8;
+/// `idiag_rqueue`: bytes from the server that ssh has not read yet.
+const RQUEUE_AT: usize = 56;
 /// `idiag_wqueue`: bytes ssh wrote that the server has not acknowledged yet.
 const WQUEUE_AT: usize = 60;
 /// In `tcp_info`.
@@ -96,6 +98,8 @@ pub struct Reading {
     pub backlog: u32,
     /// Since the server's machine last acknowledged anything.
     pub since_ack: Duration,
+    /// Bytes from the server that ssh has not read yet (`idiag_rqueue`).
+    pub unread: u32,
 }
 
 impl std::fmt::Display for Reading {
@@ -194,6 +198,7 @@ pub fn parse_reply(buf: &[u8], seq: u32, local: SocketAddr, server: SocketAddr) 
             continue;
         }
         let wqueue = u32_at(head, WQUEUE_AT)?;
+        let unread = u32_at(head, RQUEUE_AT)?;
         let (_, info) = attrs(rest)
             .into_iter()
             .find(|(k, _)| *k == INET_DIAG_INFO)?;
@@ -211,61 +216,98 @@ pub fn parse_reply(buf: &[u8], seq: u32, local: SocketAddr, server: SocketAddr) 
             rttvar: Duration::from_micros(u64::from(u32_at(info, RTTVAR_AT)?)),
             backlog: wqueue,
             since_ack,
+            unread,
         });
     }
     None
 }
 
-/// The kernel's reading of ssh's connection from `local` to `server`; None when it
-/// cannot be told (no such connection, no sock_diag, no reply by `deadline`).
+/// The kernel's reading of ssh's connection from `local` to `server`, through a
+/// netlink socket of its own (see [`Diag`]); None when it cannot be told.
 #[cfg(target_os = "linux")]
 pub fn read(
     local: SocketAddr,
     server: SocketAddr,
     deadline: std::time::Instant,
 ) -> Option<Reading> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    use nix::sys::socket::{
-        AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket,
-    };
-    use std::os::fd::{AsFd, AsRawFd};
+    Diag::open()?.read(local, server, deadline)
+}
 
-    const SEQ: u32 = 1;
-    let request = request(local, server, SEQ)?;
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )
-    .ok()?;
-    send(fd.as_raw_fd(), &request, MsgFlags::empty()).ok()?;
-    let mut buf = [0u8; REPLY_BUF];
-    // The kernel answers inside the `send`, so the reply is read first and only
-    // waiting is bounded by the deadline: on a starved machine the steps before the
-    // read can take longer than the whole deadline, and an answer thrown away then
-    // was a silent server to the caller. Bounded: one reply, or an error.
-    for _ in 0..8 {
-        match recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
-            Ok(n) => return parse_reply(&buf[..n], SEQ, local, server),
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-                if ms == 0 {
-                    return None;
-                }
-                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-                if let Err(e) = poll(&mut fds, PollTimeout::from(ms))
-                    && e != nix::errno::Errno::EINTR
-                {
-                    return None;
-                }
-            }
-            Err(_) => return None,
-        }
+/// A `NETLINK_SOCK_DIAG` socket kept for a connection's life: a reading is then one
+/// `send` (the kernel answers inside it) and one `recv`, no socket made and closed.
+#[cfg(target_os = "linux")]
+pub struct Diag {
+    fd: std::os::fd::OwnedFd,
+    /// The last request's number: a reply to an older one (a read that gave up on a
+    /// starved machine) is told apart and skipped.
+    seq: u32,
+}
+
+#[cfg(target_os = "linux")]
+impl Diag {
+    pub fn open() -> Option<Diag> {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkSockDiag,
+        )
+        .ok()?;
+        Some(Diag { fd, seq: 0 })
     }
-    None
+
+    /// The reading of the connection from `local` to `server`; None when it cannot be
+    /// told (no such connection, no reply by `deadline`).
+    pub fn read(
+        &mut self,
+        local: SocketAddr,
+        server: SocketAddr,
+        deadline: std::time::Instant,
+    ) -> Option<Reading> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use nix::sys::socket::{MsgFlags, recv, send};
+        use std::os::fd::{AsFd, AsRawFd};
+
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let request = request(local, server, seq)?;
+        send(self.fd.as_raw_fd(), &request, MsgFlags::empty()).ok()?;
+        let mut buf = [0u8; REPLY_BUF];
+        // The kernel answers inside the `send`, so the reply is read first and only
+        // waiting is bounded by the deadline: on a starved machine the steps before the
+        // read can take longer than the whole deadline, and an answer thrown away then
+        // was a silent server to the caller. Bounded: this reply and a few stale ones.
+        for _ in 0..8 {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => {
+                    if let Some(reading) = parse_reply(&buf[..n], seq, local, server) {
+                        return Some(reading);
+                    }
+                    // An error for this request ends it; a stale reply is skipped.
+                    if messages(&buf[..n]).iter().any(|m| m.seq == seq) {
+                        return None;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                    if ms == 0 {
+                        return None;
+                    }
+                    let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+                    if let Err(e) = poll(&mut fds, PollTimeout::from(ms))
+                        && e != nix::errno::Errno::EINTR
+                    {
+                        return None;
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
 }
 
 /// The kernel keeps `tcp_info`'s times in jiffies (HZ 100 to 1000): a request ssh sent
@@ -289,6 +331,76 @@ pub fn judge(reading: Option<Reading>, window: Duration) -> Heard {
     }
 }
 
+/// Server data that ssh has left unread this long: ssh is not running its loop (frozen,
+/// wedged); a live ssh reads what arrives within milliseconds.
+pub const UNREAD_STALE: Duration = Duration::from_millis(300);
+
+/// Beyond the path's retransmission timeout, what a keepalive's answer may take: ssh
+/// fires its keepalive on a whole-second clock and both ends must be scheduled.
+const LOOK_SLACK: Duration = Duration::from_millis(100);
+
+/// Looks closer together than this are not worth a wake-up.
+const LOOK_FLOOR: Duration = Duration::from_millis(20);
+
+/// What one look at ssh's connection says while ssh's own keepalive is the round trip
+/// to the server. ssh asks the server (`keepalive@openssh.com`, wanting a reply) once
+/// the server has been silent for `ServerAliveInterval`, counted from its last read on
+/// a whole-second clock, so a live server session is heard at least that often plus
+/// a round trip, and a live ssh reads what the server sends at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Look {
+    /// The server spoke lately and ssh read it: look again once ssh's next keepalive
+    /// has had time for its answer.
+    Heard { again_in: Duration },
+    /// An answer or a keepalive may still be on its way: look again then.
+    Wait { again_in: Duration },
+    /// What ssh's keepalive cannot explain: a probe round decides.
+    Suspect(String),
+}
+
+/// The verdict of one look (see [`Look`]), `keepalive` being ssh's
+/// `ServerAliveInterval`.
+pub fn look(r: &Reading, keepalive: Duration) -> Look {
+    let again = |d: Duration| d.max(LOOK_FLOOR);
+    let answer_in = r.ack_due() + LOOK_SLACK;
+    if r.unread > 0 {
+        if r.since_heard < UNREAD_STALE {
+            return Look::Wait {
+                again_in: again(UNREAD_STALE - r.since_heard),
+            };
+        }
+        return Look::Suspect(format!(
+            "ssh has left {} bytes from the server unread for {} ms (frozen or wedged?)",
+            r.unread,
+            r.since_heard.as_millis()
+        ));
+    }
+    if r.since_heard < keepalive {
+        return Look::Heard {
+            again_in: again(keepalive - r.since_heard + answer_in),
+        };
+    }
+    // The server has been silent for a whole interval: ssh has asked, or should have.
+    if r.since_sent < r.since_heard {
+        if r.since_sent < answer_in {
+            return Look::Wait {
+                again_in: again(answer_in - r.since_sent),
+            };
+        }
+        return Look::Suspect(format!("the server has not answered ssh's keepalive ({r})"));
+    }
+    let overdue = r.since_heard - keepalive;
+    if overdue < answer_in {
+        return Look::Wait {
+            again_in: again(answer_in - overdue),
+        };
+    }
+    Look::Suspect(format!(
+        "ssh sent no keepalive although the server has been silent for {} ms (frozen or wedged?)",
+        r.since_heard.as_millis()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,7 +416,60 @@ mod tests {
             rttvar: Duration::from_micros(100),
             backlog: 0,
             since_ack: MS(heard),
+            unread: 0,
         }
+    }
+
+    #[test]
+    fn a_look_follows_ssh_keepalive() {
+        let k = Duration::from_secs(5);
+        // rtt 250 µs, rttvar 100 µs: the answer is due within 200 ms (Linux's floor),
+        // 300 ms with the slack.
+        // Heard 1 s ago: ssh asks 4 s from now, its answer 300 ms later.
+        assert_eq!(
+            look(&reading(1000, 900, true), k),
+            Look::Heard { again_in: MS(4300) }
+        );
+        // Silent 5.1 s; ssh asked 100 ms ago: its answer may be on its way.
+        assert_eq!(
+            look(&reading(5100, 100, true), k),
+            Look::Wait { again_in: MS(200) }
+        );
+        // Asked 400 ms ago, no answer: the server session (fault 2's frozen sshd).
+        let r = reading(5400, 400, true);
+        assert!(
+            matches!(look(&r, k), Look::Suspect(ref why) if why.contains("not answered ssh's keepalive")),
+            "{:?}",
+            look(&r, k)
+        );
+        // Silent 5.1 s and ssh has not asked yet: its whole-second clock, wait.
+        assert_eq!(
+            look(&reading(5100, 6000, true), k),
+            Look::Wait { again_in: MS(200) }
+        );
+        // Silent 5.5 s and still not asked: ssh's loop does not run.
+        let r = reading(5500, 6000, true);
+        assert!(
+            matches!(look(&r, k), Look::Suspect(ref why) if why.contains("sent no keepalive")),
+            "{:?}",
+            look(&r, k)
+        );
+        // The server spoke (its ClientAlive) and ssh did not read it.
+        let unread = |heard| Reading {
+            unread: 52,
+            ..reading(heard, 3000, true)
+        };
+        assert_eq!(look(&unread(100), k), Look::Wait { again_in: MS(200) });
+        assert!(
+            matches!(look(&unread(400), k), Look::Suspect(ref why) if why.contains("52 bytes"))
+        );
+        // Never a busy loop.
+        assert_eq!(
+            look(&reading(5299, 6000, true), k),
+            Look::Wait {
+                again_in: LOOK_FLOOR
+            }
+        );
     }
 
     #[test]

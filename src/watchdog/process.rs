@@ -60,6 +60,22 @@ pub fn with_control_master(
 /// keyword winning as in ssh), not ssh_config: tunnelctl's services always name both
 /// keywords with `-o`, which ssh puts before any config file.
 pub fn keepalive_count_for(ssh: &[String], patience: Duration) -> Option<u32> {
+    let (interval, count) = keepalive_options(ssh)?;
+    let interval = interval.filter(|&i| i > 0)?;
+    let needed = patience.as_secs().div_ceil(interval).max(1);
+    (count.unwrap_or(3) < needed).then(|| u32::try_from(needed).unwrap_or(u32::MAX))
+}
+
+/// ssh's `ServerAliveInterval` from the command line (read as for
+/// [`keepalive_count_for`]); None when it is not set there, or 0 (no keepalive).
+pub fn keepalive_interval(ssh: &[String]) -> Option<Duration> {
+    let (interval, _) = keepalive_options(ssh)?;
+    interval.filter(|&i| i > 0).map(Duration::from_secs)
+}
+
+/// The first `ServerAliveInterval` (seconds) and `ServerAliveCountMax` among the `-o`
+/// options; None when the arguments cannot be read.
+fn keepalive_options(ssh: &[String]) -> Option<(Option<u64>, Option<u64>)> {
     let (mut interval, mut count) = (None, None);
     for (flag, line) in super::args::ssh_option_values(ssh.get(1..)?).ok()?.values {
         let Some((keyword, value)) = (flag == 'o').then(|| ssh_option_line(&line)).flatten() else {
@@ -71,9 +87,7 @@ pub fn keepalive_count_for(ssh: &[String], patience: Duration) -> Option<u32> {
             _ => {}
         }
     }
-    let interval = interval.filter(|&i| i > 0)?;
-    let needed = patience.as_secs().div_ceil(interval).max(1);
-    (count.unwrap_or(3) < needed).then(|| u32::try_from(needed).unwrap_or(u32::MAX))
+    Some((interval, count))
 }
 
 /// One `-o` argument as ssh's config-line parser splits it: the keyword (lower-cased;

@@ -554,7 +554,8 @@ impl<'a> Session<'a> {
         } else {
             self.w.readiness.status(&status);
         }
-        let mut conn = Conn::new(self.w, ssh, &self.held);
+        let keepalive = process::keepalive_interval(&self.ssh_args);
+        let mut conn = Conn::new(self.w, ssh, &self.held, keepalive);
         conn.login_slot = slot;
         self.conn = Some(conn);
         Continue(())

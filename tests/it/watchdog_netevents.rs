@@ -150,7 +150,7 @@ struct Lab {
     watchdog: Watchdog,
     /// The watchdog's sd_notify datagrams: one WATCHDOG=1 per passing round's status.
     notify: common::NotifyReceiver,
-    _echo: EchoServer,
+    echo: EchoServer,
     _sshd: Sshd,
     _tmp: tempfile::TempDir,
     client: Holder,
@@ -184,6 +184,16 @@ fn lab(test: &str, extra_watchdog_args: &[&str]) -> Option<Lab> {
 }
 
 fn lab_on(test: &str, extra_watchdog_args: &[&str], net: &Net) -> Option<Lab> {
+    lab_with(test, extra_watchdog_args, &[], net)
+}
+
+/// As [`lab_on`], with `extra_ssh_args` before the server's address.
+fn lab_with(
+    test: &str,
+    extra_watchdog_args: &[&str],
+    extra_ssh_args: &[&str],
+    net: &Net,
+) -> Option<Lab> {
     let prereqs = [Prereq::Root, Prereq::Unshare, Prereq::Ip, Prereq::Sshd];
     if !require(test, &prereqs) {
         return None;
@@ -274,8 +284,9 @@ fn lab_on(test: &str, extra_watchdog_args: &[&str], net: &Net) -> Option<Lab> {
             "ConnectTimeout=5",
             "-L",
             &format!("{lport}:127.0.0.1:{echo_port}"),
-            net.server,
         ])
+        .args(extra_ssh_args)
+        .arg(net.server)
         .stdin(Stdio::null());
     let child = in_netns(client.pid(), move || cmd.spawn().expect("tunnel-watchdog"));
     let watchdog = Watchdog {
@@ -292,7 +303,7 @@ fn lab_on(test: &str, extra_watchdog_args: &[&str], net: &Net) -> Option<Lab> {
     Some(Lab {
         watchdog,
         notify,
-        _echo: echo,
+        echo,
         _sshd: sshd,
         _tmp: tmp,
         client,
@@ -593,5 +604,130 @@ fn a_frozen_server_session_is_unanswered_and_caught_within_interval_plus_1_s() {
     assert!(
         log.contains("confirming at once with a 500ms round"),
         "{log}"
+    );
+}
+
+/// ssh's keepalive as often as the probes (`ServerAliveInterval` 2 s, probe interval
+/// 2 s): between the rounds that open a channel (one every 6 intervals), looks at the
+/// kernel's reading of ssh's connection keep the supervisor fed; the target sees a
+/// channel only from those rounds (a round every interval would have made 7 in these
+/// 14 s). A frozen server session leaves ssh's keepalive unanswered: the look just
+/// after it sends a round at once, which confirms as in the test above, so ssh is
+/// replaced within interval + 1 s, as with a round every interval. Bound: that (3 s)
+/// plus 5 s of margin for a loaded machine.
+#[test]
+fn with_keepalive_as_often_as_probes_looks_stand_in_and_a_frozen_session_is_caught() {
+    let Some(lab) = lab_with(
+        "netev-looks",
+        &["--probe-interval", "2s"],
+        &["-o", "ServerAliveInterval=2"],
+        &V4,
+    ) else {
+        return;
+    };
+    let pings = lab.notify.count_with("WATCHDOG=1");
+    let channels = lab.echo.accepted();
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            lab.notify.count_with("WATCHDOG=1") >= pings + 7
+        }),
+        "fewer than 7 pings in 20 s; log:\n{}",
+        lab.watchdog.log()
+    );
+    let made = lab.echo.accepted() - channels;
+    eprintln!(
+        "{made} channel(s) to the target during {} pings in {:?}",
+        lab.notify.count_with("WATCHDOG=1") - pings,
+        started.elapsed()
+    );
+    assert!(
+        made <= 3,
+        "{made} channels to the target in 7 intervals: looks did not stand in for rounds; log:\n{}",
+        lab.watchdog.log()
+    );
+    let session = lab
+        ._sshd
+        .wait_for_session(Duration::from_secs(10))
+        .and_then(|s| s.session)
+        .expect("the server session");
+    let old_ssh = lab.watchdog.ssh_pid();
+    let frozen_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(session),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let replaced = wait_until(Duration::from_secs(8), || lab.watchdog.ssh_pid() != old_ssh);
+    let took = frozen_at.elapsed();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(session),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let log = lab.watchdog.log();
+    eprintln!("ssh replaced {took:?} after the freeze; log:\n{log}");
+    assert!(
+        replaced,
+        "ssh not replaced within 8 s of the freeze; log:\n{log}"
+    );
+    assert!(
+        log.contains("the server has not answered ssh's keepalive"),
+        "{log}"
+    );
+}
+
+/// The same tunnel with ssh itself frozen (SIGSTOP): its keepalive never goes out, the
+/// look after it was due sends a round at once, whose alive check names ssh, and the
+/// watchdog gives up on it (exit 1, for the supervisor to restart). Within 2 s (the
+/// keepalive) + 0.3 s (the look) + two alive checks of 2 s and the pause between them,
+/// and ssh's stop; bound 12 s for a loaded machine.
+#[test]
+fn with_keepalive_as_often_as_probes_a_frozen_ssh_is_caught_by_a_look() {
+    let Some(mut lab) = lab_with(
+        "netev-looks-frozen-ssh",
+        &["--probe-interval", "2s"],
+        &["-o", "ServerAliveInterval=2"],
+        &V4,
+    ) else {
+        return;
+    };
+    let pings = lab.notify.count_with("WATCHDOG=1");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            lab.notify.count_with("WATCHDOG=1") >= pings + 2
+        }),
+        "no pings; log:\n{}",
+        lab.watchdog.log()
+    );
+    let old_ssh = lab.watchdog.ssh_pid();
+    assert!(old_ssh > 0);
+    let frozen_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_ssh as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let mut code = None;
+    wait_until(Duration::from_secs(12), || {
+        code = lab.watchdog.child.try_wait().ok().flatten();
+        code.is_some()
+    });
+    let took = frozen_at.elapsed();
+    // The watchdog kills it (SIGKILL works on a stopped process); if it did not, do.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_ssh as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let log = lab.watchdog.log();
+    eprintln!("the watchdog exited ({code:?}) {took:?} after the freeze; log:\n{log}");
+    assert_eq!(code.and_then(|c| c.code()), Some(1), "{log}");
+    assert!(
+        log.contains("ssh sent no keepalive") || log.contains("from the server unread"),
+        "{log}"
+    );
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("tunnel failed") && last.contains("alive check"),
+        "{last}"
     );
 }

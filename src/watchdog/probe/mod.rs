@@ -202,6 +202,16 @@ impl Prober {
         }
     }
 
+    /// Every forward passed its last check: rounds check one in turn.
+    pub fn resting(&self) -> bool {
+        !self.every_forward_next
+    }
+
+    /// The next round checks ssh (the alive check) and every forward.
+    pub fn check_every_forward_next(&mut self) {
+        self.every_forward_next = true;
+    }
+
     /// The next round's time-out (the adaptive one of `rtt::Rounds`).
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;

@@ -49,6 +49,7 @@ pub fn inittab_watchdog() -> &'static str {
 pub struct EchoServer {
     port: u16,
     stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicU32>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -64,12 +65,15 @@ impl EchoServer {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU32::new(0));
         let thread = {
             let stop = stop.clone();
+            let accepted = accepted.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((mut stream, _)) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
                             let _ = stream.set_nonblocking(false);
                             let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                             std::thread::spawn(move || {
@@ -89,12 +93,18 @@ impl EchoServer {
         EchoServer {
             port,
             stop,
+            accepted,
             thread: Some(thread),
         }
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u32 {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
