@@ -3,13 +3,14 @@
 # monitor port at the same poll interval).
 #
 #   bash benches/idle-cpu.sh [--rounds N] [--interval DUR] [--forwards LR|L|R|D]
-#                            [--tool plain|strace|perf|callgrind]
+#                            [--keepalive SECS] [--tool plain|strace|perf|callgrind]
 #
 # Starts a throwaway sshd on 127.0.0.1 (files in a temporary folder, removed on exit),
 # runs the RELEASE tunnel-watchdog with one -L and one -R forward (both to the sshd's
 # port, which speaks first; --forwards picks a subset, D = one -D alone) and an sd_notify receiver (so WATCHDOG=1/STATUS= are sent
 # as under systemd), waits for READY=1, then measures N probe rounds (default 60, one
-# per second) and prints per round:
+# per second) and prints per round (ssh's ServerAliveInterval is --keepalive, default 5;
+# no longer than the interval, the watchdog looks at ssh's keepalive between rounds):
 #   cpu_us      on-CPU time of the watchdog (/proc/PID/schedstat, ns resolution) plus
 #               its reaped children (cutime+cstime, 10 ms ticks)
 #   ticks       utime+stime in clock ticks (what the fault bench reads), per round
@@ -26,14 +27,15 @@
 
 set -euo pipefail
 
-rounds=60 interval=1s tool=plain forwards=LR
+rounds=60 interval=1s tool=plain forwards=LR keepalive=5
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) rounds=$2; shift 2 ;;
         --interval) interval=$2; shift 2 ;;
         --tool) tool=$2; shift 2 ;;
         --forwards) forwards=$2; shift 2 ;;
-        -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+        --keepalive) keepalive=$2; shift 2 ;;
+        -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "idle-cpu.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -104,7 +106,7 @@ remote_port=$(pick_port)
 local_port=$(pick_port)
 wd_args=(--name idle --state-dir "$tmp/state" --probe-interval "$interval" --probe-timeout 5s
     --probe-failures 2 --
-    ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=5
+    ssh -N -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval="$keepalive"
     -o ServerAliveCountMax=2 -o ConnectTimeout=10 -o IdentitiesOnly=yes
     -o "UserKnownHostsFile=\"$tmp/known_hosts\"" -o StrictHostKeyChecking=yes
     -i "$tmp/client_key" -p "$sshd_port"
