@@ -526,7 +526,6 @@ impl Conn {
             heard::Look::Wait { again_in } => again_in,
             heard::Look::Suspect(why) => {
                 log::info(format_args!("{why}: proving the tunnel with a round now"));
-                self.prober.check_every_forward_next();
                 return None;
             }
         };

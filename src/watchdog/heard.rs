@@ -359,7 +359,10 @@ pub enum Look {
 }
 
 /// The verdict of one look (see [`Look`]), `keepalive` being ssh's
-/// `ServerAliveInterval`.
+/// `ServerAliveInterval`. Whatever else ssh sends (a user's channel, a window
+/// adjustment), it must have sent its keepalive `keepalive` after the server's last
+/// word, and the answer is due a retransmission timeout later: a server silent longer
+/// than both is suspect, however recently ssh wrote.
 pub fn look(r: &Reading, keepalive: Duration) -> Look {
     let again = |d: Duration| d.max(LOOK_FLOOR);
     let answer_in = r.ack_due() + LOOK_SLACK;
@@ -380,20 +383,14 @@ pub fn look(r: &Reading, keepalive: Duration) -> Look {
             again_in: again(keepalive - r.since_heard + answer_in),
         };
     }
-    // The server has been silent for a whole interval: ssh has asked, or should have.
-    if r.since_sent < r.since_heard {
-        if r.since_sent < answer_in {
-            return Look::Wait {
-                again_in: again(answer_in - r.since_sent),
-            };
-        }
-        return Look::Suspect(format!("the server has not answered ssh's keepalive ({r})"));
-    }
-    let overdue = r.since_heard - keepalive;
-    if overdue < answer_in {
+    let due = keepalive + answer_in;
+    if r.since_heard < due {
         return Look::Wait {
-            again_in: again(answer_in - overdue),
+            again_in: again(due - r.since_heard),
         };
+    }
+    if r.since_sent < r.since_heard {
+        return Look::Suspect(format!("the server has not answered ssh's keepalive ({r})"));
     }
     Look::Suspect(format!(
         "ssh sent no keepalive although the server has been silent for {} ms (frozen or wedged?)",
@@ -435,19 +432,27 @@ mod tests {
             look(&reading(5100, 100, true), k),
             Look::Wait { again_in: MS(200) }
         );
-        // Asked 400 ms ago, no answer: the server session (fault 2's frozen sshd).
+        // Silent 5.1 s and ssh has not asked yet: its whole-second clock, wait.
+        assert_eq!(
+            look(&reading(5100, 6000, true), k),
+            Look::Wait { again_in: MS(200) }
+        );
+        // Silent 5.4 s, asked and not answered: the server session (a frozen sshd).
         let r = reading(5400, 400, true);
         assert!(
             matches!(look(&r, k), Look::Suspect(ref why) if why.contains("not answered ssh's keepalive")),
             "{:?}",
             look(&r, k)
         );
-        // Silent 5.1 s and ssh has not asked yet: its whole-second clock, wait.
-        assert_eq!(
-            look(&reading(5100, 6000, true), k),
-            Look::Wait { again_in: MS(200) }
+        // The same while ssh keeps writing (a user's channels into the silence): the
+        // keepalive's answer was due all the same.
+        let r = reading(9000, 50, true);
+        assert!(
+            matches!(look(&r, k), Look::Suspect(ref why) if why.contains("not answered ssh's keepalive")),
+            "{:?}",
+            look(&r, k)
         );
-        // Silent 5.5 s and still not asked: ssh's loop does not run.
+        // Silent 5.5 s and never asked: ssh's loop does not run.
         let r = reading(5500, 6000, true);
         assert!(
             matches!(look(&r, k), Look::Suspect(ref why) if why.contains("sent no keepalive")),
