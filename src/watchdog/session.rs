@@ -15,7 +15,7 @@
 //! | `ControlSocketAppeared` |                              | next step in 4 RTT+50ms|                        |                           |
 //! | `ConnectTimedOut`       |                              | end: failed            |                        |                           |
 //! | `HeldPortAskDue`        |                              |                        | ask; all granted: probe|                           |
-//! | `ProbeRoundDue`         |                              |                        |                        | round: ready / alive      |
+//! | `ProbeRoundDue`         |                              |                        |                        | round / look: ready/alive |
 //! | `WaitOver`              | connect                      |                        |                        |                           |
 //! | `CheckDue`              | greets / route: connect      |                        |                        |                           |
 //! | `ClockGap`              | connect, back-off reset      | nothing to do          | ask now                | round now, back-off reset |
@@ -33,7 +33,10 @@
 //! `probe_failures` failed rounds in a row. A round's time-out adapts to the measured
 //! round trips (`rtt::Rounds`): a round unanswered after it is a suspicion, confirmed
 //! at once by another round whose verdict also asks whether the server sent anything
-//! meanwhile (`heard`): heard means slow (behind the user's traffic), not dead.
+//! meanwhile (`heard`): heard means slow (behind the user's traffic), not dead. While
+//! ssh's own keepalive asks the server at least once per interval, most of these steps
+//! are looks at its outcome instead of rounds (`Conn::look`); a look that finds
+//! anything else makes the step a round at once.
 //!
 //! Degraded is not a stage: while probing, a round where a forward's target refuses
 //! (`ForwardProbe::TargetDown`, a `-L` open refusal the server explains as "connect
