@@ -45,6 +45,16 @@ const HEARD_DEADLINE: Duration = Duration::from_secs(1);
 /// ends (a target, the server's `-R` listener) are proven that often.
 const ROUND_EVERY_INTERVALS: u32 = 6;
 
+/// What a look leaves for this step.
+enum LookNext {
+    /// Nothing more: look again then.
+    LookAt(Instant),
+    /// ssh's keepalive, asked at `asked_at`, went unanswered.
+    Unanswered { asked_at: Instant, why: String },
+    /// A round, now.
+    Round,
+}
+
 /// A running connection's stage, derived from its fields.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Stage {
@@ -422,12 +432,18 @@ impl Conn {
     }
 
     pub(super) fn on_probe_round_due(&mut self, w: &mut Watchdog) -> ControlFlow<Outcome> {
-        if std::mem::take(&mut self.next_is_look)
-            && let Some(next) = self.look(w)
-        {
-            self.next_step = next;
-            self.next_is_look = true;
-            return Continue(());
+        if std::mem::take(&mut self.next_is_look) {
+            match self.look(w) {
+                LookNext::LookAt(next) => {
+                    self.next_step = next;
+                    self.next_is_look = true;
+                    return Continue(());
+                }
+                LookNext::Unanswered { asked_at, why } => {
+                    return self.on_round_timed_out(w, asked_at, why);
+                }
+                LookNext::Round => {}
+            }
         }
         let round_start = Instant::now();
         // What ssh logged up to now belongs to earlier rounds (the loop read it just
@@ -498,20 +514,33 @@ impl Conn {
     /// server answered ssh lately and ssh reads what comes (`heard::look`). A round
     /// proves the transport no better, and costs a channel through ssh and the server
     /// and a connection to a target: this way a round comes every
-    /// [`ROUND_EVERY_INTERVALS`] intervals, and at once when a look finds anything a
-    /// keepalive cannot explain. A look comes just after ssh's keepalive has had time
-    /// for its answer, so a server that stops answering is found as soon as by a
-    /// round at the interval. Returns when to look again; None: a round now.
-    fn look(&mut self, w: &mut Watchdog) -> Option<Instant> {
-        let keepalive = self.keepalive?;
-        let round_due = self.last_ok? + w.interval * ROUND_EVERY_INTERVALS;
+    /// [`ROUND_EVERY_INTERVALS`] intervals. A look comes just after ssh's keepalive has
+    /// had time for its answer, so a server that stops answering is found as soon as by
+    /// a round at the interval: an unanswered keepalive is an unanswered round (the
+    /// confirming rules take it from there), and an ssh that did not do its part gets
+    /// a round with the alive check at once.
+    fn look(&mut self, w: &mut Watchdog) -> LookNext {
+        let Some(keepalive) = self.keepalive else {
+            return LookNext::Round;
+        };
+        let Some(last_round) = self.last_ok else {
+            return LookNext::Round;
+        };
+        let round_due = last_round + w.interval * ROUND_EVERY_INTERVALS;
         let now = Instant::now();
         if now >= round_due || !self.prober.resting() {
-            return None;
+            return LookNext::Round;
         }
-        let reading = self.tcp_reading()?;
+        let Some(reading) = self.tcp_reading() else {
+            return LookNext::Round;
+        };
         let again_in = match heard::look(&reading, keepalive) {
             heard::Look::Heard { again_in } => {
+                // The keepalive's round trip is the transport's, as a round's is: with
+                // rounds rarer, the adaptive time-out learns from it too (the kernel's
+                // smoothed measure), or a confirming round would wait the full timeout.
+                self.rounds.answered(reading.rtt);
+                self.prober.set_timeout(self.rounds.round_timeout());
                 let before = w.state.clone();
                 w.state.last_probe_ok = log::now_secs();
                 w.save_after_probe(before);
@@ -524,12 +553,18 @@ impl Conn {
                 again_in
             }
             heard::Look::Wait { again_in } => again_in,
-            heard::Look::Suspect(why) => {
+            heard::Look::Unanswered(why) => {
+                // Judged as a round that began when ssh last wrote to the server.
+                let asked_at = now.checked_sub(reading.since_sent).unwrap_or(now);
+                return LookNext::Unanswered { asked_at, why };
+            }
+            heard::Look::SshSilent(why) => {
                 log::info(format_args!("{why}: proving the tunnel with a round now"));
-                return None;
+                self.prober.check_every_forward_next();
+                return LookNext::Round;
             }
         };
-        Some((now + again_in).min(round_due))
+        LookNext::LookAt((now + again_in).min(round_due))
     }
 
     /// Each forward's health from a round that passed the transport checks; a `-L` open

@@ -354,8 +354,12 @@ pub enum Look {
     Heard { again_in: Duration },
     /// An answer or a keepalive may still be on its way: look again then.
     Wait { again_in: Duration },
-    /// What ssh's keepalive cannot explain: a probe round decides.
-    Suspect(String),
+    /// ssh asked and the server did not answer in time: the keepalive was a probe
+    /// round that went unanswered (the confirming rules take it from there).
+    Unanswered(String),
+    /// ssh itself did not do its part (left the server's data unread, or asked nothing
+    /// although due): a round with the alive check decides.
+    SshSilent(String),
 }
 
 /// The verdict of one look (see [`Look`]), `keepalive` being ssh's
@@ -372,7 +376,7 @@ pub fn look(r: &Reading, keepalive: Duration) -> Look {
                 again_in: again(UNREAD_STALE - r.since_heard),
             };
         }
-        return Look::Suspect(format!(
+        return Look::SshSilent(format!(
             "ssh has left {} bytes from the server unread for {} ms (frozen or wedged?)",
             r.unread,
             r.since_heard.as_millis()
@@ -390,9 +394,9 @@ pub fn look(r: &Reading, keepalive: Duration) -> Look {
         };
     }
     if r.since_sent < r.since_heard {
-        return Look::Suspect(format!("the server has not answered ssh's keepalive ({r})"));
+        return Look::Unanswered(format!("the server has not answered ssh's keepalive ({r})"));
     }
-    Look::Suspect(format!(
+    Look::SshSilent(format!(
         "ssh sent no keepalive although the server has been silent for {} ms (frozen or wedged?)",
         r.since_heard.as_millis()
     ))
@@ -440,7 +444,7 @@ mod tests {
         // Silent 5.4 s, asked and not answered: the server session (a frozen sshd).
         let r = reading(5400, 400, true);
         assert!(
-            matches!(look(&r, k), Look::Suspect(ref why) if why.contains("not answered ssh's keepalive")),
+            matches!(look(&r, k), Look::Unanswered(ref why) if why.contains("not answered ssh's keepalive")),
             "{:?}",
             look(&r, k)
         );
@@ -448,14 +452,14 @@ mod tests {
         // keepalive's answer was due all the same.
         let r = reading(9000, 50, true);
         assert!(
-            matches!(look(&r, k), Look::Suspect(ref why) if why.contains("not answered ssh's keepalive")),
+            matches!(look(&r, k), Look::Unanswered(ref why) if why.contains("not answered ssh's keepalive")),
             "{:?}",
             look(&r, k)
         );
         // Silent 5.5 s and never asked: ssh's loop does not run.
         let r = reading(5500, 6000, true);
         assert!(
-            matches!(look(&r, k), Look::Suspect(ref why) if why.contains("sent no keepalive")),
+            matches!(look(&r, k), Look::SshSilent(ref why) if why.contains("sent no keepalive")),
             "{:?}",
             look(&r, k)
         );
@@ -466,7 +470,7 @@ mod tests {
         };
         assert_eq!(look(&unread(100), k), Look::Wait { again_in: MS(200) });
         assert!(
-            matches!(look(&unread(400), k), Look::Suspect(ref why) if why.contains("52 bytes"))
+            matches!(look(&unread(400), k), Look::SshSilent(ref why) if why.contains("52 bytes"))
         );
         // Never a busy loop.
         assert_eq!(

@@ -731,3 +731,67 @@ fn with_keepalive_as_often_as_probes_a_frozen_ssh_is_caught_by_a_look() {
         "{last}"
     );
 }
+
+/// Fault 2 of the bench with looks (keepalive and probe interval 5 s) and a user's
+/// connections into the frozen session, as the bench's checks make: ssh keeps writing
+/// channel opens, and the unanswered keepalive still counts (a look just after its
+/// answer was due). The adaptive time-out learns from the looks' round trips (rounds
+/// come only every 30 s), so the confirming round is ½ s, not the 5 s time-out:
+/// replaced within interval + 1 s, as with a round every interval. Bound: that plus 5 s
+/// of margin for a loaded machine.
+#[test]
+fn looks_learn_the_round_trip_so_a_frozen_session_under_traffic_is_confirmed_fast() {
+    let Some(lab) = lab_with(
+        "netev-looks-traffic",
+        &["--probe-interval", "5s"],
+        &["-o", "ServerAliveInterval=5"],
+        &V4,
+    ) else {
+        return;
+    };
+    let pings = lab.notify.count_with("WATCHDOG=1");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            lab.notify.count_with("WATCHDOG=1") >= pings + 2
+        }),
+        "fewer than two pings in 20 s; log:\n{}",
+        lab.watchdog.log()
+    );
+    let session = lab
+        ._sshd
+        .wait_for_session(Duration::from_secs(10))
+        .and_then(|s| s.session)
+        .expect("the server session");
+    let old_ssh = lab.watchdog.ssh_pid();
+    let frozen_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(session),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let (cpid, lport) = (lab.client.pid(), lab.lport);
+    // Each try is a user's connection through -L (at most ~3 s: connect 1 s, read 2 s).
+    let replaced = wait_until(Duration::from_secs(11), || {
+        let _ = in_netns(cpid, move || roundtrip(lport));
+        lab.watchdog.ssh_pid() != old_ssh
+    });
+    let took = frozen_at.elapsed();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(session),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let log = lab.watchdog.log();
+    eprintln!("ssh replaced {took:?} after the freeze; log:\n{log}");
+    assert!(
+        replaced,
+        "ssh not replaced within 11 s of the freeze; log:\n{log}"
+    );
+    assert!(
+        log.contains("the server has not answered ssh's keepalive"),
+        "{log}"
+    );
+    assert!(
+        log.contains("confirming at once with a 500ms round"),
+        "{log}"
+    );
+}

@@ -207,6 +207,11 @@ impl Prober {
         !self.every_forward_next
     }
 
+    /// The next round checks ssh (the alive check) and every forward.
+    pub fn check_every_forward_next(&mut self) {
+        self.every_forward_next = true;
+    }
+
     /// The next round's time-out (the adaptive one of `rtt::Rounds`).
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
