@@ -77,9 +77,11 @@ pub(super) struct Conn {
     next_step: Instant,
     /// Probe rounds failed in a row.
     failed_rounds: u32,
-    /// The first and the last good round of this connection.
+    /// The first and the last good round (or look) of this connection.
     up_since: Option<Instant>,
     last_ok: Option<Instant>,
+    /// The last good round: looks stand in for rounds only so long after it.
+    last_round: Option<Instant>,
     /// Held `-R` forwards not granted yet.
     missing: Vec<SshForward>,
     /// Asks for the held forwards so far.
@@ -146,6 +148,7 @@ impl Conn {
             failed_rounds: 0,
             up_since: None,
             last_ok: None,
+            last_round: None,
             missing: held.to_vec(),
             asks: 0,
             rounds,
@@ -523,7 +526,7 @@ impl Conn {
         let Some(keepalive) = self.keepalive else {
             return LookNext::Round;
         };
-        let Some(last_round) = self.last_ok else {
+        let Some(last_round) = self.last_round else {
             return LookNext::Round;
         };
         let round_due = last_round + w.interval * ROUND_EVERY_INTERVALS;
@@ -541,6 +544,9 @@ impl Conn {
                 // smoothed measure), or a confirming round would wait the full timeout.
                 self.rounds.answered(reading.rtt);
                 self.prober.set_timeout(self.rounds.round_timeout());
+                // Proven as by a round: how long the tunnel was up decides whether a
+                // failure is retried at once or backs off.
+                self.last_ok = Some(now);
                 let before = w.state.clone();
                 w.state.last_probe_ok = log::now_secs();
                 w.save_after_probe(before);
@@ -711,6 +717,7 @@ impl Conn {
         }
         let since = *self.up_since.get_or_insert(round_start);
         self.last_ok = Some(round_start);
+        self.last_round = Some(round_start);
         w.state.last_probe_ok = log::now_secs();
         w.state.last_probe_ms = ok.latency.as_millis() as u64;
         for (index, found) in ok.forwards.iter().enumerate() {
