@@ -85,20 +85,23 @@ fn sshd_accepts_the_throwaway_key_and_restarts_on_the_same_port() {
         "the second client did not log in; sshd log:\n{}",
         sshd.log()
     );
-    let frozen = wait_until(Duration::from_secs(10), || {
-        sshd.session_pids().len() == before.len() + 1
-            && sshd.session_pids().iter().all(|s| s.session.is_some())
+    // The new connection is the one not there before, once it has its session process.
+    // Not by counting: the first client's connection may still be on its way out, and a
+    // connection's entry changes while its session process exits.
+    let mut target = None;
+    wait_until(Duration::from_secs(10), || {
+        target = sshd
+            .session_pids()
+            .into_iter()
+            .find(|s| s.session.is_some() && before.iter().all(|b| b.connection != s.connection));
+        target.is_some()
     });
-    assert!(
-        frozen,
-        "second session did not appear: {:?}",
-        sshd.session_pids()
-    );
-    let target = sshd
-        .session_pids()
-        .into_iter()
-        .find(|s| !before.contains(s))
-        .unwrap();
+    let target = target.unwrap_or_else(|| {
+        panic!(
+            "second session did not appear: {:?} (before: {before:?})",
+            sshd.session_pids()
+        )
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(target.session.unwrap()),
         nix::sys::signal::Signal::SIGSTOP,
