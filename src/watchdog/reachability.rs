@@ -35,6 +35,17 @@ pub const CHECK_AFTER_REFUSED: Duration = Duration::from_millis(250);
 /// long outage does not send four connections a second each for minutes.
 pub const REFUSED_QUICKLY_FOR: Duration = Duration::from_secs(10);
 
+/// While the path swallows our connects (a black hole: no answer, no refusal), a check
+/// gives up on its SYN after this and the next sends a fresh one at once: the path is
+/// seen healed within half a second, where the kernel alone retries a SYN after a
+/// second. A SYN that goes nowhere costs nobody anything.
+pub const SILENT_CONNECT_WITHIN: Duration = Duration::from_millis(500);
+
+/// Every this many checks of a silent path one waits the whole [`CHECK_TIMEOUT`]
+/// for its connect, so that a path slower than [`SILENT_CONNECT_WITHIN`] (a satellite
+/// link) still gets through.
+pub const SILENT_FULL_EVERY: u32 = 4;
+
 /// What one greeting check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Greeting {
@@ -42,6 +53,8 @@ pub enum Greeting {
     Greets,
     /// Every address refused the connection: nothing listens there (yet).
     Refused,
+    /// No address answered the connect at all in time: the path swallows it.
+    Silent,
     /// Anything else: no answer in time, no address, a reset after the accept, or a
     /// listener that does not speak SSH.
     NoGreeting,
@@ -148,19 +161,24 @@ fn run_bounded(command: &mut Command, deadline: Instant) -> Result<String, Strin
     }
 }
 
-/// Whether an SSH server answers at `host:port` within `timeout` in total: a TCP connect,
-/// our identification line, and the server's `SSH-` line, then close. A bare TCP accept
-/// is not enough: a middlebox or a wedged server that accepts and never speaks would let
-/// ssh walk into ConnectTimeout after ConnectTimeout.
-pub fn server_greets(addrs: &[SocketAddr], timeout: Duration) -> Greeting {
+/// Whether an SSH server answers at `host:port` within `timeout` in total: a TCP connect
+/// (each address's bounded by `connect_within` too), our identification line, and the
+/// server's `SSH-` line, then close. A bare TCP accept is not enough: a middlebox or a
+/// wedged server that accepts and never speaks would let ssh walk into ConnectTimeout
+/// after ConnectTimeout.
+pub fn server_greets(
+    addrs: &[SocketAddr],
+    connect_within: Duration,
+    timeout: Duration,
+) -> Greeting {
     let deadline = Instant::now() + timeout;
-    let mut refused = 0;
+    let (mut refused, mut silent) = (0, 0);
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
-        match TcpStream::connect_timeout(addr, left) {
+        match TcpStream::connect_timeout(addr, left.min(connect_within)) {
             // One connection is enough to judge: the server answered TCP here.
             Ok(stream) => {
                 return if greets(stream, deadline) {
@@ -170,11 +188,14 @@ pub fn server_greets(addrs: &[SocketAddr], timeout: Duration) -> Greeting {
                 };
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => silent += 1,
             Err(_) => {}
         }
     }
     if refused > 0 && refused == addrs.len() {
         Greeting::Refused
+    } else if silent > 0 && silent == addrs.len() {
+        Greeting::Silent
     } else {
         Greeting::NoGreeting
     }
@@ -504,6 +525,43 @@ mod tests {
         assert!(in_child_until(Instant::now(), || vec![literal]).is_empty());
     }
 
+    /// A listener whose accept queue is full drops further SYNs without an answer, as a
+    /// black-holed path does: the check gives up after its connect bound and says so.
+    #[test]
+    fn a_connect_nobody_answers_is_silent_and_bounded() {
+        use nix::sys::socket::{
+            AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, getsockname, listen,
+            socket,
+        };
+        use std::os::fd::AsRawFd;
+        let listener = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(listener.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+        listen(&listener, Backlog::new(0).unwrap()).unwrap();
+        let port = getsockname::<SockaddrIn>(listener.as_raw_fd())
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        // Never accepted: these fill the queue (bounded: a few connects).
+        let fillers: Vec<TcpStream> = (0..4)
+            .map_while(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+            .collect();
+        assert!(!fillers.is_empty(), "the queue took no connection at all");
+        let started = Instant::now();
+        let found = server_greets(&[addr], Duration::from_millis(300), Duration::from_secs(2));
+        let took = started.elapsed();
+        assert_eq!(found, Greeting::Silent);
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+            "the connect bound, not the whole time-out, ended it: {took:?}"
+        );
+    }
+
     #[test]
     fn reads_getent_ahosts() {
         let out = "::1             STREAM localhost\n::1             DGRAM  \n\
@@ -534,7 +592,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(2);
         let addrs = addresses_for("127.0.0.1", port, Family::Any, deadline);
         assert_eq!(
-            server_greets(&addrs, Duration::from_secs(2)),
+            server_greets(&addrs, Duration::from_secs(2), Duration::from_secs(2)),
             Greeting::Greets
         );
         assert_eq!(&server.join().unwrap(), b"SSH-2.0-");
@@ -548,7 +606,7 @@ mod tests {
         let addrs = addresses_for("127.0.0.1", port, Family::Any, deadline);
         let started = Instant::now();
         assert_eq!(
-            server_greets(&addrs, Duration::from_millis(300)),
+            server_greets(&addrs, Duration::from_secs(2), Duration::from_millis(300)),
             Greeting::NoGreeting
         );
         assert!(
@@ -558,11 +616,11 @@ mod tests {
         drop(silent);
         // Nothing listens: refused, which the back-off checks again sooner.
         assert_eq!(
-            server_greets(&addrs, Duration::from_secs(1)),
+            server_greets(&addrs, Duration::from_secs(1), Duration::from_secs(1)),
             Greeting::Refused
         );
         assert_eq!(
-            server_greets(&[], Duration::from_secs(1)),
+            server_greets(&[], Duration::from_secs(1), Duration::from_secs(1)),
             Greeting::NoGreeting
         );
     }

@@ -408,7 +408,7 @@ impl<'a> Session<'a> {
                 let timeout = wait.left().map_or(reachability::CHECK_TIMEOUT, |left| {
                     reachability::CHECK_TIMEOUT.min(left)
                 });
-                let found = reachability::server_greets(&addrs, timeout);
+                let found = reachability::server_greets(&addrs, wait.connect_within(), timeout);
                 wait.greeting_found(found);
                 if found != Greeting::Greets {
                     return Continue(());
@@ -474,12 +474,13 @@ impl<'a> Session<'a> {
             // see what ssh sees.
             let latest = length.max(self.w.o.backoff_max);
             log::info(format_args!(
-                "waiting for the server to greet: checking {} port {} every {} ({} while it refuses, for the first {}), ssh starts when it answers (at the latest in {})",
+                "waiting for the server to greet: checking {} port {} every {} ({} while it refuses, for the first {}; {} while no answer comes), ssh starts when it answers (at the latest in {})",
                 target.0,
                 target.1,
                 format_human(reachability::CHECK_EVERY),
                 format_human(reachability::CHECK_AFTER_REFUSED),
                 format_human(reachability::REFUSED_QUICKLY_FOR),
+                format_human(reachability::SILENT_CONNECT_WITHIN),
                 format_human(latest)
             ));
             wait = Wait::new(Kind::BackOff, wait.reason, Some(latest))

@@ -49,6 +49,9 @@ pub(super) struct Wait {
     pub(super) until: Option<Instant>,
     pub(super) check: Option<Check>,
     pub(super) next_check: Instant,
+    /// When the last check started, and how many checks in a row the path swallowed.
+    check_started: Instant,
+    silent_checks: u32,
     /// When the status is told again (the supervisor's watchdog is fed meanwhile).
     pub(super) next_refresh: Instant,
     /// The server's addresses and when they were looked up (see `server_addresses`).
@@ -65,6 +68,8 @@ impl Wait {
             until: length.map(|d| started + d),
             check: None,
             next_check: started + reachability::CHECK_EVERY,
+            check_started: started,
+            silent_checks: 0,
             next_refresh: started,
             resolved: None,
         }
@@ -79,15 +84,33 @@ impl Wait {
     /// start, even when this one waits out its time-out (a black-holed path): a fresh
     /// SYN each second, not one per time-out.
     pub(super) fn check_started(&mut self) {
-        self.next_check = Instant::now() + reachability::CHECK_EVERY;
+        self.check_started = Instant::now();
+        self.next_check = self.check_started + reachability::CHECK_EVERY;
+    }
+
+    /// How long the next greeting check waits for its connect: on a path that swallowed
+    /// the last ones, half a second (one SYN), and the whole time-out every
+    /// [`reachability::SILENT_FULL_EVERY`] checks.
+    pub(super) fn connect_within(&self) -> Duration {
+        if self.silent_checks.is_multiple_of(reachability::SILENT_FULL_EVERY) {
+            reachability::CHECK_TIMEOUT
+        } else {
+            reachability::SILENT_CONNECT_WITHIN
+        }
     }
 
     /// What a greeting check found. A port that refused costs the server nothing to
-    /// ask again: in the first seconds of the wait the next check comes sooner.
+    /// ask again: in the first seconds of the wait the next check comes sooner. A path
+    /// that swallowed the connect gets a fresh SYN as soon as the last was given up.
     pub(super) fn greeting_found(&mut self, found: reachability::Greeting) {
-        if found == reachability::Greeting::Refused
-            && self.started.elapsed() < reachability::REFUSED_QUICKLY_FOR
-        {
+        use reachability::Greeting::{Refused, Silent};
+        if found == Silent {
+            self.silent_checks += 1;
+            self.next_check = self.check_started + reachability::SILENT_CONNECT_WITHIN;
+        } else {
+            self.silent_checks = 0;
+        }
+        if found == Refused && self.started.elapsed() < reachability::REFUSED_QUICKLY_FOR {
             self.next_check = Instant::now() + reachability::CHECK_AFTER_REFUSED;
         }
     }
@@ -202,6 +225,37 @@ mod tests {
         w.check_started();
         w.greeting_found(reachability::Greeting::Refused);
         assert!(w.next_check >= late + reachability::CHECK_EVERY);
+    }
+
+    #[test]
+    fn a_silent_path_gets_a_fresh_syn_each_half_second_and_a_full_wait_now_and_then() {
+        let mut w = Wait::new(Kind::BackOff, "timed out".into(), None).checking(Check::Greeting((
+            "h".into(),
+            22,
+            reachability::Family::Any,
+        )));
+        assert_eq!(w.connect_within(), reachability::CHECK_TIMEOUT);
+        let mut bounds = Vec::new();
+        for _ in 0..8 {
+            w.check_started();
+            let started = w.check_started;
+            w.greeting_found(reachability::Greeting::Silent);
+            assert_eq!(w.next_check, started + reachability::SILENT_CONNECT_WITHIN);
+            bounds.push(w.connect_within());
+        }
+        let (short, full) = (
+            reachability::SILENT_CONNECT_WITHIN,
+            reachability::CHECK_TIMEOUT,
+        );
+        assert_eq!(
+            bounds,
+            [short, short, short, full, short, short, short, full]
+        );
+        // Any other answer ends the silence: the next connect has the whole time.
+        w.check_started();
+        w.greeting_found(reachability::Greeting::NoGreeting);
+        assert_eq!(w.connect_within(), full);
+        assert!(w.next_check >= w.check_started + reachability::CHECK_EVERY);
     }
 
     #[test]
