@@ -23,6 +23,9 @@ use super::{CONFIRM_PAUSE, PORT_HELD_ASK_EVERY, PORT_HELD_ASKS, events, heard, l
 use crate::duration::format_human;
 use crate::state::{ForwardHealth, Phase};
 
+mod look;
+use look::LookNext;
+
 /// ssh creates its control socket without telling anyone: look this often.
 const SOCKET_LOOK_EVERY: Duration = Duration::from_millis(50);
 
@@ -39,21 +42,6 @@ const FIRST_STEP_AFTER_SOCKET: (Duration, Duration) =
 /// silence on the confirming round (a restart).
 #[cfg(target_os = "linux")]
 const HEARD_DEADLINE: Duration = Duration::from_secs(1);
-
-/// While looks stand in for rounds (see [`Conn::look`]), a round that opens a channel
-/// through the forwards still comes after this many probe intervals: the forwards' own
-/// ends (a target, the server's `-R` listener) are proven that often.
-const ROUND_EVERY_INTERVALS: u32 = 6;
-
-/// What a look leaves for this step.
-enum LookNext {
-    /// Nothing more: look again then.
-    LookAt(Instant),
-    /// ssh's keepalive, asked at `asked_at`, went unanswered.
-    Unanswered { asked_at: Instant, why: String },
-    /// A round, now.
-    Round,
-}
 
 /// A running connection's stage, derived from its fields.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -511,68 +499,6 @@ impl Conn {
         Continue(())
     }
 
-    /// Between rounds, while ssh's own keepalive asks the server at least once per probe
-    /// interval: one look at the kernel's reading of ssh's connection (one `send` and
-    /// one `recv`, no channel, nothing for ssh or the server to do) says whether the
-    /// server answered ssh lately and ssh reads what comes (`heard::look`). A round
-    /// proves the transport no better, and costs a channel through ssh and the server
-    /// and a connection to a target: this way a round comes every
-    /// [`ROUND_EVERY_INTERVALS`] intervals. A look comes just after ssh's keepalive has
-    /// had time for its answer, so a server that stops answering is found as soon as by
-    /// a round at the interval: an unanswered keepalive is an unanswered round (the
-    /// confirming rules take it from there), and an ssh that did not do its part gets
-    /// a round with the alive check at once.
-    fn look(&mut self, w: &mut Watchdog) -> LookNext {
-        let Some(keepalive) = self.keepalive else {
-            return LookNext::Round;
-        };
-        let Some(last_round) = self.last_round else {
-            return LookNext::Round;
-        };
-        let round_due = last_round + w.interval * ROUND_EVERY_INTERVALS;
-        let now = Instant::now();
-        if now >= round_due || !self.prober.resting() {
-            return LookNext::Round;
-        }
-        let Some(reading) = self.tcp_reading() else {
-            return LookNext::Round;
-        };
-        let again_in = match heard::look(&reading, keepalive) {
-            heard::Look::Heard { again_in } => {
-                // The keepalive's round trip is the transport's, as a round's is: with
-                // rounds rarer, the adaptive time-out learns from it too (the kernel's
-                // smoothed measure), or a confirming round would wait the full timeout.
-                self.rounds.answered(reading.rtt);
-                self.prober.set_timeout(self.rounds.round_timeout());
-                // Proven as by a round: how long the tunnel was up decides whether a
-                // failure is retried at once or backs off.
-                self.last_ok = Some(now);
-                let before = w.state.clone();
-                w.state.last_probe_ok = log::now_secs();
-                w.save_after_probe(before);
-                let since = self.up_since.map_or(Duration::ZERO, |t| t.elapsed());
-                w.readiness.alive(&format!(
-                    "up {}, probe {} ms",
-                    format_human(since),
-                    w.state.last_probe_ms
-                ));
-                again_in
-            }
-            heard::Look::Wait { again_in } => again_in,
-            heard::Look::Unanswered(why) => {
-                // Judged as a round that began when ssh last wrote to the server.
-                let asked_at = now.checked_sub(reading.since_sent).unwrap_or(now);
-                return LookNext::Unanswered { asked_at, why };
-            }
-            heard::Look::SshSilent(why) => {
-                log::info(format_args!("{why}: proving the tunnel with a round now"));
-                self.prober.check_every_forward_next();
-                return LookNext::Round;
-            }
-        };
-        LookNext::LookAt((now + again_in).min(round_due))
-    }
-
     /// Each forward's health from a round that passed the transport checks; a `-L` open
     /// refusal is the target's (degraded) unless ssh logged that the server forbids the
     /// forward (a failure). Returns the round and the down targets' descriptions.
@@ -740,12 +666,10 @@ impl Conn {
             self.ssh.report.channel_lines.clear();
         }
         let (phase, status) = if down.is_empty() {
-            let status = format!(
-                "up {}, probe {} ms",
-                format_human(since.elapsed()),
-                ok.latency.as_millis() as u64
-            );
-            (Phase::Up, status)
+            (
+                Phase::Up,
+                up_status(since.elapsed(), ok.latency.as_millis() as u64),
+            )
         } else {
             (Phase::Degraded, format!("degraded: {}", down.join("; ")))
         };
@@ -813,6 +737,11 @@ impl Conn {
 /// route to a reversed server names another source; when the route to the pair turned
 /// back names its local address, that pair is the true one. (With BindAddress the route's
 /// source differs anyway; the second lookup then finds nothing either.)
+/// The status of a tunnel proven by its last round or look.
+fn up_status(up_for: Duration, probe_ms: u64) -> String {
+    format!("up {}, probe {probe_ms} ms", format_human(up_for))
+}
+
 fn learn_facts(
     local: std::net::SocketAddr,
     server: std::net::SocketAddr,

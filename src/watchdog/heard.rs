@@ -222,14 +222,10 @@ pub fn parse_reply(buf: &[u8], seq: u32, local: SocketAddr, server: SocketAddr) 
     None
 }
 
-/// The kernel's reading of ssh's connection from `local` to `server`, through a
-/// netlink socket of its own (see [`Diag`]); None when it cannot be told.
-#[cfg(target_os = "linux")]
-pub fn read(
-    local: SocketAddr,
-    server: SocketAddr,
-    deadline: std::time::Instant,
-) -> Option<Reading> {
+/// The kernel's reading of the connection from `local` to `server`, through a netlink
+/// socket of its own (the watchdog keeps one per connection: [`Diag`]).
+#[cfg(all(test, target_os = "linux"))]
+fn read(local: SocketAddr, server: SocketAddr, deadline: std::time::Instant) -> Option<Reading> {
     Diag::open()?.read(local, server, deadline)
 }
 

@@ -152,7 +152,17 @@ impl Watchdog {
         for (f, now) in probe_only.forwards.iter_mut().zip(&self.state.forwards) {
             f.latency_ms = now.latency_ms;
         }
-        if probe_only != self.state || self.saved_at.get().elapsed() >= PROBE_ONLY_SAVE_EVERY {
+        if probe_only != self.state {
+            self.save();
+        } else {
+            self.save_probe_figures();
+        }
+    }
+
+    /// Saves after a probe that moved only the probe figures (time, latencies): the
+    /// file is rewritten now and then, its time touched more often.
+    pub(super) fn save_probe_figures(&self) {
+        if self.saved_at.get().elapsed() >= PROBE_ONLY_SAVE_EVERY {
             self.save();
         } else if self.touched_at.get().elapsed() >= PROBE_ONLY_TOUCH_EVERY {
             if !touch_state(&self.state_dir) {

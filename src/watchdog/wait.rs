@@ -92,7 +92,10 @@ impl Wait {
     /// the last ones, half a second (one SYN), and the whole time-out every
     /// [`reachability::SILENT_FULL_EVERY`] checks.
     pub(super) fn connect_within(&self) -> Duration {
-        if self.silent_checks.is_multiple_of(reachability::SILENT_FULL_EVERY) {
+        if self
+            .silent_checks
+            .is_multiple_of(reachability::SILENT_FULL_EVERY)
+        {
             reachability::CHECK_TIMEOUT
         } else {
             reachability::SILENT_CONNECT_WITHIN

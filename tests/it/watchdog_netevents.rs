@@ -172,6 +172,58 @@ impl Lab {
             .ip(&["route", "add", &server, "dev", "vc", "src", net.new_client]);
     }
 
+    /// Waits until the watchdog has sent `n` more WATCHDOG=1 pings (passing rounds or
+    /// looks), at most `within`.
+    fn await_pings(&self, n: usize, within: Duration) {
+        let pings = self.notify.count_with("WATCHDOG=1");
+        assert!(
+            wait_until(within, || self.notify.count_with("WATCHDOG=1") >= pings + n),
+            "fewer than {n} pings in {within:?}; log:\n{}",
+            self.watchdog.log()
+        );
+    }
+
+    /// The server's session process of the tunnel's connection.
+    fn server_session(&self) -> i32 {
+        self._sshd
+            .wait_for_session(Duration::from_secs(10))
+            .and_then(|s| s.session)
+            .expect("the server session")
+    }
+
+    /// Freezes `pid` (SIGSTOP) and waits, at most `within`, for the watchdog to run
+    /// another ssh, calling `meanwhile` at each poll; then kills `pid` (also when the
+    /// watchdog did not). Asserts the replacement and returns how long it took and the
+    /// watchdog's log.
+    fn freeze_until_replaced(
+        &self,
+        pid: i32,
+        within: Duration,
+        mut meanwhile: impl FnMut(),
+    ) -> (Duration, String) {
+        use nix::sys::signal::{Signal, kill};
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let old_ssh = self.watchdog.ssh_pid();
+        assert!(old_ssh > 0, "no ssh before the freeze");
+        let frozen_at = Instant::now();
+        kill(pid, Signal::SIGSTOP).unwrap();
+        let replaced = wait_until(within, || {
+            meanwhile();
+            let p = self.watchdog.ssh_pid();
+            p != old_ssh && p > 0
+        });
+        let took = frozen_at.elapsed();
+        // SIGKILL works on a stopped process.
+        let _ = kill(pid, Signal::SIGKILL);
+        let log = self.watchdog.log();
+        eprintln!("ssh replaced {took:?} after the freeze; log:\n{log}");
+        assert!(
+            replaced,
+            "ssh not replaced within {within:?} of the freeze; log:\n{log}"
+        );
+        (took, log)
+    }
+
     /// The client's old address goes, and with it the route to the server on its subnet.
     fn old_client_address_gone(&self, net: &Net) {
         let old_client = format!("{}/{}", net.old_client, net.subnet);
@@ -562,42 +614,10 @@ fn a_frozen_server_session_is_unanswered_and_caught_within_interval_plus_1_s() {
     let Some(lab) = lab("netev-frozen", &["--probe-interval", "5s"]) else {
         return;
     };
-    let session = lab
-        ._sshd
-        .wait_for_session(Duration::from_secs(10))
-        .and_then(|s| s.session)
-        .expect("the server session");
-    let old_ssh = lab.watchdog.ssh_pid();
+    let session = lab.server_session();
     // Two more passing rounds, so the timeout has samples to adapt to.
-    let pings = lab.notify.count_with("WATCHDOG=1");
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            lab.notify.count_with("WATCHDOG=1") >= pings + 2
-        }),
-        "fewer than two probe rounds in 20 s; log:\n{}",
-        lab.watchdog.log()
-    );
-    let frozen_at = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(session),
-        nix::sys::signal::Signal::SIGSTOP,
-    )
-    .unwrap();
-    let replaced = wait_until(Duration::from_secs(11), || {
-        let p = lab.watchdog.ssh_pid();
-        p != old_ssh
-    });
-    let took = frozen_at.elapsed();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(session),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    let log = lab.watchdog.log();
-    eprintln!("ssh replaced {took:?} after the freeze; log:\n{log}");
-    assert!(
-        replaced,
-        "ssh not replaced within 11 s of the freeze; log:\n{log}"
-    );
+    lab.await_pings(2, Duration::from_secs(20));
+    let (_, log) = lab.freeze_until_replaced(session, Duration::from_secs(11), || {});
     // Its kernel acknowledged the probes' requests and its sshd said nothing: one RTO
     // confirms, not two.
     assert!(log.contains("server heard: Unanswered"), "{log}");
@@ -646,30 +666,8 @@ fn with_keepalive_as_often_as_probes_looks_stand_in_and_a_frozen_session_is_caug
         "{made} channels to the target in 7 intervals: looks did not stand in for rounds; log:\n{}",
         lab.watchdog.log()
     );
-    let session = lab
-        ._sshd
-        .wait_for_session(Duration::from_secs(10))
-        .and_then(|s| s.session)
-        .expect("the server session");
-    let old_ssh = lab.watchdog.ssh_pid();
-    let frozen_at = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(session),
-        nix::sys::signal::Signal::SIGSTOP,
-    )
-    .unwrap();
-    let replaced = wait_until(Duration::from_secs(8), || lab.watchdog.ssh_pid() != old_ssh);
-    let took = frozen_at.elapsed();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(session),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    let log = lab.watchdog.log();
-    eprintln!("ssh replaced {took:?} after the freeze; log:\n{log}");
-    assert!(
-        replaced,
-        "ssh not replaced within 8 s of the freeze; log:\n{log}"
-    );
+    let session = lab.server_session();
+    let (_, log) = lab.freeze_until_replaced(session, Duration::from_secs(8), || {});
     assert!(
         log.contains("the server has not answered ssh's keepalive"),
         "{log}"
@@ -691,38 +689,9 @@ fn with_keepalive_as_often_as_probes_a_frozen_ssh_is_caught_by_a_look() {
     ) else {
         return;
     };
-    let pings = lab.notify.count_with("WATCHDOG=1");
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            lab.notify.count_with("WATCHDOG=1") >= pings + 2
-        }),
-        "no pings; log:\n{}",
-        lab.watchdog.log()
-    );
-    let old_ssh = lab.watchdog.ssh_pid();
-    assert!(old_ssh > 0);
-    let frozen_at = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(old_ssh as i32),
-        nix::sys::signal::Signal::SIGSTOP,
-    )
-    .unwrap();
-    let replaced = wait_until(Duration::from_secs(12), || {
-        let p = lab.watchdog.ssh_pid();
-        p != old_ssh && p > 0
-    });
-    let took = frozen_at.elapsed();
-    // The watchdog kills it (SIGKILL works on a stopped process); if it did not, do.
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(old_ssh as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    let log = lab.watchdog.log();
-    eprintln!("ssh replaced {took:?} after the freeze; log:\n{log}");
-    assert!(
-        replaced,
-        "ssh not replaced within 12 s of the freeze; log:\n{log}"
-    );
+    lab.await_pings(2, Duration::from_secs(10));
+    let ssh = lab.watchdog.ssh_pid() as i32;
+    let (_, log) = lab.freeze_until_replaced(ssh, Duration::from_secs(12), || {});
     assert!(
         log.contains("ssh sent no keepalive") || log.contains("from the server unread"),
         "{log}"
@@ -752,44 +721,13 @@ fn looks_learn_the_round_trip_so_a_frozen_session_under_traffic_is_confirmed_fas
     ) else {
         return;
     };
-    let pings = lab.notify.count_with("WATCHDOG=1");
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            lab.notify.count_with("WATCHDOG=1") >= pings + 2
-        }),
-        "fewer than two pings in 20 s; log:\n{}",
-        lab.watchdog.log()
-    );
-    let session = lab
-        ._sshd
-        .wait_for_session(Duration::from_secs(10))
-        .and_then(|s| s.session)
-        .expect("the server session");
-    let old_ssh = lab.watchdog.ssh_pid();
-    let frozen_at = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(session),
-        nix::sys::signal::Signal::SIGSTOP,
-    )
-    .unwrap();
+    lab.await_pings(2, Duration::from_secs(20));
+    let session = lab.server_session();
     let (cpid, lport) = (lab.client.pid(), lab.lport);
     // Each try is a user's connection through -L (at most ~3 s: connect 1 s, read 2 s).
-    let replaced = wait_until(Duration::from_secs(11), || {
+    let (_, log) = lab.freeze_until_replaced(session, Duration::from_secs(11), || {
         let _ = in_netns(cpid, move || roundtrip(lport));
-        let p = lab.watchdog.ssh_pid();
-        p != old_ssh && p > 0
     });
-    let took = frozen_at.elapsed();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(session),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    let log = lab.watchdog.log();
-    eprintln!("ssh replaced {took:?} after the freeze; log:\n{log}");
-    assert!(
-        replaced,
-        "ssh not replaced within 11 s of the freeze; log:\n{log}"
-    );
     assert!(
         log.contains("the server has not answered ssh's keepalive"),
         "{log}"
