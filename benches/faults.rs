@@ -53,6 +53,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use faults::Fault;
 use tools::Tool;
 
 /// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the package (absolute).
@@ -65,6 +66,42 @@ pub fn target_dir() -> PathBuf {
 
 fn out_dir() -> PathBuf {
     target_dir().join("fault-bench")
+}
+
+/// What one lane's thread brings back: its trials or its footprint, or why it died.
+type LaneResult = Result<
+    (
+        Vec<lane::TrialResult>,
+        Vec<(Tool, measure::Footprint, measure::StopOutcome)>,
+    ),
+    String,
+>;
+
+/// Runs one lane (its fault's trials, or the footprint window) in a thread of `s`.
+fn spawn_lane<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    lane: &'env lane::Lane,
+    trials: u32,
+    deadline: Duration,
+    footprint_window: Duration,
+) -> std::thread::ScopedJoinHandle<'scope, LaneResult> {
+    s.spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if lane.fault.is_some() {
+                (lane.run_fault(trials, deadline), Vec::new())
+            } else {
+                (Vec::new(), lane.run_footprint(footprint_window))
+            }
+        }));
+        r.map_err(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            format!("lane {} panicked: {msg}", lane.n)
+        })
+    })
 }
 
 fn main() -> ExitCode {
@@ -146,41 +183,34 @@ fn main() -> ExitCode {
             bench.lanes.len()
         );
         let footprint_window = Duration::from_secs_f64(opts.footprint_minutes * 60.0);
+        // The crowd's lane logs in 20 tunnels per tool at once, a burst that loads the
+        // machine under whatever other lane is recovering then: it runs once the other
+        // faults are done (the footprint lane, never faulted, still runs beside it).
+        let (crowd, rest): (Vec<&lane::Lane>, Vec<&lane::Lane>) = bench
+            .lanes
+            .iter()
+            .partition(|lane| lane.fault == Some(Fault::Crowd));
+        let trials_n = opts.trials;
         std::thread::scope(|s| {
-            let handles: Vec<_> = bench
-                .lanes
-                .iter()
-                .map(|lane| {
-                    let trials_n = opts.trials;
-                    s.spawn(move || {
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            if lane.fault.is_some() {
-                                (lane.run_fault(trials_n, deadline), Vec::new())
-                            } else {
-                                (Vec::new(), lane.run_footprint(footprint_window))
-                            }
-                        }));
-                        r.map_err(|p| {
-                            let msg = p
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_default();
-                            format!("lane {} panicked: {msg}", lane.n)
-                        })
-                    })
-                })
-                .collect();
-            for h in handles {
-                match h.join() {
-                    Ok(Ok((t, f))) => {
-                        trials.extend(t);
-                        footprint.extend(f);
+            let run = |lane| spawn_lane(s, lane, trials_n, deadline, footprint_window);
+            let (faulted, footprint_lanes): (Vec<&lane::Lane>, Vec<&lane::Lane>) =
+                rest.into_iter().partition(|lane| lane.fault.is_some());
+            let footprint_handles: Vec<_> = footprint_lanes.into_iter().map(run).collect();
+            let mut collect = |handles: Vec<std::thread::ScopedJoinHandle<'_, LaneResult>>| {
+                for h in handles {
+                    match h.join() {
+                        Ok(Ok((t, f))) => {
+                            trials.extend(t);
+                            footprint.extend(f);
+                        }
+                        Ok(Err(e)) => errors.push(e),
+                        Err(_) => errors.push("a lane thread died".into()),
                     }
-                    Ok(Err(e)) => errors.push(e),
-                    Err(_) => errors.push("a lane thread died".into()),
                 }
-            }
+            };
+            collect(faulted.into_iter().map(run).collect());
+            collect(crowd.into_iter().map(run).collect());
+            collect(footprint_handles);
         });
         save_logs(&bench.dir, &out.join("logs"));
         // Dropping the bench tears everything down.

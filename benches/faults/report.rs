@@ -1410,10 +1410,11 @@ with a tmpfs /run and its own cgroup, and supervises every tool instance as a un
 one `-L` and one `-R` forward.
 
 Time budget. The faults run at the same time, each in its own lane, and all four tools of a lane see the
-same fault at the same instant (one injection, four observations). The footprint is measured at the same time on
-one more lane that is never faulted. A trial lasts until every tool recovered or the deadline passed, so one round
-of trials takes about as long as the slowest fault (hold time + deadline), and N trials take N rounds; the lanes do
-not wait for each other.
+same fault at the same instant (one injection, four observations). The crowd (fault 11) runs once the other faults
+are done: its logins, 20 per tool at once, would load the machine under their recoveries. The footprint is measured
+at the same time on one more lane that is never faulted. A trial lasts until every tool recovered or the deadline
+passed, so one round of trials takes about as long as the slowest fault (hold time + deadline), and N trials take
+N rounds; the lanes do not wait for each other.
 
 Recovery. From the clock's start the bench checks each tool every 250 ms: connect to the local forward in the client
 namespace, read the far target's banner, send a nonce, read it back; then the same through the remote forward from
