@@ -727,6 +727,11 @@ impl Conn {
     }
 }
 
+/// The status of a tunnel proven by its last round or look.
+fn up_status(up_for: Duration, probe_ms: u64) -> String {
+    format!("up {}, probe {probe_ms} ms", format_human(up_for))
+}
+
 /// ssh's local and server address (what its socket really uses) and the route to the
 /// server now: what a network change is judged against; with the server's address as
 /// finally read.
@@ -737,11 +742,6 @@ impl Conn {
 /// route to a reversed server names another source; when the route to the pair turned
 /// back names its local address, that pair is the true one. (With BindAddress the route's
 /// source differs anyway; the second lookup then finds nothing either.)
-/// The status of a tunnel proven by its last round or look.
-fn up_status(up_for: Duration, probe_ms: u64) -> String {
-    format!("up {}, probe {probe_ms} ms", format_human(up_for))
-}
-
 fn learn_facts(
     local: std::net::SocketAddr,
     server: std::net::SocketAddr,

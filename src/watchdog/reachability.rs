@@ -55,8 +55,8 @@ pub enum Greeting {
     Refused,
     /// No address answered the connect at all in time: the path swallows it.
     Silent,
-    /// Anything else: no answer in time, no address, a reset after the accept, or a
-    /// listener that does not speak SSH.
+    /// Anything else: no greeting in time after the connect, no address, an error such
+    /// as no route, a reset after the accept, or a listener that does not speak SSH.
     NoGreeting,
 }
 

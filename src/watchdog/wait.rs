@@ -81,8 +81,8 @@ impl Wait {
     }
 
     /// A check starts: the next one comes [`reachability::CHECK_EVERY`] after this one's
-    /// start, even when this one waits out its time-out (a black-holed path): a fresh
-    /// SYN each second, not one per time-out.
+    /// start, even when this one waits out its time-out, or sooner as `greeting_found`
+    /// rules (a refused port, a path that swallows the connect).
     pub(super) fn check_started(&mut self) {
         self.check_started = Instant::now();
         self.next_check = self.check_started + reachability::CHECK_EVERY;
