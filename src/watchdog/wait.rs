@@ -50,7 +50,7 @@ pub(super) struct Wait {
     pub(super) check: Option<Check>,
     pub(super) next_check: Instant,
     /// When the last check started, and how many checks in a row the path swallowed.
-    check_started: Instant,
+    last_check_at: Instant,
     silent_checks: u32,
     /// When the status is told again (the supervisor's watchdog is fed meanwhile).
     pub(super) next_refresh: Instant,
@@ -68,7 +68,7 @@ impl Wait {
             until: length.map(|d| started + d),
             check: None,
             next_check: started + reachability::CHECK_EVERY,
-            check_started: started,
+            last_check_at: started,
             silent_checks: 0,
             next_refresh: started,
             resolved: None,
@@ -84,8 +84,8 @@ impl Wait {
     /// start, even when this one waits out its time-out, or sooner as `greeting_found`
     /// rules (a refused port, a path that swallows the connect).
     pub(super) fn check_started(&mut self) {
-        self.check_started = Instant::now();
-        self.next_check = self.check_started + reachability::CHECK_EVERY;
+        self.last_check_at = Instant::now();
+        self.next_check = self.last_check_at + reachability::CHECK_EVERY;
     }
 
     /// How long the next greeting check waits for its connect: on a path that swallowed
@@ -109,7 +109,7 @@ impl Wait {
         use reachability::Greeting::{Refused, Silent};
         if found == Silent {
             self.silent_checks += 1;
-            self.next_check = self.check_started + reachability::SILENT_CONNECT_WITHIN;
+            self.next_check = self.last_check_at + reachability::SILENT_CONNECT_WITHIN;
         } else {
             self.silent_checks = 0;
         }
@@ -241,7 +241,7 @@ mod tests {
         let mut bounds = Vec::new();
         for _ in 0..8 {
             w.check_started();
-            let started = w.check_started;
+            let started = w.last_check_at;
             w.greeting_found(reachability::Greeting::Silent);
             assert_eq!(w.next_check, started + reachability::SILENT_CONNECT_WITHIN);
             bounds.push(w.connect_within());
@@ -258,7 +258,7 @@ mod tests {
         w.check_started();
         w.greeting_found(reachability::Greeting::NoGreeting);
         assert_eq!(w.connect_within(), full);
-        assert!(w.next_check >= w.check_started + reachability::CHECK_EVERY);
+        assert!(w.next_check >= w.last_check_at + reachability::CHECK_EVERY);
     }
 
     #[test]
