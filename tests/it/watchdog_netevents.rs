@@ -193,14 +193,13 @@ impl Lab {
 
     /// Freezes `pid` (SIGSTOP) and waits, at most `within`, for the watchdog to run
     /// another ssh, calling `meanwhile` at each poll; then kills `pid` (also when the
-    /// watchdog did not). Asserts the replacement and returns how long it took and the
-    /// watchdog's log.
+    /// watchdog did not). Asserts the replacement and returns the watchdog's log.
     fn freeze_until_replaced(
         &self,
         pid: i32,
         within: Duration,
         mut meanwhile: impl FnMut(),
-    ) -> (Duration, String) {
+    ) -> String {
         use nix::sys::signal::{Signal, kill};
         let pid = nix::unistd::Pid::from_raw(pid);
         let old_ssh = self.watchdog.ssh_pid();
@@ -221,7 +220,7 @@ impl Lab {
             replaced,
             "ssh not replaced within {within:?} of the freeze; log:\n{log}"
         );
-        (took, log)
+        log
     }
 
     /// The client's old address goes, and with it the route to the server on its subnet.
@@ -617,7 +616,7 @@ fn a_frozen_server_session_is_unanswered_and_caught_within_interval_plus_1_s() {
     let session = lab.server_session();
     // Two more passing rounds, so the timeout has samples to adapt to.
     lab.await_pings(2, Duration::from_secs(20));
-    let (_, log) = lab.freeze_until_replaced(session, Duration::from_secs(11), || {});
+    let log = lab.freeze_until_replaced(session, Duration::from_secs(11), || {});
     // Its kernel acknowledged the probes' requests and its sshd said nothing: one RTO
     // confirms, not two.
     assert!(log.contains("server heard: Unanswered"), "{log}");
@@ -667,7 +666,7 @@ fn with_keepalive_as_often_as_probes_looks_stand_in_and_a_frozen_session_is_caug
         lab.watchdog.log()
     );
     let session = lab.server_session();
-    let (_, log) = lab.freeze_until_replaced(session, Duration::from_secs(8), || {});
+    let log = lab.freeze_until_replaced(session, Duration::from_secs(8), || {});
     assert!(
         log.contains("the server has not answered ssh's keepalive"),
         "{log}"
@@ -691,7 +690,7 @@ fn with_keepalive_as_often_as_probes_a_frozen_ssh_is_caught_by_a_look() {
     };
     lab.await_pings(2, Duration::from_secs(10));
     let ssh = lab.watchdog.ssh_pid() as i32;
-    let (_, log) = lab.freeze_until_replaced(ssh, Duration::from_secs(12), || {});
+    let log = lab.freeze_until_replaced(ssh, Duration::from_secs(12), || {});
     assert!(
         log.contains("ssh sent no keepalive") || log.contains("from the server unread"),
         "{log}"
@@ -725,7 +724,7 @@ fn looks_learn_the_round_trip_so_a_frozen_session_under_traffic_is_confirmed_fas
     let session = lab.server_session();
     let (cpid, lport) = (lab.client.pid(), lab.lport);
     // Each try is a user's connection through -L (at most ~3 s: connect 1 s, read 2 s).
-    let (_, log) = lab.freeze_until_replaced(session, Duration::from_secs(11), || {
+    let log = lab.freeze_until_replaced(session, Duration::from_secs(11), || {
         let _ = in_netns(cpid, move || roundtrip(lport));
     });
     assert!(
